@@ -1,0 +1,194 @@
+//! cgroup v2: one leaf per container under `ENGINE_CGROUP_ROOT`, controllers
+//! enabled top-down in every ancestor (never in the leaf), limits, stats,
+//! `cgroup.kill` then rmdir.
+
+use crate::spec::Limits;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The cgroup2 mount point, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+/// Ok when `root` can hold cgroup v2 leaves with cpu, memory and pids;
+/// otherwise why not, as a phrase ("this host has cgroup v1 ...").
+pub fn check_available(root: &Path) -> std::result::Result<PathBuf, String> {
+    let Some(mount) = cgroup2_mount() else {
+        return Err("this host has no cgroup v2 (cgroup v1 only)".into());
+    };
+    if !root.starts_with(&mount) {
+        return Err(format!(
+            "ENGINE_CGROUP_ROOT {} is not inside the cgroup v2 mount {} (this host mixes cgroup v1 and v2)",
+            root.display(),
+            mount.display()
+        ));
+    }
+    let have = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+    let missing: Vec<&str> = CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| !have.split_whitespace().any(|h| h == *c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the cgroup v2 hierarchy at {} lacks the {} controller(s) (cgroup v1 hybrid host)",
+            mount.display(),
+            missing.join(", ")
+        ));
+    }
+    Ok(mount)
+}
+
+/// A container's leaf cgroup.
+#[derive(Debug)]
+pub struct Cgroup {
+    pub path: PathBuf,
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value)
+        .with_context(|| format!("cannot write {value:?} to {}", path.display()))
+}
+
+/// Makes `root` and every ancestor from the mount down delegate
+/// `+cpu +memory +pids` to their children (never a leaf: no internal processes).
+pub fn ensure_parent(root: &Path) -> Result<()> {
+    let mount = check_available(root).map_err(|why| anyhow::anyhow!("cgroup v2: {why}"))?;
+    let enable: String = CONTROLLERS.iter().map(|c| format!("+{c} ")).collect();
+    let mut dir = mount.clone();
+    let rel = root.strip_prefix(&mount).unwrap_or(Path::new(""));
+    enable_controllers(&dir, enable.trim())?;
+    for part in rel.components() {
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create cgroup {}", dir.display()))
+            }
+        }
+        enable_controllers(&dir, enable.trim())?;
+    }
+    Ok(())
+}
+
+/// Creates the leaf `root/name` with its limits.
+pub fn create(root: &Path, name: &str, limits: &Limits) -> Result<Cgroup> {
+    ensure_parent(root)?;
+    let path = root.join(name);
+    if let Err(e) = std::fs::create_dir(&path) {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            // Left by a crashed run of the same name that recovery could not see.
+            kill_and_remove(&path)?;
+            std::fs::create_dir(&path)
+        } else {
+            Err(e)
+        }
+        .with_context(|| format!("cannot create cgroup {}", path.display()))?;
+    }
+    let cg = Cgroup { path };
+    if let Err(e) = cg.set_limits(limits) {
+        let _ = kill_and_remove(&cg.path);
+        return Err(e);
+    }
+    Ok(cg)
+}
+
+fn enable_controllers(dir: &Path, enable: &str) -> Result<()> {
+    let file = dir.join("cgroup.subtree_control");
+    let current = std::fs::read_to_string(&file).unwrap_or_default();
+    if CONTROLLERS
+        .iter()
+        .all(|c| current.split_whitespace().any(|h| h == *c))
+    {
+        return Ok(());
+    }
+    write(&file, enable).with_context(|| {
+        format!(
+            "cannot enable controllers in {} (a cgroup with processes of its own cannot delegate them)",
+            dir.display()
+        )
+    })
+}
+
+impl Cgroup {
+    fn set_limits(&self, limits: &Limits) -> Result<()> {
+        if let Some(cpus) = limits.cpus {
+            let quota = (cpus * CPU_PERIOD_US as f64).round() as u64;
+            write(
+                &self.path.join("cpu.max"),
+                &format!("{quota} {CPU_PERIOD_US}"),
+            )?;
+        }
+        if let Some(mem) = limits.memory {
+            write(&self.path.join("memory.max"), &mem.to_string())?;
+            // Without this the limit only moves pages to swap.
+            let swap = self.path.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0")?;
+            }
+        }
+        if let Some(pids) = limits.pids {
+            write(&self.path.join("pids.max"), &pids.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one `key value` entry of a flat-keyed file such as memory.events.
+pub fn read_key(path: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+pub fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Kills every process in the cgroup and removes it. Idempotent.
+pub fn kill_and_remove(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kill = path.join("cgroup.kill");
+    if kill.exists() {
+        let _ = std::fs::write(&kill, "1");
+    } else {
+        // Kernels before 5.14: kill what is listed, until nothing is.
+        for pid in std::fs::read_to_string(path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    // Dying processes leave the cgroup asynchronously: retry rmdir briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                bail!("cannot remove cgroup {}: {e}", path.display())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}

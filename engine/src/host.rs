@@ -1,13 +1,12 @@
 //! Host-wide setup and teardown (the old `env.sh set|clean`): the bridge,
-//! IPv4 forwarding and the parent cgroup; and stopping a running container.
+//! IPv4 forwarding and the parent cgroup.
 
 use crate::cgroup;
 use crate::config::Config;
 use crate::net::NetConfig;
-use crate::state::{self, Record, StateDir};
+use crate::state::{self, StateDir};
 use anyhow::{bail, Result};
-use nix::sys::signal::Signal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Idempotent: bridge with the gateway address, forwarding on, and the
 /// parent cgroup delegating cpu, memory and pids (where cgroup v2 exists).
@@ -43,7 +42,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
             );
         }
         for rec in &running {
-            stop(&state, rec, Duration::from_secs(10))?;
+            crate::lifecycle::stop(&state, rec, Duration::from_secs(10))?;
         }
     }
     let _lock = state.lock()?;
@@ -52,48 +51,4 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
         let _ = std::fs::remove_dir(&cfg.cgroup_root);
     }
     Ok(())
-}
-
-/// SIGTERM to PID 1, SIGKILL after `grace`, then wait until its supervisor
-/// has removed everything (or, if the supervisor is gone, remove it here).
-pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
-    let pid = nix::unistd::Pid::from_raw(rec.pid);
-    if rec.pid > 0 {
-        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    let mut killed = false;
-    loop {
-        let gone = state
-            .read(&rec.name)
-            .is_none_or(|r| r.engine_pid != rec.engine_pid);
-        if gone {
-            return Ok(());
-        }
-        if !state::is_alive(rec) {
-            let _lock = state.lock()?;
-            state::release(state, rec);
-            return Ok(());
-        }
-        if !killed && Instant::now() >= deadline {
-            match &rec.cgroup {
-                Some(cg) if cg.exists() => {
-                    let _ = std::fs::write(cg.join("cgroup.kill"), "1");
-                }
-                _ => {}
-            }
-            if rec.pid > 0 {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-            killed = true;
-        }
-        if killed && Instant::now() >= deadline + Duration::from_secs(10) {
-            bail!(
-                "container {} did not stop within {}s of SIGKILL",
-                rec.name,
-                10
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

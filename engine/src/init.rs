@@ -76,11 +76,15 @@ pub fn run(setup: &ChildSetup) -> ! {
         Ok(never) => match never {},
         Err(f) => f,
     };
+    report_and_exit(setup.error_fd, failure)
+}
+
+fn report_and_exit(error_fd: RawFd, failure: Failure) -> ! {
     let report = format!("{} {}", failure.code, failure.msg);
     // SAFETY: writing a buffer we own to our pipe, then exiting without
     // running the parent's atexit handlers or flushing its stdio copies.
     unsafe {
-        libc::write(setup.error_fd, report.as_ptr().cast(), report.len());
+        libc::write(error_fd, report.as_ptr().cast(), report.len());
         libc::_exit(failure.code)
     }
 }
@@ -95,13 +99,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     wait_for_parent(setup.sync_fd)?;
 
     if let UserNs::Map { .. } = spec.userns {
-        // The parent wrote the maps: become the namespace's root so files we
-        // create are owned by the mapped root, not the unmapped host root.
-        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .ctx(|| "setresgid(0) in the user namespace".into())?;
-        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .ctx(|| "setresuid(0) in the user namespace".into())?;
-        nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())?;
+        become_root()?; // the parent has written the maps
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -111,15 +109,74 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     enter_root(&root)?;
 
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
-    let _ = crate::net::loopback_up(); // TEMP until net.rs lands
+    crate::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
     if let Some((ip, prefix, gateway)) = setup.eth0 {
         crate::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
 
+    let env = environment(&spec.hostname, spec.tty, &spec.env);
+    let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    finish_and_exec(slave, &spec.workdir, &spec.command, &env)
+}
+
+/// What `engine exec` needs to join a running container.
+pub struct JoinSetup<'a> {
+    /// Open /proc/PID/ns/* files of the container's PID 1, in the order to
+    /// join them (the user namespace last: joining it first would drop the
+    /// host capabilities the others need).
+    pub namespaces: Vec<(RawFd, nix::sched::CloneFlags)>,
+    /// Whether a user namespace is among them (then become its root).
+    pub userns: bool,
+    pub error_fd: RawFd,
+    pub pty_slave: Option<RawFd>,
+    pub hostname: &'a str,
+    pub env: &'a [(String, String)],
+    pub workdir: &'a Path,
+    pub command: &'a [String],
+}
+
+/// The child of `engine exec`: already in the container's pid namespace and
+/// cgroup (by clone3); joins the other namespaces, then execs.
+pub fn join(setup: &JoinSetup) -> ! {
+    let failure = match join_and_exec(setup) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    report_and_exit(setup.error_fd, failure)
+}
+
+fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    for (fd, kind) in &setup.namespaces {
+        // SAFETY: the fd is an open namespace file that outlives this call.
+        let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        nix::sched::setns(ns, *kind).ctx(|| format!("join the container's {kind:?} namespace (has it exited?)"))?;
+    }
+    if setup.userns {
+        become_root()?;
+    }
+    let env = environment(setup.hostname, setup.pty_slave.is_some(), setup.env);
+    finish_and_exec(setup.pty_slave, setup.workdir, setup.command, &env)
+}
+
+/// In a user namespace whose maps are written: act as its root, so files we
+/// create belong to the mapped root and not to the unmapped host root.
+fn become_root() -> Step {
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .ctx(|| "setresgid(0) in the user namespace".into())?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .ctx(|| "setresuid(0) in the user namespace".into())?;
+    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())
+}
+
+/// The common end of a new container and an exec: own session, the tty,
+/// working directory, default signal dispositions, exec.
+fn finish_and_exec(pty_slave: Option<RawFd>, workdir: &Path, command: &[String], env: &[CString]) -> Step<Never> {
     // A session of our own: the engine's terminal signals reach us only
     // through the engine (or through our own pty).
     nix::unistd::setsid().ctx(|| "setsid".into())?;
-    if let Some((slave, _)) = setup.pty_slave {
+    if let Some(slave) = pty_slave {
         // SAFETY: TIOCSCTTY on a pty slave fd we hold; dup2 onto 0-2.
         unsafe {
             if libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
@@ -136,11 +193,9 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
             }
         }
     }
-
-    let env = environment(spec);
-    enter_workdir(&spec.workdir)?;
+    enter_workdir(workdir)?;
     reset_signals();
-    exec(&spec.command, &env)
+    exec(command, env)
 }
 
 fn wait_for_parent(fd: RawFd) -> Step {
@@ -428,17 +483,17 @@ fn enter_root(root: &Path) -> Step {
     chdir("/").ctx(|| "chdir /".into())
 }
 
-fn environment(spec: &Spec) -> Vec<CString> {
+fn environment(hostname: &str, tty: bool, user_env: &[(String, String)]) -> Vec<CString> {
     let mut vars: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
-        ("HOSTNAME".into(), spec.hostname.clone()),
+        ("HOSTNAME".into(), hostname.to_string()),
         ("HOME".into(), "/root".into()),
     ];
-    if spec.tty {
+    if tty {
         let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
         vars.push(("TERM".into(), term));
     }
-    for (k, v) in &spec.env {
+    for (k, v) in user_env {
         vars.retain(|(existing, _)| existing != k);
         vars.push((k.clone(), v.clone()));
     }

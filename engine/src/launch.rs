@@ -96,7 +96,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     let state = StateDir::new(&cfg.state_dir);
     let cgroup_ok = cgroup::check_available(&cfg.cgroup_root).is_ok();
     if !cgroup_ok && !spec.limits.any() {
-        eprintln!("engine: no cgroup v2 cpu/memory controllers on this host: running without resource control");
+        eprintln!("engine: this host has no cgroup v2 cpu/memory controllers: no resource control for this container");
     }
 
     let mut res = Resources {
@@ -110,6 +110,12 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     };
     let mut record = reserve(spec, cfg, &state, &mut res)?;
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
+    if spec.detach {
+        // Only now is the name ours: a clash must not truncate another's log.
+        let log = state.log_of(&spec.name);
+        redirect_output(&log)?;
+        record.log = Some(log);
+    }
 
     if cgroup_ok {
         res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
@@ -259,6 +265,8 @@ fn reserve(spec: &Spec, cfg: &Config, state: &StateDir, res: &mut Resources) -> 
         memory: spec.limits.memory,
         pids_limit: spec.limits.pids,
         log: None,
+        hostname: spec.hostname.clone(),
+        env: spec.env.clone(),
     };
     if cgroup::check_available(&cfg.cgroup_root).is_ok() {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
@@ -346,17 +354,23 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// clone3 into every namespace at once, and into the cgroup when there is
-/// one, so the child is never charged to ours. Like fork: no new stack.
+/// one, so the child is never charged to ours.
 fn clone_container(userns: UserNs, cgroup_fd: Option<RawFd>) -> Result<Cloned> {
     let mut flags = (libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWNET
-        | libc::CLONE_PIDFD) as u64;
+        | libc::CLONE_NEWNET) as u64;
     if let UserNs::Map { .. } = userns {
         flags |= libc::CLONE_NEWUSER as u64;
     }
+    clone3(flags, cgroup_fd)
+}
+
+/// clone3 with a pidfd, optionally straight into a cgroup. Like fork: the
+/// child continues on a copy of our stack.
+fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned> {
+    let flags = flags | libc::CLONE_PIDFD as u64;
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags,
@@ -591,4 +605,156 @@ fn report_oom(spec: &Spec, cg: &Cgroup) {
             spec.name
         );
     }
+}
+
+/// Sends our stdout and stderr (and so the container's) to a detached
+/// container's log; stdin becomes /dev/null.
+fn redirect_output(log: &Path) -> Result<()> {
+    let file = File::create(log).with_context(|| format!("cannot create log {}", log.display()))?;
+    let null = File::open("/dev/null").context("cannot open /dev/null")?;
+    // SAFETY: dup2 of fds we own onto 0-2.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(file.as_raw_fd(), 1);
+        libc::dup2(file.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+/// `engine run -d`: a supervisor process of its own, in a new session, runs
+/// the container; we return once PID 1 has exec'd, or with its error.
+pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
+    let (notify_read, notify_write) = pipe()?;
+    // SAFETY: single-threaded; the child only calls async-signal-safe code
+    // until it proceeds like a fresh engine process.
+    match unsafe { nix::unistd::fork() }.context("cannot fork the supervisor")? {
+        nix::unistd::ForkResult::Child => {
+            drop(notify_read);
+            let _ = nix::unistd::setsid();
+            let mut notify = Some(File::from(notify_write));
+            let result = run_with(spec, cfg, |_| {
+                if let Some(mut n) = notify.take() {
+                    let _ = n.write_all(b"S");
+                }
+            });
+            let code = match result {
+                Ok(code) => code,
+                Err(err) => {
+                    let code = err.downcast_ref::<ExitError>().map_or(exit::ENGINE_ERROR, |e| e.code);
+                    match notify.take() {
+                        Some(mut n) => {
+                            let _ = write!(n, "E{code} {err:#}");
+                        }
+                        None => eprintln!("engine: {err:#}"),
+                    }
+                    code
+                }
+            };
+            std::process::exit(code)
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(notify_write);
+            let mut reply = String::new();
+            let _ = File::from(notify_read).read_to_string(&mut reply);
+            if reply == "S" {
+                return Ok(());
+            }
+            let Some(rest) = reply.strip_prefix('E') else {
+                bail!("the supervisor of {} died before the container started", spec.name);
+            };
+            let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+            Err(ExitError {
+                code: code.parse().unwrap_or(exit::ENGINE_ERROR),
+                msg: msg.to_string(),
+            }
+            .into())
+        }
+    }
+}
+
+/// What `engine exec` runs.
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub tty: bool,
+}
+
+/// Runs a process inside a running container: its namespaces (setns), its
+/// cgroup, its root and working directory. Returns docker's exit code.
+pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
+    use nix::sched::CloneFlags;
+    let gone = || anyhow!("container {} has exited", rec.name);
+    let mut namespaces = Vec::new();
+    let mut files = Vec::new();
+    let mut userns = false;
+    // The user namespace last: joining it first would drop the host
+    // capabilities the others need.
+    for (name, kind) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("user", CloneFlags::CLONE_NEWUSER),
+    ] {
+        let theirs = format!("/proc/{}/ns/{name}", rec.pid);
+        let target = std::fs::read_link(&theirs).map_err(|_| gone())?;
+        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() == Some(target) {
+            continue; // shared with the host (e.g. --userns host)
+        }
+        let file = File::open(&theirs).map_err(|_| gone())?;
+        namespaces.push((file.as_raw_fd(), kind));
+        files.push(file);
+        userns |= name == "user";
+    }
+    // Our children, not we, are born in the container's pid namespace.
+    let pid_ns = File::open(format!("/proc/{}/ns/pid", rec.pid)).map_err(|_| gone())?;
+    nix::sched::setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)
+        .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
+
+    let pty = if req.tty { Some(open_pty()?) } else { None };
+    let (error_read, error_write) = pipe()?;
+    let mut env = rec.env.clone();
+    env.extend(req.env.iter().cloned());
+    let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let setup = init::JoinSetup {
+        namespaces,
+        userns,
+        error_fd: error_write.as_raw_fd(),
+        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+        hostname: &rec.hostname,
+        env: &env,
+        workdir: &workdir,
+        command: &req.command,
+    };
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
+        .context("cannot block signals")?;
+    let _restore_mask = RestoreMask(old_mask);
+    let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
+    let (pid, pidfd) = match clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
+        Cloned::Child => init::join(&setup),
+        Cloned::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(setup);
+    drop(files);
+    drop(error_write);
+    let master = pty.map(|p| p.master);
+    let mut report = String::new();
+    let _ = File::from(error_read).read_to_string(&mut report);
+    if !report.is_empty() {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
+        return Err(ExitError {
+            code: code.parse().unwrap_or(exit::ENGINE_ERROR),
+            msg: msg.to_string(),
+        }
+        .into());
+    }
+    supervise(pid, &pidfd, master, forwarded)
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod host;
 pub mod init;
 pub mod launch;
+pub mod lifecycle;
 pub mod net;
 pub mod rootfs;
 pub mod spec;

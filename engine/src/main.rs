@@ -3,10 +3,14 @@
 use clap::{Args, Parser, Subcommand};
 use engine::config::Config;
 use engine::exit;
-use engine::launch::ExitError;
-use engine::spec::{Spec, SpecInput};
+use engine::launch::{ExecRequest, ExitError};
+use engine::lifecycle::{self, PsRow};
+use engine::spec::{self, Spec, SpecInput};
+use engine::state::StateDir;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -32,9 +36,60 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run a command inside a running container
+    Exec(ExecArgs),
+    /// List running containers
+    Ps {
+        /// Show every field in the table
+        #[arg(long)]
+        all_fields: bool,
+        /// table, or json (stable: an array of objects, see README)
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the grace period
+    Stop {
+        /// Grace period in seconds before SIGKILL
+        #[arg(long, short = 't', default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to a container's PID 1
+    Kill {
+        /// Signal name or number
+        #[arg(long, short = 's', default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print a detached container's output
+    Logs {
+        /// Follow the output until the container exits
+        #[arg(long, short = 'f')]
+        follow: bool,
+        name: String,
+    },
     /// Manage root filesystems
     #[command(subcommand)]
     Rootfs(RootfsCommand),
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// Allocate a pseudo-terminal (default: when stdin is a terminal)
+    #[arg(long, short = 't', num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    tty: Option<bool>,
+    /// Set an environment variable
+    #[arg(long, short = 'e', value_name = "KEY=VAL")]
+    env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(long, short = 'w', value_name = "DIR")]
+    workdir: Option<String>,
+    name: String,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -84,6 +139,9 @@ struct RunArgs {
     /// Write straight into ROOTFS instead of a throwaway copy-on-write layer
     #[arg(long)]
     write_through: bool,
+    /// Run in the background: print the name and return once the command has started
+    #[arg(long, short = 'd')]
+    detach: bool,
     /// Say what the engine does, step by step
     #[arg(long)]
     verbose: bool,
@@ -156,9 +214,64 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 net: a.net,
                 write_through: a.write_through,
                 verbose: a.verbose,
+                detach: a.detach,
             };
             let spec = Spec::from_input(input, &cfg)?;
+            if spec.detach {
+                engine::launch::run_detached(&spec, &cfg)?;
+                println!("{}", spec.name);
+                return Ok(0);
+            }
             engine::launch::run(&spec, &cfg)
+        }
+        Command::Exec(a) => {
+            let state = StateDir::new(&cfg.state_dir);
+            let rec = lifecycle::find(&state, &a.name)?;
+            let req = ExecRequest {
+                env: a.env.iter().map(|e| spec::parse_env(e)).collect::<anyhow::Result<_>>()?,
+                workdir: match a.workdir {
+                    Some(w) if !w.starts_with('/') => {
+                        anyhow::bail!("working directory {w:?} is not absolute: give a path starting with /")
+                    }
+                    w => w.map(PathBuf::from),
+                },
+                tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
+                command: a.command,
+            };
+            engine::launch::exec_into(&rec, &req)
+        }
+        Command::Ps { all_fields, format } => {
+            let rows = lifecycle::ps(&StateDir::new(&cfg.state_dir))?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&rows)?),
+                "table" => print_ps_table(&rows, all_fields),
+                other => anyhow::bail!("unknown --format {other:?}: use table or json"),
+            }
+            Ok(0)
+        }
+        Command::Stop { time, names } => {
+            let state = StateDir::new(&cfg.state_dir);
+            let recs = names
+                .iter()
+                .map(|n| lifecycle::find(&state, n))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for rec in &recs {
+                lifecycle::stop(&state, rec, Duration::from_secs(time))?;
+                println!("{}", rec.name);
+            }
+            Ok(0)
+        }
+        Command::Kill { signal, names } => {
+            let sig = lifecycle::parse_signal(&signal)?;
+            let state = StateDir::new(&cfg.state_dir);
+            for name in &names {
+                lifecycle::kill(&lifecycle::find(&state, name)?, sig)?;
+            }
+            Ok(0)
+        }
+        Command::Logs { follow, name } => {
+            lifecycle::logs(&StateDir::new(&cfg.state_dir), &name, follow)?;
+            Ok(0)
         }
         Command::Setup => {
             engine::host::setup(&cfg)?;
@@ -179,11 +292,75 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 arch,
                 sha256,
                 owner,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                progress: std::io::stderr().is_terminal(),
             };
             engine::rootfs::pull(&source, &dest, &opts)?;
             eprintln!("engine: unpacked {source} into {}", dest.display());
             Ok(0)
         }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1}M", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1}k", b as f64 / 1024.0),
+        b => format!("{b}"),
+    }
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        s if s >= 86400 => format!("{}d", s / 86400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn print_ps_table(rows: &[PsRow], all: bool) {
+    let dash = || "-".to_string();
+    let mut table: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["NAME", "PID", "ADDRESS", "ROOTFS", "COMMAND", "UPTIME", "CPUS", "MEMORY", "MEM USAGE"];
+    if all {
+        header.extend(["PIDS LIMIT", "ENGINE PID", "VETH", "CGROUP", "LOG"]);
+    }
+    table.push(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        let mut row = vec![
+            r.name.clone(),
+            r.pid.to_string(),
+            r.ip.clone().unwrap_or_else(dash),
+            r.rootfs.clone(),
+            r.command.join(" "),
+            human_duration(r.uptime_seconds),
+            r.cpus.map(|c| c.to_string()).unwrap_or_else(dash),
+            r.memory_limit.map(human_bytes).unwrap_or_else(dash),
+            r.memory_usage.map(human_bytes).unwrap_or_else(dash),
+        ];
+        if all {
+            row.extend([
+                r.pids_limit.map(|p| p.to_string()).unwrap_or_else(dash),
+                r.engine_pid.to_string(),
+                r.veth.clone().unwrap_or_else(dash),
+                r.cgroup.clone().unwrap_or_else(dash),
+                r.log.clone().unwrap_or_else(dash),
+            ]);
+        } else if row[4].len() > 30 {
+            row[4] = format!("{}...", &row[4].chars().take(27).collect::<String>());
+        }
+        table.push(row);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
     }
 }

@@ -36,6 +36,8 @@ pub struct SpecInput {
     pub net: String,
     pub write_through: bool,
     pub verbose: bool,
+    /// Run in the background (`-d`), output to the log.
+    pub detach: bool,
 }
 
 /// Resource limits, applied through cgroup v2.
@@ -98,6 +100,7 @@ pub struct Spec {
     pub tty: bool,
     pub write_through: bool,
     pub verbose: bool,
+    pub detach: bool,
 }
 
 impl Spec {
@@ -173,9 +176,10 @@ impl Spec {
             bail!("the command is empty: give a program to run after --");
         }
         check_command_arch(&rootfs, &command[0], &env)?;
+        // Detached containers have no terminal unless asked for one.
         let tty = input
             .tty
-            .unwrap_or_else(|| nix::unistd::isatty(0).unwrap_or(false));
+            .unwrap_or_else(|| !input.detach && nix::unistd::isatty(0).unwrap_or(false));
         Ok(Spec {
             name,
             generated_name,
@@ -191,6 +195,7 @@ impl Spec {
             tty,
             write_through: input.write_through,
             verbose: input.verbose,
+            detach: input.detach,
         })
     }
 }
@@ -352,7 +357,7 @@ fn parse_userns(s: &str, rootfs: &Path) -> Result<UserNs> {
     }
 }
 
-fn parse_env(e: &str) -> Result<(String, String)> {
+pub fn parse_env(e: &str) -> Result<(String, String)> {
     let (k, v) = match e.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         // `-e KEY` passes the host's value through, as docker does.

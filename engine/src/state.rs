@@ -31,8 +31,14 @@ pub struct Record {
     pub cpus: Option<f64>,
     pub memory: Option<u64>,
     pub pids_limit: Option<u64>,
+    /// Output of a detached container.
     #[serde(default)]
     pub log: Option<PathBuf>,
+    /// For `engine exec`: the container's hostname and `-e` variables.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 /// The state directory.

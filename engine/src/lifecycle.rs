@@ -1,0 +1,177 @@
+//! Running containers seen from another terminal: find by name, list with
+//! their cgroup figures, follow logs, signal and stop.
+
+use crate::cgroup;
+use crate::state::{self, Record, StateDir};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+/// The running container called `name`, or an error listing those that run.
+pub fn find(state: &StateDir, name: &str) -> Result<Record> {
+    let running = {
+        let _lock = state.lock()?;
+        state::recover_stale(state);
+        state.running()
+    };
+    if let Some(rec) = running.iter().find(|r| r.name == name && r.pid > 0) {
+        return Ok(rec.clone());
+    }
+    let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
+    if names.is_empty() {
+        bail!("no such container: {name} (no containers are running)");
+    }
+    bail!("no such container: {name} (running: {})", names.join(", "))
+}
+
+/// One row of `engine ps`; its JSON form is the documented, stable format.
+#[derive(Debug, Serialize)]
+pub struct PsRow {
+    pub name: String,
+    /// PID 1 of the container, as the host sees it.
+    pub pid: i32,
+    /// The supervising engine process.
+    pub engine_pid: i32,
+    pub ip: Option<String>,
+    pub rootfs: String,
+    pub command: Vec<String>,
+    /// Unix time in seconds.
+    pub created: u64,
+    pub uptime_seconds: u64,
+    pub cpus: Option<f64>,
+    /// Bytes.
+    pub memory_limit: Option<u64>,
+    /// Bytes, from the cgroup's memory.current; null without cgroup v2.
+    pub memory_usage: Option<u64>,
+    pub pids_limit: Option<u64>,
+    pub cgroup: Option<String>,
+    pub veth: Option<String>,
+    pub log: Option<String>,
+}
+
+pub fn ps(state: &StateDir) -> Result<Vec<PsRow>> {
+    let running = {
+        let _lock = state.lock()?;
+        state::recover_stale(state);
+        state.running()
+    };
+    let now = state::now_secs();
+    Ok(running
+        .into_iter()
+        .filter(|r| r.pid > 0)
+        .map(|r| PsRow {
+            memory_usage: r
+                .cgroup
+                .as_ref()
+                .and_then(|c| cgroup::read_u64(&c.join("memory.current"))),
+            name: r.name,
+            pid: r.pid,
+            engine_pid: r.engine_pid,
+            ip: r.ip.map(|i| i.to_string()),
+            rootfs: r.rootfs.display().to_string(),
+            command: r.command,
+            created: r.created,
+            uptime_seconds: now.saturating_sub(r.created),
+            cpus: r.cpus,
+            memory_limit: r.memory,
+            pids_limit: r.pids_limit,
+            cgroup: r.cgroup.map(|c| c.display().to_string()),
+            veth: r.veth,
+            log: r.log.map(|l| l.display().to_string()),
+        })
+        .collect())
+}
+
+/// `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM or a number"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM, KILL, HUP or a number"))
+}
+
+/// Sends a signal to the container's PID 1.
+pub fn kill(rec: &Record, sig: Signal) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig)
+        .with_context(|| format!("cannot send {sig} to container {}", rec.name))
+}
+
+/// SIGTERM to PID 1, SIGKILL to the whole cgroup after `grace`, then wait
+/// until the supervisor has removed everything (or remove it here if the
+/// supervisor is gone).
+pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
+    let pid = nix::unistd::Pid::from_raw(rec.pid);
+    if rec.pid > 0 {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    let mut killed = false;
+    loop {
+        let gone = state
+            .read(&rec.name)
+            .is_none_or(|r| r.engine_pid != rec.engine_pid);
+        if gone {
+            return Ok(());
+        }
+        if !state::is_alive(rec) {
+            let _lock = state.lock()?;
+            state::release(state, rec);
+            return Ok(());
+        }
+        if !killed && Instant::now() >= deadline {
+            if let Some(cg) = rec.cgroup.as_ref().filter(|c| c.exists()) {
+                let _ = std::fs::write(cg.join("cgroup.kill"), "1");
+            }
+            if rec.pid > 0 {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+            killed = true;
+        }
+        if killed && Instant::now() >= deadline + Duration::from_secs(10) {
+            bail!("container {} did not stop within 10s of SIGKILL", rec.name);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Prints a detached container's log; with `follow`, keeps printing until
+/// the container has exited.
+pub fn logs(state: &StateDir, name: &str, follow: bool) -> Result<()> {
+    let path = state.log_of(name);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) => {
+            // Say which containers exist, as for every unknown name.
+            find(state, name)?;
+            bail!("container {name} has no log: only detached containers (run -d) keep one");
+        }
+    };
+    let rec = state.read(name);
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = 0u64;
+    loop {
+        let running = rec
+            .as_ref()
+            .is_some_and(|r| state::is_alive(r) && state.read(name).is_some());
+        loop {
+            let n = file.read(&mut buf).context("cannot read the log")?;
+            if n == 0 {
+                break;
+            }
+            pos += n as u64;
+            out.write_all(&buf[..n]).ok();
+        }
+        out.flush().ok();
+        if !follow || !running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        file.seek(SeekFrom::Start(pos)).ok();
+    }
+}

@@ -427,6 +427,11 @@ pub fn configure_eth0(ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()>
         Err(e) if e.errno() == Some(libc::EEXIST) => {}
         other => other.map_err(|e| e.explain(format!("cannot add {ip}/{prefix} to eth0")))?,
     }
+    // A MAC derived from the address (docker's 02:42:a.b.c.d): a container that
+    // reuses an address keeps the MAC, so neighbours' ARP caches stay right.
+    let [a, b, c, d] = ip.octets();
+    nl.set_mac(index, [0x02, 0x42, a, b, c, d])
+        .map_err(|e| e.explain("cannot set eth0's MAC address"))?;
     // Up before the route: the kernel adds the subnet route, which makes the gateway
     // reachable, only for an interface that is up.
     nl.set_up(index)
@@ -666,6 +671,13 @@ impl Socket {
         msg.header.index = index;
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
+    }
+
+    fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 

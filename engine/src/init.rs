@@ -7,7 +7,7 @@
 //! exit code it should become (125, 126 or 127).
 
 use crate::exit;
-use crate::spec::{resolve_in_root, Spec, UserNs};
+use crate::spec::{Spec, UserNs};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::{chdir, pivot_root, sethostname, Gid, Uid};
@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// The PATH a container gets unless the user sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -151,7 +151,8 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     for (fd, kind) in &setup.namespaces {
         // SAFETY: the fd is an open namespace file that outlives this call.
         let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
-        nix::sched::setns(ns, *kind).ctx(|| format!("join the container's {kind:?} namespace (has it exited?)"))?;
+        nix::sched::setns(ns, *kind)
+            .ctx(|| format!("join the container's {kind:?} namespace (has it exited?)"))?;
     }
     if setup.userns {
         become_root()?;
@@ -172,7 +173,12 @@ fn become_root() -> Step {
 
 /// The common end of a new container and an exec: own session, the tty,
 /// working directory, default signal dispositions, exec.
-fn finish_and_exec(pty_slave: Option<RawFd>, workdir: &Path, command: &[String], env: &[CString]) -> Step<Never> {
+fn finish_and_exec(
+    pty_slave: Option<RawFd>,
+    workdir: &Path,
+    command: &[String],
+    env: &[CString],
+) -> Step<Never> {
     // A session of our own: the engine's terminal signals reach us only
     // through the engine (or through our own pty).
     nix::unistd::setsid().ctx(|| "setsid".into())?;
@@ -237,18 +243,8 @@ fn mnt(
 
 /// `path` inside `root`: existing components resolve like the container
 /// would (symlinks stay inside root); missing ones are taken literally.
-fn join_in_root(root: &Path, path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        if let Component::Normal(part) = c {
-            let next = out.join(part);
-            out = match resolve_in_root(root, &next) {
-                Some(host) => Path::new("/").join(host.strip_prefix(root).unwrap_or(&next)),
-                None => next,
-            };
-        }
-    }
-    root.join(out.strip_prefix("/").unwrap_or(&out))
+fn join_in_root(root: &Path, path: &Path) -> Step<PathBuf> {
+    crate::rootfs::resolve_in_rootfs(root, path).map_err(|e| fail(format!("{e:#}")))
 }
 
 fn mkdir_p(path: &Path) -> Step {
@@ -337,7 +333,7 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
     };
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = join_in_root(&root, Path::new("/proc"));
+    let proc_dir = join_in_root(&root, Path::new("/proc"))?;
     mkdir_p(&proc_dir)?;
     mnt(
         Some(Path::new("proc")),
@@ -347,7 +343,7 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
         None,
     )?;
 
-    let sys_dir = join_in_root(&root, Path::new("/sys"));
+    let sys_dir = join_in_root(&root, Path::new("/sys"))?;
     mkdir_p(&sys_dir)?;
     mnt(
         Some(Path::new("sysfs")),
@@ -373,7 +369,7 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
     build_dev(&root, setup)?;
 
     for v in &spec.volumes {
-        let target = join_in_root(&root, &v.container);
+        let target = join_in_root(&root, &v.container)?;
         if v.host.is_dir() {
             mkdir_p(&target)?;
         } else {
@@ -401,7 +397,7 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
 /// /dev as a tmpfs with the usual nodes bound from the host (mknod is
 /// refused in a user namespace), a private devpts, shm and mqueue.
 fn build_dev(root: &Path, setup: &ChildSetup) -> Step {
-    let dev = join_in_root(root, Path::new("/dev"));
+    let dev = join_in_root(root, Path::new("/dev"))?;
     mkdir_p(&dev)?;
     mnt(
         Some(Path::new("tmpfs")),

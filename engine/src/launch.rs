@@ -640,7 +640,9 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
             let code = match result {
                 Ok(code) => code,
                 Err(err) => {
-                    let code = err.downcast_ref::<ExitError>().map_or(exit::ENGINE_ERROR, |e| e.code);
+                    let code = err
+                        .downcast_ref::<ExitError>()
+                        .map_or(exit::ENGINE_ERROR, |e| e.code);
                     match notify.take() {
                         Some(mut n) => {
                             let _ = write!(n, "E{code} {err:#}");
@@ -660,7 +662,10 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
                 return Ok(());
             }
             let Some(rest) = reply.strip_prefix('E') else {
-                bail!("the supervisor of {} died before the container started", spec.name);
+                bail!(
+                    "the supervisor of {} died before the container started",
+                    spec.name
+                );
             };
             let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
             Err(ExitError {

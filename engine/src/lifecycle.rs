@@ -87,10 +87,15 @@ pub fn ps(state: &StateDir) -> Result<Vec<PsRow>> {
 /// `SIGTERM`, `TERM`, `15`.
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM or a number"));
+        return Signal::try_from(n)
+            .map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM or a number"));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse::<Signal>()
         .map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM, KILL, HUP or a number"))
 }

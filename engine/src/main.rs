@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create the bridge, turn on forwarding and prepare the parent cgroup (idempotent)
     Setup,
     /// Remove the bridge and restore forwarding (idempotent)
@@ -183,9 +183,12 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
-            let code = match err.downcast_ref::<ExitError>() {
-                Some(e) => e.code,
-                None => exit::ENGINE_ERROR,
+            let code = if let Some(e) = err.downcast_ref::<ExitError>() {
+                e.code
+            } else if let Some(i) = err.downcast_ref::<engine::rootfs::Interrupted>() {
+                128 + i.signal
+            } else {
+                exit::ENGINE_ERROR
             };
             eprintln!("engine: {err:#}");
             ExitCode::from(code as u8)
@@ -197,6 +200,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let cfg = Config::from_env();
     match cli.command {
         Command::Run(a) => {
+            let a = *a;
             let input = SpecInput {
                 rootfs: a.rootfs,
                 name: a.name,
@@ -228,10 +232,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let state = StateDir::new(&cfg.state_dir);
             let rec = lifecycle::find(&state, &a.name)?;
             let req = ExecRequest {
-                env: a.env.iter().map(|e| spec::parse_env(e)).collect::<anyhow::Result<_>>()?,
+                env: a
+                    .env
+                    .iter()
+                    .map(|e| spec::parse_env(e))
+                    .collect::<anyhow::Result<_>>()?,
                 workdir: match a.workdir {
                     Some(w) if !w.starts_with('/') => {
-                        anyhow::bail!("working directory {w:?} is not absolute: give a path starting with /")
+                        anyhow::bail!(
+                            "working directory {w:?} is not absolute: give a path starting with /"
+                        )
                     }
                     w => w.map(PathBuf::from),
                 },
@@ -322,7 +332,17 @@ fn human_duration(s: u64) -> String {
 fn print_ps_table(rows: &[PsRow], all: bool) {
     let dash = || "-".to_string();
     let mut table: Vec<Vec<String>> = Vec::new();
-    let mut header = vec!["NAME", "PID", "ADDRESS", "ROOTFS", "COMMAND", "UPTIME", "CPUS", "MEMORY", "MEM USAGE"];
+    let mut header = vec![
+        "NAME",
+        "PID",
+        "ADDRESS",
+        "ROOTFS",
+        "COMMAND",
+        "UPTIME",
+        "CPUS",
+        "MEMORY",
+        "MEM USAGE",
+    ];
     if all {
         header.extend(["PIDS LIMIT", "ENGINE PID", "VETH", "CGROUP", "LOG"]);
     }
@@ -353,7 +373,13 @@ fn print_ps_table(rows: &[PsRow], all: bool) {
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())
-        .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in table {
         let line: Vec<String> = row

@@ -398,57 +398,19 @@ fn parse_volume(v: &str) -> Result<Volume> {
     })
 }
 
+/// `path` as the container will see it, if it exists there.
+fn existing_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    crate::rootfs::resolve_in_rootfs(root, path)
+        .ok()
+        .filter(|p| p.exists())
+}
+
 fn default_shell(rootfs: &Path) -> String {
-    if resolve_in_root(rootfs, Path::new("/bin/bash")).is_some() {
+    if existing_in_root(rootfs, Path::new("/bin/bash")).is_some() {
         "/bin/bash".into()
     } else {
         "/bin/sh".into()
     }
-}
-
-/// Resolves `path` as the container will see it: symlinks are followed
-/// relative to `root`, never escaping it. None when it does not exist.
-pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
-    let mut resolved = PathBuf::from("/");
-    let mut pending: Vec<std::ffi::OsString> = path
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&part);
-        let host = root.join(candidate.strip_prefix("/").ok()?);
-        let meta = std::fs::symlink_metadata(&host).ok()?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                return None;
-            }
-            let target = std::fs::read_link(&host).ok()?;
-            if target.is_absolute() {
-                resolved = PathBuf::from("/");
-            }
-            for c in target.components().rev() {
-                match c {
-                    Component::Normal(s) => pending.push(s.to_os_string()),
-                    Component::ParentDir => pending.push("..".into()),
-                    _ => {}
-                }
-            }
-        } else {
-            resolved = candidate;
-        }
-    }
-    Some(root.join(resolved.strip_prefix("/").ok()?))
 }
 
 /// Finds the command as the container's PATH would.
@@ -459,7 +421,7 @@ fn find_command(rootfs: &Path, cmd: &str, env: &[(String, String)]) -> Option<Pa
         } else {
             Path::new("/").join(cmd)
         };
-        return resolve_in_root(rootfs, &p);
+        return existing_in_root(rootfs, &p);
     }
     let path = env
         .iter()
@@ -469,76 +431,30 @@ fn find_command(rootfs: &Path, cmd: &str, env: &[(String, String)]) -> Option<Pa
         .unwrap_or(crate::init::DEFAULT_PATH);
     path.split(':')
         .filter(|d| d.starts_with('/'))
-        .find_map(|d| resolve_in_root(rootfs, &Path::new(d).join(cmd)).filter(|p| p.is_file()))
+        .find_map(|d| existing_in_root(rootfs, &Path::new(d).join(cmd)).filter(|p| p.is_file()))
 }
 
 /// Refuses a command built for an architecture this host cannot run (no
 /// binfmt_misc handler), instead of a bare "Exec format error" later.
 fn check_command_arch(rootfs: &Path, cmd: &str, env: &[(String, String)]) -> Result<()> {
+    use crate::rootfs::{arch_machine, elf_machine, host_arch, machine_arch};
     let Some(path) = find_command(rootfs, cmd, env) else {
         return Ok(()); // not found: exec reports 127 with the container's own view
     };
     let Ok(Some(machine)) = elf_machine(&path) else {
         return Ok(());
     };
-    if machine == host_elf_machine() || binfmt_handles(machine) {
+    if Some(machine) == arch_machine(host_arch()) || binfmt_handles(machine) {
         return Ok(());
     }
+    let theirs = machine_arch(machine)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("ELF machine {machine}"));
+    let ours = host_arch();
     bail!(
-        "{cmd} in rootfs {} is built for {}, which this {} host cannot run (no binfmt_misc handler): use a rootfs for {}, or install qemu-user-static",
-        rootfs.display(),
-        machine_name(machine),
-        machine_name(host_elf_machine()),
-        machine_name(host_elf_machine())
+        "{cmd} in rootfs {} is built for {theirs}, which this {ours} host cannot run (no binfmt_misc handler): use a rootfs for {ours}, or install qemu-user-static",
+        rootfs.display()
     )
-}
-
-/// e_machine of an ELF file; None when it is not ELF (a script, say).
-fn elf_machine(path: &Path) -> std::io::Result<Option<u16>> {
-    use std::io::Read;
-    let mut header = [0u8; 20];
-    let mut f = std::fs::File::open(path)?;
-    if f.read_exact(&mut header).is_err() || &header[..4] != b"\x7fELF" {
-        return Ok(None);
-    }
-    // EI_DATA: 1 little endian, 2 big endian.
-    let bytes = [header[18], header[19]];
-    Ok(Some(if header[5] == 2 {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    }))
-}
-
-const EM_386: u16 = 3;
-const EM_ARM: u16 = 40;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-const EM_RISCV: u16 = 243;
-
-fn host_elf_machine() -> u16 {
-    if cfg!(target_arch = "x86_64") {
-        EM_X86_64
-    } else if cfg!(target_arch = "aarch64") {
-        EM_AARCH64
-    } else if cfg!(target_arch = "riscv64") {
-        EM_RISCV
-    } else if cfg!(target_arch = "arm") {
-        EM_ARM
-    } else {
-        0
-    }
-}
-
-fn machine_name(m: u16) -> String {
-    match m {
-        EM_386 => "i386".into(),
-        EM_ARM => "arm".into(),
-        EM_X86_64 => "amd64".into(),
-        EM_AARCH64 => "arm64".into(),
-        EM_RISCV => "riscv64".into(),
-        other => format!("ELF machine {other}"),
-    }
 }
 
 /// Whether an enabled binfmt_misc entry matches ELF files for `machine`
@@ -628,22 +544,6 @@ mod tests {
         assert!(parse_volume("/tmp:/data:xx").is_err());
         assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(parse_env("=x").is_err());
-    }
-
-    #[test]
-    fn resolve_follows_symlinks_inside_root() {
-        let root = std::env::temp_dir().join(format!("engine-spec-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-        std::fs::write(root.join("usr/bin/busybox"), b"x").unwrap();
-        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
-        std::os::unix::fs::symlink("/usr/bin/busybox", root.join("usr/bin/sh")).unwrap();
-        std::os::unix::fs::symlink("/../../../etc/passwd", root.join("escape")).unwrap();
-        assert_eq!(
-            resolve_in_root(&root, Path::new("/bin/sh")),
-            Some(root.join("usr/bin/busybox"))
-        );
-        assert_eq!(resolve_in_root(&root, Path::new("/escape")), None);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

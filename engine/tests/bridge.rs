@@ -14,7 +14,11 @@ fn private_netns() {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
     let after = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert_ne!(before.ino(), after.ino(), "still in the original network namespace");
+    assert_ne!(
+        before.ino(),
+        after.ino(),
+        "still in the original network namespace"
+    );
 }
 
 fn rootfs() -> &'static str {
@@ -41,7 +45,8 @@ impl Net {
 
     fn cmd(&self) -> std::process::Command {
         let mut c = self.env.cmd();
-        c.env("ENGINE_BRIDGE", &self.bridge).env("ENGINE_SUBNET", &self.subnet);
+        c.env("ENGINE_BRIDGE", &self.bridge)
+            .env("ENGINE_SUBNET", &self.subnet);
         c
     }
 
@@ -60,13 +65,18 @@ impl Net {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line.trim(), "ready");
         child
     }
 
     fn links(&self) -> String {
-        let out = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap();
         stdout(&out)
     }
 }
@@ -78,17 +88,41 @@ fn two_containers_ping_each_other_and_the_gateway() {
     let out = net.run(&[rootfs(), "beta", "10.77.0.11/24", "--", "sh", "-c",
         "ip -o -4 addr show eth0; ip route; ping -c1 -W5 10.77.0.1 && ping -c1 -W5 10.77.0.10 && echo PINGED"]);
     let text = stdout(&out);
-    assert!(text.contains("inet 10.77.0.11/24"), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("inet 10.77.0.11/24"),
+        "{text}\n{}",
+        stderr(&out)
+    );
     assert!(text.contains("default via 10.77.0.1"), "{text}");
     assert!(text.contains("PINGED"), "{text}\n{}", stderr(&out));
     // And back: from alpha to beta, started again as a listener-free target.
     let mut b = net.start(&[rootfs(), "beta", "10.77.0.11"], "sleep 30");
-    let out = net.cmd().args(["exec", "alpha", "--", "sh", "-c", "ping -c1 -W5 10.77.0.11 && ping -c1 -W5 10.77.0.1 && echo PINGED"]).output().unwrap();
-    assert!(stdout(&out).contains("PINGED"), "{}{}", stdout(&out), stderr(&out));
+    let out = net
+        .cmd()
+        .args([
+            "exec",
+            "alpha",
+            "--",
+            "sh",
+            "-c",
+            "ping -c1 -W5 10.77.0.11 && ping -c1 -W5 10.77.0.1 && echo PINGED",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("PINGED"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     // On the host: a veth per container, on the bridge.
     let links = net.links();
     for veth in ["ve-alpha", "ve-beta"] {
-        assert!(links.lines().any(|l| l.contains(&format!(" {veth}@")) && l.contains(&format!("master {}", net.bridge))), "{veth} not on the bridge: {links}");
+        assert!(
+            links.lines().any(|l| l.contains(&format!(" {veth}@"))
+                && l.contains(&format!("master {}", net.bridge))),
+            "{veth} not on the bridge: {links}"
+        );
     }
     for c in [&mut a, &mut b] {
         c.kill().unwrap();
@@ -97,7 +131,10 @@ fn two_containers_ping_each_other_and_the_gateway() {
     let out = net.cmd().args(["teardown"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let links = net.links();
-    assert!(!links.contains("ve-") && !links.contains(&net.bridge), "{links}");
+    assert!(
+        !links.contains("ve-") && !links.contains(&net.bridge),
+        "{links}"
+    );
     net.env.assert_clean();
 }
 
@@ -117,7 +154,11 @@ fn leases_take_the_lowest_free_address_and_are_released() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "--net none has only lo: {text}");
     assert!(text.contains("lo:") && text.contains("UP"), "{text}");
-    assert!(!net.links().contains("ve-"), "leftover veth: {}", net.links());
+    assert!(
+        !net.links().contains("ve-"),
+        "leftover veth: {}",
+        net.links()
+    );
     net.env.assert_clean();
     net.cmd().arg("teardown").output().unwrap();
 }
@@ -141,17 +182,34 @@ fn bad_addresses_are_refused_before_anything_is_created() {
         let out = net.run(&[rootfs(), "x", ip, "--", "true"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(125), "{ip}: {err}");
-        assert!(err.contains(needle), "{ip}: {err:?} should mention {needle:?}");
+        assert!(
+            err.contains(needle),
+            "{ip}: {err:?} should mention {needle:?}"
+        );
         assert!(!net.links().contains("ve-x"), "{ip} left a veth");
     }
     let out = net.run(&["--net", "none", rootfs(), "x", "10.79.0.6", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    for (subnet, needle) in [("10.79.0.0/31", "/30"), ("10.79.0/24", "ENGINE_SUBNET"), ("banana", "ENGINE_SUBNET")] {
-        let out = net.cmd().env("ENGINE_SUBNET", subnet).args(["run", rootfs(), "--", "true"]).output().unwrap();
+    for (subnet, needle) in [
+        ("10.79.0.0/31", "/30"),
+        ("10.79.0/24", "ENGINE_SUBNET"),
+        ("banana", "ENGINE_SUBNET"),
+    ] {
+        let out = net
+            .cmd()
+            .env("ENGINE_SUBNET", subnet)
+            .args(["run", rootfs(), "--", "true"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(125), "{subnet}");
         assert!(stderr(&out).contains(needle), "{subnet}: {}", stderr(&out));
     }
-    let out = net.cmd().env("ENGINE_BRIDGE", "a-bridge-name-too-long").args(["run", rootfs(), "--", "true"]).output().unwrap();
+    let out = net
+        .cmd()
+        .env("ENGINE_BRIDGE", "a-bridge-name-too-long")
+        .args(["run", rootfs(), "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("ENGINE_BRIDGE"), "{}", stderr(&out));
     holder.kill().unwrap();
@@ -198,7 +256,11 @@ fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 30, "duplicate addresses: {addrs:?}");
-    assert!(!net.links().contains("ve-"), "leftover veths: {}", net.links());
+    assert!(
+        !net.links().contains("ve-"),
+        "leftover veths: {}",
+        net.links()
+    );
     net.env.assert_clean();
     let out = net.cmd().arg("teardown").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -214,7 +276,10 @@ fn setup_and_teardown_are_idempotent_and_teardown_refuses_while_running() {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
     assert_eq!(forwarding().trim(), "1");
-    let addr = std::process::Command::new("ip").args(["-o", "-4", "addr", "show", &net.bridge]).output().unwrap();
+    let addr = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", &net.bridge])
+        .output()
+        .unwrap();
     assert!(stdout(&addr).contains("10.83.0.1/24"), "{}", stdout(&addr));
     let mut running = net.start(&[rootfs(), "busy"], "sleep 30");
     let out = net.cmd().arg("teardown").output().unwrap();

@@ -16,9 +16,20 @@ fn rootfs() -> &'static str {
 #[test]
 fn command_is_pid_1_and_sees_only_its_processes() {
     let env = Env::new("pid1");
-    let out = env.run(&[rootfs(), "pid1", "--", "sh", "-c", "sleep 30 & sleep 0.2; ps -e -o pid,comm; true"]);
+    let out = env.run(&[
+        rootfs(),
+        "pid1",
+        "--",
+        "sh",
+        "-c",
+        "sleep 30 & sleep 0.2; ps -e -o pid,comm; true",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let lines: Vec<String> = stdout(&out).lines().skip(1).map(|l| l.trim().to_string()).collect();
+    let lines: Vec<String> = stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect();
     assert_eq!(lines.first().map(String::as_str), Some("1 sh"), "{lines:?}");
     // sh (1), sleep, ps: nothing of the host.
     assert_eq!(lines.len(), 3, "unexpected processes: {lines:?}");
@@ -30,7 +41,14 @@ fn hostname_is_the_name_or_the_given_hostname() {
     let env = Env::new("host");
     let out = env.run(&[rootfs(), "web-1", "--", "hostname"]);
     assert_eq!(stdout(&out).trim(), "web-1", "{}", stderr(&out));
-    let out = env.run(&["--hostname", "db.local", rootfs(), "web-2", "--", "hostname"]);
+    let out = env.run(&[
+        "--hostname",
+        "db.local",
+        rootfs(),
+        "web-2",
+        "--",
+        "hostname",
+    ]);
     assert_eq!(stdout(&out).trim(), "db.local");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_ne!(host.trim(), "web-1");
@@ -47,16 +65,45 @@ fn generated_name_is_valid_and_used_as_hostname() {
 #[test]
 fn user_namespace_maps_root() {
     let env = Env::new("userns");
-    let out = env.run(&[rootfs(), "u1", "--", "sh", "-c", "whoami; cat /proc/self/uid_map /proc/self/gid_map"]);
+    let out = env.run(&[
+        rootfs(),
+        "u1",
+        "--",
+        "sh",
+        "-c",
+        "whoami; cat /proc/self/uid_map /proc/self/gid_map",
+    ]);
     let text = stdout(&out);
     let words: Vec<&str> = text.split_whitespace().collect();
-    assert_eq!(words, ["root", "0", "0", "65536", "0", "0", "65536"], "{}", stderr(&out));
+    assert_eq!(
+        words,
+        ["root", "0", "0", "65536", "0", "0", "65536"],
+        "{}",
+        stderr(&out)
+    );
 
-    let out = env.run(&["--userns", "200000", "--write-through", rootfs(), "u2", "--", "cat", "/proc/self/uid_map"]);
+    let out = env.run(&[
+        "--userns",
+        "200000",
+        "--write-through",
+        rootfs(),
+        "u2",
+        "--",
+        "cat",
+        "/proc/self/uid_map",
+    ]);
     let words: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
     assert_eq!(words, ["0", "200000", "65536"]);
 
-    let out = env.run(&["--userns", "host", rootfs(), "u3", "--", "cat", "/proc/self/uid_map"]);
+    let out = env.run(&[
+        "--userns",
+        "host",
+        rootfs(),
+        "u3",
+        "--",
+        "cat",
+        "/proc/self/uid_map",
+    ]);
     let words: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
     assert_eq!(words, ["0", "0", "4294967295"]);
 }
@@ -65,10 +112,27 @@ fn user_namespace_maps_root() {
 fn container_root_holds_no_capability_over_the_host() {
     let env = Env::new("caps");
     // Inside a user namespace: the host's kernel refuses what needs real root.
-    let out = env.run(&[rootfs(), "caps", "--", "sh", "-c", "echo 1 > /proc/sys/vm/drop_caches && echo WROTE"]);
+    let out = env.run(&[
+        rootfs(),
+        "caps",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/vm/drop_caches && echo WROTE",
+    ]);
     assert!(!stdout(&out).contains("WROTE"));
-    let out = env.run(&[rootfs(), "caps2", "--", "sh", "-c", "mknod /tmp/sda b 8 0 && echo MADE"]);
-    assert!(!stdout(&out).contains("MADE"), "mknod of a block device succeeded");
+    let out = env.run(&[
+        rootfs(),
+        "caps2",
+        "--",
+        "sh",
+        "-c",
+        "mknod /tmp/sda b 8 0 && echo MADE",
+    ]);
+    assert!(
+        !stdout(&out).contains("MADE"),
+        "mknod of a block device succeeded"
+    );
 }
 
 #[test]
@@ -97,7 +161,7 @@ fn mounts_are_set_up_and_never_reach_the_host() {
         touch /sys/x 2>/dev/null && echo SYS-WRITABLE; \
         test -s /proc/kcore && echo KCORE-READABLE; \
         cat /proc/keys 2>/dev/null | head -c1 | grep -q . && echo KEYS-READABLE; echo END";
-    let mut child = env
+    let child = env
         .cmd()
         .args(["run", "--net", "none", rootfs(), "m", "--", "sh", "-c"])
         .arg(format!("{script}; sleep 1"))
@@ -111,13 +175,29 @@ fn mounts_are_set_up_and_never_reach_the_host() {
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
     assert!(text.contains("END"), "{text}");
-    for bad in ["PROCSYS-WRITABLE", "SYS-WRITABLE", "KCORE-READABLE", "KEYS-READABLE"] {
+    for bad in [
+        "PROCSYS-WRITABLE",
+        "SYS-WRITABLE",
+        "KCORE-READABLE",
+        "KEYS-READABLE",
+    ] {
         assert!(!text.contains(bad), "{bad}");
     }
-    for m in [" / overlay", " /proc proc", " /sys sysfs ro", " /dev tmpfs", " /dev/pts devpts", " /dev/shm tmpfs", " /dev/mqueue mqueue"] {
+    for m in [
+        " / overlay",
+        " /proc proc",
+        " /sys sysfs ro",
+        " /dev tmpfs",
+        " /dev/pts devpts",
+        " /dev/shm tmpfs",
+        " /dev/mqueue mqueue",
+    ] {
         assert!(text.contains(m), "missing mount {m:?} in {text}");
     }
-    for node in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "fd", "stdin", "stdout", "stderr"] {
+    for node in [
+        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "fd", "stdin", "stdout",
+        "stderr",
+    ] {
         assert!(text.lines().any(|l| l == node), "/dev/{node} missing");
     }
     env.assert_clean();
@@ -129,13 +209,30 @@ fn each_container_writes_to_its_own_layer() {
     let rootfs_marker = busybox().join("written-by-container");
     let mut a = env
         .cmd()
-        .args(["run", "--net", "none", rootfs(), "a", "--", "sh", "-c", "echo a > /written-by-container; echo ready; sleep 2; cat /written-by-container"])
+        .args([
+            "run",
+            "--net",
+            "none",
+            rootfs(),
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "echo a > /written-by-container; echo ready; sleep 2; cat /written-by-container",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(a.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let out = env.run(&[rootfs(), "b", "--", "sh", "-c", "cat /written-by-container 2>/dev/null || echo absent"]);
+    let out = env.run(&[
+        rootfs(),
+        "b",
+        "--",
+        "sh",
+        "-c",
+        "cat /written-by-container 2>/dev/null || echo absent",
+    ]);
     assert_eq!(stdout(&out).trim(), "absent");
     assert_eq!(lines.next().unwrap().unwrap(), "a");
     assert!(a.wait().unwrap().success());
@@ -154,9 +251,20 @@ fn write_through_writes_into_the_rootfs() {
         .unwrap();
     assert!(status.success());
     let root = copy.path().join("root");
-    let out = env.run(&["--write-through", root.to_str().unwrap(), "wt", "--", "sh", "-c", "echo kept > /kept"]);
+    let out = env.run(&[
+        "--write-through",
+        root.to_str().unwrap(),
+        "wt",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /kept",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(root.join("kept")).unwrap(), "kept\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("kept")).unwrap(),
+        "kept\n"
+    );
 }
 
 #[test]
@@ -184,7 +292,11 @@ fn killed_by_a_signal_exits_128_plus_n() {
         .unwrap();
     let pid = container_pid(&env, "k9");
     std::thread::sleep(Duration::from_millis(200));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(137));
     env.assert_clean();
@@ -201,7 +313,17 @@ fn signals_are_forwarded_to_pid_1() {
         let script = format!("trap 'echo got {name}; exit {code}' {name}; echo ready; while true; do sleep 0.05; done");
         let mut child = env
             .cmd()
-            .args(["run", "--net", "none", rootfs(), "fwd", "--", "sh", "-c", &script])
+            .args([
+                "run",
+                "--net",
+                "none",
+                rootfs(),
+                "fwd",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -219,7 +341,17 @@ fn stdin_and_stdout_pass_through_pipes() {
     let env = Env::new("pipe");
     let mut child = env
         .cmd()
-        .args(["run", "--net", "none", rootfs(), "p", "--", "sh", "-c", "wc -c; echo done >&2"])
+        .args([
+            "run",
+            "--net",
+            "none",
+            rootfs(),
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "wc -c; echo done >&2",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -247,8 +379,16 @@ fn environment_workdir_and_volumes() {
         rootfs(), "opts", "--", "sh", "-c",
         "echo $GREETING; pwd; cat /data/in; echo out > /data/out; touch /ro/x 2>/dev/null || echo RO",
     ]);
-    assert_eq!(stdout(&out), "hi there\n/work/dir\nfrom host\nRO\n", "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(vol.path().join("out")).unwrap(), "out\n");
+    assert_eq!(
+        stdout(&out),
+        "hi there\n/work/dir\nfrom host\nRO\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(vol.path().join("out")).unwrap(),
+        "out\n"
+    );
     env.assert_clean();
 }
 
@@ -257,7 +397,17 @@ fn a_running_name_cannot_be_reused() {
     let env = Env::new("dup");
     let mut first = env
         .cmd()
-        .args(["run", "--net", "none", rootfs(), "dup", "--", "sh", "-c", "echo ready; sleep 30"])
+        .args([
+            "run",
+            "--net",
+            "none",
+            rootfs(),
+            "dup",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 30",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -265,8 +415,16 @@ fn a_running_name_cannot_be_reused() {
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let out = env.run(&[rootfs(), "dup", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("dup") && stderr(&out).contains("in use"), "{}", stderr(&out));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(
+        stderr(&out).contains("dup") && stderr(&out).contains("in use"),
+        "{}",
+        stderr(&out)
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     first.wait().unwrap();
 }
 
@@ -280,7 +438,10 @@ fn bad_input_is_refused_before_anything_is_created() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["/no/such/rootfs"], "/no/such/rootfs"),
         (vec![file.to_str().unwrap()], "not a directory"),
-        (vec![empty.path().to_str().unwrap()], "not a root filesystem"),
+        (
+            vec![empty.path().to_str().unwrap()],
+            "not a root filesystem",
+        ),
         (vec![rootfs(), "bad!name"], "invalid container name"),
         (vec![rootfs(), "_x"], "invalid container name"),
         (vec![rootfs(), "a/b"], "invalid container name"),
@@ -302,17 +463,35 @@ fn bad_input_is_refused_before_anything_is_created() {
         let out = env.run(&full);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
-        let lines: Vec<&str> = err.lines().filter(|l| !l.contains("no resource control")).collect();
+        assert!(
+            err.contains(needle),
+            "{args:?}: {err:?} should mention {needle:?}"
+        );
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.contains("no resource control"))
+            .collect();
         assert_eq!(lines.len(), 1, "{args:?}: more than one line: {err}");
         assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");
-        assert_eq!(env.state_files(), Vec::<String>::new(), "{args:?} left state");
+        assert_eq!(
+            env.state_files(),
+            Vec::<String>::new(),
+            "{args:?} left state"
+        );
     }
-    let out = env.cmd().args(["run", "--net", "weird", rootfs(), "--", "true"]).output().unwrap();
+    let out = env
+        .cmd()
+        .args(["run", "--net", "weird", rootfs(), "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("--net"), "{}", stderr(&out));
     // A bad flag is an engine error too, not clap's 2.
-    let out = env.cmd().args(["run", "--no-such-flag", rootfs()]).output().unwrap();
+    let out = env
+        .cmd()
+        .args(["run", "--no-such-flag", rootfs()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
 
@@ -328,7 +507,11 @@ fn limits_without_cgroup_v2_are_refused() {
     assert!(stderr(&out).contains("cgroup v2"), "{}", stderr(&out));
     let out = env.run(&[rootfs(), "--", "true"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("no resource control"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no resource control"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -336,7 +519,17 @@ fn a_sigkilled_engine_is_cleaned_up_by_the_next_invocation() {
     let env = Env::new("crash");
     let mut child = env
         .cmd()
-        .args(["run", "--net", "none", rootfs(), "victim", "--", "sh", "-c", "echo ready; sleep 60"])
+        .args([
+            "run",
+            "--net",
+            "none",
+            rootfs(),
+            "victim",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 60",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -349,7 +542,10 @@ fn a_sigkilled_engine_is_cleaned_up_by_the_next_invocation() {
     wait_for(5, "the container to die", || {
         (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
     });
-    assert!(!env.state_files().is_empty(), "the crash should leave state behind");
+    assert!(
+        !env.state_files().is_empty(),
+        "the crash should leave state behind"
+    );
     let out = env.run(&[rootfs(), "next", "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     env.assert_clean();
@@ -357,7 +553,11 @@ fn a_sigkilled_engine_is_cleaned_up_by_the_next_invocation() {
 
 #[test]
 fn tty_gives_a_shell_with_job_control_and_window_size() {
-    if std::process::Command::new("tmux").arg("-V").output().is_err() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
         panic!("tmux is needed for the tty test: apt-get install tmux");
     }
     let env = Env::new("tty");
@@ -375,7 +575,17 @@ fn tty_gives_a_shell_with_job_control_and_window_size() {
         env.cgroup_root.display(),
         rootfs()
     );
-    tmux(&["new-session", "-d", "-s", "t", "-x", "100", "-y", "30", &cmd]);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
     let screen = || stdout(&tmux(&["capture-pane", "-p", "-t", "t"]));
     let wait_screen = |needle: &str| {
         wait_for(10, needle, || screen().contains(needle).then_some(()));

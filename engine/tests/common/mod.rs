@@ -13,7 +13,8 @@ pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 pub fn busybox() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new(ENGINE)
             .args(["rootfs", "pull", "busybox"])
@@ -36,7 +37,8 @@ impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("engine-test-{}-{tag}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("engine-test-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -127,7 +129,10 @@ pub fn assert_no_mounts_under(path: &Path) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let p = path.to_string_lossy();
     let hits: Vec<&str> = info.lines().filter(|l| l.contains(p.as_ref())).collect();
-    assert!(hits.is_empty(), "container mounts visible on the host: {hits:#?}");
+    assert!(
+        hits.is_empty(),
+        "container mounts visible on the host: {hits:#?}"
+    );
 }
 
 /// Polls `f` until it returns Some, or panics after `secs`.

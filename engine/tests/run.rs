@@ -608,3 +608,38 @@ fn tty_gives_a_shell_with_job_control_and_window_size() {
     tmux(&["kill-server"]);
     env.assert_clean();
 }
+
+#[test]
+fn a_rootfs_for_another_architecture_is_refused() {
+    let env = Env::new("arch");
+    let dest = env.state.path().join("arm64-busybox");
+    let out = env
+        .cmd()
+        .env("ENGINE_BUSYBOX", arm64_busybox())
+        .args(["rootfs", "pull", "busybox", "--arch", "arm64"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let has_arm64_handler = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("aarch64"))
+        })
+        .unwrap_or(false);
+    let out = env.run(&[dest.to_str().unwrap(), "--", "sh", "-c", "echo ran"]);
+    if cfg!(target_arch = "aarch64") || has_arm64_handler {
+        // Native, or qemu-user runs it: the check must not refuse what the host can run.
+        assert_eq!(stdout(&out).trim(), "ran", "{}", stderr(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("arm64") && err.contains("amd64") && err.contains("binfmt_misc"),
+            "{err}"
+        );
+        assert!(!err.contains("Exec format error"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dest);
+    env.assert_clean();
+}

@@ -156,3 +156,60 @@ pub fn container_pid(env: &Env, name: &str) -> i32 {
         (pid > 0).then_some(pid)
     })
 }
+
+/// Debian's arm64 busybox-static, fetched once with apt-get into private
+/// lists and cache (the host's apt state is untouched).
+pub fn arm64_busybox() -> PathBuf {
+    static BUSYBOX: OnceLock<PathBuf> = OnceLock::new();
+    BUSYBOX
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("arm64-apt");
+            let binary = dir.join("x/bin/busybox");
+            if binary.exists() {
+                return binary;
+            }
+            for d in ["lists/partial", "cache/archives/partial", "deb"] {
+                std::fs::create_dir_all(dir.join(d)).unwrap();
+            }
+            let apt = |args: &[&str]| {
+                let out = Command::new("apt-get")
+                    .arg("-q")
+                    .args([
+                        "-o",
+                        "APT::Architecture=arm64",
+                        "-o",
+                        "APT::Architectures=arm64",
+                    ])
+                    .arg("-o")
+                    .arg(format!("Dir::State::Lists={}", dir.join("lists").display()))
+                    .arg("-o")
+                    .arg(format!("Dir::Cache={}", dir.join("cache").display()))
+                    .args(args)
+                    .current_dir(dir.join("deb"))
+                    .output()
+                    .expect("run apt-get");
+                assert!(
+                    out.status.success(),
+                    "apt-get {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            apt(&["update"]);
+            apt(&["download", "busybox-static"]);
+            let deb = std::fs::read_dir(dir.join("deb"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+                .expect("the downloaded busybox-static .deb");
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(dir.join("x"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "dpkg-deb -x {}", deb.display());
+            binary
+        })
+        .clone()
+}

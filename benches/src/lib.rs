@@ -1,1 +1,329 @@
-//! Benchmarks: see benches/.
+//! What the criterion bench (`benches/startup.rs`) and the `compare` binary
+//! share: the engine binary, a busybox rootfs, a private network namespace to
+//! hold every bridge and veth, a fence that waits until dead network
+//! namespaces are torn down, and the cgroup v2 check.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::ffi::CString;
+use std::fs;
+use std::io::BufRead;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set once this process is in a network namespace of its own: the only place
+/// where it may make a veth.
+static PRIVATE_NETNS: AtomicBool = AtomicBool::new(false);
+
+/// A directory under /tmp, removed with everything in it when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Never recurse into a mount left behind (a bind of a host path would
+        // be emptied): leave the directory and say so.
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.path.to_string_lossy().into_owned();
+        if let Some(m) = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .find(|m| m.starts_with(&prefix))
+        {
+            eprintln!("benches: {m} is still mounted: left {prefix} in place");
+            return;
+        }
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `name` looked up in PATH, as a shell would.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The release `engine` binary: `ENGINE_BIN` when set, else built now with
+/// `cargo build --release -p engine` (a no-op when up to date), whose JSON
+/// messages say where the binary is, whatever the target directory.
+pub fn engine_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("ENGINE_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("ENGINE_BIN={} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let built = Command::new(&cargo)
+        .args(["build", "--release", "-p", "engine"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(Stdio::inherit())
+        .output();
+    let out = match built {
+        Ok(out) => out,
+        // No cargo (a VM guest running binaries built on the host): the
+        // engine built beside this binary, in target/release.
+        Err(_) => return sibling_engine(),
+    };
+    if !out.status.success() {
+        bail!("`cargo build --release -p engine` failed: fix the build, or set ENGINE_BIN to an engine binary");
+    }
+    for line in out.stdout.lines() {
+        let msg: serde_json::Value = serde_json::from_str(&line?).unwrap_or_default();
+        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "engine" {
+            if let Some(exe) = msg["executable"].as_str() {
+                return Ok(PathBuf::from(exe));
+            }
+        }
+    }
+    bail!("cargo built no `engine` executable: set ENGINE_BIN")
+}
+
+/// `target/release/engine`, seen from `target/release/compare` or
+/// `target/release/deps/startup-HASH`.
+fn sibling_engine() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("engine"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "no cargo to build the engine and no engine beside {}: set ENGINE_BIN",
+                exe.display()
+            )
+        })
+}
+
+/// Fills `dest` (which must not exist) with a busybox root filesystem.
+/// `engine rootfs pull busybox` is the engine's own way; while it is missing
+/// or fails, the same tree is built here from the host's static busybox.
+/// Returns how it was made.
+pub fn busybox_rootfs(engine: &Path, dest: &Path) -> Result<&'static str> {
+    let pulled = Command::new(engine)
+        .args(["rootfs", "pull", "busybox"])
+        .arg(dest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if pulled && dest.join("bin/busybox").is_file() && dest.join("bin/true").exists() {
+        return Ok("engine rootfs pull busybox");
+    }
+    let _ = fs::remove_dir_all(dest);
+    build_busybox_rootfs(dest)?;
+    Ok("built here from the host's /bin/busybox (engine rootfs pull busybox failed)")
+}
+
+fn build_busybox_rootfs(dest: &Path) -> Result<()> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        bail!("no /bin/busybox: install it with `apt-get install busybox-static`");
+    }
+    for dir in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        let d = dest.join(dir);
+        fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    fs::copy(busybox, dest.join("bin/busybox")).context("cannot copy /bin/busybox")?;
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .context("cannot run busybox --list")?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        // A `bin/busybox -> busybox` link would replace the binary with a loop.
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        let link = dest.join("bin").join(applet);
+        symlink("busybox", &link).with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    fs::write(dest.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+        .context("cannot write etc/passwd")?;
+    Ok(())
+}
+
+/// The inode of a network namespace file (`/proc/PID/ns/net`).
+pub fn netns_inode(path: &str) -> Result<u64> {
+    Ok(fs::metadata(path)
+        .with_context(|| format!("cannot stat {path}"))?
+        .ino())
+}
+
+/// Moves this process into a network namespace of its own, so that every
+/// bridge and veth made from here on (by the engine, podman, the fence) lives
+/// and dies there, never in the machine's namespace. Call it while the process
+/// has one thread. Returns the inodes (before, after); fails unless they differ.
+pub fn enter_private_netns() -> Result<(u64, u64)> {
+    let before = netns_inode("/proc/thread-self/ns/net")?;
+    // SAFETY: unshare takes no pointers; it only changes this thread's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "cannot create a private network namespace: {} (run as root)",
+            std::io::Error::last_os_error()
+        );
+    }
+    let after = netns_inode("/proc/self/ns/net")?;
+    if after == before {
+        bail!("unshare(CLONE_NEWNET) left the network namespace unchanged (net:[{before}]): refusing to make bridges here");
+    }
+    PRIVATE_NETNS.store(true, Ordering::SeqCst);
+    Ok((before, after))
+}
+
+/// Waits until every network namespace that died before the call has been
+/// torn down by the kernel, and returns how long that took.
+///
+/// Namespace teardown is asynchronous: the kernel queues dead namespaces and
+/// one ordered work item cleans them in batches. The fence queues one more
+/// namespace behind them, holding one end of a veth whose other end is here,
+/// and waits for that end to vanish: by then every earlier namespace is gone.
+/// The veth lives in the caller's namespace, which must be a private one
+/// (see [`enter_private_netns`]).
+pub fn netns_fence(timeout: Duration) -> Result<Duration> {
+    if !PRIVATE_NETNS.load(Ordering::SeqCst) {
+        bail!("the netns fence makes a veth: call enter_private_netns first");
+    }
+    let own = netns_inode("/proc/self/ns/net")?;
+    let name = format!("bfence{}", std::process::id() % 1_000_000);
+    let mut holder = Command::new("unshare")
+        .args(["--net", "--", "sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot run unshare (util-linux) for the netns fence")?;
+    let pid = holder.id();
+    let result = (|| {
+        // Wait until the holder is in its own namespace and has exec'd sleep.
+        let start = Instant::now();
+        loop {
+            let ns = netns_inode(&format!("/proc/{pid}/ns/net")).unwrap_or(own);
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if ns != own && comm.trim() == "sleep" {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                bail!("the netns fence holder (pid {pid}) never reached its namespace");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let status = Command::new("ip")
+            .args([
+                "link", "add", &name, "type", "veth", "peer", "name", "fence0",
+            ])
+            .args(["netns", &pid.to_string()])
+            .status()
+            .context("cannot run ip (iproute2) for the netns fence")?;
+        if !status.success() {
+            bail!("ip link add {name} type veth failed");
+        }
+        Ok(())
+    })();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    result?;
+    let cname = CString::new(name.clone())?;
+    let start = Instant::now();
+    // SAFETY: cname is a valid NUL-terminated string.
+    while unsafe { libc::if_nametoindex(cname.as_ptr()) } != 0 {
+        if start.elapsed() > timeout {
+            let _ = Command::new("ip").args(["link", "del", &name]).status();
+            return Err(anyhow!(
+                "dead network namespaces were not torn down within {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(start.elapsed())
+}
+
+/// The fence's own cost on a quiet system: the least of a few runs. Benches
+/// subtract it, so that what they add is only the teardown their runs left.
+pub fn netns_fence_floor() -> Result<Duration> {
+    netns_fence(Duration::from_secs(10))?;
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        best = best.min(netns_fence(Duration::from_secs(10))?);
+    }
+    Ok(best)
+}
+
+/// Ok when cgroup v2 offers the cpu and memory controllers at /sys/fs/cgroup
+/// (what `engine run --cpus/--memory` needs); else why not, in one sentence.
+pub fn cgroup_v2_limits() -> std::result::Result<(), String> {
+    let root = "/sys/fs/cgroup/cgroup.controllers";
+    if let Ok(list) = fs::read_to_string(root) {
+        let has = |c: &str| list.split_whitespace().any(|x| x == c);
+        if has("cpu") && has("memory") {
+            return Ok(());
+        }
+        return Err(format!(
+            "cgroup v2 at /sys/fs/cgroup offers only `{}`, not cpu and memory",
+            list.trim()
+        ));
+    }
+    match fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers") {
+        Ok(list) => Err(format!(
+            "this host is cgroup v1 hybrid: cgroup2 at /sys/fs/cgroup/unified offers only `{}`; cpu and memory are v1 controllers",
+            list.trim()
+        )),
+        Err(_) => Err("this host has no cgroup v2 at /sys/fs/cgroup".into()),
+    }
+}
+
+/// `engine` with its state in `state_dir`, quiet: the engine's one line about
+/// missing resource control would otherwise print on every run.
+pub fn engine_command(engine: &Path, state_dir: &Path) -> Command {
+    let mut cmd = Command::new(engine);
+    cmd.env("ENGINE_STATE_DIR", state_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The first line of a failed command's stderr, for a table cell.
+pub fn first_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no message");
+    let mut line = line.replace('|', "/");
+    if line.len() > 120 {
+        let cut = (0..=117)
+            .rev()
+            .find(|&i| line.is_char_boundary(i))
+            .unwrap_or(0);
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line
+}

@@ -60,7 +60,6 @@ struct Resources {
     name: String,
     record_written: bool,
     cgroup: Option<Cgroup>,
-    veth: Option<String>,
     layer: Option<PathBuf>,
     child: Option<Pid>,
 }
@@ -74,9 +73,9 @@ impl Drop for Resources {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-        if let Some(veth) = self.veth.take() {
-            let _ = crate::net::delete_link(&veth);
-        }
+        // The veth is not deleted here: it dies with the container's network
+        // namespace, which the kernel tears down in the background. Deleting
+        // it ourselves would make every start wait ~25 ms for the kernel.
         if let Some(layer) = self.layer.take() {
             let _ = std::fs::remove_dir_all(layer);
         }
@@ -104,7 +103,6 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         name: spec.name.clone(),
         record_written: false,
         cgroup: None,
-        veth: None,
         layer: None,
         child: None,
     };
@@ -182,7 +180,6 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     }
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         crate::net::create_veth(net, veth, pid.as_raw())?;
-        res.veth = Some(veth.clone());
     }
     record.pid = pid.as_raw();
     state.write(&record)?;
@@ -245,7 +242,13 @@ fn reserve(spec: &Spec, cfg: &Config, state: &StateDir, res: &mut Resources) -> 
                 None => net.lowest_free(&used)?,
             };
             crate::net::setup_host(net, &state.dir)?;
-            (Some(ip), Some(crate::net::veth_name(&spec.name)))
+            let veth = crate::net::veth_name(&spec.name);
+            // The name is ours now, so a veth of that name is stale: left by
+            // a container of the same name whose namespace is still dying.
+            if crate::net::link_exists(&veth)? {
+                crate::net::delete_link(&veth)?;
+            }
+            (Some(ip), Some(veth))
         }
     };
     let me = std::process::id() as i32;

@@ -72,6 +72,14 @@ impl Net {
         child
     }
 
+    /// Veths vanish with their container's network namespace, which the
+    /// kernel tears down in the background: wait for that, boundedly.
+    fn assert_no_veth(&self) {
+        wait_for(10, "the veths to vanish", || {
+            (!self.links().contains("ve-")).then_some(())
+        });
+    }
+
     fn links(&self) -> String {
         let out = std::process::Command::new("ip")
             .args(["-o", "link"])
@@ -130,11 +138,8 @@ fn two_containers_ping_each_other_and_the_gateway() {
     }
     let out = net.cmd().args(["teardown"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let links = net.links();
-    assert!(
-        !links.contains("ve-") && !links.contains(&net.bridge),
-        "{links}"
-    );
+    net.assert_no_veth();
+    assert!(!net.links().contains(&net.bridge), "{}", net.links());
     net.env.assert_clean();
 }
 
@@ -154,11 +159,7 @@ fn leases_take_the_lowest_free_address_and_are_released() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "--net none has only lo: {text}");
     assert!(text.contains("lo:") && text.contains("UP"), "{text}");
-    assert!(
-        !net.links().contains("ve-"),
-        "leftover veth: {}",
-        net.links()
-    );
+    net.assert_no_veth();
     net.env.assert_clean();
     net.cmd().arg("teardown").output().unwrap();
 }
@@ -256,11 +257,7 @@ fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 30, "duplicate addresses: {addrs:?}");
-    assert!(
-        !net.links().contains("ve-"),
-        "leftover veths: {}",
-        net.links()
-    );
+    net.assert_no_veth();
     net.env.assert_clean();
     let out = net.cmd().arg("teardown").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -10,29 +10,37 @@ use std::time::{Duration, Instant};
 const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 const CPU_PERIOD_US: u64 = 100_000;
 
-/// The cgroup2 mount point, from /proc/self/mountinfo.
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount_point = left.split(' ').nth(4)?;
-        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
-    })
+fn is_cgroup2(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// The cgroup2 mount that holds `root` (or would, once created): the
+/// topmost cgroup2 directory among its existing ancestors. statfs is far
+/// cheaper than reading /proc/self/mountinfo on every start.
+pub fn cgroup2_mount_of(root: &Path) -> Option<PathBuf> {
+    let mut dir = root;
+    while !dir.exists() {
+        dir = dir.parent()?;
+    }
+    if !is_cgroup2(dir) {
+        return None;
+    }
+    while let Some(parent) = dir.parent().filter(|p| is_cgroup2(p)) {
+        dir = parent;
+    }
+    Some(dir.to_path_buf())
 }
 
 /// Ok when `root` can hold cgroup v2 leaves with cpu, memory and pids;
 /// otherwise why not, as a phrase ("this host has cgroup v1 ...").
 pub fn check_available(root: &Path) -> std::result::Result<PathBuf, String> {
-    let Some(mount) = cgroup2_mount() else {
-        return Err("this host has no cgroup v2 (cgroup v1 only)".into());
-    };
-    if !root.starts_with(&mount) {
+    let Some(mount) = cgroup2_mount_of(root) else {
         return Err(format!(
-            "ENGINE_CGROUP_ROOT {} is not inside the cgroup v2 mount {} (this host mixes cgroup v1 and v2)",
-            root.display(),
-            mount.display()
+            "ENGINE_CGROUP_ROOT {} is not on a cgroup v2 file system (this host has cgroup v1, or mixes v1 and v2)",
+            root.display()
         ));
-    }
+    };
     let have = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
     let missing: Vec<&str> = CONTROLLERS
         .iter()

@@ -23,8 +23,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Everything the child needs besides the spec; prepared by the parent.
 pub struct ChildSetup<'a> {
     pub spec: &'a Spec,
-    /// Copy-on-write layer: (upper, work, merged). None: write through to the rootfs.
-    pub layer: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Where to mount the tmpfs that holds the copy-on-write layer (an
+    /// existing host directory; the mount exists only in the container's
+    /// mount namespace). None: write through to the rootfs.
+    pub layer: Option<PathBuf>,
     /// Read end of the pipe the parent writes one byte to once the id maps
     /// and the veth exist.
     pub sync_fd: RawFd,
@@ -309,7 +311,26 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
         None,
     )?;
     let root = match &setup.layer {
-        Some((upper, work, merged)) => {
+        Some(scratch) => {
+            // The layer lives in a tmpfs of the container's own mount
+            // namespace: nothing to create or remove on the host, and it
+            // vanishes with the container even if the engine is killed.
+            // Its pages are charged to the container's memory cgroup.
+            mnt(
+                Some(Path::new("tmpfs")),
+                scratch,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=755"),
+            )?;
+            let (upper, work, merged) = (
+                scratch.join("upper"),
+                scratch.join("work"),
+                scratch.join("merged"),
+            );
+            for d in [&upper, &work, &merged] {
+                std::fs::create_dir(d).ctx(|| format!("mkdir {}", d.display()))?;
+            }
             let opts = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 spec.rootfs.display(),
@@ -318,12 +339,12 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
             );
             mnt(
                 Some(Path::new("overlay")),
-                merged,
+                &merged,
                 Some("overlay"),
                 MsFlags::empty(),
                 Some(&opts),
             )?;
-            merged.clone()
+            merged
         }
         None => {
             // pivot_root needs the new root to be a mount point.

@@ -60,7 +60,6 @@ struct Resources {
     name: String,
     record_written: bool,
     cgroup: Option<Cgroup>,
-    layer: Option<PathBuf>,
     child: Option<Pid>,
 }
 
@@ -76,9 +75,6 @@ impl Drop for Resources {
         // The veth is not deleted here: it dies with the container's network
         // namespace, which the kernel tears down in the background. Deleting
         // it ourselves would make every start wait ~25 ms for the kernel.
-        if let Some(layer) = self.layer.take() {
-            let _ = std::fs::remove_dir_all(layer);
-        }
         if self.record_written {
             self.state.remove(&self.name);
         }
@@ -103,10 +99,9 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         name: spec.name.clone(),
         record_written: false,
         cgroup: None,
-        layer: None,
         child: None,
     };
-    let mut record = reserve(spec, cfg, &state, &mut res)?;
+    let mut record = reserve(spec, cfg, cgroup_ok, &state, &mut res)?;
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
@@ -118,12 +113,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     if cgroup_ok {
         res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
     }
-    let layer = if spec.write_through {
-        None
-    } else {
-        res.layer = Some(state.layer_of(&spec.name));
-        Some(make_layer(&state.layer_of(&spec.name), spec.userns)?)
-    };
+    let layer = (!spec.write_through).then(|| state.dir.clone());
 
     let eth0 = match (&spec.network, record.ip) {
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
@@ -214,7 +204,13 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
 
 /// Under the state lock: recover stale entries, check the name, pick or check
 /// the address, set up the bridge, and write the record.
-fn reserve(spec: &Spec, cfg: &Config, state: &StateDir, res: &mut Resources) -> Result<Record> {
+fn reserve(
+    spec: &Spec,
+    cfg: &Config,
+    cgroup_ok: bool,
+    state: &StateDir,
+    res: &mut Resources,
+) -> Result<Record> {
     let _lock = state.lock()?;
     state::recover_stale(state);
     let running = state.running();
@@ -262,7 +258,6 @@ fn reserve(spec: &Spec, cfg: &Config, state: &StateDir, res: &mut Resources) -> 
         ip,
         veth,
         cgroup: None,
-        layer: (!spec.write_through).then(|| state.layer_of(&spec.name)),
         created: state::now_secs(),
         cpus: spec.limits.cpus,
         memory: spec.limits.memory,
@@ -271,28 +266,12 @@ fn reserve(spec: &Spec, cfg: &Config, state: &StateDir, res: &mut Resources) -> 
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
     };
-    if cgroup::check_available(&cfg.cgroup_root).is_ok() {
+    if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
     }
     state.write(&record)?;
     res.record_written = true;
     Ok(record)
-}
-
-/// upper/work/merged for overlayfs; upper and work belong to the container's
-/// root so it can write through the overlay.
-fn make_layer(dir: &Path, userns: UserNs) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    if let UserNs::Map { uid, gid } = userns {
-        for d in [&upper, &work] {
-            std::os::unix::fs::chown(d, Some(uid), Some(gid))
-                .with_context(|| format!("cannot chown {}", d.display()))?;
-        }
-    }
-    Ok((upper, work, merged))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

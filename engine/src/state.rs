@@ -24,8 +24,6 @@ pub struct Record {
     pub ip: Option<Ipv4Addr>,
     pub veth: Option<String>,
     pub cgroup: Option<PathBuf>,
-    /// Copy-on-write layer directory, removed at exit.
-    pub layer: Option<PathBuf>,
     /// Unix time in seconds.
     pub created: u64,
     pub cpus: Option<f64>,
@@ -96,11 +94,6 @@ impl StateDir {
         self.dir.join(format!("{name}.json"))
     }
 
-    /// Where a container's copy-on-write layer lives.
-    pub fn layer_of(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.layer"))
-    }
-
     /// Where a detached container's output goes.
     pub fn log_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.log"))
@@ -164,23 +157,12 @@ pub fn is_alive(rec: &Record) -> bool {
 }
 
 /// Removes everything a dead engine left behind: the container's processes
-/// (through its cgroup, or its pid), cgroup, veth, layer and state file.
+/// (through its cgroup, or its pid), cgroup, veth and state file.
 /// Call with the lock held.
 pub fn recover_stale(state: &StateDir) {
     for rec in state.list() {
         if !is_alive(&rec) {
             release(state, &rec);
-        }
-    }
-    // Layers whose record is gone (crash between creating the layer and the record).
-    if let Ok(dir) = std::fs::read_dir(&state.dir) {
-        for e in dir.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if let Some(name) = n.strip_suffix(".layer") {
-                if !state.path_of(name).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
         }
     }
 }
@@ -195,9 +177,6 @@ pub fn release(state: &StateDir, rec: &Record) {
     }
     if let Some(veth) = &rec.veth {
         let _ = crate::net::delete_link(veth);
-    }
-    if let Some(layer) = &rec.layer {
-        let _ = std::fs::remove_dir_all(layer);
     }
     state.remove(&rec.name);
 }

@@ -13,6 +13,15 @@
 //! let code = vm::run(&vm::VmConfig::default(), &["true".to_string()])?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
+//!
+//! Everything fetched or built is cached under `<target>/vm/` (see
+//! [`target_dir`]): `kernel/` (the unpacked kernel packages), `initramfs/`,
+//! `arm64-root/` (or `amd64-root/` on an arm64 host), and `run/` (one
+//! directory per running guest, removed after it). Environment overrides:
+//! `VM_KERNEL_PACKAGE` (the kernel metapackage, default
+//! `linux-image-<arch>`, or `linux-image-generic` on Ubuntu),
+//! `VM_DEBIAN_MIRROR` (for the foreign root; default: the host's Debian
+//! source), `VM_BUSYBOX` (the host's static busybox).
 
 mod cache;
 mod cpio;
@@ -158,6 +167,7 @@ impl Default for VmConfig {
 /// error, whose message ends with the tail of the guest's console.
 pub fn run(cfg: &VmConfig, command: &[String]) -> Result<i32> {
     let checked = check(cfg)?;
+    let run_sh = script::run(&cfg.workdir, &cfg.env, command)?;
     let kvm = use_kvm(cfg)?;
     let foreign = cfg.arch != Arch::host();
 
@@ -186,7 +196,6 @@ pub fn run(cfg: &VmConfig, command: &[String]) -> Result<i32> {
         }
     }
     let config_sh = script::config(&shares)?;
-    let run_sh = script::run(&cfg.workdir, &cfg.env, command)?;
 
     let dir = RunDir::create()?;
     let initrd = dir.0.join("initrd.cpio");
@@ -253,6 +262,7 @@ fn check(cfg: &VmConfig) -> Result<Checked> {
             .ok()
             .filter(|p| p.is_dir())
             .with_context(|| format!("writable directory {} does not exist", w.display()))?;
+        script::path_str(&dir)?;
         if dir == Path::new("/") {
             bail!("the host's / cannot be shared writable: name the directories the guest writes");
         }

@@ -19,6 +19,7 @@ struct Cli {
     /// Guest memory, e.g. 2G or 512M
     #[arg(long, default_value = "2G")]
     memory: String,
+    /// Guest CPUs
     #[arg(long, default_value_t = 2)]
     cpus: u32,
     /// Kill the guest after this many seconds (an error)

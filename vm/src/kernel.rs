@@ -1,0 +1,363 @@
+//! The guest kernel: the distribution's own kernel package, fetched with
+//! `apt-get download` and unpacked with `dpkg-deb -x` (no install, no root
+//! needed), or one found in a foreign-architecture root, or one given by path.
+
+use crate::cache::{self, Lock, RemoveOnDrop};
+use crate::Arch;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A kernel image and its modules.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// What QEMU's `-kernel` gets.
+    pub image: PathBuf,
+    /// The release, e.g. `6.1.0-56-amd64`.
+    pub version: String,
+    /// `lib/modules/<version>`, when there is one.
+    pub modules: Option<PathBuf>,
+}
+
+/// Runs a tool and returns its stdout; a missing tool or a failure becomes a
+/// one-line error naming the tool and the package that provides it.
+pub fn output(cmd: &mut Command, package: &str) -> Result<String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow!("{program} not found: apt-get install {package}"),
+        _ => anyhow!("run {program}: {e}"),
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("W:"))
+            .unwrap_or("");
+        bail!("{program} failed ({}): {}", out.status, last.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The kernel in an unpacked tree (a package or a root): `boot/vmlinuz-*`
+/// and `lib/modules/<version>` (or `usr/lib/modules`, on merged-/usr).
+pub fn from_tree(dir: &Path) -> Result<Kernel> {
+    let boot = dir.join("boot");
+    let mut images: Vec<_> = std::fs::read_dir(&boot)
+        .with_context(|| format!("read {}", boot.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let version = name.strip_prefix("vmlinuz-")?.to_string();
+            Some((version, e.path()))
+        })
+        .collect();
+    images.sort();
+    let Some((version, vmlinuz)) = images.pop() else {
+        bail!("no boot/vmlinuz-* in {}", dir.display());
+    };
+    let modules = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|m| dir.join(m).join(&version))
+        .find(|m| m.is_dir());
+    // An uncompressed copy made next to it boots faster (see `pvh`).
+    let pvh = boot.join(format!("vmlinux-{version}.pvh"));
+    let image = if pvh.is_file() { pvh } else { vmlinuz };
+    Ok(Kernel {
+        image,
+        version,
+        modules,
+    })
+}
+
+/// A kernel given by path. Its modules are looked for where a package would
+/// have put them: `../lib/modules/<version>` next to `boot/`, or the host's
+/// `/lib/modules/<version>`; without them, the kernel must have virtio, 9p
+/// and virtio-console built in.
+pub fn from_path(path: &Path) -> Result<Kernel> {
+    if !path.is_file() {
+        bail!("kernel {} does not exist", path.display());
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let version = name
+        .strip_prefix("vmlinuz-")
+        .or_else(|| name.strip_prefix("vmlinux-"))
+        .unwrap_or("")
+        .trim_end_matches(".pvh")
+        .to_string();
+    let mut candidates = Vec::new();
+    if let Some(tree) = path.parent().and_then(Path::parent) {
+        candidates.push(tree.join("lib/modules").join(&version));
+        candidates.push(tree.join("usr/lib/modules").join(&version));
+    }
+    candidates.push(Path::new("/lib/modules").join(&version));
+    let modules = if version.is_empty() {
+        None
+    } else {
+        candidates.into_iter().find(|m| m.is_dir())
+    };
+    Ok(Kernel {
+        image: path.to_path_buf(),
+        version,
+        modules,
+    })
+}
+
+/// The kernel metapackage for this host's distribution and `arch`.
+fn metapackage(arch: Arch) -> String {
+    if let Ok(name) = std::env::var("VM_KERNEL_PACKAGE") {
+        return name;
+    }
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let ubuntu = os
+        .lines()
+        .any(|l| l == "ID=ubuntu" || (l.starts_with("ID_LIKE=") && l.contains("ubuntu")));
+    if ubuntu {
+        // Ubuntu splits the image and its modules; both are followed below.
+        "linux-image-generic".into()
+    } else {
+        format!("linux-image-{}", arch.debian())
+    }
+}
+
+/// The kernel packages the metapackage depends on, following
+/// `linux-image-*` and `linux-modules-*` dependencies.
+fn resolve(meta: &str) -> Result<Vec<String>> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![meta.to_string()];
+    while let Some(pkg) = todo.pop() {
+        let out = output(
+            Command::new("apt-cache").args(["depends", "--important", &pkg]),
+            "apt",
+        )
+        .with_context(|| {
+            format!(
+                "no kernel package {pkg} known to apt: run apt-get update, or pass --kernel PATH"
+            )
+        })?;
+        for line in out.lines() {
+            let line = line.trim().trim_start_matches('|');
+            let Some(dep) = line.strip_prefix("Depends:").map(str::trim) else {
+                continue;
+            };
+            let kernelish = dep.starts_with("linux-image-") || dep.starts_with("linux-modules-");
+            if kernelish && !dep.starts_with('<') && !found.iter().any(|f| f == dep) {
+                found.push(dep.to_string());
+                todo.push(dep.to_string());
+            }
+        }
+        if found.len() > 8 {
+            bail!("kernel package {meta} has an unexpected dependency tree: {found:?}");
+        }
+    }
+    if found.is_empty() {
+        // Already a versioned package.
+        found.push(meta.to_string());
+    }
+    Ok(found)
+}
+
+/// The distribution's kernel for the host's own architecture, cached under
+/// `<target>/vm/kernel/<package>/`.
+pub fn from_package(arch: Arch) -> Result<Kernel> {
+    let root = cache::vm_dir()?.join("kernel");
+    let meta = metapackage(arch);
+    let packages = match resolve_cached(&root, &meta) {
+        Ok(p) => p,
+        // Offline or without apt lists: any kernel fetched before will do.
+        Err(e) => return newest_cached(&root).ok_or(e),
+    };
+    let dir = root.join(&packages[0]);
+    if dir.is_dir() {
+        return from_tree(&dir);
+    }
+    let _lock = Lock::take("kernel")?;
+    if dir.is_dir() {
+        return from_tree(&dir);
+    }
+    let tmp = root.join(format!("{}.tmp{}", packages[0], std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let cleanup = RemoveOnDrop(Some(tmp.clone()));
+    let tree = tmp.join("tree");
+    std::fs::create_dir_all(&tree).with_context(|| format!("create {}", tree.display()))?;
+    output(
+        Command::new("apt-get")
+            .current_dir(&tmp)
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
+            .args(&packages),
+        "apt",
+    )
+    .with_context(|| format!("download the kernel packages {}", packages.join(" ")))?;
+    for entry in std::fs::read_dir(&tmp)? {
+        let deb = entry?.path();
+        if deb.extension().is_some_and(|e| e == "deb") {
+            output(
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree),
+                "dpkg",
+            )?;
+        }
+    }
+    if arch == Arch::Amd64 {
+        let kernel = from_tree(&tree)?;
+        pvh(&kernel.image, &kernel.version)?;
+    }
+    std::fs::rename(&tree, &dir).with_context(|| format!("rename to {}", dir.display()))?;
+    drop(cleanup);
+    from_tree(&dir)
+}
+
+/// `resolve`, remembered until apt's package lists change: apt-cache takes
+/// most of a second, a good part of a boot under KVM.
+fn resolve_cached(root: &Path, meta: &str) -> Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let lists = std::fs::metadata("/var/lib/apt/lists")
+        .map(|m| format!("{}.{}", m.mtime(), m.mtime_nsec()))
+        .unwrap_or_default();
+    let memo = root.join(format!("{meta}.resolved"));
+    if let Ok(text) = std::fs::read_to_string(&memo) {
+        let mut lines = text.lines();
+        if lines.next() == Some(lists.as_str()) {
+            let packages: Vec<String> = lines.map(String::from).collect();
+            if !packages.is_empty() {
+                return Ok(packages);
+            }
+        }
+    }
+    let packages = resolve(meta)?;
+    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    let text = format!("{lists}\n{}\n", packages.join("\n"));
+    cache::write_atomic(&memo, text.as_bytes())?;
+    Ok(packages)
+}
+
+fn newest_cached(root: &Path) -> Option<Kernel> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().contains(".tmp"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort();
+    from_tree(&dirs.pop()?.1).ok()
+}
+
+/// Makes `boot/vmlinux-<version>.pvh`: the x86 kernel decompressed. QEMU boots
+/// such an ELF kernel straight into 64-bit code through its PVH entry point,
+/// which under TCG saves the 1-3 s the bzImage spends decompressing itself.
+/// Kernels without a PVH entry are left as they are.
+pub fn pvh(vmlinuz: &Path, version: &str) -> Result<()> {
+    let data = std::fs::read(vmlinuz).with_context(|| format!("read {}", vmlinuz.display()))?;
+    let Some(elf) = bzimage_payload(&data).and_then(|(tool, payload)| decompress(tool, payload))
+    else {
+        return Ok(());
+    };
+    if elf.starts_with(b"\x7fELF") && has_pvh_note(&elf) {
+        let out = vmlinuz.with_file_name(format!("vmlinux-{version}.pvh"));
+        cache::write_atomic(&out, &elf)?;
+    }
+    Ok(())
+}
+
+/// The compressed kernel inside a bzImage (setup header fields
+/// `setup_sects`, `payload_offset`, `payload_length`) and the tool that
+/// decompresses it.
+fn bzimage_payload(data: &[u8]) -> Option<(&'static str, &[u8])> {
+    if data.get(0x202..0x206) != Some(b"HdrS") {
+        return None;
+    }
+    let setup_sects = match *data.get(0x1f1)? {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let start = (setup_sects + 1) * 512 + word(0x248)?;
+    let payload = data.get(start..start.checked_add(word(0x24c)?)?)?;
+    let tool = if payload.starts_with(b"\xfd7zXZ\0") {
+        "xz"
+    } else if payload.starts_with(b"\x28\xb5\x2f\xfd") {
+        "zstd"
+    } else if payload.starts_with(b"\x1f\x8b") {
+        "gzip"
+    } else {
+        return None;
+    };
+    Some((tool, payload))
+}
+
+/// Decompresses with the tool. The kernel's build appends the size after the
+/// stream, which the tools may call trailing garbage: the output is what
+/// counts, and it is checked by the caller.
+fn decompress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut args = vec!["-dc"];
+    if tool == "xz" {
+        args.push("--single-stream");
+    }
+    let mut child = Command::new(tool)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().ok()?;
+    let _ = writer.join();
+    Some(out.stdout)
+}
+
+/// Whether the ELF has a Xen ELF note of type XEN_ELFNOTE_PHYS32_ENTRY (18),
+/// the PVH entry point QEMU looks for: namesz 4, descsz, type, "Xen\0".
+fn has_pvh_note(elf: &[u8]) -> bool {
+    elf.windows(16)
+        .any(|w| w[..4] == [4, 0, 0, 0] && w[8..12] == [18, 0, 0, 0] && &w[12..16] == b"Xen\0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_payload_of_a_bzimage() {
+        let mut img = vec![0u8; 4096];
+        img[0x1f1] = 2; // setup sectors: payload area starts at 3 * 512
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x248..0x24c].copy_from_slice(&100u32.to_le_bytes());
+        img[0x24c..0x250].copy_from_slice(&8u32.to_le_bytes());
+        img[1636..1644].copy_from_slice(b"\xfd7zXZ\0ab");
+        let (tool, payload) = bzimage_payload(&img).unwrap();
+        assert_eq!((tool, payload), ("xz", &b"\xfd7zXZ\0ab"[..]));
+        img[0x24c..0x250].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(bzimage_payload(&img).is_none(), "out of bounds is refused");
+        assert!(bzimage_payload(b"MZ").is_none());
+    }
+
+    #[test]
+    fn recognizes_the_pvh_note() {
+        let mut elf = vec![0u8; 64];
+        assert!(!has_pvh_note(&elf));
+        elf[20..36].copy_from_slice(b"\x04\0\0\0\x08\0\0\0\x12\0\0\0Xen\0");
+        assert!(has_pvh_note(&elf));
+    }
+
+    #[test]
+    fn a_kernel_path_without_modules_is_accepted() {
+        let dir = std::env::temp_dir().join(format!("vm-kernel-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("boot")).unwrap();
+        std::fs::create_dir_all(dir.join("lib/modules/9.9-test")).unwrap();
+        let image = dir.join("boot/vmlinuz-9.9-test");
+        std::fs::write(&image, b"kernel").unwrap();
+        let k = from_path(&image).unwrap();
+        assert_eq!(k.version, "9.9-test");
+        assert_eq!(k.modules, Some(dir.join("lib/modules/9.9-test")));
+        let t = from_tree(&dir).unwrap();
+        assert_eq!(t.image, image);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(from_path(&dir.join("nope")).is_err());
+    }
+}

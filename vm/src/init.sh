@@ -89,12 +89,16 @@ vm_shares
 hostname "$VM_HOSTNAME"
 ip link set lo up
 
-# The command runs chrooted, with a copy of busybox to change directory and
+# The command runs in the shared root, with a copy of busybox to change directory and
 # set up the environment (the root may lack a shell).
 mkdir -p /mnt/run/vm && cp /bin/busybox /vm/run.sh /mnt/run/vm/ ||
 	fail "cannot copy the run script to /run/vm"
 echo started >&3
-chroot /mnt /run/vm/busybox sh /run/vm/run.sh </dev/null >"$out" 2>"$err"
+# Not a plain chroot: the kernel refuses user namespaces to a chrooted
+# process. In a mount namespace of its own the shared root is moved onto /,
+# so the command's root is its namespace's root, as on a booted system.
+unshare -m sh -c 'cd /mnt && mount --move . / && exec chroot . /run/vm/busybox sh /run/vm/run.sh' \
+	</dev/null >"$out" 2>"$err"
 echo "exit $?" >&3
 sync
 poweroff -f

@@ -125,14 +125,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
 
     // Block what we forward before cloning, so no signal is lost in between;
     // the child unblocks them before exec.
-    let mut forwarded = SigSet::empty();
-    for s in FORWARDED {
-        forwarded.add(s);
-    }
-    let mut old_mask = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
-        .context("cannot block signals")?;
-    let _restore_mask = RestoreMask(old_mask);
+    let (forwarded, _restore_mask) = block_forwarded()?;
 
     let setup = ChildSetup {
         spec,
@@ -177,18 +170,10 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         .write_all(b"G")
         .context("cannot signal the container to start")?;
 
-    // EOF on the close-on-exec error pipe means exec succeeded.
-    let mut report = String::new();
-    let _ = File::from(error_read).read_to_string(&mut report);
-    if !report.is_empty() {
+    if let Some(failure) = child_failure(error_read) {
         let _ = nix::sys::wait::waitpid(pid, None);
         res.child = None;
-        let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
-        return Err(ExitError {
-            code: code.parse().unwrap_or(exit::ENGINE_ERROR),
-            msg: msg.to_string(),
-        }
-        .into());
+        return Err(failure.into());
     }
     verbose!(spec, "{} started", spec.command[0]);
     started(&record);
@@ -279,6 +264,34 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 struct RestoreMask(SigSet);
+
+/// Blocks the forwarded signals (they are read from a signalfd); the old
+/// mask comes back when the guard drops.
+fn block_forwarded() -> Result<(SigSet, RestoreMask)> {
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
+        .context("cannot block signals")?;
+    Ok((forwarded, RestoreMask(old_mask)))
+}
+
+/// Reads the child's error pipe to its end: EOF alone means exec succeeded;
+/// otherwise "CODE message" from `init`.
+fn child_failure(error_read: OwnedFd) -> Option<ExitError> {
+    let mut report = String::new();
+    let _ = File::from(error_read).read_to_string(&mut report);
+    if report.is_empty() {
+        return None;
+    }
+    let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
+    Some(ExitError {
+        code: code.parse().unwrap_or(exit::ENGINE_ERROR),
+        msg: msg.to_string(),
+    })
+}
 
 impl Drop for RestoreMask {
     fn drop(&mut self) {
@@ -715,14 +728,7 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         workdir: &workdir,
         command: &req.command,
     };
-    let mut forwarded = SigSet::empty();
-    for s in FORWARDED {
-        forwarded.add(s);
-    }
-    let mut old_mask = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
-        .context("cannot block signals")?;
-    let _restore_mask = RestoreMask(old_mask);
+    let (forwarded, _restore_mask) = block_forwarded()?;
     let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
     let (pid, pidfd) = match clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
         Cloned::Child => init::join(&setup),
@@ -732,16 +738,9 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     drop(files);
     drop(error_write);
     let master = pty.map(|p| p.master);
-    let mut report = String::new();
-    let _ = File::from(error_read).read_to_string(&mut report);
-    if !report.is_empty() {
+    if let Some(failure) = child_failure(error_read) {
         let _ = nix::sys::wait::waitpid(pid, None);
-        let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
-        return Err(ExitError {
-            code: code.parse().unwrap_or(exit::ENGINE_ERROR),
-            msg: msg.to_string(),
-        }
-        .into());
+        return Err(failure.into());
     }
     supervise(pid, &pidfd, master, forwarded)
 }

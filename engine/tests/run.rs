@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -161,13 +161,8 @@ fn mounts_are_set_up_and_never_reach_the_host() {
         touch /sys/x 2>/dev/null && echo SYS-WRITABLE; \
         test -s /proc/kcore && echo KCORE-READABLE; \
         cat /proc/keys 2>/dev/null | head -c1 | grep -q . && echo KEYS-READABLE; echo END";
-    let child = env
-        .cmd()
-        .args(["run", "--net", "none", rootfs(), "m", "--", "sh", "-c"])
-        .arg(format!("{script}; sleep 1"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let script = format!("{script}; sleep 1");
+    let child = env.spawn(&[rootfs(), "m", "--", "sh", "-c", &script]);
     // While it runs, the host sees none of its mounts.
     std::thread::sleep(Duration::from_millis(300));
     assert_no_mounts_under(env.state.path());
@@ -207,23 +202,15 @@ fn mounts_are_set_up_and_never_reach_the_host() {
 fn each_container_writes_to_its_own_layer() {
     let env = Env::new("overlay");
     let rootfs_marker = busybox().join("written-by-container");
-    let mut a = env
-        .cmd()
-        .args([
-            "run",
-            "--net",
-            "none",
-            rootfs(),
-            "a",
-            "--",
-            "sh",
-            "-c",
-            "echo a > /written-by-container; echo ready; sleep 2; cat /written-by-container",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(a.stdout.take().unwrap()).lines();
+    let mut a = env.spawn(&[
+        rootfs(),
+        "a",
+        "--",
+        "sh",
+        "-c",
+        "echo a > /written-by-container; echo ready; sleep 2; cat /written-by-container",
+    ]);
+    let mut lines = lines(&mut a);
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let out = env.run(&[
         rootfs(),
@@ -311,23 +298,8 @@ fn signals_are_forwarded_to_pid_1() {
         (nix::sys::signal::Signal::SIGHUP, "HUP", 9),
     ] {
         let script = format!("trap 'echo got {name}; exit {code}' {name}; echo ready; while true; do sleep 0.05; done");
-        let mut child = env
-            .cmd()
-            .args([
-                "run",
-                "--net",
-                "none",
-                rootfs(),
-                "fwd",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut child = env.spawn(&[rootfs(), "fwd", "--", "sh", "-c", &script]);
+        let mut lines = lines(&mut child);
         assert_eq!(lines.next().unwrap().unwrap(), "ready");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
         assert_eq!(lines.next().unwrap().unwrap(), format!("got {name}"));
@@ -395,23 +367,8 @@ fn environment_workdir_and_volumes() {
 #[test]
 fn a_running_name_cannot_be_reused() {
     let env = Env::new("dup");
-    let mut first = env
-        .cmd()
-        .args([
-            "run",
-            "--net",
-            "none",
-            rootfs(),
-            "dup",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; sleep 30",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let mut first = env.spawn(&[rootfs(), "dup", "--", "sh", "-c", "echo ready; sleep 30"]);
+    let mut lines = lines(&mut first);
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let out = env.run(&[rootfs(), "dup", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
@@ -517,23 +474,8 @@ fn limits_without_cgroup_v2_are_refused() {
 #[test]
 fn a_sigkilled_engine_is_cleaned_up_by_the_next_invocation() {
     let env = Env::new("crash");
-    let mut child = env
-        .cmd()
-        .args([
-            "run",
-            "--net",
-            "none",
-            rootfs(),
-            "victim",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; sleep 60",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = env.spawn(&[rootfs(), "victim", "--", "sh", "-c", "echo ready; sleep 60"]);
+    let mut lines = lines(&mut child);
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let pid = container_pid(&env, "victim");
     child.kill().unwrap(); // SIGKILL to the engine

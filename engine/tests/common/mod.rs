@@ -91,6 +91,16 @@ impl Env {
             .expect("spawn engine")
     }
 
+    /// `engine run --net none ARGS`, running, with stdout piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd()
+            .args(["run", "--net", "none"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn engine")
+    }
+
     /// State files (NAME.json) present now.
     pub fn state_files(&self) -> Vec<String> {
         std::fs::read_dir(self.state.path())
@@ -122,6 +132,14 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The lines of a spawned engine's stdout.
+pub fn lines(
+    child: &mut std::process::Child,
+) -> std::io::Lines<std::io::BufReader<std::process::ChildStdout>> {
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped")).lines()
 }
 
 /// Fails when the host's mount table mentions `path`.

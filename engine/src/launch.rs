@@ -223,11 +223,14 @@ fn reserve(
                 None => net.lowest_free(&used)?,
             };
             crate::net::setup_host(net, &state.dir)?;
-            let veth = crate::net::veth_name(&spec.name);
+            let mut veth = crate::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by
-            // a container of the same name whose namespace is still dying.
+            // a container of the same name whose namespace the kernel is
+            // still tearing down (it goes with it). Deleting it would wait
+            // for that teardown; take another name instead ('%' never occurs
+            // in a container name, so this one is the run's own).
             if crate::net::link_exists(&veth)? {
-                crate::net::delete_link(&veth)?;
+                veth = crate::net::veth_name(&format!("{}%{}", spec.name, std::process::id()));
             }
             (Some(ip), Some(veth))
         }

@@ -642,7 +642,14 @@ impl Socket {
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
         peer_msg.attributes.push(LinkAttribute::NetNsPid(pid));
+        // One queue each, asked for up front: by default veth makes one per
+        // possible CPU and then shrinks to one, and every shrink waits for an
+        // RCU grace period with the rtnl lock held (milliseconds per start).
+        peer_msg.attributes.push(LinkAttribute::NumTxQueues(1));
+        peer_msg.attributes.push(LinkAttribute::NumRxQueues(1));
         let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::NumTxQueues(1));
+        msg.attributes.push(LinkAttribute::NumRxQueues(1));
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));

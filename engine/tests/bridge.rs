@@ -123,15 +123,21 @@ fn two_containers_ping_each_other_and_the_gateway() {
         stdout(&out),
         stderr(&out)
     );
-    // On the host: a veth per container, on the bridge.
+    // On the host: a veth per container, named after it, on the bridge.
+    // (beta's may carry a suffix: its previous veth can still be dying.)
+    let ps = net.cmd().args(["ps", "--format", "json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
     let links = net.links();
-    for veth in ["ve-alpha", "ve-beta"] {
+    for row in rows.as_array().unwrap() {
+        let veth = row["veth"].as_str().unwrap();
+        assert!(veth.starts_with("ve-") && veth.len() <= 15, "{veth}");
         assert!(
             links.lines().any(|l| l.contains(&format!(" {veth}@"))
                 && l.contains(&format!("master {}", net.bridge))),
             "{veth} not on the bridge: {links}"
         );
     }
+    assert!(links.contains(" ve-alpha@"), "{links}");
     for c in [&mut a, &mut b] {
         c.kill().unwrap();
         c.wait().unwrap();

@@ -101,7 +101,9 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         cgroup: None,
         child: None,
     };
-    let mut record = reserve(spec, cfg, cgroup_ok, &state, &mut res)?;
+    // The lock is held until the record (with PID 1's pid) is written: one
+    // write per container, and no reader ever sees a half-made entry.
+    let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
@@ -151,6 +153,10 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
             Cloned::Parent { pid, pidfd } => (pid, pidfd),
         };
     res.child = Some(pid);
+    record.pid = pid.as_raw();
+    state.write(&record)?;
+    res.record_written = true;
+    drop(lock);
     drop(setup);
     drop(sync_read);
     drop(error_write);
@@ -164,8 +170,6 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         crate::net::create_veth(net, veth, pid.as_raw())?;
     }
-    record.pid = pid.as_raw();
-    state.write(&record)?;
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
@@ -187,16 +191,16 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     Ok(status)
 }
 
-/// Under the state lock: recover stale entries, check the name, pick or check
-/// the address, set up the bridge, and write the record.
+/// Takes the state lock, recovers stale entries, checks the name, picks or
+/// checks the address and sets up the bridge. Returns the record to write
+/// (once PID 1 exists) and the lock, held until then.
 fn reserve(
     spec: &Spec,
     cfg: &Config,
     cgroup_ok: bool,
     state: &StateDir,
-    res: &mut Resources,
-) -> Result<Record> {
-    let _lock = state.lock()?;
+) -> Result<(Record, state::Lock)> {
+    let lock = state.lock()?;
     state::recover_stale(state);
     let running = state.running();
     if running.iter().any(|r| r.name == spec.name) {
@@ -257,9 +261,7 @@ fn reserve(
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
     }
-    state.write(&record)?;
-    res.record_written = true;
-    Ok(record)
+    Ok((record, lock))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

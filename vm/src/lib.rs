@@ -299,10 +299,16 @@ fn host_busybox() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/bin/busybox"))
 }
 
+/// Where the guest mounts a fresh tmpfs over the host's root: host files
+/// there are hidden unless shared on their own.
+const GUEST_TMPFS: [&str; 3] = ["/tmp", "/run", "/var/tmp"];
+
 /// The directories shared into the guest besides its root: the writable
-/// ones, and for a foreign root also (read-only) the workspace, the target
-/// directory, the working directory and the program's directory, so that
-/// cross-built binaries run from the same paths. Nested ones are skipped.
+/// ones, and (read-only) the workspace, the target directory, the working
+/// directory and the program's directory where the guest would not see them
+/// otherwise: always for a foreign root (cross-built binaries run from the
+/// same paths), and under the guest's tmpfs mounts for the host's own root
+/// (a checkout in /tmp). Nested ones are skipped; parents mount first.
 fn shares(checked: &Checked, foreign: bool, workdir: &Path, command: &[String]) -> Vec<Share> {
     let mut out: Vec<Share> = checked
         .writable
@@ -314,9 +320,6 @@ fn shares(checked: &Checked, foreign: bool, workdir: &Path, command: &[String]) 
             writable: true,
         })
         .collect();
-    if !foreign {
-        return out;
-    }
     let mut wanted = vec![
         cache::workspace_dir(),
         target_dir(),
@@ -331,6 +334,7 @@ fn shares(checked: &Checked, foreign: bool, workdir: &Path, command: &[String]) 
         .iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .filter(|p| p.is_dir() && p != Path::new("/"))
+        .filter(|p| foreign || GUEST_TMPFS.iter().any(|t| p.starts_with(t)))
         .collect();
     read_only.sort_by_key(|p| p.components().count());
     let mut chosen: Vec<PathBuf> = Vec::new();
@@ -348,6 +352,8 @@ fn shares(checked: &Checked, foreign: bool, workdir: &Path, command: &[String]) 
         path,
         writable: false,
     }));
+    // A writable directory inside a read-only share must mount after it.
+    out.sort_by_key(|s| s.path.components().count());
     out
 }
 
@@ -469,7 +475,40 @@ mod tests {
                 "{p:?} nested in the workspace"
             );
         }
-        assert!(shares(&checked, false, &ws, &["x".into()]).is_empty());
+        // The host's own root hides only what lies under the guest's tmpfs.
+        let own = shares(&checked, false, &ws, &["x".into()]);
+        if GUEST_TMPFS.iter().any(|t| ws.starts_with(t)) {
+            assert!(own.iter().any(|s| s.path == ws && !s.writable), "{paths:?}");
+        } else {
+            assert!(own.is_empty());
+        }
+    }
+
+    #[test]
+    fn hidden_checkouts_are_shared_parents_first() {
+        let dir = std::env::temp_dir().join(format!("vm-share-test-{}", std::process::id()));
+        let inner = dir.join("target/harness/run");
+        std::fs::create_dir_all(&inner).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        let inner = std::fs::canonicalize(&inner).unwrap();
+        let checked = Checked {
+            workdir: dir.clone(),
+            writable: vec![inner.clone()],
+        };
+        let s = shares(&checked, false, &dir, &["x".into()]);
+        let order: Vec<(PathBuf, bool)> = s.iter().map(|s| (s.path.clone(), s.writable)).collect();
+        if GUEST_TMPFS.iter().any(|t| dir.starts_with(t)) {
+            let ro = order
+                .iter()
+                .position(|(p, w)| p == &dir && !w)
+                .expect("workdir shared");
+            let rw = order
+                .iter()
+                .position(|(p, w)| p == &inner && *w)
+                .expect("writable shared");
+            assert!(ro < rw, "{order:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1367,6 +1367,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn centos_url_follows_the_arch() {
+        assert_eq!(
+            centos_url("arm64"),
+            "https://raw.githubusercontent.com/EXALAB/Anlinux-Resources/master/Rootfs/CentOS/arm64/centos-rootfs-arm64.tar.xz"
+        );
+        assert!(centos_url("amd64").ends_with("/CentOS/amd64/centos-rootfs-amd64.tar.xz"));
+    }
+
+    #[test]
     fn sha256_is_checked_for_form() {
         assert!(parse_sha256("abc").is_err());
         let hex = "A".repeat(64);

@@ -47,6 +47,15 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     }
     let _lock = state.lock()?;
     crate::net::teardown_host(&net, &state.dir)?;
+    // Logs of detached containers outlive them (to be read after the end)
+    // until the name is used again, or until here.
+    if let Ok(dir) = std::fs::read_dir(&state.dir) {
+        for entry in dir.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".log") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     if cfg.cgroup_root.is_dir() && cgroup::check_available(&cfg.cgroup_root).is_ok() {
         let _ = std::fs::remove_dir(&cfg.cgroup_root);
     }

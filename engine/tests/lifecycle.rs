@@ -170,9 +170,26 @@ fn logs_follow_a_container_to_its_end() {
         stdout(&out),
         "line 1\nline 2\nline 3\nline 4\nline 5\nbye\n"
     );
-    // After the end the log is still there to read.
+    // After the end the log is still there to read, until teardown.
     let out = env.cmd().args(["logs", "talker"]).output().unwrap();
     assert!(stdout(&out).ends_with("bye\n"));
+    let teardown = unshare_net_teardown(&env);
+    assert!(teardown.status.success(), "{}", stderr(&teardown));
+    assert!(!env.state.path().join("talker.log").exists());
+}
+
+/// `engine teardown` in a network namespace of its own (it removes the
+/// bridge, so never in the machine's own).
+fn unshare_net_teardown(env: &Env) -> std::process::Output {
+    let c = env.cmd();
+    let engine = std::path::Path::new(ENGINE);
+    std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(engine)
+        .arg("teardown")
+        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .unwrap()
 }
 
 #[test]

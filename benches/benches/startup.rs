@@ -167,7 +167,7 @@ fn run() -> Result<()> {
                 });
             }
             Err(why) => println!(
-                "start_to_exit/cgroup_limits: cannot run here: {why}; the cgroup v2 VM guest measures it"
+                "start_to_exit/cgroup_limits: cannot run here: {why}; run this bench in the cgroup v2 guest to measure it (README, Benchmarks)"
             ),
         }
         g.finish();

@@ -785,7 +785,9 @@ fn targets(rows: &[Row], cgroup: &std::result::Result<(), String>) -> Vec<Target
         Err(why) => out.push(Target {
             target: "limits + bridge at or below crun with no network (cgroup v2)".into(),
             verdict: "not measurable here".into(),
-            figure: format!("{why}: the cgroup v2 VM guest measures it"),
+            figure: format!(
+                "{why}: run compare in the cgroup v2 guest to measure it (README, Benchmarks)"
+            ),
         }),
     }
     let rss = rows

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "processes",
     "users",
     "filesystem",
@@ -13,6 +13,7 @@ pub const SCENARIOS: [&str; 9] = [
     "memory",
     "pids",
     "stress",
+    "lifecycle",
 ];
 
 /// Each flavour's first trial: its rootfs could be built or unpacked.

@@ -6,6 +6,7 @@
 mod cpu;
 mod filesystem;
 pub mod leftovers;
+mod lifecycle;
 mod memory;
 mod network;
 mod pids;
@@ -52,6 +53,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "memory" => memory::run,
         "pids" => pids::run,
         "stress" => stress::run,
+        "lifecycle" => lifecycle::run,
         _ => return None,
     })
 }

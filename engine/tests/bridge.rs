@@ -299,3 +299,31 @@ fn setup_and_teardown_are_idempotent_and_teardown_refuses_while_running() {
     assert!(!net.links().contains(&net.bridge));
     net.env.assert_clean();
 }
+
+#[test]
+fn a_failure_midway_undoes_every_step() {
+    let net = Net::new("midway", "10.84.0.0/24");
+    // The veth, the lease and the record exist by the time the child fails
+    // to make this mount point (proc refuses mkdir).
+    let out = net.run(&[
+        "-v",
+        "/tmp:/proc/engine-test",
+        rootfs(),
+        "mid",
+        "10.84.0.9",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/proc/engine-test"),
+        "{}",
+        stderr(&out)
+    );
+    net.assert_no_veth();
+    net.env.assert_clean();
+    // The address is free again.
+    let out = net.run(&[rootfs(), "again", "10.84.0.9", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    net.cmd().arg("teardown").output().unwrap();
+}

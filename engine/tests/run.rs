@@ -443,6 +443,24 @@ fn bad_input_is_refused_before_anything_is_created() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("--net"), "{}", stderr(&out));
+    // Not root: refused before anything is made.
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ENGINE,
+            "run",
+            "--net",
+            "none",
+        ])
+        .args([rootfs(), "--", "true"])
+        .env("ENGINE_STATE_DIR", env.state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs root"), "{}", stderr(&out));
+    assert_eq!(env.state_files(), Vec::<String>::new());
     // A bad flag is an engine error too, not clap's 2.
     let out = env
         .cmd()

@@ -11,13 +11,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
@@ -121,15 +120,7 @@ pub fn cached(name: &str, cache: &Path) -> Result<PathBuf> {
     }
     fs::create_dir_all(cache)
         .with_context(|| format!("cannot create the rootfs cache {}", cache.display()))?;
-    let lock_path = cache.join(format!(".{name}.lock"));
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| anyhow!("cannot lock {}: {}", lock_path.display(), errno.desc()))?;
+    let _lock = crate::state::lock_file(&cache.join(format!(".{name}.lock")))?;
     // Whoever held the lock before us may have pulled it meanwhile.
     if dest.is_dir() {
         return Ok(dest);

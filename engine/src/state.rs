@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// What the engine records about a running container; enough to find and
@@ -45,14 +44,22 @@ pub struct StateDir {
     pub dir: PathBuf,
 }
 
-/// Held while deciding names and addresses; released on drop.
-pub struct Lock(File);
+/// An exclusive lock on a file, released on drop.
+pub struct Lock {
+    _held: nix::fcntl::Flock<File>,
+}
 
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: the fd is ours and open; LOCK_UN cannot corrupt anything.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
+/// Takes an exclusive flock on `path` (created if missing), waiting for it.
+pub fn lock_file(path: &Path) -> Result<Lock> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map(|held| Lock { _held: held })
+        .map_err(|(_, errno)| anyhow::anyhow!("cannot lock {}: {}", path.display(), errno.desc()))
 }
 
 impl StateDir {
@@ -70,24 +77,7 @@ impl StateDir {
     /// An exclusive lock over the whole state directory.
     pub fn lock(&self) -> Result<Lock> {
         self.ensure()?;
-        let path = self.dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open lock {}", path.display()))?;
-        loop {
-            // SAFETY: plain flock on an fd we own.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(Lock(file));
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
-            }
-        }
+        lock_file(&self.dir.join(".lock"))
     }
 
     pub fn path_of(&self, name: &str) -> PathBuf {

@@ -344,7 +344,13 @@ fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
                 Some("overlay"),
                 MsFlags::empty(),
                 Some(&opts),
-            )?;
+            )
+            .map_err(|f| {
+                fail(format!(
+                    "{} (can the rootfs's file system be an overlayfs lower layer? 9p cannot: copy the rootfs to a local file system, or use --write-through)",
+                    f.msg
+                ))
+            })?;
             merged
         }
         None => {

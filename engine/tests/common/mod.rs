@@ -9,12 +9,20 @@ use std::time::{Duration, Instant};
 
 pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 
+/// Where fixtures go: `ENGINE_TEST_TMPDIR`, else cargo's per-target
+/// scratch directory. (In a VM guest the target directory is 9p, which
+/// overlayfs refuses as a lower layer: point this at a tmpfs there.)
+pub fn scratch_root() -> PathBuf {
+    std::env::var_os("ENGINE_TEST_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
 /// The busybox rootfs, built once per test binary by `engine rootfs pull busybox`.
 pub fn busybox() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{}", std::process::id()));
+        let dir = scratch_root().join(format!("busybox-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new(ENGINE)
             .args(["rootfs", "pull", "busybox"])
@@ -181,7 +189,7 @@ pub fn arm64_busybox() -> PathBuf {
     static BUSYBOX: OnceLock<PathBuf> = OnceLock::new();
     BUSYBOX
         .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("arm64-apt");
+            let dir = scratch_root().join("arm64-apt");
             let binary = dir.join("x/bin/busybox");
             if binary.exists() {
                 return binary;

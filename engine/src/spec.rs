@@ -111,6 +111,17 @@ impl Spec {
             bail!("engine run needs root (namespaces, cgroups, networking): run it with sudo");
         }
         let rootfs = resolve_rootfs(&input.rootfs, cfg)?;
+        if !input.write_through {
+            // overlayfs options are comma-separated, its layers colon-separated.
+            for (what, path) in [("rootfs", &rootfs), ("ENGINE_STATE_DIR", &cfg.state_dir)] {
+                if path.to_string_lossy().contains([',', ':']) {
+                    bail!(
+                        "{what} path {} holds ',' or ':', which overlayfs cannot take: rename it, or use --write-through",
+                        path.display()
+                    );
+                }
+            }
+        }
         let (name, generated_name) = match input.name {
             Some(n) => (check_name(&n)?, false),
             None => (generate_name(), true),

@@ -443,6 +443,21 @@ fn bad_input_is_refused_before_anything_is_created() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("--net"), "{}", stderr(&out));
+    // A path overlayfs options cannot carry.
+    let odd = env.state.path().join("odd,name");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&odd)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let out = env.run(&[odd.to_str().unwrap(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("--write-through"), "{}", stderr(&out));
+    let out = env.run(&["--write-through", odd.to_str().unwrap(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::remove_dir_all(&odd).unwrap();
     // Not root: refused before anything is made.
     let out = std::process::Command::new("setpriv")
         .args([

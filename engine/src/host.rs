@@ -30,8 +30,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     let state = StateDir::new(&cfg.state_dir);
     let running = {
         let _lock = state.lock()?;
-        state::recover_stale(&state);
-        state.running()
+        state::recover_stale(&state)
     };
     if !running.is_empty() {
         let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();

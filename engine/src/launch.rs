@@ -201,8 +201,7 @@ fn reserve(
     state: &StateDir,
 ) -> Result<(Record, state::Lock)> {
     let lock = state.lock()?;
-    state::recover_stale(state);
-    let running = state.running();
+    let running = state::recover_stale(state);
     if running.iter().any(|r| r.name == spec.name) {
         bail!(
             "container name {} is already in use: choose another name, or stop it with `engine stop {}`",

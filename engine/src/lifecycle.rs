@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 pub fn find(state: &StateDir, name: &str) -> Result<Record> {
     let running = {
         let _lock = state.lock()?;
-        state::recover_stale(state);
-        state.running()
+        state::recover_stale(state)
     };
     if let Some(rec) = running.iter().find(|r| r.name == name && r.pid > 0) {
         return Ok(rec.clone());
@@ -54,8 +53,7 @@ pub struct PsRow {
 pub fn ps(state: &StateDir) -> Result<Vec<PsRow>> {
     let running = {
         let _lock = state.lock()?;
-        state::recover_stale(state);
-        state.running()
+        state::recover_stale(state)
     };
     let now = state::now_secs();
     Ok(running

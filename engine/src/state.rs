@@ -126,11 +126,6 @@ impl StateDir {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
-
-    /// Records whose engine is alive.
-    pub fn running(&self) -> Vec<Record> {
-        self.list().into_iter().filter(is_alive).collect()
-    }
 }
 
 /// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
@@ -147,14 +142,15 @@ pub fn is_alive(rec: &Record) -> bool {
 }
 
 /// Removes everything a dead engine left behind: the container's processes
-/// (through its cgroup, or its pid), cgroup, veth and state file.
-/// Call with the lock held.
-pub fn recover_stale(state: &StateDir) {
-    for rec in state.list() {
-        if !is_alive(&rec) {
-            release(state, &rec);
-        }
+/// (through its cgroup, or its pid), cgroup, veth and state file. Returns
+/// the records of the containers that still run (one scan of the directory
+/// serves both). Call with the lock held.
+pub fn recover_stale(state: &StateDir) -> Vec<Record> {
+    let (running, stale): (Vec<Record>, Vec<Record>) = state.list().into_iter().partition(is_alive);
+    for rec in &stale {
+        release(state, rec);
     }
+    running
 }
 
 /// Tears down what a record names. Idempotent.

@@ -61,6 +61,9 @@ struct Resources {
     record_written: bool,
     cgroup: Option<Cgroup>,
     child: Option<Pid>,
+    /// A detached container's log, until its command has started (after
+    /// that the log outlives the container, to be read).
+    log: Option<PathBuf>,
 }
 
 impl Drop for Resources {
@@ -75,6 +78,9 @@ impl Drop for Resources {
         // The veth is not deleted here: it dies with the container's network
         // namespace, which the kernel tears down in the background. Deleting
         // it ourselves would make every start wait ~25 ms for the kernel.
+        if let Some(log) = self.log.take() {
+            let _ = std::fs::remove_file(log);
+        }
         if self.record_written {
             self.state.remove(&self.name);
         }
@@ -100,6 +106,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         record_written: false,
         cgroup: None,
         child: None,
+        log: None,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
@@ -108,6 +115,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
         let log = state.log_of(&spec.name);
+        res.log = Some(log.clone());
         redirect_output(&log)?;
         record.log = Some(log);
     }
@@ -180,6 +188,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         return Err(failure.into());
     }
     verbose!(spec, "{} started", spec.command[0]);
+    res.log = None;
     started(&record);
 
     let status = supervise(pid, &pidfd, master, forwarded)?;
@@ -662,7 +671,7 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
             }
             let Some(rest) = reply.strip_prefix('E') else {
                 bail!(
-                    "the supervisor of {} died before the container started",
+                    "the supervisor of {} died before the container started: run it again without -d to see why",
                     spec.name
                 );
             };

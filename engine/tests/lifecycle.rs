@@ -221,6 +221,32 @@ fn exec_into_a_container_that_exits_meanwhile() {
 }
 
 #[test]
+fn a_detached_run_that_fails_to_start_leaves_no_log() {
+    let env = Env::new("detfail");
+    let out = env
+        .cmd()
+        .args([
+            "run",
+            "-d",
+            "--net",
+            "none",
+            rootfs(),
+            "nope",
+            "--",
+            "no-such-command",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
+    assert!(
+        !env.state.path().join("nope.log").exists(),
+        "the failed run left its log"
+    );
+    env.assert_clean();
+}
+
+#[test]
 fn unknown_names_are_refused_with_what_is_running() {
     let env = Env::new("unknown");
     for cmd in [

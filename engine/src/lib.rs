@@ -4,16 +4,11 @@
 //! child inside the new namespaces before exec. `spec` is the only place input
 //! is checked.
 
-pub mod cgroup;
-pub mod config;
-pub mod host;
-pub mod init;
-pub mod launch;
-pub mod lifecycle;
-pub mod net;
-pub mod rootfs;
-pub mod spec;
-pub mod state;
+pub mod child;
+pub mod image;
+pub mod model;
+pub mod parent;
+pub mod sys;
 
 /// Docker's exit codes for failures of the engine itself.
 pub mod exit {

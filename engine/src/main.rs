@@ -1,12 +1,12 @@
 //! The `engine` command line: parse, call the library, map errors to exit codes.
 
 use clap::{Args, Parser, Subcommand};
-use engine::config::Config;
+use engine::model::config::Config;
 use engine::exit;
-use engine::launch::{ExecRequest, ExitError};
-use engine::lifecycle::{self, PsRow};
-use engine::spec::{self, Spec, SpecInput};
-use engine::state::StateDir;
+use engine::parent::launch::{ExecRequest, ExitError};
+use engine::parent::lifecycle::{self, PsRow};
+use engine::model::spec::{self, Spec, SpecInput};
+use engine::sys::state::StateDir;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = if let Some(e) = err.downcast_ref::<ExitError>() {
                 e.code
-            } else if let Some(i) = err.downcast_ref::<engine::rootfs::Interrupted>() {
+            } else if let Some(i) = err.downcast_ref::<engine::image::Interrupted>() {
                 128 + i.signal
             } else {
                 exit::ENGINE_ERROR
@@ -222,11 +222,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             };
             let spec = Spec::from_input(input, &cfg)?;
             if spec.detach {
-                engine::launch::run_detached(&spec, &cfg)?;
+                engine::parent::launch::run_detached(&spec, &cfg)?;
                 println!("{}", spec.name);
                 return Ok(0);
             }
-            engine::launch::run(&spec, &cfg)
+            engine::parent::launch::run(&spec, &cfg)
         }
         Command::Exec(a) => {
             let state = StateDir::new(&cfg.state_dir);
@@ -248,7 +248,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
                 command: a.command,
             };
-            engine::launch::exec_into(&rec, &req)
+            engine::parent::launch::exec_into(&rec, &req)
         }
         Command::Ps { all_fields, format } => {
             let rows = lifecycle::ps(&StateDir::new(&cfg.state_dir))?;
@@ -284,11 +284,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Setup => {
-            engine::host::setup(&cfg)?;
+            engine::parent::host::setup(&cfg)?;
             Ok(0)
         }
         Command::Teardown { force } => {
-            engine::host::teardown(&cfg, force)?;
+            engine::parent::host::teardown(&cfg, force)?;
             Ok(0)
         }
         Command::Rootfs(RootfsCommand::Pull {
@@ -298,13 +298,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             sha256,
             owner,
         }) => {
-            let opts = engine::rootfs::PullOptions {
+            let opts = engine::image::PullOptions {
                 arch,
                 sha256,
                 owner,
                 progress: std::io::stderr().is_terminal(),
             };
-            engine::rootfs::pull(&source, &dest, &opts)?;
+            engine::image::pull(&source, &dest, &opts)?;
             eprintln!("engine: unpacked {source} into {}", dest.display());
             Ok(0)
         }

@@ -1,4 +1,4 @@
-//! Tests of `engine::net`.
+//! Tests of `engine::sys::net`.
 //!
 //! NETWORK SAFETY: every test that touches netlink or /proc/sys/net runs through
 //! `in_private_netns`, which moves a thread of its own into a new network namespace and
@@ -6,7 +6,7 @@
 //! all live in namespaces made here and vanish with them; the machine's own root network
 //! namespace is only ever read (its ip_forward value, its list of interfaces).
 
-use engine::net::{self, NetConfig};
+use engine::sys::net::{self, NetConfig};
 use nix::sched::{setns, unshare, CloneFlags};
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -1,7 +1,7 @@
 //! The rootfs fetcher, for real: tarballs made here, served by an HTTP server
 //! on 127.0.0.1 that this test starts, unpacked as root.
 
-use engine::rootfs::{self, Interrupted, PullOptions};
+use engine::image::{self as rootfs, Interrupted, PullOptions};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

@@ -501,7 +501,7 @@ fn limits_follow_what_the_host_offers() {
     ];
     let script = "cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.swap.max /sys/fs/cgroup/pids.max";
     let out = env.run(&[&args[..], &["sh", "-c", script]].concat());
-    if engine::cgroup::check_available(&env.cgroup_root).is_ok() {
+    if engine::sys::cgroup::check_available(&env.cgroup_root).is_ok() {
         // cgroup v2 (a GitHub runner, the VM): the container sees its own
         // leaf, through its cgroup namespace, with the limits written.
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

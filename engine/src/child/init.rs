@@ -7,7 +7,7 @@
 //! exit code it should become (125, 126 or 127).
 
 use crate::exit;
-use crate::spec::{Spec, UserNs};
+use crate::model::spec::{Spec, UserNs};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::{chdir, pivot_root, sethostname, Gid, Uid};
@@ -111,9 +111,9 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     enter_root(&root)?;
 
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
-    crate::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
+    crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
     if let Some((ip, prefix, gateway)) = setup.eth0 {
-        crate::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
+        crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
 
     let env = environment(&spec.hostname, spec.tty, &spec.env);
@@ -246,7 +246,7 @@ fn mnt(
 /// `path` inside `root`: existing components resolve like the container
 /// would (symlinks stay inside root); missing ones are taken literally.
 fn join_in_root(root: &Path, path: &Path) -> Step<PathBuf> {
-    crate::rootfs::resolve_in_rootfs(root, path).map_err(|e| fail(format!("{e:#}")))
+    crate::image::resolve_in_rootfs(root, path).map_err(|e| fail(format!("{e:#}")))
 }
 
 fn mkdir_p(path: &Path) -> Step {

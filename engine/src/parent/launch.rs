@@ -3,12 +3,12 @@
 //! (clone3 + CLONE_INTO_CGROUP), write its id maps, let it go, then supervise:
 //! relay the tty, forward signals, wait, report, and undo everything.
 
-use crate::cgroup::{self, Cgroup};
-use crate::config::Config;
+use crate::sys::cgroup::{self, Cgroup};
+use crate::model::config::Config;
 use crate::exit;
-use crate::init::{self, ChildSetup};
-use crate::spec::{Network, Spec, UserNs, USERNS_SIZE};
-use crate::state::{self, Record, StateDir};
+use crate::child::init::{self, ChildSetup};
+use crate::model::spec::{Network, Spec, UserNs, USERNS_SIZE};
+use crate::sys::state::{self, Record, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -176,7 +176,7 @@ pub fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Res
         write_id_maps(pid, uid, gid)?;
     }
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
-        crate::net::create_veth(net, veth, pid.as_raw())?;
+        crate::sys::net::create_veth(net, veth, pid.as_raw())?;
     }
     File::from(sync_write)
         .write_all(b"G")
@@ -234,15 +234,15 @@ fn reserve(
                 }
                 None => net.lowest_free(&used)?,
             };
-            crate::net::setup_host(net, &state.dir)?;
-            let mut veth = crate::net::veth_name(&spec.name);
+            crate::sys::net::setup_host(net, &state.dir)?;
+            let mut veth = crate::sys::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by
             // a container of the same name whose namespace the kernel is
             // still tearing down (it goes with it). Deleting it would wait
             // for that teardown; take another name instead ('%' never occurs
             // in a container name, so this one is the run's own).
-            if crate::net::link_exists(&veth)? {
-                veth = crate::net::veth_name(&format!("{}%{}", spec.name, std::process::id()));
+            if crate::sys::net::link_exists(&veth)? {
+                veth = crate::sys::net::veth_name(&format!("{}%{}", spec.name, std::process::id()));
             }
             (Some(ip), Some(veth))
         }

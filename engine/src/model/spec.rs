@@ -2,8 +2,8 @@
 //! before anything is created; front ends (the CLI today, OCI bundles later)
 //! only fill a `SpecInput`.
 
-use crate::config::Config;
-use crate::net::NetConfig;
+use crate::model::config::Config;
+use crate::sys::net::NetConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
@@ -136,7 +136,7 @@ impl Spec {
             pids: input.pids_limit.as_deref().map(parse_pids).transpose()?,
         };
         if limits.any() {
-            crate::cgroup::check_available(&cfg.cgroup_root).map_err(|why| {
+            crate::sys::cgroup::check_available(&cfg.cgroup_root).map_err(|why| {
                 anyhow!("resource limits need cgroup v2 with the cpu, memory and pids controllers, but {why}: run without --cpus/--memory/--pids-limit, or on a cgroup v2 host")
             })?;
         }
@@ -217,8 +217,8 @@ fn resolve_rootfs(arg: &str, cfg: &Config) -> Result<PathBuf> {
         bail!("no ROOTFS given: name a directory holding a root filesystem, or `busybox`");
     }
     let path = Path::new(arg);
-    if !path.exists() && !arg.contains('/') && crate::rootfs::is_catalog_name(arg) {
-        return crate::rootfs::cached(arg, &cfg.rootfs_cache)
+    if !path.exists() && !arg.contains('/') && crate::image::is_catalog_name(arg) {
+        return crate::image::cached(arg, &cfg.rootfs_cache)
             .with_context(|| format!("cannot get the {arg} rootfs"));
     }
     let meta = match std::fs::metadata(path) {
@@ -411,7 +411,7 @@ fn parse_volume(v: &str) -> Result<Volume> {
 
 /// `path` as the container will see it, if it exists there.
 fn existing_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
-    crate::rootfs::resolve_in_rootfs(root, path)
+    crate::image::resolve_in_rootfs(root, path)
         .ok()
         .filter(|p| p.exists())
 }
@@ -439,7 +439,7 @@ fn find_command(rootfs: &Path, cmd: &str, env: &[(String, String)]) -> Option<Pa
         .rev()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
-        .unwrap_or(crate::init::DEFAULT_PATH);
+        .unwrap_or(crate::child::init::DEFAULT_PATH);
     path.split(':')
         .filter(|d| d.starts_with('/'))
         .find_map(|d| existing_in_root(rootfs, &Path::new(d).join(cmd)).filter(|p| p.is_file()))
@@ -448,7 +448,7 @@ fn find_command(rootfs: &Path, cmd: &str, env: &[(String, String)]) -> Option<Pa
 /// Refuses a command built for an architecture this host cannot run (no
 /// binfmt_misc handler), instead of a bare "Exec format error" later.
 fn check_command_arch(rootfs: &Path, cmd: &str, env: &[(String, String)]) -> Result<()> {
-    use crate::rootfs::{arch_machine, elf_machine, host_arch, machine_arch};
+    use crate::image::{arch_machine, elf_machine, host_arch, machine_arch};
     let Some(path) = find_command(rootfs, cmd, env) else {
         return Ok(()); // not found: exec reports 127 with the container's own view
     };

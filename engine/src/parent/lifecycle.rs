@@ -1,8 +1,8 @@
 //! Running containers seen from another terminal: find by name, list with
 //! their cgroup figures, follow logs, signal and stop.
 
-use crate::cgroup;
-use crate::state::{self, Record, StateDir};
+use crate::sys::cgroup;
+use crate::sys::state::{self, Record, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;

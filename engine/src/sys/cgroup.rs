@@ -2,7 +2,7 @@
 //! enabled top-down in every ancestor (never in the leaf), limits, stats,
 //! `cgroup.kill` then rmdir.
 
-use crate::spec::Limits;
+use crate::model::spec::Limits;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -156,13 +156,13 @@ pub fn recover_stale(state: &StateDir) -> Vec<Record> {
 /// Tears down what a record names. Idempotent.
 pub fn release(state: &StateDir, rec: &Record) {
     if let Some(cg) = &rec.cgroup {
-        let _ = crate::cgroup::kill_and_remove(cg);
+        let _ = crate::sys::cgroup::kill_and_remove(cg);
     }
     if rec.pid > 0 {
         kill_if_container(rec);
     }
     if let Some(veth) = &rec.veth {
-        let _ = crate::net::delete_link(veth);
+        let _ = crate::sys::net::delete_link(veth);
     }
     state.remove(&rec.name);
 }

@@ -1,10 +1,10 @@
 //! Host-wide setup and teardown (the old `env.sh set|clean`): the bridge,
 //! IPv4 forwarding and the parent cgroup.
 
-use crate::cgroup;
-use crate::config::Config;
-use crate::net::NetConfig;
-use crate::state::{self, StateDir};
+use crate::sys::cgroup;
+use crate::model::config::Config;
+use crate::sys::net::NetConfig;
+use crate::sys::state::{self, StateDir};
 use anyhow::{bail, Result};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ pub fn setup(cfg: &Config) -> Result<()> {
     let state = StateDir::new(&cfg.state_dir);
     let _lock = state.lock()?;
     state::recover_stale(&state);
-    crate::net::setup_host(&net, &state.dir)?;
+    crate::sys::net::setup_host(&net, &state.dir)?;
     match cgroup::check_available(&cfg.cgroup_root) {
         Ok(_) => cgroup::ensure_parent(&cfg.cgroup_root)?,
         Err(why) => eprintln!("engine: {why}: no resource control on this host"),
@@ -41,11 +41,11 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
             );
         }
         for rec in &running {
-            crate::lifecycle::stop(&state, rec, Duration::from_secs(10))?;
+            crate::parent::lifecycle::stop(&state, rec, Duration::from_secs(10))?;
         }
     }
     let _lock = state.lock()?;
-    crate::net::teardown_host(&net, &state.dir)?;
+    crate::sys::net::teardown_host(&net, &state.dir)?;
     // Logs of detached containers outlive them (to be read after the end)
     // until the name is used again, or until here.
     if let Ok(dir) = std::fs::read_dir(&state.dir) {

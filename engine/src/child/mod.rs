@@ -1,0 +1,2 @@
+//! Inside the new namespaces, before exec: mounts, devices, exec, joining.
+pub mod init;

@@ -1,0 +1,3 @@
+//! Pure types and parsing: the validated container description and its parts.
+pub mod config;
+pub mod spec;

@@ -1,0 +1,4 @@
+//! Host facilities, each a leaf: cgroup, state, net.
+pub mod cgroup;
+pub mod net;
+pub mod state;

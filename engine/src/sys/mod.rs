@@ -1,4 +1,5 @@
-//! Host facilities, each a leaf: cgroup, state, net.
+//! Host facilities, each a leaf: cgroup, state (persistence only), lock, net.
 pub mod cgroup;
+pub mod lock;
 pub mod net;
 pub mod state;

@@ -16,10 +16,12 @@ pub mod sys;
 pub mod validate;
 
 pub use error::{Error, Result};
+pub use model::config::Config;
+pub use model::spec::{Spec, SpecInput};
+pub use parent::lifecycle::{PsReport, PsRow};
 
-use model::config::Config;
-use model::spec::{Request, RootfsSource, Spec, SpecInput};
-use parent::lifecycle::{self, PsReport};
+use model::spec::{Request, RootfsSource};
+use parent::lifecycle;
 use std::path::Path;
 use std::time::Duration;
 use sys::state::StateDir;

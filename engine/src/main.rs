@@ -1,11 +1,8 @@
-//! The `engine` command line: parse, call the library, map errors to exit codes.
+//! The `engine` command line: parse, call the facade (`engine::*`), map its
+//! typed error to an exit code. No input checks here: the facade does them.
 
 use clap::{Args, Parser, Subcommand};
-use engine::exit;
-use engine::model::config::Config;
-use engine::model::spec::SpecInput;
-use engine::parent::lifecycle::PsRow;
-use engine::Error;
+use engine::{exit, Config, Error, PsRow, SpecInput};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -252,7 +249,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
                 println!("{text}");
             } else {
-                print_ps_table(&report.rows, all_fields);
+                print_ps_table(&report.rows, &report.corrupt, all_fields);
             }
             Ok(0)
         }
@@ -316,7 +313,7 @@ fn human_duration(s: u64) -> String {
     }
 }
 
-fn print_ps_table(rows: &[PsRow], all: bool) {
+fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
     let dash = || "-".to_string();
     let mut table: Vec<Vec<String>> = Vec::new();
     let mut header = vec![
@@ -357,6 +354,14 @@ fn print_ps_table(rows: &[PsRow], all: bool) {
         } else if row[4].len() > 30 {
             row[4] = format!("{}...", &row[4].chars().take(27).collect::<String>());
         }
+        table.push(row);
+    }
+    // An unreadable record gets a marker row (its name is the file's).
+    for file in corrupt {
+        let name = file.file_stem().unwrap_or_default().to_string_lossy();
+        let mut row = vec![dash(); table[0].len()];
+        row[0] = name.into_owned();
+        row[4] = "(unreadable record, released)".into();
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())

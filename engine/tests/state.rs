@@ -39,6 +39,13 @@ fn corrupt_record_is_reported_and_released() {
         "engine ps does not name the corrupt record {}: stderr {stderr:?}",
         record.display()
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains("unreadable record")),
+        "engine ps shows no marker row for web: {stdout:?}"
+    );
     assert!(!record.exists(), "the corrupt record is still there");
     assert!(
         !leaf.exists(),

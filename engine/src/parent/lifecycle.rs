@@ -13,16 +13,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// No running container has the name asked for.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct NoSuchContainer(pub String);
-
-impl std::fmt::Display for NoSuchContainer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NoSuchContainer {}
 
 /// The running container called `name`, or an error listing those that run.
 pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record> {

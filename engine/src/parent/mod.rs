@@ -18,27 +18,21 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 
-/// An error with the exit code the engine should end with.
-#[derive(Debug)]
+/// A failure the child (or a detached supervisor) reported with the exit
+/// code the engine should end with.
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
 pub struct ExitError {
     pub code: i32,
     pub msg: String,
 }
-
-impl std::fmt::Display for ExitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl std::error::Error for ExitError {}
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
 }
 
 /// Reads the child's error pipe to its end: EOF alone means exec succeeded;
-/// otherwise "CODE message" from `init`.
+/// otherwise "CODE message" from the child.
 fn child_failure(error_read: OwnedFd) -> Option<ExitError> {
     let mut report = String::new();
     let _ = File::from(error_read).read_to_string(&mut report);

@@ -53,6 +53,8 @@ fn err(what: &'static str, path: &Path) -> impl Fn(Errno) -> InRootError {
     }
 }
 
+// RESOLVE_IN_ROOT refuses magic links today too, but the man page says that
+// "may change": NO_MAGICLINKS keeps the refusal whatever the kernel does.
 const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 /// Opens `path` as if `root` were `/`: `..` and absolute symlinks stop at
@@ -230,5 +232,214 @@ pub fn check_cwd_inside_root() -> io::Result<()> {
             "the working directory lies outside the container's root: refusing to run",
         )),
         Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    /// root/etc/marker, and symlinks that try to leave:
+    /// a -> /../../etc, c -> ../../../../etc (relative), d -> /missing-dir,
+    /// b -> /proc/self/fd/N where N is the tree's own (open) root fd.
+    struct Tree {
+        dir: PathBuf,
+        root: OwnedFd,
+    }
+
+    impl Tree {
+        fn new(tag: &str) -> Tree {
+            let dir = std::env::temp_dir().join(format!("engine-openat-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("etc")).unwrap();
+            std::fs::write(dir.join("etc/marker"), "inside").unwrap();
+            symlink("/../../etc", dir.join("a")).unwrap();
+            symlink("../../../../etc", dir.join("c")).unwrap();
+            symlink(format!("/missing-{tag}-{}", std::process::id()), dir.join("d")).unwrap();
+            let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            symlink(format!("/proc/self/fd/{}", root.as_raw_fd()), dir.join("b")).unwrap();
+            Tree { dir, root }
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn ino(fd: &OwnedFd) -> u64 {
+        rustix::fs::fstat(fd).unwrap().st_ino
+    }
+
+    #[test]
+    fn climbing_symlinks_resolve_inside_the_root() {
+        let t = Tree::new("climb");
+        let inside = std::fs::metadata(t.dir.join("etc/marker")).unwrap().ino();
+        for p in ["/a/marker", "a/marker", "/c/marker", "/../../a/marker", "etc/../../../etc/marker"] {
+            let fd = open_in_root(t.root.as_fd(), Path::new(p), OFlags::RDONLY).unwrap();
+            assert_eq!(ino(&fd), inside, "{p} left the root");
+        }
+        // Without the confinement the same path reaches the host's /etc.
+        let host = rustix::fs::openat(&t.root, "a", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert_eq!(ino(&host), std::fs::metadata("/etc").unwrap().ino());
+    }
+
+    #[test]
+    fn magic_links_are_refused() {
+        let slash = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let e = open_in_root(slash.as_fd(), Path::new("/proc/self/fd/0"), OFlags::PATH).unwrap_err();
+        assert_eq!(e.errno, Errno::LOOP, "{e}");
+        assert!(e.to_string().contains("magic link"), "{e}");
+        let e = open_in_root(slash.as_fd(), Path::new("/proc/self/root/etc"), OFlags::PATH).unwrap_err();
+        assert_eq!(e.errno, Errno::LOOP, "{e}");
+
+        // A rootfs with /proc mounted and b -> /proc/self/fd/3, in a mount
+        // namespace of this thread's own.
+        let t = Tree::new("magic");
+        let (dir, tree_fd) = (t.dir.clone(), t.root.as_raw_fd());
+        std::thread::spawn(move || {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).unwrap();
+            std::fs::create_dir(dir.join("proc")).unwrap();
+            mount(Some("/proc"), &dir.join("proc"), None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+            // Opened here, so the fd sees this namespace's mounts.
+            let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            assert!(fd_flags(tree_fd).is_some(), "b's target fd is open");
+            let e = open_in_root(root.as_fd(), Path::new("/b"), OFlags::PATH).unwrap_err();
+            assert_eq!(e.errno, Errno::LOOP, "{e}");
+            // A plain openat follows it (to wherever fd N is, here the tree).
+            assert!(rustix::fs::openat(&root, "b", OFlags::PATH, Mode::empty()).is_ok());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn no_xdev_refuses_crossing_a_mount() {
+        let slash = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let e = open_in_root_no_xdev(slash.as_fd(), Path::new("/proc/1"), OFlags::PATH).unwrap_err();
+        assert_eq!(e.errno, Errno::XDEV, "{e}");
+        assert!(open_in_root(slash.as_fd(), Path::new("/proc/1"), OFlags::PATH).is_ok());
+    }
+
+    #[test]
+    fn mkdir_all_through_a_symlink_stays_inside() {
+        let t = Tree::new("mkdir");
+        let name = format!("engine-openat-test-{}", std::process::id());
+        let fd = mkdir_all_in_root(t.root.as_fd(), &Path::new("/a").join(&name).join("x/y"), 0o755).unwrap();
+        let made = t.dir.join("etc").join(&name).join("x/y");
+        assert_eq!(ino(&fd), std::fs::metadata(&made).unwrap().ino());
+        assert!(!Path::new("/etc").join(&name).exists(), "created on the host");
+        // Again: everything exists now, same directory.
+        let again = mkdir_all_in_root(t.root.as_fd(), &Path::new("c").join(&name).join("x/y"), 0o755).unwrap();
+        assert_eq!(ino(&again), ino(&fd));
+
+        // A dangling symlink is refused, and nothing is made for it anywhere.
+        let e = mkdir_all_in_root(t.root.as_fd(), Path::new("/d/x"), 0o755).unwrap_err();
+        assert_eq!(e.errno, Errno::EXIST, "{e}");
+        assert!(e.to_string().contains("symlink to a missing path"), "{e}");
+        let missing = format!("missing-mkdir-{}", std::process::id());
+        assert!(!Path::new("/").join(&missing).exists());
+        assert!(!t.dir.join(&missing).exists());
+    }
+
+    #[test]
+    fn touch_makes_a_file_inside() {
+        let t = Tree::new("touch");
+        let fd = touch_in_root(t.root.as_fd(), Path::new("/a/new/file"), 0o644).unwrap();
+        assert_eq!(ino(&fd), std::fs::metadata(t.dir.join("etc/new/file")).unwrap().ino());
+        assert!(!Path::new("/etc/new/file").exists());
+        let again = touch_in_root(t.root.as_fd(), Path::new("/etc/marker"), 0o644).unwrap();
+        assert_eq!(ino(&again), std::fs::metadata(t.dir.join("etc/marker")).unwrap().ino());
+        assert_eq!(std::fs::read_to_string(t.dir.join("etc/marker")).unwrap(), "inside");
+    }
+
+    #[test]
+    fn proc_self_fd_path_names_the_fd() {
+        let t = Tree::new("procfd");
+        let p = proc_self_fd_path(t.root.as_fd());
+        assert_eq!(std::fs::read_link(&p).unwrap(), t.dir);
+    }
+
+    fn fd_flags(fd: RawFd) -> Option<i32> {
+        // SAFETY: F_GETFD only reads the fd's flags.
+        let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        (r >= 0).then_some(r)
+    }
+
+    fn inheritable(path: &str) -> OwnedFd {
+        let fd = rustix::fs::open(path, OFlags::RDONLY, Mode::empty()).unwrap();
+        assert_eq!(fd_flags(fd.as_raw_fd()), Some(0));
+        fd
+    }
+
+    #[test]
+    fn cloexec_marks_all_but_the_kept() {
+        let (a, b, c) = (inheritable("/"), inheritable("/"), inheritable("/"));
+        cloexec_fds_except(&[b.as_raw_fd(), 1]).unwrap();
+        assert_eq!(fd_flags(a.as_raw_fd()), Some(libc::FD_CLOEXEC));
+        assert_eq!(fd_flags(b.as_raw_fd()), Some(0));
+        assert_eq!(fd_flags(c.as_raw_fd()), Some(libc::FD_CLOEXEC));
+    }
+
+    /// Runs `f` in a forked child; its exit status is f's result.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only makes syscalls (and small allocations,
+        // fork-safe with glibc's malloc) and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = f();
+                // SAFETY: _exit ends the child without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).unwrap() {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                other => panic!("child: {other:?}"),
+            },
+        }
+    }
+
+    #[test]
+    fn close_fds_closes_all_but_the_kept() {
+        let (a, b, c) = (inheritable("/"), inheritable("/"), inheritable("/"));
+        let (a, b, c) = (a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd());
+        let code = in_child(|| {
+            if close_fds_except(&[b]).is_err() {
+                return 10;
+            }
+            match (fd_flags(0), fd_flags(a), fd_flags(b), fd_flags(c), fd_flags(c + 100)) {
+                (Some(_), None, Some(_), None, None) => 0,
+                _ => 11,
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn a_cwd_outside_the_root_is_refused() {
+        let t = Tree::new("cwd");
+        let outside = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let dir = t.dir.clone();
+        let code = in_child(|| {
+            if nix::unistd::chroot(&dir).is_err() || nix::unistd::chdir("/etc").is_err() {
+                return 10;
+            }
+            if check_cwd_inside_root().is_err() {
+                return 11;
+            }
+            // The CVE-2024-21626 shape: a cwd through a leaked host fd.
+            if rustix::process::fchdir(&outside).is_err() {
+                return 12;
+            }
+            match check_cwd_inside_root() {
+                Err(e) if e.to_string().contains("outside the container's root") => 0,
+                _ => 13,
+            }
+        });
+        assert_eq!(code, 0);
     }
 }

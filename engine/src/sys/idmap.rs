@@ -324,6 +324,8 @@ fn fs_type_name(fd: BorrowedFd<'_>) -> String {
         0x2FC1_2FC1 => "zfs",
         0xFF53_4D42 => "cifs",
         0x858_458F6 => "ramfs",
+        0x9FA0 => "proc",
+        0x6265_6572 => "sysfs",
         _ => return format!("a file system of type {magic:#x}"),
     };
     name.into()

@@ -241,32 +241,45 @@ mod tests {
     use std::os::fd::AsFd;
     use std::os::unix::fs::{symlink, MetadataExt};
 
-    /// root/etc/marker, and symlinks that try to leave:
-    /// a -> /../../etc, c -> ../../../../etc (relative), d -> /missing-dir,
-    /// b -> /proc/self/fd/N where N is the tree's own (open) root fd.
+    /// TOP/root is the root, with symlinks that try to leave it:
+    /// a -> /../../TOP/outside, c -> ../../(...)/TOP/outside (relative),
+    /// d -> /TOP/missing (dangling), b -> /proc/self/fd/N (N: the tree's own
+    /// root fd). Inside the root they must reach root/TOP/outside ("inside");
+    /// an unconfined walk reaches TOP/outside ("outside"), never anything
+    /// else of the host, so a broken build of this module writes nowhere else.
     struct Tree {
+        top: PathBuf,
         dir: PathBuf,
         root: OwnedFd,
+        /// Where the escaping links lead inside the root, and outside it.
+        inside: PathBuf,
+        outside: PathBuf,
     }
 
     impl Tree {
         fn new(tag: &str) -> Tree {
-            let dir = std::env::temp_dir().join(format!("engine-openat-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let top = std::env::temp_dir().join(format!("engine-openat-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&top);
+            let rel = top.strip_prefix("/").unwrap().to_path_buf();
+            let dir = top.join("root");
+            let (inside, outside) = (dir.join(&rel).join("outside"), top.join("outside"));
+            for (d, text) in [(&inside, "inside"), (&outside, "outside")] {
+                std::fs::create_dir_all(d).unwrap();
+                std::fs::write(d.join("marker"), text).unwrap();
+            }
             std::fs::create_dir_all(dir.join("etc")).unwrap();
-            std::fs::write(dir.join("etc/marker"), "inside").unwrap();
-            symlink("/../../etc", dir.join("a")).unwrap();
-            symlink("../../../../etc", dir.join("c")).unwrap();
-            symlink(format!("/missing-{tag}-{}", std::process::id()), dir.join("d")).unwrap();
+            symlink(Path::new("/../..").join(&rel).join("outside"), dir.join("a")).unwrap();
+            symlink(Path::new("../../../../../../../../..").join(&rel).join("outside"), dir.join("c")).unwrap();
+            symlink(Path::new("/").join(&rel).join("missing"), dir.join("d")).unwrap();
             let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
             symlink(format!("/proc/self/fd/{}", root.as_raw_fd()), dir.join("b")).unwrap();
-            Tree { dir, root }
+            Tree { top, dir, root, inside, outside }
         }
     }
 
     impl Drop for Tree {
         fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_dir_all(&self.top);
         }
     }
 
@@ -277,14 +290,16 @@ mod tests {
     #[test]
     fn climbing_symlinks_resolve_inside_the_root() {
         let t = Tree::new("climb");
-        let inside = std::fs::metadata(t.dir.join("etc/marker")).unwrap().ino();
-        for p in ["/a/marker", "a/marker", "/c/marker", "/../../a/marker", "etc/../../../etc/marker"] {
-            let fd = open_in_root(t.root.as_fd(), Path::new(p), OFlags::RDONLY).unwrap();
-            assert_eq!(ino(&fd), inside, "{p} left the root");
+        let inside = std::fs::metadata(t.inside.join("marker")).unwrap().ino();
+        let rel = t.top.strip_prefix("/").unwrap();
+        let up_and_in = Path::new("etc/../../..").join(rel).join("outside/marker");
+        for p in [Path::new("/a/marker"), Path::new("a/marker"), Path::new("/c/marker"), Path::new("/../../a/marker"), &up_and_in] {
+            let fd = open_in_root(t.root.as_fd(), p, OFlags::RDONLY).unwrap();
+            assert_eq!(ino(&fd), inside, "{} left the root", p.display());
         }
-        // Without the confinement the same path reaches the host's /etc.
-        let host = rustix::fs::openat(&t.root, "a", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        assert_eq!(ino(&host), std::fs::metadata("/etc").unwrap().ino());
+        // Without the confinement the same link leads out of the root.
+        let out = rustix::fs::openat(&t.root, "a", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert_eq!(ino(&out), std::fs::metadata(&t.outside).unwrap().ino());
     }
 
     #[test]
@@ -329,33 +344,30 @@ mod tests {
     #[test]
     fn mkdir_all_through_a_symlink_stays_inside() {
         let t = Tree::new("mkdir");
-        let name = format!("engine-openat-test-{}", std::process::id());
-        let fd = mkdir_all_in_root(t.root.as_fd(), &Path::new("/a").join(&name).join("x/y"), 0o755).unwrap();
-        let made = t.dir.join("etc").join(&name).join("x/y");
-        assert_eq!(ino(&fd), std::fs::metadata(&made).unwrap().ino());
-        assert!(!Path::new("/etc").join(&name).exists(), "created on the host");
-        // Again: everything exists now, same directory.
-        let again = mkdir_all_in_root(t.root.as_fd(), &Path::new("c").join(&name).join("x/y"), 0o755).unwrap();
+        let fd = mkdir_all_in_root(t.root.as_fd(), Path::new("/a/made/x/y"), 0o755).unwrap();
+        assert_eq!(ino(&fd), std::fs::metadata(t.inside.join("made/x/y")).unwrap().ino());
+        assert!(!t.outside.join("made").exists(), "created outside the root");
+        // Again, through the relative link: everything exists, same directory.
+        let again = mkdir_all_in_root(t.root.as_fd(), Path::new("c/made/x/y"), 0o755).unwrap();
         assert_eq!(ino(&again), ino(&fd));
 
         // A dangling symlink is refused, and nothing is made for it anywhere.
         let e = mkdir_all_in_root(t.root.as_fd(), Path::new("/d/x"), 0o755).unwrap_err();
         assert_eq!(e.errno, Errno::EXIST, "{e}");
         assert!(e.to_string().contains("symlink to a missing path"), "{e}");
-        let missing = format!("missing-mkdir-{}", std::process::id());
-        assert!(!Path::new("/").join(&missing).exists());
-        assert!(!t.dir.join(&missing).exists());
+        assert!(!t.top.join("missing").exists());
+        assert!(!t.inside.parent().unwrap().join("missing").exists());
     }
 
     #[test]
     fn touch_makes_a_file_inside() {
         let t = Tree::new("touch");
         let fd = touch_in_root(t.root.as_fd(), Path::new("/a/new/file"), 0o644).unwrap();
-        assert_eq!(ino(&fd), std::fs::metadata(t.dir.join("etc/new/file")).unwrap().ino());
-        assert!(!Path::new("/etc/new/file").exists());
-        let again = touch_in_root(t.root.as_fd(), Path::new("/etc/marker"), 0o644).unwrap();
-        assert_eq!(ino(&again), std::fs::metadata(t.dir.join("etc/marker")).unwrap().ino());
-        assert_eq!(std::fs::read_to_string(t.dir.join("etc/marker")).unwrap(), "inside");
+        assert_eq!(ino(&fd), std::fs::metadata(t.inside.join("new/file")).unwrap().ino());
+        assert!(!t.outside.join("new").exists(), "created outside the root");
+        let again = touch_in_root(t.root.as_fd(), Path::new("/a/marker"), 0o644).unwrap();
+        assert_eq!(ino(&again), std::fs::metadata(t.inside.join("marker")).unwrap().ino());
+        assert_eq!(std::fs::read_to_string(t.inside.join("marker")).unwrap(), "inside");
     }
 
     #[test]
@@ -405,15 +417,19 @@ mod tests {
 
     #[test]
     fn close_fds_closes_all_but_the_kept() {
-        let (a, b, c) = (inheritable("/"), inheritable("/"), inheritable("/"));
-        let (a, b, c) = (a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd());
+        let fds: Vec<OwnedFd> = (0..6).map(|_| inheritable("/")).collect();
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let kept = raw[2];
         let code = in_child(|| {
-            if close_fds_except(&[b]).is_err() {
+            if close_fds_except(&[kept, 1]).is_err() {
                 return 10;
             }
-            match (fd_flags(0), fd_flags(a), fd_flags(b), fd_flags(c), fd_flags(c + 100)) {
-                (Some(_), None, Some(_), None, None) => 0,
-                _ => 11,
+            let open: Vec<bool> = (0..=*raw.iter().max().unwrap() + 2).map(|fd| fd_flags(fd).is_some()).collect();
+            let want = |fd: usize| fd <= 2 || fd as RawFd == kept;
+            if open.iter().enumerate().all(|(fd, o)| *o == want(fd)) {
+                0
+            } else {
+                11
             }
         });
         assert_eq!(code, 0);

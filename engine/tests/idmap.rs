@@ -42,7 +42,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("idmap-{tag}-{}", std::process::id()));
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("idmap-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         let locked = base.join("locked");
         let rootfs = locked.join("rootfs");
@@ -55,7 +56,11 @@ impl Fixture {
         chown(rootfs.join("secret"), Some(0), Some(0)).unwrap();
         fs::write(rootfs.join("user"), "mine").unwrap();
         chown(rootfs.join("user"), Some(1000), Some(1000)).unwrap();
-        Fixture { base, rootfs, scratch }
+        Fixture {
+            base,
+            rootfs,
+            scratch,
+        }
     }
 }
 
@@ -86,7 +91,12 @@ fn spawn(body: ChildBody) -> Child {
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             drop((parent_sock, ready_r, go_w));
-            let code = match child_main(child_sock, fs::File::from(ready_w), fs::File::from(go_r), body) {
+            let code = match child_main(
+                child_sock,
+                fs::File::from(ready_w),
+                fs::File::from(go_r),
+                body,
+            ) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("child: {e}");
@@ -105,15 +115,29 @@ fn spawn(body: ChildBody) -> Child {
     }
 }
 
-fn child_main(sock: OwnedFd, mut ready: fs::File, mut go: fs::File, body: ChildBody) -> Result<(), String> {
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
+fn child_main(
+    sock: OwnedFd,
+    mut ready: fs::File,
+    mut go: fs::File,
+    body: ChildBody,
+) -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare: {e}"))?;
     ready.write_all(b"U").map_err(|e| e.to_string())?;
     let mut fds = idmap::recv_fds(sock.as_fd()).map_err(|e| format!("recv_fds: {e}"))?;
     // Container root is host BASE from here on.
-    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| format!("setresgid: {e}"))?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| format!("setresuid: {e}"))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| format!("make / a slave: {e}"))?;
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|e| format!("setresuid: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make / a slave: {e}"))?;
     let scratch = fds.pop().unwrap();
     let tree = fds.pop().unwrap();
     body(tree, scratch)?;
@@ -126,12 +150,18 @@ fn child_main(sock: OwnedFd, mut ready: fs::File, mut go: fs::File, body: ChildB
 impl Child {
     fn wait_ready(&mut self) {
         let mut b = [0u8];
-        self.ready.read_exact(&mut b).expect("the child died before it was ready");
+        self.ready
+            .read_exact(&mut b)
+            .expect("the child died before it was ready");
     }
 
     fn write_maps(&self, base: u32) {
         for f in ["uid_map", "gid_map"] {
-            fs::write(format!("/proc/{}/{f}", self.pid), format!("0 {base} {RANGE_SIZE}\n")).unwrap();
+            fs::write(
+                format!("/proc/{}/{f}", self.pid),
+                format!("0 {base} {RANGE_SIZE}\n"),
+            )
+            .unwrap();
         }
     }
 
@@ -152,18 +182,25 @@ impl Child {
 
 /// Host ID range for the test, from the engine's own pool.
 fn lease(fx: &Fixture, owner: &str) -> u32 {
-    IdPool::from_env().unwrap().reserve(&fx.base.join("ids"), owner).unwrap()
+    IdPool::from_env()
+        .unwrap()
+        .reserve(&fx.base.join("ids"), owner)
+        .unwrap()
 }
 
 fn stat_uid(dir: BorrowedFd<'_>, path: &str) -> Result<(u32, u32), String> {
-    let st = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty()).map_err(|e| format!("stat {path}: {e}"))?;
+    let st = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty())
+        .map_err(|e| format!("stat {path}: {e}"))?;
     Ok((st.st_uid, st.st_gid))
 }
 
 fn read_at(dir: BorrowedFd<'_>, path: &str) -> Result<String, String> {
-    let fd = rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| format!("open {path}: {e}"))?;
+    let fd = rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {path}: {e}"))?;
     let mut s = String::new();
-    fs::File::from(fd).read_to_string(&mut s).map_err(|e| format!("read {path}: {e}"))?;
+    fs::File::from(fd)
+        .read_to_string(&mut s)
+        .map_err(|e| format!("read {path}: {e}"))?;
     Ok(s)
 }
 
@@ -174,18 +211,29 @@ fn overlay_on_idmapped_lower(tree: OwnedFd, scratch: OwnedFd) -> Result<(), Stri
         .map_err(|e| e.to_string())?;
     idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()).map_err(|e| e.to_string())?;
     for d in ["lower", "upper", "work", "merged"] {
-        rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755)).map_err(|e| format!("mkdir {d}: {e}"))?;
+        rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
+            .map_err(|e| format!("mkdir {d}: {e}"))?;
     }
-    let lower = openat::open_in_root(tmpfs.as_fd(), Path::new("lower"), OFlags::PATH | OFlags::DIRECTORY)
-        .map_err(|e| e.to_string())?;
+    let lower = openat::open_in_root(
+        tmpfs.as_fd(),
+        Path::new("lower"),
+        OFlags::PATH | OFlags::DIRECTORY,
+    )
+    .map_err(|e| e.to_string())?;
     idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())?;
 
     // Through the idmapped lower, host root's files are container root's.
     if stat_uid(tmpfs.as_fd(), "lower/secret")? != (0, 0) {
-        return Err(format!("lower/secret is owned by {:?}, not 0:0", stat_uid(tmpfs.as_fd(), "lower/secret")?));
+        return Err(format!(
+            "lower/secret is owned by {:?}, not 0:0",
+            stat_uid(tmpfs.as_fd(), "lower/secret")?
+        ));
     }
     if stat_uid(tmpfs.as_fd(), "lower/user")? != (1000, 1000) {
-        return Err(format!("lower/user is owned by {:?}, not 1000:1000", stat_uid(tmpfs.as_fd(), "lower/user")?));
+        return Err(format!(
+            "lower/user is owned by {:?}, not 1000:1000",
+            stat_uid(tmpfs.as_fd(), "lower/user")?
+        ));
     }
     if read_at(tmpfs.as_fd(), "lower/secret")? != "s3cret" {
         return Err("lower/secret reads wrong".into());
@@ -196,34 +244,66 @@ fn overlay_on_idmapped_lower(tree: OwnedFd, scratch: OwnedFd) -> Result<(), Stri
         "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
         top.display()
     );
-    mount(Some("overlay"), &top.join("merged"), Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| format!("mount overlay ({opts}) over the idmapped lower: {e}"))?;
-    if stat_uid(tmpfs.as_fd(), "merged/secret")? != (0, 0) || read_at(tmpfs.as_fd(), "merged/secret")? != "s3cret" {
+    mount(
+        Some("overlay"),
+        &top.join("merged"),
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("mount overlay ({opts}) over the idmapped lower: {e}"))?;
+    if stat_uid(tmpfs.as_fd(), "merged/secret")? != (0, 0)
+        || read_at(tmpfs.as_fd(), "merged/secret")? != "s3cret"
+    {
         return Err("merged/secret is not container root's".into());
     }
-    let new = rustix::fs::openat(&tmpfs, "merged/new", OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-        .map_err(|e| format!("create merged/new: {e}"))?;
-    fs::File::from(new).write_all(b"hello").map_err(|e| e.to_string())?;
+    let new = rustix::fs::openat(
+        &tmpfs,
+        "merged/new",
+        OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| format!("create merged/new: {e}"))?;
+    fs::File::from(new)
+        .write_all(b"hello")
+        .map_err(|e| e.to_string())?;
     // Copy-up of a root-owned file works too.
-    let up = rustix::fs::openat(&tmpfs, "merged/secret", OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open merged/secret for writing: {e}"))?;
-    fs::File::from(up).write_all(b"!").map_err(|e| e.to_string())?;
+    let up = rustix::fs::openat(
+        &tmpfs,
+        "merged/secret",
+        OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open merged/secret for writing: {e}"))?;
+    fs::File::from(up)
+        .write_all(b"!")
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
 /// The control: the same tree without the idmap is host root's, which the
 /// container's root cannot read.
 fn plain_tree_is_not_ours(tree: OwnedFd, scratch: OwnedFd) -> Result<(), String> {
-    let tmpfs = idmap::detached_tmpfs("mode=755", MountAttrFlags::empty()).map_err(|e| e.to_string())?;
+    let tmpfs =
+        idmap::detached_tmpfs("mode=755", MountAttrFlags::empty()).map_err(|e| e.to_string())?;
     idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()).map_err(|e| e.to_string())?;
     rustix::fs::mkdirat(&tmpfs, "lower", Mode::from_raw_mode(0o755)).map_err(|e| e.to_string())?;
-    let lower = openat::open_in_root(tmpfs.as_fd(), Path::new("lower"), OFlags::PATH | OFlags::DIRECTORY)
-        .map_err(|e| e.to_string())?;
+    let lower = openat::open_in_root(
+        tmpfs.as_fd(),
+        Path::new("lower"),
+        OFlags::PATH | OFlags::DIRECTORY,
+    )
+    .map_err(|e| e.to_string())?;
     idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())?;
     let overflow = (65534, 65534);
-    match (stat_uid(tmpfs.as_fd(), "lower/secret")?, read_at(tmpfs.as_fd(), "lower/secret")) {
+    match (
+        stat_uid(tmpfs.as_fd(), "lower/secret")?,
+        read_at(tmpfs.as_fd(), "lower/secret"),
+    ) {
         (owner, Err(e)) if owner == overflow && e.contains("Permission denied") => Ok(()),
-        (owner, r) => Err(format!("without the idmap lower/secret is {owner:?} and reads {r:?}")),
+        (owner, r) => Err(format!(
+            "without the idmap lower/secret is {owner:?} and reads {r:?}"
+        )),
     }
 }
 
@@ -267,13 +347,32 @@ fn overlay_over_an_idmapped_root_owned_lower() {
             fs::metadata(upper.join("secret")).map(|m| (m.uid(), m.gid(), m.mode() & 0o7777)),
         )
     });
-    assert_eq!(child.finish(), 0, "the child failed (its stderr says where)");
+    assert_eq!(
+        child.finish(),
+        0,
+        "the child failed (its stderr says where)"
+    );
     let (new, secret) = seen.unwrap();
-    assert_eq!(new.unwrap(), (base, base), "a file container root wrote is host BASE's");
-    assert_eq!(secret.unwrap(), (base, base, 0o600), "a copied-up root file is host BASE's");
+    assert_eq!(
+        new.unwrap(),
+        (base, base),
+        "a file container root wrote is host BASE's"
+    );
+    assert_eq!(
+        secret.unwrap(),
+        (base, base, 0o600),
+        "a copied-up root file is host BASE's"
+    );
     // The host's tree is untouched.
     let m = fs::metadata(fx.rootfs.join("secret")).unwrap();
-    assert_eq!((m.uid(), m.gid(), fs::read_to_string(fx.rootfs.join("secret")).unwrap()), (0, 0, "s3cret".into()));
+    assert_eq!(
+        (
+            m.uid(),
+            m.gid(),
+            fs::read_to_string(fx.rootfs.join("secret")).unwrap()
+        ),
+        (0, 0, "s3cret".into())
+    );
 }
 
 #[test]
@@ -283,7 +382,11 @@ fn without_the_idmap_root_files_are_out_of_reach() {
     let base = lease(&fx, "plain");
     let mut child = start(&fx, base, plain_tree_is_not_ours, false);
     child.body_done();
-    assert_eq!(child.finish(), 0, "the child failed (its stderr says where)");
+    assert_eq!(
+        child.finish(),
+        0,
+        "the child failed (its stderr says where)"
+    );
 }
 
 #[test]
@@ -301,7 +404,9 @@ fn a_file_system_that_cannot_be_idmapped_is_refused_with_a_sentence() {
     assert!(matches!(err, IdmapError::Unsupported { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.starts_with("/proc is on proc, which cannot be idmapped") && msg.contains("--userns BASE") && msg.contains("--userns host"),
+        msg.starts_with("/proc is on proc, which cannot be idmapped")
+            && msg.contains("--userns BASE")
+            && msg.contains("--userns host"),
         "{msg}"
     );
 }

@@ -277,7 +277,10 @@ pub fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Vec<OwnedFd>> {
         if let ControlMessageOwned::ScmRights(raw) = c {
             // SAFETY: the kernel just installed these fds in our table for us
             // alone; nothing else owns them.
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);

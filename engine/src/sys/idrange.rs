@@ -43,10 +43,18 @@ pub enum IdRangeError {
     /// An owner name that cannot be stored in a lease file.
     BadOwner(String),
     /// Every range of the pool is leased.
-    PoolFull { start: u32, count: u32, dir: PathBuf },
+    PoolFull {
+        start: u32,
+        count: u32,
+        dir: PathBuf,
+    },
     /// The owner already holds a range (a name is leased once).
     AlreadyLeased { owner: String, base: u32 },
-    Io { what: String, path: PathBuf, source: io::Error },
+    Io {
+        what: String,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for IdRangeError {
@@ -124,7 +132,9 @@ impl IdPool {
             why: why.into(),
         };
         if start < RANGE_SIZE {
-            return Err(bad("START must be at least 65536, above the host's own users"));
+            return Err(bad(
+                "START must be at least 65536, above the host's own users",
+            ));
         }
         if count == 0 || count % RANGE_SIZE != 0 {
             return Err(bad("COUNT must be a non-zero multiple of 65536"));
@@ -342,7 +352,15 @@ mod tests {
 
     #[test]
     fn bad_pools_are_refused_with_a_sentence() {
-        for v in ["", "5", "x:65536", "100000:1000", "0:65536", "4294901760:65536", "100000:0"] {
+        for v in [
+            "",
+            "5",
+            "x:65536",
+            "100000:1000",
+            "0:65536",
+            "4294901760:65536",
+            "100000:0",
+        ] {
             let e = IdPool::parse(v).unwrap_err();
             assert!(
                 matches!(e, IdRangeError::BadPool { .. }) && e.to_string().contains("START:COUNT"),
@@ -366,15 +384,20 @@ mod tests {
                 })
             })
             .collect();
-        let bases: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let bases: Vec<u32> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
         let distinct: HashSet<_> = bases.iter().collect();
         assert_eq!(distinct.len(), 64, "{bases:?}");
         for b in &bases {
-            assert!(*b >= 200_000 && (b - 200_000) % RANGE_SIZE == 0 && *b < 200_000 + 64 * RANGE_SIZE);
+            assert!(
+                *b >= 200_000 && (b - 200_000) % RANGE_SIZE == 0 && *b < 200_000 + 64 * RANGE_SIZE
+            );
         }
         let listed = leases(&dir).unwrap();
         assert_eq!(listed.len(), 64);
-        assert_eq!(listed.iter().find(|l| l.owner == "c3-2").map(|l| l.base).is_some(), true);
+        assert!(listed.iter().any(|l| l.owner == "c3-2"));
         fs::remove_dir_all(&*dir).unwrap();
     }
 
@@ -385,24 +408,40 @@ mod tests {
         let a = pool.reserve(&dir, "a").unwrap();
         let b = pool.reserve(&dir, "b").unwrap();
         let c = pool.reserve(&dir, "c").unwrap();
-        assert_eq!((a, b, c), (300_000, 300_000 + RANGE_SIZE, 300_000 + 2 * RANGE_SIZE));
+        assert_eq!(
+            (a, b, c),
+            (300_000, 300_000 + RANGE_SIZE, 300_000 + 2 * RANGE_SIZE)
+        );
 
         let full = pool.reserve(&dir, "d").unwrap_err();
         assert!(matches!(full, IdRangeError::PoolFull { .. }), "{full}");
         assert!(full.to_string().contains("ENGINE_USERNS_POOL"), "{full}");
         let twice = pool.reserve(&dir, "a").unwrap_err();
-        assert!(matches!(twice, IdRangeError::AlreadyLeased { base: 300_000, .. }), "{twice}");
+        assert!(
+            matches!(twice, IdRangeError::AlreadyLeased { base: 300_000, .. }),
+            "{twice}"
+        );
 
         assert!(release(&dir, "b").unwrap());
         assert!(!release(&dir, "b").unwrap());
         assert_eq!(
             leases(&dir).unwrap(),
             vec![
-                Lease { owner: "a".into(), base: a },
-                Lease { owner: "c".into(), base: c }
+                Lease {
+                    owner: "a".into(),
+                    base: a
+                },
+                Lease {
+                    owner: "c".into(),
+                    base: c
+                }
             ]
         );
-        assert_eq!(pool.reserve(&dir, "d").unwrap(), b, "the freed range is reused");
+        assert_eq!(
+            pool.reserve(&dir, "d").unwrap(),
+            b,
+            "the freed range is reused"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -413,7 +452,10 @@ mod tests {
         assert!(!release(&dir, "x").unwrap());
         let pool = IdPool::default();
         for owner in ["", "a/b", "a\nb"] {
-            assert!(matches!(pool.reserve(&dir, owner), Err(IdRangeError::BadOwner(_))));
+            assert!(matches!(
+                pool.reserve(&dir, owner),
+                Err(IdRangeError::BadOwner(_))
+            ));
         }
         assert!(!dir.exists(), "a refused owner creates nothing");
     }

@@ -38,7 +38,12 @@ impl fmt::Display for InRootError {
             Errno::NOSYS => "openat2 needs Linux 5.6 or later".into(),
             e => io::Error::from(e).to_string(),
         };
-        write!(f, "cannot {} {} inside the rootfs: {why}", self.what, self.path.display())
+        write!(
+            f,
+            "cannot {} {} inside the rootfs: {why}",
+            self.what,
+            self.path.display()
+        )
     }
 }
 
@@ -60,7 +65,11 @@ const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 /// Opens `path` as if `root` were `/`: `..` and absolute symlinks stop at
 /// `root`, magic links are refused. `O_CLOEXEC` is always added. Use
 /// `OFlags::PATH` for a mount target.
-pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags) -> Result<OwnedFd, InRootError> {
+pub fn open_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+) -> Result<OwnedFd, InRootError> {
     openat2_in(root, path, flags, Mode::empty(), IN_ROOT)
 }
 
@@ -72,7 +81,13 @@ pub fn open_in_root_no_xdev(
     path: &Path,
     flags: OFlags,
 ) -> Result<OwnedFd, InRootError> {
-    openat2_in(root, path, flags, Mode::empty(), IN_ROOT | ResolveFlags::NO_XDEV)
+    openat2_in(
+        root,
+        path,
+        flags,
+        Mode::empty(),
+        IN_ROOT | ResolveFlags::NO_XDEV,
+    )
 }
 
 fn openat2_in(
@@ -103,7 +118,11 @@ fn relative(path: &Path) -> &Path {
 /// fd, so a symlinked component (even one swapped in meanwhile) leads to a
 /// directory inside `root`, never outside. A component that is a symlink to a
 /// missing target is refused rather than followed.
-pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd, InRootError> {
+pub fn mkdir_all_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    mode: u32,
+) -> Result<OwnedFd, InRootError> {
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
     let mut current = open_in_root(root, Path::new("."), dir_flags)?;
     let mut prefix = PathBuf::new();
@@ -126,7 +145,11 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result
                 open_in_root(root, &prefix, dir_flags).map_err(|e| InRootError {
                     what: "create",
                     path: path.to_path_buf(),
-                    errno: if e.errno == Errno::NOENT { Errno::EXIST } else { e.errno },
+                    errno: if e.errno == Errno::NOENT {
+                        Errno::EXIST
+                    } else {
+                        e.errno
+                    },
                 })?
             }
             Err(e) => {
@@ -185,7 +208,11 @@ pub fn cloexec_fds_except(keep: &[RawFd]) -> io::Result<()> {
 }
 
 fn for_ranges_except(keep: &[RawFd], flags: libc::c_uint) -> io::Result<()> {
-    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd > 2).map(|fd| *fd as u32).collect();
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd > 2)
+        .map(|fd| *fd as u32)
+        .collect();
     keep.sort_unstable();
     keep.dedup();
     let mut first = 3u32;
@@ -258,7 +285,8 @@ mod tests {
 
     impl Tree {
         fn new(tag: &str) -> Tree {
-            let top = std::env::temp_dir().join(format!("engine-openat-{tag}-{}", std::process::id()));
+            let top =
+                std::env::temp_dir().join(format!("engine-openat-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&top);
             let rel = top.strip_prefix("/").unwrap().to_path_buf();
             let dir = top.join("root");
@@ -268,12 +296,33 @@ mod tests {
                 std::fs::write(d.join("marker"), text).unwrap();
             }
             std::fs::create_dir_all(dir.join("etc")).unwrap();
-            symlink(Path::new("/../..").join(&rel).join("outside"), dir.join("a")).unwrap();
-            symlink(Path::new("../../../../../../../../..").join(&rel).join("outside"), dir.join("c")).unwrap();
+            symlink(
+                Path::new("/../..").join(&rel).join("outside"),
+                dir.join("a"),
+            )
+            .unwrap();
+            symlink(
+                Path::new("../../../../../../../../..")
+                    .join(&rel)
+                    .join("outside"),
+                dir.join("c"),
+            )
+            .unwrap();
             symlink(Path::new("/").join(&rel).join("missing"), dir.join("d")).unwrap();
-            let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            let root = rustix::fs::open(
+                &dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap();
             symlink(format!("/proc/self/fd/{}", root.as_raw_fd()), dir.join("b")).unwrap();
-            Tree { top, dir, root, inside, outside }
+            Tree {
+                top,
+                dir,
+                root,
+                inside,
+                outside,
+            }
         }
     }
 
@@ -293,22 +342,40 @@ mod tests {
         let inside = std::fs::metadata(t.inside.join("marker")).unwrap().ino();
         let rel = t.top.strip_prefix("/").unwrap();
         let up_and_in = Path::new("etc/../../..").join(rel).join("outside/marker");
-        for p in [Path::new("/a/marker"), Path::new("a/marker"), Path::new("/c/marker"), Path::new("/../../a/marker"), &up_and_in] {
+        for p in [
+            Path::new("/a/marker"),
+            Path::new("a/marker"),
+            Path::new("/c/marker"),
+            Path::new("/../../a/marker"),
+            &up_and_in,
+        ] {
             let fd = open_in_root(t.root.as_fd(), p, OFlags::RDONLY).unwrap();
             assert_eq!(ino(&fd), inside, "{} left the root", p.display());
         }
         // Without the confinement the same link leads out of the root.
-        let out = rustix::fs::openat(&t.root, "a", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let out = rustix::fs::openat(
+            &t.root,
+            "a",
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
         assert_eq!(ino(&out), std::fs::metadata(&t.outside).unwrap().ino());
     }
 
     #[test]
     fn magic_links_are_refused() {
         let slash = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
-        let e = open_in_root(slash.as_fd(), Path::new("/proc/self/fd/0"), OFlags::PATH).unwrap_err();
+        let e =
+            open_in_root(slash.as_fd(), Path::new("/proc/self/fd/0"), OFlags::PATH).unwrap_err();
         assert_eq!(e.errno, Errno::LOOP, "{e}");
         assert!(e.to_string().contains("magic link"), "{e}");
-        let e = open_in_root(slash.as_fd(), Path::new("/proc/self/root/etc"), OFlags::PATH).unwrap_err();
+        let e = open_in_root(
+            slash.as_fd(),
+            Path::new("/proc/self/root/etc"),
+            OFlags::PATH,
+        )
+        .unwrap_err();
         assert_eq!(e.errno, Errno::LOOP, "{e}");
 
         // A rootfs with /proc mounted and b -> /proc/self/fd/3, in a mount
@@ -318,11 +385,30 @@ mod tests {
         std::thread::spawn(move || {
             use nix::mount::{mount, MsFlags};
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
-            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).unwrap();
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .unwrap();
             std::fs::create_dir(dir.join("proc")).unwrap();
-            mount(Some("/proc"), &dir.join("proc"), None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+            mount(
+                Some("/proc"),
+                &dir.join("proc"),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
             // Opened here, so the fd sees this namespace's mounts.
-            let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            let root = rustix::fs::open(
+                &dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap();
             assert!(fd_flags(tree_fd).is_some(), "b's target fd is open");
             let e = open_in_root(root.as_fd(), Path::new("/b"), OFlags::PATH).unwrap_err();
             assert_eq!(e.errno, Errno::LOOP, "{e}");
@@ -336,7 +422,8 @@ mod tests {
     #[test]
     fn no_xdev_refuses_crossing_a_mount() {
         let slash = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
-        let e = open_in_root_no_xdev(slash.as_fd(), Path::new("/proc/1"), OFlags::PATH).unwrap_err();
+        let e =
+            open_in_root_no_xdev(slash.as_fd(), Path::new("/proc/1"), OFlags::PATH).unwrap_err();
         assert_eq!(e.errno, Errno::XDEV, "{e}");
         assert!(open_in_root(slash.as_fd(), Path::new("/proc/1"), OFlags::PATH).is_ok());
     }
@@ -345,7 +432,10 @@ mod tests {
     fn mkdir_all_through_a_symlink_stays_inside() {
         let t = Tree::new("mkdir");
         let fd = mkdir_all_in_root(t.root.as_fd(), Path::new("/a/made/x/y"), 0o755).unwrap();
-        assert_eq!(ino(&fd), std::fs::metadata(t.inside.join("made/x/y")).unwrap().ino());
+        assert_eq!(
+            ino(&fd),
+            std::fs::metadata(t.inside.join("made/x/y")).unwrap().ino()
+        );
         assert!(!t.outside.join("made").exists(), "created outside the root");
         // Again, through the relative link: everything exists, same directory.
         let again = mkdir_all_in_root(t.root.as_fd(), Path::new("c/made/x/y"), 0o755).unwrap();
@@ -363,11 +453,20 @@ mod tests {
     fn touch_makes_a_file_inside() {
         let t = Tree::new("touch");
         let fd = touch_in_root(t.root.as_fd(), Path::new("/a/new/file"), 0o644).unwrap();
-        assert_eq!(ino(&fd), std::fs::metadata(t.inside.join("new/file")).unwrap().ino());
+        assert_eq!(
+            ino(&fd),
+            std::fs::metadata(t.inside.join("new/file")).unwrap().ino()
+        );
         assert!(!t.outside.join("new").exists(), "created outside the root");
         let again = touch_in_root(t.root.as_fd(), Path::new("/a/marker"), 0o644).unwrap();
-        assert_eq!(ino(&again), std::fs::metadata(t.inside.join("marker")).unwrap().ino());
-        assert_eq!(std::fs::read_to_string(t.inside.join("marker")).unwrap(), "inside");
+        assert_eq!(
+            ino(&again),
+            std::fs::metadata(t.inside.join("marker")).unwrap().ino()
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.inside.join("marker")).unwrap(),
+            "inside"
+        );
     }
 
     #[test]
@@ -408,10 +507,12 @@ mod tests {
                 // SAFETY: _exit ends the child without running the parent's destructors.
                 unsafe { libc::_exit(code) }
             }
-            nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).unwrap() {
-                nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                other => panic!("child: {other:?}"),
-            },
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    other => panic!("child: {other:?}"),
+                }
+            }
         }
     }
 
@@ -424,7 +525,9 @@ mod tests {
             if close_fds_except(&[kept, 1]).is_err() {
                 return 10;
             }
-            let open: Vec<bool> = (0..=*raw.iter().max().unwrap() + 2).map(|fd| fd_flags(fd).is_some()).collect();
+            let open: Vec<bool> = (0..=*raw.iter().max().unwrap() + 2)
+                .map(|fd| fd_flags(fd).is_some())
+                .collect();
             let want = |fd: usize| fd <= 2 || fd as RawFd == kept;
             if open.iter().enumerate().all(|(fd, o)| *o == want(fd)) {
                 0
@@ -438,7 +541,8 @@ mod tests {
     #[test]
     fn a_cwd_outside_the_root_is_refused() {
         let t = Tree::new("cwd");
-        let outside = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let outside =
+            rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let dir = t.dir.clone();
         let code = in_child(|| {
             if nix::unistd::chroot(&dir).is_err() || nix::unistd::chdir("/etc").is_err() {

@@ -14,9 +14,18 @@
 //! rootfs under a directory the mapped root cannot search still runs.
 //!
 //! Child: `detached_tmpfs` makes the layer's tmpfs without a path either
-//! (`fsopen`/`fsmount`); attach it on an fd of the scratch directory inherited
-//! from the parent, then everything else is reached through
-//! `/proc/self/fd/N` of that tmpfs (see `sys::openat::proc_self_fd_path`).
+//! (`fsopen`/`fsmount`) and `attach_at` puts it on the scratch directory,
+//! whose fd the parent opened through `/proc/PID/root/...` (so the fd is of
+//! the child's mount namespace: an fd opened before the clone is of the
+//! host's, and move_mount onto it fails with EINVAL). Everything else is
+//! reached through `/proc/self/fd/N` of that tmpfs (see
+//! `sys::openat::proc_self_fd_path`), overlayfs options included, so no host
+//! path (and no ',' or ':' in one) is ever parsed.
+//!
+//! Mount attributes set by the parent on a detached tree (read-only...) are
+//! not locked once attached in the child's namespace: a container root that
+//! keeps CAP_SYS_ADMIN could clear them with mount_setattr. The capability
+//! cut and seccomp are what keep them.
 //!
 //! Kernel: open_tree/move_mount/fsopen 5.2, mount_setattr 5.12, idmapped
 //! overlayfs layers 5.19, idmapped tmpfs 6.3 (ext4, xfs, btrfs earlier; 9p,

@@ -124,7 +124,12 @@ fn child_main(
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare: {e}"))?;
     ready.write_all(b"U").map_err(|e| e.to_string())?;
-    let mut fds = idmap::recv_fds(sock.as_fd()).map_err(|e| format!("recv_fds: {e}"))?;
+    let mut fds = match idmap::recv_fds(sock.as_fd()) {
+        Ok(fds) => fds,
+        // The parent only wanted our user namespace (no "D" is sent back).
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+        Err(e) => return Err(format!("recv_fds: {e}")),
+    };
     // Container root is host BASE from here on.
     nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
         .map_err(|e| format!("setresgid: {e}"))?;

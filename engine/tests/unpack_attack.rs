@@ -91,7 +91,8 @@ fn hardlink_to_escaping_symlink_cannot_chmod_a_host_file() {
     let mut b = tar::Builder::new(Vec::new());
     let mut decoy = header(tar::EntryType::Regular, 0o644);
     decoy.set_size(5);
-    b.append_data(&mut decoy, sentinel_rel, &b"decoy"[..]).unwrap();
+    b.append_data(&mut decoy, sentinel_rel, &b"decoy"[..])
+        .unwrap();
     let deep = "d/".repeat(DEPTH);
     let target = format!("{}{}", "../".repeat(DEPTH), sentinel_rel.display());
     let mut link = header(tar::EntryType::Symlink, 0o777);

@@ -126,3 +126,43 @@ fn shift_open(fd: BorrowedFd<'_>, path: &Path, base: u32) -> Result<()> {
     set_owner_mode(fd, uid, gid, stat.st_mode)
         .with_context(|| format!("cannot chown {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    /// A tree holding a symlink to a host file and a setuid binary: the shift
+    /// chowns the link itself, keeps the setuid bit, and leaves the host file be.
+    #[test]
+    fn shift_tree_never_follows_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        let host_file = outside.path().join("host");
+        fs::write(&host_file, "host\n").unwrap();
+        fs::set_permissions(&host_file, fs::Permissions::from_mode(0o600)).unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        let root = tree.path();
+        fs::create_dir(root.join("bin")).unwrap();
+        fs::write(root.join("bin/tool"), "tool\n").unwrap();
+        fs::set_permissions(root.join("bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+        symlink(&host_file, root.join("bin/escape")).unwrap();
+        symlink(outside.path(), root.join("dir-escape")).unwrap();
+
+        shift_tree(root, 100_000).unwrap();
+
+        let host = fs::metadata(&host_file).unwrap();
+        assert_eq!(
+            (host.uid(), host.mode() & 0o7777),
+            (0, 0o600),
+            "host file touched"
+        );
+        let outside_dir = fs::metadata(outside.path()).unwrap();
+        assert_eq!(outside_dir.uid(), 0, "host directory touched");
+        let link = fs::symlink_metadata(root.join("bin/escape")).unwrap();
+        assert_eq!((link.uid(), link.gid()), (100_000, 100_000));
+        let tool = fs::metadata(root.join("bin/tool")).unwrap();
+        assert_eq!((tool.uid(), tool.mode() & 0o7777), (100_000, 0o4755));
+        assert_eq!(fs::metadata(root).unwrap().uid(), 100_000);
+    }
+}

@@ -177,6 +177,9 @@ fn describe_head(head: &[u8]) -> String {
 pub(super) fn unpack_tar(reader: impl Read, root: &Path, owner: Option<u32>) -> Result<()> {
     let root_fd = rustix::fs::open(root, DIR_FLAGS, Mode::empty())
         .with_context(|| format!("cannot open {}", root.display()))?;
+    if let Err(Errno::NOSYS) = open_in_root(&root_fd, Path::new("")) {
+        bail!("unpacking needs openat2, which this kernel lacks: use Linux 5.6 or later");
+    }
     let base = owner.unwrap_or(0);
     let mut archive = tar::Archive::new(reader);
     let mut skipped = 0;

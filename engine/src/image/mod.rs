@@ -6,6 +6,11 @@
 //! place only once it is complete and verified, so DEST is either absent or
 //! whole. A download is streamed: network -> sha256 -> decompressor -> tar,
 //! with nothing buffered on disk but the unpacked files.
+//!
+//! Rooms: `catalog` (names, cache, where each flavour comes from), `fetch`
+//! (http(s) and file://, progress, sha256), `unpack` (format sniffing, the
+//! fd-based tar unpacker), `shift` (ownership shift), `staging` (the partial
+//! directory, stale partials, Ctrl-C), `busybox` and `debian` (the builders).
 
 mod busybox;
 mod catalog;

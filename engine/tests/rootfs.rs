@@ -567,7 +567,7 @@ fn bad_sources_and_options_are_refused_before_anything_is_created() {
     }
     // A foreign arch needs its own busybox, named by ENGINE_BUSYBOX.
     if std::env::var_os("ENGINE_BUSYBOX").is_none() {
-        let foreign = if rootfs::host_arch() == "amd64" {
+        let foreign = if engine::sys::arch::host_arch() == "amd64" {
             "arm64"
         } else {
             "amd64"
@@ -644,18 +644,21 @@ fn busybox_catalog_builds_a_root_that_runs() {
     );
 
     // The rootfs's own command resolves inside it, never to the host's.
-    let sh = rootfs::resolve_in_rootfs(&dest, Path::new("/bin/sh")).unwrap();
+    let sh = engine::sys::path::resolve_in_rootfs(&dest, Path::new("/bin/sh")).unwrap();
     assert_eq!(sh, dest.join("bin/busybox"));
     fs::create_dir_all(dest.join("opt")).unwrap();
     std::os::unix::fs::symlink("/../../bin/sh", dest.join("opt/abs")).unwrap();
-    let abs = rootfs::resolve_in_rootfs(&dest, Path::new("/opt/abs")).unwrap();
+    let abs = engine::sys::path::resolve_in_rootfs(&dest, Path::new("/opt/abs")).unwrap();
     assert_eq!(
         abs,
         dest.join("bin/busybox"),
         ".. stops at the rootfs's root"
     );
-    let machine = rootfs::elf_machine(&sh).unwrap();
-    assert_eq!(machine, rootfs::arch_machine(rootfs::host_arch()));
+    let machine = engine::sys::arch::elf_machine(&sh).unwrap();
+    assert_eq!(
+        machine,
+        engine::sys::arch::arch_machine(engine::sys::arch::host_arch())
+    );
 }
 
 #[test]
@@ -702,23 +705,26 @@ fn cached_pulls_once_even_when_asked_twice_at_once() {
 
 #[test]
 fn elf_helpers() {
-    assert!(["amd64", "arm64"].contains(&rootfs::host_arch()));
-    let host = rootfs::arch_machine(rootfs::host_arch()).unwrap();
+    assert!(["amd64", "arm64"].contains(&engine::sys::arch::host_arch()));
+    let host = engine::sys::arch::arch_machine(engine::sys::arch::host_arch()).unwrap();
     let exe = std::env::current_exe().unwrap();
-    assert_eq!(rootfs::elf_machine(&exe).unwrap(), Some(host));
-    assert_eq!(rootfs::machine_arch(host), Some(rootfs::host_arch()));
-    assert_eq!(rootfs::machine_arch(183), Some("arm64"));
+    assert_eq!(engine::sys::arch::elf_machine(&exe).unwrap(), Some(host));
+    assert_eq!(
+        engine::sys::arch::machine_arch(host),
+        Some(engine::sys::arch::host_arch())
+    );
+    assert_eq!(engine::sys::arch::machine_arch(183), Some("arm64"));
     let dir = TempDir::new("elf");
     let text = dir.path().join("script");
     fs::write(&text, "#!/bin/sh\n").unwrap();
-    assert_eq!(rootfs::elf_machine(&text).unwrap(), None);
+    assert_eq!(engine::sys::arch::elf_machine(&text).unwrap(), None);
     let short = dir.path().join("short");
     fs::write(&short, b"\x7fELF\x02\x01").unwrap();
     assert!(
-        rootfs::elf_machine(&short).is_err(),
+        engine::sys::arch::elf_machine(&short).is_err(),
         "truncated ELF is an error"
     );
-    assert!(rootfs::elf_machine(&dir.path().join("missing")).is_err());
+    assert!(engine::sys::arch::elf_machine(&dir.path().join("missing")).is_err());
 }
 
 // ---------------------------------------------------------------------------

@@ -210,6 +210,8 @@ mod tests {
     #[test]
     fn a_dynamic_binary_has_an_interpreter_and_busybox_static_none() {
         assert!(super::has_interpreter(&std::fs::read("/bin/ls").unwrap()));
-        assert!(!super::has_interpreter(&std::fs::read("/bin/busybox").unwrap()));
+        assert!(!super::has_interpreter(
+            &std::fs::read("/bin/busybox").unwrap()
+        ));
     }
 }

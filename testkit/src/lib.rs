@@ -4,6 +4,7 @@
 //! - [`netns`]: move the calling thread into a new network namespace, and prove it;
 //! - [`mountinfo`]: the mounts under a path (the `procfs` crate);
 //! - [`busybox`]: a busybox rootfs built from the host's busybox-static;
+//! - [`cgroup`]: whether cgroup v2 limits are available here;
 //! - [`wait`]: poll with a deadline, wait for a child, a file or a line;
 //! - [`quote`]: shell quoting and `which`, with a loud failure for a missing tool;
 //! - [`engine_cmd`]: the engine binary with a private state dir, cgroup root,
@@ -13,6 +14,7 @@
 //! what to install, never a silent skip.
 
 pub mod busybox;
+pub mod cgroup;
 pub mod engine_cmd;
 pub mod mountinfo;
 pub mod netns;

@@ -407,7 +407,7 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
             assert!(!net::bridge_exists(&cfg).unwrap());
 
             for _ in 0..2 {
-                net::setup_host(&cfg, &dir.path()).unwrap();
+                net::setup_host(&cfg, dir.path()).unwrap();
                 assert_eq!(forwarding(), "1");
                 assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), prev);
                 assert!(net::bridge_exists(&cfg).unwrap());
@@ -425,11 +425,11 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
                 );
             }
             // A later setup while forwarding is already on must not overwrite the record.
-            net::setup_host(&cfg, &dir.path()).unwrap();
+            net::setup_host(&cfg, dir.path()).unwrap();
             assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), prev);
 
             for _ in 0..2 {
-                net::teardown_host(&cfg, &dir.path()).unwrap();
+                net::teardown_host(&cfg, dir.path()).unwrap();
                 assert!(!net::bridge_exists(&cfg).unwrap());
                 assert_eq!(forwarding(), prev, "forwarding not restored");
                 assert!(!record.exists());
@@ -443,12 +443,12 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
 
         // Forwarding left on by hand after a teardown stays as it is: no record, no write.
         std::fs::write(IP_FORWARD, "1").unwrap();
-        net::teardown_host(&cfg, &dir.path()).unwrap();
+        net::teardown_host(&cfg, dir.path()).unwrap();
         assert_eq!(forwarding(), "1");
 
         // A corrupt record is refused, not written to the sysctl.
         std::fs::write(&record, "yes\n").unwrap();
-        let msg = err(net::teardown_host(&cfg, &dir.path()));
+        let msg = err(net::teardown_host(&cfg, dir.path()));
         assert!(msg.contains("holds \"yes\", not 0 or 1"), "{msg}");
     });
     assert_eq!(
@@ -464,12 +464,12 @@ fn host_side_refusals() {
         let dir = temp_dir();
         // `lo` exists in every namespace and is no bridge: never adopted, never deleted.
         let lo = NetConfig::new("lo", SUBNET).unwrap();
-        let msg = err(net::setup_host(&lo, &dir.path()));
+        let msg = err(net::setup_host(&lo, dir.path()));
         assert!(
             msg.contains("interface lo exists but is not a bridge"),
             "{msg}"
         );
-        let msg = err(net::teardown_host(&lo, &dir.path()));
+        let msg = err(net::teardown_host(&lo, dir.path()));
         assert!(
             msg.contains("interface lo is not a bridge: not deleting it"),
             "{msg}"
@@ -486,7 +486,7 @@ fn host_side_refusals() {
         // Deleting what is not there is fine; teardown with nothing set up too.
         net::delete_link("ve-nothing").unwrap();
         assert!(!net::link_exists("ve-nothing").unwrap());
-        net::teardown_host(&cfg, &dir.path()).unwrap();
+        net::teardown_host(&cfg, dir.path()).unwrap();
         assert!(err(net::delete_link("a/b")).contains("cannot delete interface \"a/b\""));
 
         // Container side in a namespace without eth0.
@@ -505,7 +505,7 @@ fn veth_end_to_end() {
     in_private_netns(|| {
         let cfg = cfg();
         let dir = temp_dir();
-        net::setup_host(&cfg, &dir.path()).unwrap();
+        net::setup_host(&cfg, dir.path()).unwrap();
 
         let helper = Helper::start();
         let pid = helper.pid();
@@ -590,7 +590,7 @@ fn veth_end_to_end() {
         assert!(!ok, "eth0 survived: {show}");
         net::delete_link(&veth).unwrap();
 
-        net::teardown_host(&cfg, &dir.path()).unwrap();
+        net::teardown_host(&cfg, dir.path()).unwrap();
         assert!(!net::bridge_exists(&cfg).unwrap());
         drop(helper);
     });

@@ -58,7 +58,10 @@ fn ns_inode(pid: &str, ns: &str) -> u64 {
 fn hostname_is_the_name_or_the_given_hostname() {
     let env = engine("host");
     let host_before = hostname_of_this_namespace();
+    // Without a user namespace first: there a shared UTS namespace would let
+    // the engine rename the host.
     for (args, want) in [
+        (vec!["--userns", "host", rootfs(), "web-0"], "web-0"),
         (vec![rootfs(), "web-1"], "web-1"),
         (
             vec!["--hostname", "db.local", rootfs(), "web-2"],
@@ -168,7 +171,7 @@ fn user_namespace_maps_root() {
 #[case::mknod_block_device("mknod /tmp/sda b 8 0 && echo WROTE")]
 fn container_root_holds_no_capability_over_the_host(#[case] attempt: &str) {
     let env = engine("caps");
-    let script = format!("echo STARTED; {attempt} 2>/dev/null; echo DONE");
+    let script = format!("echo STARTED; {{ {attempt}; }} 2>/dev/null; echo DONE");
     run(&env, &[rootfs(), "caps", "--", "sh", "-c", &script])
         .code(0)
         .stdout("STARTED\nDONE\n");
@@ -295,6 +298,7 @@ fn write_through_writes_into_the_rootfs() {
         std::fs::read_to_string(root.join("kept")).unwrap(),
         "kept\n"
     );
+    env.assert_clean();
 }
 
 #[rstest]

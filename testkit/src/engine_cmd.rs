@@ -11,7 +11,8 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A private engine environment. Its state dir is a [`tempfile::TempDir`]
-/// under the system temp dir; its cgroup root is removed (when empty) on drop.
+/// under [`crate::busybox::scratch_root`]; its cgroup root (and any leaf a
+/// failed test left in it) is removed on drop.
 pub struct Engine {
     bin: PathBuf,
     state: tempfile::TempDir,
@@ -27,7 +28,7 @@ impl Engine {
     pub fn new(bin: impl Into<PathBuf>, tag: &str) -> Engine {
         let state = tempfile::Builder::new()
             .prefix(&format!("engine-test-{tag}-"))
-            .tempdir()
+            .tempdir_in(crate::busybox::scratch_root())
             .expect("create a state directory");
         let leaf = state
             .path()
@@ -159,6 +160,9 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        for leaf in self.cgroup_leaves() {
+            let _ = std::fs::remove_dir(self.cgroup_root.join(leaf));
+        }
         let _ = std::fs::remove_dir(&self.cgroup_root);
     }
 }

@@ -39,25 +39,35 @@ fn command_is_pid_1_and_sees_only_its_processes() {
     env.assert_clean();
 }
 
-fn hostname_of_this_namespace() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// The hostname in the calling thread's UTS namespace.
+fn hostname_here() -> String {
+    nix::unistd::gethostname()
         .unwrap()
-        .trim()
-        .to_string()
+        .to_string_lossy()
+        .into_owned()
 }
 
-fn ns_inode(pid: &str, ns: &str) -> u64 {
-    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+fn uts_inode(proc_dir: &str) -> u64 {
+    std::fs::metadata(format!("/proc/{proc_dir}/ns/uts"))
         .unwrap()
         .ino()
 }
 
-/// The container's hostname is its own: set inside, and the host's stays
-/// what it was while the container runs (a shared UTS namespace would show).
+/// The container's hostname is its own: set inside, and ours stays what it
+/// was while the container runs (a shared UTS namespace would show). This
+/// thread first moves into a UTS namespace of its own, which the engines it
+/// starts inherit, so a broken engine renames that one, never the machine.
 #[test]
 fn hostname_is_the_name_or_the_given_hostname() {
+    let machine_uts = uts_inode("thread-self");
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).expect("unshare(CLONE_NEWUTS)");
+    assert_ne!(
+        uts_inode("thread-self"),
+        machine_uts,
+        "still in the machine's UTS namespace"
+    );
     let env = engine("host");
-    let host_before = hostname_of_this_namespace();
+    let host_before = hostname_here();
     // Without a user namespace first: there a shared UTS namespace would let
     // the engine rename the host.
     for (args, want) in [
@@ -74,18 +84,18 @@ fn hostname_is_the_name_or_the_given_hostname() {
         let name = args[args.len() - 1];
         let pid = container_pid(&env, name);
         assert_ne!(
-            ns_inode(&pid.to_string(), "uts"),
-            ns_inode("self", "uts"),
+            uts_inode(&pid.to_string()),
+            uts_inode("thread-self"),
             "the container shares the host's UTS namespace"
         );
         assert_eq!(
-            hostname_of_this_namespace(),
+            hostname_here(),
             host_before,
             "the host's hostname changed while {name} ran"
         );
         assert!(c.wait().success());
     }
-    assert_eq!(hostname_of_this_namespace(), host_before);
+    assert_eq!(hostname_here(), host_before);
     env.assert_clean();
 }
 

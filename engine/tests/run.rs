@@ -644,6 +644,14 @@ fn tty_gives_a_shell_with_job_control_and_window_size() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // The tmux server (and the engine in it) goes even when an assertion fails.
+    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> String);
+    impl Drop for KillServer<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let _kill_server = KillServer(&tmux);
     let envs: Vec<String> = env
         .envs()
         .iter()
@@ -696,7 +704,6 @@ fn tty_gives_a_shell_with_job_control_and_window_size() {
     wait_screen("still-42");
     tmux(&["send-keys", "-t", "t", "exit 5", "Enter"]);
     wait_screen("ENGINE-EXIT=5");
-    tmux(&["kill-server"]);
     env.assert_clean();
 }
 

@@ -1,0 +1,687 @@
+//! Seccomp: the default filter (moby's default profile), docker's profile
+//! JSON for `--security-opt seccomp=PROFILE.json`, compiled to classic BPF
+//! and installed in the container's init just before exec.
+//!
+//! Compiled with `seccompiler` (rust-vmm, pure Rust): the static musl build
+//! stays static. The `libseccomp` crate would link the C libseccomp, which a
+//! static musl build would have to carry as a cross-built static archive.
+//!
+//! seccompiler gives one filter a single "match" action, while a docker
+//! profile mixes actions (moby's own answers ENOSYS for clone3 and EPERM by
+//! default). So `compile` builds one seccompiler filter per action and chains
+//! them in one program: a filter's "no rule matched" return becomes a jump to
+//! the next filter, the last one falls to the default action. Rules whose
+//! action is not "allow" come first, so when an allow rule and a deny rule
+//! match the same call, the deny wins.
+//!
+//! Only the native architecture is allowed: a call made through a compat ABI
+//! (i386 or x32 on x86_64, arm32 on aarch64) kills the process, where moby
+//! would filter it too. That keeps the filter small and closes the x32
+//! bypass of a deny-list profile.
+
+mod default_profile;
+mod precompiled;
+mod syscall_tables;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch,
+};
+use serde::Deserialize;
+
+use crate::sys::caps::{Cap, CapSet};
+
+pub use seccompiler::{sock_filter, BpfProgram};
+
+/// A target the filter is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// The architecture this engine was built for, if seccomp supports it.
+    pub fn native() -> Option<Arch> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+
+    fn target(self) -> TargetArch {
+        match self {
+            Arch::X86_64 => TargetArch::x86_64,
+            Arch::Aarch64 => TargetArch::aarch64,
+        }
+    }
+
+    /// `AUDIT_ARCH_*` of `struct seccomp_data`.
+    fn audit(self) -> u32 {
+        const AUDIT_64BIT_LE: u32 = 0x8000_0000 | 0x4000_0000;
+        match self {
+            Arch::X86_64 => 62 | AUDIT_64BIT_LE,
+            Arch::Aarch64 => 183 | AUDIT_64BIT_LE,
+        }
+    }
+
+    /// The names docker's profiles use in `arches`.
+    fn docker_names(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &["amd64", "x86_64", "SCMP_ARCH_X86_64"],
+            Arch::Aarch64 => &["arm64", "aarch64", "SCMP_ARCH_AARCH64"],
+        }
+    }
+
+    /// The system call number of `name` on this architecture.
+    pub fn syscall_number(self, name: &str) -> Option<u32> {
+        let table = match self {
+            Arch::X86_64 => syscall_tables::X86_64,
+            Arch::Aarch64 => syscall_tables::AARCH64,
+        };
+        table
+            .binary_search_by(|(known, _)| (*known).cmp(name))
+            .ok()
+            .map(|at| table[at].1)
+    }
+}
+
+/// What the filter does with a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Allow,
+    /// Fails the call with this errno.
+    Errno(u16),
+    KillThread,
+    KillProcess,
+    /// SIGSYS.
+    Trap,
+    /// Allowed and logged by audit.
+    Log,
+}
+
+impl From<Action> for SeccompAction {
+    fn from(action: Action) -> SeccompAction {
+        match action {
+            Action::Allow => SeccompAction::Allow,
+            Action::Errno(errno) => SeccompAction::Errno(errno.into()),
+            Action::KillThread => SeccompAction::KillThread,
+            Action::KillProcess => SeccompAction::KillProcess,
+            Action::Trap => SeccompAction::Trap,
+            Action::Log => SeccompAction::Log,
+        }
+    }
+}
+
+/// How much of an argument is compared: all 64 bits (libseccomp's way), or
+/// the low 32 bits, what the kernel reads of an `int` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    Dword,
+    Qword,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `(arg & mask) == value`.
+    MaskedEq(u64),
+}
+
+/// `args[index] <op> value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub index: u8,
+    pub width: Width,
+    pub op: CmpOp,
+    pub value: u64,
+}
+
+/// `action` for every call in `names` whose arguments meet all `conditions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub names: Vec<Cow<'static, str>>,
+    pub action: Action,
+    pub conditions: Vec<Condition>,
+    /// `None`: every architecture.
+    pub arches: Option<Vec<Arch>>,
+}
+
+/// A filter, independent of the architecture, with the capability-dependent
+/// rules of the source already resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub default_action: Action,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub enum SeccompError {
+    /// The profile JSON is malformed or uses a field this engine does not know.
+    Json(serde_json::Error),
+    /// The profile asks for something this engine does not do; the sentence says what.
+    Unsupported(String),
+    /// seccompiler refused a filter (too large, bad argument index).
+    Compile(seccompiler::BackendError),
+    /// The architecture has no seccomp support in this engine.
+    UnsupportedArch(&'static str),
+    /// seccomp(2) failed.
+    Apply(std::io::Error),
+}
+
+impl fmt::Display for SeccompError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SeccompError::Json(err) => write!(
+                f,
+                "the seccomp profile is not valid docker profile JSON: {err}"
+            ),
+            SeccompError::Unsupported(sentence) => write!(f, "{sentence}"),
+            SeccompError::Compile(err) => write!(f, "cannot compile the seccomp profile: {err}"),
+            SeccompError::UnsupportedArch(arch) => write!(
+                f,
+                "seccomp filters are supported on x86_64 and aarch64, not {arch}: \
+                 run with --security-opt seccomp=unconfined"
+            ),
+            SeccompError::Apply(err) => write!(
+                f,
+                "cannot install the seccomp filter in the container: {err} (seccomp needs \
+                 no_new_privs or CAP_SYS_ADMIN in the process's user namespace)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SeccompError {}
+
+impl Profile {
+    /// moby's default profile for a container holding `caps`.
+    pub fn default_for(caps: &CapSet) -> Profile {
+        default_profile::build(caps)
+    }
+
+    /// A profile in docker's format (`--security-opt seccomp=PROFILE.json`),
+    /// its `includes`/`excludes` resolved against `caps` and the running
+    /// kernel. Fields that change what the filter does but that this engine
+    /// cannot honour (a notify listener, filter flags, the trace action) are
+    /// refused with a sentence naming them.
+    pub fn from_docker_json(json: &str, caps: &CapSet) -> Result<Profile, SeccompError> {
+        let doc: docker::Profile = serde_json::from_str(json).map_err(SeccompError::Json)?;
+        let kernel = kernel_version();
+        docker::resolve(doc, caps, kernel)
+    }
+}
+
+/// Compiles `profile` for `arch`. Names unknown on `arch` are skipped.
+pub fn compile(profile: &Profile, arch: Arch) -> Result<BpfProgram, SeccompError> {
+    let mut program = prologue(arch);
+    for group in groups(profile, arch)? {
+        program.extend(group_program(group, arch)?);
+    }
+    program.push(ret(profile.default_action.into()));
+    // The kernel's BPF_MAXINSNS.
+    if program.len() > 4096 {
+        return Err(SeccompError::Compile(
+            seccompiler::BackendError::FilterTooLarge(program.len()),
+        ));
+    }
+    Ok(program)
+}
+
+/// The default filter for `caps` on the running architecture. For the
+/// default capabilities (or any set that differs from them only in
+/// capabilities the profile does not look at) this is a table built into the
+/// binary, so nothing is compiled at start-up.
+pub fn default_program(caps: &CapSet) -> Result<Cow<'static, [sock_filter]>, SeccompError> {
+    let arch = Arch::native().ok_or(SeccompError::UnsupportedArch(std::env::consts::ARCH))?;
+    if let Some(table) = precompiled::for_caps(caps, arch) {
+        return Ok(Cow::Owned(table));
+    }
+    compile(&Profile::default_for(caps), arch).map(Cow::Owned)
+}
+
+/// Installs `program` on the calling thread (and, through fork and exec, on
+/// everything it starts). It does not set no_new_privs: the kernel requires
+/// either no_new_privs already set or CAP_SYS_ADMIN in the caller's user
+/// namespace, so call it after the capabilities are cut only when
+/// no_new_privs is set (`--security-opt no-new-privileges`), and otherwise
+/// while the process still holds CAP_SYS_ADMIN, that is before `caps::apply`.
+/// seccompiler's own `apply_filter` always sets no_new_privs, which would
+/// break setuid programs (su, ping) that docker's containers can run.
+pub fn apply(program: &[sock_filter]) -> Result<(), SeccompError> {
+    let len = u16::try_from(program.len()).map_err(|_| {
+        SeccompError::Compile(seccompiler::BackendError::FilterTooLarge(program.len()))
+    })?;
+    let fprog = libc::sock_fprog {
+        len,
+        // seccompiler's sock_filter is #[repr(C)] with the kernel's layout
+        // (u16, u8, u8, u32), the same as libc's.
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call; the
+    // kernel copies the instructions and keeps no pointer to them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(SeccompError::Apply(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The running kernel's (major, minor), for docker's `minKernel`.
+fn kernel_version() -> (u32, u32) {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    parse_kernel_version(&release).unwrap_or((0, 0))
+}
+
+fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+// ---- compilation ----
+
+/// Rules of one action, by syscall number; `None` means the call matches
+/// whatever its arguments.
+struct Group {
+    action: Action,
+    calls: BTreeMap<i64, Option<Vec<SeccompRule>>>,
+}
+
+/// Splits the rules that apply on `arch` by action: every non-allow action
+/// first, in the order the profile names them, then allow.
+fn groups(profile: &Profile, arch: Arch) -> Result<Vec<Group>, SeccompError> {
+    let mut groups: Vec<Group> = Vec::new();
+    for rule in &profile.rules {
+        if rule.arches.as_ref().is_some_and(|arches| !arches.contains(&arch)) {
+            continue;
+        }
+        // An allow rule under an allow default changes nothing.
+        if rule.action == Action::Allow && profile.default_action == Action::Allow {
+            continue;
+        }
+        let conditions = rule
+            .conditions
+            .iter()
+            .map(|c| {
+                let op = match c.op {
+                    CmpOp::Eq => SeccompCmpOp::Eq,
+                    CmpOp::Ne => SeccompCmpOp::Ne,
+                    CmpOp::Lt => SeccompCmpOp::Lt,
+                    CmpOp::Le => SeccompCmpOp::Le,
+                    CmpOp::Gt => SeccompCmpOp::Gt,
+                    CmpOp::Ge => SeccompCmpOp::Ge,
+                    CmpOp::MaskedEq(mask) => SeccompCmpOp::MaskedEq(mask),
+                };
+                let width = match c.width {
+                    Width::Dword => SeccompCmpArgLen::Dword,
+                    Width::Qword => SeccompCmpArgLen::Qword,
+                };
+                SeccompCondition::new(c.index, width, op, c.value)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SeccompError::Compile)?;
+        let matcher = if conditions.is_empty() {
+            None
+        } else {
+            Some(SeccompRule::new(conditions).map_err(SeccompError::Compile)?)
+        };
+        let at = match groups.iter().position(|g| g.action == rule.action) {
+            Some(at) => at,
+            None => {
+                groups.push(Group {
+                    action: rule.action,
+                    calls: BTreeMap::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        let calls = &mut groups[at].calls;
+        for name in &rule.names {
+            let Some(nr) = arch.syscall_number(name) else {
+                continue;
+            };
+            let entry = calls.entry(nr.into()).or_insert_with(|| Some(Vec::new()));
+            match (&matcher, entry) {
+                // Already unconditional: a conditional rule adds nothing.
+                (_, None) => {}
+                (None, entry) => *entry = None,
+                (Some(matcher), Some(list)) => list.push(matcher.clone()),
+            }
+        }
+    }
+    groups.retain(|g| !g.calls.is_empty());
+    // Stable: non-allow groups keep their order and come first.
+    groups.sort_by_key(|g| g.action == Action::Allow);
+    Ok(groups)
+}
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// seccompiler's "no rule matched" return in a group, rewritten into a jump
+/// to the next group. A trace action, which profiles cannot ask for here,
+/// so it cannot collide with a real one.
+const FALL_THROUGH: SeccompAction = SeccompAction::Trace(0xFFFF);
+
+fn ret(action: SeccompAction) -> sock_filter {
+    sock_filter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: action.into(),
+    }
+}
+
+/// Kills a call of another architecture (a compat ABI), and on x86_64 an x32
+/// call (native arch, number with bit 30 set).
+fn prologue(arch: Arch) -> BpfProgram {
+    let kill = ret(SeccompAction::KillProcess);
+    let mut program = vec![
+        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 4 },
+        sock_filter { code: BPF_JMP_JEQ_K, jt: 1, jf: 0, k: arch.audit() },
+        kill.clone(),
+    ];
+    if arch == Arch::X86_64 {
+        program.extend([
+            sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 0 },
+            sock_filter { code: BPF_JMP_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
+            kill,
+        ]);
+    }
+    program
+}
+
+/// One group as seccompiler compiles it, without its architecture check
+/// (the prologue made it), its "no match" returns turned into jumps past its
+/// end.
+fn group_program(group: Group, arch: Arch) -> Result<BpfProgram, SeccompError> {
+    let calls = group
+        .calls
+        .into_iter()
+        .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
+        .collect();
+    let filter = SeccompFilter::new(calls, FALL_THROUGH, group.action.into(), arch.target())
+        .map_err(SeccompError::Compile)?;
+    let mut program: BpfProgram = filter.try_into().map_err(SeccompError::Compile)?;
+    // seccompiler starts with: load arch, jeq AUDIT_ARCH, ret KILL_PROCESS.
+    let check = &program[..3];
+    assert!(
+        check[0].code == BPF_LD_W_ABS
+            && check[1].code == BPF_JMP_JEQ_K
+            && check[1].k == arch.audit()
+            && check[2] == ret(SeccompAction::KillProcess),
+        "seccompiler's architecture check changed shape"
+    );
+    program.drain(..3);
+    let fall_through = ret(FALL_THROUGH);
+    let len = program.len();
+    for (at, instruction) in program.iter_mut().enumerate() {
+        if *instruction == fall_through {
+            *instruction = sock_filter {
+                code: BPF_JMP_JA,
+                jt: 0,
+                jf: 0,
+                k: (len - at - 1) as u32,
+            };
+        }
+    }
+    Ok(program)
+}
+
+// ---- docker's profile format ----
+
+mod docker {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub(super) struct Profile {
+        default_action: String,
+        default_errno_ret: Option<u16>,
+        // Which compat architectures libseccomp adds; this engine filters
+        // the native one and kills the others (see the module's notes).
+        #[serde(default)]
+        #[allow(dead_code)]
+        architectures: Option<serde_json::Value>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        arch_map: Option<serde_json::Value>,
+        listener_path: Option<String>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        listener_metadata: Option<String>,
+        #[serde(default)]
+        flags: Vec<String>,
+        #[serde(default)]
+        syscalls: Vec<Syscall>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        comment: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Syscall {
+        name: Option<String>,
+        #[serde(default)]
+        names: Vec<String>,
+        action: String,
+        errno_ret: Option<u16>,
+        #[serde(default)]
+        args: Vec<Arg>,
+        #[serde(default)]
+        includes: Filter,
+        #[serde(default)]
+        excludes: Filter,
+        #[serde(default)]
+        #[allow(dead_code)]
+        comment: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Arg {
+        index: u8,
+        value: u64,
+        #[serde(default)]
+        value_two: u64,
+        op: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Filter {
+        #[serde(default)]
+        caps: Vec<String>,
+        #[serde(default)]
+        arches: Vec<String>,
+        min_kernel: Option<String>,
+    }
+
+    fn action(name: &str, errno: Option<u16>) -> Result<Action, SeccompError> {
+        let unsupported = |why: &str| {
+            Err(SeccompError::Unsupported(format!(
+                "the seccomp profile uses the action {name}, which {why}"
+            )))
+        };
+        match name {
+            "SCMP_ACT_ALLOW" => Ok(Action::Allow),
+            "SCMP_ACT_ERRNO" => Ok(Action::Errno(errno.unwrap_or(libc::EPERM as u16))),
+            "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => Ok(Action::KillThread),
+            "SCMP_ACT_KILL_PROCESS" => Ok(Action::KillProcess),
+            "SCMP_ACT_TRAP" => Ok(Action::Trap),
+            "SCMP_ACT_LOG" => Ok(Action::Log),
+            "SCMP_ACT_TRACE" => unsupported(
+                "needs a ptrace tracer that this engine does not run: use SCMP_ACT_ERRNO",
+            ),
+            "SCMP_ACT_NOTIFY" => unsupported(
+                "needs a seccomp notify listener that this engine does not run: use SCMP_ACT_ERRNO",
+            ),
+            _ => Err(SeccompError::Unsupported(format!(
+                "the seccomp profile uses an unknown action {name:?}: use one of SCMP_ACT_ALLOW, \
+                 SCMP_ACT_ERRNO, SCMP_ACT_KILL, SCMP_ACT_KILL_THREAD, SCMP_ACT_KILL_PROCESS, \
+                 SCMP_ACT_TRAP, SCMP_ACT_LOG"
+            ))),
+        }
+    }
+
+    fn condition(arg: &Arg) -> Result<Condition, SeccompError> {
+        let (op, value) = match arg.op.as_str() {
+            "SCMP_CMP_EQ" => (CmpOp::Eq, arg.value),
+            "SCMP_CMP_NE" => (CmpOp::Ne, arg.value),
+            "SCMP_CMP_LT" => (CmpOp::Lt, arg.value),
+            "SCMP_CMP_LE" => (CmpOp::Le, arg.value),
+            "SCMP_CMP_GT" => (CmpOp::Gt, arg.value),
+            "SCMP_CMP_GE" => (CmpOp::Ge, arg.value),
+            // docker: value is the mask, valueTwo what the masked bits must equal.
+            "SCMP_CMP_MASKED_EQ" => (CmpOp::MaskedEq(arg.value), arg.value_two),
+            other => {
+                return Err(SeccompError::Unsupported(format!(
+                    "the seccomp profile compares an argument with the unknown operator \
+                     {other:?}: use SCMP_CMP_EQ, _NE, _LT, _LE, _GT, _GE or _MASKED_EQ"
+                )))
+            }
+        };
+        if arg.index > 5 {
+            return Err(SeccompError::Unsupported(format!(
+                "the seccomp profile compares argument index {}, but system calls have \
+                 arguments 0 to 5",
+                arg.index
+            )));
+        }
+        // libseccomp compares all 64 bits on a 64-bit architecture.
+        Ok(Condition {
+            index: arg.index,
+            width: Width::Qword,
+            op,
+            value,
+        })
+    }
+
+    fn caps_of(names: &[String]) -> Result<CapSet, SeccompError> {
+        names
+            .iter()
+            .map(|name| {
+                Cap::parse(name).map_err(|_| {
+                    SeccompError::Unsupported(format!(
+                        "the seccomp profile names an unknown capability {name:?} in \
+                         includes/excludes: use names such as CAP_SYS_ADMIN"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn version(text: &str) -> Result<(u32, u32), SeccompError> {
+        parse_kernel_version(text).ok_or_else(|| {
+            SeccompError::Unsupported(format!(
+                "the seccomp profile has minKernel {text:?}: write it as MAJOR.MINOR, such as \"4.8\""
+            ))
+        })
+    }
+
+    /// Arches named by a rule, as this engine's `Arch`es; `None`: no filter.
+    fn arches(names: &[String]) -> Vec<Arch> {
+        [Arch::X86_64, Arch::Aarch64]
+            .into_iter()
+            .filter(|arch| names.iter().any(|n| arch.docker_names().contains(&n.as_str())))
+            .collect()
+    }
+
+    pub(super) fn resolve(
+        doc: Profile,
+        caps: &CapSet,
+        kernel: (u32, u32),
+    ) -> Result<super::Profile, SeccompError> {
+        if let Some(path) = doc.listener_path {
+            return Err(SeccompError::Unsupported(format!(
+                "the seccomp profile sends calls to the notify listener {path:?}, which this \
+                 engine does not support: remove listenerPath and SCMP_ACT_NOTIFY"
+            )));
+        }
+        if !doc.flags.is_empty() {
+            return Err(SeccompError::Unsupported(format!(
+                "the seccomp profile sets the filter flags {:?}, which this engine does not \
+                 support: remove \"flags\"",
+                doc.flags
+            )));
+        }
+        let default_action = action(&doc.default_action, doc.default_errno_ret)?;
+        let mut rules = Vec::new();
+        for call in doc.syscalls {
+            let mut names: Vec<Cow<'static, str>> = call.names.into_iter().map(Into::into).collect();
+            names.extend(call.name.map(Into::into));
+            let act = action(&call.action, call.errno_ret)?;
+            let conditions = call.args.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+            let need = caps_of(&call.includes.caps)?;
+            let refuse = caps_of(&call.excludes.caps)?;
+            if need.iter().any(|cap| !caps.contains(cap)) {
+                continue;
+            }
+            if refuse.iter().any(|cap| caps.contains(cap)) {
+                continue;
+            }
+            if let Some(min) = &call.includes.min_kernel {
+                if kernel < version(min)? {
+                    continue;
+                }
+            }
+            if let Some(min) = &call.excludes.min_kernel {
+                if kernel >= version(min)? {
+                    continue;
+                }
+            }
+            let mut on: Option<Vec<Arch>> = None;
+            if !call.includes.arches.is_empty() {
+                on = Some(arches(&call.includes.arches));
+            }
+            if !call.excludes.arches.is_empty() {
+                let out = arches(&call.excludes.arches);
+                let base = on.unwrap_or_else(|| vec![Arch::X86_64, Arch::Aarch64]);
+                on = Some(base.into_iter().filter(|a| !out.contains(a)).collect());
+            }
+            if on.as_ref().is_some_and(Vec::is_empty) {
+                continue;
+            }
+            rules.push(Rule {
+                names,
+                action: act,
+                conditions,
+                arches: on,
+            });
+        }
+        Ok(super::Profile {
+            default_action,
+            rules,
+        })
+    }
+}
+
+/// The capabilities that change the default filter.
+pub fn default_relevant_caps() -> CapSet {
+    default_profile::relevant_caps()
+}

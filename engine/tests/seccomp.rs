@@ -61,48 +61,178 @@ const NOWHERE: &std::ffi::CStr = c"/nonexistent-seccomp-test";
 
 fn refused_calls() -> Vec<Check> {
     let mut checks: Vec<Check> = vec![
-        ("mount", || sys(libc::SYS_mount, [lit(c"none"), lit(NOWHERE), lit(c"tmpfs"), 0, 0]), libc::EPERM),
-        ("umount2", || sys(libc::SYS_umount2, [lit(NOWHERE), 0, 0, 0, 0]), libc::EPERM),
+        (
+            "mount",
+            || {
+                sys(
+                    libc::SYS_mount,
+                    [lit(c"none"), lit(NOWHERE), lit(c"tmpfs"), 0, 0],
+                )
+            },
+            libc::EPERM,
+        ),
+        (
+            "umount2",
+            || sys(libc::SYS_umount2, [lit(NOWHERE), 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
         // A wrong magic: the kernel itself would answer EINVAL.
         ("reboot", || sys(libc::SYS_reboot, [0; 5]), libc::EPERM),
-        ("kexec_load", || sys(libc::SYS_kexec_load, [0, 0, 0, 0xffff_ffff, 0]), libc::EPERM),
-        ("init_module", || sys(libc::SYS_init_module, [0, 0, lit(c""), 0, 0]), libc::EPERM),
-        ("finit_module", || sys(libc::SYS_finit_module, [u64::MAX, lit(c""), 0, 0, 0]), libc::EPERM),
-        ("delete_module", || sys(libc::SYS_delete_module, [lit(c"nonexistent_seccomp_test"), 0, 0, 0, 0]), libc::EPERM),
-        ("swapon", || sys(libc::SYS_swapon, [lit(NOWHERE), 0, 0, 0, 0]), libc::EPERM),
-        ("keyctl", || sys(libc::SYS_keyctl, [9999, 0, 0, 0, 0]), libc::EPERM),
+        (
+            "kexec_load",
+            || sys(libc::SYS_kexec_load, [0, 0, 0, 0xffff_ffff, 0]),
+            libc::EPERM,
+        ),
+        (
+            "init_module",
+            || sys(libc::SYS_init_module, [0, 0, lit(c""), 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "finit_module",
+            || sys(libc::SYS_finit_module, [u64::MAX, lit(c""), 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "delete_module",
+            || {
+                sys(
+                    libc::SYS_delete_module,
+                    [lit(c"nonexistent_seccomp_test"), 0, 0, 0, 0],
+                )
+            },
+            libc::EPERM,
+        ),
+        (
+            "swapon",
+            || sys(libc::SYS_swapon, [lit(NOWHERE), 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "keyctl",
+            || sys(libc::SYS_keyctl, [9999, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
         ("add_key", || sys(libc::SYS_add_key, [0; 5]), libc::EPERM),
-        ("request_key", || sys(libc::SYS_request_key, [0; 5]), libc::EPERM),
-        ("bpf", || sys(libc::SYS_bpf, [9999, 0, 0, 0, 0]), libc::EPERM),
-        ("perf_event_open", || sys(libc::SYS_perf_event_open, [0, 0, u64::MAX, u64::MAX, 0]), libc::EPERM),
-        ("userfaultfd", || sys(libc::SYS_userfaultfd, [0xffff, 0, 0, 0, 0]), libc::EPERM),
-        ("open_by_handle_at", || sys(libc::SYS_open_by_handle_at, [u64::MAX, 0, 0, 0, 0]), libc::EPERM),
-        ("clock_settime", || sys(libc::SYS_clock_settime, [libc::CLOCK_REALTIME as u64, 0, 0, 0, 0]), libc::EPERM),
-        ("settimeofday", || sys(libc::SYS_settimeofday, [0; 5]), libc::EPERM),
-        ("unshare(CLONE_NEWUSER)", || sys(libc::SYS_unshare, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0]), libc::EPERM),
-        ("unshare(CLONE_NEWNS)", || sys(libc::SYS_unshare, [libc::CLONE_NEWNS as u64, 0, 0, 0, 0]), libc::EPERM),
-        ("setns", || sys(libc::SYS_setns, [u64::MAX, 0, 0, 0, 0]), libc::EPERM),
-        ("clone(CLONE_NEWUSER)", || {
-            // A fork-like clone; a child that appears (the filter failed) leaves at once.
-            let rc = sys(libc::SYS_clone, [(libc::CLONE_NEWUSER | libc::SIGCHLD) as u64, 0, 0, 0, 0]);
-            if rc == 0 {
-                // SAFETY: ends the unexpected child without unwinding.
-                unsafe { libc::_exit(0) }
-            }
-            rc
-        }, libc::EPERM),
+        (
+            "request_key",
+            || sys(libc::SYS_request_key, [0; 5]),
+            libc::EPERM,
+        ),
+        (
+            "bpf",
+            || sys(libc::SYS_bpf, [9999, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "perf_event_open",
+            || sys(libc::SYS_perf_event_open, [0, 0, u64::MAX, u64::MAX, 0]),
+            libc::EPERM,
+        ),
+        (
+            "userfaultfd",
+            || sys(libc::SYS_userfaultfd, [0xffff, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "open_by_handle_at",
+            || sys(libc::SYS_open_by_handle_at, [u64::MAX, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "clock_settime",
+            || {
+                sys(
+                    libc::SYS_clock_settime,
+                    [libc::CLOCK_REALTIME as u64, 0, 0, 0, 0],
+                )
+            },
+            libc::EPERM,
+        ),
+        (
+            "settimeofday",
+            || sys(libc::SYS_settimeofday, [0; 5]),
+            libc::EPERM,
+        ),
+        (
+            "unshare(CLONE_NEWUSER)",
+            || sys(libc::SYS_unshare, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "unshare(CLONE_NEWNS)",
+            || sys(libc::SYS_unshare, [libc::CLONE_NEWNS as u64, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "setns",
+            || sys(libc::SYS_setns, [u64::MAX, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
+        (
+            "clone(CLONE_NEWUSER)",
+            || {
+                // A fork-like clone; a child that appears (the filter failed) leaves at once.
+                let rc = sys(
+                    libc::SYS_clone,
+                    [(libc::CLONE_NEWUSER | libc::SIGCHLD) as u64, 0, 0, 0, 0],
+                );
+                if rc == 0 {
+                    // SAFETY: ends the unexpected child without unwinding.
+                    unsafe { libc::_exit(0) }
+                }
+                rc
+            },
+            libc::EPERM,
+        ),
         // moby: ENOSYS, so glibc falls back to clone, whose flags are checked.
         ("clone3", || sys(libc::SYS_clone3, [0; 5]), libc::ENOSYS),
-        ("socket(AF_VSOCK)", || sys(libc::SYS_socket, [libc::AF_VSOCK as u64, libc::SOCK_STREAM as u64, 0, 0, 0]), libc::EPERM),
+        (
+            "socket(AF_VSOCK)",
+            || {
+                sys(
+                    libc::SYS_socket,
+                    [libc::AF_VSOCK as u64, libc::SOCK_STREAM as u64, 0, 0, 0],
+                )
+            },
+            libc::EPERM,
+        ),
         // AF_VSOCK with high bits set: the kernel reads an int.
-        ("socket(AF_VSOCK | 1<<32)", || sys(libc::SYS_socket, [(1 << 32) | libc::AF_VSOCK as u64, libc::SOCK_STREAM as u64, 0, 0, 0]), libc::EPERM),
+        (
+            "socket(AF_VSOCK | 1<<32)",
+            || {
+                sys(
+                    libc::SYS_socket,
+                    [
+                        (1 << 32) | libc::AF_VSOCK as u64,
+                        libc::SOCK_STREAM as u64,
+                        0,
+                        0,
+                        0,
+                    ],
+                )
+            },
+            libc::EPERM,
+        ),
         // PER_BSD is not among the allowed personalities.
-        ("personality(PER_BSD)", || sys(libc::SYS_personality, [6, 0, 0, 0, 0]), libc::EPERM),
+        (
+            "personality(PER_BSD)",
+            || sys(libc::SYS_personality, [6, 0, 0, 0, 0]),
+            libc::EPERM,
+        ),
     ];
     #[cfg(target_arch = "x86_64")]
     {
-        checks.push(("iopl", || sys(libc::SYS_iopl, [99, 0, 0, 0, 0]), libc::EPERM));
-        checks.push(("ioperm", || sys(libc::SYS_ioperm, [u64::MAX, 1, 0, 0, 0]), libc::EPERM));
+        checks.push((
+            "iopl",
+            || sys(libc::SYS_iopl, [99, 0, 0, 0, 0]),
+            libc::EPERM,
+        ));
+        checks.push((
+            "ioperm",
+            || sys(libc::SYS_ioperm, [u64::MAX, 1, 0, 0, 0]),
+            libc::EPERM,
+        ));
     }
     checks
 }
@@ -122,7 +252,10 @@ fn check_default_filter() -> i32 {
         return 50;
     }
     let Ok(mut status) = std::fs::File::open("/proc/self/status") else {
-        eprintln!("open(/proc/self/status) failed: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "open(/proc/self/status) failed: {}",
+            std::io::Error::last_os_error()
+        );
         return 51;
     };
     let mut text = String::new();
@@ -208,7 +341,10 @@ fn cap_sys_admin_opens_the_namespace_calls_again() {
         }
         // SAFETY: an integer argument.
         if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
-            eprintln!("unshare(CLONE_NEWUSER) with CAP_SYS_ADMIN: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "unshare(CLONE_NEWUSER) with CAP_SYS_ADMIN: {}",
+                std::io::Error::last_os_error()
+            );
             return 1;
         }
         0
@@ -222,8 +358,12 @@ fn cap_masks(status: &str) -> Vec<(String, u64)> {
         .lines()
         .filter_map(|line| {
             let (key, value) = line.split_once(":\t")?;
-            key.starts_with("Cap")
-                .then(|| (key.to_string(), u64::from_str_radix(value.trim(), 16).unwrap()))
+            key.starts_with("Cap").then(|| {
+                (
+                    key.to_string(),
+                    u64::from_str_radix(value.trim(), 16).unwrap(),
+                )
+            })
         })
         .collect()
 }
@@ -265,9 +405,8 @@ fn the_default_capabilities_survive_exec_and_nothing_else_does() {
         }
         // A process outside the container cannot be traced.
         // SAFETY: integer arguments.
-        let rc = unsafe {
-            libc::ptrace(libc::PTRACE_ATTACH, nix::unistd::getppid().as_raw(), 0, 0)
-        };
+        let rc =
+            unsafe { libc::ptrace(libc::PTRACE_ATTACH, nix::unistd::getppid().as_raw(), 0, 0) };
         if rc != -1 || errno() != libc::EPERM {
             eprintln!("ptrace(PTRACE_ATTACH, parent): {rc} errno {}", errno());
             return 5;
@@ -291,19 +430,30 @@ fn the_default_capabilities_survive_exec_and_nothing_else_does() {
     for (set, mask) in &masks {
         for name in forbidden {
             let cap = Cap::parse(name).unwrap();
-            assert_eq!(mask & (1 << cap.number()), 0, "{set} holds {cap}: {mask:#x}");
+            assert_eq!(
+                mask & (1 << cap.number()),
+                0,
+                "{set} holds {cap}: {mask:#x}"
+            );
         }
         let chown = 1u64 << Cap::parse("CHOWN").unwrap().number();
         match set.as_str() {
             "CapBnd" | "CapPrm" | "CapEff" => {
-                assert_eq!(*mask, caps_kept.bits(), "{set} after exec as root: {mask:#x}");
+                assert_eq!(
+                    *mask,
+                    caps_kept.bits(),
+                    "{set} after exec as root: {mask:#x}"
+                );
                 assert_ne!(mask & chown, 0);
             }
             "CapInh" | "CapAmb" => assert_eq!(*mask, 0, "{set}: {mask:#x}"),
             other => panic!("unexpected {other}"),
         }
     }
-    assert!(text.contains("Seccomp:\t2"), "no filter after exec:\n{text}");
+    assert!(
+        text.contains("Seccomp:\t2"),
+        "no filter after exec:\n{text}"
+    );
 }
 
 #[test]

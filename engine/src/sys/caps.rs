@@ -110,7 +110,11 @@ pub struct CapSet(u64);
 #[derive(Debug, PartialEq, Eq)]
 pub enum CapError {
     Unknown(String),
-    Apply { step: &'static str, cap: Option<Cap>, errno: rustix::io::Errno },
+    Apply {
+        step: &'static str,
+        cap: Option<Cap>,
+        errno: rustix::io::Errno,
+    },
 }
 
 impl fmt::Display for CapError {
@@ -121,12 +125,20 @@ impl fmt::Display for CapError {
                 "unknown capability {name:?}: give a name from capabilities(7), \
                  such as NET_ADMIN or CAP_NET_ADMIN, or ALL"
             ),
-            CapError::Apply { step, cap: Some(cap), errno } => write!(
+            CapError::Apply {
+                step,
+                cap: Some(cap),
+                errno,
+            } => write!(
                 f,
                 "cannot {step} {cap} in the container's init: {errno}; \
                  it must run as root of its user namespace holding CAP_SETPCAP"
             ),
-            CapError::Apply { step, cap: None, errno } => write!(
+            CapError::Apply {
+                step,
+                cap: None,
+                errno,
+            } => write!(
                 f,
                 "cannot {step} in the container's init: {errno}; \
                  it must run as root of its user namespace holding the capabilities it keeps"
@@ -326,7 +338,13 @@ mod tests {
 
     #[test]
     fn names_parse_with_or_without_prefix_in_any_case() {
-        for spelling in ["NET_ADMIN", "net_admin", "CAP_NET_ADMIN", "cap_Net_Admin", " NET_ADMIN "] {
+        for spelling in [
+            "NET_ADMIN",
+            "net_admin",
+            "CAP_NET_ADMIN",
+            "cap_Net_Admin",
+            " NET_ADMIN ",
+        ] {
             assert_eq!(Cap::parse(spelling).unwrap().number(), 12, "{spelling}");
         }
         assert_eq!(Cap::parse("CHECKPOINT_RESTORE").unwrap().number(), 40);

@@ -245,7 +245,7 @@ pub fn compile(profile: &Profile, arch: Arch) -> Result<BpfProgram, SeccompError
 pub fn default_program(caps: &CapSet) -> Result<Cow<'static, [sock_filter]>, SeccompError> {
     let arch = Arch::native().ok_or(SeccompError::UnsupportedArch(std::env::consts::ARCH))?;
     if let Some(table) = precompiled::for_caps(caps, arch) {
-        return Ok(Cow::Owned(table));
+        return Ok(Cow::Borrowed(table));
     }
     compile(&Profile::default_for(caps), arch).map(Cow::Owned)
 }
@@ -312,7 +312,11 @@ struct Group {
 fn groups(profile: &Profile, arch: Arch) -> Result<Vec<Group>, SeccompError> {
     let mut groups: Vec<Group> = Vec::new();
     for rule in &profile.rules {
-        if rule.arches.as_ref().is_some_and(|arches| !arches.contains(&arch)) {
+        if rule
+            .arches
+            .as_ref()
+            .is_some_and(|arches| !arches.contains(&arch))
+        {
             continue;
         }
         // An allow rule under an allow default changes nothing.
@@ -401,14 +405,34 @@ fn ret(action: SeccompAction) -> sock_filter {
 fn prologue(arch: Arch) -> BpfProgram {
     let kill = ret(SeccompAction::KillProcess);
     let mut program = vec![
-        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 4 },
-        sock_filter { code: BPF_JMP_JEQ_K, jt: 1, jf: 0, k: arch.audit() },
+        sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 4,
+        },
+        sock_filter {
+            code: BPF_JMP_JEQ_K,
+            jt: 1,
+            jf: 0,
+            k: arch.audit(),
+        },
         kill.clone(),
     ];
     if arch == Arch::X86_64 {
         program.extend([
-            sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 0 },
-            sock_filter { code: BPF_JMP_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
+            sock_filter {
+                code: BPF_LD_W_ABS,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            sock_filter {
+                code: BPF_JMP_JGE_K,
+                jt: 0,
+                jf: 1,
+                k: X32_SYSCALL_BIT,
+            },
             kill,
         ]);
     }
@@ -608,7 +632,11 @@ mod docker {
     fn arches(names: &[String]) -> Vec<Arch> {
         [Arch::X86_64, Arch::Aarch64]
             .into_iter()
-            .filter(|arch| names.iter().any(|n| arch.docker_names().contains(&n.as_str())))
+            .filter(|arch| {
+                names
+                    .iter()
+                    .any(|n| arch.docker_names().contains(&n.as_str()))
+            })
             .collect()
     }
 
@@ -633,10 +661,15 @@ mod docker {
         let default_action = action(&doc.default_action, doc.default_errno_ret)?;
         let mut rules = Vec::new();
         for call in doc.syscalls {
-            let mut names: Vec<Cow<'static, str>> = call.names.into_iter().map(Into::into).collect();
+            let mut names: Vec<Cow<'static, str>> =
+                call.names.into_iter().map(Into::into).collect();
             names.extend(call.name.map(Into::into));
             let act = action(&call.action, call.errno_ret)?;
-            let conditions = call.args.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+            let conditions = call
+                .args
+                .iter()
+                .map(condition)
+                .collect::<Result<Vec<_>, _>>()?;
             let need = caps_of(&call.includes.caps)?;
             let refuse = caps_of(&call.excludes.caps)?;
             if need.iter().any(|cap| !caps.contains(cap)) {
@@ -684,4 +717,266 @@ mod docker {
 /// The capabilities that change the default filter.
 pub fn default_relevant_caps() -> CapSet {
     default_profile::relevant_caps()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_caps() -> CapSet {
+        CapSet::podman_default()
+    }
+
+    fn names_in(profile: &Profile, action: Action) -> Vec<String> {
+        profile
+            .rules
+            .iter()
+            .filter(|r| r.action == action && r.conditions.is_empty())
+            .flat_map(|r| r.names.iter().map(|n| n.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_profile_follows_the_capabilities() {
+        let plain = Profile::default_for(&default_caps());
+        let allowed = names_in(&plain, Action::Allow);
+        for refused in [
+            "mount", "umount2", "unshare", "setns", "bpf", "reboot", "keyctl", "add_key",
+        ] {
+            assert!(
+                !allowed.iter().any(|n| n == refused),
+                "{refused} allowed by default"
+            );
+        }
+        assert!(
+            allowed.iter().any(|n| n == "chroot"),
+            "SYS_CHROOT is in the default set"
+        );
+        assert_eq!(
+            names_in(&plain, Action::Errno(libc::ENOSYS as u16)),
+            ["clone3"]
+        );
+
+        let mut admin = default_caps();
+        admin.insert(Cap::parse("SYS_ADMIN").unwrap());
+        let with_admin = Profile::default_for(&admin);
+        let allowed = names_in(&with_admin, Action::Allow);
+        for name in ["mount", "unshare", "clone", "clone3", "setns"] {
+            assert!(
+                allowed.iter().any(|n| n == name),
+                "{name} with CAP_SYS_ADMIN"
+            );
+        }
+        assert!(names_in(&with_admin, Action::Errno(libc::ENOSYS as u16)).is_empty());
+    }
+
+    #[test]
+    fn the_default_compiles_for_both_targets() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            for caps in [CapSet::empty(), default_caps(), CapSet::all()] {
+                let program = compile(&Profile::default_for(&caps), arch).unwrap();
+                assert!(
+                    program.len() < 4096,
+                    "{arch:?}: {} instructions",
+                    program.len()
+                );
+                // Ends with the default: EPERM.
+                assert_eq!(program.last().unwrap().k, 0x0005_0000 | libc::EPERM as u32);
+            }
+        }
+        assert_eq!(Arch::X86_64.syscall_number("umount2"), Some(166));
+        assert_eq!(Arch::Aarch64.syscall_number("umount2"), Some(39));
+        assert_eq!(Arch::Aarch64.syscall_number("open"), None);
+    }
+
+    #[test]
+    fn the_precompiled_default_matches_the_compiler() {
+        let fresh = |arch| compile(&Profile::default_for(&default_caps()), arch).unwrap();
+        let (x86_64, aarch64) = (fresh(Arch::X86_64), fresh(Arch::Aarch64));
+        if std::env::var_os("ENGINE_BLESS_SECCOMP").is_some() {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/sys/seccomp/precompiled_tables.rs"
+            );
+            std::fs::write(path, precompiled::render(&x86_64, &aarch64)).unwrap();
+            return;
+        }
+        for (arch, compiled) in [(Arch::X86_64, x86_64), (Arch::Aarch64, aarch64)] {
+            // assert! rather than assert_eq!: the programs are 1500 instructions long.
+            assert!(
+                precompiled::for_caps(&default_caps(), arch) == Some(&compiled[..]),
+                "precompiled_tables.rs is stale for {arch:?}: regenerate it (see precompiled.rs)"
+            );
+        }
+        // A capability the profile looks at changes the filter: no table.
+        let mut admin = default_caps();
+        admin.insert(Cap::parse("SYS_ADMIN").unwrap());
+        assert!(precompiled::for_caps(&admin, Arch::X86_64).is_none());
+        assert!(precompiled::for_caps(&CapSet::empty(), Arch::X86_64).is_none());
+        // One it ignores does not.
+        let mut net = default_caps();
+        net.insert(Cap::parse("NET_ADMIN").unwrap());
+        assert!(precompiled::for_caps(&net, Arch::X86_64).is_some());
+    }
+
+    #[test]
+    fn docker_json_resolves_caps_arches_and_kernel() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+            "syscalls": [
+                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                {"name": "mount", "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64"]}},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+                {"names": ["kcmp"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "99.0"}},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+                 "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["getcwd"], "action": "SCMP_ACT_KILL_PROCESS", "comment": "why not"}
+            ]
+        }"#;
+        let profile = Profile::from_docker_json(json, &default_caps()).unwrap();
+        assert_eq!(profile.default_action, Action::Errno(38));
+        let names: Vec<_> = profile.rules.iter().flat_map(|r| r.names.clone()).collect();
+        assert_eq!(
+            names,
+            ["read", "write", "arch_prctl", "ptrace", "clone", "getcwd"]
+        );
+        assert_eq!(profile.rules[1].arches, Some(vec![Arch::X86_64]));
+        assert_eq!(
+            profile.rules[3].conditions,
+            [Condition {
+                index: 0,
+                width: Width::Qword,
+                op: CmpOp::MaskedEq(0x7E02_0000),
+                value: 0
+            }]
+        );
+        assert_eq!(profile.rules[4].action, Action::KillProcess);
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            compile(&profile, arch).unwrap();
+        }
+
+        let mut admin = default_caps();
+        admin.insert(Cap::parse("SYS_ADMIN").unwrap());
+        let profile = Profile::from_docker_json(json, &admin).unwrap();
+        let names: Vec<_> = profile.rules.iter().flat_map(|r| r.names.clone()).collect();
+        assert_eq!(
+            names,
+            ["read", "write", "mount", "arch_prctl", "ptrace", "getcwd"]
+        );
+    }
+
+    #[test]
+    fn docker_json_features_this_engine_lacks_are_refused_by_name() {
+        let refused = |json: &str, words: &str| {
+            let err = Profile::from_docker_json(json, &default_caps())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(words), "{err:?} does not name {words:?}");
+        };
+        refused(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+            "SCMP_ACT_NOTIFY",
+        );
+        refused(r#"{"defaultAction": "SCMP_ACT_TRACE"}"#, "SCMP_ACT_TRACE");
+        refused(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/run/l.sock"}"#,
+            "/run/l.sock",
+        );
+        refused(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}"#,
+            "SECCOMP_FILTER_FLAG_LOG",
+        );
+        refused(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}"#,
+            "SCMP_CMP_ABOUT",
+        );
+        refused(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                "includes": {"caps": ["CAP_FLY"]}}]}"#,
+            "CAP_FLY",
+        );
+        // A misspelt field is refused rather than silently ignored.
+        refused(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "sycalls": []}"#,
+            "sycalls",
+        );
+    }
+
+    #[test]
+    fn a_deny_rule_wins_over_an_allow_rule_for_the_same_call() {
+        let profile = Profile {
+            default_action: Action::Errno(1),
+            rules: vec![
+                Rule {
+                    names: vec!["socket".into()],
+                    action: Action::Allow,
+                    conditions: Vec::new(),
+                    arches: None,
+                },
+                Rule {
+                    names: vec!["socket".into()],
+                    action: Action::Errno(97),
+                    conditions: vec![Condition {
+                        index: 0,
+                        width: Width::Dword,
+                        op: CmpOp::Eq,
+                        value: 40,
+                    }],
+                    arches: None,
+                },
+            ],
+        };
+        let groups = groups(&profile, Arch::X86_64).unwrap();
+        assert_eq!(groups[0].action, Action::Errno(97));
+        assert_eq!(groups[1].action, Action::Allow);
+    }
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v1045"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("4.8"), Some((4, 8)));
+        assert_eq!(parse_kernel_version("junk"), None);
+        assert!(kernel_version() >= (4, 8));
+    }
+
+    /// Prints what building and compiling the default costs at run time
+    /// (`cargo test --release -p engine --lib seccomp_cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn seccomp_cost() {
+        let caps = default_caps();
+        let mut admin = caps;
+        admin.insert(Cap::parse("SYS_ADMIN").unwrap());
+        let arch = Arch::native().unwrap();
+        for (label, caps) in [("default caps", caps), ("+SYS_ADMIN", admin)] {
+            let mut times = Vec::new();
+            for _ in 0..2000 {
+                let start = std::time::Instant::now();
+                let program = compile(&Profile::default_for(&caps), arch).unwrap();
+                times.push(start.elapsed());
+                std::hint::black_box(program);
+            }
+            times.sort();
+            let mut table = Vec::new();
+            for _ in 0..2000 {
+                let start = std::time::Instant::now();
+                let program = default_program(&caps).unwrap();
+                table.push(start.elapsed());
+                std::hint::black_box(program);
+            }
+            table.sort();
+            println!(
+                "{label}: build+compile median {:?} (p90 {:?}); default_program median {:?}; {} instructions",
+                times[1000],
+                times[1800],
+                table[1000],
+                compile(&Profile::default_for(&caps), arch).unwrap().len()
+            );
+        }
+    }
 }

@@ -22,7 +22,8 @@ fn require_root() {
     );
 }
 
-/// Runs `child` in a forked process and returns its exit status.
+/// Runs `child` in a forked process and returns its exit status, or 128+N
+/// when signal N killed it.
 fn in_child(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the child only makes system calls and exits with _exit; the
     // filters it needs were compiled before the fork.
@@ -34,6 +35,7 @@ fn in_child(child: impl FnOnce() -> i32) -> i32 {
         }
         ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
             WaitStatus::Exited(_, code) => code,
+            WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
             other => panic!("the test child did not exit normally: {other:?}"),
         },
     }
@@ -507,4 +509,30 @@ fn a_docker_profile_with_an_unknown_action_is_refused() {
     .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("\"SCMP_ACT_PERMIT\""), "{text}");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn an_x32_call_cannot_slip_past_a_deny_list() {
+    require_root();
+    // A deny list: everything allowed but getpid. The x32 number of getpid
+    // (bit 30 set) is the classic way around such a list.
+    let profile = Profile::from_docker_json(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        &CapSet::podman_default(),
+    )
+    .unwrap();
+    let program = seccomp::compile(&profile, seccomp::Arch::X86_64).unwrap();
+    let status = in_child(|| {
+        if seccomp::apply(&program).is_err() {
+            return 100;
+        }
+        if sys(libc::SYS_getpid, [0; 5]) != -1 || errno() != libc::EPERM {
+            return 1;
+        }
+        sys(libc::SYS_getpid | 0x4000_0000, [0; 5]);
+        2
+    });
+    assert_eq!(status, 128 + libc::SIGSYS, "the x32 call was not killed");
 }

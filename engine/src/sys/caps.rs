@@ -246,7 +246,8 @@ fn parse_list<S: AsRef<str>>(values: &[S]) -> Result<(bool, CapSet), CapError> {
 
 /// Cuts the calling process to `keep`: drops every other capability from the
 /// bounding set, clears the ambient set, sets permitted and effective to
-/// `keep` and inheritable to empty.
+/// `keep` and inheritable to empty. The bounding set goes first: dropping
+/// needs CAP_SETPCAP, which the capset may remove.
 ///
 /// Call it in the container's init, root of its user namespace, after its
 /// mounts are made and before seccomp is applied and exec. The process must
@@ -259,8 +260,15 @@ fn parse_list<S: AsRef<str>>(values: &[S]) -> Result<(bool, CapSet), CapError> {
 /// non-empty one would let a non-root exec of a file with inheritable file
 /// capabilities gain them.
 pub fn apply(keep: &CapSet) -> Result<(), CapError> {
-    // The bounding set first: dropping needs CAP_SETPCAP, which capset below
-    // may remove from the effective set.
+    drop_bounding(keep)?;
+    set_process_caps(keep)
+}
+
+/// The first half of `apply`: drops every capability but `keep` from the
+/// bounding set (needs CAP_SETPCAP). For a container that runs as another
+/// user, runc's order: `drop_bounding`, `PR_SET_KEEPCAPS`, setgroups/setresgid/
+/// setresuid, then `set_process_caps`.
+pub fn drop_bounding(keep: &CapSet) -> Result<(), CapError> {
     for number in 0..64u8 {
         if keep.0 & (1 << number) != 0 {
             continue;
@@ -279,6 +287,13 @@ pub fn apply(keep: &CapSet) -> Result<(), CapError> {
             }
         }
     }
+    Ok(())
+}
+
+/// The second half of `apply`: clears the ambient set, sets permitted and
+/// effective to `keep` (which must be a subset of what the process holds)
+/// and inheritable to empty.
+pub fn set_process_caps(keep: &CapSet) -> Result<(), CapError> {
     rthread::clear_ambient_capability_set().map_err(|errno| CapError::Apply {
         step: "clear the ambient set",
         cap: None,

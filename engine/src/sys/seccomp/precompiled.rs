@@ -7,6 +7,8 @@
 //! tables differ from what `compile` makes; regenerate them with
 //! `ENGINE_BLESS_SECCOMP=1 cargo test -p engine --lib precompiled_default`.
 
+use std::sync::OnceLock;
+
 use super::{default_profile, sock_filter, Arch};
 use crate::sys::caps::CapSet;
 
@@ -17,8 +19,13 @@ mod tables;
 /// profile for podman's default set: the two sets agree on every capability
 /// the profile looks at.
 pub(super) fn for_caps(caps: &CapSet, arch: Arch) -> Option<&'static [sock_filter]> {
-    let relevant = default_profile::relevant_caps().bits();
-    if caps.bits() & relevant != CapSet::podman_default().bits() & relevant {
+    // (relevant mask, podman's default within it), computed once.
+    static MASKS: OnceLock<(u64, u64)> = OnceLock::new();
+    let (relevant, default) = *MASKS.get_or_init(|| {
+        let relevant = default_profile::relevant_caps().bits();
+        (relevant, CapSet::podman_default().bits() & relevant)
+    });
+    if caps.bits() & relevant != default {
         return None;
     }
     Some(match arch {

@@ -275,6 +275,7 @@ fn check_default_filter() -> i32 {
     // fork, that is clone without namespace flags.
     // SAFETY: the grandchild only calls _exit.
     match unsafe { fork() } {
+        // SAFETY: _exit ends the forked grandchild without running anything of ours.
         Ok(ForkResult::Child) => unsafe { libc::_exit(7) },
         Ok(ForkResult::Parent { child }) => {
             if waitpid(child, None) != Ok(WaitStatus::Exited(child, 7)) {

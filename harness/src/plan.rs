@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "processes",
     "users",
     "filesystem",
@@ -14,6 +14,7 @@ pub const SCENARIOS: [&str; 10] = [
     "pids",
     "stress",
     "lifecycle",
+    "confinement",
 ];
 
 /// Each flavour's first trial: its rootfs could be built or unpacked.

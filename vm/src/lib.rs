@@ -1,6 +1,6 @@
 //! Runs a command in a QEMU guest that sees the host's own files.
 //!
-//! The guest boots the distribution's kernel with an initramfs built here
+//! The guest boots Debian's bookworm-backports kernel (6.12) with an initramfs built here
 //! (busybox and the needed modules), mounts the host's `/` read-only over 9p
 //! (with tmpfs where writes are needed, and the directories asked for shared
 //! read-write at the same paths), mounts cgroup2 alone with `cpu memory pids`
@@ -18,8 +18,8 @@
 //! [`target_dir`]): `kernel/` (the unpacked kernel packages), `initramfs/`,
 //! `arm64-root/` (or `amd64-root/` on an arm64 host), and `run/` (one
 //! directory per running guest, removed after it). Environment overrides:
-//! `VM_KERNEL_PACKAGE` (the kernel metapackage, default
-//! `linux-image-<arch>`, or `linux-image-generic` on Ubuntu),
+//! `VM_KERNEL_PACKAGE` (a kernel package from the host's own apt lists,
+//! instead of Debian's bookworm-backports `linux-image-<arch>`, 6.12),
 //! `VM_DEBIAN_MIRROR` (for the foreign root; default: the host's Debian
 //! source), `VM_BUSYBOX` (the host's static busybox).
 
@@ -132,7 +132,8 @@ pub struct VmConfig {
     pub cpus: u32,
     /// A guest still running after this is killed: an error.
     pub timeout: Duration,
-    /// A kernel image; default: Debian's `linux-image-<arch>`, fetched with
+    /// A kernel image; default: Debian's bookworm-backports
+    /// `linux-image-<arch>` (6.12: idmapped tmpfs needs 6.3), fetched with
     /// `apt-get download` and cached under `<target>/vm/`.
     pub kernel: Option<PathBuf>,
     /// The command runs in the same path in the guest.
@@ -176,14 +177,17 @@ pub fn run(cfg: &VmConfig, command: &[String]) -> Result<i32> {
         let root = root::foreign(cfg.arch)?;
         let kernel = match &cfg.kernel {
             Some(k) => kernel::from_path(k)?,
-            None => kernel::from_tree(&root)?,
+            None => kernel::from_backports(cfg.arch)?,
         };
         let busybox = root.join("bin/busybox");
         (root, kernel, busybox)
     } else {
         let kernel = match &cfg.kernel {
             Some(k) => kernel::from_path(k)?,
-            None => kernel::from_package(cfg.arch)?,
+            None => match std::env::var("VM_KERNEL_PACKAGE") {
+                Ok(meta) => kernel::from_package(cfg.arch, &meta)?,
+                Err(_) => kernel::from_backports(cfg.arch)?,
+            },
         };
         (PathBuf::from("/"), kernel, host_busybox())
     };

@@ -21,7 +21,8 @@
 //! `VM_KERNEL_PACKAGE` (a kernel package from the host's own apt lists,
 //! instead of Debian's bookworm-backports `linux-image-<arch>`, 6.12),
 //! `VM_DEBIAN_MIRROR` (for the foreign root; default: the host's Debian
-//! source), `VM_BUSYBOX` (the host's static busybox).
+//! source), `VM_BUSYBOX` (the host's static busybox), `VM_ACCEL` (the
+//! default accelerator: auto, kvm or tcg).
 
 mod cache;
 mod cpio;
@@ -149,7 +150,11 @@ impl Default for VmConfig {
     fn default() -> Self {
         VmConfig {
             arch: Arch::host(),
-            accel: Accel::Auto,
+            // For a host whose KVM passes the probe but hangs real guests.
+            accel: std::env::var("VM_ACCEL")
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(Accel::Auto),
             memory: "2G".into(),
             cpus: 2,
             timeout: Duration::from_secs(600),

@@ -26,7 +26,6 @@
 
 mod cache;
 mod cpio;
-mod elf;
 mod initramfs;
 mod kernel;
 mod modules;
@@ -39,6 +38,7 @@ use anyhow::{bail, Context, Result};
 use script::Share;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use testkit::elf;
 
 pub use cache::target_dir;
 
@@ -400,10 +400,10 @@ fn remove_stale(runs: &Path) {
         let pid = name
             .to_str()
             .and_then(|n| n.split('-').next()?.parse::<i32>().ok());
-        // SAFETY: kill with signal 0 only checks whether the process exists.
+        // Signal 0 only checks whether the process exists.
         let dead = pid.is_some_and(|pid| {
-            let r = unsafe { libc::kill(pid, 0) };
-            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
         });
         if dead {
             let _ = std::fs::remove_dir_all(e.path());

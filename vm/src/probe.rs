@@ -114,10 +114,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vm-probe-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let base = ["-nodefaults", "-display", "none", "-no-reboot", "-m", "64"];
-        if Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .is_ok()
+        // Both probe guests are checked on every host: a missing QEMU fails.
+        testkit::quote::require("qemu-system-x86_64", "qemu-system-x86");
+        testkit::quote::require("qemu-system-aarch64", "qemu-system-arm");
         {
             let rom = dir.join("x86.rom");
             std::fs::write(&rom, x86_firmware()).unwrap();
@@ -126,10 +125,6 @@ mod tests {
             cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
             assert_eq!(run_with_timeout(&mut cmd, Duration::from_secs(20)), Some(1));
         }
-        if Command::new("qemu-system-aarch64")
-            .arg("--version")
-            .output()
-            .is_ok()
         {
             let img = dir.join("arm64.img");
             std::fs::write(&img, ARM64_KERNEL).unwrap();

@@ -9,7 +9,7 @@ use crate::Arch;
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,18 +89,7 @@ fn probe(arch: Arch) -> bool {
 /// to be killed after `timeout`.
 fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Option<i32> {
     let mut child = cmd.spawn().ok()?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.code(),
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
+    testkit::wait::child(&mut child, timeout).ok()?.code()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
 
 /// Everything one boot needs.
 pub struct Guest<'a> {
@@ -193,16 +194,10 @@ pub fn run(g: &Guest) -> Result<i32> {
         s
     });
 
-    let exit = loop {
-        match qemu.0.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if start.elapsed() < g.timeout => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Ok(None) => break None,
-            Err(e) => return Err(anyhow!("wait for {}: {e}", g.arch.qemu())),
-        }
-    };
+    let exit = qemu
+        .0
+        .wait_timeout(g.timeout.saturating_sub(start.elapsed()))
+        .map_err(|e| anyhow!("wait for {}: {e}", g.arch.qemu()))?;
     drop(qemu); // kills it if it timed out
     let _ = copy_out.join();
     let _ = copy_err.join();

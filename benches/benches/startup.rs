@@ -92,14 +92,7 @@ fn probe(ctx: &Ctx, args: &[&str], extra: &[&str]) -> Result<()> {
         .output()
         .context("cannot run the engine")?;
     if !out.status.success() {
-        // The resource-control notice is the first line on v1 hosts: skip it.
-        let err: Vec<u8> = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.contains("running without resource control"))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .into_bytes();
-        bail!("{} ({})", first_line(&err), out.status);
+        bail!("{} ({})", first_line(&out.stderr), out.status);
     }
     Ok(())
 }

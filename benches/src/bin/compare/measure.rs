@@ -39,13 +39,7 @@ pub fn probe(argv: &[String]) -> std::result::Result<(), String> {
     if let Some(mut pipe) = child.stderr.take() {
         let _ = std::io::Read::read_to_end(&mut pipe, &mut err);
     }
-    // The engine's "no resource control" notice is not the error.
-    let err: String = String::from_utf8_lossy(&err)
-        .lines()
-        .filter(|l| !l.contains("running without resource control"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Err(format!("{} ({status})", first_line(err.as_bytes())))
+    Err(format!("{} ({status})", first_line(&err)))
 }
 
 /// Peak RSS (VmHWM) of the command's own process, read from /proc while it runs.

@@ -484,7 +484,8 @@ mod tests {
 
     #[test]
     fn a_kernel_path_without_modules_is_accepted() {
-        let dir = std::env::temp_dir().join(format!("vm-kernel-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(dir.join("boot")).unwrap();
         std::fs::create_dir_all(dir.join("lib/modules/9.9-test")).unwrap();
         let image = dir.join("boot/vmlinuz-9.9-test");
@@ -494,7 +495,6 @@ mod tests {
         assert_eq!(k.modules, Some(dir.join("lib/modules/9.9-test")));
         let t = from_tree(&dir).unwrap();
         assert_eq!(t.image, image);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(from_path(&dir.join("nope")).is_err());
     }
 }

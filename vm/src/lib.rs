@@ -495,7 +495,8 @@ mod tests {
 
     #[test]
     fn hidden_checkouts_are_shared_parents_first() {
-        let dir = std::env::temp_dir().join(format!("vm-share-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let inner = dir.join("target/harness/run");
         std::fs::create_dir_all(&inner).unwrap();
         let dir = std::fs::canonicalize(&dir).unwrap();
@@ -517,7 +518,6 @@ mod tests {
                 .expect("writable shared");
             assert!(ro < rw, "{order:?}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -258,8 +258,8 @@ mod tests {
 
     #[test]
     fn compressed_modules_are_decompressed() {
-        let dir = std::env::temp_dir().join(format!("vm-modules-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let plain = dir.join("m.ko");
         std::fs::write(&plain, b"\x7fELF module").unwrap();
         assert_eq!(read_uncompressed(&plain).unwrap(), b"\x7fELF module");
@@ -281,7 +281,6 @@ mod tests {
                 "{tool}"
             );
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

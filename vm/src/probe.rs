@@ -100,8 +100,8 @@ mod tests {
     /// with the status the KVM probe expects.
     #[test]
     fn probe_guests_power_off_under_tcg() {
-        let dir = std::env::temp_dir().join(format!("vm-probe-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let base = ["-nodefaults", "-display", "none", "-no-reboot", "-m", "64"];
         // Both probe guests are checked on every host: a missing QEMU fails.
         testkit::quote::require("qemu-system-x86_64", "qemu-system-x86");
@@ -123,6 +123,5 @@ mod tests {
             cmd.arg(&img);
             assert_eq!(run_with_timeout(&mut cmd, Duration::from_secs(20)), Some(0));
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

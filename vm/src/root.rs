@@ -165,14 +165,14 @@ mod tests {
 
     #[test]
     fn mountpoints_stay_inside_the_root() {
-        let root = std::env::temp_dir().join(format!("vm-root-test-{}", std::process::id()));
-        let outside = std::env::temp_dir().join(format!("vm-root-out-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("root");
+        let outside = scratch.path().join("outside");
         std::fs::create_dir_all(root.join("var")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("var/run")).unwrap();
         mountpoint(&root, Path::new("/work/main")).unwrap();
         assert!(root.join("work/main").is_dir());
         mountpoint(&root, Path::new("/var/run/x")).unwrap();
         assert!(!outside.exists(), "did not follow the symlink");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

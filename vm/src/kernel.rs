@@ -238,8 +238,15 @@ impl PrivateApt {
             bail!("{DEBIAN_KEYRING} is missing: apt-get install debian-archive-keyring");
         }
         output(self.command("apt-get").args(["update", "-q"]), "apt")
-            .map(drop)
-            .with_context(|| format!("apt-get update for {:?}", self.line))
+            .with_context(|| format!("apt-get update for {:?}", self.line))?;
+        // Offline, apt-get update only warns: no lists is the failure.
+        if !self.has_lists() {
+            bail!(
+                "apt-get update fetched no package lists for {:?}",
+                self.line
+            );
+        }
+        Ok(())
     }
 }
 

@@ -294,3 +294,42 @@ fn symlinked_volume_target_stays_inside_the_root() {
     );
     env.assert_clean();
 }
+
+/// Where the rootfs's file system cannot be idmapped (ramfs), the run is
+/// refused with the sentence that says what to use instead, and nothing is
+/// left: no record, no lease, no cgroup, no mount. The ramfs exists only in
+/// a mount namespace of this test's thread.
+#[test]
+fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap();
+    let env = engine("noidmap");
+    let dir = tempfile::tempdir().unwrap();
+    mount(
+        Some("ramfs"),
+        dir.path(),
+        Some("ramfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let root = dir.path().join("root");
+    busybox::copy_to(&root);
+    run(&env, &[root.to_str().unwrap(), "ni", "--", "true"])
+        .code(125)
+        .stderr(
+            predicate::str::contains("cannot be idmapped")
+                .and(predicate::str::contains("--userns")),
+        );
+    assert_eq!(leases(&env), Vec::<String>::new());
+    env.assert_clean();
+    nix::mount::umount(dir.path()).unwrap();
+}

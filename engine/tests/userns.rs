@@ -333,3 +333,32 @@ fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
     env.assert_clean();
     nix::mount::umount(dir.path()).unwrap();
 }
+
+/// `--write-through` on a root-owned rootfs: the idmapped tree is the root
+/// itself, so container root edits root's files and what it creates is owned
+/// by host root on disk, as the rest of the rootfs.
+#[test]
+fn write_through_writes_land_mapped_back() {
+    let env = engine("wt");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox::copy_to(&root);
+    let a = run(
+        &env,
+        &[
+            "--write-through",
+            root.to_str().unwrap(),
+            "wt",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; echo new > /etc/new",
+        ],
+    )
+    .code(0);
+    let (_, base, _) = uid_map(stdout(&a).trim());
+    assert!(base >= POOL_START);
+    let meta = std::fs::metadata(root.join("etc/new")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    env.assert_clean();
+}

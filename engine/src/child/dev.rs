@@ -1,10 +1,37 @@
 //! /dev inside the container, every target resolved on the root's fd.
 
-use super::mounts::{bind_at, dir_in, file_in, mnt_at};
+use super::mounts::{bind_at, dir_in, mnt_at};
 use super::{fail, ChildSetup, Step};
 use nix::mount::{mount, MsFlags};
-use std::os::fd::{AsFd, BorrowedFd};
+use rustix::fs::{Mode, OFlags};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+
+/// An entry made in our fresh /dev tmpfs, as an O_PATH fd. Nothing else can
+/// have written there yet (no process of the container exists), so names
+/// are made and opened on the tmpfs's fd directly, never following a link.
+fn make_in_dev(dev: &OwnedFd, name: &str, dir: bool) -> Step<OwnedFd> {
+    let made = if dir {
+        rustix::fs::mkdirat(dev, name, Mode::from_raw_mode(0o755))
+    } else {
+        rustix::fs::openat(
+            dev,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map(drop)
+    };
+    made.and_then(|()| {
+        rustix::fs::openat(
+            dev,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
+    .map_err(|e| fail(format!("create /dev/{name}: {e}")))
+}
 
 /// /dev as a tmpfs (nosuid, noexec) with the usual nodes bound from the host
 /// (mknod is refused in a user namespace), a private devpts, shm and mqueue.
@@ -22,10 +49,10 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     let dev = dir_in(root, "/dev")?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let path = format!("/dev/{node}");
-        let target = file_in(root, &path)?;
+        let target = make_in_dev(&dev, node, false)?;
         bind_at(Path::new(&path), target.as_fd(), &path)?;
     }
-    let pts = dir_in(root, "/dev/pts")?;
+    let pts = make_in_dev(&dev, "pts", true)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     if mount(
         Some("devpts"),
@@ -46,7 +73,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
             Some("newinstance,ptmxmode=0666,mode=0620"),
         )?;
     }
-    let shm = dir_in(root, "/dev/shm")?;
+    let shm = make_in_dev(&dev, "shm", true)?;
     mnt_at(
         Some(Path::new("shm")),
         shm.as_fd(),
@@ -55,7 +82,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=1777,size=65536k"),
     )?;
-    let mqueue = dir_in(root, "/dev/mqueue")?;
+    let mqueue = make_in_dev(&dev, "mqueue", true)?;
     mnt_at(
         Some(Path::new("mqueue")),
         mqueue.as_fd(),
@@ -76,7 +103,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
             .map_err(|e| fail(format!("symlink /dev/{link}: {e}")))?;
     }
     if let Some((_, slave_path)) = &setup.pty_slave {
-        let console = file_in(root, "/dev/console")?;
+        let console = make_in_dev(&dev, "console", false)?;
         bind_at(slave_path, console.as_fd(), "/dev/console")?;
     }
     Ok(())

@@ -101,11 +101,6 @@ pub(super) fn dir_in(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
     in_root(mkdir_all_in_root(root, Path::new(path), 0o755))
 }
 
-/// A file inside the root (made empty if missing), as an O_PATH fd.
-pub(super) fn file_in(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
-    in_root(touch_in_root(root, Path::new(path), 0o644))
-}
-
 /// Bind-mounts the host's `source` (before pivot_root) onto `target`.
 pub(super) fn bind_at(source: &Path, target: BorrowedFd<'_>, name: &str) -> Step {
     mnt_at(

@@ -35,6 +35,8 @@ pub struct SpecInput {
     /// `bridge` or `none`.
     pub net: String,
     pub write_through: bool,
+    /// `--layer-size`: None for the default share of RAM.
+    pub layer_size: Option<String>,
     pub verbose: bool,
     /// Run in the background (`-d`), output to the log.
     pub detach: bool,
@@ -67,6 +69,8 @@ pub struct Request {
     pub network: Network,
     pub tty: Option<bool>,
     pub write_through: bool,
+    /// Bytes; None: the default share of RAM (a host fact, see validate).
+    pub layer_size: Option<u64>,
     pub verbose: bool,
     pub detach: bool,
 }
@@ -89,6 +93,8 @@ pub struct Spec {
     pub network: Network,
     pub tty: bool,
     pub write_through: bool,
+    /// Bytes of the tmpfs that holds the copy-on-write layer.
+    pub layer_size: u64,
     pub verbose: bool,
     pub detach: bool,
 }
@@ -121,6 +127,20 @@ impl Request {
             .iter()
             .map(|v| parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        // Each volume is one fd in the message that carries the rootfs and
+        // the layer's directory to the container.
+        let most = crate::sys::idmap::MAX_FDS - 2;
+        if volumes.len() > most {
+            bail!(
+                "{} volumes given: at most {most} fit, merge some under one directory",
+                volumes.len()
+            );
+        }
+        let layer_size = input
+            .layer_size
+            .as_deref()
+            .map(limits::parse_layer_size)
+            .transpose()?;
         if input.command.first().is_some_and(|c| c.is_empty()) {
             bail!("the command is empty: give a program to run after --");
         }
@@ -138,6 +158,7 @@ impl Request {
             network,
             tty: input.tty,
             write_through: input.write_through,
+            layer_size,
             verbose: input.verbose,
             detach: input.detach,
         })
@@ -192,7 +213,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused() {
-        let bad: [fn(&mut SpecInput); 7] = [
+        let bad: [fn(&mut SpecInput); 9] = [
+            |i| i.layer_size = Some("1M".into()),
+            |i| i.layer_size = Some("lots".into()),
             |i| i.cpus = Some("abc".into()),
             |i| i.memory = Some("5M".into()),
             |i| i.name = Some("-x".into()),

@@ -11,6 +11,8 @@ use crate::model::network::Network;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::cgroup::{self, Cgroup};
+use crate::sys::idmap;
+use crate::sys::idrange::{self, IdPool};
 use crate::sys::lock::Lock;
 use crate::sys::state::{self, Record, StateDir};
 use anyhow::{bail, Context, Result};
@@ -19,7 +21,7 @@ use nix::unistd::Pid;
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 
 macro_rules! verbose {
@@ -40,6 +42,8 @@ struct Resources {
     /// A detached container's log, until its command has started (after
     /// that the log outlives the container, to be read).
     log: Option<PathBuf>,
+    /// The lease directory when this run holds an ID range of the pool.
+    lease: Option<PathBuf>,
 }
 
 impl Drop for Resources {
@@ -50,6 +54,10 @@ impl Drop for Resources {
         if let Some(pid) = self.child.take() {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        // Only once nothing runs as its IDs does the range go back.
+        if let Some(dir) = self.lease.take() {
+            let _ = idrange::release(&dir, &self.name);
         }
         // The veth is not deleted here: it dies with the container's network
         // namespace, which the kernel tears down in the background. Deleting
@@ -83,10 +91,14 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         cgroup: None,
         child: None,
         log: None,
+        lease: None,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
     let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
+    if record.userns_base.is_some() {
+        res.lease = Some(recovery::lease_dir(&state));
+    }
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
@@ -99,7 +111,11 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     if cgroup_ok {
         res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
     }
-    let layer = (!spec.write_through).then(|| state.dir.clone());
+    let layer_size = (!spec.write_through).then_some(spec.layer_size);
+    // The layer's tmpfs (or the write-through root) is attached on the state
+    // directory in the container's mount namespace; the parent opens it there.
+    let scratch_dir = std::path::absolute(&state.dir)
+        .with_context(|| format!("cannot resolve {}", state.dir.display()))?;
 
     let eth0 = match (&spec.network, record.ip) {
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
@@ -111,6 +127,8 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         None
     };
     let (sync_read, sync_write) = pipe()?;
+    let (mount_sock, child_mount_sock) =
+        idmap::fd_socketpair().context("cannot create a socket pair for the mount fds")?;
     let (error_read, error_write) = pipe()?;
 
     // Block what we forward before cloning, so no signal is lost in between;
@@ -119,7 +137,8 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 
     let setup = ChildSetup {
         spec,
-        layer,
+        layer_size,
+        mount_sock: child_mount_sock.as_raw_fd(),
         sync_fd: sync_read.as_raw_fd(),
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty
@@ -147,14 +166,19 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     drop(lock);
     drop(setup);
     drop(sync_read);
+    drop(child_mount_sock);
     drop(error_write);
     drop(cgroup_dir);
     let master = pty.map(|p| p.master);
     verbose!(spec, "cloned pid {pid}");
 
-    if let UserNs::Map { uid, gid } = spec.userns {
-        write_id_maps(pid, uid, gid)?;
+    match (spec.userns, record.userns_base) {
+        (UserNs::Map { uid, gid }, _) => write_id_maps(pid, uid, gid)?,
+        (UserNs::Pool, Some(base)) => write_id_maps(pid, base, base)?,
+        _ => {}
     }
+    send_mount_fds(spec, pid, &scratch_dir, &mount_sock)?;
+    drop(mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         crate::sys::net::create_veth(net, veth, pid.as_raw())?;
     }
@@ -178,6 +202,49 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     }
     drop(res);
     Ok(status)
+}
+
+/// Opens, as host root, what the container mounts: the rootfs as a detached
+/// tree (idmapped onto the container's user namespace for a pool range), the
+/// directory the layer goes on (through /proc/PID/root, so the fd is of the
+/// child's mount namespace), and each volume's source (read-only ones
+/// recursively so). The child attaches them without walking a host path.
+fn send_mount_fds(
+    spec: &Spec,
+    pid: Pid,
+    scratch_dir: &std::path::Path,
+    sock: &std::os::fd::OwnedFd,
+) -> Result<()> {
+    let tree = if spec.userns == UserNs::Pool {
+        let userns = idmap::open_userns(pid.as_raw())?;
+        idmap::idmapped_tree(&spec.rootfs, userns.as_fd())?
+    } else {
+        idmap::detached_tree(&spec.rootfs, true)?
+    };
+    let in_child = PathBuf::from(format!("/proc/{pid}/root"))
+        .join(scratch_dir.strip_prefix("/").unwrap_or(scratch_dir));
+    let scratch = rustix::fs::open(
+        &in_child,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open {} in the container's mount namespace",
+            scratch_dir.display()
+        )
+    })?;
+    let mut fds = vec![tree, scratch];
+    for v in &spec.volumes {
+        let vol = idmap::detached_tree(&v.host, true)?;
+        if v.readonly {
+            idmap::set_attrs(vol.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
+                .with_context(|| format!("cannot make volume {} read-only", v.host.display()))?;
+        }
+        fds.push(vol);
+    }
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
 }
 
 /// Takes the state lock, recovers stale entries, checks the name, picks or
@@ -240,9 +307,15 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         log: None,
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
+        userns_base: None,
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
+    }
+    // Last, so nothing after it can fail and leave the lease behind.
+    if spec.userns == UserNs::Pool {
+        let pool = IdPool::from_env()?;
+        record.userns_base = Some(pool.reserve(&recovery::lease_dir(state), &spec.name)?);
     }
     Ok((record, lock))
 }

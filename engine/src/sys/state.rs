@@ -36,6 +36,10 @@ pub struct Record {
     pub hostname: String,
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// First host ID of the range leased from the pool (`--userns auto` on
+    /// a root-owned rootfs); the lease is released with the container.
+    #[serde(default)]
+    pub userns_base: Option<u32>,
 }
 
 /// The state directory.

@@ -84,6 +84,7 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(Error::input)?),
         None => None,
     };
+    check_name(&input.name)?;
     let rec = lifecycle::find(&state(cfg), cfg, &input.name).map_err(Error::engine)?;
     let req = parent::exec::ExecRequest {
         env,
@@ -108,6 +109,9 @@ pub fn stop(
     grace: Duration,
     mut stopped: impl FnMut(&str),
 ) -> Result<()> {
+    for n in names {
+        check_name(n)?;
+    }
     let state = state(cfg);
     let recs = names
         .iter()
@@ -124,6 +128,9 @@ pub fn stop(
 /// Sends `signal` (a name such as TERM, or a number) to each named container's PID 1.
 pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
     let sig = lifecycle::parse_signal(signal).map_err(Error::input)?;
+    for n in names {
+        check_name(n)?;
+    }
     let state = state(cfg);
     for name in names {
         let rec = lifecycle::find(&state, cfg, name).map_err(Error::engine)?;
@@ -134,6 +141,7 @@ pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
 
 /// Prints a detached container's log to stdout; with `follow`, until it exits.
 pub fn logs(cfg: &Config, name: &str, follow: bool) -> Result<()> {
+    check_name(name)?;
     lifecycle::logs(&state(cfg), cfg, name, follow).map_err(Error::engine)
 }
 
@@ -153,6 +161,12 @@ pub fn setup(cfg: &Config) -> Result<()> {
 /// Undoes `setup`; refuses while containers run unless `force`.
 pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     parent::host::teardown(cfg, force).map_err(Error::engine)
+}
+
+/// A NAME given to a verb names a file of the state directory: the model's
+/// check keeps it there (`engine logs ../../x` is refused).
+fn check_name(name: &str) -> Result<()> {
+    model::names::check_name(name).map(drop).map_err(Error::input)
 }
 
 fn state(cfg: &Config) -> StateDir {

@@ -36,6 +36,10 @@ pub struct Record {
     pub hostname: String,
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// For `engine exec`: the capabilities and filter the joining process
+    /// gets (None in records of older engines: the defaults).
+    #[serde(default)]
+    pub confinement: Option<crate::model::security::Confinement>,
 }
 
 /// The state directory.
@@ -66,9 +70,28 @@ impl StateDir {
         }
     }
 
+    /// Creates the directory 0700 (records hold `-e` values, logs output).
     fn ensure(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
+        use std::os::unix::fs::DirBuilderExt;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        match builder.create(&self.dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(_) => {}
+        }
+        builder
+            .recursive(true)
+            .create(&self.dir)
             .with_context(|| format!("cannot create state directory {}", self.dir.display()))
+    }
+
+    /// Makes an existing state directory private again (for `engine setup`).
+    pub fn make_private(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        self.ensure()?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make state directory {} private", self.dir.display()))
     }
 
     /// An exclusive lock over the whole state directory.
@@ -92,7 +115,7 @@ impl StateDir {
         let path = self.path_of(&rec.name);
         let tmp = self.dir.join(format!(".{}.json.tmp", rec.name));
         let data = serde_json::to_vec_pretty(rec).context("cannot encode state")?;
-        std::fs::write(&tmp, data)
+        write_private(&tmp, &data)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .with_context(|| format!("cannot write state file {}", path.display()))
     }
@@ -133,6 +156,19 @@ impl StateDir {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.into_iter().map(|(_, e)| e).collect()
     }
+}
+
+/// Writes `data` to a new file readable by its owner only.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
 }
 
 /// Field 22 of /proc/PID/stat: start time in clock ticks since boot.

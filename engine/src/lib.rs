@@ -180,7 +180,9 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
 /// A NAME given to a verb names a file of the state directory: the model's
 /// check keeps it there (`engine logs ../../x` is refused).
 fn check_name(name: &str) -> Result<()> {
-    model::names::check_name(name).map(drop).map_err(Error::input)
+    model::names::check_name(name)
+        .map(drop)
+        .map_err(Error::input)
 }
 
 fn state(cfg: &Config) -> StateDir {

@@ -81,7 +81,10 @@ fn two_containers_ping_each_other_and_the_gateway() {
     let net = Net::new("ping", "10.77.0.0/24");
     // busybox ping needs a raw socket (it has no ICMP datagram fallback),
     // and containers lose NET_RAW by default.
-    let a = net.start(&["--cap-add", "NET_RAW", rootfs(), "alpha", "10.77.0.10"], "read x");
+    let a = net.start(
+        &["--cap-add", "NET_RAW", rootfs(), "alpha", "10.77.0.10"],
+        "read x",
+    );
     let out = net.run(&["--cap-add", "NET_RAW", rootfs(), "beta", "10.77.0.11/24", "--", "sh", "-c",
         "ip -o -4 addr show eth0; ip route; ping -c1 -W5 10.77.0.1 && ping -c1 -W5 10.77.0.10 && echo PINGED"]);
     let text = stdout(&out);

@@ -116,7 +116,18 @@ fn privileged_is_host_root_unconfined() {
 #[test]
 fn userns_host_keeps_caps_and_filter() {
     let env = engine("secopt");
-    let a = run(&env, &["--userns", "host", rootfs(), "--", "cat", "/proc/self/status"]).success();
+    let a = run(
+        &env,
+        &[
+            "--userns",
+            "host",
+            rootfs(),
+            "--",
+            "cat",
+            "/proc/self/status",
+        ],
+    )
+    .success();
     let out = stdout(&a);
     assert_eq!(status_field(&out, "CapEff"), DEFAULT_CAPS, "{out}");
     assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
@@ -174,12 +185,21 @@ fn exec_inherits_the_confinement() {
         .assert()
         .success();
     let out = stdout(&a);
-    env.cmd().args(["stop", "-t", "0", &name]).assert().success();
+    env.cmd()
+        .args(["stop", "-t", "0", &name])
+        .assert()
+        .success();
     assert_eq!(status_field(&out, "CapEff"), "0000000000000000", "{out}");
     assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
     assert_eq!(status_field(&out, "NoNewPrivs"), "1", "{out}");
-    assert!(out.contains("FROM_RUN=1") && out.contains("FROM_EXEC=1"), "{out}");
-    assert!(!out.contains("CALLER_SECRET"), "the caller's environment leaked:\n{out}");
+    assert!(
+        out.contains("FROM_RUN=1") && out.contains("FROM_EXEC=1"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("CALLER_SECRET"),
+        "the caller's environment leaked:\n{out}"
+    );
 }
 
 /// `engine logs` shows the rotated half first, and the cap holds.
@@ -194,7 +214,9 @@ fn logs_rotate_within_the_cap() {
         .assert()
         .success();
     let record = env.state_dir().join(format!("{name}.json"));
-    wait::until(LONG, "the container to exit", || (!record.exists()).then_some(()));
+    wait::until(LONG, "the container to exit", || {
+        (!record.exists()).then_some(())
+    });
     let log = env.state_dir().join(format!("{name}.log"));
     let older = env.state_dir().join(format!("{name}.log.1"));
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

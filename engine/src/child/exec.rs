@@ -2,10 +2,10 @@
 //! directory, environment, default signals, and the PATH search of exec.
 
 use super::{fail, Context, Failure, Never, Step};
-use crate::model::security::Confinement;
-use crate::sys::openat;
 use crate::exit;
 use crate::model::env::{command_candidates, search_path};
+use crate::model::security::Confinement;
+use crate::sys::openat;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
@@ -80,15 +80,26 @@ pub(super) fn environment(
 /// working directory has a path from `/`.
 fn enter_workdir(dir: &Path) -> Step {
     use rustix::fs::OFlags;
-    let root = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(|e| fail(format!("cannot open the container's root: {e}")))?;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail(format!("cannot open the container's root: {e}")))?;
     let flags = OFlags::PATH | OFlags::DIRECTORY;
     let fd = match openat::open_in_root(root.as_fd(), dir, flags) {
-        Err(e) if e.errno == rustix::io::Errno::NOENT => openat::mkdir_all_in_root(root.as_fd(), dir, 0o755),
+        Err(e) if e.errno == rustix::io::Errno::NOENT => {
+            openat::mkdir_all_in_root(root.as_fd(), dir, 0o755)
+        }
         other => other,
     }
     .map_err(|e| fail(format!("working directory: {e}")))?;
-    rustix::process::fchdir(&fd).map_err(|e| fail(format!("cannot enter the working directory {}: {e}", dir.display())))?;
+    rustix::process::fchdir(&fd).map_err(|e| {
+        fail(format!(
+            "cannot enter the working directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     openat::check_cwd_inside_root().map_err(|e| fail(e.to_string()))
 }
 

@@ -179,7 +179,9 @@ impl Confinement {
         match &self.filter {
             Filter::Unconfined => Ok(None),
             Filter::Default => seccomp::default_program(&self.caps()).map(Some),
-            Filter::Custom(packed) => Ok(Some(Cow::Owned(packed.iter().map(|p| unpack(*p)).collect()))),
+            Filter::Custom(packed) => Ok(Some(Cow::Owned(
+                packed.iter().map(|p| unpack(*p)).collect(),
+            ))),
         }
     }
 }
@@ -228,21 +230,38 @@ mod tests {
             i.security_opt = vec!["no-new-privileges".into(), "seccomp=unconfined".into()];
         }))
         .unwrap();
-        assert_eq!(r.caps.iter().map(|c| c.name()).collect::<Vec<_>>(), ["NET_ADMIN"]);
+        assert_eq!(
+            r.caps.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            ["NET_ADMIN"]
+        );
         assert!(r.no_new_privs);
         assert_eq!(r.seccomp, SeccompChoice::Unconfined);
-        assert_eq!(parse(&SecurityInput::default()).unwrap(), SecurityRequest::default());
+        assert_eq!(
+            parse(&SecurityInput::default()).unwrap(),
+            SecurityRequest::default()
+        );
     }
 
     #[test]
     fn instructions_pack_and_unpack() {
-        let i = sock_filter { code: 0x15, jt: 3, jf: 250, k: 0xdead_beef };
+        let i = sock_filter {
+            code: 0x15,
+            jt: 3,
+            jf: 250,
+            k: 0xdead_beef,
+        };
         assert_eq!(unpack(pack(&i)), i);
     }
 
     #[test]
     fn a_missing_profile_is_named() {
-        let r = parse(&input(|i| i.security_opt = vec!["seccomp=/nonexistent/p.json".into()])).unwrap();
-        assert!(resolve(&r).unwrap_err().to_string().contains("/nonexistent/p.json"));
+        let r = parse(&input(|i| {
+            i.security_opt = vec!["seccomp=/nonexistent/p.json".into()]
+        }))
+        .unwrap();
+        assert!(resolve(&r)
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/p.json"));
     }
 }

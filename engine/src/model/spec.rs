@@ -140,9 +140,11 @@ impl Request {
             None => DEFAULT_LOG_SIZE_MAX,
             Some(s) => limits::parse_size(s)
                 .filter(|n| *n >= 4096)
-                .ok_or_else(|| anyhow::anyhow!(
-                    "invalid --log-size-max {s:?}: give a size of at least 4k, such as 10M"
-                ))?,
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid --log-size-max {s:?}: give a size of at least 4k, such as 10M"
+                    )
+                })?,
         };
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let env = parse_envs(&input.env)?;

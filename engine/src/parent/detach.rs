@@ -37,7 +37,11 @@ pub(super) fn redirect_output(log: &Path, max: u64) -> Result<()> {
         nix::unistd::ForkResult::Parent { .. } => {}
     }
     drop(relay_read);
-    for (from, to) in [(null.as_raw_fd(), 0), (relay_write.as_raw_fd(), 1), (relay_write.as_raw_fd(), 2)] {
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (relay_write.as_raw_fd(), 1),
+        (relay_write.as_raw_fd(), 2),
+    ] {
         nix::unistd::dup2(from, to)
             .with_context(|| format!("cannot redirect output to {}", log.display()))?;
     }

@@ -42,8 +42,8 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
     let gone = || anyhow!("container {} has exited", rec.name);
     let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
-    let pidfd: OwnedFd =
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|_| gone())?;
+    let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|_| gone())?;
     let mut namespaces = CloneFlags::empty();
     for (name, kind) in [
         ("ipc", CloneFlags::CLONE_NEWIPC),
@@ -53,14 +53,15 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         ("mnt", CloneFlags::CLONE_NEWNS),
         ("user", CloneFlags::CLONE_NEWUSER),
     ] {
-        let target = std::fs::read_link(format!("/proc/{}/ns/{name}", rec.pid)).map_err(|_| gone())?;
+        let theirs =
+            std::fs::read_link(format!("/proc/{}/ns/{name}", rec.pid)).map_err(|_| gone())?;
         // Shared with the host (e.g. --userns host): nothing to join.
-        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(target) {
+        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(theirs) {
             namespaces |= kind;
         }
     }
     // Our children, not we, are born in the container's pid namespace.
-    nix::sched::setns(pidfd.as_fd(), CloneFlags::CLONE_NEWPID)
+    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
 
     let pty = if req.tty {
@@ -68,7 +69,11 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     } else {
         None
     };
-    let relays = if req.tty { Vec::new() } else { terminal_relays()? };
+    let relays = if req.tty {
+        Vec::new()
+    } else {
+        terminal_relays()?
+    };
     let mut stdio = [None; 3];
     for r in &relays {
         stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
@@ -79,7 +84,7 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
     let confinement = rec.confinement.clone().unwrap_or_default();
     let setup = child::join::JoinSetup {
-        pidfd: pidfd.as_raw_fd(),
+        pidfd: target.as_raw_fd(),
         namespaces,
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
@@ -96,8 +101,8 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         Cloned::Child => child::join::join(&setup),
         Cloned::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop(setup);
     drop(cgroup_dir);
+    drop(target);
     drop(error_write);
     let master = pty.map(|p| p.master);
     let threads: Vec<_> = relays.into_iter().filter_map(Relay::start).collect();
@@ -134,7 +139,11 @@ fn terminal_relays() -> Result<Vec<Relay>> {
             continue;
         }
         let (read, write) = pipe()?;
-        let (theirs, ours) = if fd == 0 { (read, write) } else { (write, read) };
+        let (theirs, ours) = if fd == 0 {
+            (read, write)
+        } else {
+            (write, read)
+        };
         relays.push(Relay {
             fd: fd as RawFd,
             theirs,

@@ -235,3 +235,49 @@ fn logs_rotate_within_the_cap() {
         assert_eq!(*l, format!("line-{}", first + i), "out of order at {i}");
     }
 }
+
+/// `engine exec` without `-t` never hands the caller's terminal in: a
+/// terminal stdin reaches the command as a pipe the engine relays.
+#[test]
+fn exec_relays_a_terminal_through_a_pipe() {
+    let env = engine("secopt");
+    let name = format!("sectty-{}", std::process::id());
+    env.cmd()
+        .args([
+            "run",
+            "-d",
+            "--net",
+            "none",
+            rootfs(),
+            &name,
+            "--",
+            "sleep",
+            "30",
+        ])
+        .assert()
+        .success();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut child = env
+        .spawnable()
+        .args([
+            "exec",
+            "--tty=false",
+            &name,
+            "--",
+            "readlink",
+            "/proc/self/fd/0",
+        ])
+        .stdin(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn engine exec");
+    let status = wait::child(&mut child, SHORT).expect("engine exec");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    env.cmd()
+        .args(["stop", "-t", "0", &name])
+        .assert()
+        .success();
+    assert!(status.success(), "engine exec: {status}");
+    assert!(out.starts_with("pipe:"), "stdin in the container: {out}");
+}

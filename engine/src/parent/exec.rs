@@ -60,15 +60,8 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
             namespaces |= kind;
         }
     }
-    // Our children, not we, are born in the container's pid namespace.
-    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
-        .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
-
-    let pty = if req.tty {
-        Some(super::tty::open_pty()?)
-    } else {
-        None
-    };
+    // Relays for our terminals, forked while our children are still born
+    // in our own pid namespace (out of the container's sight).
     let relays = if req.tty {
         Vec::new()
     } else {
@@ -78,6 +71,19 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     for r in &relays {
         stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
     }
+    let relays: Vec<RelayProcess> = relays
+        .into_iter()
+        .map(Relay::start)
+        .collect::<Result<_>>()?;
+    // Our children, not we, are born in the container's pid namespace.
+    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
+        .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
+
+    let pty = if req.tty {
+        Some(super::tty::open_pty()?)
+    } else {
+        None
+    };
     let (error_read, error_write) = pipe()?;
     let mut env = rec.env.clone();
     env.extend(req.env.iter().cloned());
@@ -105,15 +111,15 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     drop(target);
     drop(error_write);
     let master = pty.map(|p| p.master);
-    let threads: Vec<_> = relays.into_iter().filter_map(Relay::start).collect();
+    // Only the joining process holds the command's ends of the pipes now.
+    let relays: Vec<RelayProcess> = relays.into_iter().map(RelayProcess::close_theirs).collect();
     if let Some(failure) = child_failure(error_read) {
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(failure.into());
     }
     let status = supervise(pid, &pidfd, master, forwarded)?;
-    // The output the command left in the pipes.
-    for t in threads {
-        let _ = t.join();
+    for r in relays {
+        r.finish();
     }
     Ok(status)
 }
@@ -154,36 +160,81 @@ fn terminal_relays() -> Result<Vec<Relay>> {
 }
 
 impl Relay {
-    /// Copies between our fd and the pipe in a thread. The stdin thread is
-    /// left to die with us (it may be blocked on the terminal); the output
-    /// threads end when the command's side is closed.
-    fn start(self) -> Option<std::thread::JoinHandle<()>> {
-        drop(self.theirs);
-        let fd = self.fd;
-        let mut pipe = File::from(self.ours);
-        let handle = std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            // SAFETY: fds 0-2 stay open for the life of the process.
-            let ours = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            loop {
-                if fd == 0 {
-                    let n = super::tty::read_some(ours, &mut buf);
-                    if n <= 0 || pipe.write_all(&buf[..n as usize]).is_err() {
+    /// Forks a process that copies between our fd and the pipe (a process,
+    /// not a thread: no thread can be made once we joined the container's
+    /// pid namespace, and the joining child is cloned from us).
+    fn start(self) -> Result<RelayProcess> {
+        // SAFETY: single-threaded; the child only copies bytes and _exits.
+        match unsafe { nix::unistd::fork() }.context("cannot fork a stdio relay")? {
+            nix::unistd::ForkResult::Child => {
+                let _ = crate::sys::openat::close_fds_except(&[self.ours.as_raw_fd()]);
+                for sig in [
+                    nix::sys::signal::Signal::SIGINT,
+                    nix::sys::signal::Signal::SIGQUIT,
+                ] {
+                    // SAFETY: ignoring a signal is always sound. The engine forwards ^C to the command.
+                    let _ = unsafe {
+                        nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn)
+                    };
+                }
+                copy_loop(self.fd, self.ours);
+                // SAFETY: skips the exit handlers and buffers copied from the engine.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(RelayProcess {
+                pid: child,
+                input: self.fd == 0,
+                theirs: Some(self.theirs),
+            }),
+        }
+    }
+}
+
+/// A forked relay, and the pipe end the joining process gets until it is cloned.
+struct RelayProcess {
+    pid: nix::unistd::Pid,
+    input: bool,
+    theirs: Option<OwnedFd>,
+}
+
+impl RelayProcess {
+    fn close_theirs(mut self) -> RelayProcess {
+        self.theirs = None;
+        self
+    }
+
+    /// The stdin relay may be blocked on the terminal: it goes. The output
+    /// relays end once the command's side of their pipe is closed, after
+    /// writing what is left in it.
+    fn finish(self) {
+        if self.input {
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+fn copy_loop(fd: RawFd, pipe: OwnedFd) {
+    let mut pipe = File::from(pipe);
+    let mut buf = [0u8; 16 * 1024];
+    // SAFETY: fds 0-2 stay open for the life of the process.
+    let ours = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    loop {
+        if fd == 0 {
+            let n = super::tty::read_some(ours, &mut buf);
+            if n <= 0 || pipe.write_all(&buf[..n as usize]).is_err() {
+                return;
+            }
+        } else {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !super::tty::write_all(ours, &buf[..n]) {
                         return;
-                    }
-                } else {
-                    match pipe.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if !super::tty::write_all(ours, &buf[..n]) {
-                                return;
-                            }
-                        }
                     }
                 }
             }
-        });
-        (fd != 0).then_some(handle)
+        }
     }
 }
 

@@ -120,6 +120,9 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
 
     let root = mounts::build_root(setup, mount_fds)?;
     mounts::enter_root(&root)?;
+    // Closed now: exec::finish_and_exec closes every fd but the error pipe,
+    // and an OwnedFd still alive then would be closed twice on a failure.
+    drop(root);
 
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
     crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;

@@ -229,7 +229,8 @@ impl PrivateApt {
         std::fs::read_dir(self.dir.join("lists")).is_ok_and(|entries| {
             entries
                 .filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+                // Kept compressed (`_Packages.lz4`, `.gz`) where apt.conf.d says so.
+                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
         })
     }
 

@@ -172,15 +172,7 @@ fn rootfs_under_a_private_directory_runs() {
 #[test]
 fn read_only_volume_is_read_only_with_its_submounts() {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .unwrap();
+    testkit::mountns::enter_private();
     let env = engine("rovol");
     let vol = tempfile::tempdir().unwrap();
     chmod(vol.path(), 0o777);
@@ -302,15 +294,7 @@ fn symlinked_volume_target_stays_inside_the_root() {
 #[test]
 fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .unwrap();
+    testkit::mountns::enter_private();
     let env = engine("noidmap");
     let dir = tempfile::tempdir().unwrap();
     mount(

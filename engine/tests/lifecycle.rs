@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 
 fn detach(env: &Engine, name: &str, script: &str) {
     env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            rootfs(),
-            name,
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+        .args(detached_args(rootfs(), name, &["sh", "-c", script]))
         .assert()
         .code(0)
         .stdout(format!("{name}\n"));
@@ -234,16 +223,7 @@ fn exec_into_a_container_that_exits_meanwhile() {
 fn a_detached_run_that_fails_to_start_leaves_no_log() {
     let env = engine("detfail");
     env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            rootfs(),
-            "nope",
-            "--",
-            "no-such-command",
-        ])
+        .args(detached_args(rootfs(), "nope", &["no-such-command"]))
         .assert()
         .code(127)
         .stderr(predicate::str::contains("no-such-command"));

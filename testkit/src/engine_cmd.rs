@@ -166,3 +166,11 @@ impl Drop for Engine {
         let _ = std::fs::remove_dir(&self.cgroup_root);
     }
 }
+
+/// The arguments of `engine run -d --net none ROOTFS NAME -- COMMAND...`: a
+/// detached container with no network, as most tests of detached runs want.
+pub fn detached_args<'a>(rootfs: &'a str, name: &'a str, command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-d", "--net", "none", rootfs, name, "--"];
+    args.extend_from_slice(command);
+    args
+}

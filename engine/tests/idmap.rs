@@ -202,6 +202,17 @@ fn spawn_mapped(base: u32, body: ChildBody) -> Child {
     child
 }
 
+/// Attaches the detached `tree` on the directory `lower` of `tmpfs`.
+fn attach_at_lower(tree: &OwnedFd, tmpfs: &OwnedFd) -> Result<(), String> {
+    let lower = openat::open_in_root(
+        tmpfs.as_fd(),
+        Path::new("lower"),
+        OFlags::PATH | OFlags::DIRECTORY,
+    )
+    .map_err(|e| e.to_string())?;
+    idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())
+}
+
 fn stat_uid(dir: BorrowedFd<'_>, path: &str) -> Result<(u32, u32), String> {
     let st = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty())
         .map_err(|e| format!("stat {path}: {e}"))?;
@@ -228,13 +239,7 @@ fn overlay_on_idmapped_lower(tree: OwnedFd, scratch: OwnedFd) -> Result<(), Stri
         rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
             .map_err(|e| format!("mkdir {d}: {e}"))?;
     }
-    let lower = openat::open_in_root(
-        tmpfs.as_fd(),
-        Path::new("lower"),
-        OFlags::PATH | OFlags::DIRECTORY,
-    )
-    .map_err(|e| e.to_string())?;
-    idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())?;
+    attach_at_lower(&tree, &tmpfs)?;
 
     // Through the idmapped lower, host root's files are container root's.
     if stat_uid(tmpfs.as_fd(), "lower/secret")? != (0, 0) {
@@ -302,13 +307,7 @@ fn plain_tree_is_not_ours(tree: OwnedFd, scratch: OwnedFd) -> Result<(), String>
         idmap::detached_tmpfs("mode=755", MountAttrFlags::empty()).map_err(|e| e.to_string())?;
     idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()).map_err(|e| e.to_string())?;
     rustix::fs::mkdirat(&tmpfs, "lower", Mode::from_raw_mode(0o755)).map_err(|e| e.to_string())?;
-    let lower = openat::open_in_root(
-        tmpfs.as_fd(),
-        Path::new("lower"),
-        OFlags::PATH | OFlags::DIRECTORY,
-    )
-    .map_err(|e| e.to_string())?;
-    idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())?;
+    attach_at_lower(&tree, &tmpfs)?;
     let overflow = (65534, 65534);
     match (
         stat_uid(tmpfs.as_fd(), "lower/secret")?,

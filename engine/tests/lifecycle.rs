@@ -31,18 +31,7 @@ fn detached_container_with_two_concurrent_execs() {
              echo $TAG $(pwd) $(hostname); ps -e -o pid,comm; true"
         );
         env.spawnable()
-            .args([
-                "exec",
-                "-e",
-                &format!("TAG={tag}"),
-                "-w",
-                "/tmp",
-                "svc",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
+            .args(tagged_exec_args(tag, "svc", &script))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,9 +5,9 @@
 
 pub use assert_cmd::assert::Assert;
 pub use predicates::prelude::*;
-#[allow(unused_imports)]
-pub use testkit::engine_cmd::detached_args;
 pub use testkit::engine_cmd::Engine;
+#[allow(unused_imports)]
+pub use testkit::engine_cmd::{detached_args, tagged_exec_args};
 #[allow(unused_imports)]
 pub use testkit::{busybox, mountinfo, quote, wait};
 

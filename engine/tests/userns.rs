@@ -324,22 +324,8 @@ fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
 #[test]
 fn write_through_writes_land_mapped_back() {
     let env = engine("wt");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    busybox::copy_to(&root);
-    let a = run(
-        &env,
-        &[
-            "--write-through",
-            root.to_str().unwrap(),
-            "wt",
-            "--",
-            "sh",
-            "-c",
-            "cat /proc/self/uid_map; echo new > /etc/new",
-        ],
-    )
-    .code(0);
+    let (_dir, root) = rootfs_copy("root");
+    let a = run_write_through(&env, &root, "cat /proc/self/uid_map; echo new > /etc/new");
     let (_, base, _) = uid_map(stdout(&a).trim());
     assert!(base >= POOL_START);
     let meta = std::fs::metadata(root.join("etc/new")).unwrap();

@@ -27,6 +27,32 @@ pub fn rootfs() -> &'static str {
     busybox::rootfs().to_str().unwrap()
 }
 
+/// A private copy of the busybox rootfs, at `name` in a temporary directory
+/// that lives as long as the returned guard (for tests that write into it).
+pub fn rootfs_copy(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(name);
+    busybox::copy_to(&root);
+    (dir, root)
+}
+
+/// `engine run --write-through ROOT wt -- sh -c SCRIPT`, which must succeed.
+pub fn run_write_through(env: &Engine, root: &std::path::Path, script: &str) -> Assert {
+    run(
+        env,
+        &[
+            "--write-through",
+            root.to_str().unwrap(),
+            "wt",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .code(0)
+}
+
 /// A private engine environment for the binary under test.
 pub fn engine(tag: &str) -> Engine {
     Engine::new(ENGINE, tag)

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use testkit::engine_cmd::detached_args;
 use wait_timeout::ChildExt;
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -693,22 +694,9 @@ fn pty_master_not_in_container() {
 fn state_files_private() {
     let env = Env::new();
     let name = unique("priv");
-    let out = timed(
-        env.cmd().args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            "-e",
-            "SECRET=hunter2",
-            rootfs(),
-            &name,
-            "--",
-            "sleep",
-            "30",
-        ]),
-        TIMEOUT,
-    );
+    let mut args = detached_args(rootfs(), &name, &["sleep", "30"]);
+    args.splice(4..4, ["-e", "SECRET=hunter2"]); // an option of `run`
+    let out = timed(env.cmd().args(args), TIMEOUT);
     assert!(out.status.success(), "run -d failed: {}", text(&out));
     let mode = |p: &Path| {
         std::fs::metadata(p)
@@ -760,19 +748,11 @@ fn detached_log_is_capped() {
     let env = Env::new();
     let name = unique("flood");
     let out = timed(
-        env.cmd().args([
-            "run",
-            "-d",
-            "--net",
-            "none",
+        env.cmd().args(detached_args(
             rootfs(),
             &name,
-            "--",
-            "dd",
-            "if=/dev/zero",
-            "bs=1M",
-            "count=12",
-        ]),
+            &["dd", "if=/dev/zero", "bs=1M", "count=12"],
+        )),
         TIMEOUT,
     );
     assert!(out.status.success(), "run -d failed: {}", text(&out));

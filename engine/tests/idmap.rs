@@ -135,14 +135,7 @@ fn child_main(
         .map_err(|e| format!("setresgid: {e}"))?;
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .map_err(|e| format!("setresuid: {e}"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("make / a slave: {e}"))?;
+    testkit::mountns::make_root_slave().map_err(|e| format!("make / a slave: {e}"))?;
     let scratch = fds.pop().unwrap();
     let tree = fds.pop().unwrap();
     body(tree, scratch)?;
@@ -193,6 +186,33 @@ fn lease(fx: &Fixture, owner: &str) -> u32 {
         .unwrap()
 }
 
+/// Root, a fixture and a host ID range leased for it, all named `tag`.
+fn leased_fixture(tag: &str) -> (Fixture, u32) {
+    require_root();
+    let fx = Fixture::new(tag);
+    let base = lease(&fx, tag);
+    (fx, base)
+}
+
+/// A child in a user namespace of its own, mapped to the range at `base`.
+fn spawn_mapped(base: u32, body: ChildBody) -> Child {
+    let mut child = spawn(body);
+    child.wait_ready();
+    child.write_maps(base);
+    child
+}
+
+/// Attaches the detached `tree` on the directory `lower` of `tmpfs`.
+fn attach_at_lower(tree: &OwnedFd, tmpfs: &OwnedFd) -> Result<(), String> {
+    let lower = openat::open_in_root(
+        tmpfs.as_fd(),
+        Path::new("lower"),
+        OFlags::PATH | OFlags::DIRECTORY,
+    )
+    .map_err(|e| e.to_string())?;
+    idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())
+}
+
 fn stat_uid(dir: BorrowedFd<'_>, path: &str) -> Result<(u32, u32), String> {
     let st = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty())
         .map_err(|e| format!("stat {path}: {e}"))?;
@@ -219,13 +239,7 @@ fn overlay_on_idmapped_lower(tree: OwnedFd, scratch: OwnedFd) -> Result<(), Stri
         rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
             .map_err(|e| format!("mkdir {d}: {e}"))?;
     }
-    let lower = openat::open_in_root(
-        tmpfs.as_fd(),
-        Path::new("lower"),
-        OFlags::PATH | OFlags::DIRECTORY,
-    )
-    .map_err(|e| e.to_string())?;
-    idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())?;
+    attach_at_lower(&tree, &tmpfs)?;
 
     // Through the idmapped lower, host root's files are container root's.
     if stat_uid(tmpfs.as_fd(), "lower/secret")? != (0, 0) {
@@ -293,13 +307,7 @@ fn plain_tree_is_not_ours(tree: OwnedFd, scratch: OwnedFd) -> Result<(), String>
         idmap::detached_tmpfs("mode=755", MountAttrFlags::empty()).map_err(|e| e.to_string())?;
     idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()).map_err(|e| e.to_string())?;
     rustix::fs::mkdirat(&tmpfs, "lower", Mode::from_raw_mode(0o755)).map_err(|e| e.to_string())?;
-    let lower = openat::open_in_root(
-        tmpfs.as_fd(),
-        Path::new("lower"),
-        OFlags::PATH | OFlags::DIRECTORY,
-    )
-    .map_err(|e| e.to_string())?;
-    idmap::attach_at(tree.as_fd(), lower.as_fd()).map_err(|e| e.to_string())?;
+    attach_at_lower(&tree, &tmpfs)?;
     let overflow = (65534, 65534);
     match (
         stat_uid(tmpfs.as_fd(), "lower/secret")?,
@@ -315,9 +323,7 @@ fn plain_tree_is_not_ours(tree: OwnedFd, scratch: OwnedFd) -> Result<(), String>
 /// Parent's side: make the tree with the child's user namespace, open the
 /// scratch directory in the child's mount namespace, send both.
 fn start(fx: &Fixture, base: u32, body: ChildBody, with_idmap: bool) -> Child {
-    let mut child = spawn(body);
-    child.wait_ready();
-    child.write_maps(base);
+    let child = spawn_mapped(base, body);
     let tree = if with_idmap {
         let userns = idmap::open_userns(child.pid.as_raw()).unwrap();
         idmap::idmapped_tree(&fx.rootfs, userns.as_fd()).unwrap()
@@ -338,9 +344,7 @@ fn start(fx: &Fixture, base: u32, body: ChildBody, with_idmap: bool) -> Child {
 
 #[test]
 fn overlay_over_an_idmapped_root_owned_lower() {
-    require_root();
-    let fx = Fixture::new("overlay");
-    let base = lease(&fx, "overlay");
+    let (fx, base) = leased_fixture("overlay");
     let mut child = start(&fx, base, overlay_on_idmapped_lower, true);
     let ok = child.body_done();
     let upper = PathBuf::from(format!("/proc/{}/root", child.pid))
@@ -382,9 +386,7 @@ fn overlay_over_an_idmapped_root_owned_lower() {
 
 #[test]
 fn without_the_idmap_root_files_are_out_of_reach() {
-    require_root();
-    let fx = Fixture::new("plain");
-    let base = lease(&fx, "plain");
+    let (fx, base) = leased_fixture("plain");
     let mut child = start(&fx, base, plain_tree_is_not_ours, false);
     child.body_done();
     assert_eq!(
@@ -396,12 +398,8 @@ fn without_the_idmap_root_files_are_out_of_reach() {
 
 #[test]
 fn a_file_system_that_cannot_be_idmapped_is_refused_with_a_sentence() {
-    require_root();
-    let fx = Fixture::new("refuse");
-    let base = lease(&fx, "refuse");
-    let mut child = spawn(|_, _| Ok(()));
-    child.wait_ready();
-    child.write_maps(base);
+    let (_fx, base) = leased_fixture("refuse"); // kept until the end: its drop cleans up
+    let child = spawn_mapped(base, |_, _| Ok(()));
     let userns = idmap::open_userns(child.pid.as_raw()).unwrap();
     // procfs has no idmapping support on any kernel.
     let err = idmap::idmapped_tree(Path::new("/proc"), userns.as_fd()).unwrap_err();
@@ -422,12 +420,8 @@ fn a_file_system_that_cannot_be_idmapped_is_refused_with_a_sentence() {
 /// (received again here, as the child would).
 #[test]
 fn measure_the_cost_per_start() {
-    require_root();
-    let fx = Fixture::new("cost");
-    let base = lease(&fx, "cost");
-    let mut child = spawn(|_, _| Ok(()));
-    child.wait_ready();
-    child.write_maps(base);
+    let (fx, base) = leased_fixture("cost");
+    let child = spawn_mapped(base, |_, _| Ok(()));
     let scratch_in_child =
         Path::new(&format!("/proc/{}/root", child.pid)).join(fx.scratch.strip_prefix("/").unwrap());
     let (a, b) = idmap::fd_socketpair().unwrap();

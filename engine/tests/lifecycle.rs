@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 
 fn detach(env: &Engine, name: &str, script: &str) {
     env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            rootfs(),
-            name,
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+        .args(detached_args(rootfs(), name, &["sh", "-c", script]))
         .assert()
         .code(0)
         .stdout(format!("{name}\n"));
@@ -42,18 +31,7 @@ fn detached_container_with_two_concurrent_execs() {
              echo $TAG $(pwd) $(hostname); ps -e -o pid,comm; true"
         );
         env.spawnable()
-            .args([
-                "exec",
-                "-e",
-                &format!("TAG={tag}"),
-                "-w",
-                "/tmp",
-                "svc",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
+            .args(tagged_exec_args(tag, "svc", &script))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -234,16 +212,7 @@ fn exec_into_a_container_that_exits_meanwhile() {
 fn a_detached_run_that_fails_to_start_leaves_no_log() {
     let env = engine("detfail");
     env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            rootfs(),
-            "nope",
-            "--",
-            "no-such-command",
-        ])
+        .args(detached_args(rootfs(), "nope", &["no-such-command"]))
         .assert()
         .code(127)
         .stderr(predicate::str::contains("no-such-command"));

@@ -135,9 +135,7 @@ fn user_namespace_maps_root() {
 
     // --write-through into a copy: nothing is written, but no shared fixture
     // is ever a write-through root.
-    let copy = tempfile::tempdir().unwrap();
-    let root = copy.path().join("root");
-    busybox::copy_to(&root);
+    let (copy, root) = rootfs_copy("root");
     std::fs::set_permissions(
         copy.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -293,22 +291,8 @@ fn each_container_writes_to_its_own_layer() {
 #[test]
 fn write_through_writes_into_the_rootfs() {
     let env = engine("wt");
-    let copy = tempfile::tempdir().unwrap();
-    let root = copy.path().join("root");
-    busybox::copy_to(&root);
-    run(
-        &env,
-        &[
-            "--write-through",
-            root.to_str().unwrap(),
-            "wt",
-            "--",
-            "sh",
-            "-c",
-            "echo kept > /kept",
-        ],
-    )
-    .code(0);
+    let (_copy, root) = rootfs_copy("root");
+    run_write_through(&env, &root, "echo kept > /kept");
     assert_eq!(
         std::fs::read_to_string(root.join("kept")).unwrap(),
         "kept\n"
@@ -544,9 +528,7 @@ fn an_unknown_flag_is_an_engine_error() {
 #[test]
 fn a_rootfs_path_with_overlayfs_separators_runs() {
     let env = engine("odd");
-    let scratch = tempfile::tempdir().unwrap();
-    let odd = scratch.path().join("odd,na:me");
-    busybox::copy_to(&odd);
+    let (_scratch, odd) = rootfs_copy("odd,na:me");
     run(&env, &[odd.to_str().unwrap(), "--", "true"]).code(0);
     env.assert_clean();
     run(

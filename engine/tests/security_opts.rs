@@ -243,17 +243,7 @@ fn exec_relays_a_terminal_through_a_pipe() {
     let env = engine("secopt");
     let name = format!("sectty-{}", std::process::id());
     env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            rootfs(),
-            &name,
-            "--",
-            "sleep",
-            "30",
-        ])
+        .args(detached_args(rootfs(), &name, &["sleep", "30"]))
         .assert()
         .success();
     let pty = nix::pty::openpty(None, None).expect("openpty");

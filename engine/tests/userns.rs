@@ -172,15 +172,7 @@ fn rootfs_under_a_private_directory_runs() {
 #[test]
 fn read_only_volume_is_read_only_with_its_submounts() {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .unwrap();
+    testkit::mountns::enter_private();
     let env = engine("rovol");
     let vol = tempfile::tempdir().unwrap();
     chmod(vol.path(), 0o777);
@@ -302,15 +294,7 @@ fn symlinked_volume_target_stays_inside_the_root() {
 #[test]
 fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .unwrap();
+    testkit::mountns::enter_private();
     let env = engine("noidmap");
     let dir = tempfile::tempdir().unwrap();
     mount(
@@ -340,22 +324,8 @@ fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
 #[test]
 fn write_through_writes_land_mapped_back() {
     let env = engine("wt");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    busybox::copy_to(&root);
-    let a = run(
-        &env,
-        &[
-            "--write-through",
-            root.to_str().unwrap(),
-            "wt",
-            "--",
-            "sh",
-            "-c",
-            "cat /proc/self/uid_map; echo new > /etc/new",
-        ],
-    )
-    .code(0);
+    let (_dir, root) = rootfs_copy("root");
+    let a = run_write_through(&env, &root, "cat /proc/self/uid_map; echo new > /etc/new");
     let (_, base, _) = uid_map(stdout(&a).trim());
     assert!(base >= POOL_START);
     let meta = std::fs::metadata(root.join("etc/new")).unwrap();

@@ -1,18 +1,11 @@
 //! Reading a container's cgroup v2 files, as the host sees them.
 
 use anyhow::{anyhow, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// The cgroup2 mount point, from /proc/self/mountinfo.
-pub fn mount_point() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount_point = left.split(' ').nth(4)?;
-        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
-    })
-}
+pub use testkit::cgroup::v2_mount_point as mount_point;
 
 /// Whether scenarios can run on this host as it is: root, and cgroup v2
 /// mounted at /sys/fs/cgroup offering cpu, memory and pids. Otherwise why not.
@@ -20,23 +13,7 @@ pub fn direct_capable() -> std::result::Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("not running as root".into());
     }
-    let root = Path::new("/sys/fs/cgroup");
-    if mount_point().as_deref() != Some(root) {
-        return Err("cgroup v2 is not mounted at /sys/fs/cgroup (cgroup v1 or hybrid host)".into());
-    }
-    let have = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-    let missing: Vec<&str> = ["cpu", "memory", "pids"]
-        .into_iter()
-        .filter(|c| !have.split_whitespace().any(|h| h == *c))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the cgroup v2 root lacks the {} controller(s)",
-            missing.join(", ")
-        ))
-    }
+    testkit::cgroup::v2_limits()
 }
 
 /// The contents of a cgroup file, trimmed.

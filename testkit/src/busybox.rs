@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+// The engine's rootfs skeleton, by path: testkit must not depend on the
+// engine (the vm crate depends on testkit).
+#[path = "../../engine/src/image/busybox_skeleton.rs"]
+mod skeleton;
+
 /// Where fixtures go: `ENGINE_TEST_TMPDIR` when set (in a VM guest the
 /// checkout is 9p, which overlayfs refuses as a lower layer: point it at a
 /// tmpfs), else the system temp dir. Never under the checkout, whose parents
@@ -90,19 +95,7 @@ pub fn build(dest: &Path) -> io::Result<()> {
         move |e: io::Error| io::Error::new(e.kind(), format!("cannot {what} {p}: {e}"))
     };
     fs::create_dir_all(dest).map_err(ctx("create", dest))?;
-    for (dir, mode) in [
-        ("", 0o755),
-        ("bin", 0o755),
-        ("dev", 0o755),
-        ("etc", 0o755),
-        ("proc", 0o555),
-        ("root", 0o700),
-        ("run", 0o755),
-        ("sys", 0o555),
-        ("tmp", 0o1777),
-        ("var", 0o755),
-        ("var/tmp", 0o1777),
-    ] {
+    for (dir, mode) in std::iter::once(("", 0o755)).chain(skeleton::DIRS) {
         let path = dest.join(dir);
         fs::create_dir_all(&path).map_err(ctx("create", &path))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
@@ -130,19 +123,7 @@ pub fn build(dest: &Path) -> io::Result<()> {
         let up: PathBuf = dir.components().map(|_| "..").collect();
         symlink(up.join("bin/busybox"), &link).map_err(ctx("link", &link))?;
     }
-    for (file, text) in [
-        (
-            "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-        ),
-        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
-        ("etc/hostname", "busybox\n"),
-        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
-        (
-            "etc/os-release",
-            "NAME=\"BusyBox\"\nID=busybox\nPRETTY_NAME=\"BusyBox (testkit)\"\n",
-        ),
-    ] {
+    for (file, text) in skeleton::etc_files("testkit") {
         let path = dest.join(file);
         fs::write(&path, text).map_err(ctx("write", &path))?;
     }

@@ -166,3 +166,22 @@ impl Drop for Engine {
         let _ = std::fs::remove_dir(&self.cgroup_root);
     }
 }
+
+/// The arguments of `engine run -d --net none ROOTFS NAME -- COMMAND...`: a
+/// detached container with no network, as most tests of detached runs want.
+pub fn detached_args<'a>(rootfs: &'a str, name: &'a str, command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-d", "--net", "none", rootfs, name, "--"];
+    args.extend_from_slice(command);
+    args
+}
+
+/// The arguments of `engine exec -e TAG=TAG -w /tmp NAME -- sh -c SCRIPT`:
+/// an exec whose output says which one it was, and where it ran.
+pub fn tagged_exec_args(tag: &str, name: &str, script: &str) -> Vec<String> {
+    let tag = format!("TAG={tag}");
+    [
+        "exec", "-e", &tag, "-w", "/tmp", name, "--", "sh", "-c", script,
+    ]
+    .map(String::from)
+    .to_vec()
+}

@@ -19,6 +19,7 @@ pub mod cgroup;
 pub mod elf;
 pub mod engine_cmd;
 pub mod mountinfo;
+pub mod mountns;
 pub mod netns;
 pub mod quote;
 pub mod wait;

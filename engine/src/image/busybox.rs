@@ -1,5 +1,6 @@
 //! The `busybox` flavour: built offline from the host's static busybox binary.
 
+use super::busybox_skeleton as skeleton;
 use super::unpack::inside_path;
 use crate::sys::arch::{arch_machine, host_arch, machine_arch, read_elf};
 use anyhow::{anyhow, bail, Context, Result};
@@ -58,18 +59,7 @@ pub(super) fn find(arch: &'static str) -> Result<PathBuf> {
 }
 
 pub(super) fn build(root: &Path, busybox: &Path, arch: &str) -> Result<()> {
-    for (dir, mode) in [
-        ("bin", 0o755),
-        ("dev", 0o755),
-        ("etc", 0o755),
-        ("proc", 0o555),
-        ("root", 0o700),
-        ("run", 0o755),
-        ("sys", 0o555),
-        ("tmp", 0o1777),
-        ("var", 0o755),
-        ("var/tmp", 0o1777),
-    ] {
+    for (dir, mode) in skeleton::DIRS {
         let path = root.join(dir);
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
@@ -99,18 +89,7 @@ pub(super) fn build(root: &Path, busybox: &Path, arch: &str) -> Result<()> {
             missing.join(", ")
         );
     }
-    let os_release =
-        format!("NAME=\"BusyBox\"\nID=busybox\nPRETTY_NAME=\"BusyBox ({arch}, engine catalog)\"\n");
-    for (file, text) in [
-        (
-            "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-        ),
-        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
-        ("etc/hostname", "busybox\n"),
-        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
-        ("etc/os-release", &os_release),
-    ] {
+    for (file, text) in skeleton::etc_files(&format!("{arch}, engine catalog")) {
         let path = root.join(file);
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }

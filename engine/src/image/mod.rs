@@ -13,6 +13,7 @@
 //! directory, stale partials, Ctrl-C), `busybox` and `debian` (the builders).
 
 mod busybox;
+mod busybox_skeleton;
 mod catalog;
 mod debian;
 mod fetch;

@@ -384,15 +384,7 @@ mod tests {
         let (dir, tree_fd) = (t.dir.clone(), t.root.as_raw_fd());
         std::thread::spawn(move || {
             use nix::mount::{mount, MsFlags};
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .unwrap();
+            testkit::mountns::enter_private();
             std::fs::create_dir(dir.join("proc")).unwrap();
             mount(
                 Some("/proc"),

@@ -7,6 +7,8 @@ pub use assert_cmd::assert::Assert;
 pub use predicates::prelude::*;
 pub use testkit::engine_cmd::Engine;
 #[allow(unused_imports)]
+pub use testkit::engine_cmd::{detached_args, tagged_exec_args};
+#[allow(unused_imports)]
 pub use testkit::{busybox, mountinfo, quote, wait};
 
 use std::process::{Child, ExitStatus, Stdio};
@@ -23,6 +25,32 @@ pub const LONG: Duration = testkit::engine_cmd::DEFAULT_TIMEOUT;
 /// The busybox rootfs shared by the tests of one binary.
 pub fn rootfs() -> &'static str {
     busybox::rootfs().to_str().unwrap()
+}
+
+/// A private copy of the busybox rootfs, at `name` in a temporary directory
+/// that lives as long as the returned guard (for tests that write into it).
+pub fn rootfs_copy(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(name);
+    busybox::copy_to(&root);
+    (dir, root)
+}
+
+/// `engine run --write-through ROOT wt -- sh -c SCRIPT`, which must succeed.
+pub fn run_write_through(env: &Engine, root: &std::path::Path, script: &str) -> Assert {
+    run(
+        env,
+        &[
+            "--write-through",
+            root.to_str().unwrap(),
+            "wt",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .code(0)
 }
 
 /// A private engine environment for the binary under test.

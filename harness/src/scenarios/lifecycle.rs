@@ -38,18 +38,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         "echo started; sleep 300; true",
     )?;
     let exec = |tag: &str| {
-        let mut cmd = env.command(&[
-            "exec",
-            "-e",
-            &format!("TAG={tag}"),
-            "-w",
-            "/tmp",
+        let mut cmd = env.command(&testkit::engine_cmd::tagged_exec_args(
+            tag,
             "svc",
-            "--",
-            "sh",
-            "-c",
             "sleep 1; echo $TAG $(pwd) $(hostname); ps -e; true",
-        ]);
+        ));
         process::Proc::spawn(&mut cmd, false)
     };
     let (a, b) = (exec("A")?, exec("B")?);

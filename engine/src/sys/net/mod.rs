@@ -9,6 +9,9 @@
 //! A netlink socket, and `/proc/sys/net`, act in the network namespace of the calling
 //! *thread* at the time they are opened.
 
+pub mod dns;
+pub mod nat;
+
 use anyhow::{anyhow, bail, Result};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK, NLM_F_ACK_TLVS,

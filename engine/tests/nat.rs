@@ -1,0 +1,309 @@
+//! Outbound NAT, DNS and published ports. Every test moves its own thread
+//! into a fresh network namespace (the "host"), and builds a "world"
+//! namespace joined to it by a veth, holding an HTTP server, a UDP echo and
+//! a DNS responder on 198.51.100.1 (a documentation address). No packet
+//! leaves those two namespaces.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WORLD_IP: &str = "198.51.100.1";
+const HOST_IP: &str = "198.51.100.2";
+const GREETING: &str = "hello from the world";
+/// Size of `/big`, for the throughput figure.
+const BIG: usize = 256 << 20;
+
+fn netns_inode(path: &str) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Moves this test's thread into a new network namespace and proves it.
+fn private_netns() {
+    let before = netns_inode("/proc/thread-self/ns/net");
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    assert_ne!(
+        before,
+        netns_inode("/proc/thread-self/ns/net"),
+        "still in the original network namespace"
+    );
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// The "world": a namespace of its own (held by a sleeping process), a veth
+/// to this thread's namespace (`HOST_IP` here, `WORLD_IP` there), and servers.
+struct World {
+    holder: Child,
+    ns: String,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        let holder = Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .spawn()
+            .expect("unshare -n sleep (util-linux)");
+        let ns = format!("/proc/{}/ns/net", holder.id());
+        let world = World { holder, ns };
+        let mine = netns_inode("/proc/thread-self/ns/net");
+        wait_for(5, "the world namespace", || {
+            let ino = std::fs::metadata(&world.ns).ok()?.ino();
+            (ino != mine && ino != netns_inode("/proc/self/ns/net")).then_some(())
+        });
+        let (here, there) = (format!("wh-{tag}"), format!("ww-{tag}"));
+        sh(Command::new("ip").args(["link", "add", &here, "type", "veth", "peer", "name", &there, "netns"])
+            .arg(world.holder.id().to_string()));
+        sh(Command::new("ip").args(["addr", "add", &format!("{HOST_IP}/24"), "dev", &here]));
+        sh(Command::new("ip").args(["link", "set", &here, "up"]));
+        for args in [
+            vec!["addr", "add", &format!("{WORLD_IP}/24"), "dev", &there],
+            vec!["link", "set", &there, "up"],
+            vec!["link", "set", "lo", "up"],
+        ] {
+            sh(world.run("ip").args(args));
+        }
+        world.serve();
+        world
+    }
+
+    /// A command run in the world namespace.
+    fn run(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns)).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread inside the world namespace.
+    fn thread<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+        let ns = std::fs::File::open(&self.ns).unwrap();
+        std::thread::spawn(move || {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the world");
+            f()
+        })
+    }
+
+    /// HTTP on :80 (`/` a greeting, `/big` BIG bytes), UDP echo on :7, DNS on :53
+    /// (every A query answered with WORLD_IP). Bound before this returns.
+    fn serve(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        let tx3 = tx.clone();
+        self.thread(move || {
+            let l = TcpListener::bind((WORLD_IP, 80)).unwrap();
+            tx.send(()).unwrap();
+            for conn in l.incoming().flatten() {
+                std::thread::spawn(move || http_reply(conn));
+            }
+        });
+        self.thread(move || {
+            let s = UdpSocket::bind((WORLD_IP, 7)).unwrap();
+            tx2.send(()).unwrap();
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        self.thread(move || {
+            let s = UdpSocket::bind((WORLD_IP, 53)).unwrap();
+            tx3.send(()).unwrap();
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                if let Some(answer) = dns_answer(&buf[..n], WORLD_IP.parse().unwrap()) {
+                    let _ = s.send_to(&answer, from);
+                }
+            }
+        });
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(10)).expect("world servers");
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn http_reply(mut conn: TcpStream) {
+    let mut line = String::new();
+    if BufReader::new(&conn).read_line(&mut line).is_err() {
+        return;
+    }
+    if line.contains(" /big ") {
+        let _ = write!(conn, "HTTP/1.0 200 OK\r\nContent-Length: {BIG}\r\n\r\n");
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..BIG / chunk.len() {
+            if conn.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    } else {
+        let _ = write!(
+            conn,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{GREETING}\n",
+            GREETING.len() + 1
+        );
+    }
+}
+
+/// A reply to a one-question DNS query: the question, then an A record.
+fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + *query.get(end)? as usize;
+    }
+    end += 5; // the root label, QTYPE, QCLASS
+    let question = query.get(12..end)?;
+    let is_a = question[question.len() - 4..question.len() - 2] == [0, 1];
+    let mut out = query[..2].to_vec();
+    out.extend([0x81, 0x80, 0, 1, 0, is_a as u8, 0, 0, 0, 0]);
+    out.extend(question);
+    if is_a {
+        out.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        out.extend(ip.octets());
+    }
+    Some(out)
+}
+
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET / HTTP/1.0\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// A shell command fetching `/` over HTTP (busybox's wget crashes in
+/// Debian's static build: nc speaks the request instead).
+fn fetch(host: &str, port: u16) -> String {
+    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port}")
+}
+
+fn rootfs() -> &'static str {
+    busybox().to_str().unwrap()
+}
+
+/// An engine environment in a private network namespace, with a world.
+struct Net {
+    env: Env,
+    bridge: String,
+    subnet: String,
+    world: World,
+}
+
+impl Net {
+    fn new(tag: &str, subnet: &str) -> Net {
+        busybox(); // build the fixture before leaving the host's namespace
+        private_netns();
+        Net {
+            env: Env::new(tag),
+            bridge: format!("br-{tag}"),
+            subnet: subnet.to_string(),
+            world: World::new(tag),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = self.env.cmd();
+        c.env("ENGINE_BRIDGE", &self.bridge)
+            .env("ENGINE_SUBNET", &self.subnet);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd().arg("run").args(args).output().unwrap()
+    }
+
+    /// A container that prints "ready" then runs `script`; returns once it is ready.
+    fn start(&self, args: &[&str], script: &str) -> Child {
+        let mut child = self
+            .cmd()
+            .arg("run")
+            .args(args)
+            .args(["--", "sh", "-c", &format!("{script} & echo ready; wait")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        child
+    }
+
+    fn setup(&self) {
+        let out = self.cmd().arg("setup").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let (network, prefix) = self.subnet.split_once('/').unwrap();
+        engine::sys::net::nat::install(&self.bridge, network.parse().unwrap(), prefix.parse().unwrap()).unwrap();
+    }
+
+    fn teardown(&self) {
+        engine::sys::net::nat::uninstall(&self.bridge).unwrap();
+        let out = self.cmd().args(["teardown", "--force"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+fn ruleset() -> String {
+    sh(Command::new("nft").args(["list", "ruleset"]))
+}
+
+fn wait_http(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http_get(addr) {
+            Ok(text) => return text,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("GET http://{addr}/: {e}"),
+        }
+    }
+}
+
+#[test]
+fn containers_reach_the_world_through_nat_and_teardown_restores_the_ruleset() {
+    let net = Net::new("out", "10.81.0.0/24");
+    let before = ruleset();
+    net.setup();
+    let installed = ruleset();
+    assert!(installed.contains("table inet engine"), "{installed}");
+    let out = net.run(&[
+        rootfs(),
+        "fetch",
+        "--",
+        "sh",
+        "-c",
+        &format!("{} && nslookup world.test {WORLD_IP}", fetch(WORLD_IP, 80)),
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains(GREETING), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains(&format!("Address: {WORLD_IP}")),
+        "the DNS answer, over UDP: {text}\n{}",
+        stderr(&out)
+    );
+    // The world saw the host's address, not the container's.
+    let conntrack = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    let _ = conntrack;
+    net.teardown();
+    assert_eq!(ruleset(), before, "teardown left rules behind");
+}

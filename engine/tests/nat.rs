@@ -60,7 +60,10 @@ impl World {
             (ino != mine && ino != netns_inode("/proc/self/ns/net")).then_some(())
         });
         let (here, there) = (format!("wh-{tag}"), format!("ww-{tag}"));
-        sh(Command::new("ip").args(["link", "add", &here, "type", "veth", "peer", "name", &there, "netns"])
+        sh(Command::new("ip")
+            .args([
+                "link", "add", &here, "type", "veth", "peer", "name", &there, "netns",
+            ])
             .arg(world.holder.id().to_string()));
         sh(Command::new("ip").args(["addr", "add", &format!("{HOST_IP}/24"), "dev", &here]));
         sh(Command::new("ip").args(["link", "set", &here, "up"]));
@@ -83,10 +86,14 @@ impl World {
     }
 
     /// Runs `f` on a thread inside the world namespace.
-    fn thread<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    fn thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let ns = std::fs::File::open(&self.ns).unwrap();
         std::thread::spawn(move || {
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the world");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("setns into the world");
             f()
         })
     }
@@ -123,7 +130,8 @@ impl World {
             }
         });
         for _ in 0..3 {
-            rx.recv_timeout(Duration::from_secs(10)).expect("world servers");
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("world servers");
         }
     }
 }
@@ -210,6 +218,7 @@ impl Net {
     fn new(tag: &str, subnet: &str) -> Net {
         busybox(); // build the fixture before leaving the host's namespace
         private_netns();
+        sh(Command::new("ip").args(["link", "set", "lo", "up"]));
         Net {
             env: Env::new(tag),
             bridge: format!("br-{tag}"),
@@ -230,7 +239,7 @@ impl Net {
     }
 
     /// A container that prints "ready" then runs `script`; returns once it is ready.
-    fn start(&self, args: &[&str], script: &str) -> Child {
+    fn start(&self, args: &[&str], script: &str) -> Running {
         let mut child = self
             .cmd()
             .arg("run")
@@ -244,20 +253,35 @@ impl Net {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "ready");
-        child
+        Running(child)
     }
 
     fn setup(&self) {
         let out = self.cmd().arg("setup").output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let (network, prefix) = self.subnet.split_once('/').unwrap();
-        engine::sys::net::nat::install(&self.bridge, network.parse().unwrap(), prefix.parse().unwrap()).unwrap();
+        engine::sys::net::nat::install(
+            &self.bridge,
+            network.parse().unwrap(),
+            prefix.parse().unwrap(),
+        )
+        .unwrap();
     }
 
     fn teardown(&self) {
         engine::sys::net::nat::uninstall(&self.bridge).unwrap();
         let out = self.cmd().args(["teardown", "--force"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+/// A running container's engine, killed when the test ends, even by a panic.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -306,4 +330,150 @@ fn containers_reach_the_world_through_nat_and_teardown_restores_the_ruleset() {
     let _ = conntrack;
     net.teardown();
     assert_eq!(ruleset(), before, "teardown left rules behind");
+}
+
+/// A container serving "web NAME" over HTTP on port 80.
+fn web(name: &str) -> String {
+    format!("mkdir /tmp/www && echo web {name} > /tmp/www/index.html && httpd -f -p 80 -h /tmp/www")
+}
+
+#[test]
+fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
+    let net = Net::new("pub", "10.83.0.0/24");
+    net.setup();
+    let server = net.start(&[rootfs(), "web", "10.83.0.10"], &web("web"));
+    engine::sys::net::nat::add_ports(
+        "web",
+        "10.83.0.10".parse().unwrap(),
+        &[engine::sys::net::nat::PortMapping {
+            host_ip: None,
+            host_port: 8080,
+            container_port: 80,
+            proto: engine::sys::net::nat::Proto::Tcp,
+        }],
+    )
+    .unwrap();
+    let from_world = net
+        .world
+        .thread(|| wait_http(format!("{HOST_IP}:8080").parse().unwrap()))
+        .join()
+        .unwrap();
+    assert!(
+        from_world.contains("web web"),
+        "from the world: {from_world}"
+    );
+    for addr in ["127.0.0.1:8080", &format!("{HOST_IP}:8080")] {
+        let text = wait_http(addr.parse().unwrap());
+        assert!(text.contains("web web"), "from the host on {addr}: {text}");
+    }
+    // Hairpin: another container, through the host's addresses; with
+    // bridged traffic passing netfilter (br_netfilter), and without (the
+    // kernel's default), where only the masquerade brings the reply back.
+    for bridge_nf in ["1", "0"] {
+        std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", bridge_nf)
+            .expect("bridge-nf-call-iptables (the br_netfilter module)");
+        let script = format!("{}; {}", fetch(HOST_IP, 8080), fetch("10.83.0.1", 8080));
+        let out = net.run(&[rootfs(), "client", "--", "sh", "-c", &script]);
+        let text = stdout(&out);
+        assert_eq!(
+            text.matches("web web").count(),
+            2,
+            "hairpin, bridge-nf-call-iptables={bridge_nf}: {text}\n{}",
+            stderr(&out)
+        );
+    }
+    engine::sys::net::nat::remove_ports("web").unwrap();
+    assert!(http_get(format!("{HOST_IP}:8080").parse().unwrap()).is_err());
+    drop(server);
+    net.teardown();
+}
+
+#[test]
+fn the_world_cannot_reach_a_container_unasked() {
+    let net = Net::new("closed", "10.84.0.0/24");
+    net.setup();
+    let server = net.start(&[rootfs(), "web", "10.84.0.10"], &web("web"));
+    // The host itself can (its own bridge).
+    assert!(wait_http("10.84.0.10:80".parse().unwrap()).contains("web web"));
+    // The world, routed to the subnet through the host, cannot.
+    sh(net
+        .world
+        .run("ip")
+        .args(["route", "add", "10.84.0.0/24", "via", HOST_IP]));
+    let from_world = net
+        .world
+        .thread(|| http_get("10.84.0.10:80".parse().unwrap()).map_err(|e| e.to_string()))
+        .join()
+        .unwrap();
+    assert!(
+        from_world.is_err(),
+        "the world reached a container unasked: {from_world:?}"
+    );
+    drop(server);
+    net.teardown();
+}
+
+fn iptables_save(tool: &str) -> String {
+    let out = sh(&mut Command::new(format!("{tool}-save")));
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            // Counters change with traffic.
+            if l.starts_with(':') {
+                l.split(" [").next().unwrap().to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// docker sets the iptables FORWARD policy to DROP, and adds its own NAT:
+/// the engine's containers still reach the world, docker's rules are kept,
+/// and teardown leaves them exactly as they were.
+#[test]
+fn docker_style_iptables_rules_are_kept_and_do_not_block_containers() {
+    for tool in ["iptables-nft", "iptables-legacy"] {
+        let net = Net::new(&tool[9..], "10.85.0.0/24");
+        for rule in [
+            vec!["-P", "FORWARD", "DROP"],
+            vec!["-N", "DOCKER-USER"],
+            vec!["-A", "FORWARD", "-j", "DOCKER-USER"],
+            vec![
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "172.17.0.0/16",
+                "!",
+                "-o",
+                "docker0",
+                "-j",
+                "MASQUERADE",
+            ],
+        ] {
+            sh(Command::new(tool).args(rule));
+        }
+        let before = iptables_save(tool);
+        net.setup();
+        let out = net.run(&[rootfs(), "fetch", "--", "sh", "-c", &fetch(WORLD_IP, 80)]);
+        assert!(
+            stdout(&out).contains(GREETING),
+            "{tool}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let during = iptables_save(tool);
+        for line in before.lines() {
+            assert!(during.contains(line), "{tool}: {line:?} lost:\n{during}");
+        }
+        net.teardown();
+        assert_eq!(
+            iptables_save(tool),
+            before,
+            "{tool}: teardown changed its rules"
+        );
+    }
 }

@@ -107,13 +107,17 @@ impl PortMapping {
 /// TIME_WAIT is not mistaken for one in use).
 pub fn check_host_port_free(map: &PortMapping) -> Result<()> {
     use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
-    use nix::sys::socket::{SockaddrIn, SockProtocol};
+    use nix::sys::socket::{SockProtocol, SockaddrIn};
     let (ty, proto) = match map.proto {
         Proto::Tcp => (SockType::Stream, SockProtocol::Tcp),
         Proto::Udp => (SockType::Datagram, SockProtocol::Udp),
     };
-    let sock = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, proto)
-        .map_err(|e| anyhow!("cannot open a socket to check host port {map}: {}", e.desc()))?;
+    let sock = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, proto).map_err(|e| {
+        anyhow!(
+            "cannot open a socket to check host port {map}: {}",
+            e.desc()
+        )
+    })?;
     if map.proto == Proto::Tcp {
         setsockopt(&sock, sockopt::ReuseAddr, &true)
             .map_err(|e| anyhow!("cannot check host port {map}: SO_REUSEADDR: {}", e.desc()))?;
@@ -292,7 +296,9 @@ pub fn ports_ruleset(container: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> Va
             expr.push(meta_is("l4proto", "==", p.proto.as_str()));
             expr.push(json!({"match": {"op": "==",
                 "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": p.host_port}}));
-            expr.push(json!({"dnat": {"family": "ip", "addr": ip.to_string(), "port": p.container_port}}));
+            expr.push(
+                json!({"dnat": {"family": "ip", "addr": ip.to_string(), "port": p.container_port}}),
+            );
             cmds.push(rule(&name, expr));
         }
     }
@@ -319,7 +325,10 @@ pub fn unports_ruleset(container: &str) -> Value {
 /// for the bridge, and lets the bridge through another firewall's FORWARD
 /// drop policy. Idempotent; containers' chains are kept.
 pub fn install(bridge: &str, network: Ipv4Addr, prefix: u8) -> Result<()> {
-    nft(&setup_ruleset(bridge, network, prefix), "add the engine's nftables table")?;
+    nft(
+        &setup_ruleset(bridge, network, prefix),
+        "add the engine's nftables table",
+    )?;
     let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
     std::fs::write(&path, "1").map_err(|e| {
         anyhow!("cannot write 1 to {path}: {e}: does bridge {bridge} exist? run `engine setup`")
@@ -442,7 +451,7 @@ fn forward_accept(bridge: &str, dir: &str) -> Vec<String> {
 /// would load iptables-legacy's modules, or add iptables-nft's table.
 fn has_filter_table(tool: &str) -> bool {
     if tool == "iptables-legacy" {
-        return std::fs::read_to_string("/proc/net/ip_tables_names")
+        return std::fs::read_to_string("/proc/thread-self/net/ip_tables_names")
             .is_ok_and(|t| t.lines().any(|l| l == "filter"));
     }
     Command::new("nft")
@@ -512,7 +521,10 @@ mod tests {
 
     #[test]
     fn shown_as_docker_does() {
-        assert_eq!(map(None, 8080, Proto::Tcp).to_string(), "0.0.0.0:8080->80/tcp");
+        assert_eq!(
+            map(None, 8080, Proto::Tcp).to_string(),
+            "0.0.0.0:8080->80/tcp"
+        );
         assert_eq!(
             map(Some([127, 0, 0, 1]), 53, Proto::Udp).to_string(),
             "127.0.0.1:53->80/udp"

@@ -33,7 +33,9 @@ pub struct DnsOptions {
 /// `--dns IP`.
 pub fn parse_server(s: &str) -> Result<IpAddr> {
     s.parse().map_err(|_| {
-        anyhow!("--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53")
+        anyhow!(
+            "--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53"
+        )
     })
 }
 
@@ -68,7 +70,9 @@ fn is_dns_name(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -144,9 +148,7 @@ pub fn resolv_conf(host: &str, upstream: Option<&str>, opts: &DnsOptions) -> Str
 
 /// The container's /etc/hosts: localhost, its own name(s) on its address, and `--add-host`.
 pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: &DnsOptions) -> String {
-    let mut out = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let names = if hostname == name {
         name.to_string()
     } else {
@@ -235,25 +237,38 @@ mod tests {
         let host = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
         let upstream = "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch corp\n";
         let r = resolv_conf(host, Some(upstream), &DnsOptions::default());
-        assert!(r.contains("nameserver 192.0.2.1\nnameserver 192.0.2.2\n"), "{r}");
+        assert!(
+            r.contains("nameserver 192.0.2.1\nnameserver 192.0.2.2\n"),
+            "{r}"
+        );
         assert!(!r.contains("127.0.0.53"), "{r}");
         assert!(r.contains("search corp\n"), "{r}");
     }
 
     #[test]
     fn host_servers_are_kept_and_options_override() {
-        let host = "nameserver 192.0.2.1\nnameserver 127.0.0.1\nnameserver 2001:db8::1\nsearch lan\n";
+        let host =
+            "nameserver 192.0.2.1\nnameserver 127.0.0.1\nnameserver 2001:db8::1\nsearch lan\n";
         let r = resolv_conf(host, None, &DnsOptions::default());
         assert!(r.contains("nameserver 192.0.2.1\n"), "{r}");
-        assert!(!r.contains("127.0.0.1") && !r.contains("2001:db8::1"), "{r}");
+        assert!(
+            !r.contains("127.0.0.1") && !r.contains("2001:db8::1"),
+            "{r}"
+        );
         let opts = DnsOptions {
             servers: vec!["198.51.100.1".parse().unwrap()],
             search: vec!["example.com".into()],
             hosts: vec![],
         };
         let r = resolv_conf(host, None, &opts);
-        assert!(r.contains("nameserver 198.51.100.1\n") && !r.contains("192.0.2.1"), "{r}");
-        assert!(r.contains("search example.com\n") && !r.contains("lan"), "{r}");
+        assert!(
+            r.contains("nameserver 198.51.100.1\n") && !r.contains("192.0.2.1"),
+            "{r}"
+        );
+        assert!(
+            r.contains("search example.com\n") && !r.contains("lan"),
+            "{r}"
+        );
     }
 
     #[test]

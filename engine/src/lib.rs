@@ -1,14 +1,30 @@
 //! engine: a small Linux container engine.
 //!
-//! Files say where code runs: `launch` is the parent on the host, `init` is the
-//! child inside the new namespaces before exec. `spec` is the only place input
-//! is checked.
+//! This file is the facade the CLI (and later an OCI front end) calls:
+//! thin verbs that return one typed [`Error`]. Imports point one way:
+//! `main` -> this facade -> `model` (pure parsing), `validate` (host checks),
+//! `parent` (the host side) -> `child` (inside the namespaces, before exec)
+//! -> `sys` (host facilities, each a leaf). `image` pulls root file systems
+//! and is used by the facade, never by the child.
 
 pub mod child;
+pub mod error;
 pub mod image;
 pub mod model;
 pub mod parent;
 pub mod sys;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use model::config::Config;
+pub use model::spec::{Spec, SpecInput};
+pub use parent::lifecycle::{PsReport, PsRow};
+
+use model::spec::{Request, RootfsSource};
+use parent::lifecycle;
+use std::path::Path;
+use std::time::Duration;
+use sys::state::StateDir;
 
 /// Docker's exit codes for failures of the engine itself.
 pub mod exit {
@@ -18,4 +34,127 @@ pub mod exit {
     pub const NOT_EXECUTABLE: i32 = 126;
     /// The command was not found.
     pub const NOT_FOUND: i32 = 127;
+}
+
+/// The validated description of a container to run: all input is parsed
+/// first (so bad input is refused before anything is pulled or created),
+/// then a catalog rootfs is pulled, then the request is checked against the host.
+pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
+    let request = Request::parse(input, cfg).map_err(Error::input)?;
+    validate::require_root().map_err(Error::input)?;
+    let rootfs = match &request.rootfs {
+        // A directory of that name in the working directory wins.
+        RootfsSource::Catalog(name) if !Path::new(name).exists() => {
+            image::cached(name, &cfg.rootfs_cache)
+                .map_err(|e| Error::engine(e.context(format!("cannot get the {name} rootfs"))))?
+        }
+        RootfsSource::Catalog(name) => {
+            validate::rootfs_dir(Path::new(name)).map_err(Error::input)?
+        }
+        RootfsSource::Dir(dir) => validate::rootfs_dir(dir).map_err(Error::input)?,
+    };
+    validate::validate(request, rootfs, cfg).map_err(Error::input)
+}
+
+/// Runs a container to its end; returns its exit status (128+N when killed by signal N).
+pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
+    parent::run::run(spec, cfg).map_err(Error::engine)
+}
+
+/// `run -d`: returns once the command has started; the container runs on
+/// under a supervisor of its own.
+pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
+    parent::detach::run_detached(spec, cfg).map_err(Error::engine)
+}
+
+/// What `engine exec` asks for, unchecked.
+pub struct ExecInput {
+    pub name: String,
+    pub command: Vec<String>,
+    /// `KEY=VAL` or `KEY`.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+}
+
+/// Runs a command inside a running container; returns its exit status.
+pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
+    let env = model::env::parse_envs(&input.env).map_err(Error::input)?;
+    let workdir = match input.workdir {
+        Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(Error::input)?),
+        None => None,
+    };
+    let rec = lifecycle::find(&state(cfg), cfg, &input.name).map_err(Error::engine)?;
+    let req = parent::exec::ExecRequest {
+        env,
+        workdir,
+        tty: input.tty,
+        command: input.command,
+    };
+    parent::exec::exec_into(&rec, &req).map_err(Error::engine)
+}
+
+/// The running containers, and the state records that could not be read
+/// (released by this call).
+pub fn ps(cfg: &Config) -> Result<PsReport> {
+    lifecycle::ps(&state(cfg), cfg).map_err(Error::engine)
+}
+
+/// Stops each named container (SIGTERM, SIGKILL after `grace`); calls
+/// `stopped` with each name once it is gone. Every name is checked first.
+pub fn stop(
+    cfg: &Config,
+    names: &[String],
+    grace: Duration,
+    mut stopped: impl FnMut(&str),
+) -> Result<()> {
+    let state = state(cfg);
+    let recs = names
+        .iter()
+        .map(|n| lifecycle::find(&state, cfg, n))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(Error::engine)?;
+    for rec in &recs {
+        lifecycle::stop(&state, rec, grace).map_err(Error::engine)?;
+        stopped(&rec.name);
+    }
+    Ok(())
+}
+
+/// Sends `signal` (a name such as TERM, or a number) to each named container's PID 1.
+pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
+    let sig = lifecycle::parse_signal(signal).map_err(Error::input)?;
+    let state = state(cfg);
+    for name in names {
+        let rec = lifecycle::find(&state, cfg, name).map_err(Error::engine)?;
+        lifecycle::kill(&rec, sig).map_err(Error::engine)?;
+    }
+    Ok(())
+}
+
+/// Prints a detached container's log to stdout; with `follow`, until it exits.
+pub fn logs(cfg: &Config, name: &str, follow: bool) -> Result<()> {
+    lifecycle::logs(&state(cfg), cfg, name, follow).map_err(Error::engine)
+}
+
+/// Options of `engine rootfs pull`.
+pub use image::PullOptions;
+
+/// Downloads (or builds) a root file system into `dest`.
+pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
+    image::pull(source, dest, opts).map_err(Error::engine)
+}
+
+/// Creates the bridge, turns on forwarding, prepares the parent cgroup.
+pub fn setup(cfg: &Config) -> Result<()> {
+    parent::host::setup(cfg).map_err(Error::engine)
+}
+
+/// Undoes `setup`; refuses while containers run unless `force`.
+pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
+    parent::host::teardown(cfg, force).map_err(Error::engine)
+}
+
+fn state(cfg: &Config) -> StateDir {
+    StateDir::new(&cfg.state_dir)
 }

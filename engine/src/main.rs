@@ -1,12 +1,8 @@
-//! The `engine` command line: parse, call the library, map errors to exit codes.
+//! The `engine` command line: parse, call the facade (`engine::*`), map its
+//! typed error to an exit code. No input checks here: the facade does them.
 
 use clap::{Args, Parser, Subcommand};
-use engine::model::config::Config;
-use engine::exit;
-use engine::parent::launch::{ExecRequest, ExitError};
-use engine::parent::lifecycle::{self, PsRow};
-use engine::model::spec::{self, Spec, SpecInput};
-use engine::sys::state::StateDir;
+use engine::{exit, Config, Error, PsRow, SpecInput};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -183,20 +179,13 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
-            let code = if let Some(e) = err.downcast_ref::<ExitError>() {
-                e.code
-            } else if let Some(i) = err.downcast_ref::<engine::image::Interrupted>() {
-                128 + i.signal
-            } else {
-                exit::ENGINE_ERROR
-            };
-            eprintln!("engine: {err:#}");
-            ExitCode::from(code as u8)
+            eprintln!("engine: {err}");
+            ExitCode::from(err.exit_code().clamp(0, 255) as u8)
         }
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+fn dispatch(cli: Cli) -> Result<i32, Error> {
     let cfg = Config::from_env();
     match cli.command {
         Command::Run(a) => {
@@ -220,75 +209,70 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 verbose: a.verbose,
                 detach: a.detach,
             };
-            let spec = Spec::from_input(input, &cfg)?;
+            let spec = engine::prepare(input, &cfg)?;
             if spec.detach {
-                engine::parent::launch::run_detached(&spec, &cfg)?;
+                engine::run_detached(&spec, &cfg)?;
                 println!("{}", spec.name);
                 return Ok(0);
             }
-            engine::parent::launch::run(&spec, &cfg)
+            engine::run(&spec, &cfg)
         }
-        Command::Exec(a) => {
-            let state = StateDir::new(&cfg.state_dir);
-            let rec = lifecycle::find(&state, &a.name)?;
-            let req = ExecRequest {
-                env: a
-                    .env
-                    .iter()
-                    .map(|e| spec::parse_env(e))
-                    .collect::<anyhow::Result<_>>()?,
-                workdir: match a.workdir {
-                    Some(w) if !w.starts_with('/') => {
-                        anyhow::bail!(
-                            "working directory {w:?} is not absolute: give a path starting with /"
-                        )
-                    }
-                    w => w.map(PathBuf::from),
-                },
+        Command::Exec(a) => engine::exec(
+            engine::ExecInput {
+                name: a.name,
+                env: a.env,
+                workdir: a.workdir,
                 tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
                 command: a.command,
-            };
-            engine::parent::launch::exec_into(&rec, &req)
-        }
+            },
+            &cfg,
+        ),
         Command::Ps { all_fields, format } => {
-            let rows = lifecycle::ps(&StateDir::new(&cfg.state_dir))?;
-            match format.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&rows)?),
-                "table" => print_ps_table(&rows, all_fields),
-                other => anyhow::bail!("unknown --format {other:?}: use table or json"),
+            let json = match format.as_str() {
+                "json" => true,
+                "table" => false,
+                other => {
+                    return Err(Error::Input(format!(
+                        "unknown --format {other:?}: use table or json"
+                    )))
+                }
+            };
+            let report = engine::ps(&cfg)?;
+            for file in &report.corrupt {
+                eprintln!(
+                    "engine: state record {} is unreadable: released its cgroup, address and veth, and removed it",
+                    file.display()
+                );
+            }
+            if json {
+                let text = serde_json::to_string_pretty(&report.rows)
+                    .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
+                println!("{text}");
+            } else {
+                print_ps_table(&report.rows, &report.corrupt, all_fields);
             }
             Ok(0)
         }
         Command::Stop { time, names } => {
-            let state = StateDir::new(&cfg.state_dir);
-            let recs = names
-                .iter()
-                .map(|n| lifecycle::find(&state, n))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            for rec in &recs {
-                lifecycle::stop(&state, rec, Duration::from_secs(time))?;
-                println!("{}", rec.name);
-            }
+            engine::stop(&cfg, &names, Duration::from_secs(time), |name| {
+                println!("{name}")
+            })?;
             Ok(0)
         }
         Command::Kill { signal, names } => {
-            let sig = lifecycle::parse_signal(&signal)?;
-            let state = StateDir::new(&cfg.state_dir);
-            for name in &names {
-                lifecycle::kill(&lifecycle::find(&state, name)?, sig)?;
-            }
+            engine::kill(&cfg, &names, &signal)?;
             Ok(0)
         }
         Command::Logs { follow, name } => {
-            lifecycle::logs(&StateDir::new(&cfg.state_dir), &name, follow)?;
+            engine::logs(&cfg, &name, follow)?;
             Ok(0)
         }
         Command::Setup => {
-            engine::parent::host::setup(&cfg)?;
+            engine::setup(&cfg)?;
             Ok(0)
         }
         Command::Teardown { force } => {
-            engine::parent::host::teardown(&cfg, force)?;
+            engine::teardown(&cfg, force)?;
             Ok(0)
         }
         Command::Rootfs(RootfsCommand::Pull {
@@ -298,13 +282,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             sha256,
             owner,
         }) => {
-            let opts = engine::image::PullOptions {
+            let opts = engine::PullOptions {
                 arch,
                 sha256,
                 owner,
                 progress: std::io::stderr().is_terminal(),
             };
-            engine::image::pull(&source, &dest, &opts)?;
+            engine::pull(&source, &dest, &opts)?;
             eprintln!("engine: unpacked {source} into {}", dest.display());
             Ok(0)
         }
@@ -329,7 +313,7 @@ fn human_duration(s: u64) -> String {
     }
 }
 
-fn print_ps_table(rows: &[PsRow], all: bool) {
+fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
     let dash = || "-".to_string();
     let mut table: Vec<Vec<String>> = Vec::new();
     let mut header = vec![
@@ -370,6 +354,14 @@ fn print_ps_table(rows: &[PsRow], all: bool) {
         } else if row[4].len() > 30 {
             row[4] = format!("{}...", &row[4].chars().take(27).collect::<String>());
         }
+        table.push(row);
+    }
+    // An unreadable record gets a marker row (its name is the file's).
+    for file in corrupt {
+        let name = file.file_stem().unwrap_or_default().to_string_lossy();
+        let mut row = vec![dash(); table[0].len()];
+        row[0] = name.into_owned();
+        row[4] = "(unreadable record, released)".into();
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())

@@ -1,2 +1,153 @@
-//! Inside the new namespaces, before exec: mounts, devices, exec, joining.
-pub mod init;
+//! The child, inside the new namespaces, before exec: wait for the parent's
+//! go, become root of the user namespace, build the mount tree (`mounts`,
+//! `dev`), pivot_root, set the hostname and network, then exec the command
+//! as PID 1 (`exec`). `join` is the child of `engine exec`.
+//!
+//! Runs in a process cloned from a single-threaded parent, so allocating is
+//! fine; every failure is reported to the parent over the error pipe with the
+//! exit code it should become (125, 126 or 127).
+
+mod dev;
+mod exec;
+pub mod join;
+mod mounts;
+
+use crate::exit;
+use crate::model::spec::Spec;
+use crate::model::userns::UserNs;
+use nix::unistd::{sethostname, Gid, Uid};
+use std::net::Ipv4Addr;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::path::PathBuf;
+
+/// Everything the child needs besides the spec; prepared by the parent.
+pub struct ChildSetup<'a> {
+    pub spec: &'a Spec,
+    /// Where to mount the tmpfs that holds the copy-on-write layer (an
+    /// existing host directory; the mount exists only in the container's
+    /// mount namespace). None: write through to the rootfs.
+    pub layer: Option<PathBuf>,
+    /// Read end of the pipe the parent writes one byte to once the id maps
+    /// and the veth exist.
+    pub sync_fd: RawFd,
+    /// Write end of the close-on-exec pipe that carries a failure to the parent.
+    pub error_fd: RawFd,
+    /// The pty slave, and its path on the host, when the container has a tty.
+    pub pty_slave: Option<(RawFd, PathBuf)>,
+    /// eth0's address, prefix and gateway.
+    pub eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+    /// Whether to mount cgroup2 at /sys/fs/cgroup (the host has v2).
+    pub cgroup2: bool,
+}
+
+/// A failure before exec, and the exit code it becomes.
+struct Failure {
+    code: i32,
+    msg: String,
+}
+
+type Step<T = ()> = std::result::Result<T, Failure>;
+
+fn fail(msg: impl Into<String>) -> Failure {
+    Failure {
+        code: exit::ENGINE_ERROR,
+        msg: msg.into(),
+    }
+}
+
+/// Adds what failed to an errno.
+trait Context<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Step<T>;
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Step<T> {
+        self.map_err(|e| fail(format!("{}: {}", what(), e.desc())))
+    }
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Step<T> {
+        self.map_err(|e| fail(format!("{}: {e}", what())))
+    }
+}
+
+/// The child's whole life. Never returns: it execs or exits.
+pub fn run(setup: &ChildSetup) -> ! {
+    let failure = match prepare_and_exec(setup) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    report_and_exit(setup.error_fd, failure)
+}
+
+/// Ends the child now: no atexit handlers, no flushing of the parent's
+/// stdio buffers copied into us.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns; skipping Rust's
+    // exit path is the point (the buffers and handlers are the parent's).
+    unsafe { libc::_exit(code) }
+}
+
+fn report_and_exit(error_fd: RawFd, failure: Failure) -> ! {
+    let report = format!("{} {}", failure.code, failure.msg);
+    // SAFETY: the error pipe's write end stays open until we exec or exit.
+    let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
+    let _ = nix::unistd::write(fd, report.as_bytes());
+    exit_now(failure.code)
+}
+
+enum Never {}
+
+fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
+    let spec = setup.spec;
+    // Die with the supervisor: a SIGKILLed engine must not leave a container running.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    wait_for_parent(setup.sync_fd)?;
+
+    if let UserNs::Map { .. } = spec.userns {
+        become_root()?; // the parent has written the maps
+    }
+    // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .ctx(|| "unshare the cgroup namespace".into())?;
+
+    let root = mounts::build_root(setup)?;
+    mounts::enter_root(&root)?;
+
+    sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
+    crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
+    if let Some((ip, prefix, gateway)) = setup.eth0 {
+        crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
+    }
+
+    let env = exec::environment(&spec.hostname, spec.tty, &spec.env);
+    let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    exec::finish_and_exec(slave, &spec.workdir, &spec.command, &env)
+}
+
+/// In a user namespace whose maps are written: act as its root, so files we
+/// create belong to the mapped root and not to the unmapped host root.
+fn become_root() -> Step {
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .ctx(|| "setresgid(0) in the user namespace".into())?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .ctx(|| "setresuid(0) in the user namespace".into())?;
+    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())
+}
+
+fn wait_for_parent(fd: RawFd) -> Step {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fd, &mut byte) {
+            Ok(1) => break,
+            // The parent died or gave up: leave quietly, it cleans up.
+            Ok(_) => exit_now(exit::ENGINE_ERROR),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Err(fail("cannot read from the engine's sync pipe")),
+        }
+    }
+    // Our copy of the pipe; the parent holds the other end.
+    let _ = nix::unistd::close(fd);
+    Ok(())
+}

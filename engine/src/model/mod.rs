@@ -1,3 +1,10 @@
-//! Pure types and parsing: the validated container description and its parts.
+//! Pure types and parsing (no file system, no network, no process): the
+//! container description and its parts, and the engine's settings.
 pub mod config;
+pub mod env;
+pub mod limits;
+pub mod names;
+pub mod network;
 pub mod spec;
+pub mod userns;
+pub mod volumes;

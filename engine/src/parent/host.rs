@@ -1,10 +1,11 @@
 //! Host-wide setup and teardown (the old `env.sh set|clean`): the bridge,
 //! IPv4 forwarding and the parent cgroup.
 
-use crate::sys::cgroup;
 use crate::model::config::Config;
+use crate::parent::recovery::recover_stale;
+use crate::sys::cgroup;
 use crate::sys::net::NetConfig;
-use crate::sys::state::{self, StateDir};
+use crate::sys::state::StateDir;
 use anyhow::{bail, Result};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ pub fn setup(cfg: &Config) -> Result<()> {
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
     let _lock = state.lock()?;
-    state::recover_stale(&state);
+    recover_stale(&state, cfg);
     crate::sys::net::setup_host(&net, &state.dir)?;
     match cgroup::check_available(&cfg.cgroup_root) {
         Ok(_) => cgroup::ensure_parent(&cfg.cgroup_root)?,
@@ -30,7 +31,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     let state = StateDir::new(&cfg.state_dir);
     let running = {
         let _lock = state.lock()?;
-        state::recover_stale(&state)
+        recover_stale(&state, cfg).running
     };
     if !running.is_empty() {
         let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();

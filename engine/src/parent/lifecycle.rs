@@ -1,28 +1,38 @@
 //! Running containers seen from another terminal: find by name, list with
 //! their cgroup figures, follow logs, signal and stop.
 
+use super::recovery::{self, is_alive};
+use crate::model::config::Config;
 use crate::sys::cgroup;
 use crate::sys::state::{self, Record, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// No running container has the name asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoSuchContainer(pub String);
+
 /// The running container called `name`, or an error listing those that run.
-pub fn find(state: &StateDir, name: &str) -> Result<Record> {
+pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record> {
     let running = {
         let _lock = state.lock()?;
-        state::recover_stale(state)
+        recovery::recover_stale(state, cfg).running
     };
     if let Some(rec) = running.iter().find(|r| r.name == name && r.pid > 0) {
         return Ok(rec.clone());
     }
     let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
-    if names.is_empty() {
-        bail!("no such container: {name} (no containers are running)");
-    }
-    bail!("no such container: {name} (running: {})", names.join(", "))
+    let message = if names.is_empty() {
+        format!("no such container: {name} (no containers are running)")
+    } else {
+        format!("no such container: {name} (running: {})", names.join(", "))
+    };
+    Err(NoSuchContainer(message).into())
 }
 
 /// One row of `engine ps`; its JSON form is the documented, stable format.
@@ -50,13 +60,21 @@ pub struct PsRow {
     pub log: Option<String>,
 }
 
-pub fn ps(state: &StateDir) -> Result<Vec<PsRow>> {
-    let running = {
+/// What `engine ps` shows.
+pub struct PsReport {
+    pub rows: Vec<PsRow>,
+    /// State records that could not be read (what they named is released).
+    pub corrupt: Vec<PathBuf>,
+}
+
+pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport> {
+    let recovered = {
         let _lock = state.lock()?;
-        state::recover_stale(state)
+        recovery::recover_stale(state, cfg)
     };
     let now = state::now_secs();
-    Ok(running
+    let rows = recovered
+        .running
         .into_iter()
         .filter(|r| r.pid > 0)
         .map(|r| PsRow {
@@ -79,7 +97,11 @@ pub fn ps(state: &StateDir) -> Result<Vec<PsRow>> {
             veth: r.veth,
             log: r.log.map(|l| l.display().to_string()),
         })
-        .collect())
+        .collect();
+    Ok(PsReport {
+        rows,
+        corrupt: recovered.corrupt,
+    })
 }
 
 /// `SIGTERM`, `TERM`, `15`.
@@ -121,9 +143,9 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
         if gone {
             return Ok(());
         }
-        if !state::is_alive(rec) {
+        if !is_alive(rec) {
             let _lock = state.lock()?;
-            state::release(state, rec);
+            recovery::release(state, rec);
             return Ok(());
         }
         if !killed && Instant::now() >= deadline {
@@ -144,13 +166,13 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
 
 /// Prints a detached container's log; with `follow`, keeps printing until
 /// the container has exited.
-pub fn logs(state: &StateDir, name: &str, follow: bool) -> Result<()> {
+pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<()> {
     let path = state.log_of(name);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(_) => {
             // Say which containers exist, as for every unknown name.
-            find(state, name)?;
+            find(state, cfg, name)?;
             bail!("container {name} has no log: only detached containers (run -d) keep one");
         }
     };
@@ -161,7 +183,7 @@ pub fn logs(state: &StateDir, name: &str, follow: bool) -> Result<()> {
     loop {
         let running = rec
             .as_ref()
-            .is_some_and(|r| state::is_alive(r) && state.read(name).is_some());
+            .is_some_and(|r| is_alive(r) && state.read(name).is_some());
         loop {
             let n = file.read(&mut buf).context("cannot read the log")?;
             if n == 0 {

@@ -1,4 +1,47 @@
-//! Host side: launch, supervise, detach, exec into, lifecycle verbs, host setup.
+//! Host side: run (orchestration and undo), clone (clone3, id maps),
+//! supervise (signals, wait), tty, detach (run -d), exec into a running
+//! container, recovery of what a dead engine left, lifecycle verbs, host setup.
+
+pub mod clone;
+pub mod detach;
+pub mod exec;
 pub mod host;
-pub mod launch;
 pub mod lifecycle;
+pub mod recovery;
+pub mod run;
+pub mod supervise;
+pub mod tty;
+
+use crate::exit;
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+
+/// A failure the child (or a detached supervisor) reported with the exit
+/// code the engine should end with.
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct ExitError {
+    pub code: i32,
+    pub msg: String,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
+}
+
+/// Reads the child's error pipe to its end: EOF alone means exec succeeded;
+/// otherwise "CODE message" from the child.
+fn child_failure(error_read: OwnedFd) -> Option<ExitError> {
+    let mut report = String::new();
+    let _ = File::from(error_read).read_to_string(&mut report);
+    if report.is_empty() {
+        return None;
+    }
+    let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
+    Some(ExitError {
+        code: code.parse().unwrap_or(exit::ENGINE_ERROR),
+        msg: msg.to_string(),
+    })
+}

@@ -2,10 +2,25 @@
 //! enabled top-down in every ancestor (never in the leaf), limits, stats,
 //! `cgroup.kill` then rmdir.
 
-use crate::model::spec::Limits;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Resource limits, the input of [`create`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// CPUs, e.g. 0.5.
+    pub cpus: Option<f64>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.cpus.is_some() || self.memory.is_some() || self.pids.is_some()
+    }
+}
 
 const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 const CPU_PERIOD_US: u64 = 100_000;

@@ -1,10 +1,10 @@
-//! `ENGINE_STATE_DIR`: one `NAME.json` per container while it runs, a lock
-//! that serializes names and address leases, and recovery of entries whose
-//! engine died (SIGKILL) without cleaning up.
+//! `ENGINE_STATE_DIR`: one `NAME.json` per container while it runs, and a
+//! lock that serializes names and address leases (a record's address is its
+//! lease). Persistence only: recovering what a dead engine left is
+//! `parent::recovery`'s work.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -44,22 +44,19 @@ pub struct StateDir {
     pub dir: PathBuf,
 }
 
-/// An exclusive lock on a file, released on drop.
-pub struct Lock {
-    _held: nix::fcntl::Flock<File>,
-}
+// Kept at this path for code that took it from here.
+pub use crate::sys::lock::{lock_file, Lock};
 
-/// Takes an exclusive flock on `path` (created if missing), waiting for it.
-pub fn lock_file(path: &Path) -> Result<Lock> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open lock {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(|held| Lock { _held: held })
-        .map_err(|(_, errno)| anyhow::anyhow!("cannot lock {}: {}", path.display(), errno.desc()))
+/// One file of the state directory, as `list` found it.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Record(Box<Record>),
+    /// A `NAME.json` that cannot be read or decoded. Its name still tells
+    /// what the container owned (cgroup, veth).
+    Corrupt {
+        name: String,
+        file: PathBuf,
+    },
 }
 
 impl StateDir {
@@ -109,22 +106,32 @@ impl StateDir {
         let _ = std::fs::remove_file(self.path_of(name));
     }
 
-    /// Every record, sorted by name; unreadable files are skipped.
-    pub fn list(&self) -> Vec<Record> {
+    /// Every entry, sorted by name; a file that cannot be decoded is an `Entry::Corrupt`.
+    pub fn list(&self) -> Vec<Entry> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let mut out: Vec<Record> = dir
+        let mut out: Vec<(String, Entry)> = dir
             .flatten()
-            .filter(|e| {
-                let n = e.file_name();
-                let n = n.to_string_lossy();
-                n.ends_with(".json") && !n.starts_with('.')
+            .filter_map(|e| {
+                let file_name = e.file_name();
+                let file_name = file_name.to_string_lossy();
+                let name = file_name.strip_suffix(".json")?.to_string();
+                if name.is_empty() || name.starts_with('.') {
+                    return None;
+                }
+                let file = e.path();
+                let decoded = std::fs::read(&file)
+                    .ok()
+                    .and_then(|data| serde_json::from_slice::<Record>(&data).ok());
+                Some(match decoded {
+                    Some(rec) => (name, Entry::Record(Box::new(rec))),
+                    None => (name.clone(), Entry::Corrupt { name, file }),
+                })
             })
-            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, e)| e).collect()
     }
 }
 
@@ -134,50 +141,6 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     // The command name may hold spaces and parens; fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
-}
-
-/// Whether the engine that wrote the record still runs.
-pub fn is_alive(rec: &Record) -> bool {
-    rec.engine_pid > 0 && process_start_time(rec.engine_pid) == Some(rec.engine_start)
-}
-
-/// Removes everything a dead engine left behind: the container's processes
-/// (through its cgroup, or its pid), cgroup, veth and state file. Returns
-/// the records of the containers that still run (one scan of the directory
-/// serves both). Call with the lock held.
-pub fn recover_stale(state: &StateDir) -> Vec<Record> {
-    let (running, stale): (Vec<Record>, Vec<Record>) = state.list().into_iter().partition(is_alive);
-    for rec in &stale {
-        release(state, rec);
-    }
-    running
-}
-
-/// Tears down what a record names. Idempotent.
-pub fn release(state: &StateDir, rec: &Record) {
-    if let Some(cg) = &rec.cgroup {
-        let _ = crate::sys::cgroup::kill_and_remove(cg);
-    }
-    if rec.pid > 0 {
-        kill_if_container(rec);
-    }
-    if let Some(veth) = &rec.veth {
-        let _ = crate::sys::net::delete_link(veth);
-    }
-    state.remove(&rec.name);
-}
-
-/// Kills the recorded PID 1 if it is still that container (its parent is gone,
-/// so it is reparented; we check it lives in a pid namespace other than ours).
-fn kill_if_container(rec: &Record) {
-    let ours = std::fs::read_link("/proc/self/ns/pid").ok();
-    let theirs = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)).ok();
-    if theirs.is_some() && theirs != ours {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(rec.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
 }
 
 pub fn now_secs() -> u64 {

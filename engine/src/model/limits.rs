@@ -1,0 +1,98 @@
+//! `--cpus`, `--memory`, `--pids-limit`: parsed into the cgroup facility's own
+//! input type. Whether the host has that many CPUs is a host check (validate).
+
+use anyhow::{anyhow, bail, Result};
+
+pub use crate::sys::cgroup::Limits;
+
+/// The smallest memory limit we accept: below this a shell cannot even start.
+pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
+
+/// All three limits, each optional.
+pub fn parse(cpus: Option<&str>, memory: Option<&str>, pids: Option<&str>) -> Result<Limits> {
+    Ok(Limits {
+        cpus: cpus.map(parse_cpus).transpose()?,
+        memory: memory.map(parse_memory).transpose()?,
+        pids: pids.map(parse_pids).transpose()?,
+    })
+}
+
+/// `0.5`, `2`: a positive number of CPUs (at least 0.01).
+pub fn parse_cpus(s: &str) -> Result<f64> {
+    let cpus: f64 = s
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c: &f64| c.is_finite() && *c > 0.0)
+        .ok_or_else(|| anyhow!("invalid --cpus {s:?}: give a positive number such as 0.5 or 2"))?;
+    if cpus * 100_000.0 < 1000.0 {
+        bail!("--cpus {s} is too small: give at least 0.01");
+    }
+    Ok(cpus)
+}
+
+/// `50M`, `512k`, `1G`, `1048576`, `64mb`: bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (digits, mult) = match lower.char_indices().last() {
+        Some((i, 'k')) => (&lower[..i], 1u64 << 10),
+        Some((i, 'm')) => (&lower[..i], 1 << 20),
+        Some((i, 'g')) => (&lower[..i], 1 << 30),
+        Some((i, 't')) => (&lower[..i], 1 << 40),
+        _ => (lower, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let value: f64 = digits.parse().ok()?;
+    let bytes = value * mult as f64;
+    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let bytes = parse_size(s).ok_or_else(|| {
+        anyhow!("invalid --memory {s:?}: give a size such as 50M, 512k, 1G or plain bytes")
+    })?;
+    if bytes < MIN_MEMORY {
+        bail!("--memory {s} is below the minimum of 6M: give at least 6M");
+    }
+    Ok(bytes)
+}
+
+pub fn parse_pids(s: &str) -> Result<u64> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| anyhow!("invalid --pids-limit {s:?}: give a positive whole number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50M"), Some(50 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("64mb"), Some(64 << 20));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        for bad in ["", "M", "-1M", "abc", "5X", "1e9", "0"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        assert!(parse_memory("5M").is_err());
+        assert!(parse_memory("6M").is_ok());
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("0.5").unwrap(), 0.5);
+        for bad in ["0", "-1", "abc", "NaN", "inf", "0.001"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Container names and hostnames: checks, and generated names.
+
+use anyhow::{bail, Result};
+
+/// `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`, as docker accepts.
+pub fn check_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        bail!("invalid container name {name:?}: use 1-63 characters [A-Za-z0-9_.-], starting with a letter or digit");
+    }
+    Ok(name.to_string())
+}
+
+pub fn check_hostname(h: &str) -> Result<String> {
+    let ok = !h.is_empty()
+        && h.len() <= 64
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        bail!("invalid hostname {h:?}: use letters, digits, '-' and '.', at most 64 characters");
+    }
+    Ok(h.to_string())
+}
+
+/// A short random name: docker's style is adjective_noun; we keep it plain.
+pub fn generate_name() -> String {
+    let mut bytes = [0u8; 4];
+    // The getrandom syscall, never blocking once the pool is initialized;
+    // a clock-based name is good enough if it fails.
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) != Ok(4) {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes = (t ^ std::process::id()).to_le_bytes();
+    }
+    format!("ctr-{:08x}", u32::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "web-1", "A.b_c", &"x".repeat(63)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a/b", "a b", &"x".repeat(64), "ünï"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_name(&generate_name()).is_ok());
+        assert_ne!(generate_name(), generate_name());
+    }
+}

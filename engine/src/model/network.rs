@@ -1,0 +1,34 @@
+//! `--net bridge|none` and the optional container address.
+
+use crate::sys::net::NetConfig;
+use anyhow::{bail, Result};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Network {
+    /// Only `lo`, in a network namespace of its own.
+    None,
+    /// A veth on the bridge; `ip` None means lease the lowest free address.
+    Bridge {
+        net: NetConfig,
+        ip: Option<Ipv4Addr>,
+    },
+}
+
+/// `mode` with the address a user gave; `bridge`/`subnet` are the engine's settings.
+pub fn parse_network(mode: &str, ip: Option<&str>, bridge: &str, subnet: &str) -> Result<Network> {
+    match mode {
+        "none" => {
+            if let Some(ip) = ip {
+                bail!("address {ip} given with --net none: drop the address or use --net bridge");
+            }
+            Ok(Network::None)
+        }
+        "bridge" => {
+            let net = NetConfig::new(bridge, subnet)?;
+            let ip = ip.map(|ip| net.parse_container_ip(ip)).transpose()?;
+            Ok(Network::Bridge { net, ip })
+        }
+        other => bail!("unknown --net mode {other:?}: use bridge or none"),
+    }
+}

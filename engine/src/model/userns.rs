@@ -1,0 +1,63 @@
+//! `--userns auto|host|N`.
+
+use anyhow::{bail, Result};
+
+/// How many IDs a user namespace maps (container 0..65535).
+pub const USERNS_SIZE: u32 = 65536;
+
+/// The user namespace: none, or container IDs 0..65535 mapped onto host IDs from a base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNs {
+    Host,
+    Map { uid: u32, gid: u32 },
+}
+
+/// What the user asked for; `Auto` becomes a base once the rootfs is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNsChoice {
+    /// Base = owner of the rootfs.
+    Auto,
+    Fixed(UserNs),
+}
+
+impl UserNs {
+    /// A map from `uid`/`gid`, refused when the 65536 IDs do not fit.
+    pub fn map(uid: u32, gid: u32) -> Result<UserNs> {
+        if uid.checked_add(USERNS_SIZE).is_none() || gid.checked_add(USERNS_SIZE).is_none() {
+            bail!("--userns base {uid} is too large: the 65536 mapped IDs must fit below 2^32");
+        }
+        Ok(UserNs::Map { uid, gid })
+    }
+}
+
+pub fn parse_userns(s: &str) -> Result<UserNsChoice> {
+    match s {
+        "host" => Ok(UserNsChoice::Fixed(UserNs::Host)),
+        "auto" | "" => Ok(UserNsChoice::Auto),
+        n => match n.parse::<u32>() {
+            Ok(b) => UserNs::map(b, b).map(UserNsChoice::Fixed),
+            Err(_) => {
+                bail!("unknown --userns {n:?}: use auto, host, or a numeric base such as 100000")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userns() {
+        assert_eq!(parse_userns("auto").unwrap(), UserNsChoice::Auto);
+        assert_eq!(
+            parse_userns("100000").unwrap(),
+            UserNsChoice::Fixed(UserNs::Map {
+                uid: 100000,
+                gid: 100000
+            })
+        );
+        assert!(parse_userns("4294967295").is_err());
+        assert!(parse_userns("x").is_err());
+    }
+}

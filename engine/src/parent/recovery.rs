@@ -1,0 +1,80 @@
+//! What an engine that died (SIGKILL) left behind: its container's
+//! processes, cgroup, veth, address lease and state record. Every verb runs
+//! this under the state lock before it looks at the records.
+
+use crate::model::config::Config;
+use crate::sys::state::{process_start_time, Entry, Record, StateDir};
+use std::path::PathBuf;
+
+/// The state directory after recovery.
+pub struct Recovered {
+    /// Records of containers whose engine still runs.
+    pub running: Vec<Record>,
+    /// Records that could not be read; what they named has been released.
+    pub corrupt: Vec<PathBuf>,
+}
+
+/// Whether the engine that wrote the record still runs.
+pub fn is_alive(rec: &Record) -> bool {
+    rec.engine_pid > 0 && process_start_time(rec.engine_pid) == Some(rec.engine_start)
+}
+
+/// Releases what dead engines left, and what unreadable records name.
+/// Returns the records of the containers that still run (one scan of the
+/// directory serves both). Call with the lock held.
+pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
+    let mut out = Recovered {
+        running: Vec::new(),
+        corrupt: Vec::new(),
+    };
+    for entry in state.list() {
+        match entry {
+            Entry::Record(rec) if is_alive(&rec) => out.running.push(*rec),
+            Entry::Record(rec) => release(state, &rec),
+            Entry::Corrupt { name, file } => {
+                release_corrupt(cfg, &name, &file);
+                out.corrupt.push(file);
+            }
+        }
+    }
+    out
+}
+
+/// Tears down what a record names. Idempotent.
+pub fn release(state: &StateDir, rec: &Record) {
+    if let Some(cg) = &rec.cgroup {
+        let _ = crate::sys::cgroup::kill_and_remove(cg);
+    }
+    if rec.pid > 0 {
+        kill_if_container(rec);
+    }
+    if let Some(veth) = &rec.veth {
+        let _ = crate::sys::net::delete_link(veth);
+    }
+    state.remove(&rec.name);
+}
+
+/// An unreadable record still has the container's name in its file name,
+/// and the engine derives the cgroup and veth from it. Its address lease
+/// is the record itself.
+fn release_corrupt(cfg: &Config, name: &str, file: &std::path::Path) {
+    // Only a name the engine could have given: never rmdir outside the root.
+    if crate::model::names::check_name(name).is_ok() {
+        let _ = crate::sys::cgroup::kill_and_remove(&cfg.cgroup_root.join(name));
+        let _ = crate::sys::net::delete_link(&crate::sys::net::veth_name(name));
+    }
+    let _ = std::fs::remove_file(file);
+}
+
+/// Kills the recorded PID 1 if it is still that container (its parent is gone,
+/// so it is reparented; we check it lives in a pid namespace other than ours).
+fn kill_if_container(rec: &Record) {
+    let ours = std::fs::read_link("/proc/self/ns/pid").ok();
+    let theirs = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)).ok();
+    if theirs.is_some() && theirs != ours {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(rec.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! `engine run`: reserve the name and address, make the cgroup, layer and
+//! veth, clone the child straight into its namespaces and cgroup, write its
+//! id maps, let it go, supervise it, and undo everything (also on failure).
+
+use super::clone::{clone_container, write_id_maps, Cloned};
+use super::supervise::{block_forwarded, supervise};
+use super::{child_failure, pipe, recovery};
+use crate::child::{self, ChildSetup};
+use crate::model::config::Config;
+use crate::model::network::Network;
+use crate::model::spec::Spec;
+use crate::model::userns::UserNs;
+use crate::sys::cgroup::{self, Cgroup};
+use crate::sys::lock::Lock;
+use crate::sys::state::{self, Record, StateDir};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+macro_rules! verbose {
+    ($spec:expr, $($arg:tt)*) => {
+        if $spec.verbose {
+            eprintln!("engine: {}", format_args!($($arg)*));
+        }
+    };
+}
+
+/// What this run created on the host; dropping it removes all of it.
+struct Resources {
+    state: StateDir,
+    name: String,
+    record_written: bool,
+    cgroup: Option<Cgroup>,
+    child: Option<Pid>,
+    /// A detached container's log, until its command has started (after
+    /// that the log outlives the container, to be read).
+    log: Option<PathBuf>,
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cgroup::kill_and_remove(&cg.path);
+        }
+        if let Some(pid) = self.child.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        // The veth is not deleted here: it dies with the container's network
+        // namespace, which the kernel tears down in the background. Deleting
+        // it ourselves would make every start wait ~25 ms for the kernel.
+        if let Some(log) = self.log.take() {
+            let _ = std::fs::remove_file(log);
+        }
+        if self.record_written {
+            self.state.remove(&self.name);
+        }
+    }
+}
+
+/// Runs a container to its end; returns the exit code for the engine.
+pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
+    run_with(spec, cfg, |_| {})
+}
+
+/// As `run`; `started` is called once PID 1 has exec'd (used by detached runs).
+pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Result<i32> {
+    let state = StateDir::new(&cfg.state_dir);
+    let cgroup_ok = cgroup::check_available(&cfg.cgroup_root).is_ok();
+    if !cgroup_ok && !spec.limits.any() {
+        eprintln!("engine: this host has no cgroup v2 cpu/memory controllers: no resource control for this container");
+    }
+
+    let mut res = Resources {
+        state: state.clone(),
+        name: spec.name.clone(),
+        record_written: false,
+        cgroup: None,
+        child: None,
+        log: None,
+    };
+    // The lock is held until the record (with PID 1's pid) is written: one
+    // write per container, and no reader ever sees a half-made entry.
+    let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
+    verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
+    if spec.detach {
+        // Only now is the name ours: a clash must not truncate another's log.
+        let log = state.log_of(&spec.name);
+        res.log = Some(log.clone());
+        super::detach::redirect_output(&log)?;
+        record.log = Some(log);
+    }
+
+    if cgroup_ok {
+        res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
+    }
+    let layer = (!spec.write_through).then(|| state.dir.clone());
+
+    let eth0 = match (&spec.network, record.ip) {
+        (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
+        _ => None,
+    };
+    let pty = if spec.tty {
+        Some(super::tty::open_pty()?)
+    } else {
+        None
+    };
+    let (sync_read, sync_write) = pipe()?;
+    let (error_read, error_write) = pipe()?;
+
+    // Block what we forward before cloning, so no signal is lost in between;
+    // the child unblocks them before exec.
+    let (forwarded, _restore_mask) = block_forwarded()?;
+
+    let setup = ChildSetup {
+        spec,
+        layer,
+        sync_fd: sync_read.as_raw_fd(),
+        error_fd: error_write.as_raw_fd(),
+        pty_slave: pty
+            .as_ref()
+            .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
+        eth0,
+        cgroup2: cgroup_ok,
+    };
+    let cgroup_dir = match &res.cgroup {
+        Some(cg) => Some(
+            File::open(&cg.path)
+                .with_context(|| format!("cannot open cgroup {}", cg.path.display()))?,
+        ),
+        None => None,
+    };
+    let (pid, pidfd) =
+        match clone_container(spec.userns, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
+            Cloned::Child => child::run(&setup),
+            Cloned::Parent { pid, pidfd } => (pid, pidfd),
+        };
+    res.child = Some(pid);
+    record.pid = pid.as_raw();
+    state.write(&record)?;
+    res.record_written = true;
+    drop(lock);
+    drop(setup);
+    drop(sync_read);
+    drop(error_write);
+    drop(cgroup_dir);
+    let master = pty.map(|p| p.master);
+    verbose!(spec, "cloned pid {pid}");
+
+    if let UserNs::Map { uid, gid } = spec.userns {
+        write_id_maps(pid, uid, gid)?;
+    }
+    if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
+        crate::sys::net::create_veth(net, veth, pid.as_raw())?;
+    }
+    File::from(sync_write)
+        .write_all(b"G")
+        .context("cannot signal the container to start")?;
+
+    if let Some(failure) = child_failure(error_read) {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        res.child = None;
+        return Err(failure.into());
+    }
+    verbose!(spec, "{} started", spec.command[0]);
+    res.log = None;
+    started(&record);
+
+    let status = supervise(pid, &pidfd, master, forwarded)?;
+    res.child = None;
+    if let Some(cg) = &res.cgroup {
+        report_oom(spec, cg);
+    }
+    drop(res);
+    Ok(status)
+}
+
+/// Takes the state lock, recovers stale entries, checks the name, picks or
+/// checks the address and sets up the bridge. Returns the record to write
+/// (once PID 1 exists) and the lock, held until then.
+fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Result<(Record, Lock)> {
+    let lock = state.lock()?;
+    let running = recovery::recover_stale(state, cfg).running;
+    if running.iter().any(|r| r.name == spec.name) {
+        bail!(
+            "container name {} is already in use: choose another name, or stop it with `engine stop {}`",
+            spec.name,
+            spec.name
+        );
+    }
+    let (ip, veth) = match &spec.network {
+        Network::None => (None, None),
+        Network::Bridge { net, ip } => {
+            let used: Vec<Ipv4Addr> = running.iter().filter_map(|r| r.ip).collect();
+            let ip = match ip {
+                Some(ip) => {
+                    if let Some(holder) = running.iter().find(|r| r.ip == Some(*ip)) {
+                        bail!(
+                            "address {ip} is already used by container {}: choose another address or omit it to lease one",
+                            holder.name
+                        );
+                    }
+                    *ip
+                }
+                None => net.lowest_free(&used)?,
+            };
+            crate::sys::net::setup_host(net, &state.dir)?;
+            let mut veth = crate::sys::net::veth_name(&spec.name);
+            // The name is ours now, so a veth of that name is stale: left by
+            // a container of the same name whose namespace the kernel is
+            // still tearing down (it goes with it). Deleting it would wait
+            // for that teardown; take another name instead ('%' never occurs
+            // in a container name, so this one is the run's own).
+            if crate::sys::net::link_exists(&veth)? {
+                veth = crate::sys::net::veth_name(&format!("{}%{}", spec.name, std::process::id()));
+            }
+            (Some(ip), Some(veth))
+        }
+    };
+    let me = std::process::id() as i32;
+    let mut record = Record {
+        name: spec.name.clone(),
+        engine_pid: me,
+        engine_start: state::process_start_time(me).unwrap_or(0),
+        pid: 0,
+        rootfs: spec.rootfs.clone(),
+        command: spec.command.clone(),
+        ip,
+        veth,
+        cgroup: None,
+        created: state::now_secs(),
+        cpus: spec.limits.cpus,
+        memory: spec.limits.memory,
+        pids_limit: spec.limits.pids,
+        log: None,
+        hostname: spec.hostname.clone(),
+        env: spec.env.clone(),
+    };
+    if cgroup_ok {
+        record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
+    }
+    Ok((record, lock))
+}
+
+fn report_oom(spec: &Spec, cg: &Cgroup) {
+    let kills = cgroup::read_key(&cg.path.join("memory.events"), "oom_kill").unwrap_or(0);
+    if kills > 0 {
+        let limit = spec
+            .limits
+            .memory
+            .map(|m| format!(" of {} bytes", m))
+            .unwrap_or_default();
+        eprintln!(
+            "engine: container {}: {kills} process(es) killed by the OOM killer (memory limit{limit})",
+            spec.name
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! The container's pseudo-terminal: open it sized like ours, raw mode for
+//! our terminal, and the byte relay between them.
+
+use anyhow::{Context, Result};
+use nix::sys::termios::{self, SetArg, Termios};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+    pub slave_path: PathBuf,
+}
+
+/// A pty for the container, sized like our terminal.
+pub fn open_pty() -> Result<Pty> {
+    let winsize = terminal_size();
+    let pty = nix::pty::openpty(winsize.as_ref(), None).context("cannot open a pseudo-terminal")?;
+    let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+        .context("cannot find the pty's path")?;
+    Ok(Pty {
+        master: pty.master,
+        slave: pty.slave,
+        slave_path,
+    })
+}
+
+/// The size of our terminal (stdin), if it is one.
+pub fn terminal_size() -> Option<nix::pty::Winsize> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
+    Some(nix::pty::Winsize {
+        ws_row: ws.ws_row,
+        ws_col: ws.ws_col,
+        ws_xpixel: ws.ws_xpixel,
+        ws_ypixel: ws.ws_ypixel,
+    })
+}
+
+/// Gives the container's pty our terminal's size.
+pub fn copy_size(master: BorrowedFd) {
+    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+        let _ = rustix::termios::tcsetwinsize(master, ws);
+    }
+}
+
+/// Puts our terminal in raw mode, so keys go to the container's pty as typed;
+/// restores it on drop.
+pub struct RawTerminal(Termios);
+
+impl RawTerminal {
+    pub fn enter() -> Option<RawTerminal> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.0);
+    }
+}
+
+/// Writes all of `buf`; false when `fd` is gone.
+pub fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// What one read returns: bytes read, 0 at the end, negative on error.
+pub fn read_some(fd: BorrowedFd, buf: &mut [u8]) -> isize {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return n as isize,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return -1,
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Detached mounts made by the parent (host root) and handed to the child:
+//! the way crun presents a root-owned rootfs to a container whose root is an
+//! unprivileged host uid, with no chown.
+//!
+//! Parent: `idmapped_tree(rootfs, userns)` clones the rootfs as a detached
+//! mount (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`) and idmaps it with the
+//! container's user namespace (`mount_setattr(MOUNT_ATTR_IDMAP)`), after its
+//! maps are written: host uid 0 then reads as container uid 0, and what
+//! container root writes lands as host uid BASE. `detached_tree` does the same
+//! without the idmap (volumes, or a rootfs already shifted with `--owner`).
+//! Either fd crosses to the already-cloned child with `send_fds` over a
+//! `fd_socketpair`. The child attaches it in its own mount namespace with
+//! `attach`/`attach_at` (`move_mount`), never walking the host path, so a
+//! rootfs under a directory the mapped root cannot search still runs.
+//!
+//! Child: `detached_tmpfs` makes the layer's tmpfs without a path either
+//! (`fsopen`/`fsmount`) and `attach_at` puts it on the scratch directory,
+//! whose fd the parent opened through `/proc/PID/root/...` (so the fd is of
+//! the child's mount namespace: an fd opened before the clone is of the
+//! host's, and move_mount onto it fails with EINVAL). Everything else is
+//! reached through `/proc/self/fd/N` of that tmpfs (see
+//! `sys::openat::proc_self_fd_path`), overlayfs options included, so no host
+//! path (and no ',' or ':' in one) is ever parsed.
+//!
+//! Mount attributes set by the parent on a detached tree (read-only...) are
+//! not locked once attached in the child's namespace: a container root that
+//! keeps CAP_SYS_ADMIN could clear them with mount_setattr. The capability
+//! cut and seccomp are what keep them.
+//!
+//! Kernel: open_tree/move_mount/fsopen 5.2, mount_setattr 5.12, idmapped
+//! overlayfs layers 5.19, idmapped tmpfs 6.3 (ext4, xfs, btrfs earlier; 9p,
+//! nfs not at all).
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use rustix::io::Errno;
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, open_tree, FsMountFlags,
+    FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+};
+
+/// Most fds one `send_fds` carries (the rootfs and a few volumes per message).
+pub const MAX_FDS: usize = 32;
+
+#[derive(Debug)]
+pub enum IdmapError {
+    /// The kernel or the file system cannot idmap this tree.
+    Unsupported {
+        path: PathBuf,
+        fstype: String,
+        kernel: String,
+        errno: Errno,
+    },
+    /// Any other failure: which syscall, on what, and the errno.
+    Sys {
+        what: &'static str,
+        path: PathBuf,
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for IdmapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdmapError::Unsupported {
+                path,
+                fstype,
+                kernel,
+                ..
+            } => write!(
+                f,
+                "{} is on {fstype}, which cannot be idmapped on this kernel (Linux {kernel}; tmpfs needs 6.3, 9p and nfs never): use --userns BASE with a rootfs pulled with --owner BASE, or --userns host",
+                path.display()
+            ),
+            IdmapError::Sys { what, path, errno } => {
+                write!(f, "{what} {} failed: {}", path.display(), errno_text(*errno))
+            }
+        }
+    }
+}
+
+impl std::error::Error for IdmapError {}
+
+fn errno_text(e: Errno) -> String {
+    io::Error::from(e).to_string()
+}
+
+fn sys(what: &'static str, path: &Path) -> impl FnOnce(Errno) -> IdmapError {
+    let path = path.to_path_buf();
+    move |errno| IdmapError::Sys { what, path, errno }
+}
+
+/// `/proc/PID/ns/user` of the container, opened once its maps are written.
+pub fn open_userns(pid: i32) -> Result<OwnedFd, IdmapError> {
+    let path = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(sys("open the user namespace", &path))
+}
+
+/// A detached copy of the mount tree at `path` (submounts too when
+/// `recursive`), as an fd: a bind mount not yet attached anywhere.
+pub fn detached_tree(path: &Path, recursive: bool) -> Result<OwnedFd, IdmapError> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    open_tree(rustix::fs::CWD, path, flags).map_err(sys("open_tree", path))
+}
+
+/// As `detached_tree` (recursive), idmapped with `userns`: host ID `BASE + n`
+/// of that namespace's map reads as `n`, and host root as container root.
+/// Must run in the initial user namespace (the parent), after the maps of
+/// `userns` are written.
+pub fn idmapped_tree(path: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd, IdmapError> {
+    let tree = detached_tree(path, true)?;
+    set_idmap(&tree, userns, path)?;
+    Ok(tree)
+}
+
+/// Idmaps a detached tree (every mount of it) with `userns`. `path` only
+/// names the tree in errors.
+pub fn set_idmap(tree: &OwnedFd, userns: BorrowedFd<'_>, path: &Path) -> Result<(), IdmapError> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    match mount_setattr(tree.as_fd(), libc::AT_RECURSIVE, &attr) {
+        Ok(()) => Ok(()),
+        Err(errno @ (Errno::INVAL | Errno::OPNOTSUPP | Errno::NOSYS)) => {
+            Err(IdmapError::Unsupported {
+                path: path.to_path_buf(),
+                fstype: fs_type_name(tree.as_fd()),
+                kernel: rustix::system::uname()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned(),
+                errno,
+            })
+        }
+        Err(errno) => Err(IdmapError::Sys {
+            what: "mount_setattr MOUNT_ATTR_IDMAP on",
+            path: path.to_path_buf(),
+            errno,
+        }),
+    }
+}
+
+/// Sets and clears `MOUNT_ATTR_*` flags (libc's constants) on the mount of
+/// `tree`, and on every mount below it when `recursive`: read-only volumes
+/// made recursive this way cannot be remounted read-write from inside.
+pub fn set_attrs(tree: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr(tree, flags, &attr).map_err(io::Error::from)
+}
+
+/// rustix 1.1 and nix 0.29 have no mount_setattr; libc has its number and struct.
+fn mount_setattr(tree: BorrowedFd<'_>, flags: i32, attr: &libc::mount_attr) -> Result<(), Errno> {
+    const EMPTY: &CStr = c"";
+    // SAFETY: the fd is borrowed and open, the path is a NUL-terminated empty
+    // string, and attr points to a live mount_attr whose size we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            EMPTY.as_ptr(),
+            (flags | libc::AT_EMPTY_PATH) as libc::c_uint,
+            attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+    }
+}
+
+/// Attaches a detached tree at `target` (a path in the caller's mount
+/// namespace). The fd may be closed afterwards.
+pub fn attach(tree: BorrowedFd<'_>, target: &Path) -> Result<(), IdmapError> {
+    move_mount(
+        tree,
+        c"",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(sys("move_mount onto", target))
+}
+
+/// Attaches a detached tree onto the directory (or file) `target` is an fd
+/// of, e.g. one `sys::openat::open_in_root` resolved: no path is walked.
+pub fn attach_at(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), IdmapError> {
+    move_mount(
+        tree,
+        c"",
+        target,
+        c"",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(sys("move_mount onto", &fd_path(target)))
+}
+
+/// A new tmpfs as a detached mount (`fsopen`/`fsmount`), owned by the
+/// caller's user namespace: for the child's layer. `options` as mount(8)'s,
+/// comma-separated `key=value` (e.g. "mode=755,size=64m").
+pub fn detached_tmpfs(options: &str, attrs: MountAttrFlags) -> Result<OwnedFd, IdmapError> {
+    let what = Path::new("tmpfs");
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(sys("fsopen", what))?;
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+        if v.is_empty() {
+            rustix::mount::fsconfig_set_flag(&fs, k)
+        } else {
+            fsconfig_set_string(&fs, k, v)
+        }
+        .map_err(sys("fsconfig (an option of)", Path::new(opt)))?;
+    }
+    fsconfig_create(&fs).map_err(sys("fsconfig create", what))?;
+    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(sys("fsmount", what))
+}
+
+/// A pair of connected `SOCK_SEQPACKET` sockets (close-on-exec) to carry
+/// mount fds from the parent to the child. Make it before the clone; each
+/// side drops the other's end.
+pub fn fd_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Sends `fds` in one message (SCM_RIGHTS); at most `MAX_FDS`.
+pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.is_empty() || fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("send_fds carries 1 to {MAX_FDS} fds, not {}", fds.len()),
+        ));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    // The count travels as data too, so the receiver checks it got them all.
+    let count = [fds.len() as u8];
+    let iov = [IoSlice::new(&count)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one message of `send_fds`; the fds come close-on-exec.
+pub fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Vec<OwnedFd>> {
+    let mut count = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut count)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these fds in our table for us
+            // alone; nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let (bytes, expected) = (msg.bytes, count[0] as usize);
+    if bytes == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the parent closed the mount fd channel without sending",
+        ));
+    }
+    if truncated || fds.len() != expected {
+        return Err(io::Error::other(format!(
+            "expected {expected} mount fds from the parent, got {}",
+            fds.len()
+        )));
+    }
+    Ok(fds)
+}
+
+/// What an fd points at, for messages.
+fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .unwrap_or_else(|_| PathBuf::from(format!("fd {}", fd.as_raw_fd())))
+}
+
+/// The file system a tree is on, by name where known.
+fn fs_type_name(fd: BorrowedFd<'_>) -> String {
+    let Ok(st) = rustix::fs::fstatfs(fd) else {
+        return "a file system".into();
+    };
+    let magic = st.f_type as u64 as u32;
+    let name = match magic {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x0102_1997 => "9p",
+        0x6969 => "nfs",
+        0x794C_7630 => "overlayfs",
+        0x6573_5546 => "fuse",
+        0x7371_7368 => "squashfs",
+        0xF2F5_2010 => "f2fs",
+        0x4D44 => "vfat",
+        0x2FC1_2FC1 => "zfs",
+        0xFF53_4D42 => "cifs",
+        0x858_458F6 => "ramfs",
+        0x9FA0 => "proc",
+        0x6265_6572 => "sysfs",
+        _ => return format!("a file system of type {magic:#x}"),
+    };
+    name.into()
+}

@@ -1,0 +1,219 @@
+//! Checks against the host, after pure parsing (`model`) and after any
+//! pull: root, the rootfs, the command inside it and its architecture,
+//! cgroup v2 when limits are asked for, volume host paths.
+
+use crate::model::config::Config;
+use crate::model::env::{command_candidates, search_path};
+use crate::model::spec::{Request, Spec};
+use crate::model::userns::{UserNs, UserNsChoice};
+use anyhow::{anyhow, bail, Context, Result};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("engine run needs root (namespaces, cgroups, networking): run it with sudo");
+    }
+    Ok(())
+}
+
+/// A directory given as the rootfs: it must hold a root file system.
+pub fn rootfs_dir(path: &Path) -> Result<PathBuf> {
+    let arg = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(_) => bail!(
+            "rootfs {arg} does not exist: give a directory holding a root filesystem, or a catalog name (busybox, debian, centos)"
+        ),
+    };
+    if !meta.is_dir() {
+        bail!("rootfs {arg} is not a directory: unpack it first (engine rootfs pull URL DEST)");
+    }
+    let has_bin = ["bin", "usr/bin"].iter().any(|d| path.join(d).is_dir());
+    if !has_bin {
+        bail!("rootfs {arg} is not a root filesystem (no bin/ or usr/bin/): point to an unpacked distro root");
+    }
+    path.canonicalize()
+        .with_context(|| format!("cannot resolve rootfs {arg}"))
+}
+
+/// Makes a parsed request a `Spec`, given the rootfs directory it runs on.
+pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
+    if !req.write_through {
+        // overlayfs options are comma-separated, its layers colon-separated.
+        for (what, path) in [("rootfs", &rootfs), ("ENGINE_STATE_DIR", &cfg.state_dir)] {
+            if path.to_string_lossy().contains([',', ':']) {
+                bail!(
+                    "{what} path {} holds ',' or ':', which overlayfs cannot take: rename it, or use --write-through",
+                    path.display()
+                );
+            }
+        }
+    }
+    if let Some(cpus) = req.limits.cpus {
+        let host = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if cpus > host as f64 {
+            bail!("--cpus {cpus} is more than the {host} CPUs of this host: give at most {host}");
+        }
+    }
+    if req.limits.any() {
+        crate::sys::cgroup::check_available(&cfg.cgroup_root).map_err(|why| {
+            anyhow!("resource limits need cgroup v2 with the cpu, memory and pids controllers, but {why}: run without --cpus/--memory/--pids-limit, or on a cgroup v2 host")
+        })?;
+    }
+    let userns = match req.userns {
+        UserNsChoice::Fixed(u) => u,
+        UserNsChoice::Auto => {
+            let meta = std::fs::metadata(&rootfs)
+                .with_context(|| format!("cannot stat rootfs {}", rootfs.display()))?;
+            UserNs::map(meta.uid(), meta.gid())?
+        }
+    };
+    let mut volumes = req.volumes;
+    for v in &mut volumes {
+        let host = v.host.display().to_string();
+        if !v.host.exists() {
+            bail!("volume host path {host} does not exist: create it first or fix the path");
+        }
+        v.host = v
+            .host
+            .canonicalize()
+            .with_context(|| format!("cannot resolve volume host path {host}"))?;
+    }
+    let command = if req.command.is_empty() {
+        vec![default_shell(&rootfs)]
+    } else {
+        req.command
+    };
+    check_command_arch(&rootfs, &command[0], &req.env, &req.workdir)?;
+    // Detached containers have no terminal unless asked for one.
+    let tty = req
+        .tty
+        .unwrap_or_else(|| !req.detach && nix::unistd::isatty(0).unwrap_or(false));
+    Ok(Spec {
+        name: req.name,
+        generated_name: req.generated_name,
+        hostname: req.hostname,
+        rootfs,
+        command,
+        env: req.env,
+        workdir: req.workdir,
+        volumes,
+        limits: req.limits,
+        userns,
+        network: req.network,
+        tty,
+        write_through: req.write_through,
+        verbose: req.verbose,
+        detach: req.detach,
+    })
+}
+
+/// `path` as the container will see it, if it exists there.
+fn existing_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    crate::image::resolve_in_rootfs(root, path)
+        .ok()
+        .filter(|p| p.exists())
+}
+
+fn default_shell(rootfs: &Path) -> String {
+    if existing_in_root(rootfs, Path::new("/bin/bash")).is_some() {
+        "/bin/bash".into()
+    } else {
+        "/bin/sh".into()
+    }
+}
+
+/// Finds the command as the container's exec will (the same PATH search).
+fn find_command(
+    rootfs: &Path,
+    cmd: &str,
+    env: &[(String, String)],
+    workdir: &Path,
+) -> Option<PathBuf> {
+    let path = search_path(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    command_candidates(cmd, path)
+        .into_iter()
+        .find_map(|c| existing_in_root(rootfs, &workdir.join(c)).filter(|p| p.is_file()))
+}
+
+/// Refuses a command built for an architecture this host cannot run (no
+/// binfmt_misc handler), instead of a bare "Exec format error" later.
+fn check_command_arch(
+    rootfs: &Path,
+    cmd: &str,
+    env: &[(String, String)],
+    workdir: &Path,
+) -> Result<()> {
+    use crate::image::{arch_machine, elf_machine, host_arch, machine_arch};
+    let Some(path) = find_command(rootfs, cmd, env, workdir) else {
+        return Ok(()); // not found: exec reports 127 with the container's own view
+    };
+    let Ok(Some(machine)) = elf_machine(&path) else {
+        return Ok(());
+    };
+    if Some(machine) == arch_machine(host_arch()) || binfmt_handles(machine) {
+        return Ok(());
+    }
+    let theirs = machine_arch(machine)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("ELF machine {machine}"));
+    let ours = host_arch();
+    bail!(
+        "{cmd} in rootfs {} is built for {theirs}, which this {ours} host cannot run (no binfmt_misc handler): use a rootfs for {ours}, or install qemu-user-static",
+        rootfs.display()
+    )
+}
+
+/// Whether an enabled binfmt_misc entry matches ELF files for `machine`
+/// (its magic covers e_machine at byte offset 18, little endian).
+fn binfmt_handles(machine: u16) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/sys/fs/binfmt_misc") else {
+        return false;
+    };
+    let want = [machine as u8, (machine >> 8) as u8];
+    dir.flatten().any(|entry| {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            return false;
+        };
+        if !text.lines().any(|l| l == "enabled") {
+            return false;
+        }
+        let magic = text
+            .lines()
+            .find_map(|l| l.strip_prefix("magic "))
+            .and_then(hex_bytes);
+        let offset = text
+            .lines()
+            .find_map(|l| l.strip_prefix("offset "))
+            .and_then(|o| o.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        match magic {
+            Some(m) if offset == 0 && m.len() >= 20 && m.starts_with(b"\x7fELF") => {
+                m[18..20] == want
+            }
+            _ => false,
+        }
+    })
+}
+
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binfmt_magic_parses() {
+        assert_eq!(hex_bytes("7f454c46"), Some(vec![0x7f, b'E', b'L', b'F']));
+        assert_eq!(hex_bytes("zz"), None);
+    }
+}

@@ -9,6 +9,9 @@ use crate::model::env::{parse_envs, parse_workdir};
 use crate::model::limits::{self, Limits};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
+use crate::model::ports::{parse_dns, parse_publishes};
+use crate::sys::net::dns::DnsOptions;
+use crate::sys::net::nat::PortMapping;
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
 use anyhow::{bail, Result};
@@ -34,6 +37,12 @@ pub struct SpecInput {
     pub userns: String,
     /// `bridge` or `none`.
     pub net: String,
+    /// `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`, repeatable.
+    pub publish: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// `--add-host NAME:IP`, repeatable.
+    pub add_host: Vec<String>,
     pub write_through: bool,
     pub verbose: bool,
     /// Run in the background (`-d`), output to the log.
@@ -65,6 +74,10 @@ pub struct Request {
     pub limits: Limits,
     pub userns: UserNsChoice,
     pub network: Network,
+    /// Published ports (bridge only).
+    pub ports: Vec<PortMapping>,
+    /// resolv.conf and hosts options (bridge only).
+    pub dns: DnsOptions,
     pub tty: Option<bool>,
     pub write_through: bool,
     pub verbose: bool,
@@ -87,6 +100,10 @@ pub struct Spec {
     pub limits: Limits,
     pub userns: UserNs,
     pub network: Network,
+    /// Published ports (bridge only).
+    pub ports: Vec<PortMapping>,
+    /// resolv.conf and hosts options (bridge only).
+    pub dns: DnsOptions,
     pub tty: bool,
     pub write_through: bool,
     pub verbose: bool,
@@ -114,6 +131,19 @@ impl Request {
         )?;
         let userns = parse_userns(&input.userns)?;
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
+        let ports = parse_publishes(&input.publish)?;
+        let dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
+        if network == Network::None {
+            let given = [
+                (!ports.is_empty(), "-p"),
+                (!dns.servers.is_empty(), "--dns"),
+                (!dns.search.is_empty(), "--dns-search"),
+                (!dns.hosts.is_empty(), "--add-host"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
+                bail!("{flag} needs a network: drop --net none, or drop {flag}");
+            }
+        }
         let env = parse_envs(&input.env)?;
         let workdir = parse_workdir(input.workdir)?;
         let volumes = input
@@ -136,6 +166,8 @@ impl Request {
             limits,
             userns,
             network,
+            ports,
+            dns,
             tty: input.tty,
             write_through: input.write_through,
             verbose: input.verbose,
@@ -192,7 +224,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused() {
-        let bad: [fn(&mut SpecInput); 7] = [
+        let bad: [fn(&mut SpecInput); 10] = [
+            |i| i.publish = vec!["8080:80".into()],
+            |i| i.dns = vec!["192.0.2.1".into()],
+            |i| i.add_host = vec!["db:192.0.2.1".into()],
             |i| i.cpus = Some("abc".into()),
             |i| i.memory = Some("5M".into()),
             |i| i.name = Some("-x".into()),

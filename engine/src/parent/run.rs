@@ -12,6 +12,7 @@ use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::lock::Lock;
+use crate::sys::net::{dns, nat};
 use crate::sys::state::{self, Record, StateDir};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
@@ -40,6 +41,10 @@ struct Resources {
     /// A detached container's log, until its command has started (after
     /// that the log outlives the container, to be read).
     log: Option<PathBuf>,
+    /// The directory of its resolv.conf, hosts and hostname.
+    etc: Option<PathBuf>,
+    /// Whether its published ports may have rules (removal is idempotent).
+    ports: bool,
 }
 
 impl Drop for Resources {
@@ -56,6 +61,14 @@ impl Drop for Resources {
         // it ourselves would make every start wait ~25 ms for the kernel.
         if let Some(log) = self.log.take() {
             let _ = std::fs::remove_file(log);
+        }
+        if self.ports {
+            if let Err(e) = nat::remove_ports(&self.name) {
+                eprintln!("engine: {e:#}");
+            }
+        }
+        if let Some(etc) = self.etc.take() {
+            dns::remove_files(&etc);
         }
         if self.record_written {
             self.state.remove(&self.name);
@@ -83,6 +96,8 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         cgroup: None,
         child: None,
         log: None,
+        etc: None,
+        ports: false,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
@@ -105,6 +120,11 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
         _ => None,
     };
+    if let Some((ip, ..)) = eth0 {
+        let dir = state.etc_of(&spec.name);
+        res.etc = Some(dir.clone());
+        dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?;
+    }
     let pty = if spec.tty {
         Some(super::tty::open_pty()?)
     } else {
@@ -126,6 +146,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
             .as_ref()
             .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
         eth0,
+        etc: res.etc.clone(),
         cgroup2: cgroup_ok,
     };
     let cgroup_dir = match &res.cgroup {
@@ -157,6 +178,11 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     }
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         crate::sys::net::create_veth(net, veth, pid.as_raw())?;
+    }
+    if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
+        res.ports = true;
+        nat::add_ports(&spec.name, ip, &spec.ports)?;
+        verbose!(spec, "published {}", show_ports(&spec.ports));
     }
     File::from(sync_write)
         .write_all(b"G")
@@ -209,7 +235,9 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
                 }
                 None => net.lowest_free(&used)?,
             };
+            check_ports(spec, &running)?;
             crate::sys::net::setup_host(net, &state.dir)?;
+            super::host::ensure_nat(net, state, !spec.ports.is_empty())?;
             let mut veth = crate::sys::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by
             // a container of the same name whose namespace the kernel is
@@ -240,11 +268,36 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         log: None,
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
+        ports: spec.ports.clone(),
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
     }
     Ok((record, lock))
+}
+
+/// Refuses a host port another container publishes, or a host process
+/// holds; under the state lock, before anything is created.
+fn check_ports(spec: &Spec, running: &[Record]) -> Result<()> {
+    for map in &spec.ports {
+        for rec in running {
+            if let Some(theirs) = rec.ports.iter().find(|p| p.clashes_with(map)) {
+                bail!(
+                    "host port {}/{} is already published by container {} ({theirs}): publish another host port, or stop {}",
+                    map.host_port,
+                    map.proto.as_str(),
+                    rec.name,
+                    rec.name
+                );
+            }
+        }
+        nat::check_host_port_free(map)?;
+    }
+    Ok(())
+}
+
+fn show_ports(ports: &[nat::PortMapping]) -> String {
+    ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn report_oom(spec: &Spec, cg: &Cgroup) {

@@ -9,7 +9,7 @@
 //! forwards to, from `/run/systemd/resolve/resolv.conf`. `--dns` and
 //! `--dns-search` replace the servers and the search list.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,60 +22,12 @@ pub const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 /// The names the files get in the container's directory, and where they go in the container.
 pub const FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
 
-/// What the user asked for: `--dns`, `--dns-search`, `--add-host`.
+/// What the user asked for: `--dns`, `--dns-search`, `--add-host` (parsed in `model::ports`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DnsOptions {
     pub servers: Vec<IpAddr>,
     pub search: Vec<String>,
     pub hosts: Vec<(String, IpAddr)>,
-}
-
-/// `--dns IP`.
-pub fn parse_server(s: &str) -> Result<IpAddr> {
-    s.parse().map_err(|_| {
-        anyhow!(
-            "--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53"
-        )
-    })
-}
-
-/// `--dns-search DOMAIN`: a domain name (labels of letters, digits and '-',
-/// at most 63 bytes each, 253 in all), a trailing dot allowed.
-pub fn parse_search(s: &str) -> Result<String> {
-    let domain = s.strip_suffix('.').unwrap_or(s);
-    if !is_dns_name(domain) {
-        bail!("--dns-search {s:?} is not a domain name: give one such as example.com");
-    }
-    Ok(domain.to_string())
-}
-
-/// `--add-host NAME:IP` (an IPv6 address holds ':' too: the name ends at the first one).
-pub fn parse_add_host(s: &str) -> Result<(String, IpAddr)> {
-    let example = "write it as NAME:IP, e.g. --add-host db:192.0.2.10";
-    let Some((name, ip)) = s.split_once(':') else {
-        bail!("--add-host {s:?} has no ':': {example}");
-    };
-    if !is_dns_name(name) {
-        bail!("--add-host {s:?}: {name:?} is not a host name (letters, digits, '-' and '.'): {example}");
-    }
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| anyhow!("--add-host {s:?}: {ip:?} is not an IP address: {example}"))?;
-    Ok((name.to_string(), ip))
-}
-
-fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// The lines of a resolv.conf that matter here.
@@ -209,28 +161,6 @@ pub fn remove_files(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_are_validated() {
-        assert!(parse_server("192.0.2.53").is_ok());
-        assert!(parse_server("2001:db8::53").is_ok());
-        assert!(parse_server("dns.example").is_err());
-        assert_eq!(parse_search("example.com.").unwrap(), "example.com");
-        assert!(parse_search("bad domain").is_err());
-        assert!(parse_search("-x.com").is_err());
-        assert!(parse_search("").is_err());
-        assert_eq!(
-            parse_add_host("db:192.0.2.10").unwrap(),
-            ("db".to_string(), "192.0.2.10".parse().unwrap())
-        );
-        assert_eq!(
-            parse_add_host("v6:2001:db8::1").unwrap().1,
-            "2001:db8::1".parse::<IpAddr>().unwrap()
-        );
-        assert!(parse_add_host("db").is_err());
-        assert!(parse_add_host("db:nowhere").is_err());
-        assert!(parse_add_host("bad name:192.0.2.1").is_err());
-    }
 
     #[test]
     fn loopback_stub_is_replaced_by_its_upstream() {

@@ -133,7 +133,11 @@ struct RunArgs {
     #[arg(long, default_value = "bridge")]
     net: String,
     /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]
-    #[arg(long, short = 'p', value_name = "[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]")]
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]"
+    )]
     publish: Vec<String>,
     /// A nameserver for the container's resolv.conf (replaces the host's)
     #[arg(long, value_name = "IP")]

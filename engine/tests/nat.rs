@@ -334,13 +334,19 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
     let net = Net::new("pub", "10.83.0.0/24");
     let before = ruleset();
     // No `engine setup`: the first bridged run installs the table.
-    let server = net.start(&["-p", "8080:80", rootfs(), "web", "10.83.0.10"], &web("web"));
+    let server = net.start(
+        &["-p", "8080:80", rootfs(), "web", "10.83.0.10"],
+        &web("web"),
+    );
     let from_world = net
         .world
         .thread(|| wait_http(format!("{HOST_IP}:8080").parse().unwrap()))
         .join()
         .unwrap();
-    assert!(from_world.contains("web web"), "from the world: {from_world}");
+    assert!(
+        from_world.contains("web web"),
+        "from the world: {from_world}"
+    );
     for addr in ["127.0.0.1:8080", &format!("{HOST_IP}:8080")] {
         let text = wait_http(addr.parse().unwrap());
         assert!(text.contains("web web"), "from the host on {addr}: {text}");
@@ -368,7 +374,10 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
     assert!(table.contains("0.0.0.0:8080->80/tcp"), "{table}");
     let out = net.cmd().args(["ps", "--format", "json"]).output().unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows[0]["ports"], serde_json::json!(["0.0.0.0:8080->80/tcp"]));
+    assert_eq!(
+        rows[0]["ports"],
+        serde_json::json!(["0.0.0.0:8080->80/tcp"])
+    );
     // At exit the container's rules go, and the port with them.
     let out = net.cmd().args(["stop", "-t", "1", "web"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -391,11 +400,17 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
     let rules = ruleset();
     for (args, needle) in [
         (vec!["-p", "8080:81"], "already published by container web"),
-        (vec!["-p", "127.0.0.1:8080:81"], "already published by container web"),
+        (
+            vec!["-p", "127.0.0.1:8080:81"],
+            "already published by container web",
+        ),
         (vec!["-p", "9090:80"], "in use by a process"),
         (vec!["-p", "9091:80/udp"], "in use by a process"),
         (vec!["-p", "9092:80", "-p", "9092:81"], "same host port"),
-        (vec!["-p", "192.0.2.7:9093:80"], "not an address of this host"),
+        (
+            vec!["-p", "192.0.2.7:9093:80"],
+            "not an address of this host",
+        ),
         (vec!["-p", "80"], "HOSTPORT:CONTAINERPORT"),
         (vec!["-p", "8081:80/sctp"], "sctp"),
         (vec!["--net", "none", "-p", "8081:80"], "needs a network"),
@@ -408,7 +423,10 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
         let out = net.run(&all);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err:?} should say {needle:?}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: {err:?} should say {needle:?}"
+        );
         assert!(!net.env.state.path().join("dup.json").exists(), "{args:?}");
         assert!(!net.env.state.path().join("dup.etc").exists(), "{args:?}");
         assert!(
@@ -418,7 +436,16 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
         assert_eq!(ruleset(), rules, "{args:?} changed the ruleset");
     }
     // Another protocol, or another port, is fine.
-    let out = net.run(&["-p", "8080:80/udp", "-p", "9094:80", rootfs(), "ok", "--", "true"]);
+    let out = net.run(&[
+        "-p",
+        "8080:80/udp",
+        "-p",
+        "9094:80",
+        rootfs(),
+        "ok",
+        "--",
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     net.teardown();
 }
@@ -431,11 +458,17 @@ fn a_killed_engine_s_port_rules_are_removed_by_the_next_engine() {
     assert!(ruleset().contains("pre-web"));
     server.0.kill().unwrap(); // SIGKILL: the engine cleans nothing up
     server.0.wait().unwrap();
-    assert!(ruleset().contains("pre-web"), "the rules outlive a SIGKILLed engine");
+    assert!(
+        ruleset().contains("pre-web"),
+        "the rules outlive a SIGKILLed engine"
+    );
     let out = net.cmd().args(["ps"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rules = ruleset();
-    assert!(!rules.contains("pre-web") && !rules.contains("out-web"), "{rules}");
+    assert!(
+        !rules.contains("pre-web") && !rules.contains("out-web"),
+        "{rules}"
+    );
     assert!(!net.env.state.path().join("web.etc").exists());
     // And the port can be published again.
     let out = net.run(&["-p", "8080:80", rootfs(), "again", "--", "true"]);
@@ -449,8 +482,21 @@ fn dns_files_are_the_engine_s_and_the_rootfs_stays_untouched() {
     let etc_before = sh(Command::new("ls").arg("-l").arg(busybox().join("etc")));
     let script = "cat /etc/resolv.conf /etc/hosts /etc/hostname; ls -ln /etc/resolv.conf; nslookup world.test";
     let out = net.run(&[
-        "--dns", WORLD_IP, "--dns-search", "example.test", "--add-host", "db:192.0.2.10",
-        "--hostname", "box", rootfs(), "named", "10.88.0.7", "--", "sh", "-c", script,
+        "--dns",
+        WORLD_IP,
+        "--dns-search",
+        "example.test",
+        "--add-host",
+        "db:192.0.2.10",
+        "--hostname",
+        "box",
+        rootfs(),
+        "named",
+        "10.88.0.7",
+        "--",
+        "sh",
+        "-c",
+        script,
     ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
@@ -465,7 +511,10 @@ fn dns_files_are_the_engine_s_and_the_rootfs_stays_untouched() {
     assert!(text.contains(&format!("Address: {WORLD_IP}")), "{text}");
     let etc_after = sh(Command::new("ls").arg("-l").arg(busybox().join("etc")));
     assert_eq!(etc_after, etc_before, "the rootfs's /etc changed");
-    assert!(!net.env.state.path().join("named.etc").exists(), "left behind");
+    assert!(
+        !net.env.state.path().join("named.etc").exists(),
+        "left behind"
+    );
     net.teardown();
 }
 

@@ -200,7 +200,11 @@ pub(super) fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
     for (file, fd) in crate::sys::net::dns::FILES.iter().zip(&etc_files) {
         let target = join_in_root(&root, &Path::new("/etc").join(file))?;
         touch(&target)?;
-        bind(&Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()), &target, false)?;
+        bind(
+            &Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()),
+            &target,
+            false,
+        )?;
     }
 
     for v in &spec.volumes {

@@ -6,7 +6,8 @@ use crate::sys::net::nat::{PortMapping, Proto};
 use anyhow::{anyhow, bail, Result};
 use std::net::{IpAddr, Ipv4Addr};
 
-const PUBLISH_EXAMPLE: &str = "write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. -p 8080:80";
+const PUBLISH_EXAMPLE: &str =
+    "write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. -p 8080:80";
 
 /// One `-p`.
 pub fn parse_publish(s: &str) -> Result<PortMapping> {
@@ -30,7 +31,9 @@ pub fn parse_publish(s: &str) -> Result<PortMapping> {
     let port = |p: &str, what: &str| -> Result<u16> {
         match p.parse::<u16>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => bail!("-p {s:?}: {what} port {p:?} is not a number from 1 to 65535: {PUBLISH_EXAMPLE}"),
+            _ => bail!(
+                "-p {s:?}: {what} port {p:?} is not a number from 1 to 65535: {PUBLISH_EXAMPLE}"
+            ),
         }
     };
     Ok(PortMapping {
@@ -57,7 +60,9 @@ pub fn parse_publishes(args: &[String]) -> Result<Vec<PortMapping>> {
 /// `--dns IP`.
 pub fn parse_server(s: &str) -> Result<IpAddr> {
     s.parse().map_err(|_| {
-        anyhow!("--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53")
+        anyhow!(
+            "--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53"
+        )
     })
 }
 
@@ -89,9 +94,18 @@ pub fn parse_add_host(s: &str) -> Result<(String, IpAddr)> {
 /// All three options.
 pub fn parse_dns(servers: &[String], search: &[String], hosts: &[String]) -> Result<DnsOptions> {
     Ok(DnsOptions {
-        servers: servers.iter().map(|s| parse_server(s)).collect::<Result<_>>()?,
-        search: search.iter().map(|s| parse_search(s)).collect::<Result<_>>()?,
-        hosts: hosts.iter().map(|s| parse_add_host(s)).collect::<Result<_>>()?,
+        servers: servers
+            .iter()
+            .map(|s| parse_server(s))
+            .collect::<Result<_>>()?,
+        search: search
+            .iter()
+            .map(|s| parse_search(s))
+            .collect::<Result<_>>()?,
+        hosts: hosts
+            .iter()
+            .map(|s| parse_add_host(s))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -101,7 +115,9 @@ fn is_dns_name(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -114,12 +130,29 @@ mod tests {
     #[test]
     fn publish_forms() {
         let m = parse_publish("8080:80").unwrap();
-        assert_eq!((m.host_ip, m.host_port, m.container_port, m.proto), (None, 8080, 80, Proto::Tcp));
+        assert_eq!(
+            (m.host_ip, m.host_port, m.container_port, m.proto),
+            (None, 8080, 80, Proto::Tcp)
+        );
         let m = parse_publish("127.0.0.1:53:5353/udp").unwrap();
         assert_eq!(m.host_ip, Some(Ipv4Addr::LOCALHOST));
-        assert_eq!((m.host_port, m.container_port, m.proto), (53, 5353, Proto::Udp));
+        assert_eq!(
+            (m.host_port, m.container_port, m.proto),
+            (53, 5353, Proto::Udp)
+        );
         assert_eq!(parse_publish("0.0.0.0:1:2/tcp").unwrap().host_ip, None);
-        for bad in ["80", "0:80", "8080:0", "70000:80", "x:80", "8080:80/sctp", "1.2.3:80:80", "a:b:c:d", "::1:80:80", ""] {
+        for bad in [
+            "80",
+            "0:80",
+            "8080:0",
+            "70000:80",
+            "x:80",
+            "8080:80/sctp",
+            "1.2.3:80:80",
+            "a:b:c:d",
+            "::1:80:80",
+            "",
+        ] {
             assert!(parse_publish(bad).is_err(), "{bad}");
         }
     }

@@ -10,10 +10,10 @@ use crate::model::limits::{self, Limits};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
 use crate::model::ports::{parse_dns, parse_publishes};
-use crate::sys::net::dns::DnsOptions;
-use crate::sys::net::nat::PortMapping;
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
+use crate::sys::net::dns::DnsOptions;
+use crate::sys::net::nat::PortMapping;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 

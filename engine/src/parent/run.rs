@@ -297,7 +297,11 @@ fn check_ports(spec: &Spec, running: &[Record]) -> Result<()> {
 }
 
 fn show_ports(ports: &[nat::PortMapping]) -> String {
-    ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn report_oom(spec: &Spec, cg: &Cgroup) {

@@ -19,6 +19,13 @@ pub const WANTED: &[&str] = &[
     "bridge",  // container networking
     "veth",
     "tun",
+    // the engine's nftables table: NAT chains, masquerade, DNAT, conntrack, fib
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_fib_inet",
 ];
 
 /// A module to load: its name and its file (maybe compressed).

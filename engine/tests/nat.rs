@@ -17,6 +17,8 @@ const HOST_IP: &str = "198.51.100.2";
 const GREETING: &str = "hello from the world";
 /// Size of `/big`, for the throughput figure.
 const BIG: usize = 256 << 20;
+/// How long each `/big` took, as the server saw it (until the client closed).
+static BIG_SECONDS: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
 
 fn netns_inode(path: &str) -> u64 {
     std::fs::metadata(path).unwrap().ino()
@@ -149,6 +151,7 @@ fn http_reply(mut conn: TcpStream) {
         return;
     }
     if line.contains(" /big ") {
+        let started = Instant::now();
         let _ = write!(conn, "HTTP/1.0 200 OK\r\nContent-Length: {BIG}\r\n\r\n");
         let chunk = vec![b'x'; 1 << 16];
         for _ in 0..BIG / chunk.len() {
@@ -156,6 +159,13 @@ fn http_reply(mut conn: TcpStream) {
                 return;
             }
         }
+        // Until the client has read it all and closed.
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let _ = conn.read(&mut [0u8; 1]);
+        BIG_SECONDS
+            .lock()
+            .unwrap()
+            .push(started.elapsed().as_secs_f64());
     } else {
         let _ = write!(
             conn,
@@ -606,4 +616,54 @@ fn docker_style_iptables_rules_are_kept_and_do_not_block_containers() {
             "{tool}: teardown changed its rules"
         );
     }
+}
+
+/// The NAT's cost: the same download (busybox nc, `/big` from the world)
+/// from the host's namespace and from a container, interleaved.
+/// `cargo test --release -p engine --test nat -- --ignored --nocapture figure`
+#[test]
+#[ignore]
+fn figure_download_through_nat_vs_from_the_host() {
+    let net = Net::new("tput", "10.89.0.0/24");
+    net.setup();
+    let get = format!("printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc {WORLD_IP} 80 | wc -c");
+    let mut ctr = net
+        .cmd()
+        .args(["run", rootfs(), "dl", "--", "sh", "-c"])
+        .arg(format!("echo ready; while read x; do {get}; done"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ctr_in = ctr.stdin.take().unwrap();
+    let mut ctr_out = BufReader::new(ctr.stdout.take().unwrap());
+    let mut line = String::new();
+    ctr_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let (mut host, mut container) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let out = sh(Command::new("busybox").args(["sh", "-c", &get]));
+        assert!(out.trim().parse::<usize>().unwrap() > BIG, "{out}");
+        host.push(BIG_SECONDS.lock().unwrap().pop().unwrap());
+        writeln!(ctr_in, "go").unwrap();
+        line.clear();
+        ctr_out.read_line(&mut line).unwrap();
+        assert!(line.trim().parse::<usize>().unwrap() > BIG, "{line}");
+        container.push(BIG_SECONDS.lock().unwrap().pop().unwrap());
+    }
+    drop(ctr_in);
+    ctr.wait().unwrap();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let mib = (BIG >> 20) as f64;
+    let (h, c) = (median(&mut host), median(&mut container));
+    println!(
+        "download of {mib} MiB, median of 5: host {:.0} MiB/s, container through NAT {:.0} MiB/s ({:+.1} %)",
+        mib / h,
+        mib / c,
+        (h / c - 1.0) * 100.0
+    );
+    net.teardown();
 }

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 const WORLD_IP: &str = "198.51.100.1";
 const HOST_IP: &str = "198.51.100.2";
 const GREETING: &str = "hello from the world";
-/// The host's busybox (static), bound into containers so every flavour has nc, httpd, nslookup.
-const BB: &str = "/engine-busybox";
+/// The host's busybox (static), bound into containers so every flavour has nc, httpd,
+/// nslookup (named busybox: it picks the applet from argv[0] otherwise).
+const BB: &str = "/engine-bin/busybox";
 
 fn sh(cmd: &mut Command) -> Result<String> {
     let out = util::run(cmd, RUN_TIMEOUT)?;
@@ -64,7 +65,9 @@ impl World {
         };
         let (here, there) = (format!("wh-{tag}"), format!("ww-{tag}"));
         sh(Command::new("ip")
-            .args(["link", "add", &here, "type", "veth", "peer", "name", &there, "netns"])
+            .args([
+                "link", "add", &here, "type", "veth", "peer", "name", &there, "netns",
+            ])
             .arg(world.holder.pid().to_string()))?;
         sh(Command::new("ip").args(["addr", "add", &format!("{HOST_IP}/24"), "dev", &here]))?;
         sh(Command::new("ip").args(["link", "set", &here, "up"]))?;
@@ -91,7 +94,13 @@ impl World {
         world.dns = Some(std::thread::spawn(move || {
             let bound = (|| -> std::io::Result<UdpSocket> {
                 // SAFETY: setns(2) on an fd we own, for this thread only.
-                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns_file), libc::CLONE_NEWNET) } != 0 {
+                if unsafe {
+                    libc::setns(
+                        std::os::fd::AsRawFd::as_raw_fd(&ns_file),
+                        libc::CLONE_NEWNET,
+                    )
+                } != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 let s = UdpSocket::bind((WORLD_IP, 53))?;
@@ -140,7 +149,9 @@ impl World {
         loop {
             match http_get(addr) {
                 Ok(text) => return Ok(text),
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(e) => bail!("GET http://{addr}/ from the host: {e}"),
             }
         }
@@ -153,9 +164,12 @@ impl Drop for World {
         if let Some(t) = self.dns.take() {
             let _ = t.join();
         }
-        for p in [self.httpd.take(), Some(std::mem::replace(&mut self.holder, placeholder()))]
-            .into_iter()
-            .flatten()
+        for p in [
+            self.httpd.take(),
+            Some(std::mem::replace(&mut self.holder, placeholder())),
+        ]
+        .into_iter()
+        .flatten()
         {
             // SAFETY: kill(2) on our own child, not yet reaped.
             unsafe { libc::kill(p.pid() as i32, libc::SIGKILL) };
@@ -225,14 +239,19 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             .ip(&env.ip(10))
             .opt("-v", &bb)
             .opt("--dns", WORLD_IP)
-            .sh(&format!("{}; {BB} nslookup world.test", fetch(WORLD_IP, 80))),
+            .sh(&format!(
+                "{}; {BB} nslookup world.test",
+                fetch(WORLD_IP, 80)
+            )),
     )?;
     out.expect_success("a container fetching from the world")?;
     if !out.stdout.contains(GREETING) {
         bail!("the container should fetch {GREETING:?} from {WORLD_IP} through NAT\n{out}");
     }
     if !out.stdout.contains(&format!("Address: {WORLD_IP}")) {
-        bail!("the container should resolve world.test to {WORLD_IP} through its resolv.conf\n{out}");
+        bail!(
+            "the container should resolve world.test to {WORLD_IP} through its resolv.conf\n{out}"
+        );
     }
 
     // A published port.
@@ -250,7 +269,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     from_world.args(["sh", "-c", &fetch(HOST_IP, 8080).replace(BB, &busybox)]);
     let out = util::run(&mut from_world, RUN_TIMEOUT)?;
     if !out.stdout.contains("web here") {
-        bail!("the world should reach the published port {HOST_IP}:8080\n{out}\ncontainer:\n{}", web.so_far());
+        bail!(
+            "the world should reach the published port {HOST_IP}:8080\n{out}\ncontainer:\n{}",
+            web.so_far()
+        );
     }
     for addr in ["127.0.0.1:8080".to_string(), format!("{HOST_IP}:8080")] {
         let text = world.wait_http_here(&addr)?;
@@ -265,7 +287,9 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             .sh(&fetch(HOST_IP, 8080)),
     )?;
     if !out.stdout.contains("web here") {
-        bail!("another container should reach the published port through {HOST_IP} (hairpin)\n{out}");
+        bail!(
+            "another container should reach the published port through {HOST_IP} (hairpin)\n{out}"
+        );
     }
     let out = env.run(
         &Run::new(ctx.rootfs(), "nat-dup")
@@ -274,11 +298,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             .cmd(&["true"]),
     )?;
     out.expect_code(125, "a second container publishing host port 8080")?;
-    if !out.stderr.contains("already published by container nat-web") {
+    if !out
+        .stderr
+        .contains("already published by container nat-web")
+    {
         bail!("the refusal should name the container holding the port\n{out}");
     }
     web.send("bye\n")?;
-    web.finish(RUN_TIMEOUT)?.expect_success("the published container")?;
+    web.finish(RUN_TIMEOUT)?
+        .expect_success("the published container")?;
     let during = ruleset()?;
     if during.contains("nat-web") {
         bail!("the published container's rules should go when it ends:\n{during}");
@@ -287,7 +315,9 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     env.close()?;
     let after = ruleset()?;
     if after != before {
-        bail!("after teardown the ruleset should be as before.\nbefore:\n{before}\nafter:\n{after}");
+        bail!(
+            "after teardown the ruleset should be as before.\nbefore:\n{before}\nafter:\n{after}"
+        );
     }
     Ok(())
 }

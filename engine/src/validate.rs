@@ -115,7 +115,7 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
 
 /// `path` as the container will see it, if it exists there.
 fn existing_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
-    crate::image::resolve_in_rootfs(root, path)
+    crate::sys::path::resolve_in_rootfs(root, path)
         .ok()
         .filter(|p| p.exists())
 }
@@ -149,7 +149,7 @@ fn check_command_arch(
     env: &[(String, String)],
     workdir: &Path,
 ) -> Result<()> {
-    use crate::image::{arch_machine, elf_machine, host_arch, machine_arch};
+    use crate::sys::arch::{arch_machine, elf_machine, host_arch, machine_arch};
     let Some(path) = find_command(rootfs, cmd, env, workdir) else {
         return Ok(()); // not found: exec reports 127 with the container's own view
     };

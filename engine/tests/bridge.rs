@@ -5,94 +5,81 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-/// Moves this test's thread into a new network namespace and proves it.
-fn private_netns() {
-    let before = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    let after = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
-    use std::os::unix::fs::MetadataExt;
-    assert_ne!(
-        before.ino(),
-        after.ino(),
-        "still in the original network namespace"
-    );
-}
-
-fn rootfs() -> &'static str {
-    busybox().to_str().unwrap()
-}
 
 struct Net {
-    env: Env,
+    env: Engine,
     bridge: String,
-    subnet: String,
 }
 
 impl Net {
-    /// A private netns, state dir, bridge and subnet.
+    /// A private netns (this test's thread, proven), state dir, bridge and subnet.
     fn new(tag: &str, subnet: &str) -> Net {
-        busybox(); // build the fixture before leaving the host's namespace
-        private_netns();
+        busybox::rootfs(); // build the fixture before leaving the host's namespace
+        testkit::netns::enter_private_or_panic();
+        Net::beside(tag, subnet)
+    }
+
+    /// Another environment in the namespace this thread already entered.
+    fn beside(tag: &str, subnet: &str) -> Net {
+        let bridge = format!("br-{tag}");
         Net {
-            env: Env::new(tag),
-            bridge: format!("br-{tag}"),
-            subnet: subnet.to_string(),
+            env: engine(tag).with_network(&bridge, subnet),
+            bridge,
         }
     }
 
-    fn cmd(&self) -> std::process::Command {
-        let mut c = self.env.cmd();
-        c.env("ENGINE_BRIDGE", &self.bridge)
-            .env("ENGINE_SUBNET", &self.subnet);
-        c
+    fn cmd(&self) -> assert_cmd::Command {
+        self.env.cmd()
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.cmd().arg("run").args(args).output().unwrap()
+    fn run(&self, args: &[&str]) -> Assert {
+        self.cmd().arg("run").args(args).assert()
     }
 
     /// A container that prints "ready" then runs `script`; returns once it is ready.
-    fn start(&self, args: &[&str], script: &str) -> Child {
-        let mut child = self
-            .cmd()
-            .arg("run")
-            .args(args)
-            .args(["--", "sh", "-c", &format!("echo ready; {script}")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        child
+    fn start(&self, args: &[&str], script: &str) -> Running {
+        let script = format!("echo ready; {script}");
+        let mut c = Running::spawn(
+            &self.env,
+            &[&["run"], args, &["--", "sh", "-c", &script]].concat(),
+        );
+        c.expect("ready");
+        c
     }
 
     /// Veths vanish with their container's network namespace, which the
     /// kernel tears down in the background: wait for that, boundedly.
     fn assert_no_veth(&self) {
-        wait_for(10, "the veths to vanish", || {
+        wait::until(SHORT, "the veths to vanish", || {
             (!self.links().contains("ve-")).then_some(())
         });
     }
 
     fn links(&self) -> String {
-        let out = std::process::Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .unwrap();
-        stdout(&out)
+        ip(&["-o", "link"])
     }
+}
+
+/// `ip ARGS` in this thread's network namespace, to observe.
+fn ip(args: &[&str]) -> String {
+    let out = assert_cmd::Command::new(quote::require("ip", "iproute2"))
+        .args(args)
+        .timeout(SHORT)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stops a container started with [`Net::start`] by killing its engine.
+fn kill(mut c: Running) {
+    c.signal(nix::sys::signal::Signal::SIGKILL);
+    c.wait();
 }
 
 #[test]
 fn two_containers_ping_each_other_and_the_gateway() {
     let net = Net::new("ping", "10.77.0.0/24");
-    let mut a = net.start(&[rootfs(), "alpha", "10.77.0.10"], "sleep 30");
+    let a = net.start(&[rootfs(), "alpha", "10.77.0.10"], "read x");
     let out = net.run(&[rootfs(), "beta", "10.77.0.11/24", "--", "sh", "-c",
         "ip -o -4 addr show eth0; ip route; ping -c1 -W5 10.77.0.1 && ping -c1 -W5 10.77.0.10 && echo PINGED"]);
     let text = stdout(&out);
@@ -104,9 +91,8 @@ fn two_containers_ping_each_other_and_the_gateway() {
     assert!(text.contains("default via 10.77.0.1"), "{text}");
     assert!(text.contains("PINGED"), "{text}\n{}", stderr(&out));
     // And back: from alpha to beta, started again as a listener-free target.
-    let mut b = net.start(&[rootfs(), "beta", "10.77.0.11"], "sleep 30");
-    let out = net
-        .cmd()
+    let b = net.start(&[rootfs(), "beta", "10.77.0.11"], "read x");
+    net.cmd()
         .args([
             "exec",
             "alpha",
@@ -115,18 +101,12 @@ fn two_containers_ping_each_other_and_the_gateway() {
             "-c",
             "ping -c1 -W5 10.77.0.11 && ping -c1 -W5 10.77.0.1 && echo PINGED",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&out).contains("PINGED"),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+        .assert()
+        .stdout(predicate::str::contains("PINGED"));
     // On the host: a veth per container, named after it, on the bridge.
     // (beta's may carry a suffix: its previous veth can still be dying.)
-    let ps = net.cmd().args(["ps", "--format", "json"]).output().unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let ps = net.cmd().args(["ps", "--format", "json"]).assert().code(0);
+    let rows: serde_json::Value = serde_json::from_slice(&ps.get_output().stdout).unwrap();
     let links = net.links();
     for row in rows.as_array().unwrap() {
         let veth = row["veth"].as_str().unwrap();
@@ -138,12 +118,9 @@ fn two_containers_ping_each_other_and_the_gateway() {
         );
     }
     assert!(links.contains(" ve-alpha@"), "{links}");
-    for c in [&mut a, &mut b] {
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-    let out = net.cmd().args(["teardown"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    kill(a);
+    kill(b);
+    net.cmd().arg("teardown").assert().code(0);
     net.assert_no_veth();
     assert!(!net.links().contains(&net.bridge), "{}", net.links());
     net.env.assert_clean();
@@ -153,27 +130,28 @@ fn two_containers_ping_each_other_and_the_gateway() {
 fn leases_take_the_lowest_free_address_and_are_released() {
     let net = Net::new("lease", "10.78.0.0/24");
     let show = "ip -o -4 addr show eth0 | awk '{print $4}'";
-    let mut first = net.start(&["--net", "bridge", rootfs(), "first"], "sleep 30");
-    let out = net.run(&[rootfs(), "second", "--", "sh", "-c", show]);
-    assert_eq!(stdout(&out).trim(), "10.78.0.3/24", "{}", stderr(&out));
-    first.kill().unwrap();
-    first.wait().unwrap();
+    let first = net.start(&["--net", "bridge", rootfs(), "first"], "read x");
+    net.run(&[rootfs(), "second", "--", "sh", "-c", show])
+        .code(0)
+        .stdout("10.78.0.3/24\n");
+    kill(first);
     // first's engine was SIGKILLed: the next run recovers its lease.
-    let out = net.run(&[rootfs(), "third", "--", "sh", "-c", show]);
-    assert_eq!(stdout(&out).trim(), "10.78.0.2/24", "{}", stderr(&out));
+    net.run(&[rootfs(), "third", "--", "sh", "-c", show])
+        .code(0)
+        .stdout("10.78.0.2/24\n");
     let out = net.run(&["--net", "none", rootfs(), "--", "ip", "-o", "link"]);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "--net none has only lo: {text}");
     assert!(text.contains("lo:") && text.contains("UP"), "{text}");
     net.assert_no_veth();
     net.env.assert_clean();
-    net.cmd().arg("teardown").output().unwrap();
+    net.cmd().arg("teardown").assert().code(0);
 }
 
 #[test]
 fn bad_addresses_are_refused_before_anything_is_created() {
     let net = Net::new("badip", "10.79.0.0/24");
-    let mut holder = net.start(&[rootfs(), "holder", "10.79.0.5"], "sleep 30");
+    let holder = net.start(&[rootfs(), "holder", "10.79.0.5"], "read x");
     let cases = [
         ("10.80.0.5", "outside"),
         ("10.79.0.0", "network"),
@@ -186,87 +164,97 @@ fn bad_addresses_are_refused_before_anything_is_created() {
         ("10.79.0.6/abc", "10.79.0.6/abc"),
     ];
     for (ip, needle) in cases {
-        let out = net.run(&[rootfs(), "x", ip, "--", "true"]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(125), "{ip}: {err}");
-        assert!(
-            err.contains(needle),
-            "{ip}: {err:?} should mention {needle:?}"
-        );
+        net.run(&[rootfs(), "x", ip, "--", "true"])
+            .code(125)
+            .stderr(predicate::str::contains(needle));
         assert!(!net.links().contains("ve-x"), "{ip} left a veth");
     }
-    let out = net.run(&["--net", "none", rootfs(), "x", "10.79.0.6", "--", "true"]);
-    assert_eq!(out.status.code(), Some(125));
+    net.run(&["--net", "none", rootfs(), "x", "10.79.0.6", "--", "true"])
+        .code(125);
     for (subnet, needle) in [
         ("10.79.0.0/31", "/30"),
         ("10.79.0/24", "ENGINE_SUBNET"),
         ("banana", "ENGINE_SUBNET"),
     ] {
-        let out = net
-            .cmd()
+        net.cmd()
             .env("ENGINE_SUBNET", subnet)
             .args(["run", rootfs(), "--", "true"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(125), "{subnet}");
-        assert!(stderr(&out).contains(needle), "{subnet}: {}", stderr(&out));
+            .assert()
+            .code(125)
+            .stderr(predicate::str::contains(needle));
     }
-    let out = net
-        .cmd()
+    net.cmd()
         .env("ENGINE_BRIDGE", "a-bridge-name-too-long")
         .args(["run", rootfs(), "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("ENGINE_BRIDGE"), "{}", stderr(&out));
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("ENGINE_BRIDGE"));
+    kill(holder);
     // A full subnet: a /30 has two host addresses, one of them the gateway.
-    let small = Net {
-        env: Env::new("full"),
-        bridge: "br-full".into(),
-        subnet: "10.81.0.0/30".into(),
-    };
-    let mut only = small.start(&[rootfs(), "only"], "sleep 30");
-    let out = small.run(&[rootfs(), "more", "--", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("full"), "{}", stderr(&out));
-    only.kill().unwrap();
-    only.wait().unwrap();
+    let small = Net::beside("full", "10.81.0.0/30");
+    let only = small.start(&[rootfs(), "only"], "read x");
+    small
+        .run(&[rootfs(), "more", "--", "true"])
+        .code(125)
+        .stderr(predicate::str::contains("full"));
+    kill(only);
     small.run(&["--net", "none", rootfs(), "--", "true"]); // recovers only's leftovers
     small.env.assert_clean();
-    net.cmd().arg("teardown").output().unwrap();
-    small.cmd().arg("teardown").output().unwrap();
+    net.cmd().arg("teardown").assert().code(0);
+    small.cmd().arg("teardown").assert().code(0);
 }
 
+/// Thirty engines started at once; each container reports its address into
+/// a shared volume, then waits for the others (so all thirty hold a lease at
+/// the same time) before it ends.
 #[test]
 fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
     let net = Net::new("thirty", "10.82.0.0/24");
-    let children: Vec<Child> = (0..30)
+    let sync = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/sync", sync.path().display());
+    let children: Vec<std::process::Child> = (0..30)
         .map(|i| {
-            net.cmd()
-                .args(["run", rootfs(), &format!("c{i}"), "--", "sh", "-c",
-                    "ping -c1 -W10 10.82.0.1 >/dev/null && ip -o -4 addr show eth0 | awk '{print $4}' && sleep 4"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
+            let script = format!(
+                "ping -c1 -W10 10.82.0.1 >/dev/null || exit 3; \
+                 ip -o -4 addr show eth0 | awk '{{print $4}}' > /sync/c{i}; \
+                 i=0; until [ -e /sync/go ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 9; sleep 0.05; done"
+            );
+            net.env
+                .spawnable()
+                .args(["run", "-v", &volume, rootfs(), &format!("c{i}"), "--", "sh", "-c", &script])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    let mut addrs = Vec::new();
-    for c in children {
+    let reported = |i: usize| std::fs::read_to_string(sync.path().join(format!("c{i}")));
+    wait::until(LONG, "thirty containers to report their address", || {
+        (0..30)
+            .all(|i| reported(i).is_ok_and(|a| a.ends_with('\n')))
+            .then_some(())
+    });
+    std::fs::write(sync.path().join("go"), "").unwrap();
+    for mut c in children {
+        wait::child(&mut c, LONG).unwrap();
         let out = c.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        addrs.push(stdout(&out).trim().to_string());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    let addrs: Vec<String> = (0..30)
+        .map(|i| reported(i).unwrap().trim().to_string())
+        .collect();
     let mut unique = addrs.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 30, "duplicate addresses: {addrs:?}");
     net.assert_no_veth();
     net.env.assert_clean();
-    let out = net.cmd().arg("teardown").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    net.cmd().arg("teardown").assert().code(0);
 }
 
 #[test]
@@ -275,25 +263,21 @@ fn setup_and_teardown_are_idempotent_and_teardown_refuses_while_running() {
     let forwarding = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     assert_eq!(forwarding().trim(), "0");
     for _ in 0..2 {
-        let out = net.cmd().arg("setup").output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        net.cmd().arg("setup").assert().code(0);
     }
     assert_eq!(forwarding().trim(), "1");
-    let addr = std::process::Command::new("ip")
-        .args(["-o", "-4", "addr", "show", &net.bridge])
-        .output()
-        .unwrap();
-    assert!(stdout(&addr).contains("10.83.0.1/24"), "{}", stdout(&addr));
-    let mut running = net.start(&[rootfs(), "busy"], "sleep 30");
-    let out = net.cmd().arg("teardown").output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
-    let out = net.cmd().args(["teardown", "--force"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    running.wait().unwrap();
+    let addr = ip(&["-o", "-4", "addr", "show", &net.bridge]);
+    assert!(addr.contains("10.83.0.1/24"), "{addr}");
+    let mut running = net.start(&[rootfs(), "busy"], "read x");
+    net.cmd()
+        .arg("teardown")
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("busy"));
+    net.cmd().args(["teardown", "--force"]).assert().code(0);
+    running.wait();
     for _ in 0..2 {
-        let out = net.cmd().arg("teardown").output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        net.cmd().arg("teardown").assert().code(0);
     }
     assert_eq!(forwarding().trim(), "0");
     assert!(!net.links().contains(&net.bridge));
@@ -305,7 +289,7 @@ fn a_failure_midway_undoes_every_step() {
     let net = Net::new("midway", "10.84.0.0/24");
     // The veth, the lease and the record exist by the time the child fails
     // to make this mount point (proc refuses mkdir).
-    let out = net.run(&[
+    net.run(&[
         "-v",
         "/tmp:/proc/engine-test",
         rootfs(),
@@ -313,17 +297,13 @@ fn a_failure_midway_undoes_every_step() {
         "10.84.0.9",
         "--",
         "true",
-    ]);
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("/proc/engine-test"),
-        "{}",
-        stderr(&out)
-    );
+    ])
+    .code(125)
+    .stderr(predicate::str::contains("/proc/engine-test"));
     net.assert_no_veth();
     net.env.assert_clean();
     // The address is free again.
-    let out = net.run(&[rootfs(), "again", "10.84.0.9", "--", "true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    net.cmd().arg("teardown").output().unwrap();
+    net.run(&[rootfs(), "again", "10.84.0.9", "--", "true"])
+        .code(0);
+    net.cmd().arg("teardown").assert().code(0);
 }

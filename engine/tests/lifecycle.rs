@@ -3,15 +3,11 @@
 
 mod common;
 use common::*;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn rootfs() -> &'static str {
-    busybox().to_str().unwrap()
-}
-
-fn detach(env: &Env, name: &str, script: &str) {
-    let out = env
-        .cmd()
+fn detach(env: &Engine, name: &str, script: &str) {
+    env.cmd()
         .args([
             "run",
             "-d",
@@ -24,69 +20,88 @@ fn detach(env: &Env, name: &str, script: &str) {
             "-c",
             script,
         ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), name);
+        .assert()
+        .code(0)
+        .stdout(format!("{name}\n"));
 }
 
+/// A file inside a running container's root, seen from the host.
+fn inside(env: &Engine, name: &str, path: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/{}/root{path}", container_pid(env, name)))
+}
+
+/// Each exec writes its marker, then waits (boundedly) for the other's: both
+/// succeed only if both ran at the same time.
 #[test]
 fn detached_container_with_two_concurrent_execs() {
-    let env = Env::new("det");
+    let env = engine("det");
     detach(&env, "svc", "echo started; sleep 60; true");
-    let exec = |tag: &'static str| {
-        let mut c = env.cmd();
-        c.args([
-            "exec",
-            "-e",
-            &format!("TAG={tag}"),
-            "-w",
-            "/tmp",
-            "svc",
-            "--",
-            "sh",
-            "-c",
-            "sleep 0.3; echo $TAG $(pwd) $(hostname); ps -e -o pid,comm; true",
-        ]);
-        c
+    let exec = |tag: &str, other: &str| {
+        let script = format!(
+            "touch /tmp/{tag}; i=0; until [ -e /tmp/{other} ]; do i=$((i+1)); [ $i -lt 200 ] || exit 9; sleep 0.05; done; \
+             echo $TAG $(pwd) $(hostname); ps -e -o pid,comm; true"
+        );
+        env.spawnable()
+            .args([
+                "exec",
+                "-e",
+                &format!("TAG={tag}"),
+                "-w",
+                "/tmp",
+                "svc",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
-    let (mut a, mut b) = (exec("A"), exec("B"));
-    let (a, b) = (a.output().unwrap(), b.output().unwrap());
-    for (out, tag) in [(&a, "A"), (&b, "B")] {
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
-        let text = stdout(out);
+    let (a, b) = (exec("A", "B"), exec("B", "A"));
+    for (child, tag) in [(a, "A"), (b, "B")] {
+        let out = finish(child);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "exec {tag} (9: the other exec never ran beside it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.starts_with(&format!("{tag} /tmp svc\n")), "{text}");
-        // PID 1 is the container's command; the exec'd shell is beside it.
+        // PID 1 is the container's command; the exec'd shells are beside it.
         assert!(text.lines().any(|l| l.trim() == "1 sh"), "{text}");
         assert!(
             text.lines().filter(|l| l.trim().ends_with(" sh")).count() >= 2,
             "{text}"
         );
     }
-    let out = env
-        .cmd()
+    env.cmd()
         .args(["exec", "svc", "--", "sh", "-c", "exit 3"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let out = env
-        .cmd()
+        .assert()
+        .code(3);
+    env.cmd()
         .args(["exec", "svc", "--", "no-such-command"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(127));
-    let out = env.cmd().args(["stop", "-t", "5", "svc"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        .assert()
+        .code(127);
+    env.cmd().args(["stop", "-t", "5", "svc"]).assert().code(0);
     env.assert_clean();
+}
+
+/// Output of a spawned child, within the default timeout.
+fn finish(mut child: std::process::Child) -> std::process::Output {
+    wait::child(&mut child, LONG).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[test]
 fn ps_lists_running_containers_in_both_formats() {
-    let env = Env::new("ps");
+    let env = engine("ps");
     detach(&env, "one", "sleep 60");
     detach(&env, "two", "sleep 60");
-    let out = env.cmd().args(["ps", "--format", "json"]).output().unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = env.cmd().args(["ps", "--format", "json"]).assert().code(0);
+    let rows: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["name"], "one");
@@ -107,8 +122,8 @@ fn ps_lists_running_containers_in_both_formats() {
             assert!(r.get(key).is_some(), "json lacks {key}");
         }
     }
-    let out = env.cmd().args(["ps"]).output().unwrap();
-    let table = stdout(&out);
+    let a = env.cmd().args(["ps"]).assert().code(0);
+    let table = stdout(&a);
     let lines: Vec<&str> = table.lines().collect();
     assert!(
         lines[0].starts_with("NAME") && lines[0].contains("PID") && lines[0].contains("MEMORY"),
@@ -118,36 +133,37 @@ fn ps_lists_running_containers_in_both_formats() {
         lines[1].starts_with("one ") && lines[2].starts_with("two "),
         "{table}"
     );
-    let out = env.cmd().args(["ps", "--all-fields"]).output().unwrap();
-    assert!(stdout(&out).contains("ENGINE PID"));
-    let out = env
-        .cmd()
+    env.cmd()
+        .args(["ps", "--all-fields"])
+        .assert()
+        .stdout(predicate::str::contains("ENGINE PID"));
+    env.cmd()
         .args(["stop", "-t", "1", "one", "two"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = env.cmd().args(["ps", "--format", "json"]).output().unwrap();
-    assert_eq!(stdout(&out).trim(), "[]");
+        .assert()
+        .code(0);
+    env.cmd()
+        .args(["ps", "--format", "json"])
+        .assert()
+        .stdout("[]\n");
     env.assert_clean();
 }
 
 #[test]
 fn stop_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
-    let env = Env::new("stop");
+    let env = engine("stop");
     detach(
         &env,
         "stubborn",
-        "trap '' TERM; while true; do sleep 0.1; done",
+        "trap '' TERM; touch /tmp/trapped; while true; do sleep 0.1; done",
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // The trap is set once the marker exists.
+    wait::file(&inside(&env, "stubborn", "/tmp/trapped"), SHORT).unwrap();
     let start = Instant::now();
-    let out = env
-        .cmd()
+    env.cmd()
         .args(["stop", "-t", "1", "stubborn"])
-        .output()
-        .unwrap();
+        .assert()
+        .code(0);
     let took = start.elapsed();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         took >= Duration::from_millis(900),
         "stopped before the grace period: {took:?}"
@@ -158,73 +174,66 @@ fn stop_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
 
 #[test]
 fn logs_follow_a_container_to_its_end() {
-    let env = Env::new("logs");
+    let env = engine("logs");
     detach(
         &env,
         "talker",
         "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo bye >&2",
     );
-    let out = env.cmd().args(["logs", "-f", "talker"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        "line 1\nline 2\nline 3\nline 4\nline 5\nbye\n"
-    );
+    env.cmd()
+        .args(["logs", "-f", "talker"])
+        .assert()
+        .code(0)
+        .stdout("line 1\nline 2\nline 3\nline 4\nline 5\nbye\n");
     // After the end the log is still there to read, until teardown.
-    let out = env.cmd().args(["logs", "talker"]).output().unwrap();
-    assert!(stdout(&out).ends_with("bye\n"));
-    let teardown = unshare_net_teardown(&env);
-    assert!(teardown.status.success(), "{}", stderr(&teardown));
-    assert!(!env.state.path().join("talker.log").exists());
-}
-
-/// `engine teardown` in a network namespace of its own (it removes the
-/// bridge, so never in the machine's own).
-fn unshare_net_teardown(env: &Env) -> std::process::Output {
-    let c = env.cmd();
-    let engine = std::path::Path::new(ENGINE);
-    std::process::Command::new("unshare")
+    env.cmd()
+        .args(["logs", "talker"])
+        .assert()
+        .stdout(predicate::str::ends_with("bye\n"));
+    // teardown removes the bridge: only ever in a network namespace of its own.
+    assert_cmd::Command::new(quote::require("unshare", "util-linux"))
         .args(["--net", "--"])
-        .arg(engine)
+        .arg(ENGINE)
         .arg("teardown")
-        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .output()
-        .unwrap()
+        .envs(env.envs())
+        .timeout(LONG)
+        .assert()
+        .success();
+    assert!(!env.state_dir().join("talker.log").exists());
 }
 
 #[test]
 fn exec_into_a_container_that_exits_meanwhile() {
-    let env = Env::new("exit");
-    detach(&env, "brief", "sleep 1");
-    let out = env
-        .cmd()
-        .args(["exec", "brief", "--", "sleep", "30"])
-        .output()
-        .unwrap();
+    let env = engine("exit");
+    // PID 1 ends as soon as the exec'd process has started.
+    detach(&env, "brief", "until [ -e /tmp/go ]; do sleep 0.05; done");
     // PID 1's exit takes the exec'd process with it.
-    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
-    wait_for(10, "the container to be cleaned up", || {
+    env.cmd()
+        .args([
+            "exec",
+            "brief",
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/go; exec sleep 30",
+        ])
+        .assert()
+        .code(137);
+    wait::until(SHORT, "the container to be cleaned up", || {
         env.state_files().is_empty().then_some(())
     });
-    let out = env
-        .cmd()
+    env.cmd()
         .args(["exec", "brief", "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        stderr(&out).contains("no such container: brief"),
-        "{}",
-        stderr(&out)
-    );
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no such container: brief"));
     env.assert_clean();
 }
 
 #[test]
 fn a_detached_run_that_fails_to_start_leaves_no_log() {
-    let env = Env::new("detfail");
-    let out = env
-        .cmd()
+    let env = engine("detfail");
+    env.cmd()
         .args([
             "run",
             "-d",
@@ -235,12 +244,11 @@ fn a_detached_run_that_fails_to_start_leaves_no_log() {
             "--",
             "no-such-command",
         ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
+        .assert()
+        .code(127)
+        .stderr(predicate::str::contains("no-such-command"));
     assert!(
-        !env.state.path().join("nope.log").exists(),
+        !env.state_dir().join("nope.log").exists(),
         "the failed run left its log"
     );
     env.assert_clean();
@@ -248,27 +256,28 @@ fn a_detached_run_that_fails_to_start_leaves_no_log() {
 
 #[test]
 fn unknown_names_are_refused_with_what_is_running() {
-    let env = Env::new("unknown");
+    let env = engine("unknown");
     for cmd in [
         &["exec", "ghost", "--", "true"][..],
         &["stop", "ghost"],
         &["kill", "ghost"],
         &["logs", "ghost"],
     ] {
-        let out = env.cmd().args(cmd).output().unwrap();
-        assert_eq!(out.status.code(), Some(125), "{cmd:?}");
-        assert!(
-            stderr(&out).contains("no such container: ghost (no containers are running)"),
-            "{cmd:?}: {}",
-            stderr(&out)
-        );
+        env.cmd()
+            .args(cmd)
+            .assert()
+            .code(125)
+            .stderr(predicate::str::contains(
+                "no such container: ghost (no containers are running)",
+            ));
     }
     detach(&env, "real", "sleep 60");
-    let out = env.cmd().args(["stop", "ghost"]).output().unwrap();
-    assert!(stderr(&out).contains("(running: real)"), "{}", stderr(&out));
-    let out = env.cmd().args(["kill", "real"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    wait_for(10, "the container to exit on KILL", || {
+    env.cmd()
+        .args(["stop", "ghost"])
+        .assert()
+        .stderr(predicate::str::contains("(running: real)"));
+    env.cmd().args(["kill", "real"]).assert().code(0);
+    wait::until(SHORT, "the container to exit on KILL", || {
         env.state_files()
             .iter()
             .all(|f| !f.ends_with(".json"))

@@ -7,14 +7,14 @@
 //! namespace is only ever read (its ip_forward value, its list of interfaces).
 
 use engine::sys::net::{self, NetConfig};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use testkit::wait;
 
 const BRIDGE: &str = "enbr0";
 const SUBNET: &str = "10.89.0.0/24";
@@ -261,7 +261,7 @@ fn veth_names_fit_and_differ() {
 // Namespace plumbing for the tests below.
 
 fn netns_inode() -> u64 {
-    std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+    testkit::netns::thread_inode().unwrap()
 }
 
 fn sysctl_conf_dirs() -> BTreeSet<String> {
@@ -273,18 +273,12 @@ fn sysctl_conf_dirs() -> BTreeSet<String> {
 
 /// Runs `f` on a thread of its own in a network namespace of its own. Panics before running
 /// `f` unless the thread provably left the namespace it started in, both for netlink (the
-/// namespace inode) and for /proc/sys/net (which must list only the new namespace's `lo`).
+/// namespace inode, checked by testkit) and for /proc/sys/net (which must list only the new
+/// namespace's `lo`).
 fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let thread = std::thread::spawn(move || {
-        let before = netns_inode();
-        let host_conf = sysctl_conf_dirs();
-        unshare(CloneFlags::CLONE_NEWNET)
-            .expect("unshare(CLONE_NEWNET) failed: these tests need root");
-        let after = netns_inode();
-        assert_ne!(
-            before, after,
-            "still in the original network namespace: refusing to go on"
-        );
+    let host_conf = sysctl_conf_dirs();
+    testkit::netns::in_private(move || {
+        // The inode proof is testkit's; /proc/sys/net must show the new namespace too.
         let fresh: BTreeSet<String> = ["all", "default", "lo"].map(String::from).into();
         let conf = sysctl_conf_dirs();
         assert_eq!(
@@ -295,29 +289,12 @@ fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
             eprintln!("note: the original namespace has only lo; /proc/sys/net proof rests on the inode check");
         }
         f()
-    });
-    thread
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
-/// A directory of its own under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("engine-net-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed on drop.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a scratch directory")
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -341,19 +318,19 @@ fn read_at(file: &File) -> String {
 fn run(netns_of: Option<u32>, args: &[&str]) -> (bool, String) {
     let mut cmd = match netns_of {
         Some(pid) => {
-            let mut c = Command::new("nsenter");
+            let mut c = assert_cmd::Command::new("nsenter");
             c.args(["-t", &pid.to_string(), "-n", "--"]);
             c.args(args);
             c
         }
         None => {
-            let mut c = Command::new(args[0]);
+            let mut c = assert_cmd::Command::new(args[0]);
             c.args(&args[1..]);
             c
         }
     };
     let out = cmd
-        .stdin(Stdio::null())
+        .timeout(Duration::from_secs(30))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
     let text =
@@ -382,19 +359,15 @@ impl Helper {
             .spawn()
             .expect("cannot run unshare");
         let helper = Helper { child };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let theirs =
-                std::fs::metadata(format!("/proc/{}/ns/net", helper.pid())).map(|m| m.ino());
-            if matches!(theirs, Ok(ino) if ino != ours) {
-                return helper;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "helper never entered a network namespace of its own"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait::until(
+            Duration::from_secs(5),
+            "the helper to enter a network namespace of its own",
+            || {
+                let theirs = testkit::netns::inode_of(&format!("/proc/{}/ns/net", helper.pid()));
+                matches!(theirs, Ok(ino) if ino != ours).then_some(())
+            },
+        );
+        helper
     }
 
     fn pid(&self) -> u32 {
@@ -422,8 +395,8 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
     in_private_netns(move || {
         let (host_forwarding, host_value) = (host_forwarding_fd, host_value_copy);
         let cfg = cfg();
-        let dir = TempDir::new("forwarding");
-        let record = dir.0.join("forwarding.prev");
+        let dir = temp_dir();
+        let record = dir.path().join("forwarding.prev");
         for prev in ["0", "1"] {
             std::fs::write(IP_FORWARD, prev).unwrap();
             assert_eq!(
@@ -434,7 +407,7 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
             assert!(!net::bridge_exists(&cfg).unwrap());
 
             for _ in 0..2 {
-                net::setup_host(&cfg, &dir.0).unwrap();
+                net::setup_host(&cfg, dir.path()).unwrap();
                 assert_eq!(forwarding(), "1");
                 assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), prev);
                 assert!(net::bridge_exists(&cfg).unwrap());
@@ -452,11 +425,11 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
                 );
             }
             // A later setup while forwarding is already on must not overwrite the record.
-            net::setup_host(&cfg, &dir.0).unwrap();
+            net::setup_host(&cfg, dir.path()).unwrap();
             assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), prev);
 
             for _ in 0..2 {
-                net::teardown_host(&cfg, &dir.0).unwrap();
+                net::teardown_host(&cfg, dir.path()).unwrap();
                 assert!(!net::bridge_exists(&cfg).unwrap());
                 assert_eq!(forwarding(), prev, "forwarding not restored");
                 assert!(!record.exists());
@@ -470,12 +443,12 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
 
         // Forwarding left on by hand after a teardown stays as it is: no record, no write.
         std::fs::write(IP_FORWARD, "1").unwrap();
-        net::teardown_host(&cfg, &dir.0).unwrap();
+        net::teardown_host(&cfg, dir.path()).unwrap();
         assert_eq!(forwarding(), "1");
 
         // A corrupt record is refused, not written to the sysctl.
         std::fs::write(&record, "yes\n").unwrap();
-        let msg = err(net::teardown_host(&cfg, &dir.0));
+        let msg = err(net::teardown_host(&cfg, dir.path()));
         assert!(msg.contains("holds \"yes\", not 0 or 1"), "{msg}");
     });
     assert_eq!(
@@ -488,15 +461,15 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
 #[test]
 fn host_side_refusals() {
     in_private_netns(|| {
-        let dir = TempDir::new("refusals");
+        let dir = temp_dir();
         // `lo` exists in every namespace and is no bridge: never adopted, never deleted.
         let lo = NetConfig::new("lo", SUBNET).unwrap();
-        let msg = err(net::setup_host(&lo, &dir.0));
+        let msg = err(net::setup_host(&lo, dir.path()));
         assert!(
             msg.contains("interface lo exists but is not a bridge"),
             "{msg}"
         );
-        let msg = err(net::teardown_host(&lo, &dir.0));
+        let msg = err(net::teardown_host(&lo, dir.path()));
         assert!(
             msg.contains("interface lo is not a bridge: not deleting it"),
             "{msg}"
@@ -513,7 +486,7 @@ fn host_side_refusals() {
         // Deleting what is not there is fine; teardown with nothing set up too.
         net::delete_link("ve-nothing").unwrap();
         assert!(!net::link_exists("ve-nothing").unwrap());
-        net::teardown_host(&cfg, &dir.0).unwrap();
+        net::teardown_host(&cfg, dir.path()).unwrap();
         assert!(err(net::delete_link("a/b")).contains("cannot delete interface \"a/b\""));
 
         // Container side in a namespace without eth0.
@@ -531,8 +504,8 @@ fn veth_end_to_end() {
     let host_value = read_at(&host_forwarding);
     in_private_netns(|| {
         let cfg = cfg();
-        let dir = TempDir::new("e2e");
-        net::setup_host(&cfg, &dir.0).unwrap();
+        let dir = temp_dir();
+        net::setup_host(&cfg, dir.path()).unwrap();
 
         let helper = Helper::start();
         let pid = helper.pid();
@@ -617,7 +590,7 @@ fn veth_end_to_end() {
         assert!(!ok, "eth0 survived: {show}");
         net::delete_link(&veth).unwrap();
 
-        net::teardown_host(&cfg, &dir.0).unwrap();
+        net::teardown_host(&cfg, dir.path()).unwrap();
         assert!(!net::bridge_exists(&cfg).unwrap());
         drop(helper);
     });

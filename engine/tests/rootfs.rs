@@ -9,37 +9,15 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use testkit::wait;
 
 // ---------------------------------------------------------------------------
 // Scaffolding: temp dirs, tarballs, an HTTP server.
 
 /// A fresh directory, removed at drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!(
-            "engine-rootfs-test-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a scratch directory")
 }
 
 const HELLO: &[u8] = b"hello\n";
@@ -180,7 +158,7 @@ fn respond(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
 
 /// A served directory with the sample in every format.
 struct Fixture {
-    files: TempDir,
+    files: tempfile::TempDir,
     url: String,
     tar: Vec<u8>,
     tar_xz: Vec<u8>,
@@ -188,7 +166,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let files = TempDir::new("www");
+    let files = temp_dir();
     let tar = sample_tar();
     let tar_xz = xz(&tar);
     let tar_gz = gz(&tar);
@@ -275,7 +253,7 @@ fn assert_failed_cleanly(result: anyhow::Result<()>, dest: &Path, expect: &str) 
 #[test]
 fn pulls_tar_xz_with_correct_digest() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("root");
     let url = format!("{}/root.tar.xz", f.url);
     rootfs::pull(&url, &dest, &with_digest(&sha256(&f.tar_xz))).unwrap();
@@ -287,7 +265,7 @@ fn pulls_tar_xz_with_correct_digest() {
 #[test]
 fn pulls_tar_xz_and_tgz_without_digest() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("xz");
     rootfs::pull(&format!("{}/root.tar.xz", f.url), &dest, &opts()).unwrap();
     check_sample(&dest, 0);
@@ -299,7 +277,7 @@ fn pulls_tar_xz_and_tgz_without_digest() {
 #[test]
 fn pulls_tar_gz_with_correct_digest_in_capitals() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("gz");
     let digest = format!("sha256:{}", sha256(&f.tar_gz).to_uppercase());
     rootfs::pull(&format!("{}/root.tgz", f.url), &dest, &with_digest(&digest)).unwrap();
@@ -309,7 +287,7 @@ fn pulls_tar_gz_with_correct_digest_in_capitals() {
 #[test]
 fn pulls_plain_tar_from_file_url() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("plain");
     let url = format!("file://{}", f.files.path().join("root.tar").display());
     rootfs::pull(&url, &dest, &with_digest(&sha256(&f.tar))).unwrap();
@@ -325,7 +303,7 @@ fn pulls_plain_tar_from_file_url() {
 
 #[test]
 fn missing_file_url_fails_cleanly() {
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("root");
     let url = format!("file://{}/nope.tar.xz", out.path().display());
     assert_failed_cleanly(rootfs::pull(&url, &dest, &opts()), &dest, "No such file");
@@ -334,7 +312,7 @@ fn missing_file_url_fails_cleanly() {
 #[test]
 fn bad_digest_fails_and_leaves_nothing() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("root");
     let url = format!("{}/root.tar.xz", f.url);
     let wrong = "0".repeat(64);
@@ -352,7 +330,7 @@ fn bad_digest_fails_and_leaves_nothing() {
 #[test]
 fn truncated_download_fails_and_leaves_nothing() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     for name in ["root.tar.xz", "root.tgz", "root.tar"] {
         let dest = out.path().join(name);
         let url = format!("{}/truncated/{name}", f.url);
@@ -368,7 +346,7 @@ fn truncated_download_fails_and_leaves_nothing() {
 #[test]
 fn http_404_fails_and_leaves_nothing() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("root");
     let url = format!("{}/missing.tar.xz", f.url);
     let err = assert_failed_cleanly(
@@ -386,7 +364,7 @@ fn http_404_fails_and_leaves_nothing() {
 #[test]
 fn not_a_tarball_is_refused() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     // Random bytes (a fixed pseudo-random sequence) under a tarball's name.
     let mut x: u32 = 0x1234_5678;
     let noise: Vec<u8> = (0..4096)
@@ -428,7 +406,7 @@ fn not_a_tarball_is_refused() {
 
 #[test]
 fn archive_entry_escaping_dest_is_refused() {
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_old();
     let name = b"../evil.txt";
@@ -454,7 +432,7 @@ fn archive_entry_escaping_dest_is_refused() {
 #[test]
 fn owner_shifts_every_uid_and_gid() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("shifted");
     let shifted = PullOptions {
         owner: Some(100_000),
@@ -473,7 +451,7 @@ fn owner_shifts_every_uid_and_gid() {
 #[test]
 fn existing_dest_is_refused_but_an_empty_one_is_filled() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let url = format!("{}/root.tar.xz", f.url);
 
     let dest = out.path().join("full");
@@ -502,7 +480,7 @@ fn existing_dest_is_refused_but_an_empty_one_is_filled() {
 #[test]
 fn stale_partial_of_a_dead_pull_is_removed() {
     let f = fixture();
-    let out = TempDir::new("out");
+    let out = temp_dir();
     // The pid of a process that has exited.
     let mut child = Command::new("true").spawn().unwrap();
     let dead = child.id();
@@ -521,7 +499,7 @@ fn stale_partial_of_a_dead_pull_is_removed() {
 
 #[test]
 fn bad_sources_and_options_are_refused_before_anything_is_created() {
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("sub/root");
     let cases: [(&str, PullOptions, &str); 6] = [
         (
@@ -567,7 +545,7 @@ fn bad_sources_and_options_are_refused_before_anything_is_created() {
     }
     // A foreign arch needs its own busybox, named by ENGINE_BUSYBOX.
     if std::env::var_os("ENGINE_BUSYBOX").is_none() {
-        let foreign = if rootfs::host_arch() == "amd64" {
+        let foreign = if engine::sys::arch::host_arch() == "amd64" {
             "arm64"
         } else {
             "amd64"
@@ -595,7 +573,7 @@ fn bad_sources_and_options_are_refused_before_anything_is_created() {
 
 #[test]
 fn busybox_catalog_builds_a_root_that_runs() {
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("busybox");
     rootfs::pull("busybox", &dest, &opts()).unwrap();
     for applet in [
@@ -622,9 +600,10 @@ fn busybox_catalog_builds_a_root_that_runs() {
         .starts_with("root:x:0:0:root:/root:/bin/sh"));
 
     let run = |script: &str| {
-        let out = Command::new("chroot")
+        let out = assert_cmd::Command::new("chroot")
             .arg(&dest)
             .args(["/bin/sh", "-c", script])
+            .timeout(Duration::from_secs(30))
             .output()
             .unwrap();
         assert!(
@@ -644,23 +623,26 @@ fn busybox_catalog_builds_a_root_that_runs() {
     );
 
     // The rootfs's own command resolves inside it, never to the host's.
-    let sh = rootfs::resolve_in_rootfs(&dest, Path::new("/bin/sh")).unwrap();
+    let sh = engine::sys::path::resolve_in_rootfs(&dest, Path::new("/bin/sh")).unwrap();
     assert_eq!(sh, dest.join("bin/busybox"));
     fs::create_dir_all(dest.join("opt")).unwrap();
     std::os::unix::fs::symlink("/../../bin/sh", dest.join("opt/abs")).unwrap();
-    let abs = rootfs::resolve_in_rootfs(&dest, Path::new("/opt/abs")).unwrap();
+    let abs = engine::sys::path::resolve_in_rootfs(&dest, Path::new("/opt/abs")).unwrap();
     assert_eq!(
         abs,
         dest.join("bin/busybox"),
         ".. stops at the rootfs's root"
     );
-    let machine = rootfs::elf_machine(&sh).unwrap();
-    assert_eq!(machine, rootfs::arch_machine(rootfs::host_arch()));
+    let machine = engine::sys::arch::elf_machine(&sh).unwrap();
+    assert_eq!(
+        machine,
+        engine::sys::arch::arch_machine(engine::sys::arch::host_arch())
+    );
 }
 
 #[test]
 fn busybox_catalog_with_owner_shift() {
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("busybox");
     let shifted = PullOptions {
         owner: Some(100_000),
@@ -679,7 +661,7 @@ fn busybox_catalog_with_owner_shift() {
 
 #[test]
 fn cached_pulls_once_even_when_asked_twice_at_once() {
-    let cache = TempDir::new("cache");
+    let cache = temp_dir();
     let threads: Vec<_> = (0..2)
         .map(|_| {
             let cache = cache.path().to_path_buf();
@@ -702,23 +684,26 @@ fn cached_pulls_once_even_when_asked_twice_at_once() {
 
 #[test]
 fn elf_helpers() {
-    assert!(["amd64", "arm64"].contains(&rootfs::host_arch()));
-    let host = rootfs::arch_machine(rootfs::host_arch()).unwrap();
+    assert!(["amd64", "arm64"].contains(&engine::sys::arch::host_arch()));
+    let host = engine::sys::arch::arch_machine(engine::sys::arch::host_arch()).unwrap();
     let exe = std::env::current_exe().unwrap();
-    assert_eq!(rootfs::elf_machine(&exe).unwrap(), Some(host));
-    assert_eq!(rootfs::machine_arch(host), Some(rootfs::host_arch()));
-    assert_eq!(rootfs::machine_arch(183), Some("arm64"));
-    let dir = TempDir::new("elf");
+    assert_eq!(engine::sys::arch::elf_machine(&exe).unwrap(), Some(host));
+    assert_eq!(
+        engine::sys::arch::machine_arch(host),
+        Some(engine::sys::arch::host_arch())
+    );
+    assert_eq!(engine::sys::arch::machine_arch(183), Some("arm64"));
+    let dir = temp_dir();
     let text = dir.path().join("script");
     fs::write(&text, "#!/bin/sh\n").unwrap();
-    assert_eq!(rootfs::elf_machine(&text).unwrap(), None);
+    assert_eq!(engine::sys::arch::elf_machine(&text).unwrap(), None);
     let short = dir.path().join("short");
     fs::write(&short, b"\x7fELF\x02\x01").unwrap();
     assert!(
-        rootfs::elf_machine(&short).is_err(),
+        engine::sys::arch::elf_machine(&short).is_err(),
         "truncated ELF is an error"
     );
-    assert!(rootfs::elf_machine(&dir.path().join("missing")).is_err());
+    assert!(engine::sys::arch::elf_machine(&dir.path().join("missing")).is_err());
 }
 
 // ---------------------------------------------------------------------------
@@ -743,7 +728,7 @@ fn interrupted_pull_leaves_nothing() {
         std::process::exit(code);
     }
 
-    let files = TempDir::new("www");
+    let files = temp_dir();
     // Incompressible content, so the download takes many drips.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let noise: Vec<u8> = (0..512 * 1024)
@@ -762,7 +747,7 @@ fn interrupted_pull_leaves_nothing() {
     fs::write(files.path().join("big.tgz"), gz(&b.into_inner().unwrap())).unwrap();
     let url = format!("{}/slow/big.tgz", serve(files.path()));
 
-    let out = TempDir::new("out");
+    let out = temp_dir();
     let dest = out.path().join("root");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -777,23 +762,12 @@ fn interrupted_pull_leaves_nothing() {
         .spawn()
         .unwrap();
     let partial = out.path().join(format!(".root.partial-{}", child.id()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !partial.join("big.bin").exists() {
-        assert!(Instant::now() < deadline, "the child's pull never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::file(&partial.join("big.bin"), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("the child's pull never started: {e}"));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child did not stop after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait::child(&mut child, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("the child did not stop after SIGINT: {e}"));
     assert_eq!(status.code(), Some(130), "the pull returned Interrupted");
     assert!(!partial.exists(), "the partial rootfs was removed");
     assert!(!dest.exists());

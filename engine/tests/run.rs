@@ -1,31 +1,33 @@
 //! `engine run` on the real kernel of this host: namespaces, mounts, the
 //! overlay, users, exit codes, signals, stdin, the tty, bad input and crash
 //! recovery. Networking here is `--net none` only; bridges are tested inside
-//! network namespaces of their own (tests/net.rs) and in the VM harness.
+//! network namespaces of their own (tests/bridge.rs) and in the VM harness.
 
 mod common;
 use common::*;
-use std::io::Write;
-use std::process::Stdio;
+use nix::sys::signal::Signal;
+use rstest::rstest;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
-
-fn rootfs() -> &'static str {
-    busybox().to_str().unwrap()
-}
 
 #[test]
 fn command_is_pid_1_and_sees_only_its_processes() {
-    let env = Env::new("pid1");
-    let out = env.run(&[
-        rootfs(),
-        "pid1",
-        "--",
-        "sh",
-        "-c",
-        "sleep 30 & sleep 0.2; ps -e -o pid,comm; true",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let lines: Vec<String> = stdout(&out)
+    let env = engine("pid1");
+    // ps once the background child has exec'd sleep (until then it is an sh).
+    let a = run(
+        &env,
+        &[
+            rootfs(),
+            "pid1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; ps -e -o pid,comm; true",
+        ],
+    )
+    .code(0);
+    let lines: Vec<String> = stdout(&a)
         .lines()
         .skip(1)
         .map(|l| l.trim().to_string())
@@ -33,119 +35,170 @@ fn command_is_pid_1_and_sees_only_its_processes() {
     assert_eq!(lines.first().map(String::as_str), Some("1 sh"), "{lines:?}");
     // sh (1), sleep, ps: nothing of the host.
     assert_eq!(lines.len(), 3, "unexpected processes: {lines:?}");
+    assert!(lines[1].ends_with(" sleep"), "{lines:?}");
+    env.assert_clean();
+}
+
+/// The hostname in the calling thread's UTS namespace.
+fn hostname_here() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn uts_inode(proc_dir: &str) -> u64 {
+    std::fs::metadata(format!("/proc/{proc_dir}/ns/uts"))
+        .unwrap()
+        .ino()
+}
+
+/// The container's hostname is its own: set inside, and ours stays what it
+/// was while the container runs (a shared UTS namespace would show). This
+/// thread first moves into a UTS namespace of its own, which the engines it
+/// starts inherit, so a broken engine renames that one, never the machine.
+#[test]
+fn hostname_is_the_name_or_the_given_hostname() {
+    let machine_uts = uts_inode("thread-self");
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).expect("unshare(CLONE_NEWUTS)");
+    assert_ne!(
+        uts_inode("thread-self"),
+        machine_uts,
+        "still in the machine's UTS namespace"
+    );
+    let env = engine("host");
+    let host_before = hostname_here();
+    // Without a user namespace first: there a shared UTS namespace would let
+    // the engine rename the host.
+    for (args, want) in [
+        (vec!["--userns", "host", rootfs(), "web-0"], "web-0"),
+        (vec![rootfs(), "web-1"], "web-1"),
+        (
+            vec!["--hostname", "db.local", rootfs(), "web-2"],
+            "db.local",
+        ),
+    ] {
+        let script = "hostname; read x || true";
+        let mut c = Running::run(&env, &[&args[..], &["--", "sh", "-c", script]].concat());
+        c.expect(want);
+        let name = args[args.len() - 1];
+        let pid = container_pid(&env, name);
+        assert_ne!(
+            uts_inode(&pid.to_string()),
+            uts_inode("thread-self"),
+            "the container shares the host's UTS namespace"
+        );
+        assert_eq!(
+            hostname_here(),
+            host_before,
+            "the host's hostname changed while {name} ran"
+        );
+        assert!(c.wait().success());
+    }
+    assert_eq!(hostname_here(), host_before);
     env.assert_clean();
 }
 
 #[test]
-fn hostname_is_the_name_or_the_given_hostname() {
-    let env = Env::new("host");
-    let out = env.run(&[rootfs(), "web-1", "--", "hostname"]);
-    assert_eq!(stdout(&out).trim(), "web-1", "{}", stderr(&out));
-    let out = env.run(&[
-        "--hostname",
-        "db.local",
-        rootfs(),
-        "web-2",
-        "--",
-        "hostname",
-    ]);
-    assert_eq!(stdout(&out).trim(), "db.local");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert_ne!(host.trim(), "web-1");
-}
-
-#[test]
 fn generated_name_is_valid_and_used_as_hostname() {
-    let env = Env::new("gen");
-    let out = env.run(&[rootfs(), "--", "hostname"]);
-    let name = stdout(&out).trim().to_string();
+    let env = engine("gen");
+    let a = run(&env, &[rootfs(), "--", "hostname"]).code(0);
+    let name = stdout(&a).trim().to_string();
     assert!(name.starts_with("ctr-") && name.len() == 12, "{name:?}");
+    assert!(name[4..].bytes().all(|b| b.is_ascii_hexdigit()), "{name:?}");
 }
 
+/// The shared fixture lies in the system temp dir, never under the checkout:
+/// a container root mapped to uid 200000 must traverse every parent.
 #[test]
 fn user_namespace_maps_root() {
-    let env = Env::new("userns");
-    let out = env.run(&[
-        rootfs(),
-        "u1",
-        "--",
-        "sh",
-        "-c",
-        "whoami; cat /proc/self/uid_map /proc/self/gid_map",
-    ]);
-    let text = stdout(&out);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    assert_eq!(
-        words,
-        ["root", "0", "0", "65536", "0", "0", "65536"],
-        "{}",
-        stderr(&out)
-    );
+    let env = engine("userns");
+    let a = run(
+        &env,
+        &[
+            rootfs(),
+            "u1",
+            "--",
+            "sh",
+            "-c",
+            "whoami; cat /proc/self/uid_map /proc/self/gid_map",
+        ],
+    )
+    .code(0);
+    let words: Vec<String> = stdout(&a).split_whitespace().map(String::from).collect();
+    assert_eq!(words, ["root", "0", "0", "65536", "0", "0", "65536"]);
 
-    let out = env.run(&[
-        "--userns",
-        "200000",
-        "--write-through",
-        rootfs(),
-        "u2",
-        "--",
-        "cat",
-        "/proc/self/uid_map",
-    ]);
-    let words: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    // --write-through into a copy: nothing is written, but no shared fixture
+    // is ever a write-through root.
+    let copy = tempfile::tempdir().unwrap();
+    let root = copy.path().join("root");
+    busybox::copy_to(&root);
+    std::fs::set_permissions(
+        copy.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let a = run(
+        &env,
+        &[
+            "--userns",
+            "200000",
+            "--write-through",
+            root.to_str().unwrap(),
+            "u2",
+            "--",
+            "cat",
+            "/proc/self/uid_map",
+        ],
+    )
+    .code(0);
+    let words: Vec<String> = stdout(&a).split_whitespace().map(String::from).collect();
     assert_eq!(words, ["0", "200000", "65536"]);
 
-    let out = env.run(&[
-        "--userns",
-        "host",
-        rootfs(),
-        "u3",
-        "--",
-        "cat",
-        "/proc/self/uid_map",
-    ]);
-    let words: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    let a = run(
+        &env,
+        &[
+            "--userns",
+            "host",
+            rootfs(),
+            "u3",
+            "--",
+            "cat",
+            "/proc/self/uid_map",
+        ],
+    )
+    .code(0);
+    let words: Vec<String> = stdout(&a).split_whitespace().map(String::from).collect();
     assert_eq!(words, ["0", "0", "4294967295"]);
+    env.assert_clean();
 }
 
-#[test]
-fn container_root_holds_no_capability_over_the_host() {
-    let env = Env::new("caps");
-    // Inside a user namespace: the host's kernel refuses what needs real root.
-    let out = env.run(&[
-        rootfs(),
-        "caps",
-        "--",
-        "sh",
-        "-c",
-        "echo 1 > /proc/sys/vm/drop_caches && echo WROTE",
-    ]);
-    assert!(!stdout(&out).contains("WROTE"));
-    let out = env.run(&[
-        rootfs(),
-        "caps2",
-        "--",
-        "sh",
-        "-c",
-        "mknod /tmp/sda b 8 0 && echo MADE",
-    ]);
-    assert!(
-        !stdout(&out).contains("MADE"),
-        "mknod of a block device succeeded"
-    );
+/// Each attempt runs in a container that provably started (it prints
+/// STARTED first) and finished its script (DONE last); the attempt's own
+/// success marker must be absent.
+#[rstest]
+#[case::drop_caches("echo 1 > /proc/sys/vm/drop_caches && echo WROTE")]
+#[case::mknod_block_device("mknod /tmp/sda b 8 0 && echo WROTE")]
+fn container_root_holds_no_capability_over_the_host(#[case] attempt: &str) {
+    let env = engine("caps");
+    let script = format!("echo STARTED; {{ {attempt}; }} 2>/dev/null; echo DONE");
+    run(&env, &[rootfs(), "caps", "--", "sh", "-c", &script])
+        .code(0)
+        .stdout("STARTED\nDONE\n");
+    env.assert_clean();
 }
 
 #[test]
 fn root_is_the_rootfs_and_host_paths_are_invisible() {
-    let env = Env::new("root");
-    let marker = env.state.path().join("host-marker");
+    let env = engine("root");
+    let marker = env.state_dir().join("host-marker");
     std::fs::write(&marker, "host").unwrap();
     let script = format!(
         "ls /; test -e {} && echo HOST-VISIBLE; test -e /bin/busybox && echo OK",
-        marker.display()
+        quote::quote(marker.to_str().unwrap())
     );
-    let out = env.run(&[rootfs(), "r", "--", "sh", "-c", &script]);
-    let text = stdout(&out);
+    let a = run(&env, &[rootfs(), "r", "--", "sh", "-c", &script]).code(0);
+    let text = stdout(&a);
     assert!(text.contains("OK"), "{text}");
     assert!(!text.contains("HOST-VISIBLE"));
     for dir in ["bin", "dev", "etc", "proc", "sys", "tmp"] {
@@ -155,21 +208,19 @@ fn root_is_the_rootfs_and_host_paths_are_invisible() {
 
 #[test]
 fn mounts_are_set_up_and_never_reach_the_host() {
-    let env = Env::new("mounts");
+    let env = engine("mounts");
+    // END, then wait on stdin while the test looks at the host's mounts.
     let script = "cat /proc/self/mounts; ls /dev; \
         echo x > /proc/sys/kernel/hostname 2>/dev/null && echo PROCSYS-WRITABLE; \
         touch /sys/x 2>/dev/null && echo SYS-WRITABLE; \
         test -s /proc/kcore && echo KCORE-READABLE; \
-        cat /proc/keys 2>/dev/null | head -c1 | grep -q . && echo KEYS-READABLE; echo END";
-    let script = format!("{script}; sleep 1");
-    let child = env.spawn(&[rootfs(), "m", "--", "sh", "-c", &script]);
-    // While it runs, the host sees none of its mounts.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_no_mounts_under(env.state.path());
-    assert_no_mounts_under(busybox());
-    let out = child.wait_with_output().unwrap();
-    let text = stdout(&out);
-    assert!(text.contains("END"), "{text}");
+        cat /proc/keys 2>/dev/null | head -c1 | grep -q . && echo KEYS-READABLE; echo END; read x || true";
+    let mut c = Running::run(&env, &[rootfs(), "m", "--", "sh", "-c", script]);
+    c.lines.expect_line("END", SHORT);
+    mountinfo::assert_none_under(env.state_dir());
+    mountinfo::assert_none_under(busybox::rootfs());
+    assert!(c.wait().success());
+    let text = c.lines.seen.join("\n") + "\n";
     for bad in [
         "PROCSYS-WRITABLE",
         "SYS-WRITABLE",
@@ -200,119 +251,131 @@ fn mounts_are_set_up_and_never_reach_the_host() {
 
 #[test]
 fn each_container_writes_to_its_own_layer() {
-    let env = Env::new("overlay");
-    let rootfs_marker = busybox().join("written-by-container");
-    let mut a = env.spawn(&[
-        rootfs(),
-        "a",
-        "--",
-        "sh",
-        "-c",
-        "echo a > /written-by-container; echo ready; sleep 2; cat /written-by-container",
-    ]);
-    let mut lines = lines(&mut a);
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let out = env.run(&[
-        rootfs(),
-        "b",
-        "--",
-        "sh",
-        "-c",
-        "cat /written-by-container 2>/dev/null || echo absent",
-    ]);
-    assert_eq!(stdout(&out).trim(), "absent");
-    assert_eq!(lines.next().unwrap().unwrap(), "a");
-    assert!(a.wait().unwrap().success());
+    let env = engine("overlay");
+    let rootfs_marker = busybox::rootfs().join("written-by-container");
+    let mut a = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "echo a > /written-by-container; echo ready; read x || true; cat /written-by-container",
+        ],
+    );
+    a.expect("ready");
+    run(
+        &env,
+        &[
+            rootfs(),
+            "b",
+            "--",
+            "sh",
+            "-c",
+            "cat /written-by-container 2>/dev/null || echo absent",
+        ],
+    )
+    .code(0)
+    .stdout("absent\n");
+    a.close_stdin();
+    a.expect("a");
+    assert!(a.wait().success());
     assert!(!rootfs_marker.exists(), "the container wrote into ROOTFS");
     env.assert_clean();
 }
 
 #[test]
 fn write_through_writes_into_the_rootfs() {
-    let env = Env::new("wt");
-    let copy = Scratch::new("wt-rootfs");
-    let status = std::process::Command::new("cp")
-        .args(["-a", rootfs()])
-        .arg(copy.path().join("root"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let env = engine("wt");
+    let copy = tempfile::tempdir().unwrap();
     let root = copy.path().join("root");
-    let out = env.run(&[
-        "--write-through",
-        root.to_str().unwrap(),
-        "wt",
-        "--",
-        "sh",
-        "-c",
-        "echo kept > /kept",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    busybox::copy_to(&root);
+    run(
+        &env,
+        &[
+            "--write-through",
+            root.to_str().unwrap(),
+            "wt",
+            "--",
+            "sh",
+            "-c",
+            "echo kept > /kept",
+        ],
+    )
+    .code(0);
     assert_eq!(
         std::fs::read_to_string(root.join("kept")).unwrap(),
         "kept\n"
     );
-}
-
-#[test]
-fn exit_codes_follow_docker() {
-    let env = Env::new("codes");
-    let code = |args: &[&str]| env.run(args).status.code();
-    assert_eq!(code(&[rootfs(), "--", "true"]), Some(0));
-    assert_eq!(code(&[rootfs(), "--", "sh", "-c", "exit 42"]), Some(42));
-    assert_eq!(code(&[rootfs(), "--", "/etc/passwd"]), Some(126));
-    assert_eq!(code(&[rootfs(), "--", "no-such-command"]), Some(127));
-    assert_eq!(code(&[rootfs(), "--", "/no/such/path"]), Some(127));
-    assert_eq!(code(&["/no/such/rootfs", "--", "true"]), Some(125));
-    let out = env.run(&[rootfs(), "--", "no-such-command"]);
-    assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
     env.assert_clean();
 }
 
-#[test]
-fn killed_by_a_signal_exits_128_plus_n() {
-    let env = Env::new("sig9");
-    let child = env
-        .cmd()
-        .args(["run", "--net", "none", rootfs(), "k9", "--", "sleep", "60"])
-        .spawn()
-        .unwrap();
-    let pid = container_pid(&env, "k9");
-    std::thread::sleep(Duration::from_millis(200));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(137));
-    env.assert_clean();
-}
-
-#[test]
-fn signals_are_forwarded_to_pid_1() {
-    let env = Env::new("fwd");
-    for (sig, name, code) in [
-        (nix::sys::signal::Signal::SIGTERM, "TERM", 7),
-        (nix::sys::signal::Signal::SIGUSR1, "USR1", 8),
-        (nix::sys::signal::Signal::SIGHUP, "HUP", 9),
-    ] {
-        let script = format!("trap 'echo got {name}; exit {code}' {name}; echo ready; while true; do sleep 0.05; done");
-        let mut child = env.spawn(&[rootfs(), "fwd", "--", "sh", "-c", &script]);
-        let mut lines = lines(&mut child);
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-        assert_eq!(lines.next().unwrap().unwrap(), format!("got {name}"));
-        assert_eq!(child.wait().unwrap().code(), Some(code));
+#[rstest]
+#[case::success(&["--", "true"], 0)]
+#[case::own_status(&["--", "sh", "-c", "exit 42"], 42)]
+#[case::not_executable(&["--", "/etc/passwd"], 126)]
+#[case::not_found(&["--", "no-such-command"], 127)]
+#[case::no_such_path(&["--", "/no/such/path"], 127)]
+fn exit_codes_follow_docker(#[case] command: &[&str], #[case] code: i32) {
+    let env = engine("codes");
+    let a = run(&env, &[&[rootfs()], command].concat()).code(code);
+    if code == 127 {
+        assert!(stderr(&a).contains(command[1]), "{}", stderr(&a));
     }
     env.assert_clean();
 }
 
 #[test]
+fn killed_by_a_signal_exits_128_plus_n() {
+    let env = engine("sig9");
+    let mut c = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "k9",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 60",
+        ],
+    );
+    c.expect("ready");
+    let pid = container_pid(&env, "k9");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    assert_eq!(c.wait().code(), Some(137));
+    env.assert_clean();
+}
+
+#[rstest]
+#[case::term(Signal::SIGTERM, 7)]
+#[case::usr1(Signal::SIGUSR1, 8)]
+#[case::hup(Signal::SIGHUP, 9)]
+fn signals_are_forwarded_to_pid_1(#[case] sig: Signal, #[case] code: i32) {
+    let env = engine("fwd");
+    let name = &sig.as_str()[3..];
+    let script = format!(
+        "trap 'echo got {name}; exit {code}' {name}; echo ready; while true; do sleep 0.05; done"
+    );
+    let mut c = Running::run(&env, &[rootfs(), "fwd", "--", "sh", "-c", &script]);
+    c.expect("ready");
+    c.signal(sig);
+    c.expect(&format!("got {name}"));
+    assert_eq!(c.wait().code(), Some(code));
+    env.assert_clean();
+}
+
+#[test]
 fn stdin_and_stdout_pass_through_pipes() {
-    let env = Env::new("pipe");
-    let mut child = env
-        .cmd()
+    let env = engine("pipe");
+    run_with_stdin(&env, vec![b'x'; 1 << 20])
+        .code(0)
+        .stdout("1048576\n")
+        .stderr(predicate::str::contains("done"));
+}
+
+fn run_with_stdin(env: &Engine, data: Vec<u8>) -> Assert {
+    env.cmd()
         .args([
             "run",
             "--net",
@@ -324,170 +387,181 @@ fn stdin_and_stdout_pass_through_pipes() {
             "-c",
             "wc -c; echo done >&2",
         ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let data = vec![b'x'; 1 << 20];
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert_eq!(stdout(&out).trim(), "1048576");
-    assert!(stderr(&out).contains("done"));
+        .write_stdin(data)
+        .assert()
 }
 
 #[test]
 fn environment_workdir_and_volumes() {
-    let env = Env::new("opts");
-    let vol = Scratch::new("vol");
+    let env = engine("opts");
+    let vol = tempfile::tempdir().unwrap();
     std::fs::write(vol.path().join("in"), "from host\n").unwrap();
-    let ro = Scratch::new("vol-ro");
-    let out = env.run(&[
+    let ro = tempfile::tempdir().unwrap();
+    run(&env, &[
         "-e", "GREETING=hi there", "-w", "/work/dir",
         "-v", &format!("{}:/data", vol.path().display()),
         "-v", &format!("{}:/ro:ro", ro.path().display()),
         rootfs(), "opts", "--", "sh", "-c",
         "echo $GREETING; pwd; cat /data/in; echo out > /data/out; touch /ro/x 2>/dev/null || echo RO",
-    ]);
-    assert_eq!(
-        stdout(&out),
-        "hi there\n/work/dir\nfrom host\nRO\n",
-        "{}",
-        stderr(&out)
-    );
+    ])
+    .code(0)
+    .stdout("hi there\n/work/dir\nfrom host\nRO\n");
     assert_eq!(
         std::fs::read_to_string(vol.path().join("out")).unwrap(),
         "out\n"
     );
+    assert!(!ro.path().join("x").exists());
     env.assert_clean();
 }
 
 #[test]
 fn a_running_name_cannot_be_reused() {
-    let env = Env::new("dup");
-    let mut first = env.spawn(&[rootfs(), "dup", "--", "sh", "-c", "echo ready; sleep 30"]);
-    let mut lines = lines(&mut first);
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let out = env.run(&[rootfs(), "dup", "--", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        stderr(&out).contains("dup") && stderr(&out).contains("in use"),
-        "{}",
-        stderr(&out)
+    let env = engine("dup");
+    let mut first = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "dup",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; read x || true",
+        ],
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(first.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    first.wait().unwrap();
+    first.expect("ready");
+    run(&env, &[rootfs(), "dup", "--", "true"])
+        .code(125)
+        .stderr(predicate::str::contains("dup").and(predicate::str::contains("in use")));
+    assert!(first.wait().success());
+    env.assert_clean();
 }
 
 /// Every bad input: 125, one line naming the culprit, nothing created.
-#[test]
-fn bad_input_is_refused_before_anything_is_created() {
-    let env = Env::new("bad");
-    let file = env.state.path().join("a-file");
+/// `{rootfs}`, `{file}` and `{empty}` stand for the fixture, a plain file
+/// and an empty directory.
+#[rstest]
+#[case::no_such_rootfs(&["/no/such/rootfs"], "/no/such/rootfs")]
+#[case::rootfs_is_a_file(&["{file}"], "not a directory")]
+#[case::rootfs_is_empty(&["{empty}"], "not a root filesystem")]
+#[case::name_with_bang(&["{rootfs}", "bad!name"], "invalid container name")]
+#[case::name_with_underscore_first(&["{rootfs}", "_x"], "invalid container name")]
+#[case::name_with_slash(&["{rootfs}", "a/b"], "invalid container name")]
+#[case::cpus_zero(&["--cpus", "0", "{rootfs}"], "--cpus")]
+#[case::cpus_word(&["--cpus", "abc", "{rootfs}"], "--cpus")]
+#[case::cpus_too_many(&["--cpus", "9999", "{rootfs}"], "CPUs of this host")]
+#[case::memory_word(&["--memory", "lots", "{rootfs}"], "--memory")]
+#[case::memory_too_small(&["--memory", "5M", "{rootfs}"], "6M")]
+#[case::pids_zero(&["--pids-limit", "0", "{rootfs}"], "--pids-limit")]
+#[case::volume_missing(&["-v", "/no/such/dir:/x", "{rootfs}"], "/no/such/dir")]
+#[case::volume_without_target(&["-v", "/tmp", "{rootfs}"], "--volume")]
+#[case::userns_word(&["--userns", "sideways", "{rootfs}"], "--userns")]
+#[case::workdir_relative(&["-w", "relative", "{rootfs}"], "not absolute")]
+#[case::hostname_bad(&["--hostname", "bad_host!", "{rootfs}"], "hostname")]
+#[case::net_unknown(&["--net", "weird", "{rootfs}"], "--net")]
+fn bad_input_is_refused_before_anything_is_created(#[case] args: &[&str], #[case] culprit: &str) {
+    let env = engine("bad");
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    let empty = Scratch::new("empty-dir");
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["/no/such/rootfs"], "/no/such/rootfs"),
-        (vec![file.to_str().unwrap()], "not a directory"),
-        (
-            vec![empty.path().to_str().unwrap()],
-            "not a root filesystem",
-        ),
-        (vec![rootfs(), "bad!name"], "invalid container name"),
-        (vec![rootfs(), "_x"], "invalid container name"),
-        (vec![rootfs(), "a/b"], "invalid container name"),
-        (vec!["--cpus", "0", rootfs()], "--cpus"),
-        (vec!["--cpus", "abc", rootfs()], "--cpus"),
-        (vec!["--cpus", "9999", rootfs()], "CPUs of this host"),
-        (vec!["--memory", "lots", rootfs()], "--memory"),
-        (vec!["--memory", "5M", rootfs()], "6M"),
-        (vec!["--pids-limit", "0", rootfs()], "--pids-limit"),
-        (vec!["-v", "/no/such/dir:/x", rootfs()], "/no/such/dir"),
-        (vec!["-v", "/tmp", rootfs()], "--volume"),
-        (vec!["--userns", "sideways", rootfs()], "--userns"),
-        (vec!["-w", "relative", rootfs()], "not absolute"),
-        (vec!["--hostname", "bad_host!", rootfs()], "hostname"),
-    ];
-    for (args, needle) in cases {
-        let mut full = args.clone();
-        full.extend(["--", "true"]);
-        let out = env.run(&full);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
-        assert!(
-            err.contains(needle),
-            "{args:?}: {err:?} should mention {needle:?}"
-        );
-        let lines: Vec<&str> = err
-            .lines()
-            .filter(|l| !l.contains("no resource control"))
-            .collect();
-        assert_eq!(lines.len(), 1, "{args:?}: more than one line: {err}");
-        assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");
-        assert_eq!(
-            env.state_files(),
-            Vec::<String>::new(),
-            "{args:?} left state"
-        );
-    }
-    let out = env
+    let empty = scratch.path().join("empty-dir");
+    std::fs::create_dir(&empty).unwrap();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("{rootfs}", rootfs())
+                .replace("{file}", file.to_str().unwrap())
+                .replace("{empty}", empty.to_str().unwrap())
+        })
+        .collect();
+    // Never the default bridge network: this is the machine's namespace.
+    let net: &[&str] = if args.iter().any(|a| a == "--net") {
+        &[]
+    } else {
+        &["--net", "none"]
+    };
+    let a = env
         .cmd()
-        .args(["run", "--net", "weird", rootfs(), "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("--net"), "{}", stderr(&out));
-    // A path overlayfs options cannot carry.
-    let odd = env.state.path().join("odd,name");
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(&odd)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    let out = env.run(&[odd.to_str().unwrap(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("--write-through"), "{}", stderr(&out));
-    let out = env.run(&["--write-through", odd.to_str().unwrap(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    std::fs::remove_dir_all(&odd).unwrap();
-    // Not root: refused before anything is made.
-    let out = std::process::Command::new("setpriv")
+        .arg("run")
+        .args(net)
+        .args(&args)
+        .args(["--", "true"])
+        .assert()
+        .code(125)
+        .stdout("");
+    assert_one_line_naming(&stderr(&a), culprit);
+    env.assert_clean();
+}
+
+/// One line (beside the note about resource control) that names `culprit`,
+/// with no panic and no debug output.
+fn assert_one_line_naming(err: &str, culprit: &str) {
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("no resource control"))
+        .collect();
+    assert_eq!(lines.len(), 1, "not one line: {err}");
+    assert!(
+        lines[0].contains(culprit),
+        "{err:?} should name {culprit:?}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");
+}
+
+/// A bad flag is an engine error too, not clap's 2. (clap's message is
+/// several lines, so it is not in the table above.)
+#[test]
+fn an_unknown_flag_is_an_engine_error() {
+    let env = engine("flag");
+    env.cmd()
         .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            ENGINE,
             "run",
             "--net",
             "none",
+            "--no-such-flag",
+            rootfs(),
+            "--",
+            "true",
         ])
-        .args([rootfs(), "--", "true"])
-        .env("ENGINE_STATE_DIR", env.state.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-    assert!(stderr(&out).contains("needs root"), "{}", stderr(&out));
-    assert_eq!(env.state_files(), Vec::<String>::new());
-    // A bad flag is an engine error too, not clap's 2.
-    let out = env
-        .cmd()
-        .args(["run", "--no-such-flag", rootfs()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("--no-such-flag"));
+    env.assert_clean();
+}
+
+#[test]
+fn a_rootfs_path_overlayfs_cannot_carry_needs_write_through() {
+    let env = engine("odd");
+    let scratch = tempfile::tempdir().unwrap();
+    let odd = scratch.path().join("odd,name");
+    busybox::copy_to(&odd);
+    let a = run(&env, &[odd.to_str().unwrap(), "--", "true"]).code(125);
+    assert_one_line_naming(&stderr(&a), "--write-through");
+    env.assert_clean();
+    run(
+        &env,
+        &["--write-through", odd.to_str().unwrap(), "--", "true"],
+    )
+    .code(0);
+    env.assert_clean();
+}
+
+#[test]
+fn not_root_is_refused_before_anything_is_made() {
+    let env = engine("notroot");
+    let a = assert_cmd::Command::new(quote::require("setpriv", "util-linux"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", ENGINE])
+        .args(["run", "--net", "none", rootfs(), "--", "true"])
+        .envs(env.envs())
+        .timeout(LONG)
+        .assert()
+        .code(125);
+    assert_one_line_naming(&stderr(&a), "needs root");
+    env.assert_clean();
 }
 
 #[test]
 fn limits_follow_what_the_host_offers() {
-    let env = Env::new("limits");
+    let env = engine("limits");
     let args = [
         "--cpus",
         "0.5",
@@ -500,77 +574,94 @@ fn limits_follow_what_the_host_offers() {
         "--",
     ];
     let script = "cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.swap.max /sys/fs/cgroup/pids.max";
-    let out = env.run(&[&args[..], &["sh", "-c", script]].concat());
-    if engine::sys::cgroup::check_available(&env.cgroup_root).is_ok() {
+    let a = run(&env, &[&args[..], &["sh", "-c", script]].concat());
+    match testkit::cgroup::v2_limits() {
         // cgroup v2 (a GitHub runner, the VM): the container sees its own
         // leaf, through its cgroup namespace, with the limits written.
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert_eq!(stdout(&out), "50000 100000\n52428800\n0\n64\n");
-        assert!(
-            !env.cgroup_root.join("lim").exists(),
-            "the leaf outlived the container"
-        );
-    } else {
+        Ok(()) => {
+            a.code(0).stdout("50000 100000\n52428800\n0\n64\n");
+        }
         // v1 or hybrid (these machines): a limit is an error, and without
         // one a single line says there is no resource control.
-        assert_eq!(out.status.code(), Some(125));
-        assert!(stderr(&out).contains("cgroup v2"), "{}", stderr(&out));
-        let out = env.run(&[rootfs(), "--", "true"]);
-        assert_eq!(out.status.code(), Some(0));
-        assert!(
-            stderr(&out).contains("no resource control"),
-            "{}",
-            stderr(&out)
-        );
+        Err(_) => {
+            a.code(125).stderr(predicate::str::contains("cgroup v2"));
+            run(&env, &[rootfs(), "--", "true"])
+                .code(0)
+                .stderr(predicate::str::contains("no resource control"));
+        }
     }
     env.assert_clean();
 }
 
 #[test]
 fn a_sigkilled_engine_is_cleaned_up_by_the_next_invocation() {
-    let env = Env::new("crash");
-    let mut child = env.spawn(&[rootfs(), "victim", "--", "sh", "-c", "echo ready; sleep 60"]);
-    let mut lines = lines(&mut child);
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let env = engine("crash");
+    let mut c = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "victim",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; read x || true",
+        ],
+    );
+    c.expect("ready");
     let pid = container_pid(&env, "victim");
-    child.kill().unwrap(); // SIGKILL to the engine
-    child.wait().unwrap();
+    c.signal(Signal::SIGKILL); // to the engine
+    c.wait();
     // The container dies with its supervisor.
-    wait_for(5, "the container to die", || {
-        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-    });
+    wait::pid_gone(pid, SHORT).unwrap();
     assert!(
         !env.state_files().is_empty(),
         "the crash should leave state behind"
     );
-    let out = env.run(&[rootfs(), "next", "--", "true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    run(&env, &[rootfs(), "next", "--", "true"]).code(0);
     env.assert_clean();
+}
+
+/// A process on this host whose command line is exactly `words`.
+fn process_running(words: &[&str]) -> bool {
+    let want = words.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
 }
 
 #[test]
 fn tty_gives_a_shell_with_job_control_and_window_size() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        panic!("tmux is needed for the tty test: apt-get install tmux");
-    }
-    let env = Env::new("tty");
+    let tmux_bin = quote::require("tmux", "tmux");
+    let env = engine("tty");
     let session = format!("engine-tty-{}", std::process::id());
     let tmux = |args: &[&str]| {
-        std::process::Command::new("tmux")
+        let out = assert_cmd::Command::new(&tmux_bin)
             .args(["-L", &session])
             .args(args)
+            .timeout(Duration::from_secs(10))
             .output()
-            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // The tmux server (and the engine in it) goes even when an assertion fails.
+    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> String);
+    impl Drop for KillServer<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let _kill_server = KillServer(&tmux);
+    let envs: Vec<String> = env
+        .envs()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote::quote(v.to_str().unwrap())))
+        .collect();
     let cmd = format!(
-        "ENGINE_STATE_DIR={} ENGINE_CGROUP_ROOT={} {ENGINE} run --net none {} tty; echo ENGINE-EXIT=$?; sleep 30",
-        env.state.path().display(),
-        env.cgroup_root.display(),
-        rootfs()
+        "{} {} run --net none {} tty; echo ENGINE-EXIT=$?; sleep 30",
+        envs.join(" "),
+        quote::quote(ENGINE),
+        quote::quote(rootfs())
     );
     tmux(&[
         "new-session",
@@ -583,60 +674,75 @@ fn tty_gives_a_shell_with_job_control_and_window_size() {
         "30",
         &cmd,
     ]);
-    let screen = || stdout(&tmux(&["capture-pane", "-p", "-t", "t"]));
     let wait_screen = |needle: &str| {
-        wait_for(10, needle, || screen().contains(needle).then_some(()));
+        wait::until(SHORT, needle, || {
+            tmux(&["capture-pane", "-p", "-t", "t"])
+                .contains(needle)
+                .then_some(())
+        });
     };
     wait_screen("/ #");
     tmux(&["send-keys", "-t", "t", "stty size; tty", "Enter"]);
     wait_screen("30 100");
+    // The new size arrives with SIGWINCH: wait for it inside, boundedly.
     tmux(&["resize-window", "-t", "t", "-x", "90", "-y", "25"]);
-    std::thread::sleep(Duration::from_millis(300));
-    tmux(&["send-keys", "-t", "t", "stty size", "Enter"]);
-    wait_screen("25 90");
+    tmux(&[
+        "send-keys",
+        "-t",
+        "t",
+        "until [ \"$(stty size)\" = '25 90' ]; do sleep 0.05; done; echo RESIZED-$((20+5))",
+        "Enter",
+    ]);
+    wait_screen("RESIZED-25");
     // Ctrl-C reaches the foreground job, not the engine.
-    tmux(&["send-keys", "-t", "t", "sleep 100", "Enter"]);
-    std::thread::sleep(Duration::from_millis(500));
+    tmux(&["send-keys", "-t", "t", "sleep 1017", "Enter"]);
+    wait::until(SHORT, "sleep 1017 in the container", || {
+        process_running(&["sleep", "1017"]).then_some(())
+    });
     tmux(&["send-keys", "-t", "t", "C-c"]);
     tmux(&["send-keys", "-t", "t", "echo still-$((40+2))", "Enter"]);
     wait_screen("still-42");
     tmux(&["send-keys", "-t", "t", "exit 5", "Enter"]);
     wait_screen("ENGINE-EXIT=5");
-    tmux(&["kill-server"]);
     env.assert_clean();
 }
 
 #[test]
 fn a_rootfs_for_another_architecture_is_refused() {
-    let env = Env::new("arch");
-    let dest = env.state.path().join("arm64-busybox");
-    let out = env
-        .cmd()
+    let env = engine("arch");
+    let scratch = tempfile::tempdir().unwrap();
+    let dest = scratch.path().join("arm64-busybox");
+    env.cmd()
         .env("ENGINE_BUSYBOX", arm64_busybox())
         .args(["rootfs", "pull", "busybox", "--arch", "arm64"])
         .arg(&dest)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+        .assert()
+        .success();
     let has_arm64_handler = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
         .map(|d| {
             d.flatten()
                 .any(|e| e.file_name().to_string_lossy().contains("aarch64"))
         })
         .unwrap_or(false);
-    let out = env.run(&[dest.to_str().unwrap(), "--", "sh", "-c", "echo ran"]);
+    let a = run(
+        &env,
+        &[dest.to_str().unwrap(), "--", "sh", "-c", "echo ran"],
+    );
     if cfg!(target_arch = "aarch64") || has_arm64_handler {
         // Native, or qemu-user runs it: the check must not refuse what the host can run.
-        assert_eq!(stdout(&out).trim(), "ran", "{}", stderr(&out));
+        a.code(0).stdout("ran\n");
     } else {
-        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("arm64") && err.contains("amd64") && err.contains("binfmt_misc"),
-            "{err}"
-        );
+        let a = a.code(125);
+        let err = stderr(&a);
+        assert_one_line_naming(&err, "binfmt_misc");
+        assert!(err.contains("arm64") && err.contains("amd64"), "{err}");
         assert!(!err.contains("Exec format error"), "{err}");
     }
-    let _ = std::fs::remove_dir_all(&dest);
     env.assert_clean();
+}
+
+#[test]
+fn fixture_lies_where_a_mapped_root_can_reach_it() {
+    busybox::check_traversable(Path::new(rootfs()).join("bin/busybox").as_path())
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -15,6 +15,7 @@ pub const SCENARIOS: [&str; 11] = [
     "pids",
     "stress",
     "lifecycle",
+    "confinement",
 ];
 
 /// Each flavour's first trial: its rootfs could be built or unpacked.

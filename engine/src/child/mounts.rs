@@ -30,7 +30,7 @@ pub(super) fn mnt(
 /// `path` inside `root`: existing components resolve like the container
 /// would (symlinks stay inside root); missing ones are taken literally.
 pub(super) fn join_in_root(root: &Path, path: &Path) -> Step<PathBuf> {
-    crate::image::resolve_in_rootfs(root, path).map_err(|e| fail(format!("{e:#}")))
+    crate::sys::path::resolve_in_rootfs(root, path).map_err(|e| fail(format!("{e:#}")))
 }
 
 pub(super) fn mkdir_p(path: &Path) -> Step {

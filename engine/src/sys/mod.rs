@@ -1,11 +1,15 @@
-//! Host facilities, each a leaf: cgroup, state (persistence only), lock, net,
-//! and the confinement primitives idrange (host ID ranges), idmap (detached
-//! and idmapped mounts, fd passing) and openat (paths resolved inside the
-//! rootfs, fd hygiene).
+//! Host facilities, each a leaf: arch (ELF), caps, cgroup, state (persistence
+//! only), lock, net, path (in-root resolution by path), and the confinement
+//! primitives idrange (host ID ranges), idmap (detached and idmapped mounts,
+//! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF).
+pub mod arch;
+pub mod caps;
 pub mod cgroup;
 pub mod idmap;
 pub mod idrange;
 pub mod lock;
 pub mod net;
 pub mod openat;
+pub mod path;
+pub mod seccomp;
 pub mod state;

@@ -1,182 +1,123 @@
-//! Shared helpers for the engine's host tests: a busybox rootfs, a private
-//! state directory per test, and a way to run the engine binary.
+//! What the engine's integration tests share beyond the testkit crate: the
+//! binary under test, the busybox fixture as a string, and a running
+//! container whose output lines the test reads with deadlines.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+pub use assert_cmd::assert::Assert;
+pub use predicates::prelude::*;
+pub use testkit::engine_cmd::Engine;
+#[allow(unused_imports)]
+pub use testkit::{busybox, mountinfo, quote, wait};
+
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
 
 pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 
-/// Where fixtures go: `ENGINE_TEST_TMPDIR`, else cargo's per-target
-/// scratch directory. (In a VM guest the target directory is 9p, which
-/// overlayfs refuses as a lower layer: point this at a tmpfs there.)
-pub fn scratch_root() -> PathBuf {
-    std::env::var_os("ENGINE_TEST_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+/// How long a line, a file or a state change may take to show up.
+pub const SHORT: Duration = Duration::from_secs(20);
+
+/// How long a container run beside the test may take in all.
+pub const LONG: Duration = testkit::engine_cmd::DEFAULT_TIMEOUT;
+
+/// The busybox rootfs shared by the tests of one binary.
+pub fn rootfs() -> &'static str {
+    busybox::rootfs().to_str().unwrap()
 }
 
-/// The busybox rootfs, built once per test binary by `engine rootfs pull busybox`.
-pub fn busybox() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let dir = scratch_root().join(format!("busybox-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new(ENGINE)
-            .args(["rootfs", "pull", "busybox"])
-            .arg(&dir)
-            .output()
-            .expect("run engine rootfs pull");
-        assert!(
-            out.status.success(),
-            "engine rootfs pull busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
+/// A private engine environment for the binary under test.
+pub fn engine(tag: &str) -> Engine {
+    Engine::new(ENGINE, tag)
 }
 
-/// A scratch directory removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("engine-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
+/// `engine run --net none ARGS`, run to its end (with the timeout).
+pub fn run(env: &Engine, args: &[&str]) -> Assert {
+    env.cmd().args(["run", "--net", "none"]).args(args).assert()
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+pub fn stdout(a: &Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
 }
 
-/// A private engine environment: its own state dir and cgroup root, so tests
-/// run in parallel without seeing each other.
-pub struct Env {
-    pub state: Scratch,
-    pub cgroup_root: PathBuf,
+pub fn stderr(a: &Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
 
-impl Env {
-    pub fn new(tag: &str) -> Env {
-        let state = Scratch::new(tag);
-        let cgroup_root = PathBuf::from(format!(
-            "/sys/fs/cgroup/engine-test-{}-{}",
-            std::process::id(),
-            state.0.file_name().unwrap().to_string_lossy()
-        ));
-        Env { state, cgroup_root }
-    }
+/// An engine process the test runs beside it: its stdout read line by line
+/// with deadlines, its stdin a pipe the test may close to let the
+/// container go on. Killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub lines: wait::Lines,
+}
 
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::new(ENGINE);
-        c.env("ENGINE_STATE_DIR", self.state.path())
-            .env("ENGINE_CGROUP_ROOT", &self.cgroup_root)
-            .env("ENGINE_ROOTFS_CACHE", self.state.path().join("cache"))
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// `engine run --net none ROOTFS [args...]`, collected.
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd()
-            .args(["run", "--net", "none"])
+impl Running {
+    /// `engine ARGS` with stdout and stdin piped.
+    pub fn spawn(env: &Engine, args: &[&str]) -> Running {
+        let mut child = env
+            .spawnable()
             .args(args)
-            .output()
-            .expect("spawn engine")
-    }
-
-    /// `engine run --net none ARGS`, running, with stdout piped.
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.cmd()
-            .args(["run", "--net", "none"])
-            .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn engine")
+            .expect("spawn engine");
+        let lines = wait::Lines::new(child.stdout.take().unwrap());
+        Running { child, lines }
     }
 
-    /// State files (NAME.json) present now.
-    pub fn state_files(&self) -> Vec<String> {
-        std::fs::read_dir(self.state.path())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".json") || n.ends_with(".layer"))
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// `engine run --net none ARGS`.
+    pub fn run(env: &Engine, args: &[&str]) -> Running {
+        Running::spawn(env, &[&["run", "--net", "none"], args].concat())
     }
 
-    pub fn assert_clean(&self) {
-        assert_eq!(self.state_files(), Vec::<String>::new(), "leftover state");
-        assert!(!self.cgroup_root.join("x").exists());
-        assert_no_mounts_under(self.state.path());
+    /// The next line the container prints.
+    pub fn line(&mut self) -> String {
+        self.lines.expect_next(SHORT)
     }
-}
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.cgroup_root);
+    /// Waits for the next line and checks it.
+    pub fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want, "lines so far: {:?}", self.lines.seen);
     }
-}
 
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+    /// Closes the container's stdin (a `read` inside returns).
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
 
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig)
+            .expect("signal the engine");
+    }
 
-/// The lines of a spawned engine's stdout.
-pub fn lines(
-    child: &mut std::process::Child,
-) -> std::io::Lines<std::io::BufReader<std::process::ChildStdout>> {
-    use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.take().expect("stdout piped")).lines()
-}
+    /// The engine's exit status, within [`LONG`].
+    pub fn wait(&mut self) -> ExitStatus {
+        self.close_stdin();
+        wait::child(&mut self.child, LONG).unwrap_or_else(|e| panic!("engine: {e}"))
+    }
 
-/// Fails when the host's mount table mentions `path`.
-pub fn assert_no_mounts_under(path: &Path) {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let p = path.to_string_lossy();
-    let hits: Vec<&str> = info.lines().filter(|l| l.contains(p.as_ref())).collect();
-    assert!(
-        hits.is_empty(),
-        "container mounts visible on the host: {hits:#?}"
-    );
-}
-
-/// Polls `f` until it returns Some, or panics after `secs`.
-pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
+    /// The rest of stdout, once the engine has ended.
+    pub fn rest(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.next(SHORT) {
+            rest.push(line);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+        rest
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// The host pid of a running container's PID 1, from its state file.
-pub fn container_pid(env: &Env, name: &str) -> i32 {
-    wait_for(10, "the container's state file", || {
-        let data = std::fs::read(env.state.path().join(format!("{name}.json"))).ok()?;
+pub fn container_pid(env: &Engine, name: &str) -> i32 {
+    let record = env.state_dir().join(format!("{name}.json"));
+    wait::until(SHORT, &format!("{}", record.display()), || {
+        let data = std::fs::read(&record).ok()?;
         let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
         let pid = v["pid"].as_i64()? as i32;
         (pid > 0).then_some(pid)
@@ -185,11 +126,12 @@ pub fn container_pid(env: &Env, name: &str) -> i32 {
 
 /// Debian's arm64 busybox-static, fetched once with apt-get into private
 /// lists and cache (the host's apt state is untouched).
-pub fn arm64_busybox() -> PathBuf {
-    static BUSYBOX: OnceLock<PathBuf> = OnceLock::new();
+pub fn arm64_busybox() -> std::path::PathBuf {
+    use std::sync::OnceLock;
+    static BUSYBOX: OnceLock<std::path::PathBuf> = OnceLock::new();
     BUSYBOX
         .get_or_init(|| {
-            let dir = scratch_root().join("arm64-apt");
+            let dir = busybox::scratch_root().join("engine-test-arm64-apt");
             let binary = dir.join("x/bin/busybox");
             if binary.exists() {
                 return binary;
@@ -198,7 +140,7 @@ pub fn arm64_busybox() -> PathBuf {
                 std::fs::create_dir_all(dir.join(d)).unwrap();
             }
             let apt = |args: &[&str]| {
-                let out = Command::new("apt-get")
+                assert_cmd::Command::new(quote::require("apt-get", "apt"))
                     .arg("-q")
                     .args([
                         "-o",
@@ -212,13 +154,9 @@ pub fn arm64_busybox() -> PathBuf {
                     .arg(format!("Dir::Cache={}", dir.join("cache").display()))
                     .args(args)
                     .current_dir(dir.join("deb"))
-                    .output()
-                    .expect("run apt-get");
-                assert!(
-                    out.status.success(),
-                    "apt-get {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                    .timeout(Duration::from_secs(300))
+                    .assert()
+                    .success();
             };
             apt(&["update"]);
             apt(&["download", "busybox-static"]);
@@ -228,13 +166,13 @@ pub fn arm64_busybox() -> PathBuf {
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|e| e == "deb"))
                 .expect("the downloaded busybox-static .deb");
-            let status = Command::new("dpkg-deb")
+            assert_cmd::Command::new(quote::require("dpkg-deb", "dpkg"))
                 .arg("-x")
                 .arg(&deb)
                 .arg(dir.join("x"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "dpkg-deb -x {}", deb.display());
+                .timeout(Duration::from_secs(60))
+                .assert()
+                .success();
             binary
         })
         .clone()

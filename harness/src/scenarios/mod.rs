@@ -3,6 +3,7 @@
 //! for real and ends with [`Env::close`], which checks that it left
 //! nothing behind.
 
+mod confinement;
 mod cpu;
 mod filesystem;
 pub mod leftovers;
@@ -56,6 +57,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "pids" => pids::run,
         "stress" => stress::run,
         "lifecycle" => lifecycle::run,
+        "confinement" => confinement::run,
         _ => return None,
     })
 }

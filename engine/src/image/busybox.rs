@@ -1,0 +1,169 @@
+//! The `busybox` flavour: built offline from the host's static busybox binary.
+
+use super::unpack::inside_path;
+use crate::sys::arch::{arch_machine, host_arch, machine_arch, read_elf};
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Applets linked when the busybox cannot run here to list its own.
+const FALLBACK_APPLETS: &[&str] = &[
+    "sh", "ash", "cat", "chmod", "chown", "cp", "date", "df", "dmesg", "du", "echo", "env",
+    "false", "find", "free", "grep", "head", "hostname", "id", "ip", "kill", "ln", "ls", "mkdir",
+    "mount", "mv", "nc", "ping", "printf", "ps", "pwd", "rm", "sed", "seq", "sleep", "sort",
+    "tail", "tar", "test", "top", "touch", "tr", "true", "umount", "uname", "uniq", "vi", "wc",
+    "which", "whoami", "xargs", "yes", "awk", "cut", "mknod", "stat", "uptime", "nslookup", "wget",
+];
+
+/// Applets the README and the harness use: a busybox without one is refused.
+const REQUIRED_APPLETS: &[&str] = &[
+    "sh", "ps", "hostname", "whoami", "ip", "ping", "ls", "id", "sleep", "cat",
+];
+
+pub(super) fn find(arch: &'static str) -> Result<PathBuf> {
+    let from_env = std::env::var_os("ENGINE_BUSYBOX").filter(|v| !v.is_empty());
+    let path = match &from_env {
+        Some(path) => PathBuf::from(path),
+        None if arch == host_arch() => PathBuf::from("/bin/busybox"),
+        None => bail!(
+            "no {arch} busybox: set ENGINE_BUSYBOX to a statically linked {arch} busybox \
+             (Debian's busybox-static:{arch}, unpacked with dpkg-deb -x)"
+        ),
+    };
+    let install = "apt-get install busybox-static";
+    if !path.exists() {
+        match from_env {
+            Some(_) => bail!("ENGINE_BUSYBOX={} does not exist", path.display()),
+            None => bail!("{} not found: the busybox rootfs is built from the host's static busybox; {install}", path.display()),
+        }
+    }
+    let elf = read_elf(&path, true)?
+        .ok_or_else(|| anyhow!("{} is not an ELF executable; {install}", path.display()))?;
+    if Some(elf.machine) != arch_machine(arch) {
+        let built_for = machine_arch(elf.machine).unwrap_or("another architecture");
+        bail!(
+            "{} is built for {built_for}, not {arch}; set ENGINE_BUSYBOX to an {arch} busybox",
+            path.display()
+        );
+    }
+    if elf.dynamic {
+        bail!(
+            "{} is dynamically linked but a rootfs needs a static busybox; {install}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+pub(super) fn build(root: &Path, busybox: &Path, arch: &str) -> Result<()> {
+    for (dir, mode) in [
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("run", 0o755),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
+    ] {
+        let path = root.join(dir);
+        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot chmod {}", path.display()))?;
+    }
+    let target = root.join("bin/busybox");
+    fs::copy(busybox, &target)
+        .with_context(|| format!("cannot copy {} to {}", busybox.display(), target.display()))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", target.display()))?;
+    for applet in busybox_applets(busybox) {
+        link_applet(root, &applet)?;
+    }
+    let missing: Vec<&str> = REQUIRED_APPLETS
+        .iter()
+        .copied()
+        .filter(|name| {
+            !["bin", "sbin", "usr/bin", "usr/sbin"]
+                .iter()
+                .any(|d| root.join(d).join(name).exists())
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} lacks the applet(s) {} that the busybox rootfs needs",
+            busybox.display(),
+            missing.join(", ")
+        );
+    }
+    let os_release =
+        format!("NAME=\"BusyBox\"\nID=busybox\nPRETTY_NAME=\"BusyBox ({arch}, engine catalog)\"\n");
+    for (file, text) in [
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        ("etc/hostname", "busybox\n"),
+        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
+        ("etc/os-release", &os_release),
+    ] {
+        let path = root.join(file);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The applets as paths relative to `/` (`usr/bin/wc`), from `busybox
+/// --list-full`; a busybox that cannot run here (another arch without
+/// binfmt_misc) gets a fixed list in bin/.
+fn busybox_applets(busybox: &Path) -> Vec<PathBuf> {
+    let listed = Command::new(busybox)
+        .arg("--list-full")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    if let Ok(out) = listed {
+        if out.status.success() {
+            let applets: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|line| inside_path(Path::new(line.trim())))
+                .filter(|rel| rel.components().count() >= 2)
+                .collect();
+            if !applets.is_empty() {
+                return applets;
+            }
+        }
+    }
+    FALLBACK_APPLETS
+        .iter()
+        .map(|name| Path::new("bin").join(name))
+        .collect()
+}
+
+/// Links `root/rel` to bin/busybox with a relative symlink, which resolves
+/// the same inside the container and from the host.
+fn link_applet(root: &Path, rel: &Path) -> Result<()> {
+    let link = root.join(rel);
+    if fs::symlink_metadata(&link).is_ok() {
+        return Ok(()); // bin/busybox itself, or listed twice
+    }
+    let dir = rel.parent().unwrap_or(Path::new(""));
+    let target = if dir == Path::new("bin") {
+        PathBuf::from("busybox")
+    } else {
+        let mut up = PathBuf::new();
+        for _ in dir.components() {
+            up.push("..");
+        }
+        up.join("bin/busybox")
+    };
+    if let Some(parent) = link.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    symlink(&target, &link).with_context(|| format!("cannot create the symlink {}", link.display()))
+}

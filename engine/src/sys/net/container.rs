@@ -1,0 +1,54 @@
+//! The container side: run by the child inside the container's network namespace,
+//! before exec.
+
+use super::addr::mask;
+use super::netlink::Socket;
+use anyhow::{anyhow, bail, Result};
+use std::net::Ipv4Addr;
+
+/// Inside the container's network namespace: brings `lo` up.
+pub fn loopback_up() -> Result<()> {
+    Socket::open()?
+        .set_up_by_name("lo")
+        .map_err(|e| e.explain("cannot bring lo up"))
+}
+
+/// Inside the container's network namespace: `eth0` gets `ip/prefix`, goes up, and the
+/// default route goes via the gateway.
+pub fn configure_eth0(ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
+    if !(1..=30).contains(&prefix) {
+        bail!("cannot configure eth0 with {ip}/{prefix}: the prefix must be from 1 to 30");
+    }
+    if (u32::from(ip) ^ u32::from(gateway)) & mask(prefix) != 0 || ip == gateway {
+        bail!("cannot configure eth0 with {ip}/{prefix}: gateway {gateway} must be another address of that subnet");
+    }
+    let mut nl = Socket::open()?;
+    let index = nl
+        .get_link("eth0")
+        .map_err(|e| e.explain("cannot look up eth0"))?
+        .ok_or_else(|| {
+            anyhow!("this network namespace has no eth0: the veth was not created in it")
+        })?
+        .header
+        .index;
+    match nl.add_addr(index, ip, prefix) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => {}
+        other => other.map_err(|e| e.explain(format!("cannot add {ip}/{prefix} to eth0")))?,
+    }
+    // A MAC derived from the address (docker's 02:42:a.b.c.d): a container that
+    // reuses an address keeps the MAC, so neighbours' ARP caches stay right.
+    let [a, b, c, d] = ip.octets();
+    nl.set_mac(index, [0x02, 0x42, a, b, c, d])
+        .map_err(|e| e.explain("cannot set eth0's MAC address"))?;
+    // Up before the route: the kernel adds the subnet route, which makes the gateway
+    // reachable, only for an interface that is up.
+    nl.set_up(index)
+        .map_err(|e| e.explain("cannot bring eth0 up"))?;
+    nl.add_default_route(index, gateway).map_err(|e| match e.errno() {
+        Some(libc::ENETUNREACH) => {
+            anyhow!("cannot add the default route via {gateway}: it is not in eth0's subnet {ip}/{prefix}")
+        }
+        Some(libc::EEXIST) => anyhow!("cannot add the default route via {gateway}: the namespace already has one"),
+        _ => e.explain(format!("cannot add the default route via {gateway}")),
+    })
+}

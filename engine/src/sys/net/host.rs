@@ -1,0 +1,243 @@
+//! The host side, in the engine's network namespace: the bridge and its address, IPv4
+//! forwarding, and the host end of each container's veth.
+
+use super::addr::check_ifname;
+use super::netlink::{io_text, link_kind, Socket};
+use super::NetConfig;
+use anyhow::{anyhow, bail, Result};
+use netlink_packet_route::link::{InfoKind, LinkFlags};
+use std::path::Path;
+
+/// The host-side veth name for a container: at most 15 bytes, unique even for long names.
+///
+/// A name of at most 11 safe characters (`A-Z a-z 0-9 - _ .`) is used whole: `ve-web`.
+/// Any other name becomes `ve-` + its first 5 characters (unsafe ones as `_`) + `-` + hex
+/// digits of a 64-bit FNV-1a hash of the whole name, filling exactly 15 bytes:
+/// `ve-datab-3f09a1`. The two forms never collide (<= 14 bytes against exactly 15). The hash
+/// is fixed (not std's `DefaultHasher`), so the name is the same across engine builds and
+/// the veth of a crashed container can be found again.
+pub fn veth_name(container: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !container.is_empty() && container.len() <= 11 && container.chars().all(safe) {
+        return format!("ve-{container}");
+    }
+    let head: String = container
+        .chars()
+        .take(5)
+        .map(|c| if safe(c) { c } else { '_' })
+        .collect();
+    let hash = format!("{:016x}", fnv1a(container.as_bytes()));
+    let digits = 15 - 4 - head.len();
+    format!("ve-{head}-{}", &hash[16 - digits..])
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Creates (if missing) the bridge with the gateway address, up, and turns IPv4 forwarding on,
+/// recording the previous forwarding value under `state_dir` so teardown can restore it.
+///
+/// Idempotent and cheap when all is in place (two netlink round trips and a sysctl read).
+/// The value recorded in `state_dir/forwarding.prev` is the one found by the first call
+/// only, so teardown restores the value from before the engine touched it.
+pub fn setup_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
+    let mut nl = Socket::open()?;
+    let name = &cfg.bridge;
+    let bridge = match nl
+        .get_link(name)
+        .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
+    {
+        Some(link) => link,
+        None => {
+            match nl.create_bridge(name) {
+                // Another engine created it meanwhile: fine.
+                Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => bail!(
+                    "cannot create bridge {name}: this kernel has no bridge support: load it with `modprobe bridge`"
+                ),
+                other => other.map_err(|e| e.explain(format!("cannot create bridge {name}")))?,
+            }
+            nl.get_link(name)
+                .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
+                .ok_or_else(|| anyhow!("bridge {name} disappeared right after it was created: is another engine tearing it down?"))?
+        }
+    };
+    if link_kind(&bridge) != Some(&InfoKind::Bridge) {
+        bail!("interface {name} exists but is not a bridge: remove it or set ENGINE_BRIDGE to another name");
+    }
+    let index = bridge.header.index;
+    let addrs = nl
+        .ipv4_addrs(index)
+        .map_err(|e| e.explain(format!("cannot list the addresses of bridge {name}")))?;
+    if !addrs.contains(&(cfg.gateway, cfg.prefix)) {
+        match nl.add_addr(index, cfg.gateway, cfg.prefix) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            other => other.map_err(|e| {
+                e.explain(format!(
+                    "cannot add {}/{} to bridge {name}",
+                    cfg.gateway, cfg.prefix
+                ))
+            })?,
+        }
+    }
+    if !bridge.header.flags.contains(LinkFlags::Up) {
+        nl.set_up(index)
+            .map_err(|e| e.explain(format!("cannot bring bridge {name} up")))?;
+    }
+    enable_forwarding(state_dir)
+}
+
+/// Removes the bridge and restores forwarding to its value before `setup_host`. Idempotent.
+///
+/// Refuses to delete an interface of that name that is not a bridge. Forwarding is only
+/// written when `state_dir/forwarding.prev` exists; the file is removed afterwards.
+pub fn teardown_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
+    let mut nl = Socket::open()?;
+    let name = &cfg.bridge;
+    if let Some(link) = nl
+        .get_link(name)
+        .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
+    {
+        if link_kind(&link) != Some(&InfoKind::Bridge) {
+            bail!("interface {name} is not a bridge: not deleting it (check ENGINE_BRIDGE)");
+        }
+        nl.del_link(name)
+            .map_err(|e| e.explain(format!("cannot delete bridge {name}")))?;
+    }
+    restore_forwarding(state_dir)
+}
+
+/// Creates a veth pair: `host_name` on the host, attached to the bridge and up; its peer
+/// created directly inside the network namespace of `pid`, named `eth0`, down.
+///
+/// One netlink request creates both ends, so there is no name clash on the host and no move
+/// step. A stale `host_name` (from a crashed container) is an error naming it.
+pub fn create_veth(cfg: &NetConfig, host_name: &str, pid: i32) -> Result<()> {
+    if let Err(why) = check_ifname(host_name) {
+        bail!("veth name {host_name:?} {why}");
+    }
+    let pid = u32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| anyhow!("cannot create veth {host_name}: {pid} is not a process id"))?;
+    let mut nl = Socket::open()?;
+    let what = format!("cannot create veth {host_name}");
+    let bridge = nl
+        .get_link(&cfg.bridge)
+        .map_err(|e| e.explain(format!("{what}: cannot look up bridge {}", cfg.bridge)))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{what}: bridge {} does not exist: set up the host network first",
+                cfg.bridge
+            )
+        })?;
+    if link_kind(&bridge) != Some(&InfoKind::Bridge) {
+        bail!(
+            "{what}: interface {} is not a bridge (check ENGINE_BRIDGE)",
+            cfg.bridge
+        );
+    }
+    let Err(e) = nl.create_veth(host_name, "eth0", bridge.header.index, pid) else {
+        return Ok(());
+    };
+    Err(match e.errno() {
+        Some(libc::EEXIST) if matches!(nl.get_link(host_name), Ok(Some(_))) => anyhow!(
+            "{what}: interface {host_name} already exists (a running container of that name, or one that crashed): remove it with `ip link del {host_name}`"
+        ),
+        Some(libc::EEXIST) => anyhow!("{what}: the network namespace of process {pid} already has an eth0"),
+        Some(libc::ESRCH) => anyhow!("{what}: process {pid} does not exist (did the container exit early?)"),
+        Some(libc::EOPNOTSUPP) => anyhow!("{what}: this kernel has no veth support: load it with `modprobe veth`"),
+        _ => e.explain(what),
+    })
+}
+
+/// Deletes a link by name on the host; a link that is already gone is not an error.
+/// Deleting one end of a veth pair deletes both.
+pub fn delete_link(name: &str) -> Result<()> {
+    if let Err(why) = check_ifname(name) {
+        bail!("cannot delete interface {name:?}: the name {why}");
+    }
+    Socket::open()?
+        .del_link(name)
+        .map_err(|e| e.explain(format!("cannot delete interface {name}")))?;
+    Ok(())
+}
+
+/// Whether the configured bridge exists (as any kind of link).
+pub fn bridge_exists(cfg: &NetConfig) -> Result<bool> {
+    link_exists(&cfg.bridge)
+}
+
+/// Whether a link of that name exists in the calling thread's network namespace.
+pub fn link_exists(name: &str) -> Result<bool> {
+    if check_ifname(name).is_err() {
+        return Ok(false);
+    }
+    let found = Socket::open()?
+        .get_link(name)
+        .map_err(|e| e.explain(format!("cannot look up interface {name}")))?;
+    Ok(found.is_some())
+}
+
+// ---------------------------------------------------------------------------------------
+// IPv4 forwarding. /proc/sys/net resolves to the network namespace of the thread that
+// opens the file, so these touch only the caller's namespace.
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+const FORWARDING_PREV: &str = "forwarding.prev";
+
+fn read_forwarding() -> Result<String> {
+    let value = std::fs::read_to_string(IP_FORWARD)
+        .map_err(|e| anyhow!("cannot read {IP_FORWARD}: {}", io_text(&e)))?;
+    Ok(value.trim().to_string())
+}
+
+fn write_forwarding(value: &str) -> Result<()> {
+    std::fs::write(IP_FORWARD, value).map_err(|e| match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => {
+            anyhow!("cannot write {value} to {IP_FORWARD}: permission denied (run as root, outside a container)")
+        }
+        _ => anyhow!("cannot write {value} to {IP_FORWARD}: {}", io_text(&e)),
+    })
+}
+
+fn enable_forwarding(state_dir: &Path) -> Result<()> {
+    let current = read_forwarding()?;
+    let record = state_dir.join(FORWARDING_PREV);
+    if !record.exists() {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| anyhow!("cannot create {}: {}", state_dir.display(), io_text(&e)))?;
+        // Written whole then renamed, so a crash never leaves a half-written record.
+        let tmp = state_dir.join(format!("{FORWARDING_PREV}.tmp"));
+        std::fs::write(&tmp, format!("{current}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &record))
+            .map_err(|e| anyhow!("cannot write {}: {}", record.display(), io_text(&e)))?;
+    }
+    if current != "1" {
+        write_forwarding("1")?;
+    }
+    Ok(())
+}
+
+fn restore_forwarding(state_dir: &Path) -> Result<()> {
+    let record = state_dir.join(FORWARDING_PREV);
+    let prev = match std::fs::read_to_string(&record) {
+        Ok(prev) => prev.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!("cannot read {}: {}", record.display(), io_text(&e)),
+    };
+    if prev != "0" && prev != "1" {
+        bail!(
+            "{} holds {prev:?}, not 0 or 1: set {IP_FORWARD} yourself and remove the file",
+            record.display()
+        );
+    }
+    if read_forwarding()? != prev {
+        write_forwarding(&prev)?;
+    }
+    std::fs::remove_file(&record)
+        .map_err(|e| anyhow!("cannot remove {}: {}", record.display(), io_text(&e)))
+}

@@ -1,0 +1,168 @@
+//! The engine binary in an environment of its own: a private state dir,
+//! cgroup root, rootfs cache and (optionally) bridge and subnet, so tests run
+//! in parallel without seeing each other; every command gets a timeout.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The timeout of every command made by [`Engine::cmd`], unless changed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A private engine environment. Its state dir is a [`tempfile::TempDir`]
+/// under [`crate::busybox::scratch_root`]; its cgroup root (and any leaf a
+/// failed test left in it) is removed on drop.
+pub struct Engine {
+    bin: PathBuf,
+    state: tempfile::TempDir,
+    cgroup_root: PathBuf,
+    bridge: Option<String>,
+    subnet: Option<String>,
+    timeout: Duration,
+}
+
+impl Engine {
+    /// An environment for the engine binary `bin`
+    /// (`env!("CARGO_BIN_EXE_engine")` in the engine's own tests).
+    pub fn new(bin: impl Into<PathBuf>, tag: &str) -> Engine {
+        let state = tempfile::Builder::new()
+            .prefix(&format!("engine-test-{tag}-"))
+            .tempdir_in(crate::busybox::scratch_root())
+            .expect("create a state directory");
+        let leaf = state
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        Engine {
+            bin: bin.into(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup").join(leaf),
+            state,
+            bridge: None,
+            subnet: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same, with `ENGINE_BRIDGE` and `ENGINE_SUBNET` set: call it only
+    /// from a thread in a private network namespace (see [`crate::netns`]).
+    pub fn with_network(mut self, bridge: &str, subnet: &str) -> Engine {
+        self.bridge = Some(bridge.to_string());
+        self.subnet = Some(subnet.to_string());
+        self
+    }
+
+    /// The timeout for the commands made from now on.
+    pub fn with_timeout(mut self, timeout: Duration) -> Engine {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn cgroup_root(&self) -> &Path {
+        &self.cgroup_root
+    }
+
+    pub fn bridge(&self) -> Option<&str> {
+        self.bridge.as_deref()
+    }
+
+    /// The environment variables that make this environment private.
+    pub fn envs(&self) -> Vec<(&'static str, OsString)> {
+        let mut envs = vec![
+            ("ENGINE_STATE_DIR", self.state.path().as_os_str().to_owned()),
+            (
+                "ENGINE_CGROUP_ROOT",
+                self.cgroup_root.as_os_str().to_owned(),
+            ),
+            (
+                "ENGINE_ROOTFS_CACHE",
+                self.state.path().join("cache").into_os_string(),
+            ),
+        ];
+        if let Some(bridge) = &self.bridge {
+            envs.push(("ENGINE_BRIDGE", bridge.into()));
+        }
+        if let Some(subnet) = &self.subnet {
+            envs.push(("ENGINE_SUBNET", subnet.into()));
+        }
+        envs
+    }
+
+    /// `engine` in this environment, with the timeout: for commands that run
+    /// to their end (`.assert()`, `.output()`).
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::new(&self.bin);
+        c.envs(self.envs()).timeout(self.timeout);
+        c
+    }
+
+    /// `engine` in this environment as a std Command, stdin null: for
+    /// processes the test runs beside it (wait for them with
+    /// [`crate::wait::child`], which has a timeout).
+    pub fn spawnable(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.bin);
+        c.envs(self.envs()).stdin(Stdio::null());
+        c
+    }
+
+    /// The names of the records and layers in the state dir now.
+    pub fn state_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.state.path())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".json") || n.ends_with(".layer"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The cgroup directories left under the cgroup root (one per container
+    /// while it runs, none after).
+    pub fn cgroup_leaves(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.cgroup_root)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Nothing left behind: no record or layer, no cgroup leaf, no mount
+    /// under the state dir.
+    pub fn assert_clean(&self) {
+        assert_eq!(self.state_files(), Vec::<String>::new(), "leftover state");
+        assert_eq!(
+            self.cgroup_leaves(),
+            Vec::<String>::new(),
+            "leftover cgroups under {}",
+            self.cgroup_root.display()
+        );
+        crate::mountinfo::assert_none_under(self.state.path());
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for leaf in self.cgroup_leaves() {
+            let _ = std::fs::remove_dir(self.cgroup_root.join(leaf));
+        }
+        let _ = std::fs::remove_dir(&self.cgroup_root);
+    }
+}

@@ -1,0 +1,22 @@
+//! Test support shared by the engine's integration tests, the vm tests, the
+//! harness and the benches. Each module is one small concern:
+//!
+//! - [`netns`]: move the calling thread into a new network namespace, and prove it;
+//! - [`mountinfo`]: the mounts under a path (the `procfs` crate);
+//! - [`busybox`]: a busybox rootfs built from the host's busybox-static;
+//! - [`cgroup`]: whether cgroup v2 limits are available here;
+//! - [`wait`]: poll with a deadline, wait for a child, a file or a line;
+//! - [`quote`]: shell quoting and `which`, with a loud failure for a missing tool;
+//! - [`engine_cmd`]: the engine binary with a private state dir, cgroup root,
+//!   bridge and subnet, and a timeout on every command.
+//!
+//! Everything here fails loudly: a missing prerequisite is an error that says
+//! what to install, never a silent skip.
+
+pub mod busybox;
+pub mod cgroup;
+pub mod engine_cmd;
+pub mod mountinfo;
+pub mod netns;
+pub mod quote;
+pub mod wait;

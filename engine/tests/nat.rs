@@ -5,10 +5,12 @@
 //! leaves those two namespaces.
 
 mod common;
+// Local `stdout`, `stderr` and `Running` (on std `Output` and `Child`) shadow the glob.
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
+use std::process::Output;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,15 +26,12 @@ fn netns_inode(path: &str) -> u64 {
     std::fs::metadata(path).unwrap().ino()
 }
 
-/// Moves this test's thread into a new network namespace and proves it.
-fn private_netns() {
-    let before = netns_inode("/proc/thread-self/ns/net");
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    assert_ne!(
-        before,
-        netns_inode("/proc/thread-self/ns/net"),
-        "still in the original network namespace"
-    );
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn sh(cmd: &mut Command) -> String {
@@ -57,7 +56,7 @@ impl World {
         let ns = format!("/proc/{}/ns/net", holder.id());
         let world = World { holder, ns };
         let mine = netns_inode("/proc/thread-self/ns/net");
-        wait_for(5, "the world namespace", || {
+        wait::until(Duration::from_secs(5), "the world namespace", || {
             let ino = std::fs::metadata(&world.ns).ok()?.ino();
             (ino != mine && ino != netns_inode("/proc/self/ns/net")).then_some(())
         });
@@ -212,36 +211,25 @@ fn fetch(host: &str, port: u16) -> String {
     format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port}")
 }
 
-fn rootfs() -> &'static str {
-    busybox().to_str().unwrap()
-}
-
 /// An engine environment in a private network namespace, with a world.
 struct Net {
-    env: Env,
-    bridge: String,
-    subnet: String,
+    env: Engine,
     world: World,
 }
 
 impl Net {
     fn new(tag: &str, subnet: &str) -> Net {
-        busybox(); // build the fixture before leaving the host's namespace
-        private_netns();
+        busybox::rootfs(); // build the fixture before leaving the host's namespace
+        testkit::netns::enter_private_or_panic();
         sh(Command::new("ip").args(["link", "set", "lo", "up"]));
         Net {
-            env: Env::new(tag),
-            bridge: format!("br-{tag}"),
-            subnet: subnet.to_string(),
+            env: engine(tag).with_network(&format!("br-{tag}"), subnet),
             world: World::new(tag),
         }
     }
 
     fn cmd(&self) -> Command {
-        let mut c = self.env.cmd();
-        c.env("ENGINE_BRIDGE", &self.bridge)
-            .env("ENGINE_SUBNET", &self.subnet);
-        c
+        self.env.spawnable()
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
@@ -396,7 +384,7 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
     assert!(http_get(format!("{HOST_IP}:8080").parse().unwrap()).is_err());
     net.teardown();
     assert_eq!(ruleset(), before, "teardown left rules behind");
-    assert!(!net.env.state.path().join("web.etc").exists());
+    assert!(!net.env.state_dir().join("web.etc").exists());
     net.env.assert_clean();
 }
 
@@ -437,8 +425,8 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
             err.contains(needle),
             "{args:?}: {err:?} should say {needle:?}"
         );
-        assert!(!net.env.state.path().join("dup.json").exists(), "{args:?}");
-        assert!(!net.env.state.path().join("dup.etc").exists(), "{args:?}");
+        assert!(!net.env.state_dir().join("dup.json").exists(), "{args:?}");
+        assert!(!net.env.state_dir().join("dup.etc").exists(), "{args:?}");
         assert!(
             !sh(Command::new("ip").args(["-o", "link"])).contains("ve-dup"),
             "{args:?}"
@@ -479,7 +467,7 @@ fn a_killed_engine_s_port_rules_are_removed_by_the_next_engine() {
         !rules.contains("pre-web") && !rules.contains("out-web"),
         "{rules}"
     );
-    assert!(!net.env.state.path().join("web.etc").exists());
+    assert!(!net.env.state_dir().join("web.etc").exists());
     // And the port can be published again.
     let out = net.run(&["-p", "8080:80", rootfs(), "again", "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -489,7 +477,9 @@ fn a_killed_engine_s_port_rules_are_removed_by_the_next_engine() {
 #[test]
 fn dns_files_are_the_engine_s_and_the_rootfs_stays_untouched() {
     let net = Net::new("dns", "10.88.0.0/24");
-    let etc_before = sh(Command::new("ls").arg("-l").arg(busybox().join("etc")));
+    let etc_before = sh(Command::new("ls")
+        .arg("-l")
+        .arg(busybox::rootfs().join("etc")));
     let script = "cat /etc/resolv.conf /etc/hosts /etc/hostname; ls -ln /etc/resolv.conf; nslookup world.test";
     let out = net.run(&[
         "--dns",
@@ -519,10 +509,12 @@ fn dns_files_are_the_engine_s_and_the_rootfs_stays_untouched() {
     assert!(text.contains("-rw-r--r--"), "{text}");
     // Resolved by the world's DNS responder, through resolv.conf and NAT.
     assert!(text.contains(&format!("Address: {WORLD_IP}")), "{text}");
-    let etc_after = sh(Command::new("ls").arg("-l").arg(busybox().join("etc")));
+    let etc_after = sh(Command::new("ls")
+        .arg("-l")
+        .arg(busybox::rootfs().join("etc")));
     assert_eq!(etc_after, etc_before, "the rootfs's /etc changed");
     assert!(
-        !net.env.state.path().join("named.etc").exists(),
+        !net.env.state_dir().join("named.etc").exists(),
         "left behind"
     );
     net.teardown();
@@ -628,7 +620,8 @@ fn docker_style_iptables_rules_are_kept_and_do_not_block_containers() {
 fn figure_download_through_nat_vs_from_the_host() {
     let net = Net::new("tput", "10.89.0.0/24");
     net.setup();
-    let get = format!("printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc {WORLD_IP} 80 >/dev/null; echo done");
+    let get =
+        format!("printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc {WORLD_IP} 80 >/dev/null; echo done");
     let mut ctr = net
         .cmd()
         .args(["run", rootfs(), "dl", "--", "sh", "-c"])
@@ -667,5 +660,36 @@ fn figure_download_through_nat_vs_from_the_host() {
         mib / c,
         (h / c - 1.0) * 100.0
     );
+    net.teardown();
+}
+
+/// Container root as an unprivileged host uid (`--userns auto` on a rootfs
+/// owned by 200000) cannot search a 0700 state directory: it still gets its
+/// resolv.conf and hosts, mounted from trees the parent detached.
+#[test]
+fn dns_files_reach_an_unprivileged_container_root_under_a_private_state_dir() {
+    let net = Net::new("priv", "10.92.0.0/24");
+    let scratch = tempfile::tempdir_in(busybox::scratch_root()).unwrap();
+    let owned = scratch.path().join("rootfs");
+    busybox::copy_to(&owned);
+    sh(Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(&owned));
+    std::fs::create_dir_all(net.env.state_dir()).unwrap();
+    sh(Command::new("chmod").arg("700").arg(net.env.state_dir()));
+    let out = net.run(&[
+        "--add-host",
+        "db:192.0.2.10",
+        owned.to_str().unwrap(),
+        "u",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; cat /etc/hosts",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("200000"), "not an unprivileged root: {text}");
+    assert!(text.contains("192.0.2.10\tdb\n"), "{text}");
     net.teardown();
 }

@@ -36,9 +36,10 @@ pub struct ChildSetup<'a> {
     pub pty_slave: Option<(RawFd, PathBuf)>,
     /// eth0's address, prefix and gateway.
     pub eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
-    /// A directory holding the resolv.conf, hosts and hostname to bind over
-    /// the rootfs's own (bridged containers).
-    pub etc: Option<PathBuf>,
+    /// Detached bind mounts of the resolv.conf, hosts and hostname to put
+    /// over the rootfs's own, in `dns::FILES` order (bridged containers;
+    /// else empty).
+    pub etc_files: Vec<BorrowedFd<'a>>,
     /// Whether to mount cgroup2 at /sys/fs/cgroup (the host has v2).
     pub cgroup2: bool,
 }

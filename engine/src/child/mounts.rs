@@ -4,8 +4,6 @@
 use super::{fail, ChildSetup, Context, Step};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub(super) fn mnt(
@@ -88,22 +86,6 @@ fn remount_readonly(target: &Path) -> Step {
 /// Nothing propagates to the host: `/` becomes a slave first.
 pub(super) fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
     let spec = setup.spec;
-    // The engine's resolv.conf, hosts and hostname live in the state
-    // directory, which the layer's tmpfs is about to cover: hold them by fd.
-    let etc_files = match &setup.etc {
-        Some(dir) => crate::sys::net::dns::FILES
-            .iter()
-            .map(|f| {
-                let path = dir.join(f);
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                    .open(&path)
-                    .ctx(|| format!("open {}", path.display()))
-            })
-            .collect::<Step<Vec<_>>>()?,
-        None => Vec::new(),
-    };
     mnt(
         None,
         Path::new("/"),
@@ -197,14 +179,13 @@ pub(super) fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
     super::dev::build_dev(&root, setup)?;
 
     // Before the volumes, so a user's `-v FILE:/etc/hosts` wins.
-    for (file, fd) in crate::sys::net::dns::FILES.iter().zip(&etc_files) {
+    // Detached mounts the parent made: the state directory may be out of
+    // this process's reach (0700, and container root may be an unprivileged
+    // host uid), and the layer's tmpfs covers it anyway.
+    for (file, tree) in crate::sys::net::dns::FILES.iter().zip(&setup.etc_files) {
         let target = join_in_root(&root, &Path::new("/etc").join(file))?;
         touch(&target)?;
-        bind(
-            &Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()),
-            &target,
-            false,
-        )?;
+        crate::sys::idmap::attach(*tree, &target).map_err(|e| fail(e.to_string()))?;
     }
 
     for v in &spec.volumes {

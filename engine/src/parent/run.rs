@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 
 macro_rules! verbose {
@@ -120,11 +120,19 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
         _ => None,
     };
-    if let Some((ip, ..)) = eth0 {
-        let dir = state.etc_of(&spec.name);
-        res.etc = Some(dir.clone());
-        dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?;
-    }
+    // Detached mounts made here, as host root, and inherited by the child,
+    // which may not reach the state directory.
+    let etc_files = match eth0 {
+        Some((ip, ..)) => {
+            let dir = state.etc_of(&spec.name);
+            res.etc = Some(dir.clone());
+            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?
+                .iter()
+                .map(|path| crate::sys::idmap::detached_tree(path, false))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
     let pty = if spec.tty {
         Some(super::tty::open_pty()?)
     } else {
@@ -146,7 +154,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
             .as_ref()
             .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
         eth0,
-        etc: res.etc.clone(),
+        etc_files: etc_files.iter().map(|f| f.as_fd()).collect(),
         cgroup2: cgroup_ok,
     };
     let cgroup_dir = match &res.cgroup {
@@ -170,6 +178,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     drop(sync_read);
     drop(error_write);
     drop(cgroup_dir);
+    drop(etc_files);
     let master = pty.map(|p| p.master);
     verbose!(spec, "cloned pid {pid}");
 

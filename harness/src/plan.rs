@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 11] = [
+pub const SCENARIOS: [&str; 12] = [
     "processes",
     "users",
     "filesystem",

@@ -18,7 +18,7 @@
 use anyhow::{bail, Context, Result};
 use benches::{
     busybox_rootfs, cgroup_v2_limits, engine_binary, engine_command, enter_private_netns,
-    first_line, netns_fence, netns_fence_floor, TempDir,
+    first_line, netns_fence, netns_fence_floor, temp_dir,
 };
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use std::path::PathBuf;
@@ -92,14 +92,7 @@ fn probe(ctx: &Ctx, args: &[&str], extra: &[&str]) -> Result<()> {
         .output()
         .context("cannot run the engine")?;
     if !out.status.success() {
-        // The resource-control notice is the first line on v1 hosts: skip it.
-        let err: Vec<u8> = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.contains("running without resource control"))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .into_bytes();
-        bail!("{} ({})", first_line(&err), out.status);
+        bail!("{} ({})", first_line(&out.stderr), out.status);
     }
     Ok(())
 }
@@ -114,7 +107,7 @@ fn main() {
 fn run() -> Result<()> {
     // Built before entering the namespace: cargo may need the registry.
     let engine = engine_binary()?;
-    let tmp = TempDir::new("engine-bench")?;
+    let tmp = temp_dir("engine-bench")?;
     let rootfs = tmp.path().join("rootfs");
     let how = busybox_rootfs(&engine, &rootfs)?;
     let state = tmp.path().join("state");

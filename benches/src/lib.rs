@@ -4,10 +4,8 @@
 //! namespaces are torn down, and the cgroup v2 check.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::ffi::CString;
 use std::fs;
 use std::io::BufRead;
-use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,52 +15,15 @@ use std::time::{Duration, Instant};
 /// where it may make a veth.
 static PRIVATE_NETNS: AtomicBool = AtomicBool::new(false);
 
-/// A directory under /tmp, removed with everything in it when dropped.
-pub struct TempDir {
-    path: PathBuf,
+/// A scratch directory under the temp dir, removed when dropped.
+pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir()
+        .context("cannot create a scratch directory")
 }
 
-impl TempDir {
-    pub fn new(prefix: &str) -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Never recurse into a mount left behind (a bind of a host path would
-        // be emptied): leave the directory and say so.
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.path.to_string_lossy().into_owned();
-        if let Some(m) = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .find(|m| m.starts_with(&prefix))
-        {
-            eprintln!("benches: {m} is still mounted: left {prefix} in place");
-            return;
-        }
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// `name` looked up in PATH, as a shell would.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
+pub use testkit::quote::which;
 
 /// The musl target of this architecture, when its standard library and
 /// musl-gcc are installed (`rustup target add x86_64-unknown-linux-musl`,
@@ -167,37 +128,13 @@ pub fn busybox_rootfs(engine: &Path, dest: &Path) -> Result<&'static str> {
 }
 
 fn build_busybox_rootfs(dest: &Path) -> Result<()> {
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.is_file() {
-        bail!("no /bin/busybox: install it with `apt-get install busybox-static`");
-    }
-    for dir in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
-        let d = dest.join(dir);
-        fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    fs::copy(busybox, dest.join("bin/busybox")).context("cannot copy /bin/busybox")?;
-    let list = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .context("cannot run busybox --list")?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        // A `bin/busybox -> busybox` link would replace the binary with a loop.
-        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
-            continue;
-        }
-        let link = dest.join("bin").join(applet);
-        symlink("busybox", &link).with_context(|| format!("cannot link {}", link.display()))?;
-    }
-    fs::write(dest.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
-        .context("cannot write etc/passwd")?;
-    Ok(())
+    testkit::busybox::build(dest)
+        .with_context(|| format!("cannot build a busybox rootfs in {}", dest.display()))
 }
 
 /// The inode of a network namespace file (`/proc/PID/ns/net`).
 pub fn netns_inode(path: &str) -> Result<u64> {
-    Ok(fs::metadata(path)
-        .with_context(|| format!("cannot stat {path}"))?
-        .ino())
+    Ok(testkit::netns::inode_of(path)?)
 }
 
 /// Moves this process into a network namespace of its own, so that every
@@ -205,20 +142,9 @@ pub fn netns_inode(path: &str) -> Result<u64> {
 /// and dies there, never in the machine's namespace. Call it while the process
 /// has one thread. Returns the inodes (before, after); fails unless they differ.
 pub fn enter_private_netns() -> Result<(u64, u64)> {
-    let before = netns_inode("/proc/thread-self/ns/net")?;
-    // SAFETY: unshare takes no pointers; it only changes this thread's namespaces.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "cannot create a private network namespace: {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-    }
-    let after = netns_inode("/proc/self/ns/net")?;
-    if after == before {
-        bail!("unshare(CLONE_NEWNET) left the network namespace unchanged (net:[{before}]): refusing to make bridges here");
-    }
+    let inodes = testkit::netns::enter_private()?;
     PRIVATE_NETNS.store(true, Ordering::SeqCst);
-    Ok((before, after))
+    Ok(inodes)
 }
 
 /// Waits until every network namespace that died before the call has been
@@ -244,18 +170,15 @@ pub fn netns_fence(timeout: Duration) -> Result<Duration> {
     let pid = holder.id();
     let result = (|| {
         // Wait until the holder is in its own namespace and has exec'd sleep.
-        let start = Instant::now();
-        loop {
-            let ns = netns_inode(&format!("/proc/{pid}/ns/net")).unwrap_or(own);
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if ns != own && comm.trim() == "sleep" {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(5) {
-                bail!("the netns fence holder (pid {pid}) never reached its namespace");
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        testkit::wait::poll_until(
+            Duration::from_secs(5),
+            "the netns fence holder to reach its namespace",
+            || {
+                let ns = netns_inode(&format!("/proc/{pid}/ns/net")).unwrap_or(own);
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                (ns != own && comm.trim() == "sleep").then_some(())
+            },
+        )?;
         let status = Command::new("ip")
             .args([
                 "link", "add", &name, "type", "veth", "peer", "name", "fence0",
@@ -271,10 +194,9 @@ pub fn netns_fence(timeout: Duration) -> Result<Duration> {
     let _ = holder.kill();
     let _ = holder.wait();
     result?;
-    let cname = CString::new(name.clone())?;
     let start = Instant::now();
-    // SAFETY: cname is a valid NUL-terminated string.
-    while unsafe { libc::if_nametoindex(cname.as_ptr()) } != 0 {
+    // Polled every 0.2 ms, not with testkit's 10 ms wait: the time is the figure.
+    while nix::net::if_::if_nametoindex(name.as_str()).is_ok() {
         if start.elapsed() > timeout {
             let _ = Command::new("ip").args(["link", "del", &name]).status();
             return Err(anyhow!(
@@ -297,27 +219,10 @@ pub fn netns_fence_floor() -> Result<Duration> {
     Ok(best)
 }
 
-/// Ok when cgroup v2 offers the cpu and memory controllers at /sys/fs/cgroup
-/// (what `engine run --cpus/--memory` needs); else why not, in one sentence.
+/// Ok when cgroup v2 at /sys/fs/cgroup offers what `engine run
+/// --cpus/--memory` needs; else why not, in one sentence.
 pub fn cgroup_v2_limits() -> std::result::Result<(), String> {
-    let root = "/sys/fs/cgroup/cgroup.controllers";
-    if let Ok(list) = fs::read_to_string(root) {
-        let has = |c: &str| list.split_whitespace().any(|x| x == c);
-        if has("cpu") && has("memory") {
-            return Ok(());
-        }
-        return Err(format!(
-            "cgroup v2 at /sys/fs/cgroup offers only `{}`, not cpu and memory",
-            list.trim()
-        ));
-    }
-    match fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers") {
-        Ok(list) => Err(format!(
-            "this host is cgroup v1 hybrid: cgroup2 at /sys/fs/cgroup/unified offers only `{}`; cpu and memory are v1 controllers",
-            list.trim()
-        )),
-        Err(_) => Err("this host has no cgroup v2 at /sys/fs/cgroup".into()),
-    }
+    testkit::cgroup::v2_limits()
 }
 
 /// `engine` with its state in `state_dir`, quiet: the engine's one line about

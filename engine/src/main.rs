@@ -126,7 +126,7 @@ struct RunArgs {
     /// Allocate a pseudo-terminal (default: when stdin is a terminal)
     #[arg(long, short = 't', num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     tty: Option<bool>,
-    /// User namespace: auto (base = owner of ROOTFS), host (none), or a numeric base
+    /// User namespace: auto (a root-owned ROOTFS gets a leased ID range and an idmapped view; a shifted one maps 0 to its owner), host (none: privileged), or a numeric base (no idmap)
     #[arg(long, default_value = "auto")]
     userns: String,
     /// Network: bridge (a veth on ENGINE_BRIDGE) or none (only lo)
@@ -151,6 +151,9 @@ struct RunArgs {
     /// Write straight into ROOTFS instead of a throwaway copy-on-write layer
     #[arg(long)]
     write_through: bool,
+    /// Size of the tmpfs that holds the container's writes, e.g. 512M, 2G (default: a quarter of RAM)
+    #[arg(long, value_name = "SIZE")]
+    layer_size: Option<String>,
     /// Run in the background: print the name and return once the command has started
     #[arg(long, short = 'd')]
     detach: bool,
@@ -226,6 +229,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 dns_search: a.dns_search,
                 add_host: a.add_host,
                 write_through: a.write_through,
+                layer_size: a.layer_size,
                 verbose: a.verbose,
                 detach: a.detach,
             };

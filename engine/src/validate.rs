@@ -39,17 +39,6 @@ pub fn rootfs_dir(path: &Path) -> Result<PathBuf> {
 
 /// Makes a parsed request a `Spec`, given the rootfs directory it runs on.
 pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
-    if !req.write_through {
-        // overlayfs options are comma-separated, its layers colon-separated.
-        for (what, path) in [("rootfs", &rootfs), ("ENGINE_STATE_DIR", &cfg.state_dir)] {
-            if path.to_string_lossy().contains([',', ':']) {
-                bail!(
-                    "{what} path {} holds ',' or ':', which overlayfs cannot take: rename it, or use --write-through",
-                    path.display()
-                );
-            }
-        }
-    }
     if let Some(cpus) = req.limits.cpus {
         let host = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -68,8 +57,16 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         UserNsChoice::Auto => {
             let meta = std::fs::metadata(&rootfs)
                 .with_context(|| format!("cannot stat rootfs {}", rootfs.display()))?;
-            UserNs::map(meta.uid(), meta.gid())?
+            if meta.uid() == 0 {
+                UserNs::Pool
+            } else {
+                UserNs::map(meta.uid(), meta.gid())?
+            }
         }
+    };
+    let layer_size = match req.layer_size {
+        Some(bytes) => bytes,
+        None => default_layer_size()?,
     };
     let mut volumes = req.volumes;
     for v in &mut volumes {
@@ -108,9 +105,20 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         dns: req.dns,
         tty,
         write_through: req.write_through,
+        layer_size,
         verbose: req.verbose,
         detach: req.detach,
     })
+}
+
+/// A quarter of the host's RAM. tmpfs would default to half, which lets one
+/// container's writes (in RAM, and only charged to its memory limit when it
+/// has one) starve the host; a quarter still fits a distro's package
+/// installs. sysinfo(2) is one cheap syscall.
+fn default_layer_size() -> Result<u64> {
+    let info = nix::sys::sysinfo::sysinfo().context("cannot read the host's RAM size (sysinfo)")?;
+    let quarter = info.ram_total() / 4;
+    Ok(quarter.max(crate::model::limits::MIN_LAYER_SIZE))
 }
 
 /// `path` as the container will see it, if it exists there.

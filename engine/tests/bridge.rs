@@ -211,6 +211,12 @@ fn bad_addresses_are_refused_before_anything_is_created() {
 fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
     let net = Net::new("thirty", "10.82.0.0/24");
     let sync = tempfile::tempdir().unwrap();
+    // Container root is an unprivileged host ID: the volume must be writable.
+    std::fs::set_permissions(
+        sync.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let volume = format!("{}:/sync", sync.path().display());
     let children: Vec<std::process::Child> = (0..30)
         .map(|i| {

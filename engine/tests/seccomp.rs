@@ -538,55 +538,6 @@ fn an_x32_call_cannot_slip_past_a_deny_list() {
     assert_eq!(status, 128 + libc::SIGSYS, "the x32 call was not killed");
 }
 
-/// Prints what installing the default filter costs in the kernel (its
-/// check, JIT and per-syscall action cache):
-/// `cargo test -p engine --test seccomp apply_cost -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn apply_cost() {
-    require_root();
-    let tiny = Profile::from_docker_json(
-        r#"{"defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO"}]}"#,
-        &CapSet::podman_default(),
-    )
-    .unwrap();
-    let tiny = seccomp::compile(&tiny, seccomp::Arch::native().unwrap()).unwrap();
-    let default = seccomp::default_program(&CapSet::podman_default()).unwrap();
-    for (label, program) in [
-        ("a one-rule filter", &tiny[..]),
-        ("the default filter", &default[..]),
-    ] {
-        let mut micros = Vec::new();
-        for _ in 0..200 {
-            let (read_end, write_end) = nix::unistd::pipe().unwrap();
-            let status = in_child(|| {
-                let start = std::time::Instant::now();
-                if seccomp::apply(program).is_err() {
-                    return 100;
-                }
-                let took = start.elapsed().as_nanos() as u64;
-                let _ = nix::unistd::write(&write_end, &took.to_ne_bytes());
-                0
-            });
-            assert_eq!(status, 0);
-            drop(write_end);
-            let mut bytes = [0u8; 8];
-            std::fs::File::from(read_end)
-                .read_exact(&mut bytes)
-                .unwrap();
-            micros.push(u64::from_ne_bytes(bytes) as f64 / 1000.0);
-        }
-        micros.sort_by(f64::total_cmp);
-        println!(
-            "seccomp::apply of {label} ({} instructions): median {:.1} us, p90 {:.1} us",
-            program.len(),
-            micros[100],
-            micros[180]
-        );
-    }
-}
-
 #[test]
 fn argument_comparisons_of_a_docker_profile_hold_across_64_bits() {
     require_root();

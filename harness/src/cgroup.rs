@@ -17,8 +17,7 @@ pub fn mount_point() -> Option<PathBuf> {
 /// Whether scenarios can run on this host as it is: root, and cgroup v2
 /// mounted at /sys/fs/cgroup offering cpu, memory and pids. Otherwise why not.
 pub fn direct_capable() -> std::result::Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err("not running as root".into());
     }
     let root = Path::new("/sys/fs/cgroup");

@@ -2,13 +2,13 @@
 //! directory, cgroup parent, bridge and subnet, so scenarios never clash),
 //! and `engine run` in the foreground or in the background.
 
-use crate::util::{self, Output, Proc};
+use crate::process::{self, Output, Proc};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one `engine run` may take in the foreground (TCG is slow).
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -122,7 +122,7 @@ impl Env {
 
     /// `engine run ...` in the foreground, stdin from /dev/null.
     pub fn run(&self, run: &Run) -> Result<Output> {
-        util::run(&mut self.command(&run.args()), RUN_TIMEOUT)
+        process::run(&mut self.command(&run.args()), RUN_TIMEOUT)
     }
 
     /// `engine run ...` in the background, its stdin a pipe (scripts wait
@@ -134,29 +134,27 @@ impl Env {
     /// The host pid of container `name`'s PID 1, from its state file.
     pub fn pid1(&self, name: &str) -> Result<i32> {
         let path = self.state_dir.join(format!("{name}.json"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let seen = std::fs::read(&path).ok().and_then(|data| {
+        let pid =
+            testkit::wait::poll_until(Duration::from_secs(30), "a pid in the state file", || {
+                let data = std::fs::read(&path).ok()?;
                 let value: serde_json::Value = serde_json::from_slice(&data).ok()?;
-                value.get("pid")?.as_i64()
+                let pid = i32::try_from(value.get("pid")?.as_i64()?).ok()?;
+                (pid > 0).then_some(pid)
             });
-            match seen {
-                Some(pid) if pid > 0 => return Ok(pid as i32),
-                _ if Instant::now() > deadline => bail!(
-                    "no pid in the state file {} after 30 s (seen: {:?})",
-                    path.display(),
-                    std::fs::read_to_string(&path).ok()
-                ),
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        pid.with_context(|| {
+            format!(
+                "no pid in the state file {} (seen: {:?})",
+                path.display(),
+                std::fs::read_to_string(&path).ok()
+            )
+        })
     }
 
     /// `engine teardown --force`, then checks that nothing of this
     /// environment is left: no state file, no container cgroup, no bridge.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        let out = util::run(&mut self.command(&["teardown", "--force"]), RUN_TIMEOUT)?;
+        let out = process::run(&mut self.command(&["teardown", "--force"]), RUN_TIMEOUT)?;
         out.expect_success("engine teardown --force")?;
         let mut problems = Vec::new();
         problems.extend(state_files(&self.state_dir));
@@ -180,7 +178,7 @@ impl Drop for Env {
         if !self.closed {
             // The scenario failed midway: clean up as well as we can; the
             // leftovers scenario reports whatever remains.
-            let _ = util::run(&mut self.command(&["teardown", "--force"]), RUN_TIMEOUT);
+            let _ = process::run(&mut self.command(&["teardown", "--force"]), RUN_TIMEOUT);
         }
     }
 }

@@ -12,12 +12,13 @@
 //! static busybox, the others come from their tarball with `file://`.
 
 use crate::plan::Flavour;
-use crate::util::{self, shell_quote};
+use crate::process;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
+use testkit::quote::quote as shell_quote;
 
 /// The uid/gid base of the shifted copy used by the users scenario.
 pub const OWNER_BASE: u32 = 100_000;
@@ -127,7 +128,7 @@ fn build_tarball(engine: &Path, name: &str, arch: &str, dir: &Path, tarball: &Pa
     cmd.args(["rootfs", "pull", name])
         .arg(&tree)
         .args(["--arch", arch]);
-    let out = util::run(&mut cmd, BUILD_TIMEOUT)?;
+    let out = process::run(&mut cmd, BUILD_TIMEOUT)?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tree);
         let hint = if name == "debian" && arch != crate::plan::host_arch() {
@@ -161,7 +162,7 @@ fn pack(tree: &Path, tarball: &Path) -> Result<()> {
         .arg("-cf")
         .arg(&tmp)
         .arg(".");
-    let out = util::run(&mut cmd, BUILD_TIMEOUT)?;
+    let out = process::run(&mut cmd, BUILD_TIMEOUT)?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);
         bail!("cannot pack {} into a tarball\n{out}", tree.display());
@@ -252,7 +253,7 @@ impl Fixture {
         if let Some(base) = owner {
             cmd.args(["--owner", &base.to_string()]);
         }
-        let out = util::run(&mut cmd, UNPACK_TIMEOUT)?;
+        let out = process::run(&mut cmd, UNPACK_TIMEOUT)?;
         if !out.status.success() {
             bail!(
                 "cannot prepare the {} rootfs in {}{}\n{out}",

@@ -16,8 +16,8 @@
 
 use crate::fixtures::{self, format_sources, Source};
 use crate::plan::{self, Flavour, FIXTURE};
+use crate::process;
 use crate::report::{self, Outcome};
-use crate::util::{self, which};
 use crate::{cgroup, INNER_VAR};
 use anyhow::{anyhow, bail, Context, Result};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
+use testkit::quote::which;
 
 /// A trial's verdict as the launcher reports it.
 type Verdict = std::result::Result<(), String>;
@@ -255,9 +256,9 @@ fn binaries() -> Result<Binaries> {
         Some(path) => path,
         None => build_engine()?,
     };
-    let runs_here = match util::elf_machine(&tested) {
-        Some(machine) => Some(machine) == util::host_elf_machine(),
-        None => true, // a script
+    let runs_here = match testkit::elf::read(&tested) {
+        Ok(elf) => Some(elf.machine) == testkit::elf::host_machine(),
+        Err(_) => true, // a script
     };
     Ok(Binaries {
         host_engine: if runs_here {
@@ -311,9 +312,9 @@ fn cargo(subcommand: &str, triple: Option<&str>) -> Result<Command> {
     Ok(cmd)
 }
 
-fn run_cargo(mut cmd: Command, what: &str) -> Result<util::Output> {
-    println!("harness: {what}: {}", util::cmdline(&cmd));
-    let out = util::run(&mut cmd, Duration::from_secs(30 * 60))?;
+fn run_cargo(mut cmd: Command, what: &str) -> Result<process::Output> {
+    println!("harness: {what}: {}", process::cmdline(&cmd));
+    let out = process::run(&mut cmd, Duration::from_secs(30 * 60))?;
     if !out.status.success() {
         bail!("cannot {what}\n{out}");
     }
@@ -461,7 +462,7 @@ fn run_direct(exe: &Path, env: &[(String, String)]) -> Result<i32> {
         .envs(env.iter().map(|(k, v)| (k, v)))
         .status()
         .with_context(|| format!("cannot start {}", exe.display()))?;
-    Ok(util::status_code(&status))
+    Ok(process::status_code(&status))
 }
 
 fn env_parse<T: std::str::FromStr>(var: &str, default: T) -> Result<T> {

@@ -21,10 +21,11 @@ pub mod engine;
 pub mod fixtures;
 pub mod launcher;
 pub mod plan;
+pub mod process;
 pub mod report;
 pub mod runner;
 pub mod scenarios;
-pub mod util;
+pub mod token;
 
 use std::process::ExitCode;
 

@@ -60,8 +60,8 @@ mod tests {
 
     #[test]
     fn results_round_trip_through_the_file() {
-        let dir = std::env::temp_dir().join(format!("harness-report-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let path = dir.join("results.jsonl");
         let _ = std::fs::remove_file(&path);
         assert!(read(&path).unwrap().is_empty());
@@ -85,6 +85,5 @@ mod tests {
         assert_eq!(got["busybox::users"], b);
         std::fs::write(&path, "garbage\n").unwrap();
         assert!(read(&path).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

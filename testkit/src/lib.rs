@@ -5,6 +5,7 @@
 //! - [`mountinfo`]: the mounts under a path (the `procfs` crate);
 //! - [`busybox`]: a busybox rootfs built from the host's busybox-static;
 //! - [`cgroup`]: whether cgroup v2 limits are available here;
+//! - [`elf`]: a program's machine and dynamic loader (the one ELF reader);
 //! - [`wait`]: poll with a deadline, wait for a child, a file or a line;
 //! - [`quote`]: shell quoting and `which`, with a loud failure for a missing tool;
 //! - [`engine_cmd`]: the engine binary with a private state dir, cgroup root,
@@ -15,6 +16,7 @@
 
 pub mod busybox;
 pub mod cgroup;
+pub mod elf;
 pub mod engine_cmd;
 pub mod mountinfo;
 pub mod netns;

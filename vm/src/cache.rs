@@ -3,8 +3,8 @@
 //! tests) boot guests at once.
 
 use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` when set, else
@@ -39,19 +39,17 @@ pub fn vm_dir() -> Result<PathBuf> {
 /// An exclusive lock on `<target>/vm/<name>.lock`, held until dropped, so that
 /// only one process builds a given cache entry while the others wait.
 pub struct Lock {
-    _file: File,
+    _flock: Flock<File>,
 }
 
 impl Lock {
     pub fn take(name: &str) -> Result<Lock> {
         let path = vm_dir()?.join(format!("{name}.lock"));
         let file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(e).with_context(|| format!("lock {}", path.display()));
-        }
-        Ok(Lock { _file: file })
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("lock {}", path.display()))?;
+        Ok(Lock { _flock: flock })
     }
 }
 

@@ -84,7 +84,7 @@ fn build(kernel: &Kernel, busybox: &Path, arch: Arch) -> Result<Vec<u8>> {
             arch.debian()
         );
     }
-    if !info.is_static {
+    if !info.is_static() {
         bail!(
             "busybox {} is dynamically linked: apt-get install busybox-static",
             busybox.display()
@@ -157,11 +157,15 @@ mod tests {
         }
     }
 
+    /// The host's static busybox, or a failure that says what to install.
+    fn host_busybox() -> Vec<u8> {
+        std::fs::read("/bin/busybox")
+            .unwrap_or_else(|e| panic!("/bin/busybox: {e}: apt-get install busybox-static"))
+    }
+
     #[test]
     fn holds_busybox_init_and_the_module_list() {
-        let Ok(bb) = std::fs::read("/bin/busybox") else {
-            return;
-        };
+        let bb = host_busybox();
         let data = build(
             &kernel_without_modules(),
             Path::new("/bin/busybox"),
@@ -177,9 +181,7 @@ mod tests {
 
     #[test]
     fn refuses_a_busybox_that_cannot_run_in_the_guest() {
-        if !Path::new("/bin/busybox").exists() {
-            return;
-        }
+        host_busybox();
         let other = match Arch::host() {
             Arch::Amd64 => Arch::Arm64,
             Arch::Arm64 => Arch::Amd64,
@@ -188,17 +190,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not for"), "{err}");
-        // A dynamically linked program (the host's sh, usually).
-        let sh = std::fs::canonicalize("/bin/sh").unwrap();
-        let dynamic = std::fs::read(&sh)
-            .ok()
-            .and_then(|b| elf::info(&b).ok())
-            .is_some_and(|i| !i.is_static);
-        if dynamic {
-            let err = build(&kernel_without_modules(), &sh, Arch::host())
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("busybox-static"), "{err}");
-        }
+        // A dynamically linked program: this test binary.
+        let me = std::env::current_exe().unwrap();
+        assert!(
+            !elf::read(&me).unwrap().is_static(),
+            "this test needs a dynamically linked test binary (not a static musl build)"
+        );
+        let err = build(&kernel_without_modules(), &me, Arch::host())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("busybox-static"), "{err}");
     }
 }

@@ -103,34 +103,14 @@ pub fn from_path(path: &Path) -> Result<Kernel> {
     })
 }
 
-/// The kernel metapackage for this host's distribution and `arch`.
-fn metapackage(arch: Arch) -> String {
-    if let Ok(name) = std::env::var("VM_KERNEL_PACKAGE") {
-        return name;
-    }
-    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let ubuntu = os
-        .lines()
-        .any(|l| l == "ID=ubuntu" || (l.starts_with("ID_LIKE=") && l.contains("ubuntu")));
-    if ubuntu {
-        // Ubuntu splits the image and its modules; both are followed below.
-        "linux-image-generic".into()
-    } else {
-        format!("linux-image-{}", arch.debian())
-    }
-}
-
 /// The kernel packages the metapackage depends on, following
-/// `linux-image-*` and `linux-modules-*` dependencies.
-fn resolve(meta: &str) -> Result<Vec<String>> {
+/// `linux-image-*` and `linux-modules-*` dependencies; `depends` runs
+/// `apt-cache depends --important` on one package.
+fn resolve(meta: &str, depends: impl Fn(&str) -> Result<String>) -> Result<Vec<String>> {
     let mut found: Vec<String> = Vec::new();
     let mut todo = vec![meta.to_string()];
     while let Some(pkg) = todo.pop() {
-        let out = output(
-            Command::new("apt-cache").args(["depends", "--important", &pkg]),
-            "apt",
-        )
-        .with_context(|| {
+        let out = depends(&pkg).with_context(|| {
             format!(
                 "no kernel package {pkg} known to apt: run apt-get update, or pass --kernel PATH"
             )
@@ -157,21 +137,176 @@ fn resolve(meta: &str) -> Result<Vec<String>> {
     Ok(found)
 }
 
-/// The distribution's kernel for the host's own architecture, cached under
-/// `<target>/vm/kernel/<package>/`.
-pub fn from_package(arch: Arch) -> Result<Kernel> {
+/// The kernel package `meta` (and the image and modules packages it depends
+/// on) as the host's own apt knows it (`VM_KERNEL_PACKAGE`), for the host's
+/// architecture, cached under `<target>/vm/kernel/<package>/`.
+pub fn from_package(arch: Arch, meta: &str) -> Result<Kernel> {
     let root = cache::vm_dir()?.join("kernel");
-    let meta = metapackage(arch);
-    let packages = match resolve_cached(&root, &meta) {
+    let resolved = resolve_cached(&root, Path::new("/var/lib/apt/lists"), meta, |pkg| {
+        output(
+            Command::new("apt-cache").args(["depends", "--important", pkg]),
+            "apt",
+        )
+    });
+    let packages = match resolved {
         Ok(p) => p,
         // Offline or without apt lists: any kernel fetched before will do.
-        Err(e) => return newest_cached(&root).ok_or(e),
+        Err(e) => return newest_cached(&root, "").ok_or(e),
     };
-    let dir = root.join(&packages[0]);
-    if dir.is_dir() {
-        return from_tree(&dir);
+    if root.join(&packages[0]).is_dir() {
+        return from_tree(&root.join(&packages[0]));
     }
     let _lock = Lock::take("kernel")?;
+    unpack_packages(&root, &packages, arch, |tmp| {
+        let mut cmd = Command::new("apt-get");
+        cmd.current_dir(tmp)
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root"]);
+        cmd
+    })
+}
+
+/// Where the guest kernel comes from by default: Debian's backports, whose
+/// kernel (6.12) can idmap tmpfs (Linux >= 6.3), which the confinement
+/// tests need; bookworm's own 6.1 cannot.
+pub const BACKPORTS: &str = "bookworm-backports";
+
+/// The key that signs Debian's archive; apt checks the backports lists with it.
+const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// A private apt setup for `deb MIRROR bookworm-backports main` and one
+/// architecture, under `<target>/vm/apt/<arch>-backports/`: its own sources,
+/// lists and cache, so the host's apt configuration is neither read nor
+/// changed (the host need not be Debian, nor of that architecture).
+struct PrivateApt {
+    dir: PathBuf,
+    arch: Arch,
+    line: String,
+}
+
+impl PrivateApt {
+    fn new(arch: Arch) -> Result<PrivateApt> {
+        let dir = cache::vm_dir()?
+            .join("apt")
+            .join(format!("{}-{BACKPORTS}", arch.debian()));
+        let line = format!(
+            "deb [arch={} signed-by={DEBIAN_KEYRING}] {} {BACKPORTS} main",
+            arch.debian(),
+            crate::root::mirror()
+        );
+        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+        }
+        let sources = dir.join("sources.list");
+        if std::fs::read_to_string(&sources).ok().as_deref() != Some(&format!("{line}\n")) {
+            cache::write_atomic(&sources, format!("{line}\n").as_bytes())?;
+        }
+        Ok(PrivateApt { dir, arch, line })
+    }
+
+    /// An apt command that reads and writes only this setup.
+    fn command(&self, program: &str) -> Command {
+        let d = |sub: &str| self.dir.join(sub).display().to_string();
+        let mut cmd = Command::new(program);
+        for (key, value) in [
+            ("Dir::Etc::SourceList", d("sources.list")),
+            ("Dir::Etc::SourceParts", d("sources.list.d")),
+            ("Dir::State::Lists", d("lists")),
+            ("Dir::Cache", d("cache")),
+            ("Dir::State::status", "/dev/null".into()),
+            ("APT::Architecture", self.arch.debian().into()),
+            ("APT::Architectures", self.arch.debian().into()),
+            ("APT::Sandbox::User", "root".into()),
+            ("Acquire::Languages", "none".into()),
+        ] {
+            cmd.arg("-o").arg(format!("{key}={value}"));
+        }
+        cmd
+    }
+
+    /// Whether `apt-get update` has filled the lists.
+    fn has_lists(&self) -> bool {
+        std::fs::read_dir(self.dir.join("lists")).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        })
+    }
+
+    fn update(&self) -> Result<()> {
+        if !Path::new(DEBIAN_KEYRING).is_file() {
+            bail!("{DEBIAN_KEYRING} is missing: apt-get install debian-archive-keyring");
+        }
+        output(self.command("apt-get").args(["update", "-q"]), "apt")
+            .with_context(|| format!("apt-get update for {:?}", self.line))?;
+        // Offline, apt-get update only warns: no lists is the failure.
+        if !self.has_lists() {
+            bail!(
+                "apt-get update fetched no package lists for {:?}",
+                self.line
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Debian's backports kernel for `arch` (amd64 or arm64, on any host),
+/// cached under `<target>/vm/kernel/<package>/`. The lists are fetched once,
+/// and again only when a download fails (the archive moved on). When
+/// nothing can be fetched, a backports kernel fetched before will do;
+/// without one, the error says what to do.
+pub fn from_backports(arch: Arch) -> Result<Kernel> {
+    let root = cache::vm_dir()?.join("kernel");
+    fetch_backports(arch, &root).or_else(|e| {
+        newest_cached(&root, &format!("+deb12-{}", arch.debian())).ok_or_else(|| {
+            e.context(format!(
+                "cannot fetch the guest kernel linux-image-{} from Debian's {BACKPORTS} \
+                 (the guest needs Linux >= 6.3, for idmapped tmpfs): check the network \
+                 or VM_DEBIAN_MIRROR, or pass --kernel PATH",
+                arch.debian()
+            ))
+        })
+    })
+}
+
+fn fetch_backports(arch: Arch, root: &Path) -> Result<Kernel> {
+    let _lock = Lock::take(&format!("kernel-{}", arch.debian()))?;
+    let apt = PrivateApt::new(arch)?;
+    if !apt.has_lists() {
+        apt.update()?;
+    }
+    let newest = || -> Result<Kernel> {
+        let meta = format!("linux-image-{}", arch.debian());
+        let packages = resolve_cached(root, &apt.dir.join("lists"), &meta, |pkg| {
+            output(
+                apt.command("apt-cache")
+                    .args(["depends", "--important", pkg]),
+                "apt",
+            )
+        })?;
+        unpack_packages(root, &packages, arch, |tmp| {
+            let mut cmd = apt.command("apt-get");
+            cmd.current_dir(tmp).args(["download", "-q"]);
+            cmd
+        })
+    };
+    newest().or_else(|_| {
+        // Stale lists name packages the archive no longer has.
+        apt.update()?;
+        newest()
+    })
+}
+
+/// The kernel of `packages` (the first one names it), downloaded with
+/// `download` (run in a scratch directory) and unpacked under `root`,
+/// unless it is there already.
+fn unpack_packages(
+    root: &Path,
+    packages: &[String],
+    arch: Arch,
+    download: impl Fn(&Path) -> Command,
+) -> Result<Kernel> {
+    let dir = root.join(&packages[0]);
     if dir.is_dir() {
         return from_tree(&dir);
     }
@@ -180,14 +315,8 @@ pub fn from_package(arch: Arch) -> Result<Kernel> {
     let cleanup = RemoveOnDrop(Some(tmp.clone()));
     let tree = tmp.join("tree");
     std::fs::create_dir_all(&tree).with_context(|| format!("create {}", tree.display()))?;
-    output(
-        Command::new("apt-get")
-            .current_dir(&tmp)
-            .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-            .args(&packages),
-        "apt",
-    )
-    .with_context(|| format!("download the kernel packages {}", packages.join(" ")))?;
+    output(download(&tmp).args(packages), "apt")
+        .with_context(|| format!("download the kernel packages {}", packages.join(" ")))?;
     for entry in std::fs::read_dir(&tmp)? {
         let deb = entry?.path();
         if deb.extension().is_some_and(|e| e == "deb") {
@@ -208,12 +337,23 @@ pub fn from_package(arch: Arch) -> Result<Kernel> {
 
 /// `resolve`, remembered until apt's package lists change: apt-cache takes
 /// most of a second, a good part of a boot under KVM.
-fn resolve_cached(root: &Path, meta: &str) -> Result<Vec<String>> {
+fn resolve_cached(
+    root: &Path,
+    lists: &Path,
+    meta: &str,
+    depends: impl Fn(&str) -> Result<String>,
+) -> Result<Vec<String>> {
     use std::os::unix::fs::MetadataExt;
-    let lists = std::fs::metadata("/var/lib/apt/lists")
+    // Named for the apt setup too: the host's and a private one differ.
+    let setup = lists
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let memo = root.join(format!("{meta}.{setup}.resolved"));
+    let lists = std::fs::metadata(lists)
         .map(|m| format!("{}.{}", m.mtime(), m.mtime_nsec()))
         .unwrap_or_default();
-    let memo = root.join(format!("{meta}.resolved"));
     if let Ok(text) = std::fs::read_to_string(&memo) {
         let mut lines = text.lines();
         if lines.next() == Some(lists.as_str()) {
@@ -223,18 +363,22 @@ fn resolve_cached(root: &Path, meta: &str) -> Result<Vec<String>> {
             }
         }
     }
-    let packages = resolve(meta)?;
+    let packages = resolve(meta, depends)?;
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let text = format!("{lists}\n{}\n", packages.join("\n"));
     cache::write_atomic(&memo, text.as_bytes())?;
     Ok(packages)
 }
 
-fn newest_cached(root: &Path) -> Option<Kernel> {
+/// The newest kernel unpacked under `root` whose name holds `with`.
+fn newest_cached(root: &Path, with: &str) -> Option<Kernel> {
     let mut dirs: Vec<_> = std::fs::read_dir(root)
         .ok()?
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().contains(".tmp"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            e.path().is_dir() && !name.contains(".tmp") && name.contains(with)
+        })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     dirs.sort();
@@ -347,7 +491,8 @@ mod tests {
 
     #[test]
     fn a_kernel_path_without_modules_is_accepted() {
-        let dir = std::env::temp_dir().join(format!("vm-kernel-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(dir.join("boot")).unwrap();
         std::fs::create_dir_all(dir.join("lib/modules/9.9-test")).unwrap();
         let image = dir.join("boot/vmlinuz-9.9-test");
@@ -357,7 +502,6 @@ mod tests {
         assert_eq!(k.modules, Some(dir.join("lib/modules/9.9-test")));
         let t = from_tree(&dir).unwrap();
         assert_eq!(t.image, image);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(from_path(&dir.join("nope")).is_err());
     }
 }

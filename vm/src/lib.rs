@@ -1,6 +1,6 @@
 //! Runs a command in a QEMU guest that sees the host's own files.
 //!
-//! The guest boots the distribution's kernel with an initramfs built here
+//! The guest boots Debian's bookworm-backports kernel (6.12) with an initramfs built here
 //! (busybox and the needed modules), mounts the host's `/` read-only over 9p
 //! (with tmpfs where writes are needed, and the directories asked for shared
 //! read-write at the same paths), mounts cgroup2 alone with `cpu memory pids`
@@ -18,14 +18,14 @@
 //! [`target_dir`]): `kernel/` (the unpacked kernel packages), `initramfs/`,
 //! `arm64-root/` (or `amd64-root/` on an arm64 host), and `run/` (one
 //! directory per running guest, removed after it). Environment overrides:
-//! `VM_KERNEL_PACKAGE` (the kernel metapackage, default
-//! `linux-image-<arch>`, or `linux-image-generic` on Ubuntu),
+//! `VM_KERNEL_PACKAGE` (a kernel package from the host's own apt lists,
+//! instead of Debian's bookworm-backports `linux-image-<arch>`, 6.12),
 //! `VM_DEBIAN_MIRROR` (for the foreign root; default: the host's Debian
-//! source), `VM_BUSYBOX` (the host's static busybox).
+//! source), `VM_BUSYBOX` (the host's static busybox), `VM_ACCEL` (the
+//! default accelerator: auto, kvm or tcg).
 
 mod cache;
 mod cpio;
-mod elf;
 mod initramfs;
 mod kernel;
 mod modules;
@@ -38,6 +38,7 @@ use anyhow::{bail, Context, Result};
 use script::Share;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use testkit::elf;
 
 pub use cache::target_dir;
 
@@ -132,7 +133,8 @@ pub struct VmConfig {
     pub cpus: u32,
     /// A guest still running after this is killed: an error.
     pub timeout: Duration,
-    /// A kernel image; default: Debian's `linux-image-<arch>`, fetched with
+    /// A kernel image; default: Debian's bookworm-backports
+    /// `linux-image-<arch>` (6.12: idmapped tmpfs needs 6.3), fetched with
     /// `apt-get download` and cached under `<target>/vm/`.
     pub kernel: Option<PathBuf>,
     /// The command runs in the same path in the guest.
@@ -148,7 +150,11 @@ impl Default for VmConfig {
     fn default() -> Self {
         VmConfig {
             arch: Arch::host(),
-            accel: Accel::Auto,
+            // For a host whose KVM passes the probe but hangs real guests.
+            accel: std::env::var("VM_ACCEL")
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(Accel::Auto),
             memory: "2G".into(),
             cpus: 2,
             timeout: Duration::from_secs(600),
@@ -176,14 +182,17 @@ pub fn run(cfg: &VmConfig, command: &[String]) -> Result<i32> {
         let root = root::foreign(cfg.arch)?;
         let kernel = match &cfg.kernel {
             Some(k) => kernel::from_path(k)?,
-            None => kernel::from_tree(&root)?,
+            None => kernel::from_backports(cfg.arch)?,
         };
         let busybox = root.join("bin/busybox");
         (root, kernel, busybox)
     } else {
         let kernel = match &cfg.kernel {
             Some(k) => kernel::from_path(k)?,
-            None => kernel::from_package(cfg.arch)?,
+            None => match std::env::var("VM_KERNEL_PACKAGE") {
+                Ok(meta) => kernel::from_package(cfg.arch, &meta)?,
+                Err(_) => kernel::from_backports(cfg.arch)?,
+            },
         };
         (PathBuf::from("/"), kernel, host_busybox())
     };
@@ -391,10 +400,10 @@ fn remove_stale(runs: &Path) {
         let pid = name
             .to_str()
             .and_then(|n| n.split('-').next()?.parse::<i32>().ok());
-        // SAFETY: kill with signal 0 only checks whether the process exists.
+        // Signal 0 only checks whether the process exists.
         let dead = pid.is_some_and(|pid| {
-            let r = unsafe { libc::kill(pid, 0) };
-            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
         });
         if dead {
             let _ = std::fs::remove_dir_all(e.path());
@@ -486,7 +495,8 @@ mod tests {
 
     #[test]
     fn hidden_checkouts_are_shared_parents_first() {
-        let dir = std::env::temp_dir().join(format!("vm-share-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let inner = dir.join("target/harness/run");
         std::fs::create_dir_all(&inner).unwrap();
         let dir = std::fs::canonicalize(&dir).unwrap();
@@ -508,7 +518,6 @@ mod tests {
                 .expect("writable shared");
             assert!(ro < rw, "{order:?}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -268,27 +268,29 @@ mod tests {
 
     #[test]
     fn compressed_modules_are_decompressed() {
-        let dir = std::env::temp_dir().join(format!("vm-modules-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let plain = dir.join("m.ko");
         std::fs::write(&plain, b"\x7fELF module").unwrap();
         assert_eq!(read_uncompressed(&plain).unwrap(), b"\x7fELF module");
-        for (tool, ext) in [("xz", "xz"), ("zstd", "zst"), ("gzip", "gz")] {
-            let ok = Command::new(tool)
+        for (tool, ext, package) in [
+            ("xz", "xz", "xz-utils"),
+            ("zstd", "zst", "zstd"),
+            ("gzip", "gz", "gzip"),
+        ] {
+            let ok = Command::new(testkit::quote::require(tool, package))
                 .args(["-k", "-q"])
                 .arg(&plain)
                 .status()
                 .is_ok_and(|s| s.success());
-            if ok {
-                let packed = dir.join(format!("m.ko.{ext}"));
-                assert_eq!(
-                    read_uncompressed(&packed).unwrap(),
-                    b"\x7fELF module",
-                    "{tool}"
-                );
-            }
+            assert!(ok, "{tool} -k failed");
+            let packed = dir.join(format!("m.ko.{ext}"));
+            assert_eq!(
+                read_uncompressed(&packed).unwrap(),
+                b"\x7fELF module",
+                "{tool}"
+            );
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::Arch;
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,18 +89,7 @@ fn probe(arch: Arch) -> bool {
 /// to be killed after `timeout`.
 fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Option<i32> {
     let mut child = cmd.spawn().ok()?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.code(),
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
+    testkit::wait::child(&mut child, timeout).ok()?.code()
 }
 
 #[cfg(test)]
@@ -111,13 +100,12 @@ mod tests {
     /// with the status the KVM probe expects.
     #[test]
     fn probe_guests_power_off_under_tcg() {
-        let dir = std::env::temp_dir().join(format!("vm-probe-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_path_buf();
         let base = ["-nodefaults", "-display", "none", "-no-reboot", "-m", "64"];
-        if Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .is_ok()
+        // Both probe guests are checked on every host: a missing QEMU fails.
+        testkit::quote::require("qemu-system-x86_64", "qemu-system-x86");
+        testkit::quote::require("qemu-system-aarch64", "qemu-system-arm");
         {
             let rom = dir.join("x86.rom");
             std::fs::write(&rom, x86_firmware()).unwrap();
@@ -126,10 +114,6 @@ mod tests {
             cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
             assert_eq!(run_with_timeout(&mut cmd, Duration::from_secs(20)), Some(1));
         }
-        if Command::new("qemu-system-aarch64")
-            .arg("--version")
-            .output()
-            .is_ok()
         {
             let img = dir.join("arm64.img");
             std::fs::write(&img, ARM64_KERNEL).unwrap();
@@ -139,6 +123,5 @@ mod tests {
             cmd.arg(&img);
             assert_eq!(run_with_timeout(&mut cmd, Duration::from_secs(20)), Some(0));
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,12 +12,13 @@ use crate::Arch;
 use anyhow::{anyhow, Result};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
 
 /// Everything one boot needs.
 pub struct Guest<'a> {
@@ -45,16 +46,9 @@ fn escape(p: &Path) -> String {
 /// explicitly in `pre_exec`, so guests started concurrently from other
 /// threads never inherit it (which would keep our reader from seeing EOF).
 fn pipe() -> Result<(File, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills two descriptors that we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(anyhow!(
-            "create a pipe: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    unsafe { Ok((File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))) }
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| anyhow!("create a pipe: {e}"))?;
+    Ok((File::from(read), write))
 }
 
 fn args(g: &Guest, ports: &[(&str, RawFd)]) -> Vec<String> {
@@ -166,18 +160,16 @@ pub fn run(g: &Guest) -> Result<i32> {
         .stdout(log.try_clone()?)
         .stderr(log);
     let inherit: Vec<RawFd> = ports.iter().map(|p| p.1).collect();
-    // SAFETY: only async-signal-safe calls (fcntl, prctl) between fork and exec.
+    // SAFETY: between fork and exec the closure makes only async-signal-safe
+    // calls (fcntl, prctl), allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
             for &fd in &inherit {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
             }
             // QEMU must not outlive us (we might be killed mid-run).
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             Ok(())
         });
     }
@@ -202,16 +194,10 @@ pub fn run(g: &Guest) -> Result<i32> {
         s
     });
 
-    let exit = loop {
-        match qemu.0.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if start.elapsed() < g.timeout => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Ok(None) => break None,
-            Err(e) => return Err(anyhow!("wait for {}: {e}", g.arch.qemu())),
-        }
-    };
+    let exit = qemu
+        .0
+        .wait_timeout(g.timeout.saturating_sub(start.elapsed()))
+        .map_err(|e| anyhow!("wait for {}: {e}", g.arch.qemu()))?;
     drop(qemu); // kills it if it timed out
     let _ = copy_out.join();
     let _ = copy_err.join();

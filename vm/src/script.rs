@@ -170,7 +170,8 @@ mod tests {
             out.contains("no-such-program-here: command not found"),
             "{out}"
         );
-        let plain = std::env::temp_dir().join(format!("vm-script-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let plain = scratch.path().join("plain");
         std::fs::write(&plain, "not a program").unwrap();
         let (code, _) = run_on_host("/", &[], &[plain.to_str().unwrap()]);
         std::fs::remove_file(&plain).unwrap();

@@ -17,24 +17,6 @@ fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
 
-/// A scratch directory on the host, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("vm-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// What the guest reports about itself, written to a shared writable
 /// directory so the test can read it back.
 const REPORT: &str = r#"
@@ -52,11 +34,14 @@ out="$OUT/report"
 "#;
 
 fn report(cfg: VmConfig, expected_arch: &str) {
-    let scratch = Scratch::new(&format!("report-{expected_arch}"));
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("vm-test-report-{expected_arch}-"))
+        .tempdir()
+        .unwrap();
     let cfg = VmConfig {
-        writable: vec![scratch.0.clone()],
+        writable: vec![scratch.path().to_path_buf()],
         env: vec![
-            ("OUT".into(), scratch.0.to_string_lossy().into()),
+            ("OUT".into(), scratch.path().to_string_lossy().into()),
             ("GREETING".into(), "hello 'there'".into()),
         ],
         ..cfg
@@ -64,7 +49,8 @@ fn report(cfg: VmConfig, expected_arch: &str) {
     let script = format!("{REPORT}\necho \"arch: $(uname -m)\" >> \"$OUT/report\"");
     let code = vm::run(&cfg, &sh(&script)).expect("the guest boots and runs the command");
     assert_eq!(code, 0);
-    let report = std::fs::read_to_string(scratch.0.join("report")).expect("the guest wrote it");
+    let report =
+        std::fs::read_to_string(scratch.path().join("report")).expect("the guest wrote it");
     let field = |name: &str| {
         report
             .lines()

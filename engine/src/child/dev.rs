@@ -1,33 +1,62 @@
-//! /dev inside the container.
+//! /dev inside the container, every target resolved on the root's fd.
 
-use super::mounts::{bind, join_in_root, mkdir_p, mnt, touch};
-use super::{ChildSetup, Context, Step};
+use super::mounts::{bind_at, dir_in, mnt_at};
+use super::{fail, ChildSetup, Step};
 use nix::mount::{mount, MsFlags};
+use rustix::fs::{Mode, OFlags};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-/// /dev as a tmpfs with the usual nodes bound from the host (mknod is
-/// refused in a user namespace), a private devpts, shm and mqueue.
-pub(super) fn build_dev(root: &Path, setup: &ChildSetup) -> Step {
-    let dev = join_in_root(root, Path::new("/dev"))?;
-    mkdir_p(&dev)?;
-    mnt(
+/// An entry made in our fresh /dev tmpfs, as an O_PATH fd. Nothing else can
+/// have written there yet (no process of the container exists), so names
+/// are made and opened on the tmpfs's fd directly, never following a link.
+fn make_in_dev(dev: &OwnedFd, name: &str, dir: bool) -> Step<OwnedFd> {
+    let made = if dir {
+        rustix::fs::mkdirat(dev, name, Mode::from_raw_mode(0o755))
+    } else {
+        rustix::fs::openat(
+            dev,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map(drop)
+    };
+    made.and_then(|()| {
+        rustix::fs::openat(
+            dev,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
+    .map_err(|e| fail(format!("create /dev/{name}: {e}")))
+}
+
+/// /dev as a tmpfs (nosuid, noexec) with the usual nodes bound from the host
+/// (mknod is refused in a user namespace), a private devpts, shm and mqueue.
+pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
+    let dev = dir_in(root, "/dev")?;
+    mnt_at(
         Some(Path::new("tmpfs")),
-        &dev,
+        dev.as_fd(),
+        "/dev",
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
+    // The tmpfs, now that it is mounted.
+    let dev = dir_in(root, "/dev")?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = dev.join(node);
-        touch(&target)?;
-        bind(&Path::new("/dev").join(node), &target, false)?;
+        let path = format!("/dev/{node}");
+        let target = make_in_dev(&dev, node, false)?;
+        bind_at(Path::new(&path), target.as_fd(), &path)?;
     }
-    let pts = dev.join("pts");
-    mkdir_p(&pts)?;
+    let pts = make_in_dev(&dev, "pts", true)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     if mount(
         Some("devpts"),
-        &pts,
+        &crate::sys::openat::proc_self_fd_path(pts.as_fd()),
         Some("devpts"),
         flags,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
@@ -35,28 +64,29 @@ pub(super) fn build_dev(root: &Path, setup: &ChildSetup) -> Step {
     .is_err()
     {
         // gid 5 (tty) may be unmapped in the user namespace.
-        mnt(
+        mnt_at(
             Some(Path::new("devpts")),
-            &pts,
+            pts.as_fd(),
+            "/dev/pts",
             Some("devpts"),
             flags,
             Some("newinstance,ptmxmode=0666,mode=0620"),
         )?;
     }
-    let shm = dev.join("shm");
-    mkdir_p(&shm)?;
-    mnt(
+    let shm = make_in_dev(&dev, "shm", true)?;
+    mnt_at(
         Some(Path::new("shm")),
-        &shm,
+        shm.as_fd(),
+        "/dev/shm",
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=1777,size=65536k"),
     )?;
-    let mqueue = dev.join("mqueue");
-    mkdir_p(&mqueue)?;
-    mnt(
+    let mqueue = make_in_dev(&dev, "mqueue", true)?;
+    mnt_at(
         Some(Path::new("mqueue")),
-        &mqueue,
+        mqueue.as_fd(),
+        "/dev/mqueue",
         Some("mqueue"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
@@ -69,13 +99,12 @@ pub(super) fn build_dev(root: &Path, setup: &ChildSetup) -> Step {
         ("stderr", "/proc/self/fd/2"),
         ("core", "/proc/kcore"),
     ] {
-        std::os::unix::fs::symlink(target, dev.join(link))
-            .ctx(|| format!("symlink /dev/{link}"))?;
+        rustix::fs::symlinkat(target, &dev, link)
+            .map_err(|e| fail(format!("symlink /dev/{link}: {e}")))?;
     }
     if let Some((_, slave_path)) = &setup.pty_slave {
-        let console = dev.join("console");
-        touch(&console)?;
-        bind(slave_path, &console, false)?;
+        let console = make_in_dev(&dev, "console", false)?;
+        bind_at(slave_path, console.as_fd(), "/dev/console")?;
     }
     Ok(())
 }

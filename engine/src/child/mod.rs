@@ -17,16 +17,18 @@ use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use nix::unistd::{sethostname, Gid, Uid};
 use std::net::Ipv4Addr;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Everything the child needs besides the spec; prepared by the parent.
 pub struct ChildSetup<'a> {
     pub spec: &'a Spec,
-    /// Where to mount the tmpfs that holds the copy-on-write layer (an
-    /// existing host directory; the mount exists only in the container's
-    /// mount namespace). None: write through to the rootfs.
-    pub layer: Option<PathBuf>,
+    /// Bytes of the tmpfs that holds the copy-on-write layer. None: write
+    /// through to the rootfs.
+    pub layer_size: Option<u64>,
+    /// Our end of the socket the parent sends the mount fds on (rootfs
+    /// tree, the layer's directory, the /etc files, one per volume; see `mounts`).
+    pub mount_sock: RawFd,
     /// Read end of the pipe the parent writes one byte to once the id maps
     /// and the veth exist.
     pub sync_fd: RawFd,
@@ -36,10 +38,9 @@ pub struct ChildSetup<'a> {
     pub pty_slave: Option<(RawFd, PathBuf)>,
     /// eth0's address, prefix and gateway.
     pub eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
-    /// Detached bind mounts of the resolv.conf, hosts and hostname to put
-    /// over the rootfs's own, in `dns::FILES` order (bridged containers;
-    /// else empty).
-    pub etc_files: Vec<BorrowedFd<'a>>,
+    /// Whether the parent sends the engine's resolv.conf, hosts and hostname
+    /// (bridged containers) among the mount fds.
+    pub etc_files: bool,
     /// Whether to mount cgroup2 at /sys/fs/cgroup (the host has v2).
     pub cgroup2: bool,
 }
@@ -108,15 +109,16 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     // Die with the supervisor: a SIGKILLed engine must not leave a container running.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     wait_for_parent(setup.sync_fd)?;
+    let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
-    if let UserNs::Map { .. } = spec.userns {
+    if spec.userns != UserNs::Host {
         become_root()?; // the parent has written the maps
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx(|| "unshare the cgroup namespace".into())?;
 
-    let root = mounts::build_root(setup)?;
+    let root = mounts::build_root(setup, mount_fds)?;
     mounts::enter_root(&root)?;
 
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
@@ -128,6 +130,16 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let env = exec::environment(&spec.hostname, spec.tty, &spec.env);
     let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
     exec::finish_and_exec(slave, &spec.workdir, &spec.command, &env)
+}
+
+/// The fds the parent sent before its go (they are queued on the socket).
+fn receive_mount_fds(sock: RawFd) -> Step<Vec<OwnedFd>> {
+    // SAFETY: the socket's fd stays open until we close it below.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(sock) };
+    let fds = crate::sys::idmap::recv_fds(borrowed)
+        .map_err(|e| fail(format!("cannot receive the mount fds from the engine: {e}")))?;
+    let _ = nix::unistd::close(sock);
+    Ok(fds)
 }
 
 /// In a user namespace whose maps are written: act as its root, so files we

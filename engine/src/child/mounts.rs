@@ -1,10 +1,48 @@
-//! The container's mount tree: the copy-on-write layer (or the rootfs
-//! itself), /proc, /sys, volumes, masked paths, then pivot_root.
+//! The container's mount tree: the copy-on-write layer over the rootfs (or
+//! the rootfs itself), /proc, /sys, /dev, volumes, masked and read-only
+//! paths, then pivot_root.
+//!
+//! No host path is walked and no in-root path is joined: the rootfs and the
+//! volumes arrive as detached mounts the parent opened (`sys::idmap`), the
+//! layer's tmpfs is made without a path, and every target inside the root is
+//! resolved on the root's fd with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`
+//! (`sys::openat`) and mounted through `/proc/self/fd/N`, so a symlink in
+//! the rootfs (even one swapped in meanwhile) cannot redirect a mount.
 
 use super::{fail, ChildSetup, Context, Step};
+use crate::sys::idmap;
+use crate::sys::openat::{mkdir_all_in_root, open_in_root, proc_self_fd_path, touch_in_root};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{chdir, pivot_root};
-use std::path::{Path, PathBuf};
+use nix::unistd::{chdir, fchdir, pivot_root};
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::MountAttrFlags;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+/// runc's masked paths: a file gets /dev/null over it, a directory an
+/// empty read-only tmpfs.
+const MASKED: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's read-only paths (recursively read-only).
+const READ_ONLY: [&str; 6] = [
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 pub(super) fn mnt(
     source: Option<&Path>,
@@ -25,66 +63,71 @@ pub(super) fn mnt(
     })
 }
 
-/// `path` inside `root`: existing components resolve like the container
-/// would (symlinks stay inside root); missing ones are taken literally.
-pub(super) fn join_in_root(root: &Path, path: &Path) -> Step<PathBuf> {
-    crate::sys::path::resolve_in_rootfs(root, path).map_err(|e| fail(format!("{e:#}")))
+/// Mounts on what `target` (an fd inside the root) is, named `name` in errors.
+pub(super) fn mnt_at(
+    source: Option<&Path>,
+    target: BorrowedFd<'_>,
+    name: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Step {
+    mount(source, &proc_self_fd_path(target), fstype, flags, data).ctx(|| {
+        format!(
+            "mount {} on {name}{}",
+            fstype
+                .map(str::to_string)
+                .unwrap_or_else(|| source.map(|s| s.display().to_string()).unwrap_or_default()),
+            data.map(|d| format!(" ({d})")).unwrap_or_default()
+        )
+    })
 }
 
+/// (For the working directory, after pivot_root: exec.rs.)
 pub(super) fn mkdir_p(path: &Path) -> Step {
     std::fs::create_dir_all(path).ctx(|| format!("mkdir {}", path.display()))
 }
 
-/// A mount point for a file: an empty file at `path`.
-pub(super) fn touch(path: &Path) -> Step {
-    if let Some(parent) = path.parent() {
-        mkdir_p(parent)?;
-    }
-    if !path.exists() {
-        std::fs::File::create(path).ctx(|| format!("create {}", path.display()))?;
-    }
-    Ok(())
+fn in_root<T>(r: Result<T, crate::sys::openat::InRootError>) -> Step<T> {
+    r.map_err(|e| fail(e.to_string()))
 }
 
-/// A bind mount, read-only when asked. The read-only remount keeps the
-/// flags the kernel locks in a user namespace (nosuid, nodev, noexec).
-pub(super) fn bind(source: &Path, target: &Path, readonly: bool) -> Step {
-    mnt(
+fn idm<T>(r: Result<T, idmap::IdmapError>) -> Step<T> {
+    r.map_err(|e| fail(e.to_string()))
+}
+
+/// A directory inside the root (made if missing), as an O_PATH fd.
+pub(super) fn dir_in(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
+    in_root(mkdir_all_in_root(root, Path::new(path), 0o755))
+}
+
+/// Bind-mounts the host's `source` (before pivot_root) onto `target`.
+pub(super) fn bind_at(source: &Path, target: BorrowedFd<'_>, name: &str) -> Step {
+    mnt_at(
         Some(source),
         target,
+        name,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
-    )?;
-    if readonly {
-        remount_readonly(target)?;
-    }
-    Ok(())
+    )
 }
 
-fn remount_readonly(target: &Path) -> Step {
-    let st = nix::sys::statvfs::statvfs(target).ctx(|| format!("statvfs {}", target.display()))?;
-    use nix::sys::statvfs::FsFlags;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    for (have, keep) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        // ST_RELATIME (4096): nix names it only for glibc.
-        (FsFlags::from_bits_retain(4096), MsFlags::MS_RELATIME),
-    ] {
-        if st.flags().contains(have) {
-            flags |= keep;
-        }
-    }
-    mnt(None, target, None, flags, None)
+/// Makes what `target` is read-only, with every mount below it: a clone of
+/// it, made read-only recursively (mount_setattr), is put over it.
+fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
+    let tree = idm(idmap::detached_tree(&proc_self_fd_path(target), true))?;
+    idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
+        .ctx(|| format!("make {name} read-only"))?;
+    idm(idmap::attach_at(tree.as_fd(), target))
 }
 
-/// Builds the container's mount tree at its future root and returns that root.
-/// Nothing propagates to the host: `/` becomes a slave first.
-pub(super) fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
+/// Builds the container's mount tree and returns an fd of its future root.
+/// `fds` are the parent's: the rootfs tree, the directory the layer goes on,
+/// the engine's resolv.conf, hosts and hostname when `setup.etc_files`, then
+/// one tree per volume in the spec's order. Nothing propagates to the
+/// host: `/` becomes a slave first.
+pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd> {
     let spec = setup.spec;
     mnt(
         None,
@@ -93,82 +136,62 @@ pub(super) fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None,
     )?;
-    let root = match &setup.layer {
-        Some(scratch) => {
-            // The layer lives in a tmpfs of the container's own mount
-            // namespace: nothing to create or remove on the host, and it
-            // vanishes with the container even if the engine is killed.
-            // Its pages are charged to the container's memory cgroup.
-            mnt(
-                Some(Path::new("tmpfs")),
-                scratch,
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some("mode=755"),
-            )?;
-            let (upper, work, merged) = (
-                scratch.join("upper"),
-                scratch.join("work"),
-                scratch.join("merged"),
-            );
-            for d in [&upper, &work, &merged] {
-                std::fs::create_dir(d).ctx(|| format!("mkdir {}", d.display()))?;
-            }
-            let opts = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                spec.rootfs.display(),
-                upper.display(),
-                work.display()
-            );
-            mnt(
-                Some(Path::new("overlay")),
-                &merged,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(&opts),
-            )
-            .map_err(|f| {
-                fail(format!(
-                    "{} (can the rootfs's file system be an overlayfs lower layer? 9p cannot: copy the rootfs to a local file system, or use --write-through)",
-                    f.msg
-                ))
-            })?;
-            merged
-        }
+    let n_etc = if setup.etc_files {
+        crate::sys::net::dns::FILES.len()
+    } else {
+        0
+    };
+    if fds.len() != 2 + n_etc + spec.volumes.len() {
+        return Err(fail(format!(
+            "the engine sent {} mount fds, not {}",
+            fds.len(),
+            2 + n_etc + spec.volumes.len()
+        )));
+    }
+    let mut fds = fds.into_iter();
+    let (tree, scratch) = (fds.next().unwrap(), fds.next().unwrap());
+    let etc: Vec<OwnedFd> = fds.by_ref().take(n_etc).collect();
+    let root = match setup.layer_size {
+        Some(size) => overlay_root(tree, scratch, size)?,
         None => {
-            // pivot_root needs the new root to be a mount point.
-            bind(&spec.rootfs, &spec.rootfs, false)?;
-            spec.rootfs.clone()
+            // Write-through: the rootfs's tree itself is the root (writes land
+            // as the mapped host IDs). Attached, its fd is the mount's root.
+            idm(idmap::attach_at(tree.as_fd(), scratch.as_fd()))?;
+            tree
         }
     };
+    let root_fd = root.as_fd();
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = join_in_root(&root, Path::new("/proc"))?;
-    mkdir_p(&proc_dir)?;
-    mnt(
+    let proc_dir = dir_in(root_fd, "/proc")?;
+    mnt_at(
         Some(Path::new("proc")),
-        &proc_dir,
+        proc_dir.as_fd(),
+        "/proc",
         Some("proc"),
         nosuid_nodev_noexec,
         None,
     )?;
 
-    let sys_dir = join_in_root(&root, Path::new("/sys"))?;
-    mkdir_p(&sys_dir)?;
-    mnt(
+    let sys_dir = dir_in(root_fd, "/sys")?;
+    mnt_at(
         Some(Path::new("sysfs")),
-        &sys_dir,
+        sys_dir.as_fd(),
+        "/sys",
         Some("sysfs"),
         nosuid_nodev_noexec | MsFlags::MS_RDONLY,
         None,
     )?;
     if setup.cgroup2 {
-        let cg = sys_dir.join("fs/cgroup");
         // Best effort: the container sees its own cgroup, read-only.
-        if cg.is_dir() {
+        if let Ok(cg) = open_in_root(
+            root_fd,
+            Path::new("/sys/fs/cgroup"),
+            OFlags::PATH | OFlags::DIRECTORY,
+        ) {
             let _ = mount(
                 Some("cgroup2"),
-                &cg,
+                &proc_self_fd_path(cg.as_fd()),
                 Some("cgroup2"),
                 nosuid_nodev_noexec | MsFlags::MS_RDONLY,
                 None::<&str>,
@@ -176,50 +199,115 @@ pub(super) fn build_root(setup: &ChildSetup) -> Step<PathBuf> {
         }
     }
 
-    super::dev::build_dev(&root, setup)?;
+    super::dev::build_dev(root_fd, setup)?;
 
-    // Before the volumes, so a user's `-v FILE:/etc/hosts` wins.
-    // Detached mounts the parent made: the state directory may be out of
-    // this process's reach (0700, and container root may be an unprivileged
-    // host uid), and the layer's tmpfs covers it anyway.
-    for (file, tree) in crate::sys::net::dns::FILES.iter().zip(&setup.etc_files) {
-        let target = join_in_root(&root, &Path::new("/etc").join(file))?;
-        touch(&target)?;
-        crate::sys::idmap::attach(*tree, &target).map_err(|e| fail(e.to_string()))?;
+    // Before the volumes, so a user's `-v FILE:/etc/hosts` wins. Trees the
+    // parent detached: the state directory they live in may be out of this
+    // process's reach (0700, and container root an unprivileged host uid).
+    for (file, tree) in crate::sys::net::dns::FILES.iter().zip(etc) {
+        let path = Path::new("/etc").join(file);
+        let target = in_root(touch_in_root(root_fd, &path, 0o644))?;
+        idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
 
-    for v in &spec.volumes {
-        let target = join_in_root(&root, &v.container)?;
-        if v.host.is_dir() {
-            mkdir_p(&target)?;
+    for (v, tree) in spec.volumes.iter().zip(fds) {
+        let is_dir = rustix::fs::fstat(&tree)
+            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("stat volume {}", v.host.display()))?;
+        let target = if is_dir {
+            in_root(mkdir_all_in_root(root_fd, &v.container, 0o755))?
         } else {
-            touch(&target)?;
-        }
-        bind(&v.host, &target, v.readonly)?;
+            in_root(touch_in_root(root_fd, &v.container, 0o644))?
+        };
+        idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
 
     // Kernel interfaces a container has no business reading or changing.
-    for masked in ["kcore", "keys", "timer_list", "sched_debug"] {
-        let p = proc_dir.join(masked);
-        if p.exists() {
-            bind(Path::new("/dev/null"), &p, false)?;
+    for path in MASKED {
+        let Ok(target) = open_in_root(root_fd, Path::new(path), OFlags::PATH) else {
+            continue; // not on this kernel
+        };
+        let is_dir = rustix::fs::fstat(&target)
+            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("stat {path}"))?;
+        if is_dir {
+            mnt_at(
+                Some(Path::new("tmpfs")),
+                target.as_fd(),
+                path,
+                Some("tmpfs"),
+                nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+                Some("size=4k,nr_inodes=1,mode=000"),
+            )?;
+        } else {
+            bind_at(Path::new("/dev/null"), target.as_fd(), path)?;
         }
     }
-    for ro in ["sys", "sysrq-trigger", "irq", "bus"] {
-        let p = proc_dir.join(ro);
-        if p.exists() {
-            bind(&p, &p, true)?;
+    for path in READ_ONLY {
+        if let Ok(target) = open_in_root(root_fd, Path::new(path), OFlags::PATH) {
+            read_only_in_place(target.as_fd(), path)?;
         }
     }
     Ok(root)
 }
 
+/// The layer: a tmpfs of `size` bytes (made without a path, in the
+/// container's own mount namespace: nothing on the host to remove, gone with
+/// the container even if the engine is killed, its pages charged to the
+/// container's memory cgroup) on the parent's directory, holding the rootfs
+/// tree at lower/ and an overlay over it at merged/. The overlay's options
+/// name only /proc/self/fd/N paths.
+fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
+    let tmpfs = idm(idmap::detached_tmpfs(
+        &format!("mode=755,size={size}"),
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    ))?;
+    idm(idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()))?;
+    drop(scratch);
+    for d in ["lower", "upper", "work", "merged"] {
+        rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("mkdir {d} in the layer"))?;
+    }
+    let dir = |name: &str| -> Step<OwnedFd> {
+        in_root(open_in_root(
+            tmpfs.as_fd(),
+            Path::new(name),
+            OFlags::PATH | OFlags::DIRECTORY,
+        ))
+    };
+    idm(idmap::attach_at(tree.as_fd(), dir("lower")?.as_fd()))?;
+    drop(tree);
+    let top = proc_self_fd_path(tmpfs.as_fd());
+    let opts = format!(
+        "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
+        top.display()
+    );
+    mnt(
+        Some(Path::new("overlay")),
+        &top.join("merged"),
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )
+    .map_err(|f| {
+        fail(format!(
+            "{} (can the rootfs's file system be an overlayfs lower layer? 9p cannot: copy the rootfs to a local file system, or use --write-through)",
+            f.msg
+        ))
+    })?;
+    // Resolved after the mount: the overlay's root.
+    dir("merged")
+}
+
 /// pivot_root into `root` and drop the host's tree.
-pub(super) fn enter_root(root: &Path) -> Step {
-    chdir(root).ctx(|| format!("chdir {}", root.display()))?;
+pub(super) fn enter_root(root: &OwnedFd) -> Step {
+    fchdir(root.as_raw_fd()).ctx(|| "chdir into the container's root".into())?;
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // then leaves only the container's tree, with no put_old directory needed.
-    pivot_root(".", ".").ctx(|| format!("pivot_root into {}", root.display()))?;
+    pivot_root(".", ".").ctx(|| "pivot_root into the container's root".into())?;
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host's root".into())?;
     chdir("/").ctx(|| "chdir /".into())
 }

@@ -61,6 +61,21 @@ pub fn parse_memory(s: &str) -> Result<u64> {
     Ok(bytes)
 }
 
+/// The smallest copy-on-write layer we accept: below this even a package
+/// manager's lock files do not fit.
+pub const MIN_LAYER_SIZE: u64 = 4 * 1024 * 1024;
+
+/// `--layer-size`: bytes of the tmpfs that holds the container's writes.
+pub fn parse_layer_size(s: &str) -> Result<u64> {
+    let bytes = parse_size(s).ok_or_else(|| {
+        anyhow!("invalid --layer-size {s:?}: give a size such as 50M, 512k, 1G or plain bytes")
+    })?;
+    if bytes < MIN_LAYER_SIZE {
+        bail!("--layer-size {s} is below the minimum of 4M: give at least 4M");
+    }
+    Ok(bytes)
+}
+
 pub fn parse_pids(s: &str) -> Result<u64> {
     s.trim()
         .parse::<u64>()
@@ -86,6 +101,9 @@ mod tests {
         }
         assert!(parse_memory("5M").is_err());
         assert!(parse_memory("6M").is_ok());
+        assert_eq!(parse_layer_size("1G").unwrap(), 1 << 30);
+        assert!(parse_layer_size("3M").is_err());
+        assert!(parse_layer_size("big").is_err());
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct SpecInput {
     /// `--add-host NAME:IP`, repeatable.
     pub add_host: Vec<String>,
     pub write_through: bool,
+    /// `--layer-size`: None for the default share of RAM.
+    pub layer_size: Option<String>,
     pub verbose: bool,
     /// Run in the background (`-d`), output to the log.
     pub detach: bool,
@@ -80,6 +82,8 @@ pub struct Request {
     pub dns: DnsOptions,
     pub tty: Option<bool>,
     pub write_through: bool,
+    /// Bytes; None: the default share of RAM (a host fact, see validate).
+    pub layer_size: Option<u64>,
     pub verbose: bool,
     pub detach: bool,
 }
@@ -106,6 +110,8 @@ pub struct Spec {
     pub dns: DnsOptions,
     pub tty: bool,
     pub write_through: bool,
+    /// Bytes of the tmpfs that holds the copy-on-write layer.
+    pub layer_size: u64,
     pub verbose: bool,
     pub detach: bool,
 }
@@ -151,6 +157,25 @@ impl Request {
             .iter()
             .map(|v| parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        // Each volume is one fd in the message that carries the rootfs and
+        // the layer's directory (and a bridged container's /etc files) to
+        // the container.
+        let etc_files = match network {
+            Network::Bridge { .. } => crate::sys::net::dns::FILES.len(),
+            Network::None => 0,
+        };
+        let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
+        if volumes.len() > most {
+            bail!(
+                "{} volumes given: at most {most} fit, merge some under one directory",
+                volumes.len()
+            );
+        }
+        let layer_size = input
+            .layer_size
+            .as_deref()
+            .map(limits::parse_layer_size)
+            .transpose()?;
         if input.command.first().is_some_and(|c| c.is_empty()) {
             bail!("the command is empty: give a program to run after --");
         }
@@ -170,6 +195,7 @@ impl Request {
             dns,
             tty: input.tty,
             write_through: input.write_through,
+            layer_size,
             verbose: input.verbose,
             detach: input.detach,
         })
@@ -224,10 +250,12 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused() {
-        let bad: [fn(&mut SpecInput); 10] = [
+        let bad: [fn(&mut SpecInput); 12] = [
             |i| i.publish = vec!["8080:80".into()],
             |i| i.dns = vec!["192.0.2.1".into()],
             |i| i.add_host = vec!["db:192.0.2.1".into()],
+            |i| i.layer_size = Some("1M".into()),
+            |i| i.layer_size = Some("lots".into()),
             |i| i.cpus = Some("abc".into()),
             |i| i.memory = Some("5M".into()),
             |i| i.name = Some("-x".into()),

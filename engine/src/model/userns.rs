@@ -1,4 +1,11 @@
 //! `--userns auto|host|N`.
+//!
+//! `auto` (the default): a rootfs owned by host root gets a range of 65536
+//! host IDs leased from the engine's pool (`sys::idrange`) and is presented
+//! through an idmapped mount, so container root is never host root; a rootfs
+//! already shifted (`rootfs pull --owner BASE`) keeps the map 0 -> its owner.
+//! `N`: container 0.. onto host N.., with no idmap (the rootfs must be owned
+//! by N for container root to own it). `host`: no user namespace at all.
 
 use anyhow::{bail, Result};
 
@@ -9,13 +16,19 @@ pub const USERNS_SIZE: u32 = 65536;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserNs {
     Host,
-    Map { uid: u32, gid: u32 },
+    /// A range leased from the engine's pool when the container starts; the
+    /// root-owned rootfs is idmapped onto it.
+    Pool,
+    Map {
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// What the user asked for; `Auto` becomes a base once the rootfs is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserNsChoice {
-    /// Base = owner of the rootfs.
+    /// A pool range for a root-owned rootfs, else base = owner of the rootfs.
     Auto,
     Fixed(UserNs),
 }

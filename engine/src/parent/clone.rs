@@ -38,7 +38,7 @@ pub fn clone_container(userns: UserNs, cgroup_fd: Option<RawFd>) -> Result<Clone
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWNET) as u64;
-    if let UserNs::Map { .. } = userns {
+    if userns != UserNs::Host {
         flags |= libc::CLONE_NEWUSER as u64;
     }
     clone3(flags, cgroup_fd)

@@ -44,7 +44,29 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
             }
         }
     }
+    release_orphan_leases(state, &out.running);
     out
+}
+
+/// Where the ID range leases of `--userns auto` live.
+pub fn lease_dir(state: &StateDir) -> PathBuf {
+    state.dir.join("userns")
+}
+
+/// ID ranges whose owner no longer runs: a dead engine's (its record was
+/// released above, corrupt or not) or one killed between leasing and
+/// writing its record. Under the state lock no run is between those two
+/// steps, so every lease of a name not running is stale.
+fn release_orphan_leases(state: &StateDir, running: &[Record]) {
+    let dir = lease_dir(state);
+    let Ok(leases) = crate::sys::idrange::leases(&dir) else {
+        return;
+    };
+    for lease in leases {
+        if !running.iter().any(|r| r.name == lease.owner) {
+            let _ = crate::sys::idrange::release(&dir, &lease.owner);
+        }
+    }
 }
 
 /// Tears down what a record names. Idempotent.
@@ -62,6 +84,10 @@ pub fn release(state: &StateDir, rec: &Record) {
         let _ = crate::sys::net::nat::remove_ports(&rec.name);
     }
     crate::sys::net::dns::remove_files(&state.etc_of(&rec.name));
+    // After the kill: the IDs go back to the pool only once nothing runs as them.
+    if rec.userns_base.is_some() {
+        let _ = crate::sys::idrange::release(&lease_dir(state), &rec.name);
+    }
     state.remove(&rec.name);
 }
 

@@ -11,6 +11,8 @@ use crate::model::network::Network;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::cgroup::{self, Cgroup};
+use crate::sys::idmap;
+use crate::sys::idrange::{self, IdPool};
 use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
 use crate::sys::state::{self, Record, StateDir};
@@ -45,6 +47,8 @@ struct Resources {
     etc: Option<PathBuf>,
     /// Whether its published ports may have rules (removal is idempotent).
     ports: bool,
+    /// The lease directory when this run holds an ID range of the pool.
+    lease: Option<PathBuf>,
 }
 
 impl Drop for Resources {
@@ -55,6 +59,10 @@ impl Drop for Resources {
         if let Some(pid) = self.child.take() {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        // Only once nothing runs as its IDs does the range go back.
+        if let Some(dir) = self.lease.take() {
+            let _ = idrange::release(&dir, &self.name);
         }
         // The veth is not deleted here: it dies with the container's network
         // namespace, which the kernel tears down in the background. Deleting
@@ -98,10 +106,14 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         log: None,
         etc: None,
         ports: false,
+        lease: None,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
     let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
+    if record.userns_base.is_some() {
+        res.lease = Some(recovery::lease_dir(&state));
+    }
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
@@ -114,22 +126,22 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     if cgroup_ok {
         res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
     }
-    let layer = (!spec.write_through).then(|| state.dir.clone());
+    let layer_size = (!spec.write_through).then_some(spec.layer_size);
+    // The layer's tmpfs (or the write-through root) is attached on the state
+    // directory in the container's mount namespace; the parent opens it there.
+    let scratch_dir = std::path::absolute(&state.dir)
+        .with_context(|| format!("cannot resolve {}", state.dir.display()))?;
 
     let eth0 = match (&spec.network, record.ip) {
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
         _ => None,
     };
-    // Detached mounts made here, as host root, and inherited by the child,
-    // which may not reach the state directory.
+    // Sent to the child as detached trees with the other mounts.
     let etc_files = match eth0 {
         Some((ip, ..)) => {
             let dir = state.etc_of(&spec.name);
             res.etc = Some(dir.clone());
-            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?
-                .iter()
-                .map(|path| crate::sys::idmap::detached_tree(path, false))
-                .collect::<Result<Vec<_>, _>>()?
+            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?.to_vec()
         }
         None => Vec::new(),
     };
@@ -139,6 +151,8 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         None
     };
     let (sync_read, sync_write) = pipe()?;
+    let (mount_sock, child_mount_sock) =
+        idmap::fd_socketpair().context("cannot create a socket pair for the mount fds")?;
     let (error_read, error_write) = pipe()?;
 
     // Block what we forward before cloning, so no signal is lost in between;
@@ -147,14 +161,15 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 
     let setup = ChildSetup {
         spec,
-        layer,
+        layer_size,
+        mount_sock: child_mount_sock.as_raw_fd(),
         sync_fd: sync_read.as_raw_fd(),
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty
             .as_ref()
             .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
         eth0,
-        etc_files: etc_files.iter().map(|f| f.as_fd()).collect(),
+        etc_files: !etc_files.is_empty(),
         cgroup2: cgroup_ok,
     };
     let cgroup_dir = match &res.cgroup {
@@ -176,15 +191,19 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     drop(lock);
     drop(setup);
     drop(sync_read);
+    drop(child_mount_sock);
     drop(error_write);
     drop(cgroup_dir);
-    drop(etc_files);
     let master = pty.map(|p| p.master);
     verbose!(spec, "cloned pid {pid}");
 
-    if let UserNs::Map { uid, gid } = spec.userns {
-        write_id_maps(pid, uid, gid)?;
+    match (spec.userns, record.userns_base) {
+        (UserNs::Map { uid, gid }, _) => write_id_maps(pid, uid, gid)?,
+        (UserNs::Pool, Some(base)) => write_id_maps(pid, base, base)?,
+        _ => {}
     }
+    send_mount_fds(spec, pid, &scratch_dir, &etc_files, &mount_sock)?;
+    drop(mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         crate::sys::net::create_veth(net, veth, pid.as_raw())?;
     }
@@ -213,6 +232,54 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     }
     drop(res);
     Ok(status)
+}
+
+/// Opens, as host root, what the container mounts: the rootfs as a detached
+/// tree (idmapped onto the container's user namespace for a pool range), the
+/// directory the layer goes on (through /proc/PID/root, so the fd is of the
+/// child's mount namespace), the engine's /etc files (`etc`), and each
+/// volume's source (read-only ones recursively so). The child attaches them
+/// without walking a host path.
+fn send_mount_fds(
+    spec: &Spec,
+    pid: Pid,
+    scratch_dir: &std::path::Path,
+    etc: &[PathBuf],
+    sock: &std::os::fd::OwnedFd,
+) -> Result<()> {
+    let tree = if spec.userns == UserNs::Pool {
+        let userns = idmap::open_userns(pid.as_raw())?;
+        idmap::idmapped_tree(&spec.rootfs, userns.as_fd())?
+    } else {
+        idmap::detached_tree(&spec.rootfs, true)?
+    };
+    let in_child = PathBuf::from(format!("/proc/{pid}/root"))
+        .join(scratch_dir.strip_prefix("/").unwrap_or(scratch_dir));
+    let scratch = rustix::fs::open(
+        &in_child,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open {} in the container's mount namespace",
+            scratch_dir.display()
+        )
+    })?;
+    let mut fds = vec![tree, scratch];
+    for path in etc {
+        fds.push(idmap::detached_tree(path, false)?);
+    }
+    for v in &spec.volumes {
+        let vol = idmap::detached_tree(&v.host, true)?;
+        if v.readonly {
+            idmap::set_attrs(vol.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
+                .with_context(|| format!("cannot make volume {} read-only", v.host.display()))?;
+        }
+        fds.push(vol);
+    }
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
 }
 
 /// Takes the state lock, recovers stale entries, checks the name, picks or
@@ -278,9 +345,15 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
         ports: spec.ports.clone(),
+        userns_base: None,
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
+    }
+    // Last, so nothing after it can fail and leave the lease behind.
+    if spec.userns == UserNs::Pool {
+        let pool = IdPool::from_env()?;
+        record.userns_base = Some(pool.reserve(&recovery::lease_dir(state), &spec.name)?);
     }
     Ok((record, lock))
 }

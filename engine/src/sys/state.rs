@@ -39,6 +39,10 @@ pub struct Record {
     /// Published ports; their nftables chains are named after the container.
     #[serde(default)]
     pub ports: Vec<crate::sys::net::nat::PortMapping>,
+    /// First host ID of the range leased from the pool (`--userns auto` on
+    /// a root-owned rootfs); the lease is released with the container.
+    #[serde(default)]
+    pub userns_base: Option<u32>,
 }
 
 /// The state directory.

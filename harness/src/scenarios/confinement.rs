@@ -19,7 +19,7 @@
 use super::Ctx;
 use crate::cgroup;
 use crate::engine::{Env, Run, LINE_TIMEOUT, RUN_TIMEOUT};
-use crate::util;
+use crate::process;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,7 +53,7 @@ fn build_probe(scratch: &Path) -> Result<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/attack/attack.c");
     let dir = scratch.join("attack");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let out = util::run(
+    let out = process::run(
         Command::new("cc")
             .args(["-static", "-O2", "-o"])
             .arg(dir.join("attack"))
@@ -115,7 +115,7 @@ fn fork_bomb_default_limit(ctx: &Ctx, env: &Env) -> Result<Vec<String>> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let start = Instant::now();
-    let outside = util::run(
+    let outside = process::run(
         Command::new("sh").args(["-c", "echo responsive"]),
         Duration::from_secs(10),
     );
@@ -150,9 +150,9 @@ fn exec_joining_process(ctx: &Ctx, env: &Env, volume: &str) -> Result<Vec<String
     for _ in 0..20 {
         let mut exec = env.command(&["exec", "--tty=false", name, "--", "true"]);
         exec.env("ENGINE_OPERATOR_SECRET", &secret);
-        let _ = util::run(&mut exec, RUN_TIMEOUT)?;
+        let _ = process::run(&mut exec, RUN_TIMEOUT)?;
     }
-    let _ = util::run(
+    let _ = process::run(
         &mut env.command(&["exec", name, "--", "touch", "/tmp/spy-stop"]),
         RUN_TIMEOUT,
     )?;
@@ -228,9 +228,9 @@ fn syscalls(ctx: &Ctx, env: &Env, volume: &str) -> Result<Vec<String>> {
         };
         let reached = match name {
             "sysrq_open" => result == "0",
-            _ => result
-                .parse::<i32>()
-                .is_ok_and(|e| e != libc::EPERM && e != libc::ENOSYS),
+            _ => result.parse::<i32>().is_ok_and(|e| {
+                e != nix::errno::Errno::EPERM as i32 && e != nix::errno::Errno::ENOSYS as i32
+            }),
         };
         if reached {
             found.push(format!(

@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn busy_script_runs_and_stops() {
-        let mut p = crate::util::Proc::spawn(
+        let mut p = crate::process::Proc::spawn(
             std::process::Command::new("sh").args(["-c", &busy_script(2, &["sleep 100"])]),
             true,
         )

@@ -3,7 +3,7 @@
 
 use super::{lines, Ctx};
 use crate::engine::{Run, LINE_TIMEOUT, RUN_TIMEOUT};
-use crate::util::token;
+use crate::token::token;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 

@@ -3,7 +3,7 @@
 //! removes its own (empty) cgroup parents.
 
 use crate::engine::{self, link_exists, EnvRecord, Settings};
-use crate::util::{self, Output};
+use crate::process::{self, Output};
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::process::Command;
@@ -92,7 +92,7 @@ fn processes(engine: &Path, baseline: &[u32]) -> Vec<String> {
 }
 
 fn ip_links() -> Result<Output> {
-    let out = util::run(
+    let out = process::run(
         Command::new("ip").args(["-d", "-o", "link", "show"]),
         Duration::from_secs(60),
     )?;

@@ -5,12 +5,12 @@
 
 use super::Ctx;
 use crate::engine::{Env, RUN_TIMEOUT};
-use crate::util::{self, Output};
+use crate::process::{self, Output};
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
 
 fn engine(env: &Env, args: &[&str]) -> Result<Output> {
-    util::run(&mut env.command(args), RUN_TIMEOUT)
+    process::run(&mut env.command(args), RUN_TIMEOUT)
 }
 
 fn detach(env: &Env, ctx: &Ctx, name: &str, extra: &[&str], script: &str) -> Result<()> {
@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "-c",
             "sleep 1; echo $TAG $(pwd) $(hostname); ps -e; true",
         ]);
-        util::Proc::spawn(&mut cmd, false)
+        process::Proc::spawn(&mut cmd, false)
     };
     let (a, b) = (exec("A")?, exec("B")?);
     for (proc, tag) in [(a, "A"), (b, "B")] {
@@ -122,16 +122,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     if out.code() != 137 {
         bail!("an exec'd process should be killed (137) when PID 1 exits\n{out}");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while engine(&env, &["ps", "--format", "json"])?
-        .stdout
-        .contains("\"brief\"")
-    {
-        if Instant::now() > deadline {
-            bail!("brief is still listed 20 s after its PID 1 exited");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::wait::poll_until(
+        Duration::from_secs(20),
+        "brief to leave `engine ps`",
+        || {
+            let out = engine(&env, &["ps", "--format", "json"]).ok()?;
+            let rows: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            let listed = rows.as_array()?.iter().any(|r| r["name"] == "brief");
+            (!listed).then_some(())
+        },
+    )
+    .context("brief is still listed after its PID 1 exited")?;
     let out = engine(&env, &["exec", "brief", "--", "true"])?;
     if out.code() != 125 || !out.stderr.contains("no such container: brief") {
         bail!("exec into an exited container should say there is no such container (125)\n{out}");

@@ -10,7 +10,7 @@
 use super::{tagged, Ctx};
 use crate::cgroup;
 use crate::engine::{Env, Run, LINE_TIMEOUT, RUN_TIMEOUT};
-use crate::util::Output;
+use crate::process::Output;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 

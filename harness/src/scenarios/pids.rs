@@ -5,7 +5,7 @@
 use super::Ctx;
 use crate::cgroup;
 use crate::engine::{Run, LINE_TIMEOUT};
-use crate::util;
+use crate::process;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 
     // The machine stays responsive.
     let start = Instant::now();
-    let out = util::run(
+    let out = process::run(
         Command::new("sh").args(["-c", "echo responsive"]),
         RESPONSIVE,
     )

@@ -74,19 +74,25 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         );
     }
     let procs_file = env.leaf(name).join("cgroup.procs");
-    if let Ok(text) = std::fs::read_to_string(&procs_file) {
-        let mut in_cgroup: Vec<i32> = text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        in_cgroup.sort_unstable();
-        if in_cgroup != pids {
-            bail!(
-                "the container's processes (host pids {pids:?}) should be exactly those of its cgroup {}, \
-                 which holds {in_cgroup:?}",
-                procs_file.display()
-            );
-        }
+    // The harness runs only where cgroup v2 is (the guest, or a capable
+    // host): a container without its cgroup leaf is a failure, not a skip.
+    let text = std::fs::read_to_string(&procs_file).with_context(|| {
+        format!(
+            "cannot read {}: the container should have its own cgroup",
+            procs_file.display()
+        )
+    })?;
+    let mut in_cgroup: Vec<i32> = text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    in_cgroup.sort_unstable();
+    if in_cgroup != pids {
+        bail!(
+            "the container's processes (host pids {pids:?}) should be exactly those of its cgroup {}, \
+             which holds {in_cgroup:?}",
+            procs_file.display()
+        );
     }
     for pid in &pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

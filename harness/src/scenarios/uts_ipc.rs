@@ -9,11 +9,12 @@
 
 use super::{lines, Ctx};
 use crate::engine::{Run, LINE_TIMEOUT, RUN_TIMEOUT};
-use crate::util::{self, elf_interpreter, which};
+use crate::process;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use testkit::quote::which;
 
 /// Where the host's directories appear in the IPC container.
 const HOST_DIRS: &str = "/.harness-host";
@@ -45,8 +46,14 @@ fn ipcmk_inside() -> Result<(Vec<String>, String)> {
         anyhow!("the host has no ipcmk (util-linux), which this scenario runs inside the container")
     })?;
     let ipcmk = std::fs::canonicalize(&ipcmk)?;
-    let loader = std::fs::canonicalize(elf_interpreter(&ipcmk)?)
-        .context("cannot resolve the dynamic loader of ipcmk")?;
+    let interpreter = testkit::elf::read(&ipcmk)?.interpreter.ok_or_else(|| {
+        anyhow!(
+            "{} has no program interpreter (statically linked?)",
+            ipcmk.display()
+        )
+    })?;
+    let loader =
+        std::fs::canonicalize(interpreter).context("cannot resolve the dynamic loader of ipcmk")?;
     let libdir = loader.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut volumes = Vec::new();
     for path in [&ipcmk, &loader, &libdir] {
@@ -139,7 +146,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         bail!("the host sees container A's queue (key {key}) in /proc/sysvipc/msg:\n{host}");
     }
     let hex = format!("{:#010x}", key.parse::<i64>().unwrap_or(0) as u32);
-    let ipcs = util::run(Command::new("ipcs").arg("-q"), Duration::from_secs(60))?;
+    let ipcs = process::run(Command::new("ipcs").arg("-q"), Duration::from_secs(60))?;
     ipcs.expect_success("ipcs -q on the host")?;
     if ipcs.stdout.contains(&hex) {
         bail!("the host's `ipcs -q` shows container A's queue (key {hex})\n{ipcs}");

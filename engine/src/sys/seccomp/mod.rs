@@ -780,40 +780,4 @@ mod tests {
         assert_eq!(parse_kernel_version("junk"), None);
         assert!(kernel_version() >= (4, 8));
     }
-
-    /// Prints what building and compiling the default costs at run time
-    /// (`cargo test --release -p engine --lib seccomp_cost -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn seccomp_cost() {
-        let caps = default_caps();
-        let mut admin = caps;
-        admin.insert(Cap::parse("SYS_ADMIN").unwrap());
-        let arch = Arch::native().unwrap();
-        for (label, caps) in [("default caps", caps), ("+SYS_ADMIN", admin)] {
-            let mut times = Vec::new();
-            for _ in 0..2000 {
-                let start = std::time::Instant::now();
-                let program = compile(&Profile::default_for(&caps), arch).unwrap();
-                times.push(start.elapsed());
-                std::hint::black_box(program);
-            }
-            times.sort();
-            let mut table = Vec::new();
-            for _ in 0..2000 {
-                let start = std::time::Instant::now();
-                let program = default_program(&caps).unwrap();
-                table.push(start.elapsed());
-                std::hint::black_box(program);
-            }
-            table.sort();
-            println!(
-                "{label}: build+compile median {:?} (p90 {:?}); default_program median {:?}; {} instructions",
-                times[1000],
-                times[1800],
-                table[1000],
-                compile(&Profile::default_for(&caps), arch).unwrap().len()
-            );
-        }
-    }
 }

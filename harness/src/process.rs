@@ -1,29 +1,16 @@
-//! Small helpers: processes with timeouts and live output capture, tokens,
-//! ELF interpreters.
+//! Processes the harness runs: started with their output collected live
+//! (stdout also line by line, to wait for a line), ended within a timeout,
+//! and reported with what they printed.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// A short random hex string (for markers and unique names).
-pub fn token() -> String {
-    let mut buf = [0u8; 6];
-    let got = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
-    if got.is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        buf[..4].copy_from_slice(&nanos.to_le_bytes());
-        buf[4..].copy_from_slice(&(std::process::id() as u16).to_le_bytes());
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
+use testkit::quote::quote;
+use wait_timeout::ChildExt;
 
 /// The exit code, or 128+N when killed by signal N (as a shell says it).
 pub fn status_code(status: &ExitStatus) -> i32 {
@@ -112,19 +99,6 @@ fn write_stream(f: &mut std::fmt::Formatter<'_>, name: &str, text: &str) -> std:
     Ok(())
 }
 
-/// Quotes a word for a shell when it needs it (for command lines in messages).
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 /// `program arg...` as a shell would read it, with `VAR=value` prefixes.
 pub fn cmdline(cmd: &Command) -> String {
     let mut parts: Vec<String> = cmd
@@ -133,12 +107,12 @@ pub fn cmdline(cmd: &Command) -> String {
             Some(format!(
                 "{}={}",
                 k.to_string_lossy(),
-                shell_quote(&v?.to_string_lossy())
+                quote(&v?.to_string_lossy())
             ))
         })
         .collect();
-    parts.push(shell_quote(&cmd.get_program().to_string_lossy()));
-    parts.extend(cmd.get_args().map(|a| shell_quote(&a.to_string_lossy())));
+    parts.push(quote(&cmd.get_program().to_string_lossy()));
+    parts.extend(cmd.get_args().map(|a| quote(&a.to_string_lossy())));
     parts.join(" ")
 }
 
@@ -277,16 +251,7 @@ impl Proc {
     /// The child's status if it ends within `timeout`.
     fn wait_briefly(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => return None,
-            }
-        }
+        child.wait_timeout(timeout).ok().flatten()
     }
 
     /// Writes `text` to the child's stdin.
@@ -311,24 +276,14 @@ impl Proc {
     pub fn finish(mut self, timeout: Duration) -> Result<Output> {
         self.close_stdin();
         let mut child = self.child.take().expect("child is present until finish");
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!(
-                        "did not end within {} s; killed it\n{}",
-                        timeout.as_secs(),
-                        self.so_far()
-                    );
-                }
-                Err(e) => bail!("cannot wait for `{}`: {e}", self.cmdline),
-            }
+        let status = match testkit::wait::child(&mut child, timeout) {
+            Ok(status) => status,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => bail!(
+                "did not end within {} s; killed it\n{}",
+                timeout.as_secs(),
+                self.so_far()
+            ),
+            Err(e) => bail!("cannot wait for `{}`: {e}", self.cmdline),
         };
         for reader in self.readers.drain(..) {
             // A grandchild that kept the pipes open would block this join;
@@ -358,17 +313,11 @@ impl Drop for Proc {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        // Our own child, not reaped yet: the pid is still its.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        // Kills and reaps it if SIGTERM was not enough.
+        let _ = testkit::wait::child(&mut child, Duration::from_secs(10));
     }
 }
 
@@ -390,118 +339,9 @@ pub fn trace(out: &Output) {
     }
 }
 
-/// The program interpreter (`PT_INTERP`) of a 64-bit little-endian ELF
-/// executable, such as `/lib64/ld-linux-x86-64.so.2`.
-pub fn elf_interpreter(path: &Path) -> Result<PathBuf> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bad = || {
-        anyhow!(
-            "{} is not a 64-bit little-endian ELF executable",
-            path.display()
-        )
-    };
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
-        return Err(bad());
-    }
-    let u16_at = |o: usize| -> Option<u64> {
-        Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?) as u64)
-    };
-    let u32_at = |o: usize| -> Option<u64> {
-        Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?) as u64)
-    };
-    let u64_at = |o: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?))
-    };
-    let phoff = u64_at(0x20).ok_or_else(bad)? as usize;
-    let phentsize = u16_at(0x36).ok_or_else(bad)? as usize;
-    let phnum = u16_at(0x38).ok_or_else(bad)? as usize;
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if u32_at(ph).ok_or_else(bad)? == 3 {
-            let offset = u64_at(ph + 8).ok_or_else(bad)? as usize;
-            let size = u64_at(ph + 32).ok_or_else(bad)? as usize;
-            let raw = data.get(offset..offset + size).ok_or_else(bad)?;
-            let text = String::from_utf8_lossy(raw);
-            return Ok(PathBuf::from(text.trim_end_matches('\0')));
-        }
-    }
-    bail!(
-        "{} has no program interpreter (statically linked?)",
-        path.display()
-    )
-}
-
-/// The ELF machine (`e_machine`) of an executable; None when it is not ELF
-/// (a script).
-pub fn elf_machine(path: &Path) -> Option<u16> {
-    let mut head = [0u8; 20];
-    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
-    if &head[..4] != b"\x7fELF" {
-        return None;
-    }
-    let bytes = [head[18], head[19]];
-    Some(if head[5] == 2 {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    })
-}
-
-/// The ELF machine of this build: 62 (x86-64) or 183 (aarch64).
-pub fn host_elf_machine() -> Option<u16> {
-    match std::env::consts::ARCH {
-        "x86_64" => Some(62),
-        "aarch64" => Some(183),
-        _ => None,
-    }
-}
-
-/// Finds `program` in PATH (or the usual system directories).
-pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain([
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ])
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file());
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interpreter_of_a_dynamic_binary() {
-        let sh = which("ls").expect("ls is installed");
-        let interp = elf_interpreter(&std::fs::canonicalize(sh).unwrap()).unwrap();
-        assert!(
-            interp.to_string_lossy().contains("ld-linux"),
-            "{}",
-            interp.display()
-        );
-    }
-
-    #[test]
-    fn machine_of_this_test_binary() {
-        let exe = std::env::current_exe().unwrap();
-        assert_eq!(elf_machine(&exe), host_elf_machine());
-        assert_eq!(elf_machine(Path::new("/etc/hostname")), None);
-    }
-
-    #[test]
-    fn not_an_elf_is_refused() {
-        let err = elf_interpreter(Path::new("/etc/hostname")).unwrap_err();
-        assert!(err.to_string().contains("not a 64-bit"), "{err}");
-    }
 
     #[test]
     fn proc_waits_for_lines_and_reports_output() {
@@ -538,12 +378,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("did not end within 0 s"), "{err}");
-    }
-
-    #[test]
-    fn quoting_for_messages() {
-        assert_eq!(shell_quote("ps"), "ps");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

@@ -1,0 +1,364 @@
+//! `--userns auto` on a root-owned rootfs: a leased host ID range, an
+//! idmapped lower layer, fds for every mount (issue 14, "Container root is
+//! never host root", "Mounts", "Paths inside the rootfs").
+
+mod common;
+use common::*;
+use nix::sys::signal::Signal;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+const POOL_START: u64 = 1 << 30;
+
+/// The numbers of a `cat /proc/self/uid_map` line.
+fn uid_map(line: &str) -> (u64, u64, u64) {
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .map(|w| {
+            w.parse()
+                .unwrap_or_else(|_| panic!("uid_map line {line:?}"))
+        })
+        .collect();
+    assert_eq!(n.len(), 3, "uid_map line {line:?}");
+    (n[0], n[1], n[2])
+}
+
+/// The ID range leases in the engine's state directory.
+fn leases(env: &Engine) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(env.state_dir().join("userns"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("userns-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Root-owned rootfs, default options: container root is host BASE from the
+/// pool, never host root; the rootfs's files still read as root's; two
+/// containers at once get different ranges; the lease goes with the container.
+#[test]
+fn root_owned_rootfs_gets_a_pool_range_and_an_idmapped_view() {
+    let env = engine("pool");
+    let mut first = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "pool1",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; stat -c %u:%g /bin/busybox /etc; read x; true",
+        ],
+    );
+    let (inside, base1, size) = uid_map(&first.line());
+    assert_eq!((inside, size), (0, 65536));
+    assert!(base1 >= POOL_START, "base {base1} is not from the pool");
+    first.expect("0:0");
+    first.expect("0:0");
+    assert_eq!(leases(&env), [format!("userns-{base1}")]);
+
+    let a = run(
+        &env,
+        &[rootfs(), "pool2", "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
+    let (_, base2, _) = uid_map(stdout(&a).trim());
+    assert!(base2 >= POOL_START, "base {base2} is not from the pool");
+    assert_ne!(base1, base2, "two running containers share a range");
+
+    assert!(first.wait().success());
+    assert_eq!(leases(&env), Vec::<String>::new(), "leases left after exit");
+    env.assert_clean();
+}
+
+/// A file the container writes into a volume is owned on the host by the
+/// container's base, not by root.
+#[test]
+fn volume_writes_land_as_the_base() {
+    let env = engine("volbase");
+    let vol = tempfile::tempdir().unwrap();
+    chmod(vol.path(), 0o777);
+    let spec = format!("{}:/data", vol.path().display());
+    let a = run(
+        &env,
+        &[
+            "-v",
+            &spec,
+            rootfs(),
+            "vb",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; echo hi > /data/f",
+        ],
+    )
+    .code(0);
+    let (_, base, _) = uid_map(stdout(&a).trim());
+    let meta = std::fs::metadata(vol.path().join("f")).unwrap();
+    assert_eq!(
+        (meta.uid() as u64, meta.gid() as u64),
+        (base, base),
+        "the file the container wrote is not owned by its base"
+    );
+    assert!(base >= POOL_START);
+    env.assert_clean();
+}
+
+/// SIGKILL of the engine leaves its lease; the next invocation frees it.
+#[test]
+fn lease_of_a_killed_engine_is_freed_by_the_next_invocation() {
+    let env = engine("leasekill");
+    let mut c = Running::run(
+        &env,
+        &[rootfs(), "lk", "--", "sh", "-c", "echo up; sleep 60"],
+    );
+    c.expect("up");
+    assert_eq!(leases(&env).len(), 1);
+    c.signal(Signal::SIGKILL);
+    let _ = c.wait();
+    assert_eq!(
+        leases(&env).len(),
+        1,
+        "the killed engine's lease should remain"
+    );
+    env.cmd().arg("ps").assert().success();
+    assert_eq!(
+        leases(&env),
+        Vec::<String>::new(),
+        "ps did not free the lease"
+    );
+}
+
+/// A rootfs under a directory only host root may search (0700) runs: the
+/// parent opens it, the container never walks the host path.
+#[test]
+fn rootfs_under_a_private_directory_runs() {
+    let env = engine("private");
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o700);
+    let root = dir.path().join("root");
+    busybox::copy_to(&root);
+    let a = run(
+        &env,
+        &[
+            root.to_str().unwrap(),
+            "priv",
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map",
+        ],
+    )
+    .code(0);
+    let out = stdout(&a);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out}");
+    let (_, base, _) = uid_map(lines.next().unwrap_or(""));
+    assert!(base >= POOL_START, "{out}");
+    env.assert_clean();
+}
+
+/// `:ro` is recursive: a mount below the volume's source is read-only in the
+/// container too, and neither can be remounted read-write from inside. The
+/// submount exists only in a mount namespace of this test's thread.
+#[test]
+fn read_only_volume_is_read_only_with_its_submounts() {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap();
+    let env = engine("rovol");
+    let vol = tempfile::tempdir().unwrap();
+    chmod(vol.path(), 0o777);
+    let sub = vol.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=777"),
+    )
+    .unwrap();
+    let spec = format!("{}:/ro:ro", vol.path().display());
+    let a = run(
+        &env,
+        &[
+            "-v",
+            &spec,
+            rootfs(),
+            "rv",
+            "--",
+            "sh",
+            "-c",
+            "echo STARTED; touch /ro/a && echo WROTE-TOP; touch /ro/sub/a && echo WROTE-SUB; \
+             mount -o remount,rw /ro && echo REMOUNTED-TOP; mount -o remount,rw /ro/sub && echo REMOUNTED-SUB; \
+             touch /ro/b /ro/sub/b 2>/dev/null && echo WROTE-AFTER; echo DONE",
+        ],
+    );
+    let out = stdout(&a);
+    assert!(
+        out.starts_with("STARTED") && out.trim_end().ends_with("DONE"),
+        "{out}"
+    );
+    for bad in [
+        "WROTE-TOP",
+        "WROTE-SUB",
+        "REMOUNTED-TOP",
+        "REMOUNTED-SUB",
+        "WROTE-AFTER",
+    ] {
+        assert!(!out.contains(bad), "{bad}: {out}");
+    }
+    assert_eq!(std::fs::read_dir(vol.path()).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
+    nix::mount::umount(&sub).unwrap();
+    env.assert_clean();
+}
+
+/// `--layer-size` sizes the tmpfs of the copy-on-write layer.
+#[test]
+fn layer_size_is_honoured() {
+    let env = engine("layersize");
+    let a = run(
+        &env,
+        &[
+            "--layer-size",
+            "50M",
+            rootfs(),
+            "ls1",
+            "--",
+            "df",
+            "-k",
+            "/",
+        ],
+    )
+    .code(0);
+    let out = stdout(&a);
+    let total: u64 = out
+        .lines()
+        .find(|l| l.starts_with("overlay"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no df line for /: {out}"));
+    assert_eq!(total, 50 * 1024, "{out}");
+    run(&env, &["--layer-size", "1M", rootfs(), "ls2", "--", "true"])
+        .code(125)
+        .stderr(predicate::str::contains("--layer-size"));
+    env.assert_clean();
+}
+
+/// A volume target whose path goes through a rootfs symlink to a magic link
+/// (`/proc/self/root`, the host's root while the mounts are made) is refused,
+/// and nothing is made or mounted on the host.
+#[test]
+fn symlinked_volume_target_stays_inside_the_root() {
+    let env = engine("symtarget");
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let root = dir.path().join("root");
+    busybox::copy_to(&root);
+    std::os::unix::fs::symlink(
+        Path::new("/proc/self/root").join(outside.strip_prefix("/").unwrap()),
+        root.join("link"),
+    )
+    .unwrap();
+    let vol = tempfile::tempdir().unwrap();
+    chmod(vol.path(), 0o777);
+    let spec = format!("{}:/link/data", vol.path().display());
+    run(
+        &env,
+        &["-v", &spec, root.to_str().unwrap(), "st", "--", "true"],
+    )
+    .code(125)
+    .stderr(predicate::str::contains("/link/data"));
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "the volume target was made on the host, outside the rootfs"
+    );
+    env.assert_clean();
+}
+
+/// Where the rootfs's file system cannot be idmapped (ramfs), the run is
+/// refused with the sentence that says what to use instead, and nothing is
+/// left: no record, no lease, no cgroup, no mount. The ramfs exists only in
+/// a mount namespace of this test's thread.
+#[test]
+fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap();
+    let env = engine("noidmap");
+    let dir = tempfile::tempdir().unwrap();
+    mount(
+        Some("ramfs"),
+        dir.path(),
+        Some("ramfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let root = dir.path().join("root");
+    busybox::copy_to(&root);
+    run(&env, &[root.to_str().unwrap(), "ni", "--", "true"])
+        .code(125)
+        .stderr(
+            predicate::str::contains("cannot be idmapped")
+                .and(predicate::str::contains("--userns")),
+        );
+    assert_eq!(leases(&env), Vec::<String>::new());
+    env.assert_clean();
+    nix::mount::umount(dir.path()).unwrap();
+}
+
+/// `--write-through` on a root-owned rootfs: the idmapped tree is the root
+/// itself, so container root edits root's files and what it creates is owned
+/// by host root on disk, as the rest of the rootfs.
+#[test]
+fn write_through_writes_land_mapped_back() {
+    let env = engine("wt");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox::copy_to(&root);
+    let a = run(
+        &env,
+        &[
+            "--write-through",
+            root.to_str().unwrap(),
+            "wt",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; echo new > /etc/new",
+        ],
+    )
+    .code(0);
+    let (_, base, _) = uid_map(stdout(&a).trim());
+    assert!(base >= POOL_START);
+    let meta = std::fs::metadata(root.join("etc/new")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    env.assert_clean();
+}

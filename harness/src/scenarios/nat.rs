@@ -12,7 +12,7 @@
 
 use super::Ctx;
 use crate::engine::{Run, LINE_TIMEOUT, RUN_TIMEOUT};
-use crate::util::{self, Proc};
+use crate::process::{self as util, Proc};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream, UdpSocket};
@@ -93,16 +93,7 @@ impl World {
         let (tx, rx) = std::sync::mpsc::channel();
         world.dns = Some(std::thread::spawn(move || {
             let bound = (|| -> std::io::Result<UdpSocket> {
-                // SAFETY: setns(2) on an fd we own, for this thread only.
-                if unsafe {
-                    libc::setns(
-                        std::os::fd::AsRawFd::as_raw_fd(&ns_file),
-                        libc::CLONE_NEWNET,
-                    )
-                } != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                nix::sched::setns(ns_file, nix::sched::CloneFlags::CLONE_NEWNET)?;
                 let s = UdpSocket::bind((WORLD_IP, 53))?;
                 s.set_read_timeout(Some(Duration::from_millis(200)))?;
                 Ok(s)
@@ -171,8 +162,11 @@ impl Drop for World {
         .into_iter()
         .flatten()
         {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe { libc::kill(p.pid() as i32, libc::SIGKILL) };
+            // Our own child, not yet reaped: its pid is still its own.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             drop(p);
         }
     }
@@ -225,7 +219,7 @@ fn ruleset() -> Result<String> {
 }
 
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let busybox = util::which("busybox")
+    let busybox = testkit::quote::which("busybox")
         .context("busybox is needed for the world's httpd: apt-get install busybox-static")?;
     let busybox = busybox.to_string_lossy().into_owned();
     let env = ctx.env("nat")?;

@@ -58,13 +58,25 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
 
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).
 pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
+    sealed_if_host_root(spec)?;
     parent::run::run(spec, cfg).map_err(Error::engine)
 }
 
 /// `run -d`: returns once the command has started; the container runs on
 /// under a supervisor of its own.
 pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
+    sealed_if_host_root(spec)?;
     parent::detach::run_detached(spec, cfg).map_err(Error::engine)
+}
+
+/// Without a user namespace container root is host root: the engine then
+/// runs from a sealed copy of itself, as `exec` always does. Never on the
+/// default path (the copy costs a few milliseconds).
+fn sealed_if_host_root(spec: &Spec) -> Result<()> {
+    if spec.userns == model::userns::UserNs::Host {
+        parent::exec::run_from_sealed_copy().map_err(Error::engine)?;
+    }
+    Ok(())
 }
 
 /// What `engine exec` asks for, unchecked.
@@ -84,6 +96,9 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(Error::input)?),
         None => None,
     };
+    check_name(&input.name)?;
+    // The joining process runs this binary inside the container.
+    parent::exec::run_from_sealed_copy().map_err(Error::engine)?;
     let rec = lifecycle::find(&state(cfg), cfg, &input.name).map_err(Error::engine)?;
     let req = parent::exec::ExecRequest {
         env,
@@ -108,6 +123,9 @@ pub fn stop(
     grace: Duration,
     mut stopped: impl FnMut(&str),
 ) -> Result<()> {
+    for n in names {
+        check_name(n)?;
+    }
     let state = state(cfg);
     let recs = names
         .iter()
@@ -124,6 +142,9 @@ pub fn stop(
 /// Sends `signal` (a name such as TERM, or a number) to each named container's PID 1.
 pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
     let sig = lifecycle::parse_signal(signal).map_err(Error::input)?;
+    for n in names {
+        check_name(n)?;
+    }
     let state = state(cfg);
     for name in names {
         let rec = lifecycle::find(&state, cfg, name).map_err(Error::engine)?;
@@ -134,6 +155,7 @@ pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
 
 /// Prints a detached container's log to stdout; with `follow`, until it exits.
 pub fn logs(cfg: &Config, name: &str, follow: bool) -> Result<()> {
+    check_name(name)?;
     lifecycle::logs(&state(cfg), cfg, name, follow).map_err(Error::engine)
 }
 
@@ -153,6 +175,14 @@ pub fn setup(cfg: &Config) -> Result<()> {
 /// Undoes `setup`; refuses while containers run unless `force`.
 pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     parent::host::teardown(cfg, force).map_err(Error::engine)
+}
+
+/// A NAME given to a verb names a file of the state directory: the model's
+/// check keeps it there (`engine logs ../../x` is refused).
+fn check_name(name: &str) -> Result<()> {
+    model::names::check_name(name)
+        .map(drop)
+        .map_err(Error::input)
 }
 
 fn state(cfg: &Config) -> StateDir {

@@ -108,7 +108,7 @@ struct RunArgs {
     /// Memory limit, e.g. 50M, 512k, 1G (swap is disabled)
     #[arg(long, short = 'm')]
     memory: Option<String>,
-    /// Maximum number of processes
+    /// Maximum number of processes (default 4096 where cgroup v2 is available)
     #[arg(long)]
     pids_limit: Option<String>,
     /// Hostname (default: the name)
@@ -160,6 +160,21 @@ struct RunArgs {
     /// Say what the engine does, step by step
     #[arg(long)]
     verbose: bool,
+    /// Add a capability to the default 11 (a name such as NET_ADMIN, or ALL)
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability from the default 11 (a name, or ALL)
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// No user namespace, every capability, no seccomp filter: container root IS host root
+    #[arg(long)]
+    privileged: bool,
+    /// seccomp=unconfined, seccomp=PROFILE.json (docker's format), or no-new-privileges
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
+    /// Cap on a detached container's log (NAME.log and NAME.log.1 together), e.g. 10M (default)
+    #[arg(long, value_name = "SIZE")]
+    log_size_max: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -232,6 +247,13 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 layer_size: a.layer_size,
                 verbose: a.verbose,
                 detach: a.detach,
+                security: engine::model::security::SecurityInput {
+                    cap_add: a.cap_add,
+                    cap_drop: a.cap_drop,
+                    privileged: a.privileged,
+                    security_opt: a.security_opt,
+                },
+                log_size_max: a.log_size_max,
             };
             let spec = engine::prepare(input, &cfg)?;
             if spec.detach {

@@ -108,6 +108,8 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         layer_size,
         verbose: req.verbose,
         detach: req.detach,
+        confinement: crate::model::security::resolve(&req.security)?,
+        log_size_max: req.log_size_max,
     })
 }
 

@@ -79,8 +79,13 @@ fn kill(mut c: Running) {
 #[test]
 fn two_containers_ping_each_other_and_the_gateway() {
     let net = Net::new("ping", "10.77.0.0/24");
-    let a = net.start(&[rootfs(), "alpha", "10.77.0.10"], "read x");
-    let out = net.run(&[rootfs(), "beta", "10.77.0.11/24", "--", "sh", "-c",
+    // busybox ping needs a raw socket (it has no ICMP datagram fallback),
+    // and containers lose NET_RAW by default.
+    let a = net.start(
+        &["--cap-add", "NET_RAW", rootfs(), "alpha", "10.77.0.10"],
+        "read x",
+    );
+    let out = net.run(&["--cap-add", "NET_RAW", rootfs(), "beta", "10.77.0.11/24", "--", "sh", "-c",
         "ip -o -4 addr show eth0; ip route; ping -c1 -W5 10.77.0.1 && ping -c1 -W5 10.77.0.10 && echo PINGED"]);
     let text = stdout(&out);
     assert!(
@@ -227,7 +232,8 @@ fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
             );
             net.env
                 .spawnable()
-                .args(["run", "-v", &volume, rootfs(), &format!("c{i}"), "--", "sh", "-c", &script])
+                // NET_RAW for busybox ping (raw sockets only).
+                .args(["run", "--cap-add", "NET_RAW", "-v", &volume, rootfs(), &format!("c{i}"), "--", "sh", "-c", &script])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

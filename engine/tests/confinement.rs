@@ -91,7 +91,8 @@ fn remove_stale_fixtures() {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(pid) = name.strip_prefix("engine-confinement-") {
-            if !Path::new("/proc").join(pid).exists() {
+            // Only fixtures (a pid), never a running test's Env (`env-...`).
+            if pid.bytes().all(|b| b.is_ascii_digit()) && !Path::new("/proc").join(pid).exists() {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

@@ -67,7 +67,7 @@ mount -t tmpfs -o mode=755 tmpfs /mnt/run || fail "cannot mount tmpfs on /run"
 [ -d /mnt/var/tmp ] && mount -t tmpfs -o mode=1777 tmpfs /mnt/var/tmp
 mount -t proc proc /mnt/proc || fail "cannot mount /proc"
 mount -t sysfs sysfs /mnt/sys || fail "cannot mount /sys"
-mount -t cgroup2 cgroup2 /mnt/sys/fs/cgroup || fail "cannot mount cgroup2"
+mount -t cgroup2 -o nsdelegate cgroup2 /mnt/sys/fs/cgroup || fail "cannot mount cgroup2"
 mount -t devtmpfs devtmpfs /mnt/dev || fail "cannot mount /dev"
 mkdir -p /mnt/dev/pts /mnt/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /mnt/dev/pts

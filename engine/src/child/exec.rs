@@ -1,28 +1,35 @@
 //! The common end of a new container and an exec: session, tty, working
 //! directory, environment, default signals, and the PATH search of exec.
 
-use super::mounts::mkdir_p;
 use super::{fail, Context, Failure, Never, Step};
 use crate::exit;
 use crate::model::env::{command_candidates, search_path};
+use crate::model::security::Confinement;
+use crate::sys::openat;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
-use nix::unistd::chdir;
 use std::ffi::CString;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The common end of a new container and an exec: own session, the tty,
-/// working directory, default signal dispositions, exec.
+/// every other fd closed, working directory, default signal dispositions,
+/// confinement (seccomp, capabilities, no_new_privs), exec. `error_fd`
+/// (close-on-exec) is the only fd above 2 left open.
 pub(super) fn finish_and_exec(
     pty_slave: Option<RawFd>,
     workdir: &Path,
     command: &[String],
     env: &[CString],
+    confinement: &Confinement,
+    error_fd: RawFd,
 ) -> Step<Never> {
     // A session of our own: the engine's terminal signals reach us only
-    // through the engine (or through our own pty).
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // through the engine (or through our own pty). A joining process made
+    // its session before it joined.
+    if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
+        nix::unistd::setsid().ctx(|| "setsid".into())?;
+    }
     if let Some(slave) = pty_slave {
         // SAFETY: the parent keeps the pty slave open until we exec.
         let slave_fd = unsafe { BorrowedFd::borrow_raw(slave) };
@@ -35,8 +42,13 @@ pub(super) fn finish_and_exec(
             let _ = nix::unistd::close(slave);
         }
     }
+    // Nothing of the engine's (or of whoever started it) reaches the
+    // container: an inherited directory fd would be a way out of the root.
+    openat::close_fds_except(&[error_fd])
+        .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
     enter_workdir(workdir)?;
     reset_signals();
+    super::confine::apply(confinement)?;
     exec(command, env)
 }
 
@@ -63,12 +75,32 @@ pub(super) fn environment(
         .collect()
 }
 
+/// Enters `dir` resolved inside the root (no symlink or magic link leads
+/// out), creating it if missing as docker does, then checks that the
+/// working directory has a path from `/`.
 fn enter_workdir(dir: &Path) -> Step {
-    if !dir.exists() {
-        // As docker does: a missing working directory is created.
-        mkdir_p(dir)?;
+    use rustix::fs::OFlags;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail(format!("cannot open the container's root: {e}")))?;
+    let flags = OFlags::PATH | OFlags::DIRECTORY;
+    let fd = match openat::open_in_root(root.as_fd(), dir, flags) {
+        Err(e) if e.errno == rustix::io::Errno::NOENT => {
+            openat::mkdir_all_in_root(root.as_fd(), dir, 0o755)
+        }
+        other => other,
     }
-    chdir(dir).ctx(|| format!("working directory {}", dir.display()))
+    .map_err(|e| fail(format!("working directory: {e}")))?;
+    rustix::process::fchdir(&fd).map_err(|e| {
+        fail(format!(
+            "cannot enter the working directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    openat::check_cwd_inside_root().map_err(|e| fail(e.to_string()))
 }
 
 /// The parent blocked the signals it forwards, and Rust ignores SIGPIPE;

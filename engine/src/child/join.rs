@@ -1,23 +1,27 @@
 //! The child of `engine exec`: join a running container's namespaces, then exec.
 
-use super::{become_root, exec, report_and_exit, Context, Never, Step};
-use std::os::fd::RawFd;
+use super::{become_root, exec, fail, report_and_exit, Context, Never, Step};
+use crate::model::security::Confinement;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::Path;
 
 /// What `engine exec` needs to join a running container.
 pub struct JoinSetup<'a> {
-    /// Open /proc/PID/ns/* files of the container's PID 1, in the order to
-    /// join them (the user namespace last: joining it first would drop the
-    /// host capabilities the others need).
-    pub namespaces: Vec<(RawFd, nix::sched::CloneFlags)>,
-    /// Whether a user namespace is among them (then become its root).
-    pub userns: bool,
+    /// A pidfd of the container's PID 1 (setns through it joins every
+    /// namespace in `namespaces` at once, Linux 5.8).
+    pub pidfd: RawFd,
+    /// The namespaces that differ from ours.
+    pub namespaces: nix::sched::CloneFlags,
     pub error_fd: RawFd,
     pub pty_slave: Option<RawFd>,
+    /// Without a pty: what becomes fds 0, 1, 2 (pipes the engine relays
+    /// where its own stdio is a terminal; None keeps ours).
+    pub stdio: [Option<RawFd>; 3],
     pub hostname: &'a str,
     pub env: &'a [(String, String)],
     pub workdir: &'a Path,
     pub command: &'a [String],
+    pub confinement: &'a Confinement,
 }
 
 /// The child of `engine exec`: already in the container's pid namespace and
@@ -31,16 +35,46 @@ pub fn join(setup: &JoinSetup) -> ! {
 }
 
 fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
+    use nix::sched::CloneFlags;
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    for (fd, kind) in &setup.namespaces {
-        // SAFETY: the fd is an open namespace file that outlives this call.
-        let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
-        nix::sched::setns(ns, *kind)
-            .ctx(|| format!("join the container's {kind:?} namespace (has it exited?)"))?;
+    // Out of reach of container root (ptrace, /proc/PID/{environ,fd,mem})
+    // until exec: the engine set this before cloning us, and a uid change
+    // below must not undo it.
+    non_dumpable()?;
+    // Drop the caller's controlling terminal before anything of the
+    // container can see us.
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    for (fd, from) in setup.stdio.iter().enumerate() {
+        if let Some(from) = from {
+            nix::unistd::dup2(*from, fd as RawFd).ctx(|| format!("dup2 onto fd {fd}"))?;
+        }
     }
-    if setup.userns {
+    // Nothing but what the exec needs: not the cgroup directory of clone3,
+    // not the engine's files.
+    let mut keep = vec![setup.error_fd, setup.pidfd];
+    keep.extend(setup.pty_slave);
+    crate::sys::openat::close_fds_except(&keep)
+        .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
+    // SAFETY: the pidfd is open (kept above) until we close it below.
+    let pidfd = unsafe { BorrowedFd::borrow_raw(setup.pidfd) };
+    nix::sched::setns(pidfd, setup.namespaces)
+        .ctx(|| "join the container's namespaces (has it exited?)".into())?;
+    let _ = nix::unistd::close(setup.pidfd);
+    if setup.namespaces.contains(CloneFlags::CLONE_NEWUSER) {
         become_root()?;
+        non_dumpable()?;
     }
     let env = exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env);
-    exec::finish_and_exec(setup.pty_slave, setup.workdir, setup.command, &env)
+    exec::finish_and_exec(
+        setup.pty_slave,
+        setup.workdir,
+        setup.command,
+        &env,
+        setup.confinement,
+        setup.error_fd,
+    )
+}
+
+fn non_dumpable() -> Step {
+    nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())
 }

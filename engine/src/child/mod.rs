@@ -7,6 +7,7 @@
 //! fine; every failure is reported to the parent over the error pipe with the
 //! exit code it should become (125, 126 or 127).
 
+mod confine;
 mod dev;
 mod exec;
 pub mod join;
@@ -117,9 +118,14 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx(|| "unshare the cgroup namespace".into())?;
+    // Through /proc/sys/net of our own network namespace, while it is writable.
+    confine::allow_ping();
 
     let root = mounts::build_root(setup, mount_fds)?;
     mounts::enter_root(&root)?;
+    // Closed now: exec::finish_and_exec closes every fd but the error pipe,
+    // and an OwnedFd still alive then would be closed twice on a failure.
+    drop(root);
 
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
     crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
@@ -129,7 +135,14 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
 
     let env = exec::environment(&spec.hostname, spec.tty, &spec.env);
     let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
-    exec::finish_and_exec(slave, &spec.workdir, &spec.command, &env)
+    exec::finish_and_exec(
+        slave,
+        &spec.workdir,
+        &spec.command,
+        &env,
+        &spec.confinement,
+        setup.error_fd,
+    )
 }
 
 /// The fds the parent sent before its go (they are queued on the socket).

@@ -83,11 +83,6 @@ pub(super) fn mnt_at(
     })
 }
 
-/// (For the working directory, after pivot_root: exec.rs.)
-pub(super) fn mkdir_p(path: &Path) -> Step {
-    std::fs::create_dir_all(path).ctx(|| format!("mkdir {}", path.display()))
-}
-
 fn in_root<T>(r: Result<T, crate::sys::openat::InRootError>) -> Step<T> {
     r.map_err(|e| fail(e.to_string()))
 }

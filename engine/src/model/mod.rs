@@ -6,6 +6,7 @@ pub mod limits;
 pub mod names;
 pub mod network;
 pub mod ports;
+pub mod security;
 pub mod spec;
 pub mod userns;
 pub mod volumes;

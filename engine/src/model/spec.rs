@@ -10,6 +10,7 @@ use crate::model::limits::{self, Limits};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
 use crate::model::ports::{parse_dns, parse_publishes};
+use crate::model::security::{Confinement, SecurityInput, SecurityRequest};
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
 use crate::sys::net::dns::DnsOptions;
@@ -49,7 +50,14 @@ pub struct SpecInput {
     pub verbose: bool,
     /// Run in the background (`-d`), output to the log.
     pub detach: bool,
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
+    pub security: SecurityInput,
+    /// `--log-size-max` of a detached container (default 10 MiB).
+    pub log_size_max: Option<String>,
 }
+
+/// A detached container's log is capped at this by default.
+pub const DEFAULT_LOG_SIZE_MAX: u64 = 10 << 20;
 
 /// Where the root file system comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +94,8 @@ pub struct Request {
     pub layer_size: Option<u64>,
     pub verbose: bool,
     pub detach: bool,
+    pub security: SecurityRequest,
+    pub log_size_max: u64,
 }
 
 /// A container description that has passed every check, against the host too.
@@ -114,6 +124,10 @@ pub struct Spec {
     pub layer_size: u64,
     pub verbose: bool,
     pub detach: bool,
+    /// Capabilities, seccomp filter, no_new_privs.
+    pub confinement: Confinement,
+    /// Bytes a detached container's logs may hold (NAME.log and NAME.log.1).
+    pub log_size_max: u64,
 }
 
 impl Request {
@@ -135,7 +149,26 @@ impl Request {
             input.memory.as_deref(),
             input.pids_limit.as_deref(),
         )?;
-        let userns = parse_userns(&input.userns)?;
+        let security = crate::model::security::parse(&input.security)?;
+        // --privileged is today's --userns host (no user namespace) with
+        // every capability and no filter.
+        let userns = match (input.security.privileged, input.userns.as_str()) {
+            (true, "auto" | "" | "host") => parse_userns("host")?,
+            (true, other) => bail!(
+                "--privileged runs without a user namespace, so --userns {other} cannot apply: drop one of them"
+            ),
+            (false, other) => parse_userns(other)?,
+        };
+        let log_size_max = match input.log_size_max.as_deref() {
+            None => DEFAULT_LOG_SIZE_MAX,
+            Some(s) => limits::parse_size(s)
+                .filter(|n| *n >= 4096)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid --log-size-max {s:?}: give a size of at least 4k, such as 10M"
+                    )
+                })?,
+        };
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let ports = parse_publishes(&input.publish)?;
         let dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
@@ -198,6 +231,8 @@ impl Request {
             layer_size,
             verbose: input.verbose,
             detach: input.detach,
+            security,
+            log_size_max,
         })
     }
 }

@@ -1,5 +1,16 @@
 //! `engine exec`: a new process inside a running container (its namespaces,
-//! cgroup, root and working directory), supervised like PID 1.
+//! cgroup, root and working directory, capabilities and seccomp filter),
+//! supervised like PID 1.
+//!
+//! The joining process is what container root would most like to reach, so
+//! it carries nothing of the caller's: the engine runs from a sealed memfd
+//! (the host binary cannot be reopened for writing through /proc/PID/exe,
+//! CVE-2019-5736), is non-dumpable until exec, leaves the caller's session
+//! (no controlling terminal to push keystrokes into), closes every fd but
+//! the ones it hands on, joins with a pidfd, and gets an environment made of
+//! the container's record and `-e` only. A terminal is never handed in: with
+//! `-t` it gets a pty of its own; without, any of the caller's stdin, stdout
+//! and stderr that is a terminal is relayed through a pipe.
 
 use super::clone::{clone3, Cloned};
 use super::supervise::{block_forwarded, supervise};
@@ -7,8 +18,11 @@ use super::{child_failure, pipe};
 use crate::child;
 use crate::sys::state::Record;
 use anyhow::{anyhow, Context, Result};
+use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// What `engine exec` runs.
@@ -23,12 +37,14 @@ pub struct ExecRequest {
 /// cgroup, its root and working directory. Returns docker's exit code.
 pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     use nix::sched::CloneFlags;
+    // Before anything of the container exists in this process; inherited
+    // by the joining child.
+    nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
     let gone = || anyhow!("container {} has exited", rec.name);
-    let mut namespaces = Vec::new();
-    let mut files = Vec::new();
-    let mut userns = false;
-    // The user namespace last: joining it first would drop the host
-    // capabilities the others need.
+    let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
+    let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|_| gone())?;
+    let mut namespaces = CloneFlags::empty();
     for (name, kind) in [
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
@@ -37,19 +53,30 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         ("mnt", CloneFlags::CLONE_NEWNS),
         ("user", CloneFlags::CLONE_NEWUSER),
     ] {
-        let theirs = format!("/proc/{}/ns/{name}", rec.pid);
-        let target = std::fs::read_link(&theirs).map_err(|_| gone())?;
-        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() == Some(target) {
-            continue; // shared with the host (e.g. --userns host)
+        let theirs =
+            std::fs::read_link(format!("/proc/{}/ns/{name}", rec.pid)).map_err(|_| gone())?;
+        // Shared with the host (e.g. --userns host): nothing to join.
+        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(theirs) {
+            namespaces |= kind;
         }
-        let file = File::open(&theirs).map_err(|_| gone())?;
-        namespaces.push((file.as_raw_fd(), kind));
-        files.push(file);
-        userns |= name == "user";
     }
+    // Relays for our terminals, forked while our children are still born
+    // in our own pid namespace (out of the container's sight).
+    let relays = if req.tty {
+        Vec::new()
+    } else {
+        terminal_relays()?
+    };
+    let mut stdio = [None; 3];
+    for r in &relays {
+        stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
+    }
+    let relays: Vec<RelayProcess> = relays
+        .into_iter()
+        .map(Relay::start)
+        .collect::<Result<_>>()?;
     // Our children, not we, are born in the container's pid namespace.
-    let pid_ns = File::open(format!("/proc/{}/ns/pid", rec.pid)).map_err(|_| gone())?;
-    nix::sched::setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)
+    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
 
     let pty = if req.tty {
@@ -61,15 +88,18 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     let mut env = rec.env.clone();
     env.extend(req.env.iter().cloned());
     let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let confinement = rec.confinement.clone().unwrap_or_default();
     let setup = child::join::JoinSetup {
+        pidfd: target.as_raw_fd(),
         namespaces,
-        userns,
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+        stdio,
         hostname: &rec.hostname,
         env: &env,
         workdir: &workdir,
         command: &req.command,
+        confinement: &confinement,
     };
     let (forwarded, _restore_mask) = block_forwarded()?;
     let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
@@ -77,13 +107,180 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         Cloned::Child => child::join::join(&setup),
         Cloned::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop(setup);
-    drop(files);
+    drop(cgroup_dir);
+    drop(target);
     drop(error_write);
     let master = pty.map(|p| p.master);
+    // Only the joining process holds the command's ends of the pipes now.
+    let relays: Vec<RelayProcess> = relays.into_iter().map(RelayProcess::close_theirs).collect();
     if let Some(failure) = child_failure(error_read) {
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(failure.into());
     }
-    supervise(pid, &pidfd, master, forwarded)
+    let status = supervise(pid, &pidfd, master, forwarded)?;
+    for r in relays {
+        r.finish();
+    }
+    Ok(status)
+}
+
+/// A pipe standing in for one of our stdio fds that is a terminal.
+struct Relay {
+    /// 0, 1 or 2.
+    fd: RawFd,
+    /// The end the joining process gets.
+    theirs: OwnedFd,
+    ours: OwnedFd,
+}
+
+fn terminal_relays() -> Result<Vec<Relay>> {
+    let mut relays = Vec::new();
+    let terminal = [
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ];
+    for (fd, is_tty) in terminal.into_iter().enumerate() {
+        if !is_tty {
+            continue;
+        }
+        let (read, write) = pipe()?;
+        let (theirs, ours) = if fd == 0 {
+            (read, write)
+        } else {
+            (write, read)
+        };
+        relays.push(Relay {
+            fd: fd as RawFd,
+            theirs,
+            ours,
+        });
+    }
+    Ok(relays)
+}
+
+impl Relay {
+    /// Forks a process that copies between our fd and the pipe (a process,
+    /// not a thread: no thread can be made once we joined the container's
+    /// pid namespace, and the joining child is cloned from us).
+    fn start(self) -> Result<RelayProcess> {
+        // SAFETY: single-threaded; the child only copies bytes and _exits.
+        match unsafe { nix::unistd::fork() }.context("cannot fork a stdio relay")? {
+            nix::unistd::ForkResult::Child => {
+                let _ = crate::sys::openat::close_fds_except(&[self.ours.as_raw_fd()]);
+                for sig in [
+                    nix::sys::signal::Signal::SIGINT,
+                    nix::sys::signal::Signal::SIGQUIT,
+                ] {
+                    // SAFETY: ignoring a signal is always sound. The engine forwards ^C to the command.
+                    let _ = unsafe {
+                        nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn)
+                    };
+                }
+                copy_loop(self.fd, self.ours);
+                // SAFETY: skips the exit handlers and buffers copied from the engine.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(RelayProcess {
+                pid: child,
+                input: self.fd == 0,
+                theirs: Some(self.theirs),
+            }),
+        }
+    }
+}
+
+/// A forked relay, and the pipe end the joining process gets until it is cloned.
+struct RelayProcess {
+    pid: nix::unistd::Pid,
+    input: bool,
+    theirs: Option<OwnedFd>,
+}
+
+impl RelayProcess {
+    fn close_theirs(mut self) -> RelayProcess {
+        self.theirs = None;
+        self
+    }
+
+    /// The stdin relay may be blocked on the terminal: it goes. The output
+    /// relays end once the command's side of their pipe is closed, after
+    /// writing what is left in it.
+    fn finish(self) {
+        if self.input {
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+fn copy_loop(fd: RawFd, pipe: OwnedFd) {
+    let mut pipe = File::from(pipe);
+    let mut buf = [0u8; 16 * 1024];
+    // SAFETY: fds 0-2 stay open for the life of the process.
+    let ours = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    loop {
+        if fd == 0 {
+            let n = super::tty::read_some(ours, &mut buf);
+            if n <= 0 || pipe.write_all(&buf[..n as usize]).is_err() {
+                return;
+            }
+        } else {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !super::tty::write_all(ours, &buf[..n]) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Re-executes the engine from a sealed, read-only memfd copy of itself
+/// (same argv and environment), as runc does against CVE-2019-5736: a
+/// process of the container that reaches /proc/PID/exe of this engine finds
+/// a copy it cannot write, never the host's binary. Returns at once when
+/// already running from such a copy (told by its seals, not by a variable
+/// the caller could set).
+pub fn run_from_sealed_copy() -> Result<()> {
+    use rustix::fs::SealFlags;
+    let mut exe = File::open("/proc/self/exe").context("cannot open /proc/self/exe")?;
+    if rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SealFlags::WRITE)) {
+        return Ok(());
+    }
+    let memfd = rustix::fs::memfd_create(
+        "engine",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .context("cannot create a memfd for a sealed copy of the engine")?;
+    let mut copy = File::from(memfd);
+    std::io::copy(&mut exe, &mut copy).context("cannot copy the engine into a memfd")?;
+    // Read and execute for its owner only: container root, not host root,
+    // may not even open it for writing.
+    rustix::fs::fchmod(&copy, rustix::fs::Mode::from_raw_mode(0o500))
+        .context("cannot make the engine's memfd read-only")?;
+    rustix::fs::fcntl_add_seals(
+        &copy,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )
+    .context("cannot seal the engine's memfd")?;
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("an argument holds a NUL byte")?;
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let err = nix::unistd::fexecve(copy.as_raw_fd(), &args, &env).unwrap_err();
+    Err(anyhow!(
+        "cannot run the engine from its sealed copy: {}",
+        err.desc()
+    ))
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 pub fn setup(cfg: &Config) -> Result<()> {
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
+    state.make_private()?;
     let _lock = state.lock()?;
     recover_stale(&state, cfg);
     crate::sys::net::setup_host(&net, &state.dir)?;

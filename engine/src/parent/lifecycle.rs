@@ -8,7 +8,7 @@ use crate::sys::state::{self, Record, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
 /// Prints a detached container's log; with `follow`, keeps printing until
 /// the container has exited.
 pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let path = state.log_of(name);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -182,24 +183,38 @@ pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<
     let rec = state.read(name);
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = 0u64;
+    // The older half first (the log relay rotates NAME.log to NAME.log.1).
+    if let Ok(mut older) = std::fs::File::open(super::detach::rotated(&path)) {
+        copy_all(&mut older, &mut out, &mut buf)?;
+    }
     loop {
         let running = rec
             .as_ref()
             .is_some_and(|r| is_alive(r) && state.read(name).is_some());
-        loop {
-            let n = file.read(&mut buf).context("cannot read the log")?;
-            if n == 0 {
-                break;
-            }
-            pos += n as u64;
-            out.write_all(&buf[..n]).ok();
-        }
+        copy_all(&mut file, &mut out, &mut buf)?;
         out.flush().ok();
         if !follow || !running {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
-        file.seek(SeekFrom::Start(pos)).ok();
+        // Rotated meanwhile: finish the old file, go on with the new one.
+        let ino = file.metadata().map(|m| m.ino()).ok();
+        if std::fs::metadata(&path).map(|m| m.ino()).ok() != ino {
+            copy_all(&mut file, &mut out, &mut buf)?;
+            if let Ok(f) = std::fs::File::open(&path) {
+                file = f;
+            }
+        }
+    }
+}
+
+/// Copies what `file` holds from its position on.
+fn copy_all(file: &mut std::fs::File, out: &mut impl Write, buf: &mut [u8]) -> Result<()> {
+    loop {
+        let n = file.read(buf).context("cannot read the log")?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n]).ok();
     }
 }

@@ -119,7 +119,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         // Only now is the name ours: a clash must not truncate another's log.
         let log = state.log_of(&spec.name);
         res.log = Some(log.clone());
-        super::detach::redirect_output(&log)?;
+        super::detach::redirect_output(&log, spec.log_size_max)?;
         record.log = Some(log);
     }
 
@@ -346,6 +346,7 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         env: spec.env.clone(),
         ports: spec.ports.clone(),
         userns_base: None,
+        confinement: Some(spec.confinement.clone()),
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

@@ -16,6 +16,13 @@ pub struct Pty {
 pub fn open_pty() -> Result<Pty> {
     let winsize = terminal_size();
     let pty = nix::pty::openpty(winsize.as_ref(), None).context("cannot open a pseudo-terminal")?;
+    // openpty(3) sets no close-on-exec: the master must never reach the
+    // container (its holder could type into the container's terminal), and
+    // the child hands the slave on as fds 0-2 itself.
+    for fd in [&pty.master, &pty.slave] {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)
+            .context("cannot make the pseudo-terminal close-on-exec")?;
+    }
     let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
         .context("cannot find the pty's path")?;
     Ok(Pty {

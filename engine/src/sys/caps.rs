@@ -187,6 +187,11 @@ impl CapSet {
         })
     }
 
+    /// The set whose bit N is capability N; unknown bits are dropped.
+    pub const fn from_bits(bits: u64) -> CapSet {
+        CapSet(bits & CapSet::all().0)
+    }
+
     pub fn contains(self, cap: Cap) -> bool {
         self.0 & (1 << cap.0) != 0
     }

@@ -22,6 +22,9 @@ impl Limits {
     }
 }
 
+/// pids.max of a container without `--pids-limit`.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+
 const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 const CPU_PERIOD_US: u64 = 100_000;
 
@@ -161,9 +164,9 @@ impl Cgroup {
                 write(&swap, "0")?;
             }
         }
-        if let Some(pids) = limits.pids {
-            write(&self.path.join("pids.max"), &pids.to_string())?;
-        }
+        // A fork bomb is bounded even without --pids-limit.
+        let pids = limits.pids.unwrap_or(DEFAULT_PIDS_LIMIT);
+        write(&self.path.join("pids.max"), &pids.to_string())?;
         Ok(())
     }
 }

@@ -43,6 +43,10 @@ pub struct Record {
     /// a root-owned rootfs); the lease is released with the container.
     #[serde(default)]
     pub userns_base: Option<u32>,
+    /// For `engine exec`: the capabilities and filter the joining process
+    /// gets (None in records of older engines: the defaults).
+    #[serde(default)]
+    pub confinement: Option<Confinement>,
 }
 
 /// The state directory.
@@ -73,9 +77,28 @@ impl StateDir {
         }
     }
 
+    /// Creates the directory 0700 (records hold `-e` values, logs output).
     fn ensure(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
+        use std::os::unix::fs::DirBuilderExt;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        match builder.create(&self.dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(_) => {}
+        }
+        builder
+            .recursive(true)
+            .create(&self.dir)
             .with_context(|| format!("cannot create state directory {}", self.dir.display()))
+    }
+
+    /// Makes an existing state directory private again (for `engine setup`).
+    pub fn make_private(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        self.ensure()?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make state directory {} private", self.dir.display()))
     }
 
     /// An exclusive lock over the whole state directory.
@@ -104,7 +127,7 @@ impl StateDir {
         let path = self.path_of(&rec.name);
         let tmp = self.dir.join(format!(".{}.json.tmp", rec.name));
         let data = serde_json::to_vec_pretty(rec).context("cannot encode state")?;
-        std::fs::write(&tmp, data)
+        write_private(&tmp, &data)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .with_context(|| format!("cannot write state file {}", path.display()))
     }
@@ -147,6 +170,19 @@ impl StateDir {
     }
 }
 
+/// Writes `data` to a new file readable by its owner only.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
+}
+
 /// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -160,4 +196,27 @@ pub fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Kept for `engine exec` (the model fills it): what the child (and a process joining by `engine exec`) applies before exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// All capabilities the process holds, no filter (no user namespace).
+    pub privileged: bool,
+    /// The capabilities kept (bit N is capability N); ignored when privileged.
+    pub caps: u64,
+    pub no_new_privs: bool,
+    pub filter: Filter,
+}
+
+/// The filter a container runs under, in a form the state record can keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    Unconfined,
+    /// moby's default profile for the container's capabilities (a table
+    /// built into the binary for the usual sets).
+    Default,
+    /// A compiled user profile: each instruction packed as code<<48 | jt<<40 | jf<<32 | k.
+    Custom(Vec<u64>),
 }

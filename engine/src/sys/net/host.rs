@@ -83,11 +83,29 @@ pub fn setup_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
             })?,
         }
     }
+    refuse_router_advertisements(name)?;
     if !bridge.header.flags.contains(LinkFlags::Up) {
         nl.set_up(index)
             .map_err(|e| e.explain(format!("cannot bring bridge {name} up")))?;
     }
     enable_forwarding(state_dir)
+}
+
+/// A container must not become the host's IPv6 router: the bridge takes no
+/// router advertisements and configures no address from them. Nothing to do
+/// where IPv6 is off (no conf directory).
+fn refuse_router_advertisements(bridge: &str) -> Result<()> {
+    let conf = Path::new("/proc/sys/net/ipv6/conf").join(bridge);
+    if !conf.exists() {
+        return Ok(());
+    }
+    for key in ["accept_ra", "autoconf"] {
+        let path = conf.join(key);
+        anyhow::Context::with_context(std::fs::write(&path, "0"), || {
+            format!("cannot write 0 to {}: the bridge would accept IPv6 router advertisements from containers", path.display())
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes the bridge and restores forwarding to its value before `setup_host`. Idempotent.

@@ -1,0 +1,53 @@
+//! The last steps before exec, in runc's order: the seccomp filter while
+//! CAP_SYS_ADMIN is still held (unless no_new_privs is asked for), the
+//! capability cut, then no_new_privs and the filter. Everything was built
+//! and checked by the parent; here only the system calls remain.
+
+use super::{fail, Step};
+use crate::model::security::Confinement;
+use crate::sys::{caps, seccomp};
+
+/// Applies `conf` to the calling process.
+pub(super) fn apply(conf: &Confinement) -> Step {
+    if conf.privileged {
+        caps::apply_privileged().map_err(|e| fail(e.to_string()))?;
+        if conf.no_new_privs {
+            set_no_new_privs()?;
+        }
+        return Ok(());
+    }
+    let program = conf.program().map_err(|e| fail(e.to_string()))?;
+    let install = |p: &[seccomp::sock_filter]| seccomp::apply(p).map_err(|e| fail(e.to_string()));
+    if !conf.no_new_privs {
+        // Needs CAP_SYS_ADMIN in our user namespace: before the cut.
+        if let Some(p) = &program {
+            install(p)?;
+        }
+    }
+    caps::apply(&conf.caps()).map_err(|e| fail(e.to_string()))?;
+    if conf.no_new_privs {
+        set_no_new_privs()?;
+        if let Some(p) = &program {
+            install(p)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_no_new_privs() -> Step {
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| fail(format!("cannot set no_new_privs in the container: {e}")))
+}
+
+/// `ping` without CAP_NET_RAW: ICMP echo sockets for every group of the
+/// container, in its own network namespace (before /proc/sys is made
+/// read-only). A user namespace maps only some groups, and the kernel takes
+/// only mapped ones: then the first 65536. Best effort: ping is a comfort.
+pub(super) fn allow_ping() {
+    const PATH: &str = "/proc/sys/net/ipv4/ping_group_range";
+    for range in ["0 2147483647", "0 65535"] {
+        if std::fs::write(PATH, range).is_ok() {
+            return;
+        }
+    }
+}

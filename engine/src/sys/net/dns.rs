@@ -116,9 +116,10 @@ pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: &DnsOptions
     out
 }
 
-/// Writes the three files into `dir` (created 0755, files 0644: the
-/// container reads them through bind mounts, possibly as a uid that owns
-/// nothing on the host) and returns their paths in `FILES` order.
+/// Writes the three files into `dir` (created 0700, like the state directory
+/// around it; files 0644, since the container reads them through mounts the
+/// parent makes, possibly as a uid that owns nothing on the host) and returns
+/// their paths in `FILES` order.
 pub fn write_files(
     dir: &Path,
     hostname: &str,
@@ -133,7 +134,7 @@ pub fn write_files(
         hosts(hostname, name, ip, opts),
         format!("{hostname}\n"),
     ];
-    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         // Left by a container of the same name that the engine could not clean up.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

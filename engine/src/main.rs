@@ -90,7 +90,7 @@ struct ExecArgs {
 
 #[derive(Args)]
 #[command(
-    after_help = "Exit status: the command's own; 128+N when it was killed by signal N; 125 engine error; 126 command not executable; 127 command not found.\n\nExamples:\n  engine run busybox                       an interactive shell in a busybox rootfs\n  engine run ./centos web 192.168.1.10     the old container_engine usage\n  engine run --cpus 0.5 --memory 50M --net none busybox -- sh -c 'echo hi'"
+    after_help = "Exit status: the command's own; 128+N when it was killed by signal N; 125 engine error; 126 command not executable; 127 command not found.\n\nExamples:\n  engine run busybox                       an interactive shell in a busybox rootfs\n  engine run ./centos web 192.168.1.10     the old container_engine usage\n  engine run --cpus 0.5 --memory 50M --net none busybox -- sh -c 'echo hi'\n  engine run -d -p 8080:80 busybox web -- httpd -f -p 80   port 8080 of the host to port 80 of the container"
 )]
 struct RunArgs {
     /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
@@ -132,6 +132,22 @@ struct RunArgs {
     /// Network: bridge (a veth on ENGINE_BRIDGE) or none (only lo)
     #[arg(long, default_value = "bridge")]
     net: String,
+    /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]"
+    )]
+    publish: Vec<String>,
+    /// A nameserver for the container's resolv.conf (replaces the host's)
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// A search domain for the container's resolv.conf (replaces the host's)
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// An entry for the container's /etc/hosts
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// Write straight into ROOTFS instead of a throwaway copy-on-write layer
     #[arg(long)]
     write_through: bool,
@@ -223,6 +239,10 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 tty: a.tty,
                 userns: a.userns,
                 net: a.net,
+                publish: a.publish,
+                dns: a.dns,
+                dns_search: a.dns_search,
+                add_host: a.add_host,
                 write_through: a.write_through,
                 layer_size: a.layer_size,
                 verbose: a.verbose,
@@ -352,6 +372,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
         "CPUS",
         "MEMORY",
         "MEM USAGE",
+        "PORTS",
     ];
     if all {
         header.extend(["PIDS LIMIT", "ENGINE PID", "VETH", "CGROUP", "LOG"]);
@@ -368,6 +389,11 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
             r.cpus.map(|c| c.to_string()).unwrap_or_else(dash),
             r.memory_limit.map(human_bytes).unwrap_or_else(dash),
             r.memory_usage.map(human_bytes).unwrap_or_else(dash),
+            if r.ports.is_empty() {
+                dash()
+            } else {
+                r.ports.join(", ")
+            },
         ];
         if all {
             row.extend([

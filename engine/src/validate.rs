@@ -101,6 +101,8 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         limits: req.limits,
         userns,
         network: req.network,
+        ports: req.ports,
+        dns: req.dns,
         tty,
         write_through: req.write_through,
         layer_size,

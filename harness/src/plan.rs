@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 11] = [
+pub const SCENARIOS: [&str; 12] = [
     "processes",
     "users",
     "filesystem",
     "hostname_ipc",
     "network",
+    "nat",
     "cpu",
     "memory",
     "pids",

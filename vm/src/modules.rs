@@ -19,6 +19,16 @@ pub const WANTED: &[&str] = &[
     "bridge",  // container networking
     "veth",
     "tun",
+    // the engine's nftables table: NAT chains, masquerade, DNAT, conntrack,
+    // fib. libcrc32c (their dependency) asks the crypto API for crc32c, which
+    // would be loaded by modprobe (a soft dependency): load it first.
+    "crc32c_generic",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_fib_inet",
 ];
 
 /// A module to load: its name and its file (maybe compressed).

@@ -28,7 +28,7 @@ pub struct ChildSetup<'a> {
     /// through to the rootfs.
     pub layer_size: Option<u64>,
     /// Our end of the socket the parent sends the mount fds on (rootfs
-    /// tree, the layer's directory, one per volume; see `mounts`).
+    /// tree, the layer's directory, the /etc files, one per volume; see `mounts`).
     pub mount_sock: RawFd,
     /// Read end of the pipe the parent writes one byte to once the id maps
     /// and the veth exist.
@@ -39,6 +39,9 @@ pub struct ChildSetup<'a> {
     pub pty_slave: Option<(RawFd, PathBuf)>,
     /// eth0's address, prefix and gateway.
     pub eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+    /// Whether the parent sends the engine's resolv.conf, hosts and hostname
+    /// (bridged containers) among the mount fds.
+    pub etc_files: bool,
     /// Whether to mount cgroup2 at /sys/fs/cgroup (the host has v2).
     pub cgroup2: bool,
 }

@@ -119,7 +119,8 @@ fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
 
 /// Builds the container's mount tree and returns an fd of its future root.
 /// `fds` are the parent's: the rootfs tree, the directory the layer goes on,
-/// then one tree per volume in the spec's order. Nothing propagates to the
+/// the engine's resolv.conf, hosts and hostname when `setup.etc_files`, then
+/// one tree per volume in the spec's order. Nothing propagates to the
 /// host: `/` becomes a slave first.
 pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd> {
     let spec = setup.spec;
@@ -130,15 +131,21 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None,
     )?;
-    if fds.len() != 2 + spec.volumes.len() {
+    let n_etc = if setup.etc_files {
+        crate::sys::net::dns::FILES.len()
+    } else {
+        0
+    };
+    if fds.len() != 2 + n_etc + spec.volumes.len() {
         return Err(fail(format!(
             "the engine sent {} mount fds, not {}",
             fds.len(),
-            2 + spec.volumes.len()
+            2 + n_etc + spec.volumes.len()
         )));
     }
     let mut fds = fds.into_iter();
     let (tree, scratch) = (fds.next().unwrap(), fds.next().unwrap());
+    let etc: Vec<OwnedFd> = fds.by_ref().take(n_etc).collect();
     let root = match setup.layer_size {
         Some(size) => overlay_root(tree, scratch, size)?,
         None => {
@@ -188,6 +195,15 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
     }
 
     super::dev::build_dev(root_fd, setup)?;
+
+    // Before the volumes, so a user's `-v FILE:/etc/hosts` wins. Trees the
+    // parent detached: the state directory they live in may be out of this
+    // process's reach (0700, and container root an unprivileged host uid).
+    for (file, tree) in crate::sys::net::dns::FILES.iter().zip(etc) {
+        let path = Path::new("/etc").join(file);
+        let target = in_root(touch_in_root(root_fd, &path, 0o644))?;
+        idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
+    }
 
     for (v, tree) in spec.volumes.iter().zip(fds) {
         let is_dir = rustix::fs::fstat(&tree)

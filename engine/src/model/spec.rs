@@ -9,9 +9,12 @@ use crate::model::env::{parse_envs, parse_workdir};
 use crate::model::limits::{self, Limits};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
+use crate::model::ports::{parse_dns, parse_publishes};
 use crate::model::security::{Confinement, SecurityInput, SecurityRequest};
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
+use crate::sys::net::dns::DnsOptions;
+use crate::sys::net::nat::PortMapping;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -35,6 +38,12 @@ pub struct SpecInput {
     pub userns: String,
     /// `bridge` or `none`.
     pub net: String,
+    /// `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`, repeatable.
+    pub publish: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// `--add-host NAME:IP`, repeatable.
+    pub add_host: Vec<String>,
     pub write_through: bool,
     /// `--layer-size`: None for the default share of RAM.
     pub layer_size: Option<String>,
@@ -75,6 +84,10 @@ pub struct Request {
     pub limits: Limits,
     pub userns: UserNsChoice,
     pub network: Network,
+    /// Published ports (bridge only).
+    pub ports: Vec<PortMapping>,
+    /// resolv.conf and hosts options (bridge only).
+    pub dns: DnsOptions,
     pub tty: Option<bool>,
     pub write_through: bool,
     /// Bytes; None: the default share of RAM (a host fact, see validate).
@@ -101,6 +114,10 @@ pub struct Spec {
     pub limits: Limits,
     pub userns: UserNs,
     pub network: Network,
+    /// Published ports (bridge only).
+    pub ports: Vec<PortMapping>,
+    /// resolv.conf and hosts options (bridge only).
+    pub dns: DnsOptions,
     pub tty: bool,
     pub write_through: bool,
     /// Bytes of the tmpfs that holds the copy-on-write layer.
@@ -153,6 +170,19 @@ impl Request {
                 })?,
         };
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
+        let ports = parse_publishes(&input.publish)?;
+        let dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
+        if network == Network::None {
+            let given = [
+                (!ports.is_empty(), "-p"),
+                (!dns.servers.is_empty(), "--dns"),
+                (!dns.search.is_empty(), "--dns-search"),
+                (!dns.hosts.is_empty(), "--add-host"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
+                bail!("{flag} needs a network: drop --net none, or drop {flag}");
+            }
+        }
         let env = parse_envs(&input.env)?;
         let workdir = parse_workdir(input.workdir)?;
         let volumes = input
@@ -161,8 +191,13 @@ impl Request {
             .map(|v| parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
         // Each volume is one fd in the message that carries the rootfs and
-        // the layer's directory to the container.
-        let most = crate::sys::idmap::MAX_FDS - 2;
+        // the layer's directory (and a bridged container's /etc files) to
+        // the container.
+        let etc_files = match network {
+            Network::Bridge { .. } => crate::sys::net::dns::FILES.len(),
+            Network::None => 0,
+        };
+        let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
         if volumes.len() > most {
             bail!(
                 "{} volumes given: at most {most} fit, merge some under one directory",
@@ -189,6 +224,8 @@ impl Request {
             limits,
             userns,
             network,
+            ports,
+            dns,
             tty: input.tty,
             write_through: input.write_through,
             layer_size,
@@ -248,7 +285,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused() {
-        let bad: [fn(&mut SpecInput); 9] = [
+        let bad: [fn(&mut SpecInput); 12] = [
+            |i| i.publish = vec!["8080:80".into()],
+            |i| i.dns = vec!["192.0.2.1".into()],
+            |i| i.add_host = vec!["db:192.0.2.1".into()],
             |i| i.layer_size = Some("1M".into()),
             |i| i.layer_size = Some("lots".into()),
             |i| i.cpus = Some("abc".into()),

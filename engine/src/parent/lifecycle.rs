@@ -58,6 +58,8 @@ pub struct PsRow {
     pub cgroup: Option<String>,
     pub veth: Option<String>,
     pub log: Option<String>,
+    /// Published ports, as docker shows them: `0.0.0.0:8080->80/tcp`.
+    pub ports: Vec<String>,
 }
 
 /// What `engine ps` shows.
@@ -96,6 +98,7 @@ pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport> {
             cgroup: r.cgroup.map(|c| c.display().to_string()),
             veth: r.veth,
             log: r.log.map(|l| l.display().to_string()),
+            ports: r.ports.iter().map(|p| p.to_string()).collect(),
         })
         .collect();
     Ok(PsReport {

@@ -33,6 +33,13 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
             Entry::Record(rec) => release(state, &rec),
             Entry::Corrupt { name, file } => {
                 release_corrupt(cfg, &name, &file);
+                crate::sys::net::dns::remove_files(&state.etc_of(&name));
+                // Whether it published ports is unknown: ask nft only if the table exists.
+                if super::host::nat_installed(state)
+                    && crate::model::names::check_name(&name).is_ok()
+                {
+                    let _ = crate::sys::net::nat::remove_ports(&name);
+                }
                 out.corrupt.push(file);
             }
         }
@@ -73,6 +80,10 @@ pub fn release(state: &StateDir, rec: &Record) {
     if let Some(veth) = &rec.veth {
         let _ = crate::sys::net::delete_link(veth);
     }
+    if !rec.ports.is_empty() {
+        let _ = crate::sys::net::nat::remove_ports(&rec.name);
+    }
+    crate::sys::net::dns::remove_files(&state.etc_of(&rec.name));
     // After the kill: the IDs go back to the pool only once nothing runs as them.
     if rec.userns_base.is_some() {
         let _ = crate::sys::idrange::release(&lease_dir(state), &rec.name);

@@ -14,6 +14,7 @@ use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::idmap;
 use crate::sys::idrange::{self, IdPool};
 use crate::sys::lock::Lock;
+use crate::sys::net::{dns, nat};
 use crate::sys::state::{self, Record, StateDir};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
@@ -42,6 +43,10 @@ struct Resources {
     /// A detached container's log, until its command has started (after
     /// that the log outlives the container, to be read).
     log: Option<PathBuf>,
+    /// The directory of its resolv.conf, hosts and hostname.
+    etc: Option<PathBuf>,
+    /// Whether its published ports may have rules (removal is idempotent).
+    ports: bool,
     /// The lease directory when this run holds an ID range of the pool.
     lease: Option<PathBuf>,
 }
@@ -64,6 +69,14 @@ impl Drop for Resources {
         // it ourselves would make every start wait ~25 ms for the kernel.
         if let Some(log) = self.log.take() {
             let _ = std::fs::remove_file(log);
+        }
+        if self.ports {
+            if let Err(e) = nat::remove_ports(&self.name) {
+                eprintln!("engine: {e:#}");
+            }
+        }
+        if let Some(etc) = self.etc.take() {
+            dns::remove_files(&etc);
         }
         if self.record_written {
             self.state.remove(&self.name);
@@ -91,6 +104,8 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         cgroup: None,
         child: None,
         log: None,
+        etc: None,
+        ports: false,
         lease: None,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
@@ -121,6 +136,15 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
         _ => None,
     };
+    // Sent to the child as detached trees with the other mounts.
+    let etc_files = match eth0 {
+        Some((ip, ..)) => {
+            let dir = state.etc_of(&spec.name);
+            res.etc = Some(dir.clone());
+            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?.to_vec()
+        }
+        None => Vec::new(),
+    };
     let pty = if spec.tty {
         Some(super::tty::open_pty()?)
     } else {
@@ -145,6 +169,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
             .as_ref()
             .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
         eth0,
+        etc_files: !etc_files.is_empty(),
         cgroup2: cgroup_ok,
     };
     let cgroup_dir = match &res.cgroup {
@@ -177,10 +202,15 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         (UserNs::Pool, Some(base)) => write_id_maps(pid, base, base)?,
         _ => {}
     }
-    send_mount_fds(spec, pid, &scratch_dir, &mount_sock)?;
+    send_mount_fds(spec, pid, &scratch_dir, &etc_files, &mount_sock)?;
     drop(mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         crate::sys::net::create_veth(net, veth, pid.as_raw())?;
+    }
+    if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
+        res.ports = true;
+        nat::add_ports(&spec.name, ip, &spec.ports)?;
+        verbose!(spec, "published {}", show_ports(&spec.ports));
     }
     File::from(sync_write)
         .write_all(b"G")
@@ -207,12 +237,14 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 /// Opens, as host root, what the container mounts: the rootfs as a detached
 /// tree (idmapped onto the container's user namespace for a pool range), the
 /// directory the layer goes on (through /proc/PID/root, so the fd is of the
-/// child's mount namespace), and each volume's source (read-only ones
-/// recursively so). The child attaches them without walking a host path.
+/// child's mount namespace), the engine's /etc files (`etc`), and each
+/// volume's source (read-only ones recursively so). The child attaches them
+/// without walking a host path.
 fn send_mount_fds(
     spec: &Spec,
     pid: Pid,
     scratch_dir: &std::path::Path,
+    etc: &[PathBuf],
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
     let tree = if spec.userns == UserNs::Pool {
@@ -235,6 +267,9 @@ fn send_mount_fds(
         )
     })?;
     let mut fds = vec![tree, scratch];
+    for path in etc {
+        fds.push(idmap::detached_tree(path, false)?);
+    }
     for v in &spec.volumes {
         let vol = idmap::detached_tree(&v.host, true)?;
         if v.readonly {
@@ -276,7 +311,9 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
                 }
                 None => net.lowest_free(&used)?,
             };
+            check_ports(spec, &running)?;
             crate::sys::net::setup_host(net, &state.dir)?;
+            super::host::ensure_nat(net, state, !spec.ports.is_empty())?;
             let mut veth = crate::sys::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by
             // a container of the same name whose namespace the kernel is
@@ -307,6 +344,7 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         log: None,
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
+        ports: spec.ports.clone(),
         userns_base: None,
         confinement: Some(spec.confinement.clone()),
     };
@@ -319,6 +357,34 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         record.userns_base = Some(pool.reserve(&recovery::lease_dir(state), &spec.name)?);
     }
     Ok((record, lock))
+}
+
+/// Refuses a host port another container publishes, or a host process
+/// holds; under the state lock, before anything is created.
+fn check_ports(spec: &Spec, running: &[Record]) -> Result<()> {
+    for map in &spec.ports {
+        for rec in running {
+            if let Some(theirs) = rec.ports.iter().find(|p| p.clashes_with(map)) {
+                bail!(
+                    "host port {}/{} is already published by container {} ({theirs}): publish another host port, or stop {}",
+                    map.host_port,
+                    map.proto.as_str(),
+                    rec.name,
+                    rec.name
+                );
+            }
+        }
+        nat::check_host_port_free(map)?;
+    }
+    Ok(())
+}
+
+fn show_ports(ports: &[nat::PortMapping]) -> String {
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn report_oom(spec: &Spec, cg: &Cgroup) {

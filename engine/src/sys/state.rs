@@ -36,6 +36,9 @@ pub struct Record {
     pub hostname: String,
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Published ports; their nftables chains are named after the container.
+    #[serde(default)]
+    pub ports: Vec<crate::sys::net::nat::PortMapping>,
     /// First host ID of the range leased from the pool (`--userns auto` on
     /// a root-owned rootfs); the lease is released with the container.
     #[serde(default)]
@@ -109,6 +112,11 @@ impl StateDir {
     }
 
     /// Where a detached container's output goes.
+    /// The directory of a bridged container's resolv.conf, hosts and hostname.
+    pub fn etc_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.etc"))
+    }
+
     pub fn log_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.log"))
     }

@@ -9,6 +9,7 @@ mod filesystem;
 pub mod leftovers;
 mod lifecycle;
 mod memory;
+mod nat;
 mod network;
 mod pids;
 mod processes;
@@ -50,6 +51,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "filesystem" => filesystem::run,
         "hostname_ipc" => uts_ipc::run,
         "network" => network::run,
+        "nat" => nat::run,
         "cpu" => cpu::run,
         "memory" => memory::run,
         "pids" => pids::run,

@@ -6,7 +6,9 @@
 //! - `addr`: the validated network (`NetConfig`), subnet and address checks, leases;
 //! - `host`: the bridge, IPv4 forwarding, the host end of each veth (engine's namespace);
 //! - `container`: `lo` and `eth0` inside the container's network namespace, run by the
-//!   child before exec.
+//!   child before exec;
+//! - `nat`: the engine's nftables table (outbound NAT, forward policy, published ports);
+//! - `dns`: each bridged container's resolv.conf, hosts and hostname.
 //!
 //! Everything talks to the kernel over a synchronous rtnetlink socket: no `ip`, no async
 //! runtime, no threads (the engine clones processes and must stay single-threaded).
@@ -15,7 +17,9 @@
 
 mod addr;
 mod container;
+pub mod dns;
 mod host;
+pub mod nat;
 mod netlink;
 
 pub use addr::NetConfig;

@@ -1,0 +1,189 @@
+//! `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`, `--dns`, `--dns-search`,
+//! `--add-host`: what a bridged container publishes and resolves.
+
+use crate::sys::net::dns::DnsOptions;
+use crate::sys::net::nat::{PortMapping, Proto};
+use anyhow::{anyhow, bail, Result};
+use std::net::{IpAddr, Ipv4Addr};
+
+const PUBLISH_EXAMPLE: &str =
+    "write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. -p 8080:80";
+
+/// One `-p`.
+pub fn parse_publish(s: &str) -> Result<PortMapping> {
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((spec, "tcp")) => (spec, Proto::Tcp),
+        Some((spec, "udp")) => (spec, Proto::Udp),
+        Some((_, other)) => bail!("-p {s:?}: unknown protocol {other:?}: use tcp or udp"),
+        None => (s, Proto::Tcp),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host_ip, host_port, container_port) = match parts[..] {
+        [hp, cp] => (None, hp, cp),
+        [ip, hp, cp] => {
+            let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                anyhow!("-p {s:?}: host address {ip:?} is not an IPv4 address: {PUBLISH_EXAMPLE}")
+            })?;
+            ((!ip.is_unspecified()).then_some(ip), hp, cp)
+        }
+        _ => bail!("-p {s:?}: {PUBLISH_EXAMPLE}"),
+    };
+    let port = |p: &str, what: &str| -> Result<u16> {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!(
+                "-p {s:?}: {what} port {p:?} is not a number from 1 to 65535: {PUBLISH_EXAMPLE}"
+            ),
+        }
+    };
+    Ok(PortMapping {
+        host_ip,
+        host_port: port(host_port, "host")?,
+        container_port: port(container_port, "container")?,
+        proto,
+    })
+}
+
+/// Every `-p`, with no two catching the same packets.
+pub fn parse_publishes(args: &[String]) -> Result<Vec<PortMapping>> {
+    let mut out: Vec<PortMapping> = Vec::new();
+    for arg in args {
+        let map = parse_publish(arg)?;
+        if let Some(earlier) = out.iter().find(|m| m.clashes_with(&map)) {
+            bail!("-p {arg} and -p {earlier} publish the same host port: give each its own");
+        }
+        out.push(map);
+    }
+    Ok(out)
+}
+
+/// `--dns IP`.
+pub fn parse_server(s: &str) -> Result<IpAddr> {
+    s.parse().map_err(|_| {
+        anyhow!(
+            "--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53"
+        )
+    })
+}
+
+/// `--dns-search DOMAIN`: a domain name (labels of letters, digits and '-',
+/// at most 63 bytes each, 253 in all), a trailing dot allowed.
+pub fn parse_search(s: &str) -> Result<String> {
+    let domain = s.strip_suffix('.').unwrap_or(s);
+    if !is_dns_name(domain) {
+        bail!("--dns-search {s:?} is not a domain name: give one such as example.com");
+    }
+    Ok(domain.to_string())
+}
+
+/// `--add-host NAME:IP` (an IPv6 address holds ':' too: the name ends at the first one).
+pub fn parse_add_host(s: &str) -> Result<(String, IpAddr)> {
+    let example = "write it as NAME:IP, e.g. --add-host db:192.0.2.10";
+    let Some((name, ip)) = s.split_once(':') else {
+        bail!("--add-host {s:?} has no ':': {example}");
+    };
+    if !is_dns_name(name) {
+        bail!("--add-host {s:?}: {name:?} is not a host name (letters, digits, '-' and '.'): {example}");
+    }
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| anyhow!("--add-host {s:?}: {ip:?} is not an IP address: {example}"))?;
+    Ok((name.to_string(), ip))
+}
+
+/// All three options.
+pub fn parse_dns(servers: &[String], search: &[String], hosts: &[String]) -> Result<DnsOptions> {
+    Ok(DnsOptions {
+        servers: servers
+            .iter()
+            .map(|s| parse_server(s))
+            .collect::<Result<_>>()?,
+        search: search
+            .iter()
+            .map(|s| parse_search(s))
+            .collect::<Result<_>>()?,
+        hosts: hosts
+            .iter()
+            .map(|s| parse_add_host(s))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_forms() {
+        let m = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            (m.host_ip, m.host_port, m.container_port, m.proto),
+            (None, 8080, 80, Proto::Tcp)
+        );
+        let m = parse_publish("127.0.0.1:53:5353/udp").unwrap();
+        assert_eq!(m.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            (m.host_port, m.container_port, m.proto),
+            (53, 5353, Proto::Udp)
+        );
+        assert_eq!(parse_publish("0.0.0.0:1:2/tcp").unwrap().host_ip, None);
+        for bad in [
+            "80",
+            "0:80",
+            "8080:0",
+            "70000:80",
+            "x:80",
+            "8080:80/sctp",
+            "1.2.3:80:80",
+            "a:b:c:d",
+            "::1:80:80",
+            "",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn duplicate_host_ports_are_refused() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(parse_publishes(&args(&["8080:80", "8080:81"])).is_err());
+        assert!(parse_publishes(&args(&["8080:80", "127.0.0.1:8080:81"])).is_err());
+        assert!(parse_publishes(&args(&["8080:80", "8080:80/udp", "8081:80"])).is_ok());
+    }
+
+    #[test]
+    fn dns_options_are_validated() {
+        assert!(parse_server("192.0.2.53").is_ok());
+        assert!(parse_server("2001:db8::53").is_ok());
+        assert!(parse_server("dns.example").is_err());
+        assert_eq!(parse_search("example.com.").unwrap(), "example.com");
+        assert!(parse_search("bad domain").is_err());
+        assert!(parse_search("-x.com").is_err());
+        assert!(parse_search("").is_err());
+        assert_eq!(
+            parse_add_host("db:192.0.2.10").unwrap(),
+            ("db".to_string(), "192.0.2.10".parse().unwrap())
+        );
+        assert_eq!(
+            parse_add_host("v6:2001:db8::1").unwrap().1,
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert!(parse_add_host("db").is_err());
+        assert!(parse_add_host("db:nowhere").is_err());
+        assert!(parse_add_host("bad name:192.0.2.1").is_err());
+    }
+}

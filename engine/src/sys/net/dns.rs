@@ -1,0 +1,225 @@
+//! A bridged container's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname`:
+//! written by the engine into a directory of the container's own under the
+//! state directory, and bind-mounted over the rootfs's files, which stay
+//! untouched.
+//!
+//! resolv.conf follows docker and podman: the host's nameservers, except
+//! loopback ones, which a container cannot reach; when the host only has a
+//! loopback stub (systemd-resolved's 127.0.0.53) the upstream servers it
+//! forwards to, from `/run/systemd/resolve/resolv.conf`. `--dns` and
+//! `--dns-search` replace the servers and the search list.
+
+use anyhow::{Context, Result};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The host's resolver configuration.
+pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// What systemd-resolved's stub forwards to.
+pub const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The names the files get in the container's directory, and where they go in the container.
+pub const FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
+
+/// What the user asked for: `--dns`, `--dns-search`, `--add-host` (parsed in `model::ports`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsOptions {
+    pub servers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub hosts: Vec<(String, IpAddr)>,
+}
+
+/// The lines of a resolv.conf that matter here.
+#[derive(Debug, Default)]
+struct Resolv {
+    servers: Vec<IpAddr>,
+    search: Vec<String>,
+    options: Vec<String>,
+}
+
+fn parse_resolv(text: &str) -> Resolv {
+    let mut r = Resolv::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                // An IPv6 address may carry a zone ("fe80::1%eth0"): not usable in a container.
+                if let Some(ip) = words.next().and_then(|w| w.parse().ok()) {
+                    r.servers.push(ip);
+                }
+            }
+            // The last of "search" and "domain" wins, as in resolv.conf(5).
+            Some("search") | Some("domain") => r.search = words.map(String::from).collect(),
+            Some("options") => r.options.extend(words.map(String::from)),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// The container's resolv.conf, from the host's (`host`), systemd-resolved's
+/// upstream file (`upstream`, when present) and the user's options.
+pub fn resolv_conf(host: &str, upstream: Option<&str>, opts: &DnsOptions) -> String {
+    let mut source = parse_resolv(host);
+    if source.servers.iter().all(|ip| ip.is_loopback()) {
+        if let Some(upstream) = upstream {
+            source = parse_resolv(upstream);
+        }
+    }
+    // A container has no IPv6 route: keep IPv6 servers only when asked for.
+    let servers: Vec<IpAddr> = if opts.servers.is_empty() {
+        source
+            .servers
+            .into_iter()
+            .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .collect()
+    } else {
+        opts.servers.clone()
+    };
+    let search = if opts.search.is_empty() {
+        source.search
+    } else {
+        opts.search.clone()
+    };
+    let mut out = String::from("# written by engine for this container\n");
+    if !search.is_empty() {
+        out += &format!("search {}\n", search.join(" "));
+    }
+    if servers.is_empty() {
+        out += "# the host has no nameserver a container can reach (only loopback ones): use --dns IP\n";
+    }
+    for ip in servers {
+        out += &format!("nameserver {ip}\n");
+    }
+    if !source.options.is_empty() {
+        out += &format!("options {}\n", source.options.join(" "));
+    }
+    out
+}
+
+/// The container's /etc/hosts: localhost, its own name(s) on its address, and `--add-host`.
+pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: &DnsOptions) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let names = if hostname == name {
+        name.to_string()
+    } else {
+        format!("{hostname} {name}")
+    };
+    match ip {
+        Some(ip) => out += &format!("{ip}\t{names}\n"),
+        None => out += &format!("127.0.1.1\t{names}\n"),
+    }
+    for (host, ip) in &opts.hosts {
+        out += &format!("{ip}\t{host}\n");
+    }
+    out
+}
+
+/// Writes the three files into `dir` (created 0700, like the state directory
+/// around it; files 0644, since the container reads them through mounts the
+/// parent makes, possibly as a uid that owns nothing on the host) and returns
+/// their paths in `FILES` order.
+pub fn write_files(
+    dir: &Path,
+    hostname: &str,
+    name: &str,
+    ip: Option<Ipv4Addr>,
+    opts: &DnsOptions,
+) -> Result<[PathBuf; 3]> {
+    let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
+    let contents = [
+        resolv_conf(&host, upstream.as_deref(), opts),
+        hosts(hostname, name, ip, opts),
+        format!("{hostname}\n"),
+    ];
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        // Left by a container of the same name that the engine could not clean up.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let paths = FILES.map(|f| dir.join(f));
+    for (path, text) in paths.iter().zip(contents) {
+        let _ = std::fs::remove_file(path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(paths)
+}
+
+/// Removes what `write_files` made; a directory already gone is fine.
+pub fn remove_files(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_stub_is_replaced_by_its_upstream() {
+        let host = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
+        let upstream = "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch corp\n";
+        let r = resolv_conf(host, Some(upstream), &DnsOptions::default());
+        assert!(
+            r.contains("nameserver 192.0.2.1\nnameserver 192.0.2.2\n"),
+            "{r}"
+        );
+        assert!(!r.contains("127.0.0.53"), "{r}");
+        assert!(r.contains("search corp\n"), "{r}");
+    }
+
+    #[test]
+    fn host_servers_are_kept_and_options_override() {
+        let host =
+            "nameserver 192.0.2.1\nnameserver 127.0.0.1\nnameserver 2001:db8::1\nsearch lan\n";
+        let r = resolv_conf(host, None, &DnsOptions::default());
+        assert!(r.contains("nameserver 192.0.2.1\n"), "{r}");
+        assert!(
+            !r.contains("127.0.0.1") && !r.contains("2001:db8::1"),
+            "{r}"
+        );
+        let opts = DnsOptions {
+            servers: vec!["198.51.100.1".parse().unwrap()],
+            search: vec!["example.com".into()],
+            hosts: vec![],
+        };
+        let r = resolv_conf(host, None, &opts);
+        assert!(
+            r.contains("nameserver 198.51.100.1\n") && !r.contains("192.0.2.1"),
+            "{r}"
+        );
+        assert!(
+            r.contains("search example.com\n") && !r.contains("lan"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn only_loopback_and_no_upstream_says_what_to_do() {
+        let r = resolv_conf("nameserver 127.0.0.53\n", None, &DnsOptions::default());
+        assert!(!r.lines().any(|l| l.starts_with("nameserver")), "{r}");
+        assert!(r.contains("--dns"), "{r}");
+    }
+
+    #[test]
+    fn hosts_name_the_container_and_extra_hosts() {
+        let opts = DnsOptions {
+            hosts: vec![("db".into(), "192.0.2.10".parse().unwrap())],
+            ..Default::default()
+        };
+        let h = hosts("web", "web", Some(Ipv4Addr::new(192, 168, 1, 2)), &opts);
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"), "{h}");
+        assert!(h.contains("192.168.1.2\tweb\n"), "{h}");
+        assert!(h.contains("192.0.2.10\tdb\n"), "{h}");
+        let h = hosts("h", "web", None, &DnsOptions::default());
+        assert!(h.contains("127.0.1.1\th web\n"), "{h}");
+    }
+}

@@ -616,7 +616,7 @@ fn docker_style_iptables_rules_are_kept_and_do_not_block_containers() {
 /// closed (so a short read fails the test: no time is recorded).
 /// `cargo test --release -p engine --test nat -- --ignored --nocapture figure`
 #[test]
-#[ignore]
+#[ignore = "a figure (NAT throughput vs the host), not a check: run with --ignored --nocapture"]
 fn figure_download_through_nat_vs_from_the_host() {
     let net = Net::new("tput", "10.89.0.0/24");
     net.setup();

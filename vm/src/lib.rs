@@ -213,7 +213,7 @@ pub fn run(cfg: &VmConfig, command: &[String]) -> Result<i32> {
         &[("config.sh", &config_sh), ("run.sh", &run_sh)],
         &initrd,
     )?;
-    qemu::run(&qemu::Guest {
+    let guest = |kvm| qemu::Guest {
         arch: cfg.arch,
         kvm,
         memory: &cfg.memory,
@@ -225,7 +225,15 @@ pub fn run(cfg: &VmConfig, command: &[String]) -> Result<i32> {
         timeout: cfg.timeout,
         console_log: dir.0.join("console.log"),
         qemu_log: dir.0.join("qemu.log"),
-    })
+    };
+    match qemu::run(&guest(kvm)) {
+        Err(e) if kvm && cfg.accel == Accel::Auto && e.is::<qemu::KvmBroken>() => {
+            eprintln!("vm: {e}; using TCG from now on");
+            probe::mark_broken(cfg.arch);
+            qemu::run(&guest(false))
+        }
+        other => other,
+    }
 }
 
 /// The configuration's directories, resolved, once its values are known

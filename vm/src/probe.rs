@@ -43,6 +43,12 @@ pub fn kvm_works(arch: Arch) -> bool {
         .or_insert_with(|| probe(arch))
 }
 
+/// Remembers (for this process) that KVM failed a real boot of `arch`.
+pub fn mark_broken(arch: Arch) {
+    let mut results = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
+    results.get_or_insert_with(HashMap::new).insert(arch, false);
+}
+
 fn probe(arch: Arch) -> bool {
     let kvm_usable = std::fs::OpenOptions::new()
         .read(true)

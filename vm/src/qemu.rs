@@ -20,6 +20,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
+/// KVM stopped the guest with an internal error before it booted: this
+/// host's KVM cannot run a real kernel (run again under TCG).
+#[derive(Debug)]
+pub struct KvmBroken;
+
+impl std::fmt::Display for KvmBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KVM stopped the guest with an internal error: KVM does not work on this host")
+    }
+}
+
+impl std::error::Error for KvmBroken {}
+
 /// Everything one boot needs.
 pub struct Guest<'a> {
     pub arch: Arch,
@@ -194,10 +207,30 @@ pub fn run(g: &Guest) -> Result<i32> {
         s
     });
 
-    let exit = qemu
-        .0
-        .wait_timeout(g.timeout.saturating_sub(start.elapsed()))
-        .map_err(|e| anyhow!("wait for {}: {e}", g.arch.qemu()))?;
+    // Under KVM, watch QEMU's own output: on some nested hosts KVM passes
+    // the probe but stops a real kernel with an "internal error", and QEMU
+    // then waits forever. That is KvmBroken, not the guest's fault.
+    let mut exit = None;
+    while exit.is_none() && start.elapsed() < g.timeout {
+        let slice = if g.kvm {
+            Duration::from_millis(250)
+        } else {
+            g.timeout
+        };
+        exit = qemu
+            .0
+            .wait_timeout(slice.min(g.timeout.saturating_sub(start.elapsed())))
+            .map_err(|e| anyhow!("wait for {}: {e}", g.arch.qemu()))?;
+        if exit.is_none()
+            && g.kvm
+            && std::fs::read_to_string(&g.qemu_log).is_ok_and(|l| l.contains("KVM internal error"))
+        {
+            drop(qemu);
+            let _ = copy_out.join();
+            let _ = copy_err.join();
+            return Err(KvmBroken.into());
+        }
+    }
     drop(qemu); // kills it if it timed out
     let _ = copy_out.join();
     let _ = copy_err.join();

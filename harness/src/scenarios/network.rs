@@ -9,6 +9,8 @@ use crate::engine::{link_exists, Run, LINE_TIMEOUT, RUN_TIMEOUT};
 use anyhow::{bail, Result};
 
 /// `ping -c 1` with a 10 s wait: busybox and iputils both take this.
+/// busybox's ping opens only raw sockets, so the containers here get
+/// NET_RAW back (`--cap-add NET_RAW`); the default set has none.
 fn ping(addr: &str) -> String {
     format!("ping -c 1 -W 10 {addr}")
 }
@@ -22,6 +24,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     // eth0 holds the address; the gateway answers.
     let out = env.run(
         &Run::new(ctx.rootfs(), "net-a")
+            .opt("--cap-add", "NET_RAW")
             .ip(&ip_a)
             .sh(&format!("ip a; {}; echo ping-gw=$?", ping(&gw))),
     )?;
@@ -44,13 +47,19 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
 
     // Two containers ping each other both ways.
-    let mut a = env.spawn(&Run::new(ctx.rootfs(), "net-a").ip(&ip_a).sh(&format!(
-        "echo up; read go; {}; echo a-to-b=$?; read x; exit 0",
-        ping(&ip_b)
-    )))?;
+    let mut a = env.spawn(
+        &Run::new(ctx.rootfs(), "net-a")
+            .opt("--cap-add", "NET_RAW")
+            .ip(&ip_a)
+            .sh(&format!(
+                "echo up; read go; {}; echo a-to-b=$?; read x; exit 0",
+                ping(&ip_b)
+            )),
+    )?;
     a.wait_line("up", LINE_TIMEOUT)?;
     let mut b = env.spawn(
         &Run::new(ctx.rootfs(), "net-b")
+            .opt("--cap-add", "NET_RAW")
             .ip(&ip_b)
             .sh(&format!("{}; echo b-to-a=$?; read x; exit 0", ping(&ip_a))),
     )?;

@@ -1,4 +1,5 @@
-//! Scenario 2, users: `whoami` is root; the uid map is as configured; on a rootfs
+//! Scenario 2, users: `whoami` is root; the uid map is as configured (a
+//! root-owned rootfs gets a range of the engine's pool); on a rootfs
 //! pulled with `--owner 100000` the host sees the container's processes as
 //! uid 100000.
 
@@ -30,13 +31,30 @@ fn expect_identity(stdout: &str, base: u32, what: &str, out: &dyn std::fmt::Disp
     Ok(())
 }
 
+/// The first host ID of the engine's pool (`ENGINE_USERNS_POOL` default).
+const POOL_START: u64 = 1 << 30;
+
+/// A root-owned rootfs under `--userns auto`: container root is a host ID
+/// leased from the engine's pool (2^30 and up), never host root.
+fn expect_pool(stdout: &str, what: &str, out: &dyn std::fmt::Display) -> Result<u64> {
+    let (who, uid, gid) = identity(stdout);
+    let fields: Vec<u64> = uid.split(' ').filter_map(|f| f.parse().ok()).collect();
+    match fields.as_slice() {
+        [0, base, 65536] if *base >= POOL_START && who == "root" && gid == uid => Ok(*base),
+        _ => bail!(
+            "{what}: expected whoami `root` and uid_map = gid_map = `0 BASE 65536` with BASE >= \
+             {POOL_START} (the engine's pool); saw whoami `{who}`, uid_map `{uid}`, gid_map `{gid}`\n{out}"
+        ),
+    }
+}
+
 pub fn run(ctx: &Ctx) -> Result<()> {
     let env = ctx.env("user")?;
 
-    // --userns auto on a root-owned rootfs: root maps to root, in a user namespace.
+    // --userns auto on a root-owned rootfs: root maps to a range of the pool.
     let out = env.run(&Run::new(ctx.rootfs(), "users").sh(SHOW))?;
     out.expect_success("whoami and the id maps, --userns auto")?;
-    expect_identity(&out.stdout, 0, "--userns auto on a root-owned rootfs", &out)?;
+    expect_pool(&out.stdout, "--userns auto on a root-owned rootfs", &out)?;
 
     // An explicit base.
     let out = env.run(

@@ -18,7 +18,7 @@
 use crate::cgroup;
 use crate::engine::{self, Settings};
 use crate::fixtures::{parse_sources, Fixture};
-use crate::plan::{self, FIXTURE, LEFTOVERS, SCENARIOS};
+use crate::plan::{self, FIXTURE, LEFTOVERS};
 use crate::report::{self, Outcome};
 use crate::scenarios::{self, leftovers, Ctx};
 use anyhow::{anyhow, Context, Result};
@@ -63,9 +63,9 @@ fn run() -> Result<bool> {
     }
 
     let mut all: Vec<String> = Vec::new();
-    for (name, _) in &sources {
+    for (index, (name, _)) in sources.iter().enumerate() {
         all.push(plan::trial_name(name, FIXTURE));
-        all.extend(SCENARIOS.iter().map(|s| plan::trial_name(name, s)));
+        all.extend(plan::scenarios_for(index).map(|s| plan::trial_name(name, s)));
     }
     all.push(LEFTOVERS.to_string());
     let selected: BTreeSet<String> = match std::env::var("HARNESS_SELECT") {
@@ -103,10 +103,8 @@ fn run() -> Result<bool> {
         all_ok &= ok;
         Ok(ok)
     };
-    for (name, source) in &sources {
-        let wanted: Vec<&str> = SCENARIOS
-            .iter()
-            .copied()
+    for (index, (name, source)) in sources.iter().enumerate() {
+        let wanted: Vec<&str> = plan::scenarios_for(index)
             .filter(|s| selected.contains(&plan::trial_name(name, s)))
             .collect();
         let fixture_name = plan::trial_name(name, FIXTURE);

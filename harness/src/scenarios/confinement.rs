@@ -147,7 +147,10 @@ fn exec_joining_process(ctx: &Ctx, env: &Env, volume: &str) -> Result<Vec<String
             .cmd(&[&spy, "exec-spy", &secret, "150"]),
     )?;
     c.wait_line("ready", LINE_TIMEOUT)?;
-    for _ in 0..20 {
+    // Each exec copies the (debug, ~77 MB) engine into a sealed memfd, slow
+    // under emulation; the joining process is out of reach from its first
+    // instruction, so a handful of tries shows it.
+    for _ in 0..8 {
         let mut exec = env.command(&["exec", "--tty=false", name, "--", "true"]);
         exec.env("ENGINE_OPERATOR_SECRET", &secret);
         let _ = process::run(&mut exec, RUN_TIMEOUT)?;

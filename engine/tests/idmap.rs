@@ -178,19 +178,17 @@ impl Child {
     }
 }
 
-/// Host ID range for the test, from the engine's own pool.
-fn lease(fx: &Fixture, owner: &str) -> u32 {
-    IdPool::from_env()
-        .unwrap()
-        .reserve(&fx.base.join("ids"), owner)
-        .unwrap()
+/// Host ID range for the test, from the engine's own pool (the lowest, as
+/// for the first container of an engine; each test's namespace is its own).
+fn pool_range() -> u32 {
+    IdPool::from_env().unwrap().lowest_free(&[]).unwrap()
 }
 
 /// Root, a fixture and a host ID range leased for it, all named `tag`.
 fn leased_fixture(tag: &str) -> (Fixture, u32) {
     require_root();
     let fx = Fixture::new(tag);
-    let base = lease(&fx, tag);
+    let base = pool_range();
     (fx, base)
 }
 

@@ -1,4 +1,4 @@
-//! `--userns auto` on a root-owned rootfs: a leased host ID range, an
+//! `--userns auto` on a root-owned rootfs: a host ID range from the pool, an
 //! idmapped lower layer, fds for every mount (issue 14, "Container root is
 //! never host root", "Mounts", "Paths inside the rootfs").
 
@@ -23,18 +23,29 @@ fn uid_map(line: &str) -> (u64, u64, u64) {
     (n[0], n[1], n[2])
 }
 
-/// The ID range leases in the engine's state directory.
-fn leases(env: &Engine) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(env.state_dir().join("userns"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("userns-"))
-                .collect()
+/// The ID ranges held, read from the state records (`NAME.json`, the
+/// lease): (container, base), by name.
+fn held_ranges(env: &Engine) -> Vec<(String, u64)> {
+    let mut held: Vec<(String, u64)> = std::fs::read_dir(env.state_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| {
+            let data = std::fs::read(e.path()).ok()?;
+            let rec: serde_json::Value = serde_json::from_slice(&data)
+                .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+            let base = rec["userns_base"].as_u64()?;
+            Some((rec["name"].as_str().unwrap().to_string(), base))
         })
-        .unwrap_or_default();
-    names.sort();
-    names
+        .collect();
+    held.sort();
+    held
+}
+
+/// No lease files: the records are the only leases.
+fn assert_no_lease_files(env: &Engine) {
+    let dir = env.state_dir().join("userns");
+    assert!(!dir.exists(), "{} exists", dir.display());
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -63,7 +74,8 @@ fn root_owned_rootfs_gets_a_pool_range_and_an_idmapped_view() {
     assert!(base1 >= POOL_START, "base {base1} is not from the pool");
     first.expect("0:0");
     first.expect("0:0");
-    assert_eq!(leases(&env), [format!("userns-{base1}")]);
+    assert_eq!(base1, POOL_START, "the lowest range of a free pool");
+    assert_eq!(held_ranges(&env), [("pool1".to_string(), base1)]);
 
     let a = run(
         &env,
@@ -73,9 +85,15 @@ fn root_owned_rootfs_gets_a_pool_range_and_an_idmapped_view() {
     let (_, base2, _) = uid_map(stdout(&a).trim());
     assert!(base2 >= POOL_START, "base {base2} is not from the pool");
     assert_ne!(base1, base2, "two running containers share a range");
+    assert_eq!(base2, POOL_START + 65536, "the lowest free range");
 
     assert!(first.wait().success());
-    assert_eq!(leases(&env), Vec::<String>::new(), "leases left after exit");
+    assert_eq!(
+        held_ranges(&env),
+        Vec::<(String, u64)>::new(),
+        "ranges held after exit"
+    );
+    assert_no_lease_files(&env);
     env.assert_clean();
 }
 
@@ -112,29 +130,38 @@ fn volume_writes_land_as_the_base() {
     env.assert_clean();
 }
 
-/// SIGKILL of the engine leaves its lease; the next invocation frees it.
+/// SIGKILL of the engine leaves its record, which holds the range; the next
+/// invocation frees it: the stale record is gone and a new container gets
+/// the same range.
 #[test]
-fn lease_of_a_killed_engine_is_freed_by_the_next_invocation() {
+fn range_of_a_killed_engine_is_freed_by_the_next_invocation() {
     let env = engine("leasekill");
     let mut c = Running::run(
         &env,
         &[rootfs(), "lk", "--", "sh", "-c", "echo up; sleep 60"],
     );
     c.expect("up");
-    assert_eq!(leases(&env).len(), 1);
+    let held = held_ranges(&env);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let killed_base = held[0].1;
     c.signal(Signal::SIGKILL);
     let _ = c.wait();
     assert_eq!(
-        leases(&env).len(),
-        1,
-        "the killed engine's lease should remain"
+        held_ranges(&env),
+        held,
+        "the killed engine's record should remain"
     );
     env.cmd().arg("ps").assert().success();
     assert_eq!(
-        leases(&env),
-        Vec::<String>::new(),
-        "ps did not free the lease"
+        held_ranges(&env),
+        Vec::<(String, u64)>::new(),
+        "ps did not free the range"
     );
+    let a = run(&env, &[rootfs(), "lk2", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let (_, base, _) = uid_map(stdout(&a).trim());
+    assert_eq!(base, killed_base, "the freed range is not reused");
+    assert_no_lease_files(&env);
+    env.assert_clean();
 }
 
 /// A rootfs under a directory only host root may search (0700) runs: the
@@ -313,7 +340,8 @@ fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
             predicate::str::contains("cannot be idmapped")
                 .and(predicate::str::contains("--userns")),
         );
-    assert_eq!(leases(&env), Vec::<String>::new());
+    assert_eq!(held_ranges(&env), Vec::<(String, u64)>::new());
+    assert_no_lease_files(&env);
     env.assert_clean();
     nix::mount::umount(dir.path()).unwrap();
 }

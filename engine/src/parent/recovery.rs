@@ -1,6 +1,7 @@
 //! What an engine that died (SIGKILL) left behind: its container's
-//! processes, cgroup, veth, address lease and state record. Every verb runs
-//! this under the state lock before it looks at the records.
+//! processes, cgroup, veth and state record (which is the lease of its
+//! address and user namespace ID range). Every verb runs this under the
+//! state lock before it looks at the records.
 
 use crate::model::config::Config;
 use crate::sys::state::{process_start_time, Entry, Record, StateDir};
@@ -44,29 +45,7 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
             }
         }
     }
-    release_orphan_leases(state, &out.running);
     out
-}
-
-/// Where the ID range leases of `--userns auto` live.
-pub fn lease_dir(state: &StateDir) -> PathBuf {
-    state.dir.join("userns")
-}
-
-/// ID ranges whose owner no longer runs: a dead engine's (its record was
-/// released above, corrupt or not) or one killed between leasing and
-/// writing its record. Under the state lock no run is between those two
-/// steps, so every lease of a name not running is stale.
-fn release_orphan_leases(state: &StateDir, running: &[Record]) {
-    let dir = lease_dir(state);
-    let Ok(leases) = crate::sys::idrange::leases(&dir) else {
-        return;
-    };
-    for lease in leases {
-        if !running.iter().any(|r| r.name == lease.owner) {
-            let _ = crate::sys::idrange::release(&dir, &lease.owner);
-        }
-    }
 }
 
 /// Tears down what a record names. Idempotent.
@@ -84,10 +63,8 @@ pub fn release(state: &StateDir, rec: &Record) {
         let _ = crate::sys::net::nat::remove_ports(&rec.name);
     }
     crate::sys::net::dns::remove_files(&state.etc_of(&rec.name));
-    // After the kill: the IDs go back to the pool only once nothing runs as them.
-    if rec.userns_base.is_some() {
-        let _ = crate::sys::idrange::release(&lease_dir(state), &rec.name);
-    }
+    // Last, after the kill: the record is the lease of its address and ID
+    // range, which go back only once nothing runs as them.
     state.remove(&rec.name);
 }
 

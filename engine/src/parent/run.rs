@@ -12,7 +12,7 @@ use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::idmap;
-use crate::sys::idrange::{self, IdPool};
+use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
 use crate::sys::state::{self, Record, StateDir};
@@ -47,8 +47,6 @@ struct Resources {
     etc: Option<PathBuf>,
     /// Whether its published ports may have rules (removal is idempotent).
     ports: bool,
-    /// The lease directory when this run holds an ID range of the pool.
-    lease: Option<PathBuf>,
 }
 
 impl Drop for Resources {
@@ -59,10 +57,6 @@ impl Drop for Resources {
         if let Some(pid) = self.child.take() {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
-        }
-        // Only once nothing runs as its IDs does the range go back.
-        if let Some(dir) = self.lease.take() {
-            let _ = idrange::release(&dir, &self.name);
         }
         // The veth is not deleted here: it dies with the container's network
         // namespace, which the kernel tears down in the background. Deleting
@@ -106,14 +100,10 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         log: None,
         etc: None,
         ports: false,
-        lease: None,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
     let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
-    if record.userns_base.is_some() {
-        res.lease = Some(recovery::lease_dir(&state));
-    }
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
@@ -295,6 +285,15 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
             spec.name
         );
     }
+    // The record is the lease, as for addresses: a range is free once no
+    // running record names it. Refused here, before anything is created.
+    let userns_base = match spec.userns {
+        UserNs::Pool => {
+            let used: Vec<u32> = running.iter().filter_map(|r| r.userns_base).collect();
+            Some(IdPool::from_env()?.lowest_free(&used)?)
+        }
+        _ => None,
+    };
     let (ip, veth) = match &spec.network {
         Network::None => (None, None),
         Network::Bridge { net, ip } => {
@@ -345,16 +344,11 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
         ports: spec.ports.clone(),
-        userns_base: None,
+        userns_base,
         confinement: Some(spec.confinement.clone()),
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
-    }
-    // Last, so nothing after it can fail and leave the lease behind.
-    if spec.userns == UserNs::Pool {
-        let pool = IdPool::from_env()?;
-        record.userns_base = Some(pool.reserve(&recovery::lease_dir(state), &spec.name)?);
     }
     Ok((record, lock))
 }

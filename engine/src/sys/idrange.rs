@@ -11,18 +11,12 @@
 //! IDs, COUNT a multiple of 65536) chooses another pool, for instance one
 //! that matches a `containers` entry in `/etc/subuid`.
 //!
-//! Each range taken is a lease file `userns-BASE` in a directory of the
-//! engine's state, holding its owner's name; it is created under an flock on
-//! `userns.lock` in that directory, so two engines starting at once never
-//! take the same range. `release` gives it back at exit, and `leases` lists
-//! them so stale recovery can free the range of a container that died with
-//! its engine.
+//! This module is the pool only: which ranges exist and which is the lowest
+//! free one. A container's range is leased by its state record (its
+//! `userns_base`), chosen and written under the state lock as its address
+//! is, so a range is free again as soon as the record is gone.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 
 /// IDs per container: the full 16-bit range a distribution expects.
 pub const RANGE_SIZE: u32 = 65536;
@@ -33,28 +27,12 @@ pub const DEFAULT_COUNT: u32 = 1 << 30;
 /// The environment variable that overrides the pool, `START:COUNT`.
 pub const POOL_ENV: &str = "ENGINE_USERNS_POOL";
 
-const LOCK_FILE: &str = "userns.lock";
-const LEASE_PREFIX: &str = "userns-";
-
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum IdRangeError {
     /// `ENGINE_USERNS_POOL` (or another source) is malformed.
     BadPool { value: String, why: String },
-    /// An owner name that cannot be stored in a lease file.
-    BadOwner(String),
-    /// Every range of the pool is leased.
-    PoolFull {
-        start: u32,
-        count: u32,
-        dir: PathBuf,
-    },
-    /// The owner already holds a range (a name is leased once).
-    AlreadyLeased { owner: String, base: u32 },
-    Io {
-        what: String,
-        path: PathBuf,
-        source: io::Error,
-    },
+    /// Every range of the pool is used by a running container.
+    PoolFull { start: u32, count: u32 },
 }
 
 impl fmt::Display for IdRangeError {
@@ -64,47 +42,16 @@ impl fmt::Display for IdRangeError {
                 f,
                 "{POOL_ENV}={value} is not a usable ID pool: {why}; give START:COUNT, host IDs, COUNT a multiple of {RANGE_SIZE}, e.g. {DEFAULT_START}:{DEFAULT_COUNT}"
             ),
-            IdRangeError::BadOwner(owner) => write!(
+            IdRangeError::PoolFull { start, count } => write!(
                 f,
-                "{owner:?} cannot own an ID range: a container name must be non-empty, without '/' or a newline"
+                "every one of the {} user namespace ID ranges of the pool {start}:{count} is used by a running container: stop one (`engine ps` lists them), or give a larger pool with {POOL_ENV}=START:COUNT",
+                count / RANGE_SIZE
             ),
-            IdRangeError::PoolFull { start, count, dir } => write!(
-                f,
-                "every one of the {} user namespace ID ranges of the pool {start}:{count} is in use (leases in {}): stop a container, or give a larger pool with {POOL_ENV}=START:COUNT",
-                count / RANGE_SIZE,
-                dir.display()
-            ),
-            IdRangeError::AlreadyLeased { owner, base } => write!(
-                f,
-                "container {owner} already holds the ID range starting at {base}: stop it first"
-            ),
-            IdRangeError::Io { what, path, source } => {
-                write!(f, "cannot {what} {}: {source}", path.display())
-            }
         }
     }
 }
 
-impl std::error::Error for IdRangeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            IdRangeError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> IdRangeError {
-    let (what, path) = (what.to_string(), path.to_path_buf());
-    move |source| IdRangeError::Io { what, path, source }
-}
-
-/// A range held by a container: host IDs `base .. base + RANGE_SIZE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub owner: String,
-    pub base: u32,
-}
+impl std::error::Error for IdRangeError {}
 
 /// The host IDs the engine hands out, in whole ranges of `RANGE_SIZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,165 +131,23 @@ impl IdPool {
         self.count / RANGE_SIZE
     }
 
-    /// Leases the lowest free range of the pool to `owner` and returns its
-    /// first host ID. `dir` is created (0700) if missing.
-    pub fn reserve(&self, dir: &Path, owner: &str) -> Result<u32, IdRangeError> {
-        check_owner(owner)?;
-        let _lock = lock(dir)?;
-        let held = read_leases(dir)?;
-        if let Some(l) = held.iter().find(|l| l.owner == owner) {
-            return Err(IdRangeError::AlreadyLeased {
-                owner: owner.into(),
-                base: l.base,
-            });
-        }
-        let base = (0..self.ranges())
+    /// The first host ID of the lowest range of the pool that overlaps no
+    /// range `used` (the bases of running containers; a base set under
+    /// another pool setting need not be aligned with this one).
+    pub fn lowest_free(&self, used: &[u32]) -> Result<u32, IdRangeError> {
+        (0..self.ranges())
             .map(|i| self.start + i * RANGE_SIZE)
-            .find(|b| !held.iter().any(|l| l.base == *b))
-            .ok_or_else(|| IdRangeError::PoolFull {
+            .find(|b| !used.iter().any(|u| u.abs_diff(*b) < RANGE_SIZE))
+            .ok_or(IdRangeError::PoolFull {
                 start: self.start,
                 count: self.count,
-                dir: dir.to_path_buf(),
-            })?;
-        write_lease(dir, base, owner)?;
-        Ok(base)
+            })
     }
-}
-
-/// Gives back every range `owner` holds; returns whether it held one.
-pub fn release(dir: &Path, owner: &str) -> Result<bool, IdRangeError> {
-    let _lock = match lock_existing(dir)? {
-        Some(lock) => lock,
-        None => return Ok(false),
-    };
-    let mut found = false;
-    for l in read_leases(dir)?.into_iter().filter(|l| l.owner == owner) {
-        let path = lease_path(dir, l.base);
-        match fs::remove_file(&path) {
-            Ok(()) => found = true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove the ID range lease", &path)(e)),
-        }
-    }
-    Ok(found)
-}
-
-/// Every range leased, lowest first (empty if `dir` does not exist).
-pub fn leases(dir: &Path) -> Result<Vec<Lease>, IdRangeError> {
-    match lock_existing(dir)? {
-        Some(_lock) => read_leases(dir),
-        None => Ok(Vec::new()),
-    }
-}
-
-fn check_owner(owner: &str) -> Result<(), IdRangeError> {
-    if owner.is_empty() || owner.contains(['/', '\n', '\0']) {
-        return Err(IdRangeError::BadOwner(owner.into()));
-    }
-    Ok(())
-}
-
-fn lease_path(dir: &Path, base: u32) -> PathBuf {
-    dir.join(format!("{LEASE_PREFIX}{base}"))
-}
-
-/// The pool's lock, held while it lives (flock on an open file description,
-/// so threads of one process exclude each other as processes do).
-struct PoolLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
-
-fn lock(dir: &Path) -> Result<PoolLock, IdRangeError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err("create the ID range directory", dir))?;
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(io_err("open the ID range lock", &path))?;
-    flock(file, &path)
-}
-
-fn lock_existing(dir: &Path) -> Result<Option<PoolLock>, IdRangeError> {
-    let path = dir.join(LOCK_FILE);
-    match File::open(&path) {
-        Ok(file) => flock(file, &path).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("open the ID range lock", &path)(e)),
-    }
-}
-
-fn flock(file: File, path: &Path) -> Result<PoolLock, IdRangeError> {
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(PoolLock)
-        .map_err(|(_, errno)| io_err("lock", path)(io::Error::from(errno)))
-}
-
-fn read_leases(dir: &Path) -> Result<Vec<Lease>, IdRangeError> {
-    let mut out = Vec::new();
-    let entries = fs::read_dir(dir).map_err(io_err("read the ID range directory", dir))?;
-    for entry in entries {
-        let entry = entry.map_err(io_err("read the ID range directory", dir))?;
-        let name = entry.file_name();
-        let Some(base) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(LEASE_PREFIX))
-            .and_then(|b| b.parse::<u32>().ok())
-        else {
-            continue; // the lock, temporary files
-        };
-        let path = entry.path();
-        let owner = fs::read_to_string(&path).map_err(io_err("read the ID range lease", &path))?;
-        out.push(Lease {
-            owner: owner.trim_end_matches('\n').to_string(),
-            base,
-        });
-    }
-    out.sort_by_key(|l| l.base);
-    Ok(out)
-}
-
-/// Written whole to a temporary name, then renamed: a lease is never seen
-/// half-written, even by a reader that ignores the lock.
-fn write_lease(dir: &Path, base: u32, owner: &str) -> Result<(), IdRangeError> {
-    let tmp = dir.join(format!(".{LEASE_PREFIX}{base}.tmp"));
-    let path = lease_path(dir, base);
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(format!("{owner}\n").as_bytes())?;
-        // No fsync: a lease only matters while its container runs, and none
-        // survives a crash of the machine; the fsync cost 2 ms or more a
-        // start on a busy disk.
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err("write the ID range lease", &path)(e)
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-    use std::sync::Arc;
-
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("engine-idrange-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
 
     #[test]
     fn default_pool_is_far_from_users() {
@@ -373,92 +178,50 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_reservations_get_distinct_ranges() {
-        let dir = Arc::new(scratch("concurrent"));
-        let pool = IdPool::new(200_000, 64 * RANGE_SIZE).unwrap();
-        let threads: Vec<_> = (0..16)
-            .map(|i| {
-                let dir = dir.clone();
-                std::thread::spawn(move || {
-                    (0..4)
-                        .map(|j| pool.reserve(&dir, &format!("c{i}-{j}")).unwrap())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let bases: Vec<u32> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
-        let distinct: HashSet<_> = bases.iter().collect();
-        assert_eq!(distinct.len(), 64, "{bases:?}");
-        for b in &bases {
-            assert!(
-                *b >= 200_000 && (b - 200_000) % RANGE_SIZE == 0 && *b < 200_000 + 64 * RANGE_SIZE
-            );
+    fn lowest_free_is_the_lowest_range_not_used() {
+        let pool = IdPool::new(300_000, 4 * RANGE_SIZE).unwrap();
+        let mut used = Vec::new();
+        for _ in 0..4 {
+            let base = pool.lowest_free(&used).unwrap();
+            assert!(!used.contains(&base), "{base} handed out twice: {used:?}");
+            used.push(base);
         }
-        let listed = leases(&dir).unwrap();
-        assert_eq!(listed.len(), 64);
-        assert!(listed.iter().any(|l| l.owner == "c3-2"));
-        fs::remove_dir_all(&*dir).unwrap();
+        assert_eq!(
+            used,
+            (0..4).map(|i| 300_000 + i * RANGE_SIZE).collect::<Vec<_>>(),
+            "distinct, lowest first"
+        );
     }
 
     #[test]
-    fn release_frees_the_range_for_reuse_and_full_pool_is_an_error() {
-        let dir = scratch("reuse");
+    fn released_range_is_reused_and_overlaps_count_as_used() {
         let pool = IdPool::new(300_000, 3 * RANGE_SIZE).unwrap();
-        let a = pool.reserve(&dir, "a").unwrap();
-        let b = pool.reserve(&dir, "b").unwrap();
-        let c = pool.reserve(&dir, "c").unwrap();
-        assert_eq!(
-            (a, b, c),
-            (300_000, 300_000 + RANGE_SIZE, 300_000 + 2 * RANGE_SIZE)
-        );
-
-        let full = pool.reserve(&dir, "d").unwrap_err();
-        assert!(matches!(full, IdRangeError::PoolFull { .. }), "{full}");
-        assert!(full.to_string().contains("ENGINE_USERNS_POOL"), "{full}");
-        let twice = pool.reserve(&dir, "a").unwrap_err();
-        assert!(
-            matches!(twice, IdRangeError::AlreadyLeased { base: 300_000, .. }),
-            "{twice}"
-        );
-
-        assert!(release(&dir, "b").unwrap());
-        assert!(!release(&dir, "b").unwrap());
-        assert_eq!(
-            leases(&dir).unwrap(),
-            vec![
-                Lease {
-                    owner: "a".into(),
-                    base: a
-                },
-                Lease {
-                    owner: "c".into(),
-                    base: c
-                }
-            ]
-        );
-        assert_eq!(
-            pool.reserve(&dir, "d").unwrap(),
-            b,
-            "the freed range is reused"
-        );
-        fs::remove_dir_all(&dir).unwrap();
+        let (a, b, c) = (300_000, 300_000 + RANGE_SIZE, 300_000 + 2 * RANGE_SIZE);
+        // b's container stopped: its record, hence its base, is gone.
+        assert_eq!(pool.lowest_free(&[c, a]).unwrap(), b);
+        assert_eq!(pool.lowest_free(&[a, c, 7, 1 << 30]).unwrap(), b);
+        // A range from another pool setting, straddling a and b.
+        assert_eq!(pool.lowest_free(&[a + 1]).unwrap(), c);
+        assert_eq!(pool.lowest_free(&[]).unwrap(), a);
     }
 
     #[test]
-    fn missing_directory_has_no_leases_and_bad_owners_are_refused() {
-        let dir = scratch("missing");
-        assert!(leases(&dir).unwrap().is_empty());
-        assert!(!release(&dir, "x").unwrap());
-        let pool = IdPool::default();
-        for owner in ["", "a/b", "a\nb"] {
-            assert!(matches!(
-                pool.reserve(&dir, owner),
-                Err(IdRangeError::BadOwner(_))
-            ));
-        }
-        assert!(!dir.exists(), "a refused owner creates nothing");
+    fn full_pool_is_an_error_with_a_sentence() {
+        let pool = IdPool::new(300_000, 2 * RANGE_SIZE).unwrap();
+        let full = pool
+            .lowest_free(&[300_000 + RANGE_SIZE, 300_000])
+            .unwrap_err();
+        assert_eq!(
+            full,
+            IdRangeError::PoolFull {
+                start: 300_000,
+                count: 2 * RANGE_SIZE
+            }
+        );
+        let msg = full.to_string();
+        assert!(
+            msg.contains("2 user namespace ID ranges") && msg.contains("ENGINE_USERNS_POOL"),
+            "{msg}"
+        );
     }
 }

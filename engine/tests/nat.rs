@@ -8,7 +8,7 @@ mod common;
 // Local `stdout`, `stderr` and `Running` (on std `Output` and `Child`) shadow the glob.
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::process::Output;
 use std::process::{Child, Command, Stdio};
@@ -125,7 +125,7 @@ impl World {
             tx3.send(()).unwrap();
             let mut buf = [0u8; 512];
             while let Ok((n, from)) = s.recv_from(&mut buf) {
-                if let Some(answer) = dns_answer(&buf[..n], WORLD_IP.parse().unwrap()) {
+                if let Some(answer) = testkit::dns::answer(&buf[..n], WORLD_IP.parse().unwrap()) {
                     let _ = s.send_to(&answer, from);
                 }
             }
@@ -172,28 +172,6 @@ fn http_reply(mut conn: TcpStream) {
             GREETING.len() + 1
         );
     }
-}
-
-/// A reply to a one-question DNS query: the question, then an A record.
-fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
-    if query.len() < 12 {
-        return None;
-    }
-    let mut end = 12;
-    while *query.get(end)? != 0 {
-        end += 1 + *query.get(end)? as usize;
-    }
-    end += 5; // the root label, QTYPE, QCLASS
-    let question = query.get(12..end)?;
-    let is_a = question[question.len() - 4..question.len() - 2] == [0, 1];
-    let mut out = query[..2].to_vec();
-    out.extend([0x81, 0x80, 0, 1, 0, is_a as u8, 0, 0, 0, 0]);
-    out.extend(question);
-    if is_a {
-        out.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        out.extend(ip.octets());
-    }
-    Some(out)
 }
 
 fn http_get(addr: SocketAddr) -> std::io::Result<String> {

@@ -16,6 +16,7 @@
 
 pub mod busybox;
 pub mod cgroup;
+pub mod dns;
 pub mod elf;
 pub mod engine_cmd;
 pub mod mountinfo;

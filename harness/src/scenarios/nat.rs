@@ -15,7 +15,7 @@ use crate::engine::{Run, LINE_TIMEOUT, RUN_TIMEOUT};
 use crate::process::{self as util, Proc};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,7 +111,8 @@ impl World {
             let mut buf = [0u8; 512];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
-                    if let Some(answer) = dns_answer(&buf[..n], WORLD_IP.parse().unwrap()) {
+                    if let Some(answer) = testkit::dns::answer(&buf[..n], WORLD_IP.parse().unwrap())
+                    {
                         let _ = s.send_to(&answer, from);
                     }
                 }
@@ -175,28 +176,6 @@ impl Drop for World {
 /// A finished process standing in for the holder while it is dropped.
 fn placeholder() -> Proc {
     Proc::spawn(&mut Command::new("true"), false).expect("run true")
-}
-
-/// A reply to a one-question DNS query: the question, then an A record.
-fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
-    if query.len() < 12 {
-        return None;
-    }
-    let mut end = 12;
-    while *query.get(end)? != 0 {
-        end += 1 + *query.get(end)? as usize;
-    }
-    end += 5; // the root label, QTYPE, QCLASS
-    let question = query.get(12..end)?;
-    let is_a = question[question.len() - 4..question.len() - 2] == [0, 1];
-    let mut out = query[..2].to_vec();
-    out.extend([0x81, 0x80, 0, 1, 0, is_a as u8, 0, 0, 0, 0]);
-    out.extend(question);
-    if is_a {
-        out.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        out.extend(ip.octets());
-    }
-    Some(out)
 }
 
 fn http_get(addr: &str) -> std::io::Result<String> {

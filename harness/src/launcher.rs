@@ -357,6 +357,32 @@ fn cross_build_engine(triple: &str) -> Result<PathBuf> {
     Ok(engine)
 }
 
+/// `ARCH-linux-gnu-gcc -static` of the confinement probe, into the target
+/// directory (which the guest shares).
+fn cross_build_probe(arch: &str) -> Result<PathBuf> {
+    let gcc = match arch {
+        "arm64" => "aarch64-linux-gnu-gcc",
+        _ => "x86_64-linux-gnu-gcc",
+    };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/attack/attack.c");
+    let profile = profile_dir()?;
+    let dir = profile
+        .parent()
+        .unwrap_or(&profile)
+        .join(format!("attack-probe-{arch}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let probe = dir.join("attack");
+    let mut cmd = Command::new(gcc);
+    cmd.args(["-static", "-O2", "-o"]).arg(&probe).arg(&src);
+    let out = process::run(&mut cmd, Duration::from_secs(120)).with_context(|| {
+        format!("cross-building the confinement probe needs {gcc} (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)")
+    })?;
+    if !out.status.success() {
+        bail!("cannot cross-build the confinement probe\n{out}");
+    }
+    Ok(probe)
+}
+
 /// Cross-builds this test binary for `triple` and returns its path.
 fn cross_build_runner(triple: &str) -> Result<PathBuf> {
     let mut cmd = cargo("test", Some(triple))?;
@@ -412,6 +438,14 @@ fn run_runner(
     ];
     if let Ok(trace) = std::env::var("HARNESS_TRACE") {
         env.push(("HARNESS_TRACE".into(), trace));
+    }
+    // A foreign guest's root has no C compiler: the confinement scenario's
+    // probe is cross-built here, beside the cross-built engine.
+    if plan::arch() != plan::host_arch() {
+        match cross_build_probe(&plan::arch()) {
+            Ok(probe) => env.push(("HARNESS_ATTACK_PROBE".into(), probe.display().to_string())),
+            Err(e) => return (RunnerEnd::Failed(format!("{e:#}")), BTreeMap::new()),
+        }
     }
     let ended = if direct {
         env.push((

@@ -53,6 +53,12 @@ fn build_probe(scratch: &Path) -> Result<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/attack/attack.c");
     let dir = scratch.join("attack");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Cross-built by the launcher for a foreign guest (no compiler there).
+    if let Some(probe) = std::env::var_os("HARNESS_ATTACK_PROBE") {
+        std::fs::copy(&probe, dir.join("attack"))
+            .with_context(|| format!("cannot copy the probe {}", Path::new(&probe).display()))?;
+        return Ok(dir);
+    }
     let out = process::run(
         Command::new("cc")
             .args(["-static", "-O2", "-o"])

@@ -355,7 +355,7 @@ fn open_in_root(root: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
     } else {
         rel
     };
-    rustix::fs::openat2(root, rel, DIR_FLAGS, Mode::empty(), IN_ROOT)
+    crate::sys::openat::openat2_retrying(root.as_fd(), rel, DIR_FLAGS, Mode::empty(), IN_ROOT)
 }
 
 /// The directory `name` in `parent`, made if missing; anything else of that

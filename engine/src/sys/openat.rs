@@ -98,8 +98,30 @@ fn openat2_in(
     resolve: ResolveFlags,
 ) -> Result<OwnedFd, InRootError> {
     let rel = relative(path);
-    rustix::fs::openat2(root, rel, flags | OFlags::CLOEXEC, mode, resolve)
-        .map_err(err("open", path))
+    openat2_retrying(root, rel, flags | OFlags::CLOEXEC, mode, resolve).map_err(err("open", path))
+}
+
+/// How often an `openat2` that saw a concurrent rename or mount is retried.
+const OPENAT2_TRIES: usize = 128;
+
+/// `openat2`, retried when the kernel answers EAGAIN: with RESOLVE_IN_ROOT
+/// or RESOLVE_NO_XDEV it gives up on a walk that raced any rename or mount
+/// anywhere on the host (the mount and rename seqlocks), which a busy host
+/// (parallel tests, other containers starting) does all the time.
+pub fn openat2_retrying(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dirfd, path, flags, mode, resolve) {
+            Err(Errno::AGAIN | Errno::INTR) if tries < OPENAT2_TRIES => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// "/a/b" and "a/b" alike name root's a/b; "/" names root itself.
@@ -439,6 +461,32 @@ mod tests {
         assert!(e.to_string().contains("symlink to a missing path"), "{e}");
         assert!(!t.top.join("missing").exists());
         assert!(!t.inside.parent().unwrap().join("missing").exists());
+    }
+
+    /// A walk through ".." that races renames elsewhere gets EAGAIN from
+    /// the kernel; CI failed on exactly this while other tests ran.
+    #[test]
+    fn walks_survive_concurrent_renames() {
+        let t = Tree::new("race");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (stop, dir) = (stop.clone(), t.top.clone());
+            std::thread::spawn(move || {
+                let (a, b) = (dir.join("ren-a"), dir.join("ren-b"));
+                std::fs::write(&a, "").unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(&a, &b).unwrap();
+                    std::fs::rename(&b, &a).unwrap();
+                }
+            })
+        };
+        let walks = (0..20_000)
+            .map(|_| open_in_root(t.root.as_fd(), Path::new("etc/../c/marker"), OFlags::PATH))
+            .filter(Result::is_err)
+            .count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        assert_eq!(walks, 0, "walks failed while renames ran");
     }
 
     #[test]

@@ -110,8 +110,25 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
 
     // exec into a container that exits meanwhile: the exec'd process goes too.
-    detach(&env, ctx, "brief", &[], "sleep 2")?;
-    let out = engine(&env, &["exec", "brief", "--", "sleep", "60"])?;
+    // PID 1 waits for the exec'd process to be in (no race with a slow guest).
+    detach(
+        &env,
+        ctx,
+        "brief",
+        &[],
+        "until [ -e /tmp/joined ]; do sleep 0.1; done; sleep 0.5",
+    )?;
+    let out = engine(
+        &env,
+        &[
+            "exec",
+            "brief",
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/joined; sleep 60",
+        ],
+    )?;
     if out.code() != 137 {
         bail!("an exec'd process should be killed (137) when PID 1 exits\n{out}");
     }

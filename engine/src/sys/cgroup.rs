@@ -183,38 +183,130 @@ pub fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Kills every process in the cgroup and removes it. Idempotent.
+/// Kills every process in the cgroup and removes it, with any cgroups the
+/// container made below it. Idempotent.
 pub fn kill_and_remove(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
     let kill = path.join("cgroup.kill");
-    if kill.exists() {
+    let has_kill = kill.exists();
+    if has_kill {
         let _ = std::fs::write(&kill, "1");
-    } else {
-        // Kernels before 5.14: kill what is listed, until nothing is.
-        for pid in std::fs::read_to_string(path.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-        {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+    }
+    // Dying processes leave the cgroup asynchronously: thousands of them (a
+    // fork bomb under the pids limit) take seconds on a slow or emulated
+    // machine. Retry as long as the count keeps falling, up to a hard cap.
+    let hard_deadline = Instant::now() + Duration::from_secs(60);
+    let mut deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = usize::MAX;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if !has_kill {
+            kill_listed(path); // kernels before 5.14
+        }
+        match remove_tree(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                let now = Instant::now();
+                let procs = count_procs(path);
+                if procs < left {
+                    left = procs;
+                    deadline = (now + Duration::from_secs(5)).min(hard_deadline);
+                }
+                if now >= deadline {
+                    bail!(
+                        "cannot remove cgroup {}: {e} ({procs} processes left in it)",
+                        path.display()
+                    );
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
         }
     }
-    // Dying processes leave the cgroup asynchronously: retry rmdir briefly.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match std::fs::remove_dir(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                bail!("cannot remove cgroup {}: {e}", path.display())
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+}
+
+/// rmdir of `path` after its child cgroups, depth first.
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
         }
+    }
+    std::fs::remove_dir(path)
+}
+
+/// The processes in `path` and every cgroup below it.
+fn count_procs(path: &Path) -> usize {
+    let own = std::fs::read_to_string(path.join("cgroup.procs"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    let below: usize = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| count_procs(&e.path()))
+        .sum();
+    own + below
+}
+
+/// SIGKILL to every process listed in `path` and below.
+fn kill_listed(path: &Path) {
+    for pid in std::fs::read_to_string(path.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            kill_listed(&e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// A container may make cgroups below its own (it owns its leaf under
+    /// nsdelegate): removal must go depth first and kill what is in them.
+    #[test]
+    fn removal_takes_the_cgroups_a_container_made_and_their_processes() {
+        let v2 = testkit::cgroup::v2_mount_point().expect("this test needs a cgroup2 mount");
+        let top = v2.join(format!("engine-unit-{}", std::process::id()));
+        let inner = top.join("made-inside/deeper");
+        std::fs::create_dir_all(&inner).unwrap();
+        let mut sleepers: Vec<_> = (0..3)
+            .map(|_| {
+                Command::new("sleep")
+                    .arg("100")
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, s) in sleepers.iter().enumerate() {
+            let dir = if i == 0 { top.clone() } else { inner.clone() };
+            std::fs::write(dir.join("cgroup.procs"), s.id().to_string()).unwrap();
+        }
+        let removed = kill_and_remove(&top);
+        let gone = !top.exists();
+        for s in &mut sleepers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = remove_tree(&top);
+        removed.unwrap();
+        assert!(gone, "{} is still there", top.display());
     }
 }

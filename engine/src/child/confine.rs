@@ -5,6 +5,7 @@
 
 use super::{fail, Step};
 use crate::model::security::Confinement;
+use crate::model::userns::{UserNs, USERNS_SIZE};
 use crate::sys::{caps, seccomp};
 
 /// Applies `conf` to the calling process.
@@ -41,13 +42,13 @@ fn set_no_new_privs() -> Step {
 
 /// `ping` without CAP_NET_RAW: ICMP echo sockets for every group of the
 /// container, in its own network namespace (before /proc/sys is made
-/// read-only). A user namespace maps only some groups, and the kernel takes
-/// only mapped ones: then the first 65536. Best effort: ping is a comfort.
-pub(super) fn allow_ping() {
-    const PATH: &str = "/proc/sys/net/ipv4/ping_group_range";
-    for range in ["0 2147483647", "0 65535"] {
-        if std::fs::write(PATH, range).is_ok() {
-            return;
-        }
-    }
+/// read-only). The kernel takes only groups mapped in our user namespace:
+/// all of them without one, else the 65536 the engine maps. Best effort:
+/// ping is a comfort.
+pub(super) fn allow_ping(userns: UserNs) {
+    let range = match userns {
+        UserNs::Host => "0 2147483647".to_string(),
+        _ => format!("0 {}", USERNS_SIZE - 1),
+    };
+    let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", range);
 }

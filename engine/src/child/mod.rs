@@ -119,7 +119,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is writable.
-    confine::allow_ping();
+    confine::allow_ping(spec.userns);
 
     let root = mounts::build_root(setup, mount_fds)?;
     mounts::enter_root(&root)?;

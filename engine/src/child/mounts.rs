@@ -20,19 +20,26 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// runc's masked paths: a file gets /dev/null over it, a directory an
-/// empty read-only tmpfs.
-const MASKED: [&str; 10] = [
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
+/// empty read-only tmpfs. Their kinds are the kernel's (a fresh proc and
+/// sysfs, nothing of the rootfs), so no stat is needed to tell them apart.
+const MASKED: [(&str, Kind); 10] = [
+    ("/proc/acpi", Kind::Dir),
+    ("/proc/kcore", Kind::File),
+    ("/proc/keys", Kind::File),
+    ("/proc/latency_stats", Kind::File),
+    ("/proc/timer_list", Kind::File),
+    ("/proc/timer_stats", Kind::File),
+    ("/proc/sched_debug", Kind::File),
+    ("/proc/scsi", Kind::Dir),
+    ("/sys/firmware", Kind::Dir),
+    ("/sys/devices/virtual/powercap", Kind::Dir),
 ];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    File,
+    Dir,
+}
 
 /// runc's read-only paths (recursively read-only).
 const READ_ONLY: [&str; 6] = [
@@ -219,15 +226,16 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
     }
 
     // Kernel interfaces a container has no business reading or changing.
-    for path in MASKED {
-        let Ok(target) = open_in_root(root_fd, Path::new(path), OFlags::PATH) else {
+    for (path, kind) in MASKED {
+        // O_DIRECTORY for a directory: the mask must fit what it covers.
+        let flags = match kind {
+            Kind::Dir => OFlags::PATH | OFlags::DIRECTORY,
+            Kind::File => OFlags::PATH,
+        };
+        let Ok(target) = open_in_root(root_fd, Path::new(path), flags) else {
             continue; // not on this kernel
         };
-        let is_dir = rustix::fs::fstat(&target)
-            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
-            .map_err(std::io::Error::from)
-            .ctx(|| format!("stat {path}"))?;
-        if is_dir {
+        if kind == Kind::Dir {
             mnt_at(
                 Some(Path::new("tmpfs")),
                 target.as_fd(),

@@ -24,6 +24,7 @@ use engine::parent::lifecycle::parse_signal;
 use engine::sys::caps::CapSet;
 use engine::sys::net::dns;
 use engine::sys::net::NetConfig;
+use engine::sys::seccomp::{self, sock_filter, Arch, Profile};
 use engine::Config;
 use nix::sys::signal::Signal;
 use proptest::prelude::*;
@@ -411,6 +412,60 @@ proptest! {
         prop_assert_eq!(CapSet::from_options(&names, &["ALL"]).unwrap(), set);
     }
 
+    // Hostile files from a rootfs or the user: a seccomp profile, an ELF
+    // header, the host's resolv.conf.
+
+    /// A profile in docker's JSON, well-formed or not, is refused or
+    /// compiles to a program the kernel would take: every jump lands inside
+    /// it, every load reads inside `struct seccomp_data`, and it ends in a return.
+    #[test]
+    fn seccomp_profiles_compile_to_valid_bpf(json in prop_oneof![any::<String>(), docker_profile()]) {
+        let Ok(profile) = Profile::from_docker_json(&json, &CapSet::podman_default()) else {
+            return Ok(());
+        };
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            if let Ok(program) = seccomp::compile(&profile, arch) {
+                if let Err(why) = check_bpf(&program) {
+                    prop_assert!(false, "{arch:?}: {why} in the program of {json}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn elf_headers_never_panic(bytes in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        (prop::collection::vec(any::<u8>(), 0..300), any::<bool>(), any::<bool>()).prop_map(|(mut b, class64, le)| {
+            // An ELF magic, class and byte order, then anything.
+            let head = [0x7f, b'E', b'L', b'F', if class64 { 2 } else { 1 }, if le { 1 } else { 2 }];
+            b.splice(0..0, head);
+            b
+        }),
+    ]) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        std::fs::write(&path, &bytes).unwrap();
+        for program_headers in [false, true] {
+            let _ = engine::sys::arch::read_elf(&path, program_headers);
+        }
+        let _ = engine::sys::arch::elf_machine(&path);
+    }
+
+    #[test]
+    fn resolv_conf_keeps_only_addresses(host in text("((nameserver|search|options|domain) [0-9a-z.:%]{0,12}\n){0,4}")) {
+        let out = dns::resolv_conf(&host, None, &dns::DnsOptions::default());
+        for line in out.lines() {
+            if let Some(ip) = line.strip_prefix("nameserver ") {
+                prop_assert!(ip.parse::<IpAddr>().is_ok(), "{line:?} from {host:?}");
+            }
+        }
+    }
+}
+
+proptest! {
+    // Thirty-two cases: ten arbitrary strings each, slow to generate in a debug build.
+    #![proptest_config(cases(32))]
+
     // The whole request: any input is refused or accepted, never a panic.
 
     #[test]
@@ -448,6 +503,114 @@ proptest! {
             ..SpecInput::default()
         };
         let _ = Request::parse(input, &cfg);
+    }
+}
+
+/// Docker's profile format with the fields this engine reads, values drawn
+/// from the valid ones and a few that are not.
+fn docker_profile() -> impl Strategy<Value = String> {
+    let action = || {
+        prop_oneof![
+            9 => prop::sample::select(vec![
+                "SCMP_ACT_ALLOW",
+                "SCMP_ACT_ERRNO",
+                "SCMP_ACT_KILL",
+                "SCMP_ACT_KILL_PROCESS",
+                "SCMP_ACT_TRAP",
+                "SCMP_ACT_LOG",
+            ]),
+            1 => prop::sample::select(vec!["SCMP_ACT_TRACE", "SCMP_ACT_BOGUS"]),
+        ]
+    };
+    let op = prop::sample::select(vec![
+        "SCMP_CMP_EQ",
+        "SCMP_CMP_NE",
+        "SCMP_CMP_LT",
+        "SCMP_CMP_LE",
+        "SCMP_CMP_GT",
+        "SCMP_CMP_GE",
+        "SCMP_CMP_MASKED_EQ",
+    ]);
+    let arg = (
+        prop_oneof![9 => 0u8..6, 1 => 6u8..=255],
+        any::<u64>(),
+        any::<u64>(),
+        op,
+    )
+        .prop_map(|(index, value, two, op)| {
+            format!(r#"{{"index": {index}, "value": {value}, "valueTwo": {two}, "op": "{op}"}}"#)
+        });
+    let names = prop::collection::vec(
+        prop::sample::select(vec![
+            "read",
+            "write",
+            "clone",
+            "mount",
+            "ptrace",
+            "nosuchcall",
+            "",
+        ]),
+        0..4,
+    );
+    let syscall = (
+        names,
+        action(),
+        prop::option::of(0u16..200),
+        prop::collection::vec(arg, 0..3),
+    )
+        .prop_map(|(names, action, errno, args)| {
+            let errno = errno
+                .map(|e| format!(r#", "errnoRet": {e}"#))
+                .unwrap_or_default();
+            format!(
+                r#"{{"names": {names:?}, "action": "{action}"{errno}, "args": [{}]}}"#,
+                args.join(", ")
+            )
+        });
+    (action(), prop::collection::vec(syscall, 0..6)).prop_map(|(default, calls)| {
+        format!(
+            r#"{{"defaultAction": "{default}", "syscalls": [{}]}}"#,
+            calls.join(", ")
+        )
+    })
+}
+
+/// Why `program` would not pass the kernel's check of a classic BPF
+/// seccomp filter, as far as the engine's programs use it.
+fn check_bpf(program: &[sock_filter]) -> Result<(), String> {
+    const SECCOMP_DATA_LEN: u32 = 64;
+    if program.is_empty() || program.len() > 4096 {
+        return Err(format!("{} instructions", program.len()));
+    }
+    for (pc, i) in program.iter().enumerate() {
+        let class = i.code & 0x07;
+        let after = pc + 1;
+        match class {
+            // BPF_LD | BPF_W | BPF_ABS: a 32-bit word of seccomp_data.
+            0x00 if i.code == 0x20 => {
+                if i.k % 4 != 0 || i.k + 4 > SECCOMP_DATA_LEN {
+                    return Err(format!("load of offset {} at {pc}", i.k));
+                }
+            }
+            0x05 => {
+                let targets = if i.code & 0xf0 == 0x00 {
+                    vec![after as u64 + u64::from(i.k)]
+                } else {
+                    vec![
+                        (after + usize::from(i.jt)) as u64,
+                        (after + usize::from(i.jf)) as u64,
+                    ]
+                };
+                if targets.iter().any(|&t| t >= program.len() as u64) {
+                    return Err(format!("jump out of the program at {pc}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    match program.last().map(|i| i.code & 0x07) {
+        Some(0x06) => Ok(()),
+        _ => Err("no return at the end".into()),
     }
 }
 

@@ -587,10 +587,8 @@ fn check_bpf(program: &[sock_filter]) -> Result<(), String> {
         let after = pc + 1;
         match class {
             // BPF_LD | BPF_W | BPF_ABS: a 32-bit word of seccomp_data.
-            0x00 if i.code == 0x20 => {
-                if i.k % 4 != 0 || i.k + 4 > SECCOMP_DATA_LEN {
-                    return Err(format!("load of offset {} at {pc}", i.k));
-                }
+            0x00 if i.code == 0x20 && (i.k % 4 != 0 || i.k + 4 > SECCOMP_DATA_LEN) => {
+                return Err(format!("load of offset {} at {pc}", i.k));
             }
             0x05 => {
                 let targets = if i.code & 0xf0 == 0x00 {

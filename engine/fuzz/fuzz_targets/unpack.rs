@@ -22,7 +22,16 @@ fuzz_target!(|data: &[u8]| {
     std::os::unix::fs::lchown(&sentinel, Some(1234), Some(1234)).unwrap();
     let tarball = t.path().join("in.tar");
     fs::write(&tarball, archive).unwrap();
-    let stat = |m: fs::Metadata| (m.mode(), m.uid(), m.gid(), m.nlink(), m.ctime(), m.ctime_nsec());
+    let stat = |m: fs::Metadata| {
+        (
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.nlink(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    };
     let before = stat(fs::symlink_metadata(&sentinel).unwrap());
     let opts = PullOptions {
         owner,
@@ -30,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let dest = t.path().join("dest");
     let result = image::pull(&format!("file://{}", tarball.display()), &dest, &opts);
-    assert_eq!(stat(fs::symlink_metadata(&sentinel).unwrap()), before, "the file beside DEST changed");
+    assert_eq!(
+        stat(fs::symlink_metadata(&sentinel).unwrap()),
+        before,
+        "the file beside DEST changed"
+    );
     assert_eq!(fs::read(&sentinel).unwrap(), b"host secret\n");
     let mut names: Vec<_> = fs::read_dir(t.path())
         .unwrap()

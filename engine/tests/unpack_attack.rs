@@ -6,6 +6,7 @@ use engine::image::{self, PullOptions};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use testkit::tarball::header;
 
 const SENTINEL: &[u8] = b"host secret\n";
 const BASE: u32 = 100_000;
@@ -14,16 +15,6 @@ const BASE: u32 = 100_000;
 fn climbing_target(host_path: &Path) -> String {
     let rel = host_path.strip_prefix("/").unwrap();
     format!("{}{}", "../".repeat(64), rel.display())
-}
-
-fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(0);
-    h
 }
 
 /// Writes the archive to `dir/evil.tar` and pulls it into `dir/dest` with

@@ -7,6 +7,7 @@
 //! - [`cgroup`]: whether cgroup v2 limits are available here;
 //! - [`elf`]: a program's machine and dynamic loader (the one ELF reader);
 //! - [`wait`]: poll with a deadline, wait for a child, a file or a line;
+//! - [`tarball`]: hostile tar entries with raw names, compression, a tree snapshot;
 //! - [`quote`]: shell quoting and `which`, with a loud failure for a missing tool;
 //! - [`engine_cmd`]: the engine binary with a private state dir, cgroup root,
 //!   bridge and subnet, and a timeout on every command.
@@ -23,4 +24,5 @@ pub mod mountinfo;
 pub mod mountns;
 pub mod netns;
 pub mod quote;
+pub mod tarball;
 pub mod wait;

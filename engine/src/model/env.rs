@@ -47,6 +47,9 @@ pub fn command_candidates(cmd: &str, path: &str) -> Vec<PathBuf> {
 /// `-w DIR`: absolute, default `/`.
 pub fn parse_workdir(w: Option<String>) -> Result<PathBuf> {
     match w {
+        Some(w) if w.contains('\0') => {
+            bail!("working directory {w:?} holds a NUL byte: give a path without one")
+        }
         Some(w) if w.starts_with('/') => Ok(PathBuf::from(w)),
         Some(w) => bail!("working directory {w:?} is not absolute: give a path starting with /"),
         None => Ok(PathBuf::from("/")),
@@ -78,5 +81,7 @@ mod tests {
         );
         assert_eq!(search_path(std::iter::empty()), DEFAULT_PATH);
         assert!(parse_workdir(Some("rel".into())).is_err());
+        // Found by tests/props.rs: a NUL byte cannot reach chdir.
+        assert!(parse_workdir(Some("/\0".into())).is_err());
     }
 }

@@ -43,12 +43,22 @@ pub fn parse_size(s: &str) -> Option<u64> {
         Some((i, 't')) => (&lower[..i], 1 << 40),
         _ => (lower, 1),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    // The whole part in integers (an f64 would round sizes above 2^53);
+    // only a fraction goes through floating point.
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
         return None;
     }
-    let value: f64 = digits.parse().ok()?;
-    let bytes = value * mult as f64;
-    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+    let whole = match whole {
+        "" => 0,
+        w => w.parse::<u64>().ok()?.checked_mul(mult)?,
+    };
+    let fraction = match fraction {
+        "" => 0,
+        f => (format!("0.{f}").parse::<f64>().ok()? * mult as f64) as u64,
+    };
+    whole.checked_add(fraction).filter(|&bytes| bytes >= 1)
 }
 
 pub fn parse_memory(s: &str) -> Result<u64> {
@@ -96,7 +106,14 @@ mod tests {
         assert_eq!(parse_size("1048576"), Some(1 << 20));
         assert_eq!(parse_size("64mb"), Some(64 << 20));
         assert_eq!(parse_size("1.5G"), Some(3 << 29));
-        for bad in ["", "M", "-1M", "abc", "5X", "1e9", "0"] {
+        // Found by tests/props.rs: above 2^53 an f64 rounded plain bytes.
+        assert_eq!(parse_size("9044305847164847"), Some(9044305847164847));
+        assert_eq!(parse_size("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_size("16777216T"), None);
+        assert_eq!(parse_size(".5k"), Some(512));
+        for bad in [
+            "", "M", "-1M", "abc", "5X", "1e9", "0", ".", "1.2.3", "0.1b",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
         assert!(parse_memory("5M").is_err());

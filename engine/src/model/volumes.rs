@@ -20,6 +20,12 @@ pub fn parse_volume(v: &str) -> Result<Volume> {
         [h, c, "rw"] => (*h, *c, false),
         _ => bail!("invalid --volume {v:?}: use HOST:CONTAINER or HOST:CONTAINER:ro"),
     };
+    if host.is_empty() {
+        bail!("invalid --volume {v:?}: the host path is empty: use HOST:CONTAINER");
+    }
+    if v.contains('\0') {
+        bail!("invalid --volume {v:?}: a path holds a NUL byte");
+    }
     if !container.starts_with('/')
         || Path::new(container)
             .components()
@@ -44,5 +50,8 @@ mod tests {
         assert!(parse_volume("/tmp:data").is_err());
         assert!(parse_volume("/tmp:/a/../b").is_err());
         assert!(parse_volume("/tmp:/data:xx").is_err());
+        // Found by tests/props.rs: refused here, not later by the host check.
+        assert!(parse_volume(":/").is_err());
+        assert!(parse_volume("/tmp:/d\0").is_err());
     }
 }

@@ -442,21 +442,21 @@ fn second(tag: &str, subnet: &str) -> Engine {
     engine(tag).with_network(&format!("br-{tag}"), subnet)
 }
 
+/// A detached container that a teardown stops at once: PID 1 ignores a
+/// SIGTERM it has no handler for, so it says when its trap is set.
 fn detached_sleeper(env: &Engine, name: &str) {
+    let script = "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done";
     env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--cap-add",
-            "NET_RAW",
-            rootfs(),
-            name,
-            "--",
-            "sleep",
-            "100",
-        ])
+        .args(["run", "-d", "--cap-add", "NET_RAW", rootfs(), name])
+        .args(["--", "sh", "-c", script])
         .assert()
         .code(0);
+    let log = env.state_dir().join(format!("{name}.log"));
+    wait::until(SHORT, &format!("{name} to be ready"), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("ready"))
+            .then_some(())
+    });
 }
 
 fn pings_gateway(env: &Engine, name: &str, gateway: &str) -> bool {

@@ -73,6 +73,17 @@ fn read_life(sync: &Path, name: &str) -> Option<Life> {
     (life.start > 0).then_some(life)
 }
 
+/// A container an operation started.
+#[derive(Debug, Clone)]
+struct Started {
+    name: String,
+    kind: &'static str,
+    /// A teardown ran during the operation.
+    disturbed: bool,
+    /// When its engine was SIGKILLed (host uptime, centiseconds).
+    killed: Option<u64>,
+}
+
 /// The shared world of the workers.
 struct World {
     env: Engine,
@@ -80,9 +91,7 @@ struct World {
     gateway: String,
     /// Odd while a `teardown --force` runs; bumped at its start and end.
     teardown_epoch: AtomicUsize,
-    /// Every container started: name, its worker's op kind, disturbed by a
-    /// teardown, and the kill time for those whose engine was SIGKILLed.
-    started: Mutex<Vec<(String, &'static str, bool, Option<u64>)>>,
+    started: Mutex<Vec<Started>>,
     failures: Mutex<Vec<String>>,
 }
 
@@ -143,10 +152,12 @@ impl World {
     }
 
     fn note(&self, name: &str, kind: &'static str, disturbed: bool, killed: Option<u64>) {
-        self.started
-            .lock()
-            .unwrap()
-            .push((name.to_string(), kind, disturbed, killed));
+        self.started.lock().unwrap().push(Started {
+            name: name.to_string(),
+            kind,
+            disturbed,
+            killed,
+        });
     }
 
     /// A one-line error that names something, never a panic or debug output.
@@ -378,7 +389,13 @@ fn a_hundred_operations_from_eight_processes_share_one_state_directory() {
     // No address held by two containers at once, as the containers saw it.
     let started = world.started.lock().unwrap().clone();
     let mut lives: Vec<(String, Life)> = Vec::new();
-    for (name, kind, disturbed, killed) in &started {
+    for Started {
+        name,
+        kind,
+        disturbed,
+        killed,
+    } in &started
+    {
         let Some(mut life) = read_life(world.sync.path(), name) else {
             if !disturbed {
                 world.fail(format!("{kind} {name} left no start line"));
@@ -430,7 +447,7 @@ fn a_hundred_operations_from_eight_processes_share_one_state_directory() {
     assert!(!links().contains("br-conc"), "{}", links());
     assert_eq!(forwarding(), "0", "teardown did not restore ip_forward");
     world.env.assert_clean();
-    let kinds: Vec<&str> = started.iter().map(|s| s.1).collect();
+    let kinds: Vec<&str> = started.iter().map(|s| s.kind).collect();
     for kind in ["run", "run -d", "killed"] {
         assert!(kinds.contains(&kind), "no {kind} operation ran: {kinds:?}");
     }

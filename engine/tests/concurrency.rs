@@ -32,12 +32,14 @@ fn uptime_cs() -> u64 {
 /// The container side, for `sh -c`: write `start ADDR TIME` to /sync/NAME,
 /// and on the way out (`end`) `end TIME ok|lost`: `lost` when its eth0 is gone
 /// or the gateway no longer answers (another engine removed its veth or the
-/// bridge under it).
+/// bridge under it). Three tries: this shared machine stalls for seconds at
+/// times, and a single ping's timer then runs out before its reply is read.
 fn script(name: &str, gateway: &str, body: &str) -> String {
     let f = format!("/sync/{name}");
     format!(
         "now() {{ cut -d' ' -f1 /proc/uptime | tr -d .; }}; \
-         end() {{ if ip link show eth0 >/dev/null 2>&1 && ping -c1 -W3 {gateway} >/dev/null 2>&1; \
+         pong() {{ ping -c1 -W3 {gateway} >/dev/null 2>&1; }}; \
+         end() {{ if ip link show eth0 >/dev/null 2>&1 && (pong || pong || pong); \
            then r=ok; else r=lost; fi; echo \"end $(now) $r\" >> {f}; }}; \
          trap 'end; exit 0' TERM; \
          echo \"start $(ip -o -4 addr show eth0 | awk '{{print $4}}') $(now)\" >> {f}; {body}"
@@ -84,15 +86,25 @@ struct Started {
     killed: Option<u64>,
 }
 
+/// The teardown counters before an operation.
+#[derive(Debug, Clone, Copy)]
+struct Epoch {
+    begun: usize,
+    running: usize,
+}
+
 /// The shared world of the workers.
 struct World {
     env: Engine,
     sync: tempfile::TempDir,
     gateway: String,
-    /// Odd while a `teardown --force` runs; bumped at its start and end.
-    teardown_epoch: AtomicUsize,
+    /// `teardown --force` operations begun, and running now (they overlap).
+    teardowns_begun: AtomicUsize,
+    teardowns_running: AtomicUsize,
     started: Mutex<Vec<Started>>,
     failures: Mutex<Vec<String>>,
+    /// When each operation began and ended, for the failure message.
+    events: Mutex<Vec<String>>,
 }
 
 impl World {
@@ -145,10 +157,17 @@ impl World {
         args
     }
 
-    /// Whether a teardown ran at any moment between `epoch` (read before the
-    /// operation) and now.
-    fn disturbed_since(&self, epoch: usize) -> bool {
-        epoch % 2 == 1 || self.teardown_epoch.load(Ordering::SeqCst) != epoch
+    /// Before an operation: what tells later whether a teardown ran meanwhile.
+    fn epoch(&self) -> Epoch {
+        Epoch {
+            begun: self.teardowns_begun.load(Ordering::SeqCst),
+            running: self.teardowns_running.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Whether a teardown ran at any moment between `epoch` and now.
+    fn disturbed_since(&self, epoch: Epoch) -> bool {
+        epoch.running > 0 || self.teardowns_begun.load(Ordering::SeqCst) != epoch.begun
     }
 
     fn note(&self, name: &str, kind: &'static str, disturbed: bool, killed: Option<u64>) {
@@ -168,15 +187,29 @@ impl World {
         }
     }
 
+    fn event(&self, what: String) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("{} {what}", uptime_cs()));
+    }
+
     /// One operation of the mix; `i` picks which.
     fn operation(&self, worker: usize, i: usize) {
+        self.event(format!("w{worker}o{i} begins"));
+        self.operation_of(worker, i);
+        self.event(format!("w{worker}o{i} ends"));
+    }
+
+    fn operation_of(&self, worker: usize, i: usize) {
         let name = format!("w{worker}o{i}");
-        let epoch = self.teardown_epoch.load(Ordering::SeqCst);
+        let epoch = self.epoch();
         match i % 10 {
             _ if i % 25 == 12 => {
-                self.teardown_epoch.fetch_add(1, Ordering::SeqCst);
+                self.teardowns_running.fetch_add(1, Ordering::SeqCst);
+                self.teardowns_begun.fetch_add(1, Ordering::SeqCst);
                 let out = self.engine(&["teardown", "--force"]);
-                self.teardown_epoch.fetch_add(1, Ordering::SeqCst);
+                self.teardowns_running.fetch_sub(1, Ordering::SeqCst);
                 if !out.status.success() {
                     self.fail(format!("teardown --force failed: {}", stderr_of(&out)));
                 }
@@ -234,7 +267,7 @@ impl World {
 
     /// A container whose engine is SIGKILLed once the container runs: the
     /// next invocation of anyone must recover what it left.
-    fn killed_engine(&self, name: &str, epoch: usize) {
+    fn killed_engine(&self, name: &str, epoch: Epoch) {
         let args = self.run_args(name, false, "sleep 30");
         let mut child = self
             .env
@@ -345,9 +378,11 @@ fn a_hundred_operations_from_eight_processes_share_one_state_directory() {
         env: engine("conc").with_network("br-conc", "10.90.0.0/24"),
         sync,
         gateway: "10.90.0.1".into(),
-        teardown_epoch: AtomicUsize::new(0),
+        teardowns_begun: AtomicUsize::new(0),
+        teardowns_running: AtomicUsize::new(0),
         started: Mutex::new(Vec::new()),
         failures: Mutex::new(Vec::new()),
+        events: Mutex::new(Vec::new()),
     });
     let began = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
@@ -435,12 +470,16 @@ fn a_hundred_operations_from_eight_processes_share_one_state_directory() {
     let out = world.engine(&["teardown", "--force"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let failures = world.failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    if !failures.is_empty() {
+        let lives: Vec<String> = lives.iter().map(|(n, l)| format!("{n} {l:?}")).collect();
+        panic!(
+            "{} failures:\n{}\n\nevents (uptime in 1/100 s):\n{}\n\ncontainers:\n{}",
+            failures.len(),
+            failures.join("\n"),
+            world.events.lock().unwrap().join("\n"),
+            lives.join("\n")
+        );
+    }
     wait::until(SHORT, "the veths to vanish", || {
         (!links().contains("ve-")).then_some(())
     });

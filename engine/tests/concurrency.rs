@@ -360,7 +360,7 @@ fn forwarding() -> String {
 /// 100 operations across 8 threads, each spawning `engine` processes on one
 /// state directory: short runs, `run -d` + `stop`, `ps`, `teardown --force`
 /// and engines SIGKILLed mid-run, with a ninth thread reading `ps` and the
-/// records all along. Takes 20-60 s on this 2-core machine: about seventy
+/// records all along. Takes 7-18 s on this 2-core machine: about seventy
 /// bridged containers are started, and fewer would not make the races likely.
 #[test]
 fn a_hundred_operations_from_eight_processes_share_one_state_directory() {

@@ -590,3 +590,81 @@ fn engines_with_their_own_state_directories_do_not_undo_each_other() {
     a.assert_clean();
     b.assert_clean();
 }
+
+/// `stop` outlives the engine of the container it stops: it then releases
+/// what that engine left, but only if the record is still that engine's.
+/// Here the name has meanwhile gone to a new container (a record naming
+/// this test process as its engine, written while the test holds the state
+/// lock that `stop` waits for): `stop` must leave it alone.
+#[test]
+fn stop_never_releases_a_new_container_of_the_same_name() {
+    use std::os::unix::fs::MetadataExt;
+    let env = engine("reuse");
+    let mut first = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; exec sleep 1000",
+        ],
+    );
+    first.expect("ready");
+    let mut stop = env
+        .spawnable()
+        .args(["stop", "-t", "60", "web"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let record = env.state_dir().join("web.json");
+    let old = std::fs::read(&record).unwrap();
+    // Give stop the time to find the container and send its SIGTERM.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lock_file = std::fs::File::open(env.state_dir().join(".lock")).unwrap();
+    let lock_ino = lock_file.metadata().unwrap().ino();
+    let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait();
+    // stop sees the engine dead and waits for the lock.
+    wait::until(SHORT, "stop to wait for the state lock", || {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        locks
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&format!(":{lock_ino} ")))
+            .then_some(())
+    });
+    let me = std::process::id();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut new: serde_json::Value = serde_json::from_slice(&old).unwrap();
+    // What the recovery by another engine did before the name was reused:
+    // the container outlives its SIGKILLed engine until then.
+    let old_pid = new["pid"].as_i64().unwrap() as i32;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait::pid_gone(old_pid, SHORT).unwrap();
+    new["engine_pid"] = me.into();
+    new["engine_start"] = start.into();
+    // This process: in our own pid namespace, so never killed as a container.
+    new["pid"] = me.into();
+    std::fs::write(&record, serde_json::to_vec(&new).unwrap()).unwrap();
+    drop(held);
+    let status = wait::child(&mut stop, LONG).unwrap();
+    assert!(status.success(), "stop failed");
+    let now: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&record).expect("stop removed the new container's record"),
+    )
+    .unwrap();
+    assert_eq!(now["engine_pid"], me);
+    std::fs::remove_file(&record).unwrap();
+    env.assert_clean();
+}

@@ -644,8 +644,8 @@ fn stop_never_releases_a_new_container_of_the_same_name() {
         .parse()
         .unwrap();
     let mut new: serde_json::Value = serde_json::from_slice(&old).unwrap();
-    // What the recovery by another engine did before the name was reused:
-    // the container outlives its SIGKILLed engine until then.
+    // What the recovery by another engine did before the name was reused
+    // (the parent-death signal has most likely done it already).
     let old_pid = new["pid"].as_i64().unwrap() as i32;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(old_pid),
@@ -666,5 +666,80 @@ fn stop_never_releases_a_new_container_of_the_same_name() {
     .unwrap();
     assert_eq!(now["engine_pid"], me);
     std::fs::remove_file(&record).unwrap();
+    env.assert_clean();
+}
+
+/// Whether `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rfind(')')
+            .is_some_and(|close| stat[close + 2..].starts_with('Z'))
+    })
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+                stat.rfind(')').is_some_and(|close| {
+                    stat[close + 2..].split(' ').nth(1) == Some(&pid.to_string())
+                })
+            })
+        })
+        .collect()
+}
+
+/// A SIGKILLed engine takes its container with it at once (the parent-death
+/// signal, which the uid change into the user namespace had cleared), and
+/// a SIGKILLed `engine exec` the process it started; nothing waits for the
+/// next invocation's recovery.
+#[test]
+fn a_sigkilled_engine_takes_its_processes_with_it() {
+    let env = engine("pdeath");
+    let mut run = Running::run(
+        &env,
+        &[
+            rootfs(),
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 1000",
+        ],
+    );
+    run.expect("ready");
+    let pid1 = container_pid(&env, "web");
+
+    let mut exec = Running::spawn(
+        &env,
+        &[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 1000",
+        ],
+    );
+    exec.expect("ready");
+    let joined = children_of(exec.child.id());
+    assert_eq!(joined.len(), 1, "the process of engine exec: {joined:?}");
+    exec.signal(nix::sys::signal::Signal::SIGKILL);
+    exec.wait();
+    wait::until(SHORT, "the exec'd process to die with its engine", || {
+        ended(joined[0]).then_some(())
+    });
+    assert!(!ended(pid1), "the container died with engine exec");
+
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    run.wait();
+    wait::until(SHORT, "the container to die with its engine", || {
+        ended(pid1).then_some(())
+    });
+    env.cmd().arg("ps").assert().code(0); // removes the record
     env.assert_clean();
 }

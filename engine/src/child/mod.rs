@@ -113,7 +113,12 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
     if spec.userns != UserNs::Host {
+        let engine = host_parent();
         become_root()?; // the parent has written the maps
+                        // An engine that died before the signal was set again never sends it.
+        if host_parent() != engine {
+            exit_now(exit::ENGINE_ERROR);
+        }
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -157,12 +162,24 @@ fn receive_mount_fds(sock: RawFd) -> Step<Vec<OwnedFd>> {
 
 /// In a user namespace whose maps are written: act as its root, so files we
 /// create belong to the mapped root and not to the unmapped host root.
+/// Root of the user namespace, still dying with the engine.
 fn become_root() -> Step {
     nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
         .ctx(|| "setresgid(0) in the user namespace".into())?;
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .ctx(|| "setresuid(0) in the user namespace".into())?;
-    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())
+    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())?;
+    // The kernel clears the parent-death signal when the euid changes, so a
+    // SIGKILLed engine left its container running: set it again.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    Ok(())
+}
+
+/// Our parent as the host sees it: /proc is still the host's here (getppid
+/// says 0 in a new pid namespace).
+fn host_parent() -> Option<String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some(stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.to_string())
 }
 
 fn wait_for_parent(fd: RawFd) -> Step {

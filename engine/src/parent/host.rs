@@ -31,11 +31,16 @@ pub fn setup(cfg: &Config) -> Result<()> {
 pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
-    let running = {
-        let _lock = state.lock()?;
-        recover_stale(&state, cfg).running
-    };
-    if !running.is_empty() {
+    // Containers may start while others are stopped: stop until none runs
+    // under the lock, and hold it from then on, so that none starts on a
+    // bridge about to go (nor is left without forwarding).
+    let mut rounds = 0;
+    let _lock = loop {
+        let lock = state.lock()?;
+        let running = recover_stale(&state, cfg).running;
+        if running.is_empty() {
+            break lock;
+        }
         let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
         if !force {
             bail!(
@@ -43,11 +48,18 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
                 names.join(", ")
             );
         }
+        rounds += 1;
+        if rounds > 20 {
+            bail!(
+                "containers keep starting while teardown stops them (now: {}): stop whatever starts them, then run `engine teardown --force` again",
+                names.join(", ")
+            );
+        }
+        drop(lock);
         for rec in &running {
             crate::parent::lifecycle::stop(&state, rec, Duration::from_secs(10))?;
         }
-    }
-    let _lock = state.lock()?;
+    };
     // Without the marker and without nft there is nothing of ours to remove.
     match nat::uninstall(&net.bridge) {
         Err(e) if nat_installed(&state) => return Err(e),

@@ -147,8 +147,15 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
             return Ok(());
         }
         if !is_alive(rec) {
+            // Under the lock, and only if the record is still this one: the
+            // name may already belong to a new container, whose cgroup,
+            // veth and record have the same names.
             let _lock = state.lock()?;
-            recovery::release(state, rec);
+            if state.read(&rec.name).is_some_and(|r| {
+                r.engine_pid == rec.engine_pid && r.engine_start == rec.engine_start
+            }) {
+                recovery::release(state, rec);
+            }
             return Ok(());
         }
         if !killed && Instant::now() >= deadline {

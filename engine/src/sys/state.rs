@@ -156,9 +156,13 @@ impl StateDir {
                     return None;
                 }
                 let file = e.path();
-                let decoded = std::fs::read(&file)
-                    .ok()
-                    .and_then(|data| serde_json::from_slice::<Record>(&data).ok());
+                // A supervisor removes its record without the lock: one that
+                // vanished since the listing is gone, not unreadable.
+                let data = match std::fs::read(&file) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    data => data.ok(),
+                };
+                let decoded = data.and_then(|data| serde_json::from_slice::<Record>(&data).ok());
                 Some(match decoded {
                     Some(rec) => (name, Entry::Record(Box::new(rec))),
                     None => (name.clone(), Entry::Corrupt { name, file }),

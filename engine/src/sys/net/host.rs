@@ -2,11 +2,11 @@
 //! forwarding, and the host end of each container's veth.
 
 use super::addr::check_ifname;
-use super::netlink::{io_text, link_kind, Socket};
+use super::netlink::{io_text, link_alias, link_kind, link_name, Socket};
 use super::NetConfig;
 use anyhow::{anyhow, bail, Result};
 use netlink_packet_route::link::{InfoKind, LinkFlags};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The host-side veth name for a container: at most 15 bytes, unique even for long names.
 ///
@@ -37,13 +37,86 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// What the engine notes on its bridge (the link's alias, kept by the kernel in the bridge's
+/// network namespace), so that engines with other state directories there see it: the value
+/// `ip_forward` had before the first engine bridge of the namespace, and the state directory
+/// whose leases the bridge carries: `engine fwd=0 state=/run/engine`.
+struct Claim {
+    forwarding: String,
+    state: Option<PathBuf>,
+}
+
+const CLAIM_PREFIX: &str = "engine fwd=";
+
+impl Claim {
+    fn of(link: &netlink_packet_route::link::LinkMessage) -> Option<Claim> {
+        let rest = link_alias(link)?.strip_prefix(CLAIM_PREFIX)?;
+        let (forwarding, state) = match rest.split_once(" state=") {
+            Some((f, s)) => (f, Some(PathBuf::from(s))),
+            None => (rest, None),
+        };
+        matches!(forwarding, "0" | "1").then(|| Claim {
+            forwarding: forwarding.to_string(),
+            state,
+        })
+    }
+
+    /// The alias; without the state directory when its path does not fit (255 bytes).
+    fn alias(&self) -> String {
+        let short = format!("{CLAIM_PREFIX}{}", self.forwarding);
+        match &self.state {
+            Some(state) => {
+                let long = format!("{short} state={}", state.display());
+                if long.len() <= 255 {
+                    long
+                } else {
+                    short
+                }
+            }
+            None => short,
+        }
+    }
+
+    /// The state directory of another engine that still exists, if the claim names one.
+    fn other_than(&self, me: &Path) -> Option<&Path> {
+        self.state
+            .as_deref()
+            .filter(|state| *state != me && state.is_dir())
+    }
+}
+
+/// A state directory as it is written in a claim.
+fn state_id(state_dir: &Path) -> PathBuf {
+    std::fs::canonicalize(state_dir)
+        .or_else(|_| std::path::absolute(state_dir))
+        .unwrap_or_else(|_| state_dir.to_path_buf())
+}
+
+/// The forwarding value noted on another engine's bridge in this namespace, if there is one.
+fn other_engine_bridge(nl: &mut Socket, ours: &str) -> Result<Option<String>> {
+    let links = nl
+        .list_links()
+        .map_err(|e| e.explain("cannot list the network interfaces"))?;
+    Ok(links.iter().find_map(|link| {
+        (link_name(link) != Some(ours) && link_kind(link) == Some(&InfoKind::Bridge))
+            .then(|| Claim::of(link))
+            .flatten()
+            .map(|claim| claim.forwarding)
+    }))
+}
+
 /// Creates (if missing) the bridge with the gateway address, up, and turns IPv4 forwarding on,
 /// recording the previous forwarding value under `state_dir` so teardown can restore it.
 ///
 /// Idempotent and cheap when all is in place (two netlink round trips and a sysctl read).
 /// The value recorded in `state_dir/forwarding.prev` is the one found by the first call
-/// only, so teardown restores the value from before the engine touched it.
+/// only, so teardown restores the value from before the engine touched it; when another
+/// engine's bridge is already in this namespace, the value it noted (its own "before").
+///
+/// A bridge noted as carrying the containers of another state directory that still exists
+/// is refused: the two would lease the same addresses on it.
 pub fn setup_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
+    let me = state_id(state_dir);
     let mut nl = Socket::open()?;
     let name = &cfg.bridge;
     let bridge = match nl
@@ -68,6 +141,15 @@ pub fn setup_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
     if link_kind(&bridge) != Some(&InfoKind::Bridge) {
         bail!("interface {name} exists but is not a bridge: remove it or set ENGINE_BRIDGE to another name");
     }
+    let claim = Claim::of(&bridge);
+    if let Some(other) = claim.as_ref().and_then(|c| c.other_than(&me)) {
+        bail!(
+            "bridge {name} carries the containers of the engine whose state directory is {}: give this one (ENGINE_STATE_DIR={}) its own ENGINE_BRIDGE and ENGINE_SUBNET, or use ENGINE_STATE_DIR={}",
+            other.display(),
+            me.display(),
+            other.display()
+        );
+    }
     let index = bridge.header.index;
     let addrs = nl
         .ipv4_addrs(index)
@@ -88,7 +170,17 @@ pub fn setup_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
         nl.set_up(index)
             .map_err(|e| e.explain(format!("cannot bring bridge {name} up")))?;
     }
-    enable_forwarding(state_dir)
+    let forwarding = enable_forwarding(state_dir, || other_engine_bridge(&mut nl, name))?;
+    let wanted = Claim {
+        forwarding,
+        state: Some(me),
+    }
+    .alias();
+    if link_alias(&bridge) != Some(wanted.as_str()) {
+        nl.set_alias(index, &wanted)
+            .map_err(|e| e.explain(format!("cannot note the engine's claim on bridge {name}")))?;
+    }
+    Ok(())
 }
 
 /// A container must not become the host's IPv6 router: the bridge takes no
@@ -110,8 +202,10 @@ fn refuse_router_advertisements(bridge: &str) -> Result<()> {
 
 /// Removes the bridge and restores forwarding to its value before `setup_host`. Idempotent.
 ///
-/// Refuses to delete an interface of that name that is not a bridge. Forwarding is only
-/// written when `state_dir/forwarding.prev` exists; the file is removed afterwards.
+/// Refuses to delete an interface of that name that is not a bridge, and leaves alone a
+/// bridge another state directory's engine claims. Forwarding is only written when
+/// `state_dir/forwarding.prev` exists and no other engine's bridge remains in this
+/// namespace (it serves them all); the file is removed afterwards.
 pub fn teardown_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
     let mut nl = Socket::open()?;
     let name = &cfg.bridge;
@@ -122,8 +216,21 @@ pub fn teardown_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
         if link_kind(&link) != Some(&InfoKind::Bridge) {
             bail!("interface {name} is not a bridge: not deleting it (check ENGINE_BRIDGE)");
         }
+        if Claim::of(&link).is_some_and(|c| c.other_than(&state_id(state_dir)).is_some()) {
+            return Ok(());
+        }
         nl.del_link(name)
             .map_err(|e| e.explain(format!("cannot delete bridge {name}")))?;
+    }
+    if other_engine_bridge(&mut nl, name)?.is_some() {
+        // Its engine noted the value from before the first bridge: it restores it.
+        let record = state_dir.join(FORWARDING_PREV);
+        return match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                bail!("cannot remove {}: {}", record.display(), io_text(&e))
+            }
+            _ => Ok(()),
+        };
     }
     restore_forwarding(state_dir)
 }
@@ -222,22 +329,48 @@ fn write_forwarding(value: &str) -> Result<()> {
     })
 }
 
-fn enable_forwarding(state_dir: &Path) -> Result<()> {
+/// Turns forwarding on; returns the value recorded as the one from before: the record's, or
+/// else `inherited` (another engine's), or else the current value, recorded now.
+fn enable_forwarding(
+    state_dir: &Path,
+    inherited: impl FnOnce() -> Result<Option<String>>,
+) -> Result<String> {
     let current = read_forwarding()?;
     let record = state_dir.join(FORWARDING_PREV);
-    if !record.exists() {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| anyhow!("cannot create {}: {}", state_dir.display(), io_text(&e)))?;
-        // Written whole then renamed, so a crash never leaves a half-written record.
-        let tmp = state_dir.join(format!("{FORWARDING_PREV}.tmp"));
-        std::fs::write(&tmp, format!("{current}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &record))
-            .map_err(|e| anyhow!("cannot write {}: {}", record.display(), io_text(&e)))?;
-    }
+    let prev = match std::fs::read_to_string(&record) {
+        Ok(prev) => Some(checked_record(&record, prev.trim())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("cannot read {}: {}", record.display(), io_text(&e)),
+    };
+    let prev = match prev {
+        Some(prev) => prev,
+        None => {
+            let prev = inherited()?.unwrap_or_else(|| current.clone());
+            std::fs::create_dir_all(state_dir)
+                .map_err(|e| anyhow!("cannot create {}: {}", state_dir.display(), io_text(&e)))?;
+            // Written whole then renamed, so a crash never leaves a half-written record.
+            let tmp = state_dir.join(format!("{FORWARDING_PREV}.tmp"));
+            std::fs::write(&tmp, format!("{prev}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &record))
+                .map_err(|e| anyhow!("cannot write {}: {}", record.display(), io_text(&e)))?;
+            prev
+        }
+    };
     if current != "1" {
         write_forwarding("1")?;
     }
-    Ok(())
+    Ok(prev)
+}
+
+/// A recorded forwarding value: 0 or 1, or an error naming the file.
+fn checked_record(record: &Path, prev: &str) -> Result<String> {
+    if prev != "0" && prev != "1" {
+        bail!(
+            "{} holds {prev:?}, not 0 or 1: set {IP_FORWARD} yourself and remove the file",
+            record.display()
+        );
+    }
+    Ok(prev.to_string())
 }
 
 fn restore_forwarding(state_dir: &Path) -> Result<()> {
@@ -247,12 +380,7 @@ fn restore_forwarding(state_dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => bail!("cannot read {}: {}", record.display(), io_text(&e)),
     };
-    if prev != "0" && prev != "1" {
-        bail!(
-            "{} holds {prev:?}, not 0 or 1: set {IP_FORWARD} yourself and remove the file",
-            record.display()
-        );
-    }
+    let prev = checked_record(&record, &prev)?;
     if read_forwarding()? != prev {
         write_forwarding(&prev)?;
     }

@@ -73,6 +73,22 @@ pub(super) fn io_text(e: &std::io::Error) -> String {
     }
 }
 
+/// The link's alias (IFLA_IFALIAS), if it has one.
+pub(super) fn link_alias(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::IfAlias(alias) => Some(alias.as_str()),
+        _ => None,
+    })
+}
+
+/// The link's name.
+pub(super) fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::IfName(name) => Some(name.as_str()),
+        _ => None,
+    })
+}
+
 /// The link's kind (`bridge`, `veth`...), when the kernel reports one.
 pub(super) fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
     link.attributes.iter().find_map(|attr| match attr {
@@ -125,6 +141,31 @@ impl Socket {
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every link of this network namespace.
+    pub(super) fn list_links(&mut self) -> Result<Vec<LinkMessage>, NlError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Sets the link's alias (IFLA_IFALIAS, at most 255 bytes), a note the
+    /// kernel keeps for whoever made the link.
+    pub(super) fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
     pub(super) fn create_bridge(&mut self, name: &str) -> Result<(), NlError> {

@@ -16,6 +16,7 @@ mod mounts;
 use crate::exit;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
+use crate::sys::failpoint::child_step;
 use nix::unistd::{sethostname, Gid, Uid};
 use std::net::Ipv4Addr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -54,6 +55,13 @@ struct Failure {
 
 type Step<T = ()> = std::result::Result<T, Failure>;
 
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Failure {
+    fn from(injected: crate::sys::failpoint::Injected) -> Failure {
+        fail(injected.to_string())
+    }
+}
+
 fn fail(msg: impl Into<String>) -> Failure {
     Failure {
         code: exit::ENGINE_ERROR,
@@ -80,7 +88,11 @@ impl<T> Context<T> for std::io::Result<T> {
 
 /// The child's whole life. Never returns: it execs or exits.
 pub fn run(setup: &ChildSetup) -> ! {
-    let failure = match prepare_and_exec(setup) {
+    // Die with the supervisor: a SIGKILLed engine must not leave a container running.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // The go is the handshake, not a step: the steps begin once the engine
+    // reads the error pipe.
+    let failure = match wait_for_parent(setup.sync_fd).and_then(|()| prepare_and_exec(setup)) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -107,29 +119,35 @@ enum Never {}
 
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let spec = setup.spec;
-    // Die with the supervisor: a SIGKILLed engine must not leave a container running.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    wait_for_parent(setup.sync_fd)?;
+    let error_fd = setup.error_fd;
+    child_step!(error_fd, "child.receive_fds");
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
     if spec.userns != UserNs::Host {
+        child_step!(error_fd, "child.become_root");
         become_root()?; // the parent has written the maps
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
+    child_step!(error_fd, "child.cgroupns");
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is writable.
     confine::allow_ping();
 
+    child_step!(error_fd, "child.mounts");
     let root = mounts::build_root(setup, mount_fds)?;
+    child_step!(error_fd, "child.pivot_root");
     mounts::enter_root(&root)?;
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);
 
+    child_step!(error_fd, "child.hostname");
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
+    child_step!(error_fd, "child.loopback");
     crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
     if let Some((ip, prefix, gateway)) = setup.eth0 {
+        child_step!(error_fd, "child.eth0");
         crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
 

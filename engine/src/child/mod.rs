@@ -90,6 +90,19 @@ impl<T> Context<T> for std::io::Result<T> {
 pub fn run(setup: &ChildSetup) -> ! {
     // Die with the supervisor: a SIGKILLed engine must not leave a container running.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // Keep only our ends of the engine's fds. A copy of the state lock would
+    // hold it after the engine died (every later `engine` would hang), and a
+    // copy of the sync pipe's write end would hide the engine's death from
+    // wait_for_parent (an engine killed before the prctl above left us
+    // waiting forever, with no record naming us).
+    let mut keep = vec![setup.mount_sock, setup.sync_fd, setup.error_fd];
+    keep.extend(setup.pty_slave.as_ref().map(|(fd, _)| *fd));
+    #[cfg(feature = "failpoints")]
+    keep.extend(crate::sys::failpoint::trace_fd());
+    if let Err(e) = crate::sys::openat::close_fds_except(&keep) {
+        let failure = fail(format!("cannot close the engine's file descriptors: {e}"));
+        report_and_exit(setup.error_fd, failure);
+    }
     // The go is the handshake, not a step: the steps begin once the engine
     // reads the error pipe.
     let failure = match wait_for_parent(setup.sync_fd).and_then(|()| prepare_and_exec(setup)) {

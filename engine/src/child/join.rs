@@ -72,6 +72,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     if setup.namespaces.contains(CloneFlags::CLONE_NEWUSER) {
         child_step!(error_fd, "join.become_root");
         become_root()?;
+        super::rearm_pdeathsig(error_fd);
         non_dumpable()?;
     }
     let env = exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env);

@@ -139,6 +139,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     if spec.userns != UserNs::Host {
         child_step!(error_fd, "child.become_root");
         become_root()?; // the parent has written the maps
+        rearm_pdeathsig(error_fd);
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     child_step!(error_fd, "child.cgroupns");
@@ -194,6 +195,23 @@ fn become_root() -> Step {
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .ctx(|| "setresuid(0) in the user namespace".into())?;
     nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())
+}
+
+/// A change of uid clears the parent-death signal: set it again, so that a
+/// SIGKILLed engine still takes its container with it. If the engine died
+/// in between, nobody reads the error pipe any more (POLLERR): go.
+pub(crate) fn rearm_pdeathsig(error_fd: RawFd) {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // SAFETY: the error pipe stays open until we exec or exit.
+    let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
+    let mut polled = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+    let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::ZERO);
+    let gone = polled[0]
+        .revents()
+        .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR));
+    if gone {
+        exit_now(exit::ENGINE_ERROR);
+    }
 }
 
 fn wait_for_parent(fd: RawFd) -> Step {

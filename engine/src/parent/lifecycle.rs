@@ -150,7 +150,6 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
             return Ok(());
         }
         if !is_alive(rec) {
-            step!("stop.release");
             let _lock = state.lock()?;
             recovery::release(state, rec);
             return Ok(());

@@ -114,8 +114,10 @@ impl Case {
             cmd.env("ENGINE_FAILPOINTS_TRACE", t);
         }
         let out = cmd.output().expect("run the engine");
+        use std::os::unix::process::ExitStatusExt;
         Output {
-            code: out.status.code(),
+            // Killed by signal N: 128+N, as a shell reports it.
+            code: out.status.code().or(out.status.signal().map(|n| 128 + n)),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
@@ -132,7 +134,16 @@ impl Case {
     fn start_box(&self) -> Check {
         let script = "trap 'exit 0' TERM; sleep 600 & wait";
         self.ok(&[
-            "run", "-d", "--net", "none", rootfs(), &self.name, "--", "sh", "-c", script,
+            "run",
+            "-d",
+            "--net",
+            "none",
+            rootfs(),
+            &self.name,
+            "--",
+            "sh",
+            "-c",
+            script,
             &self.name,
         ])
     }
@@ -151,10 +162,25 @@ impl Case {
         let dest = self.dest.to_str().unwrap();
         let args: Vec<&str> = match s {
             Run => vec![
-                "run", "-p", "8080:80", "--tty=true", rootfs(), name, "--", "true",
+                "run",
+                "-p",
+                "8080:80",
+                "--tty=true",
+                rootfs(),
+                name,
+                "--",
+                "true",
             ],
             RunDetached => vec![
-                "run", "-d", "--net", "none", rootfs(), name, "--", "sleep", "600",
+                "run",
+                "-d",
+                "--net",
+                "none",
+                rootfs(),
+                name,
+                "--",
+                "sleep",
+                "600",
             ],
             Exec => vec!["exec", "--tty=true", name, "--", "true"],
             Stop => vec!["stop", "-t", "0", name],
@@ -169,7 +195,11 @@ impl Case {
 
     /// Ends whatever the scenario left running, and the host network.
     fn finish(&self) -> Check {
-        let _ = self.engine(&["stop".into(), "-t".into(), "0".into(), self.name.clone()], "", None);
+        let _ = self.engine(
+            &["stop".into(), "-t".into(), "0".into(), self.name.clone()],
+            "",
+            None,
+        );
         self.ok(&["teardown", "--force"])
     }
 
@@ -186,14 +216,31 @@ impl Case {
                     left.push(format!("state file {f}"));
                 }
             }
-            left.extend(processes_named(&self.name).into_iter().map(|p| format!("process {p}")));
-            left.extend(links().into_iter().filter(|l| l.starts_with("ve-")).map(|l| format!("veth {l}")));
+            left.extend(
+                processes_named(&self.name)
+                    .into_iter()
+                    .map(|p| format!("process {p}")),
+            );
+            left.extend(
+                links()
+                    .into_iter()
+                    .filter(|l| l.starts_with("ve-"))
+                    .map(|l| format!("veth {l}")),
+            );
             if nft_ruleset().contains(&self.name) {
                 left.push("nftables chains".into());
             }
-            left.extend(self.env.cgroup_leaves().into_iter().map(|c| format!("cgroup {c}")));
+            left.extend(
+                self.env
+                    .cgroup_leaves()
+                    .into_iter()
+                    .map(|c| format!("cgroup {c}")),
+            );
             if matches!(s, PullBusybox | PullFile) {
-                for e in std::fs::read_dir(self.dest.parent().unwrap()).unwrap().flatten() {
+                for e in std::fs::read_dir(self.dest.parent().unwrap())
+                    .unwrap()
+                    .flatten()
+                {
                     let f = e.file_name().to_string_lossy().into_owned();
                     if f.starts_with('.') {
                         left.push(format!("partial rootfs {f}"));
@@ -214,9 +261,13 @@ impl Case {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        ensure(left.is_empty(), || format!("left behind: {}", left.join(", ")))?;
+        ensure(left.is_empty(), || {
+            format!("left behind: {}", left.join(", "))
+        })?;
         let mounts = mountinfo::mounts_under(state);
-        ensure(mounts.is_empty(), || format!("mounts left under the state dir: {mounts:?}"))
+        ensure(mounts.is_empty(), || {
+            format!("mounts left under the state dir: {mounts:?}")
+        })
     }
 }
 
@@ -270,7 +321,9 @@ fn nft_ruleset() -> String {
 fn tarball_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let dir = tempfile::tempdir_in(busybox::scratch_root()).unwrap().keep();
+        let dir = tempfile::tempdir_in(busybox::scratch_root())
+            .unwrap()
+            .keep();
         let tar = dir.join("busybox.tar.gz");
         let status = std::process::Command::new("tar")
             .arg("-C")
@@ -323,7 +376,9 @@ fn trace(s: Scenario, name: String) -> Result<Vec<String>, String> {
     case.prelude(s)?;
     let trace = case._tmp.path().join("trace");
     let out = case.engine(&case.action(s), "", Some(&trace));
-    ensure(out.code == Some(0), || format!("{s:?}: {:?} {}", out.code, out.stderr))?;
+    ensure(out.code == Some(0), || {
+        format!("{s:?}: {:?} {}", out.code, out.stderr)
+    })?;
     case.finish()?;
     case.clean(s)?;
     let mut seen = HashSet::new();
@@ -345,7 +400,12 @@ fn traces() -> &'static Vec<(Scenario, Vec<String>)> {
             SCENARIOS
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (*s, trace(*s, format!("fpt{i}")).unwrap_or_else(|e| panic!("{e}"))))
+                .map(|(i, s)| {
+                    (
+                        *s,
+                        trace(*s, format!("fpt{i}")).unwrap_or_else(|e| panic!("{e}")),
+                    )
+                })
                 .collect()
         })
     })
@@ -365,7 +425,10 @@ fn the_traced_runs_pass_every_failpoint_in_the_source() {
         "failpoints no scenario passes (add a scenario, or remove the failpoint): {missing:?}"
     );
     let unknown: Vec<&String> = passed.difference(&listed).collect();
-    assert!(unknown.is_empty(), "traced names not in the source: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "traced names not in the source: {unknown:?}"
+    );
     for (name, why) in excused {
         eprintln!("not walked on this host: {name}: {why}");
     }
@@ -410,7 +473,12 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
             Setup | Teardown | PullBusybox | PullFile => {
                 let out = case.engine(&action, "", None);
                 ensure(out.code == Some(0), || {
-                    format!("the next `{}`: {:?} {}", action.join(" "), out.code, out.stderr)
+                    format!(
+                        "the next `{}`: {:?} {}",
+                        action.join(" "),
+                        out.code,
+                        out.stderr
+                    )
                 })?;
             }
             _ => case.ok(&["ps"])?,
@@ -418,7 +486,12 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
     }
     if matches!(s, Exec) {
         // A failed exec leaves the container running.
-        let out = case.env.cmd().args(["ps", "--format", "json"]).output().unwrap();
+        let out = case
+            .env
+            .cmd()
+            .args(["ps", "--format", "json"])
+            .output()
+            .unwrap();
         let ps = String::from_utf8_lossy(&out.stdout);
         ensure(ps.contains(&format!("\"{}\"", case.name)), || {
             format!("the container is gone after a failed exec: {ps}")
@@ -429,7 +502,9 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
     if mode == Mode::Kill && matches!(s, Run | RunDetached) {
         // And a container of that name then starts normally.
         let out = case.engine(&action, "", None);
-        ensure(out.code == Some(0), || format!("the next run: {:?} {}", out.code, out.stderr))?;
+        ensure(out.code == Some(0), || {
+            format!("the next run: {:?} {}", out.code, out.stderr)
+        })?;
         case.finish()?;
         case.clean(s)?;
     }
@@ -452,7 +527,8 @@ fn every_failpoint_in_both_modes_leaves_nothing() {
     }
     let traced = started.elapsed();
     let total = cases.len();
-    let chunks: Vec<Vec<(usize, (Scenario, String, Mode))>> = (0..THREADS)
+    type WalkCase = (usize, (Scenario, String, Mode));
+    let chunks: Vec<Vec<WalkCase>> = (0..THREADS)
         .map(|t| {
             cases
                 .iter()

@@ -211,9 +211,9 @@ mod tests {
             let ok = name.split_once('.').is_some_and(|(verb, step)| {
                 !verb.is_empty()
                     && !step.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+                    && name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'
+                    })
             });
             assert!(ok, "failpoint {name:?} is not VERB.STEP in lower case");
         }

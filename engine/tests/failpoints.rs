@@ -36,6 +36,11 @@ use std::time::{Duration, Instant};
 const BRIDGE: &str = "fpbr0";
 const SUBNET: &str = "10.231.0.0/24";
 const THREADS: usize = 2;
+/// Only a hung engine waits this out (a case takes about a second).
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long what the kernel and a supervisor remove in the background may
+/// take to go once the command has returned; only waited out in failure.
+const SETTLE: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
@@ -99,7 +104,7 @@ impl Case {
         Case {
             env: engine("fp")
                 .with_network(BRIDGE, SUBNET)
-                .with_timeout(Duration::from_secs(30)),
+                .with_timeout(ENGINE_TIMEOUT),
             dest: tmp.path().join("root"),
             _tmp: tmp,
             name,
@@ -113,12 +118,25 @@ impl Case {
         if let Some(t) = trace {
             cmd.env("ENGINE_FAILPOINTS_TRACE", t);
         }
+        let started = Instant::now();
         let out = cmd.output().expect("run the engine");
         use std::os::unix::process::ExitStatusExt;
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if started.elapsed() >= ENGINE_TIMEOUT {
+            // assert_cmd SIGKILLs a command that outlives its timeout: that
+            // must not pass for an engine that killed itself at a failpoint.
+            return Output {
+                code: None,
+                stderr: format!("timed out after {ENGINE_TIMEOUT:?} (hung): {stderr}"),
+            };
+        }
+        if stderr.is_empty() {
+            stderr = "(no stderr)".into();
+        }
         Output {
             // Killed by signal N: 128+N, as a shell reports it.
             code: out.status.code().or(out.status.signal().map(|n| 128 + n)),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr,
         }
     }
 
@@ -130,9 +148,10 @@ impl Case {
         })
     }
 
-    /// A detached container that ends at once on SIGTERM.
-    fn start_box(&self) -> Check {
-        let script = "trap 'exit 0' TERM; sleep 600 & wait";
+    /// A detached container that ends at once on SIGTERM, or ignores it
+    /// (so that `stop` always reaches its SIGKILL step).
+    fn start_box(&self, on_term: &str) -> Check {
+        let script = format!("trap '{on_term}' TERM; sleep 600 & wait");
         self.ok(&[
             "run",
             "-d",
@@ -143,7 +162,7 @@ impl Case {
             "--",
             "sh",
             "-c",
-            script,
+            &script,
             &self.name,
         ])
     }
@@ -151,8 +170,9 @@ impl Case {
     /// What the scenario's prelude makes (a running container, a set-up host).
     fn prelude(&self, s: Scenario) -> Check {
         match s {
-            Exec | Stop | Kill => self.start_box(),
-            Teardown => self.ok(&["setup"]).and_then(|()| self.start_box()),
+            Exec | Kill => self.start_box("exit 0"),
+            Stop => self.start_box(""),
+            Teardown => self.ok(&["setup"]).and_then(|()| self.start_box("exit 0")),
             _ => Ok(()),
         }
     }
@@ -195,11 +215,17 @@ impl Case {
 
     /// Ends whatever the scenario left running, and the host network.
     fn finish(&self) -> Check {
-        let _ = self.engine(
-            &["stop".into(), "-t".into(), "0".into(), self.name.clone()],
-            "",
-            None,
-        );
+        let stop = ["stop", "-t", "0", &self.name].map(String::from);
+        let out = self.engine(&stop, "", None);
+        // Gone already (the scenario ended it) is fine; any other failure
+        // would leave the container running: say so rather than time out.
+        let gone = out.code == Some(125) && out.stderr.contains("no such container");
+        ensure(out.code == Some(0) || gone, || {
+            format!(
+                "`engine stop -t 0 {}`: {:?} {}",
+                self.name, out.code, out.stderr
+            )
+        })?;
         self.ok(&["teardown", "--force"])
     }
 
@@ -253,7 +279,7 @@ impl Case {
             left
         };
         let mut left = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + SETTLE;
         while Instant::now() < deadline {
             left = leftovers();
             if left.is_empty() {
@@ -338,6 +364,13 @@ fn tarball_url() -> &'static str {
     })
 }
 
+/// A container name unique to this walk process (`fp` + pid + `-` +
+/// `what`): a process left by another run of the walk never passes for
+/// one of this run's leftovers, nor the reverse.
+fn case_name(what: &str) -> String {
+    format!("fp{:x}-{what}", std::process::id())
+}
+
 /// Every failpoint named in engine/src.
 fn failpoints_in_source() -> BTreeSet<String> {
     fn walk(dir: &Path, out: &mut BTreeSet<String>) {
@@ -403,7 +436,7 @@ fn traces() -> &'static Vec<(Scenario, Vec<String>)> {
                 .map(|(i, s)| {
                     (
                         *s,
-                        trace(*s, format!("fpt{i}")).unwrap_or_else(|e| panic!("{e}")),
+                        trace(*s, case_name(&format!("t{i}"))).unwrap_or_else(|e| panic!("{e}")),
                     )
                 })
                 .collect()
@@ -527,42 +560,59 @@ fn every_failpoint_in_both_modes_leaves_nothing() {
     }
     let traced = started.elapsed();
     let total = cases.len();
-    type WalkCase = (usize, (Scenario, String, Mode));
-    let chunks: Vec<Vec<WalkCase>> = (0..THREADS)
-        .map(|t| {
-            cases
-                .iter()
-                .cloned()
-                .enumerate()
-                .filter(|(i, _)| i % THREADS == t)
-                .collect()
-        })
-        .collect();
-    let handles: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
+    // A queue both threads take the next case from (the cases are uneven).
+    let cases = std::sync::Arc::new(cases);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (cases, next) = (cases.clone(), next.clone());
             std::thread::spawn(move || {
                 testkit::netns::enter_private_or_panic();
                 let mut failures = Vec::new();
-                for (i, (s, fp, mode)) in chunk {
-                    let tag = if mode == Mode::Error { 'e' } else { 'k' };
-                    if let Err(e) = walk_case(s, &fp, mode, format!("fp{i:03}{tag}")) {
+                let mut times = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((s, fp, mode)) = cases.get(i) else {
+                        break;
+                    };
+                    let tag = if *mode == Mode::Error { 'e' } else { 'k' };
+                    let case_started = Instant::now();
+                    let result = walk_case(*s, fp, *mode, case_name(&format!("{i:03}{tag}")));
+                    times.push((*s, case_started.elapsed()));
+                    if let Err(e) = result {
                         failures.push(format!("{fp} ({mode:?}, in {s:?}): {e}"));
                     }
                 }
-                failures
+                (failures, times)
             })
         })
         .collect();
-    let failures: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("a walker thread panicked"))
+    let mut failures = Vec::new();
+    let mut per_scenario: Vec<(Scenario, usize, Duration)> = Vec::new();
+    for h in handles {
+        let (f, times) = h.join().expect("a walker thread panicked");
+        failures.extend(f);
+        for (s, t) in times {
+            match per_scenario.iter_mut().find(|(x, _, _)| *x == s) {
+                Some((_, n, sum)) => {
+                    *n += 1;
+                    *sum += t;
+                }
+                None => per_scenario.push((s, 1, t)),
+            }
+        }
+    }
+    per_scenario.sort_by_key(|(s, _, _)| SCENARIOS.iter().position(|x| x == s));
+    let breakdown: Vec<String> = per_scenario
+        .iter()
+        .map(|(s, n, sum)| format!("{s:?} {n} cases {:.1} s", sum.as_secs_f64()))
         .collect();
     eprintln!(
-        "failpoint walk: {} failpoints, 2 modes, {total} cases, {:.1} s (traces {:.1} s), {THREADS} threads",
+        "failpoint walk: {} failpoints, 2 modes, {total} cases, {:.1} s (traces {:.1} s), {THREADS} threads; {}",
         walked.len(),
         started.elapsed().as_secs_f64(),
-        traced.as_secs_f64()
+        traced.as_secs_f64(),
+        breakdown.join(", ")
     );
     assert!(
         failures.is_empty(),

@@ -229,71 +229,70 @@ impl Case {
         self.ok(&["teardown", "--force"])
     }
 
-    /// Nothing of the case is left (waiting a moment for what the kernel
-    /// and the supervisor remove in the background).
-    fn clean(&self, s: Scenario) -> Check {
+    /// What of the case exists now: state files (records, temp files,
+    /// `.etc` dirs), mounts under the state dir, processes, veths,
+    /// nftables chains, cgroup leaves, partial rootfs.
+    fn leftovers(&self, s: Scenario) -> BTreeSet<String> {
         let state = self.env.state_dir();
-        let leftovers = || -> Vec<String> {
-            let mut left = Vec::new();
-            for e in std::fs::read_dir(state).unwrap().flatten() {
+        let mut left = BTreeSet::new();
+        for e in std::fs::read_dir(state).unwrap().flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            let ours = f.ends_with(".json") || f.ends_with(".tmp") || f.ends_with(".etc");
+            if ours {
+                left.insert(format!("state file {f}"));
+            }
+        }
+        for m in mountinfo::mounts_under(state) {
+            left.insert(format!("mount {m:?}"));
+        }
+        for p in processes_named(&self.name) {
+            left.insert(format!("process {p}"));
+        }
+        for l in links().into_iter().filter(|l| l.starts_with("ve-")) {
+            left.insert(format!("veth {l}"));
+        }
+        if nft_ruleset().contains(&self.name) {
+            left.insert("nftables chains".into());
+        }
+        for c in self.env.cgroup_leaves() {
+            left.insert(format!("cgroup {c}"));
+        }
+        if matches!(s, PullBusybox | PullFile) {
+            for e in std::fs::read_dir(self.dest.parent().unwrap())
+                .unwrap()
+                .flatten()
+            {
                 let f = e.file_name().to_string_lossy().into_owned();
-                let ours = f.ends_with(".json") || f.ends_with(".tmp") || f.ends_with(".etc");
-                if ours {
-                    left.push(format!("state file {f}"));
+                if f.starts_with('.') {
+                    left.insert(format!("partial rootfs {f}"));
                 }
             }
-            left.extend(
-                processes_named(&self.name)
-                    .into_iter()
-                    .map(|p| format!("process {p}")),
-            );
-            left.extend(
-                links()
-                    .into_iter()
-                    .filter(|l| l.starts_with("ve-"))
-                    .map(|l| format!("veth {l}")),
-            );
-            if nft_ruleset().contains(&self.name) {
-                left.push("nftables chains".into());
+            if self.dest.exists() && !self.dest.join("bin/busybox").exists() {
+                left.insert("an incomplete DEST".into());
             }
-            left.extend(
-                self.env
-                    .cgroup_leaves()
-                    .into_iter()
-                    .map(|c| format!("cgroup {c}")),
-            );
-            if matches!(s, PullBusybox | PullFile) {
-                for e in std::fs::read_dir(self.dest.parent().unwrap())
-                    .unwrap()
-                    .flatten()
-                {
-                    let f = e.file_name().to_string_lossy().into_owned();
-                    if f.starts_with('.') {
-                        left.push(format!("partial rootfs {f}"));
-                    }
-                }
-                if self.dest.exists() && !self.dest.join("bin/busybox").exists() {
-                    left.push("an incomplete DEST".into());
-                }
-            }
-            left
-        };
-        let mut left = Vec::new();
+        }
+        left
+    }
+
+    /// Nothing exists that `before` did not hold, once what the kernel and
+    /// a supervisor remove in the background had [`SETTLE`] to go.
+    fn nothing_new(&self, s: Scenario, before: &BTreeSet<String>, by: &str) -> Check {
         let deadline = Instant::now() + SETTLE;
-        while Instant::now() < deadline {
-            left = leftovers();
-            if left.is_empty() {
-                break;
+        loop {
+            let new: Vec<String> = self.leftovers(s).difference(before).cloned().collect();
+            if new.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("left behind {by}: {}", new.join(", ")));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        ensure(left.is_empty(), || {
-            format!("left behind: {}", left.join(", "))
-        })?;
-        let mounts = mountinfo::mounts_under(state);
-        ensure(mounts.is_empty(), || {
-            format!("mounts left under the state dir: {mounts:?}")
-        })
+    }
+
+    /// Nothing of the case is left.
+    fn clean(&self, s: Scenario) -> Check {
+        self.nothing_new(s, &BTreeSet::new(), "at the end")
     }
 }
 
@@ -484,6 +483,10 @@ fn expected_code(s: Scenario, name: &str, mode: Mode) -> i32 {
 fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
     let case = Case::new(name);
     case.prelude(s)?;
+    // What the prelude made (a running container): checked below that the
+    // failed command adds nothing to it, before any other engine runs (each
+    // one recovers what dead engines left, which would hide a leak).
+    let before = case.leftovers(s);
     let action = case.action(s);
     let config = match mode {
         Mode::Error => format!("{fp}=return"),
@@ -499,6 +502,10 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
         ensure(out.stderr.lines().any(|l| l == line), || {
             format!("stderr lacks `{line}`: {}", out.stderr.trim())
         })?;
+    }
+    if mode == Mode::Error {
+        // A failing engine undoes what it did itself.
+        case.nothing_new(s, &before, "by the failed command")?;
     }
     if mode == Mode::Kill {
         // The next invocation removes what the killed engine left.
@@ -516,6 +523,7 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
             }
             _ => case.ok(&["ps"])?,
         }
+        case.nothing_new(s, &before, "after the next invocation")?;
     }
     if matches!(s, Exec) {
         // A failed exec leaves the container running.

@@ -72,4 +72,12 @@ impl Error {
     }
 }
 
+/// A failure injected at a failpoint of the facade (`failpoints` feature).
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Error {
+    fn from(injected: crate::sys::failpoint::Injected) -> Error {
+        Error::Engine(injected.to_string())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -24,6 +24,7 @@ use model::spec::{Request, RootfsSource};
 use parent::lifecycle;
 use std::path::Path;
 use std::time::Duration;
+use sys::failpoint::step;
 use sys::state::StateDir;
 
 /// Docker's exit codes for failures of the engine itself.
@@ -98,7 +99,9 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
     };
     check_name(&input.name)?;
     // The joining process runs this binary inside the container.
+    step!("exec.sealed_copy");
     parent::exec::run_from_sealed_copy().map_err(Error::engine)?;
+    step!("exec.find");
     let rec = lifecycle::find(&state(cfg), cfg, &input.name).map_err(Error::engine)?;
     let req = parent::exec::ExecRequest {
         env,
@@ -106,6 +109,7 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         tty: input.tty,
         command: input.command,
     };
+    step!("exec.join");
     parent::exec::exec_into(&rec, &req).map_err(Error::engine)
 }
 
@@ -127,12 +131,14 @@ pub fn stop(
         check_name(n)?;
     }
     let state = state(cfg);
+    step!("stop.find");
     let recs = names
         .iter()
         .map(|n| lifecycle::find(&state, cfg, n))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(Error::engine)?;
     for rec in &recs {
+        step!("stop.stop");
         lifecycle::stop(&state, rec, grace).map_err(Error::engine)?;
         stopped(&rec.name);
     }
@@ -147,7 +153,9 @@ pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
     }
     let state = state(cfg);
     for name in names {
+        step!("kill.find");
         let rec = lifecycle::find(&state, cfg, name).map_err(Error::engine)?;
+        step!("kill.signal");
         lifecycle::kill(&rec, sig).map_err(Error::engine)?;
     }
     Ok(())

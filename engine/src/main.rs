@@ -198,6 +198,8 @@ enum RootfsCommand {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "failpoints")]
+    engine::sys::failpoint::setup();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -5,6 +5,7 @@ use super::{fail, Context, Failure, Never, Step};
 use crate::exit;
 use crate::model::env::{command_candidates, search_path};
 use crate::model::security::Confinement;
+use crate::sys::failpoint::child_step;
 use crate::sys::openat;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use std::ffi::CString;
@@ -27,10 +28,12 @@ pub(super) fn finish_and_exec(
     // A session of our own: the engine's terminal signals reach us only
     // through the engine (or through our own pty). A joining process made
     // its session before it joined.
+    child_step!(error_fd, "finish.session");
     if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
         nix::unistd::setsid().ctx(|| "setsid".into())?;
     }
     if let Some(slave) = pty_slave {
+        child_step!(error_fd, "finish.tty");
         // SAFETY: the parent keeps the pty slave open until we exec.
         let slave_fd = unsafe { BorrowedFd::borrow_raw(slave) };
         rustix::process::ioctl_tiocsctty(slave_fd)
@@ -44,11 +47,20 @@ pub(super) fn finish_and_exec(
     }
     // Nothing of the engine's (or of whoever started it) reaches the
     // container: an inherited directory fd would be a way out of the root.
-    openat::close_fds_except(&[error_fd])
+    child_step!(error_fd, "finish.close_fds");
+    #[allow(unused_mut)]
+    let mut keep = vec![error_fd];
+    // The failpoint trace (close-on-exec like the error pipe).
+    #[cfg(feature = "failpoints")]
+    keep.extend(crate::sys::failpoint::trace_fd());
+    openat::close_fds_except(&keep)
         .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
+    child_step!(error_fd, "finish.workdir");
     enter_workdir(workdir)?;
     reset_signals();
+    child_step!(error_fd, "finish.confine");
     super::confine::apply(confinement)?;
+    child_step!(error_fd, "finish.exec");
     exec(command, env)
 }
 

@@ -2,6 +2,7 @@
 
 use super::{become_root, exec, fail, report_and_exit, Context, Never, Step};
 use crate::model::security::Confinement;
+use crate::sys::failpoint::child_step;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::Path;
 
@@ -37,13 +38,17 @@ pub fn join(setup: &JoinSetup) -> ! {
 fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     use nix::sched::CloneFlags;
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let error_fd = setup.error_fd;
+    child_step!(error_fd, "join.non_dumpable");
     // Out of reach of container root (ptrace, /proc/PID/{environ,fd,mem})
     // until exec: the engine set this before cloning us, and a uid change
     // below must not undo it.
     non_dumpable()?;
     // Drop the caller's controlling terminal before anything of the
     // container can see us.
+    child_step!(error_fd, "join.session");
     nix::unistd::setsid().ctx(|| "setsid".into())?;
+    child_step!(error_fd, "join.stdio");
     for (fd, from) in setup.stdio.iter().enumerate() {
         if let Some(from) = from {
             nix::unistd::dup2(*from, fd as RawFd).ctx(|| format!("dup2 onto fd {fd}"))?;
@@ -53,15 +58,21 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     // not the engine's files.
     let mut keep = vec![setup.error_fd, setup.pidfd];
     keep.extend(setup.pty_slave);
+    #[cfg(feature = "failpoints")]
+    keep.extend(crate::sys::failpoint::trace_fd());
+    child_step!(error_fd, "join.close_fds");
     crate::sys::openat::close_fds_except(&keep)
         .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
     // SAFETY: the pidfd is open (kept above) until we close it below.
     let pidfd = unsafe { BorrowedFd::borrow_raw(setup.pidfd) };
+    child_step!(error_fd, "join.setns");
     nix::sched::setns(pidfd, setup.namespaces)
         .ctx(|| "join the container's namespaces (has it exited?)".into())?;
     let _ = nix::unistd::close(setup.pidfd);
     if setup.namespaces.contains(CloneFlags::CLONE_NEWUSER) {
+        child_step!(error_fd, "join.become_root");
         become_root()?;
+        super::rearm_pdeathsig(error_fd);
         non_dumpable()?;
     }
     let env = exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env);

@@ -16,6 +16,7 @@ mod mounts;
 use crate::exit;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
+use crate::sys::failpoint::child_step;
 use nix::unistd::{sethostname, Gid, Uid};
 use std::net::Ipv4Addr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -54,6 +55,13 @@ struct Failure {
 
 type Step<T = ()> = std::result::Result<T, Failure>;
 
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Failure {
+    fn from(injected: crate::sys::failpoint::Injected) -> Failure {
+        fail(injected.to_string())
+    }
+}
+
 fn fail(msg: impl Into<String>) -> Failure {
     Failure {
         code: exit::ENGINE_ERROR,
@@ -80,7 +88,24 @@ impl<T> Context<T> for std::io::Result<T> {
 
 /// The child's whole life. Never returns: it execs or exits.
 pub fn run(setup: &ChildSetup) -> ! {
-    let failure = match prepare_and_exec(setup) {
+    // Die with the supervisor: a SIGKILLed engine must not leave a container running.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // Keep only our ends of the engine's fds. A copy of the state lock would
+    // hold it after the engine died (every later `engine` would hang), and a
+    // copy of the sync pipe's write end would hide the engine's death from
+    // wait_for_parent (an engine killed before the prctl above left us
+    // waiting forever, with no record naming us).
+    let mut keep = vec![setup.mount_sock, setup.sync_fd, setup.error_fd];
+    keep.extend(setup.pty_slave.as_ref().map(|(fd, _)| *fd));
+    #[cfg(feature = "failpoints")]
+    keep.extend(crate::sys::failpoint::trace_fd());
+    if let Err(e) = crate::sys::openat::close_fds_except(&keep) {
+        let failure = fail(format!("cannot close the engine's file descriptors: {e}"));
+        report_and_exit(setup.error_fd, failure);
+    }
+    // The go is the handshake, not a step: the steps begin once the engine
+    // reads the error pipe.
+    let failure = match wait_for_parent(setup.sync_fd).and_then(|()| prepare_and_exec(setup)) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -107,34 +132,36 @@ enum Never {}
 
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let spec = setup.spec;
-    // Die with the supervisor: a SIGKILLed engine must not leave a container running.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    wait_for_parent(setup.sync_fd)?;
+    let error_fd = setup.error_fd;
+    child_step!(error_fd, "child.receive_fds");
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
     if spec.userns != UserNs::Host {
-        let engine = host_parent();
+        child_step!(error_fd, "child.become_root");
         become_root()?; // the parent has written the maps
-                        // An engine that died before the signal was set again never sends it.
-        if host_parent() != engine {
-            exit_now(exit::ENGINE_ERROR);
-        }
+        rearm_pdeathsig(error_fd);
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
+    child_step!(error_fd, "child.cgroupns");
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is writable.
     confine::allow_ping(spec.userns);
 
+    child_step!(error_fd, "child.mounts");
     let root = mounts::build_root(setup, mount_fds)?;
+    child_step!(error_fd, "child.pivot_root");
     mounts::enter_root(&root)?;
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);
 
+    child_step!(error_fd, "child.hostname");
     sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
+    child_step!(error_fd, "child.loopback");
     crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
     if let Some((ip, prefix, gateway)) = setup.eth0 {
+        child_step!(error_fd, "child.eth0");
         crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
 
@@ -168,18 +195,24 @@ fn become_root() -> Step {
         .ctx(|| "setresgid(0) in the user namespace".into())?;
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .ctx(|| "setresuid(0) in the user namespace".into())?;
-    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())?;
-    // The kernel clears the parent-death signal when the euid changes, so a
-    // SIGKILLed engine left its container running: set it again.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    Ok(())
+    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())
 }
 
-/// Our parent as the host sees it: /proc is still the host's here (getppid
-/// says 0 in a new pid namespace).
-fn host_parent() -> Option<String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    Some(stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.to_string())
+/// A change of uid clears the parent-death signal: set it again, so that a
+/// SIGKILLed engine still takes its container with it. If the engine died
+/// in between, nobody reads the error pipe any more (POLLERR): go.
+pub(crate) fn rearm_pdeathsig(error_fd: RawFd) {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // SAFETY: the error pipe stays open until we exec or exit.
+    let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
+    let mut polled = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+    let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::ZERO);
+    let gone = polled[0]
+        .revents()
+        .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR));
+    if gone {
+        exit_now(exit::ENGINE_ERROR);
+    }
 }
 
 fn wait_for_parent(fd: RawFd) -> Step {

@@ -22,6 +22,7 @@ mod staging;
 mod unpack;
 
 use crate::sys::arch::host_arch;
+use crate::sys::failpoint::step;
 pub use catalog::{cached, is_catalog_name};
 pub use staging::Interrupted;
 
@@ -51,18 +52,20 @@ pub struct PullOptions {
 /// Bad input (unknown source, architecture or digest, a non-empty DEST, a
 /// missing tool) is refused before anything is created.
 pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
-    let source = Source::parse(source)?;
-    let requested_arch = opts.arch.as_deref().map(catalog_arch).transpose()?;
-    let digest = opts.sha256.as_deref().map(parse_sha256).transpose()?;
-    let plan = plan(&source, requested_arch, digest.is_some())?;
-    check_dest_free(dest)?;
+    step!("pull.check");
+    let (plan, digest) = check(source, dest, opts)?;
 
     let _signals = SignalGuard::install();
+    step!("pull.staging");
     let staging = Staging::create(dest)?;
     let root = staging.path();
+    // The debian flavour (mmdebstrap, about a minute) has no failpoint: the
+    // walk cannot afford it; its steps are the download's.
     match plan {
         Plan::Download(url) => {
+            step!("pull.owner");
             shift::shift_root(root, opts.owner)?;
+            step!("pull.fetch");
             fetch::fetch(&url, root, digest.as_deref(), opts)?;
         }
         Plan::Debian { mmdebstrap, arch } => {
@@ -70,14 +73,28 @@ pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
             debian::build(&mmdebstrap, root, arch, opts)?;
         }
         Plan::Busybox { busybox, arch } => {
+            step!("pull.busybox");
             busybox::build(root, &busybox, arch)?;
             if let Some(base) = opts.owner {
+                step!("pull.shift");
                 shift::shift_tree(root, base)?;
             }
         }
     }
+    step!("pull.commit");
     check_interrupted()?;
     staging.commit(dest)
+}
+
+/// Everything `pull` checks before it creates anything: what to do, and
+/// the digest to verify.
+fn check(source: &str, dest: &Path, opts: &PullOptions) -> Result<(Plan, Option<String>)> {
+    let source = Source::parse(source)?;
+    let requested_arch = opts.arch.as_deref().map(catalog_arch).transpose()?;
+    let digest = opts.sha256.as_deref().map(parse_sha256).transpose()?;
+    let plan = plan(&source, requested_arch, digest.is_some())?;
+    check_dest_free(dest)?;
+    Ok((plan, digest))
 }
 
 // What to pull, decided (and checked) before anything is created.

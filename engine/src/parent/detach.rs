@@ -5,6 +5,7 @@ use super::{pipe, run::run_with, ExitError};
 use crate::exit;
 use crate::model::config::Config;
 use crate::model::spec::Spec;
+use crate::sys::failpoint::step;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -108,7 +109,9 @@ fn relay_log(mut from: File, mut to: File, log: &Path, max: u64) {
 /// `engine run -d`: a supervisor process of its own, in a new session, runs
 /// the container; we return once PID 1 has exec'd, or with its error.
 pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
+    step!("detach.notify_pipe");
     let (notify_read, notify_write) = pipe()?;
+    step!("detach.fork");
     // SAFETY: single-threaded; the child only calls async-signal-safe code
     // until it proceeds like a fresh engine process.
     match unsafe { nix::unistd::fork() }.context("cannot fork the supervisor")? {

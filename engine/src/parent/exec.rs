@@ -16,6 +16,7 @@ use super::clone::{clone3, Cloned};
 use super::supervise::{block_forwarded, supervise};
 use super::{child_failure, pipe};
 use crate::child;
+use crate::sys::failpoint::step;
 use crate::sys::state::Record;
 use anyhow::{anyhow, Context, Result};
 use std::ffi::CString;
@@ -39,12 +40,16 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     use nix::sched::CloneFlags;
     // Before anything of the container exists in this process; inherited
     // by the joining child.
+    step!("exec.non_dumpable");
     nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
     let gone = || anyhow!("container {} has exited", rec.name);
+    step!("exec.pid");
     let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
+    step!("exec.pidfd");
     let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|_| gone())?;
     let mut namespaces = CloneFlags::empty();
+    step!("exec.namespaces");
     for (name, kind) in [
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
@@ -62,6 +67,7 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     }
     // Relays for our terminals, forked while our children are still born
     // in our own pid namespace (out of the container's sight).
+    step!("exec.relays");
     let relays = if req.tty {
         Vec::new()
     } else {
@@ -71,19 +77,23 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     for r in &relays {
         stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
     }
+    step!("exec.start_relays");
     let relays: Vec<RelayProcess> = relays
         .into_iter()
         .map(Relay::start)
         .collect::<Result<_>>()?;
     // Our children, not we, are born in the container's pid namespace.
+    step!("exec.pid_namespace");
     nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
 
     let pty = if req.tty {
+        step!("exec.pty");
         Some(super::tty::open_pty()?)
     } else {
         None
     };
+    step!("exec.error_pipe");
     let (error_read, error_write) = pipe()?;
     let mut env = rec.env.clone();
     env.extend(req.env.iter().cloned());
@@ -101,8 +111,10 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         command: &req.command,
         confinement: &confinement,
     };
+    step!("exec.block_signals");
     let (forwarded, _restore_mask) = block_forwarded()?;
     let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
+    step!("exec.clone");
     let (pid, pidfd) = match clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
         Cloned::Child => child::join::join(&setup),
         Cloned::Parent { pid, pidfd } => (pid, pidfd),
@@ -117,7 +129,9 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(failure.into());
     }
+    step!("exec.supervise");
     let status = supervise(pid, &pidfd, master, forwarded)?;
+    step!("exec.finish");
     for r in relays {
         r.finish();
     }

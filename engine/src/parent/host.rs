@@ -4,6 +4,7 @@
 use crate::model::config::Config;
 use crate::parent::recovery::recover_stale;
 use crate::sys::cgroup;
+use crate::sys::failpoint::step;
 use crate::sys::net::{nat, NetConfig};
 use crate::sys::state::StateDir;
 use anyhow::{bail, Context, Result};
@@ -12,13 +13,19 @@ use std::time::Duration;
 /// Idempotent: bridge with the gateway address, forwarding on, and the
 /// parent cgroup delegating cpu, memory and pids (where cgroup v2 exists).
 pub fn setup(cfg: &Config) -> Result<()> {
+    step!("setup.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
+    step!("setup.state_dir");
     state.make_private()?;
+    step!("setup.lock");
     let _lock = state.lock()?;
     recover_stale(&state, cfg);
+    step!("setup.bridge");
     crate::sys::net::setup_host(&net, &state.dir)?;
+    step!("setup.nat");
     install_nat(&net, &state)?;
+    step!("setup.cgroup");
     match cgroup::check_available(&cfg.cgroup_root) {
         Ok(_) => cgroup::ensure_parent(&cfg.cgroup_root)?,
         Err(why) => eprintln!("engine: {why}: no resource control on this host"),
@@ -29,6 +36,7 @@ pub fn setup(cfg: &Config) -> Result<()> {
 /// Idempotent: removes the bridge, restores forwarding and removes the
 /// parent cgroup. Refuses while containers run, unless `force`.
 pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
+    step!("teardown.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
     // Containers may start while others are stopped: stop until none runs
@@ -36,7 +44,9 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     // bridge about to go (nor is left without forwarding).
     let mut rounds = 0;
     let _lock = loop {
+        step!("teardown.lock");
         let lock = state.lock()?;
+        step!("teardown.recover");
         let running = recover_stale(&state, cfg).running;
         if running.is_empty() {
             break lock;
@@ -57,16 +67,20 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
         }
         drop(lock);
         for rec in &running {
+            step!("teardown.stop");
             crate::parent::lifecycle::stop(&state, rec, Duration::from_secs(10))?;
         }
     };
     // Without the marker and without nft there is nothing of ours to remove.
+    step!("teardown.nat");
     match nat::uninstall(&net.bridge) {
         Err(e) if nat_installed(&state) => return Err(e),
         _ => {}
     }
     let _ = std::fs::remove_file(state.dir.join(NAT_MARKER));
+    step!("teardown.bridge");
     crate::sys::net::teardown_host(&net, &state.dir)?;
+    step!("teardown.logs");
     // Logs of detached containers outlive them (to be read after the end)
     // until the name is used again, or until here.
     if let Ok(dir) = std::fs::read_dir(&state.dir) {
@@ -76,6 +90,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
             }
         }
     }
+    step!("teardown.cgroup");
     if cfg.cgroup_root.is_dir() && cgroup::check_available(&cfg.cgroup_root).is_ok() {
         let _ = std::fs::remove_dir(&cfg.cgroup_root);
     }

@@ -4,6 +4,7 @@
 use super::recovery::{self, is_alive};
 use crate::model::config::Config;
 use crate::sys::cgroup;
+use crate::sys::failpoint::step;
 use crate::sys::state::{self, Record, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
@@ -134,11 +135,13 @@ pub fn kill(rec: &Record, sig: Signal) -> Result<()> {
 /// supervisor is gone).
 pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
     let pid = nix::unistd::Pid::from_raw(rec.pid);
+    step!("stop.term");
     if rec.pid > 0 {
         let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     let mut killed = false;
+    step!("stop.wait");
     loop {
         let gone = state
             .read(&rec.name)
@@ -159,6 +162,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
             return Ok(());
         }
         if !killed && Instant::now() >= deadline {
+            step!("stop.kill");
             if let Some(cg) = rec.cgroup.as_ref().filter(|c| c.exists()) {
                 let _ = std::fs::write(cg.join("cgroup.kill"), "1");
             }

@@ -34,8 +34,22 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// Reads the child's error pipe to its end: EOF alone means exec succeeded;
 /// otherwise "CODE message" from the child.
 fn child_failure(error_read: OwnedFd) -> Option<ExitError> {
-    let mut report = String::new();
-    let _ = File::from(error_read).read_to_string(&mut report);
+    let mut pipe = File::from(error_read);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+        // A child at a `return(kill)` failpoint: we die here, as a
+        // SIGKILLed engine would while its child runs that step.
+        #[cfg(feature = "failpoints")]
+        crate::sys::failpoint::on_child_report(&String::from_utf8_lossy(&bytes));
+    }
+    let report = String::from_utf8_lossy(&bytes).into_owned();
     if report.is_empty() {
         return None;
     }

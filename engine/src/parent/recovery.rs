@@ -45,6 +45,18 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
             }
         }
     }
+    // A `NAME.etc` with no record is an engine's killed between writing it
+    // and writing the record (both happen under this lock).
+    if let Ok(dir) = std::fs::read_dir(&state.dir) {
+        for entry in dir.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".etc") {
+                if !state.path_of(name).exists() {
+                    crate::sys::net::dns::remove_files(&entry.path());
+                }
+            }
+        }
+    }
     out
 }
 

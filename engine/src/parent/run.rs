@@ -11,6 +11,7 @@ use crate::model::network::Network;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::cgroup::{self, Cgroup};
+use crate::sys::failpoint::step;
 use crate::sys::idmap;
 use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
@@ -103,10 +104,12 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
+    step!("run.reserve");
     let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
+        step!("run.log");
         let log = state.log_of(&spec.name);
         res.log = Some(log.clone());
         super::detach::redirect_output(&log, spec.log_size_max)?;
@@ -114,11 +117,13 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     }
 
     if cgroup_ok {
+        step!("run.cgroup");
         res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
     }
     let layer_size = (!spec.write_through).then_some(spec.layer_size);
     // The layer's tmpfs (or the write-through root) is attached on the state
     // directory in the container's mount namespace; the parent opens it there.
+    step!("run.layer");
     let scratch_dir = std::path::absolute(&state.dir)
         .with_context(|| format!("cannot resolve {}", state.dir.display()))?;
 
@@ -129,6 +134,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     // Sent to the child as detached trees with the other mounts.
     let etc_files = match eth0 {
         Some((ip, ..)) => {
+            step!("run.etc_files");
             let dir = state.etc_of(&spec.name);
             res.etc = Some(dir.clone());
             dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?.to_vec()
@@ -136,17 +142,22 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         None => Vec::new(),
     };
     let pty = if spec.tty {
+        step!("run.pty");
         Some(super::tty::open_pty()?)
     } else {
         None
     };
+    step!("run.sync_pipe");
     let (sync_read, sync_write) = pipe()?;
+    step!("run.mount_socket");
     let (mount_sock, child_mount_sock) =
         idmap::fd_socketpair().context("cannot create a socket pair for the mount fds")?;
+    step!("run.error_pipe");
     let (error_read, error_write) = pipe()?;
 
     // Block what we forward before cloning, so no signal is lost in between;
     // the child unblocks them before exec.
+    step!("run.block_signals");
     let (forwarded, _restore_mask) = block_forwarded()?;
 
     let setup = ChildSetup {
@@ -162,6 +173,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         etc_files: !etc_files.is_empty(),
         cgroup2: cgroup_ok,
     };
+    step!("run.cgroup_fd");
     let cgroup_dir = match &res.cgroup {
         Some(cg) => Some(
             File::open(&cg.path)
@@ -169,6 +181,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         ),
         None => None,
     };
+    step!("run.clone");
     let (pid, pidfd) =
         match clone_container(spec.userns, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
             Cloned::Child => child::run(&setup),
@@ -176,6 +189,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         };
     res.child = Some(pid);
     record.pid = pid.as_raw();
+    step!("run.record");
     state.write(&record)?;
     res.record_written = true;
     drop(lock);
@@ -187,21 +201,26 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     let master = pty.map(|p| p.master);
     verbose!(spec, "cloned pid {pid}");
 
+    step!("run.id_maps");
     match (spec.userns, record.userns_base) {
         (UserNs::Map { uid, gid }, _) => write_id_maps(pid, uid, gid)?,
         (UserNs::Pool, Some(base)) => write_id_maps(pid, base, base)?,
         _ => {}
     }
+    step!("run.mount_fds");
     send_mount_fds(spec, pid, &scratch_dir, &etc_files, &mount_sock)?;
     drop(mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
+        step!("run.veth");
         crate::sys::net::create_veth(net, veth, pid.as_raw())?;
     }
     if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
         res.ports = true;
+        step!("run.ports");
         nat::add_ports(&spec.name, ip, &spec.ports)?;
         verbose!(spec, "published {}", show_ports(&spec.ports));
     }
+    step!("run.go");
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
@@ -212,14 +231,17 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         return Err(failure.into());
     }
     verbose!(spec, "{} started", spec.command[0]);
+    step!("run.started");
     res.log = None;
     started(&record);
 
+    step!("run.supervise");
     let status = supervise(pid, &pidfd, master, forwarded)?;
     res.child = None;
     if let Some(cg) = &res.cgroup {
         report_oom(spec, cg);
     }
+    step!("run.teardown");
     drop(res);
     Ok(status)
 }
@@ -237,6 +259,7 @@ fn send_mount_fds(
     etc: &[PathBuf],
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
+    step!("run.rootfs_tree");
     let tree = if spec.userns == UserNs::Pool {
         let userns = idmap::open_userns(pid.as_raw())?;
         idmap::idmapped_tree(&spec.rootfs, userns.as_fd())?
@@ -245,6 +268,7 @@ fn send_mount_fds(
     };
     let in_child = PathBuf::from(format!("/proc/{pid}/root"))
         .join(scratch_dir.strip_prefix("/").unwrap_or(scratch_dir));
+    step!("run.layer_dir");
     let scratch = rustix::fs::open(
         &in_child,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -257,9 +281,11 @@ fn send_mount_fds(
         )
     })?;
     let mut fds = vec![tree, scratch];
+    step!("run.etc_trees");
     for path in etc {
         fds.push(idmap::detached_tree(path, false)?);
     }
+    step!("run.volume_trees");
     for v in &spec.volumes {
         let vol = idmap::detached_tree(&v.host, true)?;
         if v.readonly {
@@ -269,6 +295,7 @@ fn send_mount_fds(
         fds.push(vol);
     }
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    step!("run.send_fds");
     idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
 }
 
@@ -276,7 +303,9 @@ fn send_mount_fds(
 /// checks the address and sets up the bridge. Returns the record to write
 /// (once PID 1 exists) and the lock, held until then.
 fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Result<(Record, Lock)> {
+    step!("run.lock");
     let lock = state.lock()?;
+    step!("run.recover");
     let running = recovery::recover_stale(state, cfg).running;
     if running.iter().any(|r| r.name == spec.name) {
         bail!(
@@ -287,6 +316,7 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
     }
     // The record is the lease, as for addresses: a range is free once no
     // running record names it. Refused here, before anything is created.
+    step!("run.id_range");
     let userns_base = match spec.userns {
         UserNs::Pool => {
             let used: Vec<u32> = running.iter().filter_map(|r| r.userns_base).collect();
@@ -294,6 +324,7 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
         }
         _ => None,
     };
+    step!("run.address");
     let (ip, veth) = match &spec.network {
         Network::None => (None, None),
         Network::Bridge { net, ip } => {
@@ -311,8 +342,11 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
                 None => net.lowest_free(&used)?,
             };
             check_ports(spec, &running)?;
+            step!("run.bridge");
             crate::sys::net::setup_host(net, &state.dir)?;
+            step!("run.nat");
             super::host::ensure_nat(net, state, !spec.ports.is_empty())?;
+            step!("run.veth_name");
             let mut veth = crate::sys::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by
             // a container of the same name whose namespace the kernel is

@@ -1,10 +1,12 @@
 //! Host facilities, each a leaf: arch (ELF), caps, cgroup, state (persistence
 //! only), lock, net, path (in-root resolution by path), and the confinement
 //! primitives idrange (host ID ranges), idmap (detached and idmapped mounts,
-//! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF).
+//! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF);
+//! failpoint (the failpoints of every step, with the `failpoints` feature only).
 pub mod arch;
 pub mod caps;
 pub mod cgroup;
+pub mod failpoint;
 pub mod idmap;
 pub mod idrange;
 pub mod lock;

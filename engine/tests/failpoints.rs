@@ -1,0 +1,638 @@
+//! The failpoint walk (issue 13). Built only with `--features failpoints`
+//! (`cargo test -p engine --features failpoints --test failpoints`).
+//!
+//! The failpoints are listed from the source (every `step!`/`child_step!`
+//! literal under engine/src). A traced normal run of each scenario below
+//! (`ENGINE_FAILPOINTS_TRACE`) says which failpoints it passes; together
+//! they must pass every listed one. Then each failpoint is walked in the
+//! first scenario that passes it, in both modes:
+//! - `return`: the command exits 125 naming the failpoint (as documented),
+//!   and has left nothing behind, checked before any other engine runs
+//!   (every invocation recovers what dead engines left, which would hide a
+//!   leak of the failing one);
+//! - `return(kill)`: the engine SIGKILLs itself there; the next invocation
+//!   (`engine ps`; the same command for setup, teardown and pull) succeeds
+//!   and leaves nothing behind, and the scenario then runs normally.
+//!
+//! Then the case's container is stopped (that must work) and the host torn
+//! down, and nothing of the case may be left at all.
+//!
+//! "Nothing" is: no state record (the lease of the address and ID range),
+//! temp file or `.etc` directory, no mount under the state directory, no
+//! process of the case, no cgroup leaf, no veth, no nftables chain of the
+//! container, no partial rootfs. Logs of detached containers are kept by
+//! design (README: until the name is reused or teardown) and not counted.
+//!
+//! Every case has its own state directory and a container name unique to
+//! the walk process, and runs in a thread that entered a private network
+//! namespace (bridges, veths and nftables rules exist only there). Two
+//! threads take cases from one queue; the walk takes 35-65 s on this
+//! 2-core machine (over the 10 s guideline: it is ~200 engine scenarios,
+//! each a handful of engine starts; `--nocapture` shows the time per
+//! scenario). Deadlines (a hung engine, what settles in the background)
+//! are only waited out in failure.
+
+mod common;
+use common::*;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const BRIDGE: &str = "fpbr0";
+const SUBNET: &str = "10.231.0.0/24";
+const THREADS: usize = 2;
+/// Only a hung engine waits this out (a case takes about a second).
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long what the kernel and a supervisor remove in the background may
+/// take to go once the command has returned; only waited out in failure.
+const SETTLE: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    /// Foreground, bridged, one published port, a pty.
+    Run,
+    RunDetached,
+    Exec,
+    Stop,
+    Kill,
+    /// `teardown --force` with a running container.
+    Teardown,
+    Setup,
+    PullBusybox,
+    PullFile,
+}
+
+use Scenario::*;
+
+/// In walking order: a failpoint is walked in the first that passes it.
+const SCENARIOS: [Scenario; 9] = [
+    Run,
+    RunDetached,
+    Exec,
+    Stop,
+    Kill,
+    Teardown,
+    Setup,
+    PullBusybox,
+    PullFile,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Error,
+    Kill,
+}
+
+/// One case's private world.
+struct Case {
+    env: Engine,
+    /// The container's name: unique over the whole walk, so its processes
+    /// can be told from every other case's.
+    name: String,
+    _tmp: tempfile::TempDir,
+    dest: PathBuf,
+}
+
+type Check = Result<(), String>;
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Check {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+impl Case {
+    fn new(name: String) -> Case {
+        let tmp = tempfile::tempdir_in(busybox::scratch_root()).unwrap();
+        Case {
+            env: engine("fp")
+                .with_network(BRIDGE, SUBNET)
+                .with_timeout(ENGINE_TIMEOUT),
+            dest: tmp.path().join("root"),
+            _tmp: tmp,
+            name,
+        }
+    }
+
+    /// `engine ARGS` with `FAILPOINTS` (empty: none) and an optional trace.
+    fn engine(&self, args: &[String], failpoints: &str, trace: Option<&Path>) -> Output {
+        let mut cmd = self.env.cmd();
+        cmd.args(args).env("FAILPOINTS", failpoints);
+        if let Some(t) = trace {
+            cmd.env("ENGINE_FAILPOINTS_TRACE", t);
+        }
+        let started = Instant::now();
+        let out = cmd.output().expect("run the engine");
+        use std::os::unix::process::ExitStatusExt;
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if started.elapsed() >= ENGINE_TIMEOUT {
+            // assert_cmd SIGKILLs a command that outlives its timeout: that
+            // must not pass for an engine that killed itself at a failpoint.
+            return Output {
+                code: None,
+                stderr: format!("timed out after {ENGINE_TIMEOUT:?} (hung): {stderr}"),
+            };
+        }
+        if stderr.is_empty() {
+            stderr = "(no stderr)".into();
+        }
+        Output {
+            // Killed by signal N: 128+N, as a shell reports it.
+            code: out.status.code().or(out.status.signal().map(|n| 128 + n)),
+            stderr,
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Check {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = self.engine(&args, "", None);
+        ensure(out.code == Some(0), || {
+            format!("`engine {}`: {:?} {}", args.join(" "), out.code, out.stderr)
+        })
+    }
+
+    /// A detached container that ends at once on SIGTERM, or ignores it
+    /// (so that `stop` always reaches its SIGKILL step).
+    fn start_box(&self, on_term: &str) -> Check {
+        let script = format!("trap '{on_term}' TERM; sleep 600 & wait");
+        self.ok(&[
+            "run",
+            "-d",
+            "--net",
+            "none",
+            rootfs(),
+            &self.name,
+            "--",
+            "sh",
+            "-c",
+            &script,
+            &self.name,
+        ])
+    }
+
+    /// What the scenario's prelude makes (a running container, a set-up host).
+    fn prelude(&self, s: Scenario) -> Check {
+        match s {
+            Exec | Kill => self.start_box("exit 0"),
+            Stop => self.start_box(""),
+            Teardown => self.ok(&["setup"]).and_then(|()| self.start_box("exit 0")),
+            _ => Ok(()),
+        }
+    }
+
+    fn action(&self, s: Scenario) -> Vec<String> {
+        let name = self.name.as_str();
+        let dest = self.dest.to_str().unwrap();
+        let args: Vec<&str> = match s {
+            Run => vec![
+                "run",
+                "-p",
+                "8080:80",
+                "--tty=true",
+                rootfs(),
+                name,
+                "--",
+                "true",
+            ],
+            RunDetached => vec![
+                "run",
+                "-d",
+                "--net",
+                "none",
+                rootfs(),
+                name,
+                "--",
+                "sleep",
+                "600",
+            ],
+            Exec => vec!["exec", "--tty=true", name, "--", "true"],
+            Stop => vec!["stop", "-t", "0", name],
+            Kill => vec!["kill", name],
+            Teardown => vec!["teardown", "--force"],
+            Setup => vec!["setup"],
+            PullBusybox => vec!["rootfs", "pull", "busybox", "--owner", "100000", dest],
+            PullFile => vec!["rootfs", "pull", tarball_url(), "--owner", "200000", dest],
+        };
+        args.into_iter().map(String::from).collect()
+    }
+
+    /// Ends whatever the scenario left running, and the host network.
+    fn finish(&self) -> Check {
+        let stop = ["stop", "-t", "0", &self.name].map(String::from);
+        let out = self.engine(&stop, "", None);
+        // Gone already (the scenario ended it) is fine; any other failure
+        // would leave the container running: say so rather than time out.
+        let gone = out.code == Some(125) && out.stderr.contains("no such container");
+        ensure(out.code == Some(0) || gone, || {
+            format!(
+                "`engine stop -t 0 {}`: {:?} {}",
+                self.name, out.code, out.stderr
+            )
+        })?;
+        self.ok(&["teardown", "--force"])
+    }
+
+    /// What of the case exists now: state files (records, temp files,
+    /// `.etc` dirs), mounts under the state dir, processes, veths,
+    /// nftables chains, cgroup leaves, partial rootfs.
+    fn leftovers(&self, s: Scenario) -> BTreeSet<String> {
+        let state = self.env.state_dir();
+        let mut left = BTreeSet::new();
+        for e in std::fs::read_dir(state).unwrap().flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            let ours = f.ends_with(".json") || f.ends_with(".tmp") || f.ends_with(".etc");
+            if ours {
+                left.insert(format!("state file {f}"));
+            }
+        }
+        for m in mountinfo::mounts_under(state) {
+            left.insert(format!("mount {m:?}"));
+        }
+        for p in processes_named(&self.name) {
+            left.insert(format!("process {p}"));
+        }
+        for l in links().into_iter().filter(|l| l.starts_with("ve-")) {
+            left.insert(format!("veth {l}"));
+        }
+        if nft_ruleset().contains(&self.name) {
+            left.insert("nftables chains".into());
+        }
+        for c in self.env.cgroup_leaves() {
+            left.insert(format!("cgroup {c}"));
+        }
+        if matches!(s, PullBusybox | PullFile) {
+            for e in std::fs::read_dir(self.dest.parent().unwrap())
+                .unwrap()
+                .flatten()
+            {
+                let f = e.file_name().to_string_lossy().into_owned();
+                if f.starts_with('.') {
+                    left.insert(format!("partial rootfs {f}"));
+                }
+            }
+            if self.dest.exists() && !self.dest.join("bin/busybox").exists() {
+                left.insert("an incomplete DEST".into());
+            }
+        }
+        left
+    }
+
+    /// Nothing exists that `before` did not hold, once what the kernel and
+    /// a supervisor remove in the background had [`SETTLE`] to go.
+    fn nothing_new(&self, s: Scenario, before: &BTreeSet<String>, by: &str) -> Check {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let new: Vec<String> = self.leftovers(s).difference(before).cloned().collect();
+            if new.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("left behind {by}: {}", new.join(", ")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Nothing of the case is left.
+    fn clean(&self, s: Scenario) -> Check {
+        self.nothing_new(s, &BTreeSet::new(), "at the end")
+    }
+}
+
+struct Output {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Processes (not this test) whose command line holds `name`.
+fn processes_named(name: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.split(' ').any(|a| a == name) {
+            found.push(format!("{pid} {cmd}"));
+        }
+    }
+    found
+}
+
+/// The links of this thread's network namespace.
+fn links() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip (apt-get install iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .collect()
+}
+
+fn nft_ruleset() -> String {
+    let out = std::process::Command::new(quote::require("nft", "nftables"))
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A file:// URL of a .tar.gz of the busybox rootfs, made once.
+fn tarball_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let dir = tempfile::tempdir_in(busybox::scratch_root())
+            .unwrap()
+            .keep();
+        let tar = dir.join("busybox.tar.gz");
+        let status = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(busybox::rootfs())
+            .arg("-czf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(status.success(), "tar of the busybox rootfs failed");
+        format!("file://{}", tar.display())
+    })
+}
+
+/// A container name unique to this walk process (`fp` + pid + `-` +
+/// `what`): a process left by another run of the walk never passes for
+/// one of this run's leftovers, nor the reverse.
+fn case_name(what: &str) -> String {
+    format!("fp{:x}-{what}", std::process::id())
+}
+
+/// Every failpoint named in engine/src.
+fn failpoints_in_source() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("sys/failpoint.rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, _) in text.match_indices("step!(") {
+                    let rest = &text[i + 6..];
+                    let close = rest.find(')').unwrap();
+                    if let Some(lit) = rest[..close].split('"').nth(1) {
+                        out.insert(lit.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+    out
+}
+
+/// Failpoints this host cannot pass, and why (none may be excused silently).
+fn unreachable_here() -> Vec<(&'static str, String)> {
+    match testkit::cgroup::v2_limits() {
+        Ok(()) => Vec::new(),
+        Err(why) => vec![("run.cgroup", why)],
+    }
+}
+
+/// The failpoints a normal run of `s` passes, in order (each once).
+fn trace(s: Scenario, name: String) -> Result<Vec<String>, String> {
+    let case = Case::new(name);
+    case.prelude(s)?;
+    let trace = case._tmp.path().join("trace");
+    let out = case.engine(&case.action(s), "", Some(&trace));
+    ensure(out.code == Some(0), || {
+        format!("{s:?}: {:?} {}", out.code, out.stderr)
+    })?;
+    case.finish()?;
+    case.clean(s)?;
+    let mut seen = HashSet::new();
+    Ok(std::fs::read_to_string(&trace)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| seen.insert(l.to_string()))
+        .map(String::from)
+        .collect())
+}
+
+/// The traces of every scenario, made once per test binary (in a private netns).
+fn traces() -> &'static Vec<(Scenario, Vec<String>)> {
+    static TRACES: OnceLock<Vec<(Scenario, Vec<String>)>> = OnceLock::new();
+    TRACES.get_or_init(|| {
+        busybox::rootfs();
+        tarball_url();
+        testkit::netns::in_private(|| {
+            SCENARIOS
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    (
+                        *s,
+                        trace(*s, case_name(&format!("t{i}"))).unwrap_or_else(|e| panic!("{e}")),
+                    )
+                })
+                .collect()
+        })
+    })
+}
+
+#[test]
+fn the_traced_runs_pass_every_failpoint_in_the_source() {
+    let listed = failpoints_in_source();
+    let passed: BTreeSet<String> = traces().iter().flat_map(|(_, t)| t.clone()).collect();
+    let excused = unreachable_here();
+    let missing: Vec<&String> = listed
+        .iter()
+        .filter(|n| !passed.contains(*n) && !excused.iter().any(|(e, _)| e == n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "failpoints no scenario passes (add a scenario, or remove the failpoint): {missing:?}"
+    );
+    let unknown: Vec<&String> = passed.difference(&listed).collect();
+    assert!(
+        unknown.is_empty(),
+        "traced names not in the source: {unknown:?}"
+    );
+    for (name, why) in excused {
+        eprintln!("not walked on this host: {name}: {why}");
+    }
+}
+
+fn expected_code(s: Scenario, name: &str, mode: Mode) -> i32 {
+    // run -d: the foreground process only forks; the rest runs in the
+    // supervisor, whose failure it reports (125), or whose death it reports
+    // as "died before the container started" (125). After the start it has
+    // already returned 0.
+    let in_supervisor = s == RunDetached && !name.starts_with("detach.");
+    let after_start = matches!(name, "run.supervise" | "run.teardown");
+    match (mode, in_supervisor) {
+        (_, true) if after_start => 0,
+        (_, true) | (Mode::Error, false) => 125,
+        (Mode::Kill, false) => 137,
+    }
+}
+
+fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
+    let case = Case::new(name);
+    case.prelude(s)?;
+    // What the prelude made (a running container): checked below that the
+    // failed command adds nothing to it, before any other engine runs (each
+    // one recovers what dead engines left, which would hide a leak).
+    let before = case.leftovers(s);
+    let action = case.action(s);
+    let config = match mode {
+        Mode::Error => format!("{fp}=return"),
+        Mode::Kill => format!("{fp}=return(kill)"),
+    };
+    let out = case.engine(&action, &config, None);
+    let want = expected_code(s, fp, mode);
+    ensure(out.code == Some(want), || {
+        format!("exit {:?}, want {want}: {}", out.code, out.stderr.trim())
+    })?;
+    if want == 125 && mode == Mode::Error {
+        let line = format!("engine: failpoint {fp}: injected failure");
+        ensure(out.stderr.lines().any(|l| l == line), || {
+            format!("stderr lacks `{line}`: {}", out.stderr.trim())
+        })?;
+    }
+    if mode == Mode::Error {
+        // A failing engine undoes what it did itself.
+        case.nothing_new(s, &before, "by the failed command")?;
+    }
+    if mode == Mode::Kill {
+        // The next invocation removes what the killed engine left.
+        match s {
+            Setup | Teardown | PullBusybox | PullFile => {
+                let out = case.engine(&action, "", None);
+                ensure(out.code == Some(0), || {
+                    format!(
+                        "the next `{}`: {:?} {}",
+                        action.join(" "),
+                        out.code,
+                        out.stderr
+                    )
+                })?;
+            }
+            _ => case.ok(&["ps"])?,
+        }
+        case.nothing_new(s, &before, "after the next invocation")?;
+    }
+    if matches!(s, Exec) {
+        // A failed exec leaves the container running.
+        let out = case
+            .env
+            .cmd()
+            .args(["ps", "--format", "json"])
+            .output()
+            .unwrap();
+        let ps = String::from_utf8_lossy(&out.stdout);
+        ensure(ps.contains(&format!("\"{}\"", case.name)), || {
+            format!("the container is gone after a failed exec: {ps}")
+        })?;
+    }
+    case.finish()?;
+    case.clean(s)?;
+    if mode == Mode::Kill && matches!(s, Run | RunDetached) {
+        // And a container of that name then starts normally.
+        let out = case.engine(&action, "", None);
+        ensure(out.code == Some(0), || {
+            format!("the next run: {:?} {}", out.code, out.stderr)
+        })?;
+        case.finish()?;
+        case.clean(s)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_failpoint_in_both_modes_leaves_nothing() {
+    let started = Instant::now();
+    let mut walked = HashSet::new();
+    let mut cases = Vec::new();
+    for (s, names) in traces() {
+        for fp in names {
+            if walked.insert(fp.clone()) {
+                for mode in [Mode::Error, Mode::Kill] {
+                    cases.push((*s, fp.clone(), mode));
+                }
+            }
+        }
+    }
+    let traced = started.elapsed();
+    let total = cases.len();
+    // A queue both threads take the next case from (the cases are uneven).
+    let cases = std::sync::Arc::new(cases);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (cases, next) = (cases.clone(), next.clone());
+            std::thread::spawn(move || {
+                testkit::netns::enter_private_or_panic();
+                let mut failures = Vec::new();
+                let mut times = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((s, fp, mode)) = cases.get(i) else {
+                        break;
+                    };
+                    let tag = if *mode == Mode::Error { 'e' } else { 'k' };
+                    let case_started = Instant::now();
+                    let result = walk_case(*s, fp, *mode, case_name(&format!("{i:03}{tag}")));
+                    times.push((*s, case_started.elapsed()));
+                    if let Err(e) = result {
+                        failures.push(format!("{fp} ({mode:?}, in {s:?}): {e}"));
+                    }
+                }
+                (failures, times)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut per_scenario: Vec<(Scenario, usize, Duration)> = Vec::new();
+    for h in handles {
+        let (f, times) = h.join().expect("a walker thread panicked");
+        failures.extend(f);
+        for (s, t) in times {
+            match per_scenario.iter_mut().find(|(x, _, _)| *x == s) {
+                Some((_, n, sum)) => {
+                    *n += 1;
+                    *sum += t;
+                }
+                None => per_scenario.push((s, 1, t)),
+            }
+        }
+    }
+    per_scenario.sort_by_key(|(s, _, _)| SCENARIOS.iter().position(|x| x == s));
+    let breakdown: Vec<String> = per_scenario
+        .iter()
+        .map(|(s, n, sum)| format!("{s:?} {n} cases {:.1} s", sum.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "failpoint walk: {} failpoints, 2 modes, {total} cases, {:.1} s (traces {:.1} s), {THREADS} threads; {}",
+        walked.len(),
+        started.elapsed().as_secs_f64(),
+        traced.as_secs_f64(),
+        breakdown.join(", ")
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

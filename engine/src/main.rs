@@ -198,6 +198,12 @@ enum RootfsCommand {
 }
 
 fn main() -> ExitCode {
+    // One binary, two command lines: runc's when its global flags, its
+    // verbs or `run --bundle` say so (see engine::oci::cli::is_oci_invocation).
+    let args: Vec<String> = std::env::args().collect();
+    if engine::oci::cli::is_oci_invocation(&args) {
+        return ExitCode::from(engine::oci::cli::main(args).clamp(0, 255) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

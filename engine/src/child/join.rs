@@ -22,6 +22,9 @@ pub struct JoinSetup<'a> {
     pub workdir: &'a Path,
     pub command: &'a [String],
     pub confinement: &'a Confinement,
+    /// An OCI exec: its user and rlimits, its environment exactly as given,
+    /// and no death signal (a detached exec outlives the engine).
+    pub oci: Option<exec::OciProcess<'a>>,
 }
 
 /// The child of `engine exec`: already in the container's pid namespace and
@@ -36,7 +39,9 @@ pub fn join(setup: &JoinSetup) -> ! {
 
 fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     use nix::sched::CloneFlags;
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if setup.oci.is_none() {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    }
     // Out of reach of container root (ptrace, /proc/PID/{environ,fd,mem})
     // until exec: the engine set this before cloning us, and a uid change
     // below must not undo it.
@@ -64,7 +69,10 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         become_root()?;
         non_dumpable()?;
     }
-    let env = exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env);
+    let env = match setup.oci {
+        Some(_) => exec::exact_environment(setup.env),
+        None => exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env),
+    };
     exec::finish_and_exec(
         setup.pty_slave,
         setup.workdir,
@@ -72,6 +80,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         &env,
         setup.confinement,
         setup.error_fd,
+        setup.oci.as_ref(),
     )
 }
 

@@ -13,6 +13,8 @@ mod exec;
 pub mod join;
 mod mounts;
 
+pub use exec::OciProcess;
+
 use crate::exit;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
@@ -44,6 +46,19 @@ pub struct ChildSetup<'a> {
     pub etc_files: bool,
     /// Whether to mount cgroup2 at /sys/fs/cgroup (the host has v2).
     pub cgroup2: bool,
+    /// An OCI container: what its bundle asks beyond the spec, and the gate
+    /// that `start` opens.
+    pub oci: Option<OciChild<'a>>,
+}
+
+/// The OCI parts of the child's setup.
+pub struct OciChild<'a> {
+    pub extras: &'a crate::model::oci::Extras,
+    /// Write end of a pipe: one byte once the container waits for `start`.
+    pub ready_fd: RawFd,
+    /// An O_PATH fd of the state directory's exec.fifo: opening it for
+    /// writing blocks until `start` opens it for reading.
+    pub fifo_fd: RawFd,
 }
 
 /// A failure before exec, and the exit code it becomes.
@@ -107,8 +122,11 @@ enum Never {}
 
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let spec = setup.spec;
-    // Die with the supervisor: a SIGKILLed engine must not leave a container running.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // Die with the supervisor: a SIGKILLed engine must not leave a container
+    // running. An OCI init outlives `create` by design (its caller reaps it).
+    if setup.oci.is_none() {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    }
     wait_for_parent(setup.sync_fd)?;
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
@@ -120,21 +138,42 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is writable.
     confine::allow_ping();
+    if let Some(oci) = &setup.oci {
+        write_sysctls(&oci.extras.sysctl)?;
+    }
 
     let root = mounts::build_root(setup, mount_fds)?;
     mounts::enter_root(&root)?;
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);
+    let extras = setup.oci.as_ref().map(|o| o.extras);
+    if extras.is_some_and(|e| e.readonly_root) {
+        mounts::make_root_read_only()?;
+    }
 
-    sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
-    crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
+    // An OCI bundle may give no hostname, or join a UTS namespace by path.
+    if !spec.hostname.is_empty() && !extras.is_some_and(|e| e.joined_uts) {
+        sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
+    }
+    if !extras.is_some_and(|e| e.joined_net) {
+        crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
+    }
     if let Some((ip, prefix, gateway)) = setup.eth0 {
         crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
 
-    let env = exec::environment(&spec.hostname, spec.tty, &spec.env);
+    // An OCI process gets exactly the environment its config lists.
+    let env = match setup.oci {
+        Some(_) => exec::exact_environment(&spec.env),
+        None => exec::environment(&spec.hostname, spec.tty, &spec.env),
+    };
     let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    let process = setup.oci.as_ref().map(|o| exec::OciProcess {
+        user: &o.extras.user,
+        rlimits: &o.extras.rlimits,
+        gate: Some((o.ready_fd, o.fifo_fd)),
+    });
     exec::finish_and_exec(
         slave,
         &spec.workdir,
@@ -142,7 +181,18 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         &env,
         &spec.confinement,
         setup.error_fd,
+        process.as_ref(),
     )
+}
+
+/// linux.sysctl, through /proc/sys while it still shows our own network
+/// and IPC namespaces (the front end accepted only namespaced keys).
+fn write_sysctls(sysctls: &[(String, String)]) -> Step {
+    for (key, value) in sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).ctx(|| format!("set sysctl {key}={value}"))?;
+    }
+    Ok(())
 }
 
 /// The fds the parent sent before its go (they are queued on the socket).

@@ -100,6 +100,7 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         workdir: &workdir,
         command: &req.command,
         confinement: &confinement,
+        oci: None,
     };
     let (forwarded, _restore_mask) = block_forwarded()?;
     let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());

@@ -161,6 +161,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         eth0,
         etc_files: !etc_files.is_empty(),
         cgroup2: cgroup_ok,
+        oci: None,
     };
     let cgroup_dir = match &res.cgroup {
         Some(cg) => Some(
@@ -230,7 +231,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 /// child's mount namespace), the engine's /etc files (`etc`), and each
 /// volume's source (read-only ones recursively so). The child attaches them
 /// without walking a host path.
-fn send_mount_fds(
+pub(super) fn send_mount_fds(
     spec: &Spec,
     pid: Pid,
     scratch_dir: &std::path::Path,

@@ -7,12 +7,13 @@ use super::{CreateOptions, Root};
 use crate::model::config::Config;
 use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Global flags that only runc's command line has: one of them before the
 /// verb means OCI mode (see `is_oci_invocation`).
-pub const GLOBAL_FLAGS: [&str; 6] = [
+pub const GLOBAL_FLAGS: [&str; 7] = [
     "--root",
+    "--cgroup-manager",
     "--log",
     "--log-format",
     "--systemd-cgroup",
@@ -47,10 +48,25 @@ pub fn is_oci_invocation(args: &[String]) -> bool {
     if OCI_ONLY_VERBS.contains(&first.as_str()) {
         return true;
     }
-    first == "run"
+    if first == "run"
         && args[2..]
             .iter()
             .any(|a| a == "-b" || a == "--bundle" || a.starts_with("--bundle="))
+    {
+        return true;
+    }
+    // podman calls `kill ID 15`, `exec ... ID` with no global flag: a verb
+    // both command lines have goes to OCI when it names a container of the
+    // default --root.
+    matches!(first.as_str(), "kill" | "exec" | "ps" | "run")
+        && args[2..].iter().any(|a| {
+            !a.starts_with('-')
+                && super::check_id(a).is_ok()
+                && Path::new(super::DEFAULT_ROOT)
+                    .join(a)
+                    .join("state.json")
+                    .exists()
+        })
 }
 
 #[derive(Parser)]
@@ -75,6 +91,9 @@ struct OciCli {
     systemd_cgroup: bool,
     #[arg(long)]
     debug: bool,
+    /// crun's flag (podman passes `disabled` with --cgroups=disabled): cgroupfs, systemd or disabled
+    #[arg(long)]
+    cgroup_manager: Option<String>,
     /// Accepted and ignored (the engine runs as root)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     rootless: Option<String>,
@@ -154,7 +173,7 @@ pub fn main(args: Vec<String>) -> i32 {
             return code;
         }
     };
-    if cli.systemd_cgroup {
+    if cli.systemd_cgroup || cli.cgroup_manager.as_deref() == Some("systemd") {
         eprintln!("engine: --systemd-cgroup: systemd is not driven; cgroupfs paths are used");
     }
     let log = Log {

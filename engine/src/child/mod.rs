@@ -123,11 +123,14 @@ enum Never {}
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let spec = setup.spec;
     // Die with the supervisor: a SIGKILLed engine must not leave a container
-    // running. An OCI init outlives `create` by design (its caller reaps it).
-    if setup.oci.is_none() {
-        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    }
+    // running. An OCI init outlives `create` by design (its caller reaps
+    // it), but not a `create` killed before its go: we hold a copy of the
+    // sync pipe's write end, so its death is no EOF to us.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     wait_for_parent(setup.sync_fd)?;
+    if setup.oci.is_some() {
+        let _ = nix::sys::prctl::set_pdeathsig(None);
+    }
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
     if spec.userns != UserNs::Host {

@@ -148,15 +148,16 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     if process.tty && a.console_socket.is_none() {
         bail!("exec with a terminal needs --console-socket: the pty master needs somewhere to go");
     }
+    let host_userns = std::fs::read_link(format!("/proc/{}/ns/user", rec.pid)).ok()
+        == std::fs::read_link("/proc/self/ns/user").ok();
+    if host_userns {
+        // Re-executes us: before anything is opened or connected.
+        crate::parent::exec::run_from_sealed_copy()?;
+    }
     let console = match &a.console_socket {
         Some(p) if process.tty => Some(crate::parent::oci::connect_console(p)?),
         _ => None,
     };
-    let host_userns = std::fs::read_link(format!("/proc/{}/ns/user", rec.pid)).ok()
-        == std::fs::read_link("/proc/self/ns/user").ok();
-    if host_userns {
-        crate::parent::exec::run_from_sealed_copy()?;
-    }
     nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
     let gone = || anyhow!("container {} has exited", a.id);
     let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;

@@ -269,6 +269,12 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if plan.spec.tty && opts.console_socket.is_none() {
         bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
     }
+    if plan.spec.userns == crate::model::userns::UserNs::Host {
+        // Container root is host root: the init runs from a sealed copy of
+        // the engine (CVE-2019-5736), as `engine run --userns host` does.
+        // Before anything is opened or connected: this re-executes us.
+        crate::parent::exec::run_from_sealed_copy()?;
+    }
     let console = match &opts.console_socket {
         Some(p) => Some(crate::parent::oci::connect_console(p)?),
         None => None,
@@ -289,11 +295,6 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
-    }
-    if plan.spec.userns == crate::model::userns::UserNs::Host {
-        // Container root is host root: the init runs from a sealed copy of
-        // the engine (CVE-2019-5736), as `engine run --userns host` does.
-        crate::parent::exec::run_from_sealed_copy()?;
     }
 
     std::fs::create_dir_all(&root.dir)

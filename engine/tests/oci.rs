@@ -417,7 +417,7 @@ fn a_killed_caller_leaves_a_container_that_delete_removes() {
 
     let marker = oci.path("hook-ran");
     oci.edit_config(|c| {
-        c["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}; sleep 100", marker.display())]}]});
+        c["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo $$ > {m}.tmp; mv {m}.tmp {m}; exec sleep 100", m = marker.display())]}]});
     });
     let mut create = Command::new(ENGINE)
         .args(["--root", &root, "create", "--bundle", &bundle, "k2"])
@@ -434,10 +434,11 @@ fn a_killed_caller_leaves_a_container_that_delete_removes() {
     });
     oci.ok(&["delete", "k2"]);
     oci.assert_root_empty();
-    // The hook's sleep, orphaned to us.
-    let _ = Command::new("pkill")
-        .args(["-f", &format!("touch {}; sleep 100", marker.display())])
-        .status();
+    // The hook's sleep, orphaned to us (the subreaper).
+    let hook: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let hook = nix::unistd::Pid::from_raw(hook);
+    let _ = nix::sys::signal::kill(hook, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(hook, None);
 }
 
 #[test]

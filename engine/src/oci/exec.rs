@@ -217,7 +217,6 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
             crate::parent::clone::Cloned::Child => child::join::join(&setup),
             crate::parent::clone::Cloned::Parent { pid, pidfd } => (pid, pidfd),
         };
-    drop(setup);
     drop(cgroup_dir);
     drop(error_write);
     if let (Some(pty), Some(sock)) = (&pty, &console) {

@@ -18,6 +18,17 @@ struct Oci {
     dir: tempfile::TempDir,
 }
 
+/// A failed test leaves no init behind: every container of its --root is
+/// deleted with --force.
+impl Drop for Oci {
+    fn drop(&mut self) {
+        for entry in fs::read_dir(self.root()).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = self.call(&["delete", "--force", &id]);
+        }
+    }
+}
+
 /// What one call of the engine left.
 struct Out {
     code: i32,

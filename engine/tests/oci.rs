@@ -587,6 +587,42 @@ fn exec_with_a_process_file_detached_and_attached() {
     oci.assert_root_empty();
 }
 
+/// pause/resume drive the cgroup v2 freezer; on a host without cgroup v2
+/// (this project's machines) they are refused with a sentence.
+#[test]
+fn pause_and_resume() {
+    let oci = Oci::new(&["sleep", "100"]);
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "p1"]);
+    let refused = oci.call(&["pause", "p1"]);
+    assert!(
+        refused.stderr.contains("not created") || refused.stderr.contains("running"),
+        "{}",
+        refused.stderr
+    );
+    oci.ok(&["start", "p1"]);
+    let pid = pid_of(&oci.state("p1"));
+    let v2 = testkit::cgroup::v2_limits().is_ok();
+    let out = oci.call(&["pause", "p1"]);
+    if v2 {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(oci.status("p1"), "paused");
+        oci.ok(&["resume", "p1"]);
+        assert_eq!(oci.status("p1"), "running");
+    } else {
+        assert_ne!(out.code, 0);
+        assert!(
+            out.stderr.contains("no cgroup v2 freezer"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(oci.status("p1"), "running");
+    }
+    oci.ok(&["delete", "--force", "p1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    oci.assert_root_empty();
+}
+
 #[test]
 fn features_and_json_error_log() {
     let oci = Oci::new(&["true"]);

@@ -55,10 +55,10 @@ pub fn is_oci_invocation(args: &[String]) -> bool {
     {
         return true;
     }
-    // podman calls `kill ID 15`, `exec ... ID` with no global flag: a verb
-    // both command lines have goes to OCI when it names a container of the
-    // default --root.
-    matches!(first.as_str(), "kill" | "exec" | "ps" | "run")
+    // podman calls `kill ID 15`, `exec ... ID` with no global flag: such a
+    // verb goes to OCI when it names a container of the default --root
+    // (`run` never does: `engine run NAME` stays the engine's).
+    matches!(first.as_str(), "kill" | "exec" | "ps")
         && args[2..].iter().any(|a| {
             !a.starts_with('-')
                 && super::check_id(a).is_ok()

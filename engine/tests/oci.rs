@@ -262,9 +262,23 @@ fn run_returns_the_exit_code_and_leaves_nothing() {
     let oci = Oci::new(&[
         "sh",
         "-c",
-        "echo $(id -u):$(ulimit -n):$(hostname); grep CapEff /proc/self/status; exit 7",
+        "echo $(id -u):$(ulimit -n):$(hostname); grep CapEff /proc/self/status; \
+         grep ' /data ' /proc/self/mountinfo | cut -d' ' -f6; cat /data/f; \
+         touch /run/x && echo run-writable; exit 7",
     ]);
+    let data = oci.path("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), "from-host\n").unwrap();
     oci.edit_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({"destination": "/data", "type": "bind", "source": data,
+            "options": ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]}),
+        );
+        mounts.push(
+            json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", "size=64k"]}),
+        );
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 333, "soft": 333}]);
     });
@@ -279,6 +293,70 @@ fn run_returns_the_exit_code_and_leaves_nothing() {
         lines.next().map(|l| l.split_whitespace().last().unwrap()),
         Some("0000000000000000")
     );
+    // The bind mount's options, and a tmpfs where the config asks.
+    let opts: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(opts.contains(&o), "{opts:?}");
+    }
+    assert_eq!(lines.next(), Some("from-host"));
+    assert_eq!(lines.next(), Some("run-writable"));
+    oci.assert_root_empty();
+}
+
+/// `--preserve-fds 1`: the caller's fd 3 reaches the process (create and exec).
+#[test]
+fn preserved_fds_reach_the_process() {
+    use std::os::unix::process::CommandExt;
+    let oci = Oci::new(&["sh", "-c", "echo init-wrote >&3; exec sleep 100"]);
+    let bundle = oci.bundle().display().to_string();
+    let root = oci.root().display().to_string();
+    let sink = oci.path("fd3");
+    let with_fd3 = |args: &[&str]| {
+        let file = fs::File::create(&sink).unwrap();
+        let mut cmd = Command::new(ENGINE);
+        cmd.args(["--root", &root])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let raw = file.as_raw_fd();
+        // SAFETY: dup2 between fork and exec, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto itself would keep close-on-exec.
+                let ok = if raw == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, 3)
+                };
+                if ok < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = wait::child(&mut cmd.spawn().unwrap(), LONG).unwrap();
+        assert!(status.success(), "{args:?}");
+    };
+    with_fd3(&["create", "--preserve-fds", "1", "--bundle", &bundle, "f1"]);
+    let pid = pid_of(&oci.state("f1"));
+    oci.ok(&["start", "f1"]);
+    wait::until(SHORT, "the init's line on fd 3", || {
+        fs::read_to_string(&sink)
+            .ok()
+            .filter(|s| s == "init-wrote\n")
+    });
+    with_fd3(&[
+        "exec",
+        "--preserve-fds",
+        "1",
+        "f1",
+        "sh",
+        "-c",
+        "echo exec-wrote >&3",
+    ]);
+    assert_eq!(fs::read_to_string(&sink).unwrap(), "exec-wrote\n");
+    oci.ok(&["delete", "--force", "f1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     oci.assert_root_empty();
 }
 

@@ -18,6 +18,8 @@ pub struct OciProcess<'a> {
     pub user: &'a crate::model::oci::User,
     pub rlimits: &'a [crate::model::oci::Rlimit],
     pub gate: Option<(RawFd, RawFd)>,
+    /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
+    pub preserve_fds: u32,
 }
 
 /// The common end of a new container and an exec: own session, the tty,
@@ -56,6 +58,9 @@ pub(super) fn finish_and_exec(
     let mut keep = vec![error_fd];
     if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
         keep.extend([ready, fifo]);
+    }
+    if let Some(o) = oci {
+        keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
     }
     openat::close_fds_except(&keep)
         .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;

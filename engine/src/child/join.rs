@@ -58,6 +58,9 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     // not the engine's files.
     let mut keep = vec![setup.error_fd, setup.pidfd];
     keep.extend(setup.pty_slave);
+    if let Some(o) = &setup.oci {
+        keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
+    }
     crate::sys::openat::close_fds_except(&keep)
         .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
     // SAFETY: the pidfd is open (kept above) until we close it below.

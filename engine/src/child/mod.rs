@@ -176,6 +176,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,
         gate: Some((o.ready_fd, o.fifo_fd)),
+        preserve_fds: o.extras.preserve_fds,
     });
     exec::finish_and_exec(
         slave,

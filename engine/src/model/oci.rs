@@ -51,4 +51,9 @@ pub struct Extras {
     pub joined_net: bool,
     /// A UTS namespace joined by path: leave its hostname alone.
     pub joined_uts: bool,
+    /// MOUNT_ATTR_NOSUID/NODEV/NOEXEC of each bind mount, in the order of
+    /// the spec's volumes.
+    pub bind_attrs: Vec<u64>,
+    /// Inherited fds 3.. that the process keeps (`--preserve-fds N`).
+    pub preserve_fds: u32,
 }

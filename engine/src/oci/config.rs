@@ -577,16 +577,17 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                     source.display()
                 );
             }
-            // nosuid/nodev/noexec on a bind: its source already carries the
-            // host's flags; asking for more is refused rather than ignored.
-            if flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) != 0
-                && !bind_has_flags(&source, flags)
-            {
-                bail!(
-                    "config.json mounts {d}: nosuid/nodev/noexec on a bind mount whose source {} lacks them is not supported",
-                    source.display()
-                );
+            let mut attrs = 0;
+            for (ms, attr) in [
+                (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+                (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+                (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+            ] {
+                if flags & ms != 0 {
+                    attrs |= attr;
+                }
             }
+            extras.bind_attrs.push(attrs);
             volumes.push(Volume {
                 host: source
                     .canonicalize()
@@ -612,18 +613,6 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         );
     }
     Ok(volumes)
-}
-
-/// Whether the mount holding `path` already has the nosuid/nodev/noexec of `flags`.
-fn bind_has_flags(path: &Path, flags: u64) -> bool {
-    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
-        return false;
-    };
-    use nix::sys::statvfs::FsFlags;
-    let have = st.flags();
-    (flags & libc::MS_NOSUID == 0 || have.contains(FsFlags::ST_NOSUID))
-        && (flags & libc::MS_NODEV == 0 || have.contains(FsFlags::ST_NODEV))
-        && (flags & libc::MS_NOEXEC == 0 || have.contains(FsFlags::ST_NOEXEC))
 }
 
 /// linux.resources: memory limit (swap only equal to it: no swap), CPU

@@ -130,12 +130,6 @@ fn read_process(a: &ExecArgs) -> Result<Process> {
 /// (pid file written), else its exit status.
 pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     use nix::sched::CloneFlags;
-    if a.preserve_fds > 0 {
-        bail!(
-            "--preserve-fds {} is not supported by this engine",
-            a.preserve_fds
-        );
-    }
     let process = read_process(&a)?;
     let rec = root.load(&a.id)?;
     if root.status(&rec) != Status::Running {
@@ -209,6 +203,7 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
             user: &process.user,
             rlimits: &process.rlimits,
             gate: None,
+            preserve_fds: a.preserve_fds,
         }),
     };
     let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());

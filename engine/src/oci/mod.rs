@@ -258,14 +258,9 @@ pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Resu
 
 fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
     check_id(id)?;
-    if opts.preserve_fds > 0 {
-        bail!(
-            "--preserve-fds {} is not supported by this engine: pass no extra fds",
-            opts.preserve_fds
-        );
-    }
     let bundle = config::load(&opts.bundle)?;
-    let plan = config::plan(id, &bundle)?;
+    let mut plan = config::plan(id, &bundle)?;
+    plan.extras.preserve_fds = opts.preserve_fds;
     if plan.spec.tty && opts.console_socket.is_none() {
         bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
     }

@@ -155,7 +155,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
             .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
     }
     let scratch = std::env::temp_dir();
-    super::run::send_mount_fds(spec, pid, &scratch, &[], &mount_sock)?;
+    super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.bind_attrs, &mount_sock)?;
     drop(mount_sock);
     before_go(pid)?;
     if let (Some(pty), Some(sock)) = (&pty, &l.console) {

@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     });
     std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
-    let oci = |args: &[&str], out: &Path| -> Result<(i32, String)> {
+    let oci = |args: &[&str], out: &Path| -> Result<String> {
         let mut cmd = env.command(&[&["--root", root.to_str().unwrap()], args].concat());
         // The init inherits create's stdio: a file, not a pipe we would wait on.
         cmd.stdin(Stdio::null())
@@ -55,10 +55,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         if !status.success() {
             bail!("engine {} failed: {}", args.join(" "), err.trim());
         }
-        Ok((status.code().unwrap_or(-1), text))
+        Ok(text)
     };
     let state = |id: &str| -> Result<Value> {
-        let (_, text) = oci(&["state", id], &dir.join("state.out"))?;
+        let text = oci(&["state", id], &dir.join("state.out"))?;
         serde_json::from_str(&text).context("state JSON")
     };
     // As conmon and containerd's shim are: the init `create` leaves behind
@@ -71,7 +71,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 }
 
 fn cycle(
-    oci: &dyn Fn(&[&str], &Path) -> Result<(i32, String)>,
+    oci: &dyn Fn(&[&str], &Path) -> Result<String>,
     state: &dyn Fn(&str) -> Result<Value>,
     dir: &Path,
     bundle: &Path,

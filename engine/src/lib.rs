@@ -11,6 +11,7 @@ pub mod child;
 pub mod error;
 pub mod image;
 pub mod model;
+pub mod oci;
 pub mod parent;
 pub mod sys;
 pub mod validate;

@@ -200,6 +200,15 @@ enum RootfsCommand {
 fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     engine::sys::failpoint::setup();
+    // One binary, two command lines: runc's when its global flags, its
+    // verbs or `run --bundle` say so (see engine::oci::cli::is_oci_invocation).
+    // Lossy: `args()` would panic on an argument that is not UTF-8.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if engine::oci::cli::is_oci_invocation(&args) {
+        return ExitCode::from(engine::oci::cli::main(args).clamp(0, 255) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

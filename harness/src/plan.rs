@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 12] = [
+pub const SCENARIOS: [&str; 13] = [
     "processes",
     "users",
     "filesystem",
@@ -16,11 +16,12 @@ pub const SCENARIOS: [&str; 12] = [
     "stress",
     "lifecycle",
     "confinement",
+    "oci",
 ];
 
 /// Scenarios that run for the first flavour only: what they attack is the
 /// engine, not the distribution, and under emulation they are the slowest.
-pub const FIRST_FLAVOUR_ONLY: [&str; 1] = ["confinement"];
+pub const FIRST_FLAVOUR_ONLY: [&str; 2] = ["confinement", "oci"];
 
 /// Scenarios a foreign-architecture guest (arm64 emulated on amd64) does
 /// not run: its root is a minimal Debian extract without nftables' `nft`.

@@ -35,6 +35,53 @@ pub(super) fn apply(conf: &Confinement) -> Step {
     Ok(())
 }
 
+/// `apply` for an OCI process that runs as `user`: runc's order, the
+/// bounding set cut while still root, PR_SET_KEEPCAPS across setgroups,
+/// setresgid and setresuid, then the permitted and effective sets.
+pub(super) fn apply_as(conf: &Confinement, user: &crate::model::oci::User) -> Step {
+    use nix::unistd::{Gid, Uid};
+    if user.uid == 0 && user.gid == 0 && user.additional_gids.is_empty() {
+        return apply(conf);
+    }
+    let program = conf.program().map_err(|e| fail(e.to_string()))?;
+    let install = |p: &[seccomp::sock_filter]| seccomp::apply(p).map_err(|e| fail(e.to_string()));
+    if !conf.no_new_privs {
+        if let Some(p) = &program {
+            install(p)?;
+        }
+    }
+    caps::drop_bounding(&conf.caps()).map_err(|e| fail(e.to_string()))?;
+    nix::sys::prctl::set_keepcaps(true)
+        .map_err(|e| fail(format!("cannot keep the capabilities across setuid: {e}")))?;
+    let groups: Vec<Gid> = user
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(|e| {
+        fail(format!(
+            "setgroups {:?}: {}",
+            user.additional_gids,
+            e.desc()
+        ))
+    })?;
+    let gid = Gid::from_raw(user.gid);
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(|e| fail(format!("setresgid {}: {}", user.gid, e.desc())))?;
+    let uid = Uid::from_raw(user.uid);
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(|e| fail(format!("setresuid {}: {}", user.uid, e.desc())))?;
+    let _ = nix::sys::prctl::set_keepcaps(false);
+    caps::set_process_caps(&conf.caps()).map_err(|e| fail(e.to_string()))?;
+    if conf.no_new_privs {
+        set_no_new_privs()?;
+        if let Some(p) = &program {
+            install(p)?;
+        }
+    }
+    Ok(())
+}
+
 fn set_no_new_privs() -> Step {
     rustix::thread::set_no_new_privs(true)
         .map_err(|e| fail(format!("cannot set no_new_privs in the container: {e}")))

@@ -13,6 +13,16 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// What an OCI process asks beyond the engine's own: its user, rlimits, and
+/// for a container's init the gate `start` opens (ready pipe, exec.fifo).
+pub struct OciProcess<'a> {
+    pub user: &'a crate::model::oci::User,
+    pub rlimits: &'a [crate::model::oci::Rlimit],
+    pub gate: Option<(RawFd, RawFd)>,
+    /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
+    pub preserve_fds: u32,
+}
+
 /// The common end of a new container and an exec: own session, the tty,
 /// every other fd closed, working directory, default signal dispositions,
 /// confinement (seccomp, capabilities, no_new_privs), exec. `error_fd`
@@ -24,6 +34,7 @@ pub(super) fn finish_and_exec(
     env: &[CString],
     confinement: &Confinement,
     error_fd: RawFd,
+    oci: Option<&OciProcess>,
 ) -> Step<Never> {
     // A session of our own: the engine's terminal signals reach us only
     // through the engine (or through our own pty). A joining process made
@@ -48,8 +59,13 @@ pub(super) fn finish_and_exec(
     // Nothing of the engine's (or of whoever started it) reaches the
     // container: an inherited directory fd would be a way out of the root.
     child_step!(error_fd, "finish.close_fds");
-    #[allow(unused_mut)]
     let mut keep = vec![error_fd];
+    if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
+        keep.extend([ready, fifo]);
+    }
+    if let Some(o) = oci {
+        keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
+    }
     // The failpoint trace (close-on-exec like the error pipe).
     #[cfg(feature = "failpoints")]
     keep.extend(crate::sys::failpoint::trace_fd());
@@ -59,9 +75,104 @@ pub(super) fn finish_and_exec(
     enter_workdir(workdir)?;
     reset_signals();
     child_step!(error_fd, "finish.confine");
-    super::confine::apply(confinement)?;
+    match oci {
+        None => super::confine::apply(confinement)?,
+        Some(oci) => {
+            set_rlimits(oci.rlimits)?;
+            if let Some(mask) = oci.user.umask {
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+            }
+            child_step!(error_fd, "finish.confine_as");
+            super::confine::apply_as(confinement, oci.user)?;
+            if let Some((ready, fifo)) = oci.gate {
+                // A missing command fails `create` (podman maps the words to
+                // 127), not a `start` that nobody watches.
+                child_step!(error_fd, "finish.gate");
+                resolve_command(command, env)?;
+                wait_for_start(ready, fifo, error_fd)?;
+            }
+        }
+    }
     child_step!(error_fd, "finish.exec");
     exec(command, env)
+}
+
+/// process.rlimits, before the capabilities are cut (raising a hard limit
+/// needs CAP_SYS_RESOURCE).
+fn set_rlimits(rlimits: &[crate::model::oci::Rlimit]) -> Step {
+    for r in rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        };
+        // SAFETY: setrlimit reads the struct we pass; the resource number
+        // was checked by the front end (nix's enum cannot hold a raw one).
+        let ret = unsafe { libc::setrlimit(r.resource as _, &lim) };
+        if ret != 0 {
+            return Err(fail(format!(
+                "cannot set rlimit {} to {}:{}: {}",
+                r.resource,
+                r.soft,
+                r.hard,
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Says "ready" on the pipe `create` waits on, then blocks opening the
+/// exec.fifo for writing until `start` opens it for reading. From then on
+/// nobody reads the error pipe: a later failure goes to our stderr.
+fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step {
+    // SAFETY: the ready pipe's write end was kept open for us.
+    let ready_fd = unsafe { BorrowedFd::borrow_raw(ready) };
+    nix::unistd::write(ready_fd, b"R").ctx(|| "tell the engine the container is ready".into())?;
+    let _ = nix::unistd::close(ready);
+    let path = format!("/proc/self/fd/{fifo}");
+    let opened = loop {
+        match rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    let opened = opened
+        .map_err(std::io::Error::from)
+        .ctx(|| "open the exec fifo".into())?;
+    let _ = rustix::io::write(&opened, b"0");
+    drop(opened);
+    let _ = nix::unistd::close(fifo);
+    // Our stderr takes the error pipe's place (still close-on-exec).
+    let _ = nix::unistd::dup3(2, error_fd, nix::fcntl::OFlag::O_CLOEXEC);
+    Ok(())
+}
+
+/// The first candidate of the PATH search that exists, or runc's words
+/// for none (podman makes them exit code 127).
+fn resolve_command(command: &[String], env: &[CString]) -> Step {
+    let name = &command[0];
+    let path = search_path(env.iter().filter_map(|e| e.to_str().ok()?.split_once('=')));
+    if command_candidates(name, path)
+        .iter()
+        .any(|c| std::fs::metadata(c).is_ok_and(|m| m.is_file()))
+    {
+        return Ok(());
+    }
+    Err(Failure {
+        code: exit::NOT_FOUND,
+        msg: format!("exec: {name:?}: executable file not found in $PATH (no such file or directory in the container)"),
+    })
+}
+
+/// The environment exactly as an OCI process lists it.
+pub(super) fn exact_environment(env: &[(String, String)]) -> Vec<CString> {
+    env.iter()
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect()
 }
 
 pub(super) fn environment(

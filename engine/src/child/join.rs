@@ -23,6 +23,9 @@ pub struct JoinSetup<'a> {
     pub workdir: &'a Path,
     pub command: &'a [String],
     pub confinement: &'a Confinement,
+    /// An OCI exec: its user and rlimits, its environment exactly as given,
+    /// and no death signal (a detached exec outlives the engine).
+    pub oci: Option<exec::OciProcess<'a>>,
 }
 
 /// The child of `engine exec`: already in the container's pid namespace and
@@ -37,7 +40,10 @@ pub fn join(setup: &JoinSetup) -> ! {
 
 fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     use nix::sched::CloneFlags;
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // A detached OCI exec outlives the `exec` that started it.
+    if setup.oci.is_none() {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    }
     let error_fd = setup.error_fd;
     child_step!(error_fd, "join.non_dumpable");
     // Out of reach of container root (ptrace, /proc/PID/{environ,fd,mem})
@@ -58,6 +64,9 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     // not the engine's files.
     let mut keep = vec![setup.error_fd, setup.pidfd];
     keep.extend(setup.pty_slave);
+    if let Some(o) = &setup.oci {
+        keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
+    }
     #[cfg(feature = "failpoints")]
     keep.extend(crate::sys::failpoint::trace_fd());
     child_step!(error_fd, "join.close_fds");
@@ -72,10 +81,15 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     if setup.namespaces.contains(CloneFlags::CLONE_NEWUSER) {
         child_step!(error_fd, "join.become_root");
         become_root()?;
-        super::rearm_pdeathsig(error_fd);
+        if setup.oci.is_none() {
+            super::rearm_pdeathsig(error_fd);
+        }
         non_dumpable()?;
     }
-    let env = exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env);
+    let env = match setup.oci {
+        Some(_) => exec::exact_environment(setup.env),
+        None => exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env),
+    };
     exec::finish_and_exec(
         setup.pty_slave,
         setup.workdir,
@@ -83,6 +97,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         &env,
         setup.confinement,
         setup.error_fd,
+        setup.oci.as_ref(),
     )
 }
 

@@ -13,6 +13,8 @@ mod exec;
 pub mod join;
 mod mounts;
 
+pub use exec::OciProcess;
+
 use crate::exit;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
@@ -45,6 +47,19 @@ pub struct ChildSetup<'a> {
     pub etc_files: bool,
     /// Whether to mount cgroup2 at /sys/fs/cgroup (the host has v2).
     pub cgroup2: bool,
+    /// An OCI container: what its bundle asks beyond the spec, and the gate
+    /// that `start` opens.
+    pub oci: Option<OciChild<'a>>,
+}
+
+/// The OCI parts of the child's setup.
+pub struct OciChild<'a> {
+    pub extras: &'a crate::model::oci::Extras,
+    /// Write end of a pipe: one byte once the container waits for `start`.
+    pub ready_fd: RawFd,
+    /// An O_PATH fd of the state directory's exec.fifo: opening it for
+    /// writing blocks until `start` opens it for reading.
+    pub fifo_fd: RawFd,
 }
 
 /// A failure before exec, and the exit code it becomes.
@@ -97,6 +112,11 @@ pub fn run(setup: &ChildSetup) -> ! {
     // waiting forever, with no record naming us).
     let mut keep = vec![setup.mount_sock, setup.sync_fd, setup.error_fd];
     keep.extend(setup.pty_slave.as_ref().map(|(fd, _)| *fd));
+    if let Some(oci) = &setup.oci {
+        // The gate, and the fds the caller asked to pass (3.., `--preserve-fds`).
+        keep.extend([oci.ready_fd, oci.fifo_fd]);
+        keep.extend((0..oci.extras.preserve_fds as RawFd).map(|i| 3 + i));
+    }
     #[cfg(feature = "failpoints")]
     keep.extend(crate::sys::failpoint::trace_fd());
     if let Err(e) = crate::sys::openat::close_fds_except(&keep) {
@@ -105,7 +125,14 @@ pub fn run(setup: &ChildSetup) -> ! {
     }
     // The go is the handshake, not a step: the steps begin once the engine
     // reads the error pipe.
-    let failure = match wait_for_parent(setup.sync_fd).and_then(|()| prepare_and_exec(setup)) {
+    let go = wait_for_parent(setup.sync_fd).map(|()| {
+        // An OCI init outlives `create` by design (its caller reaps it); only
+        // a `create` killed before its go takes it along.
+        if setup.oci.is_some() {
+            let _ = nix::sys::prctl::set_pdeathsig(None);
+        }
+    });
+    let failure = match go.and_then(|()| prepare_and_exec(setup)) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -139,7 +166,9 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     if spec.userns != UserNs::Host {
         child_step!(error_fd, "child.become_root");
         become_root()?; // the parent has written the maps
-        rearm_pdeathsig(error_fd);
+        if setup.oci.is_none() {
+            rearm_pdeathsig(error_fd);
+        }
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     child_step!(error_fd, "child.cgroupns");
@@ -147,6 +176,10 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is writable.
     confine::allow_ping(spec.userns);
+    if let Some(oci) = &setup.oci {
+        child_step!(error_fd, "child.sysctl");
+        write_sysctls(&oci.extras.sysctl)?;
+    }
 
     child_step!(error_fd, "child.mounts");
     let root = mounts::build_root(setup, mount_fds)?;
@@ -155,18 +188,38 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);
+    let extras = setup.oci.as_ref().map(|o| o.extras);
+    if extras.is_some_and(|e| e.readonly_root) {
+        child_step!(error_fd, "child.readonly_root");
+        mounts::make_root_read_only()?;
+    }
 
-    child_step!(error_fd, "child.hostname");
-    sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
-    child_step!(error_fd, "child.loopback");
-    crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
+    // An OCI bundle may give no hostname, or join a UTS namespace by path.
+    if !spec.hostname.is_empty() && !extras.is_some_and(|e| e.joined_uts) {
+        child_step!(error_fd, "child.hostname");
+        sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
+    }
+    if !extras.is_some_and(|e| e.joined_net) {
+        child_step!(error_fd, "child.loopback");
+        crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
+    }
     if let Some((ip, prefix, gateway)) = setup.eth0 {
         child_step!(error_fd, "child.eth0");
         crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
 
-    let env = exec::environment(&spec.hostname, spec.tty, &spec.env);
+    // An OCI process gets exactly the environment its config lists.
+    let env = match setup.oci {
+        Some(_) => exec::exact_environment(&spec.env),
+        None => exec::environment(&spec.hostname, spec.tty, &spec.env),
+    };
     let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    let process = setup.oci.as_ref().map(|o| exec::OciProcess {
+        user: &o.extras.user,
+        rlimits: &o.extras.rlimits,
+        gate: Some((o.ready_fd, o.fifo_fd)),
+        preserve_fds: o.extras.preserve_fds,
+    });
     exec::finish_and_exec(
         slave,
         &spec.workdir,
@@ -174,7 +227,18 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         &env,
         &spec.confinement,
         setup.error_fd,
+        process.as_ref(),
     )
+}
+
+/// linux.sysctl, through /proc/sys while it still shows our own network
+/// and IPC namespaces (the front end accepted only namespaced keys).
+fn write_sysctls(sysctls: &[(String, String)]) -> Step {
+    for (key, value) in sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).ctx(|| format!("set sysctl {key}={value}"))?;
+    }
+    Ok(())
 }
 
 /// The fds the parent sent before its go (they are queued on the socket).

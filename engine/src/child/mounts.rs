@@ -225,17 +225,47 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
 
+    if let Some(oci) = &setup.oci {
+        for t in &oci.extras.tmpfs {
+            let name = t.destination.display().to_string();
+            let target = dir_in(root_fd, &name)?;
+            mnt_at(
+                Some(Path::new("tmpfs")),
+                target.as_fd(),
+                &name,
+                Some("tmpfs"),
+                MsFlags::from_bits_truncate(t.flags as _),
+                (!t.data.is_empty()).then_some(t.data.as_str()),
+            )?;
+        }
+    }
+    let (extra_masked, extra_readonly): (&[String], &[String]) = match &setup.oci {
+        Some(oci) => (&oci.extras.masked, &oci.extras.readonly),
+        None => (&[], &[]),
+    };
     // Kernel interfaces a container has no business reading or changing.
-    for (path, kind) in MASKED {
+    let masks = MASKED
+        .iter()
+        .map(|&(path, kind)| (path, Some(kind)))
+        .chain(extra_masked.iter().map(|p| (p.as_str(), None)));
+    for (path, kind) in masks {
         // O_DIRECTORY for a directory: the mask must fit what it covers.
         let flags = match kind {
-            Kind::Dir => OFlags::PATH | OFlags::DIRECTORY,
-            Kind::File => OFlags::PATH,
+            Some(Kind::Dir) => OFlags::PATH | OFlags::DIRECTORY,
+            _ => OFlags::PATH,
         };
         let Ok(target) = open_in_root(root_fd, Path::new(path), flags) else {
-            continue; // not on this kernel
+            continue; // not on this kernel (or not in this rootfs)
         };
-        if kind == Kind::Dir {
+        let is_dir = match kind {
+            Some(kind) => kind == Kind::Dir,
+            // A path a bundle names: whatever the rootfs has there.
+            None => rustix::fs::fstat(&target)
+                .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+                .map_err(std::io::Error::from)
+                .ctx(|| format!("stat {path}"))?,
+        };
+        if is_dir {
             mnt_at(
                 Some(Path::new("tmpfs")),
                 target.as_fd(),
@@ -248,7 +278,11 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             bind_at(Path::new("/dev/null"), target.as_fd(), path)?;
         }
     }
-    for path in READ_ONLY {
+    for path in READ_ONLY
+        .iter()
+        .copied()
+        .chain(extra_readonly.iter().map(String::as_str))
+    {
         if let Ok(target) = open_in_root(root_fd, Path::new(path), OFlags::PATH) {
             read_only_in_place(target.as_fd(), path)?;
         }
@@ -303,6 +337,19 @@ fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
     })?;
     // Resolved after the mount: the overlay's root.
     dir("merged")
+}
+
+/// root.readonly of an OCI bundle: the root mount alone (not /proc, /dev
+/// and the others on it) becomes read-only.
+pub(super) fn make_root_read_only() -> Step {
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail(format!("cannot open the container's root: {e}")))?;
+    idmap::set_attrs(root.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
+        .ctx(|| "make the root read-only (root.readonly)".into())
 }
 
 /// pivot_root into `root` and drop the host's tree.

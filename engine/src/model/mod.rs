@@ -5,6 +5,7 @@ pub mod env;
 pub mod limits;
 pub mod names;
 pub mod network;
+pub mod oci;
 pub mod ports;
 pub mod security;
 pub mod spec;

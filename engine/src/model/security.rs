@@ -163,7 +163,7 @@ impl Confinement {
     }
 }
 
-fn pack(i: &sock_filter) -> u64 {
+pub fn pack(i: &sock_filter) -> u64 {
     (i.code as u64) << 48 | (i.jt as u64) << 40 | (i.jf as u64) << 32 | i.k as u64
 }
 

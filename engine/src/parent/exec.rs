@@ -110,6 +110,7 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         workdir: &workdir,
         command: &req.command,
         confinement: &confinement,
+        oci: None,
     };
     step!("exec.block_signals");
     let (forwarded, _restore_mask) = block_forwarded()?;

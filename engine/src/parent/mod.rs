@@ -7,6 +7,7 @@ pub mod detach;
 pub mod exec;
 pub mod host;
 pub mod lifecycle;
+pub mod oci;
 pub mod recovery;
 pub mod run;
 pub mod supervise;

@@ -172,6 +172,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         eth0,
         etc_files: !etc_files.is_empty(),
         cgroup2: cgroup_ok,
+        oci: None,
     };
     step!("run.cgroup_fd");
     let cgroup_dir = match &res.cgroup {
@@ -208,7 +209,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         _ => {}
     }
     step!("run.mount_fds");
-    send_mount_fds(spec, pid, &scratch_dir, &etc_files, &mount_sock)?;
+    send_mount_fds(spec, pid, &scratch_dir, &etc_files, &[], &mount_sock)?;
     drop(mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         step!("run.veth");
@@ -250,13 +251,15 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 /// tree (idmapped onto the container's user namespace for a pool range), the
 /// directory the layer goes on (through /proc/PID/root, so the fd is of the
 /// child's mount namespace), the engine's /etc files (`etc`), and each
-/// volume's source (read-only ones recursively so). The child attaches them
+/// volume's source (read-only ones recursively so, and with the MOUNT_ATTR_*
+/// bits of `volume_attrs`, one entry per volume or none). The child attaches them
 /// without walking a host path.
-fn send_mount_fds(
+pub(super) fn send_mount_fds(
     spec: &Spec,
     pid: Pid,
     scratch_dir: &std::path::Path,
     etc: &[PathBuf],
+    volume_attrs: &[u64],
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
     step!("run.rootfs_tree");
@@ -286,11 +289,16 @@ fn send_mount_fds(
         fds.push(idmap::detached_tree(path, false)?);
     }
     step!("run.volume_trees");
-    for v in &spec.volumes {
+    for (i, v) in spec.volumes.iter().enumerate() {
         let vol = idmap::detached_tree(&v.host, true)?;
         if v.readonly {
             idmap::set_attrs(vol.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
                 .with_context(|| format!("cannot make volume {} read-only", v.host.display()))?;
+        }
+        // An OCI bind mount's nosuid/nodev/noexec.
+        if let Some(&attrs) = volume_attrs.get(i).filter(|a| **a != 0) {
+            idmap::set_attrs(vol.as_fd(), attrs, 0, true)
+                .with_context(|| format!("cannot set the mount flags of {}", v.host.display()))?;
         }
         fds.push(vol);
     }

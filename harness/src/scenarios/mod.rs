@@ -11,6 +11,7 @@ mod lifecycle;
 mod memory;
 mod nat;
 mod network;
+mod oci;
 mod pids;
 mod processes;
 mod stress;
@@ -58,6 +59,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "stress" => stress::run,
         "lifecycle" => lifecycle::run,
         "confinement" => confinement::run,
+        "oci" => oci::run,
         _ => return None,
     })
 }

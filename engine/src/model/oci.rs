@@ -1,0 +1,59 @@
+//! What an OCI bundle asks for beyond the engine's own description
+//! (`Spec`): filled by the OCI front end (`crate::oci`), applied by the
+//! child. Pure data.
+
+use std::path::PathBuf;
+
+/// The process's identity (process.user).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+}
+
+/// One process.rlimits entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The RLIMIT_* number.
+    pub resource: i32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A mount of the config's list that the engine makes itself, beside its
+/// standard /proc, /sys and /dev (bind mounts travel as volumes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsMount {
+    pub destination: PathBuf,
+    /// MS_* flags (nosuid, nodev, noexec, ro...).
+    pub flags: u64,
+    /// size=, mode=... as given.
+    pub data: String,
+}
+
+/// The OCI-only parts of a container's setup.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub user: User,
+    pub rlimits: Vec<Rlimit>,
+    /// linux.maskedPaths beyond the engine's own list.
+    pub masked: Vec<String>,
+    /// linux.readonlyPaths beyond the engine's own list.
+    pub readonly: Vec<String>,
+    pub tmpfs: Vec<TmpfsMount>,
+    /// root.readonly.
+    pub readonly_root: bool,
+    /// linux.sysctl, written in the container's namespaces.
+    pub sysctl: Vec<(String, String)>,
+    /// The network namespace is one joined by path: leave its links alone.
+    pub joined_net: bool,
+    /// A UTS namespace joined by path: leave its hostname alone.
+    pub joined_uts: bool,
+    /// MOUNT_ATTR_NOSUID/NODEV/NOEXEC of each bind mount, in the order of
+    /// the spec's volumes.
+    pub bind_attrs: Vec<u64>,
+    /// Inherited fds 3.. that the process keeps (`--preserve-fds N`).
+    pub preserve_fds: u32,
+}

@@ -1,0 +1,714 @@
+//! A bundle's config.json (parsed by the `oci-spec` crate) made into the
+//! engine's own validated description (`Spec`) plus what only OCI asks
+//! (`model::oci::Extras`), before anything is created. Every field the
+//! engine cannot honour is refused with a sentence naming it.
+
+use crate::model::oci::{Extras, Rlimit, TmpfsMount, User};
+use crate::model::security::{Confinement, Filter};
+use crate::model::spec::Spec;
+use crate::model::userns::UserNs;
+use crate::model::volumes::Volume;
+use crate::parent::oci::IdMapping;
+use crate::sys::caps::{Cap, CapSet};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{self as rt, LinuxNamespaceType};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A parsed bundle.
+pub struct Bundle {
+    /// Absolute.
+    pub dir: PathBuf,
+    pub config: rt::Spec,
+}
+
+/// Hooks in the order the spec gives them.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub prestart: Vec<rt::Hook>,
+    pub create_runtime: Vec<rt::Hook>,
+    pub poststart: Vec<rt::Hook>,
+    pub poststop: Vec<rt::Hook>,
+}
+
+/// Everything `create` needs, checked.
+pub struct Plan {
+    pub spec: Spec,
+    pub extras: Extras,
+    pub new_namespaces: u64,
+    pub join: Vec<(PathBuf, CloneFlags)>,
+    pub uid_map: Vec<IdMapping>,
+    pub gid_map: Vec<IdMapping>,
+    pub oom_score_adj: Option<i32>,
+    pub console_size: Option<(u16, u16)>,
+    pub hooks: Hooks,
+    pub cgroups_path: Option<PathBuf>,
+    pub annotations: HashMap<String, String>,
+}
+
+/// Reads BUNDLE/config.json.
+pub fn load(bundle: &Path) -> Result<Bundle> {
+    let dir = std::path::absolute(bundle)
+        .with_context(|| format!("cannot resolve bundle {}", bundle.display()))?;
+    if !dir.is_dir() {
+        bail!(
+            "bundle {} is not a directory: give --bundle the directory that holds config.json",
+            dir.display()
+        );
+    }
+    let file = dir.join("config.json");
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        anyhow!(
+            "cannot read {}: {e}: the bundle needs a config.json (runc spec writes one)",
+            file.display()
+        )
+    })?;
+    let config: rt::Spec = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not a valid OCI runtime config: {e}", file.display()))?;
+    Ok(Bundle { dir, config })
+}
+
+/// ociVersion 1.0 to 1.3 (any patch level or pre-release).
+fn check_version(v: &str) -> Result<()> {
+    let mut parts = v.split(['.', '-', '+']);
+    let (major, minor) = (parts.next(), parts.next());
+    match (major, minor.and_then(|m| m.parse::<u32>().ok())) {
+        (Some("1"), Some(0..=3)) => Ok(()),
+        _ => bail!("config.json ociVersion {v:?} is not supported: this engine reads 1.0 to 1.3"),
+    }
+}
+
+fn refuse(field: &str) -> anyhow::Error {
+    anyhow!("config.json {field} is not supported by this engine: remove it from the config")
+}
+
+/// Makes the config a plan; refuses what cannot be honoured.
+pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
+    let c = &bundle.config;
+    check_version(c.version())?;
+    let root = c.root().as_ref().ok_or_else(|| {
+        anyhow!("config.json has no root: give root.path, the container's root filesystem")
+    })?;
+    let rootfs = bundle.dir.join(root.path());
+    if !rootfs.is_dir() {
+        bail!(
+            "the bundle's rootfs {} does not exist or is not a directory: fix root.path in config.json",
+            rootfs.display()
+        );
+    }
+    let rootfs = rootfs
+        .canonicalize()
+        .with_context(|| format!("cannot resolve rootfs {}", rootfs.display()))?;
+    let process = c
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("config.json has no process: give process.args"))?;
+    let args = process.args().clone().unwrap_or_default();
+    if args.first().is_none_or(|a| a.is_empty()) {
+        bail!("config.json process.args is empty: give the program to run");
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "config.json process.cwd {} is not absolute",
+            process.cwd().display()
+        );
+    }
+    let mut env = Vec::new();
+    for e in process.env().clone().unwrap_or_default() {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+            _ => bail!("config.json process.env entry {e:?} is not KEY=VALUE"),
+        }
+    }
+    if process.command_line().is_some() {
+        return Err(refuse("process.commandLine"));
+    }
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(refuse("process.apparmorProfile"));
+    }
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(refuse("process.selinuxLabel"));
+    }
+    if process.io_priority().is_some() {
+        return Err(refuse("process.ioPriority"));
+    }
+    if process.scheduler().is_some() {
+        return Err(refuse("process.scheduler"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(refuse("process.execCPUAffinity"));
+    }
+    let u = process.user();
+    let user = User {
+        uid: u.uid(),
+        gid: u.gid(),
+        additional_gids: u.additional_gids().clone().unwrap_or_default(),
+        umask: u.umask(),
+    };
+    let caps = capabilities(process.capabilities().as_ref(), user.uid)?;
+    let rlimits = process
+        .rlimits()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(rlimit)
+        .collect::<Result<Vec<_>>>()?;
+    let tty = process.terminal().unwrap_or(false);
+    let console_size = process.console_size().as_ref().map(|b| {
+        (
+            b.height().min(u16::MAX as u64) as u16,
+            b.width().min(u16::MAX as u64) as u16,
+        )
+    });
+
+    let hostname = match c.hostname().as_deref() {
+        None | Some("") => String::new(),
+        Some(h) => crate::model::names::check_hostname(h)
+            .map_err(|e| anyhow!("config.json hostname: {e}"))?,
+    };
+    if c.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(refuse("domainname"));
+    }
+    for (field, present) in [
+        ("solaris", c.solaris().is_some()),
+        ("windows", c.windows().is_some()),
+        ("vm", c.vm().is_some()),
+        ("zos", c.zos().is_some()),
+    ] {
+        if present {
+            return Err(refuse(field));
+        }
+    }
+
+    let linux = c.linux().clone().unwrap_or_default();
+    let mut extras = Extras {
+        user,
+        rlimits,
+        readonly_root: root.readonly().unwrap_or(false),
+        ..Extras::default()
+    };
+    let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
+    let has_userns = new_namespaces & libc::CLONE_NEWUSER as u64 != 0;
+    let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
+    let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
+    let userns = if has_userns {
+        let (Some(u), Some(g)) = (
+            uid_map.iter().find(|m| m.container == 0),
+            gid_map.iter().find(|m| m.container == 0),
+        ) else {
+            bail!("config.json asks for a user namespace but linux.uidMappings/gidMappings do not map container ID 0");
+        };
+        UserNs::Map {
+            uid: u.host,
+            gid: g.host,
+        }
+    } else {
+        if !uid_map.is_empty() || !gid_map.is_empty() {
+            bail!("config.json gives linux.uidMappings but no user namespace in linux.namespaces");
+        }
+        UserNs::Host
+    };
+    let volumes = mounts(
+        c.mounts().as_deref().unwrap_or(&[]),
+        &bundle.dir,
+        &mut extras,
+    )?;
+    for (field, present) in [
+        (
+            "linux.devices",
+            linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        (
+            "linux.mountLabel",
+            linux.mount_label().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.personality", linux.personality().is_some()),
+        ("linux.timeOffsets", linux.time_offsets().is_some()),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+        (
+            "linux.netDevices",
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+    ] {
+        if present {
+            return Err(refuse(field));
+        }
+    }
+    match linux.rootfs_propagation().as_deref() {
+        None | Some("") | Some("private") | Some("rprivate") | Some("slave") | Some("rslave") => {}
+        Some(other) => {
+            bail!("config.json linux.rootfsPropagation {other:?} is not supported: use private or slave")
+        }
+    }
+    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
+    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    for (key, _) in &sysctl {
+        let namespaced = key.starts_with("kernel.msg")
+            || key.starts_with("kernel.shm")
+            || key == "kernel.sem"
+            || key.starts_with("fs.mqueue.")
+            || (key.starts_with("net.") && !extras.joined_net);
+        if !namespaced || key.contains('/') || key.contains("..") {
+            bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* and net.* can be set for one container");
+        }
+    }
+    extras.sysctl = sysctl;
+    let limits = resources(linux.resources().as_ref())?;
+    let filter = match linux.seccomp() {
+        None => Filter::Unconfined,
+        Some(s) => seccomp(s, &caps)?,
+    };
+    let confinement = Confinement {
+        privileged: false,
+        caps: caps.bits(),
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
+        filter,
+    };
+    confinement
+        .program()
+        .map_err(|e| anyhow!("linux.seccomp: {e}"))?;
+
+    let h = c.hooks().clone().unwrap_or_default();
+    if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(refuse("hooks.createContainer"));
+    }
+    if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(refuse("hooks.startContainer"));
+    }
+    let hooks = Hooks {
+        prestart: h.prestart().clone().unwrap_or_default(),
+        create_runtime: h.create_runtime().clone().unwrap_or_default(),
+        poststart: h.poststart().clone().unwrap_or_default(),
+        poststop: h.poststop().clone().unwrap_or_default(),
+    };
+    for hook in hooks
+        .prestart
+        .iter()
+        .chain(&hooks.create_runtime)
+        .chain(&hooks.poststart)
+        .chain(&hooks.poststop)
+    {
+        if !hook.path().is_absolute() {
+            bail!(
+                "config.json hook path {} is not absolute",
+                hook.path().display()
+            );
+        }
+    }
+    let cgroups_path = linux.cgroups_path().clone();
+    if let Some(p) = &cgroups_path {
+        if p.to_string_lossy().contains(':') {
+            bail!("config.json linux.cgroupsPath {} is a systemd slice: this engine drives cgroupfs paths only (give a path such as /engine/ID)", p.display());
+        }
+    }
+    let spec = Spec {
+        name: id.to_string(),
+        generated_name: false,
+        hostname,
+        rootfs,
+        command: args,
+        env,
+        workdir: process.cwd().clone(),
+        volumes,
+        limits,
+        userns,
+        network: crate::model::network::Network::None,
+        ports: Vec::new(),
+        dns: Default::default(),
+        tty,
+        write_through: true,
+        layer_size: 0,
+        verbose: false,
+        detach: false,
+        confinement,
+        log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
+    };
+    Ok(Plan {
+        spec,
+        extras,
+        new_namespaces,
+        join,
+        uid_map,
+        gid_map,
+        oom_score_adj: process.oom_score_adj(),
+        console_size,
+        hooks,
+        cgroups_path,
+        annotations: c.annotations().clone().unwrap_or_default(),
+    })
+}
+
+/// The kept set: bounding (else the union of the others). Inheritable is
+/// left empty as runc does since CVE-2022-24769.
+pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Result<CapSet> {
+    let Some(caps) = caps else {
+        return Ok(CapSet::from_bits(0));
+    };
+    let to_set = |s: &Option<rt::Capabilities>, field: &str| -> Result<Option<CapSet>> {
+        let Some(s) = s else { return Ok(None) };
+        let mut set = CapSet::from_bits(0);
+        for c in s {
+            let cap = Cap::parse(&c.to_string())
+                .map_err(|e| anyhow!("config.json process.capabilities.{field}: {e}"))?;
+            set.insert(cap);
+        }
+        Ok(Some(set))
+    };
+    let bounding = to_set(caps.bounding(), "bounding")?;
+    let effective = to_set(caps.effective(), "effective")?;
+    let permitted = to_set(caps.permitted(), "permitted")?;
+    let ambient = to_set(caps.ambient(), "ambient")?;
+    let union = [effective, permitted]
+        .iter()
+        .flatten()
+        .fold(0u64, |acc, s| acc | s.bits());
+    let kept = bounding.map(|b| b.bits()).unwrap_or(union);
+    if union & !kept != 0 {
+        bail!("config.json process.capabilities: effective/permitted hold capabilities that bounding does not: fix the sets");
+    }
+    if let Some(a) = ambient {
+        if uid != 0 && !a.is_empty() {
+            return Err(refuse("process.capabilities.ambient (for a non-root user)"));
+        }
+    }
+    Ok(CapSet::from_bits(kept))
+}
+
+pub(super) fn rlimit(r: &rt::PosixRlimit) -> Result<Rlimit> {
+    let name = serde_json::to_value(r.typ())?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let resource = match name.as_str() {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        other => bail!("config.json process.rlimits type {other:?} is unknown"),
+    } as i32;
+    if r.soft() > r.hard() {
+        bail!(
+            "config.json process.rlimits {name}: soft {} is above hard {}",
+            r.soft(),
+            r.hard()
+        );
+    }
+    Ok(Rlimit {
+        resource,
+        soft: r.soft(),
+        hard: r.hard(),
+    })
+}
+
+/// Which namespaces to create and which to join by path. The engine always
+/// isolates pid, mount, network, IPC and UTS (created or joined): a config
+/// that shares one with the host is refused.
+fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathBuf, CloneFlags)>)> {
+    let list = linux.namespaces().clone().unwrap_or_default();
+    let mut new = 0u64;
+    let mut join = Vec::new();
+    let mut seen = Vec::new();
+    for ns in &list {
+        let (flag, name) = match ns.typ() {
+            LinuxNamespaceType::Pid => (CloneFlags::CLONE_NEWPID, "pid"),
+            LinuxNamespaceType::Mount => (CloneFlags::CLONE_NEWNS, "mount"),
+            LinuxNamespaceType::Network => (CloneFlags::CLONE_NEWNET, "network"),
+            LinuxNamespaceType::Ipc => (CloneFlags::CLONE_NEWIPC, "ipc"),
+            LinuxNamespaceType::Uts => (CloneFlags::CLONE_NEWUTS, "uts"),
+            LinuxNamespaceType::User => (CloneFlags::CLONE_NEWUSER, "user"),
+            // The child always makes its own cgroup namespace.
+            LinuxNamespaceType::Cgroup => (CloneFlags::empty(), "cgroup"),
+            LinuxNamespaceType::Time => return Err(refuse("linux.namespaces type time")),
+        };
+        if seen.contains(&name) {
+            bail!("config.json linux.namespaces lists {name} twice");
+        }
+        seen.push(name);
+        match ns.path() {
+            None => new |= flag.bits() as u64,
+            Some(p) => {
+                if matches!(name, "mount" | "user" | "cgroup") {
+                    return Err(refuse(&format!("linux.namespaces {name} with a path")));
+                }
+                if !p.exists() {
+                    bail!(
+                        "config.json linux.namespaces {name} path {} does not exist",
+                        p.display()
+                    );
+                }
+                extras.joined_net |= name == "network";
+                extras.joined_uts |= name == "uts";
+                join.push((p.clone(), flag));
+            }
+        }
+    }
+    for needed in ["pid", "mount", "network", "ipc", "uts"] {
+        if !seen.contains(&needed) {
+            bail!("config.json linux.namespaces has no {needed} namespace: this engine does not share the host's {needed} namespace with a container");
+        }
+    }
+    Ok((new, join))
+}
+
+fn mappings(m: Option<&[rt::LinuxIdMapping]>, field: &str) -> Result<Vec<IdMapping>> {
+    let m = m.unwrap_or(&[]);
+    if m.len() > 340 {
+        bail!(
+            "config.json linux.{field} has {} entries: the kernel takes at most 340",
+            m.len()
+        );
+    }
+    Ok(m.iter()
+        .map(|e| IdMapping {
+            container: e.container_id(),
+            host: e.host_id(),
+            size: e.size(),
+        })
+        .collect())
+}
+
+fn paths(p: Option<&[String]>, field: &str) -> Result<Vec<String>> {
+    let p = p.unwrap_or(&[]);
+    for path in p {
+        if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+            bail!("config.json {field} entry {path:?} must be absolute without '..'");
+        }
+    }
+    Ok(p.to_vec())
+}
+
+/// The engine makes /proc, /sys, /dev (with pts, shm, mqueue) and the
+/// cgroup file system itself; the config's entries for those are accepted
+/// as they stand. Binds become volumes, tmpfs mounts elsewhere are made as
+/// asked; other types are refused.
+fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<Volume>> {
+    let mut volumes = Vec::new();
+    for m in list {
+        let dest = m.destination();
+        let d = dest.to_string_lossy();
+        if !dest.is_absolute() || d.split('/').any(|c| c == "..") {
+            bail!("config.json mounts destination {d:?} must be absolute without '..'");
+        }
+        let typ = m.typ().as_deref().unwrap_or("");
+        let options = m.options().clone().unwrap_or_default();
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(refuse(&format!("mounts {d} uidMappings/gidMappings")));
+        }
+        let is_bind = options.iter().any(|o| o == "bind" || o == "rbind") || typ == "bind";
+        let standard = matches!(
+            (typ, d.as_ref()),
+            ("proc", "/proc")
+                | ("sysfs", "/sys")
+                | ("tmpfs", "/dev")
+                | ("devpts", "/dev/pts")
+                | ("tmpfs", "/dev/shm")
+                | ("mqueue", "/dev/mqueue")
+                | ("cgroup", "/sys/fs/cgroup")
+                | ("cgroup2", "/sys/fs/cgroup")
+        );
+        if standard && !is_bind {
+            continue;
+        }
+        let mut flags = 0u64;
+        let mut data = Vec::new();
+        let mut readonly = false;
+        for o in &options {
+            match o.as_str() {
+                "ro" => {
+                    readonly = true;
+                    flags |= libc::MS_RDONLY;
+                }
+                "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave" | "suid"
+                | "dev" | "exec" | "relatime" | "norelatime" | "nocopyup" | "copy" => {}
+                "nosuid" => flags |= libc::MS_NOSUID,
+                "nodev" => flags |= libc::MS_NODEV,
+                "noexec" => flags |= libc::MS_NOEXEC,
+                "strictatime" => flags |= libc::MS_STRICTATIME,
+                "noatime" => flags |= libc::MS_NOATIME,
+                "nodiratime" => flags |= libc::MS_NODIRATIME,
+                other if !is_bind && typ == "tmpfs" && other.contains('=') => {
+                    data.push(other.to_string())
+                }
+                other => bail!("config.json mounts {d}: option {other:?} is not supported"),
+            }
+        }
+        if is_bind {
+            let source = m
+                .source()
+                .as_ref()
+                .ok_or_else(|| anyhow!("config.json mounts {d}: a bind mount needs a source"))?;
+            let source = if source.is_absolute() {
+                source.clone()
+            } else {
+                bundle.join(source)
+            };
+            if !source.exists() {
+                bail!(
+                    "config.json mounts {d}: source {} does not exist",
+                    source.display()
+                );
+            }
+            let mut attrs = 0;
+            for (ms, attr) in [
+                (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+                (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+                (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+            ] {
+                if flags & ms != 0 {
+                    attrs |= attr;
+                }
+            }
+            extras.bind_attrs.push(attrs);
+            volumes.push(Volume {
+                host: source
+                    .canonicalize()
+                    .with_context(|| format!("cannot resolve {}", source.display()))?,
+                container: dest.clone(),
+                readonly,
+            });
+        } else if typ == "tmpfs" {
+            extras.tmpfs.push(TmpfsMount {
+                destination: dest.clone(),
+                flags,
+                data: data.join(","),
+            });
+        } else {
+            bail!("config.json mounts {d}: type {typ:?} is not supported at that destination (tmpfs, bind, and the standard /proc, /sys, /dev, /dev/pts, /dev/shm, /dev/mqueue are)");
+        }
+    }
+    if volumes.len() > crate::sys::idmap::MAX_FDS - 2 {
+        bail!(
+            "config.json has {} bind mounts: at most {} fit",
+            volumes.len(),
+            crate::sys::idmap::MAX_FDS - 2
+        );
+    }
+    Ok(volumes)
+}
+
+/// linux.resources: memory limit (swap only equal to it: no swap), CPU
+/// quota/period, pids; shares only at the default. Limits need cgroup v2.
+fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Limits> {
+    let mut limits = crate::model::limits::Limits::default();
+    let Some(r) = r else { return Ok(limits) };
+    for (field, present) in [
+        ("linux.resources.blockIO", r.block_io().is_some()),
+        (
+            "linux.resources.hugepageLimits",
+            r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        ("linux.resources.network", r.network().is_some()),
+        (
+            "linux.resources.rdma",
+            r.rdma().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "linux.resources.unified",
+            r.unified().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+    ] {
+        if present {
+            return Err(refuse(field));
+        }
+    }
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit().filter(|l| *l > 0) {
+            limits.memory = Some(l as u64);
+            if m.swap().is_some_and(|s| s > 0 && s != l) {
+                return Err(refuse(
+                    "linux.resources.memory.swap (other than equal to the limit: no swap)",
+                ));
+            }
+        }
+        for (field, present) in [
+            ("reservation", m.reservation().is_some()),
+            ("kernel", m.kernel().is_some()),
+            ("kernelTCP", m.kernel_tcp().is_some()),
+            ("swappiness", m.swappiness().is_some()),
+            ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
+        ] {
+            if present {
+                return Err(refuse(&format!("linux.resources.memory.{field}")));
+            }
+        }
+    }
+    if let Some(cpu) = r.cpu() {
+        if let Some(q) = cpu.quota().filter(|q| *q > 0) {
+            let period = cpu.period().unwrap_or(100_000).max(1);
+            limits.cpus = Some(q as f64 / period as f64);
+        }
+        if cpu.shares().is_some_and(|s| s != 1024 && s != 0) {
+            return Err(refuse("linux.resources.cpu.shares (other than 1024)"));
+        }
+        for (field, present) in [
+            ("cpus", cpu.cpus().as_ref().is_some_and(|v| !v.is_empty())),
+            ("mems", cpu.mems().as_ref().is_some_and(|v| !v.is_empty())),
+            ("realtimeRuntime", cpu.realtime_runtime().is_some()),
+            ("realtimePeriod", cpu.realtime_period().is_some()),
+            ("idle", cpu.idle().is_some()),
+            ("burst", cpu.burst().is_some()),
+        ] {
+            if present {
+                return Err(refuse(&format!("linux.resources.cpu.{field}")));
+            }
+        }
+    }
+    if let Some(p) = r.pids() {
+        if p.limit() > 0 {
+            limits.pids = Some(p.limit() as u64);
+        }
+    }
+    // linux.resources.devices: the container's /dev holds only null, zero,
+    // full, random, urandom, tty, pts and the console (see child::dev), so
+    // an allow-list is accepted; creating other nodes is refused above
+    // (linux.devices).
+    Ok(limits)
+}
+
+/// linux.seccomp: the same shape as docker's profile format, compiled by
+/// the engine's own compiler.
+fn seccomp(s: &rt::LinuxSeccomp, caps: &CapSet) -> Result<Filter> {
+    let json = serde_json::to_string(s)?;
+    let profile = crate::sys::seccomp::Profile::from_docker_json(&json, caps)
+        .map_err(|e| anyhow!("config.json linux.seccomp: {e}"))?;
+    let arch = crate::sys::seccomp::Arch::native().ok_or_else(|| {
+        anyhow!(
+            "config.json linux.seccomp: no filter support on {}",
+            std::env::consts::ARCH
+        )
+    })?;
+    let program = crate::sys::seccomp::compile(&profile, arch)
+        .map_err(|e| anyhow!("config.json linux.seccomp: {e}"))?;
+    Ok(Filter::Custom(
+        program.iter().map(crate::model::security::pack).collect(),
+    ))
+}

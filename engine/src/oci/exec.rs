@@ -1,0 +1,246 @@
+//! `exec`: a process described by a runtime-spec Process JSON (`--process`)
+//! or by the command line, joined into a running container by the same
+//! child as `engine exec` (`child::join`): pidfd, non-dumpable until exec,
+//! the container's seccomp filter, the process's capabilities and user.
+
+use super::{Root, Status};
+use crate::child;
+use crate::model::oci::User;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// A runtime-spec Process JSON file
+    #[arg(long, short = 'p')]
+    process: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(long, short = 'd')]
+    detach: bool,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    #[arg(long, short = 't')]
+    tty: bool,
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    #[arg(long, short = 'e')]
+    env: Vec<String>,
+    id: String,
+    /// The command (without --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+struct Process {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    user: User,
+    tty: bool,
+    caps: Option<crate::sys::caps::CapSet>,
+    no_new_privs: Option<bool>,
+    rlimits: Vec<crate::model::oci::Rlimit>,
+}
+
+fn read_process(a: &ExecArgs) -> Result<Process> {
+    let Some(path) = &a.process else {
+        if a.command.is_empty() {
+            bail!("exec needs a command, or --process FILE");
+        }
+        let mut env = vec![(
+            "PATH".to_string(),
+            crate::model::env::DEFAULT_PATH.to_string(),
+        )];
+        for e in &a.env {
+            let (k, v) = e
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--env {e:?} is not KEY=VALUE"))?;
+            env.push((k.into(), v.into()));
+        }
+        return Ok(Process {
+            args: a.command.clone(),
+            env,
+            cwd: a.cwd.clone().unwrap_or_else(|| PathBuf::from("/")),
+            user: User::default(),
+            tty: a.tty,
+            caps: None,
+            no_new_privs: None,
+            rlimits: Vec::new(),
+        });
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --process {}", path.display()))?;
+    let p: oci_spec::runtime::Process = serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "--process {} is not a runtime-spec process: {e}",
+            path.display()
+        )
+    })?;
+    let args = p.args().clone().unwrap_or_default();
+    if args.first().is_none_or(|a| a.is_empty()) {
+        bail!("--process {}: args is empty", path.display());
+    }
+    let mut env = Vec::new();
+    for e in p.env().clone().unwrap_or_default() {
+        if let Some((k, v)) = e.split_once('=') {
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+    let u = p.user();
+    let user = User {
+        uid: u.uid(),
+        gid: u.gid(),
+        additional_gids: u.additional_gids().clone().unwrap_or_default(),
+        umask: u.umask(),
+    };
+    let caps = match p.capabilities() {
+        Some(_) => Some(super::config::capabilities(
+            p.capabilities().as_ref(),
+            user.uid,
+        )?),
+        None => None,
+    };
+    let rlimits = p
+        .rlimits()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(super::config::rlimit)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Process {
+        args,
+        env,
+        cwd: p.cwd().clone(),
+        user,
+        tty: p.terminal().unwrap_or(false) || a.tty,
+        caps,
+        no_new_privs: p.no_new_privileges(),
+        rlimits,
+    })
+}
+
+/// Runs the exec; with `--detach` returns 0 once the process has started
+/// (pid file written), else its exit status.
+pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
+    use nix::sched::CloneFlags;
+    let process = read_process(&a)?;
+    let rec = root.load(&a.id)?;
+    if root.status(&rec) != Status::Running {
+        bail!(
+            "cannot exec in container {}: it is {}, not running",
+            a.id,
+            root.status(&rec).as_str()
+        );
+    }
+    if process.tty && a.console_socket.is_none() {
+        bail!("exec with a terminal needs --console-socket: the pty master needs somewhere to go");
+    }
+    let host_userns = std::fs::read_link(format!("/proc/{}/ns/user", rec.pid)).ok()
+        == std::fs::read_link("/proc/self/ns/user").ok();
+    if host_userns {
+        // Re-executes us: before anything is opened or connected.
+        crate::parent::exec::run_from_sealed_copy()?;
+    }
+    let console = match &a.console_socket {
+        Some(p) if process.tty => Some(crate::parent::oci::connect_console(p)?),
+        _ => None,
+    };
+    nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
+    let gone = || anyhow!("container {} has exited", a.id);
+    let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
+    let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|_| gone())?;
+    let mut namespaces = CloneFlags::empty();
+    for (name, kind) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("user", CloneFlags::CLONE_NEWUSER),
+    ] {
+        let theirs =
+            std::fs::read_link(format!("/proc/{}/ns/{name}", rec.pid)).map_err(|_| gone())?;
+        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(theirs) {
+            namespaces |= kind;
+        }
+    }
+    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
+        .with_context(|| format!("cannot join the pid namespace of {}", a.id))?;
+    let pty = if process.tty {
+        Some(crate::parent::tty::open_pty()?)
+    } else {
+        None
+    };
+    let (error_read, error_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    let mut confinement = rec.confinement.clone().unwrap_or_default();
+    if let Some(c) = process.caps {
+        confinement.caps = c.bits();
+    }
+    if let Some(n) = process.no_new_privs {
+        confinement.no_new_privs = n;
+    }
+    let setup = child::join::JoinSetup {
+        pidfd: target.as_raw_fd(),
+        namespaces,
+        error_fd: error_write.as_raw_fd(),
+        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+        stdio: [None; 3],
+        hostname: "",
+        env: &process.env,
+        workdir: &process.cwd,
+        command: &process.args,
+        confinement: &confinement,
+        oci: Some(child::OciProcess {
+            user: &process.user,
+            rlimits: &process.rlimits,
+            gate: None,
+            preserve_fds: a.preserve_fds,
+        }),
+    };
+    let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
+    let (child_pid, _pidfd) =
+        match crate::parent::clone::clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
+            crate::parent::clone::Cloned::Child => child::join::join(&setup),
+            crate::parent::clone::Cloned::Parent { pid, pidfd } => (pid, pidfd),
+        };
+    drop(cgroup_dir);
+    drop(error_write);
+    if let (Some(pty), Some(sock)) = (&pty, &console) {
+        crate::parent::oci::send_console(sock, &pty.master, &pty.slave_path)?;
+    }
+    drop(pty);
+    let mut report = String::new();
+    let _ = File::from(error_read).read_to_string(&mut report);
+    if !report.is_empty() {
+        let _ = nix::sys::wait::waitpid(child_pid, None);
+        let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
+        return Err(crate::parent::ExitError {
+            code: code.parse().unwrap_or(crate::exit::ENGINE_ERROR),
+            msg: msg.to_string(),
+        }
+        .into());
+    }
+    if let Some(p) = &a.pid_file {
+        super::write_pid_file(p, child_pid.as_raw())?;
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    loop {
+        match nix::sys::wait::waitpid(child_pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("cannot wait for the exec in {}: {}", a.id, e.desc()),
+        }
+    }
+}

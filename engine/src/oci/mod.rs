@@ -1,0 +1,708 @@
+//! The OCI runtime front end: runc's command line (`cli`), a bundle's
+//! config.json made into the engine's description (`config`), and the
+//! verbs over a state directory (`--root`, default /run/engine/oci) that is
+//! separate from `engine run`'s records. One directory per container:
+//! state.json (written once by `create`), exec.fifo (gone once started).
+//! Status is read from the kernel, not stored: the init's pid and start
+//! time say whether it lives; the fifo says whether it was started.
+
+pub mod cli;
+pub mod config;
+pub mod exec;
+
+use crate::model::config::Config;
+use crate::parent::oci::{Created, Launch};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The runc state directory default.
+pub const DEFAULT_ROOT: &str = "/run/engine/oci";
+
+/// What `create` records (state.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub pid: i32,
+    /// Field 22 of /proc/PID/stat, so a reused pid is not taken for ours.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// The cgroup made for it, removed by `delete`.
+    pub cgroup: Option<PathBuf>,
+    /// poststop hooks, run by `delete`.
+    #[serde(default)]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
+    #[serde(default)]
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    /// What an exec applies too (the seccomp filter, the default capabilities).
+    pub confinement: Option<crate::model::security::Confinement>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// The OCI state directory.
+pub struct Root {
+    pub dir: PathBuf,
+}
+
+/// An OCI container ID: what runc takes, and a file name of ours.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
+    if !ok {
+        bail!("invalid container ID {id:?}: use characters [A-Za-z0-9_.+-]");
+    }
+    Ok(())
+}
+
+impl Root {
+    pub fn new(dir: &Path) -> Root {
+        Root {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    pub fn fifo(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("exec.fifo")
+    }
+
+    /// The record of `id`, or "does not exist" (containerd looks for those words).
+    pub fn load(&self, id: &str) -> Result<Record> {
+        check_id(id)?;
+        let file = self.container_dir(id).join("state.json");
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {id} does not exist")
+            }
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display())),
+        };
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "state {} is corrupt: remove it with `delete --force {id}`",
+                file.display()
+            )
+        })
+    }
+
+    fn save(&self, rec: &Record) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        let tmp = dir.join("state.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(rec)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join("state.json"))
+            .with_context(|| format!("cannot write the state of {}", rec.id))
+    }
+
+    pub fn status(&self, rec: &Record) -> Status {
+        if !alive(rec.pid, rec.start_time) {
+            return Status::Stopped;
+        }
+        if self.fifo(&rec.id).exists() {
+            Status::Created
+        } else if rec.cgroup.as_ref().is_some_and(|cg| {
+            std::fs::read_to_string(cg.join("cgroup.freeze")).is_ok_and(|f| f.trim() == "1")
+        }) {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    /// Every container of this root, in name order.
+    pub fn list(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("state.json").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Whether `pid` is the process that started at `start_time` and has not
+/// exited (a zombie waiting for its subreaper counts as exited).
+fn alive(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let state = rest.first().copied().unwrap_or("X");
+    let start: Option<u64> = rest.get(19).and_then(|s| s.parse().ok());
+    start == Some(start_time) && state != "Z" && state != "X"
+}
+
+/// The OCI state JSON (runtime-spec), plus runc's rootfs and created.
+pub fn state_json(root: &Root, rec: &Record) -> serde_json::Value {
+    let status = root.status(rec);
+    serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": rec.id,
+        "status": status.as_str(),
+        "pid": if status == Status::Stopped { 0 } else { rec.pid },
+        "bundle": rec.bundle,
+        "rootfs": rec.rootfs,
+        "created": rec.created,
+        "owner": "",
+        "annotations": rec.annotations,
+    })
+}
+
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs(), now.subsec_nanos())
+}
+
+/// UTC, as Go's time.RFC3339Nano prints it.
+pub fn rfc3339(secs: u64, nanos: u32) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Undoes a `create` that failed: the init (by `Created`), its cgroup, its
+/// state directory.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<PathBuf>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            let _ = crate::sys::cgroup::kill_and_remove(&cg);
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `create`: the init waits on exec.fifo for `start`. Returns its pid.
+pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Pid> {
+    let created = create_inner(root, cfg, id, opts)?;
+    Ok(created.disarm())
+}
+
+fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
+    check_id(id)?;
+    let bundle = config::load(&opts.bundle)?;
+    let mut plan = config::plan(id, &bundle)?;
+    plan.extras.preserve_fds = opts.preserve_fds;
+    if plan.spec.tty && opts.console_socket.is_none() {
+        bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
+    }
+    if plan.spec.userns == crate::model::userns::UserNs::Host {
+        // Container root is host root: the init runs from a sealed copy of
+        // the engine (CVE-2019-5736), as `engine run --userns host` does.
+        // Before anything is opened or connected: this re-executes us.
+        crate::parent::exec::run_from_sealed_copy()?;
+    }
+    let console = match &opts.console_socket {
+        Some(p) => Some(crate::parent::oci::connect_console(p)?),
+        None => None,
+    };
+    let join: Vec<(OwnedFd, nix::sched::CloneFlags)> = plan
+        .join
+        .iter()
+        .map(|(p, f)| {
+            rustix::fs::open(
+                p,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map(|fd| (fd, *f))
+            .with_context(|| format!("cannot open namespace {}", p.display()))
+        })
+        .collect::<Result<_>>()?;
+    let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
+    if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
+        bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
+    }
+
+    std::fs::create_dir_all(&root.dir)
+        .with_context(|| format!("cannot create the state directory {}", root.dir.display()))?;
+    let _ = std::fs::set_permissions(
+        &root.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    );
+    let dir = root.container_dir(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container {id} already exists: choose another ID, or delete it first")
+        }
+        Err(e) => return Err(anyhow!("cannot create {}: {e}", dir.display())),
+    }
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+    };
+    let fifo = root.fifo(id);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("cannot create {}", fifo.display()))?;
+    // mkfifo obeys our umask.
+    let _ = std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622));
+
+    let cgroup = if cgroup_ok {
+        let path = match &plan.cgroups_path {
+            Some(p) if p.is_absolute() => {
+                let mount = crate::sys::cgroup::check_available(&cfg.cgroup_root)
+                    .map_err(|e| anyhow!(e))?;
+                mount.join(p.strip_prefix("/").unwrap_or(p))
+            }
+            Some(p) => cfg.cgroup_root.join(p),
+            None => cfg.cgroup_root.join(id),
+        };
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
+        let cg = crate::sys::cgroup::create(parent, name, &plan.spec.limits)?;
+        undo.cgroup = Some(cg.path.clone());
+        Some(cg.path)
+    } else {
+        None
+    };
+
+    let mut rec = Record {
+        id: id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: plan.spec.rootfs.clone(),
+        created: now_rfc3339(),
+        annotations: plan.annotations.clone(),
+        cgroup: cgroup.clone(),
+        poststop: plan.hooks.poststop.clone(),
+        poststart: plan.hooks.poststart.clone(),
+        confinement: Some(plan.spec.confinement.clone()),
+    };
+    root.save(&rec)?;
+    let hooks = plan.hooks.clone();
+    let launch = Launch {
+        spec: &plan.spec,
+        extras: &plan.extras,
+        new_namespaces: plan.new_namespaces,
+        join,
+        uid_map: plan.uid_map.clone(),
+        gid_map: plan.gid_map.clone(),
+        fifo: &fifo,
+        console,
+        console_size: plan.console_size,
+        oom_score_adj: plan.oom_score_adj,
+        cgroup,
+    };
+    let created = crate::parent::oci::create(launch, |pid| {
+        // Recorded at once: a create killed from here on leaves a
+        // container that `state` reports and `delete` removes.
+        let mut creating = rec.clone();
+        creating.pid = pid.as_raw();
+        creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
+        root.save(&creating)?;
+        let state = hook_state(&creating, "created");
+        for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
+            run_hook(hook, &state)?;
+        }
+        Ok(())
+    })?;
+    rec.pid = created.pid.as_raw();
+    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
+    root.save(&rec)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, rec.pid)?;
+    }
+    undo.dir = None;
+    undo.cgroup = None;
+    Ok(created)
+}
+
+/// The decimal pid with no newline, written whole (rename) so a reader
+/// never sees it half-made.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("cannot write the pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("cannot write the pid file {}", path.display()))
+}
+
+fn hook_state(rec: &Record, status: &str) -> String {
+    serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": rec.id,
+        "status": status,
+        "pid": rec.pid,
+        "bundle": rec.bundle,
+        "annotations": rec.annotations,
+    })
+    .to_string()
+}
+
+/// Runs one hook with the state on its stdin; a non-zero exit or its
+/// timeout is an error naming it.
+fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let args = hook.args().clone().unwrap_or_default();
+    let mut cmd = Command::new(hook.path());
+    if let Some((first, rest)) = args.split_first() {
+        cmd.arg0(first).args(rest);
+    }
+    cmd.env_clear();
+    for e in hook.env().clone().unwrap_or_default() {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run hook {}", hook.path().display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| std::time::Instant::now() + Duration::from_secs(t as u64));
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("hook {} failed: {status}", hook.path().display());
+            }
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "hook {} timed out after {}s",
+                hook.path().display(),
+                hook.timeout().unwrap_or(0)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let rec = root.load(id)?;
+    match root.status(&rec) {
+        Status::Created => {}
+        other => bail!(
+            "cannot start container {id}: it is {}, not created",
+            other.as_str()
+        ),
+    }
+    let fifo = root.fifo(id);
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .with_context(|| {
+            format!(
+                "cannot start container {id}: cannot open {}",
+                fifo.display()
+            )
+        })?;
+    // The init's open for writing completes now; wait for its byte, and
+    // notice if it died instead.
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&file),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        if n > 0 {
+            let mut byte = [0u8; 1];
+            let got =
+                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&file), &mut byte).unwrap_or(0);
+            if got == 1 {
+                break;
+            }
+        }
+        if !alive(rec.pid, rec.start_time) {
+            let _ = std::fs::remove_file(&fifo);
+            bail!("cannot start container {id}: its init has exited");
+        }
+    }
+    let _ = std::fs::remove_file(&fifo);
+    let state = hook_state(&rec, "running");
+    for hook in &rec.poststart {
+        // Failures of poststart hooks are logged, not fatal (runtime-spec).
+        if let Err(e) = run_hook(hook, &state) {
+            eprintln!("engine: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// `kill [--all] ID SIGNAL`.
+pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = crate::parent::lifecycle::parse_signal(signal)?;
+    let rec = root.load(id)?;
+    if root.status(&rec) == Status::Stopped {
+        bail!("cannot kill container {id}: container not running");
+    }
+    if all {
+        for pid in processes(&rec) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        }
+        return Ok(());
+    }
+    nix::sys::signal::kill(Pid::from_raw(rec.pid), sig).map_err(|e| {
+        anyhow!(
+            "cannot kill container {id}: {} (no such process?)",
+            e.desc()
+        )
+    })
+}
+
+/// The host pids of the container's processes: those in its init's pid
+/// namespace (or its cgroup, when it has one).
+pub fn processes(rec: &Record) -> Vec<i32> {
+    if let Some(cg) = &rec.cgroup {
+        if let Ok(text) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+            return text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// `delete [--force] ID`.
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    check_id(id)?;
+    let rec = match root.load(id) {
+        Ok(r) => r,
+        Err(e) => {
+            let dir = root.container_dir(id);
+            // A create killed before its first record, or a corrupt one.
+            if force && dir.is_dir() {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    match root.status(&rec) {
+        Status::Running if !force => {
+            bail!("cannot delete container {id}: it is running: stop it first (kill), or use delete --force")
+        }
+        Status::Stopped => {}
+        _ => {
+            // A created container is deleted without --force, as runc does.
+            let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
+            wait_gone(&rec);
+        }
+    }
+    if let Some(cg) = &rec.cgroup {
+        crate::sys::cgroup::kill_and_remove(cg)?;
+    }
+    let state = hook_state(&rec, "stopped");
+    for hook in &rec.poststop {
+        if let Err(e) = run_hook(hook, &state) {
+            eprintln!("engine: {e:#}");
+        }
+    }
+    std::fs::remove_dir_all(root.container_dir(id))
+        .with_context(|| format!("cannot remove the state of container {id}"))
+}
+
+/// Waits (up to 10 s) until the init has exited: killing a pid namespace's
+/// init takes the kernel a moment.
+fn wait_gone(rec: &Record) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(rec.pid, rec.start_time) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `run`: create and start, then wait for the init (our own child) and
+/// delete; returns its exit status.
+pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<i32> {
+    let created = create_inner(root, cfg, id, opts)?;
+    let pid = created.disarm();
+    if let Err(e) = start(root, id) {
+        let _ = delete(root, id, true);
+        return Err(e);
+    }
+    let status = loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => break code,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("cannot wait for container {id}: {}", e.desc()),
+        }
+    };
+    delete(root, id, true)?;
+    Ok(status)
+}
+
+/// `ps --format json ID` (table: one pid a line).
+pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>> {
+    let rec = root.load(id)?;
+    if root.status(&rec) == Status::Stopped {
+        return Ok(Vec::new());
+    }
+    Ok(processes(&rec))
+}
+
+/// `pause` (freeze) and `resume` (thaw) through the cgroup v2 freezer.
+pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
+    let verb = if freeze { "pause" } else { "resume" };
+    let rec = root.load(id)?;
+    let status = root.status(&rec);
+    let expected = if freeze {
+        Status::Running
+    } else {
+        Status::Paused
+    };
+    if status != expected {
+        bail!(
+            "cannot {verb} container {id}: it is {}, not {}",
+            status.as_str(),
+            expected.as_str()
+        );
+    }
+    let Some(cg) = &rec.cgroup else {
+        bail!("cannot {verb} container {id}: it has no cgroup (this host has no cgroup v2 freezer, or it was created without one)");
+    };
+    let file = cg.join("cgroup.freeze");
+    std::fs::write(&file, if freeze { "1" } else { "0" }).with_context(|| {
+        format!(
+            "cannot {verb} container {id}: cannot write {}",
+            file.display()
+        )
+    })?;
+    // The kernel reports the change in cgroup.events once every task is done.
+    let want = if freeze { "frozen 1" } else { "frozen 0" };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(cg.join("cgroup.events"))
+            .is_ok_and(|e| e.lines().any(|l| l == want))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    bail!("cannot {verb} container {id}: the freezer did not settle within 10 s")
+}
+
+/// `features`: the runtime-spec features JSON.
+pub fn features() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.3.0",
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "mountOptions": ["ro", "rw", "bind", "rbind", "private", "rprivate", "slave", "rslave",
+            "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime", "norelatime",
+            "strictatime", "noatime", "nodiratime"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": crate::sys::caps::CapSet::from_bits(u64::MAX).iter().map(|c| format!("CAP_{}", c.name())).collect::<Vec<_>>(),
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": true, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"], "operators": ["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_GT", "SCMP_CMP_GE", "SCMP_CMP_MASKED_EQ"], "archs": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {"org.opencontainers.runc.version": "none", "io.github.engine.version": env!("CARGO_PKG_VERSION")}
+    })
+}

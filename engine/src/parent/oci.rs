@@ -1,0 +1,233 @@
+//! The host side of an OCI container's `create`: the same clone, id maps,
+//! mount fds and go as `engine run` (`run::send_mount_fds`, `child::run`),
+//! then, instead of supervising, wait until the init says it is ready to
+//! exec and leave it blocked on the exec.fifo for `start`. The init stays
+//! behind when `create` returns; the caller (a subreaper) reaps it.
+
+use super::clone::{clone3, Cloned};
+use super::{child_failure, pipe, ExitError};
+use crate::child::{self, ChildSetup, OciChild};
+use crate::model::oci::Extras;
+use crate::model::spec::Spec;
+use anyhow::{anyhow, Context, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// One linux.uidMappings/gidMappings entry.
+#[derive(Debug, Clone, Copy)]
+pub struct IdMapping {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+/// What `create` hands the launch besides the spec.
+pub struct Launch<'a> {
+    pub spec: &'a Spec,
+    pub extras: &'a Extras,
+    /// CLONE_NEW* flags of the namespaces to create.
+    pub new_namespaces: u64,
+    /// Namespaces joined by path (opened before anything was created).
+    pub join: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+    pub uid_map: Vec<IdMapping>,
+    pub gid_map: Vec<IdMapping>,
+    /// The state directory's exec.fifo.
+    pub fifo: &'a Path,
+    /// A connected console socket: the pty master goes there.
+    pub console: Option<OwnedFd>,
+    pub console_size: Option<(u16, u16)>,
+    pub oom_score_adj: Option<i32>,
+    /// The cgroup to clone into.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// The init of a created container, waiting for `start`. Dropped before
+/// `disarm`, it is killed and reaped.
+pub struct Created {
+    pub pid: Pid,
+    armed: bool,
+}
+
+impl Created {
+    /// Keep the init: `create` succeeded.
+    pub fn disarm(mut self) -> Pid {
+        self.armed = false;
+        self.pid
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+        }
+    }
+}
+
+/// Clones the init and sets it up up to the gate. `before_go` runs once
+/// the init exists, in its namespaces but before it builds its root (the
+/// prestart and createRuntime hooks).
+pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Created> {
+    let spec = l.spec;
+    let fifo = rustix::fs::open(
+        l.fifo,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", l.fifo.display()))?;
+    let pty = if spec.tty {
+        let pty = super::tty::open_pty()?;
+        if let Some((rows, cols)) = l.console_size {
+            let ws = rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let _ = rustix::termios::tcsetwinsize(&pty.master, ws);
+        }
+        Some(pty)
+    } else {
+        None
+    };
+    let (sync_read, sync_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let (error_read, error_write) = pipe()?;
+    let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
+        .context("cannot create a socket pair for the mount fds")?;
+    let cgroup_dir = match &l.cgroup {
+        Some(p) => {
+            Some(File::open(p).with_context(|| format!("cannot open cgroup {}", p.display()))?)
+        }
+        None => None,
+    };
+    // Joined here, so the init is born in them (setns of a pid namespace
+    // applies to our children).
+    for (fd, kind) in &l.join {
+        nix::sched::setns(fd.as_fd(), *kind)
+            .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
+    }
+    let setup = ChildSetup {
+        spec,
+        layer_size: None,
+        mount_sock: child_mount_sock.as_raw_fd(),
+        sync_fd: sync_read.as_raw_fd(),
+        error_fd: error_write.as_raw_fd(),
+        pty_slave: pty
+            .as_ref()
+            .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
+        eth0: None,
+        etc_files: false,
+        cgroup2: l.cgroup.is_some(),
+        oci: Some(OciChild {
+            extras: l.extras,
+            ready_fd: ready_write.as_raw_fd(),
+            fifo_fd: fifo.as_raw_fd(),
+        }),
+    };
+    let (pid, _pidfd) = match clone3(l.new_namespaces, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))?
+    {
+        Cloned::Child => child::run(&setup),
+        Cloned::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    let created = Created { pid, armed: true };
+    drop(setup);
+    drop((
+        sync_read,
+        child_mount_sock,
+        error_write,
+        ready_write,
+        fifo,
+        cgroup_dir,
+    ));
+
+    if !l.uid_map.is_empty() {
+        write_map(pid, "gid_map", &l.gid_map)?;
+        write_map(pid, "uid_map", &l.uid_map)?;
+    }
+    if let Some(adj) = l.oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
+    }
+    let scratch = std::env::temp_dir();
+    super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.bind_attrs, &mount_sock)?;
+    drop(mount_sock);
+    before_go(pid)?;
+    if let (Some(pty), Some(sock)) = (&pty, &l.console) {
+        send_console(sock, &pty.master, &pty.slave_path)?;
+    }
+    drop(pty);
+    File::from(sync_write)
+        .write_all(b"G")
+        .context("cannot signal the container to start")?;
+    let mut byte = [0u8; 1];
+    let n = File::from(ready_read).read(&mut byte).unwrap_or(0);
+    if n == 1 {
+        return Ok(created);
+    }
+    let failure = child_failure(error_read).unwrap_or(ExitError {
+        code: crate::exit::ENGINE_ERROR,
+        msg: "the container's init exited before it was ready".into(),
+    });
+    Err(failure.into())
+}
+
+/// Maps as the config gives them, written once from here.
+fn write_map(pid: Pid, file: &str, map: &[IdMapping]) -> Result<()> {
+    let text: String = map
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+        .collect();
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {path} ({})", text.trim()))
+}
+
+/// Connects to the console socket (stream or seqpacket, as the caller made it).
+pub fn connect_console(path: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let addr = UnixAddr::new(path)
+        .map_err(|e| anyhow!("invalid --console-socket {}: {e}", path.display()))?;
+    let mut last = None;
+    for ty in [SockType::Stream, SockType::SeqPacket] {
+        let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
+            .context("cannot create a socket for the console")?;
+        match connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(sock),
+            Err(nix::errno::Errno::EPROTOTYPE) => last = Some(nix::errno::Errno::EPROTOTYPE),
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot connect to --console-socket {}: {}",
+                    path.display(),
+                    e.desc()
+                ))
+            }
+        }
+    }
+    Err(anyhow!(
+        "cannot connect to --console-socket {}: {}",
+        path.display(),
+        last.map(|e| e.desc()).unwrap_or("unknown")
+    ))
+}
+
+/// The pty master over SCM_RIGHTS, its name as the data (as runc sends it).
+pub fn send_console(sock: &OwnedFd, master: &OwnedFd, name: &Path) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let raw = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(name.as_os_str().as_bytes())];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))?;
+    Ok(())
+}

@@ -1,0 +1,899 @@
+//! The OCI runtime verbs driven as runc's clients drive them: bundles whose
+//! root.path is the busybox fixture, a private --root per test, the
+//! container's stdio in files (the init inherits `create`'s, as with runc).
+//! The test process is a subreaper, as conmon and containerd's shim are, so
+//! the inits that `create` leaves behind become its children.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A bundle and a --root of the test's own.
+struct Oci {
+    dir: tempfile::TempDir,
+}
+
+/// A failed test leaves no init behind: every container of its --root is
+/// deleted with --force.
+impl Drop for Oci {
+    fn drop(&mut self) {
+        for entry in fs::read_dir(self.root()).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = self.call(&["delete", "--force", &id]);
+        }
+    }
+}
+
+/// What one call of the engine left.
+struct Out {
+    code: i32,
+    /// Where stdout went (the container's too, for create).
+    stdout_file: PathBuf,
+    stdout: String,
+    stderr: String,
+}
+
+impl Oci {
+    fn new(args: &[&str]) -> Oci {
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let oci = Oci { dir };
+        oci.write_config(config(args));
+        oci
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_config(&self, config: Value) {
+        fs::create_dir_all(self.bundle()).unwrap();
+        fs::write(
+            self.bundle().join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn edit_config(&self, f: impl FnOnce(&mut Value)) {
+        let mut c: Value =
+            serde_json::from_slice(&fs::read(self.bundle().join("config.json")).unwrap()).unwrap();
+        f(&mut c);
+        self.write_config(c);
+    }
+
+    /// `engine --root ROOT ARGS...`; stdout and stderr (also the
+    /// container's, for create and run) go to `out`.N files.
+    fn call(&self, args: &[&str]) -> Out {
+        let mut all = vec!["--root".to_string(), self.root().display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        self.raw(&all)
+    }
+
+    fn raw(&self, args: &[String]) -> Out {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (o, e) = (
+            self.path(&format!("out.{n}")),
+            self.path(&format!("err.{n}")),
+        );
+        let mut child = Command::new(ENGINE)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&o).unwrap())
+            .stderr(fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let status = wait::child(&mut child, LONG).unwrap();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: fs::read_to_string(&o).unwrap(),
+            stdout_file: o.clone(),
+            stderr: fs::read_to_string(&e).unwrap(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Out {
+        let out = self.call(args);
+        assert_eq!(out.code, 0, "{args:?} failed: {}", out.stderr);
+        out
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id]).stdout).unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// The --root holds nothing (no state directory, no fifo).
+    fn assert_root_empty(&self) {
+        let left: Vec<_> = fs::read_dir(self.root())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in --root: {left:?}");
+    }
+
+    /// Waits until `id` is stopped, then reaps its init (we are its subreaper).
+    fn wait_stopped(&self, id: &str, pid: i32) {
+        wait::until(SHORT, &format!("{id} to stop"), || {
+            (self.status(id) == "stopped").then_some(())
+        });
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+}
+
+/// runc spec's config, on the busybox fixture (read-only: it is shared),
+/// with `args` as the process and a tmpfs /tmp.
+fn config(args: &[&str]) -> Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": rootfs(), "readonly": true},
+        "hostname": "oci-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=1m"]}
+        ],
+        "linux": {
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+            ],
+            "maskedPaths": ["/proc/kcore", "/proc/scsi"],
+            "readonlyPaths": ["/proc/sys"]
+        }
+    })
+}
+
+/// The state file's pid, once `create` returned.
+fn pid_of(state: &Value) -> i32 {
+    state["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let oci = Oci::new(&["sh", "-c", "echo started $(hostname) $$; exec sleep 100"]);
+    let bundle = oci.bundle().display().to_string();
+    let pid_file = oci.path("init.pid");
+    let out = oci.ok(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "c1",
+    ]);
+    // The pid file: the decimal pid, no newline; the init waits.
+    let pid_text = fs::read_to_string(&pid_file).unwrap();
+    assert!(!pid_text.ends_with('\n'), "pid file {pid_text:?}");
+    let state = oci.state("c1");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], "c1");
+    assert_eq!(state["bundle"], bundle.as_str());
+    assert_eq!(
+        state["ociVersion"].as_str().unwrap().chars().next(),
+        Some('1')
+    );
+    assert_eq!(pid_of(&state).to_string(), pid_text);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing ran before start: {}",
+        out.stdout
+    );
+
+    oci.ok(&["start", "c1"]);
+    // The container's stdout is create's (here the file out.N of create).
+    let create_out = out.stdout_file.clone();
+    let line = wait::until(SHORT, "the container's first line", || {
+        fs::read_to_string(&create_out)
+            .ok()
+            .filter(|s| s.contains('\n'))
+    });
+    assert_eq!(line.trim(), "started oci-test 1");
+    assert_eq!(oci.status("c1"), "running");
+
+    let again = oci.call(&["start", "c1"]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("running, not created"),
+        "{}",
+        again.stderr
+    );
+    let refused = oci.call(&["delete", "c1"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("it is running"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(oci.status("c1"), "running");
+
+    let ps: Vec<i32> =
+        serde_json::from_str(&oci.ok(&["ps", "--format", "json", "c1"]).stdout).unwrap();
+    assert_eq!(ps, vec![pid_of(&state)]);
+
+    oci.ok(&["kill", "c1", "KILL"]);
+    oci.wait_stopped("c1", pid_of(&state));
+    assert_eq!(oci.state("c1")["pid"], 0);
+    let dead = oci.call(&["kill", "c1", "9"]);
+    assert!(dead.stderr.contains("not running"), "{}", dead.stderr);
+    oci.ok(&["delete", "c1"]);
+    oci.assert_root_empty();
+    let gone = oci.call(&["state", "c1"]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+}
+
+#[test]
+fn run_returns_the_exit_code_and_leaves_nothing() {
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        "echo $(id -u):$(ulimit -n):$(hostname); grep CapEff /proc/self/status; \
+         grep ' /data ' /proc/self/mountinfo | cut -d' ' -f6; cat /data/f; \
+         touch /run/x && echo run-writable; exit 7",
+    ]);
+    let data = oci.path("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), "from-host\n").unwrap();
+    oci.edit_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({"destination": "/data", "type": "bind", "source": data,
+            "options": ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]}),
+        );
+        mounts.push(
+            json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", "size=64k"]}),
+        );
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 333, "soft": 333}]);
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "r1"]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("1000:333:oci-test"));
+    // A non-root user without ambient capabilities has none after exec
+    // (as with runc).
+    assert_eq!(
+        lines.next().map(|l| l.split_whitespace().last().unwrap()),
+        Some("0000000000000000")
+    );
+    // The bind mount's options, and a tmpfs where the config asks.
+    let opts: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(opts.contains(&o), "{opts:?}");
+    }
+    assert_eq!(lines.next(), Some("from-host"));
+    assert_eq!(lines.next(), Some("run-writable"));
+    oci.assert_root_empty();
+}
+
+/// `--preserve-fds 1`: the caller's fd 3 reaches the process (create and exec).
+#[test]
+fn preserved_fds_reach_the_process() {
+    use std::os::unix::process::CommandExt;
+    let oci = Oci::new(&["sh", "-c", "echo init-wrote >&3; exec sleep 100"]);
+    let bundle = oci.bundle().display().to_string();
+    let root = oci.root().display().to_string();
+    let sink = oci.path("fd3");
+    let with_fd3 = |args: &[&str]| {
+        let file = fs::File::create(&sink).unwrap();
+        let mut cmd = Command::new(ENGINE);
+        cmd.args(["--root", &root])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let raw = file.as_raw_fd();
+        // SAFETY: dup2 between fork and exec, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto itself would keep close-on-exec.
+                let ok = if raw == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, 3)
+                };
+                if ok < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = wait::child(&mut cmd.spawn().unwrap(), LONG).unwrap();
+        assert!(status.success(), "{args:?}");
+    };
+    with_fd3(&["create", "--preserve-fds", "1", "--bundle", &bundle, "f1"]);
+    let pid = pid_of(&oci.state("f1"));
+    oci.ok(&["start", "f1"]);
+    wait::until(SHORT, "the init's line on fd 3", || {
+        fs::read_to_string(&sink)
+            .ok()
+            .filter(|s| s == "init-wrote\n")
+    });
+    with_fd3(&[
+        "exec",
+        "--preserve-fds",
+        "1",
+        "f1",
+        "sh",
+        "-c",
+        "echo exec-wrote >&3",
+    ]);
+    assert_eq!(fs::read_to_string(&sink).unwrap(), "exec-wrote\n");
+    oci.ok(&["delete", "--force", "f1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    oci.assert_root_empty();
+}
+
+/// Each bad input: non-zero exit, one line naming the culprit, nothing left.
+#[test]
+fn bad_input_is_refused_with_one_line_and_nothing_left() {
+    type Change = fn(&Oci);
+    let cases: [(&str, Change, &str); 9] = [
+        (
+            "no config",
+            |o| fs::remove_file(o.bundle().join("config.json")).unwrap(),
+            "config.json",
+        ),
+        (
+            "malformed",
+            |o| fs::write(o.bundle().join("config.json"), "{not json").unwrap(),
+            "not a valid OCI runtime config",
+        ),
+        (
+            "ociVersion",
+            |o| o.edit_config(|c| c["ociVersion"] = json!("2.0.0")),
+            "ociVersion \"2.0.0\"",
+        ),
+        (
+            "rootfs",
+            |o| o.edit_config(|c| c["root"]["path"] = json!("/nonexistent-rootfs")),
+            "/nonexistent-rootfs does not exist",
+        ),
+        (
+            "unsupported field",
+            |o| o.edit_config(|c| c["linux"]["personality"] = json!({"domain": "LINUX32"})),
+            "linux.personality",
+        ),
+        (
+            "unknown mount type",
+            |o| {
+                o.edit_config(|c| {
+                    c["mounts"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"destination": "/x", "type": "nfs", "source": "h:/x"}))
+                })
+            },
+            "type \"nfs\"",
+        ),
+        (
+            "host namespace",
+            |o| {
+                o.edit_config(|c| {
+                    c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}])
+                })
+            },
+            "no network namespace",
+        ),
+        (
+            "missing command",
+            |o| o.edit_config(|c| c["process"]["args"] = json!(["/no/such/program"])),
+            "executable file not found",
+        ),
+        (
+            "terminal without socket",
+            |o| o.edit_config(|c| c["process"]["terminal"] = json!(true)),
+            "--console-socket",
+        ),
+    ];
+    for (what, change, words) in cases {
+        let oci = Oci::new(&["true"]);
+        change(&oci);
+        let bundle = oci.bundle().display().to_string();
+        let out = oci.call(&["create", "--bundle", &bundle, "bad"]);
+        assert_ne!(out.code, 0, "{what}: accepted");
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
+        assert!(out.stderr.contains(words), "{what}: {}", out.stderr);
+        oci.assert_root_empty();
+    }
+}
+
+#[test]
+fn unknown_and_duplicate_ids() {
+    let oci = Oci::new(&["sleep", "100"]);
+    for verb in [
+        &["state"][..],
+        &["start"],
+        &["kill"],
+        &["delete"],
+        &["delete", "--force"],
+        &["ps"],
+    ] {
+        let mut args = verb.to_vec();
+        args.push("nope");
+        let out = oci.call(&args);
+        assert_ne!(out.code, 0, "{verb:?}");
+        assert!(
+            out.stderr.contains("container nope does not exist"),
+            "{verb:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1);
+    }
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "dup"]);
+    let pid = pid_of(&oci.state("dup"));
+    let out = oci.call(&["create", "--bundle", &bundle, "dup"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("container dup already exists"),
+        "{}",
+        out.stderr
+    );
+    // The first one is untouched.
+    assert_eq!(oci.status("dup"), "created");
+    assert_eq!(pid_of(&oci.state("dup")), pid);
+    // A created container is deleted without --force, as runc does.
+    oci.ok(&["delete", "dup"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    oci.assert_root_empty();
+}
+
+/// conmon or the shim killed after `create`: the init waits on; `state`
+/// reports it and `delete` removes it. And `create` itself killed while a
+/// prestart hook holds it: the half-made container is reported and removed.
+#[test]
+fn a_killed_caller_leaves_a_container_that_delete_removes() {
+    let oci = Oci::new(&["sleep", "100"]);
+    let bundle = oci.bundle().display().to_string();
+    let root = oci.root().display().to_string();
+    let mut caller = Command::new("sh")
+        .args(["-c", &format!("{ENGINE} --root {root} create --bundle {bundle} k1 >/dev/null 2>&1 && echo created && exec sleep 100")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = wait::Lines::new(caller.stdout.take().unwrap());
+    lines.expect_line("created", SHORT);
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    let pid = pid_of(&oci.state("k1"));
+    assert_eq!(oci.status("k1"), "created");
+    oci.ok(&["delete", "k1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap()
+                .contains(") Z")
+    );
+    oci.assert_root_empty();
+
+    let marker = oci.path("hook-ran");
+    oci.edit_config(|c| {
+        c["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo $$ > {m}.tmp; mv {m}.tmp {m}; exec sleep 100", m = marker.display())]}]});
+    });
+    let mut create = Command::new(ENGINE)
+        .args(["--root", &root, "create", "--bundle", &bundle, "k2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait::file(&marker, SHORT).unwrap();
+    create.kill().unwrap();
+    create.wait().unwrap();
+    // The init, waiting for create's go, saw it die and left.
+    wait::until(SHORT, "k2 to stop", || {
+        (oci.status("k2") == "stopped").then_some(())
+    });
+    oci.ok(&["delete", "k2"]);
+    oci.assert_root_empty();
+    // The hook's sleep, orphaned to us (the subreaper).
+    let hook: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let hook = nix::unistd::Pid::from_raw(hook);
+    let _ = nix::sys::signal::kill(hook, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(hook, None);
+}
+
+#[test]
+fn hooks_run_in_the_spec_order_with_the_state_on_stdin() {
+    let oci = Oci::new(&["true"]);
+    let log = oci.path("hooks.log");
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} ${{#state}} >> {}; case \"$state\" in *'\"id\":\"h1\"'*) ;; *) echo bad state >> {};; esac", log.display(), log.display())]});
+    oci.edit_config(|c| {
+        c["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime1"), hook("createRuntime2")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")]
+        });
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "h1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = fs::read_to_string(&log).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "prestart",
+            "createRuntime1",
+            "createRuntime2",
+            "poststart",
+            "poststop"
+        ],
+        "{text}"
+    );
+    oci.assert_root_empty();
+}
+
+/// Receives one fd sent with SCM_RIGHTS on `sock`.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just gave us this fd.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd on the console socket");
+}
+
+#[test]
+fn console_socket_gets_the_pty_master() {
+    let oci = Oci::new(&["sh", "-c", "tty; echo size $(stty size)"]);
+    oci.edit_config(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    });
+    let sock_path = oci.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        "t1",
+    ]);
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(&conn);
+    let pid = pid_of(&oci.state("t1"));
+    oci.ok(&["start", "t1"]);
+    let mut text = String::new();
+    let mut file = fs::File::from(master);
+    let mut buf = [0u8; 512];
+    while !text.contains("size") || !text.ends_with('\n') {
+        use std::io::Read;
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(
+        text.contains("/dev/console") || text.contains("/dev/pts/"),
+        "{text}"
+    );
+    assert!(text.contains("size 33 111"), "{text}");
+    oci.wait_stopped("t1", pid);
+    oci.ok(&["delete", "t1"]);
+}
+
+#[test]
+fn exec_with_a_process_file_detached_and_attached() {
+    let oci = Oci::new(&["sleep", "100"]);
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "e1"]);
+    oci.ok(&["start", "e1"]);
+    let pid = pid_of(&oci.state("e1"));
+    let process = oci.path("process.json");
+    let marker = "/tmp/exec-ran";
+    fs::write(
+        &process,
+        json!({"args": ["sh", "-c", format!("echo $(id -u) $HOME > {marker}; exec sleep 100")], "env": ["PATH=/bin", "HOME=/h"], "cwd": "/", "user": {"uid": 7, "gid": 7}}).to_string(),
+    )
+    .unwrap();
+    let exec_pid = oci.path("exec.pid");
+    oci.ok(&[
+        "exec",
+        "--process",
+        process.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        exec_pid.to_str().unwrap(),
+        "e1",
+    ]);
+    let exec_pid: i32 = fs::read_to_string(&exec_pid).unwrap().parse().unwrap();
+    let ps: Vec<i32> =
+        serde_json::from_str(&oci.ok(&["ps", "--format", "json", "e1"]).stdout).unwrap();
+    assert!(ps.contains(&exec_pid) && ps.contains(&pid), "{ps:?}");
+    let out = oci.call(&["exec", "e1", "sh", "-c", &format!("cat {marker}; exit 3")]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "7 /h");
+    oci.ok(&["kill", "--all", "e1", "KILL"]);
+    // The detached exec is ours to reap (we are the subreaper, as conmon
+    // is); until then its pid namespace cannot finish dying.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(exec_pid), None);
+    oci.wait_stopped("e1", pid);
+    oci.ok(&["delete", "e1"]);
+    oci.assert_root_empty();
+}
+
+/// pause/resume drive the cgroup v2 freezer; on a host without cgroup v2
+/// (this project's machines) they are refused with a sentence.
+#[test]
+fn pause_and_resume() {
+    let oci = Oci::new(&["sleep", "100"]);
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "p1"]);
+    let refused = oci.call(&["pause", "p1"]);
+    assert!(
+        refused.stderr.contains("not created") || refused.stderr.contains("running"),
+        "{}",
+        refused.stderr
+    );
+    oci.ok(&["start", "p1"]);
+    let pid = pid_of(&oci.state("p1"));
+    let v2 = testkit::cgroup::v2_limits().is_ok();
+    let out = oci.call(&["pause", "p1"]);
+    if v2 {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(oci.status("p1"), "paused");
+        oci.ok(&["resume", "p1"]);
+        assert_eq!(oci.status("p1"), "running");
+    } else {
+        assert_ne!(out.code, 0);
+        assert!(
+            out.stderr.contains("no cgroup v2 freezer"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(oci.status("p1"), "running");
+    }
+    oci.ok(&["delete", "--force", "p1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    oci.assert_root_empty();
+}
+
+#[test]
+fn features_and_json_error_log() {
+    let oci = Oci::new(&["true"]);
+    let f: Value = serde_json::from_str(&oci.ok(&["features"]).stdout).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.3.0");
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user")));
+    // podman's mixed form: --log-format=json --log FILE; the file holds one object.
+    let log = oci.path("log.json");
+    let out = oci.raw(&[
+        "--log-format=json".into(),
+        "--log".into(),
+        log.display().to_string(),
+        "--root".into(),
+        oci.root().display().to_string(),
+        "state".into(),
+        "missing".into(),
+    ]);
+    assert_ne!(out.code, 0);
+    let obj: Value = serde_json::from_str(&fs::read_to_string(&log).unwrap()).unwrap();
+    assert_eq!(obj["level"], "error");
+    assert!(
+        obj["msg"].as_str().unwrap().contains("does not exist"),
+        "{obj}"
+    );
+    assert!(obj["time"].as_str().unwrap().ends_with('Z'));
+}
+
+/// containerd's shim (go-runc) argument lists, exactly as it builds them.
+#[test]
+fn go_runc_argument_lists() {
+    let oci = Oci::new(&["sleep", "100"]);
+    let b = oci.bundle().display().to_string();
+    let root = oci.root().display().to_string();
+    let log = format!("{b}/log.json");
+    let call = |args: &[&str]| {
+        let mut all: Vec<String> = ["--root", &root, "--log", &log, "--log-format", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        all.extend(args.iter().map(|s| s.to_string()));
+        let out = oci.raw(&all);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out
+    };
+    call(&[
+        "create",
+        "--bundle",
+        &b,
+        "--pid-file",
+        &format!("{b}/init.pid"),
+        "g1",
+    ]);
+    let pid: i32 = fs::read_to_string(format!("{b}/init.pid"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    call(&["start", "g1"]);
+    let process = format!("{b}/exec.json");
+    fs::write(
+        &process,
+        json!({"args": ["sleep", "100"], "cwd": "/", "user": {"uid": 0, "gid": 0}}).to_string(),
+    )
+    .unwrap();
+    call(&[
+        "exec",
+        "--process",
+        &process,
+        "--detach",
+        "--pid-file",
+        &format!("{b}/e1.pid"),
+        "g1",
+    ]);
+    let ps: Vec<i32> =
+        serde_json::from_str(&call(&["ps", "--format", "json", "g1"]).stdout).unwrap();
+    assert_eq!(ps.len(), 2, "{ps:?}");
+    call(&["kill", "g1", "15"]);
+    call(&["kill", "--all", "g1", "9"]);
+    let exec_pid: i32 = fs::read_to_string(format!("{b}/e1.pid"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(exec_pid), None);
+    oci.wait_stopped("g1", pid);
+    call(&["delete", "g1"]);
+    // The shim's own cleanup after it: containerd ignores "does not exist".
+    let again: Vec<String> = [
+        "--root",
+        &root,
+        "--log",
+        &log,
+        "--log-format",
+        "json",
+        "delete",
+        "--force",
+        "g1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = oci.raw(&again);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    oci.assert_root_empty();
+}
+
+/// podman as a real client (conmon, its own config.json, seccomp profile,
+/// /etc bind mounts), on isolated storage, without a network (bridges are
+/// never made on this host's own network namespace) and without cgroups
+/// (this host is cgroup v1 hybrid). Takes ~10 s: five podman commands.
+#[test]
+fn podman_runs_containers_on_the_engine() {
+    let podman = which_or_fail("podman", "apt-get install podman");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // podman passes --cgroup-manager/--log only to runtimes it knows: say so.
+    fs::write(
+        d.join("containers.conf"),
+        "[engine]\nevents_logger = \"none\"\nruntime_supports_nocgroup = [\"engine\"]\nruntime_supports_json = [\"engine\"]\n",
+    )
+    .unwrap();
+    let rootfs = d.join("rootfs");
+    busybox::copy_to(&rootfs);
+    let podman_cmd = |args: &[&str]| {
+        let mut c = Command::new(&podman);
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .args(["--root", d.join("storage").to_str().unwrap()])
+            .args(["--runroot", d.join("run").to_str().unwrap()])
+            .args(["--tmpdir", d.join("tmp").to_str().unwrap()])
+            .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE])
+            .args(args)
+            .stdin(Stdio::null());
+        let out = c.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let opts = [
+        "--cgroups=disabled",
+        "--network=none",
+        "--ulimit=nofile=20000:20000",
+        "--ulimit=nproc=1000:1000",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str], cmd: &[&str]| {
+        let mut a = vec!["run"];
+        a.extend(extra);
+        a.extend(opts);
+        a.extend(cmd);
+        podman_cmd(&a)
+    };
+    let (code, out, err) = run(
+        &["--rm"],
+        &["/bin/sh", "-c", "echo hello $(ulimit -n); exit 5"],
+    );
+    assert_eq!(code, 5, "{err}");
+    assert_eq!(out.trim(), "hello 20000");
+
+    let (code, id, err) = run(
+        &["-d", "--name", "p1"],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo up; trap 'echo bye; exit 3' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = podman_cmd(&["exec", "p1", "sh", "-c", "echo in-exec $$"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("in-exec "), "{out}");
+    let (code, _, err) = podman_cmd(&["stop", "-t", "10", "p1"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, logs, _) = podman_cmd(&["logs", "p1"]);
+    assert_eq!(logs, "up\nbye\n");
+    let (_, exit, _) = podman_cmd(&["inspect", "p1", "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(exit.trim(), "3");
+    let (code, _, err) = podman_cmd(&["rm", "-f", "p1"]);
+    assert_eq!(code, 0, "{err}");
+    // Nothing of the engine's left for that container.
+    let state = Path::new(engine::oci::DEFAULT_ROOT).join(id.trim());
+    assert!(!state.exists(), "{} left behind", state.display());
+}
+
+fn which_or_fail(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| panic!("{name} is not installed: {install}"))
+}

@@ -636,13 +636,7 @@ fn stop_never_releases_a_new_container_of_the_same_name() {
             .then_some(())
     });
     let me = std::process::id();
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = testkit::procinfo::start_time(me as i32);
     let mut new: serde_json::Value = serde_json::from_slice(&old).unwrap();
     // What the recovery by another engine did before the name was reused
     // (the parent-death signal has most likely done it already).

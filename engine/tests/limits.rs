@@ -266,13 +266,7 @@ fn argument_lists_up_to_the_kernels_limit() {
 fn ps_over_five_hundred_records() {
     let env = engine("ps500");
     let me = std::process::id() as i32;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = testkit::procinfo::start_time(me);
     for i in 0..500 {
         let name = format!("c{i:03}");
         let record = serde_json::json!({

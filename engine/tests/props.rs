@@ -31,19 +31,6 @@ use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Component, Path};
 
-/// `cases` unless `PROPTEST_CASES` asks for another number.
-fn cases(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig {
-        // Found cases are kept as plain tests in the parsers' own modules.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config
-}
-
 /// Any string, or one made of the characters a parser of this kind cares
 /// about (random strings alone seldom get past the first check).
 fn text(alphabet: &'static str) -> BoxedStrategy<String> {
@@ -71,7 +58,7 @@ const SUFFIXES: [(&str, u32); 9] = [
 ];
 
 proptest! {
-    #![proptest_config(cases(128))]
+    #![proptest_config(testkit::props::config(128))]
 
     // Sizes, CPUs, pids.
 
@@ -464,7 +451,7 @@ proptest! {
 
 proptest! {
     // Thirty-two cases: ten arbitrary strings each, slow to generate in a debug build.
-    #![proptest_config(cases(32))]
+    #![proptest_config(testkit::props::config(32))]
 
     // The whole request: any input is refused or accepted, never a panic.
 

@@ -385,19 +385,8 @@ fn pull_and_check(
     Ok(())
 }
 
-fn cases(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config
-}
-
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(testkit::props::config(96))]
 
     #[test]
     fn hostile_tarballs_never_touch_the_host(

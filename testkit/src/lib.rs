@@ -7,6 +7,8 @@
 //! - [`cgroup`]: whether cgroup v2 limits are available here;
 //! - [`elf`]: a program's machine and dynamic loader (the one ELF reader);
 //! - [`wait`]: poll with a deadline, wait for a child, a file or a line;
+//! - [`procinfo`]: a process's start time, as the engine's records keep it;
+//! - [`props`]: the property tests' case counts (`PROPTEST_CASES`);
 //! - [`tarball`]: hostile tar entries with raw names, compression, a tree snapshot;
 //! - [`quote`]: shell quoting and `which`, with a loud failure for a missing tool;
 //! - [`engine_cmd`]: the engine binary with a private state dir, cgroup root,
@@ -23,6 +25,8 @@ pub mod engine_cmd;
 pub mod mountinfo;
 pub mod mountns;
 pub mod netns;
+pub mod procinfo;
+pub mod props;
 pub mod quote;
 pub mod tarball;
 pub mod wait;

@@ -157,21 +157,7 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
     let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|_| gone())?;
-    let mut namespaces = CloneFlags::empty();
-    for (name, kind) in [
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-        ("user", CloneFlags::CLONE_NEWUSER),
-    ] {
-        let theirs =
-            std::fs::read_link(format!("/proc/{}/ns/{name}", rec.pid)).map_err(|_| gone())?;
-        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(theirs) {
-            namespaces |= kind;
-        }
-    }
+    let namespaces = crate::parent::exec::namespaces_to_join(rec.pid).ok_or_else(gone)?;
     nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("cannot join the pid namespace of {}", a.id))?;
     let pty = if process.tty {

@@ -34,6 +34,28 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
+/// The namespaces of process `pid` (besides pid) that are not ours: what a
+/// joining process must enter. None when `pid` is gone.
+pub(crate) fn namespaces_to_join(pid: i32) -> Option<nix::sched::CloneFlags> {
+    use nix::sched::CloneFlags;
+    let mut namespaces = CloneFlags::empty();
+    for (name, kind) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("user", CloneFlags::CLONE_NEWUSER),
+    ] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}")).ok()?;
+        // Shared with the host (e.g. --userns host): nothing to join.
+        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(theirs) {
+            namespaces |= kind;
+        }
+    }
+    Some(namespaces)
+}
+
 /// Runs a process inside a running container: its namespaces (setns), its
 /// cgroup, its root and working directory. Returns docker's exit code.
 pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
@@ -48,23 +70,8 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
     step!("exec.pidfd");
     let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|_| gone())?;
-    let mut namespaces = CloneFlags::empty();
     step!("exec.namespaces");
-    for (name, kind) in [
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-        ("user", CloneFlags::CLONE_NEWUSER),
-    ] {
-        let theirs =
-            std::fs::read_link(format!("/proc/{}/ns/{name}", rec.pid)).map_err(|_| gone())?;
-        // Shared with the host (e.g. --userns host): nothing to join.
-        if std::fs::read_link(format!("/proc/self/ns/{name}")).ok() != Some(theirs) {
-            namespaces |= kind;
-        }
-    }
+    let namespaces = namespaces_to_join(rec.pid).ok_or_else(gone)?;
     // Relays for our terminals, forked while our children are still born
     // in our own pid namespace (out of the container's sight).
     step!("exec.relays");

@@ -897,3 +897,32 @@ fn which_or_fail(name: &str, install: &str) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("{name} is not installed: {install}"))
 }
+
+/// A copy of the engine under another name keeps the engine's command line;
+/// only a runc-like name (`runc`, `*-runc`) answers runc's.
+#[test]
+fn the_binary_s_name_chooses_runc_s_command_line_only_when_it_is_runc() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Path::new(env!("CARGO_BIN_EXE_engine"));
+    for (name, oci) in [
+        ("engine-1.2", false),
+        ("container-engine", false),
+        ("runc", true),
+        ("engine-runc", true),
+    ] {
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(engine, &link).unwrap();
+        let out = assert_cmd::Command::new(&link)
+            .arg("--help")
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            help.contains("OCI runtime"),
+            oci,
+            "{name} --help should {}be runc's:\n{help}",
+            if oci { "" } else { "not " }
+        );
+    }
+}

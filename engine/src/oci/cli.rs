@@ -28,14 +28,16 @@ pub const OCI_ONLY_VERBS: [&str; 9] = [
 
 /// Whether argv is runc's command line rather than the engine's own: a
 /// runc global flag before the verb, a verb only OCI has, `run` with
-/// `--bundle`/`-b`, or a binary not named `engine` (installed as `runc`).
+/// `--bundle`/`-b`, or a binary named like runc (`runc`, `engine-runc`).
 pub fn is_oci_invocation(args: &[String]) -> bool {
     let argv0 = args
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default();
-    if !argv0.is_empty() && argv0 != "engine" && !argv0.starts_with("engine-") {
-        // Test binaries and cargo's hashed copies run as engine too.
+    // Installed as (or linked to) `runc`, `engine-runc`...: a tool that
+    // knows only runc's command line. Any other name (a copy, a versioned
+    // build) is told apart by its arguments.
+    if argv0.ends_with("runc") {
         return true;
     }
     let Some(first) = args.get(1) else {

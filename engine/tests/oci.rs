@@ -976,3 +976,45 @@ fn device_nodes_made_in_the_container_cannot_be_opened() {
     assert_eq!(rest.len(), places.len() * nodes.len(), "{rest:?}");
     oci.assert_root_empty();
 }
+
+/// With no cgroup v2 device filter (this host), a device node the bundle
+/// binds in that linux.resources.devices does not allow is refused at
+/// create with a sentence; once a rule allows it, it is bound and opens.
+#[test]
+fn a_bound_device_the_rules_do_not_allow_is_refused_without_a_device_filter() {
+    fs::File::open("/dev/loop0")
+        .unwrap_or_else(|e| panic!("cannot open /dev/loop0 on the host ({e}): modprobe loop"));
+    let oci = Oci::new(&["sh", "-c", "(exec 3</dev/disk) && echo disk-opened"]);
+    oci.edit_config(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/dev/disk",
+            "type": "bind", "source": "/dev/loop0", "options": ["bind", "rw"]}));
+        // containerd's default: deny everything.
+        c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "bd"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("/dev/loop0 is a device (7:0)")
+            && out
+                .stderr
+                .contains("linux.resources.devices does not allow"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    oci.assert_root_empty();
+    oci.edit_config(|c| {
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "b", "major": 7, "minor": 0, "access": "rw"}));
+    });
+    let out = oci.call(&["run", "--bundle", &bundle, "bd"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "disk-opened");
+    oci.assert_root_empty();
+}

@@ -274,6 +274,7 @@ pub(super) fn send_mount_fds(
     // CAP_MKNOD, a container could otherwise make the host's disk and read
     // it (the engine has no device cgroup on a v1 host). The overlay over
     // it is nodev as well (child::mounts).
+    step!("run.rootfs_nodev");
     idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_NODEV, 0, true)
         .with_context(|| format!("cannot make rootfs {} nodev", spec.rootfs.display()))?;
     let in_child = PathBuf::from(format!("/proc/{pid}/root"))

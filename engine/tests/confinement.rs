@@ -799,3 +799,48 @@ fn layer_tmpfs_is_sized() {
         "attack succeeded: the layer tmpfs may fill {total_kib} KiB, the kernel's default half of RAM ({mem_kib} KiB)"
     );
 }
+
+/// `engine run --userns host --cap-add MKNOD` (and the write-through root):
+/// a node of a disk made in the layer, in /dev or in a directory volume
+/// cannot be opened (all three are nodev; there is no device cgroup on a
+/// v1 host), while the engine's own /dev nodes work.
+#[rstest]
+#[case::layer(&[])]
+#[case::write_through(&["--write-through"])]
+fn device_node_made_in_the_container_cannot_be_opened(#[case] extra: &[&str]) {
+    std::fs::File::open("/dev/loop0")
+        .unwrap_or_else(|e| panic!("cannot open /dev/loop0 on the host ({e}): modprobe loop"));
+    let env = Env::new();
+    let vol = env.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let root = rootfs_copy(&env);
+    let volume = format!("{}:/vol", vol.display());
+    let script = "head -c 1 /dev/zero >/dev/null && echo zero-works
+        for d in /dev /vol /; do
+          mknod $d/disk b 7 0 || echo mknod-failed
+          (exec 3<$d/disk) 2>/dev/null && echo ATTACK-OK opened $d/disk
+          rm -f $d/disk
+        done";
+    let mut args = vec!["--userns", "host", "--cap-add", "MKNOD", "-v", &volume];
+    args.extend_from_slice(extra);
+    args.extend([root.to_str().unwrap(), "--", "sh", "-c", script]);
+    let out = env.run(&args);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("zero-works") && !t.contains("mknod-failed"),
+        "{t}"
+    );
+    assert!(!t.contains("ATTACK-OK"), "attack succeeded:\n{t}");
+}
+
+/// A private copy of the fixture in `env` (write-through writes into it).
+fn rootfs_copy(env: &Env) -> PathBuf {
+    let root = env.path().join("rootfs");
+    let out = timed(
+        Command::new("cp").args(["-a", rootfs()]).arg(&root),
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "cp the fixture: {}", text(&out));
+    root
+}

@@ -925,4 +925,124 @@ fn the_binary_s_name_chooses_runc_s_command_line_only_when_it_is_runc() {
             if oci { "" } else { "not " }
         );
     }
+
+/// The device escape: a bundle with no user namespace (podman's and
+/// containerd's rootful default) that keeps CAP_MKNOD (containerd's default
+/// set has it) makes device nodes wherever it can write, the host's root
+/// disk among them, and opens them. None may open: every writable mount
+/// the engine makes is nodev (on this cgroup v1 host there is no device
+/// cgroup to stop it), as are the bundle's directory volumes. The engine's
+/// own /dev nodes keep working.
+#[test]
+fn device_nodes_made_in_the_container_cannot_be_opened() {
+    // A disk (loop0, as good as the host's root disk and harmless to
+    // open) and /dev/fuse: on no runtime's default allow list, and
+    // openable by host root here (checked first, so a refusal below is the
+    // engine's doing). /dev/kmsg would not do: dmesg_restrict refuses it.
+    let nodes = [
+        ("disk", "b 7 0", "/dev/loop0"),
+        ("fuse", "c 10 229", "/dev/fuse"),
+    ];
+    for (_, _, host) in nodes {
+        fs::File::open(host).unwrap_or_else(|e| {
+            panic!("cannot open {host} on the host ({e}): load the loop and fuse modules (modprobe loop fuse)")
+        });
+    }
+    let places = ["/dev", "/run", "/data", "/"];
+    let mut script = String::from(
+        "echo x >/dev/null && head -c 1 /dev/zero | wc -c && head -c 1 /dev/urandom | wc -c; ",
+    );
+    for place in places {
+        for (name, numbers, _) in nodes {
+            let node = format!("{}/node-{name}", place.trim_end_matches('/'));
+            script += &format!(
+                "mknod {node} {numbers} || echo mknod-failed; \
+                 (exec 3<{node}) 2>/dev/null && echo {node}:opened || echo {node}:refused; \
+                 rm -f {node}; "
+            );
+        }
+    }
+    let oci = Oci::new(&["sh", "-c", &script]);
+    let (_copy_dir, root) = rootfs_copy("rootfs");
+    let data = oci.path("data");
+    fs::create_dir(&data).unwrap();
+    oci.edit_config(|c| {
+        let caps = ["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_KILL"];
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = json!(caps);
+        }
+        // Writable root (a private copy of the fixture), a tmpfs and a
+        // directory volume that ask for nothing: runc's defaults would keep
+        // `dev` on all three.
+        c["root"] = json!({"path": root, "readonly": false});
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "mode=755", "size=64k"]}),
+        );
+        mounts.push(
+            json!({"destination": "/data", "type": "bind", "source": data,
+            "options": ["rbind", "rw"]}),
+        );
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "mk"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("1"), "/dev/zero: {}", out.stdout);
+    assert_eq!(lines.next(), Some("1"), "/dev/urandom: {}", out.stdout);
+    let rest: Vec<&str> = lines.collect();
+    assert!(
+        !rest.contains(&"mknod-failed"),
+        "mknod itself should work: {rest:?}"
+    );
+    let opened: Vec<&&str> = rest.iter().filter(|l| l.ends_with(":opened")).collect();
+    assert!(
+        opened.is_empty(),
+        "device nodes made in the container opened: {opened:?}"
+    );
+    assert_eq!(rest.len(), places.len() * nodes.len(), "{rest:?}");
+    oci.assert_root_empty();
+}
+
+/// With no cgroup v2 device filter (this host), a device node the bundle
+/// binds in that linux.resources.devices does not allow is refused at
+/// create with a sentence; once a rule allows it, it is bound and opens.
+#[test]
+fn a_bound_device_the_rules_do_not_allow_is_refused_without_a_device_filter() {
+    fs::File::open("/dev/loop0")
+        .unwrap_or_else(|e| panic!("cannot open /dev/loop0 on the host ({e}): modprobe loop"));
+    let oci = Oci::new(&["sh", "-c", "(exec 3</dev/disk) && echo disk-opened"]);
+    oci.edit_config(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/dev/disk",
+            "type": "bind", "source": "/dev/loop0", "options": ["bind", "rw"]}));
+        // containerd's default: deny everything.
+        c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "bd"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("/dev/loop0 is a device (7:0)")
+            && out
+                .stderr
+                .contains("linux.resources.devices does not allow"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    oci.assert_root_empty();
+    oci.edit_config(|c| {
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "b", "major": 7, "minor": 0, "access": "rw"}));
+    });
+    let out = oci.call(&["run", "--bundle", &bundle, "bd"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "disk-opened");
+    oci.assert_root_empty();
 }

@@ -33,8 +33,11 @@ fn make_in_dev(dev: &OwnedFd, name: &str, dir: bool) -> Step<OwnedFd> {
     .map_err(|e| fail(format!("create /dev/{name}: {e}")))
 }
 
-/// /dev as a tmpfs (nosuid, noexec) with the usual nodes bound from the host
-/// (mknod is refused in a user namespace), a private devpts, shm and mqueue.
+/// /dev as a tmpfs (nosuid, nodev, noexec) with the usual nodes bound from
+/// the host (mknod is refused in a user namespace), a private devpts, shm
+/// and mqueue. The binds are mounts of their own, with the host /dev's
+/// flags, so they open; a node the container makes in the tmpfs does not
+/// (without a user namespace, CAP_MKNOD could make the host's disk).
 pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     let dev = dir_in(root, "/dev")?;
     mnt_at(
@@ -42,7 +45,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         dev.as_fd(),
         "/dev",
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     // The tmpfs, now that it is mounted.

@@ -234,7 +234,8 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
                 target.as_fd(),
                 &name,
                 Some("tmpfs"),
-                MsFlags::from_bits_truncate(t.flags as _),
+                // Always nodev, whatever the bundle says (see build_dev).
+                MsFlags::from_bits_truncate(t.flags as _) | MsFlags::MS_NODEV,
                 (!t.data.is_empty()).then_some(t.data.as_str()),
             )?;
         }
@@ -326,7 +327,8 @@ fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
         Some(Path::new("overlay")),
         &top.join("merged"),
         Some("overlay"),
-        MsFlags::empty(),
+        // A node made in the container's root cannot be opened.
+        MsFlags::MS_NODEV,
         Some(&opts),
     )
     .map_err(|f| {

@@ -45,6 +45,8 @@ pub struct Plan {
     pub hooks: Hooks,
     pub cgroups_path: Option<PathBuf>,
     pub annotations: HashMap<String, String>,
+    /// linux.resources.devices, then runc's allow list (`sys::devices`).
+    pub device_rules: Vec<crate::sys::devices::Rule>,
 }
 
 /// Reads BUNDLE/config.json.
@@ -271,6 +273,13 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     }
     extras.sysctl = sysctl;
     let limits = resources(linux.resources().as_ref())?;
+    let device_rules = device_rules(
+        linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().as_deref())
+            .unwrap_or(&[]),
+    )?;
     let filter = match linux.seccomp() {
         None => Filter::Unconfined,
         Some(s) => seccomp(s, &caps)?,
@@ -352,7 +361,48 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         hooks,
         cgroups_path,
         annotations: c.annotations().clone().unwrap_or_default(),
+        device_rules,
     })
+}
+
+/// linux.resources.devices as rules (runc's reading: no type is `a`, a
+/// missing or -1 major/minor is `*`, no access is `rwm`), followed by runc's
+/// allow list, which therefore always wins.
+fn device_rules(list: &[rt::LinuxDeviceCgroup]) -> Result<Vec<crate::sys::devices::Rule>> {
+    use crate::sys::devices::{self, Kind, Rule};
+    let number = |n: Option<i64>, what: &str, i: usize| -> Result<Option<u32>> {
+        match n {
+            None | Some(-1) => Ok(None),
+            Some(n) => u32::try_from(n).map(Some).map_err(|_| {
+                anyhow!("config.json linux.resources.devices[{i}].{what} {n} is not a device number (0 to 4294967295, or -1 for any)")
+            }),
+        }
+    };
+    let mut rules = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let kind = match d.typ().unwrap_or_default() {
+            rt::LinuxDeviceType::A => None,
+            rt::LinuxDeviceType::B => Some(Kind::Block),
+            rt::LinuxDeviceType::C | rt::LinuxDeviceType::U => Some(Kind::Char),
+            rt::LinuxDeviceType::P => bail!(
+                "config.json linux.resources.devices[{i}].type p (a fifo) is not a device cgroup type: use a, b or c"
+            ),
+        };
+        let access = match d.access().as_deref() {
+            None => devices::ALL,
+            Some(a) => devices::parse_access(a).ok_or_else(|| {
+                anyhow!("config.json linux.resources.devices[{i}].access {a:?} is not a combination of r, w and m")
+            })?,
+        };
+        rules.push(Rule {
+            allow: d.allow(),
+            kind,
+            major: number(d.major(), "major", i)?,
+            minor: number(d.minor(), "minor", i)?,
+            access,
+        });
+    }
+    Ok(devices::with_defaults(&rules))
 }
 
 /// The kept set: bounding (else the union of the others). Inheritable is
@@ -687,10 +737,7 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
             limits.pids = Some(p.limit() as u64);
         }
     }
-    // linux.resources.devices: the container's /dev holds only null, zero,
-    // full, random, urandom, tty, pts and the console (see child::dev), so
-    // an allow-list is accepted; creating other nodes is refused above
-    // (linux.devices).
+    // linux.resources.devices: see device_rules.
     Ok(limits)
 }
 

@@ -292,6 +292,10 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
     }
 
+    if !cgroup_ok {
+        check_bound_devices(&plan)?;
+    }
+
     std::fs::create_dir_all(&root.dir)
         .with_context(|| format!("cannot create the state directory {}", root.dir.display()))?;
     let _ = std::fs::set_permissions(
@@ -330,6 +334,13 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
         let cg = crate::sys::cgroup::create(parent, name, &plan.spec.limits)?;
         undo.cgroup = Some(cg.path.clone());
+        // Before the init is cloned into it: no device is opened unchecked.
+        crate::sys::devices::confine(&cg.path, &plan.device_rules).map_err(|e| {
+            anyhow!(
+                "cannot attach the device filter (linux.resources.devices) to cgroup {}: {e}: the kernel needs CONFIG_CGROUP_BPF",
+                cg.path.display()
+            )
+        })?;
         Some(cg.path)
     } else {
         None
@@ -385,6 +396,44 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// Without cgroup v2 there is no device filter. What a container can open
+/// is then the engine's /dev nodes (null, zero, full, random, urandom, tty,
+/// the console and its ptys: runc's allow list, which no rule can take
+/// away) and the device nodes a bundle binds in as files: every writable
+/// mount is nodev (`child::mounts`). So a bound device node that the rules
+/// do not allow is refused here, and every rule is kept.
+fn check_bound_devices(plan: &config::Plan) -> Result<()> {
+    use crate::sys::devices::{self, Kind};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for v in &plan.spec.volumes {
+        let Ok(meta) = std::fs::metadata(&v.host) else {
+            continue;
+        };
+        let kind = match meta.file_type() {
+            t if t.is_block_device() => Kind::Block,
+            t if t.is_char_device() => Kind::Char,
+            _ => continue,
+        };
+        let (major, minor) = (
+            nix::sys::stat::major(meta.rdev()) as u32,
+            nix::sys::stat::minor(meta.rdev()) as u32,
+        );
+        let access = if v.readonly {
+            devices::READ
+        } else {
+            devices::READ | devices::WRITE
+        };
+        if !devices::allows(&plan.device_rules, kind, major, minor, access) {
+            bail!(
+                "config.json mounts {}: {} is a device ({major}:{minor}) that linux.resources.devices does not allow, and this host has no cgroup v2 device filter to stop it being opened: allow it in linux.resources.devices, or remove the mount",
+                v.container.display(),
+                v.host.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The decimal pid with no newline, written whole (rename) so a reader

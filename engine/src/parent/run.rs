@@ -269,6 +269,14 @@ pub(super) fn send_mount_fds(
     } else {
         idmap::detached_tree(&spec.rootfs, true)?
     };
+    // A device node made in the rootfs (write-through) or one the image
+    // brought cannot be opened: without a user namespace and with
+    // CAP_MKNOD, a container could otherwise make the host's disk and read
+    // it (the engine has no device cgroup on a v1 host). The overlay over
+    // it is nodev as well (child::mounts).
+    step!("run.rootfs_nodev");
+    idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_NODEV, 0, true)
+        .with_context(|| format!("cannot make rootfs {} nodev", spec.rootfs.display()))?;
     let in_child = PathBuf::from(format!("/proc/{pid}/root"))
         .join(scratch_dir.strip_prefix("/").unwrap_or(scratch_dir));
     step!("run.layer_dir");
@@ -295,8 +303,17 @@ pub(super) fn send_mount_fds(
             idmap::set_attrs(vol.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
                 .with_context(|| format!("cannot make volume {} read-only", v.host.display()))?;
         }
+        // A directory volume is nodev whatever the bundle says: a node made
+        // in it could be opened (runc leaves `dev` and counts on the device
+        // cgroup). A bind of one file (a device the bundle passes on
+        // purpose) keeps its flags: nothing can be made in it.
+        let is_dir = rustix::fs::fstat(&vol)
+            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+            .with_context(|| format!("cannot stat volume {}", v.host.display()))?;
+        let nodev = if is_dir { libc::MOUNT_ATTR_NODEV } else { 0 };
         // An OCI bind mount's nosuid/nodev/noexec.
-        if let Some(&attrs) = volume_attrs.get(i).filter(|a| **a != 0) {
+        let attrs = volume_attrs.get(i).copied().unwrap_or(0) | nodev;
+        if attrs != 0 {
             idmap::set_attrs(vol.as_fd(), attrs, 0, true)
                 .with_context(|| format!("cannot set the mount flags of {}", v.host.display()))?;
         }

@@ -1,11 +1,13 @@
 //! Host facilities, each a leaf: arch (ELF), caps, cgroup, state (persistence
 //! only), lock, net, path (in-root resolution by path), and the confinement
 //! primitives idrange (host ID ranges), idmap (detached and idmapped mounts,
-//! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF);
+//! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF),
+//! devices (the cgroup v2 device filter, eBPF);
 //! failpoint (the failpoints of every step, with the `failpoints` feature only).
 pub mod arch;
 pub mod caps;
 pub mod cgroup;
+pub mod devices;
 pub mod failpoint;
 pub mod idmap;
 pub mod idrange;

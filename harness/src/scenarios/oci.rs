@@ -2,6 +2,8 @@
 //! linux.resources (memory, pids, cpu quota) gets a cgroup with those
 //! limits, its init born in it; `pause`/`resume` drive the freezer and
 //! `state` reports paused; `kill` and `delete` leave no cgroup and no state.
+//! linux.resources.devices becomes the cgroup's device filter: a device it
+//! does not allow cannot be opened, one it allows can.
 
 use super::Ctx;
 use crate::cgroup;
@@ -67,7 +69,62 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let result = cycle(&oci, &state, &dir, &bundle, &root, &env);
     let _ = nix::sys::prctl::set_child_subreaper(false);
     result?;
+    devices(&oci, &dir, config)?;
     env.close()
+}
+
+/// The device filter: a bundle binds in two device nodes of the guest's
+/// /dev (file binds keep `dev`, so only the cgroup's program stands in the
+/// way) and allows one of them in linux.resources.devices; inside, the
+/// allowed one opens and the other is refused with EPERM. Both open here
+/// first, so a refusal is the filter's doing. kmsg opened write-only needs
+/// no capability; cpu_dma_latency (a misc device, always built) only sets
+/// a latency request while open.
+fn devices(
+    oci: &dyn Fn(&[&str], &Path) -> Result<String>,
+    dir: &Path,
+    mut config: Value,
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (allowed, denied) = ("/dev/kmsg", "/dev/cpu_dma_latency");
+    for dev in [allowed, denied] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dev)
+            .with_context(|| format!("{dev} does not open in the guest itself"))?;
+    }
+    let rdev = std::fs::metadata(allowed)?.rdev();
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    let bundle = dir.join("bundle-devices");
+    std::fs::create_dir_all(&bundle)?;
+    config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "for d in /dev/allowed /dev/denied; do (exec 3>$d) 2>&1 && echo $d opened; done; true"
+    ]);
+    config["mounts"] = json!([
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev/allowed", "type": "bind", "source": allowed, "options": ["bind"]},
+        {"destination": "/dev/denied", "type": "bind", "source": denied, "options": ["bind"]}
+    ]);
+    config["linux"]["resources"] = json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": major, "minor": minor, "access": "w"}
+    ]});
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+    let out = oci(
+        &["run", "--bundle", bundle.to_str().unwrap(), "oci-devices"],
+        &dir.join("devices.out"),
+    )?;
+    println!("    devices: {}", out.trim().replace('\n', "; "));
+    let denied_refused = out
+        .lines()
+        .any(|l| l.contains("/dev/denied") && l.contains("Operation not permitted"));
+    if !out.contains("/dev/allowed opened") || out.contains("/dev/denied opened") || !denied_refused
+    {
+        bail!("linux.resources.devices should let {allowed} ({major}:{minor}, allowed) open and refuse {denied} with EPERM: {out}");
+    }
+    Ok(())
 }
 
 fn cycle(

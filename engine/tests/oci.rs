@@ -925,6 +925,7 @@ fn the_binary_s_name_chooses_runc_s_command_line_only_when_it_is_runc() {
             if oci { "" } else { "not " }
         );
     }
+}
 
 /// The device escape: a bundle with no user namespace (podman's and
 /// containerd's rootful default) that keeps CAP_MKNOD (containerd's default

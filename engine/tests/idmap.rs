@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,7 +90,20 @@ fn spawn(body: ChildBody) -> Child {
     // glibc's malloc), then leaves with _exit.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
-            drop((parent_sock, ready_r, go_w));
+            // Tests run in parallel threads: a fork copies the other tests'
+            // fds too, and a copy of another child's socket end hides that
+            // socket's EOF from it (two children then waited for each
+            // other for ever). Keep only ours.
+            let mine = [
+                child_sock.as_raw_fd(),
+                ready_w.as_raw_fd(),
+                go_r.as_raw_fd(),
+            ];
+            if engine::sys::openat::close_fds_except(&mine).is_err() {
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(1) }
+            }
+            std::mem::forget((parent_sock, ready_r, go_w)); // closed just above
             let code = match child_main(
                 child_sock,
                 fs::File::from(ready_w),

@@ -47,6 +47,7 @@ fn fixture() -> &'static Fixture {
         let dir = std::env::temp_dir().join(format!("engine-confinement-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        testkit::at_exit::remove_dir_at_exit(&dir);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let attack = dir.join("attack");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attack/attack.c");

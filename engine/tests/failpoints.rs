@@ -356,6 +356,7 @@ fn tarball_url() -> &'static str {
         let dir = tempfile::tempdir_in(busybox::scratch_root())
             .unwrap()
             .keep();
+        testkit::at_exit::remove_dir_at_exit(&dir);
         let tar = dir.join("busybox.tar.gz");
         let status = std::process::Command::new("tar")
             .arg("-C")

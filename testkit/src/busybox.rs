@@ -144,6 +144,7 @@ pub fn rootfs() -> &'static Path {
             .tempdir_in(&root)
             .unwrap_or_else(|e| panic!("cannot make a directory in {}: {e}", root.display()))
             .keep();
+        crate::at_exit::remove_dir_at_exit(&dir);
         build(&dir).unwrap_or_else(|e| panic!("busybox fixture: {e}"));
         check_traversable(&dir).unwrap_or_else(|e| panic!("busybox fixture: {e}"));
         dir

@@ -3,6 +3,7 @@
 //!
 //! - [`netns`]: move the calling thread into a new network namespace, and prove it;
 //! - [`mountinfo`]: the mounts under a path (the `procfs` crate);
+//! - [`at_exit`]: trees that statics made, removed when the test process exits;
 //! - [`busybox`]: a busybox rootfs built from the host's busybox-static;
 //! - [`cgroup`]: whether cgroup v2 limits are available here;
 //! - [`elf`]: a program's machine and dynamic loader (the one ELF reader);
@@ -17,6 +18,7 @@
 //! Everything here fails loudly: a missing prerequisite is an error that says
 //! what to install, never a silent skip.
 
+pub mod at_exit;
 pub mod busybox;
 pub mod cgroup;
 pub mod dns;

@@ -364,7 +364,12 @@ fn preserved_fds_reach_the_process() {
 #[test]
 fn bad_input_is_refused_with_one_line_and_nothing_left() {
     type Change = fn(&Oci);
-    let cases: [(&str, Change, &str); 9] = [
+    let cases: [(&str, Change, &str); 10] = [
+        (
+            "cgroupsPath out of the tree",
+            |o| o.edit_config(|c| c["linux"]["cgroupsPath"] = json!("/../../tmp/x")),
+            "leaves the cgroup tree",
+        ),
         (
             "no config",
             |o| fs::remove_file(o.bundle().join("config.json")).unwrap(),

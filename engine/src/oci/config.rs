@@ -326,6 +326,11 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         if p.to_string_lossy().contains(':') {
             bail!("config.json linux.cgroupsPath {} is a systemd slice: this engine drives cgroupfs paths only (give a path such as /engine/ID)", p.display());
         }
+        // `delete` kills what is in it and removes it: it must stay below
+        // the cgroup mount.
+        if p.components().any(|c| c == std::path::Component::ParentDir) || p.as_os_str() == "/" {
+            bail!("config.json linux.cgroupsPath {} leaves the cgroup tree or names its root: give a path such as /engine/ID", p.display());
+        }
     }
     let spec = Spec {
         name: id.to_string(),

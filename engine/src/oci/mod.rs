@@ -330,6 +330,14 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
             Some(p) => cfg.cgroup_root.join(p),
             None => cfg.cgroup_root.join(id),
         };
+        // A cgroup that exists is someone else's (a service, another
+        // container): create would empty it and delete would kill it.
+        if path.exists() {
+            bail!(
+                "cgroup {} already exists: give linux.cgroupsPath a cgroup of its own",
+                path.display()
+            );
+        }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
         let cg = crate::sys::cgroup::create(parent, name, &plan.spec.limits)?;

@@ -60,23 +60,23 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
 
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).
 pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
-    sealed_if_host_root(spec)?;
+    read_only_image_if_host_root(spec)?;
     parent::run::run(spec, cfg).map_err(Error::engine)
 }
 
 /// `run -d`: returns once the command has started; the container runs on
 /// under a supervisor of its own.
 pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
-    sealed_if_host_root(spec)?;
+    read_only_image_if_host_root(spec)?;
     parent::detach::run_detached(spec, cfg).map_err(Error::engine)
 }
 
 /// Without a user namespace container root is host root: the engine then
-/// runs from a sealed copy of itself, as `exec` always does. Never on the
-/// default path (the copy costs a few milliseconds).
-fn sealed_if_host_root(spec: &Spec) -> Result<()> {
+/// runs from a read-only image of itself, as `exec` always does. Never on
+/// the default path (the re-exec costs a millisecond or two).
+fn read_only_image_if_host_root(spec: &Spec) -> Result<()> {
     if spec.userns == model::userns::UserNs::Host {
-        parent::exec::run_from_sealed_copy().map_err(Error::engine)?;
+        parent::exec::rerun_from_read_only_image().map_err(Error::engine)?;
     }
     Ok(())
 }
@@ -100,8 +100,8 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
     };
     check_name(&input.name)?;
     // The joining process runs this binary inside the container.
-    step!("exec.sealed_copy");
-    parent::exec::run_from_sealed_copy().map_err(Error::engine)?;
+    step!("exec.read_only_image");
+    parent::exec::rerun_from_read_only_image().map_err(Error::engine)?;
     step!("exec.find");
     let rec = lifecycle::find(&state(cfg), cfg, &input.name).map_err(Error::engine)?;
     let req = parent::exec::ExecRequest {

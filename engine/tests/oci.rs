@@ -1052,3 +1052,57 @@ fn a_bound_device_the_rules_do_not_allow_is_refused_without_a_device_filter() {
     assert_eq!(out.stdout.trim(), "disk-opened");
     oci.assert_root_empty();
 }
+
+/// CVE-2019-5736 without a user namespace (container root is host root):
+/// whoever holds /proc/PID/exe of a created init (a container process that
+/// joined, here the test itself, as host root) and reopens it for writing
+/// once the init is gone must not reach the runtime's binary. A copy of the
+/// engine plays the host's binary; the attack really writes to it.
+#[test]
+fn the_init_s_binary_cannot_be_rewritten_through_proc_pid_exe() {
+    use std::os::unix::fs::FileExt;
+    let oci = Oci::new(&["true"]);
+    let victim = oci.path("engine-victim");
+    fs::copy(ENGINE, &victim).unwrap();
+    let before = fs::read(&victim).unwrap();
+    let pid_file = oci.path("init.pid");
+    let args: Vec<String> = [
+        "--root",
+        oci.root().to_str().unwrap(),
+        "create",
+        "--bundle",
+        oci.bundle().to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "x1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut create = Command::new(&victim)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait::child(&mut create, LONG).unwrap().success());
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let held = rustix::fs::open(
+        format!("/proc/{pid}/exe"),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    oci.ok(&["delete", "--force", "x1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let reopened = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    if let Ok(f) = reopened {
+        let _ = f.write_at(b"X", 0);
+    }
+    assert!(
+        before == fs::read(&victim).unwrap(),
+        "attack succeeded: the engine's binary was rewritten through the init's /proc/PID/exe"
+    );
+}

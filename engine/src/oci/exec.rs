@@ -146,7 +146,7 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
         == std::fs::read_link("/proc/self/ns/user").ok();
     if host_userns {
         // Re-executes us: before anything is opened or connected.
-        crate::parent::exec::run_from_sealed_copy()?;
+        crate::parent::exec::rerun_from_read_only_image()?;
     }
     let console = match &a.console_socket {
         Some(p) if process.tty => Some(crate::parent::oci::connect_console(p)?),

@@ -265,10 +265,10 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
     }
     if plan.spec.userns == crate::model::userns::UserNs::Host {
-        // Container root is host root: the init runs from a sealed copy of
-        // the engine (CVE-2019-5736), as `engine run --userns host` does.
+        // Container root is host root: the init runs from a read-only image
+        // of the engine (CVE-2019-5736), as `engine run --userns host` does.
         // Before anything is opened or connected: this re-executes us.
-        crate::parent::exec::run_from_sealed_copy()?;
+        crate::parent::exec::rerun_from_read_only_image()?;
     }
     let console = match &opts.console_socket {
         Some(p) => Some(crate::parent::oci::connect_console(p)?),

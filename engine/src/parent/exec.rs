@@ -3,9 +3,9 @@
 //! supervised like PID 1.
 //!
 //! The joining process is what container root would most like to reach, so
-//! it carries nothing of the caller's: the engine runs from a sealed memfd
-//! (the host binary cannot be reopened for writing through /proc/PID/exe,
-//! CVE-2019-5736), is non-dumpable until exec, leaves the caller's session
+//! it carries nothing of the caller's: the engine runs from a read-only image
+//! of itself (the host binary cannot be reopened for writing through
+//! /proc/PID/exe, CVE-2019-5736), is non-dumpable until exec, leaves the caller's session
 //! (no controlling terminal to push keystrokes into), closes every fd but
 //! the ones it hands on, joins with a pidfd, and gets an environment made of
 //! the container's record and `-e` only. A terminal is never handed in: with
@@ -260,18 +260,63 @@ fn copy_loop(fd: RawFd, pipe: OwnedFd) {
     }
 }
 
-/// Re-executes the engine from a sealed, read-only memfd copy of itself
-/// (same argv and environment), as runc does against CVE-2019-5736: a
+/// Re-executes the engine (same argv and environment) from an image of
+/// itself that cannot be written, as runc does against CVE-2019-5736: a
 /// process of the container that reaches /proc/PID/exe of this engine finds
-/// a copy it cannot write, never the host's binary. Returns at once when
-/// already running from such a copy (told by its seals, not by a variable
-/// the caller could set).
-pub fn run_from_sealed_copy() -> Result<()> {
-    use rustix::fs::SealFlags;
-    let mut exe = File::open("/proc/self/exe").context("cannot open /proc/self/exe")?;
-    if rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SealFlags::WRITE)) {
+/// a file it cannot reopen for writing, never the host's binary writable.
+/// The image is a read-only bind mount of the binary that is attached
+/// nowhere (`open_tree` + `mount_setattr`: no copy, nothing any mount
+/// namespace sees); where the kernel or privileges refuse that, a sealed
+/// memfd copy. Returns at once when already running from such an image
+/// (told by the image itself, not by a variable the caller could set).
+pub fn rerun_from_read_only_image() -> Result<()> {
+    let exe = File::open("/proc/self/exe").context("cannot open /proc/self/exe")?;
+    if is_unwritable_image(&exe) {
         return Ok(());
     }
+    let image = match read_only_mount_of_self() {
+        Ok(fd) => fd,
+        Err(_) => sealed_memfd_copy(exe)?,
+    };
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("an argument holds a NUL byte")?;
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let err = nix::unistd::fexecve(image.as_raw_fd(), &args, &env).unwrap_err();
+    Err(anyhow!(
+        "cannot run the engine from its sealed copy: {}",
+        err.desc()
+    ))
+}
+
+/// A write-sealed memfd, or a file on a read-only mount: what neither host
+/// root nor container root can open for writing through /proc/PID/exe.
+fn is_unwritable_image(exe: &File) -> bool {
+    use rustix::fs::{SealFlags, StatVfsMountFlags};
+    rustix::fs::fcntl_get_seals(exe).is_ok_and(|s| s.contains(SealFlags::WRITE))
+        || rustix::fs::fstatvfs(exe).is_ok_and(|s| s.f_flag.contains(StatVfsMountFlags::RDONLY))
+}
+
+/// The running binary as a detached, read-only bind mount (an O_PATH fd).
+/// Needs CAP_SYS_ADMIN and Linux 5.12.
+fn read_only_mount_of_self() -> Result<OwnedFd> {
+    let tree = crate::sys::idmap::detached_tree(std::path::Path::new("/proc/self/exe"), false)?;
+    crate::sys::idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
+        .context("cannot make the engine's bind mount read-only")?;
+    Ok(tree)
+}
+
+/// A sealed, read-only memfd copy of the running binary.
+fn sealed_memfd_copy(mut exe: File) -> Result<OwnedFd> {
+    use rustix::fs::SealFlags;
     let memfd = rustix::fs::memfd_create(
         "engine",
         rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
@@ -288,21 +333,5 @@ pub fn run_from_sealed_copy() -> Result<()> {
         SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
     )
     .context("cannot seal the engine's memfd")?;
-    let args: Vec<CString> = std::env::args_os()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<_, _>>()
-        .context("an argument holds a NUL byte")?;
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    let err = nix::unistd::fexecve(copy.as_raw_fd(), &args, &env).unwrap_err();
-    Err(anyhow!(
-        "cannot run the engine from its sealed copy: {}",
-        err.desc()
-    ))
+    Ok(OwnedFd::from(copy))
 }

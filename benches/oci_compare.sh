@@ -1,15 +1,27 @@
 #!/bin/bash
 # The OCI figures of the README, interleaved in one run: median wall time of
-# create+start+delete of a /bin/true container (the engine without and with
-# a user namespace, runc), and of `podman run --rm --rootfs R /bin/true` with
-# --runtime engine and runc. Needs root, runc, podman, busybox (static).
-# N (30) cycles, PN (15) podman runs; PODMAN=0 skips podman; ENGINE_BIN
-# names the engine (default target/release/engine).
+# create+start+delete of a /bin/true container (each engine build without
+# and with a user namespace, and runc), and of `podman run --rm --rootfs R
+# /bin/true` with --runtime engine and runc. Needs root, runc, podman,
+# busybox (static).
+# N (30) cycles, PN (15) podman runs; PODMAN=0 skips podman. ENGINES lists
+# the engine builds as NAME=PATH words; by default the static musl release
+# build (how to ship it, README "Benchmarks") and the README's glibc release
+# build, those of them that are built. podman uses the first.
 set -u
-E=${ENGINE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/engine}
+T=$(cd "$(dirname "$0")/.." && pwd)/target
+if [ -z "${ENGINES:-}" ]; then
+  for b in musl=$T/x86_64-unknown-linux-musl/release/engine glibc=$T/release/engine; do
+    [ -x "${b#*=}" ] && ENGINES="${ENGINES:-} $b"
+  done
+fi
+[ -n "${ENGINES:-}" ] || { echo "no engine build: cargo build --release -p engine" >&2; exit 2; }
 N=${N:-30}
 W=$(mktemp -d)
-trap 'rm -rf $W' EXIT
+# The runtimes' state directories on a tmpfs, where /run is on a normal
+# host (here /run is on the disk: every rename there waits for ext4).
+mkdir $W/state && mount -t tmpfs -o size=64m tmpfs $W/state
+trap 'umount $W/state; rm -rf $W' EXIT
 mkdir -p $W/b/rootfs/bin && cp /bin/busybox $W/b/rootfs/bin/ && ln -s busybox $W/b/rootfs/bin/sh && ln -s busybox $W/b/rootfs/bin/true
 (cd $W/b && runc spec) && python3 - $W/b/config.json <<'PY'
 import json,sys
@@ -17,7 +29,7 @@ p=sys.argv[1]; c=json.load(open(p)); c['process']['terminal']=False; c['process'
 json.dump(c,open(p,'w'))
 PY
 # The same container in a user namespace (container root is not host root:
-# no sealed copy of the engine needed, see README).
+# no read-only image of the engine needed, see README).
 mkdir -p $W/bu && python3 - $W/b/config.json $W/bu/config.json $W/b/rootfs <<'PY'
 import json,sys
 c=json.load(open(sys.argv[1])); c['root']['path']=sys.argv[3]
@@ -29,23 +41,40 @@ PY
 cycle() { # $1 binary, $2 root, $3 id [$4 bundle]
   "$1" --root "$2" create --bundle ${4:-$W/b} "$3" </dev/null >/dev/null 2>&1 && "$1" --root "$2" start "$3" && "$1" --root "$2" delete --force "$3"
 }
-declare -a te tu tr
+declare -A times
+names=()
+for e in $ENGINES; do names+=("${e%%=*}" "${e%%=*}+userns"); done
+names+=(runc)
 for i in $(seq $N); do
-  s=$(date +%s%N); cycle $E $W/eroot e$i || echo "engine failed"; e=$(date +%s%N); te+=($(( (e-s)/1000 )))
-  s=$(date +%s%N); cycle $E $W/eroot u$i $W/bu || echo "engine userns failed"; e=$(date +%s%N); tu+=($(( (e-s)/1000 )))
-  s=$(date +%s%N); cycle runc $W/rroot r$i || echo "runc failed"; e=$(date +%s%N); tr+=($(( (e-s)/1000 )))
+  for e in $ENGINES; do
+    n=${e%%=*} b=${e#*=}
+    s=$EPOCHREALTIME; cycle $b $W/state/e e$n$i || echo "engine $n failed"; x=$EPOCHREALTIME
+    times[$n]+=" $(( ${x/./} - ${s/./} ))"
+    s=$EPOCHREALTIME; cycle $b $W/state/e u$n$i $W/bu || echo "engine $n userns failed"; x=$EPOCHREALTIME
+    times[$n+userns]+=" $(( ${x/./} - ${s/./} ))"
+  done
+  s=$EPOCHREALTIME; cycle runc $W/state/r r$i || echo "runc failed"; x=$EPOCHREALTIME
+  times[runc]+=" $(( ${x/./} - ${s/./} ))"
 done
-med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]/1000}'; }
-echo "create+start+delete median ms: engine $(med "${te[@]}")  engine+userns $(med "${tu[@]}")  runc $(med "${tr[@]}")"
+med() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]/1000}'; }
+runc_ms=$(med "${times[runc]}")
+echo "create+start+delete, median of $N, ms (runc's time / this one):"
+for n in "${names[@]}"; do
+  m=$(med "${times[$n]}")
+  awk -v n="$n" -v m="$m" -v r="$runc_ms" 'BEGIN { printf "  %-14s %7.2f  (%.1fx)\n", n, m, r / m }'
+done
 if [ "${PODMAN:-1}" = 1 ]; then
+  E=$(set -- $ENGINES; echo "${1#*=}")
   printf '[engine]\nevents_logger = "none"\nruntime_supports_nocgroup = ["engine"]\nruntime_supports_json = ["engine"]\n' > $W/containers.conf
-  P="podman --root $W/ps --runroot $W/pr --tmpdir $W/pt --cgroup-manager cgroupfs"
+  P="podman --root $W/ps --runroot $W/state/pr --tmpdir $W/state/pt --cgroup-manager cgroupfs"
   # runc has no --cgroup-manager: podman runs it with cgroupfs (v1 here).
   O="--rm --network=none --ulimit nofile=20000:20000 --ulimit nproc=1000:1000 --rootfs $W/b/rootfs /bin/true"
-  declare -a pe pr
+  pe="" pr=""
   for i in $(seq ${PN:-15}); do
-    s=$(date +%s%N); CONTAINERS_CONF=$W/containers.conf $P --runtime $E run --cgroups=disabled $O || echo "podman engine failed"; e=$(date +%s%N); pe+=($(( (e-s)/1000 )))
-    s=$(date +%s%N); CONTAINERS_CONF=$W/containers.conf $P --runtime /usr/sbin/runc run $O || echo "podman runc failed"; e=$(date +%s%N); pr+=($(( (e-s)/1000 )))
+    s=$EPOCHREALTIME; CONTAINERS_CONF=$W/containers.conf $P --runtime $E run --cgroups=disabled $O || echo "podman engine failed"; x=$EPOCHREALTIME
+    pe+=" $(( ${x/./} - ${s/./} ))"
+    s=$EPOCHREALTIME; CONTAINERS_CONF=$W/containers.conf $P --runtime /usr/sbin/runc run $O || echo "podman runc failed"; x=$EPOCHREALTIME
+    pr+=" $(( ${x/./} - ${s/./} ))"
   done
-  echo "podman run --rm /bin/true median ms: engine $(med "${pe[@]}")  runc $(med "${pr[@]}")"
+  echo "podman run --rm /bin/true, median of ${PN:-15}, ms: engine ($E) $(med "$pe")  runc $(med "$pr")"
 fi

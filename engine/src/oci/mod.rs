@@ -663,6 +663,21 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
 /// Waits (up to 10 s) until the init has exited: killing a pid namespace's
 /// init takes the kernel a moment.
 fn wait_gone(rec: &Record) {
+    // A pidfd turns readable when its process exits. Opened before the
+    // check, it names the init and not a process that reused the pid.
+    let pid = rustix::process::Pid::from_raw(rec.pid);
+    if let Some(pidfd) = pid.and_then(|p| {
+        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+    }) {
+        if alive(rec.pid, rec.start_time) {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&pidfd),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16));
+        }
+        return;
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while alive(rec.pid, rec.start_time) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));

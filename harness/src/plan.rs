@@ -19,9 +19,10 @@ pub const SCENARIOS: [&str; 13] = [
     "oci",
 ];
 
-/// Scenarios that run for the first flavour only: what they attack is the
-/// engine, not the distribution, and under emulation they are the slowest.
-pub const FIRST_FLAVOUR_ONLY: [&str; 2] = ["confinement", "oci"];
+/// Scenarios that run for the first flavour only: what they attack or limit
+/// is the engine and the kernel's cgroups, not the distribution, and under
+/// emulation they are the slowest.
+pub const FIRST_FLAVOUR_ONLY: [&str; 6] = ["cpu", "memory", "pids", "stress", "confinement", "oci"];
 
 /// Scenarios a foreign-architecture guest (arm64 emulated on amd64) does
 /// not run: its root is a minimal Debian extract without nftables' `nft`.

@@ -666,9 +666,9 @@ fn wait_gone(rec: &Record) {
     // A pidfd turns readable when its process exits. Opened before the
     // check, it names the init and not a process that reused the pid.
     let pid = rustix::process::Pid::from_raw(rec.pid);
-    if let Some(pidfd) = pid.and_then(|p| {
-        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-    }) {
+    if let Some(pidfd) =
+        pid.and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+    {
         if alive(rec.pid, rec.start_time) {
             let mut fds = [nix::poll::PollFd::new(
                 std::os::fd::AsFd::as_fd(&pidfd),

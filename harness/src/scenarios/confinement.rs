@@ -115,7 +115,7 @@ fn fork_bomb_default_limit(ctx: &Ctx, env: &Env) -> Result<Vec<String>> {
     c.send("bomb\n")?;
     c.wait_line("bombed", LINE_TIMEOUT)?;
     let mut highest = 0;
-    let until = Instant::now() + Duration::from_secs(4);
+    let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         highest = highest.max(cgroup::read_u64(&leaf.join("pids.current")).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(100));

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Busy loops run this long before the measurement starts.
 pub const WARMUP: Duration = Duration::from_secs(2);
 /// The measurement window (TCG: at least 5 s).
-pub const WINDOW: Duration = Duration::from_secs(6);
+pub const WINDOW: Duration = Duration::from_secs(3);
 
 pub const LIMIT: f64 = 0.55;
 pub const CONTROL_MIN: f64 = 0.9;

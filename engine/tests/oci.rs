@@ -538,15 +538,27 @@ fn a_killed_caller_leaves_a_container_that_delete_removes() {
 #[test]
 fn hooks_run_in_the_spec_order_with_the_state_on_stdin() {
     let oci = Oci::new(&["true"]);
-    let log = oci.path("hooks.log");
-    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} ${{#state}} >> {}; case \"$state\" in *'\"id\":\"h1\"'*) ;; *) echo bad state >> {};; esac", log.display(), log.display())]});
+    // The init's hooks reach the log through a bind mount: createContainer
+    // by a path relative to its working directory (the container's root,
+    // before pivot_root), startContainer inside the container.
+    let log_dir = oci.path("log");
+    fs::create_dir(&log_dir).unwrap();
+    let log = log_dir.join("hooks.log");
+    let hook_to = |name: &str, log: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} ${{#state}} >> {log}; case \"$state\" in *'\"id\":\"h1\"'*) ;; *) echo bad state >> {log};; esac")]});
+    let host_log = log.display().to_string();
+    let hook = |name: &str| hook_to(name, &host_log);
     oci.edit_config(|c| {
         c["hooks"] = json!({
             "prestart": [hook("prestart")],
             "createRuntime": [hook("createRuntime1"), hook("createRuntime2")],
+            "createContainer": [hook_to("createContainer", "log/hooks.log")],
+            "startContainer": [hook_to("startContainer", "/log/hooks.log")],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")]
         });
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/log", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}),
+        );
     });
     let bundle = oci.bundle().display().to_string();
     let out = oci.call(&["run", "--bundle", &bundle, "h1"]);
@@ -559,6 +571,8 @@ fn hooks_run_in_the_spec_order_with_the_state_on_stdin() {
             "prestart",
             "createRuntime1",
             "createRuntime2",
+            "createContainer",
+            "startContainer",
             "poststart",
             "poststop"
         ],
@@ -1051,4 +1065,225 @@ fn a_bound_device_the_rules_do_not_allow_is_refused_without_a_device_filter() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "disk-opened");
     oci.assert_root_empty();
+}
+
+/// The readlinks of /proc/PID/ns/{mnt,pid,net,ipc,uts}, one a line.
+fn namespaces_of(pid: &str) -> String {
+    ["mnt", "pid", "net", "ipc", "uts"]
+        .iter()
+        .map(|ns| {
+            let link = fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+            format!("{}\n", link.display())
+        })
+        .collect()
+}
+
+/// The lines of /proc/self/status that say what a process may do.
+const POWERS: &str =
+    "grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+
+/// createContainer runs in the container's namespaces, its mounts made,
+/// before pivot_root (its path is the host's: /bin/bash is not in the
+/// busybox rootfs), with the container's root as working directory and
+/// the state `creating`; startContainer runs after `start`, its path
+/// resolved in the container (/hookbin exists only there), with exactly
+/// the powers of the container's process (uid, capabilities,
+/// no_new_privs, seccomp), the state `created`.
+#[test]
+fn create_and_start_container_hooks_run_in_the_container() {
+    assert!(
+        Path::new("/bin/bash").exists()
+            && !Path::new(rootfs()).join("bin/bash").exists()
+            && !Path::new("/hookbin").exists(),
+        "the test needs /bin/bash on the host and not in the busybox rootfs (apt-get install bash)"
+    );
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        &format!("({POWERS}) > /log/process; exec sleep 100"),
+    ]);
+    let log = oci.path("log");
+    let hookbin = oci.path("hookbin");
+    fs::create_dir(&log).unwrap();
+    fs::create_dir(&hookbin).unwrap();
+    // The process and the startContainer hook run as uid 1000.
+    fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let start_hook = hookbin.join("start");
+    fs::write(
+        &start_hook,
+        format!("#!/bin/sh\nread -r state; echo \"$state\" > /log/start.state\n({POWERS}) > /log/start\n"),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &start_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let create_script = "read -r state; echo \"$state\" > log/create.state; \
+        for ns in mnt pid net ipc uts; do readlink /proc/self/ns/$ns; done > log/create.ns; \
+        pwd > log/create.cwd; test -x hookbin/start && test -d proc/self && echo mounts-made >> log/create.cwd";
+    oci.edit_config(|c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["hooks"] = json!({
+            "createContainer": [{"path": "/bin/bash", "args": ["bash", "-c", create_script]}],
+            "startContainer": [{"path": "/hookbin/start", "args": ["start"], "env": ["PATH=/bin"]}],
+        });
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/log", "type": "bind", "source": log, "options": ["rbind", "rw"]}));
+        mounts.push(json!({"destination": "/hookbin", "type": "bind", "source": hookbin, "options": ["rbind", "ro"]}));
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "cs"]);
+    let pid = pid_of(&oci.state("cs"));
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(log.join("create.state")).unwrap()).unwrap();
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["id"], "cs");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(
+        fs::read_to_string(log.join("create.ns")).unwrap(),
+        namespaces_of(&pid.to_string()),
+        "createContainer ran outside the container's namespaces"
+    );
+    let cwd = fs::read_to_string(log.join("create.cwd")).unwrap();
+    assert!(cwd.ends_with("mounts-made\n"), "{cwd}");
+    assert!(
+        !log.join("start").exists(),
+        "startContainer ran before start"
+    );
+
+    oci.ok(&["start", "cs"]);
+    wait::file(&log.join("process"), SHORT).unwrap();
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(log.join("start.state")).unwrap()).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    let process = fs::read_to_string(log.join("process")).unwrap();
+    let hook = fs::read_to_string(log.join("start")).unwrap();
+    assert!(
+        process.contains("NoNewPrivs:\t1") && process.contains("Uid:\t1000\t1000\t1000\t1000"),
+        "{process}"
+    );
+    assert_eq!(
+        hook, process,
+        "the startContainer hook had other powers than the process"
+    );
+    oci.ok(&["kill", "cs", "KILL"]);
+    oci.wait_stopped("cs", pid);
+    oci.ok(&["delete", "cs"]);
+    oci.assert_root_empty();
+}
+
+/// A failing or timed-out createContainer hook fails `create`, naming it,
+/// leaving nothing; a failing startContainer hook fails `start`, the
+/// process never runs, and the container is stopped.
+#[test]
+fn failing_create_and_start_container_hooks() {
+    let oci = Oci::new(&["sh", "-c", "echo ran; exec sleep 100"]);
+    let bundle = oci.bundle().display().to_string();
+    let log = oci.path("log");
+    fs::create_dir(&log).unwrap();
+    oci.edit_config(|c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/log", "type": "bind", "source": log, "options": ["rbind", "rw"]}),
+        )
+    });
+    // Each hook notes its state (the init's pid) in the container's /log.
+    let note = "read -r state; echo \"$state\" > log/state;";
+    for (script, timeout, words) in [
+        (
+            format!("{note} exit 1"),
+            None,
+            "hooks.createContainer: hook /bin/sh failed: exit status: 1",
+        ),
+        (
+            format!("{note} exec sleep 30"),
+            Some(1),
+            "hooks.createContainer: hook /bin/sh timed out after 1s",
+        ),
+    ] {
+        oci.edit_config(|c| {
+            c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": timeout}]})
+        });
+        let started = std::time::Instant::now();
+        let out = oci.call(&["create", "--bundle", &bundle, "cf"]);
+        assert_ne!(out.code, 0, "accepted");
+        assert!(out.stderr.contains(words), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        oci.assert_root_empty();
+        // The init was killed and reaped by create.
+        let state: Value =
+            serde_json::from_str(&fs::read_to_string(log.join("state")).unwrap()).unwrap();
+        let init = pid_of(&state);
+        assert!(
+            init > 1 && !Path::new(&format!("/proc/{init}")).exists(),
+            "the init {init} is left"
+        );
+        fs::remove_file(log.join("state")).unwrap();
+    }
+
+    oci.edit_config(|c| {
+        c["hooks"] =
+            json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]})
+    });
+    let out = oci.ok(&["create", "--bundle", &bundle, "sf"]);
+    let pid = pid_of(&oci.state("sf"));
+    let start = oci.call(&["start", "sf"]);
+    assert_ne!(start.code, 0);
+    assert!(
+        start
+            .stderr
+            .contains("hooks.startContainer: hook /bin/sh failed: exit status: 3"),
+        "{}",
+        start.stderr
+    );
+    assert_eq!(start.stderr.lines().count(), 1, "{}", start.stderr);
+    assert_eq!(oci.status("sf"), "stopped");
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    assert!(
+        !fs::read_to_string(&out.stdout_file)
+            .unwrap()
+            .contains("ran"),
+        "the process ran after its startContainer hook failed"
+    );
+    oci.ok(&["delete", "sf"]);
+    oci.assert_root_empty();
+}
+
+/// Hooks of every kind with a relative path or a negative timeout are
+/// refused at create, naming the field.
+#[test]
+fn bad_hooks_are_refused_at_create() {
+    for (kind, hook, words) in [
+        (
+            "createContainer",
+            json!({"path": "bin/true"}),
+            "hooks.createContainer[0].path bin/true is not absolute",
+        ),
+        (
+            "startContainer",
+            json!({"path": "true"}),
+            "hooks.startContainer[0].path true is not absolute",
+        ),
+        (
+            "prestart",
+            json!({"path": "./x"}),
+            "hooks.prestart[0].path ./x is not absolute",
+        ),
+        (
+            "startContainer",
+            json!({"path": "/bin/true", "timeout": -1}),
+            "hooks.startContainer[0].timeout is negative",
+        ),
+    ] {
+        let oci = Oci::new(&["true"]);
+        oci.edit_config(|c| c["hooks"] = json!({ kind: [hook] }));
+        let bundle = oci.bundle().display().to_string();
+        let out = oci.call(&["create", "--bundle", &bundle, "bh"]);
+        assert_ne!(out.code, 0, "{kind}: accepted");
+        assert_eq!(out.stderr.lines().count(), 1, "{kind}: {}", out.stderr);
+        assert!(out.stderr.contains(words), "{kind}: {}", out.stderr);
+        oci.assert_root_empty();
+    }
 }

@@ -295,32 +295,36 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         .map_err(|e| anyhow!("linux.seccomp: {e}"))?;
 
     let h = c.hooks().clone().unwrap_or_default();
-    if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(refuse("hooks.createContainer"));
-    }
-    if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(refuse("hooks.startContainer"));
-    }
     let hooks = Hooks {
         prestart: h.prestart().clone().unwrap_or_default(),
         create_runtime: h.create_runtime().clone().unwrap_or_default(),
         poststart: h.poststart().clone().unwrap_or_default(),
         poststop: h.poststop().clone().unwrap_or_default(),
     };
-    for hook in hooks
-        .prestart
-        .iter()
-        .chain(&hooks.create_runtime)
-        .chain(&hooks.poststart)
-        .chain(&hooks.poststop)
-    {
-        if !hook.path().is_absolute() {
-            bail!(
-                "config.json hook path {} is not absolute",
-                hook.path().display()
-            );
+    let create_container = h.create_container().clone().unwrap_or_default();
+    let start_container = h.start_container().clone().unwrap_or_default();
+    for (field, list) in [
+        ("prestart", &hooks.prestart),
+        ("createRuntime", &hooks.create_runtime),
+        ("createContainer", &create_container),
+        ("startContainer", &start_container),
+        ("poststart", &hooks.poststart),
+        ("poststop", &hooks.poststop),
+    ] {
+        for (i, hook) in list.iter().enumerate() {
+            if !hook.path().is_absolute() {
+                bail!(
+                    "config.json hooks.{field}[{i}].path {} is not absolute",
+                    hook.path().display()
+                );
+            }
+            if hook.timeout().is_some_and(|t| t < 0) {
+                bail!("config.json hooks.{field}[{i}].timeout is negative: give seconds, or leave it out for no limit");
+            }
         }
     }
+    extras.create_container = create_container.iter().map(hook).collect();
+    extras.start_container = start_container.iter().map(hook).collect();
     let cgroups_path = linux.cgroups_path().clone();
     if let Some(p) = &cgroups_path {
         if p.to_string_lossy().contains(':') {
@@ -368,6 +372,16 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         annotations: c.annotations().clone().unwrap_or_default(),
         device_rules,
     })
+}
+
+/// A config.json hook as the engine runs it (`sys::hook`).
+pub fn hook(h: &rt::Hook) -> crate::model::oci::Hook {
+    crate::model::oci::Hook {
+        path: h.path().clone(),
+        args: h.args().clone().unwrap_or_default(),
+        env: h.env().clone().unwrap_or_default(),
+        timeout: h.timeout().filter(|t| *t > 0).map(|t| t as u64),
+    }
 }
 
 /// linux.resources.devices as rules (runc's reading: no type is `a`, a

@@ -17,7 +17,6 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -393,7 +392,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
             run_hook(hook, &state)?;
         }
-        Ok(())
+        Ok(hook_state(&creating, "creating"))
     })?;
     rec.pid = created.pid.as_raw();
     rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
@@ -473,49 +472,7 @@ fn hook_state(rec: &Record, status: &str) -> String {
 /// Runs one hook with the state on its stdin; a non-zero exit or its
 /// timeout is an error naming it.
 fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let args = hook.args().clone().unwrap_or_default();
-    let mut cmd = Command::new(hook.path());
-    if let Some((first, rest)) = args.split_first() {
-        cmd.arg0(first).args(rest);
-    }
-    cmd.env_clear();
-    for e in hook.env().clone().unwrap_or_default() {
-        if let Some((k, v)) = e.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot run hook {}", hook.path().display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state.as_bytes());
-    }
-    let deadline = hook
-        .timeout()
-        .filter(|t| *t > 0)
-        .map(|t| std::time::Instant::now() + Duration::from_secs(t as u64));
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("hook {} failed: {status}", hook.path().display());
-            }
-            return Ok(());
-        }
-        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "hook {} timed out after {}s",
-                hook.path().display(),
-                hook.timeout().unwrap_or(0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    crate::sys::hook::run(&config::hook(hook), state).map_err(anyhow::Error::from)
 }
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
@@ -539,8 +496,8 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 fifo.display()
             )
         })?;
-    // The init's open for writing completes now; wait for its byte, and
-    // notice if it died instead.
+    // The init's open for writing completes now; wait for its answer ("0",
+    // or why its startContainer hooks failed), and notice if it died instead.
     loop {
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&file),
@@ -548,11 +505,20 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         )];
         let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
         if n > 0 {
-            let mut byte = [0u8; 1];
+            let mut answer = [0u8; 4096];
             let got =
-                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&file), &mut byte).unwrap_or(0);
-            if got == 1 {
+                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&file), &mut answer).unwrap_or(0);
+            if got >= 1 && answer[0] == b'0' {
                 break;
+            }
+            if got > 1 {
+                let _ = std::fs::remove_file(&fifo);
+                // It exits now: report it stopped, as it is.
+                wait_gone(&rec);
+                bail!(
+                    "cannot start container {id}: {}",
+                    String::from_utf8_lossy(&answer[1..got]).trim()
+                );
             }
         }
         if !alive(rec.pid, rec.start_time) {
@@ -746,7 +712,7 @@ pub fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["ro", "rw", "bind", "rbind", "private", "rprivate", "slave", "rslave",
             "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime", "norelatime",
             "strictatime", "noatime", "nodiratime"],

@@ -71,8 +71,9 @@ impl Drop for Created {
 
 /// Clones the init and sets it up up to the gate. `before_go` runs once
 /// the init exists, in its namespaces but before it builds its root (the
-/// prestart and createRuntime hooks).
-pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Created> {
+/// prestart and createRuntime hooks); it returns the OCI state the init's
+/// own hooks (createContainer, startContainer) read.
+pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
     let spec = l.spec;
     let fifo = rustix::fs::open(
         l.fifo,
@@ -98,6 +99,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
     let (sync_read, sync_write) = pipe()?;
     let (ready_read, ready_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
+    let (state_read, state_write) = pipe()?;
     let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
         .context("cannot create a socket pair for the mount fds")?;
     let cgroup_dir = match &l.cgroup {
@@ -128,6 +130,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
             extras: l.extras,
             ready_fd: ready_write.as_raw_fd(),
             fifo_fd: fifo.as_raw_fd(),
+            state_fd: state_read.as_raw_fd(),
         }),
     };
     let (pid, _pidfd) = match clone3(l.new_namespaces, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))?
@@ -142,6 +145,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
         child_mount_sock,
         error_write,
         ready_write,
+        state_read,
         fifo,
         cgroup_dir,
     ));
@@ -157,7 +161,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
     let scratch = std::env::temp_dir();
     super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.bind_attrs, &mount_sock)?;
     drop(mount_sock);
-    before_go(pid)?;
+    let state = before_go(pid)?;
     if let (Some(pty), Some(sock)) = (&pty, &l.console) {
         send_console(sock, &pty.master, &pty.slave_path)?;
     }
@@ -165,6 +169,9 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
+    // After the go, so a state of any size cannot block us: the init reads
+    // it to its end first thing.
+    let _ = File::from(state_write).write_all(state.as_bytes());
     let mut byte = [0u8; 1];
     let n = File::from(ready_read).read(&mut byte).unwrap_or(0);
     if n == 1 {

@@ -9,6 +9,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod devices;
 pub mod failpoint;
+pub mod hook;
 pub mod idmap;
 pub mod idrange;
 pub mod lock;

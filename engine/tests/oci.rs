@@ -1287,3 +1287,246 @@ fn bad_hooks_are_refused_at_create() {
         oci.assert_root_empty();
     }
 }
+
+/// A process the test keeps in namespaces of its own (`unshare ARGS sleep`),
+/// killed and reaped when dropped.
+struct Holder(std::process::Child);
+
+impl Holder {
+    /// Waits until the process is in new namespaces of each kind in `ns`.
+    fn new(args: &[&str], ns: &[&str]) -> Holder {
+        let child = Command::new("unshare")
+            .args(args)
+            .args(["sleep", "100"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run unshare ({e}): apt-get install util-linux"));
+        let holder = Holder(child);
+        wait::until(SHORT, "unshare to make its namespaces", || {
+            ns.iter()
+                .all(|n| holder.ns(n) != fs::read_link(format!("/proc/self/ns/{n}")).ok())
+                .then_some(())
+        });
+        holder
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn ns(&self, kind: &str) -> Option<PathBuf> {
+        fs::read_link(format!("/proc/{}/ns/{kind}", self.pid())).ok()
+    }
+
+    fn ns_path(&self, kind: &str) -> String {
+        format!("/proc/{}/ns/{kind}", self.pid())
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A user namespace of the test's own mapping container 0.. onto host
+/// 200000.. (written from here, as root may), and a mount namespace it owns.
+fn user_and_mount_holder() -> Holder {
+    let holder = Holder::new(
+        &["--user", "--mount", "--propagation", "private"],
+        &["user", "mnt"],
+    );
+    for file in ["gid_map", "uid_map"] {
+        fs::write(format!("/proc/{}/{file}", holder.pid()), "0 200000 65536\n").unwrap();
+    }
+    holder
+}
+
+/// `run` the container with `extra` added to pid, network, ipc and uts
+/// (and a new mount namespace unless `extra` has one), no id mappings
+/// unless `edit` gives some.
+fn run_in(oci: &Oci, extra: Value, edit: impl FnOnce(&mut Value)) -> Out {
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"] =
+            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}]);
+        let linux = c["linux"].as_object_mut().unwrap();
+        linux.remove("uidMappings");
+        linux.remove("gidMappings");
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.extend(extra.as_array().unwrap().iter().cloned());
+        if !list.iter().any(|n| n["type"] == "mount") {
+            list.push(json!({"type": "mount"}));
+        }
+        edit(c);
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.call(&["run", "--bundle", &bundle, "ns"])
+}
+
+const SHOW_NAMESPACES: &str =
+    "readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; cat /proc/self/uid_map";
+
+/// linux.namespaces user and mount with a path: the container's process
+/// really is in those namespaces (their inode numbers), no maps are
+/// written, the namespaces it gets anew belong to the joined user
+/// namespace (it can mount /proc and /sys in them), and mappings given
+/// must match the joined namespace's.
+#[test]
+fn user_and_mount_namespaces_joined_by_path() {
+    let own = |n: &str| fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+    let show = |out: &Out| -> Vec<String> {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+
+    // A user namespace alone: a new mount namespace, owned by it.
+    let holder = user_and_mount_holder();
+    let oci = Oci::new(&["sh", "-c", SHOW_NAMESPACES]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}]),
+        |_| {},
+    );
+    let lines = show(&out);
+    assert_eq!(
+        Path::new(&lines[0]),
+        holder.ns("user").unwrap(),
+        "{lines:?}"
+    );
+    assert_ne!(Path::new(&lines[1]), holder.ns("mnt").unwrap());
+    assert_ne!(Path::new(&lines[1]), own("mnt"));
+    assert_eq!(lines[2], "0 200000 65536", "{lines:?}");
+    oci.assert_root_empty();
+
+    // Mappings given must be the namespace's own.
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}]),
+        |c| {
+            c["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        },
+    );
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("linux.uidMappings (0:300000:65536) differ from the maps of the user namespace joined by path (0:200000:65536)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    oci.assert_root_empty();
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}]),
+        |c| {
+            c["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            c["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        },
+    );
+    assert_eq!(show(&out)[0], lines[0]);
+    oci.assert_root_empty();
+
+    // The user namespace and the mount namespace it owns.
+    let holder = user_and_mount_holder();
+    let oci = Oci::new(&["sh", "-c", SHOW_NAMESPACES]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}, {"type": "mount", "path": holder.ns_path("mnt")}]),
+        |_| {},
+    );
+    let lines = show(&out);
+    assert_eq!(
+        Path::new(&lines[0]),
+        holder.ns("user").unwrap(),
+        "{lines:?}"
+    );
+    assert_eq!(Path::new(&lines[1]), holder.ns("mnt").unwrap(), "{lines:?}");
+    oci.assert_root_empty();
+
+    // A mount namespace alone (one the host's user namespace owns).
+    let holder = Holder::new(&["--mount", "--propagation", "private"], &["mnt"]);
+    let oci = Oci::new(&["sh", "-c", SHOW_NAMESPACES]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "mount", "path": holder.ns_path("mnt")}]),
+        |_| {},
+    );
+    let lines = show(&out);
+    assert_eq!(Path::new(&lines[0]), own("user"), "{lines:?}");
+    assert_eq!(Path::new(&lines[1]), holder.ns("mnt").unwrap(), "{lines:?}");
+    oci.assert_root_empty();
+}
+
+/// Namespace paths that cannot be joined are refused at create with one
+/// line naming the field, nothing left.
+#[test]
+fn bad_namespace_paths_are_refused_at_create() {
+    let holder = user_and_mount_holder();
+    let user = holder.ns_path("user");
+    let mnt = holder.ns_path("mnt");
+    let cases = [
+        (
+            json!([{"type": "user", "path": mnt}]),
+            format!("user path {mnt} is not a user namespace"),
+        ),
+        (
+            json!([{"type": "mount", "path": "/etc/hostname"}]),
+            "mount path /etc/hostname is not a namespace".to_string(),
+        ),
+        (
+            json!([{"type": "mount", "path": format!("/proc/{}/ns/mnt", std::process::id())}]),
+            "the host's own mount namespace".to_string(),
+        ),
+        (
+            json!([{"type": "mount", "path": "/proc/self/ns/mnt"}]),
+            "the host's own mount namespace".to_string(),
+        ),
+        (
+            json!([{"type": "user", "path": "/proc/self/ns/user"}]),
+            "the host's own user namespace".to_string(),
+        ),
+        (
+            json!([{"type": "user", "path": "proc/1/ns/user"}]),
+            "user path proc/1/ns/user is not absolute".to_string(),
+        ),
+        (
+            json!([{"type": "user"}, {"type": "mount", "path": mnt}]),
+            "makes a new user namespace".to_string(),
+        ),
+        (
+            json!([{"type": "user", "path": user}, {"type": "network", "path": "/proc/self/ns/user"}]),
+            "network path /proc/self/ns/user is not a network namespace".to_string(),
+        ),
+    ];
+    for (extra, words) in cases {
+        let oci = Oci::new(&["true"]);
+        let out = run_in(&oci, extra, |c| {
+            if c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "user" && n["path"].is_null())
+            {
+                c["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+                c["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            }
+            let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+            // A joined network namespace replaces the config's own entry.
+            if list.iter().filter(|n| n["type"] == "network").count() > 1 {
+                list.retain(|n| n["type"] != "network" || !n["path"].is_null());
+            }
+        });
+        assert_ne!(out.code, 0, "{words}: accepted");
+        assert_eq!(out.stderr.lines().count(), 1, "{words}: {}", out.stderr);
+        assert!(out.stderr.contains(&words), "{words}: {}", out.stderr);
+        oci.assert_root_empty();
+    }
+}

@@ -200,9 +200,22 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     };
     let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
     let has_userns = new_namespaces & libc::CLONE_NEWUSER as u64 != 0;
+    let joined = |flag: CloneFlags| join.iter().any(|(_, f)| *f == flag);
     let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
     let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
-    let userns = if has_userns {
+    if joined(CloneFlags::CLONE_NEWNS) && has_userns {
+        bail!("config.json linux.namespaces joins a mount namespace by path but makes a new user namespace, whose root could not mount in it: join the user namespace that owns it by path too, or make a new mount namespace");
+    }
+    let userns = if joined(CloneFlags::CLONE_NEWUSER) {
+        // Its maps are its own: none are written, and mappings given must
+        // match them (checked once the init is in it, `parent::oci`).
+        let host_of_root =
+            |m: &[IdMapping]| m.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
+        UserNs::Map {
+            uid: host_of_root(&uid_map),
+            gid: host_of_root(&gid_map),
+        }
+    } else if has_userns {
         let (Some(u), Some(g)) = (
             uid_map.iter().find(|m| m.container == 0),
             gid_map.iter().find(|m| m.container == 0),
@@ -525,8 +538,14 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathB
         match ns.path() {
             None => new |= flag.bits() as u64,
             Some(p) => {
-                if matches!(name, "mount" | "user" | "cgroup") {
+                if name == "cgroup" {
                     return Err(refuse(&format!("linux.namespaces {name} with a path")));
+                }
+                if !p.is_absolute() {
+                    bail!(
+                        "config.json linux.namespaces {name} path {} is not absolute",
+                        p.display()
+                    );
                 }
                 if !p.exists() {
                     bail!(

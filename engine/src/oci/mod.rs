@@ -263,10 +263,16 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if plan.spec.tty && opts.console_socket.is_none() {
         bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
     }
-    if plan.spec.userns == crate::model::userns::UserNs::Host {
+    let joins_user = plan
+        .join
+        .iter()
+        .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
+    if plan.spec.userns == crate::model::userns::UserNs::Host || joins_user {
         // Container root is host root: the init runs from a sealed copy of
         // the engine (CVE-2019-5736), as `engine run --userns host` does.
-        // Before anything is opened or connected: this re-executes us.
+        // So it may be in a user namespace joined by path (whose root may
+        // be host uid 0). Before anything is opened or connected: this
+        // re-executes us.
         crate::parent::exec::run_from_sealed_copy()?;
     }
     let console = match &opts.console_socket {
@@ -282,8 +288,16 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
                 rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             )
-            .map(|fd| (fd, *f))
-            .with_context(|| format!("cannot open namespace {}", p.display()))
+            .map_err(|e| {
+                anyhow!(
+                    "config.json linux.namespaces path {}: cannot open it: {e}",
+                    p.display()
+                )
+            })
+            .and_then(|fd| {
+                check_namespace(&fd, *f, p)?;
+                Ok((fd, *f))
+            })
         })
         .collect::<Result<_>>()?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
@@ -403,6 +417,61 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// A namespace given by path is a namespace of the type its entry names,
+/// and, for mount and user, not the engine's own or the host's: the init
+/// would pivot_root in the host's mount namespace (moving every host
+/// process whose root is `/` into the container's root).
+fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> Result<()> {
+    use nix::sched::CloneFlags;
+    use std::os::fd::AsRawFd;
+    let name = match kind {
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        _ => "other",
+    };
+    // NS_GET_NSTYPE (Linux 4.11): _IO(0xb7, 0x3).
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without argument on an fd we own; it only returns an int.
+    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if ty < 0 {
+        bail!(
+            "config.json linux.namespaces {name} path {} is not a namespace (a /proc/PID/ns/* file or a bind mount of one)",
+            path.display()
+        );
+    }
+    if ty != kind.bits() {
+        bail!(
+            "config.json linux.namespaces {name} path {} is not a {name} namespace",
+            path.display()
+        );
+    }
+    if matches!(name, "mount" | "user") {
+        let file = if name == "mount" { "mnt" } else { "user" };
+        let st = rustix::fs::fstat(fd)
+            .with_context(|| format!("cannot stat namespace {}", path.display()))?;
+        for own in ["self", "1"] {
+            if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
+                if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
+                    let hint = if name == "mount" {
+                        "leave the path out, and a new one is made"
+                    } else {
+                        "leave the user entry out, and the container has none"
+                    };
+                    bail!(
+                        "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Without cgroup v2 there is no device filter. What a container can open

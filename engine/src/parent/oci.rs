@@ -9,7 +9,8 @@ use super::{child_failure, pipe, ExitError};
 use crate::child::{self, ChildSetup, OciChild};
 use crate::model::oci::Extras;
 use crate::model::spec::Spec;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::fs::File;
@@ -109,11 +110,18 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         None => None,
     };
     // Joined here, so the init is born in them (setns of a pid namespace
-    // applies to our children).
-    for (fd, kind) in &l.join {
+    // applies to our children). A user or mount namespace is joined by an
+    // intermediate process instead (`clone_joining`): we keep the host's.
+    let (join_in_child, join_here): (Vec<_>, Vec<_>) = l.join.iter().partition(|(_, kind)| {
+        kind.intersects(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+    });
+    for (fd, kind) in &join_here {
         nix::sched::setns(fd.as_fd(), *kind)
             .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
     }
+    let joins_user = join_in_child
+        .iter()
+        .any(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
     let setup = ChildSetup {
         spec,
         layer_size: None,
@@ -133,10 +141,17 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
             state_fd: state_read.as_raw_fd(),
         }),
     };
-    let (pid, _pidfd) = match clone3(l.new_namespaces, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))?
-    {
-        Cloned::Child => child::run(&setup),
-        Cloned::Parent { pid, pidfd } => (pid, pidfd),
+    let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
+    let pid = if join_in_child.is_empty() {
+        match clone3(l.new_namespaces, cgroup_fd)? {
+            Cloned::Child => child::run(&setup),
+            Cloned::Parent { pid, .. } => pid,
+        }
+    } else {
+        match clone_joining(&join_in_child, l.new_namespaces, cgroup_fd)? {
+            None => child::run(&setup),
+            Some(pid) => pid,
+        }
     };
     let created = Created { pid, armed: true };
     drop(setup);
@@ -150,7 +165,10 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         cgroup_dir,
     ));
 
-    if !l.uid_map.is_empty() {
+    if joins_user {
+        check_map(pid, "uid_map", "uidMappings", &l.uid_map)?;
+        check_map(pid, "gid_map", "gidMappings", &l.gid_map)?;
+    } else if !l.uid_map.is_empty() {
         write_map(pid, "gid_map", &l.gid_map)?;
         write_map(pid, "uid_map", &l.uid_map)?;
     }
@@ -182,6 +200,98 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         msg: "the container's init exited before it was ready".into(),
     });
     Err(failure.into())
+}
+
+/// The init, cloned by an intermediate process that first joins the
+/// mount namespace, then the user namespace given by path (in that order:
+/// as host root we may join a mount namespace that any user namespace
+/// owns; once in a user namespace, only those it owns), so that the
+/// namespaces the init gets anew belong to the joined user namespace, as
+/// with runc's nsexec. CLONE_PARENT makes the init our child, not the
+/// intermediate's: we reap it, and its death signal follows us. Returns
+/// None in the init, its pid here.
+fn clone_joining(
+    join: &[&(OwnedFd, CloneFlags)],
+    new_namespaces: u64,
+    cgroup_fd: Option<std::os::fd::RawFd>,
+) -> Result<Option<Pid>> {
+    let (report_read, report_write) = pipe()?;
+    let middle = match clone3(0, None)? {
+        Cloned::Child => {
+            let mut ordered: Vec<_> = join.to_vec();
+            ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+            let cloned = ordered
+                .iter()
+                .try_for_each(|(fd, kind)| {
+                    let name = if *kind == CloneFlags::CLONE_NEWUSER { "user" } else { "mount" };
+                    nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
+                        anyhow!("cannot join the {name} namespace given by path in linux.namespaces: {}", e.desc())
+                    })
+                })
+                .and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, cgroup_fd));
+            let report = match cloned {
+                Ok(Cloned::Child) => return Ok(None),
+                Ok(Cloned::Parent { pid, .. }) => format!("P{pid}"),
+                Err(e) => format!("E{e:#}"),
+            };
+            let _ = File::from(report_write).write_all(report.as_bytes());
+            // SAFETY: _exit ends this copy of us at once, as a forked child
+            // should (no atexit handlers, no flushing of our stdio buffers).
+            unsafe { libc::_exit(0) }
+        }
+        Cloned::Parent { pid, .. } => pid,
+    };
+    drop(report_write);
+    let mut report = String::new();
+    let _ = File::from(report_read).read_to_string(&mut report);
+    let _ = nix::sys::wait::waitpid(middle, None);
+    match report.split_at_checked(1) {
+        Some(("P", pid)) => pid
+            .parse()
+            .map(|pid| Some(Pid::from_raw(pid)))
+            .map_err(|_| anyhow!("the intermediate process reported {report:?}, not a pid")),
+        Some(("E", msg)) => Err(anyhow!("{msg}")),
+        _ => Err(anyhow!(
+            "the intermediate process that joins the namespaces given by path died"
+        )),
+    }
+}
+
+/// The maps of the user namespace joined by path; mappings given in
+/// config.json must be the same (the runtime-spec), as sets.
+fn check_map(pid: Pid, file: &str, field: &str, given: &[IdMapping]) -> Result<()> {
+    if given.is_empty() {
+        return Ok(());
+    }
+    let path = format!("/proc/{pid}/{file}");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let mut actual: Vec<(u32, u32, u32)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut n = l.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((n.next()??, n.next()??, n.next()??))
+        })
+        .collect();
+    let mut wanted: Vec<(u32, u32, u32)> = given
+        .iter()
+        .map(|m| (m.container, m.host, m.size))
+        .collect();
+    actual.sort_unstable();
+    wanted.sort_unstable();
+    if actual != wanted {
+        let show = |m: &[(u32, u32, u32)]| {
+            m.iter()
+                .map(|(c, h, s)| format!("{c}:{h}:{s}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        bail!(
+            "config.json linux.{field} ({}) differ from the maps of the user namespace joined by path ({}): leave them out, or give the same",
+            show(&wanted),
+            if actual.is_empty() { "none".to_string() } else { show(&actual) }
+        );
+    }
+    Ok(())
 }
 
 /// Maps as the config gives them, written once from here.

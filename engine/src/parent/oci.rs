@@ -220,15 +220,20 @@ fn clone_joining(
         Cloned::Child => {
             let mut ordered: Vec<_> = join.to_vec();
             ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
-            let cloned = ordered
-                .iter()
-                .try_for_each(|(fd, kind)| {
-                    let name = if *kind == CloneFlags::CLONE_NEWUSER { "user" } else { "mount" };
-                    nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
-                        anyhow!("cannot join the {name} namespace given by path in linux.namespaces: {}", e.desc())
-                    })
+            let joined = ordered.iter().try_for_each(|(fd, kind)| {
+                let name = match *kind {
+                    CloneFlags::CLONE_NEWUSER => "user",
+                    _ => "mount",
+                };
+                nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
+                    anyhow!(
+                        "cannot join the {name} namespace given by path in linux.namespaces: {}",
+                        e.desc()
+                    )
                 })
-                .and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, cgroup_fd));
+            });
+            let cloned =
+                joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, cgroup_fd));
             let report = match cloned {
                 Ok(Cloned::Child) => return Ok(None),
                 Ok(Cloned::Parent { pid, .. }) => format!("P{pid}"),

@@ -189,6 +189,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     child_step!(error_fd, "child.mounts");
     let root = mounts::build_root(setup, mount_fds)?;
     if let Some(oci) = &setup.oci {
+        child_step!(error_fd, "child.create_container_hooks");
         create_container_hooks(&oci.extras.create_container, &root, &hook_state)?;
     }
     child_step!(error_fd, "child.pivot_root");

@@ -1084,7 +1084,8 @@ const POWERS: &str =
 
 /// createContainer runs in the container's namespaces, its mounts made,
 /// before pivot_root (its path is the host's: /bin/bash is not in the
-/// busybox rootfs), with the container's root as working directory and
+/// busybox rootfs, and a script under /tmp is found although the init has
+/// the rootfs mounted there), with the container's root as working directory and
 /// the state `creating`; startContainer runs after `start`, its path
 /// resolved in the container (/hookbin exists only there), with exactly
 /// the powers of the container's process (uid, capabilities,
@@ -1119,13 +1120,29 @@ fn create_and_start_container_hooks_run_in_the_container() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // A script under /tmp, where the init's copy of the host's tree has
+    // the rootfs mounted: found all the same (resolved by `create`).
+    let create_hook = oci.path("create-hook");
+    fs::write(
+        &create_hook,
+        "#!/bin/sh\necho script ran > log/create.script\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        &create_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let create_script = "read -r state; echo \"$state\" > log/create.state; \
         for ns in mnt pid net ipc uts; do readlink /proc/self/ns/$ns; done > log/create.ns; \
         pwd > log/create.cwd; test -x hookbin/start && test -d proc/self && echo mounts-made >> log/create.cwd";
     oci.edit_config(|c| {
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
         c["hooks"] = json!({
-            "createContainer": [{"path": "/bin/bash", "args": ["bash", "-c", create_script]}],
+            "createContainer": [
+                {"path": "/bin/bash", "args": ["bash", "-c", create_script]},
+                {"path": create_hook},
+            ],
             "startContainer": [{"path": "/hookbin/start", "args": ["start"], "env": ["PATH=/bin"]}],
         });
         let mounts = c["mounts"].as_array_mut().unwrap();
@@ -1144,6 +1161,10 @@ fn create_and_start_container_hooks_run_in_the_container() {
         fs::read_to_string(log.join("create.ns")).unwrap(),
         namespaces_of(&pid.to_string()),
         "createContainer ran outside the container's namespaces"
+    );
+    assert_eq!(
+        fs::read_to_string(log.join("create.script")).unwrap(),
+        "script ran\n"
     );
     let cwd = fs::read_to_string(log.join("create.cwd")).unwrap();
     assert!(cwd.ends_with("mounts-made\n"), "{cwd}");
@@ -1251,7 +1272,8 @@ fn failing_create_and_start_container_hooks() {
     oci.assert_root_empty();
 }
 
-/// Hooks of every kind with a relative path or a negative timeout are
+/// Hooks of every kind with a relative path or a negative timeout, and
+/// createContainer hooks that are no file (opened by `create`), are
 /// refused at create, naming the field.
 #[test]
 fn bad_hooks_are_refused_at_create() {
@@ -1270,6 +1292,16 @@ fn bad_hooks_are_refused_at_create() {
             "prestart",
             json!({"path": "./x"}),
             "hooks.prestart[0].path ./x is not absolute",
+        ),
+        (
+            "createContainer",
+            json!({"path": "/no/such/hook"}),
+            "hooks.createContainer[0].path /no/such/hook: cannot open it",
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr"}),
+            "hooks.createContainer[0].path /usr is not a regular file",
         ),
         (
             "startContainer",

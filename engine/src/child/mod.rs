@@ -63,6 +63,8 @@ pub struct OciChild<'a> {
     /// Read end of a pipe: the OCI state JSON (with our host pid) for the
     /// createContainer and startContainer hooks, sent after the go.
     pub state_fd: RawFd,
+    /// O_PATH fds of the createContainer hooks' executables, one per hook.
+    pub hook_fds: Vec<RawFd>,
 }
 
 /// A failure before exec, and the exit code it becomes.
@@ -118,6 +120,7 @@ pub fn run(setup: &ChildSetup) -> ! {
     if let Some(oci) = &setup.oci {
         // The gate, and the fds the caller asked to pass (3.., `--preserve-fds`).
         keep.extend([oci.ready_fd, oci.fifo_fd, oci.state_fd]);
+        keep.extend(&oci.hook_fds);
         keep.extend((0..oci.extras.preserve_fds as RawFd).map(|i| 3 + i));
     }
     #[cfg(feature = "failpoints")]
@@ -190,7 +193,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let root = mounts::build_root(setup, mount_fds)?;
     if let Some(oci) = &setup.oci {
         child_step!(error_fd, "child.create_container_hooks");
-        create_container_hooks(&oci.extras.create_container, &root, &hook_state)?;
+        create_container_hooks(oci, &root, &hook_state)?;
     }
     child_step!(error_fd, "child.pivot_root");
     mounts::enter_root(&root)?;
@@ -270,17 +273,30 @@ fn with_status(state: &str, status: &str) -> String {
 
 /// hooks.createContainer, as runc runs them: in the container's
 /// namespaces with the engine's privileges there, the mounts made but
-/// before pivot_root, so a hook's path is resolved in this mount
-/// namespace's view of the host (the bundle's author chose it, not the
-/// container), in the container's root as working directory.
-fn create_container_hooks(hooks: &[crate::model::oci::Hook], root: &OwnedFd, state: &str) -> Step {
+/// before pivot_root, in the container's root as working directory. Each
+/// runs from the fd `create` opened in the runtime's mount namespace (the
+/// runtime-spec's "path resolves in the runtime namespace"), not from its
+/// path here: in this copy of the host's tree the rootfs is mounted over
+/// the scratch directory (/tmp), and a path through it would run a file of
+/// the container's with the engine's privileges.
+fn create_container_hooks(oci: &OciChild, root: &OwnedFd, state: &str) -> Step {
+    let hooks = &oci.extras.create_container;
     if hooks.is_empty() {
         return Ok(());
     }
+    if hooks.len() != oci.hook_fds.len() {
+        return Err(fail(format!(
+            "the engine sent {} hook fds, not {}",
+            oci.hook_fds.len(),
+            hooks.len()
+        )));
+    }
     nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(root))
         .ctx(|| "chdir into the container's root".into())?;
-    for hook in hooks {
-        crate::sys::hook::run(hook, state)
+    for (hook, fd) in hooks.iter().zip(&oci.hook_fds) {
+        // SAFETY: the fd is ours (kept by close_fds_except) until exec.
+        let exe = unsafe { BorrowedFd::borrow_raw(*fd) };
+        crate::sys::hook::run_from(hook, Some(exe), state)
             .map_err(|e| fail(format!("hooks.createContainer: {e}")))?;
     }
     Ok(())

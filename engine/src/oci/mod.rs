@@ -300,6 +300,14 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
             })
         })
         .collect::<Result<_>>()?;
+    // Opened here, in the runtime's mount namespace (see child::create_container_hooks).
+    let create_container_hooks = plan
+        .extras
+        .create_container
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| open_hook(i, &hook.path))
+        .collect::<Result<Vec<_>>>()?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
@@ -394,6 +402,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         console_size: plan.console_size,
         oom_score_adj: plan.oom_score_adj,
         cgroup,
+        create_container_hooks,
     };
     let created = crate::parent::oci::create(launch, |pid| {
         // Recorded at once: a create killed from here on leaves a
@@ -417,6 +426,25 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// An O_PATH fd of a createContainer hook's file, which must be a regular file.
+fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
+    let field = format!(
+        "config.json hooks.createContainer[{i}].path {}",
+        path.display()
+    );
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| anyhow!("{field}: cannot open it: {e}"))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| anyhow!("{field}: cannot stat it: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        bail!("{field} is not a regular file");
+    }
+    Ok(fd)
 }
 
 /// A namespace given by path is a namespace of the type its entry names,

@@ -44,6 +44,10 @@ pub struct Launch<'a> {
     pub oom_score_adj: Option<i32>,
     /// The cgroup to clone into.
     pub cgroup: Option<PathBuf>,
+    /// O_PATH fds of the hooks.createContainer executables, opened in our
+    /// mount namespace (the runtime's, as the runtime-spec says); the init
+    /// runs them through these.
+    pub create_container_hooks: Vec<OwnedFd>,
 }
 
 /// The init of a created container, waiting for `start`. Dropped before
@@ -139,6 +143,11 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
             ready_fd: ready_write.as_raw_fd(),
             fifo_fd: fifo.as_raw_fd(),
             state_fd: state_read.as_raw_fd(),
+            hook_fds: l
+                .create_container_hooks
+                .iter()
+                .map(|fd| fd.as_raw_fd())
+                .collect(),
         }),
     };
     let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());

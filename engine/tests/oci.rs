@@ -1562,3 +1562,78 @@ fn bad_namespace_paths_are_refused_at_create() {
         oci.assert_root_empty();
     }
 }
+
+/// Takes every fd of process argv[1] with pidfd_getfd (what ptrace
+/// rights give) and prints what it got.
+const STEAL_FDS: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+target = os.pidfd_open(int(sys.argv[1]))
+stolen = []
+for fd in range(64):
+    got = libc.syscall(438, target, fd, 0)  # pidfd_getfd
+    if got >= 0:
+        stolen.append(os.readlink(f"/proc/self/fd/{got}"))
+print("stolen", stolen)
+"#;
+
+/// An init that joined a user namespace by path shares it with whoever
+/// made it (another container's root, say): until it execs it holds the
+/// engine's fds (the mount socket, the state directory's fifo, the hooks'
+/// files), so it stays out of that root's reach (non-dumpable: no ptrace,
+/// no pidfd_getfd). Tried by the namespace's root from a prestart hook,
+/// while the init waits for create's go (before it drops to the
+/// namespace's root, which alone would make it non-dumpable), and once
+/// it is created.
+#[test]
+fn an_init_in_a_joined_user_namespace_is_out_of_its_root_s_reach() {
+    let python = Path::new("/usr/bin/python3");
+    assert!(
+        python.exists(),
+        "the test needs /usr/bin/python3 (apt-get install python3)"
+    );
+    let holder = user_and_mount_holder();
+    let oci = Oci::new(&["sleep", "100"]);
+    let log = oci.path("steal");
+    let steal = format!(
+        "nsenter --target {} --user -- /usr/bin/python3 -c \"$STEAL\"",
+        holder.pid()
+    );
+    let script = format!(
+        "read -r state; pid=$(echo \"$state\" | sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); \
+         {steal} $pid > {log} 2>&1",
+        log = log.display()
+    );
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user", "path": holder.ns_path("user")}));
+        c["hooks"] = json!({"prestart": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/bin:/bin", format!("STEAL={STEAL_FDS}")]
+        }]});
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "nd"]);
+    let pid = pid_of(&oci.state("nd"));
+    let before_go = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        before_go, "stolen []\n",
+        "the namespace's root took fds of the init waiting for its go"
+    );
+    let created = Command::new("sh")
+        .args(["-c", &format!("{steal} {pid}")])
+        .env("STEAL", STEAL_FDS)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&created.stdout),
+        "stolen []\n",
+        "the namespace's root took fds of the created init: {created:?}"
+    );
+    oci.ok(&["delete", "nd"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    oci.assert_root_empty();
+}

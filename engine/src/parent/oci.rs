@@ -227,20 +227,13 @@ fn clone_joining(
     let (report_read, report_write) = pipe()?;
     let middle = match clone3(0, None)? {
         Cloned::Child => {
-            let mut ordered: Vec<_> = join.to_vec();
-            ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
-            let joined = ordered.iter().try_for_each(|(fd, kind)| {
-                let name = match *kind {
-                    CloneFlags::CLONE_NEWUSER => "user",
-                    _ => "mount",
-                };
-                nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
-                    anyhow!(
-                        "cannot join the {name} namespace given by path in linux.namespaces: {}",
-                        e.desc()
-                    )
-                })
-            });
+            // Before we share a user namespace with its root, who would
+            // otherwise have ptrace rights over us and the init (which
+            // inherits this until its exec): pidfd_getfd would take the
+            // engine's fds (the mount socket, the state directory's fifo).
+            let joined = nix::sys::prctl::set_dumpable(false)
+                .map_err(|e| anyhow!("cannot make the engine non-dumpable: {}", e.desc()))
+                .and_then(|()| join_in_order(join));
             let cloned =
                 joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, cgroup_fd));
             let report = match cloned {
@@ -269,6 +262,25 @@ fn clone_joining(
             "the intermediate process that joins the namespaces given by path died"
         )),
     }
+}
+
+/// setns into each namespace, the mount namespace before the user one.
+fn join_in_order(join: &[&(OwnedFd, CloneFlags)]) -> Result<()> {
+    let mut ordered = join.to_vec();
+    ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    for (fd, kind) in ordered {
+        let name = match *kind {
+            CloneFlags::CLONE_NEWUSER => "user",
+            _ => "mount",
+        };
+        nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
+            anyhow!(
+                "cannot join the {name} namespace given by path in linux.namespaces: {}",
+                e.desc()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The maps of the user namespace joined by path; mappings given in

@@ -1637,3 +1637,54 @@ fn an_init_in_a_joined_user_namespace_is_out_of_its_root_s_reach() {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     oci.assert_root_empty();
 }
+
+/// With a user namespace of the container's own, createContainer runs as
+/// its root (not host root) from the file `create` opened, even one under
+/// a directory the namespace's root cannot enter; startContainer too.
+#[test]
+fn container_hooks_with_a_user_namespace_of_its_own() {
+    let oci = Oci::new(&["true"]);
+    // Bound on a directory the rootfs has: its root cannot make one.
+    let log = oci.path("log");
+    fs::create_dir(&log).unwrap();
+    fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // The test's temporary directory is 0700: host root's alone.
+    let create_hook = oci.path("create-hook");
+    fs::write(
+        &create_hook,
+        "#!/bin/sh\ncat /proc/self/uid_map > var/tmp/create.uid_map\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        &create_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["hooks"] = json!({
+            "createContainer": [{"path": create_hook}],
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat /proc/self/uid_map > /var/tmp/start.uid_map"]}],
+        });
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/var/tmp", "type": "bind", "source": log, "options": ["rbind", "rw"]}),
+        );
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "hu"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for file in ["create.uid_map", "start.uid_map"] {
+        let map = fs::read_to_string(log.join(file)).unwrap();
+        assert_eq!(
+            map.split_whitespace().collect::<Vec<_>>(),
+            ["0", "300000", "65536"],
+            "{file}"
+        );
+    }
+    oci.assert_root_empty();
+}

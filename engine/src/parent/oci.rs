@@ -225,7 +225,10 @@ fn clone_joining(
     cgroup_fd: Option<std::os::fd::RawFd>,
 ) -> Result<Option<Pid>> {
     let (report_read, report_write) = pipe()?;
-    let middle = match clone3(0, None)? {
+    // The intermediate is born in the cgroup (by us, host root), and so the
+    // init, its child, too: no clone into a cgroup from inside a user
+    // namespace, which the cgroup's owner may not allow.
+    let middle = match clone3(0, cgroup_fd)? {
         Cloned::Child => {
             // Before we share a user namespace with its root, who would
             // otherwise have ptrace rights over us and the init (which
@@ -235,7 +238,7 @@ fn clone_joining(
                 .map_err(|e| anyhow!("cannot make the engine non-dumpable: {}", e.desc()))
                 .and_then(|()| join_in_order(join));
             let cloned =
-                joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, cgroup_fd));
+                joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, None));
             let report = match cloned {
                 Ok(Cloned::Child) => return Ok(None),
                 Ok(Cloned::Parent { pid, .. }) => format!("P{pid}"),

@@ -268,11 +268,10 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         .iter()
         .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
     if plan.spec.userns == crate::model::userns::UserNs::Host || joins_user {
-        // Container root is host root: the init runs from a sealed copy of
+        // Container root is host root (or may be: a user namespace joined
+        // by path may map host uid 0): the init runs from a sealed copy of
         // the engine (CVE-2019-5736), as `engine run --userns host` does.
-        // So it may be in a user namespace joined by path (whose root may
-        // be host uid 0). Before anything is opened or connected: this
-        // re-executes us.
+        // Before anything is opened or connected: this re-executes us.
         crate::parent::exec::run_from_sealed_copy()?;
     }
     let console = match &opts.console_socket {

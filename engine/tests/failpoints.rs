@@ -409,6 +409,7 @@ fn unreachable_here() -> Vec<(&'static str, String)> {
     let oci = "only an OCI create passes it (tests/oci.rs covers its failures)";
     let mut out: Vec<(&'static str, String)> = [
         "child.sysctl",
+        "child.create_container_hooks",
         "child.readonly_root",
         "finish.confine_as",
         "finish.gate",

@@ -538,15 +538,27 @@ fn a_killed_caller_leaves_a_container_that_delete_removes() {
 #[test]
 fn hooks_run_in_the_spec_order_with_the_state_on_stdin() {
     let oci = Oci::new(&["true"]);
-    let log = oci.path("hooks.log");
-    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} ${{#state}} >> {}; case \"$state\" in *'\"id\":\"h1\"'*) ;; *) echo bad state >> {};; esac", log.display(), log.display())]});
+    // The init's hooks reach the log through a bind mount: createContainer
+    // by a path relative to its working directory (the container's root,
+    // before pivot_root), startContainer inside the container.
+    let log_dir = oci.path("log");
+    fs::create_dir(&log_dir).unwrap();
+    let log = log_dir.join("hooks.log");
+    let hook_to = |name: &str, log: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} ${{#state}} >> {log}; case \"$state\" in *'\"id\":\"h1\"'*) ;; *) echo bad state >> {log};; esac")]});
+    let host_log = log.display().to_string();
+    let hook = |name: &str| hook_to(name, &host_log);
     oci.edit_config(|c| {
         c["hooks"] = json!({
             "prestart": [hook("prestart")],
             "createRuntime": [hook("createRuntime1"), hook("createRuntime2")],
+            "createContainer": [hook_to("createContainer", "log/hooks.log")],
+            "startContainer": [hook_to("startContainer", "/log/hooks.log")],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")]
         });
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/log", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}),
+        );
     });
     let bundle = oci.bundle().display().to_string();
     let out = oci.call(&["run", "--bundle", &bundle, "h1"]);
@@ -559,6 +571,8 @@ fn hooks_run_in_the_spec_order_with_the_state_on_stdin() {
             "prestart",
             "createRuntime1",
             "createRuntime2",
+            "createContainer",
+            "startContainer",
             "poststart",
             "poststop"
         ],
@@ -1105,4 +1119,626 @@ fn the_init_s_binary_cannot_be_rewritten_through_proc_pid_exe() {
         before == fs::read(&victim).unwrap(),
         "attack succeeded: the engine's binary was rewritten through the init's /proc/PID/exe"
     );
+}
+
+/// The readlinks of /proc/PID/ns/{mnt,pid,net,ipc,uts}, one a line.
+fn namespaces_of(pid: &str) -> String {
+    ["mnt", "pid", "net", "ipc", "uts"]
+        .iter()
+        .map(|ns| {
+            let link = fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+            format!("{}\n", link.display())
+        })
+        .collect()
+}
+
+/// The lines of /proc/self/status that say what a process may do.
+const POWERS: &str =
+    "grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+
+/// createContainer runs in the container's namespaces, its mounts made,
+/// before pivot_root (its path is the host's: /bin/bash is not in the
+/// busybox rootfs, and a script under /tmp is found although the init has
+/// the rootfs mounted there), with the container's root as working directory and
+/// the state `creating`; startContainer runs after `start`, its path
+/// resolved in the container (/hookbin exists only there), with exactly
+/// the powers of the container's process (uid, capabilities,
+/// no_new_privs, seccomp), the state `created`.
+#[test]
+fn create_and_start_container_hooks_run_in_the_container() {
+    assert!(
+        Path::new("/bin/bash").exists()
+            && !Path::new(rootfs()).join("bin/bash").exists()
+            && !Path::new("/hookbin").exists(),
+        "the test needs /bin/bash on the host and not in the busybox rootfs (apt-get install bash)"
+    );
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        &format!("({POWERS}) > /log/process; exec sleep 100"),
+    ]);
+    let log = oci.path("log");
+    let hookbin = oci.path("hookbin");
+    fs::create_dir(&log).unwrap();
+    fs::create_dir(&hookbin).unwrap();
+    // The process and the startContainer hook run as uid 1000.
+    fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let start_hook = hookbin.join("start");
+    fs::write(
+        &start_hook,
+        format!("#!/bin/sh\nread -r state; echo \"$state\" > /log/start.state\n({POWERS}) > /log/start\n"),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &start_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // A script under /tmp, where the init's copy of the host's tree has
+    // the rootfs mounted: found all the same (resolved by `create`).
+    let create_hook = oci.path("create-hook");
+    fs::write(
+        &create_hook,
+        "#!/bin/sh\necho script ran > log/create.script\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        &create_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let create_script = "read -r state; echo \"$state\" > log/create.state; \
+        for ns in mnt pid net ipc uts; do readlink /proc/self/ns/$ns; done > log/create.ns; \
+        pwd > log/create.cwd; test -x hookbin/start && test -d proc/self && echo mounts-made >> log/create.cwd";
+    oci.edit_config(|c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["hooks"] = json!({
+            "createContainer": [
+                {"path": "/bin/bash", "args": ["bash", "-c", create_script]},
+                {"path": create_hook},
+            ],
+            "startContainer": [{"path": "/hookbin/start", "args": ["start"], "env": ["PATH=/bin"]}],
+        });
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/log", "type": "bind", "source": log, "options": ["rbind", "rw"]}));
+        mounts.push(json!({"destination": "/hookbin", "type": "bind", "source": hookbin, "options": ["rbind", "ro"]}));
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "cs"]);
+    let pid = pid_of(&oci.state("cs"));
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(log.join("create.state")).unwrap()).unwrap();
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["id"], "cs");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(
+        fs::read_to_string(log.join("create.ns")).unwrap(),
+        namespaces_of(&pid.to_string()),
+        "createContainer ran outside the container's namespaces"
+    );
+    assert_eq!(
+        fs::read_to_string(log.join("create.script")).unwrap(),
+        "script ran\n"
+    );
+    let cwd = fs::read_to_string(log.join("create.cwd")).unwrap();
+    assert!(cwd.ends_with("mounts-made\n"), "{cwd}");
+    assert!(
+        !log.join("start").exists(),
+        "startContainer ran before start"
+    );
+
+    oci.ok(&["start", "cs"]);
+    wait::file(&log.join("process"), SHORT).unwrap();
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(log.join("start.state")).unwrap()).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    let process = fs::read_to_string(log.join("process")).unwrap();
+    let hook = fs::read_to_string(log.join("start")).unwrap();
+    assert!(
+        process.contains("NoNewPrivs:\t1") && process.contains("Uid:\t1000\t1000\t1000\t1000"),
+        "{process}"
+    );
+    assert_eq!(
+        hook, process,
+        "the startContainer hook had other powers than the process"
+    );
+    oci.ok(&["kill", "cs", "KILL"]);
+    oci.wait_stopped("cs", pid);
+    oci.ok(&["delete", "cs"]);
+    oci.assert_root_empty();
+}
+
+/// A failing or timed-out createContainer hook fails `create`, naming it,
+/// leaving nothing; a failing startContainer hook fails `start`, the
+/// process never runs, and the container is stopped.
+#[test]
+fn failing_create_and_start_container_hooks() {
+    let oci = Oci::new(&["sh", "-c", "echo ran; exec sleep 100"]);
+    let bundle = oci.bundle().display().to_string();
+    let log = oci.path("log");
+    fs::create_dir(&log).unwrap();
+    oci.edit_config(|c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/log", "type": "bind", "source": log, "options": ["rbind", "rw"]}),
+        )
+    });
+    // Each hook notes its state (the init's pid) in the container's /log.
+    let note = "read -r state; echo \"$state\" > log/state;";
+    for (script, timeout, words) in [
+        (
+            format!("{note} exit 1"),
+            None,
+            "hooks.createContainer: hook /bin/sh failed: exit status: 1",
+        ),
+        (
+            format!("{note} exec sleep 30"),
+            Some(1),
+            "hooks.createContainer: hook /bin/sh timed out after 1s",
+        ),
+    ] {
+        oci.edit_config(|c| {
+            c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": timeout}]})
+        });
+        let started = std::time::Instant::now();
+        let out = oci.call(&["create", "--bundle", &bundle, "cf"]);
+        assert_ne!(out.code, 0, "accepted");
+        assert!(out.stderr.contains(words), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        oci.assert_root_empty();
+        // The init was killed and reaped by create.
+        let state: Value =
+            serde_json::from_str(&fs::read_to_string(log.join("state")).unwrap()).unwrap();
+        let init = pid_of(&state);
+        assert!(
+            init > 1 && !Path::new(&format!("/proc/{init}")).exists(),
+            "the init {init} is left"
+        );
+        fs::remove_file(log.join("state")).unwrap();
+    }
+
+    oci.edit_config(|c| {
+        c["hooks"] =
+            json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]})
+    });
+    let out = oci.ok(&["create", "--bundle", &bundle, "sf"]);
+    let pid = pid_of(&oci.state("sf"));
+    let start = oci.call(&["start", "sf"]);
+    assert_ne!(start.code, 0);
+    assert!(
+        start
+            .stderr
+            .contains("hooks.startContainer: hook /bin/sh failed: exit status: 3"),
+        "{}",
+        start.stderr
+    );
+    assert_eq!(start.stderr.lines().count(), 1, "{}", start.stderr);
+    assert_eq!(oci.status("sf"), "stopped");
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    assert!(
+        !fs::read_to_string(&out.stdout_file)
+            .unwrap()
+            .contains("ran"),
+        "the process ran after its startContainer hook failed"
+    );
+    oci.ok(&["delete", "sf"]);
+    oci.assert_root_empty();
+}
+
+/// Hooks of every kind with a relative path or a negative timeout, and
+/// createContainer hooks that are no file (opened by `create`), are
+/// refused at create, naming the field.
+#[test]
+fn bad_hooks_are_refused_at_create() {
+    for (kind, hook, words) in [
+        (
+            "createContainer",
+            json!({"path": "bin/true"}),
+            "hooks.createContainer[0].path bin/true is not absolute",
+        ),
+        (
+            "startContainer",
+            json!({"path": "true"}),
+            "hooks.startContainer[0].path true is not absolute",
+        ),
+        (
+            "prestart",
+            json!({"path": "./x"}),
+            "hooks.prestart[0].path ./x is not absolute",
+        ),
+        (
+            "createContainer",
+            json!({"path": "/no/such/hook"}),
+            "hooks.createContainer[0].path /no/such/hook: cannot open it",
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr"}),
+            "hooks.createContainer[0].path /usr is not a regular file",
+        ),
+        (
+            "startContainer",
+            json!({"path": "/bin/true", "timeout": -1}),
+            "hooks.startContainer[0].timeout is negative",
+        ),
+    ] {
+        let oci = Oci::new(&["true"]);
+        oci.edit_config(|c| c["hooks"] = json!({ kind: [hook] }));
+        let bundle = oci.bundle().display().to_string();
+        let out = oci.call(&["create", "--bundle", &bundle, "bh"]);
+        assert_ne!(out.code, 0, "{kind}: accepted");
+        assert_eq!(out.stderr.lines().count(), 1, "{kind}: {}", out.stderr);
+        assert!(out.stderr.contains(words), "{kind}: {}", out.stderr);
+        oci.assert_root_empty();
+    }
+}
+
+/// A process the test keeps in namespaces of its own (`unshare ARGS sleep`),
+/// killed and reaped when dropped.
+struct Holder(std::process::Child);
+
+impl Holder {
+    /// Waits until the process is in new namespaces of each kind in `ns`.
+    fn new(args: &[&str], ns: &[&str]) -> Holder {
+        let child = Command::new("unshare")
+            .args(args)
+            .args(["sleep", "100"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run unshare ({e}): apt-get install util-linux"));
+        let holder = Holder(child);
+        wait::until(SHORT, "unshare to make its namespaces", || {
+            ns.iter()
+                .all(|n| holder.ns(n) != fs::read_link(format!("/proc/self/ns/{n}")).ok())
+                .then_some(())
+        });
+        holder
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn ns(&self, kind: &str) -> Option<PathBuf> {
+        fs::read_link(format!("/proc/{}/ns/{kind}", self.pid())).ok()
+    }
+
+    fn ns_path(&self, kind: &str) -> String {
+        format!("/proc/{}/ns/{kind}", self.pid())
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A user namespace of the test's own mapping container 0.. onto host
+/// 200000.. (written from here, as root may), and a mount namespace it owns.
+fn user_and_mount_holder() -> Holder {
+    let holder = Holder::new(
+        &["--user", "--mount", "--propagation", "private"],
+        &["user", "mnt"],
+    );
+    for file in ["gid_map", "uid_map"] {
+        fs::write(format!("/proc/{}/{file}", holder.pid()), "0 200000 65536\n").unwrap();
+    }
+    holder
+}
+
+/// `run` the container with `extra` added to pid, network, ipc and uts
+/// (and a new mount namespace unless `extra` has one), no id mappings
+/// unless `edit` gives some.
+fn run_in(oci: &Oci, extra: Value, edit: impl FnOnce(&mut Value)) -> Out {
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"] =
+            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}]);
+        let linux = c["linux"].as_object_mut().unwrap();
+        linux.remove("uidMappings");
+        linux.remove("gidMappings");
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.extend(extra.as_array().unwrap().iter().cloned());
+        if !list.iter().any(|n| n["type"] == "mount") {
+            list.push(json!({"type": "mount"}));
+        }
+        edit(c);
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.call(&["run", "--bundle", &bundle, "ns"])
+}
+
+const SHOW_NAMESPACES: &str =
+    "readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; cat /proc/self/uid_map";
+
+/// linux.namespaces user and mount with a path: the container's process
+/// really is in those namespaces (their inode numbers), no maps are
+/// written, the namespaces it gets anew belong to the joined user
+/// namespace (it can mount /proc and /sys in them), and mappings given
+/// must match the joined namespace's.
+#[test]
+fn user_and_mount_namespaces_joined_by_path() {
+    let own = |n: &str| fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+    let show = |out: &Out| -> Vec<String> {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+
+    // A user namespace alone: a new mount namespace, owned by it.
+    let holder = user_and_mount_holder();
+    let oci = Oci::new(&["sh", "-c", SHOW_NAMESPACES]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}]),
+        |_| {},
+    );
+    let lines = show(&out);
+    assert_eq!(
+        Path::new(&lines[0]),
+        holder.ns("user").unwrap(),
+        "{lines:?}"
+    );
+    assert_ne!(Path::new(&lines[1]), holder.ns("mnt").unwrap());
+    assert_ne!(Path::new(&lines[1]), own("mnt"));
+    assert_eq!(lines[2], "0 200000 65536", "{lines:?}");
+    oci.assert_root_empty();
+
+    // Mappings given must be the namespace's own.
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}]),
+        |c| {
+            c["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        },
+    );
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("linux.uidMappings (0:300000:65536) differ from the maps of the user namespace joined by path (0:200000:65536)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    oci.assert_root_empty();
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}]),
+        |c| {
+            c["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            c["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        },
+    );
+    assert_eq!(show(&out)[0], lines[0]);
+    oci.assert_root_empty();
+
+    // The user namespace and the mount namespace it owns.
+    let holder = user_and_mount_holder();
+    let oci = Oci::new(&["sh", "-c", SHOW_NAMESPACES]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "user", "path": holder.ns_path("user")}, {"type": "mount", "path": holder.ns_path("mnt")}]),
+        |_| {},
+    );
+    let lines = show(&out);
+    assert_eq!(
+        Path::new(&lines[0]),
+        holder.ns("user").unwrap(),
+        "{lines:?}"
+    );
+    assert_eq!(Path::new(&lines[1]), holder.ns("mnt").unwrap(), "{lines:?}");
+    oci.assert_root_empty();
+
+    // A mount namespace alone (one the host's user namespace owns).
+    let holder = Holder::new(&["--mount", "--propagation", "private"], &["mnt"]);
+    let oci = Oci::new(&["sh", "-c", SHOW_NAMESPACES]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "mount", "path": holder.ns_path("mnt")}]),
+        |_| {},
+    );
+    let lines = show(&out);
+    assert_eq!(Path::new(&lines[0]), own("user"), "{lines:?}");
+    assert_eq!(Path::new(&lines[1]), holder.ns("mnt").unwrap(), "{lines:?}");
+    oci.assert_root_empty();
+}
+
+/// Namespace paths that cannot be joined are refused at create with one
+/// line naming the field, nothing left.
+#[test]
+fn bad_namespace_paths_are_refused_at_create() {
+    let holder = user_and_mount_holder();
+    let user = holder.ns_path("user");
+    let mnt = holder.ns_path("mnt");
+    let cases = [
+        (
+            json!([{"type": "user", "path": mnt}]),
+            format!("user path {mnt} is not a user namespace"),
+        ),
+        (
+            json!([{"type": "mount", "path": "/etc/hostname"}]),
+            "mount path /etc/hostname is not a namespace".to_string(),
+        ),
+        (
+            json!([{"type": "mount", "path": format!("/proc/{}/ns/mnt", std::process::id())}]),
+            "the host's own mount namespace".to_string(),
+        ),
+        (
+            json!([{"type": "mount", "path": "/proc/self/ns/mnt"}]),
+            "the host's own mount namespace".to_string(),
+        ),
+        (
+            json!([{"type": "user", "path": "/proc/self/ns/user"}]),
+            "the host's own user namespace".to_string(),
+        ),
+        (
+            json!([{"type": "user", "path": "proc/1/ns/user"}]),
+            "user path proc/1/ns/user is not absolute".to_string(),
+        ),
+        (
+            json!([{"type": "user"}, {"type": "mount", "path": mnt}]),
+            "makes a new user namespace".to_string(),
+        ),
+        (
+            json!([{"type": "user", "path": user}, {"type": "network", "path": "/proc/self/ns/user"}]),
+            "network path /proc/self/ns/user is not a network namespace".to_string(),
+        ),
+    ];
+    for (extra, words) in cases {
+        let oci = Oci::new(&["true"]);
+        let out = run_in(&oci, extra, |c| {
+            if c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "user" && n["path"].is_null())
+            {
+                c["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+                c["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            }
+            let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+            // A joined network namespace replaces the config's own entry.
+            if list.iter().filter(|n| n["type"] == "network").count() > 1 {
+                list.retain(|n| n["type"] != "network" || !n["path"].is_null());
+            }
+        });
+        assert_ne!(out.code, 0, "{words}: accepted");
+        assert_eq!(out.stderr.lines().count(), 1, "{words}: {}", out.stderr);
+        assert!(out.stderr.contains(&words), "{words}: {}", out.stderr);
+        oci.assert_root_empty();
+    }
+}
+
+/// Takes every fd of process argv[1] with pidfd_getfd (what ptrace
+/// rights give) and prints what it got.
+const STEAL_FDS: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+target = os.pidfd_open(int(sys.argv[1]))
+stolen = []
+for fd in range(64):
+    got = libc.syscall(438, target, fd, 0)  # pidfd_getfd
+    if got >= 0:
+        stolen.append(os.readlink(f"/proc/self/fd/{got}"))
+print("stolen", stolen)
+"#;
+
+/// An init that joined a user namespace by path shares it with whoever
+/// made it (another container's root, say): until it execs it holds the
+/// engine's fds (the mount socket, the state directory's fifo, the hooks'
+/// files), so it stays out of that root's reach (non-dumpable: no ptrace,
+/// no pidfd_getfd). Tried by the namespace's root from a prestart hook,
+/// while the init waits for create's go (before it drops to the
+/// namespace's root, which alone would make it non-dumpable), and once
+/// it is created.
+#[test]
+fn an_init_in_a_joined_user_namespace_is_out_of_its_root_s_reach() {
+    let python = Path::new("/usr/bin/python3");
+    assert!(
+        python.exists(),
+        "the test needs /usr/bin/python3 (apt-get install python3)"
+    );
+    let holder = user_and_mount_holder();
+    let oci = Oci::new(&["sleep", "100"]);
+    let log = oci.path("steal");
+    let steal = format!(
+        "nsenter --target {} --user -- /usr/bin/python3 -c \"$STEAL\"",
+        holder.pid()
+    );
+    let script = format!(
+        "read -r state; pid=$(echo \"$state\" | sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); \
+         {steal} $pid > {log} 2>&1",
+        log = log.display()
+    );
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user", "path": holder.ns_path("user")}));
+        c["hooks"] = json!({"prestart": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/bin:/bin", format!("STEAL={STEAL_FDS}")]
+        }]});
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "nd"]);
+    let pid = pid_of(&oci.state("nd"));
+    let before_go = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        before_go, "stolen []\n",
+        "the namespace's root took fds of the init waiting for its go"
+    );
+    let created = Command::new("sh")
+        .args(["-c", &format!("{steal} {pid}")])
+        .env("STEAL", STEAL_FDS)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&created.stdout),
+        "stolen []\n",
+        "the namespace's root took fds of the created init: {created:?}"
+    );
+    oci.ok(&["delete", "nd"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    oci.assert_root_empty();
+}
+
+/// With a user namespace of the container's own, createContainer runs as
+/// its root (not host root) from the file `create` opened, even one under
+/// a directory the namespace's root cannot enter; startContainer too.
+#[test]
+fn container_hooks_with_a_user_namespace_of_its_own() {
+    let oci = Oci::new(&["true"]);
+    // Bound on a directory the rootfs has: its root cannot make one.
+    let log = oci.path("log");
+    fs::create_dir(&log).unwrap();
+    fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // The test's temporary directory is 0700: host root's alone.
+    let create_hook = oci.path("create-hook");
+    fs::write(
+        &create_hook,
+        "#!/bin/sh\ncat /proc/self/uid_map > var/tmp/create.uid_map\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        &create_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["hooks"] = json!({
+            "createContainer": [{"path": create_hook}],
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat /proc/self/uid_map > /var/tmp/start.uid_map"]}],
+        });
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/var/tmp", "type": "bind", "source": log, "options": ["rbind", "rw"]}),
+        );
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "hu"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for file in ["create.uid_map", "start.uid_map"] {
+        let map = fs::read_to_string(log.join(file)).unwrap();
+        assert_eq!(
+            map.split_whitespace().collect::<Vec<_>>(),
+            ["0", "300000", "65536"],
+            "{file}"
+        );
+    }
+    oci.assert_root_empty();
 }

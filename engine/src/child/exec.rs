@@ -21,6 +21,8 @@ pub struct OciProcess<'a> {
     pub gate: Option<(RawFd, RawFd)>,
     /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
+    /// A container's init: hooks.startContainer and the state they read.
+    pub start_hooks: Option<(&'a [crate::model::oci::Hook], String)>,
 }
 
 /// The common end of a new container and an exec: own session, the tty,
@@ -89,7 +91,30 @@ pub(super) fn finish_and_exec(
                 // 127), not a `start` that nobody watches.
                 child_step!(error_fd, "finish.gate");
                 resolve_command(command, env)?;
-                wait_for_start(ready, fifo, error_fd)?;
+                let started = wait_for_start(ready, fifo, error_fd)?;
+                // hooks.startContainer run here, as runc runs them: in the
+                // init, after `start`, right before the exec. A hook's path
+                // is resolved in the container's root, which the container
+                // controls, so it runs as the process would: its user,
+                // rlimits, capabilities cut, no_new_privs and seccomp
+                // already applied (runc, too, runs them after all of that).
+                // It gains nothing the process would not have, and the
+                // engine's fds are gone (closed above). `start` learns the
+                // outcome on the fifo: "0" to go on, else why not.
+                let (hooks, state) = oci
+                    .start_hooks
+                    .as_ref()
+                    .map_or((&[][..], ""), |(h, s)| (*h, s.as_str()));
+                for hook in hooks {
+                    if let Err(e) = crate::sys::hook::run(hook, state) {
+                        let msg = format!("hooks.startContainer: {e}");
+                        let mut report = format!("1{msg}").into_bytes();
+                        report.truncate(4000); // one atomic pipe write
+                        let _ = rustix::io::write(&started, &report);
+                        return Err(fail(msg));
+                    }
+                }
+                let _ = rustix::io::write(&started, b"0");
             }
         }
     }
@@ -122,9 +147,10 @@ fn set_rlimits(rlimits: &[crate::model::oci::Rlimit]) -> Step {
 }
 
 /// Says "ready" on the pipe `create` waits on, then blocks opening the
-/// exec.fifo for writing until `start` opens it for reading. From then on
-/// nobody reads the error pipe: a later failure goes to our stderr.
-fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step {
+/// exec.fifo for writing until `start` opens it for reading; returns it
+/// opened (the caller writes `start`'s answer). From then on nobody reads
+/// the error pipe: a later failure goes to our stderr.
+fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::fd::OwnedFd> {
     // SAFETY: the ready pipe's write end was kept open for us.
     let ready_fd = unsafe { BorrowedFd::borrow_raw(ready) };
     nix::unistd::write(ready_fd, b"R").ctx(|| "tell the engine the container is ready".into())?;
@@ -143,12 +169,10 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step {
     let opened = opened
         .map_err(std::io::Error::from)
         .ctx(|| "open the exec fifo".into())?;
-    let _ = rustix::io::write(&opened, b"0");
-    drop(opened);
     let _ = nix::unistd::close(fifo);
     // Our stderr takes the error pipe's place (still close-on-exec).
     let _ = nix::unistd::dup3(2, error_fd, nix::fcntl::OFlag::O_CLOEXEC);
-    Ok(())
+    Ok(opened)
 }
 
 /// The first candidate of the PATH search that exists, or runc's words

@@ -60,6 +60,11 @@ pub struct OciChild<'a> {
     /// An O_PATH fd of the state directory's exec.fifo: opening it for
     /// writing blocks until `start` opens it for reading.
     pub fifo_fd: RawFd,
+    /// Read end of a pipe: the OCI state JSON (with our host pid) for the
+    /// createContainer and startContainer hooks, sent after the go.
+    pub state_fd: RawFd,
+    /// O_PATH fds of the createContainer hooks' executables, one per hook.
+    pub hook_fds: Vec<RawFd>,
 }
 
 /// A failure before exec, and the exit code it becomes.
@@ -114,7 +119,8 @@ pub fn run(setup: &ChildSetup) -> ! {
     keep.extend(setup.pty_slave.as_ref().map(|(fd, _)| *fd));
     if let Some(oci) = &setup.oci {
         // The gate, and the fds the caller asked to pass (3.., `--preserve-fds`).
-        keep.extend([oci.ready_fd, oci.fifo_fd]);
+        keep.extend([oci.ready_fd, oci.fifo_fd, oci.state_fd]);
+        keep.extend(&oci.hook_fds);
         keep.extend((0..oci.extras.preserve_fds as RawFd).map(|i| 3 + i));
     }
     #[cfg(feature = "failpoints")]
@@ -176,13 +182,19 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is writable.
     confine::allow_ping(spec.userns);
+    let mut hook_state = String::new();
     if let Some(oci) = &setup.oci {
+        hook_state = read_state(oci.state_fd)?;
         child_step!(error_fd, "child.sysctl");
         write_sysctls(&oci.extras.sysctl)?;
     }
 
     child_step!(error_fd, "child.mounts");
     let root = mounts::build_root(setup, mount_fds)?;
+    if let Some(oci) = &setup.oci {
+        child_step!(error_fd, "child.create_container_hooks");
+        create_container_hooks(oci, &root, &hook_state)?;
+    }
     child_step!(error_fd, "child.pivot_root");
     mounts::enter_root(&root)?;
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
@@ -219,6 +231,10 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         rlimits: &o.extras.rlimits,
         gate: Some((o.ready_fd, o.fifo_fd)),
         preserve_fds: o.extras.preserve_fds,
+        start_hooks: Some((
+            &o.extras.start_container,
+            with_status(&hook_state, "created"),
+        )),
     });
     exec::finish_and_exec(
         slave,
@@ -229,6 +245,61 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         setup.error_fd,
         process.as_ref(),
     )
+}
+
+/// The OCI state the engine sends after its go, read to its end.
+fn read_state(fd: RawFd) -> Step<String> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the state pipe's read end is ours alone (kept by
+    // close_fds_except); the File closes it when done.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut state = String::new();
+    pipe.read_to_string(&mut state)
+        .ctx(|| "read the container's state from the engine".into())?;
+    Ok(state)
+}
+
+/// The state JSON with another `status`.
+fn with_status(state: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["status"] = status.into();
+            v.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
+}
+
+/// hooks.createContainer, as runc runs them: in the container's
+/// namespaces with the engine's privileges there, the mounts made but
+/// before pivot_root, in the container's root as working directory. Each
+/// runs from the fd `create` opened in the runtime's mount namespace (the
+/// runtime-spec's "path resolves in the runtime namespace"), not from its
+/// path here: in this copy of the host's tree the rootfs is mounted over
+/// the scratch directory (/tmp), and a path through it would run a file of
+/// the container's with the engine's privileges.
+fn create_container_hooks(oci: &OciChild, root: &OwnedFd, state: &str) -> Step {
+    let hooks = &oci.extras.create_container;
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    if hooks.len() != oci.hook_fds.len() {
+        return Err(fail(format!(
+            "the engine sent {} hook fds, not {}",
+            oci.hook_fds.len(),
+            hooks.len()
+        )));
+    }
+    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(root))
+        .ctx(|| "chdir into the container's root".into())?;
+    for (hook, fd) in hooks.iter().zip(&oci.hook_fds) {
+        // SAFETY: the fd is ours (kept by close_fds_except) until exec.
+        let exe = unsafe { BorrowedFd::borrow_raw(*fd) };
+        crate::sys::hook::run_from(hook, Some(exe), state)
+            .map_err(|e| fail(format!("hooks.createContainer: {e}")))?;
+    }
+    Ok(())
 }
 
 /// linux.sysctl, through /proc/sys while it still shows our own network

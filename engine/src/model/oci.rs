@@ -33,6 +33,19 @@ pub struct TmpfsMount {
     pub data: String,
 }
 
+/// One hook of config.json (runtime-spec `hooks.*[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hook {
+    /// Absolute.
+    pub path: PathBuf,
+    /// argv, argv[0] included (may be empty: then argv[0] is the path).
+    pub args: Vec<String>,
+    /// KEY=VALUE, the hook's whole environment.
+    pub env: Vec<String>,
+    /// Seconds; None or 0: no limit.
+    pub timeout: Option<u64>,
+}
+
 /// The OCI-only parts of a container's setup.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
@@ -56,4 +69,10 @@ pub struct Extras {
     pub bind_attrs: Vec<u64>,
     /// Inherited fds 3.. that the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
+    /// hooks.createContainer: run by the init in the container's
+    /// namespaces, mounts made, before pivot_root.
+    pub create_container: Vec<Hook>,
+    /// hooks.startContainer: run by the init once `start` opened the gate,
+    /// confined as the process, right before its exec.
+    pub start_container: Vec<Hook>,
 }

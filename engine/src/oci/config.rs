@@ -200,9 +200,22 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     };
     let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
     let has_userns = new_namespaces & libc::CLONE_NEWUSER as u64 != 0;
+    let joined = |flag: CloneFlags| join.iter().any(|(_, f)| *f == flag);
     let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
     let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
-    let userns = if has_userns {
+    if joined(CloneFlags::CLONE_NEWNS) && has_userns {
+        bail!("config.json linux.namespaces joins a mount namespace by path but makes a new user namespace, whose root could not mount in it: join the user namespace that owns it by path too, or make a new mount namespace");
+    }
+    let userns = if joined(CloneFlags::CLONE_NEWUSER) {
+        // Its maps are its own: none are written, and mappings given must
+        // match them (checked once the init is in it, `parent::oci`).
+        let host_of_root =
+            |m: &[IdMapping]| m.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
+        UserNs::Map {
+            uid: host_of_root(&uid_map),
+            gid: host_of_root(&gid_map),
+        }
+    } else if has_userns {
         let (Some(u), Some(g)) = (
             uid_map.iter().find(|m| m.container == 0),
             gid_map.iter().find(|m| m.container == 0),
@@ -295,32 +308,36 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         .map_err(|e| anyhow!("linux.seccomp: {e}"))?;
 
     let h = c.hooks().clone().unwrap_or_default();
-    if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(refuse("hooks.createContainer"));
-    }
-    if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(refuse("hooks.startContainer"));
-    }
     let hooks = Hooks {
         prestart: h.prestart().clone().unwrap_or_default(),
         create_runtime: h.create_runtime().clone().unwrap_or_default(),
         poststart: h.poststart().clone().unwrap_or_default(),
         poststop: h.poststop().clone().unwrap_or_default(),
     };
-    for hook in hooks
-        .prestart
-        .iter()
-        .chain(&hooks.create_runtime)
-        .chain(&hooks.poststart)
-        .chain(&hooks.poststop)
-    {
-        if !hook.path().is_absolute() {
-            bail!(
-                "config.json hook path {} is not absolute",
-                hook.path().display()
-            );
+    let create_container = h.create_container().clone().unwrap_or_default();
+    let start_container = h.start_container().clone().unwrap_or_default();
+    for (field, list) in [
+        ("prestart", &hooks.prestart),
+        ("createRuntime", &hooks.create_runtime),
+        ("createContainer", &create_container),
+        ("startContainer", &start_container),
+        ("poststart", &hooks.poststart),
+        ("poststop", &hooks.poststop),
+    ] {
+        for (i, hook) in list.iter().enumerate() {
+            if !hook.path().is_absolute() {
+                bail!(
+                    "config.json hooks.{field}[{i}].path {} is not absolute",
+                    hook.path().display()
+                );
+            }
+            if hook.timeout().is_some_and(|t| t < 0) {
+                bail!("config.json hooks.{field}[{i}].timeout is negative: give seconds, or leave it out for no limit");
+            }
         }
     }
+    extras.create_container = create_container.iter().map(hook).collect();
+    extras.start_container = start_container.iter().map(hook).collect();
     let cgroups_path = linux.cgroups_path().clone();
     if let Some(p) = &cgroups_path {
         if p.to_string_lossy().contains(':') {
@@ -368,6 +385,16 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         annotations: c.annotations().clone().unwrap_or_default(),
         device_rules,
     })
+}
+
+/// A config.json hook as the engine runs it (`sys::hook`).
+pub fn hook(h: &rt::Hook) -> crate::model::oci::Hook {
+    crate::model::oci::Hook {
+        path: h.path().clone(),
+        args: h.args().clone().unwrap_or_default(),
+        env: h.env().clone().unwrap_or_default(),
+        timeout: h.timeout().filter(|t| *t > 0).map(|t| t as u64),
+    }
 }
 
 /// linux.resources.devices as rules (runc's reading: no type is `a`, a
@@ -511,8 +538,14 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathB
         match ns.path() {
             None => new |= flag.bits() as u64,
             Some(p) => {
-                if matches!(name, "mount" | "user" | "cgroup") {
+                if name == "cgroup" {
                     return Err(refuse(&format!("linux.namespaces {name} with a path")));
+                }
+                if !p.is_absolute() {
+                    bail!(
+                        "config.json linux.namespaces {name} path {} is not absolute",
+                        p.display()
+                    );
                 }
                 if !p.exists() {
                     bail!(

@@ -190,6 +190,7 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
             rlimits: &process.rlimits,
             gate: None,
             preserve_fds: a.preserve_fds,
+            start_hooks: None,
         }),
     };
     let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());

@@ -17,7 +17,6 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -264,8 +263,13 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if plan.spec.tty && opts.console_socket.is_none() {
         bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
     }
-    if plan.spec.userns == crate::model::userns::UserNs::Host {
-        // Container root is host root: the init runs from a read-only image
+    let joins_user = plan
+        .join
+        .iter()
+        .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
+    if plan.spec.userns == crate::model::userns::UserNs::Host || joins_user {
+        // Container root is host root (or may be: a user namespace joined
+        // by path may map host uid 0): the init runs from a read-only image
         // of the engine (CVE-2019-5736), as `engine run --userns host` does.
         // Before anything is opened or connected: this re-executes us.
         crate::parent::exec::rerun_from_read_only_image()?;
@@ -283,10 +287,26 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
                 rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             )
-            .map(|fd| (fd, *f))
-            .with_context(|| format!("cannot open namespace {}", p.display()))
+            .map_err(|e| {
+                anyhow!(
+                    "config.json linux.namespaces path {}: cannot open it: {e}",
+                    p.display()
+                )
+            })
+            .and_then(|fd| {
+                check_namespace(&fd, *f, p)?;
+                Ok((fd, *f))
+            })
         })
         .collect::<Result<_>>()?;
+    // Opened here, in the runtime's mount namespace (see child::create_container_hooks).
+    let create_container_hooks = plan
+        .extras
+        .create_container
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| open_hook(i, &hook.path))
+        .collect::<Result<Vec<_>>>()?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
@@ -381,6 +401,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         console_size: plan.console_size,
         oom_score_adj: plan.oom_score_adj,
         cgroup,
+        create_container_hooks,
     };
     let created = crate::parent::oci::create(launch, |pid| {
         // Recorded at once: a create killed from here on leaves a
@@ -393,7 +414,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
             run_hook(hook, &state)?;
         }
-        Ok(())
+        Ok(hook_state(&creating, "creating"))
     })?;
     rec.pid = created.pid.as_raw();
     rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
@@ -404,6 +425,80 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// An O_PATH fd of a createContainer hook's file, which must be a regular file.
+fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
+    let field = format!(
+        "config.json hooks.createContainer[{i}].path {}",
+        path.display()
+    );
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| anyhow!("{field}: cannot open it: {e}"))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| anyhow!("{field}: cannot stat it: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        bail!("{field} is not a regular file");
+    }
+    Ok(fd)
+}
+
+/// A namespace given by path is a namespace of the type its entry names,
+/// and, for mount and user, not the engine's own or the host's: the init
+/// would pivot_root in the host's mount namespace (moving every host
+/// process whose root is `/` into the container's root).
+fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> Result<()> {
+    use nix::sched::CloneFlags;
+    use std::os::fd::AsRawFd;
+    let name = match kind {
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        _ => "other",
+    };
+    // NS_GET_NSTYPE (Linux 4.11): _IO(0xb7, 0x3).
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without argument on an fd we own; it only returns an int.
+    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if ty < 0 {
+        bail!(
+            "config.json linux.namespaces {name} path {} is not a namespace (a /proc/PID/ns/* file or a bind mount of one)",
+            path.display()
+        );
+    }
+    if ty != kind.bits() {
+        bail!(
+            "config.json linux.namespaces {name} path {} is not a {name} namespace",
+            path.display()
+        );
+    }
+    if matches!(name, "mount" | "user") {
+        let file = if name == "mount" { "mnt" } else { "user" };
+        let st = rustix::fs::fstat(fd)
+            .with_context(|| format!("cannot stat namespace {}", path.display()))?;
+        for own in ["self", "1"] {
+            if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
+                if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
+                    let hint = if name == "mount" {
+                        "leave the path out, and a new one is made"
+                    } else {
+                        "leave the user entry out, and the container has none"
+                    };
+                    bail!(
+                        "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Without cgroup v2 there is no device filter. What a container can open
@@ -473,49 +568,7 @@ fn hook_state(rec: &Record, status: &str) -> String {
 /// Runs one hook with the state on its stdin; a non-zero exit or its
 /// timeout is an error naming it.
 fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let args = hook.args().clone().unwrap_or_default();
-    let mut cmd = Command::new(hook.path());
-    if let Some((first, rest)) = args.split_first() {
-        cmd.arg0(first).args(rest);
-    }
-    cmd.env_clear();
-    for e in hook.env().clone().unwrap_or_default() {
-        if let Some((k, v)) = e.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot run hook {}", hook.path().display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state.as_bytes());
-    }
-    let deadline = hook
-        .timeout()
-        .filter(|t| *t > 0)
-        .map(|t| std::time::Instant::now() + Duration::from_secs(t as u64));
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("hook {} failed: {status}", hook.path().display());
-            }
-            return Ok(());
-        }
-        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "hook {} timed out after {}s",
-                hook.path().display(),
-                hook.timeout().unwrap_or(0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    crate::sys::hook::run(&config::hook(hook), state).map_err(anyhow::Error::from)
 }
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
@@ -539,8 +592,8 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 fifo.display()
             )
         })?;
-    // The init's open for writing completes now; wait for its byte, and
-    // notice if it died instead.
+    // The init's open for writing completes now; wait for its answer ("0",
+    // or why its startContainer hooks failed), and notice if it died instead.
     loop {
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&file),
@@ -548,11 +601,20 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         )];
         let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
         if n > 0 {
-            let mut byte = [0u8; 1];
+            let mut answer = [0u8; 4096];
             let got =
-                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&file), &mut byte).unwrap_or(0);
-            if got == 1 {
+                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&file), &mut answer).unwrap_or(0);
+            if got >= 1 && answer[0] == b'0' {
                 break;
+            }
+            if got > 1 {
+                let _ = std::fs::remove_file(&fifo);
+                // It exits now: report it stopped, as it is.
+                wait_gone(&rec);
+                bail!(
+                    "cannot start container {id}: {}",
+                    String::from_utf8_lossy(&answer[1..got]).trim()
+                );
             }
         }
         if !alive(rec.pid, rec.start_time) {
@@ -761,7 +823,7 @@ pub fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["ro", "rw", "bind", "rbind", "private", "rprivate", "slave", "rslave",
             "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime", "norelatime",
             "strictatime", "noatime", "nodiratime"],

@@ -52,7 +52,12 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned> {
     let mut args = CloneArgs {
         flags,
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel takes the caller's own (and wants 0 here).
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..Default::default()
     };
     if let Some(fd) = cgroup_fd {

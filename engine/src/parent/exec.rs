@@ -292,7 +292,7 @@ pub fn rerun_from_read_only_image() -> Result<()> {
         .collect();
     let err = nix::unistd::fexecve(image.as_raw_fd(), &args, &env).unwrap_err();
     Err(anyhow!(
-        "cannot run the engine from its sealed copy: {}",
+        "cannot run the engine from its read-only image: {}",
         err.desc()
     ))
 }

@@ -9,7 +9,8 @@ use super::{child_failure, pipe, ExitError};
 use crate::child::{self, ChildSetup, OciChild};
 use crate::model::oci::Extras;
 use crate::model::spec::Spec;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::fs::File;
@@ -43,6 +44,10 @@ pub struct Launch<'a> {
     pub oom_score_adj: Option<i32>,
     /// The cgroup to clone into.
     pub cgroup: Option<PathBuf>,
+    /// O_PATH fds of the hooks.createContainer executables, opened in our
+    /// mount namespace (the runtime's, as the runtime-spec says); the init
+    /// runs them through these.
+    pub create_container_hooks: Vec<OwnedFd>,
 }
 
 /// The init of a created container, waiting for `start`. Dropped before
@@ -71,8 +76,9 @@ impl Drop for Created {
 
 /// Clones the init and sets it up up to the gate. `before_go` runs once
 /// the init exists, in its namespaces but before it builds its root (the
-/// prestart and createRuntime hooks).
-pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Created> {
+/// prestart and createRuntime hooks); it returns the OCI state the init's
+/// own hooks (createContainer, startContainer) read.
+pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
     let spec = l.spec;
     let fifo = rustix::fs::open(
         l.fifo,
@@ -98,6 +104,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
     let (sync_read, sync_write) = pipe()?;
     let (ready_read, ready_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
+    let (state_read, state_write) = pipe()?;
     let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
         .context("cannot create a socket pair for the mount fds")?;
     let cgroup_dir = match &l.cgroup {
@@ -107,11 +114,18 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
         None => None,
     };
     // Joined here, so the init is born in them (setns of a pid namespace
-    // applies to our children).
-    for (fd, kind) in &l.join {
+    // applies to our children). A user or mount namespace is joined by an
+    // intermediate process instead (`clone_joining`): we keep the host's.
+    let (join_in_child, join_here): (Vec<_>, Vec<_>) = l.join.iter().partition(|(_, kind)| {
+        kind.intersects(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+    });
+    for (fd, kind) in &join_here {
         nix::sched::setns(fd.as_fd(), *kind)
             .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
     }
+    let joins_user = join_in_child
+        .iter()
+        .any(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
     let setup = ChildSetup {
         spec,
         layer_size: None,
@@ -128,12 +142,25 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
             extras: l.extras,
             ready_fd: ready_write.as_raw_fd(),
             fifo_fd: fifo.as_raw_fd(),
+            state_fd: state_read.as_raw_fd(),
+            hook_fds: l
+                .create_container_hooks
+                .iter()
+                .map(|fd| fd.as_raw_fd())
+                .collect(),
         }),
     };
-    let (pid, _pidfd) = match clone3(l.new_namespaces, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))?
-    {
-        Cloned::Child => child::run(&setup),
-        Cloned::Parent { pid, pidfd } => (pid, pidfd),
+    let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
+    let pid = if join_in_child.is_empty() {
+        match clone3(l.new_namespaces, cgroup_fd)? {
+            Cloned::Child => child::run(&setup),
+            Cloned::Parent { pid, .. } => pid,
+        }
+    } else {
+        match clone_joining(&join_in_child, l.new_namespaces, cgroup_fd)? {
+            None => child::run(&setup),
+            Some(pid) => pid,
+        }
     };
     let created = Created { pid, armed: true };
     drop(setup);
@@ -142,11 +169,15 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
         child_mount_sock,
         error_write,
         ready_write,
+        state_read,
         fifo,
         cgroup_dir,
     ));
 
-    if !l.uid_map.is_empty() {
+    if joins_user {
+        check_map(pid, "uid_map", "uidMappings", &l.uid_map)?;
+        check_map(pid, "gid_map", "gidMappings", &l.gid_map)?;
+    } else if !l.uid_map.is_empty() {
         write_map(pid, "gid_map", &l.gid_map)?;
         write_map(pid, "uid_map", &l.uid_map)?;
     }
@@ -157,7 +188,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
     let scratch = std::env::temp_dir();
     super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.bind_attrs, &mount_sock)?;
     drop(mount_sock);
-    before_go(pid)?;
+    let state = before_go(pid)?;
     if let (Some(pty), Some(sock)) = (&pty, &l.console) {
         send_console(sock, &pty.master, &pty.slave_path)?;
     }
@@ -165,6 +196,9 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
+    // After the go, so a state of any size cannot block us: the init reads
+    // it to its end first thing.
+    let _ = File::from(state_write).write_all(state.as_bytes());
     let mut byte = [0u8; 1];
     let n = File::from(ready_read).read(&mut byte).unwrap_or(0);
     if n == 1 {
@@ -175,6 +209,118 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<()>) -> Result<Cr
         msg: "the container's init exited before it was ready".into(),
     });
     Err(failure.into())
+}
+
+/// The init, cloned by an intermediate process that first joins the
+/// mount namespace, then the user namespace given by path (in that order:
+/// as host root we may join a mount namespace that any user namespace
+/// owns; once in a user namespace, only those it owns), so that the
+/// namespaces the init gets anew belong to the joined user namespace, as
+/// with runc's nsexec. CLONE_PARENT makes the init our child, not the
+/// intermediate's: we reap it, and its death signal follows us. Returns
+/// None in the init, its pid here.
+fn clone_joining(
+    join: &[&(OwnedFd, CloneFlags)],
+    new_namespaces: u64,
+    cgroup_fd: Option<std::os::fd::RawFd>,
+) -> Result<Option<Pid>> {
+    let (report_read, report_write) = pipe()?;
+    // The intermediate is born in the cgroup (by us, host root), and so the
+    // init, its child, too: no clone into a cgroup from inside a user
+    // namespace, which the cgroup's owner may not allow.
+    let middle = match clone3(0, cgroup_fd)? {
+        Cloned::Child => {
+            // Before we share a user namespace with its root, who would
+            // otherwise have ptrace rights over us and the init (which
+            // inherits this until its exec): pidfd_getfd would take the
+            // engine's fds (the mount socket, the state directory's fifo).
+            let joined = nix::sys::prctl::set_dumpable(false)
+                .map_err(|e| anyhow!("cannot make the engine non-dumpable: {}", e.desc()))
+                .and_then(|()| join_in_order(join));
+            let cloned =
+                joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, None));
+            let report = match cloned {
+                Ok(Cloned::Child) => return Ok(None),
+                Ok(Cloned::Parent { pid, .. }) => format!("P{pid}"),
+                Err(e) => format!("E{e:#}"),
+            };
+            let _ = File::from(report_write).write_all(report.as_bytes());
+            // SAFETY: _exit ends this copy of us at once, as a forked child
+            // should (no atexit handlers, no flushing of our stdio buffers).
+            unsafe { libc::_exit(0) }
+        }
+        Cloned::Parent { pid, .. } => pid,
+    };
+    drop(report_write);
+    let mut report = String::new();
+    let _ = File::from(report_read).read_to_string(&mut report);
+    let _ = nix::sys::wait::waitpid(middle, None);
+    match report.split_at_checked(1) {
+        Some(("P", pid)) => pid
+            .parse()
+            .map(|pid| Some(Pid::from_raw(pid)))
+            .map_err(|_| anyhow!("the intermediate process reported {report:?}, not a pid")),
+        Some(("E", msg)) => Err(anyhow!("{msg}")),
+        _ => Err(anyhow!(
+            "the intermediate process that joins the namespaces given by path died"
+        )),
+    }
+}
+
+/// setns into each namespace, the mount namespace before the user one.
+fn join_in_order(join: &[&(OwnedFd, CloneFlags)]) -> Result<()> {
+    let mut ordered = join.to_vec();
+    ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    for (fd, kind) in ordered {
+        let name = match *kind {
+            CloneFlags::CLONE_NEWUSER => "user",
+            _ => "mount",
+        };
+        nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
+            anyhow!(
+                "cannot join the {name} namespace given by path in linux.namespaces: {}",
+                e.desc()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The maps of the user namespace joined by path; mappings given in
+/// config.json must be the same (the runtime-spec), as sets.
+fn check_map(pid: Pid, file: &str, field: &str, given: &[IdMapping]) -> Result<()> {
+    if given.is_empty() {
+        return Ok(());
+    }
+    let path = format!("/proc/{pid}/{file}");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let mut actual: Vec<(u32, u32, u32)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut n = l.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((n.next()??, n.next()??, n.next()??))
+        })
+        .collect();
+    let mut wanted: Vec<(u32, u32, u32)> = given
+        .iter()
+        .map(|m| (m.container, m.host, m.size))
+        .collect();
+    actual.sort_unstable();
+    wanted.sort_unstable();
+    if actual != wanted {
+        let show = |m: &[(u32, u32, u32)]| {
+            m.iter()
+                .map(|(c, h, s)| format!("{c}:{h}:{s}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        bail!(
+            "config.json linux.{field} ({}) differ from the maps of the user namespace joined by path ({}): leave them out, or give the same",
+            show(&wanted),
+            if actual.is_empty() { "none".to_string() } else { show(&actual) }
+        );
+    }
+    Ok(())
 }
 
 /// Maps as the config gives them, written once from here.

@@ -2,13 +2,14 @@
 //! only), lock, net, path (in-root resolution by path), and the confinement
 //! primitives idrange (host ID ranges), idmap (detached and idmapped mounts,
 //! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF),
-//! devices (the cgroup v2 device filter, eBPF);
+//! devices (the cgroup v2 device filter, eBPF), hook (runs one OCI hook);
 //! failpoint (the failpoints of every step, with the `failpoints` feature only).
 pub mod arch;
 pub mod caps;
 pub mod cgroup;
 pub mod devices;
 pub mod failpoint;
+pub mod hook;
 pub mod idmap;
 pub mod idrange;
 pub mod lock;

@@ -1,0 +1,117 @@
+//! Runs one OCI hook: the state JSON on its stdin, its own argv and
+//! environment, killed when its timeout passes. Used by the host side
+//! (prestart, createRuntime, poststart, poststop) and by the container's
+//! init (createContainer, startContainer), which is single-threaded.
+
+use crate::model::oci::Hook;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a hook failed, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("cannot run hook {path}: {err}")]
+    Spawn { path: String, err: std::io::Error },
+    #[error("hook {path} failed: {status}")]
+    Failed {
+        path: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("hook {path} timed out after {secs}s and was killed")]
+    TimedOut { path: String, secs: u64 },
+}
+
+/// Runs `hook` to its end with `state` on its stdin. Its stdout is
+/// discarded, its stderr is ours; no fd of ours but 0, 1, 2 reaches it.
+pub fn run(hook: &Hook, state: &str) -> Result<(), HookError> {
+    run_from(hook, None, state)
+}
+
+/// `run`, executing `exe` (an fd of the hook's file, O_PATH will do) with
+/// execveat instead of looking its path up here (no /proc needed). The fd
+/// stays open across exec, so that a script's interpreter can open it
+/// (/dev/fd/N).
+pub fn run_from(hook: &Hook, exe: Option<BorrowedFd>, state: &str) -> Result<(), HookError> {
+    let path = hook.path.display().to_string();
+    let mut cmd = Command::new(&hook.path);
+    if let Some((first, rest)) = hook.args.split_first() {
+        cmd.arg0(first).args(rest);
+    }
+    cmd.env_clear();
+    for e in &hook.env {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let exe_fd = exe.map(|fd| fd.as_raw_fd());
+    // What execveat takes, made before the fork.
+    let cstr = |s: &str| CString::new(s).ok();
+    let argv: Vec<CString> = match hook.args.is_empty() {
+        true => cstr(&path).into_iter().collect(),
+        false => hook.args.iter().filter_map(|a| cstr(a)).collect(),
+    };
+    let envp: Vec<CString> = hook
+        .env
+        .iter()
+        .filter(|e| e.contains('='))
+        .filter_map(|e| cstr(e))
+        .collect();
+    // SAFETY: runs in the forked child before exec: close_range, fcntl and
+    // execveat are plain syscalls; the keep list and execveat's pointer
+    // arrays allocate, which is sound here since every caller is
+    // single-threaded (the engine, its init).
+    unsafe {
+        cmd.pre_exec(move || {
+            let keep: Vec<RawFd> = exe_fd.into_iter().collect();
+            crate::sys::openat::cloexec_fds_except(&keep)?;
+            if let Some(fd) = exe_fd {
+                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
+                let err = nix::unistd::execveat(
+                    Some(fd),
+                    c"",
+                    &argv,
+                    &envp,
+                    nix::fcntl::AtFlags::AT_EMPTY_PATH,
+                )
+                .unwrap_err();
+                return Err(std::io::Error::from(err));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|err| HookError::Spawn {
+            path: path.clone(),
+            err,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its state closes the pipe: not an error.
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    let timeout = hook.timeout.filter(|t| *t > 0);
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs(t));
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(HookError::Failed { path, status }),
+            Ok(None) => {}
+            Err(err) => return Err(HookError::Spawn { path, err }),
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HookError::TimedOut {
+                path,
+                secs: timeout.unwrap_or(0),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

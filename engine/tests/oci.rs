@@ -1052,3 +1052,128 @@ fn a_bound_device_the_rules_do_not_allow_is_refused_without_a_device_filter() {
     assert_eq!(out.stdout.trim(), "disk-opened");
     oci.assert_root_empty();
 }
+
+/// `podman run -it` with a real terminal: podman (its stdio a pty of ours,
+/// its controlling terminal) puts that terminal in raw mode, conmon gets
+/// the pty master the engine sends over the console socket, and what we
+/// type reaches the container's shell, whose stdio is a /dev/pts device.
+/// A resize of our terminal reaches the container (podman: SIGWINCH ->
+/// conmon -> TIOCSWINSZ on the master). On this cgroup v1 host without
+/// cgroups, as `podman_runs_containers_on_the_engine`. Takes ~3 s.
+#[test]
+fn podman_run_it_gets_a_terminal_through_the_console_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+
+    let podman = which_or_fail("podman", "apt-get install podman");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(
+        d.join("containers.conf"),
+        "[engine]\nevents_logger = \"none\"\nruntime_supports_nocgroup = [\"engine\"]\nruntime_supports_json = [\"engine\"]\n",
+    )
+    .unwrap();
+    let rootfs = d.join("rootfs");
+    busybox::copy_to(&rootfs);
+
+    let size = |rows, cols| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
+    let mut cmd = Command::new(&podman);
+    cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
+        .args(["--root", d.join("storage").to_str().unwrap()])
+        .args(["--runroot", d.join("run").to_str().unwrap()])
+        .args(["--tmpdir", d.join("tmp").to_str().unwrap()])
+        .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE])
+        .args(["run", "-it", "--rm", "--cgroups=disabled", "--network=none"])
+        .args(["--ulimit=nofile=20000:20000", "--ulimit=nproc=1000:1000"])
+        .args(["--rootfs", rootfs.to_str().unwrap(), "/bin/sh"])
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid,
+    // ioctl) on the child's own stdin: the pty becomes podman's
+    // controlling terminal, so a resize sends podman SIGWINCH.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(pty.slave);
+
+    // Everything podman writes to the terminal; the read ends with EIO
+    // once podman, the last holder of the slave, is gone.
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut master = fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let sink = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |what: &str, needle: &str| {
+        let found = wait::poll_until(LONG, what, || {
+            screen.lock().unwrap().contains(needle).then_some(())
+        });
+        if let Err(e) = found {
+            panic!("{e}; the terminal showed:\n{}", screen.lock().unwrap());
+        }
+    };
+    wait_for("the shell's prompt", "# ");
+    master
+        .write_all(b"tty; stty size; echo $((6*7))\n")
+        .unwrap();
+    wait_for("the shell's answer 42", "\n42\r\n");
+
+    // A resize, as a terminal window does it; the container sees it once
+    // podman and conmon have passed it on.
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    let resized = wait::poll_until(LONG, "the container to see 30 rows, 100 columns", || {
+        master.write_all(b"stty size\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        screen
+            .lock()
+            .unwrap()
+            .contains("\n30 100\r\n")
+            .then_some(())
+    });
+    master.write_all(b"exit 3\n").unwrap();
+    let status = wait::child(&mut child, LONG).unwrap();
+    let text = screen.lock().unwrap().clone();
+    assert!(resized.is_ok(), "{resized:?}; the terminal showed:\n{text}");
+    assert_eq!(status.code(), Some(3), "{text}");
+    let answers: Vec<&str> = text.lines().map(str::trim_end).collect();
+    // The engine opens the pty on the host's devpts and binds its slave on
+    // /dev/console (runc and crun open it in the container's own devpts:
+    // /dev/pts/0), so ttyname finds it there.
+    let tty = answers
+        .iter()
+        .position(|l| l.starts_with("/dev/pts/") || *l == "/dev/console")
+        .unwrap_or_else(|| panic!("tty should name a terminal device:\n{text}"));
+    assert_eq!(
+        &answers[tty + 1..tty + 3],
+        ["24 80", "42"],
+        "stty size should be our terminal's:\n{text}"
+    );
+}

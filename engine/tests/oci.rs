@@ -1123,19 +1123,32 @@ fn podman_run_it_gets_a_terminal_through_the_console_socket() {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    let wait_for = |what: &str, needle: &str| {
+    // Until `needle` shows, or podman ends (a failed create) or LONG passes.
+    let wait_for = |child: &mut std::process::Child, what: &str, needle: &str| {
         let found = wait::poll_until(LONG, what, || {
-            screen.lock().unwrap().contains(needle).then_some(())
+            if screen.lock().unwrap().contains(needle) {
+                Some(Ok(()))
+            } else {
+                child.try_wait().unwrap().map(Err)
+            }
         });
-        if let Err(e) = found {
-            panic!("{e}; the terminal showed:\n{}", screen.lock().unwrap());
+        match found {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => panic!(
+                "podman ended ({status}) before {what}; the terminal showed:\n{}",
+                screen.lock().unwrap()
+            ),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("{e}; the terminal showed:\n{}", screen.lock().unwrap());
+            }
         }
     };
-    wait_for("the shell's prompt", "# ");
+    wait_for(&mut child, "the shell's prompt", "# ");
     master
         .write_all(b"tty; stty size; echo $((6*7))\n")
         .unwrap();
-    wait_for("the shell's answer 42", "\n42\r\n");
+    wait_for(&mut child, "the shell's answer 42", "\n42\r\n");
 
     // A resize, as a terminal window does it; the container sees it once
     // podman and conmon have passed it on.

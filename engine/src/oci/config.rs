@@ -798,7 +798,10 @@ mod tests {
             assert_eq!((l.memory, l.swap), (Some(M as u64), want), "swap {swap}");
         }
         let below = limits_of(json!({"memory": {"limit": M, "swap": M / 2}})).unwrap_err();
-        assert!(below.to_string().contains("below the memory limit"), "{below}");
+        assert!(
+            below.to_string().contains("below the memory limit"),
+            "{below}"
+        );
         let alone = limits_of(json!({"memory": {"swap": M}})).unwrap_err();
         assert!(alone.to_string().contains("no memory limit"), "{alone}");
     }

@@ -410,6 +410,7 @@ fn unreachable_here() -> Vec<(&'static str, String)> {
     let mut out: Vec<(&'static str, String)> = [
         "child.sysctl",
         "child.readonly_root",
+        "child.console",
         "finish.confine_as",
         "finish.gate",
     ]

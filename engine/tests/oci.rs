@@ -621,10 +621,8 @@ fn console_socket_gets_the_pty_master() {
             Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
-    assert!(
-        text.contains("/dev/console") || text.contains("/dev/pts/"),
-        "{text}"
-    );
+    // The container's own devpts, as runc does it.
+    assert!(text.contains("/dev/pts/0\r\n"), "{text}");
     assert!(text.contains("size 33 111"), "{text}");
     oci.wait_stopped("t1", pid);
     oci.ok(&["delete", "t1"]);
@@ -1177,16 +1175,70 @@ fn podman_run_it_gets_a_terminal_through_the_console_socket() {
     assert!(resized.is_ok(), "{resized:?}; the terminal showed:\n{text}");
     assert_eq!(status.code(), Some(3), "{text}");
     let answers: Vec<&str> = text.lines().map(str::trim_end).collect();
-    // The engine opens the pty on the host's devpts and binds its slave on
-    // /dev/console (runc and crun open it in the container's own devpts:
-    // /dev/pts/0), so ttyname finds it there.
+    // A pty of the container's own devpts, as with runc and crun (one of
+    // the host's devpts would show as /dev/console, its bind mount).
     let tty = answers
         .iter()
-        .position(|l| l.starts_with("/dev/pts/") || *l == "/dev/console")
-        .unwrap_or_else(|| panic!("tty should name a terminal device:\n{text}"));
+        .position(|l| l.starts_with("/dev/pts/"))
+        .unwrap_or_else(|| panic!("tty should name a /dev/pts device:\n{text}"));
     assert_eq!(
         &answers[tty + 1..tty + 3],
         ["24 80", "42"],
         "stty size should be our terminal's:\n{text}"
     );
+}
+
+/// process.terminal with a user namespace: the init opens the pty in its
+/// own devpts as root of that namespace, and `tty` names it there.
+#[test]
+fn console_socket_in_a_user_namespace() {
+    // No fd but 0-2 reaches the process: not the master, not the socket
+    // (3 is ls's own directory).
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        "tty; echo size $(stty size); id -u; echo fds $(ls /proc/self/fd)",
+    ]);
+    oci.edit_config(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 20, "width": 70});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let sock_path = oci.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let bundle = oci.bundle().display().to_string();
+    let sock = sock_path.to_str().unwrap();
+    oci.ok(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        sock,
+        "u1",
+    ]);
+    let (conn, _) = listener.accept().unwrap();
+    let mut master = fs::File::from(recv_fd(&conn));
+    let pid = pid_of(&oci.state("u1"));
+    oci.ok(&["start", "u1"]);
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while text.lines().count() < 4 || !text.ends_with('\n') {
+        use std::io::Read;
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert_eq!(
+        text.lines().map(str::trim_end).collect::<Vec<_>>(),
+        ["/dev/pts/0", "size 20 70", "0", "fds 0 1 2 3"],
+        "{text}"
+    );
+    oci.wait_stopped("u1", pid);
+    oci.ok(&["delete", "u1"]);
 }

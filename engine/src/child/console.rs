@@ -12,10 +12,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 /// The slave, for the process's stdio.
 pub(super) fn open(console: Console) -> Step<OwnedFd> {
     // /dev is the engine's tmpfs and no process of the container runs yet:
-    // the path leads to our devpts.
+    // the path leads to our devpts (a non-pty fails unlockpt below).
     let master = rustix::fs::open(
         "/dev/pts/ptmx",
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| fail(format!("cannot open /dev/pts/ptmx for the terminal: {e}")))?;

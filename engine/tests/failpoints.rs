@@ -411,6 +411,7 @@ fn unreachable_here() -> Vec<(&'static str, String)> {
         "child.sysctl",
         "child.create_container_hooks",
         "child.readonly_root",
+        "child.console",
         "finish.confine_as",
         "finish.gate",
     ]

@@ -635,10 +635,8 @@ fn console_socket_gets_the_pty_master() {
             Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
-    assert!(
-        text.contains("/dev/console") || text.contains("/dev/pts/"),
-        "{text}"
-    );
+    // The container's own devpts, as runc does it.
+    assert!(text.contains("/dev/pts/0\r\n"), "{text}");
     assert!(text.contains("size 33 111"), "{text}");
     oci.wait_stopped("t1", pid);
     oci.ok(&["delete", "t1"]);
@@ -1741,4 +1739,196 @@ fn container_hooks_with_a_user_namespace_of_its_own() {
         );
     }
     oci.assert_root_empty();
+}
+
+/// `podman run -it` with a real terminal: podman (its stdio a pty of ours,
+/// its controlling terminal) puts that terminal in raw mode, conmon gets
+/// the pty master the engine sends over the console socket, and what we
+/// type reaches the container's shell, whose stdio is a /dev/pts device.
+/// A resize of our terminal reaches the container (podman: SIGWINCH ->
+/// conmon -> TIOCSWINSZ on the master). On this cgroup v1 host without
+/// cgroups, as `podman_runs_containers_on_the_engine`. Takes ~3 s.
+#[test]
+fn podman_run_it_gets_a_terminal_through_the_console_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+
+    let podman = which_or_fail("podman", "apt-get install podman");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(
+        d.join("containers.conf"),
+        "[engine]\nevents_logger = \"none\"\nruntime_supports_nocgroup = [\"engine\"]\nruntime_supports_json = [\"engine\"]\n",
+    )
+    .unwrap();
+    let rootfs = d.join("rootfs");
+    busybox::copy_to(&rootfs);
+
+    let size = |rows, cols| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
+    let mut cmd = Command::new(&podman);
+    cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
+        .args(["--root", d.join("storage").to_str().unwrap()])
+        .args(["--runroot", d.join("run").to_str().unwrap()])
+        .args(["--tmpdir", d.join("tmp").to_str().unwrap()])
+        .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE])
+        .args(["run", "-it", "--rm", "--cgroups=disabled", "--network=none"])
+        .args(["--ulimit=nofile=20000:20000", "--ulimit=nproc=1000:1000"])
+        .args(["--rootfs", rootfs.to_str().unwrap(), "/bin/sh"])
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid,
+    // ioctl) on the child's own stdin: the pty becomes podman's
+    // controlling terminal, so a resize sends podman SIGWINCH.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(pty.slave);
+
+    // Everything podman writes to the terminal; the read ends with EIO
+    // once podman, the last holder of the slave, is gone.
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut master = fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let sink = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    // Until `needle` shows, or podman ends (a failed create) or LONG passes.
+    let wait_for = |child: &mut std::process::Child, what: &str, needle: &str| {
+        let found = wait::poll_until(LONG, what, || {
+            if screen.lock().unwrap().contains(needle) {
+                Some(Ok(()))
+            } else {
+                child.try_wait().unwrap().map(Err)
+            }
+        });
+        match found {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => panic!(
+                "podman ended ({status}) before {what}; the terminal showed:\n{}",
+                screen.lock().unwrap()
+            ),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("{e}; the terminal showed:\n{}", screen.lock().unwrap());
+            }
+        }
+    };
+    wait_for(&mut child, "the shell's prompt", "# ");
+    master
+        .write_all(b"tty; stty size; echo $((6*7))\n")
+        .unwrap();
+    wait_for(&mut child, "the shell's answer 42", "\n42\r\n");
+
+    // A resize, as a terminal window does it; the container sees it once
+    // podman and conmon have passed it on.
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    let resized = wait::poll_until(LONG, "the container to see 30 rows, 100 columns", || {
+        master.write_all(b"stty size\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        screen
+            .lock()
+            .unwrap()
+            .contains("\n30 100\r\n")
+            .then_some(())
+    });
+    master.write_all(b"exit 3\n").unwrap();
+    let status = wait::child(&mut child, LONG).unwrap();
+    let text = screen.lock().unwrap().clone();
+    assert!(resized.is_ok(), "{resized:?}; the terminal showed:\n{text}");
+    assert_eq!(status.code(), Some(3), "{text}");
+    let answers: Vec<&str> = text.lines().map(str::trim_end).collect();
+    // A pty of the container's own devpts, as with runc and crun (one of
+    // the host's devpts would show as /dev/console, its bind mount).
+    let tty = answers
+        .iter()
+        .position(|l| l.starts_with("/dev/pts/"))
+        .unwrap_or_else(|| panic!("tty should name a /dev/pts device:\n{text}"));
+    assert_eq!(
+        &answers[tty + 1..tty + 3],
+        ["24 80", "42"],
+        "stty size should be our terminal's:\n{text}"
+    );
+}
+
+/// process.terminal with a user namespace: the init opens the pty in its
+/// own devpts as root of that namespace, and `tty` names it there.
+#[test]
+fn console_socket_in_a_user_namespace() {
+    // No fd but 0-2 reaches the process: not the master, not the socket
+    // (3 is ls's own directory).
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        "tty; echo size $(stty size); id -u; echo fds $(ls /proc/self/fd)",
+    ]);
+    oci.edit_config(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 20, "width": 70});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let sock_path = oci.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let bundle = oci.bundle().display().to_string();
+    let sock = sock_path.to_str().unwrap();
+    oci.ok(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        sock,
+        "u1",
+    ]);
+    let (conn, _) = listener.accept().unwrap();
+    let mut master = fs::File::from(recv_fd(&conn));
+    let pid = pid_of(&oci.state("u1"));
+    oci.ok(&["start", "u1"]);
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while text.lines().count() < 4 || !text.ends_with('\n') {
+        use std::io::Read;
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert_eq!(
+        text.lines().map(str::trim_end).collect::<Vec<_>>(),
+        ["/dev/pts/0", "size 20 70", "0", "fds 0 1 2 3"],
+        "{text}"
+    );
+    oci.wait_stopped("u1", pid);
+    oci.ok(&["delete", "u1"]);
 }

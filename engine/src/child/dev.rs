@@ -108,6 +108,9 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     if let Some((_, slave_path)) = &setup.pty_slave {
         let console = make_in_dev(&dev, "console", false)?;
         bind_at(slave_path, console.as_fd(), "/dev/console")?;
+    } else if setup.oci.as_ref().is_some_and(|o| o.console.is_some()) {
+        // The pty is opened after pivot_root (child/console.rs).
+        make_in_dev(&dev, "console", false)?;
     }
     Ok(())
 }

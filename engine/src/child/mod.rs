@@ -8,6 +8,7 @@
 //! exit code it should become (125, 126 or 127).
 
 mod confine;
+mod console;
 mod dev;
 mod exec;
 pub mod join;
@@ -65,6 +66,15 @@ pub struct OciChild<'a> {
     pub state_fd: RawFd,
     /// O_PATH fds of the createContainer hooks' executables, one per hook.
     pub hook_fds: Vec<RawFd>,
+    /// process.terminal: where the pty master goes.
+    pub console: Option<Console>,
+}
+
+/// The caller's console socket (connected) and process.consoleSize.
+#[derive(Clone, Copy)]
+pub struct Console {
+    pub socket: RawFd,
+    pub size: Option<(u16, u16)>,
 }
 
 /// A failure before exec, and the exit code it becomes.
@@ -121,6 +131,7 @@ pub fn run(setup: &ChildSetup) -> ! {
         // The gate, and the fds the caller asked to pass (3.., `--preserve-fds`).
         keep.extend([oci.ready_fd, oci.fifo_fd, oci.state_fd]);
         keep.extend(&oci.hook_fds);
+        keep.extend(oci.console.map(|c| c.socket));
         keep.extend((0..oci.extras.preserve_fds as RawFd).map(|i| 3 + i));
     }
     #[cfg(feature = "failpoints")]
@@ -225,7 +236,12 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         Some(_) => exec::exact_environment(&spec.env),
         None => exec::environment(&spec.hostname, spec.tty, &spec.env),
     };
-    let slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    let mut slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    if let Some(c) = setup.oci.as_ref().and_then(|o| o.console) {
+        child_step!(error_fd, "child.console");
+        // finish_and_exec makes it fds 0-2 and closes it.
+        slave = Some(std::os::fd::IntoRawFd::into_raw_fd(console::open(c)?));
+    }
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,

@@ -13,6 +13,7 @@ pub fn parse(cpus: Option<&str>, memory: Option<&str>, pids: Option<&str>) -> Re
     Ok(Limits {
         cpus: cpus.map(parse_cpus).transpose()?,
         memory: memory.map(parse_memory).transpose()?,
+        swap: None,
         pids: pids.map(parse_pids).transpose()?,
     })
 }

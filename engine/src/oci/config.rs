@@ -703,7 +703,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
     Ok(volumes)
 }
 
-/// linux.resources: memory limit (swap only equal to it: no swap), CPU
+/// linux.resources: memory limit and swap (runc's memory+swap), CPU
 /// quota/period, pids; shares only at the default. Limits need cgroup v2.
 fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Limits> {
     let mut limits = crate::model::limits::Limits::default();
@@ -729,14 +729,21 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
         }
     }
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit().filter(|l| *l > 0) {
-            limits.memory = Some(l as u64);
-            if m.swap().is_some_and(|s| s > 0 && s != l) {
-                return Err(refuse(
-                    "linux.resources.memory.swap (other than equal to the limit: no swap)",
-                ));
-            }
-        }
+        let limit = m.limit().filter(|l| *l > 0);
+        limits.memory = limit.map(|l| l as u64);
+        // runc's reading: swap is memory+swap; 0 or unset is no swap here
+        // (the engine's default), -1 unlimited. podman asks twice the limit.
+        limits.swap = match (m.swap(), limit) {
+            (None | Some(0), _) => None,
+            (Some(-1), _) => Some(u64::MAX),
+            (Some(s), Some(l)) if s >= l => Some((s - l) as u64),
+            (Some(s), Some(l)) => bail!(
+                "config.json linux.resources.memory.swap {s} is below the memory limit {l}: it counts memory plus swap, so give at least the limit (or -1 for unlimited swap)"
+            ),
+            (Some(s), None) => bail!(
+                "config.json linux.resources.memory.swap {s} has no memory limit to add to: give linux.resources.memory.limit too"
+            ),
+        };
         for (field, present) in [
             ("reservation", m.reservation().is_some()),
             ("kernel", m.kernel().is_some()),
@@ -796,4 +803,39 @@ fn seccomp(s: &rt::LinuxSeccomp, caps: &CapSet) -> Result<Filter> {
     Ok(Filter::Custom(
         program.iter().map(crate::model::security::pack).collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn limits_of(r: serde_json::Value) -> Result<crate::model::limits::Limits> {
+        resources(Some(&serde_json::from_value(r).unwrap()))
+    }
+
+    /// runc's memory.swap is memory+swap: podman's `--memory 64m` asks
+    /// twice that, so 64M of swap on top; -1 is unlimited; equal or unset
+    /// is no swap.
+    #[test]
+    fn memory_swap_is_memory_plus_swap() {
+        const M: i64 = 64 << 20;
+        for (swap, want) in [
+            (json!(2 * M), Some(M as u64)),
+            (json!(M), Some(0)),
+            (json!(-1), Some(u64::MAX)),
+            (json!(0), None),
+            (serde_json::Value::Null, None),
+        ] {
+            let l = limits_of(json!({"memory": {"limit": M, "swap": swap}})).unwrap();
+            assert_eq!((l.memory, l.swap), (Some(M as u64), want), "swap {swap}");
+        }
+        let below = limits_of(json!({"memory": {"limit": M, "swap": M / 2}})).unwrap_err();
+        assert!(
+            below.to_string().contains("below the memory limit"),
+            "{below}"
+        );
+        let alone = limits_of(json!({"memory": {"swap": M}})).unwrap_err();
+        assert!(alone.to_string().contains("no memory limit"), "{alone}");
+    }
 }

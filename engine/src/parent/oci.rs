@@ -86,20 +86,19 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         rustix::fs::Mode::empty(),
     )
     .with_context(|| format!("cannot open {}", l.fifo.display()))?;
-    let pty = if spec.tty {
-        let pty = super::tty::open_pty()?;
-        if let Some((rows, cols)) = l.console_size {
-            let ws = rustix::termios::Winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            let _ = rustix::termios::tcsetwinsize(&pty.master, ws);
+    // With process.terminal the init opens the pty in its own devpts and
+    // sends the master to the console socket itself (child/console.rs).
+    let console = match (&l.console, spec.tty) {
+        (Some(sock), true) => Some(child::Console {
+            socket: sock.as_raw_fd(),
+            size: l.console_size,
+        }),
+        (None, true) => {
+            return Err(anyhow!(
+                "process.terminal needs a --console-socket to send the terminal to"
+            ))
         }
-        Some(pty)
-    } else {
-        None
+        _ => None,
     };
     let (sync_read, sync_write) = pipe()?;
     let (ready_read, ready_write) = pipe()?;
@@ -132,9 +131,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         mount_sock: child_mount_sock.as_raw_fd(),
         sync_fd: sync_read.as_raw_fd(),
         error_fd: error_write.as_raw_fd(),
-        pty_slave: pty
-            .as_ref()
-            .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
+        pty_slave: None,
         eth0: None,
         etc_files: false,
         cgroup2: l.cgroup.is_some(),
@@ -148,6 +145,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
                 .iter()
                 .map(|fd| fd.as_raw_fd())
                 .collect(),
+            console,
         }),
     };
     let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
@@ -189,10 +187,6 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
     super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.bind_attrs, &mount_sock)?;
     drop(mount_sock);
     let state = before_go(pid)?;
-    if let (Some(pty), Some(sock)) = (&pty, &l.console) {
-        send_console(sock, &pty.master, &pty.slave_path)?;
-    }
-    drop(pty);
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
@@ -363,17 +357,7 @@ pub fn connect_console(path: &Path) -> Result<OwnedFd> {
 
 /// The pty master over SCM_RIGHTS, its name as the data (as runc sends it).
 pub fn send_console(sock: &OwnedFd, master: &OwnedFd, name: &Path) -> Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::unix::ffi::OsStrExt;
-    let raw = [master.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(name.as_os_str().as_bytes())];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&raw)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))?;
-    Ok(())
+    crate::sys::console::send_master(sock.as_fd(), master.as_fd(), name.as_os_str().as_bytes())
+        .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))
 }

@@ -13,6 +13,9 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Bytes.
     pub memory: Option<u64>,
+    /// Bytes of swap on top of `memory` (memory.swap.max; u64::MAX for
+    /// "max"); none: no swap, or the limit would only move pages to swap.
+    pub swap: Option<u64>,
     pub pids: Option<u64>,
 }
 
@@ -161,7 +164,11 @@ impl Cgroup {
             // Without this the limit only moves pages to swap.
             let swap = self.path.join("memory.swap.max");
             if swap.exists() {
-                write(&swap, "0")?;
+                let value = match limits.swap {
+                    Some(u64::MAX) => "max".to_string(),
+                    s => s.unwrap_or(0).to_string(),
+                };
+                write(&swap, &value)?;
             }
         }
         // A fork bomb is bounded even without --pids-limit.

@@ -7,6 +7,7 @@
 pub mod arch;
 pub mod caps;
 pub mod cgroup;
+pub mod console;
 pub mod devices;
 pub mod failpoint;
 pub mod hook;

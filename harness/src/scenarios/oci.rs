@@ -4,6 +4,10 @@
 //! `state` reports paused; `kill` and `delete` leave no cgroup and no state.
 //! linux.resources.devices becomes the cgroup's device filter: a device it
 //! does not allow cannot be opened, one it allows can.
+//! Then podman, a real client, runs a container on the engine with
+//! `--memory 64m --cpus 0.5 --pids-limit 50`: the container sees those
+//! limits in its own cgroup, a fork loop stops at the pids limit, and a
+//! memory hog as the container's process is OOM-killed (podman exits 137).
 
 use super::Ctx;
 use crate::cgroup;
@@ -70,6 +74,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let _ = nix::sys::prctl::set_child_subreaper(false);
     result?;
     devices(&oci, &dir, config)?;
+    podman(ctx, &env, &dir)?;
     env.close()
 }
 
@@ -196,6 +201,107 @@ fn cycle(
             leaf.display(),
             root.join(id).display()
         );
+    }
+    Ok(())
+}
+
+/// The container's script for [`podman`]: its limits as it sees them, a
+/// fork loop until the pids limit refuses a fork (the subshell dies of
+/// "can't fork"; pids.events counts the refusal; 60 at most, so that an
+/// engine ignoring the limit fails fast), then, once the loop's
+/// processes are killed and reaped (`jobs` reaps), a hog that allocates
+/// 200 MB in one buffer as the container's own process. Shell builtins
+/// only after the loop: no fork is left. POSIX sh (busybox ash, dash).
+const PODMAN_SCRIPT: &str = "cd /sys/fs/cgroup
+echo limits $(cat memory.max memory.swap.max cpu.max pids.max)
+(i=0; while [ $i -lt 60 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null
+read k v < pids.events; echo pids.events $k $v
+kill -9 -1; while read n < pids.current; [ $n -gt 1 ]; do jobs; done
+exec dd if=/dev/zero of=/dev/null bs=200M count=1";
+
+/// podman (with conmon) drives the engine's OCI verbs with limits: one
+/// `podman run --rm` (about 15-25 s under TCG: podman is slow there, so
+/// one invocation proves it all). podman gets storage of its own in the
+/// scratch directory, `--network none` (the guest has no NIC) and, as its
+/// cgroup parent, this environment's cgroup root, so that `env.close()`
+/// sees the container's cgroup go.
+fn podman(ctx: &Ctx, env: &crate::engine::Env, dir: &Path) -> Result<()> {
+    let podman = testkit::quote::which("podman").context(
+        "podman is not installed: apt-get install podman (the scenario drives the engine through podman and conmon)",
+    )?;
+    let pdir = dir.join("podman");
+    std::fs::create_dir_all(&pdir)?;
+    // podman passes --cgroup-manager and --log only to runtimes it knows.
+    let conf = pdir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[engine]\nevents_logger = \"none\"\nruntime_supports_json = [\"engine\"]\n",
+    )?;
+    let mount = cgroup::mount_point().context("no cgroup2 mount")?;
+    let parent = Path::new("/").join(env.cgroup_root.strip_prefix(&mount).with_context(|| {
+        format!(
+            "{} is not below the cgroup2 mount {}",
+            env.cgroup_root.display(),
+            mount.display()
+        )
+    })?);
+    // `:O`: an overlay on the shared fixture, which stays untouched.
+    let rootfs = format!("{}:O", ctx.rootfs().display());
+    let mut cmd = std::process::Command::new(&podman);
+    cmd.env("CONTAINERS_CONF", &conf)
+        .arg("--root")
+        .arg(pdir.join("storage"))
+        .arg("--runroot")
+        .arg(pdir.join("run"))
+        .arg("--tmpdir")
+        .arg(pdir.join("tmp"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--runtime",
+        ])
+        .arg(&env.engine)
+        .args(["run", "--rm", "--network", "none", "--cgroup-parent"])
+        .arg(&parent)
+        .args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=1000:1000",
+        ])
+        .args(["--memory", "64m", "--cpus", "0.5", "--pids-limit", "50"])
+        .args(["--rootfs", &rootfs, "/bin/sh", "-c", PODMAN_SCRIPT]);
+    let out = crate::process::run(&mut cmd, TIMEOUT)?;
+    // podman puts conmon in PARENT/conmon and leaves that cgroup: it is
+    // podman's, not the engine's.
+    let conmon = env.cgroup_root.join("conmon");
+    if conmon.exists() {
+        std::fs::remove_dir(&conmon)
+            .with_context(|| format!("cannot remove podman's cgroup {}", conmon.display()))?;
+    }
+    println!(
+        "    podman run --memory 64m --cpus 0.5 --pids-limit 50: exit {} after {:.1} s; {}",
+        out.code(),
+        out.elapsed.as_secs_f64(),
+        out.stdout.trim().replace('\n', "; ")
+    );
+    let limits = "limits 67108864 67108864 50000 100000 50";
+    let refused = out.stdout.lines().find_map(|l| {
+        l.strip_prefix("pids.events max ")?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    });
+    if !out.stdout.lines().any(|l| l == limits) {
+        bail!("the container should see memory.max 64M, memory.swap.max 64M (podman asks memory+swap = 2x), cpu.max 50000 100000, pids.max 50 ({limits}):\n{out}");
+    }
+    if refused.unwrap_or(0) == 0 {
+        bail!("the fork loop should stop at the pids limit (pids.events max >= 1): {refused:?}\n{out}");
+    }
+    if out.code() != 137 {
+        bail!("the 200 MB hog under --memory 64m should be OOM-killed and podman exit 137:\n{out}");
     }
     Ok(())
 }

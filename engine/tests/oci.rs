@@ -831,26 +831,11 @@ fn go_runc_argument_lists() {
 /// (this host is cgroup v1 hybrid). Takes ~10 s: five podman commands.
 #[test]
 fn podman_runs_containers_on_the_engine() {
-    let podman = which_or_fail("podman", "apt-get install podman");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // podman passes --cgroup-manager/--log only to runtimes it knows: say so.
-    fs::write(
-        d.join("containers.conf"),
-        "[engine]\nevents_logger = \"none\"\nruntime_supports_nocgroup = [\"engine\"]\nruntime_supports_json = [\"engine\"]\n",
-    )
-    .unwrap();
-    let rootfs = d.join("rootfs");
-    busybox::copy_to(&rootfs);
+    let podman = Podman::new();
+    let rootfs = podman.rootfs();
     let podman_cmd = |args: &[&str]| {
-        let mut c = Command::new(&podman);
-        c.env("CONTAINERS_CONF", d.join("containers.conf"))
-            .args(["--root", d.join("storage").to_str().unwrap()])
-            .args(["--runroot", d.join("run").to_str().unwrap()])
-            .args(["--tmpdir", d.join("tmp").to_str().unwrap()])
-            .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE])
-            .args(args)
-            .stdin(Stdio::null());
+        let mut c = podman.command();
+        c.args(args).stdin(Stdio::null());
         let out = c.output().unwrap();
         (
             out.status.code().unwrap_or(-1),
@@ -903,6 +888,44 @@ fn podman_runs_containers_on_the_engine() {
     // Nothing of the engine's left for that container.
     let state = Path::new(engine::oci::DEFAULT_ROOT).join(id.trim());
     assert!(!state.exists(), "{} left behind", state.display());
+}
+
+/// podman on storage of its own in a temporary directory, with a busybox
+/// rootfs there, told the engine's features (podman passes
+/// --cgroup-manager/--log only to runtimes its containers.conf names).
+struct Podman {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let bin = which_or_fail("podman", "apt-get install podman");
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("containers.conf"),
+            "[engine]\nevents_logger = \"none\"\nruntime_supports_nocgroup = [\"engine\"]\nruntime_supports_json = [\"engine\"]\n",
+        )
+        .unwrap();
+        busybox::copy_to(&dir.path().join("rootfs"));
+        Podman { bin, dir }
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// `podman` with the engine as its runtime and the storage flags.
+    fn command(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new(&self.bin);
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .args(["--root", d.join("storage").to_str().unwrap()])
+            .args(["--runroot", d.join("run").to_str().unwrap()])
+            .args(["--tmpdir", d.join("tmp").to_str().unwrap()])
+            .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE]);
+        c
+    }
 }
 
 fn which_or_fail(name: &str, install: &str) -> PathBuf {
@@ -1754,16 +1777,8 @@ fn podman_run_it_gets_a_terminal_through_the_console_socket() {
     use std::os::unix::process::CommandExt;
     use std::sync::{Arc, Mutex};
 
-    let podman = which_or_fail("podman", "apt-get install podman");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    fs::write(
-        d.join("containers.conf"),
-        "[engine]\nevents_logger = \"none\"\nruntime_supports_nocgroup = [\"engine\"]\nruntime_supports_json = [\"engine\"]\n",
-    )
-    .unwrap();
-    let rootfs = d.join("rootfs");
-    busybox::copy_to(&rootfs);
+    let podman = Podman::new();
+    let rootfs = podman.rootfs();
 
     let size = |rows, cols| nix::pty::Winsize {
         ws_row: rows,
@@ -1772,13 +1787,8 @@ fn podman_run_it_gets_a_terminal_through_the_console_socket() {
         ws_ypixel: 0,
     };
     let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
-    let mut cmd = Command::new(&podman);
-    cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
-        .args(["--root", d.join("storage").to_str().unwrap()])
-        .args(["--runroot", d.join("run").to_str().unwrap()])
-        .args(["--tmpdir", d.join("tmp").to_str().unwrap()])
-        .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE])
-        .args(["run", "-it", "--rm", "--cgroups=disabled", "--network=none"])
+    let mut cmd = podman.command();
+    cmd.args(["run", "-it", "--rm", "--cgroups=disabled", "--network=none"])
         .args(["--ulimit=nofile=20000:20000", "--ulimit=nproc=1000:1000"])
         .args(["--rootfs", rootfs.to_str().unwrap(), "/bin/sh"])
         .stdin(pty.slave.try_clone().unwrap())

@@ -1942,3 +1942,81 @@ fn console_socket_in_a_user_namespace() {
     oci.wait_stopped("u1", pid);
     oci.ok(&["delete", "u1"]);
 }
+
+/// `exec --tty`: the pty comes from the container's own devpts, as runc
+/// makes it (`tty` names /dev/pts/N inside), sized like the caller's
+/// terminal, and its master reaches the console socket. A container that
+/// put a fifo where /dev/pts/ptmx was gets a refusal, not an exec hung on
+/// opening it.
+#[test]
+fn exec_tty_gets_a_pty_of_the_container_s_devpts() {
+    let oci = Oci::new(&["sleep", "100"]);
+    oci.edit_config(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "x1"]);
+    oci.ok(&["start", "x1"]);
+    let pid = pid_of(&oci.state("x1"));
+    let sock_path = oci.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let sock = sock_path.to_str().unwrap();
+    let exec_pid = oci.path("exec.pid");
+    let exec_tty = |cmd: &str| {
+        oci.call(&[
+            "exec",
+            "--tty",
+            "--detach",
+            "--pid-file",
+            exec_pid.to_str().unwrap(),
+            "--console-socket",
+            sock,
+            "x1",
+            "sh",
+            "-c",
+            cmd,
+        ])
+    };
+    let out = exec_tty("tty; ls -1 /dev/pts; echo done");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Ours to reap (we are the subreaper), before the init can be.
+    let exec_pid: i32 = fs::read_to_string(&exec_pid).unwrap().parse().unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut file = fs::File::from(recv_fd(&conn));
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while !text.contains("done") {
+        use std::io::Read;
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(text.contains("/dev/pts/0\r\n"), "{text}");
+    assert!(text.contains("0\r\nptmx\r\n"), "{text}");
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(exec_pid), None);
+
+    let out = oci.call(&[
+        "exec",
+        "x1",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /dev/pts && mkfifo /dev/pts/ptmx",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = exec_tty("echo should-not-run");
+    assert_ne!(out.code, 0, "exec --tty accepted a fifo as the ptmx");
+    assert!(
+        out.stderr
+            .contains("/dev/pts/ptmx is not the ptmx of a devpts"),
+        "{}",
+        out.stderr
+    );
+    oci.ok(&["delete", "--force", "x1"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+}

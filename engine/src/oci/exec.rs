@@ -161,7 +161,7 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("cannot join the pid namespace of {}", a.id))?;
     let pty = if process.tty {
-        Some(crate::parent::tty::open_pty()?)
+        Some(crate::parent::tty::open_pty_in_root_of(rec.pid)?)
     } else {
         None
     };

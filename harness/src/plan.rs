@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 13] = [
+pub const SCENARIOS: [&str; 14] = [
     "processes",
     "users",
     "filesystem",
@@ -17,17 +17,26 @@ pub const SCENARIOS: [&str; 13] = [
     "lifecycle",
     "confinement",
     "oci",
+    "podman",
 ];
 
 /// Scenarios that run for the first flavour only: what they attack or limit
 /// is the engine and the kernel's cgroups, not the distribution, and under
 /// emulation they are the slowest.
-pub const FIRST_FLAVOUR_ONLY: [&str; 6] = ["cpu", "memory", "pids", "stress", "confinement", "oci"];
+pub const FIRST_FLAVOUR_ONLY: [&str; 7] = [
+    "cpu",
+    "memory",
+    "pids",
+    "stress",
+    "confinement",
+    "oci",
+    "podman",
+];
 
 /// Scenarios a foreign-architecture guest (arm64 emulated on amd64) does
-/// not run: its root is a minimal Debian extract without nftables' `nft`.
-/// GitHub's arm64 runner runs them natively.
-pub const NATIVE_ONLY: [&str; 1] = ["nat"];
+/// not run: its root is a minimal Debian extract without nftables' `nft`
+/// and without podman. GitHub's arm64 runner runs them natively.
+pub const NATIVE_ONLY: [&str; 2] = ["nat", "podman"];
 
 /// The scenarios of the flavour at `index` in the run's list.
 pub fn scenarios_for(index: usize) -> impl Iterator<Item = &'static str> {

@@ -60,6 +60,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "lifecycle" => lifecycle::run,
         "confinement" => confinement::run,
         "oci" => oci::run,
+        "podman" => oci::run_podman,
         _ => return None,
     })
 }

@@ -4,10 +4,12 @@
 //! `state` reports paused; `kill` and `delete` leave no cgroup and no state.
 //! linux.resources.devices becomes the cgroup's device filter: a device it
 //! does not allow cannot be opened, one it allows can.
-//! Then podman, a real client, runs a container on the engine with
-//! `--memory 64m --cpus 0.5 --pids-limit 50`: the container sees those
-//! limits in its own cgroup, a fork loop stops at the pids limit, and a
-//! memory hog as the container's process is OOM-killed (podman exits 137).
+//!
+//! Scenario podman (`run_podman`): podman, a real client, runs a container
+//! on the engine with `--memory 64m --cpus 0.5 --pids-limit 50`: the
+//! container sees those limits in its own cgroup, a fork loop stops at the
+//! pids limit, and a memory hog as the container's process is OOM-killed
+//! (podman exits 137).
 
 use super::Ctx;
 use crate::cgroup;
@@ -74,6 +76,14 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let _ = nix::sys::prctl::set_child_subreaper(false);
     result?;
     devices(&oci, &dir, config)?;
+    env.close()
+}
+
+/// Scenario podman: see the module's comment and [`podman`].
+pub fn run_podman(ctx: &Ctx) -> Result<()> {
+    let env = ctx.env("podman")?;
+    let dir = ctx.settings.scratch.join("podman").join(&env.tag);
+    std::fs::create_dir_all(&dir)?;
     podman(ctx, &env, &dir)?;
     env.close()
 }

@@ -15,6 +15,7 @@ pub fn parse(cpus: Option<&str>, memory: Option<&str>, pids: Option<&str>) -> Re
         memory: memory.map(parse_memory).transpose()?,
         swap: None,
         pids: pids.map(parse_pids).transpose()?,
+        cpu_weight: None,
     })
 }
 

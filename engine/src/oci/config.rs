@@ -704,7 +704,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
 }
 
 /// linux.resources: memory limit and swap (runc's memory+swap), CPU
-/// quota/period, pids; shares only at the default. Limits need cgroup v2.
+/// quota/period and shares (as cpu.weight), pids. Limits need cgroup v2.
 fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Limits> {
     let mut limits = crate::model::limits::Limits::default();
     let Some(r) = r else { return Ok(limits) };
@@ -761,9 +761,13 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
             let period = cpu.period().unwrap_or(100_000).max(1);
             limits.cpus = Some(q as f64 / period as f64);
         }
-        if cpu.shares().is_some_and(|s| s != 1024 && s != 0) {
-            return Err(refuse("linux.resources.cpu.shares (other than 1024)"));
-        }
+        limits.cpu_weight = match cpu.shares() {
+            None | Some(0) => None,
+            Some(s @ 2..=262_144) => Some(shares_to_weight(s)),
+            Some(s) => bail!(
+                "config.json linux.resources.cpu.shares {s} is outside 2 to 262144, the range cgroup v1 took and cgroup v2's cpu.weight maps"
+            ),
+        };
         for (field, present) in [
             ("cpus", cpu.cpus().as_ref().is_some_and(|v| !v.is_empty())),
             ("mems", cpu.mems().as_ref().is_some_and(|v| !v.is_empty())),
@@ -784,6 +788,13 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
     }
     // linux.resources.devices: see device_rules.
     Ok(limits)
+}
+
+/// cgroup v1 cpu.shares [2, 262144] onto cgroup v2 cpu.weight [1, 10000],
+/// runc's and crun's formula, so that a Kubernetes pod's request weighs
+/// what it weighs under runc (1024 shares: weight 39).
+fn shares_to_weight(shares: u64) -> u64 {
+    1 + (shares - 2) * 9999 / 262_142
 }
 
 /// linux.seccomp: the same shape as docker's profile format, compiled by
@@ -837,5 +848,25 @@ mod tests {
         );
         let alone = limits_of(json!({"memory": {"swap": M}})).unwrap_err();
         assert!(alone.to_string().contains("no memory limit"), "{alone}");
+    }
+
+    /// cpu.shares becomes cpu.weight as under runc and crun (Kubernetes
+    /// sets shares from a pod's CPU request: 2 for best effort).
+    #[test]
+    fn cpu_shares_become_cpu_weight() {
+        for (shares, want) in [
+            (2, Some(1)),
+            (512, Some(20)),
+            (1024, Some(39)),
+            (262_144, Some(10_000)),
+            (0, None),
+        ] {
+            let l = limits_of(json!({"cpu": {"shares": shares}})).unwrap();
+            assert_eq!(l.cpu_weight, want, "shares {shares}");
+        }
+        for shares in [1, 262_145] {
+            let e = limits_of(json!({"cpu": {"shares": shares}})).unwrap_err();
+            assert!(e.to_string().contains("outside 2 to 262144"), "{e}");
+        }
     }
 }

@@ -17,11 +17,16 @@ pub struct Limits {
     /// "max"); none: no swap, or the limit would only move pages to swap.
     pub swap: Option<u64>,
     pub pids: Option<u64>,
+    /// cpu.weight, 1 to 10000 (the OCI bundle's cpu shares).
+    pub cpu_weight: Option<u64>,
 }
 
 impl Limits {
     pub fn any(&self) -> bool {
-        self.cpus.is_some() || self.memory.is_some() || self.pids.is_some()
+        self.cpus.is_some()
+            || self.memory.is_some()
+            || self.pids.is_some()
+            || self.cpu_weight.is_some()
     }
 }
 
@@ -158,6 +163,9 @@ impl Cgroup {
                 &self.path.join("cpu.max"),
                 &format!("{quota} {CPU_PERIOD_US}"),
             )?;
+        }
+        if let Some(weight) = limits.cpu_weight {
+            write(&self.path.join("cpu.weight"), &weight.to_string())?;
         }
         if let Some(mem) = limits.memory {
             write(&self.path.join("memory.max"), &mem.to_string())?;

@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "resources": {
                 "memory": {"limit": MEMORY, "swap": MEMORY},
                 "pids": {"limit": PIDS},
-                "cpu": {"quota": 50000, "period": 100000}
+                "cpu": {"quota": 50000, "period": 100000, "shares": 512}
             }
         }
     });
@@ -163,16 +163,19 @@ fn cycle(
         cgroup::read(&leaf.join("memory.max"))?,
         cgroup::read(&leaf.join("pids.max"))?,
         cgroup::read(&leaf.join("cpu.max"))?,
+        cgroup::read(&leaf.join("cpu.weight"))?,
     );
     println!(
-        "    created: pid {pid}, memory.max {}, pids.max {}, cpu.max {}",
-        got.0, got.1, got.2
+        "    created: pid {pid}, memory.max {}, pids.max {}, cpu.max {}, cpu.weight {}",
+        got.0, got.1, got.2, got.3
     );
+    // cpu.shares 512 is cpu.weight 20 by runc's formula.
     if got
         != (
             MEMORY.to_string(),
             PIDS.to_string(),
             "50000 100000".to_string(),
+            "20".to_string(),
         )
         || !procs.lines().any(|l| l.trim() == pid.to_string())
     {

@@ -72,11 +72,82 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     // As conmon and containerd's shim are: the init `create` leaves behind
     // becomes ours to reap (only during this scenario).
     nix::sys::prctl::set_child_subreaper(true)?;
-    let result = cycle(&oci, &state, &dir, &bundle, &root, &env);
+    let result = cycle(&oci, &state, &dir, &bundle, &root, &env)
+        .and_then(|()| joined_user_namespace(&oci, &state, &dir, &root, &env, config.clone()));
     let _ = nix::sys::prctl::set_child_subreaper(false);
     result?;
     devices(&oci, &dir, config)?;
     env.close()
+}
+
+/// A user namespace joined by path, with limits: the intermediate process
+/// that joins it is cloned into the container's cgroup by host root, and
+/// the init it clones is born there, in the joined namespace, under the
+/// bundle's limits. The namespace is held by `unshare --user sleep`, its
+/// maps (0 -> 200000) written from here.
+fn joined_user_namespace(
+    oci: &dyn Fn(&[&str], &Path) -> Result<String>,
+    state: &dyn Fn(&str) -> Result<Value>,
+    dir: &Path,
+    root: &Path,
+    env: &crate::engine::Env,
+    mut config: Value,
+) -> Result<()> {
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--user", "sleep", "1000"])
+        .spawn()
+        .context("unshare --user (util-linux) for a user namespace to join")?;
+    let result = (|| -> Result<()> {
+        let hpid = holder.id();
+        let ours = std::fs::read_link("/proc/self/ns/user")?;
+        let userns =
+            testkit::wait::poll_until(Duration::from_secs(30), "unshare's user namespace", || {
+                std::fs::read_link(format!("/proc/{hpid}/ns/user"))
+                    .ok()
+                    .filter(|ns| *ns != ours)
+            })?;
+        for file in ["gid_map", "uid_map"] {
+            std::fs::write(format!("/proc/{hpid}/{file}"), "0 200000 65536\n")?;
+        }
+        let bundle = dir.join("bundle-userns");
+        std::fs::create_dir_all(&bundle)?;
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .context("namespaces")?
+            .push(json!({"type": "user", "path": format!("/proc/{hpid}/ns/user")}));
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+        let id = "oci-userns";
+        oci(
+            &["create", "--bundle", bundle.to_str().unwrap(), id],
+            &dir.join("create-userns.out"),
+        )?;
+        let pid = state(id)?["pid"].as_i64().unwrap_or(0);
+        let leaf = env.leaf(id);
+        let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+        let procs = cgroup::read(&leaf.join("cgroup.procs")).unwrap_or_default();
+        let pids_max = cgroup::read(&leaf.join("pids.max")).unwrap_or_default();
+        println!(
+            "    joined user namespace: init {pid} in {init_ns:?} (held: {userns:?}), pids.max {pids_max}"
+        );
+        oci(&["delete", "--force", id], &dir.join("delete-userns.out"))?;
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+        if init_ns.as_ref() != Some(&userns)
+            || !procs.lines().any(|l| l.trim() == pid.to_string())
+            || pids_max != PIDS.to_string()
+        {
+            bail!("the init should be in the joined user namespace {userns:?} and in its cgroup under pids.max {PIDS}: {init_ns:?}, cgroup.procs [{procs}], pids.max {pids_max}");
+        }
+        if leaf.exists() || root.join(id).exists() {
+            bail!(
+                "delete should remove the cgroup {} and the state",
+                leaf.display()
+            );
+        }
+        Ok(())
+    })();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    result
 }
 
 /// Scenario podman: see the module's comment and [`podman`].

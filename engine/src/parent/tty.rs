@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 pub struct Pty {
@@ -40,8 +39,8 @@ pub fn open_pty() -> Result<Pty> {
 /// or following magic links, held as an O_PATH fd, and opened only once it
 /// is the ptmx of a devpts (no fifo to block on, no disk to open).
 pub fn open_pty_in_root_of(pid: i32) -> Result<Pty> {
+    use crate::sys::console::{check_ptmx, new_pty, PtyError};
     use rustix::fs::{Mode, OFlags};
-    const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
     let root = rustix::fs::open(
         format!("/proc/{pid}/root"),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -54,47 +53,29 @@ pub fn open_pty_in_root_of(pid: i32) -> Result<Pty> {
         OFlags::PATH | OFlags::NOFOLLOW,
     )
     .context("cannot find the container's /dev/pts/ptmx")?;
-    let st = rustix::fs::fstat(&node).context("cannot stat the container's /dev/pts/ptmx")?;
-    // f_type is i64 here and another width on other architectures and libcs.
-    #[allow(clippy::unnecessary_cast)]
-    let on_devpts = rustix::fs::fstatfs(&node).is_ok_and(|f| f.f_type as i64 == DEVPTS_SUPER_MAGIC);
-    let is_ptmx = rustix::fs::FileType::from_raw_mode(st.st_mode)
-        == rustix::fs::FileType::CharacterDevice
-        && (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)) == (5, 2);
-    if !(on_devpts && is_ptmx) {
-        anyhow::bail!("the container's /dev/pts/ptmx is not the ptmx of a devpts: cannot make a terminal there");
-    }
-    let master = rustix::fs::open(
-        crate::sys::openat::proc_self_fd_path(node.as_fd()),
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .context("cannot open the container's /dev/pts/ptmx")?;
-    rustix::pty::unlockpt(&master).context("cannot unlock the container's pty")?;
-    if let Some(ws) = terminal_size() {
-        let _ = rustix::termios::tcsetwinsize(
-            &master,
-            rustix::termios::Winsize {
-                ws_row: ws.ws_row,
-                ws_col: ws.ws_col,
-                ws_xpixel: ws.ws_xpixel,
-                ws_ypixel: ws.ws_ypixel,
-            },
-        );
-    }
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR
-            | rustix::pty::OpenptFlags::NOCTTY
-            | rustix::pty::OpenptFlags::CLOEXEC,
-    )
-    .context("cannot open the slave of the container's pty")?;
-    let name =
-        rustix::pty::ptsname(&master, Vec::new()).context("cannot name the container's pty")?;
+    let made = check_ptmx(node.as_fd()).and_then(|()| {
+        let master = rustix::fs::open(
+            crate::sys::openat::proc_self_fd_path(node.as_fd()),
+            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| PtyError::Sys {
+            what: "open ptmx",
+            errno,
+        })?;
+        new_pty(master, terminal_size().map(|ws| (ws.ws_row, ws.ws_col)))
+    });
+    let pty = match made {
+        Ok(pty) => pty,
+        Err(PtyError::NotPtmx) => anyhow::bail!(
+            "the container's /dev/pts/ptmx is not the ptmx of a devpts: cannot make a terminal there"
+        ),
+        Err(e) => return Err(anyhow::anyhow!("the container's /dev/pts/ptmx: {e}")),
+    };
     Ok(Pty {
-        master,
-        slave,
-        slave_path: PathBuf::from(std::ffi::OsStr::from_bytes(name.as_bytes())),
+        master: pty.master,
+        slave: pty.slave,
+        slave_path: PathBuf::from(pty.name),
     })
 }
 

@@ -348,6 +348,10 @@ fn shell_attack(#[case] script: &str) {
 #[case::ioperm("ioperm")]
 #[case::clock_settime("clock_settime")]
 #[case::unshare_user("unshare_user")]
+// Issue 22, item 1: io_uring makes sockets (and opens, connects...) without
+// the syscalls the filter checks by argument: a vsock fd came back this way.
+#[case::io_uring_setup("io_uring_setup")]
+#[case::io_uring_vsock("io_uring_vsock")]
 fn syscall_blocked(#[case] name: &str) {
     let env = Env::new();
     let out = env.run(&[rootfs(), "--", "/attack", "sys", name]);
@@ -844,4 +848,34 @@ fn rootfs_copy(env: &Env) -> PathBuf {
     );
     assert!(out.status.success(), "cp the fixture: {}", text(&out));
     root
+}
+
+/// Issue 22, item 1, the other side: an operator's profile that allows
+/// io_uring still can (only the default refuses it).
+#[test]
+fn io_uring_is_allowed_by_a_profile_that_allows_it() {
+    let env = Env::new();
+    let profile = env.path().join("io-uring.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["reboot"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = env.run(&[
+        "--security-opt",
+        &opt,
+        rootfs(),
+        "--",
+        "/attack",
+        "sys",
+        "io_uring_setup",
+    ]);
+    let t = text(&out);
+    let errno = probe_result(&t, "io_uring_setup");
+    assert!(
+        errno != EPERM && errno != ENOSYS,
+        "a profile that allows io_uring_setup should let it reach the kernel (errno {errno})\n{t}"
+    );
 }

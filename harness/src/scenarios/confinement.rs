@@ -9,7 +9,8 @@
 //!   environment, ptrace, and an fd of a host cgroup directory climbed to
 //!   the host's `/`;
 //! - the syscall probes this project's host kernel lacks (kexec_load,
-//!   init_module, iopl, ioperm) and opening /proc/sysrq-trigger for writing.
+//!   init_module, iopl, ioperm), io_uring (a vsock fd through an SQE), and
+//!   opening /proc/sysrq-trigger for writing.
 //!
 //! The probe binary is engine/tests/attack/attack.c (shared with the engine's
 //! host tests), built static here and given to the container as a read-only
@@ -240,6 +241,9 @@ fn syscalls(ctx: &Ctx, env: &Env, volume: &str) -> Result<Vec<String>> {
         "ioperm",
         "clock_settime",
         "unshare_user",
+        // Issue 22: io_uring's IORING_OP_SOCKET made a vsock fd past the filter.
+        "io_uring_setup",
+        "io_uring_vsock",
     ] {
         script.push_str(&format!("{probe} sys {name}; "));
     }

@@ -2020,3 +2020,80 @@ fn exec_tty_gets_a_pty_of_the_container_s_devpts() {
     oci.ok(&["delete", "--force", "x1"]);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
 }
+
+/// `net.ipv4.ping_group_range` of the network namespace of process `pid`,
+/// read from inside it.
+fn ping_range_of(pid: u32) -> String {
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["cat", "/proc/sys/net/ipv4/ping_group_range"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run nsenter ({e}): apt-get install util-linux"));
+    let status = wait::child(&mut child, SHORT).unwrap();
+    assert!(status.success(), "nsenter failed");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Issue 22, item 4: a network namespace a bundle joins by path is someone
+/// else's (a pod's, another container's): the engine writes nothing into it.
+/// Before the fix the init opened its ping_group_range to every group.
+#[test]
+fn nothing_is_written_into_a_joined_network_namespace() {
+    let holder = Holder::new(&["--net"], &["net"]);
+    let before = ping_range_of(holder.pid());
+    let oci = Oci::new(&["true"]);
+    let out = run_in(
+        &oci,
+        json!([{"type": "network", "path": holder.ns_path("net")}]),
+        |c| {
+            let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+            list.retain(|n| n["type"] != "network" || !n["path"].is_null());
+        },
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        ping_range_of(holder.pid()),
+        before,
+        "the engine rewrote net.ipv4.ping_group_range in a namespace it joined"
+    );
+    oci.assert_root_empty();
+}
+
+/// Issue 22, item 4: joining the runtime's own network, IPC, UTS or PID
+/// namespace by path is refused (a container would write into the host's).
+/// In a network namespace of the test's own, which is the engine's "own"
+/// here: before the fix the engine joined it and rewrote its ping range.
+#[test]
+fn the_host_s_own_namespaces_are_not_joined_by_path() {
+    testkit::netns::enter_private_or_panic();
+    // /proc/sys/net shows the namespace of the thread that reads it.
+    let ping_range = || fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let before = ping_range();
+    for (kind, file, name) in [
+        ("network", "net", "network"),
+        ("ipc", "ipc", "ipc"),
+        ("uts", "uts", "uts"),
+        ("pid", "pid", "pid"),
+    ] {
+        let oci = Oci::new(&["true"]);
+        let path = format!("/proc/self/ns/{file}");
+        let out = run_in(&oci, json!([{"type": kind, "path": path}]), |c| {
+            let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+            list.retain(|n| n["type"] != kind || !n["path"].is_null());
+        });
+        assert_ne!(out.code, 0, "joining {path} was accepted");
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("the host's own {name} namespace")),
+            "{path}: {}",
+            out.stderr
+        );
+        oci.assert_root_empty();
+        assert_eq!(ping_range(), before, "{path}: the ping range was rewritten");
+    }
+}

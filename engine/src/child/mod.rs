@@ -191,8 +191,11 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     child_step!(error_fd, "child.cgroupns");
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx(|| "unshare the cgroup namespace".into())?;
-    // Through /proc/sys/net of our own network namespace, while it is writable.
-    confine::allow_ping(spec.userns);
+    // Through /proc/sys/net of our own network namespace, while it is
+    // writable; never into one joined by path (a pod's, someone else's).
+    if !setup.oci.as_ref().is_some_and(|o| o.extras.joined_net) {
+        confine::allow_ping(spec.userns);
+    }
     let mut hook_state = String::new();
     if let Some(oci) = &setup.oci {
         hook_state = read_state(oci.state_fd)?;

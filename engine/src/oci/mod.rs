@@ -478,23 +478,27 @@ fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> R
             path.display()
         );
     }
-    if matches!(name, "mount" | "user") {
-        let file = if name == "mount" { "mnt" } else { "user" };
-        let st = rustix::fs::fstat(fd)
-            .with_context(|| format!("cannot stat namespace {}", path.display()))?;
-        for own in ["self", "1"] {
-            if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
-                if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
-                    let hint = if name == "mount" {
-                        "leave the path out, and a new one is made"
-                    } else {
-                        "leave the user entry out, and the container has none"
-                    };
-                    bail!(
-                        "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
-                        path.display()
-                    );
-                }
+    // The engine's own namespaces are the host's (or its caller's): a
+    // container joined to one would write into it (sysctls, hostname, mounts).
+    let file = match name {
+        "mount" => "mnt",
+        "network" => "net",
+        other => other,
+    };
+    let st = rustix::fs::fstat(fd)
+        .with_context(|| format!("cannot stat namespace {}", path.display()))?;
+    for own in ["self", "1"] {
+        if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
+            if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
+                let hint = if name == "user" {
+                    "leave the user entry out, and the container has none"
+                } else {
+                    "leave the path out, and a new one is made"
+                };
+                bail!(
+                    "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
+                    path.display()
+                );
             }
         }
     }

@@ -71,11 +71,12 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
     parent::detach::run_detached(spec, cfg).map_err(Error::engine)
 }
 
-/// Without a user namespace container root is host root: the engine then
-/// runs from a read-only image of itself, as `exec` always does. Never on
-/// the default path (the re-exec costs a millisecond or two).
+/// Where host root is mapped into the container (no user namespace, or a
+/// map from host 0) the engine runs from a read-only image of itself, as
+/// `exec` always does. Never on the default path (the re-exec costs a
+/// millisecond or two).
 fn read_only_image_if_host_root(spec: &Spec) -> Result<()> {
-    if spec.userns == model::userns::UserNs::Host {
+    if spec.userns.maps_host_root() {
         parent::exec::rerun_from_read_only_image().map_err(Error::engine)?;
     }
     Ok(())

@@ -2097,3 +2097,91 @@ fn the_host_s_own_namespaces_are_not_joined_by_path() {
         assert_eq!(ping_range(), before, "{path}: the ping range was rewritten");
     }
 }
+
+/// Holds `/proc/PID/exe` of `pid` and, once that process is gone, reopens
+/// it for writing and writes a byte: what a container process that caught
+/// the runtime's binary does (CVE-2019-5736).
+fn rewrite_exe_once_gone(pid: i32, gone: impl FnOnce()) {
+    use std::os::unix::fs::FileExt;
+    let held = rustix::fs::open(
+        format!("/proc/{pid}/exe"),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    gone();
+    if let Ok(f) = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()))
+    {
+        let _ = f.write_at(b"X", 0);
+    }
+}
+
+/// Issue 22, item 6: the read-only image rule is about the mapping, not the
+/// namespace. A bundle with a user namespace of its own that maps container
+/// root onto host uid 0 is host root by another name: `create` and `exec`
+/// run from the read-only image there too. As in the CVE-2019-5736 test
+/// above, a copy of the engine plays the host's binary, and the exe of the
+/// created init and of a running `exec` is held and reopened for writing.
+#[test]
+fn a_user_namespace_mapping_host_root_runs_from_the_read_only_image() {
+    let oci = Oci::new(&["sleep", "100"]);
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    let victim = oci.path("engine-victim");
+    fs::copy(ENGINE, &victim).unwrap();
+    let before = fs::read(&victim).unwrap();
+    let as_victim = |args: &[&str]| {
+        let mut all = vec!["--root".to_string(), oci.root().display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        Command::new(&victim)
+            .args(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let bundle = oci.bundle().display().to_string();
+
+    // create: the created init's exe, held until the container is deleted.
+    let mut create = as_victim(&["create", "--bundle", &bundle, "x1"]);
+    assert!(wait::child(&mut create, LONG).unwrap().success());
+    let pid = pid_of(&oci.state("x1"));
+    rewrite_exe_once_gone(pid, || {
+        oci.ok(&["delete", "--force", "x1"]);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    });
+    assert!(
+        before == fs::read(&victim).unwrap(),
+        "attack succeeded: create ran the engine's own binary for a container whose root is host uid 0"
+    );
+
+    // exec: the exe of the exec verb (the joining process's image) while
+    // its process runs, held until it ends.
+    oci.ok(&["create", "--bundle", &bundle, "x2"]);
+    oci.ok(&["start", "x2"]);
+    let init = pid_of(&oci.state("x2"));
+    let marker = format!("/proc/{init}/root/tmp/exec-started");
+    let mut exec = as_victim(&["exec", "x2", "sh", "-c", "touch /tmp/exec-started; sleep 2"]);
+    wait::until(SHORT, "the exec'd process to start", || {
+        Path::new(&marker).exists().then_some(())
+    });
+    rewrite_exe_once_gone(exec.id() as i32, || {
+        assert!(wait::child(&mut exec, LONG).unwrap().success());
+    });
+    oci.ok(&["delete", "--force", "x2"]);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init), None);
+    assert!(
+        before == fs::read(&victim).unwrap(),
+        "attack succeeded: exec ran the engine's own binary in a container whose root is host uid 0"
+    );
+    oci.assert_root_empty();
+}

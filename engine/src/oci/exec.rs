@@ -142,9 +142,16 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     if process.tty && a.console_socket.is_none() {
         bail!("exec with a terminal needs --console-socket: the pty master needs somewhere to go");
     }
-    let host_userns = std::fs::read_link(format!("/proc/{}/ns/user", rec.pid)).ok()
-        == std::fs::read_link("/proc/self/ns/user").ok();
-    if host_userns {
+    // The rule is about the mapping, not the namespace: whatever user
+    // namespace the init is in, if host root is mapped into it (or its maps
+    // cannot be read) the joining process runs from the read-only image.
+    let maps_host_root = ["uid_map", "gid_map"].iter().any(|file| {
+        std::fs::read_to_string(format!("/proc/{}/{file}", rec.pid))
+            .ok()
+            .and_then(|t| crate::model::userns::id_map_ranges(&t))
+            .is_none_or(crate::model::userns::ranges_hold_host_root)
+    });
+    if maps_host_root {
         // Re-executes us: before anything is opened or connected.
         crate::parent::exec::rerun_from_read_only_image()?;
     }

@@ -267,10 +267,18 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         .join
         .iter()
         .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
-    if plan.spec.userns == crate::model::userns::UserNs::Host || joins_user {
-        // Container root is host root (or may be: a user namespace joined
-        // by path may map host uid 0): the init runs from a read-only image
-        // of the engine (CVE-2019-5736), as `engine run --userns host` does.
+    let ranges = |m: &[crate::parent::oci::IdMapping]| {
+        crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
+    };
+    if plan.spec.userns.maps_host_root()
+        || ranges(&plan.uid_map)
+        || ranges(&plan.gid_map)
+        || joins_user
+    {
+        // Host root is mapped into the container (or may be: a user
+        // namespace joined by path may map host uid 0): the init runs from
+        // a read-only image of the engine (CVE-2019-5736), as `engine run
+        // --userns host` does.
         // Before anything is opened or connected: this re-executes us.
         crate::parent::exec::rerun_from_read_only_image()?;
     }

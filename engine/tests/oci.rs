@@ -2185,3 +2185,42 @@ fn a_user_namespace_mapping_host_root_runs_from_the_read_only_image() {
     );
     oci.assert_root_empty();
 }
+
+/// Issue 22, item 7: a hostile bundle rootfs (`/proc -> /x`, `/sys ->
+/// /proc`) whose init cannot be set up. Nothing escapes (targets resolve in
+/// the root), but the init died between `create` and `start` and nobody
+/// was told: `create` (or `start`) must fail with the init's own sentence,
+/// and leave nothing.
+#[test]
+fn an_init_that_dies_before_start_fails_create_with_its_sentence() {
+    for (link, target) in [("proc", "/x"), ("sys", "/proc")] {
+        let (_guard, root) = rootfs_copy("rootfs");
+        let path = root.join(link);
+        fs::remove_dir_all(&path)
+            .or_else(|_| fs::remove_file(&path))
+            .ok();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let oci = Oci::new(&["true"]);
+        oci.edit_config(|c| c["root"]["path"] = json!(root));
+        let bundle = oci.bundle().display().to_string();
+        let created = oci.call(&["create", "--bundle", &bundle, "h"]);
+        let failed = if created.code == 0 {
+            let started = oci.call(&["start", "h"]);
+            let _ = oci.call(&["delete", "--force", "h"]);
+            started
+        } else {
+            created
+        };
+        assert_ne!(
+            failed.code, 0,
+            "/{link} -> {target}: create and start both said the container was fine"
+        );
+        assert_eq!(failed.stderr.lines().count(), 1, "{}", failed.stderr);
+        assert!(
+            failed.stderr.contains(&format!("/{link}")),
+            "/{link} -> {target}: the sentence does not name the path: {}",
+            failed.stderr
+        );
+        oci.assert_root_empty();
+    }
+}

@@ -1,6 +1,6 @@
 //! /dev inside the container, every target resolved on the root's fd.
 
-use super::mounts::{bind_at, dir_in, mnt_at};
+use super::mounts::{bind_at, kernel_dir, mnt_at};
 use super::{fail, ChildSetup, Step};
 use nix::mount::{mount, MsFlags};
 use rustix::fs::{Mode, OFlags};
@@ -39,7 +39,7 @@ fn make_in_dev(dev: &OwnedFd, name: &str, dir: bool) -> Step<OwnedFd> {
 /// flags, so they open; a node the container makes in the tmpfs does not
 /// (without a user namespace, CAP_MKNOD could make the host's disk).
 pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
-    let dev = dir_in(root, "/dev")?;
+    let dev = kernel_dir(root, "/dev")?;
     mnt_at(
         Some(Path::new("tmpfs")),
         dev.as_fd(),
@@ -49,7 +49,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         Some("mode=755,size=65536k"),
     )?;
     // The tmpfs, now that it is mounted.
-    let dev = dir_in(root, "/dev")?;
+    let dev = kernel_dir(root, "/dev")?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let path = format!("/dev/{node}");
         let target = make_in_dev(&dev, node, false)?;

@@ -151,11 +151,25 @@ fn set_rlimits(rlimits: &[crate::model::oci::Rlimit]) -> Step {
 /// opened (the caller writes `start`'s answer). From then on nobody reads
 /// the error pipe: a later failure goes to our stderr.
 fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::fd::OwnedFd> {
+    // The fifo is reopened through the container's /proc. Checked before
+    // "ready", while a failure still fails `create` with our sentence: past
+    // it the init would die unseen between create and start.
+    let path = format!("/proc/self/fd/{fifo}");
+    // SAFETY: the exec.fifo's O_PATH fd was kept open for us.
+    let fifo_fd = unsafe { BorrowedFd::borrow_raw(fifo) };
+    let same = match (rustix::fs::stat(path.as_str()), rustix::fs::fstat(fifo_fd)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    };
+    if !same {
+        return Err(fail(
+            "the container's /proc is not the proc file system the engine mounted (the exec fifo cannot be reached through /proc/self/fd): check the bundle's mounts and hooks over /proc",
+        ));
+    }
     // SAFETY: the ready pipe's write end was kept open for us.
     let ready_fd = unsafe { BorrowedFd::borrow_raw(ready) };
     nix::unistd::write(ready_fd, b"R").ctx(|| "tell the engine the container is ready".into())?;
     let _ = nix::unistd::close(ready);
-    let path = format!("/proc/self/fd/{fifo}");
     let opened = loop {
         match rustix::fs::open(
             path.as_str(),

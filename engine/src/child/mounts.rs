@@ -103,6 +103,30 @@ pub(super) fn dir_in(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
     in_root(mkdir_all_in_root(root, Path::new(path), 0o755))
 }
 
+/// `/proc`, `/sys` or `/dev` (a top-level `path`) of the root, for a kernel
+/// file system, as an O_PATH fd; made if missing. A symlink there (or a
+/// file) is refused, as runc does: resolved in the root it cannot lead out,
+/// but `/sys -> /proc` put sysfs over the container's proc, and the init
+/// died after `create` had said all was well.
+pub(super) fn kernel_dir(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
+    let name = path.trim_start_matches('/');
+    match rustix::fs::statat(root, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {}
+        Ok(st) => {
+            let what = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Symlink => "a symlink",
+                _ => "not a directory",
+            };
+            return Err(fail(format!(
+                "the rootfs's {path} is {what}: the engine mounts the kernel's file system there, so it must be a directory (or absent); fix the rootfs"
+            )));
+        }
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(fail(format!("cannot stat {path} in the rootfs: {e}"))),
+    }
+    dir_in(root, path)
+}
+
 /// Bind-mounts the host's `source` (before pivot_root) onto `target`.
 pub(super) fn bind_at(source: &Path, target: BorrowedFd<'_>, name: &str) -> Step {
     mnt_at(
@@ -165,7 +189,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
     let root_fd = root.as_fd();
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = dir_in(root_fd, "/proc")?;
+    let proc_dir = kernel_dir(root_fd, "/proc")?;
     mnt_at(
         Some(Path::new("proc")),
         proc_dir.as_fd(),
@@ -175,7 +199,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         None,
     )?;
 
-    let sys_dir = dir_in(root_fd, "/sys")?;
+    let sys_dir = kernel_dir(root_fd, "/sys")?;
     mnt_at(
         Some(Path::new("sysfs")),
         sys_dir.as_fd(),

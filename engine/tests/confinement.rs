@@ -460,8 +460,8 @@ fn controlling_tty(cmd: &mut Command, slave: &OwnedFd) {
 /// host binary; the exe of the running `exec` (the joining process's image)
 /// is held, and reopened for writing and written once it ended.
 ///
-/// The container-side spy (`/attack exe-spy` catching a `#!/proc/self/exe`
-/// script) never saw the engine here: execve of that script fails with
+/// A container-side spy catching a `#!/proc/self/exe` script (this test
+/// until issue 22) never saw the engine here: execve of that script fails with
 /// ENOENT in the container (the kernel resolves the interpreter through the
 /// container's /proc), so the attack is made from the host side instead.
 #[test]

@@ -247,50 +247,6 @@ static void exec_spy(const char *secret, int seconds) {
     fflush(stdout);
 }
 
-/* Issue item 3: the engine binary re-run inside the container through
- * `#!/proc/self/exe`; hold its /proc/PID/exe and reopen it for writing once
- * the host's copy of that binary stops running. Never writes a byte. */
-static void exe_spy(const char *needle, int seconds) {
-    printf("ready\n");
-    fflush(stdout);
-    time_t end = time(NULL) + seconds;
-    pid_t base = getpid();
-    char path[64], link[512];
-    int held = -1;
-    while (time(NULL) < end && held < 0) {
-        for (pid_t p = base + 1; p < base + 256 && held < 0; p++) {
-            snprintf(path, sizeof path, "/proc/%d/exe", p);
-            ssize_t l = readlink(path, link, sizeof link - 1);
-            if (l <= 0) continue;
-            link[l] = 0;
-            if (!strstr(link, needle)) continue;
-            held = open(path, O_RDONLY | O_CLOEXEC);
-            if (held >= 0) {
-                printf("holding pid %d exe %s\n", p, link);
-                kill(p, SIGKILL);
-            }
-        }
-    }
-    if (held < 0) {
-        printf("exe-not-seen\n");
-        return;
-    }
-    snprintf(path, sizeof path, "/proc/self/fd/%d", held);
-    int last = 0;
-    while (time(NULL) < end) {
-        int w = open(path, O_WRONLY | O_CLOEXEC);
-        if (w >= 0) {
-            printf("exe-writable\n"); /* closed without writing */
-            close(w);
-            fflush(stdout);
-            return;
-        }
-        last = errno;
-        usleep(10000);
-    }
-    printf("exe-write-open %d\n", last);
-}
-
 /* name_to_handle_at, run on the host by the test: "TYPE HEX". */
 static int name2h(const char *p) {
     struct { unsigned int bytes; int type; unsigned char f[128]; } h = {128, 0, {0}};
@@ -321,9 +277,8 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "raw-send")) return raw_send(), 0;
     if (argc >= 2 && !strcmp(argv[1], "tiocsti")) return tiocsti(), 0;
     if (argc >= 4 && !strcmp(argv[1], "exec-spy")) return exec_spy(argv[2], atoi(argv[3])), 0;
-    if (argc >= 4 && !strcmp(argv[1], "exe-spy")) return exe_spy(argv[2], atoi(argv[3])), 0;
     if (argc >= 3 && !strcmp(argv[1], "name2h")) return name2h(argv[2]);
     if (argc >= 5 && !strcmp(argv[1], "openh")) return openh(argv[2], atoi(argv[3]), argv[4]);
-    fprintf(stderr, "usage: attack sys NAME | raw-send | tiocsti | exec-spy SECRET SECS | exe-spy NEEDLE SECS | name2h PATH | openh MNT TYPE HEX\n");
+    fprintf(stderr, "usage: attack sys NAME | raw-send | tiocsti | exec-spy SECRET SECS | name2h PATH | openh MNT TYPE HEX\n");
     return 2;
 }

@@ -108,6 +108,23 @@ impl Host {
     }
 }
 
+/// Every mount under the directory (ours, and any an engine leaked) is
+/// detached first, deepest first, so that the directory can be removed.
+impl Drop for Host {
+    fn drop(&mut self) {
+        let mut points: Vec<PathBuf> = Mounts::now()
+            .0
+            .iter()
+            .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+            .filter(|p| p.starts_with(self.dir.path()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in points {
+            let _ = umount2(&p, MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// The mounts the engine left in (or took from) the test's namespace,
 /// operation by operation, and the operations that failed.
 struct Ledger {

@@ -337,9 +337,9 @@ fn start(fx: &Fixture, base: u32, body: ChildBody, with_idmap: bool) -> Child {
     let child = spawn_mapped(base, body);
     let tree = if with_idmap {
         let userns = idmap::open_userns(child.pid.as_raw()).unwrap();
-        idmap::idmapped_tree(&fx.rootfs, userns.as_fd()).unwrap()
+        idmap::idmapped_tree(&fx.rootfs, userns.as_fd(), 0).unwrap()
     } else {
-        idmap::detached_tree(&fx.rootfs, true).unwrap()
+        idmap::detached_tree(&fx.rootfs, true, idmap::Propagation::Private, 0).unwrap()
     };
     // Opened through /proc/PID/root, the fd is of the child's mount namespace,
     // so move_mount onto it is allowed there.
@@ -413,7 +413,7 @@ fn a_file_system_that_cannot_be_idmapped_is_refused_with_a_sentence() {
     let child = spawn_mapped(base, |_, _| Ok(()));
     let userns = idmap::open_userns(child.pid.as_raw()).unwrap();
     // procfs has no idmapping support on any kernel.
-    let err = idmap::idmapped_tree(Path::new("/proc"), userns.as_fd()).unwrap_err();
+    let err = idmap::idmapped_tree(Path::new("/proc"), userns.as_fd(), 0).unwrap_err();
     let _ = child.finish(); // its recv_fds ends with the socket, and so does it
     assert!(matches!(err, IdmapError::Unsupported { .. }), "{err:?}");
     let msg = err.to_string();
@@ -440,7 +440,7 @@ fn measure_the_cost_per_start() {
     let per_start = || {
         let t = Instant::now();
         let userns = idmap::open_userns(child.pid.as_raw()).unwrap();
-        let tree = idmap::idmapped_tree(&fx.rootfs, userns.as_fd()).unwrap();
+        let tree = idmap::idmapped_tree(&fx.rootfs, userns.as_fd(), 0).unwrap();
         let scratch = rustix::fs::open(
             &scratch_in_child,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -458,7 +458,8 @@ fn measure_the_cost_per_start() {
     let mut plain: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            let tree = idmap::detached_tree(&fx.rootfs, true).unwrap();
+            let tree =
+                idmap::detached_tree(&fx.rootfs, true, idmap::Propagation::Private, 0).unwrap();
             let d = t.elapsed();
             drop(tree);
             d

@@ -96,8 +96,11 @@ mkdir -p /mnt/run/vm && cp /bin/busybox /vm/run.sh /mnt/run/vm/ ||
 echo started >&3
 # Not a plain chroot: the kernel refuses user namespaces to a chrooted
 # process. In a mount namespace of its own the shared root is moved onto /,
-# so the command's root is its namespace's root, as on a booted system.
-unshare -m sh -c 'cd /mnt && mount --move . / && exec chroot . /run/vm/busybox sh /run/vm/run.sh' \
+# so the command's root is its namespace's root, as on a booted system. Then
+# every mount is made shared, as systemd does on every host (and so on
+# GitHub's runners): what propagates there propagates here.
+unshare -m sh -c 'cd /mnt && mount --move . / && mount --make-rshared . &&
+	exec chroot . /run/vm/busybox sh /run/vm/run.sh' \
 	</dev/null >"$out" 2>"$err"
 echo "exit $?" >&3
 sync

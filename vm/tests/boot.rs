@@ -30,6 +30,8 @@ out="$OUT/report"
   echo "hostname: $(hostname)"
   if touch /etc/vm-test 2>/dev/null; then echo "root: writable"; else echo "root: read-only"; fi
   if touch /tmp/x; then echo "tmp: writable"; fi
+  awk '$5 == "/" { p = "private"; for (i = 7; $i != "-"; i++) if ($i ~ /^shared:/) p = "shared" }
+       END { print "propagation: " p }' /proc/self/mountinfo
 } > "$out"
 "#;
 
@@ -73,6 +75,12 @@ fn report(cfg: VmConfig, expected_arch: &str) {
     assert_eq!(field("hostname"), "vm");
     assert_eq!(field("root"), "read-only");
     assert_eq!(field("tmp"), "writable");
+    // As on a systemd host: the engine's mounts must not leak through it.
+    assert_eq!(
+        field("propagation"),
+        "shared",
+        "the guest's / is not shared"
+    );
     assert_eq!(field("arch"), expected_arch);
 }
 

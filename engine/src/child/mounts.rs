@@ -142,9 +142,13 @@ pub(super) fn bind_at(source: &Path, target: BorrowedFd<'_>, name: &str) -> Step
 /// Makes what `target` is read-only, with every mount below it: a clone of
 /// it, made read-only recursively (mount_setattr), is put over it.
 fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
-    let tree = idm(idmap::detached_tree(&proc_self_fd_path(target), true))?;
-    idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
-        .ctx(|| format!("make {name} read-only"))?;
+    let tree = idm(idmap::detached_tree(
+        &proc_self_fd_path(target),
+        true,
+        idmap::Propagation::Private,
+        libc::MOUNT_ATTR_RDONLY,
+    ))
+    .map_err(|f| fail(format!("make {name} read-only: {}", f.msg)))?;
     idm(idmap::attach_at(tree.as_fd(), target))
 }
 

@@ -46,6 +46,16 @@ pub struct Hook {
     pub timeout: Option<u64>,
 }
 
+/// What a bundle's options ask of one bind mount beyond ro.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BindOptions {
+    /// MOUNT_ATTR_NOSUID/NODEV/NOEXEC.
+    pub attrs: u64,
+    /// `private`/`rprivate`: the mount receives nothing from the host
+    /// either; otherwise it is a slave (shared propagation is refused).
+    pub private: bool,
+}
+
 /// The OCI-only parts of a container's setup.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
@@ -64,9 +74,8 @@ pub struct Extras {
     pub joined_net: bool,
     /// A UTS namespace joined by path: leave its hostname alone.
     pub joined_uts: bool,
-    /// MOUNT_ATTR_NOSUID/NODEV/NOEXEC of each bind mount, in the order of
-    /// the spec's volumes.
-    pub bind_attrs: Vec<u64>,
+    /// Options of each bind mount, in the order of the spec's volumes.
+    pub binds: Vec<BindOptions>,
     /// Inherited fds 3.. that the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
     /// hooks.createContainer: run by the init in the container's

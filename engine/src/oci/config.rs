@@ -3,7 +3,7 @@
 //! (`model::oci::Extras`), before anything is created. Every field the
 //! engine cannot honour is refused with a sentence naming it.
 
-use crate::model::oci::{Extras, Rlimit, TmpfsMount, User};
+use crate::model::oci::{BindOptions, Extras, Rlimit, TmpfsMount, User};
 use crate::model::security::{Confinement, Filter};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
@@ -629,14 +629,18 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         let mut flags = 0u64;
         let mut data = Vec::new();
         let mut readonly = false;
+        // The last propagation option wins, as with mount(8).
+        let mut private = false;
         for o in &options {
             match o.as_str() {
                 "ro" => {
                     readonly = true;
                     flags |= libc::MS_RDONLY;
                 }
-                "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave" | "suid"
-                | "dev" | "exec" | "relatime" | "norelatime" | "nocopyup" | "copy" => {}
+                "private" | "rprivate" => private = true,
+                "slave" | "rslave" => private = false,
+                "rw" | "bind" | "rbind" | "suid" | "dev" | "exec" | "relatime" | "norelatime"
+                | "nocopyup" | "copy" => {}
                 "nosuid" => flags |= libc::MS_NOSUID,
                 "nodev" => flags |= libc::MS_NODEV,
                 "noexec" => flags |= libc::MS_NOEXEC,
@@ -675,7 +679,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                     attrs |= attr;
                 }
             }
-            extras.bind_attrs.push(attrs);
+            extras.binds.push(BindOptions { attrs, private });
             volumes.push(Volume {
                 host: source
                     .canonicalize()
@@ -868,5 +872,35 @@ mod tests {
             let e = limits_of(json!({"cpu": {"shares": shares}})).unwrap_err();
             assert!(e.to_string().contains("outside 2 to 262144"), "{e}");
         }
+    }
+
+    /// A bind mount is a slave unless its options end private (podman and
+    /// containerd pass `rprivate`); shared propagation is refused.
+    #[test]
+    fn bind_propagation_options() {
+        let bundle = Path::new("/");
+        for (options, private) in [
+            (json!(["rbind"]), false),
+            (json!(["rbind", "rprivate"]), true),
+            (json!(["bind", "private", "nosuid"]), true),
+            (json!(["rbind", "rprivate", "rslave"]), false),
+        ] {
+            let m: rt::Mount = serde_json::from_value(
+                json!({"destination": "/d", "type": "bind", "source": "/tmp", "options": options}),
+            )
+            .unwrap();
+            let mut extras = Extras::default();
+            mounts(&[m], bundle, &mut extras).unwrap();
+            assert_eq!(extras.binds[0].private, private, "{options}");
+        }
+        let m: rt::Mount = serde_json::from_value(
+            json!({"destination": "/d", "type": "bind", "source": "/tmp", "options": ["rbind", "rshared"]}),
+        )
+        .unwrap();
+        let e = mounts(&[m], bundle, &mut Extras::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("\"rshared\" is not supported"),
+            "{e}"
+        );
     }
 }

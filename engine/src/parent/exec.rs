@@ -308,10 +308,13 @@ fn is_unwritable_image(exe: &File) -> bool {
 /// The running binary as a detached, read-only bind mount (an O_PATH fd).
 /// Needs CAP_SYS_ADMIN and Linux 5.12.
 fn read_only_mount_of_self() -> Result<OwnedFd> {
-    let tree = crate::sys::idmap::detached_tree(std::path::Path::new("/proc/self/exe"), false)?;
-    crate::sys::idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
-        .context("cannot make the engine's bind mount read-only")?;
-    Ok(tree)
+    use crate::sys::idmap::{detached_tree, Propagation};
+    Ok(detached_tree(
+        std::path::Path::new("/proc/self/exe"),
+        false,
+        Propagation::Private,
+        libc::MOUNT_ATTR_RDONLY,
+    )?)
 }
 
 /// A sealed, read-only memfd copy of the running binary.

@@ -184,7 +184,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
             .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
     }
     let scratch = std::env::temp_dir();
-    super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.bind_attrs, &mount_sock)?;
+    super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
     drop(mount_sock);
     let state = before_go(pid)?;
     File::from(sync_write)

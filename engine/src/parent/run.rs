@@ -8,11 +8,12 @@ use super::{child_failure, pipe, recovery};
 use crate::child::{self, ChildSetup};
 use crate::model::config::Config;
 use crate::model::network::Network;
+use crate::model::oci::BindOptions;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::failpoint::step;
-use crate::sys::idmap;
+use crate::sys::idmap::{self, Propagation};
 use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
@@ -252,31 +253,34 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 /// directory the layer goes on (through /proc/PID/root, so the fd is of the
 /// child's mount namespace), the engine's /etc files (`etc`), and each
 /// volume's source (read-only ones recursively so, and with the MOUNT_ATTR_*
-/// bits of `volume_attrs`, one entry per volume or none). The child attaches them
-/// without walking a host path.
+/// bits and propagation of `volume_opts`, one entry per volume or none).
+/// Every tree is private or a slave before it leaves. The child attaches
+/// them without walking a host path.
 pub(super) fn send_mount_fds(
     spec: &Spec,
     pid: Pid,
     scratch_dir: &std::path::Path,
     etc: &[PathBuf],
-    volume_attrs: &[u64],
+    volume_opts: &[BindOptions],
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
-    step!("run.rootfs_tree");
-    let tree = if spec.userns == UserNs::Pool {
-        let userns = idmap::open_userns(pid.as_raw())?;
-        idmap::idmapped_tree(&spec.rootfs, userns.as_fd())?
-    } else {
-        idmap::detached_tree(&spec.rootfs, true)?
-    };
     // A device node made in the rootfs (write-through) or one the image
     // brought cannot be opened: without a user namespace and with
     // CAP_MKNOD, a container could otherwise make the host's disk and read
     // it (the engine has no device cgroup on a v1 host). The overlay over
-    // it is nodev as well (child::mounts).
-    step!("run.rootfs_nodev");
-    idmap::set_attrs(tree.as_fd(), libc::MOUNT_ATTR_NODEV, 0, true)
-        .with_context(|| format!("cannot make rootfs {} nodev", spec.rootfs.display()))?;
+    // it is nodev as well (child::mounts). Private: see idmap::Propagation.
+    step!("run.rootfs_tree");
+    let tree = if spec.userns == UserNs::Pool {
+        let userns = idmap::open_userns(pid.as_raw())?;
+        idmap::idmapped_tree(&spec.rootfs, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?
+    } else {
+        idmap::detached_tree(
+            &spec.rootfs,
+            true,
+            Propagation::Private,
+            libc::MOUNT_ATTR_NODEV,
+        )?
+    };
     let in_child = PathBuf::from(format!("/proc/{pid}/root"))
         .join(scratch_dir.strip_prefix("/").unwrap_or(scratch_dir));
     step!("run.layer_dir");
@@ -294,28 +298,42 @@ pub(super) fn send_mount_fds(
     let mut fds = vec![tree, scratch];
     step!("run.etc_trees");
     for path in etc {
-        fds.push(idmap::detached_tree(path, false)?);
+        fds.push(idmap::detached_tree(path, false, Propagation::Private, 0)?);
     }
     step!("run.volume_trees");
     for (i, v) in spec.volumes.iter().enumerate() {
-        let vol = idmap::detached_tree(&v.host, true)?;
-        if v.readonly {
-            idmap::set_attrs(vol.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
-                .with_context(|| format!("cannot make volume {} read-only", v.host.display()))?;
-        }
-        // A directory volume is nodev whatever the bundle says: a node made
-        // in it could be opened (runc leaves `dev` and counts on the device
-        // cgroup). A bind of one file (a device the bundle passes on
-        // purpose) keeps its flags: nothing can be made in it.
+        let bind = volume_opts.get(i).copied().unwrap_or_default();
+        // A slave unless the bundle asks for private: what the container
+        // mounts in a volume never reaches the host's tree.
+        let propagation = if bind.private {
+            Propagation::Private
+        } else {
+            Propagation::Slave
+        };
+        let readonly = if v.readonly {
+            libc::MOUNT_ATTR_RDONLY
+        } else {
+            0
+        };
+        // An OCI bind mount's nosuid/nodev/noexec.
+        let vol = idmap::detached_tree(&v.host, true, propagation, readonly | bind.attrs)?;
+        // A directory volume is nodev and nosuid whatever the bundle says: a
+        // node made in it could be opened (runc leaves `dev` and counts on
+        // the device cgroup), and a setuid file container root leaves in it
+        // would lift a process of the container to that owner. A bind of
+        // one file (a device the bundle passes on purpose) keeps its flags:
+        // nothing can be made in it.
         let is_dir = rustix::fs::fstat(&vol)
             .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
             .with_context(|| format!("cannot stat volume {}", v.host.display()))?;
-        let nodev = if is_dir { libc::MOUNT_ATTR_NODEV } else { 0 };
-        // An OCI bind mount's nosuid/nodev/noexec.
-        let attrs = volume_attrs.get(i).copied().unwrap_or(0) | nodev;
-        if attrs != 0 {
-            idmap::set_attrs(vol.as_fd(), attrs, 0, true)
-                .with_context(|| format!("cannot set the mount flags of {}", v.host.display()))?;
+        if is_dir {
+            idmap::set_attrs(
+                vol.as_fd(),
+                libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID,
+                0,
+                true,
+            )
+            .with_context(|| format!("cannot make volume {} nodev and nosuid", v.host.display()))?;
         }
         fds.push(vol);
     }

@@ -8,6 +8,8 @@
 //! maps are written: host uid 0 then reads as container uid 0, and what
 //! container root writes lands as host uid BASE. `detached_tree` does the same
 //! without the idmap (volumes, or a rootfs already shifted with `--owner`).
+//! Each clone leaves `open_tree` private (a volume: a slave), so nothing the
+//! container mounts on it reaches the host's peer group (`Propagation`).
 //! Either fd crosses to the already-cloned child with `send_fds` over a
 //! `fd_socketpair`. The child attaches it in its own mount namespace with
 //! `attach`/`attach_at` (`move_mount`), never walking the host path, so a
@@ -109,22 +111,68 @@ pub fn open_userns(pid: i32) -> Result<OwnedFd, IdmapError> {
     .map_err(sys("open the user namespace", &path))
 }
 
+/// How a detached tree takes part in mount propagation once attached.
+/// A clone of a shared mount stays in its source's peer group, and a
+/// detached tree is out of reach of the child's "make / a slave": left so,
+/// what the container mounts on it appears in the host's namespace (and
+/// pivot_root onto it fails with EINVAL). So every clone gets one of these
+/// before anything is mounted on or under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Nothing in, nothing out (MS_PRIVATE): the rootfs, the engine's files.
+    Private,
+    /// The host's mounts come in, none go out (MS_SLAVE): volumes.
+    Slave,
+}
+
+impl Propagation {
+    fn flag(self) -> u64 {
+        match self {
+            Propagation::Private => libc::MS_PRIVATE,
+            Propagation::Slave => libc::MS_SLAVE,
+        }
+    }
+}
+
 /// A detached copy of the mount tree at `path` (submounts too when
-/// `recursive`), as an fd: a bind mount not yet attached anywhere.
-pub fn detached_tree(path: &Path, recursive: bool) -> Result<OwnedFd, IdmapError> {
+/// `recursive`), as an fd: a bind mount not yet attached anywhere, every
+/// mount of it with `propagation` and the `MOUNT_ATTR_*` bits `attrs` (one
+/// mount_setattr: this is on every container's start).
+pub fn detached_tree(
+    path: &Path,
+    recursive: bool,
+    propagation: Propagation,
+    attrs: u64,
+) -> Result<OwnedFd, IdmapError> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    open_tree(rustix::fs::CWD, path, flags).map_err(sys("open_tree", path))
+    let tree = open_tree(rustix::fs::CWD, path, flags).map_err(sys("open_tree", path))?;
+    let attr = libc::mount_attr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: propagation.flag(),
+        userns_fd: 0,
+    };
+    let at = if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr(tree.as_fd(), at, &attr).map_err(sys(
+        "mount_setattr (propagation and flags) on the clone of",
+        path,
+    ))?;
+    Ok(tree)
 }
 
-/// As `detached_tree` (recursive), idmapped with `userns`: host ID `BASE + n`
-/// of that namespace's map reads as `n`, and host root as container root.
-/// Must run in the initial user namespace (the parent), after the maps of
-/// `userns` are written.
-pub fn idmapped_tree(path: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd, IdmapError> {
-    let tree = detached_tree(path, true)?;
+/// As `detached_tree` (recursive, private, `attrs`), idmapped with
+/// `userns`: host ID `BASE + n` of that namespace's map reads as `n`, and
+/// host root as container root. Must run in the initial user namespace (the
+/// parent), after the maps of `userns` are written.
+pub fn idmapped_tree(
+    path: &Path,
+    userns: BorrowedFd<'_>,
+    attrs: u64,
+) -> Result<OwnedFd, IdmapError> {
+    let tree = detached_tree(path, true, Propagation::Private, attrs)?;
     set_idmap(&tree, userns, path)?;
     Ok(tree)
 }

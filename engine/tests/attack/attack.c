@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
 #include <linux/io_uring.h>
@@ -272,6 +273,16 @@ static int openh(const char *mountpoint, int type, const char *hex) {
     return 0;
 }
 
+/* Issue 22 item 8: container root copies this binary into a volume, makes
+ * it setuid and runs it through `setuid-as 1000 COPY`, which drops every id
+ * to 1000 and executes COPY euid: "euid 0" means the bit was honoured. */
+static int setuid_as(uid_t id, const char *program) {
+    if (setgroups(0, NULL) || setresgid(id, id, id) || setresuid(id, id, id))
+        return report("setuid-as", -1);
+    execl(program, program, "euid", (char *)NULL);
+    return report("setuid-as exec", -1);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "sys")) return probe(argv[2]) ? 0 : 0;
     if (argc >= 2 && !strcmp(argv[1], "raw-send")) return raw_send(), 0;
@@ -279,6 +290,8 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "exec-spy")) return exec_spy(argv[2], atoi(argv[3])), 0;
     if (argc >= 3 && !strcmp(argv[1], "name2h")) return name2h(argv[2]);
     if (argc >= 5 && !strcmp(argv[1], "openh")) return openh(argv[2], atoi(argv[3]), argv[4]);
-    fprintf(stderr, "usage: attack sys NAME | raw-send | tiocsti | exec-spy SECRET SECS | name2h PATH | openh MNT TYPE HEX\n");
+    if (argc >= 2 && !strcmp(argv[1], "euid")) return printf("euid %d\n", (int)geteuid()), 0;
+    if (argc >= 4 && !strcmp(argv[1], "setuid-as")) return setuid_as((uid_t)atoi(argv[2]), argv[3]);
+    fprintf(stderr, "usage: attack sys NAME | raw-send | tiocsti | exec-spy SECRET SECS | name2h PATH | openh MNT TYPE HEX | euid | setuid-as UID PROGRAM\n");
     return 2;
 }

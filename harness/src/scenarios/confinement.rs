@@ -10,7 +10,9 @@
 //!   the host's `/`;
 //! - the syscall probes this project's host kernel lacks (kexec_load,
 //!   init_module, iopl, ioperm), io_uring (a vsock fd through an SQE), and
-//!   opening /proc/sysrq-trigger for writing.
+//!   opening /proc/sysrq-trigger for writing;
+//! - (issue 22, `host_mounts`) a setuid file left in a volume, and any
+//!   container mount reaching a host whose `/` is shared.
 //!
 //! The probe binary is engine/tests/attack/attack.c (shared with the engine's
 //! host tests), built static here and given to the container as a read-only
@@ -49,6 +51,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     lap("exec spy");
     succeeded.extend(syscalls(ctx, &env, &volume)?);
     lap("syscalls");
+    succeeded.extend(super::host_mounts::setuid_in_a_volume(ctx, &env, &volume)?);
+    lap("setuid volume");
+    succeeded.extend(super::host_mounts::mounts_stay_in_containers(ctx, &env)?);
+    lap("host mounts");
     env.close()?;
     lap("close");
     println!("    took: {}", took.join(", "));

@@ -6,6 +6,7 @@
 mod confinement;
 mod cpu;
 mod filesystem;
+mod host_mounts;
 pub mod leftovers;
 mod lifecycle;
 mod memory;

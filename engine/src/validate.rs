@@ -152,7 +152,7 @@ fn host_ids(kind: IdKind) -> Result<Vec<HostIds>> {
     for line in read(subids)?.lines() {
         let fields: Vec<&str> = line.trim().split(':').collect();
         if let [name, start, count] = fields[..] {
-            if let (Ok(start), Ok(count)) = (start.parse::<u32>(), count.parse::<u32>()) {
+            if let (Ok(start), Ok(count @ 1..)) = (start.parse::<u32>(), count.parse::<u32>()) {
                 let end = u64::from(start) + u64::from(count);
                 ids.push(HostIds {
                     start,

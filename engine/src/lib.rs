@@ -172,8 +172,13 @@ pub fn logs(cfg: &Config, name: &str, follow: bool) -> Result<()> {
 /// Options of `engine rootfs pull`.
 pub use image::PullOptions;
 
-/// Downloads (or builds) a root file system into `dest`.
+/// Downloads (or builds) a root file system into `dest`. `--owner` is
+/// checked against the host's users and the engine's pool first: a rootfs
+/// owned by BASE runs as host IDs BASE.. (`validate::owner_base`).
 pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
+    if let Some(base) = opts.owner {
+        validate::owner_base(base).map_err(Error::input)?;
+    }
     image::pull(source, dest, opts).map_err(Error::engine)
 }
 

@@ -126,7 +126,7 @@ struct RunArgs {
     /// Allocate a pseudo-terminal (default: when stdin is a terminal)
     #[arg(long, short = 't', num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     tty: Option<bool>,
-    /// User namespace: auto (a root-owned ROOTFS gets a leased ID range and an idmapped view; a shifted one maps 0 to its owner), host (none: privileged), or a numeric base (no idmap)
+    /// User namespace: auto (a root-owned ROOTFS gets a leased ID range and an idmapped view; one pulled with --owner BASE maps 0 to BASE), host (none: privileged), or a numeric base of at least 65536 (no idmap)
     #[arg(long, default_value = "auto")]
     userns: String,
     /// Network: bridge (a veth on ENGINE_BRIDGE) or none (only lo)
@@ -191,7 +191,7 @@ enum RootfsCommand {
         /// Expected sha256 of the download, in hex
         #[arg(long)]
         sha256: Option<String>,
-        /// Shift file ownership by this base, for an unprivileged user namespace (e.g. 100000)
+        /// Shift file ownership by this base, for an unprivileged user namespace: a multiple of 65536, at least 65536, outside the engine's pool and the host's users and subuid/subgid ranges (e.g. 131072)
         #[arg(long)]
         owner: Option<u32>,
     },

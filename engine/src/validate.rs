@@ -1,11 +1,13 @@
 //! Checks against the host, after pure parsing (`model`) and after any
-//! pull: root, the rootfs, the command inside it and its architecture,
-//! cgroup v2 when limits are asked for, volume host paths.
+//! pull: root, the rootfs (and the owner of a shifted one), the command
+//! inside it and its architecture, cgroup v2 when limits are asked for,
+//! volume host paths; and `rootfs pull --owner` against the host's users.
 
 use crate::model::config::Config;
 use crate::model::env::{command_candidates, search_path};
 use crate::model::spec::{Request, Spec};
-use crate::model::userns::{UserNs, UserNsChoice};
+use crate::model::userns::{check_base, suggest_base, HostIds, UserNs, UserNsChoice};
+use crate::sys::idrange::IdPool;
 use anyhow::{anyhow, bail, Context, Result};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -60,7 +62,7 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
             if meta.uid() == 0 {
                 UserNs::Pool
             } else {
-                UserNs::map(meta.uid(), meta.gid())?
+                shifted_rootfs_owner(&rootfs, meta.uid(), meta.gid())?
             }
         }
     };
@@ -111,6 +113,105 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         confinement: crate::model::security::resolve(&req.security)?,
         log_size_max: req.log_size_max,
     })
+}
+
+/// Whose IDs a uid or gid belongs to on this host.
+#[derive(Debug, Clone, Copy)]
+enum IdKind {
+    User,
+    Group,
+}
+
+/// The IDs the host's account files hand out: each uid of /etc/passwd and
+/// range of /etc/subuid (for `Group`: /etc/group and /etc/subgid). A file
+/// that does not exist hands out nothing; a line that does not parse is
+/// skipped, as the shadow tools do.
+fn host_ids(kind: IdKind) -> Result<Vec<HostIds>> {
+    let (accounts, subids, what) = match kind {
+        IdKind::User => ("/etc/passwd", "/etc/subuid", "uid"),
+        IdKind::Group => ("/etc/group", "/etc/subgid", "gid"),
+    };
+    let read = |path: &str| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(anyhow!(
+            "cannot read {path}: {e}: the engine checks host IDs against it"
+        )),
+    };
+    let mut ids = Vec::new();
+    for line in read(accounts)?.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if let Some(id) = fields.get(2).and_then(|f| f.parse::<u32>().ok()) {
+            ids.push(HostIds {
+                start: id,
+                count: 1,
+                what: format!("{what} {id} ({}) in {accounts}", fields[0]),
+            });
+        }
+    }
+    for line in read(subids)?.lines() {
+        let fields: Vec<&str> = line.trim().split(':').collect();
+        if let [name, start, count] = fields[..] {
+            if let (Ok(start), Ok(count @ 1..)) = (start.parse::<u32>(), count.parse::<u32>()) {
+                let end = u64::from(start) + u64::from(count);
+                ids.push(HostIds {
+                    start,
+                    count: count.min(u32::MAX - start),
+                    what: format!("the range {start}..{} of {name} in {subids}", end - 1),
+                });
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// `rootfs pull --owner BASE`: refused (before anything is created) unless
+/// BASE is a base the engine would choose itself (`model::userns::check_base`).
+pub fn owner_base(base: u32) -> Result<()> {
+    let pool = IdPool::from_env()?;
+    let (uids, gids) = (host_ids(IdKind::User)?, host_ids(IdKind::Group)?);
+    let problem = check_base(base, &pool, &uids)
+        .err()
+        .or_else(|| check_base(base, &pool, &gids).err());
+    let Some(why) = problem else {
+        return Ok(());
+    };
+    bail!(
+        "--owner {base} cannot be the first host ID of a rootfs ({why}): give {}",
+        WHAT_BASE_IS.to_string() + &suggestion(&pool, &uids, &gids)
+    )
+}
+
+/// `--userns auto` on a rootfs whose root is not owned by host root: the
+/// map 0 -> its owner, if uid and gid owner are bases the engine would
+/// choose itself. Whoever made the rootfs (a tarball's `./`, a `chown`)
+/// must not choose the host IDs its container runs as.
+fn shifted_rootfs_owner(rootfs: &Path, uid: u32, gid: u32) -> Result<UserNs> {
+    let pool = IdPool::from_env()?;
+    let (uids, gids) = (host_ids(IdKind::User)?, host_ids(IdKind::Group)?);
+    let problem = match (check_base(uid, &pool, &uids), check_base(gid, &pool, &gids)) {
+        (Err(why), _) => Some(format!("uid {uid}: {why}")),
+        (_, Err(why)) => Some(format!("gid {gid}: {why}")),
+        _ => None,
+    };
+    let Some(why) = problem else {
+        return UserNs::map(uid, gid);
+    };
+    bail!(
+        "rootfs {} is owned by {uid}:{gid}, which cannot be the host IDs of its container ({why}): give its root to 0:0 (`chown 0:0 {}`) to run it on IDs from the engine's pool, or pull it again with `engine rootfs pull --owner BASE`, BASE {}",
+        rootfs.display(),
+        rootfs.display(),
+        WHAT_BASE_IS.to_string() + &suggestion(&pool, &uids, &gids)
+    )
+}
+
+/// What `check_base` accepts, for messages.
+const WHAT_BASE_IS: &str = "a multiple of 65536, at least 65536, whose 65536 IDs overlap no user or group of the host, no range of /etc/subuid or /etc/subgid and not the engine's pool";
+
+fn suggestion(pool: &IdPool, uids: &[HostIds], gids: &[HostIds]) -> String {
+    suggest_base(pool, uids, gids)
+        .map(|b| format!(", such as {b}"))
+        .unwrap_or_default()
 }
 
 /// A quarter of the host's RAM. tmpfs would default to half, which lets one

@@ -642,7 +642,7 @@ fn figure_download_through_nat_vs_from_the_host() {
 }
 
 /// Container root as an unprivileged host uid (`--userns auto` on a rootfs
-/// owned by 200000) cannot search a 0700 state directory: it still gets its
+/// owned by 196608) cannot search a 0700 state directory: it still gets its
 /// resolv.conf and hosts, mounted from trees the parent detached.
 #[test]
 fn dns_files_reach_an_unprivileged_container_root_under_a_private_state_dir() {
@@ -651,7 +651,7 @@ fn dns_files_reach_an_unprivileged_container_root_under_a_private_state_dir() {
     let owned = scratch.path().join("rootfs");
     busybox::copy_to(&owned);
     sh(Command::new("chown")
-        .args(["-R", "200000:200000"])
+        .args(["-R", "196608:196608"])
         .arg(&owned));
     std::fs::create_dir_all(net.env.state_dir()).unwrap();
     sh(Command::new("chmod").arg("700").arg(net.env.state_dir()));
@@ -667,7 +667,7 @@ fn dns_files_reach_an_unprivileged_container_root_under_a_private_state_dir() {
     ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
-    assert!(text.contains("200000"), "not an unprivileged root: {text}");
+    assert!(text.contains("196608"), "not an unprivileged root: {text}");
     assert!(text.contains("192.0.2.10\tdb\n"), "{text}");
     net.teardown();
 }

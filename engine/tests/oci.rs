@@ -2224,3 +2224,84 @@ fn an_init_that_dies_before_start_fails_create_with_its_sentence() {
         oci.assert_root_empty();
     }
 }
+
+/// An OCI container's linux.uidMappings/gidMappings are leased host-wide
+/// (issue 22): while it lives, `engine run` hands out none of its IDs; an
+/// OCI container may not map IDs an `engine run` container holds, but may
+/// share another OCI container's (a pod's containers do); `delete` frees
+/// them. (A pool of the test's own: the leases are the host's.)
+#[test]
+fn mapped_ids_are_leased_host_wide() {
+    const BASE: u64 = (3 << 30) + (48 << 16);
+    const SIZE: u64 = 65536;
+    let mapped = |host: u64| {
+        move |c: &mut Value| {
+            let namespaces = c["linux"]["namespaces"].as_array_mut().unwrap();
+            namespaces.retain(|n| n["type"] != "user");
+            namespaces.push(json!({"type": "user"}));
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": host, "size": SIZE}]);
+            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": host, "size": SIZE}]);
+        }
+    };
+    let oci = Oci::new(&["sleep", "100"]);
+    oci.edit_config(mapped(BASE));
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "o1"]);
+
+    let env = engine("ocilease").with_env("ENGINE_USERNS_POOL", format!("{BASE}:{}", 2 * SIZE));
+    let uid_base = |a: &Assert| -> u64 {
+        stdout(a)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let a = run(&env, &[rootfs(), "r1", "--", "cat", "/proc/self/uid_map"]).code(0);
+    assert_eq!(
+        uid_base(&a),
+        BASE + SIZE,
+        "engine run got the OCI container's IDs"
+    );
+
+    // An engine container holds BASE+SIZE: no OCI container may map them.
+    env.cmd()
+        .args(detached_args(rootfs(), "r2", &["sleep", "100"]))
+        .assert()
+        .code(0);
+    let _stop = StopOnDrop(&env, "r2");
+    let other = Oci::new(&["sleep", "100"]);
+    other.edit_config(mapped(BASE + SIZE + 10));
+    let bundle2 = other.bundle().display().to_string();
+    let out = other.call(&["create", "--bundle", &bundle2, "o2"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("uidMappings") && out.stderr.contains("container r2"),
+        "{}",
+        out.stderr
+    );
+    other.assert_root_empty();
+
+    // Another OCI container may share o1's.
+    other.edit_config(mapped(BASE));
+    other.ok(&["create", "--bundle", &bundle2, "o3"]);
+    other.ok(&["delete", "o3"]);
+
+    env.cmd().args(["stop", "-t", "0", "r2"]).assert().code(0);
+    oci.ok(&["delete", "o1"]);
+    oci.assert_root_empty();
+    let a = run(&env, &[rootfs(), "r3", "--", "cat", "/proc/self/uid_map"]).code(0);
+    assert_eq!(uid_base(&a), BASE, "delete left the OCI container's lease");
+    assert_eq!(id_leases(&oci.root()), Vec::new());
+    env.assert_clean();
+}
+
+/// Stops an `engine run -d` container when dropped (a failed test leaves
+/// none running).
+struct StopOnDrop<'a>(&'a Engine, &'static str);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd().args(["stop", "-t", "0", self.1]).output();
+    }
+}

@@ -18,10 +18,13 @@ use engine::model::ports::{
 };
 use engine::model::security::{self, SeccompChoice, SecurityInput};
 use engine::model::spec::{Request, SpecInput};
-use engine::model::userns::{parse_userns, UserNs, UserNsChoice, USERNS_SIZE};
+use engine::model::userns::{
+    check_base, parse_userns, suggest_base, HostIds, UserNs, UserNsChoice, USERNS_SIZE,
+};
 use engine::model::volumes::parse_volume;
 use engine::parent::lifecycle::parse_signal;
 use engine::sys::caps::CapSet;
+use engine::sys::idrange::IdPool;
 use engine::sys::net::dns;
 use engine::sys::net::NetConfig;
 use engine::sys::seccomp::{self, sock_filter, Arch, Profile};
@@ -189,16 +192,54 @@ proptest! {
 
     // User namespaces.
 
+    /// An accepted base maps container root to neither host root nor a
+    /// host user (below 65536), and its 65536 IDs fit.
     #[test]
-    fn userns_bases_fit(s in text("[0-9a-z]{0,11}"), base in any::<u32>()) {
+    fn userns_bases_fit(
+        s in text("[0-9a-z]{0,11}"),
+        base in prop_oneof![any::<u32>(), 0u32..70_000],
+    ) {
         if let Ok(UserNsChoice::Fixed(UserNs::Map { uid, gid })) = parse_userns(&s) {
+            prop_assert!(uid >= USERNS_SIZE && gid >= USERNS_SIZE, "{}", s);
             prop_assert!(uid.checked_add(USERNS_SIZE).is_some() && gid.checked_add(USERNS_SIZE).is_some());
         }
         let parsed = parse_userns(&base.to_string());
-        if base.checked_add(USERNS_SIZE).is_some() {
+        if base >= USERNS_SIZE && base.checked_add(USERNS_SIZE).is_some() {
             prop_assert_eq!(parsed.unwrap(), UserNsChoice::Fixed(UserNs::Map { uid: base, gid: base }));
         } else {
-            prop_assert!(parsed.is_err());
+            let err = parsed.unwrap_err().to_string();
+            prop_assert!(err.contains("--userns"), "{}", err);
+        }
+    }
+
+    /// A base `check_base` accepts is a multiple of 65536, at least 65536,
+    /// and its range fits below 2^32 - 1 and overlaps neither the pool nor
+    /// any of the host's IDs; the suggested base is one it accepts.
+    #[test]
+    fn shift_bases_accepted_overlap_nothing(
+        base in prop_oneof![any::<u32>(), (0u32..65536).prop_map(|i| i * 65536)],
+        pool_start in 1u32..32768,
+        pool_ranges in 1u32..4096,
+        host in prop::collection::vec((any::<u32>(), 1u32..200_000), 0..6),
+    ) {
+        let pool = IdPool::new(pool_start * 65536, pool_ranges * 65536);
+        prop_assume!(pool.is_ok());
+        let pool = pool.unwrap();
+        let host: Vec<HostIds> = host
+            .into_iter()
+            .map(|(start, count)| HostIds { start, count: count.min(u32::MAX - start), what: format!("{start}+{count}") })
+            .collect();
+        let overlaps = |b: u64, s: u64, n: u64| b < s + n && s < b + 65536;
+        if check_base(base, &pool, &host).is_ok() {
+            let b = u64::from(base);
+            prop_assert!(base >= USERNS_SIZE && base % USERNS_SIZE == 0 && b + 65536 <= u64::from(u32::MAX));
+            prop_assert!(!overlaps(b, u64::from(pool.start()), pool.end() - u64::from(pool.start())));
+            for h in &host {
+                prop_assert!(!overlaps(b, u64::from(h.start), u64::from(h.count)), "{:?}", h);
+            }
+        }
+        if let Some(s) = suggest_base(&pool, &host, &host) {
+            prop_assert!(check_base(s, &pool, &host).is_ok());
         }
     }
 

@@ -23,29 +23,33 @@ fn uid_map(line: &str) -> (u64, u64, u64) {
     (n[0], n[1], n[2])
 }
 
-/// The ID ranges held, read from the state records (`NAME.json`, the
-/// lease): (container, base), by name.
+/// The ID ranges held by the containers of `env`, read from the host-wide
+/// leases: (container, uid base), by name. Each lease is one range of
+/// 65536 uids and gids from one base.
 fn held_ranges(env: &Engine) -> Vec<(String, u64)> {
-    let mut held: Vec<(String, u64)> = std::fs::read_dir(env.state_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|e| {
-            let data = std::fs::read(e.path()).ok()?;
-            let rec: serde_json::Value = serde_json::from_slice(&data)
-                .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
-            let base = rec["userns_base"].as_u64()?;
-            Some((rec["name"].as_str().unwrap().to_string(), base))
+    id_leases(env.state_dir())
+        .into_iter()
+        .map(|l| {
+            assert_eq!(l.uids.len(), 1, "{l:?}");
+            assert_eq!(l.uids, l.gids, "{l:?}");
+            assert_eq!(l.uids[0].1, 65536, "{l:?}");
+            (l.name, l.uids[0].0)
         })
-        .collect();
-    held.sort();
-    held
+        .collect()
 }
 
-/// No lease files: the records are the only leases.
+/// No lease of `env` is left, nor a lease directory in the state dir.
 fn assert_no_lease_files(env: &Engine) {
+    assert_eq!(id_leases(env.state_dir()), Vec::new(), "leases left");
     let dir = env.state_dir().join("userns");
     assert!(!dir.exists(), "{} exists", dir.display());
+}
+
+/// An environment with a pool of `ranges` ranges of its own, at a start no
+/// other test uses (the leases are host-wide: in the default pool, the
+/// lowest free range depends on the other tests running).
+fn engine_with_pool(tag: &str, start: u64, ranges: u64) -> Engine {
+    engine(tag).with_env("ENGINE_USERNS_POOL", format!("{start}:{}", ranges * 65536))
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -57,7 +61,8 @@ fn chmod(path: &Path, mode: u32) {
 /// containers at once get different ranges; the lease goes with the container.
 #[test]
 fn root_owned_rootfs_gets_a_pool_range_and_an_idmapped_view() {
-    let env = engine("pool");
+    const POOL_START: u64 = 3 << 30;
+    let env = engine_with_pool("pool", POOL_START, 4);
     let mut first = Running::run(
         &env,
         &[
@@ -130,12 +135,12 @@ fn volume_writes_land_as_the_base() {
     env.assert_clean();
 }
 
-/// SIGKILL of the engine leaves its record, which holds the range; the next
-/// invocation frees it: the stale record is gone and a new container gets
-/// the same range.
+/// SIGKILL of the engine leaves its record and its lease of the range; the
+/// next invocation frees it: the stale lease is gone and a new container
+/// gets the same range.
 #[test]
 fn range_of_a_killed_engine_is_freed_by_the_next_invocation() {
-    let env = engine("leasekill");
+    let env = engine_with_pool("leasekill", (3 << 30) + (16 << 16), 4);
     let mut c = Running::run(
         &env,
         &[rootfs(), "lk", "--", "sh", "-c", "echo up; sleep 60"],
@@ -149,7 +154,7 @@ fn range_of_a_killed_engine_is_freed_by_the_next_invocation() {
     assert_eq!(
         held_ranges(&env),
         held,
-        "the killed engine's record should remain"
+        "the killed engine's lease should remain until the next invocation"
     );
     // The next invocation is the next run: it recovers the stale record
     // under the state lock before it picks a range.
@@ -159,7 +164,7 @@ fn range_of_a_killed_engine_is_freed_by_the_next_invocation() {
     assert_eq!(
         held_ranges(&env),
         Vec::<(String, u64)>::new(),
-        "the stale record is left"
+        "the stale lease is left"
     );
     assert_no_lease_files(&env);
     env.assert_clean();

@@ -21,7 +21,7 @@ use std::time::Duration;
 use testkit::quote::quote as shell_quote;
 
 /// The uid/gid base of the shifted copy used by the users scenario.
-pub const OWNER_BASE: u32 = 100_000;
+pub const OWNER_BASE: u32 = 131_072;
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const UNPACK_TIMEOUT: Duration = Duration::from_secs(10 * 60);

@@ -19,6 +19,7 @@ pub struct Engine {
     cgroup_root: PathBuf,
     bridge: Option<String>,
     subnet: Option<String>,
+    extra_env: Vec<(&'static str, OsString)>,
     timeout: Duration,
 }
 
@@ -42,6 +43,7 @@ impl Engine {
             state,
             bridge: None,
             subnet: None,
+            extra_env: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -51,6 +53,12 @@ impl Engine {
     pub fn with_network(mut self, bridge: &str, subnet: &str) -> Engine {
         self.bridge = Some(bridge.to_string());
         self.subnet = Some(subnet.to_string());
+        self
+    }
+
+    /// Another variable of the environment (`ENGINE_USERNS_POOL`, say).
+    pub fn with_env(mut self, key: &'static str, value: impl Into<OsString>) -> Engine {
+        self.extra_env.push((key, value.into()));
         self
     }
 
@@ -95,6 +103,7 @@ impl Engine {
         if let Some(subnet) = &self.subnet {
             envs.push(("ENGINE_SUBNET", subnet.into()));
         }
+        envs.extend(self.extra_env.iter().cloned());
         envs
     }
 

@@ -81,6 +81,10 @@ pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
             }
         }
     }
+    // Whatever the archive or a builder made of it, the root is owned by
+    // --owner (or host root): containers are mapped from that owner.
+    step!("pull.root_owner");
+    shift::own_root(root, opts.owner.unwrap_or(0))?;
     step!("pull.commit");
     check_interrupted()?;
     staging.commit(dest)

@@ -46,11 +46,17 @@ const OPEN_NOFOLLOW: OFlags = OFlags::RDONLY
 
 /// Gives the (still empty) root to BASE before unpacking: the engine maps user
 /// namespaces from the owner of the rootfs's root, and an archive need not
-/// have a `./` entry (when it has one, that entry's shifted owner wins).
+/// have a `./` entry (the unpacker gives one BASE as well, whatever its
+/// owner in the archive).
 pub(super) fn shift_root(root: &Path, owner: Option<u32>) -> Result<()> {
     let Some(base) = owner else {
         return Ok(());
     };
+    own_root(root, base)
+}
+
+/// Gives the root to `base`:`base`, keeping its mode.
+pub(super) fn own_root(root: &Path, base: u32) -> Result<()> {
     let fd = open_dir(root)?;
     rustix::fs::fchown(&fd, Some(Uid::from_raw(base)), Some(Gid::from_raw(base)))
         .with_context(|| format!("cannot chown {}", root.display()))

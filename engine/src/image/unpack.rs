@@ -241,11 +241,14 @@ fn unpack_entry<R: Read>(
     let mode = header.mode()? & 0o7777;
     let mtime = header.mtime()?;
     let Some((parent, name)) = parent_and_name(root, rel, base)? else {
-        // The archive's `./`: the rootfs's root itself.
+        // The archive's `./`: the rootfs's root itself. Its owner is BASE
+        // (or 0), never the archive's: the engine maps a container's user
+        // namespace from the owner of its root, and the host IDs a
+        // container runs as are the engine's choice.
         if !kind.is_dir() {
             bail!("the archive's root entry is not a directory");
         }
-        set_owner_mode(root.as_fd(), uid, gid, mode).map_err(|e| anyhow!("chown/chmod: {e}"))?;
+        set_owner_mode(root.as_fd(), base, base, mode).map_err(|e| anyhow!("chown/chmod: {e}"))?;
         return Ok(Some(mtime));
     };
     if kind.is_dir() {
@@ -441,5 +444,49 @@ mod tests {
             inside_path(Path::new("/./a/b")).unwrap(),
             PathBuf::from("a/b")
         );
+    }
+
+    /// A `./` entry owned by a host user (or by 2^30 - BASE) gives the root
+    /// to BASE (or 0), never to the archive's owner; its mode is kept, and
+    /// the owners of the other entries are shifted as always.
+    #[test]
+    fn the_archive_root_entry_does_not_choose_the_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let tar = |root_owner: u64| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, uid) in [("./", root_owner), ("./f", 7)] {
+                let mut h = tar::Header::new_gnu();
+                let dir = name == "./";
+                h.set_entry_type(if dir {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                });
+                h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                h.set_mode(if dir { 0o750 } else { 0o644 });
+                h.set_uid(uid);
+                h.set_gid(uid);
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        for (root_owner, owner, want) in [
+            (1000, None, 0),
+            ((1 << 30) - 131_072, Some(131_072), 131_072),
+            (0, Some(196_608), 196_608),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            unpack_tar(&tar(root_owner)[..], dir.path(), owner).unwrap();
+            let root = std::fs::metadata(dir.path()).unwrap();
+            assert_eq!(
+                (root.uid(), root.gid(), root.mode() & 0o7777),
+                (want, want, 0o750),
+                "./ owned by {root_owner}, --owner {owner:?}"
+            );
+            let f = std::fs::metadata(dir.path().join("f")).unwrap();
+            assert_eq!(f.uid(), want + 7);
+        }
     }
 }

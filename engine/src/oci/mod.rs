@@ -342,6 +342,12 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         dir: Some(dir.clone()),
         cgroup: None,
     };
+    // After the directory: the ID is ours, so is the lease of that name.
+    let mut lease = if joins_user {
+        None // the joined namespace's IDs are its first container's lease
+    } else {
+        lease_mappings(root, id, &plan.uid_map, &plan.gid_map)?
+    };
     let fifo = root.fifo(id);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("cannot create {}", fifo.display()))?;
@@ -430,9 +436,57 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, rec.pid)?;
     }
+    if let Some(mut held) = lease.take() {
+        // Held by the init alone from here: no engine process stays.
+        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))?;
+        held.keep();
+    }
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// Leases the host IDs of linux.uidMappings/gidMappings host-wide
+/// (`sys::idlease`), so `engine run` hands none of them out while the
+/// container lives. They are the caller's choice: containers of the OCI
+/// verbs may share them (a pod's do), but not with a container of `engine
+/// run`, whose IDs are its own. Held by this process until the init exists.
+fn lease_mappings(
+    root: &Root,
+    id: &str,
+    uid_map: &[crate::parent::oci::IdMapping],
+    gid_map: &[crate::parent::oci::IdMapping],
+) -> Result<Option<crate::sys::idlease::Held>> {
+    use crate::sys::idlease::{Lease, Leases, Proc};
+    if uid_map.is_empty() && gid_map.is_empty() {
+        return Ok(None);
+    }
+    let spans = |m: &[crate::parent::oci::IdMapping]| -> Vec<(u32, u32)> {
+        m.iter().map(|m| (m.host, m.size)).collect()
+    };
+    let (uids, gids) = (spans(uid_map), spans(gid_map));
+    let leases = Leases::host();
+    let locked = leases.lock()?;
+    if let Some(held) = locked
+        .live()
+        .iter()
+        .find(|l| !l.shared && l.overlaps(&uids, &gids))
+    {
+        bail!(
+            "config.json linux.uidMappings/gidMappings map host IDs that {} holds: map other host IDs",
+            held.holder()
+        );
+    }
+    let held = locked.write(Lease {
+        state_dir: root.dir.clone(),
+        name: id.to_string(),
+        uids,
+        gids,
+        shared: true,
+        engine: Proc::of(std::process::id() as i32),
+        init: None,
+    })?;
+    Ok(Some(held))
 }
 
 /// An O_PATH fd of a createContainer hook's file, which must be a regular file.
@@ -724,6 +778,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &rec.cgroup {
         crate::sys::cgroup::kill_and_remove(cg)?;
     }
+    crate::sys::idlease::Leases::host().remove(&root.dir, id);
     let state = hook_state(&rec, "stopped");
     for hook in &rec.poststop {
         if let Err(e) = run_hook(hook, &state) {

@@ -1,9 +1,10 @@
 //! What an engine that died (SIGKILL) left behind: its container's
-//! processes, cgroup, veth and state record (which is the lease of its
-//! address and user namespace ID range). Every verb runs this under the
-//! state lock before it looks at the records.
+//! processes, cgroup, veth, state record (which is the lease of its
+//! address) and the host-wide lease of its host IDs (`sys::idlease`).
+//! Every verb runs this under the state lock before it looks at the records.
 
 use crate::model::config::Config;
+use crate::sys::idlease::{Leases, Proc};
 use crate::sys::state::{process_start_time, Entry, Record, StateDir};
 use std::path::PathBuf;
 
@@ -57,7 +58,27 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
             }
         }
     }
+    release_dead_leases(state);
     out
+}
+
+/// The ID leases of this state directory whose engine died: its container
+/// (if the record was not written yet, or is gone) is killed, and the lease
+/// removed. A lease no process holds is free anyway; its file goes too.
+/// (Leases of this directory are written only under its lock, which we hold.)
+fn release_dead_leases(state: &StateDir) {
+    for (file, lease) in Leases::host().of_state_dir(&state.dir) {
+        let release = lease
+            .as_ref()
+            .is_none_or(|l| l.engine.is_some_and(|p| !p.alive()) || !l.alive());
+        if !release {
+            continue;
+        }
+        if let Some(init) = lease.and_then(|l| l.init).filter(Proc::alive) {
+            kill_if_container(init.pid);
+        }
+        let _ = std::fs::remove_file(file);
+    }
 }
 
 /// Tears down what a record names. Idempotent.
@@ -66,7 +87,7 @@ pub fn release(state: &StateDir, rec: &Record) {
         let _ = crate::sys::cgroup::kill_and_remove(cg);
     }
     if rec.pid > 0 {
-        kill_if_container(rec);
+        kill_if_container(rec.pid);
     }
     if let Some(veth) = &rec.veth {
         let _ = crate::sys::net::delete_link(veth);
@@ -75,8 +96,9 @@ pub fn release(state: &StateDir, rec: &Record) {
         let _ = crate::sys::net::nat::remove_ports(&rec.name);
     }
     crate::sys::net::dns::remove_files(&state.etc_of(&rec.name));
-    // Last, after the kill: the record is the lease of its address and ID
-    // range, which go back only once nothing runs as them.
+    // Last, after the kill: the ID lease and the record (the lease of the
+    // address) go back only once nothing runs as them.
+    Leases::host().remove_if_engine_dead(&state.dir, &rec.name);
     state.remove(&rec.name);
 }
 
@@ -92,14 +114,14 @@ fn release_corrupt(cfg: &Config, name: &str, file: &std::path::Path) {
     let _ = std::fs::remove_file(file);
 }
 
-/// Kills the recorded PID 1 if it is still that container (its parent is gone,
+/// Kills a recorded PID 1 if it is still a container's (its parent is gone,
 /// so it is reparented; we check it lives in a pid namespace other than ours).
-fn kill_if_container(rec: &Record) {
+fn kill_if_container(pid: i32) {
     let ours = std::fs::read_link("/proc/self/ns/pid").ok();
-    let theirs = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)).ok();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     if theirs.is_some() && theirs != ours {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(rec.pid),
+            nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }

@@ -10,9 +10,10 @@ use crate::model::config::Config;
 use crate::model::network::Network;
 use crate::model::oci::BindOptions;
 use crate::model::spec::Spec;
-use crate::model::userns::UserNs;
+use crate::model::userns::{UserNs, USERNS_SIZE};
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::failpoint::step;
+use crate::sys::idlease::{Held, Lease, Leases, Proc};
 use crate::sys::idmap::{self, Propagation};
 use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
@@ -49,6 +50,8 @@ struct Resources {
     etc: Option<PathBuf>,
     /// Whether its published ports may have rules (removal is idempotent).
     ports: bool,
+    /// The host-wide lease of its host IDs.
+    lease: Option<Held>,
 }
 
 impl Drop for Resources {
@@ -74,6 +77,10 @@ impl Drop for Resources {
         if let Some(etc) = self.etc.take() {
             dns::remove_files(&etc);
         }
+        // After the child is reaped (and with it every process of its pid
+        // namespace), before the record: `stop` returns once the record
+        // is gone, and the IDs must be free by then.
+        drop(self.lease.take());
         if self.record_written {
             self.state.remove(&self.name);
         }
@@ -102,11 +109,13 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         log: None,
         etc: None,
         ports: false,
+        lease: None,
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
     step!("run.reserve");
-    let (mut record, lock) = reserve(spec, cfg, cgroup_ok, &state)?;
+    let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &state)?;
+    res.lease = lease;
     verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
@@ -191,6 +200,12 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         };
     res.child = Some(pid);
     record.pid = pid.as_raw();
+    if let Some(lease) = res.lease.as_mut() {
+        // The init holds the IDs too: should this engine die, they stay
+        // taken for as long as the container runs.
+        step!("run.id_lease");
+        lease.set_holders(Proc::of(record.engine_pid), Proc::of(record.pid))?;
+    }
     step!("run.record");
     state.write(&record)?;
     res.record_written = true;
@@ -342,10 +357,16 @@ pub(super) fn send_mount_fds(
     idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
 }
 
-/// Takes the state lock, recovers stale entries, checks the name, picks or
-/// checks the address and sets up the bridge. Returns the record to write
-/// (once PID 1 exists) and the lock, held until then.
-fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Result<(Record, Lock)> {
+/// Takes the state lock, recovers stale entries, checks the name, leases
+/// the host IDs, picks or checks the address and sets up the bridge.
+/// Returns the record to write (once PID 1 exists), the lock, held until
+/// then, and the lease.
+fn reserve(
+    spec: &Spec,
+    cfg: &Config,
+    cgroup_ok: bool,
+    state: &StateDir,
+) -> Result<(Record, Lock, Option<Held>)> {
     step!("run.lock");
     let lock = state.lock()?;
     step!("run.recover");
@@ -357,16 +378,9 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
             spec.name
         );
     }
-    // The record is the lease, as for addresses: a range is free once no
-    // running record names it. Refused here, before anything is created.
+    // Refused here, before anything is created.
     step!("run.id_range");
-    let userns_base = match spec.userns {
-        UserNs::Pool => {
-            let used: Vec<u32> = running.iter().filter_map(|r| r.userns_base).collect();
-            Some(IdPool::from_env()?.lowest_free(&used)?)
-        }
-        _ => None,
-    };
+    let (userns_base, lease) = lease_ids(spec, state, &running)?;
     step!("run.address");
     let (ip, veth) = match &spec.network {
         Network::None => (None, None),
@@ -427,7 +441,64 @@ fn reserve(spec: &Spec, cfg: &Config, cgroup_ok: bool, state: &StateDir) -> Resu
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
     }
-    Ok((record, lock))
+    Ok((record, lock, lease))
+}
+
+/// Leases the container's host IDs host-wide (`sys::idlease`): the lowest
+/// range of the pool that no container of any state directory holds, or
+/// the fixed base (`--userns BASE`, a shifted rootfs) if none holds any of
+/// it. Returns the pool base, if from the pool, and the lease, held by
+/// this engine until the init exists.
+fn lease_ids(
+    spec: &Spec,
+    state: &StateDir,
+    running: &[Record],
+) -> Result<(Option<u32>, Option<Held>)> {
+    if spec.userns == UserNs::Host {
+        return Ok((None, None));
+    }
+    let leases = Leases::host();
+    let locked = leases.lock()?;
+    let live = locked.live();
+    let (uid, gid) = match spec.userns {
+        UserNs::Map { uid, gid } => {
+            let (uids, gids) = ([(uid, USERNS_SIZE)], [(gid, USERNS_SIZE)]);
+            if let Some(held) = live.iter().find(|l| l.overlaps(&uids, &gids)) {
+                bail!(
+                    "host IDs {uid}..{} (uids) and {gid}..{} (gids) of this container would overlap the IDs of {}: stop it first, or give this container other IDs (another --userns BASE, or a rootfs pulled with another --owner)",
+                    u64::from(uid) + u64::from(USERNS_SIZE) - 1,
+                    u64::from(gid) + u64::from(USERNS_SIZE) - 1,
+                    held.holder()
+                );
+            }
+            (uid, gid)
+        }
+        _ => {
+            // Records of an engine from before the host-wide leases count too.
+            let used: Vec<(u32, u32)> = live
+                .iter()
+                .flat_map(|l| l.spans())
+                .chain(
+                    running
+                        .iter()
+                        .filter_map(|r| r.userns_base.map(|b| (b, USERNS_SIZE))),
+                )
+                .collect();
+            let base = IdPool::from_env()?.lowest_free(&used)?;
+            (base, base)
+        }
+    };
+    let held = locked.write(Lease {
+        state_dir: state.dir.clone(),
+        name: spec.name.clone(),
+        uids: vec![(uid, USERNS_SIZE)],
+        gids: vec![(gid, USERNS_SIZE)],
+        shared: false,
+        engine: Proc::of(std::process::id() as i32),
+        init: None,
+    })?;
+    let pool_base = (spec.userns == UserNs::Pool).then_some(uid);
+    Ok((pool_base, Some(held)))
 }
 
 /// Refuses a host port another container publishes, or a host process

@@ -12,9 +12,8 @@
 //! that matches a `containers` entry in `/etc/subuid`.
 //!
 //! This module is the pool only: which ranges exist and which is the lowest
-//! free one. A container's range is leased by its state record (its
-//! `userns_base`), chosen and written under the state lock as its address
-//! is, so a range is free again as soon as the record is gone.
+//! free one. Which IDs are taken is `sys::idlease`'s: one host-wide lease
+//! per container, whatever its state directory.
 
 use std::fmt;
 
@@ -126,18 +125,27 @@ impl IdPool {
         self.start
     }
 
+    /// One past the last host ID of the pool (may be 2^32 - 1).
+    pub fn end(&self) -> u64 {
+        u64::from(self.start) + u64::from(self.count)
+    }
+
     /// How many containers the pool can hold at once.
     pub fn ranges(&self) -> u32 {
         self.count / RANGE_SIZE
     }
 
     /// The first host ID of the lowest range of the pool that overlaps no
-    /// range `used` (the bases of running containers; a base set under
-    /// another pool setting need not be aligned with this one).
-    pub fn lowest_free(&self, used: &[u32]) -> Result<u32, IdRangeError> {
+    /// span `used` (`(start, count)`: the IDs running containers hold, which
+    /// need not be aligned with this pool, nor be whole ranges).
+    pub fn lowest_free(&self, used: &[(u32, u32)]) -> Result<u32, IdRangeError> {
+        let overlaps = |b: u32, (start, count): (u32, u32)| {
+            let (b, start) = (u64::from(b), u64::from(start));
+            b < start + u64::from(count) && start < b + u64::from(RANGE_SIZE)
+        };
         (0..self.ranges())
             .map(|i| self.start + i * RANGE_SIZE)
-            .find(|b| !used.iter().any(|u| u.abs_diff(*b) < RANGE_SIZE))
+            .find(|b| !used.iter().any(|u| overlaps(*b, *u)))
             .ok_or(IdRangeError::PoolFull {
                 start: self.start,
                 count: self.count,
@@ -183,12 +191,17 @@ mod tests {
         let mut used = Vec::new();
         for _ in 0..4 {
             let base = pool.lowest_free(&used).unwrap();
-            assert!(!used.contains(&base), "{base} handed out twice: {used:?}");
-            used.push(base);
+            assert!(
+                !used.contains(&(base, RANGE_SIZE)),
+                "{base} handed out twice: {used:?}"
+            );
+            used.push((base, RANGE_SIZE));
         }
         assert_eq!(
             used,
-            (0..4).map(|i| 300_000 + i * RANGE_SIZE).collect::<Vec<_>>(),
+            (0..4)
+                .map(|i| (300_000 + i * RANGE_SIZE, RANGE_SIZE))
+                .collect::<Vec<_>>(),
             "distinct, lowest first"
         );
     }
@@ -197,11 +210,18 @@ mod tests {
     fn released_range_is_reused_and_overlaps_count_as_used() {
         let pool = IdPool::new(300_000, 3 * RANGE_SIZE).unwrap();
         let (a, b, c) = (300_000, 300_000 + RANGE_SIZE, 300_000 + 2 * RANGE_SIZE);
-        // b's container stopped: its record, hence its base, is gone.
-        assert_eq!(pool.lowest_free(&[c, a]).unwrap(), b);
-        assert_eq!(pool.lowest_free(&[a, c, 7, 1 << 30]).unwrap(), b);
+        let r = |base| (base, RANGE_SIZE);
+        // b's container stopped: its lease is gone.
+        assert_eq!(pool.lowest_free(&[r(c), r(a)]).unwrap(), b);
+        assert_eq!(
+            pool.lowest_free(&[r(a), r(c), r(7), r(1 << 30)]).unwrap(),
+            b
+        );
         // A range from another pool setting, straddling a and b.
-        assert_eq!(pool.lowest_free(&[a + 1]).unwrap(), c);
+        assert_eq!(pool.lowest_free(&[r(a + 1)]).unwrap(), c);
+        // A single ID (an OCI container's map of one) inside b; one just past it.
+        assert_eq!(pool.lowest_free(&[r(a), (b + 65535, 1)]).unwrap(), c);
+        assert_eq!(pool.lowest_free(&[r(a), (c, 1)]).unwrap(), b);
         assert_eq!(pool.lowest_free(&[]).unwrap(), a);
     }
 
@@ -209,7 +229,7 @@ mod tests {
     fn full_pool_is_an_error_with_a_sentence() {
         let pool = IdPool::new(300_000, 2 * RANGE_SIZE).unwrap();
         let full = pool
-            .lowest_free(&[300_000 + RANGE_SIZE, 300_000])
+            .lowest_free(&[(300_000 + RANGE_SIZE, RANGE_SIZE), (300_000, RANGE_SIZE)])
             .unwrap_err();
         assert_eq!(
             full,

@@ -1,6 +1,6 @@
 //! Host facilities, each a leaf: arch (ELF), caps, cgroup, state (persistence
 //! only), lock, net, path (in-root resolution by path), and the confinement
-//! primitives idrange (host ID ranges), idmap (detached and idmapped mounts,
+//! primitives idrange (host ID ranges), idlease (their host-wide leases), idmap (detached and idmapped mounts,
 //! fd passing) and openat (paths resolved inside the rootfs on fds, fd hygiene), seccomp (filters compiled to BPF),
 //! devices (the cgroup v2 device filter, eBPF), hook (runs one OCI hook);
 //! failpoint (the failpoints of every step, with the `failpoints` feature only).
@@ -11,6 +11,7 @@ pub mod console;
 pub mod devices;
 pub mod failpoint;
 pub mod hook;
+pub mod idlease;
 pub mod idmap;
 pub mod idrange;
 pub mod lock;

@@ -39,8 +39,9 @@ pub struct Record {
     /// Published ports; their nftables chains are named after the container.
     #[serde(default)]
     pub ports: Vec<crate::sys::net::nat::PortMapping>,
-    /// First host ID of the range leased from the pool (`--userns auto` on
-    /// a root-owned rootfs); the lease is released with the container.
+    /// First host ID of the range from the pool (`--userns auto` on a
+    /// root-owned rootfs). The lease itself is host-wide (`sys::idlease`);
+    /// an engine also counts these, as engines before those leases wrote them.
     #[serde(default)]
     pub userns_base: Option<u32>,
     /// For `engine exec`: the capabilities and filter the joining process

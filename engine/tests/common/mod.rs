@@ -152,6 +152,48 @@ pub fn container_pid(env: &Engine, name: &str) -> i32 {
     })
 }
 
+/// Where the engine keeps the host-wide leases of host IDs (fixed, for
+/// every state directory).
+pub const LEASE_ROOT: &str = "/run/engine-userns";
+
+/// One host-wide ID lease, as its file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdLease {
+    pub name: String,
+    pub uids: Vec<(u64, u64)>,
+    pub gids: Vec<(u64, u64)>,
+}
+
+/// The ID leases of the containers of `state_dir` (whatever their holders'
+/// state), by name.
+pub fn id_leases(state_dir: &std::path::Path) -> Vec<IdLease> {
+    let want = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let spans = |v: &serde_json::Value| -> Vec<(u64, u64)> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| (s[0].as_u64().unwrap(), s[1].as_u64().unwrap()))
+            .collect()
+    };
+    let mut found: Vec<IdLease> = std::fs::read_dir(LEASE_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            (v["state_dir"].as_str()? == want.to_str()?).then(|| IdLease {
+                name: v["name"].as_str().unwrap().to_string(),
+                uids: spans(&v["uids"]),
+                gids: spans(&v["gids"]),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
 /// Debian's arm64 busybox-static, fetched once with apt-get into private
 /// lists and cache (the host's apt state is untouched).
 pub fn arm64_busybox() -> std::path::PathBuf {

@@ -1,7 +1,7 @@
 //! Scenario 2, users: `whoami` is root; the uid map is as configured (a
 //! root-owned rootfs gets a range of the engine's pool); on a rootfs
-//! pulled with `--owner 100000` the host sees the container's processes as
-//! uid 100000.
+//! pulled with `--owner 131072` the host sees the container's processes as
+//! uid 131072.
 
 use super::{lines, normalize_map, Ctx};
 use crate::engine::{Run, LINE_TIMEOUT, RUN_TIMEOUT};
@@ -65,11 +65,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     out.expect_success("whoami and the id maps, --userns 200000")?;
     expect_identity(&out.stdout, 200_000, "--userns 200000", &out)?;
 
-    // A rootfs owned by 100000: the container's root is uid 100000 on the host.
+    // A rootfs owned by 131072: the container's root is uid 131072 on the host.
     let rootfs = ctx
         .fixture
         .owner_rootfs()
-        .context("the users scenario needs a copy of the rootfs pulled with --owner 100000")?;
+        .context("the users scenario needs a copy of the rootfs pulled with --owner 131072")?;
     let name = "users3";
     let mut c = env.spawn(&Run::new(&rootfs, name).sh(&format!(
         "{SHOW}; sleep 1000 & echo ready; read x; kill $!; exit 0"
@@ -133,11 +133,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     }
     let out = c.finish(RUN_TIMEOUT)?;
-    out.expect_success("the container on the --owner 100000 rootfs")?;
+    out.expect_success("the container on the --owner 131072 rootfs")?;
     expect_identity(
         &out.stdout,
         OWNER_BASE,
-        "--userns auto on a rootfs owned by 100000",
+        "--userns auto on a rootfs owned by 131072",
         &out,
     )?;
     env.close()

@@ -21,7 +21,7 @@
 //! temp file or `.etc` directory, no mount under the state directory, no
 //! process of the case, no cgroup leaf, no veth, no nftables chain of the
 //! container, no partial rootfs. Logs of detached containers are kept by
-//! design (README: until the name is reused or teardown) and not counted.
+//! design (docs/cli.md: until the name is reused or teardown) and not counted.
 //!
 //! Every case has its own state directory and a container name unique to
 //! the walk process, and runs in a thread that entered a private network

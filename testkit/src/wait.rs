@@ -167,6 +167,30 @@ pub fn reap(pid: i32, timeout: Duration) -> io::Result<Option<WaitStatus>> {
     }
 }
 
+/// Waits until `fd` (a pipe or socket) has something to read, or its writer
+/// is gone: a blocking read after this returns at once.
+pub fn readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing to read within {timeout:?}"),
+                ))
+            }
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::other(format!("poll: {e}"))),
+        }
+    }
+}
+
 /// Waits until `path` exists.
 pub fn file(path: &Path, timeout: Duration) -> io::Result<()> {
     poll_until(timeout, &format!("{} to exist", path.display()), || {

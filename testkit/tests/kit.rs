@@ -20,10 +20,11 @@ fn netns_enter_private_changes_the_inode() {
 fn quoting_round_trips_through_sh() {
     let words = ["plain", "two words", "it's", "$HOME", ""];
     let line = quote::join(words);
-    let out = Command::new("sh")
-        .args(["-c", &format!("for w in {line}; do echo \"[$w]\"; done")])
-        .output()
-        .unwrap();
+    let out = wait::output(
+        Command::new("sh").args(["-c", &format!("for w in {line}; do echo \"[$w]\"; done")]),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "[plain]\n[two words]\n[it's]\n[$HOME]\n[]\n"
@@ -110,6 +111,17 @@ fn reap_has_a_deadline() {
 }
 
 #[test]
+fn readable_has_a_deadline() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let err = wait::readable(r.as_fd(), Duration::from_millis(100)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    std::fs::File::from(w).write_all(b"x").unwrap();
+    wait::readable(r.as_fd(), Duration::from_secs(5)).unwrap();
+}
+
+#[test]
 fn lines_are_lossy_copied_and_end() {
     let mut child = Command::new("printf")
         .arg("one\\r\\n\\377two\\nlast")
@@ -138,11 +150,13 @@ fn lines_are_lossy_copied_and_end() {
 fn busybox_fixture_runs_and_is_traversable() {
     let root = busybox::rootfs();
     busybox::check_traversable(&root.join("bin/busybox")).unwrap();
-    let out = Command::new("chroot")
-        .arg(root)
-        .args(["/bin/sh", "-c", "whoami; /usr/bin/env echo ok"])
-        .output()
-        .unwrap();
+    let out = wait::output(
+        Command::new("chroot")
+            .arg(root)
+            .args(["/bin/sh", "-c", "whoami; /usr/bin/env echo ok"]),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "root\nok\n");
     assert!(mountinfo::mounts_under(root).is_empty());
     assert!(!mountinfo::mounts_under(std::path::Path::new("/proc")).is_empty());

@@ -84,6 +84,8 @@ fn output_has_a_deadline_and_reads_both_streams() {
 }
 
 #[test]
+// The children are reaped by pid, through the helper under test.
+#[allow(clippy::zombie_processes)]
 fn reap_has_a_deadline() {
     let child = Command::new("sh").args(["-c", "exit 4"]).spawn().unwrap();
     let pid = child.id() as i32;

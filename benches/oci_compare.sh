@@ -1,13 +1,14 @@
 #!/bin/bash
-# The OCI figures of the README, interleaved in one run: median wall time of
+# The OCI figures of docs/benchmarks.md, interleaved in one run: median wall time of
 # create+start+delete of a /bin/true container (each engine build without
 # and with a user namespace, and runc), and of `podman run --rm --rootfs R
 # /bin/true` with --runtime engine and runc. Needs root, runc, podman,
 # busybox (static).
 # N (30) cycles, PN (15) podman runs; PODMAN=0 skips podman. ENGINES lists
 # the engine builds as NAME=PATH words; by default the static musl release
-# build (how to ship it, README "Benchmarks") and the README's glibc release
-# build, those of them that are built. podman uses the first.
+# build (how to ship it, docs/benchmarks.md) and the glibc release build of
+# the README's quick start, those of them that are built. podman uses the
+# first.
 set -u
 T=$(cd "$(dirname "$0")/.." && pwd)/target
 if [ -z "${ENGINES:-}" ]; then
@@ -29,7 +30,7 @@ p=sys.argv[1]; c=json.load(open(p)); c['process']['terminal']=False; c['process'
 json.dump(c,open(p,'w'))
 PY
 # The same container in a user namespace (container root is not host root:
-# no read-only image of the engine needed, see README).
+# no read-only image of the engine needed, see docs/oci.md).
 mkdir -p $W/bu && python3 - $W/b/config.json $W/bu/config.json $W/b/rootfs <<'PY'
 import json,sys
 c=json.load(open(sys.argv[1])); c['root']['path']=sys.argv[3]

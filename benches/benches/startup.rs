@@ -160,7 +160,7 @@ fn run() -> Result<()> {
                 });
             }
             Err(why) => println!(
-                "start_to_exit/cgroup_limits: cannot run here: {why}; run this bench in the cgroup v2 guest to measure it (README, Benchmarks)"
+                "start_to_exit/cgroup_limits: cannot run here: {why}; run this bench in the cgroup v2 guest to measure it (docs/benchmarks.md)"
             ),
         }
         g.finish();

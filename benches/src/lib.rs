@@ -132,11 +132,6 @@ fn build_busybox_rootfs(dest: &Path) -> Result<()> {
         .with_context(|| format!("cannot build a busybox rootfs in {}", dest.display()))
 }
 
-/// The inode of a network namespace file (`/proc/PID/ns/net`).
-pub fn netns_inode(path: &str) -> Result<u64> {
-    Ok(testkit::netns::inode_of(path)?)
-}
-
 /// Moves this process into a network namespace of its own, so that every
 /// bridge and veth made from here on (by the engine, podman, the fence) lives
 /// and dies there, never in the machine's namespace. Call it while the process
@@ -160,7 +155,7 @@ pub fn netns_fence(timeout: Duration) -> Result<Duration> {
     if !PRIVATE_NETNS.load(Ordering::SeqCst) {
         bail!("the netns fence makes a veth: call enter_private_netns first");
     }
-    let own = netns_inode("/proc/self/ns/net")?;
+    let own = testkit::netns::inode_of("/proc/self/ns/net")?;
     let name = format!("bfence{}", std::process::id() % 1_000_000);
     let mut holder = Command::new("unshare")
         .args(["--net", "--", "sleep", "60"])
@@ -174,7 +169,7 @@ pub fn netns_fence(timeout: Duration) -> Result<Duration> {
             Duration::from_secs(5),
             "the netns fence holder to reach its namespace",
             || {
-                let ns = netns_inode(&format!("/proc/{pid}/ns/net")).unwrap_or(own);
+                let ns = testkit::netns::inode_of(&format!("/proc/{pid}/ns/net")).unwrap_or(own);
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 (ns != own && comm.trim() == "sleep").then_some(())
             },

@@ -247,9 +247,8 @@ fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
             .then_some(())
     });
     std::fs::write(sync.path().join("go"), "").unwrap();
-    for mut c in children {
-        wait::child(&mut c, LONG).unwrap();
-        let out = c.wait_with_output().unwrap();
+    for c in children {
+        let out = wait::output_of(c, LONG).unwrap();
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use testkit::netns::forwarding;
 
 const WORKERS: usize = 8;
 const OPERATIONS: usize = 100;
@@ -118,7 +119,7 @@ impl World {
 
     /// `engine ARGS` with the output captured, bounded in time.
     fn engine(&self, args: &[&str]) -> Output {
-        let mut child = self
+        let child = self
             .env
             .spawnable()
             .args(args)
@@ -126,12 +127,15 @@ impl World {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let status = wait::child(&mut child, LONG);
-        let out = child.wait_with_output().unwrap();
-        if status.is_err() {
-            self.fail(format!("engine {args:?} timed out"));
-        }
-        out
+        wait::output_of(child, LONG).unwrap_or_else(|e| {
+            self.fail(format!("engine {args:?}: {e}"));
+            let killed = std::os::unix::process::ExitStatusExt::from_raw(libc::SIGKILL);
+            Output {
+                status: killed,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }
+        })
     }
 
     fn run_args(&self, name: &str, detach: bool, body: &str) -> Vec<String> {
@@ -343,18 +347,12 @@ fn check_records(world: &World) {
 }
 
 fn links() -> String {
-    let out = Command::new(quote::require("ip", "iproute2"))
-        .args(["-o", "link"])
-        .output()
-        .unwrap();
+    let out = wait::output(
+        Command::new(quote::require("ip", "iproute2")).args(["-o", "link"]),
+        SHORT,
+    )
+    .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn forwarding() -> String {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 /// 100 operations across 8 threads, each spawning `engine` processes on one

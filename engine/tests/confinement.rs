@@ -13,17 +13,15 @@
 //! Self-contained on purpose (tests/common is being rewritten).
 
 use rstest::rstest;
-use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use testkit::engine_cmd::detached_args;
-use wait_timeout::ChildExt;
+use testkit::wait;
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -158,41 +156,8 @@ fn timed(cmd: &mut Command, limit: Duration) -> Output {
     wait_output(child, limit, &format!("{cmd:?}"))
 }
 
-fn wait_output(mut child: Child, limit: Duration, what: &str) -> Output {
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let status = match child.wait_timeout(limit).unwrap() {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+fn wait_output(child: Child, limit: Duration, what: &str) -> Output {
+    wait::output_of(child, limit).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 fn text(out: &Output) -> String {
@@ -203,11 +168,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A running container whose stdout lines arrive on a channel.
+/// A running container whose stdout lines are read with deadlines.
 struct Running {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    lines: wait::Lines,
 }
 
 impl Running {
@@ -217,53 +181,23 @@ impl Running {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn engine");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        let lines = wait::Lines::new(child.stdout.take().unwrap());
+        Running { child, lines }
     }
 
     fn wait_for(&mut self, want: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let hit = line.contains(want);
-                self.seen.push(line);
-                if hit {
-                    return;
-                }
-            }
+        if let Err(e) = self.lines.until(want, TIMEOUT) {
+            panic!("no {want:?} from the container in {TIMEOUT:?}: {e}");
         }
-        panic!(
-            "no {want:?} from the container in {TIMEOUT:?}; saw {:?}",
-            self.seen
-        );
     }
 
     /// Waits for the container to end; returns everything it printed.
     fn finish(mut self) -> String {
-        match self.child.wait_timeout(TIMEOUT).unwrap() {
-            Some(_) => {}
-            None => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("container did not end within {TIMEOUT:?}");
-            }
+        if let Err(e) = wait::child(&mut self.child, TIMEOUT) {
+            panic!("container did not end within {TIMEOUT:?}: {e}");
         }
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push(line);
-        }
-        self.seen.join("\n")
+        while self.lines.next(Duration::from_millis(500)).is_ok() {}
+        self.lines.seen.join("\n")
     }
 }
 

@@ -28,15 +28,15 @@ fn cgroup(tag: &str) -> Cgroup {
 
 /// Opens each of `paths` (read) from a child moved into `cg`; whether each opened.
 fn opens_in(cg: &Cgroup, paths: &[&str]) -> Vec<bool> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
+    let out = testkit::wait::output(
+        std::process::Command::new("sh").arg("-c").arg(format!(
             "echo $$ > {}/cgroup.procs || exit 99; for p in {}; do (exec 3<$p) 2>/dev/null && echo yes || echo no; done",
             cg.0.display(),
             paths.join(" ")
-        ))
-        .output()
-        .unwrap();
+        )),
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout)
         .unwrap()

@@ -22,7 +22,7 @@
 //! directory, temp file or `.etc` directory, no mount under the state directory, no
 //! process of the case, no cgroup leaf, no veth, no nftables chain of the
 //! container, no partial rootfs. Logs of detached containers are kept by
-//! design (README: until the name is reused or teardown) and not counted.
+//! design (docs/cli.md: until the name is reused or teardown) and not counted.
 //!
 //! Every case has its own state directory and a container name unique to
 //! the walk process, and runs in a thread that entered a private network
@@ -351,10 +351,11 @@ fn processes_named(name: &str) -> Vec<String> {
 
 /// The links of this thread's network namespace.
 fn links() -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .expect("ip (apt-get install iproute2)");
+    let out = wait::output(
+        std::process::Command::new("ip").args(["-o", "link", "show"]),
+        SHORT,
+    )
+    .expect("ip (apt-get install iproute2)");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
@@ -363,10 +364,11 @@ fn links() -> Vec<String> {
 }
 
 fn nft_ruleset() -> String {
-    let out = std::process::Command::new(quote::require("nft", "nftables"))
-        .args(["list", "ruleset"])
-        .output()
-        .expect("nft");
+    let out = wait::output(
+        std::process::Command::new(quote::require("nft", "nftables")).args(["list", "ruleset"]),
+        SHORT,
+    )
+    .expect("nft");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -379,14 +381,17 @@ fn tarball_url() -> &'static str {
             .keep();
         testkit::at_exit::remove_dir_at_exit(&dir);
         let tar = dir.join("busybox.tar.gz");
-        let status = std::process::Command::new("tar")
-            .arg("-C")
-            .arg(busybox::rootfs())
-            .arg("-czf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar");
+        let status = wait::output(
+            std::process::Command::new("tar")
+                .arg("-C")
+                .arg(busybox::rootfs())
+                .arg("-czf")
+                .arg(&tar)
+                .arg("."),
+            LONG,
+        )
+        .expect("tar")
+        .status;
         assert!(status.success(), "tar of the busybox rootfs failed");
         format!("file://{}", tar.display())
     })

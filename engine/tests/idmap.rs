@@ -20,17 +20,16 @@ use engine::sys::idrange::{IdPool, RANGE_SIZE};
 use engine::sys::openat;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountAttrFlags;
 
-fn require_root() {
-    assert!(
-        Uid::effective().is_root(),
-        "the idmap tests need root (user namespaces, mounts): run them with sudo -E"
-    );
-}
+use testkit::host::require_root;
+use testkit::wait;
+
+/// How long the forked child may take for a step.
+const STEP: Duration = Duration::from_secs(60);
 
 /// base/locked (0700) / rootfs { secret 0600 0:0, user 0644 1000:1000 },
 /// base/locked/scratch: what the child may only reach through fds.
@@ -161,6 +160,7 @@ fn child_main(
 impl Child {
     fn wait_ready(&mut self) {
         let mut b = [0u8];
+        wait::readable(self.ready.as_fd(), STEP).expect("the child to be ready");
         self.ready
             .read_exact(&mut b)
             .expect("the child died before it was ready");
@@ -179,13 +179,14 @@ impl Child {
     /// Waits for the child's body to end; true if it succeeded.
     fn body_done(&mut self) -> bool {
         let mut b = [0u8];
+        wait::readable(self.ready.as_fd(), STEP).expect("the child's body to end");
         self.ready.read(&mut b).unwrap_or(0) == 1
     }
 
     fn finish(self) -> i32 {
         drop((self.go, self.sock));
-        match waitpid(self.pid, None).unwrap() {
-            WaitStatus::Exited(_, code) => code,
+        match wait::reap(self.pid.as_raw(), STEP).unwrap() {
+            Some(WaitStatus::Exited(_, code)) => code,
             other => panic!("child ended with {other:?}"),
         }
     }
@@ -199,7 +200,7 @@ fn pool_range() -> u32 {
 
 /// Root, a fixture and a host ID range leased for it, all named `tag`.
 fn leased_fixture(tag: &str) -> (Fixture, u32) {
-    require_root();
+    require_root("the idmap tests (user namespaces, mounts)");
     let fx = Fixture::new(tag);
     let base = pool_range();
     (fx, base)

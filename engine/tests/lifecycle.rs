@@ -68,9 +68,8 @@ fn detached_container_with_two_concurrent_execs() {
 }
 
 /// Output of a spawned child, within the default timeout.
-fn finish(mut child: std::process::Child) -> std::process::Output {
-    wait::child(&mut child, LONG).unwrap();
-    child.wait_with_output().unwrap()
+fn finish(child: std::process::Child) -> std::process::Output {
+    wait::output_of(child, LONG).unwrap()
 }
 
 #[test]

@@ -22,10 +22,6 @@ const BIG: usize = 256 << 20;
 /// How long each `/big` took, as the server saw it (until the client closed).
 static BIG_SECONDS: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
 
-fn netns_inode(path: &str) -> u64 {
-    std::fs::metadata(path).unwrap().ino()
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -34,8 +30,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `cmd` to its end (within [`LONG`]), which must succeed; its stdout.
 fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = wait::output(cmd, LONG).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
     stdout(&out)
 }
@@ -55,10 +52,11 @@ impl World {
             .expect("unshare -n sleep (util-linux)");
         let ns = format!("/proc/{}/ns/net", holder.id());
         let world = World { holder, ns };
-        let mine = netns_inode("/proc/thread-self/ns/net");
+        let mine = testkit::netns::thread_inode().unwrap();
         wait::until(Duration::from_secs(5), "the world namespace", || {
             let ino = std::fs::metadata(&world.ns).ok()?.ino();
-            (ino != mine && ino != netns_inode("/proc/self/ns/net")).then_some(())
+            (ino != mine && ino != testkit::netns::inode_of("/proc/self/ns/net").unwrap())
+                .then_some(())
         });
         let (here, there) = (format!("wh-{tag}"), format!("ww-{tag}"));
         sh(Command::new("ip")
@@ -211,7 +209,12 @@ impl Net {
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        self.cmd().arg("run").args(args).output().unwrap()
+        self.output(&[&["run"], args].concat())
+    }
+
+    /// `engine ARGS` run to its end, within [`LONG`].
+    fn output(&self, args: &[&str]) -> std::process::Output {
+        wait::output(self.cmd().args(args), LONG).unwrap()
     }
 
     /// A container that prints "ready" then runs `script`; returns once it is ready.
@@ -224,27 +227,27 @@ impl Net {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        Running(child)
+        let lines = wait::Lines::new(child.stdout.take().unwrap());
+        // Killed on drop from here on, even when it never gets ready.
+        let mut running = Running(child, lines);
+        assert_eq!(running.1.expect_next(SHORT).trim(), "ready");
+        running
     }
 
     fn setup(&self) {
-        let out = self.cmd().arg("setup").output().unwrap();
+        let out = self.output(&["setup"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
 
     fn teardown(&self) {
-        let out = self.cmd().args(["teardown", "--force"]).output().unwrap();
+        let out = self.output(&["teardown", "--force"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
 }
 
-/// A running container's engine, killed when the test ends, even by a panic.
-struct Running(Child);
+/// A running container's engine (and its stdout), killed when the test
+/// ends, even by a panic.
+struct Running(Child, wait::Lines);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -344,18 +347,18 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
         );
     }
     // `engine ps` shows the ports, in the table and in JSON.
-    let out = net.cmd().args(["ps"]).output().unwrap();
+    let out = net.output(&["ps"]);
     let table = stdout(&out);
     assert!(table.lines().next().unwrap().contains("PORTS"), "{table}");
     assert!(table.contains("0.0.0.0:8080->80/tcp"), "{table}");
-    let out = net.cmd().args(["ps", "--format", "json"]).output().unwrap();
+    let out = net.output(&["ps", "--format", "json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows[0]["ports"],
         serde_json::json!(["0.0.0.0:8080->80/tcp"])
     );
     // At exit the container's rules go, and the port with them.
-    let out = net.cmd().args(["stop", "-t", "1", "web"]).output().unwrap();
+    let out = net.output(&["stop", "-t", "1", "web"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     drop(server);
     assert!(!ruleset().contains("web"), "{}", ruleset());
@@ -433,12 +436,12 @@ fn a_killed_engine_s_port_rules_are_removed_by_the_next_engine() {
     let mut server = net.start(&["-p", "8080:80", rootfs(), "web"], &web("web"));
     assert!(ruleset().contains("pre-web"));
     server.0.kill().unwrap(); // SIGKILL: the engine cleans nothing up
-    server.0.wait().unwrap();
+    wait::child(&mut server.0, SHORT).unwrap();
     assert!(
         ruleset().contains("pre-web"),
         "the rules outlive a SIGKILLed engine"
     );
-    let out = net.cmd().args(["ps"]).output().unwrap();
+    let out = net.output(&["ps"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rules = ruleset();
     assert!(
@@ -609,23 +612,20 @@ fn figure_download_through_nat_vs_from_the_host() {
         .spawn()
         .unwrap();
     let mut ctr_in = ctr.stdin.take().unwrap();
-    let mut ctr_out = BufReader::new(ctr.stdout.take().unwrap());
-    let mut line = String::new();
-    ctr_out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let ctr_out = wait::Lines::new(ctr.stdout.take().unwrap());
+    let mut ctr = Running(ctr, ctr_out);
+    assert_eq!(ctr.1.expect_next(SHORT).trim(), "ready");
     let (mut host, mut container) = (Vec::new(), Vec::new());
     for _ in 0..7 {
         let out = sh(Command::new("busybox").args(["sh", "-c", &get]));
         assert_eq!(out.trim(), "done");
         host.push(BIG_SECONDS.lock().unwrap().pop().unwrap());
         writeln!(ctr_in, "go").unwrap();
-        line.clear();
-        ctr_out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "done");
+        assert_eq!(ctr.1.expect_next(LONG).trim(), "done");
         container.push(BIG_SECONDS.lock().unwrap().pop().unwrap());
     }
     drop(ctr_in);
-    ctr.wait().unwrap();
+    wait::child(&mut ctr.0, LONG).unwrap();
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]

@@ -14,6 +14,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testkit::host::temp_dir;
+use testkit::netns::{forwarding, thread_inode};
 use testkit::wait;
 
 const BRIDGE: &str = "enbr0";
@@ -260,10 +262,6 @@ fn veth_names_fit_and_differ() {
 // ---------------------------------------------------------------------------------------
 // Namespace plumbing for the tests below.
 
-fn netns_inode() -> u64 {
-    testkit::netns::thread_inode().unwrap()
-}
-
 fn sysctl_conf_dirs() -> BTreeSet<String> {
     std::fs::read_dir("/proc/sys/net/ipv4/conf")
         .unwrap()
@@ -292,19 +290,7 @@ fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     })
 }
 
-/// A scratch directory, removed on drop.
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("create a scratch directory")
-}
-
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-fn forwarding() -> String {
-    std::fs::read_to_string(IP_FORWARD)
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 /// Reads the value behind a /proc/sys file opened earlier (in another namespace).
 fn read_at(file: &File) -> String {
@@ -352,7 +338,7 @@ struct Helper {
 
 impl Helper {
     fn start() -> Helper {
-        let ours = netns_inode();
+        let ours = thread_inode().unwrap();
         let child = Command::new("unshare")
             .args(["-n", "sleep", "30"])
             .stdin(Stdio::null())
@@ -551,7 +537,7 @@ fn veth_end_to_end() {
             let ns = File::open(format!("/proc/{pid}/ns/net")).unwrap();
             let want = ns.metadata().unwrap().ino();
             setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
-            assert_eq!(netns_inode(), want, "setns did not take");
+            assert_eq!(thread_inode().unwrap(), want, "setns did not take");
             net::loopback_up().unwrap();
             net::configure_eth0(container_ip, prefix, gateway).unwrap();
         })

@@ -134,7 +134,7 @@ impl Oci {
         wait::until(SHORT, &format!("{id} to stop"), || {
             (self.status(id) == "stopped").then_some(())
         });
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        wait::reap(pid, SHORT).unwrap();
     }
 }
 
@@ -356,7 +356,7 @@ fn preserved_fds_reach_the_process() {
     ]);
     assert_eq!(fs::read_to_string(&sink).unwrap(), "exec-wrote\n");
     oci.ok(&["delete", "--force", "f1"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     oci.assert_root_empty();
 }
 
@@ -476,7 +476,7 @@ fn unknown_and_duplicate_ids() {
     assert_eq!(pid_of(&oci.state("dup")), pid);
     // A created container is deleted without --force, as runc does.
     oci.ok(&["delete", "dup"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     oci.assert_root_empty();
 }
 
@@ -500,7 +500,7 @@ fn a_killed_caller_leaves_a_container_that_delete_removes() {
     let pid = pid_of(&oci.state("k1"));
     assert_eq!(oci.status("k1"), "created");
     oci.ok(&["delete", "k1"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists()
             || fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -532,7 +532,7 @@ fn a_killed_caller_leaves_a_container_that_delete_removes() {
     let hook: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
     let hook = nix::unistd::Pid::from_raw(hook);
     let _ = nix::sys::signal::kill(hook, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(hook, None);
+    wait::reap(hook.as_raw(), SHORT).unwrap();
 }
 
 #[test]
@@ -676,7 +676,7 @@ fn exec_with_a_process_file_detached_and_attached() {
     oci.ok(&["kill", "--all", "e1", "KILL"]);
     // The detached exec is ours to reap (we are the subreaper, as conmon
     // is); until then its pid namespace cannot finish dying.
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(exec_pid), None);
+    wait::reap(exec_pid, SHORT).unwrap();
     oci.wait_stopped("e1", pid);
     oci.ok(&["delete", "e1"]);
     oci.assert_root_empty();
@@ -714,7 +714,7 @@ fn pause_and_resume() {
         assert_eq!(oci.status("p1"), "running");
     }
     oci.ok(&["delete", "--force", "p1"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     oci.assert_root_empty();
 }
 
@@ -802,7 +802,7 @@ fn go_runc_argument_lists() {
         .unwrap()
         .parse()
         .unwrap();
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(exec_pid), None);
+    wait::reap(exec_pid, SHORT).unwrap();
     oci.wait_stopped("g1", pid);
     call(&["delete", "g1"]);
     // The shim's own cleanup after it: containerd ignores "does not exist".
@@ -835,8 +835,8 @@ fn podman_runs_containers_on_the_engine() {
     let rootfs = podman.rootfs();
     let podman_cmd = |args: &[&str]| {
         let mut c = podman.command();
-        c.args(args).stdin(Stdio::null());
-        let out = c.output().unwrap();
+        c.args(args);
+        let out = wait::output(&mut c, LONG).unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -900,7 +900,7 @@ struct Podman {
 
 impl Podman {
     fn new() -> Podman {
-        let bin = which_or_fail("podman", "apt-get install podman");
+        let bin = quote::require("podman", "podman");
         let dir = tempfile::tempdir().unwrap();
         fs::write(
             dir.path().join("containers.conf"),
@@ -926,16 +926,6 @@ impl Podman {
             .args(["--cgroup-manager", "cgroupfs", "--runtime", ENGINE]);
         c
     }
-}
-
-fn which_or_fail(name: &str, install: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|c| c.is_file())
-        })
-        .unwrap_or_else(|| panic!("{name} is not installed: {install}"))
 }
 
 /// A copy of the engine under another name keeps the engine's command line;
@@ -1129,7 +1119,7 @@ fn the_init_s_binary_cannot_be_rewritten_through_proc_pid_exe() {
     )
     .unwrap();
     oci.ok(&["delete", "--force", "x1"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     let reopened = fs::OpenOptions::new()
         .write(true)
         .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
@@ -1336,7 +1326,7 @@ fn failing_create_and_start_container_hooks() {
     );
     assert_eq!(start.stderr.lines().count(), 1, "{}", start.stderr);
     assert_eq!(oci.status("sf"), "stopped");
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     assert!(
         !fs::read_to_string(&out.stdout_file)
             .unwrap()
@@ -1698,18 +1688,20 @@ fn an_init_in_a_joined_user_namespace_is_out_of_its_root_s_reach() {
         before_go, "stolen []\n",
         "the namespace's root took fds of the init waiting for its go"
     );
-    let created = Command::new("sh")
-        .args(["-c", &format!("{steal} {pid}")])
-        .env("STEAL", STEAL_FDS)
-        .output()
-        .unwrap();
+    let created = wait::output(
+        Command::new("sh")
+            .args(["-c", &format!("{steal} {pid}")])
+            .env("STEAL", STEAL_FDS),
+        SHORT,
+    )
+    .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&created.stdout),
         "stolen []\n",
         "the namespace's root took fds of the created init: {created:?}"
     );
     oci.ok(&["delete", "nd"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
     oci.assert_root_empty();
 }
 
@@ -1999,7 +1991,7 @@ fn exec_tty_gets_a_pty_of_the_container_s_devpts() {
     }
     assert!(text.contains("/dev/pts/0\r\n"), "{text}");
     assert!(text.contains("0\r\nptmx\r\n"), "{text}");
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(exec_pid), None);
+    wait::reap(exec_pid, SHORT).unwrap();
 
     let out = oci.call(&[
         "exec",
@@ -2018,7 +2010,7 @@ fn exec_tty_gets_a_pty_of_the_container_s_devpts() {
         out.stderr
     );
     oci.ok(&["delete", "--force", "x1"]);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    wait::reap(pid, SHORT).unwrap();
 }
 
 /// `net.ipv4.ping_group_range` of the network namespace of process `pid`,

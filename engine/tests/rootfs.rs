@@ -10,15 +10,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::host::temp_dir;
 use testkit::wait;
 
 // ---------------------------------------------------------------------------
 // Scaffolding: temp dirs, tarballs, an HTTP server.
-
-/// A fresh directory, removed at drop.
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("create a scratch directory")
-}
 
 const HELLO: &[u8] = b"hello\n";
 
@@ -484,7 +480,7 @@ fn stale_partial_of_a_dead_pull_is_removed() {
     // The pid of a process that has exited.
     let mut child = Command::new("true").spawn().unwrap();
     let dead = child.id();
-    child.wait().unwrap();
+    wait::child(&mut child, Duration::from_secs(20)).unwrap();
     let stale = out.path().join(format!(".root.partial-{dead}"));
     fs::create_dir_all(stale.join("etc")).unwrap();
     let other = out.path().join(".other.partial-1"); // another DEST's, and pid 1 lives

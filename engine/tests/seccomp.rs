@@ -14,13 +14,11 @@ use engine::sys::caps::{self, Cap, CapSet};
 use engine::sys::seccomp::{self, Profile};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
+use std::time::Duration;
+use testkit::host::require_root;
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests install seccomp filters and user namespaces as root: run them as root"
-    );
-}
+/// What needs root here.
+const AS_ROOT: &str = "these tests (they install seccomp filters and make user namespaces)";
 
 /// Runs `child` in a forked process and returns its exit status, or 128+N
 /// when signal N killed it.
@@ -33,11 +31,13 @@ fn in_child(child: impl FnOnce() -> i32) -> i32 {
             // SAFETY: ends the forked child without running the test harness's exit path.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
-            WaitStatus::Exited(_, code) => code,
-            WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
-            other => panic!("the test child did not exit normally: {other:?}"),
-        },
+        ForkResult::Parent { child } => {
+            match testkit::wait::reap(child.as_raw(), Duration::from_secs(60)).expect("waitpid") {
+                Some(WaitStatus::Exited(_, code)) => code,
+                Some(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
+                other => panic!("the test child did not exit normally: {other:?}"),
+            }
+        }
     }
 }
 
@@ -314,7 +314,7 @@ fn check_default_filter() -> i32 {
 
 #[test]
 fn the_default_filter_refuses_what_moby_refuses_and_allows_ordinary_calls() {
-    require_root();
+    require_root(AS_ROOT);
     let program = seccomp::default_program(&CapSet::podman_default()).expect("default filter");
     let status = in_child(|| {
         if let Err(err) = seccomp::apply(&program) {
@@ -328,7 +328,7 @@ fn the_default_filter_refuses_what_moby_refuses_and_allows_ordinary_calls() {
 
 #[test]
 fn cap_sys_admin_opens_the_namespace_calls_again() {
-    require_root();
+    require_root(AS_ROOT);
     // With CAP_SYS_ADMIN in the set, moby's profile allows unshare; the
     // child unshares a user namespace, which needs no privilege.
     let mut with_admin = CapSet::podman_default();
@@ -377,7 +377,7 @@ fn write_file(path: &str, text: &str) -> bool {
 
 #[test]
 fn the_default_capabilities_survive_exec_and_nothing_else_does() {
-    require_root();
+    require_root(AS_ROOT);
     let caps_kept = CapSet::podman_default();
     let program = seccomp::default_program(&caps_kept).unwrap();
     let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
@@ -461,7 +461,7 @@ fn the_default_capabilities_survive_exec_and_nothing_else_does() {
 
 #[test]
 fn a_docker_profile_that_denies_getcwd() {
-    require_root();
+    require_root(AS_ROOT);
     let profile = Profile::from_docker_json(
         r#"{
             "defaultAction": "SCMP_ACT_ALLOW",
@@ -515,7 +515,7 @@ fn a_docker_profile_with_an_unknown_action_is_refused() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn an_x32_call_cannot_slip_past_a_deny_list() {
-    require_root();
+    require_root(AS_ROOT);
     // A deny list: everything allowed but getpid. The x32 number of getpid
     // (bit 30 set) is the classic way around such a list.
     let profile = Profile::from_docker_json(
@@ -540,7 +540,7 @@ fn an_x32_call_cannot_slip_past_a_deny_list() {
 
 #[test]
 fn argument_comparisons_of_a_docker_profile_hold_across_64_bits() {
-    require_root();
+    require_root(AS_ROOT);
     // getppid ignores its arguments, so the filter alone decides.
     const VALUE: u64 = 0x1_0000_0005;
     let probes: [u64; 6] = [

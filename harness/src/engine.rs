@@ -228,12 +228,11 @@ pub fn child_cgroups(root: &Path) -> Vec<String> {
 /// Whether a network link named `name` exists in this network namespace
 /// (asked through `ip`, i.e. netlink: /sys/class/net may show another one).
 pub fn link_exists(name: &str) -> bool {
-    Command::new("ip")
-        .args(["-o", "link", "show", "dev", name])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    testkit::wait::output(
+        Command::new("ip").args(["-o", "link", "show", "dev", name]),
+        std::time::Duration::from_secs(20),
+    )
+    .is_ok_and(|out| out.status.success())
 }
 
 /// An `engine run` command line.

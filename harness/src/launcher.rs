@@ -12,7 +12,7 @@
 //! | `HARNESS_ENGINE` | an engine binary to test instead of building `engine` |
 //! | `HARNESS_ARCH` | the guest's architecture, `amd64` or `arm64` (default: the host's) |
 //! | `HARNESS_GUEST_EXE` | the test binary the guest runs (default: this one; for arm64 the aarch64 build) |
-//! | `HARNESS_VM_ACCEL`, `HARNESS_VM_MEMORY`, `HARNESS_VM_CPUS`, `HARNESS_VM_TIMEOUT` | the guest's accelerator (auto), memory (2G), vCPUs (2), timeout in seconds (1200) |
+//! | `HARNESS_VM_ACCEL`, `HARNESS_VM_MEMORY`, `HARNESS_VM_CPUS`, `HARNESS_VM_TIMEOUT` | the guest's accelerator (auto), memory (2G), vCPUs (2), timeout in seconds, also of a run without a guest (1200) |
 
 use crate::fixtures::{self, format_sources, Source};
 use crate::plan::{self, Flavour, FIXTURE};
@@ -490,12 +490,20 @@ fn run_direct(exe: &Path, env: &[(String, String)]) -> Result<i32> {
     let unshare = which("unshare").ok_or_else(|| {
         anyhow!("unshare (util-linux) is needed to give the scenarios their own network namespace")
     })?;
-    let status = Command::new(unshare)
+    // The same bound as a guest's run.
+    let timeout = Duration::from_secs(env_parse("HARNESS_VM_TIMEOUT", 1200)?);
+    let mut runner = Command::new(unshare)
         .args(["--net", "--"])
         .arg(exe)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .status()
+        .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
+    let status = testkit::wait::child(&mut runner, timeout).with_context(|| {
+        format!(
+            "the scenarios ({}) did not end in time: raise HARNESS_VM_TIMEOUT",
+            exe.display()
+        )
+    })?;
     Ok(process::status_code(&status))
 }
 

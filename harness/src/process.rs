@@ -3,14 +3,17 @@
 //! and reported with what they printed.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use testkit::quote::quote;
+use testkit::wait::{Drain, Lines};
 use wait_timeout::ChildExt;
+
+/// How long a finished child's stdout and stderr may stay open (held by a
+/// process it left behind) before that is an error.
+const STREAMS_GRACE: Duration = Duration::from_secs(30);
 
 /// The exit code, or 128+N when killed by signal N (as a shell says it).
 pub fn status_code(status: &ExitStatus) -> i32 {
@@ -123,10 +126,10 @@ pub struct Proc {
     pub cmdline: String,
     started: Instant,
     stdin: Option<ChildStdin>,
+    /// stdout line by line; every line also goes into `stdout` as it comes.
+    lines: Lines,
     stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    lines: Receiver<String>,
-    readers: Vec<JoinHandle<()>>,
+    stderr: Option<Drain>,
 }
 
 impl Proc {
@@ -140,51 +143,19 @@ impl Proc {
             .spawn()
             .with_context(|| format!("cannot start `{cmdline}`"))?;
         let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = std::sync::mpsc::channel();
-        let out_pipe = child.stdout.take().expect("stdout is piped");
-        let err_pipe = child.stderr.take().expect("stderr is piped");
-        let out_buf = stdout.clone();
-        let err_buf = stderr.clone();
-        let readers = vec![
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(out_pipe);
-                let mut raw = Vec::new();
-                loop {
-                    raw.clear();
-                    match reader.read_until(b'\n', &mut raw) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let line = String::from_utf8_lossy(&raw).into_owned();
-                            out_buf.lock().unwrap().push_str(&line);
-                            let _ = tx.send(line.trim_end_matches('\n').to_string());
-                        }
-                    }
-                }
-            }),
-            std::thread::spawn(move || {
-                let mut reader = err_pipe;
-                let mut buf = [0u8; 4096];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => err_buf
-                            .lock()
-                            .unwrap()
-                            .push_str(&String::from_utf8_lossy(&buf[..n])),
-                    }
-                }
-            }),
-        ];
+        let lines = Lines::with_copy(
+            child.stdout.take().expect("stdout is piped"),
+            stdout.clone(),
+        );
+        let stderr = Drain::new(child.stderr.take().expect("stderr is piped"));
         Ok(Proc {
             stdin: child.stdin.take(),
             child: Some(child),
             cmdline,
             started: Instant::now(),
-            stdout,
-            stderr,
             lines,
-            readers,
+            stdout,
+            stderr: Some(stderr),
         })
     }
 
@@ -205,8 +176,11 @@ impl Proc {
             self.cmdline,
             self.started.elapsed().as_secs_f64()
         );
-        for (name, buf) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let text = buf.lock().unwrap().clone();
+        let stderr = self.stderr.as_ref().map(Drain::so_far).unwrap_or_default();
+        for (name, text) in [
+            ("stdout", self.stdout_so_far()),
+            ("stderr", String::from_utf8_lossy(&stderr).into_owned()),
+        ] {
             if text.trim().is_empty() {
                 s.push_str(&format!("  {name} so far: (empty)\n"));
             } else {
@@ -226,15 +200,16 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            match self.lines.next(left) {
                 Ok(line) if line.contains(needle) => return Ok(line),
                 Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => bail!(
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => bail!(
                     "waited {} s for a line containing {needle:?}, in vain\n{}",
                     timeout.as_secs(),
                     self.so_far()
                 ),
-                Err(RecvTimeoutError::Disconnected) => {
+                // The stream ended (or could not be read).
+                Err(_) => {
                     let how = self
                         .wait_briefly(Duration::from_secs(5))
                         .map(|s| describe_status(&s))
@@ -285,16 +260,30 @@ impl Proc {
             ),
             Err(e) => bail!("cannot wait for `{}`: {e}", self.cmdline),
         };
-        for reader in self.readers.drain(..) {
-            // A grandchild that kept the pipes open would block this join;
-            // the engine kills its whole container, so this ends.
-            let _ = reader.join();
+        // The streams end with the last process that holds them: the child,
+        // or one it left behind (the engine kills its whole container).
+        let left_open = |e: std::io::Error, name: &str, so_far: String| {
+            anyhow!(
+                "`{}` {}, but its {name} stayed open: {e} (a process it left behind holds it)\n{so_far}",
+                self.cmdline,
+                describe_status(&status)
+            )
+        };
+        if let Err(e) = self.lines.wait_end(STREAMS_GRACE) {
+            return Err(left_open(e, "stdout", self.so_far()));
         }
+        let so_far = self.so_far();
+        let stderr = self
+            .stderr
+            .take()
+            .expect("stderr is present until finish")
+            .finish(STREAMS_GRACE)
+            .map_err(|e| left_open(e, "stderr", so_far))?;
         let out = Output {
             cmdline: self.cmdline.clone(),
             status,
-            stdout: self.stdout.lock().unwrap().clone(),
-            stderr: self.stderr.lock().unwrap().clone(),
+            stdout: self.stdout_so_far(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed: self.started.elapsed(),
         };
         trace(&out);

@@ -6,8 +6,9 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 // The engine's rootfs skeleton, by path: testkit must not depend on the
 // engine (the vm crate depends on testkit).
@@ -105,11 +106,11 @@ pub fn build(dest: &Path) -> io::Result<()> {
     fs::copy(&busybox, &target).map_err(ctx("copy busybox to", &target))?;
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
         .map_err(ctx("chmod", &target))?;
-    let list = Command::new(&busybox)
-        .arg("--list-full")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(ctx("run", &busybox))?;
+    let list = crate::wait::output(
+        Command::new(&busybox).arg("--list-full"),
+        Duration::from_secs(20),
+    )
+    .map_err(ctx("run", &busybox))?;
     for line in String::from_utf8_lossy(&list.stdout).lines() {
         let rel = Path::new(line.trim().trim_start_matches('/'));
         let Some(dir) = rel.parent().filter(|d| !d.as_os_str().is_empty()) else {
@@ -153,13 +154,12 @@ pub fn rootfs() -> &'static Path {
 
 /// `cp -a` of the shared rootfs to `dest` (for tests that write into a rootfs).
 pub fn copy_to(dest: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(dest)
-        .stdin(Stdio::null())
-        .status()
-        .expect("run cp");
+    let status = crate::wait::output(
+        Command::new("cp").arg("-a").arg(rootfs()).arg(dest),
+        Duration::from_secs(60),
+    )
+    .expect("run cp")
+    .status;
     assert!(
         status.success(),
         "cp -a {} {}",

@@ -18,6 +18,15 @@ pub fn inode_of(path: &str) -> io::Result<u64> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot stat {path}: {e}")))
 }
 
+/// `net.ipv4.ip_forward` of the calling thread's network namespace ("0" or
+/// "1").
+pub fn forwarding() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .expect("read /proc/sys/net/ipv4/ip_forward")
+        .trim()
+        .to_string()
+}
+
 /// Moves the calling thread into a new network namespace and proves it did:
 /// the namespace inode before and after must differ. Returns (before, after).
 /// An error means the thread may still be in its original namespace: make

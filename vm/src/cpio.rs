@@ -163,7 +163,7 @@ mod tests {
         let data = a.finish();
         use std::io::Write;
         child.stdin.take().unwrap().write_all(&data).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = testkit::wait::output_of(child, std::time::Duration::from_secs(20)).unwrap();
         assert!(out.status.success());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "d\nd/f\n");
     }

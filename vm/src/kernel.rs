@@ -7,6 +7,11 @@ use crate::Arch;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// How long one tool may run: apt-get on a slow mirror, or mmdebstrap
+/// (10-60 s here), take their time, but not forever.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A kernel image and its modules.
 #[derive(Debug, Clone)]
@@ -19,11 +24,12 @@ pub struct Kernel {
     pub modules: Option<PathBuf>,
 }
 
-/// Runs a tool and returns its stdout; a missing tool or a failure becomes a
-/// one-line error naming the tool and the package that provides it.
+/// Runs a tool (within [`TOOL_TIMEOUT`]) and returns its stdout; a missing
+/// tool or a failure becomes a one-line error naming the tool and the
+/// package that provides it.
 pub fn output(cmd: &mut Command, package: &str) -> Result<String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|e| match e.kind() {
+    let out = testkit::wait::output(cmd, TOOL_TIMEOUT).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow!("{program} not found: apt-get install {package}"),
         _ => anyhow!("run {program}: {e}"),
     })?;
@@ -451,7 +457,7 @@ fn decompress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
     let mut stdin = child.stdin.take()?;
     let data = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().ok()?;
+    let out = testkit::wait::output_of(child, Duration::from_secs(60)).ok()?;
     let _ = writer.join();
     Some(out.stdout)
 }

@@ -7,6 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// How long modinfo or a decompressor may take for one module.
+const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the guest needs, by module name. Their dependencies are added.
 /// Any of them may be built into a given kernel, or missing: both are fine.
 pub const WANTED: &[&str] = &[
@@ -83,16 +86,16 @@ fn builtin(dir: &Path) -> HashSet<String> {
 
 /// The direct dependencies of a module file, as `modinfo -F depends` tells.
 fn depends(path: &Path) -> Result<Vec<String>> {
-    let out = Command::new("modinfo")
-        .args(["-F", "depends"])
-        .arg(path)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                anyhow::anyhow!("modinfo not found: apt-get install kmod")
-            }
-            _ => anyhow::anyhow!("run modinfo: {e}"),
-        })?;
+    let out = testkit::wait::output(
+        Command::new("modinfo").args(["-F", "depends"]).arg(path),
+        TOOL_TIMEOUT,
+    )
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("modinfo not found: apt-get install kmod")
+        }
+        _ => anyhow::anyhow!("run modinfo: {e}"),
+    })?;
     if !out.status.success() {
         bail!(
             "modinfo {}: {}",
@@ -181,10 +184,7 @@ pub fn read_uncompressed(path: &Path) -> Result<Vec<u8>> {
     } else {
         return std::fs::read(path).with_context(|| format!("read {}", path.display()));
     };
-    let out = Command::new(tool)
-        .arg("-dc")
-        .arg(path)
-        .output()
+    let out = testkit::wait::output(Command::new(tool).arg("-dc").arg(path), TOOL_TIMEOUT)
         .with_context(|| format!("run {tool} to decompress {}", path.display()))?;
     if !out.status.success() {
         bail!(
@@ -278,11 +278,13 @@ mod tests {
             ("zstd", "zst", "zstd"),
             ("gzip", "gz", "gzip"),
         ] {
-            let ok = Command::new(testkit::quote::require(tool, package))
-                .args(["-k", "-q"])
-                .arg(&plain)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = testkit::wait::output(
+                Command::new(testkit::quote::require(tool, package))
+                    .args(["-k", "-q"])
+                    .arg(&plain),
+                TOOL_TIMEOUT,
+            )
+            .is_ok_and(|out| out.status.success());
             assert!(ok, "{tool} -k failed");
             let packed = dir.join(format!("m.ko.{ext}"));
             assert_eq!(

@@ -116,10 +116,11 @@ mod tests {
     #[test]
     fn quoting_survives_a_real_shell() {
         for s in ["plain", "it's", "a b", "$HOME", "`x`", "\\n", "'", ""] {
-            let out = Command::new("sh")
-                .args(["-c", &format!("printf %s {}", quote(s))])
-                .output()
-                .unwrap();
+            let out = testkit::wait::output(
+                Command::new("sh").args(["-c", &format!("printf %s {}", quote(s))]),
+                std::time::Duration::from_secs(20),
+            )
+            .unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), s);
         }
     }
@@ -151,7 +152,11 @@ mod tests {
         let script = run(Path::new(workdir), &env, &command)
             .unwrap()
             .replace("/run/vm/busybox env", "env");
-        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let out = testkit::wait::output(
+            Command::new("sh").args(["-c", &script]),
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.code().unwrap_or(-1), text)

@@ -130,7 +130,7 @@ fn joined_user_namespace(
             "    joined user namespace: init {pid} in {init_ns:?} (held: {userns:?}), pids.max {pids_max}"
         );
         oci(&["delete", "--force", id], &dir.join("delete-userns.out"))?;
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+        testkit::wait::reap(pid as i32, Duration::from_secs(30))?;
         if init_ns.as_ref() != Some(&userns)
             || !procs.lines().any(|l| l.trim() == pid.to_string())
             || pids_max != PIDS.to_string()
@@ -277,7 +277,7 @@ fn cycle(
     testkit::wait::poll_until(Duration::from_secs(30), "the container to stop", || {
         state(id).ok().filter(|s| s["status"] == "stopped")
     })?;
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    testkit::wait::reap(pid as i32, Duration::from_secs(30))?;
     oci(&["delete", id], &dir.join("delete.out"))?;
     if leaf.exists() || root.join(id).exists() {
         bail!(

@@ -84,7 +84,7 @@ pub fn targets(rows: &[Row], cgroup: &std::result::Result<(), String>) -> Vec<Ta
             target: "limits + bridge at or below crun with no network (cgroup v2)".into(),
             verdict: "not measurable here".into(),
             figure: format!(
-                "{why}: run compare in the cgroup v2 guest to measure it (README, Benchmarks)"
+                "{why}: run compare in the cgroup v2 guest to measure it (docs/benchmarks.md)"
             ),
         }),
     }

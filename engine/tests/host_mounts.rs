@@ -267,39 +267,13 @@ fn oci_create_start_delete(host: &Host, ledger: &mut Ledger) {
         options.extend_from_slice(extra);
         json!({"destination": dest, "type": "bind", "source": source, "options": options})
     };
-    let config = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh", "-c", "cat /vol/marker /volmp/marker; exec sleep 60"],
-            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-            },
-            "noNewPrivileges": true
-        },
-        "root": {"path": host.root, "readonly": true},
-        "hostname": "shared-host",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            bind(host.vol(), "/vol", &[]),
-            bind(host.volmp(), "/volmp", &["rprivate"])
-        ],
-        "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/scsi", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/sys", "/proc/sysrq-trigger"]
-        }
-    });
+    let mut config = testkit::oci::runc_spec(
+        &["sh", "-c", "cat /vol/marker /volmp/marker; exec sleep 60"],
+        host.root.to_str().unwrap(),
+        "shared-host",
+    );
+    testkit::oci::add_mount(&mut config, bind(host.vol(), "/vol", &[]));
+    testkit::oci::add_mount(&mut config, bind(host.volmp(), "/volmp", &["rprivate"]));
     std::fs::write(
         bundle.join("config.json"),
         serde_json::to_vec_pretty(&config).unwrap(),

@@ -15,6 +15,7 @@
 //! - [`props`]: the property tests' case counts (`PROPTEST_CASES`);
 //! - [`tarball`]: hostile tar entries with raw names, compression, a tree snapshot;
 //! - [`quote`]: shell quoting and `which`, with a loud failure for a missing tool;
+//! - [`oci`]: runc spec's `config.json`, for the tests' bundles;
 //! - [`engine_cmd`]: the engine binary with a private state dir, cgroup root,
 //!   bridge and subnet, and a timeout on every command.
 //!
@@ -31,6 +32,7 @@ pub mod host;
 pub mod mountinfo;
 pub mod mountns;
 pub mod netns;
+pub mod oci;
 pub mod procinfo;
 pub mod props;
 pub mod quote;

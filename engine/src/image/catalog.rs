@@ -30,7 +30,7 @@ pub fn cached(name: &str, cache: &Path) -> Result<PathBuf> {
     }
     fs::create_dir_all(cache)
         .with_context(|| format!("cannot create the rootfs cache {}", cache.display()))?;
-    let _lock = crate::sys::state::lock_file(&cache.join(format!(".{name}.lock")))?;
+    let _lock = crate::sys::lock::lock_file(&cache.join(format!(".{name}.lock")))?;
     // Whoever held the lock before us may have pulled it meanwhile.
     if dest.is_dir() {
         return Ok(dest);

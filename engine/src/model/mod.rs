@@ -2,6 +2,7 @@
 //! container description and its parts, and the engine's settings.
 pub mod config;
 pub mod env;
+pub mod exit;
 pub mod limits;
 pub mod names;
 pub mod network;

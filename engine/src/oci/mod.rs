@@ -634,7 +634,7 @@ fn hook_state(rec: &Record, status: &str) -> String {
 /// Runs one hook with the state on its stdin; a non-zero exit or its
 /// timeout is an error naming it.
 fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
-    crate::sys::hook::run(&config::hook(hook), state).map_err(anyhow::Error::from)
+    crate::sys::hook::run((&config::hook(hook)).into(), state).map_err(anyhow::Error::from)
 }
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.

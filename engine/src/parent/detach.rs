@@ -2,8 +2,8 @@
 //! the container's output going to its log.
 
 use super::{pipe, run::run_with, ExitError};
-use crate::exit;
 use crate::model::config::Config;
+use crate::model::exit;
 use crate::model::spec::Spec;
 use crate::sys::failpoint::step;
 use anyhow::{bail, Context, Result};

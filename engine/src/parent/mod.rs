@@ -13,7 +13,7 @@ pub mod run;
 pub mod supervise;
 pub mod tty;
 
-use crate::exit;
+use crate::model::exit;
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::Read;

@@ -3,6 +3,7 @@
 //! lease). Persistence only: recovering what a dead engine left is
 //! `parent::recovery`'s work.
 
+use crate::sys::lock::{lock_file, Lock};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -55,9 +56,6 @@ pub struct Record {
 pub struct StateDir {
     pub dir: PathBuf,
 }
-
-// Kept at this path for code that took it from here.
-pub use crate::sys::lock::{lock_file, Lock};
 
 /// One file of the state directory, as `list` found it.
 #[derive(Debug, Clone)]

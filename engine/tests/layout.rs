@@ -76,11 +76,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("src/model/spec.rs", "`crate::sys::net::"),
     ("src/model/spec.rs", "`crate::image::is_catalog_name`"),
     ("src/sys/state.rs", "`crate::sys::net::nat::PortMapping`"),
-    ("src/child/dev.rs", "in a circle"),
-    ("src/parent/detach.rs", "in a circle"),
-    ("src/parent/host.rs", "in a circle"),
-    ("src/parent/lifecycle.rs", "in a circle"),
-    ("src/parent/recovery.rs", "in a circle"),
 ];
 
 /// One path a file names.

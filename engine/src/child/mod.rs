@@ -12,6 +12,7 @@ mod console;
 mod dev;
 mod exec;
 pub mod join;
+mod mnt;
 mod mounts;
 
 pub use exec::OciProcess;

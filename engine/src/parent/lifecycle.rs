@@ -195,7 +195,7 @@ pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     // The older half first (the log relay rotates NAME.log to NAME.log.1).
-    if let Ok(mut older) = std::fs::File::open(super::detach::rotated(&path)) {
+    if let Ok(mut older) = std::fs::File::open(super::log::rotated(&path)) {
         copy_all(&mut older, &mut out, &mut buf)?;
     }
     loop {

@@ -7,6 +7,8 @@ pub mod detach;
 pub mod exec;
 pub mod host;
 pub mod lifecycle;
+pub mod log;
+pub mod nat;
 pub mod oci;
 pub mod recovery;
 pub mod run;

@@ -37,9 +37,7 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
                 release_corrupt(cfg, &name, &file);
                 crate::sys::net::dns::remove_files(&state.etc_of(&name));
                 // Whether it published ports is unknown: ask nft only if the table exists.
-                if super::host::nat_installed(state)
-                    && crate::model::names::check_name(&name).is_ok()
-                {
+                if super::nat::installed(state) && crate::model::names::check_name(&name).is_ok() {
                     let _ = crate::sys::net::nat::remove_ports(&name);
                 }
                 out.corrupt.push(file);

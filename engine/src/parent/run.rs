@@ -122,7 +122,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         step!("run.log");
         let log = state.log_of(&spec.name);
         res.log = Some(log.clone());
-        super::detach::redirect_output(&log, spec.log_size_max)?;
+        super::log::redirect_output(&log, spec.log_size_max)?;
         record.log = Some(log);
     }
 
@@ -402,7 +402,7 @@ fn reserve(
             step!("run.bridge");
             crate::sys::net::setup_host(net, &state.dir)?;
             step!("run.nat");
-            super::host::ensure_nat(net, state, !spec.ports.is_empty())?;
+            super::nat::ensure(net, state, !spec.ports.is_empty())?;
             step!("run.veth_name");
             let mut veth = crate::sys::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by

@@ -72,9 +72,7 @@ const NOT_YET: &[(&str, &str)] = &[
     ("src/model/network.rs", "`crate::sys::net::NetConfig`"),
     ("src/model/ports.rs", "`crate::sys::net::"),
     ("src/model/security.rs", "`crate::sys::state::"),
-    ("src/model/security.rs", "`std::fs`"),
     ("src/model/spec.rs", "`crate::sys::net::"),
-    ("src/model/spec.rs", "`crate::image::is_catalog_name`"),
     ("src/sys/state.rs", "`crate::sys::net::nat::PortMapping`"),
 ];
 

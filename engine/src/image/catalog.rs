@@ -5,13 +5,8 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Catalog names, in the order messages list them.
-pub(super) const CATALOG: [&str; 3] = ["busybox", "debian", "centos"];
-
-/// Whether `name` is a catalog name.
-pub fn is_catalog_name(name: &str) -> bool {
-    CATALOG.contains(&name)
-}
+// The names are the description's (a ROOTFS argument is one or a path).
+pub use crate::model::spec::{is_catalog_name, CATALOG};
 
 /// The cached rootfs for a catalog name, pulled into `cache/NAME` on first use.
 ///

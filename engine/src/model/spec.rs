@@ -237,11 +237,20 @@ impl Request {
     }
 }
 
+/// The rootfs names `image` can pull (`engine run busybox ...`), in the
+/// order messages list them.
+pub const CATALOG: [&str; 3] = ["busybox", "debian", "centos"];
+
+/// Whether `name` is a catalog name.
+pub fn is_catalog_name(name: &str) -> bool {
+    CATALOG.contains(&name)
+}
+
 fn parse_rootfs(arg: &str) -> Result<RootfsSource> {
     if arg.is_empty() {
         bail!("no ROOTFS given: name a directory holding a root filesystem, or `busybox`");
     }
-    if !arg.contains('/') && crate::image::is_catalog_name(arg) {
+    if !arg.contains('/') && is_catalog_name(arg) {
         return Ok(RootfsSource::Catalog(arg.to_string()));
     }
     Ok(RootfsSource::Dir(PathBuf::from(arg)))

@@ -6,10 +6,33 @@
 
 use crate::sys::caps::CapSet;
 use crate::sys::seccomp::{self, sock_filter, Arch};
-pub use crate::sys::state::{Confinement, Filter};
 use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::PathBuf;
+
+/// What the child (and a process joining by `engine exec`) applies before exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// All capabilities the process holds, no filter (no user namespace).
+    pub privileged: bool,
+    /// The capabilities kept (bit N is capability N); ignored when privileged.
+    pub caps: u64,
+    pub no_new_privs: bool,
+    pub filter: Filter,
+}
+
+/// The filter a container runs under, in a form the state record can keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    Unconfined,
+    /// moby's default profile for the container's capabilities (a table
+    /// built into the binary for the usual sets).
+    Default,
+    /// A compiled user profile: each instruction packed as code<<48 | jt<<40 | jf<<32 | k.
+    Custom(Vec<u64>),
+}
 
 /// The security options as the user gave them.
 #[derive(Debug, Clone, Default)]

@@ -9,12 +9,10 @@ use crate::model::env::{parse_envs, parse_workdir};
 use crate::model::limits::{self, Limits};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
-use crate::model::ports::{parse_dns, parse_publishes};
+use crate::model::ports::{parse_dns, parse_publishes, DnsOptions, PortMapping};
 use crate::model::security::{Confinement, SecurityInput, SecurityRequest};
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
-use crate::sys::net::dns::DnsOptions;
-use crate::sys::net::nat::PortMapping;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 

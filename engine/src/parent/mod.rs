@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod nat;
 pub mod oci;
+pub mod record;
 pub mod recovery;
 pub mod run;
 pub mod supervise;

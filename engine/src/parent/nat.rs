@@ -1,6 +1,7 @@
 //! The engine's nftables table (outbound NAT, forward policy), installed
 //! once for every bridged container, and the marker that says it is there.
 
+use crate::model::ports::{PortMapping, Proto};
 use crate::sys::net::{nat as sys_nat, NetConfig};
 use crate::sys::state::StateDir;
 use anyhow::{Context, Result};
@@ -40,4 +41,24 @@ pub(crate) fn ensure(net: &NetConfig, state: &StateDir, required: bool) -> Resul
 /// Removes the marker (the table is gone).
 pub(crate) fn forget(state: &StateDir) {
     let _ = std::fs::remove_file(state.dir.join(NAT_MARKER));
+}
+
+/// A published port of the description, as the table forwards it.
+impl From<&PortMapping> for sys_nat::Forward {
+    fn from(map: &PortMapping) -> Self {
+        sys_nat::Forward {
+            host_ip: map.host_ip,
+            host_port: map.host_port,
+            container_port: map.container_port,
+            proto: match map.proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            },
+        }
+    }
+}
+
+/// The published ports of the description, as the table forwards them.
+pub(crate) fn forwards(ports: &[PortMapping]) -> Vec<sys_nat::Forward> {
+    ports.iter().map(sys_nat::Forward::from).collect()
 }

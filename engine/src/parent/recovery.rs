@@ -3,9 +3,10 @@
 //! address) and the host-wide lease of its host IDs (`sys::idlease`).
 //! Every verb runs this under the state lock before it looks at the records.
 
+use super::record::Record;
 use crate::model::config::Config;
 use crate::sys::idlease::{Leases, Proc};
-use crate::sys::state::{process_start_time, Entry, Record, StateDir};
+use crate::sys::state::{process_start_time, Entry, StateDir};
 use std::path::PathBuf;
 
 /// The state directory after recovery.

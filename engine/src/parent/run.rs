@@ -3,6 +3,7 @@
 //! id maps, let it go, supervise it, and undo everything (also on failure).
 
 use super::clone::{clone_container, write_id_maps, Cloned};
+use super::record::Record;
 use super::supervise::{block_forwarded, supervise};
 use super::{child_failure, pipe, recovery};
 use crate::child::{self, ChildSetup};
@@ -18,7 +19,7 @@ use crate::sys::idmap::{self, Propagation};
 use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
-use crate::sys::state::{self, Record, StateDir};
+use crate::sys::state::{self, StateDir};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -128,7 +129,11 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
 
     if cgroup_ok {
         step!("run.cgroup");
-        res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
+        res.cgroup = Some(cgroup::create(
+            &cfg.cgroup_root,
+            &spec.name,
+            &(&spec.limits).into(),
+        )?);
     }
     let layer_size = (!spec.write_through).then_some(spec.layer_size);
     // The layer's tmpfs (or the write-through root) is attached on the state
@@ -147,7 +152,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
             step!("run.etc_files");
             let dir = state.etc_of(&spec.name);
             res.etc = Some(dir.clone());
-            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?.to_vec()
+            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), asked(&spec.dns))?.to_vec()
         }
         None => Vec::new(),
     };
@@ -207,7 +212,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         lease.set_holders(Proc::of(record.engine_pid), Proc::of(record.pid))?;
     }
     step!("run.record");
-    state.write(&record)?;
+    state.write(&record.name, &record)?;
     res.record_written = true;
     drop(lock);
     drop(setup);
@@ -234,7 +239,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
         res.ports = true;
         step!("run.ports");
-        nat::add_ports(&spec.name, ip, &spec.ports)?;
+        nat::add_ports(&spec.name, ip, &super::nat::forwards(&spec.ports))?;
         verbose!(spec, "published {}", show_ports(&spec.ports));
     }
     step!("run.go");
@@ -516,12 +521,12 @@ fn check_ports(spec: &Spec, running: &[Record]) -> Result<()> {
                 );
             }
         }
-        nat::check_host_port_free(map)?;
+        nat::check_host_port_free(&map.into())?;
     }
     Ok(())
 }
 
-fn show_ports(ports: &[nat::PortMapping]) -> String {
+fn show_ports(ports: &[crate::model::ports::PortMapping]) -> String {
     ports
         .iter()
         .map(|p| p.to_string())
@@ -541,5 +546,27 @@ fn report_oom(spec: &Spec, cg: &Cgroup) {
             "engine: container {}: {kills} process(es) killed by the OOM killer (memory limit{limit})",
             spec.name
         );
+    }
+}
+
+/// The description's limits, as the cgroup's files take them.
+impl From<&crate::model::limits::Limits> for cgroup::Settings {
+    fn from(l: &crate::model::limits::Limits) -> Self {
+        cgroup::Settings {
+            cpus: l.cpus,
+            memory: l.memory,
+            swap: l.swap,
+            pids: l.pids,
+            cpu_weight: l.cpu_weight,
+        }
+    }
+}
+
+/// The description's `--dns`, `--dns-search`, `--add-host`, lent to `dns`.
+fn asked(opts: &crate::model::ports::DnsOptions) -> dns::Asked<'_> {
+    dns::Asked {
+        servers: &opts.servers,
+        search: &opts.search,
+        hosts: &opts.hosts,
     }
 }

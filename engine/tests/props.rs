@@ -18,6 +18,7 @@ use engine::model::ports::{
 };
 use engine::model::security::{self, SeccompChoice, SecurityInput};
 use engine::model::spec::{Request, SpecInput};
+use engine::model::subnet::NetConfig;
 use engine::model::userns::{
     check_base, parse_userns, suggest_base, HostIds, UserNs, UserNsChoice, USERNS_SIZE,
 };
@@ -26,7 +27,6 @@ use engine::parent::lifecycle::parse_signal;
 use engine::sys::caps::CapSet;
 use engine::sys::idrange::IdPool;
 use engine::sys::net::dns;
-use engine::sys::net::NetConfig;
 use engine::sys::seccomp::{self, sock_filter, Arch, Profile};
 use engine::Config;
 use nix::sys::signal::Signal;

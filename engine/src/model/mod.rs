@@ -10,5 +10,6 @@ pub mod oci;
 pub mod ports;
 pub mod security;
 pub mod spec;
+pub mod subnet;
 pub mod userns;
 pub mod volumes;

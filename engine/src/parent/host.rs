@@ -3,10 +3,10 @@
 
 use super::nat;
 use crate::model::config::Config;
+use crate::model::subnet::NetConfig;
 use crate::parent::recovery::recover_stale;
 use crate::sys::cgroup;
 use crate::sys::failpoint::step;
-use crate::sys::net::NetConfig;
 use crate::sys::state::StateDir;
 use anyhow::{bail, Result};
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub fn setup(cfg: &Config) -> Result<()> {
     let _lock = state.lock()?;
     recover_stale(&state, cfg);
     step!("setup.bridge");
-    crate::sys::net::setup_host(&net, &state.dir)?;
+    crate::sys::net::setup_host((&net).into(), &state.dir)?;
     step!("setup.nat");
     nat::install(&net, &state)?;
     step!("setup.cgroup");
@@ -80,7 +80,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     }
     nat::forget(&state);
     step!("teardown.bridge");
-    crate::sys::net::teardown_host(&net, &state.dir)?;
+    crate::sys::net::teardown_host((&net).into(), &state.dir)?;
     step!("teardown.logs");
     // Logs of detached containers outlive them (to be read after the end)
     // until the name is used again, or until here.
@@ -96,4 +96,15 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
         let _ = std::fs::remove_dir(&cfg.cgroup_root);
     }
     Ok(())
+}
+
+/// The engine's network, as `sys::net` sets its bridge up.
+impl<'a> From<&'a NetConfig> for crate::sys::net::Bridge<'a> {
+    fn from(net: &'a NetConfig) -> Self {
+        crate::sys::net::Bridge {
+            name: &net.bridge,
+            gateway: net.gateway,
+            prefix: net.prefix,
+        }
+    }
 }

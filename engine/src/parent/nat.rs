@@ -2,7 +2,8 @@
 //! once for every bridged container, and the marker that says it is there.
 
 use crate::model::ports::{PortMapping, Proto};
-use crate::sys::net::{nat as sys_nat, NetConfig};
+use crate::model::subnet::NetConfig;
+use crate::sys::net::nat as sys_nat;
 use crate::sys::state::StateDir;
 use anyhow::{Context, Result};
 

@@ -234,7 +234,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     drop(mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         step!("run.veth");
-        crate::sys::net::create_veth(net, veth, pid.as_raw())?;
+        crate::sys::net::create_veth(net.into(), veth, pid.as_raw())?;
     }
     if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
         res.ports = true;
@@ -405,7 +405,7 @@ fn reserve(
             };
             check_ports(spec, &running)?;
             step!("run.bridge");
-            crate::sys::net::setup_host(net, &state.dir)?;
+            crate::sys::net::setup_host(net.into(), &state.dir)?;
             step!("run.nat");
             super::nat::ensure(net, state, !spec.ports.is_empty())?;
             step!("run.veth_name");

@@ -36,7 +36,7 @@ pub use model::exit;
 /// first (so bad input is refused before anything is pulled or created),
 /// then a catalog rootfs is pulled, then the request is checked against the host.
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
-    let request = Request::parse(input, cfg).map_err(Error::input)?;
+    let request = Request::parse(input, cfg, sys::random::u32).map_err(Error::input)?;
     validate::require_root().map_err(Error::input)?;
     let rootfs = match &request.rootfs {
         // A directory of that name in the working directory wins.

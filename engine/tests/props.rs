@@ -531,7 +531,7 @@ proptest! {
             net: "bridge".into(),
             ..SpecInput::default()
         };
-        let _ = Request::parse(input, &cfg);
+        let _ = Request::parse(input, &cfg, || 0);
     }
 }
 

@@ -131,12 +131,13 @@ pub struct Spec {
 impl Request {
     /// Checks everything a front end gave us that can be checked without
     /// the host; refuses bad input with one line that names the culprit and
-    /// what to do.
-    pub fn parse(input: SpecInput, cfg: &Config) -> Result<Request> {
+    /// what to do. `random` gives the number a generated name is made of
+    /// (`sys::random::u32`), called only when the input names no container.
+    pub fn parse(input: SpecInput, cfg: &Config, random: impl FnOnce() -> u32) -> Result<Request> {
         let rootfs = parse_rootfs(&input.rootfs)?;
         let (name, generated_name) = match input.name {
             Some(n) => (check_name(&n)?, false),
-            None => (generate_name(), true),
+            None => (generate_name(random()), true),
         };
         let hostname = match input.hostname {
             Some(h) => check_hostname(&h)?,
@@ -282,10 +283,12 @@ mod tests {
         // Neither the rootfs nor the volume exists: parsing does not look.
         let mut i = input("debian");
         i.volumes = vec!["/nonexistent-engine-test:/data".into()];
-        let r = Request::parse(i, &cfg()).unwrap();
+        let r = Request::parse(i, &cfg(), || 0).unwrap();
         assert_eq!(r.rootfs, RootfsSource::Catalog("debian".into()));
         assert_eq!(
-            Request::parse(input("./debian"), &cfg()).unwrap().rootfs,
+            Request::parse(input("./debian"), &cfg(), || 0)
+                .unwrap()
+                .rootfs,
             RootfsSource::Dir("./debian".into())
         );
     }
@@ -309,7 +312,7 @@ mod tests {
         for (n, change) in bad.iter().enumerate() {
             let mut i = input("debian");
             change(&mut i);
-            assert!(Request::parse(i, &cfg()).is_err(), "case {n}");
+            assert!(Request::parse(i, &cfg(), || 0).is_err(), "case {n}");
         }
     }
 }

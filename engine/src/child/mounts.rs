@@ -71,6 +71,27 @@ fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
 /// one tree per volume in the spec's order. Nothing propagates to the
 /// host: `/` becomes a slave first.
 pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd> {
+    let (root, etc, volumes) = root_layer(setup, fds)?;
+    let root_fd = root.as_fd();
+    kernel_file_systems(root_fd, setup)?;
+    super::dev::build_dev(root_fd, setup)?;
+    etc_files(root_fd, etc)?;
+    attach_volumes(root_fd, setup, volumes)?;
+    oci_tmpfs(root_fd, setup)?;
+    masks_and_read_only(root_fd, setup)?;
+    Ok(root)
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// `/` made a slave, then the root: the layer over the rootfs tree (or the
+/// tree itself). Returns it with the /etc files' trees and the volumes'.
+fn root_layer(
+    setup: &ChildSetup,
+    fds: Vec<OwnedFd>,
+) -> Step<(OwnedFd, Vec<OwnedFd>, std::vec::IntoIter<OwnedFd>)> {
     let spec = setup.spec;
     mnt(
         None,
@@ -103,16 +124,18 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             tree
         }
     };
-    let root_fd = root.as_fd();
+    Ok((root, etc, fds))
+}
 
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+/// /proc, /sys and (best effort) the container's own cgroup.
+fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     let proc_dir = kernel_dir(root_fd, "/proc")?;
     mnt_at(
         Some(Path::new("proc")),
         proc_dir.as_fd(),
         "/proc",
         Some("proc"),
-        nosuid_nodev_noexec,
+        NOSUID_NODEV_NOEXEC,
         None,
     )?;
 
@@ -122,7 +145,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         sys_dir.as_fd(),
         "/sys",
         Some("sysfs"),
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
         None,
     )?;
     if setup.cgroup2 {
@@ -136,14 +159,16 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
                 Some("cgroup2"),
                 &proc_self_fd_path(cg.as_fd()),
                 Some("cgroup2"),
-                nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
                 None::<&str>,
             );
         }
     }
+    Ok(())
+}
 
-    super::dev::build_dev(root_fd, setup)?;
-
+/// The engine's resolv.conf, hosts and hostname.
+fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
     // Before the volumes, so a user's `-v FILE:/etc/hosts` wins. Trees the
     // parent detached: the state directory they live in may be out of this
     // process's reach (0700, and container root an unprivileged host uid).
@@ -152,8 +177,16 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         let target = in_root(touch_in_root(root_fd, &path, 0o644))?;
         idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
+    Ok(())
+}
 
-    for (v, tree) in spec.volumes.iter().zip(fds) {
+/// The volumes, in the spec's order, each on a directory or file it gets.
+fn attach_volumes(
+    root_fd: BorrowedFd<'_>,
+    setup: &ChildSetup,
+    trees: std::vec::IntoIter<OwnedFd>,
+) -> Step {
+    for (v, tree) in setup.spec.volumes.iter().zip(trees) {
         let is_dir = rustix::fs::fstat(&tree)
             .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
             .map_err(std::io::Error::from)
@@ -165,7 +198,11 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         };
         idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
+    Ok(())
+}
 
+/// A bundle's tmpfs mounts.
+fn oci_tmpfs(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     if let Some(oci) = &setup.oci {
         for t in &oci.extras.tmpfs {
             let name = t.destination.display().to_string();
@@ -181,6 +218,11 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             )?;
         }
     }
+    Ok(())
+}
+
+/// runc's masked and read-only paths, and a bundle's.
+fn masks_and_read_only(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     let (extra_masked, extra_readonly): (&[String], &[String]) = match &setup.oci {
         Some(oci) => (&oci.extras.masked, &oci.extras.readonly),
         None => (&[], &[]),
@@ -213,7 +255,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
                 target.as_fd(),
                 path,
                 Some("tmpfs"),
-                nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
                 Some("size=4k,nr_inodes=1,mode=000"),
             )?;
         } else {
@@ -229,7 +271,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             read_only_in_place(target.as_fd(), path)?;
         }
     }
-    Ok(root)
+    Ok(())
 }
 
 /// The layer: a tmpfs of `size` bytes (made without a path, in the

@@ -1,7 +1,7 @@
 //! The one error type the facade returns; `main` maps it to an exit code.
 //! Callers branch on the variant, never on the message.
 
-use crate::exit;
+use crate::model::exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

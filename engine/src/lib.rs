@@ -28,21 +28,15 @@ use std::time::Duration;
 use sys::failpoint::step;
 use sys::state::StateDir;
 
-/// Docker's exit codes for failures of the engine itself.
-pub mod exit {
-    /// The engine failed (bad input, setup error).
-    pub const ENGINE_ERROR: i32 = 125;
-    /// The command was found but could not be executed.
-    pub const NOT_EXECUTABLE: i32 = 126;
-    /// The command was not found.
-    pub const NOT_FOUND: i32 = 127;
-}
+// Kept at this path for callers (main.rs, tests); defined in the model so
+// that nothing below the facade names lib.rs.
+pub use model::exit;
 
 /// The validated description of a container to run: all input is parsed
 /// first (so bad input is refused before anything is pulled or created),
 /// then a catalog rootfs is pulled, then the request is checked against the host.
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
-    let request = Request::parse(input, cfg).map_err(Error::input)?;
+    let request = Request::parse(input, cfg, sys::random::u32).map_err(Error::input)?;
     validate::require_root().map_err(Error::input)?;
     let rootfs = match &request.rootfs {
         // A directory of that name in the working directory wins.

@@ -5,6 +5,7 @@
 
 use crate::model::config::Config;
 use crate::model::env::{command_candidates, search_path};
+use crate::model::security::SeccompChoice;
 use crate::model::spec::{Request, Spec};
 use crate::model::userns::{check_base, suggest_base, HostIds, UserNs, UserNsChoice};
 use crate::sys::idrange::IdPool;
@@ -110,9 +111,26 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         layer_size,
         verbose: req.verbose,
         detach: req.detach,
-        confinement: crate::model::security::resolve(&req.security)?,
+        confinement: crate::model::security::resolve(
+            &req.security,
+            seccomp_profile(&req.security.seccomp)?.as_deref(),
+        )?,
         log_size_max: req.log_size_max,
     })
+}
+
+/// The content of the seccomp profile `--security-opt seccomp=FILE` names.
+fn seccomp_profile(choice: &SeccompChoice) -> Result<Option<String>> {
+    let SeccompChoice::Profile(path) = choice else {
+        return Ok(None);
+    };
+    let json = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the seccomp profile {}: give the path of a docker profile JSON file",
+            path.display()
+        )
+    })?;
+    Ok(Some(json))
 }
 
 /// Whose IDs a uid or gid belongs to on this host.
@@ -323,6 +341,17 @@ fn hex_bytes(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_seccomp_profile_is_named() {
+        let choice = SeccompChoice::Profile("/nonexistent/p.json".into());
+        let err = seccomp_profile(&choice).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/p.json"),
+            "{err:#}"
+        );
+        assert_eq!(seccomp_profile(&SeccompChoice::Default).unwrap(), None);
+    }
 
     #[test]
     fn binfmt_magic_parses() {

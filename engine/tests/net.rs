@@ -6,7 +6,8 @@
 //! all live in namespaces made here and vanish with them; the machine's own root network
 //! namespace is only ever read (its ip_forward value, its list of interfaces).
 
-use engine::sys::net::{self, NetConfig};
+use engine::model::subnet::NetConfig;
+use engine::sys::net;
 use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -390,13 +391,13 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
                 prev,
                 "this namespace's ip_forward did not take the write"
             );
-            assert!(!net::bridge_exists(&cfg).unwrap());
+            assert!(!net::bridge_exists((&cfg).into()).unwrap());
 
             for _ in 0..2 {
-                net::setup_host(&cfg, dir.path()).unwrap();
+                net::setup_host((&cfg).into(), dir.path()).unwrap();
                 assert_eq!(forwarding(), "1");
                 assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), prev);
-                assert!(net::bridge_exists(&cfg).unwrap());
+                assert!(net::bridge_exists((&cfg).into()).unwrap());
                 let (ok, show) = run(None, &["ip", "-o", "-d", "link", "show", "dev", BRIDGE]);
                 assert!(ok && show.contains("bridge"), "{show}");
                 assert!(link_flags(&show).contains(&"UP".to_string()), "{show}");
@@ -411,12 +412,12 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
                 );
             }
             // A later setup while forwarding is already on must not overwrite the record.
-            net::setup_host(&cfg, dir.path()).unwrap();
+            net::setup_host((&cfg).into(), dir.path()).unwrap();
             assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), prev);
 
             for _ in 0..2 {
-                net::teardown_host(&cfg, dir.path()).unwrap();
-                assert!(!net::bridge_exists(&cfg).unwrap());
+                net::teardown_host((&cfg).into(), dir.path()).unwrap();
+                assert!(!net::bridge_exists((&cfg).into()).unwrap());
                 assert_eq!(forwarding(), prev, "forwarding not restored");
                 assert!(!record.exists());
                 assert_eq!(
@@ -429,12 +430,12 @@ fn setup_and_teardown_are_idempotent_and_restore_forwarding() {
 
         // Forwarding left on by hand after a teardown stays as it is: no record, no write.
         std::fs::write(IP_FORWARD, "1").unwrap();
-        net::teardown_host(&cfg, dir.path()).unwrap();
+        net::teardown_host((&cfg).into(), dir.path()).unwrap();
         assert_eq!(forwarding(), "1");
 
         // A corrupt record is refused, not written to the sysctl.
         std::fs::write(&record, "yes\n").unwrap();
-        let msg = err(net::teardown_host(&cfg, dir.path()));
+        let msg = err(net::teardown_host((&cfg).into(), dir.path()));
         assert!(msg.contains("holds \"yes\", not 0 or 1"), "{msg}");
     });
     assert_eq!(
@@ -450,12 +451,12 @@ fn host_side_refusals() {
         let dir = temp_dir();
         // `lo` exists in every namespace and is no bridge: never adopted, never deleted.
         let lo = NetConfig::new("lo", SUBNET).unwrap();
-        let msg = err(net::setup_host(&lo, dir.path()));
+        let msg = err(net::setup_host((&lo).into(), dir.path()));
         assert!(
             msg.contains("interface lo exists but is not a bridge"),
             "{msg}"
         );
-        let msg = err(net::teardown_host(&lo, dir.path()));
+        let msg = err(net::teardown_host((&lo).into(), dir.path()));
         assert!(
             msg.contains("interface lo is not a bridge: not deleting it"),
             "{msg}"
@@ -463,16 +464,26 @@ fn host_side_refusals() {
         assert!(net::link_exists("lo").unwrap());
 
         let cfg = cfg();
-        let msg = err(net::create_veth(&cfg, "ve-test", std::process::id() as i32));
+        let msg = err(net::create_veth(
+            (&cfg).into(),
+            "ve-test",
+            std::process::id() as i32,
+        ));
         assert_eq!(msg, "cannot create veth ve-test: bridge enbr0 does not exist: set up the host network first");
-        let msg = err(net::create_veth(&cfg, "a-name-that-is-too-long", 1));
+        let msg = err(net::create_veth(
+            (&cfg).into(),
+            "a-name-that-is-too-long",
+            1,
+        ));
         assert!(msg.contains("is 23 bytes long"), "{msg}");
-        assert!(err(net::create_veth(&cfg, "ve-test", 0)).contains("0 is not a process id"));
+        assert!(
+            err(net::create_veth((&cfg).into(), "ve-test", 0)).contains("0 is not a process id")
+        );
 
         // Deleting what is not there is fine; teardown with nothing set up too.
         net::delete_link("ve-nothing").unwrap();
         assert!(!net::link_exists("ve-nothing").unwrap());
-        net::teardown_host(&cfg, dir.path()).unwrap();
+        net::teardown_host((&cfg).into(), dir.path()).unwrap();
         assert!(err(net::delete_link("a/b")).contains("cannot delete interface \"a/b\""));
 
         // Container side in a namespace without eth0.
@@ -491,13 +502,13 @@ fn veth_end_to_end() {
     in_private_netns(|| {
         let cfg = cfg();
         let dir = temp_dir();
-        net::setup_host(&cfg, dir.path()).unwrap();
+        net::setup_host((&cfg).into(), dir.path()).unwrap();
 
         let helper = Helper::start();
         let pid = helper.pid();
         let veth = net::veth_name("e2e-container-with-a-long-name");
         assert_eq!(veth.len(), 15);
-        net::create_veth(&cfg, &veth, pid as i32).unwrap();
+        net::create_veth((&cfg).into(), &veth, pid as i32).unwrap();
 
         // Host end: attached to the bridge and up.
         let (ok, show) = run(None, &["ip", "-o", "link", "show", "dev", &veth]);
@@ -511,19 +522,19 @@ fn veth_end_to_end() {
         assert!(!net::link_exists("eth0").unwrap());
 
         // Refusals that need a live pair.
-        let msg = err(net::create_veth(&cfg, &veth, pid as i32));
+        let msg = err(net::create_veth((&cfg).into(), &veth, pid as i32));
         assert!(
             msg.contains(&format!("interface {veth} already exists")),
             "{msg}"
         );
         assert!(msg.contains(&format!("ip link del {veth}")), "{msg}");
-        let msg = err(net::create_veth(&cfg, "ve-second", pid as i32));
+        let msg = err(net::create_veth((&cfg).into(), "ve-second", pid as i32));
         assert!(
             msg.contains(&format!("process {pid} already has an eth0")),
             "{msg}"
         );
         assert!(!net::link_exists("ve-second").unwrap());
-        let msg = err(net::create_veth(&cfg, "ve-nopid", i32::MAX));
+        let msg = err(net::create_veth((&cfg).into(), "ve-nopid", i32::MAX));
         assert!(
             msg.contains(&format!("process {} does not exist", i32::MAX)),
             "{msg}"
@@ -576,8 +587,8 @@ fn veth_end_to_end() {
         assert!(!ok, "eth0 survived: {show}");
         net::delete_link(&veth).unwrap();
 
-        net::teardown_host(&cfg, dir.path()).unwrap();
-        assert!(!net::bridge_exists(&cfg).unwrap());
+        net::teardown_host((&cfg).into(), dir.path()).unwrap();
+        assert!(!net::bridge_exists((&cfg).into()).unwrap());
         drop(helper);
     });
     assert_eq!(

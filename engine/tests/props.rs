@@ -18,6 +18,7 @@ use engine::model::ports::{
 };
 use engine::model::security::{self, SeccompChoice, SecurityInput};
 use engine::model::spec::{Request, SpecInput};
+use engine::model::subnet::NetConfig;
 use engine::model::userns::{
     check_base, parse_userns, suggest_base, HostIds, UserNs, UserNsChoice, USERNS_SIZE,
 };
@@ -26,7 +27,6 @@ use engine::parent::lifecycle::parse_signal;
 use engine::sys::caps::CapSet;
 use engine::sys::idrange::IdPool;
 use engine::sys::net::dns;
-use engine::sys::net::NetConfig;
 use engine::sys::seccomp::{self, sock_filter, Arch, Profile};
 use engine::Config;
 use nix::sys::signal::Signal;
@@ -389,11 +389,12 @@ proptest! {
         }
         let opts = parse_dns(&[ip.to_string()], &[format!("{name}.")], &[format!("{name}:{ip}")]).unwrap();
         prop_assert_eq!(&opts.hosts, &vec![(name.clone(), ip)]);
-        let resolv = dns::resolv_conf("nameserver 192.0.2.1\n", None, &opts);
+        let asked = dns::Asked { servers: &opts.servers, search: &opts.search, hosts: &opts.hosts };
+        let resolv = dns::resolv_conf("nameserver 192.0.2.1\n", None, asked);
         prop_assert!(resolv.lines().any(|l| l.split_whitespace().eq(["search", name.as_str()])), "{resolv}");
         let server_line = format!("nameserver {ip}");
         prop_assert!(resolv.lines().any(|l| l == server_line), "{resolv}");
-        let hosts = dns::hosts("h", "h", None, &opts);
+        let hosts = dns::hosts("h", "h", None, asked);
         let last: Vec<&str> = hosts.lines().last().unwrap().split_whitespace().collect();
         let ip_text = ip.to_string();
         prop_assert_eq!(last, [ip_text.as_str(), name.as_str()]);
@@ -481,7 +482,7 @@ proptest! {
 
     #[test]
     fn resolv_conf_keeps_only_addresses(host in text("((nameserver|search|options|domain) [0-9a-z.:%]{0,12}\n){0,4}")) {
-        let out = dns::resolv_conf(&host, None, &dns::DnsOptions::default());
+        let out = dns::resolv_conf(&host, None, dns::Asked::default());
         for line in out.lines() {
             if let Some(ip) = line.strip_prefix("nameserver ") {
                 prop_assert!(ip.parse::<IpAddr>().is_ok(), "{line:?} from {host:?}");
@@ -530,7 +531,7 @@ proptest! {
             net: "bridge".into(),
             ..SpecInput::default()
         };
-        let _ = Request::parse(input, &cfg);
+        let _ = Request::parse(input, &cfg, || 0);
     }
 }
 

@@ -1,6 +1,6 @@
 //! /dev inside the container, every target resolved on the root's fd.
 
-use super::mounts::{bind_at, kernel_dir, mnt_at};
+use super::mnt::{bind_at, kernel_dir, mnt_at};
 use super::{fail, ChildSetup, Step};
 use nix::mount::{mount, MsFlags};
 use rustix::fs::{Mode, OFlags};

@@ -2,8 +2,8 @@
 //! directory, environment, default signals, and the PATH search of exec.
 
 use super::{fail, Context, Failure, Never, Step};
-use crate::exit;
 use crate::model::env::{command_candidates, search_path};
+use crate::model::exit;
 use crate::model::security::Confinement;
 use crate::sys::failpoint::child_step;
 use crate::sys::openat;
@@ -106,7 +106,7 @@ pub(super) fn finish_and_exec(
                     .as_ref()
                     .map_or((&[][..], ""), |(h, s)| (*h, s.as_str()));
                 for hook in hooks {
-                    if let Err(e) = crate::sys::hook::run(hook, state) {
+                    if let Err(e) = crate::sys::hook::run(hook.into(), state) {
                         let msg = format!("hooks.startContainer: {e}");
                         let mut report = format!("1{msg}").into_bytes();
                         report.truncate(4000); // one atomic pipe write
@@ -318,6 +318,18 @@ fn exec(command: &[String], env: &[CString]) -> Step<Never> {
             msg: format!("command not found in the container: {name}"),
         },
     })
+}
+
+/// A hook of the description, lent to `sys::hook` (which knows no model type).
+impl<'a> From<&'a crate::model::oci::Hook> for crate::sys::hook::Program<'a> {
+    fn from(hook: &'a crate::model::oci::Hook) -> Self {
+        crate::sys::hook::Program {
+            path: &hook.path,
+            args: &hook.args,
+            env: &hook.env,
+            timeout: hook.timeout,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@ mod console;
 mod dev;
 mod exec;
 pub mod join;
+mod mnt;
 mod mounts;
 
 pub use exec::OciProcess;
 
-use crate::exit;
+use crate::model::exit;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::failpoint::child_step;
@@ -315,7 +316,7 @@ fn create_container_hooks(oci: &OciChild, root: &OwnedFd, state: &str) -> Step {
     for (hook, fd) in hooks.iter().zip(&oci.hook_fds) {
         // SAFETY: the fd is ours (kept by close_fds_except) until exec.
         let exe = unsafe { BorrowedFd::borrow_raw(*fd) };
-        crate::sys::hook::run_from(hook, Some(exe), state)
+        crate::sys::hook::run_from(hook.into(), Some(exe), state)
             .map_err(|e| fail(format!("hooks.createContainer: {e}")))?;
     }
     Ok(())

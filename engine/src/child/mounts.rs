@@ -9,6 +9,7 @@
 //! (`sys::openat`) and mounted through `/proc/self/fd/N`, so a symlink in
 //! the rootfs (even one swapped in meanwhile) cannot redirect a mount.
 
+use super::mnt::{bind_at, dir_in, idm, in_root, kernel_dir, mnt, mnt_at};
 use super::{fail, ChildSetup, Context, Step};
 use crate::sys::idmap;
 use crate::sys::openat::{mkdir_all_in_root, open_in_root, proc_self_fd_path, touch_in_root};
@@ -51,94 +52,6 @@ const READ_ONLY: [&str; 6] = [
     "/proc/sysrq-trigger",
 ];
 
-pub(super) fn mnt(
-    source: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Step {
-    mount(source, target, fstype, flags, data).ctx(|| {
-        format!(
-            "mount {} on {}{}",
-            fstype
-                .map(str::to_string)
-                .unwrap_or_else(|| source.map(|s| s.display().to_string()).unwrap_or_default()),
-            target.display(),
-            data.map(|d| format!(" ({d})")).unwrap_or_default()
-        )
-    })
-}
-
-/// Mounts on what `target` (an fd inside the root) is, named `name` in errors.
-pub(super) fn mnt_at(
-    source: Option<&Path>,
-    target: BorrowedFd<'_>,
-    name: &str,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Step {
-    mount(source, &proc_self_fd_path(target), fstype, flags, data).ctx(|| {
-        format!(
-            "mount {} on {name}{}",
-            fstype
-                .map(str::to_string)
-                .unwrap_or_else(|| source.map(|s| s.display().to_string()).unwrap_or_default()),
-            data.map(|d| format!(" ({d})")).unwrap_or_default()
-        )
-    })
-}
-
-fn in_root<T>(r: Result<T, crate::sys::openat::InRootError>) -> Step<T> {
-    r.map_err(|e| fail(e.to_string()))
-}
-
-fn idm<T>(r: Result<T, idmap::IdmapError>) -> Step<T> {
-    r.map_err(|e| fail(e.to_string()))
-}
-
-/// A directory inside the root (made if missing), as an O_PATH fd.
-pub(super) fn dir_in(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
-    in_root(mkdir_all_in_root(root, Path::new(path), 0o755))
-}
-
-/// `/proc`, `/sys` or `/dev` (a top-level `path`) of the root, for a kernel
-/// file system, as an O_PATH fd; made if missing. A symlink there (or a
-/// file) is refused, as runc does: resolved in the root it cannot lead out,
-/// but `/sys -> /proc` put sysfs over the container's proc, and the init
-/// died after `create` had said all was well.
-pub(super) fn kernel_dir(root: BorrowedFd<'_>, path: &str) -> Step<OwnedFd> {
-    let name = path.trim_start_matches('/');
-    match rustix::fs::statat(root, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {}
-        Ok(st) => {
-            let what = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-                rustix::fs::FileType::Symlink => "a symlink",
-                _ => "not a directory",
-            };
-            return Err(fail(format!(
-                "the rootfs's {path} is {what}: the engine mounts the kernel's file system there, so it must be a directory (or absent); fix the rootfs"
-            )));
-        }
-        Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(fail(format!("cannot stat {path} in the rootfs: {e}"))),
-    }
-    dir_in(root, path)
-}
-
-/// Bind-mounts the host's `source` (before pivot_root) onto `target`.
-pub(super) fn bind_at(source: &Path, target: BorrowedFd<'_>, name: &str) -> Step {
-    mnt_at(
-        Some(source),
-        target,
-        name,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-}
-
 /// Makes what `target` is read-only, with every mount below it: a clone of
 /// it, made read-only recursively (mount_setattr), is put over it.
 fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
@@ -158,6 +71,27 @@ fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
 /// one tree per volume in the spec's order. Nothing propagates to the
 /// host: `/` becomes a slave first.
 pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd> {
+    let (root, etc, volumes) = root_layer(setup, fds)?;
+    let root_fd = root.as_fd();
+    kernel_file_systems(root_fd, setup)?;
+    super::dev::build_dev(root_fd, setup)?;
+    etc_files(root_fd, etc)?;
+    attach_volumes(root_fd, setup, volumes)?;
+    oci_tmpfs(root_fd, setup)?;
+    masks_and_read_only(root_fd, setup)?;
+    Ok(root)
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// `/` made a slave, then the root: the layer over the rootfs tree (or the
+/// tree itself). Returns it with the /etc files' trees and the volumes'.
+fn root_layer(
+    setup: &ChildSetup,
+    fds: Vec<OwnedFd>,
+) -> Step<(OwnedFd, Vec<OwnedFd>, std::vec::IntoIter<OwnedFd>)> {
     let spec = setup.spec;
     mnt(
         None,
@@ -190,16 +124,18 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             tree
         }
     };
-    let root_fd = root.as_fd();
+    Ok((root, etc, fds))
+}
 
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+/// /proc, /sys and (best effort) the container's own cgroup.
+fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     let proc_dir = kernel_dir(root_fd, "/proc")?;
     mnt_at(
         Some(Path::new("proc")),
         proc_dir.as_fd(),
         "/proc",
         Some("proc"),
-        nosuid_nodev_noexec,
+        NOSUID_NODEV_NOEXEC,
         None,
     )?;
 
@@ -209,7 +145,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         sys_dir.as_fd(),
         "/sys",
         Some("sysfs"),
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
         None,
     )?;
     if setup.cgroup2 {
@@ -223,14 +159,16 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
                 Some("cgroup2"),
                 &proc_self_fd_path(cg.as_fd()),
                 Some("cgroup2"),
-                nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
                 None::<&str>,
             );
         }
     }
+    Ok(())
+}
 
-    super::dev::build_dev(root_fd, setup)?;
-
+/// The engine's resolv.conf, hosts and hostname.
+fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
     // Before the volumes, so a user's `-v FILE:/etc/hosts` wins. Trees the
     // parent detached: the state directory they live in may be out of this
     // process's reach (0700, and container root an unprivileged host uid).
@@ -239,8 +177,16 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         let target = in_root(touch_in_root(root_fd, &path, 0o644))?;
         idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
+    Ok(())
+}
 
-    for (v, tree) in spec.volumes.iter().zip(fds) {
+/// The volumes, in the spec's order, each on a directory or file it gets.
+fn attach_volumes(
+    root_fd: BorrowedFd<'_>,
+    setup: &ChildSetup,
+    trees: std::vec::IntoIter<OwnedFd>,
+) -> Step {
+    for (v, tree) in setup.spec.volumes.iter().zip(trees) {
         let is_dir = rustix::fs::fstat(&tree)
             .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
             .map_err(std::io::Error::from)
@@ -252,7 +198,11 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
         };
         idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
     }
+    Ok(())
+}
 
+/// A bundle's tmpfs mounts.
+fn oci_tmpfs(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     if let Some(oci) = &setup.oci {
         for t in &oci.extras.tmpfs {
             let name = t.destination.display().to_string();
@@ -268,6 +218,11 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             )?;
         }
     }
+    Ok(())
+}
+
+/// runc's masked and read-only paths, and a bundle's.
+fn masks_and_read_only(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
     let (extra_masked, extra_readonly): (&[String], &[String]) = match &setup.oci {
         Some(oci) => (&oci.extras.masked, &oci.extras.readonly),
         None => (&[], &[]),
@@ -300,7 +255,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
                 target.as_fd(),
                 path,
                 Some("tmpfs"),
-                nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
                 Some("size=4k,nr_inodes=1,mode=000"),
             )?;
         } else {
@@ -316,7 +271,7 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
             read_only_in_place(target.as_fd(), path)?;
         }
     }
-    Ok(root)
+    Ok(())
 }
 
 /// The layer: a tmpfs of `size` bytes (made without a path, in the

@@ -5,13 +5,8 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Catalog names, in the order messages list them.
-pub(super) const CATALOG: [&str; 3] = ["busybox", "debian", "centos"];
-
-/// Whether `name` is a catalog name.
-pub fn is_catalog_name(name: &str) -> bool {
-    CATALOG.contains(&name)
-}
+// The names are the description's (a ROOTFS argument is one or a path).
+pub use crate::model::spec::{is_catalog_name, CATALOG};
 
 /// The cached rootfs for a catalog name, pulled into `cache/NAME` on first use.
 ///
@@ -30,7 +25,7 @@ pub fn cached(name: &str, cache: &Path) -> Result<PathBuf> {
     }
     fs::create_dir_all(cache)
         .with_context(|| format!("cannot create the rootfs cache {}", cache.display()))?;
-    let _lock = crate::sys::state::lock_file(&cache.join(format!(".{name}.lock")))?;
+    let _lock = crate::sys::lock::lock_file(&cache.join(format!(".{name}.lock")))?;
     // Whoever held the lock before us may have pulled it meanwhile.
     if dest.is_dir() {
         return Ok(dest);

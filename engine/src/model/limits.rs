@@ -1,9 +1,32 @@
-//! `--cpus`, `--memory`, `--pids-limit`: parsed into the cgroup facility's own
-//! input type. Whether the host has that many CPUs is a host check (validate).
+//! `--cpus`, `--memory`, `--pids-limit`: parsed into the description's
+//! `Limits` (the parent hands them to `sys::cgroup`). Whether the host has
+//! that many CPUs is a host check (validate).
 
 use anyhow::{anyhow, bail, Result};
 
-pub use crate::sys::cgroup::Limits;
+/// Resource limits of a container (`sys::cgroup` applies them).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// CPUs, e.g. 0.5.
+    pub cpus: Option<f64>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// Bytes of swap on top of `memory` (memory.swap.max; u64::MAX for
+    /// "max"); none: no swap, or the limit would only move pages to swap.
+    pub swap: Option<u64>,
+    pub pids: Option<u64>,
+    /// cpu.weight, 1 to 10000 (the OCI bundle's cpu shares).
+    pub cpu_weight: Option<u64>,
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.cpus.is_some()
+            || self.memory.is_some()
+            || self.pids.is_some()
+            || self.cpu_weight.is_some()
+    }
+}
 
 /// The smallest memory limit we accept: below this a shell cannot even start.
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;

@@ -2,6 +2,7 @@
 //! container description and its parts, and the engine's settings.
 pub mod config;
 pub mod env;
+pub mod exit;
 pub mod limits;
 pub mod names;
 pub mod network;
@@ -9,5 +10,6 @@ pub mod oci;
 pub mod ports;
 pub mod security;
 pub mod spec;
+pub mod subnet;
 pub mod userns;
 pub mod volumes;

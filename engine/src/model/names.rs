@@ -32,19 +32,10 @@ pub fn check_hostname(h: &str) -> Result<String> {
     Ok(h.to_string())
 }
 
-/// A short random name: docker's style is adjective_noun; we keep it plain.
-pub fn generate_name() -> String {
-    let mut bytes = [0u8; 4];
-    // The getrandom syscall, never blocking once the pool is initialized;
-    // a clock-based name is good enough if it fails.
-    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) != Ok(4) {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        bytes = (t ^ std::process::id()).to_le_bytes();
-    }
-    format!("ctr-{:08x}", u32::from_le_bytes(bytes))
+/// A short name from a random number (`sys::random`): docker's style is
+/// adjective_noun; we keep it plain.
+pub fn generate_name(random: u32) -> String {
+    format!("ctr-{random:08x}")
 }
 
 #[cfg(test)]
@@ -59,7 +50,9 @@ mod tests {
         for bad in ["", "-a", ".a", "a/b", "a b", &"x".repeat(64), "ünï"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
-        assert!(check_name(&generate_name()).is_ok());
-        assert_ne!(generate_name(), generate_name());
+        assert!(check_name(&generate_name(0)).is_ok());
+        assert!(check_name(&generate_name(u32::MAX)).is_ok());
+        assert_eq!(generate_name(0xdead_beef), "ctr-deadbeef");
+        assert_ne!(generate_name(1), generate_name(2));
     }
 }

@@ -1,6 +1,6 @@
 //! `--net bridge|none` and the optional container address.
 
-use crate::sys::net::NetConfig;
+use crate::model::subnet::NetConfig;
 use anyhow::{bail, Result};
 use std::net::Ipv4Addr;
 

@@ -1,13 +1,75 @@
 //! `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`, `--dns`, `--dns-search`,
 //! `--add-host`: what a bridged container publishes and resolves.
 
-use crate::sys::net::dns::DnsOptions;
-use crate::sys::net::nat::{PortMapping, Proto};
 use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 const PUBLISH_EXAMPLE: &str =
     "write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. -p 8080:80";
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The host address it is published on; `None`: every address of the host.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for PortMapping {
+    /// Docker's `ps` form: `0.0.0.0:8080->80/tcp`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}/{}",
+            self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            self.host_port,
+            self.container_port,
+            self.proto.as_str()
+        )
+    }
+}
+
+impl PortMapping {
+    /// Whether both would catch the same packets: same protocol and host port,
+    /// and host addresses that overlap (one of them unspecified, or equal).
+    pub fn clashes_with(&self, other: &PortMapping) -> bool {
+        self.proto == other.proto
+            && self.host_port == other.host_port
+            && match (self.host_ip, other.host_ip) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+/// What the user asked for: `--dns`, `--dns-search`, `--add-host` (parsed here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsOptions {
+    pub servers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub hosts: Vec<(String, IpAddr)>,
+}
 
 /// One `-p`.
 pub fn parse_publish(s: &str) -> Result<PortMapping> {
@@ -126,6 +188,39 @@ fn is_dns_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(ip: Option<[u8; 4]>, hp: u16, proto: Proto) -> PortMapping {
+        PortMapping {
+            host_ip: ip.map(Ipv4Addr::from),
+            host_port: hp,
+            container_port: 80,
+            proto,
+        }
+    }
+
+    #[test]
+    fn clashes_need_same_port_protocol_and_overlapping_address() {
+        let any = map(None, 8080, Proto::Tcp);
+        let lo = map(Some([127, 0, 0, 1]), 8080, Proto::Tcp);
+        let other = map(Some([10, 0, 0, 1]), 8080, Proto::Tcp);
+        assert!(any.clashes_with(&lo));
+        assert!(lo.clashes_with(&any));
+        assert!(!lo.clashes_with(&other));
+        assert!(!any.clashes_with(&map(None, 8080, Proto::Udp)));
+        assert!(!any.clashes_with(&map(None, 8081, Proto::Tcp)));
+    }
+
+    #[test]
+    fn shown_as_docker_does() {
+        assert_eq!(
+            map(None, 8080, Proto::Tcp).to_string(),
+            "0.0.0.0:8080->80/tcp"
+        );
+        assert_eq!(
+            map(Some([127, 0, 0, 1]), 53, Proto::Udp).to_string(),
+            "127.0.0.1:53->80/udp"
+        );
+    }
 
     #[test]
     fn publish_forms() {

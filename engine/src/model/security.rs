@@ -1,15 +1,38 @@
 //! `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`: parsed here
-//! without touching the host (`parse`), then resolved in the parent before
-//! anything is created (`resolve`: reads a seccomp profile, compiles it for
-//! this architecture). The result, `Confinement`, is what the child applies
+//! without touching the host (`parse`), then resolved before anything is
+//! created (`resolve`: compiles the seccomp profile `validate` read for this
+//! architecture). The result, `Confinement`, is what the child applies
 //! and what the state record keeps for `engine exec`.
 
 use crate::sys::caps::CapSet;
 use crate::sys::seccomp::{self, sock_filter, Arch};
-pub use crate::sys::state::{Confinement, Filter};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::PathBuf;
+
+/// What the child (and a process joining by `engine exec`) applies before exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// All capabilities the process holds, no filter (no user namespace).
+    pub privileged: bool,
+    /// The capabilities kept (bit N is capability N); ignored when privileged.
+    pub caps: u64,
+    pub no_new_privs: bool,
+    pub filter: Filter,
+}
+
+/// The filter a container runs under, in a form the state record can keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    Unconfined,
+    /// moby's default profile for the container's capabilities (a table
+    /// built into the binary for the usual sets).
+    Default,
+    /// A compiled user profile: each instruction packed as code<<48 | jt<<40 | jf<<32 | k.
+    Custom(Vec<u64>),
+}
 
 /// The security options as the user gave them.
 #[derive(Debug, Clone, Default)]
@@ -106,19 +129,16 @@ pub fn parse(input: &SecurityInput) -> Result<SecurityRequest> {
     })
 }
 
-/// Reads and compiles a profile (host checks); errors name the file.
-pub fn resolve(req: &SecurityRequest) -> Result<Confinement> {
+/// Compiles a profile; errors name the file. `profile_json` is the
+/// content of the file `SeccompChoice::Profile` names (`validate` reads it).
+pub fn resolve(req: &SecurityRequest, profile_json: Option<&str>) -> Result<Confinement> {
     let filter = match &req.seccomp {
         SeccompChoice::Unconfined => Filter::Unconfined,
         SeccompChoice::Default => Filter::Default,
         SeccompChoice::Profile(path) => {
-            let json = std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "cannot read the seccomp profile {}: give the path of a docker profile JSON file",
-                    path.display()
-                )
-            })?;
-            let profile = seccomp::Profile::from_docker_json(&json, &req.caps)
+            let json = profile_json
+                .ok_or_else(|| anyhow!("the seccomp profile {} was not read", path.display()))?;
+            let profile = seccomp::Profile::from_docker_json(json, &req.caps)
                 .map_err(|e| anyhow!("seccomp profile {}: {e}", path.display()))?;
             let arch = Arch::native().ok_or_else(|| {
                 anyhow!(
@@ -231,12 +251,12 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_profile_is_named() {
+    fn an_unread_profile_is_named() {
         let r = parse(&input(|i| {
             i.security_opt = vec!["seccomp=/nonexistent/p.json".into()]
         }))
         .unwrap();
-        assert!(resolve(&r)
+        assert!(resolve(&r, None)
             .unwrap_err()
             .to_string()
             .contains("/nonexistent/p.json"));

@@ -9,12 +9,10 @@ use crate::model::env::{parse_envs, parse_workdir};
 use crate::model::limits::{self, Limits};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
-use crate::model::ports::{parse_dns, parse_publishes};
+use crate::model::ports::{parse_dns, parse_publishes, DnsOptions, PortMapping};
 use crate::model::security::{Confinement, SecurityInput, SecurityRequest};
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
-use crate::sys::net::dns::DnsOptions;
-use crate::sys::net::nat::PortMapping;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -133,12 +131,13 @@ pub struct Spec {
 impl Request {
     /// Checks everything a front end gave us that can be checked without
     /// the host; refuses bad input with one line that names the culprit and
-    /// what to do.
-    pub fn parse(input: SpecInput, cfg: &Config) -> Result<Request> {
+    /// what to do. `random` gives the number a generated name is made of
+    /// (`sys::random::u32`), called only when the input names no container.
+    pub fn parse(input: SpecInput, cfg: &Config, random: impl FnOnce() -> u32) -> Result<Request> {
         let rootfs = parse_rootfs(&input.rootfs)?;
         let (name, generated_name) = match input.name {
             Some(n) => (check_name(&n)?, false),
-            None => (generate_name(), true),
+            None => (generate_name(random()), true),
         };
         let hostname = match input.hostname {
             Some(h) => check_hostname(&h)?,
@@ -237,11 +236,20 @@ impl Request {
     }
 }
 
+/// The rootfs names `image` can pull (`engine run busybox ...`), in the
+/// order messages list them.
+pub const CATALOG: [&str; 3] = ["busybox", "debian", "centos"];
+
+/// Whether `name` is a catalog name.
+pub fn is_catalog_name(name: &str) -> bool {
+    CATALOG.contains(&name)
+}
+
 fn parse_rootfs(arg: &str) -> Result<RootfsSource> {
     if arg.is_empty() {
         bail!("no ROOTFS given: name a directory holding a root filesystem, or `busybox`");
     }
-    if !arg.contains('/') && crate::image::is_catalog_name(arg) {
+    if !arg.contains('/') && is_catalog_name(arg) {
         return Ok(RootfsSource::Catalog(arg.to_string()));
     }
     Ok(RootfsSource::Dir(PathBuf::from(arg)))
@@ -275,10 +283,12 @@ mod tests {
         // Neither the rootfs nor the volume exists: parsing does not look.
         let mut i = input("debian");
         i.volumes = vec!["/nonexistent-engine-test:/data".into()];
-        let r = Request::parse(i, &cfg()).unwrap();
+        let r = Request::parse(i, &cfg(), || 0).unwrap();
         assert_eq!(r.rootfs, RootfsSource::Catalog("debian".into()));
         assert_eq!(
-            Request::parse(input("./debian"), &cfg()).unwrap().rootfs,
+            Request::parse(input("./debian"), &cfg(), || 0)
+                .unwrap()
+                .rootfs,
             RootfsSource::Dir("./debian".into())
         );
     }
@@ -302,7 +312,7 @@ mod tests {
         for (n, change) in bad.iter().enumerate() {
             let mut i = input("debian");
             change(&mut i);
-            assert!(Request::parse(i, &cfg()).is_err(), "case {n}");
+            assert!(Request::parse(i, &cfg(), || 0).is_err(), "case {n}");
         }
     }
 }

@@ -190,8 +190,8 @@ pub fn main(args: Vec<String>) -> i32 {
             log.error(&msg);
             match e.downcast_ref::<crate::parent::ExitError>() {
                 Some(x)
-                    if x.code == crate::exit::NOT_FOUND
-                        || x.code == crate::exit::NOT_EXECUTABLE =>
+                    if x.code == crate::model::exit::NOT_FOUND
+                        || x.code == crate::model::exit::NOT_EXECUTABLE =>
                 {
                     x.code
                 }

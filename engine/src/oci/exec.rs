@@ -218,7 +218,7 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
         let _ = nix::sys::wait::waitpid(child_pid, None);
         let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
         return Err(crate::parent::ExitError {
-            code: code.parse().unwrap_or(crate::exit::ENGINE_ERROR),
+            code: code.parse().unwrap_or(crate::model::exit::ENGINE_ERROR),
             msg: msg.to_string(),
         }
         .into());

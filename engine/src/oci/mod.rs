@@ -374,7 +374,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
-        let cg = crate::sys::cgroup::create(parent, name, &plan.spec.limits)?;
+        let cg = crate::sys::cgroup::create(parent, name, &(&plan.spec.limits).into())?;
         undo.cgroup = Some(cg.path.clone());
         // Before the init is cloned into it: no device is opened unchecked.
         crate::sys::devices::confine(&cg.path, &plan.device_rules).map_err(|e| {
@@ -634,7 +634,7 @@ fn hook_state(rec: &Record, status: &str) -> String {
 /// Runs one hook with the state on its stdin; a non-zero exit or its
 /// timeout is an error naming it.
 fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
-    crate::sys::hook::run(&config::hook(hook), state).map_err(anyhow::Error::from)
+    crate::sys::hook::run((&config::hook(hook)).into(), state).map_err(anyhow::Error::from)
 }
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.

@@ -1,13 +1,14 @@
 //! Host-wide setup and teardown (the old `env.sh set|clean`): the bridge,
 //! IPv4 forwarding and the parent cgroup.
 
+use super::nat;
 use crate::model::config::Config;
+use crate::model::subnet::NetConfig;
 use crate::parent::recovery::recover_stale;
 use crate::sys::cgroup;
 use crate::sys::failpoint::step;
-use crate::sys::net::{nat, NetConfig};
 use crate::sys::state::StateDir;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::time::Duration;
 
 /// Idempotent: bridge with the gateway address, forwarding on, and the
@@ -22,9 +23,9 @@ pub fn setup(cfg: &Config) -> Result<()> {
     let _lock = state.lock()?;
     recover_stale(&state, cfg);
     step!("setup.bridge");
-    crate::sys::net::setup_host(&net, &state.dir)?;
+    crate::sys::net::setup_host((&net).into(), &state.dir)?;
     step!("setup.nat");
-    install_nat(&net, &state)?;
+    nat::install(&net, &state)?;
     step!("setup.cgroup");
     match cgroup::check_available(&cfg.cgroup_root) {
         Ok(_) => cgroup::ensure_parent(&cfg.cgroup_root)?,
@@ -73,13 +74,13 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     };
     // Without the marker and without nft there is nothing of ours to remove.
     step!("teardown.nat");
-    match nat::uninstall(&net.bridge) {
-        Err(e) if nat_installed(&state) => return Err(e),
+    match crate::sys::net::nat::uninstall(&net.bridge) {
+        Err(e) if nat::installed(&state) => return Err(e),
         _ => {}
     }
-    let _ = std::fs::remove_file(state.dir.join(NAT_MARKER));
+    nat::forget(&state);
     step!("teardown.bridge");
-    crate::sys::net::teardown_host(&net, &state.dir)?;
+    crate::sys::net::teardown_host((&net).into(), &state.dir)?;
     step!("teardown.logs");
     // Logs of detached containers outlive them (to be read after the end)
     // until the name is used again, or until here.
@@ -97,34 +98,13 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Left in the state directory by `install_nat`, so a bridged run knows the
-/// table is there without running nft (the state directory, like the
-/// ruleset, does not survive a reboot when it is on /run).
-const NAT_MARKER: &str = "nftables";
-
-/// Whether the engine's nftables table was installed (per the marker).
-pub(crate) fn nat_installed(state: &StateDir) -> bool {
-    state.dir.join(NAT_MARKER).exists()
-}
-
-/// Adds the engine's nftables table (outbound NAT, forward policy) and the marker.
-fn install_nat(net: &NetConfig, state: &StateDir) -> Result<()> {
-    nat::install(&net.bridge, net.network, net.prefix)?;
-    std::fs::write(state.dir.join(NAT_MARKER), "inet engine\n")
-        .with_context(|| format!("cannot write {}", state.dir.join(NAT_MARKER).display()))
-}
-
-/// The first bridged run installs the table. Without nft a container still
-/// gets its bridge (with a warning) unless it publishes ports (`required`).
-pub(crate) fn ensure_nat(net: &NetConfig, state: &StateDir, required: bool) -> Result<()> {
-    if nat_installed(state) {
-        return Ok(());
-    }
-    match install_nat(net, state) {
-        Err(e) if !required => {
-            eprintln!("engine: containers get no outbound NAT: {e:#}");
-            Ok(())
+/// The engine's network, as `sys::net` sets its bridge up.
+impl<'a> From<&'a NetConfig> for crate::sys::net::Bridge<'a> {
+    fn from(net: &'a NetConfig) -> Self {
+        crate::sys::net::Bridge {
+            name: &net.bridge,
+            gateway: net.gateway,
+            prefix: net.prefix,
         }
-        other => other,
     }
 }

@@ -1,11 +1,12 @@
 //! Running containers seen from another terminal: find by name, list with
 //! their cgroup figures, follow logs, signal and stop.
 
+use super::record::Record;
 use super::recovery::{self, is_alive};
 use crate::model::config::Config;
 use crate::sys::cgroup;
 use crate::sys::failpoint::step;
-use crate::sys::state::{self, Record, StateDir};
+use crate::sys::state::{self, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -144,7 +145,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
     step!("stop.wait");
     loop {
         let gone = state
-            .read(&rec.name)
+            .read::<Record>(&rec.name)
             .is_none_or(|r| r.engine_pid != rec.engine_pid);
         if gone {
             return Ok(());
@@ -154,7 +155,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
             // name may already belong to a new container, whose cgroup,
             // veth and record have the same names.
             let _lock = state.lock()?;
-            if state.read(&rec.name).is_some_and(|r| {
+            if state.read::<Record>(&rec.name).is_some_and(|r| {
                 r.engine_pid == rec.engine_pid && r.engine_start == rec.engine_start
             }) {
                 recovery::release(state, rec);
@@ -191,17 +192,17 @@ pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<
             bail!("container {name} has no log: only detached containers (run -d) keep one");
         }
     };
-    let rec = state.read(name);
+    let rec = state.read::<Record>(name);
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     // The older half first (the log relay rotates NAME.log to NAME.log.1).
-    if let Ok(mut older) = std::fs::File::open(super::detach::rotated(&path)) {
+    if let Ok(mut older) = std::fs::File::open(super::log::rotated(&path)) {
         copy_all(&mut older, &mut out, &mut buf)?;
     }
     loop {
         let running = rec
             .as_ref()
-            .is_some_and(|r| is_alive(r) && state.read(name).is_some());
+            .is_some_and(|r| is_alive(r) && state.read::<Record>(name).is_some());
         copy_all(&mut file, &mut out, &mut buf)?;
         out.flush().ok();
         if !follow || !running {

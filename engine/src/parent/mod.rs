@@ -7,13 +7,16 @@ pub mod detach;
 pub mod exec;
 pub mod host;
 pub mod lifecycle;
+pub mod log;
+pub mod nat;
 pub mod oci;
+pub mod record;
 pub mod recovery;
 pub mod run;
 pub mod supervise;
 pub mod tty;
 
-use crate::exit;
+use crate::model::exit;
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::Read;

@@ -199,7 +199,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         return Ok(created);
     }
     let failure = child_failure(error_read).unwrap_or(ExitError {
-        code: crate::exit::ENGINE_ERROR,
+        code: crate::model::exit::ENGINE_ERROR,
         msg: "the container's init exited before it was ready".into(),
     });
     Err(failure.into())

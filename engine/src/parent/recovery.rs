@@ -3,9 +3,10 @@
 //! address) and the host-wide lease of its host IDs (`sys::idlease`).
 //! Every verb runs this under the state lock before it looks at the records.
 
+use super::record::Record;
 use crate::model::config::Config;
 use crate::sys::idlease::{Leases, Proc};
-use crate::sys::state::{process_start_time, Entry, Record, StateDir};
+use crate::sys::state::{process_start_time, Entry, StateDir};
 use std::path::PathBuf;
 
 /// The state directory after recovery.
@@ -37,9 +38,7 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
                 release_corrupt(cfg, &name, &file);
                 crate::sys::net::dns::remove_files(&state.etc_of(&name));
                 // Whether it published ports is unknown: ask nft only if the table exists.
-                if super::host::nat_installed(state)
-                    && crate::model::names::check_name(&name).is_ok()
-                {
+                if super::nat::installed(state) && crate::model::names::check_name(&name).is_ok() {
                     let _ = crate::sys::net::nat::remove_ports(&name);
                 }
                 out.corrupt.push(file);

@@ -3,6 +3,7 @@
 //! id maps, let it go, supervise it, and undo everything (also on failure).
 
 use super::clone::{clone_container, write_id_maps, Cloned};
+use super::record::Record;
 use super::supervise::{block_forwarded, supervise};
 use super::{child_failure, pipe, recovery};
 use crate::child::{self, ChildSetup};
@@ -18,14 +19,14 @@ use crate::sys::idmap::{self, Propagation};
 use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
-use crate::sys::state::{self, Record, StateDir};
+use crate::sys::state::{self, StateDir};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 macro_rules! verbose {
@@ -113,23 +114,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
-    step!("run.reserve");
-    let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &state)?;
-    res.lease = lease;
-    verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
-    if spec.detach {
-        // Only now is the name ours: a clash must not truncate another's log.
-        step!("run.log");
-        let log = state.log_of(&spec.name);
-        res.log = Some(log.clone());
-        super::detach::redirect_output(&log, spec.log_size_max)?;
-        record.log = Some(log);
-    }
-
-    if cgroup_ok {
-        step!("run.cgroup");
-        res.cgroup = Some(cgroup::create(&cfg.cgroup_root, &spec.name, &spec.limits)?);
-    }
+    let (mut record, lock) = take_name_log_and_cgroup(spec, cfg, cgroup_ok, &mut res)?;
     let layer_size = (!spec.write_through).then_some(spec.layer_size);
     // The layer's tmpfs (or the write-through root) is attached on the state
     // directory in the container's mount namespace; the parent opens it there.
@@ -143,12 +128,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     };
     // Sent to the child as detached trees with the other mounts.
     let etc_files = match eth0 {
-        Some((ip, ..)) => {
-            step!("run.etc_files");
-            let dir = state.etc_of(&spec.name);
-            res.etc = Some(dir.clone());
-            dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), &spec.dns)?.to_vec()
-        }
+        Some((ip, ..)) => write_etc_files(spec, ip, &mut res)?,
         None => Vec::new(),
     };
     let pty = if spec.tty {
@@ -157,13 +137,14 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     } else {
         None
     };
-    step!("run.sync_pipe");
-    let (sync_read, sync_write) = pipe()?;
-    step!("run.mount_socket");
-    let (mount_sock, child_mount_sock) =
-        idmap::fd_socketpair().context("cannot create a socket pair for the mount fds")?;
-    step!("run.error_pipe");
-    let (error_read, error_write) = pipe()?;
+    let Channels {
+        sync_read,
+        sync_write,
+        mount_sock,
+        child_mount_sock,
+        error_read,
+        error_write,
+    } = open_channels()?;
 
     // Block what we forward before cloning, so no signal is lost in between;
     // the child unblocks them before exec.
@@ -207,7 +188,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         lease.set_holders(Proc::of(record.engine_pid), Proc::of(record.pid))?;
     }
     step!("run.record");
-    state.write(&record)?;
+    state.write(&record.name, &record)?;
     res.record_written = true;
     drop(lock);
     drop(setup);
@@ -218,35 +199,14 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     let master = pty.map(|p| p.master);
     verbose!(spec, "cloned pid {pid}");
 
-    step!("run.id_maps");
-    match (spec.userns, record.userns_base) {
-        (UserNs::Map { uid, gid }, _) => write_id_maps(pid, uid, gid)?,
-        (UserNs::Pool, Some(base)) => write_id_maps(pid, base, base)?,
-        _ => {}
-    }
-    step!("run.mount_fds");
-    send_mount_fds(spec, pid, &scratch_dir, &etc_files, &[], &mount_sock)?;
-    drop(mount_sock);
-    if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
-        step!("run.veth");
-        crate::sys::net::create_veth(net, veth, pid.as_raw())?;
-    }
-    if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
-        res.ports = true;
-        step!("run.ports");
-        nat::add_ports(&spec.name, ip, &spec.ports)?;
-        verbose!(spec, "published {}", show_ports(&spec.ports));
-    }
-    step!("run.go");
-    File::from(sync_write)
-        .write_all(b"G")
-        .context("cannot signal the container to start")?;
-
-    if let Some(failure) = child_failure(error_read) {
-        let _ = nix::sys::wait::waitpid(pid, None);
-        res.child = None;
-        return Err(failure.into());
-    }
+    let wiring = Wiring {
+        pid,
+        scratch_dir: &scratch_dir,
+        etc_files: &etc_files,
+        mount_sock,
+    };
+    wire_up(spec, &record, wiring, &mut res)?;
+    start(pid, sync_write, error_read, &mut res)?;
     verbose!(spec, "{} started", spec.command[0]);
     step!("run.started");
     res.log = None;
@@ -261,6 +221,128 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     step!("run.teardown");
     drop(res);
     Ok(status)
+}
+
+/// Takes the name (and address, and host IDs) under the state lock, then
+/// a detached container's log and the cgroup. Returns the record to write
+/// and the lock, held until it is written.
+fn take_name_log_and_cgroup(
+    spec: &Spec,
+    cfg: &Config,
+    cgroup_ok: bool,
+    res: &mut Resources,
+) -> Result<(Record, Lock)> {
+    step!("run.reserve");
+    let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &res.state)?;
+    res.lease = lease;
+    verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
+    if spec.detach {
+        // Only now is the name ours: a clash must not truncate another's log.
+        step!("run.log");
+        let log = res.state.log_of(&spec.name);
+        res.log = Some(log.clone());
+        super::log::redirect_output(&log, spec.log_size_max)?;
+        record.log = Some(log);
+    }
+    if cgroup_ok {
+        step!("run.cgroup");
+        res.cgroup = Some(cgroup::create(
+            &cfg.cgroup_root,
+            &spec.name,
+            &(&spec.limits).into(),
+        )?);
+    }
+    Ok((record, lock))
+}
+
+/// A bridged container's resolv.conf, hosts and hostname, in the state
+/// directory; returns their paths.
+fn write_etc_files(spec: &Spec, ip: Ipv4Addr, res: &mut Resources) -> Result<Vec<PathBuf>> {
+    step!("run.etc_files");
+    let dir = res.state.etc_of(&spec.name);
+    res.etc = Some(dir.clone());
+    let files = dns::write_files(&dir, &spec.hostname, &spec.name, Some(ip), asked(&spec.dns))?;
+    Ok(files.to_vec())
+}
+
+/// The pipes and the socket between the engine and the container's init.
+struct Channels {
+    /// The go (`G`) once the parent has set everything up.
+    sync_read: OwnedFd,
+    sync_write: OwnedFd,
+    /// The mount fds, sent by the parent.
+    mount_sock: OwnedFd,
+    child_mount_sock: OwnedFd,
+    /// The child's failure, if any, before exec.
+    error_read: OwnedFd,
+    error_write: OwnedFd,
+}
+
+fn open_channels() -> Result<Channels> {
+    step!("run.sync_pipe");
+    let (sync_read, sync_write) = pipe()?;
+    step!("run.mount_socket");
+    let (mount_sock, child_mount_sock) =
+        idmap::fd_socketpair().context("cannot create a socket pair for the mount fds")?;
+    step!("run.error_pipe");
+    let (error_read, error_write) = pipe()?;
+    Ok(Channels {
+        sync_read,
+        sync_write,
+        mount_sock,
+        child_mount_sock,
+        error_read,
+        error_write,
+    })
+}
+
+/// What `wire_up` needs of the clone.
+struct Wiring<'a> {
+    pid: Pid,
+    scratch_dir: &'a std::path::Path,
+    etc_files: &'a [PathBuf],
+    /// Closed once the mount fds are sent.
+    mount_sock: OwnedFd,
+}
+
+/// Around the cloned child, before it may go: ID maps, mount fds, veth,
+/// published ports.
+fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Result<()> {
+    let pid = w.pid;
+    step!("run.id_maps");
+    match (spec.userns, record.userns_base) {
+        (UserNs::Map { uid, gid }, _) => write_id_maps(pid, uid, gid)?,
+        (UserNs::Pool, Some(base)) => write_id_maps(pid, base, base)?,
+        _ => {}
+    }
+    step!("run.mount_fds");
+    send_mount_fds(spec, pid, w.scratch_dir, w.etc_files, &[], &w.mount_sock)?;
+    drop(w.mount_sock);
+    if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
+        step!("run.veth");
+        crate::sys::net::create_veth(net.into(), veth, pid.as_raw())?;
+    }
+    if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
+        res.ports = true;
+        step!("run.ports");
+        nat::add_ports(&spec.name, ip, &super::nat::forwards(&spec.ports))?;
+        verbose!(spec, "published {}", show_ports(&spec.ports));
+    }
+    Ok(())
+}
+
+/// Lets the child go; its failure before exec, if any, is ours.
+fn start(pid: Pid, sync_write: OwnedFd, error_read: OwnedFd, res: &mut Resources) -> Result<()> {
+    step!("run.go");
+    File::from(sync_write)
+        .write_all(b"G")
+        .context("cannot signal the container to start")?;
+    if let Some(failure) = child_failure(error_read) {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        res.child = None;
+        return Err(failure.into());
+    }
+    Ok(())
 }
 
 /// Opens, as host root, what the container mounts: the rootfs as a detached
@@ -400,9 +482,9 @@ fn reserve(
             };
             check_ports(spec, &running)?;
             step!("run.bridge");
-            crate::sys::net::setup_host(net, &state.dir)?;
+            crate::sys::net::setup_host(net.into(), &state.dir)?;
             step!("run.nat");
-            super::host::ensure_nat(net, state, !spec.ports.is_empty())?;
+            super::nat::ensure(net, state, !spec.ports.is_empty())?;
             step!("run.veth_name");
             let mut veth = crate::sys::net::veth_name(&spec.name);
             // The name is ours now, so a veth of that name is stale: left by
@@ -516,12 +598,12 @@ fn check_ports(spec: &Spec, running: &[Record]) -> Result<()> {
                 );
             }
         }
-        nat::check_host_port_free(map)?;
+        nat::check_host_port_free(&map.into())?;
     }
     Ok(())
 }
 
-fn show_ports(ports: &[nat::PortMapping]) -> String {
+fn show_ports(ports: &[crate::model::ports::PortMapping]) -> String {
     ports
         .iter()
         .map(|p| p.to_string())
@@ -541,5 +623,27 @@ fn report_oom(spec: &Spec, cg: &Cgroup) {
             "engine: container {}: {kills} process(es) killed by the OOM killer (memory limit{limit})",
             spec.name
         );
+    }
+}
+
+/// The description's limits, as the cgroup's files take them.
+impl From<&crate::model::limits::Limits> for cgroup::Settings {
+    fn from(l: &crate::model::limits::Limits) -> Self {
+        cgroup::Settings {
+            cpus: l.cpus,
+            memory: l.memory,
+            swap: l.swap,
+            pids: l.pids,
+            cpu_weight: l.cpu_weight,
+        }
+    }
+}
+
+/// The description's `--dns`, `--dns-search`, `--add-host`, lent to `dns`.
+fn asked(opts: &crate::model::ports::DnsOptions) -> dns::Asked<'_> {
+    dns::Asked {
+        servers: &opts.servers,
+        search: &opts.search,
+        hosts: &opts.hosts,
     }
 }

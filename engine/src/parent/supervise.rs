@@ -2,7 +2,7 @@
 //! the pty, wait, and turn the end into docker's exit code.
 
 use super::tty::{copy_size, read_some, write_all, RawTerminal};
-use crate::exit;
+use crate::model::exit;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

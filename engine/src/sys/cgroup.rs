@@ -6,28 +6,20 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Resource limits, the input of [`create`].
+/// What the leaf's control files get, the input of [`create`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Limits {
-    /// CPUs, e.g. 0.5.
+pub struct Settings {
+    /// CPUs, e.g. 0.5: cpu.max's quota over a period of 100 ms.
     pub cpus: Option<f64>,
-    /// Bytes.
+    /// memory.max, bytes.
     pub memory: Option<u64>,
-    /// Bytes of swap on top of `memory` (memory.swap.max; u64::MAX for
-    /// "max"); none: no swap, or the limit would only move pages to swap.
+    /// memory.swap.max (u64::MAX for "max"), set with `memory` only;
+    /// none: 0.
     pub swap: Option<u64>,
+    /// pids.max; none: [`DEFAULT_PIDS_LIMIT`].
     pub pids: Option<u64>,
-    /// cpu.weight, 1 to 10000 (the OCI bundle's cpu shares).
+    /// cpu.weight, 1 to 10000.
     pub cpu_weight: Option<u64>,
-}
-
-impl Limits {
-    pub fn any(&self) -> bool {
-        self.cpus.is_some()
-            || self.memory.is_some()
-            || self.pids.is_some()
-            || self.cpu_weight.is_some()
-    }
 }
 
 /// pids.max of a container without `--pids-limit`.
@@ -117,7 +109,7 @@ pub fn ensure_parent(root: &Path) -> Result<()> {
 }
 
 /// Creates the leaf `root/name` with its limits.
-pub fn create(root: &Path, name: &str, limits: &Limits) -> Result<Cgroup> {
+pub fn create(root: &Path, name: &str, limits: &Settings) -> Result<Cgroup> {
     ensure_parent(root)?;
     let path = root.join(name);
     if let Err(e) = std::fs::create_dir(&path) {
@@ -156,7 +148,7 @@ fn enable_controllers(dir: &Path, enable: &str) -> Result<()> {
 }
 
 impl Cgroup {
-    fn set_limits(&self, limits: &Limits) -> Result<()> {
+    fn set_limits(&self, limits: &Settings) -> Result<()> {
         if let Some(cpus) = limits.cpus {
             let quota = (cpus * CPU_PERIOD_US as f64).round() as u64;
             write(

@@ -226,6 +226,10 @@ mod tests {
         ("lib.rs", "fn stop("),
         ("lib.rs", "fn kill("),
         ("parent/run.rs", "fn run_with("),
+        ("parent/run.rs", "fn take_name_log_and_cgroup("),
+        ("parent/run.rs", "fn write_etc_files("),
+        ("parent/run.rs", "fn wire_up("),
+        ("parent/run.rs", "fn start("),
         ("parent/run.rs", "fn send_mount_fds("),
         ("parent/run.rs", "fn reserve("),
         ("parent/detach.rs", "fn run_detached("),
@@ -237,6 +241,16 @@ mod tests {
         ("child/join.rs", "fn join_and_exec("),
         ("child/exec.rs", "fn finish_and_exec("),
         ("image/mod.rs", "fn pull("),
+    ];
+
+    /// Steps of `run_with` split out as functions: each is in
+    /// ORDERED_STEPS (its body is checked, its first fallible statement
+    /// needs its own failpoint), so a call of one is guarded by it.
+    const STEP_FUNCTIONS: &[&str] = &[
+        "take_name_log_and_cgroup(",
+        "write_etc_files(",
+        "wire_up(",
+        "start(",
     ];
 
     /// The body of `fn NAME(` in `text`, by brace matching.
@@ -264,7 +278,7 @@ mod tests {
     /// The top-level statements of a body (an `if`/`match` block is one)
     /// that hold a `?` with no failpoint among the statements since the
     /// previous such one. Input checks (`Error::input`, `check_name`) are
-    /// exempt: they create nothing.
+    /// exempt: they create nothing; so is a call of a STEP_FUNCTIONS one.
     fn unguarded(body: &str) -> Vec<String> {
         let mut out = Vec::new();
         // The function's first fallible statement needs one too.
@@ -324,9 +338,17 @@ mod tests {
                 continue;
             }
             let input_check = code.contains("Error::input") || code.contains("check_name(");
+            let step_function = STEP_FUNCTIONS.iter().any(|f| {
+                code.match_indices(f).any(|(at, _)| {
+                    at == 0
+                        || !code[..at].ends_with(|c: char| {
+                            c.is_alphanumeric() || c == '_' || c == '.' || c == ':'
+                        })
+                })
+            });
             if code.contains("step!(") {
                 guarded = true;
-            } else if code.contains('?') && !input_check {
+            } else if code.contains('?') && !input_check && !step_function {
                 if !guarded {
                     out.push(code.split_whitespace().collect::<Vec<_>>().join(" "));
                 }

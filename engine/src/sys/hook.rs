@@ -3,13 +3,27 @@
 //! (prestart, createRuntime, poststart, poststop) and by the container's
 //! init (createContainer, startContainer), which is single-threaded.
 
-use crate::model::oci::Hook;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// One hook to run, as config.json gives it (the caller's description
+/// lent field by field).
+#[derive(Debug, Clone, Copy)]
+pub struct Program<'a> {
+    /// Absolute.
+    pub path: &'a Path,
+    /// argv, argv[0] included (may be empty: then argv[0] is the path).
+    pub args: &'a [String],
+    /// KEY=VALUE, the hook's whole environment.
+    pub env: &'a [String],
+    /// Seconds; None or 0: no limit.
+    pub timeout: Option<u64>,
+}
 
 /// Why a hook failed, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +41,7 @@ pub enum HookError {
 
 /// Runs `hook` to its end with `state` on its stdin. Its stdout is
 /// discarded, its stderr is ours; no fd of ours but 0, 1, 2 reaches it.
-pub fn run(hook: &Hook, state: &str) -> Result<(), HookError> {
+pub fn run(hook: Program, state: &str) -> Result<(), HookError> {
     run_from(hook, None, state)
 }
 
@@ -35,14 +49,14 @@ pub fn run(hook: &Hook, state: &str) -> Result<(), HookError> {
 /// execveat instead of looking its path up here (no /proc needed). The fd
 /// stays open across exec, so that a script's interpreter can open it
 /// (/dev/fd/N).
-pub fn run_from(hook: &Hook, exe: Option<BorrowedFd>, state: &str) -> Result<(), HookError> {
+pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(), HookError> {
     let path = hook.path.display().to_string();
-    let mut cmd = Command::new(&hook.path);
+    let mut cmd = Command::new(hook.path);
     if let Some((first, rest)) = hook.args.split_first() {
         cmd.arg0(first).args(rest);
     }
     cmd.env_clear();
-    for e in &hook.env {
+    for e in hook.env {
         if let Some((k, v)) = e.split_once('=') {
             cmd.env(k, v);
         }

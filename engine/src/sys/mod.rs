@@ -18,5 +18,6 @@ pub mod lock;
 pub mod net;
 pub mod openat;
 pub mod path;
+pub mod random;
 pub mod seccomp;
 pub mod state;

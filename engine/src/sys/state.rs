@@ -1,54 +1,14 @@
 //! `ENGINE_STATE_DIR`: one `NAME.json` per container while it runs, and a
 //! lock that serializes names and address leases (a record's address is its
-//! lease). Persistence only: recovering what a dead engine left is
+//! lease). Persistence only: what a record holds is its writer's
+//! (`parent::record`), recovering what a dead engine left is
 //! `parent::recovery`'s work.
 
+use crate::sys::lock::{lock_file, Lock};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// What the engine records about a running container; enough to find and
-/// remove everything it made if the engine dies.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Record {
-    pub name: String,
-    /// The supervising engine process, and its start time (guards against pid reuse).
-    pub engine_pid: i32,
-    pub engine_start: u64,
-    /// The container's PID 1 as the host sees it; 0 while starting.
-    pub pid: i32,
-    pub rootfs: PathBuf,
-    pub command: Vec<String>,
-    pub ip: Option<Ipv4Addr>,
-    pub veth: Option<String>,
-    pub cgroup: Option<PathBuf>,
-    /// Unix time in seconds.
-    pub created: u64,
-    pub cpus: Option<f64>,
-    pub memory: Option<u64>,
-    pub pids_limit: Option<u64>,
-    /// Output of a detached container.
-    #[serde(default)]
-    pub log: Option<PathBuf>,
-    /// For `engine exec`: the container's hostname and `-e` variables.
-    #[serde(default)]
-    pub hostname: String,
-    #[serde(default)]
-    pub env: Vec<(String, String)>,
-    /// Published ports; their nftables chains are named after the container.
-    #[serde(default)]
-    pub ports: Vec<crate::sys::net::nat::PortMapping>,
-    /// First host ID of the range from the pool (`--userns auto` on a
-    /// root-owned rootfs). The lease itself is host-wide (`sys::idlease`);
-    /// an engine also counts these, as engines before those leases wrote them.
-    #[serde(default)]
-    pub userns_base: Option<u32>,
-    /// For `engine exec`: the capabilities and filter the joining process
-    /// gets (None in records of older engines: the defaults).
-    #[serde(default)]
-    pub confinement: Option<Confinement>,
-}
 
 /// The state directory.
 #[derive(Debug, Clone)]
@@ -56,13 +16,10 @@ pub struct StateDir {
     pub dir: PathBuf,
 }
 
-// Kept at this path for code that took it from here.
-pub use crate::sys::lock::{lock_file, Lock};
-
 /// One file of the state directory, as `list` found it.
 #[derive(Debug, Clone)]
-pub enum Entry {
-    Record(Box<Record>),
+pub enum Entry<R> {
+    Record(Box<R>),
     /// A `NAME.json` that cannot be read or decoded. Its name still tells
     /// what the container owned (cgroup, veth).
     Corrupt {
@@ -122,18 +79,18 @@ impl StateDir {
         self.dir.join(format!("{name}.log"))
     }
 
-    /// Writes a record atomically (temp file + rename).
-    pub fn write(&self, rec: &Record) -> Result<()> {
+    /// Writes `name`'s record atomically (temp file + rename).
+    pub fn write<R: Serialize>(&self, name: &str, rec: &R) -> Result<()> {
         self.ensure()?;
-        let path = self.path_of(&rec.name);
-        let tmp = self.dir.join(format!(".{}.json.tmp", rec.name));
+        let path = self.path_of(name);
+        let tmp = self.dir.join(format!(".{name}.json.tmp"));
         let data = serde_json::to_vec_pretty(rec).context("cannot encode state")?;
         write_private(&tmp, &data)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .with_context(|| format!("cannot write state file {}", path.display()))
     }
 
-    pub fn read(&self, name: &str) -> Option<Record> {
+    pub fn read<R: DeserializeOwned>(&self, name: &str) -> Option<R> {
         let data = std::fs::read(self.path_of(name)).ok()?;
         serde_json::from_slice(&data).ok()
     }
@@ -143,11 +100,11 @@ impl StateDir {
     }
 
     /// Every entry, sorted by name; a file that cannot be decoded is an `Entry::Corrupt`.
-    pub fn list(&self) -> Vec<Entry> {
+    pub fn list<R: DeserializeOwned>(&self) -> Vec<Entry<R>> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let mut out: Vec<(String, Entry)> = dir
+        let mut out: Vec<(String, Entry<R>)> = dir
             .flatten()
             .filter_map(|e| {
                 let file_name = e.file_name();
@@ -163,7 +120,7 @@ impl StateDir {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
                     data => data.ok(),
                 };
-                let decoded = data.and_then(|data| serde_json::from_slice::<Record>(&data).ok());
+                let decoded = data.and_then(|data| serde_json::from_slice::<R>(&data).ok());
                 Some(match decoded {
                     Some(rec) => (name, Entry::Record(Box::new(rec))),
                     None => (name.clone(), Entry::Corrupt { name, file }),
@@ -201,27 +158,4 @@ pub fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Kept for `engine exec` (the model fills it): what the child (and a process joining by `engine exec`) applies before exec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confinement {
-    /// All capabilities the process holds, no filter (no user namespace).
-    pub privileged: bool,
-    /// The capabilities kept (bit N is capability N); ignored when privileged.
-    pub caps: u64,
-    pub no_new_privs: bool,
-    pub filter: Filter,
-}
-
-/// The filter a container runs under, in a form the state record can keep.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Filter {
-    Unconfined,
-    /// moby's default profile for the container's capabilities (a table
-    /// built into the binary for the usual sets).
-    Default,
-    /// A compiled user profile: each instruction packed as code<<48 | jt<<40 | jf<<32 | k.
-    Custom(Vec<u64>),
 }

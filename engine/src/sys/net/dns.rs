@@ -22,12 +22,13 @@ pub const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 /// The names the files get in the container's directory, and where they go in the container.
 pub const FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
 
-/// What the user asked for: `--dns`, `--dns-search`, `--add-host` (parsed in `model::ports`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsOptions {
-    pub servers: Vec<IpAddr>,
-    pub search: Vec<String>,
-    pub hosts: Vec<(String, IpAddr)>,
+/// What the user added (`--dns`, `--dns-search`, `--add-host`), lent by
+/// the caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    pub servers: &'a [IpAddr],
+    pub search: &'a [String],
+    pub hosts: &'a [(String, IpAddr)],
 }
 
 /// The lines of a resolv.conf that matter here.
@@ -60,7 +61,7 @@ fn parse_resolv(text: &str) -> Resolv {
 
 /// The container's resolv.conf, from the host's (`host`), systemd-resolved's
 /// upstream file (`upstream`, when present) and the user's options.
-pub fn resolv_conf(host: &str, upstream: Option<&str>, opts: &DnsOptions) -> String {
+pub fn resolv_conf(host: &str, upstream: Option<&str>, opts: Asked) -> String {
     let mut source = parse_resolv(host);
     if source.servers.iter().all(|ip| ip.is_loopback()) {
         if let Some(upstream) = upstream {
@@ -75,12 +76,12 @@ pub fn resolv_conf(host: &str, upstream: Option<&str>, opts: &DnsOptions) -> Str
             .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
             .collect()
     } else {
-        opts.servers.clone()
+        opts.servers.to_vec()
     };
     let search = if opts.search.is_empty() {
         source.search
     } else {
-        opts.search.clone()
+        opts.search.to_vec()
     };
     let mut out = String::from("# written by engine for this container\n");
     if !search.is_empty() {
@@ -99,7 +100,7 @@ pub fn resolv_conf(host: &str, upstream: Option<&str>, opts: &DnsOptions) -> Str
 }
 
 /// The container's /etc/hosts: localhost, its own name(s) on its address, and `--add-host`.
-pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: &DnsOptions) -> String {
+pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: Asked) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let names = if hostname == name {
         name.to_string()
@@ -110,7 +111,7 @@ pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: &DnsOptions
         Some(ip) => out += &format!("{ip}\t{names}\n"),
         None => out += &format!("127.0.1.1\t{names}\n"),
     }
-    for (host, ip) in &opts.hosts {
+    for (host, ip) in opts.hosts {
         out += &format!("{ip}\t{host}\n");
     }
     out
@@ -125,7 +126,7 @@ pub fn write_files(
     hostname: &str,
     name: &str,
     ip: Option<Ipv4Addr>,
-    opts: &DnsOptions,
+    opts: Asked,
 ) -> Result<[PathBuf; 3]> {
     let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
     let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
@@ -167,7 +168,7 @@ mod tests {
     fn loopback_stub_is_replaced_by_its_upstream() {
         let host = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
         let upstream = "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch corp\n";
-        let r = resolv_conf(host, Some(upstream), &DnsOptions::default());
+        let r = resolv_conf(host, Some(upstream), Asked::default());
         assert!(
             r.contains("nameserver 192.0.2.1\nnameserver 192.0.2.2\n"),
             "{r}"
@@ -180,18 +181,19 @@ mod tests {
     fn host_servers_are_kept_and_options_override() {
         let host =
             "nameserver 192.0.2.1\nnameserver 127.0.0.1\nnameserver 2001:db8::1\nsearch lan\n";
-        let r = resolv_conf(host, None, &DnsOptions::default());
+        let r = resolv_conf(host, None, Asked::default());
         assert!(r.contains("nameserver 192.0.2.1\n"), "{r}");
         assert!(
             !r.contains("127.0.0.1") && !r.contains("2001:db8::1"),
             "{r}"
         );
-        let opts = DnsOptions {
-            servers: vec!["198.51.100.1".parse().unwrap()],
-            search: vec!["example.com".into()],
-            hosts: vec![],
+        let (servers, search) = (["198.51.100.1".parse().unwrap()], ["example.com".into()]);
+        let opts = Asked {
+            servers: &servers,
+            search: &search,
+            hosts: &[],
         };
-        let r = resolv_conf(host, None, &opts);
+        let r = resolv_conf(host, None, opts);
         assert!(
             r.contains("nameserver 198.51.100.1\n") && !r.contains("192.0.2.1"),
             "{r}"
@@ -204,22 +206,23 @@ mod tests {
 
     #[test]
     fn only_loopback_and_no_upstream_says_what_to_do() {
-        let r = resolv_conf("nameserver 127.0.0.53\n", None, &DnsOptions::default());
+        let r = resolv_conf("nameserver 127.0.0.53\n", None, Asked::default());
         assert!(!r.lines().any(|l| l.starts_with("nameserver")), "{r}");
         assert!(r.contains("--dns"), "{r}");
     }
 
     #[test]
     fn hosts_name_the_container_and_extra_hosts() {
-        let opts = DnsOptions {
-            hosts: vec![("db".into(), "192.0.2.10".parse().unwrap())],
+        let extra = [("db".into(), "192.0.2.10".parse().unwrap())];
+        let opts = Asked {
+            hosts: &extra,
             ..Default::default()
         };
-        let h = hosts("web", "web", Some(Ipv4Addr::new(192, 168, 1, 2)), &opts);
+        let h = hosts("web", "web", Some(Ipv4Addr::new(192, 168, 1, 2)), opts);
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"), "{h}");
         assert!(h.contains("192.168.1.2\tweb\n"), "{h}");
         assert!(h.contains("192.0.2.10\tdb\n"), "{h}");
-        let h = hosts("h", "web", None, &DnsOptions::default());
+        let h = hosts("h", "web", None, Asked::default());
         assert!(h.contains("127.0.1.1\th web\n"), "{h}");
     }
 }

@@ -3,10 +3,19 @@
 
 use super::addr::check_ifname;
 use super::netlink::{io_text, link_alias, link_kind, link_name, Socket};
-use super::NetConfig;
 use anyhow::{anyhow, bail, Result};
 use netlink_packet_route::link::{InfoKind, LinkFlags};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+
+/// The bridge this facility sets up and plugs veths into: its name, and the
+/// gateway address (with the subnet's prefix) it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Bridge<'a> {
+    pub name: &'a str,
+    pub gateway: Ipv4Addr,
+    pub prefix: u8,
+}
 
 /// The host-side veth name for a container: at most 15 bytes, unique even for long names.
 ///
@@ -115,10 +124,10 @@ fn other_engine_bridge(nl: &mut Socket, ours: &str) -> Result<Option<String>> {
 ///
 /// A bridge noted as carrying the containers of another state directory that still exists
 /// is refused: the two would lease the same addresses on it.
-pub fn setup_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
+pub fn setup_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
     let me = state_id(state_dir);
     let mut nl = Socket::open()?;
-    let name = &cfg.bridge;
+    let name = cfg.name;
     let bridge = match nl
         .get_link(name)
         .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
@@ -206,9 +215,9 @@ fn refuse_router_advertisements(bridge: &str) -> Result<()> {
 /// bridge another state directory's engine claims. Forwarding is only written when
 /// `state_dir/forwarding.prev` exists and no other engine's bridge remains in this
 /// namespace (it serves them all); the file is removed afterwards.
-pub fn teardown_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
+pub fn teardown_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
     let mut nl = Socket::open()?;
-    let name = &cfg.bridge;
+    let name = cfg.name;
     if let Some(link) = nl
         .get_link(name)
         .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
@@ -240,7 +249,7 @@ pub fn teardown_host(cfg: &NetConfig, state_dir: &Path) -> Result<()> {
 ///
 /// One netlink request creates both ends, so there is no name clash on the host and no move
 /// step. A stale `host_name` (from a crashed container) is an error naming it.
-pub fn create_veth(cfg: &NetConfig, host_name: &str, pid: i32) -> Result<()> {
+pub fn create_veth(cfg: Bridge, host_name: &str, pid: i32) -> Result<()> {
     if let Err(why) = check_ifname(host_name) {
         bail!("veth name {host_name:?} {why}");
     }
@@ -251,18 +260,18 @@ pub fn create_veth(cfg: &NetConfig, host_name: &str, pid: i32) -> Result<()> {
     let mut nl = Socket::open()?;
     let what = format!("cannot create veth {host_name}");
     let bridge = nl
-        .get_link(&cfg.bridge)
-        .map_err(|e| e.explain(format!("{what}: cannot look up bridge {}", cfg.bridge)))?
+        .get_link(cfg.name)
+        .map_err(|e| e.explain(format!("{what}: cannot look up bridge {}", cfg.name)))?
         .ok_or_else(|| {
             anyhow!(
                 "{what}: bridge {} does not exist: set up the host network first",
-                cfg.bridge
+                cfg.name
             )
         })?;
     if link_kind(&bridge) != Some(&InfoKind::Bridge) {
         bail!(
             "{what}: interface {} is not a bridge (check ENGINE_BRIDGE)",
-            cfg.bridge
+            cfg.name
         );
     }
     let Err(e) = nl.create_veth(host_name, "eth0", bridge.header.index, pid) else {
@@ -292,8 +301,8 @@ pub fn delete_link(name: &str) -> Result<()> {
 }
 
 /// Whether the configured bridge exists (as any kind of link).
-pub fn bridge_exists(cfg: &NetConfig) -> Result<bool> {
-    link_exists(&cfg.bridge)
+pub fn bridge_exists(cfg: Bridge) -> Result<bool> {
+    link_exists(cfg.name)
 }
 
 /// Whether a link of that name exists in the calling thread's network namespace.

@@ -15,15 +15,15 @@
 //! A netlink socket, and `/proc/sys/net`, act in the network namespace of the calling
 //! *thread* at the time they are opened.
 
-mod addr;
+pub mod addr;
 mod container;
 pub mod dns;
 mod host;
 pub mod nat;
 mod netlink;
 
-pub use addr::NetConfig;
 pub use container::{configure_eth0, loopback_up};
 pub use host::{
     bridge_exists, create_veth, delete_link, link_exists, setup_host, teardown_host, veth_name,
+    Bridge,
 };

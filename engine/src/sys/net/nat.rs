@@ -36,7 +36,6 @@
 //! the subnet.
 
 use anyhow::{anyhow, bail, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fmt;
 use std::io::Write;
@@ -46,34 +45,19 @@ use std::process::{Command, Stdio};
 /// The nftables table holding every rule of the engine (family `inet`).
 pub const TABLE: &str = "engine";
 
-/// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-/// One `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortMapping {
-    /// The host address it is published on; `None`: every address of the host.
+/// One published port as the table forwards it: `proto` (nftables'
+/// `l4proto`, "tcp" or "udp") to `host_ip:host_port`, to the container's
+/// `container_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// `None`: every address of the host.
     pub host_ip: Option<Ipv4Addr>,
     pub host_port: u16,
     pub container_port: u16,
-    pub proto: Proto,
+    pub proto: &'static str,
 }
 
-impl fmt::Display for PortMapping {
+impl fmt::Display for Forward {
     /// Docker's `ps` form: `0.0.0.0:8080->80/tcp`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -82,21 +66,8 @@ impl fmt::Display for PortMapping {
             self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
             self.host_port,
             self.container_port,
-            self.proto.as_str()
+            self.proto
         )
-    }
-}
-
-impl PortMapping {
-    /// Whether both would catch the same packets: same protocol and host port,
-    /// and host addresses that overlap (one of them unspecified, or equal).
-    pub fn clashes_with(&self, other: &PortMapping) -> bool {
-        self.proto == other.proto
-            && self.host_port == other.host_port
-            && match (self.host_ip, other.host_ip) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
     }
 }
 
@@ -105,12 +76,13 @@ impl PortMapping {
 /// not one of the host's: the published port would hide it, or never work.
 /// Binds a socket and closes it at once (TCP with SO_REUSEADDR, so a port in
 /// TIME_WAIT is not mistaken for one in use).
-pub fn check_host_port_free(map: &PortMapping) -> Result<()> {
+pub fn check_host_port_free(map: &Forward) -> Result<()> {
     use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
     use nix::sys::socket::{SockProtocol, SockaddrIn};
-    let (ty, proto) = match map.proto {
-        Proto::Tcp => (SockType::Stream, SockProtocol::Tcp),
-        Proto::Udp => (SockType::Datagram, SockProtocol::Udp),
+    let tcp = map.proto != "udp";
+    let (ty, proto) = match tcp {
+        true => (SockType::Stream, SockProtocol::Tcp),
+        false => (SockType::Datagram, SockProtocol::Udp),
     };
     let sock = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, proto).map_err(|e| {
         anyhow!(
@@ -118,7 +90,7 @@ pub fn check_host_port_free(map: &PortMapping) -> Result<()> {
             e.desc()
         )
     })?;
-    if map.proto == Proto::Tcp {
+    if tcp {
         setsockopt(&sock, sockopt::ReuseAddr, &true)
             .map_err(|e| anyhow!("cannot check host port {map}: SO_REUSEADDR: {}", e.desc()))?;
     }
@@ -129,7 +101,7 @@ pub fn check_host_port_free(map: &PortMapping) -> Result<()> {
         Err(nix::errno::Errno::EADDRINUSE) => bail!(
             "host port {}/{} is in use by a process on this host: publish another host port, or stop that process",
             map.host_port,
-            map.proto.as_str()
+            map.proto
         ),
         Err(nix::errno::Errno::EADDRNOTAVAIL) => bail!(
             "host address {ip} of -p {map} is not an address of this host: give one of its addresses, or none"
@@ -284,7 +256,7 @@ fn port_chains(container: &str) -> [(String, &'static str); 2] {
 }
 
 /// One transaction adding a container's chains and its DNAT rules.
-pub fn ports_ruleset(container: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> Value {
+pub fn ports_ruleset(container: &str, ip: Ipv4Addr, ports: &[Forward]) -> Value {
     let mut cmds = Vec::new();
     for (name, hook) in port_chains(container) {
         cmds.push(json!({"add": {"chain": base_chain(&name, "nat", hook, PRIO_DSTNAT)}}));
@@ -293,7 +265,7 @@ pub fn ports_ruleset(container: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> Va
             if let Some(host_ip) = p.host_ip {
                 expr.push(ip_is("daddr", host_ip, 32));
             }
-            expr.push(meta_is("l4proto", "==", p.proto.as_str()));
+            expr.push(meta_is("l4proto", "==", p.proto));
             expr.push(json!({"match": {"op": "==",
                 "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": p.host_port}}));
             expr.push(
@@ -369,7 +341,7 @@ pub fn uninstall(bridge: &str) -> Result<()> {
 
 /// Publishes `ports` of the container `name` at `ip`. Nothing is run when
 /// `ports` is empty.
-pub fn add_ports(name: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
+pub fn add_ports(name: &str, ip: Ipv4Addr, ports: &[Forward]) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
@@ -498,36 +470,14 @@ fn iptables(tool: &str, op: &str, rule: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn map(ip: Option<[u8; 4]>, hp: u16, proto: Proto) -> PortMapping {
-        PortMapping {
-            host_ip: ip.map(Ipv4Addr::from),
-            host_port: hp,
-            container_port: 80,
-            proto,
-        }
-    }
-
-    #[test]
-    fn clashes_need_same_port_protocol_and_overlapping_address() {
-        let any = map(None, 8080, Proto::Tcp);
-        let lo = map(Some([127, 0, 0, 1]), 8080, Proto::Tcp);
-        let other = map(Some([10, 0, 0, 1]), 8080, Proto::Tcp);
-        assert!(any.clashes_with(&lo));
-        assert!(lo.clashes_with(&any));
-        assert!(!lo.clashes_with(&other));
-        assert!(!any.clashes_with(&map(None, 8080, Proto::Udp)));
-        assert!(!any.clashes_with(&map(None, 8081, Proto::Tcp)));
-    }
-
     #[test]
     fn shown_as_docker_does() {
-        assert_eq!(
-            map(None, 8080, Proto::Tcp).to_string(),
-            "0.0.0.0:8080->80/tcp"
-        );
-        assert_eq!(
-            map(Some([127, 0, 0, 1]), 53, Proto::Udp).to_string(),
-            "127.0.0.1:53->80/udp"
-        );
+        let f = Forward {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: 53,
+            container_port: 80,
+            proto: "udp",
+        };
+        assert_eq!(f.to_string(), "127.0.0.1:53->80/udp");
     }
 }

@@ -12,30 +12,22 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-#[derive(clap::Args, Debug)]
-pub struct ExecArgs {
-    /// A runtime-spec Process JSON file
-    #[arg(long, short = 'p')]
-    process: Option<PathBuf>,
-    /// Return once the process has started
-    #[arg(long, short = 'd')]
-    detach: bool,
-    #[arg(long)]
-    pid_file: Option<PathBuf>,
-    #[arg(long, short = 't')]
-    tty: bool,
-    #[arg(long)]
-    console_socket: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    preserve_fds: u32,
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    #[arg(long, short = 'e')]
-    env: Vec<String>,
-    id: String,
-    /// The command (without --process)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+/// What `exec` is asked to run (runc's flags, unchecked).
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// A runtime-spec Process JSON file.
+    pub process: Option<PathBuf>,
+    /// Return once the process has started.
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub id: String,
+    /// The command (without `process`).
+    pub command: Vec<String>,
 }
 
 struct Process {
@@ -49,7 +41,7 @@ struct Process {
     rlimits: Vec<crate::model::oci::Rlimit>,
 }
 
-fn read_process(a: &ExecArgs) -> Result<Process> {
+fn read_process(a: &ExecOptions) -> Result<Process> {
     let Some(path) = &a.process else {
         if a.command.is_empty() {
             bail!("exec needs a command, or --process FILE");
@@ -128,9 +120,9 @@ fn read_process(a: &ExecArgs) -> Result<Process> {
 
 /// Runs the exec; with `--detach` returns 0 once the process has started
 /// (pid file written), else its exit status.
-pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
+pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
     use nix::sched::CloneFlags;
-    let process = read_process(&a)?;
+    let process = read_process(a)?;
     let rec = root.load(&a.id)?;
     if root.status(&rec) != Status::Running {
         bail!(

@@ -6,9 +6,10 @@
 //! Status is read from the kernel, not stored: the init's pid and start
 //! time say whether it lives; the fifo says whether it was started.
 
-pub mod cli;
 pub mod config;
 pub mod exec;
+
+pub use exec::ExecOptions;
 
 use crate::model::config::Config;
 use crate::parent::oci::{Created, Launch};
@@ -91,6 +92,19 @@ impl Root {
         Root {
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// Creates the directory 0700, or makes it so (records hold the
+    /// bundle's annotations and hooks), as `engine setup` does the native one.
+    fn make_private(&self) -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .with_context(|| format!("cannot create the state directory {}", self.dir.display()))?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make state directory {} private", self.dir.display()))
     }
 
     fn container_dir(&self, id: &str) -> PathBuf {
@@ -192,7 +206,8 @@ pub fn state_json(root: &Root, rec: &Record) -> serde_json::Value {
     })
 }
 
-fn now_rfc3339() -> String {
+/// Now, as runc writes times (state `created`, the error log).
+pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -324,12 +339,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         check_bound_devices(&plan)?;
     }
 
-    std::fs::create_dir_all(&root.dir)
-        .with_context(|| format!("cannot create the state directory {}", root.dir.display()))?;
-    let _ = std::fs::set_permissions(
-        &root.dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    );
+    root.make_private()?;
     let dir = root.container_dir(id);
     match std::fs::create_dir(&dir) {
         Ok(()) => {}

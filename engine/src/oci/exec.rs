@@ -9,6 +9,7 @@ use super::{Root, Status};
 use crate::child;
 use crate::model::oci::User;
 use crate::parent::exec::{join_container, JoinProcess, Target, Terminal};
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 
@@ -122,6 +123,7 @@ fn read_process(a: &ExecOptions) -> Result<Process> {
 /// (pid file written), else its exit status.
 pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
     let process = read_process(a)?;
+    step!("oci_exec.load");
     let rec = root.load(&a.id)?;
     if root.status(&rec) != Status::Running {
         bail!(
@@ -144,8 +146,10 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
     });
     if maps_host_root {
         // Re-executes us: before anything is opened or connected.
+        step!("oci_exec.read_only_image");
         crate::parent::exec::rerun_from_read_only_image()?;
     }
+    step!("oci_exec.console");
     let terminal = match &a.console_socket {
         Some(p) if process.tty => Terminal::ConsoleSocket(crate::parent::oci::connect_console(p)?),
         _ => Terminal::Inherited,
@@ -177,8 +181,10 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
             start_hooks: None,
         }),
     };
+    step!("oci_exec.join");
     let joined = join_container(&target, &joining, terminal, false)?;
     let child_pid = joined.pid;
+    step!("oci_exec.pid_file");
     if let Some(p) = &a.pid_file {
         super::write_pid_file(p, child_pid.as_raw())?;
     }

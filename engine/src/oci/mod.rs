@@ -13,6 +13,7 @@ pub use exec::ExecOptions;
 
 use crate::model::config::Config;
 use crate::parent::oci::{Created, Launch};
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -175,19 +176,11 @@ impl Root {
 /// Whether `pid` is the process that started at `start_time` and has not
 /// exited (a zombie waiting for its subreaper counts as exited).
 fn alive(pid: i32, start_time: u64) -> bool {
-    if pid <= 0 {
-        return false;
+    crate::sys::idlease::Proc {
+        pid,
+        start: start_time,
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
-    let state = rest.first().copied().unwrap_or("X");
-    let start: Option<u64> = rest.get(19).and_then(|s| s.parse().ok());
-    start == Some(start_time) && state != "Z" && state != "X"
+    .alive()
 }
 
 /// The OCI state JSON (runtime-spec), plus runc's rootfs and created.
@@ -270,6 +263,9 @@ pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Resu
     Ok(created.disarm())
 }
 
+/// The steps of `create`, each with its failpoint: input first (nothing
+/// is made before the bundle is planned and checked), then the state
+/// directory, the ID lease, the fifo, the cgroup, the record, the init.
 fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
     check_id(id)?;
     let bundle = config::load(&opts.bundle)?;
@@ -282,27 +278,149 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         .join
         .iter()
         .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
-    let ranges = |m: &[crate::parent::oci::IdMapping]| {
-        crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
-    };
-    if plan.spec.userns.maps_host_root()
-        || ranges(&plan.uid_map)
-        || ranges(&plan.gid_map)
-        || joins_user
-    {
+    if joins_user || maps_host_root(&plan) {
         // Host root is mapped into the container (or may be: a user
         // namespace joined by path may map host uid 0): the init runs from
         // a read-only image of the engine (CVE-2019-5736), as `engine run
         // --userns host` does.
         // Before anything is opened or connected: this re-executes us.
+        step!("oci_create.read_only_image");
         crate::parent::exec::rerun_from_read_only_image()?;
     }
+    step!("oci_create.console");
     let console = match &opts.console_socket {
         Some(p) => Some(crate::parent::oci::connect_console(p)?),
         None => None,
     };
-    let join: Vec<(OwnedFd, nix::sched::CloneFlags)> = plan
-        .join
+    step!("oci_create.open_namespaces");
+    let join = open_namespaces(&plan)?;
+    // Opened here, in the runtime's mount namespace (see child::create_container_hooks).
+    step!("oci_create.open_hooks");
+    let create_container_hooks = plan
+        .extras
+        .create_container
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| open_hook(i, &hook.path))
+        .collect::<Result<Vec<_>>>()?;
+    let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
+    if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
+        bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
+    }
+    if !cgroup_ok {
+        check_bound_devices(&plan)?;
+    }
+
+    step!("oci_create.state_dir");
+    root.make_private()?;
+    let dir = root.container_dir(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container {id} already exists: choose another ID, or delete it first")
+        }
+        Err(e) => return Err(anyhow!("cannot create {}: {e}", dir.display())),
+    }
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+    };
+    // After the directory: the ID is ours, so is the lease of that name.
+    step!("oci_create.lease");
+    let mut lease = if joins_user {
+        None // the joined namespace's IDs are its first container's lease
+    } else {
+        lease_mappings(root, id, &plan.uid_map, &plan.gid_map)?
+    };
+    step!("oci_create.fifo");
+    let fifo = root.fifo(id);
+    make_fifo(&fifo)?;
+    step!("oci_create.cgroup");
+    let cgroup = if cgroup_ok {
+        let path = make_cgroup(cfg, id, &plan)?;
+        undo.cgroup = Some(path.clone());
+        Some(path)
+    } else {
+        None
+    };
+
+    let mut rec = Record {
+        id: id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: plan.spec.rootfs.clone(),
+        created: now_rfc3339(),
+        annotations: plan.annotations.clone(),
+        cgroup: cgroup.clone(),
+        poststop: plan.hooks.poststop.clone(),
+        poststart: plan.hooks.poststart.clone(),
+        confinement: Some(plan.spec.confinement.clone()),
+    };
+    step!("oci_create.record");
+    root.save(&rec)?;
+    let hooks = plan.hooks.clone();
+    let launch = Launch {
+        spec: &plan.spec,
+        extras: &plan.extras,
+        new_namespaces: plan.new_namespaces,
+        join,
+        uid_map: plan.uid_map.clone(),
+        gid_map: plan.gid_map.clone(),
+        fifo: &fifo,
+        console,
+        console_size: plan.console_size,
+        oom_score_adj: plan.oom_score_adj,
+        cgroup,
+        create_container_hooks,
+    };
+    step!("oci_create.launch");
+    let created = crate::parent::oci::create(launch, |pid| {
+        // Recorded at once: a create killed from here on leaves a
+        // container that `state` reports and `delete` removes.
+        let mut creating = rec.clone();
+        creating.pid = pid.as_raw();
+        creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
+        step!("oci_create.record_pid");
+        root.save(&creating)?;
+        let state = hook_state(&creating, "created");
+        step!("oci_create.hooks");
+        for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
+            run_hook(hook, &state)?;
+        }
+        Ok(hook_state(&creating, "creating"))
+    })?;
+    rec.pid = created.pid.as_raw();
+    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
+    step!("oci_create.record_created");
+    root.save(&rec)?;
+    step!("oci_create.pid_file");
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, rec.pid)?;
+    }
+    step!("oci_create.hand_over_lease");
+    if let Some(mut held) = lease.take() {
+        // Held by the init alone from here: no engine process stays.
+        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))?;
+        held.keep();
+    }
+    undo.dir = None;
+    undo.cgroup = None;
+    Ok(created)
+}
+
+/// Whether host root is mapped into the container: no user namespace, or
+/// linux.uidMappings/gidMappings that hold host uid or gid 0.
+fn maps_host_root(plan: &config::Plan) -> bool {
+    let ranges = |m: &[crate::parent::oci::IdMapping]| {
+        crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
+    };
+    plan.spec.userns.maps_host_root() || ranges(&plan.uid_map) || ranges(&plan.gid_map)
+}
+
+/// The namespaces given by path, opened and checked (`check_namespace`).
+fn open_namespaces(plan: &config::Plan) -> Result<Vec<(OwnedFd, nix::sched::CloneFlags)>> {
+    plan.join
         .iter()
         .map(|(p, f)| {
             rustix::fs::open(
@@ -321,139 +439,50 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
                 Ok((fd, *f))
             })
         })
-        .collect::<Result<_>>()?;
-    // Opened here, in the runtime's mount namespace (see child::create_container_hooks).
-    let create_container_hooks = plan
-        .extras
-        .create_container
-        .iter()
-        .enumerate()
-        .map(|(i, hook)| open_hook(i, &hook.path))
-        .collect::<Result<Vec<_>>>()?;
-    let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
-    if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
-        bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
-    }
+        .collect()
+}
 
-    if !cgroup_ok {
-        check_bound_devices(&plan)?;
-    }
-
-    root.make_private()?;
-    let dir = root.container_dir(id);
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("container {id} already exists: choose another ID, or delete it first")
-        }
-        Err(e) => return Err(anyhow!("cannot create {}: {e}", dir.display())),
-    }
-    let mut undo = Undo {
-        dir: Some(dir.clone()),
-        cgroup: None,
-    };
-    // After the directory: the ID is ours, so is the lease of that name.
-    let mut lease = if joins_user {
-        None // the joined namespace's IDs are its first container's lease
-    } else {
-        lease_mappings(root, id, &plan.uid_map, &plan.gid_map)?
-    };
-    let fifo = root.fifo(id);
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+/// The exec.fifo `start` opens, writable by the container's user.
+fn make_fifo(fifo: &Path) -> Result<()> {
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("cannot create {}", fifo.display()))?;
     // mkfifo obeys our umask.
-    let _ = std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622));
+    std::fs::set_permissions(fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .with_context(|| format!("cannot make {} writable by the container", fifo.display()))
+}
 
-    let cgroup = if cgroup_ok {
-        let path = match &plan.cgroups_path {
-            Some(p) if p.is_absolute() => {
-                let mount = crate::sys::cgroup::check_available(&cfg.cgroup_root)
-                    .map_err(|e| anyhow!(e))?;
-                mount.join(p.strip_prefix("/").unwrap_or(p))
-            }
-            Some(p) => cfg.cgroup_root.join(p),
-            None => cfg.cgroup_root.join(id),
-        };
-        // A cgroup that exists is someone else's (a service, another
-        // container): create would empty it and delete would kill it.
-        if path.exists() {
-            bail!(
-                "cgroup {} already exists: give linux.cgroupsPath a cgroup of its own",
-                path.display()
-            );
+/// The container's cgroup (linux.cgroupsPath, or ENGINE_CGROUP_ROOT/ID),
+/// with its limits and device filter, before the init is cloned into it.
+fn make_cgroup(cfg: &Config, id: &str, plan: &config::Plan) -> Result<PathBuf> {
+    let path = match &plan.cgroups_path {
+        Some(p) if p.is_absolute() => {
+            let mount =
+                crate::sys::cgroup::check_available(&cfg.cgroup_root).map_err(|e| anyhow!(e))?;
+            mount.join(p.strip_prefix("/").unwrap_or(p))
         }
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
-        let cg = crate::sys::cgroup::create(parent, name, &plan.spec.limits)?;
-        undo.cgroup = Some(cg.path.clone());
-        // Before the init is cloned into it: no device is opened unchecked.
-        crate::sys::devices::confine(&cg.path, &plan.device_rules).map_err(|e| {
-            anyhow!(
-                "cannot attach the device filter (linux.resources.devices) to cgroup {}: {e}: the kernel needs CONFIG_CGROUP_BPF",
-                cg.path.display()
-            )
-        })?;
-        Some(cg.path)
-    } else {
-        None
+        Some(p) => cfg.cgroup_root.join(p),
+        None => cfg.cgroup_root.join(id),
     };
-
-    let mut rec = Record {
-        id: id.to_string(),
-        pid: 0,
-        start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: plan.spec.rootfs.clone(),
-        created: now_rfc3339(),
-        annotations: plan.annotations.clone(),
-        cgroup: cgroup.clone(),
-        poststop: plan.hooks.poststop.clone(),
-        poststart: plan.hooks.poststart.clone(),
-        confinement: Some(plan.spec.confinement.clone()),
-    };
-    root.save(&rec)?;
-    let hooks = plan.hooks.clone();
-    let launch = Launch {
-        spec: &plan.spec,
-        extras: &plan.extras,
-        new_namespaces: plan.new_namespaces,
-        join,
-        uid_map: plan.uid_map.clone(),
-        gid_map: plan.gid_map.clone(),
-        fifo: &fifo,
-        console,
-        console_size: plan.console_size,
-        oom_score_adj: plan.oom_score_adj,
-        cgroup,
-        create_container_hooks,
-    };
-    let created = crate::parent::oci::create(launch, |pid| {
-        // Recorded at once: a create killed from here on leaves a
-        // container that `state` reports and `delete` removes.
-        let mut creating = rec.clone();
-        creating.pid = pid.as_raw();
-        creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
-        root.save(&creating)?;
-        let state = hook_state(&creating, "created");
-        for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
-            run_hook(hook, &state)?;
-        }
-        Ok(hook_state(&creating, "creating"))
-    })?;
-    rec.pid = created.pid.as_raw();
-    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
-    root.save(&rec)?;
-    if let Some(p) = &opts.pid_file {
-        write_pid_file(p, rec.pid)?;
+    // A cgroup that exists is someone else's (a service, another
+    // container): create would empty it and delete would kill it.
+    if path.exists() {
+        bail!(
+            "cgroup {} already exists: give linux.cgroupsPath a cgroup of its own",
+            path.display()
+        );
     }
-    if let Some(mut held) = lease.take() {
-        // Held by the init alone from here: no engine process stays.
-        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))?;
-        held.keep();
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
+    let cg = crate::sys::cgroup::create(parent, name, &plan.spec.limits)?;
+    // Before the init is cloned into it: no device is opened unchecked.
+    if let Err(e) = crate::sys::devices::confine(&cg.path, &plan.device_rules) {
+        let _ = crate::sys::cgroup::kill_and_remove(&cg.path);
+        bail!(
+            "cannot attach the device filter (linux.resources.devices) to cgroup {}: {e}: the kernel needs CONFIG_CGROUP_BPF",
+            cg.path.display()
+        );
     }
-    undo.dir = None;
-    undo.cgroup = None;
-    Ok(created)
+    Ok(cg.path)
 }
 
 /// Leases the host IDs of linux.uidMappings/gidMappings host-wide
@@ -649,6 +678,7 @@ fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
 pub fn start(root: &Root, id: &str) -> Result<()> {
+    step!("oci_start.load");
     let rec = root.load(id)?;
     match root.status(&rec) {
         Status::Created => {}
@@ -658,6 +688,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         ),
     }
     let fifo = root.fifo(id);
+    step!("oci_start.open_fifo");
     let file = std::fs::File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -670,6 +701,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         })?;
     // The init's open for writing completes now; wait for its answer ("0",
     // or why its startContainer hooks failed), and notice if it died instead.
+    step!("oci_start.wait");
     loop {
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&file),
@@ -698,8 +730,10 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             bail!("cannot start container {id}: its init has exited");
         }
     }
+    step!("oci_start.remove_fifo");
     let _ = std::fs::remove_file(&fifo);
     let state = hook_state(&rec, "running");
+    step!("oci_start.poststart");
     for hook in &rec.poststart {
         // Failures of poststart hooks are logged, not fatal (runtime-spec).
         if let Err(e) = run_hook(hook, &state) {
@@ -714,10 +748,12 @@ use std::os::unix::fs::OpenOptionsExt;
 /// `kill [--all] ID SIGNAL`.
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = crate::parent::lifecycle::parse_signal(signal)?;
+    step!("oci_kill.load");
     let rec = root.load(id)?;
     if root.status(&rec) == Status::Stopped {
         bail!("cannot kill container {id}: container not running");
     }
+    step!("oci_kill.signal");
     if all {
         for pid in processes(&rec) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
@@ -762,6 +798,7 @@ pub fn processes(rec: &Record) -> Vec<i32> {
 /// `delete [--force] ID`.
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     check_id(id)?;
+    step!("oci_delete.load");
     let rec = match root.load(id) {
         Ok(r) => r,
         Err(e) => {
@@ -774,6 +811,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             return Err(e);
         }
     };
+    step!("oci_delete.stop");
     match root.status(&rec) {
         Status::Running if !force => {
             bail!("cannot delete container {id}: it is running: stop it first (kill), or use delete --force")
@@ -785,16 +823,20 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             wait_gone(&rec);
         }
     }
+    step!("oci_delete.cgroup");
     if let Some(cg) = &rec.cgroup {
         crate::sys::cgroup::kill_and_remove(cg)?;
     }
+    step!("oci_delete.lease");
     crate::sys::idlease::Leases::host().remove(&root.dir, id);
     let state = hook_state(&rec, "stopped");
+    step!("oci_delete.poststop");
     for hook in &rec.poststop {
         if let Err(e) = run_hook(hook, &state) {
             eprintln!("engine: {e:#}");
         }
     }
+    step!("oci_delete.remove");
     std::fs::remove_dir_all(root.container_dir(id))
         .with_context(|| format!("cannot remove the state of container {id}"))
 }

@@ -232,10 +232,10 @@ pub fn join_container(
     // Only the joining process holds the command's ends of the pipes now.
     let relays: Vec<RelayProcess> = relays.into_iter().map(RelayProcess::close_theirs).collect();
     let mut master = None;
+    step!("exec.console");
     if let Some(pty) = pty {
         match &terminal {
             Terminal::ConsoleSocket(sock) => {
-                step!("exec.console");
                 super::oci::send_console(sock, &pty.master, &pty.slave_path)?;
             }
             _ => master = Some(pty.master),

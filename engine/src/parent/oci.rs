@@ -9,6 +9,7 @@ use super::{child_failure, pipe, ExitError};
 use crate::child::{self, ChildSetup, OciChild};
 use crate::model::oci::Extras;
 use crate::model::spec::Spec;
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
@@ -80,6 +81,7 @@ impl Drop for Created {
 /// own hooks (createContainer, startContainer) read.
 pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
     let spec = l.spec;
+    step!("oci_create.open_fifo");
     let fifo = rustix::fs::open(
         l.fifo,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
@@ -100,12 +102,14 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         }
         _ => None,
     };
+    step!("oci_create.pipes");
     let (sync_read, sync_write) = pipe()?;
     let (ready_read, ready_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
     let (state_read, state_write) = pipe()?;
     let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
         .context("cannot create a socket pair for the mount fds")?;
+    step!("oci_create.cgroup_dir");
     let cgroup_dir = match &l.cgroup {
         Some(p) => {
             Some(File::open(p).with_context(|| format!("cannot open cgroup {}", p.display()))?)
@@ -118,6 +122,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
     let (join_in_child, join_here): (Vec<_>, Vec<_>) = l.join.iter().partition(|(_, kind)| {
         kind.intersects(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
     });
+    step!("oci_create.join_namespaces");
     for (fd, kind) in &join_here {
         nix::sched::setns(fd.as_fd(), *kind)
             .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
@@ -149,6 +154,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         }),
     };
     let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
+    step!("oci_create.clone");
     let pid = if join_in_child.is_empty() {
         match clone3(l.new_namespaces, cgroup_fd)? {
             Cloned::Child => child::run(&setup),
@@ -172,6 +178,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         cgroup_dir,
     ));
 
+    step!("oci_create.id_maps");
     if joins_user {
         check_map(pid, "uid_map", "uidMappings", &l.uid_map)?;
         check_map(pid, "gid_map", "gidMappings", &l.gid_map)?;
@@ -179,23 +186,24 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         write_map(pid, "gid_map", &l.gid_map)?;
         write_map(pid, "uid_map", &l.uid_map)?;
     }
+    step!("oci_create.oom_score_adj");
     if let Some(adj) = l.oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
     }
+    step!("oci_create.mount_fds");
     let scratch = std::env::temp_dir();
     super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
     drop(mount_sock);
     let state = before_go(pid)?;
+    step!("oci_create.go");
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
     // After the go, so a state of any size cannot block us: the init reads
     // it to its end first thing.
     let _ = File::from(state_write).write_all(state.as_bytes());
-    let mut byte = [0u8; 1];
-    let n = File::from(ready_read).read(&mut byte).unwrap_or(0);
-    if n == 1 {
+    if init_is_ready(ready_read, &error_read) {
         return Ok(created);
     }
     let failure = child_failure(error_read).unwrap_or(ExitError {
@@ -203,6 +211,32 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         msg: "the container's init exited before it was ready".into(),
     });
     Err(failure.into())
+}
+
+/// Whether the init said it is ready, rather than reporting on its error
+/// pipe first (a failure it is about to exit with, or a failpoint's request
+/// to kill this engine: the init then waits, holding the ready pipe open).
+fn init_is_ready(ready_read: OwnedFd, error_read: &OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(ready_read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(error_read.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => {}
+        }
+        let woke = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        if woke(&fds[1]) {
+            return false;
+        }
+        if woke(&fds[0]) {
+            let mut byte = [0u8; 1];
+            return File::from(ready_read).read(&mut byte).unwrap_or(0) == 1;
+        }
+    }
 }
 
 /// The init, cloned by an intermediate process that first joins the

@@ -8,7 +8,7 @@ use crate::model::security::{Confinement, Filter};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::model::volumes::Volume;
-use crate::parent::oci::IdMapping;
+use crate::parent::create::IdMapping;
 use crate::sys::caps::{Cap, CapSet};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::CloneFlags;
@@ -208,7 +208,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     }
     let userns = if joined(CloneFlags::CLONE_NEWUSER) {
         // Its maps are its own: none are written, and mappings given must
-        // match them (checked once the init is in it, `parent::oci`).
+        // match them (checked once the init is in it, `parent::create`).
         let host_of_root =
             |m: &[IdMapping]| m.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
         UserNs::Map {

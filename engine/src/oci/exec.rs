@@ -151,7 +151,7 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
     }
     step!("oci_exec.console");
     let terminal = match &a.console_socket {
-        Some(p) if process.tty => Terminal::ConsoleSocket(crate::parent::oci::connect_console(p)?),
+        Some(p) if process.tty => Terminal::ConsoleSocket(crate::parent::tty::connect_console(p)?),
         _ => Terminal::Inherited,
     };
     let mut confinement = rec.confinement.clone().unwrap_or_default();

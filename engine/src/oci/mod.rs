@@ -1,7 +1,9 @@
-//! The OCI runtime front end: runc's command line (`cli`), a bundle's
-//! config.json made into the engine's description (`config`), and the
-//! verbs over a state directory (`--root`, default /run/engine/oci) that is
-//! separate from `engine run`'s records. One directory per container:
+//! The OCI runtime verbs behind the facade's `oci_*` (runc's command line
+//! is the binary's own, `cli/oci.rs`): a bundle's config.json made into the
+//! engine's description (`config`), and the verbs over a state directory
+//! (`--root`, default /run/engine/oci) that is separate from `engine run`'s
+//! records; `parent::create` is create's host side, `parent::exec` the one
+//! way into a running container. One directory per container:
 //! state.json (written once by `create`), exec.fifo (gone once started).
 //! Status is read from the kernel, not stored: the init's pid and start
 //! time say whether it lives; the fifo says whether it was started.
@@ -12,7 +14,7 @@ pub mod exec;
 pub use exec::ExecOptions;
 
 use crate::model::config::Config;
-use crate::parent::oci::{Created, Launch};
+use crate::parent::create::{Created, Launch};
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
@@ -289,7 +291,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     }
     step!("oci_create.console");
     let console = match &opts.console_socket {
-        Some(p) => Some(crate::parent::oci::connect_console(p)?),
+        Some(p) => Some(crate::parent::tty::connect_console(p)?),
         None => None,
     };
     step!("oci_create.open_namespaces");
@@ -375,7 +377,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         create_container_hooks,
     };
     step!("oci_create.launch");
-    let created = crate::parent::oci::create(launch, |pid| {
+    let created = crate::parent::create::create_init(launch, |pid| {
         // Recorded at once: a create killed from here on leaves a
         // container that `state` reports and `delete` removes.
         let mut creating = rec.clone();
@@ -412,7 +414,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
 /// Whether host root is mapped into the container: no user namespace, or
 /// linux.uidMappings/gidMappings that hold host uid or gid 0.
 fn maps_host_root(plan: &config::Plan) -> bool {
-    let ranges = |m: &[crate::parent::oci::IdMapping]| {
+    let ranges = |m: &[crate::parent::create::IdMapping]| {
         crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
     };
     plan.spec.userns.maps_host_root() || ranges(&plan.uid_map) || ranges(&plan.gid_map)
@@ -493,14 +495,14 @@ fn make_cgroup(cfg: &Config, id: &str, plan: &config::Plan) -> Result<PathBuf> {
 fn lease_mappings(
     root: &Root,
     id: &str,
-    uid_map: &[crate::parent::oci::IdMapping],
-    gid_map: &[crate::parent::oci::IdMapping],
+    uid_map: &[crate::parent::create::IdMapping],
+    gid_map: &[crate::parent::create::IdMapping],
 ) -> Result<Option<crate::sys::idlease::Held>> {
     use crate::sys::idlease::{Lease, Leases, Proc};
     if uid_map.is_empty() && gid_map.is_empty() {
         return Ok(None);
     }
-    let spans = |m: &[crate::parent::oci::IdMapping]| -> Vec<(u32, u32)> {
+    let spans = |m: &[crate::parent::create::IdMapping]| -> Vec<(u32, u32)> {
         m.iter().map(|m| (m.host, m.size)).collect()
     };
     let (uids, gids) = (spans(uid_map), spans(gid_map));

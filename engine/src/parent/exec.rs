@@ -236,7 +236,7 @@ pub fn join_container(
     if let Some(pty) = pty {
         match &terminal {
             Terminal::ConsoleSocket(sock) => {
-                super::oci::send_console(sock, &pty.master, &pty.slave_path)?;
+                super::tty::send_console(sock, &pty.master, &pty.slave_path)?;
             }
             _ => master = Some(pty.master),
         }

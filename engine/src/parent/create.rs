@@ -1,4 +1,4 @@
-//! The host side of an OCI container's `create`: the same clone, id maps,
+//! The host side of an OCI container's `create`, up to the exec.fifo gate: the same clone, id maps,
 //! mount fds and go as `engine run` (`run::send_mount_fds`, `child::run`),
 //! then, instead of supervising, wait until the init says it is ready to
 //! exec and leave it blocked on the exec.fifo for `start`. The init stays
@@ -79,7 +79,7 @@ impl Drop for Created {
 /// the init exists, in its namespaces but before it builds its root (the
 /// prestart and createRuntime hooks); it returns the OCI state the init's
 /// own hooks (createContainer, startContainer) read.
-pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
+pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
     let spec = l.spec;
     step!("oci_create.open_fifo");
     let fifo = rustix::fs::open(
@@ -359,39 +359,4 @@ fn write_map(pid: Pid, file: &str, map: &[IdMapping]) -> Result<()> {
         .collect();
     let path = format!("/proc/{pid}/{file}");
     std::fs::write(&path, &text).with_context(|| format!("cannot write {path} ({})", text.trim()))
-}
-
-/// Connects to the console socket (stream or seqpacket, as the caller made it).
-pub fn connect_console(path: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let addr = UnixAddr::new(path)
-        .map_err(|e| anyhow!("invalid --console-socket {}: {e}", path.display()))?;
-    let mut last = None;
-    for ty in [SockType::Stream, SockType::SeqPacket] {
-        let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
-            .context("cannot create a socket for the console")?;
-        match connect(sock.as_raw_fd(), &addr) {
-            Ok(()) => return Ok(sock),
-            Err(nix::errno::Errno::EPROTOTYPE) => last = Some(nix::errno::Errno::EPROTOTYPE),
-            Err(e) => {
-                return Err(anyhow!(
-                    "cannot connect to --console-socket {}: {}",
-                    path.display(),
-                    e.desc()
-                ))
-            }
-        }
-    }
-    Err(anyhow!(
-        "cannot connect to --console-socket {}: {}",
-        path.display(),
-        last.map(|e| e.desc()).unwrap_or("unknown")
-    ))
-}
-
-/// The pty master over SCM_RIGHTS, its name as the data (as runc sends it).
-pub fn send_console(sock: &OwnedFd, master: &OwnedFd, name: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    crate::sys::console::send_master(sock.as_fd(), master.as_fd(), name.as_os_str().as_bytes())
-        .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))
 }

@@ -903,4 +903,171 @@ mod tests {
             "{e}"
         );
     }
+
+    /// `runc spec`'s config (the rootless-free default), on a rootfs of
+    /// the test's own: planning reads only the bundle.
+    fn runc_spec() -> serde_json::Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": true,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["sh"],
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                },
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "runc",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+            ],
+            "linux": {
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "namespaces": [
+                    {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+                ],
+                "maskedPaths": ["/proc/kcore"],
+                "readonlyPaths": ["/proc/sys"]
+            }
+        })
+    }
+
+    /// The plan of `config` in a bundle whose rootfs is an empty directory.
+    fn plan_of(config: serde_json::Value) -> Result<Plan> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let bundle = Bundle {
+            dir: dir.path().to_path_buf(),
+            config: serde_json::from_value(config).expect("a runtime-spec config"),
+        };
+        plan("c1", &bundle)
+    }
+
+    fn refusal(config: serde_json::Value) -> String {
+        match plan_of(config) {
+            Ok(_) => panic!("planned a config that should be refused"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn runc_spec_s_config_is_planned_as_given() {
+        let p = plan_of(runc_spec()).unwrap();
+        assert_eq!(p.spec.name, "c1");
+        assert_eq!(p.spec.hostname, "runc");
+        assert_eq!(p.spec.command, ["sh"]);
+        assert!(p.spec.tty);
+        assert!(p.spec.rootfs.ends_with("rootfs"));
+        assert_eq!(p.spec.userns, UserNs::Host);
+        assert!(p.extras.readonly_root);
+        assert_eq!(p.extras.masked, ["/proc/kcore"]);
+        assert_eq!(p.extras.readonly, ["/proc/sys"]);
+        assert_eq!(p.extras.rlimits.len(), 1);
+        let want = (libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWNS) as u64;
+        // The cgroup namespace is unshared by the child, once in its cgroup.
+        assert_eq!(p.new_namespaces, want);
+        assert!(p.join.is_empty());
+        let caps = CapSet::from_bits(p.spec.confinement.caps);
+        let names: Vec<&str> = caps.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["KILL", "NET_BIND_SERVICE", "AUDIT_WRITE"]);
+        assert!(p.spec.confinement.no_new_privs);
+        assert_eq!(p.spec.env[1], ("TERM".to_string(), "xterm".to_string()));
+    }
+
+    #[test]
+    fn a_user_namespace_maps_container_root() {
+        let mut c = runc_spec();
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        let p = plan_of(c.clone()).unwrap();
+        assert_eq!(
+            p.spec.userns,
+            UserNs::Map {
+                uid: 100000,
+                gid: 200000
+            }
+        );
+        c["linux"]["uidMappings"] = json!([{"containerID": 1, "hostID": 100000, "size": 10}]);
+        assert!(refusal(c).contains("do not map container ID 0"));
+    }
+
+    /// Each field the engine cannot honour is refused, naming it.
+    #[test]
+    fn what_cannot_be_honoured_is_refused_by_name() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: &[(Edit, &str)] = &[
+            (|c| c["ociVersion"] = json!("2.0.0"), "ociVersion \"2.0.0\""),
+            (
+                |c| c["process"]["args"] = json!([]),
+                "process.args is empty",
+            ),
+            (
+                |c| c["process"]["cwd"] = json!("tmp"),
+                "process.cwd tmp is not absolute",
+            ),
+            (
+                |c| c["process"]["env"] = json!(["NOEQUALS"]),
+                "process.env entry",
+            ),
+            (
+                |c| c["process"]["apparmorProfile"] = json!("p"),
+                "process.apparmorProfile",
+            ),
+            (|c| c["domainname"] = json!("d"), "config.json domainname"),
+            (|c| c["root"]["path"] = json!("missing"), "does not exist"),
+            (
+                |c| c["linux"]["sysctl"] = json!({"kernel.hostname": "x"}),
+                "linux.sysctl \"kernel.hostname\" is not namespaced",
+            ),
+            (
+                |c| {
+                    c["linux"]["uidMappings"] =
+                        json!([{"containerID": 0, "hostID": 1000, "size": 1}])
+                },
+                "no user namespace",
+            ),
+            (
+                |c| c["linux"]["cgroupsPath"] = json!("system.slice:engine:c1"),
+                "is a systemd slice",
+            ),
+            (
+                |c| c["linux"]["cgroupsPath"] = json!("/a/../.."),
+                "leaves the cgroup tree",
+            ),
+            (
+                |c| c["hooks"] = json!({"prestart": [{"path": "true"}]}),
+                "hooks.prestart[0].path true is not absolute",
+            ),
+            (
+                |c| c["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": -1}]}),
+                "hooks.poststop[0].timeout is negative",
+            ),
+            (
+                |c| c["linux"]["rootfsPropagation"] = json!("shared"),
+                "rootfsPropagation",
+            ),
+        ];
+        for (edit, words) in cases {
+            let mut c = runc_spec();
+            edit(&mut c);
+            let e = refusal(c);
+            assert!(e.contains(words), "{words:?} not in: {e}");
+        }
+    }
 }

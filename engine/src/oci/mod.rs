@@ -2,16 +2,20 @@
 //! is the binary's own, `cli/oci.rs`): a bundle's config.json made into the
 //! engine's description (`config`), and the verbs over a state directory
 //! (`--root`, default /run/engine/oci) that is separate from `engine run`'s
-//! records; `parent::create` is create's host side, `parent::exec` the one
-//! way into a running container. One directory per container:
-//! state.json (written once by `create`), exec.fifo (gone once started).
-//! Status is read from the kernel, not stored: the init's pid and start
-//! time say whether it lives; the fifo says whether it was started.
+//! records (`state`); `checks` of the bundle against the host before
+//! anything is made; `parent::create` is create's host side,
+//! `parent::exec` the one way into a running container.
 
+mod checks;
 pub mod config;
 pub mod exec;
+pub mod state;
 
 pub use exec::ExecOptions;
+pub use state::{check_id, now_rfc3339, rfc3339, state_json, Record, Root, Status, DEFAULT_ROOT};
+
+use checks::{check_bound_devices, maps_host_root, open_hook, open_namespaces};
+use state::alive;
 
 use crate::model::config::Config;
 use crate::parent::create::{Created, Launch};
@@ -19,218 +23,9 @@ use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The runc state directory default.
-pub const DEFAULT_ROOT: &str = "/run/engine/oci";
-
-/// What `create` records (state.json).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    pub id: String,
-    pub pid: i32,
-    /// Field 22 of /proc/PID/stat, so a reused pid is not taken for ours.
-    pub start_time: u64,
-    pub bundle: PathBuf,
-    pub rootfs: PathBuf,
-    pub created: String,
-    #[serde(default)]
-    pub annotations: HashMap<String, String>,
-    /// The cgroup made for it, removed by `delete`.
-    pub cgroup: Option<PathBuf>,
-    /// poststop hooks, run by `delete`.
-    #[serde(default)]
-    pub poststop: Vec<oci_spec::runtime::Hook>,
-    #[serde(default)]
-    pub poststart: Vec<oci_spec::runtime::Hook>,
-    /// What an exec applies too (the seccomp filter, the default capabilities).
-    pub confinement: Option<crate::model::security::Confinement>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
-        }
-    }
-}
-
-/// The OCI state directory.
-pub struct Root {
-    pub dir: PathBuf,
-}
-
-/// An OCI container ID: what runc takes, and a file name of ours.
-pub fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
-    if !ok {
-        bail!("invalid container ID {id:?}: use characters [A-Za-z0-9_.+-]");
-    }
-    Ok(())
-}
-
-impl Root {
-    pub fn new(dir: &Path) -> Root {
-        Root {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Creates the directory 0700, or makes it so (records hold the
-    /// bundle's annotations and hooks), as `engine setup` does the native one.
-    fn make_private(&self) -> Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .with_context(|| format!("cannot create the state directory {}", self.dir.display()))?;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make state directory {} private", self.dir.display()))
-    }
-
-    fn container_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
-    }
-
-    pub fn fifo(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join("exec.fifo")
-    }
-
-    /// The record of `id`, or "does not exist" (containerd looks for those words).
-    pub fn load(&self, id: &str) -> Result<Record> {
-        check_id(id)?;
-        let file = self.container_dir(id).join("state.json");
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("container {id} does not exist")
-            }
-            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display())),
-        };
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "state {} is corrupt: remove it with `delete --force {id}`",
-                file.display()
-            )
-        })
-    }
-
-    fn save(&self, rec: &Record) -> Result<()> {
-        let dir = self.container_dir(&rec.id);
-        let tmp = dir.join("state.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(rec)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join("state.json"))
-            .with_context(|| format!("cannot write the state of {}", rec.id))
-    }
-
-    pub fn status(&self, rec: &Record) -> Status {
-        if !alive(rec.pid, rec.start_time) {
-            return Status::Stopped;
-        }
-        if self.fifo(&rec.id).exists() {
-            Status::Created
-        } else if rec.cgroup.as_ref().is_some_and(|cg| {
-            std::fs::read_to_string(cg.join("cgroup.freeze")).is_ok_and(|f| f.trim() == "1")
-        }) {
-            Status::Paused
-        } else {
-            Status::Running
-        }
-    }
-
-    /// Every container of this root, in name order.
-    pub fn list(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join("state.json").exists())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        ids.sort();
-        ids
-    }
-}
-
-/// Whether `pid` is the process that started at `start_time` and has not
-/// exited (a zombie waiting for its subreaper counts as exited).
-fn alive(pid: i32, start_time: u64) -> bool {
-    crate::sys::idlease::Proc {
-        pid,
-        start: start_time,
-    }
-    .alive()
-}
-
-/// The OCI state JSON (runtime-spec), plus runc's rootfs and created.
-pub fn state_json(root: &Root, rec: &Record) -> serde_json::Value {
-    let status = root.status(rec);
-    serde_json::json!({
-        "ociVersion": "1.2.0",
-        "id": rec.id,
-        "status": status.as_str(),
-        "pid": if status == Status::Stopped { 0 } else { rec.pid },
-        "bundle": rec.bundle,
-        "rootfs": rec.rootfs,
-        "created": rec.created,
-        "owner": "",
-        "annotations": rec.annotations,
-    })
-}
-
-/// Now, as runc writes times (state `created`, the error log).
-pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_secs(), now.subsec_nanos())
-}
-
-/// UTC, as Go's time.RFC3339Nano prints it.
-pub fn rfc3339(secs: u64, nanos: u32) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// Options of `create` (and `run`).
 #[derive(Debug, Default, Clone)]
@@ -411,39 +206,6 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     Ok(created)
 }
 
-/// Whether host root is mapped into the container: no user namespace, or
-/// linux.uidMappings/gidMappings that hold host uid or gid 0.
-fn maps_host_root(plan: &config::Plan) -> bool {
-    let ranges = |m: &[crate::parent::create::IdMapping]| {
-        crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
-    };
-    plan.spec.userns.maps_host_root() || ranges(&plan.uid_map) || ranges(&plan.gid_map)
-}
-
-/// The namespaces given by path, opened and checked (`check_namespace`).
-fn open_namespaces(plan: &config::Plan) -> Result<Vec<(OwnedFd, nix::sched::CloneFlags)>> {
-    plan.join
-        .iter()
-        .map(|(p, f)| {
-            rustix::fs::open(
-                p,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| {
-                anyhow!(
-                    "config.json linux.namespaces path {}: cannot open it: {e}",
-                    p.display()
-                )
-            })
-            .and_then(|fd| {
-                check_namespace(&fd, *f, p)?;
-                Ok((fd, *f))
-            })
-        })
-        .collect()
-}
-
 /// The exec.fifo `start` opens, writable by the container's user.
 fn make_fifo(fifo: &Path) -> Result<()> {
     nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -528,122 +290,6 @@ fn lease_mappings(
         init: None,
     })?;
     Ok(Some(held))
-}
-
-/// An O_PATH fd of a createContainer hook's file, which must be a regular file.
-fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
-    let field = format!(
-        "config.json hooks.createContainer[{i}].path {}",
-        path.display()
-    );
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| anyhow!("{field}: cannot open it: {e}"))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| anyhow!("{field}: cannot stat it: {e}"))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        bail!("{field} is not a regular file");
-    }
-    Ok(fd)
-}
-
-/// A namespace given by path is a namespace of the type its entry names,
-/// and, for mount and user, not the engine's own or the host's: the init
-/// would pivot_root in the host's mount namespace (moving every host
-/// process whose root is `/` into the container's root).
-fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> Result<()> {
-    use nix::sched::CloneFlags;
-    use std::os::fd::AsRawFd;
-    let name = match kind {
-        CloneFlags::CLONE_NEWUSER => "user",
-        CloneFlags::CLONE_NEWNS => "mount",
-        CloneFlags::CLONE_NEWNET => "network",
-        CloneFlags::CLONE_NEWPID => "pid",
-        CloneFlags::CLONE_NEWIPC => "ipc",
-        CloneFlags::CLONE_NEWUTS => "uts",
-        _ => "other",
-    };
-    // NS_GET_NSTYPE (Linux 4.11): _IO(0xb7, 0x3).
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-    // SAFETY: an ioctl without argument on an fd we own; it only returns an int.
-    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
-    if ty < 0 {
-        bail!(
-            "config.json linux.namespaces {name} path {} is not a namespace (a /proc/PID/ns/* file or a bind mount of one)",
-            path.display()
-        );
-    }
-    if ty != kind.bits() {
-        bail!(
-            "config.json linux.namespaces {name} path {} is not a {name} namespace",
-            path.display()
-        );
-    }
-    // The engine's own namespaces are the host's (or its caller's): a
-    // container joined to one would write into it (sysctls, hostname, mounts).
-    let file = match name {
-        "mount" => "mnt",
-        "network" => "net",
-        other => other,
-    };
-    let st = rustix::fs::fstat(fd)
-        .with_context(|| format!("cannot stat namespace {}", path.display()))?;
-    for own in ["self", "1"] {
-        if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
-            if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
-                let hint = if name == "user" {
-                    "leave the user entry out, and the container has none"
-                } else {
-                    "leave the path out, and a new one is made"
-                };
-                bail!(
-                    "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
-                    path.display()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Without cgroup v2 there is no device filter. What a container can open
-/// is then the engine's /dev nodes (null, zero, full, random, urandom, tty,
-/// the console and its ptys: runc's allow list, which no rule can take
-/// away) and the device nodes a bundle binds in as files: every writable
-/// mount is nodev (`child::mounts`). So a bound device node that the rules
-/// do not allow is refused here, and every rule is kept.
-fn check_bound_devices(plan: &config::Plan) -> Result<()> {
-    use crate::sys::devices::{self, Kind};
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    for v in &plan.spec.volumes {
-        let Ok(meta) = std::fs::metadata(&v.host) else {
-            continue;
-        };
-        let kind = match meta.file_type() {
-            t if t.is_block_device() => Kind::Block,
-            t if t.is_char_device() => Kind::Char,
-            _ => continue,
-        };
-        let (major, minor) = (
-            nix::sys::stat::major(meta.rdev()) as u32,
-            nix::sys::stat::minor(meta.rdev()) as u32,
-        );
-        let access = if v.readonly {
-            devices::READ
-        } else {
-            devices::READ | devices::WRITE
-        };
-        if !devices::allows(&plan.device_rules, kind, major, minor, access) {
-            bail!(
-                "config.json mounts {}: {} is a device ({major}:{minor}) that linux.resources.devices does not allow, and this host has no cgroup v2 device filter to stop it being opened: allow it in linux.resources.devices, or remove the mount",
-                v.container.display(),
-                v.host.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// The decimal pid with no newline, written whole (rename) so a reader
@@ -744,8 +390,6 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     Ok(())
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// `kill [--all] ID SIGNAL`.
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {

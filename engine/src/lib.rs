@@ -1,7 +1,7 @@
 //! engine: a small Linux container engine.
 //!
-//! This file is the facade the CLI (and later an OCI front end) calls:
-//! thin verbs that return one typed [`Error`]. Imports point one way:
+//! This file is the facade both command lines call (main.rs, and runc's in
+//! cli/oci.rs): thin verbs that return one typed [`Error`]. Imports point one way:
 //! `main` -> this facade -> `model` (pure parsing), `validate` (host checks),
 //! `parent` (the host side) -> `child` (inside the namespaces, before exec)
 //! -> `sys` (host facilities, each a leaf). `image` pulls root file systems

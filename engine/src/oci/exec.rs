@@ -122,6 +122,7 @@ fn read_process(a: &ExecOptions) -> Result<Process> {
 /// Runs the exec; with `--detach` returns 0 once the process has started
 /// (pid file written), else its exit status.
 pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
+    step!("oci_exec.process");
     let process = read_process(a)?;
     step!("oci_exec.load");
     let rec = root.load(&a.id)?;

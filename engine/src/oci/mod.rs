@@ -64,13 +64,8 @@ pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Resu
 /// is made before the bundle is planned and checked), then the state
 /// directory, the ID lease, the fifo, the cgroup, the record, the init.
 fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
-    check_id(id)?;
-    let bundle = config::load(&opts.bundle)?;
-    let mut plan = config::plan(id, &bundle)?;
-    plan.extras.preserve_fds = opts.preserve_fds;
-    if plan.spec.tty && opts.console_socket.is_none() {
-        bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
-    }
+    step!("oci_create.plan");
+    let (bundle, plan) = plan_bundle(id, opts)?;
     let joins_user = plan
         .join
         .iter()
@@ -104,6 +99,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
     }
+    step!("oci_create.bound_devices");
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
@@ -204,6 +200,19 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// The bundle, and its config planned and checked: nothing is created
+/// before this.
+fn plan_bundle(id: &str, opts: &CreateOptions) -> Result<(config::Bundle, config::Plan)> {
+    check_id(id)?;
+    let bundle = config::load(&opts.bundle)?;
+    let mut plan = config::plan(id, &bundle)?;
+    plan.extras.preserve_fds = opts.preserve_fds;
+    if plan.spec.tty && opts.console_socket.is_none() {
+        bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
+    }
+    Ok((bundle, plan))
 }
 
 /// The exec.fifo `start` opens, writable by the container's user.
@@ -393,6 +402,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
 
 /// `kill [--all] ID SIGNAL`.
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
+    step!("oci_kill.signal_name");
     let sig = crate::parent::lifecycle::parse_signal(signal)?;
     step!("oci_kill.load");
     let rec = root.load(id)?;
@@ -443,8 +453,8 @@ pub fn processes(rec: &Record) -> Vec<i32> {
 
 /// `delete [--force] ID`.
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
-    check_id(id)?;
     step!("oci_delete.load");
+    check_id(id)?;
     let rec = match root.load(id) {
         Ok(r) => r,
         Err(e) => {

@@ -102,11 +102,15 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
         }
         _ => None,
     };
-    step!("oci_create.pipes");
+    step!("oci_create.sync_pipe");
     let (sync_read, sync_write) = pipe()?;
+    step!("oci_create.ready_pipe");
     let (ready_read, ready_write) = pipe()?;
+    step!("oci_create.error_pipe");
     let (error_read, error_write) = pipe()?;
+    step!("oci_create.state_pipe");
     let (state_read, state_write) = pipe()?;
+    step!("oci_create.mount_socket");
     let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
         .context("cannot create a socket pair for the mount fds")?;
     step!("oci_create.cgroup_dir");
@@ -195,6 +199,7 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     let scratch = std::env::temp_dir();
     super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
     drop(mount_sock);
+    step!("oci_create.before_go");
     let state = before_go(pid)?;
     step!("oci_create.go");
     File::from(sync_write)

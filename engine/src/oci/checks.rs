@@ -42,8 +42,19 @@ pub(super) fn open_namespaces(
         .collect()
 }
 
+/// The createContainer hooks' files, opened here, in the runtime's mount
+/// namespace (see child::create_container_hooks).
+pub(super) fn open_create_container_hooks(plan: &config::Plan) -> Result<Vec<OwnedFd>> {
+    plan.extras
+        .create_container
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| open_hook(i, &hook.path))
+        .collect()
+}
+
 /// An O_PATH fd of a createContainer hook's file, which must be a regular file.
-pub(super) fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
+fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
     let field = format!(
         "config.json hooks.createContainer[{i}].path {}",
         path.display()

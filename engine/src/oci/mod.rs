@@ -14,7 +14,7 @@ pub mod state;
 pub use exec::ExecOptions;
 pub use state::{check_id, now_rfc3339, rfc3339, state_json, Record, Root, Status, DEFAULT_ROOT};
 
-use checks::{check_bound_devices, maps_host_root, open_hook, open_namespaces};
+use checks::{check_bound_devices, maps_host_root, open_create_container_hooks, open_namespaces};
 use state::alive;
 
 use crate::model::config::Config;
@@ -88,13 +88,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     let join = open_namespaces(&plan)?;
     // Opened here, in the runtime's mount namespace (see child::create_container_hooks).
     step!("oci_create.open_hooks");
-    let create_container_hooks = plan
-        .extras
-        .create_container
-        .iter()
-        .enumerate()
-        .map(|(i, hook)| open_hook(i, &hook.path))
-        .collect::<Result<Vec<_>>>()?;
+    let create_container_hooks = open_create_container_hooks(&plan)?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
@@ -105,17 +99,9 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     }
 
     step!("oci_create.state_dir");
-    root.make_private()?;
-    let dir = root.container_dir(id);
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("container {id} already exists: choose another ID, or delete it first")
-        }
-        Err(e) => return Err(anyhow!("cannot create {}: {e}", dir.display())),
-    }
+    let dir = make_container_dir(root, id)?;
     let mut undo = Undo {
-        dir: Some(dir.clone()),
+        dir: Some(dir),
         cgroup: None,
     };
     // After the directory: the ID is ours, so is the lease of that name.
@@ -137,19 +123,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         None
     };
 
-    let mut rec = Record {
-        id: id.to_string(),
-        pid: 0,
-        start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: plan.spec.rootfs.clone(),
-        created: now_rfc3339(),
-        annotations: plan.annotations.clone(),
-        cgroup: cgroup.clone(),
-        poststop: plan.hooks.poststop.clone(),
-        poststart: plan.hooks.poststart.clone(),
-        confinement: Some(plan.spec.confinement.clone()),
-    };
+    let mut rec = first_record(id, &bundle, &plan, cgroup.clone());
     step!("oci_create.record");
     root.save(&rec)?;
     let hooks = plan.hooks.clone();
@@ -168,21 +142,8 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         create_container_hooks,
     };
     step!("oci_create.launch");
-    let created = crate::parent::create::create_init(launch, |pid| {
-        // Recorded at once: a create killed from here on leaves a
-        // container that `state` reports and `delete` removes.
-        let mut creating = rec.clone();
-        creating.pid = pid.as_raw();
-        creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
-        step!("oci_create.record_pid");
-        root.save(&creating)?;
-        let state = hook_state(&creating, "created");
-        step!("oci_create.hooks");
-        for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
-            run_hook(hook, &state)?;
-        }
-        Ok(hook_state(&creating, "creating"))
-    })?;
+    let created =
+        crate::parent::create::create_init(launch, |pid| init_exists(root, &rec, &hooks, pid))?;
     rec.pid = created.pid.as_raw();
     rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
     step!("oci_create.record_created");
@@ -200,6 +161,61 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     undo.dir = None;
     undo.cgroup = None;
     Ok(created)
+}
+
+/// Once the init exists (in its namespaces, before it builds its root):
+/// its pid recorded at once (a create killed from here on leaves a
+/// container that `state` reports and `delete` removes), then the prestart
+/// and createRuntime hooks. Returns the state the init's own hooks read.
+fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Result<String> {
+    let mut creating = rec.clone();
+    creating.pid = pid.as_raw();
+    creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
+    step!("oci_create.record_pid");
+    root.save(&creating)?;
+    let state = hook_state(&creating, "created");
+    step!("oci_create.hooks");
+    for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
+        run_hook(hook, &state)?;
+    }
+    Ok(hook_state(&creating, "creating"))
+}
+
+/// The state directory (0700) and the container's directory in it: the
+/// ID is ours from here.
+fn make_container_dir(root: &Root, id: &str) -> Result<PathBuf> {
+    root.make_private()?;
+    let dir = root.container_dir(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container {id} already exists: choose another ID, or delete it first")
+        }
+        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display())),
+    }
+}
+
+/// The record before the init exists (pid 0: a create killed now leaves
+/// a stopped container that `delete` removes).
+fn first_record(
+    id: &str,
+    bundle: &config::Bundle,
+    plan: &config::Plan,
+    cgroup: Option<PathBuf>,
+) -> Record {
+    Record {
+        id: id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: plan.spec.rootfs.clone(),
+        created: now_rfc3339(),
+        annotations: plan.annotations.clone(),
+        cgroup,
+        poststop: plan.hooks.poststop.clone(),
+        poststart: plan.hooks.poststart.clone(),
+        confinement: Some(plan.spec.confinement.clone()),
+    }
 }
 
 /// The bundle, and its config planned and checked: nothing is created

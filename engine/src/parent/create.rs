@@ -88,20 +88,7 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
         rustix::fs::Mode::empty(),
     )
     .with_context(|| format!("cannot open {}", l.fifo.display()))?;
-    // With process.terminal the init opens the pty in its own devpts and
-    // sends the master to the console socket itself (child/console.rs).
-    let console = match (&l.console, spec.tty) {
-        (Some(sock), true) => Some(child::Console {
-            socket: sock.as_raw_fd(),
-            size: l.console_size,
-        }),
-        (None, true) => {
-            return Err(anyhow!(
-                "process.terminal needs a --console-socket to send the terminal to"
-            ))
-        }
-        _ => None,
-    };
+    let console = console_of(&l)?;
     step!("oci_create.sync_pipe");
     let (sync_read, sync_write) = pipe()?;
     step!("oci_create.ready_pipe");
@@ -159,17 +146,7 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     };
     let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
     step!("oci_create.clone");
-    let pid = if join_in_child.is_empty() {
-        match clone3(l.new_namespaces, cgroup_fd)? {
-            Cloned::Child => child::run(&setup),
-            Cloned::Parent { pid, .. } => pid,
-        }
-    } else {
-        match clone_joining(&join_in_child, l.new_namespaces, cgroup_fd)? {
-            None => child::run(&setup),
-            Some(pid) => pid,
-        }
-    };
+    let pid = clone_init(&setup, &join_in_child, l.new_namespaces, cgroup_fd)?;
     let created = Created { pid, armed: true };
     drop(setup);
     drop((
@@ -183,13 +160,7 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     ));
 
     step!("oci_create.id_maps");
-    if joins_user {
-        check_map(pid, "uid_map", "uidMappings", &l.uid_map)?;
-        check_map(pid, "gid_map", "gidMappings", &l.gid_map)?;
-    } else if !l.uid_map.is_empty() {
-        write_map(pid, "gid_map", &l.gid_map)?;
-        write_map(pid, "uid_map", &l.uid_map)?;
-    }
+    id_maps(pid, joins_user, &l.uid_map, &l.gid_map)?;
     step!("oci_create.oom_score_adj");
     if let Some(adj) = l.oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
@@ -216,6 +187,58 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
         msg: "the container's init exited before it was ready".into(),
     });
     Err(failure.into())
+}
+
+/// With process.terminal the init opens the pty in its own devpts and
+/// sends the master to the console socket itself (child/console.rs).
+fn console_of(l: &Launch) -> Result<Option<child::Console>> {
+    match (&l.console, l.spec.tty) {
+        (Some(sock), true) => Ok(Some(child::Console {
+            socket: sock.as_raw_fd(),
+            size: l.console_size,
+        })),
+        (None, true) => Err(anyhow!(
+            "process.terminal needs a --console-socket to send the terminal to"
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The init, cloned into its cgroup and new namespaces (by an intermediate
+/// process when a user or mount namespace is joined by path). Returns its
+/// pid here; the init runs `child::run`.
+fn clone_init(
+    setup: &ChildSetup,
+    join_in_child: &[&(OwnedFd, CloneFlags)],
+    new_namespaces: u64,
+    cgroup_fd: Option<std::os::fd::RawFd>,
+) -> Result<Pid> {
+    if join_in_child.is_empty() {
+        return Ok(match clone3(new_namespaces, cgroup_fd)? {
+            Cloned::Child => child::run(setup),
+            Cloned::Parent { pid, .. } => pid,
+        });
+    }
+    Ok(
+        match clone_joining(join_in_child, new_namespaces, cgroup_fd)? {
+            None => child::run(setup),
+            Some(pid) => pid,
+        },
+    )
+}
+
+/// The maps of a new user namespace, written once from here; those of one
+/// joined by path are checked against the config's instead.
+fn id_maps(pid: Pid, joins_user: bool, uid_map: &[IdMapping], gid_map: &[IdMapping]) -> Result<()> {
+    if joins_user {
+        check_map(pid, "uid_map", "uidMappings", uid_map)?;
+        check_map(pid, "gid_map", "gidMappings", gid_map)
+    } else if !uid_map.is_empty() {
+        write_map(pid, "gid_map", gid_map)?;
+        write_map(pid, "uid_map", uid_map)
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether the init said it is ready, rather than reporting on its error

@@ -1,7 +1,7 @@
 //! engine: a small Linux container engine.
 //!
-//! This file is the facade the CLI (and later an OCI front end) calls:
-//! thin verbs that return one typed [`Error`]. Imports point one way:
+//! This file is the facade both command lines call (main.rs, and runc's in
+//! cli/oci.rs): thin verbs that return one typed [`Error`]. Imports point one way:
 //! `main` -> this facade -> `model` (pure parsing), `validate` (host checks),
 //! `parent` (the host side) -> `child` (inside the namespaces, before exec)
 //! -> `sys` (host facilities, each a leaf). `image` pulls root file systems
@@ -192,6 +192,88 @@ fn check_name(name: &str) -> Result<()> {
     model::names::check_name(name)
         .map(drop)
         .map_err(Error::input)
+}
+
+/// Options of `oci_create` and `oci_run` (runc's `create` flags).
+pub use oci::CreateOptions as OciCreateOptions;
+/// What `oci_exec` runs (runc's `exec` flags).
+pub use oci::ExecOptions as OciExecOptions;
+
+// The OCI runtime verbs (runc's, over the state directory `root`): a
+// second front end fills them from runc's command line. Their errors are
+// typed like every verb's; the front end chooses runc's exit codes.
+
+/// `create`: the container's init waits on its exec.fifo for `oci_start`.
+pub fn oci_create(root: &Path, cfg: &Config, id: &str, opts: &OciCreateOptions) -> Result<()> {
+    oci::create(&oci::Root::new(root), cfg, id, opts)
+        .map(drop)
+        .map_err(Error::engine)
+}
+
+/// `start`: lets a created container's init exec its process.
+pub fn oci_start(root: &Path, id: &str) -> Result<()> {
+    oci::start(&oci::Root::new(root), id).map_err(Error::engine)
+}
+
+/// `state`: the runtime-spec state JSON of a container.
+pub fn oci_state(root: &Path, id: &str) -> Result<serde_json::Value> {
+    let root = oci::Root::new(root);
+    let rec = root.load(id).map_err(Error::engine)?;
+    Ok(oci::state_json(&root, &rec))
+}
+
+/// `kill [--all]`: a signal (name or number) to the init, or to every process.
+pub fn oci_kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
+    oci::kill(&oci::Root::new(root), id, signal, all).map_err(Error::engine)
+}
+
+/// `delete [--force]`: removes a stopped (or created; with `force`, any) container.
+pub fn oci_delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    oci::delete(&oci::Root::new(root), id, force).map_err(Error::engine)
+}
+
+/// `run [--detach]`: create and start; in the foreground, wait for the
+/// init, delete, and return its exit status.
+pub fn oci_run(
+    root: &Path,
+    cfg: &Config,
+    id: &str,
+    opts: &OciCreateOptions,
+    detach: bool,
+) -> Result<i32> {
+    let root = oci::Root::new(root);
+    if detach {
+        oci::create(&root, cfg, id, opts).map_err(Error::engine)?;
+        oci::start(&root, id).map_err(Error::engine)?;
+        return Ok(0);
+    }
+    oci::run(&root, cfg, id, opts).map_err(Error::engine)
+}
+
+/// `exec`: a process in a running container; its exit status, or 0 once
+/// started with `detach`.
+pub fn oci_exec(root: &Path, opts: &OciExecOptions) -> Result<i32> {
+    oci::exec::exec(&oci::Root::new(root), opts).map_err(Error::engine)
+}
+
+/// `ps`: the host pids of a container's processes.
+pub fn oci_ps(root: &Path, id: &str) -> Result<Vec<i32>> {
+    oci::ps(&oci::Root::new(root), id).map_err(Error::engine)
+}
+
+/// `pause`: freezes a running container (cgroup v2 freezer).
+pub fn oci_pause(root: &Path, id: &str) -> Result<()> {
+    oci::pause_resume(&oci::Root::new(root), id, true).map_err(Error::engine)
+}
+
+/// `resume`: thaws a paused container.
+pub fn oci_resume(root: &Path, id: &str) -> Result<()> {
+    oci::pause_resume(&oci::Root::new(root), id, false).map_err(Error::engine)
+}
+
+/// `features`: the runtime-spec features JSON.
+pub fn oci_features() -> serde_json::Value {
+    oci::features()
 }
 
 fn state(cfg: &Config) -> StateDir {

@@ -1,6 +1,8 @@
 //! The `engine` command line: parse, call the facade (`engine::*`), map its
 //! typed error to an exit code. No input checks here: the facade does them.
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use engine::{exit, Config, Error, PsRow, SpecInput};
 use std::io::IsTerminal;
@@ -201,13 +203,13 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     engine::sys::failpoint::setup();
     // One binary, two command lines: runc's when its global flags, its
-    // verbs or `run --bundle` say so (see engine::oci::cli::is_oci_invocation).
+    // verbs or `run --bundle` say so (see cli::oci::is_oci_invocation).
     // Lossy: `args()` would panic on an argument that is not UTF-8.
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if engine::oci::cli::is_oci_invocation(&args) {
-        return ExitCode::from(engine::oci::cli::main(args).clamp(0, 255) as u8);
+    if cli::oci::is_oci_invocation(&args) {
+        return ExitCode::from(cli::oci::main(args).clamp(0, 255) as u8);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

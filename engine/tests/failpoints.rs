@@ -14,10 +14,16 @@
 //!   (`engine ps`; the same command for setup, teardown and pull) succeeds
 //!   and leaves nothing behind, and the scenario then runs normally.
 //!
+//! The OCI verbs (create, start, exec, kill, delete --force) are walked
+//! too, as podman and containerd call them: a failure exits 1 (runc's
+//! code) naming the failpoint and leaves nothing new; after a SIGKILL,
+//! `delete --force` (what those callers run next) leaves nothing at all.
+//!
 //! Then the case's container is stopped (that must work) and the host torn
 //! down, and nothing of the case may be left at all.
 //!
-//! "Nothing" is: no state record (the lease of the address), host-wide
+//! "Nothing" is: no state record (the lease of the address), no OCI
+//! container directory (state.json, exec.fifo) under the case's --root, no host-wide
 //! lease of host IDs (under /run/engine-userns) naming the case's state
 //! directory, temp file or `.etc` directory, no mount under the state directory, no
 //! process of the case, no cgroup leaf, no veth, no nftables chain of the
@@ -63,12 +69,24 @@ enum Scenario {
     Setup,
     PullBusybox,
     PullFile,
+    /// The OCI verbs, as podman and containerd's shim call them (runc's
+    /// command line, a --root of the case's own, a bundle on the busybox
+    /// rootfs).
+    OciCreate,
+    /// `start` of a created container.
+    OciStart,
+    /// `exec` in a running one.
+    OciExec,
+    /// `kill ID TERM` of a running one.
+    OciKill,
+    /// `delete --force` of a running one.
+    OciDelete,
 }
 
 use Scenario::*;
 
 /// In walking order: a failpoint is walked in the first that passes it.
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 14] = [
     Run,
     RunDetached,
     Exec,
@@ -78,7 +96,18 @@ const SCENARIOS: [Scenario; 9] = [
     Setup,
     PullBusybox,
     PullFile,
+    OciCreate,
+    OciStart,
+    OciExec,
+    OciKill,
+    OciDelete,
 ];
+
+impl Scenario {
+    fn is_oci(self) -> bool {
+        matches!(self, OciCreate | OciStart | OciExec | OciKill | OciDelete)
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -109,6 +138,7 @@ fn ensure(ok: bool, what: impl FnOnce() -> String) -> Check {
 impl Case {
     fn new(name: String) -> Case {
         let tmp = tempfile::tempdir_in(busybox::scratch_root()).unwrap();
+        write_bundle(&tmp.path().join("bundle"), &name);
         Case {
             env: engine("fp")
                 .with_network(BRIDGE, SUBNET)
@@ -121,6 +151,9 @@ impl Case {
 
     /// `engine ARGS` with `FAILPOINTS` (empty: none) and an optional trace.
     fn engine(&self, args: &[String], failpoints: &str, trace: Option<&Path>) -> Output {
+        if args.first().is_some_and(|a| a == "--root") {
+            return self.oci_engine(args, failpoints, trace);
+        }
         let mut cmd = self.env.cmd();
         cmd.args(args).env("FAILPOINTS", failpoints);
         if let Some(t) = trace {
@@ -146,6 +179,74 @@ impl Case {
             code: out.status.code().or(out.status.signal().map(|n| 128 + n)),
             stderr,
         }
+    }
+
+    /// runc's command line: stdout and stderr go to files, as an OCI
+    /// container's init inherits them (a pipe would stay open after `create`).
+    fn oci_engine(&self, args: &[String], failpoints: &str, trace: Option<&Path>) -> Output {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (out, err) = (
+            self._tmp.path().join(format!("out.{n}")),
+            self._tmp.path().join(format!("err.{n}")),
+        );
+        let mut cmd = self.env.spawnable();
+        cmd.args(args)
+            .env("FAILPOINTS", failpoints)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        if let Some(t) = trace {
+            cmd.env("ENGINE_FAILPOINTS_TRACE", t);
+        }
+        let mut child = cmd.spawn().expect("run the engine");
+        let status = wait::child(&mut child, ENGINE_TIMEOUT);
+        let mut stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        let Ok(status) = status else {
+            return Output {
+                code: None,
+                stderr: format!("timed out after {ENGINE_TIMEOUT:?} (hung): {stderr}"),
+            };
+        };
+        if stderr.is_empty() {
+            stderr = "(no stderr)".into();
+        }
+        use std::os::unix::process::ExitStatusExt;
+        Output {
+            code: status.code().or(status.signal().map(|n| 128 + n)),
+            stderr,
+        }
+    }
+
+    /// `--root ROOT ARGS...`: runc's command line over the case's --root.
+    fn oci(&self, args: &[&str]) -> Vec<String> {
+        let root = self.oci_root();
+        let mut all = vec!["--root", root.to_str().unwrap()];
+        all.extend(args);
+        all.into_iter().map(String::from).collect()
+    }
+
+    fn oci_root(&self) -> PathBuf {
+        self._tmp.path().join("oci")
+    }
+
+    fn oci_ok(&self, args: &[&str]) -> Check {
+        let args = self.oci(args);
+        let out = self.engine(&args, "", None);
+        ensure(out.code == Some(0), || {
+            format!("`engine {}`: {:?} {}", args.join(" "), out.code, out.stderr)
+        })
+    }
+
+    /// `delete --force`, which may find nothing to delete.
+    fn oci_delete(&self) -> Check {
+        let out = self.engine(&self.oci(&["delete", "--force", &self.name]), "", None);
+        let gone = out.code == Some(1) && out.stderr.contains("does not exist");
+        ensure(out.code == Some(0) || gone, || {
+            format!(
+                "`engine delete --force {}`: {:?} {}",
+                self.name, out.code, out.stderr
+            )
+        })
     }
 
     fn ok(&self, args: &[&str]) -> Check {
@@ -181,12 +282,48 @@ impl Case {
             Exec | Kill => self.start_box("exit 0"),
             Stop => self.start_box(""),
             Teardown => self.ok(&["setup"]).and_then(|()| self.start_box("exit 0")),
+            OciStart => self.oci_create(),
+            OciExec | OciKill | OciDelete => self
+                .oci_create()
+                .and_then(|()| self.oci_ok(&["start", &self.name])),
             _ => Ok(()),
         }
     }
 
+    fn oci_create(&self) -> Check {
+        let bundle = self._tmp.path().join("bundle");
+        let pid_file = self._tmp.path().join("pid");
+        self.oci_ok(&[
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &self.name,
+        ])
+    }
+
     fn action(&self, s: Scenario) -> Vec<String> {
         let name = self.name.as_str();
+        let bundle = self._tmp.path().join("bundle");
+        let pid_file = self._tmp.path().join("pid");
+        match s {
+            OciCreate => {
+                return self.oci(&[
+                    "create",
+                    "--bundle",
+                    bundle.to_str().unwrap(),
+                    "--pid-file",
+                    pid_file.to_str().unwrap(),
+                    name,
+                ])
+            }
+            OciStart => return self.oci(&["start", name]),
+            OciExec => return self.oci(&["exec", name, "true"]),
+            OciKill => return self.oci(&["kill", name, "TERM"]),
+            OciDelete => return self.oci(&["delete", "--force", name]),
+            _ => {}
+        }
         let dest = self.dest.to_str().unwrap();
         let args: Vec<&str> = match s {
             Run => vec![
@@ -217,12 +354,14 @@ impl Case {
             Setup => vec!["setup"],
             PullBusybox => vec!["rootfs", "pull", "busybox", "--owner", "131072", dest],
             PullFile => vec!["rootfs", "pull", tarball_url(), "--owner", "196608", dest],
+            OciCreate | OciStart | OciExec | OciKill | OciDelete => unreachable!(),
         };
         args.into_iter().map(String::from).collect()
     }
 
     /// Ends whatever the scenario left running, and the host network.
     fn finish(&self) -> Check {
+        self.oci_delete()?;
         let stop = ["stop", "-t", "0", &self.name].map(String::from);
         let out = self.engine(&stop, "", None);
         // Gone already (the scenario ended it) is fine; any other failure
@@ -251,11 +390,33 @@ impl Case {
             }
         }
         left.extend(self.leases());
+        // The OCI --root: a directory per container, its state.json and exec.fifo.
+        for e in std::fs::read_dir(self.oci_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = e.file_name().to_string_lossy().into_owned();
+            left.insert(format!("OCI state {id}"));
+            for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                left.insert(format!(
+                    "OCI state {id}/{}",
+                    f.file_name().to_string_lossy()
+                ));
+            }
+        }
         for m in mountinfo::mounts_under(state) {
             left.insert(format!("mount {m:?}"));
         }
         for p in processes_named(&self.name) {
-            left.insert(format!("process {p}"));
+            if s.is_oci() {
+                // An OCI init's command line changes at `start` (from the
+                // engine's to the container's): the pid tells it.
+                let pid = p.split(' ').next().unwrap_or_default();
+                left.insert(format!("process {pid}"));
+            } else {
+                left.insert(format!("process {p}"));
+            }
         }
         for l in links().into_iter().filter(|l| l.starts_with("ve-")) {
             left.insert(format!("veth {l}"));
@@ -287,6 +448,7 @@ impl Case {
     fn leases(&self) -> BTreeSet<String> {
         id_leases(self.env.state_dir())
             .into_iter()
+            .chain(id_leases(&self.oci_root()))
             .map(|l| format!("ID lease of {} {:?}", l.name, l.uids))
             .collect()
     }
@@ -397,6 +559,48 @@ fn tarball_url() -> &'static str {
     })
 }
 
+/// An OCI bundle on the busybox rootfs whose process waits (ending on
+/// SIGTERM) with the case's name in its command line; a read-only root, a
+/// sysctl and a hook of every kind, so that every step of create, start
+/// and delete is passed.
+fn write_bundle(dir: &Path, name: &str) {
+    let hook = serde_json::json!([{"path": "/bin/true", "args": ["true"]}]);
+    let container_hook = serde_json::json!([{"path": "/bin/true", "args": ["true"]}]);
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait", name],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "noNewPrivileges": true
+        },
+        "root": {"path": rootfs(), "readonly": true},
+        "hostname": "fp",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}
+        ],
+        "hooks": {
+            "prestart": hook,
+            "createRuntime": hook,
+            "createContainer": container_hook,
+            "poststart": hook,
+            "poststop": hook
+        },
+        "linux": {
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+            ],
+            "sysctl": {"net.ipv4.ip_forward": "1"}
+        }
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
 /// A container name unique to this walk process (`fp` + pid + `-` +
 /// `what`): a process left by another run of the walk never passes for
 /// one of this run's leftovers, nor the reverse.
@@ -430,20 +634,12 @@ fn failpoints_in_source() -> BTreeSet<String> {
 
 /// Failpoints this host cannot pass, and why (none may be excused silently).
 fn unreachable_here() -> Vec<(&'static str, String)> {
-    // Steps only an OCI `create` takes; tests/oci.rs drives their failures
-    // (bad sysctls, users, missing commands) through the OCI verbs.
-    let oci = "only an OCI create passes it (tests/oci.rs covers its failures)";
-    let mut out: Vec<(&'static str, String)> = [
-        "child.sysctl",
-        "child.create_container_hooks",
-        "child.readonly_root",
+    // The walk's OCI bundle has no terminal: a console socket would need
+    // a receiver of the pty master (tests/oci.rs has one).
+    let mut out = vec![(
         "child.console",
-        "finish.confine_as",
-        "finish.gate",
-    ]
-    .into_iter()
-    .map(|n| (n, oci.to_string()))
-    .collect();
+        "only an OCI create with process.terminal passes it (tests/oci.rs covers it)".to_string(),
+    )];
     if let Err(why) = testkit::cgroup::v2_limits() {
         out.push(("run.cgroup", why));
     }
@@ -515,6 +711,10 @@ fn the_traced_runs_pass_every_failpoint_in_the_source() {
 }
 
 fn expected_code(s: Scenario, name: &str, mode: Mode) -> i32 {
+    if s.is_oci() {
+        // runc's: 1 for a failure.
+        return if mode == Mode::Error { 1 } else { 137 };
+    }
     // run -d: the foreground process only forks; the rest runs in the
     // supervisor, whose failure it reports (125), or whose death it reports
     // as "died before the container started" (125). After the start it has
@@ -545,10 +745,17 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
     ensure(out.code == Some(want), || {
         format!("exit {:?}, want {want}: {}", out.code, out.stderr.trim())
     })?;
-    if want == 125 && mode == Mode::Error {
+    if (want == 125 || s.is_oci()) && mode == Mode::Error {
         let line = format!("engine: failpoint {fp}: injected failure");
         ensure(out.stderr.lines().any(|l| l == line), || {
             format!("stderr lacks `{line}`: {}", out.stderr.trim())
+        })?;
+    }
+    if s == OciExec {
+        // A failed (or killed) exec leaves the container running.
+        let out = case.engine(&case.oci(&["state", &case.name]), "", None);
+        ensure(out.code == Some(0), || {
+            format!("the container is gone after a failed exec: {}", out.stderr)
         })?;
     }
     if mode == Mode::Error {
@@ -556,7 +763,12 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
         case.no_new_lease(&before, "by the failed command")?;
         case.nothing_new(s, &before, "by the failed command")?;
     }
-    if mode == Mode::Kill {
+    if mode == Mode::Kill && s.is_oci() {
+        // What podman and containerd do after a runtime died: `delete
+        // --force`, which removes all of it.
+        case.oci_delete()?;
+        case.clean(s)?;
+    } else if mode == Mode::Kill {
         // The next invocation removes what the killed engine left.
         match s {
             Setup | Teardown | PullBusybox | PullFile => {

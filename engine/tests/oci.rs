@@ -1212,7 +1212,13 @@ fn create_and_start_container_hooks_run_in_the_container() {
     );
 
     oci.ok(&["start", "cs"]);
-    wait::file(&log.join("process"), SHORT).unwrap();
+    // The shell creates the file before grep writes to it: wait for its last line.
+    wait::until(SHORT, "the process to write its powers", || {
+        fs::read_to_string(log.join("process"))
+            .ok()
+            .filter(|p| p.contains("Seccomp:"))
+            .map(drop)
+    });
     let state: Value =
         serde_json::from_str(&fs::read_to_string(log.join("start.state")).unwrap()).unwrap();
     assert_eq!(state["status"], "created");

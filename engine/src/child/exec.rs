@@ -15,6 +15,7 @@ use std::path::Path;
 
 /// What an OCI process asks beyond the engine's own: its user, rlimits, and
 /// for a container's init the gate `start` opens (ready pipe, exec.fifo).
+#[derive(Clone)]
 pub struct OciProcess<'a> {
     pub user: &'a crate::model::oci::User,
     pub rlimits: &'a [crate::model::oci::Rlimit],

@@ -8,7 +8,7 @@ use crate::model::security::{Confinement, Filter};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::model::volumes::Volume;
-use crate::parent::oci::IdMapping;
+use crate::parent::create::IdMapping;
 use crate::sys::caps::{Cap, CapSet};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::CloneFlags;
@@ -85,14 +85,113 @@ fn refuse(field: &str) -> anyhow::Error {
     anyhow!("config.json {field} is not supported by this engine: remove it from the config")
 }
 
-/// Makes the config a plan; refuses what cannot be honoured.
+/// Makes the config a plan; refuses what cannot be honoured. Pure but for
+/// the bundle's rootfs, which must be a directory.
 pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     let c = &bundle.config;
     check_version(c.version())?;
+    let (rootfs, readonly_root) = root_fs(c, &bundle.dir)?;
+    let process = c
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("config.json has no process: give process.args"))?;
+    let (command, env) = command_and_env(process)?;
+    refuse_process_extras(process)?;
+    let user = user_of(process);
+    let caps = capabilities(process.capabilities().as_ref(), user.uid)?;
+    let rlimits = process
+        .rlimits()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(rlimit)
+        .collect::<Result<Vec<_>>>()?;
+    let console_size = process.console_size().as_ref().map(|b| {
+        (
+            b.height().min(u16::MAX as u64) as u16,
+            b.width().min(u16::MAX as u64) as u16,
+        )
+    });
+    let hostname = hostname(c)?;
+    refuse_platforms(c)?;
+
+    let linux = c.linux().clone().unwrap_or_default();
+    let mut extras = Extras {
+        user,
+        rlimits,
+        readonly_root,
+        ..Extras::default()
+    };
+    let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
+    let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
+    let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
+    let userns = user_namespace(new_namespaces, &join, &uid_map, &gid_map)?;
+    let volumes = mounts(
+        c.mounts().as_deref().unwrap_or(&[]),
+        &bundle.dir,
+        &mut extras,
+    )?;
+    refuse_linux_extras(&linux)?;
+    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
+    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
+    extras.sysctl = sysctls(&linux, extras.joined_net)?;
+    let limits = resources(linux.resources().as_ref())?;
+    let device_rules = device_rules(
+        linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().as_deref())
+            .unwrap_or(&[]),
+    )?;
+    let confinement = confinement(process, &linux, &caps)?;
+    let (hooks, create_container, start_container) = hooks_of(c)?;
+    extras.create_container = create_container.iter().map(hook).collect();
+    extras.start_container = start_container.iter().map(hook).collect();
+    let cgroups_path = cgroups_path(&linux)?;
+    let spec = Spec {
+        name: id.to_string(),
+        generated_name: false,
+        hostname,
+        rootfs,
+        command,
+        env,
+        workdir: process.cwd().clone(),
+        volumes,
+        limits,
+        userns,
+        network: crate::model::network::Network::None,
+        ports: Vec::new(),
+        dns: Default::default(),
+        tty: process.terminal().unwrap_or(false),
+        write_through: true,
+        layer_size: 0,
+        verbose: false,
+        detach: false,
+        confinement,
+        log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
+    };
+    Ok(Plan {
+        spec,
+        extras,
+        new_namespaces,
+        join,
+        uid_map,
+        gid_map,
+        oom_score_adj: process.oom_score_adj(),
+        console_size,
+        hooks,
+        cgroups_path,
+        annotations: c.annotations().clone().unwrap_or_default(),
+        device_rules,
+    })
+}
+
+/// root.path (relative to the bundle), resolved, and root.readonly.
+fn root_fs(c: &rt::Spec, bundle: &Path) -> Result<(PathBuf, bool)> {
     let root = c.root().as_ref().ok_or_else(|| {
         anyhow!("config.json has no root: give root.path, the container's root filesystem")
     })?;
-    let rootfs = bundle.dir.join(root.path());
+    let rootfs = bundle.join(root.path());
     if !rootfs.is_dir() {
         bail!(
             "the bundle's rootfs {} does not exist or is not a directory: fix root.path in config.json",
@@ -102,10 +201,14 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     let rootfs = rootfs
         .canonicalize()
         .with_context(|| format!("cannot resolve rootfs {}", rootfs.display()))?;
-    let process = c
-        .process()
-        .as_ref()
-        .ok_or_else(|| anyhow!("config.json has no process: give process.args"))?;
+    Ok((rootfs, root.readonly().unwrap_or(false)))
+}
+
+/// An environment, `KEY=VALUE` split.
+type Env = Vec<(String, String)>;
+
+/// process.args, process.cwd (absolute) and process.env (`KEY=VALUE` each).
+fn command_and_env(process: &rt::Process) -> Result<(Vec<String>, Env)> {
     let args = process.args().clone().unwrap_or_default();
     if args.first().is_none_or(|a| a.is_empty()) {
         bail!("config.json process.args is empty: give the program to run");
@@ -123,63 +226,55 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             _ => bail!("config.json process.env entry {e:?} is not KEY=VALUE"),
         }
     }
-    if process.command_line().is_some() {
-        return Err(refuse("process.commandLine"));
+    Ok((args, env))
+}
+
+/// The process fields that change behaviour and that the engine cannot honour.
+fn refuse_process_extras(process: &rt::Process) -> Result<()> {
+    let set = |s: &Option<String>| s.as_ref().is_some_and(|p| !p.is_empty());
+    for (field, present) in [
+        ("process.commandLine", process.command_line().is_some()),
+        ("process.apparmorProfile", set(process.apparmor_profile())),
+        ("process.selinuxLabel", set(process.selinux_label())),
+        ("process.ioPriority", process.io_priority().is_some()),
+        ("process.scheduler", process.scheduler().is_some()),
+        (
+            "process.execCPUAffinity",
+            process.exec_cpu_affinity().is_some(),
+        ),
+    ] {
+        if present {
+            return Err(refuse(field));
+        }
     }
-    if process
-        .apparmor_profile()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(refuse("process.apparmorProfile"));
-    }
-    if process
-        .selinux_label()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(refuse("process.selinuxLabel"));
-    }
-    if process.io_priority().is_some() {
-        return Err(refuse("process.ioPriority"));
-    }
-    if process.scheduler().is_some() {
-        return Err(refuse("process.scheduler"));
-    }
-    if process.exec_cpu_affinity().is_some() {
-        return Err(refuse("process.execCPUAffinity"));
-    }
+    Ok(())
+}
+
+fn user_of(process: &rt::Process) -> User {
     let u = process.user();
-    let user = User {
+    User {
         uid: u.uid(),
         gid: u.gid(),
         additional_gids: u.additional_gids().clone().unwrap_or_default(),
         umask: u.umask(),
-    };
-    let caps = capabilities(process.capabilities().as_ref(), user.uid)?;
-    let rlimits = process
-        .rlimits()
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(rlimit)
-        .collect::<Result<Vec<_>>>()?;
-    let tty = process.terminal().unwrap_or(false);
-    let console_size = process.console_size().as_ref().map(|b| {
-        (
-            b.height().min(u16::MAX as u64) as u16,
-            b.width().min(u16::MAX as u64) as u16,
-        )
-    });
+    }
+}
 
-    let hostname = match c.hostname().as_deref() {
-        None | Some("") => String::new(),
-        Some(h) => crate::model::names::check_hostname(h)
-            .map_err(|e| anyhow!("config.json hostname: {e}"))?,
-    };
+/// hostname, checked as `engine run --hostname` checks it; a domainname is refused.
+fn hostname(c: &rt::Spec) -> Result<String> {
     if c.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(refuse("domainname"));
     }
+    match c.hostname().as_deref() {
+        None | Some("") => Ok(String::new()),
+        Some(h) => {
+            crate::model::names::check_hostname(h).map_err(|e| anyhow!("config.json hostname: {e}"))
+        }
+    }
+}
+
+/// Sections for other platforms.
+fn refuse_platforms(c: &rt::Spec) -> Result<()> {
     for (field, present) in [
         ("solaris", c.solaris().is_some()),
         ("windows", c.windows().is_some()),
@@ -190,53 +285,52 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             return Err(refuse(field));
         }
     }
+    Ok(())
+}
 
-    let linux = c.linux().clone().unwrap_or_default();
-    let mut extras = Extras {
-        user,
-        rlimits,
-        readonly_root: root.readonly().unwrap_or(false),
-        ..Extras::default()
-    };
-    let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
+/// The container's user namespace: none (host IDs), a new one mapping
+/// container ID 0, or one joined by path, whose own maps stand (mappings
+/// given must match them: checked once the init is in it, `parent::create`).
+fn user_namespace(
+    new_namespaces: u64,
+    join: &[(PathBuf, CloneFlags)],
+    uid_map: &[IdMapping],
+    gid_map: &[IdMapping],
+) -> Result<UserNs> {
     let has_userns = new_namespaces & libc::CLONE_NEWUSER as u64 != 0;
     let joined = |flag: CloneFlags| join.iter().any(|(_, f)| *f == flag);
-    let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
-    let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
     if joined(CloneFlags::CLONE_NEWNS) && has_userns {
         bail!("config.json linux.namespaces joins a mount namespace by path but makes a new user namespace, whose root could not mount in it: join the user namespace that owns it by path too, or make a new mount namespace");
     }
-    let userns = if joined(CloneFlags::CLONE_NEWUSER) {
-        // Its maps are its own: none are written, and mappings given must
-        // match them (checked once the init is in it, `parent::oci`).
+    if joined(CloneFlags::CLONE_NEWUSER) {
         let host_of_root =
             |m: &[IdMapping]| m.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
-        UserNs::Map {
-            uid: host_of_root(&uid_map),
-            gid: host_of_root(&gid_map),
-        }
-    } else if has_userns {
+        return Ok(UserNs::Map {
+            uid: host_of_root(uid_map),
+            gid: host_of_root(gid_map),
+        });
+    }
+    if has_userns {
         let (Some(u), Some(g)) = (
             uid_map.iter().find(|m| m.container == 0),
             gid_map.iter().find(|m| m.container == 0),
         ) else {
             bail!("config.json asks for a user namespace but linux.uidMappings/gidMappings do not map container ID 0");
         };
-        UserNs::Map {
+        return Ok(UserNs::Map {
             uid: u.host,
             gid: g.host,
-        }
-    } else {
-        if !uid_map.is_empty() || !gid_map.is_empty() {
-            bail!("config.json gives linux.uidMappings but no user namespace in linux.namespaces");
-        }
-        UserNs::Host
-    };
-    let volumes = mounts(
-        c.mounts().as_deref().unwrap_or(&[]),
-        &bundle.dir,
-        &mut extras,
-    )?;
+        });
+    }
+    if !uid_map.is_empty() || !gid_map.is_empty() {
+        bail!("config.json gives linux.uidMappings but no user namespace in linux.namespaces");
+    }
+    Ok(UserNs::Host)
+}
+
+/// The linux fields the engine cannot honour, and a rootfsPropagation
+/// other than private or slave.
+fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
     for (field, present) in [
         (
             "linux.devices",
@@ -260,13 +354,17 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         }
     }
     match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("private") | Some("rprivate") | Some("slave") | Some("rslave") => {}
+        None | Some("") | Some("private") | Some("rprivate") | Some("slave") | Some("rslave") => {
+            Ok(())
+        }
         Some(other) => {
             bail!("config.json linux.rootfsPropagation {other:?} is not supported: use private or slave")
         }
     }
-    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
-    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
+}
+
+/// linux.sysctl, sorted; only keys of the container's own namespaces.
+fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>> {
     let mut sysctl: Vec<(String, String)> = linux
         .sysctl()
         .clone()
@@ -279,23 +377,20 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             || key.starts_with("kernel.shm")
             || key == "kernel.sem"
             || key.starts_with("fs.mqueue.")
-            || (key.starts_with("net.") && !extras.joined_net);
+            || (key.starts_with("net.") && !joined_net);
         if !namespaced || key.contains('/') || key.contains("..") {
             bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* and net.* can be set for one container");
         }
     }
-    extras.sysctl = sysctl;
-    let limits = resources(linux.resources().as_ref())?;
-    let device_rules = device_rules(
-        linux
-            .resources()
-            .as_ref()
-            .and_then(|r| r.devices().as_deref())
-            .unwrap_or(&[]),
-    )?;
+    Ok(sysctl)
+}
+
+/// Capabilities, noNewPrivileges and the seccomp filter, compiled once
+/// here so that a filter that cannot be built is refused before create.
+fn confinement(process: &rt::Process, linux: &rt::Linux, caps: &CapSet) -> Result<Confinement> {
     let filter = match linux.seccomp() {
         None => Filter::Unconfined,
-        Some(s) => seccomp(s, &caps)?,
+        Some(s) => seccomp(s, caps)?,
     };
     let confinement = Confinement {
         privileged: false,
@@ -306,7 +401,13 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     confinement
         .program()
         .map_err(|e| anyhow!("linux.seccomp: {e}"))?;
+    Ok(confinement)
+}
 
+/// The hooks of every kind, checked (absolute paths, timeouts not
+/// negative): those the runtime runs, and createContainer and
+/// startContainer, which the init runs.
+fn hooks_of(c: &rt::Spec) -> Result<(Hooks, Vec<rt::Hook>, Vec<rt::Hook>)> {
     let h = c.hooks().clone().unwrap_or_default();
     let hooks = Hooks {
         prestart: h.prestart().clone().unwrap_or_default(),
@@ -336,8 +437,11 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             }
         }
     }
-    extras.create_container = create_container.iter().map(hook).collect();
-    extras.start_container = start_container.iter().map(hook).collect();
+    Ok((hooks, create_container, start_container))
+}
+
+/// linux.cgroupsPath: a cgroupfs path below the cgroup mount's root.
+fn cgroups_path(linux: &rt::Linux) -> Result<Option<PathBuf>> {
     let cgroups_path = linux.cgroups_path().clone();
     if let Some(p) = &cgroups_path {
         if p.to_string_lossy().contains(':') {
@@ -349,42 +453,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             bail!("config.json linux.cgroupsPath {} leaves the cgroup tree or names its root: give a path such as /engine/ID", p.display());
         }
     }
-    let spec = Spec {
-        name: id.to_string(),
-        generated_name: false,
-        hostname,
-        rootfs,
-        command: args,
-        env,
-        workdir: process.cwd().clone(),
-        volumes,
-        limits,
-        userns,
-        network: crate::model::network::Network::None,
-        ports: Vec::new(),
-        dns: Default::default(),
-        tty,
-        write_through: true,
-        layer_size: 0,
-        verbose: false,
-        detach: false,
-        confinement,
-        log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
-    };
-    Ok(Plan {
-        spec,
-        extras,
-        new_namespaces,
-        join,
-        uid_map,
-        gid_map,
-        oom_score_adj: process.oom_score_adj(),
-        console_size,
-        hooks,
-        cgroups_path,
-        annotations: c.annotations().clone().unwrap_or_default(),
-        device_rules,
-    })
+    Ok(cgroups_path)
 }
 
 /// A config.json hook as the engine runs it (`sys::hook`).
@@ -902,5 +971,172 @@ mod tests {
             e.to_string().contains("\"rshared\" is not supported"),
             "{e}"
         );
+    }
+
+    /// `runc spec`'s config (the rootless-free default), on a rootfs of
+    /// the test's own: planning reads only the bundle.
+    fn runc_spec() -> serde_json::Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": true,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["sh"],
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                },
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "runc",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+            ],
+            "linux": {
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "namespaces": [
+                    {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+                ],
+                "maskedPaths": ["/proc/kcore"],
+                "readonlyPaths": ["/proc/sys"]
+            }
+        })
+    }
+
+    /// The plan of `config` in a bundle whose rootfs is an empty directory.
+    fn plan_of(config: serde_json::Value) -> Result<Plan> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let bundle = Bundle {
+            dir: dir.path().to_path_buf(),
+            config: serde_json::from_value(config).expect("a runtime-spec config"),
+        };
+        plan("c1", &bundle)
+    }
+
+    fn refusal(config: serde_json::Value) -> String {
+        match plan_of(config) {
+            Ok(_) => panic!("planned a config that should be refused"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn runc_spec_s_config_is_planned_as_given() {
+        let p = plan_of(runc_spec()).unwrap();
+        assert_eq!(p.spec.name, "c1");
+        assert_eq!(p.spec.hostname, "runc");
+        assert_eq!(p.spec.command, ["sh"]);
+        assert!(p.spec.tty);
+        assert!(p.spec.rootfs.ends_with("rootfs"));
+        assert_eq!(p.spec.userns, UserNs::Host);
+        assert!(p.extras.readonly_root);
+        assert_eq!(p.extras.masked, ["/proc/kcore"]);
+        assert_eq!(p.extras.readonly, ["/proc/sys"]);
+        assert_eq!(p.extras.rlimits.len(), 1);
+        let want = (libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWNS) as u64;
+        // The cgroup namespace is unshared by the child, once in its cgroup.
+        assert_eq!(p.new_namespaces, want);
+        assert!(p.join.is_empty());
+        let caps = CapSet::from_bits(p.spec.confinement.caps);
+        let names: Vec<&str> = caps.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["KILL", "NET_BIND_SERVICE", "AUDIT_WRITE"]);
+        assert!(p.spec.confinement.no_new_privs);
+        assert_eq!(p.spec.env[1], ("TERM".to_string(), "xterm".to_string()));
+    }
+
+    #[test]
+    fn a_user_namespace_maps_container_root() {
+        let mut c = runc_spec();
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        let p = plan_of(c.clone()).unwrap();
+        assert_eq!(
+            p.spec.userns,
+            UserNs::Map {
+                uid: 100000,
+                gid: 200000
+            }
+        );
+        c["linux"]["uidMappings"] = json!([{"containerID": 1, "hostID": 100000, "size": 10}]);
+        assert!(refusal(c).contains("do not map container ID 0"));
+    }
+
+    /// Each field the engine cannot honour is refused, naming it.
+    #[test]
+    fn what_cannot_be_honoured_is_refused_by_name() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: &[(Edit, &str)] = &[
+            (|c| c["ociVersion"] = json!("2.0.0"), "ociVersion \"2.0.0\""),
+            (
+                |c| c["process"]["args"] = json!([]),
+                "process.args is empty",
+            ),
+            (
+                |c| c["process"]["cwd"] = json!("tmp"),
+                "process.cwd tmp is not absolute",
+            ),
+            (
+                |c| c["process"]["env"] = json!(["NOEQUALS"]),
+                "process.env entry",
+            ),
+            (
+                |c| c["process"]["apparmorProfile"] = json!("p"),
+                "process.apparmorProfile",
+            ),
+            (|c| c["domainname"] = json!("d"), "config.json domainname"),
+            (|c| c["root"]["path"] = json!("missing"), "does not exist"),
+            (
+                |c| c["linux"]["sysctl"] = json!({"kernel.hostname": "x"}),
+                "linux.sysctl \"kernel.hostname\" is not namespaced",
+            ),
+            (
+                |c| {
+                    c["linux"]["uidMappings"] =
+                        json!([{"containerID": 0, "hostID": 1000, "size": 1}])
+                },
+                "no user namespace",
+            ),
+            (
+                |c| c["linux"]["cgroupsPath"] = json!("system.slice:engine:c1"),
+                "is a systemd slice",
+            ),
+            (
+                |c| c["linux"]["cgroupsPath"] = json!("/a/../.."),
+                "leaves the cgroup tree",
+            ),
+            (
+                |c| c["hooks"] = json!({"prestart": [{"path": "true"}]}),
+                "hooks.prestart[0].path true is not absolute",
+            ),
+            (
+                |c| c["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": -1}]}),
+                "hooks.poststop[0].timeout is negative",
+            ),
+            (
+                |c| c["linux"]["rootfsPropagation"] = json!("shared"),
+                "rootfsPropagation",
+            ),
+        ];
+        for (edit, words) in cases {
+            let mut c = runc_spec();
+            edit(&mut c);
+            let e = refusal(c);
+            assert!(e.contains(words), "{words:?} not in: {e}");
+        }
     }
 }

@@ -1,41 +1,34 @@
 //! `exec`: a process described by a runtime-spec Process JSON (`--process`)
-//! or by the command line, joined into a running container by the same
-//! child as `engine exec` (`child::join`): pidfd, non-dumpable until exec,
-//! the container's seccomp filter, the process's capabilities and user.
+//! or by the command line, joined into a running container the way `engine
+//! exec` joins (`parent::exec::join_container`): pidfd, non-dumpable until
+//! exec, the container's seccomp filter, the process's capabilities and
+//! user; its environment exactly as given, no relays, the pty's master
+//! sent to the console socket.
 
 use super::{Root, Status};
 use crate::child;
 use crate::model::oci::User;
+use crate::parent::exec::{join_container, JoinProcess, Target, Terminal};
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-#[derive(clap::Args, Debug)]
-pub struct ExecArgs {
-    /// A runtime-spec Process JSON file
-    #[arg(long, short = 'p')]
-    process: Option<PathBuf>,
-    /// Return once the process has started
-    #[arg(long, short = 'd')]
-    detach: bool,
-    #[arg(long)]
-    pid_file: Option<PathBuf>,
-    #[arg(long, short = 't')]
-    tty: bool,
-    #[arg(long)]
-    console_socket: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    preserve_fds: u32,
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    #[arg(long, short = 'e')]
-    env: Vec<String>,
-    id: String,
-    /// The command (without --process)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+/// What `exec` is asked to run (runc's flags, unchecked).
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// A runtime-spec Process JSON file.
+    pub process: Option<PathBuf>,
+    /// Return once the process has started.
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub id: String,
+    /// The command (without `process`).
+    pub command: Vec<String>,
 }
 
 struct Process {
@@ -49,7 +42,7 @@ struct Process {
     rlimits: Vec<crate::model::oci::Rlimit>,
 }
 
-fn read_process(a: &ExecArgs) -> Result<Process> {
+fn read_process(a: &ExecOptions) -> Result<Process> {
     let Some(path) = &a.process else {
         if a.command.is_empty() {
             bail!("exec needs a command, or --process FILE");
@@ -128,9 +121,10 @@ fn read_process(a: &ExecArgs) -> Result<Process> {
 
 /// Runs the exec; with `--detach` returns 0 once the process has started
 /// (pid file written), else its exit status.
-pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
-    use nix::sched::CloneFlags;
-    let process = read_process(&a)?;
+pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
+    step!("oci_exec.process");
+    let process = read_process(a)?;
+    step!("oci_exec.load");
     let rec = root.load(&a.id)?;
     if root.status(&rec) != Status::Running {
         bail!(
@@ -153,27 +147,14 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     });
     if maps_host_root {
         // Re-executes us: before anything is opened or connected.
+        step!("oci_exec.read_only_image");
         crate::parent::exec::rerun_from_read_only_image()?;
     }
-    let console = match &a.console_socket {
-        Some(p) if process.tty => Some(crate::parent::oci::connect_console(p)?),
-        _ => None,
+    step!("oci_exec.console");
+    let terminal = match &a.console_socket {
+        Some(p) if process.tty => Terminal::ConsoleSocket(crate::parent::tty::connect_console(p)?),
+        _ => Terminal::Inherited,
     };
-    nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
-    let gone = || anyhow!("container {} has exited", a.id);
-    let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
-    let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|_| gone())?;
-    let namespaces = crate::parent::exec::namespaces_to_join(rec.pid).ok_or_else(gone)?;
-    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
-        .with_context(|| format!("cannot join the pid namespace of {}", a.id))?;
-    let pty = if process.tty {
-        Some(crate::parent::tty::open_pty_in_root_of(rec.pid)?)
-    } else {
-        None
-    };
-    let (error_read, error_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     let mut confinement = rec.confinement.clone().unwrap_or_default();
     if let Some(c) = process.caps {
         confinement.caps = c.bits();
@@ -181,13 +162,14 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
     if let Some(n) = process.no_new_privs {
         confinement.no_new_privs = n;
     }
-    let setup = child::join::JoinSetup {
-        pidfd: target.as_raw_fd(),
-        namespaces,
-        error_fd: error_write.as_raw_fd(),
-        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
-        stdio: [None; 3],
+    let target = Target {
+        name: &a.id,
+        pid: rec.pid,
+        cgroup: rec.cgroup.as_deref(),
+        // The container's own, as its namespace has it.
         hostname: "",
+    };
+    let joining = JoinProcess {
         env: &process.env,
         workdir: &process.cwd,
         command: &process.args,
@@ -200,29 +182,10 @@ pub fn exec(root: &Root, a: ExecArgs) -> Result<i32> {
             start_hooks: None,
         }),
     };
-    let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
-    let (child_pid, _pidfd) =
-        match crate::parent::clone::clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
-            crate::parent::clone::Cloned::Child => child::join::join(&setup),
-            crate::parent::clone::Cloned::Parent { pid, pidfd } => (pid, pidfd),
-        };
-    drop(cgroup_dir);
-    drop(error_write);
-    if let (Some(pty), Some(sock)) = (&pty, &console) {
-        crate::parent::oci::send_console(sock, &pty.master, &pty.slave_path)?;
-    }
-    drop(pty);
-    let mut report = String::new();
-    let _ = File::from(error_read).read_to_string(&mut report);
-    if !report.is_empty() {
-        let _ = nix::sys::wait::waitpid(child_pid, None);
-        let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
-        return Err(crate::parent::ExitError {
-            code: code.parse().unwrap_or(crate::model::exit::ENGINE_ERROR),
-            msg: msg.to_string(),
-        }
-        .into());
-    }
+    step!("oci_exec.join");
+    let joined = join_container(&target, &joining, terminal, false)?;
+    let child_pid = joined.pid;
+    step!("oci_exec.pid_file");
     if let Some(p) = &a.pid_file {
         super::write_pid_file(p, child_pid.as_raw())?;
     }

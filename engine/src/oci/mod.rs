@@ -1,226 +1,31 @@
-//! The OCI runtime front end: runc's command line (`cli`), a bundle's
-//! config.json made into the engine's description (`config`), and the
-//! verbs over a state directory (`--root`, default /run/engine/oci) that is
-//! separate from `engine run`'s records. One directory per container:
-//! state.json (written once by `create`), exec.fifo (gone once started).
-//! Status is read from the kernel, not stored: the init's pid and start
-//! time say whether it lives; the fifo says whether it was started.
+//! The OCI runtime verbs behind the facade's `oci_*` (runc's command line
+//! is the binary's own, `cli/oci.rs`): a bundle's config.json made into the
+//! engine's description (`config`), and the verbs over a state directory
+//! (`--root`, default /run/engine/oci) that is separate from `engine run`'s
+//! records (`state`); `checks` of the bundle against the host before
+//! anything is made; `parent::create` is create's host side,
+//! `parent::exec` the one way into a running container.
 
-pub mod cli;
+mod checks;
 pub mod config;
 pub mod exec;
+pub mod state;
+
+pub use exec::ExecOptions;
+pub use state::{check_id, now_rfc3339, rfc3339, state_json, Record, Root, Status, DEFAULT_ROOT};
+
+use checks::{check_bound_devices, maps_host_root, open_create_container_hooks, open_namespaces};
+use state::alive;
 
 use crate::model::config::Config;
-use crate::parent::oci::{Created, Launch};
+use crate::parent::create::{Created, Launch};
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The runc state directory default.
-pub const DEFAULT_ROOT: &str = "/run/engine/oci";
-
-/// What `create` records (state.json).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    pub id: String,
-    pub pid: i32,
-    /// Field 22 of /proc/PID/stat, so a reused pid is not taken for ours.
-    pub start_time: u64,
-    pub bundle: PathBuf,
-    pub rootfs: PathBuf,
-    pub created: String,
-    #[serde(default)]
-    pub annotations: HashMap<String, String>,
-    /// The cgroup made for it, removed by `delete`.
-    pub cgroup: Option<PathBuf>,
-    /// poststop hooks, run by `delete`.
-    #[serde(default)]
-    pub poststop: Vec<oci_spec::runtime::Hook>,
-    #[serde(default)]
-    pub poststart: Vec<oci_spec::runtime::Hook>,
-    /// What an exec applies too (the seccomp filter, the default capabilities).
-    pub confinement: Option<crate::model::security::Confinement>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
-        }
-    }
-}
-
-/// The OCI state directory.
-pub struct Root {
-    pub dir: PathBuf,
-}
-
-/// An OCI container ID: what runc takes, and a file name of ours.
-pub fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
-    if !ok {
-        bail!("invalid container ID {id:?}: use characters [A-Za-z0-9_.+-]");
-    }
-    Ok(())
-}
-
-impl Root {
-    pub fn new(dir: &Path) -> Root {
-        Root {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn container_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
-    }
-
-    pub fn fifo(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join("exec.fifo")
-    }
-
-    /// The record of `id`, or "does not exist" (containerd looks for those words).
-    pub fn load(&self, id: &str) -> Result<Record> {
-        check_id(id)?;
-        let file = self.container_dir(id).join("state.json");
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("container {id} does not exist")
-            }
-            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display())),
-        };
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "state {} is corrupt: remove it with `delete --force {id}`",
-                file.display()
-            )
-        })
-    }
-
-    fn save(&self, rec: &Record) -> Result<()> {
-        let dir = self.container_dir(&rec.id);
-        let tmp = dir.join("state.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(rec)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join("state.json"))
-            .with_context(|| format!("cannot write the state of {}", rec.id))
-    }
-
-    pub fn status(&self, rec: &Record) -> Status {
-        if !alive(rec.pid, rec.start_time) {
-            return Status::Stopped;
-        }
-        if self.fifo(&rec.id).exists() {
-            Status::Created
-        } else if rec.cgroup.as_ref().is_some_and(|cg| {
-            std::fs::read_to_string(cg.join("cgroup.freeze")).is_ok_and(|f| f.trim() == "1")
-        }) {
-            Status::Paused
-        } else {
-            Status::Running
-        }
-    }
-
-    /// Every container of this root, in name order.
-    pub fn list(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join("state.json").exists())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        ids.sort();
-        ids
-    }
-}
-
-/// Whether `pid` is the process that started at `start_time` and has not
-/// exited (a zombie waiting for its subreaper counts as exited).
-fn alive(pid: i32, start_time: u64) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
-    let state = rest.first().copied().unwrap_or("X");
-    let start: Option<u64> = rest.get(19).and_then(|s| s.parse().ok());
-    start == Some(start_time) && state != "Z" && state != "X"
-}
-
-/// The OCI state JSON (runtime-spec), plus runc's rootfs and created.
-pub fn state_json(root: &Root, rec: &Record) -> serde_json::Value {
-    let status = root.status(rec);
-    serde_json::json!({
-        "ociVersion": "1.2.0",
-        "id": rec.id,
-        "status": status.as_str(),
-        "pid": if status == Status::Stopped { 0 } else { rec.pid },
-        "bundle": rec.bundle,
-        "rootfs": rec.rootfs,
-        "created": rec.created,
-        "owner": "",
-        "annotations": rec.annotations,
-    })
-}
-
-fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_secs(), now.subsec_nanos())
-}
-
-/// UTC, as Go's time.RFC3339Nano prints it.
-pub fn rfc3339(secs: u64, nanos: u32) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// Options of `create` (and `run`).
 #[derive(Debug, Default, Clone)]
@@ -255,152 +60,71 @@ pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Resu
     Ok(created.disarm())
 }
 
+/// The steps of `create`, each with its failpoint: input first (nothing
+/// is made before the bundle is planned and checked), then the state
+/// directory, the ID lease, the fifo, the cgroup, the record, the init.
 fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
-    check_id(id)?;
-    let bundle = config::load(&opts.bundle)?;
-    let mut plan = config::plan(id, &bundle)?;
-    plan.extras.preserve_fds = opts.preserve_fds;
-    if plan.spec.tty && opts.console_socket.is_none() {
-        bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
-    }
+    step!("oci_create.plan");
+    let (bundle, plan) = plan_bundle(id, opts)?;
     let joins_user = plan
         .join
         .iter()
         .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
-    let ranges = |m: &[crate::parent::oci::IdMapping]| {
-        crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
-    };
-    if plan.spec.userns.maps_host_root()
-        || ranges(&plan.uid_map)
-        || ranges(&plan.gid_map)
-        || joins_user
-    {
+    if joins_user || maps_host_root(&plan) {
         // Host root is mapped into the container (or may be: a user
         // namespace joined by path may map host uid 0): the init runs from
         // a read-only image of the engine (CVE-2019-5736), as `engine run
         // --userns host` does.
         // Before anything is opened or connected: this re-executes us.
+        step!("oci_create.read_only_image");
         crate::parent::exec::rerun_from_read_only_image()?;
     }
+    step!("oci_create.console");
     let console = match &opts.console_socket {
-        Some(p) => Some(crate::parent::oci::connect_console(p)?),
+        Some(p) => Some(crate::parent::tty::connect_console(p)?),
         None => None,
     };
-    let join: Vec<(OwnedFd, nix::sched::CloneFlags)> = plan
-        .join
-        .iter()
-        .map(|(p, f)| {
-            rustix::fs::open(
-                p,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| {
-                anyhow!(
-                    "config.json linux.namespaces path {}: cannot open it: {e}",
-                    p.display()
-                )
-            })
-            .and_then(|fd| {
-                check_namespace(&fd, *f, p)?;
-                Ok((fd, *f))
-            })
-        })
-        .collect::<Result<_>>()?;
+    step!("oci_create.open_namespaces");
+    let join = open_namespaces(&plan)?;
     // Opened here, in the runtime's mount namespace (see child::create_container_hooks).
-    let create_container_hooks = plan
-        .extras
-        .create_container
-        .iter()
-        .enumerate()
-        .map(|(i, hook)| open_hook(i, &hook.path))
-        .collect::<Result<Vec<_>>>()?;
+    step!("oci_create.open_hooks");
+    let create_container_hooks = open_create_container_hooks(&plan)?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
         bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
     }
-
+    step!("oci_create.bound_devices");
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
 
-    std::fs::create_dir_all(&root.dir)
-        .with_context(|| format!("cannot create the state directory {}", root.dir.display()))?;
-    let _ = std::fs::set_permissions(
-        &root.dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    );
-    let dir = root.container_dir(id);
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("container {id} already exists: choose another ID, or delete it first")
-        }
-        Err(e) => return Err(anyhow!("cannot create {}: {e}", dir.display())),
-    }
+    step!("oci_create.state_dir");
+    let dir = make_container_dir(root, id)?;
     let mut undo = Undo {
-        dir: Some(dir.clone()),
+        dir: Some(dir),
         cgroup: None,
     };
     // After the directory: the ID is ours, so is the lease of that name.
+    step!("oci_create.lease");
     let mut lease = if joins_user {
         None // the joined namespace's IDs are its first container's lease
     } else {
         lease_mappings(root, id, &plan.uid_map, &plan.gid_map)?
     };
+    step!("oci_create.fifo");
     let fifo = root.fifo(id);
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-        .with_context(|| format!("cannot create {}", fifo.display()))?;
-    // mkfifo obeys our umask.
-    let _ = std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622));
-
+    make_fifo(&fifo)?;
+    step!("oci_create.cgroup");
     let cgroup = if cgroup_ok {
-        let path = match &plan.cgroups_path {
-            Some(p) if p.is_absolute() => {
-                let mount = crate::sys::cgroup::check_available(&cfg.cgroup_root)
-                    .map_err(|e| anyhow!(e))?;
-                mount.join(p.strip_prefix("/").unwrap_or(p))
-            }
-            Some(p) => cfg.cgroup_root.join(p),
-            None => cfg.cgroup_root.join(id),
-        };
-        // A cgroup that exists is someone else's (a service, another
-        // container): create would empty it and delete would kill it.
-        if path.exists() {
-            bail!(
-                "cgroup {} already exists: give linux.cgroupsPath a cgroup of its own",
-                path.display()
-            );
-        }
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
-        let cg = crate::sys::cgroup::create(parent, name, &(&plan.spec.limits).into())?;
-        undo.cgroup = Some(cg.path.clone());
-        // Before the init is cloned into it: no device is opened unchecked.
-        crate::sys::devices::confine(&cg.path, &plan.device_rules).map_err(|e| {
-            anyhow!(
-                "cannot attach the device filter (linux.resources.devices) to cgroup {}: {e}: the kernel needs CONFIG_CGROUP_BPF",
-                cg.path.display()
-            )
-        })?;
-        Some(cg.path)
+        let path = make_cgroup(cfg, id, &plan)?;
+        undo.cgroup = Some(path.clone());
+        Some(path)
     } else {
         None
     };
 
-    let mut rec = Record {
-        id: id.to_string(),
-        pid: 0,
-        start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: plan.spec.rootfs.clone(),
-        created: now_rfc3339(),
-        annotations: plan.annotations.clone(),
-        cgroup: cgroup.clone(),
-        poststop: plan.hooks.poststop.clone(),
-        poststart: plan.hooks.poststart.clone(),
-        confinement: Some(plan.spec.confinement.clone()),
-    };
+    let mut rec = first_record(id, &bundle, &plan, cgroup.clone());
+    step!("oci_create.record");
     root.save(&rec)?;
     let hooks = plan.hooks.clone();
     let launch = Launch {
@@ -417,25 +141,18 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         cgroup,
         create_container_hooks,
     };
-    let created = crate::parent::oci::create(launch, |pid| {
-        // Recorded at once: a create killed from here on leaves a
-        // container that `state` reports and `delete` removes.
-        let mut creating = rec.clone();
-        creating.pid = pid.as_raw();
-        creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
-        root.save(&creating)?;
-        let state = hook_state(&creating, "created");
-        for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
-            run_hook(hook, &state)?;
-        }
-        Ok(hook_state(&creating, "creating"))
-    })?;
+    step!("oci_create.launch");
+    let created =
+        crate::parent::create::create_init(launch, |pid| init_exists(root, &rec, &hooks, pid))?;
     rec.pid = created.pid.as_raw();
     rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
+    step!("oci_create.record_created");
     root.save(&rec)?;
+    step!("oci_create.pid_file");
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, rec.pid)?;
     }
+    step!("oci_create.hand_over_lease");
     if let Some(mut held) = lease.take() {
         // Held by the init alone from here: no engine process stays.
         held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))?;
@@ -446,6 +163,117 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     Ok(created)
 }
 
+/// Once the init exists (in its namespaces, before it builds its root):
+/// its pid recorded at once (a create killed from here on leaves a
+/// container that `state` reports and `delete` removes), then the prestart
+/// and createRuntime hooks. Returns the state the init's own hooks read.
+fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Result<String> {
+    let mut creating = rec.clone();
+    creating.pid = pid.as_raw();
+    creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
+    step!("oci_create.record_pid");
+    root.save(&creating)?;
+    let state = hook_state(&creating, "created");
+    step!("oci_create.hooks");
+    for hook in hooks.prestart.iter().chain(&hooks.create_runtime) {
+        run_hook(hook, &state)?;
+    }
+    Ok(hook_state(&creating, "creating"))
+}
+
+/// The state directory (0700) and the container's directory in it: the
+/// ID is ours from here.
+fn make_container_dir(root: &Root, id: &str) -> Result<PathBuf> {
+    root.make_private()?;
+    let dir = root.container_dir(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container {id} already exists: choose another ID, or delete it first")
+        }
+        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display())),
+    }
+}
+
+/// The record before the init exists (pid 0: a create killed now leaves
+/// a stopped container that `delete` removes).
+fn first_record(
+    id: &str,
+    bundle: &config::Bundle,
+    plan: &config::Plan,
+    cgroup: Option<PathBuf>,
+) -> Record {
+    Record {
+        id: id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: plan.spec.rootfs.clone(),
+        created: now_rfc3339(),
+        annotations: plan.annotations.clone(),
+        cgroup,
+        poststop: plan.hooks.poststop.clone(),
+        poststart: plan.hooks.poststart.clone(),
+        confinement: Some(plan.spec.confinement.clone()),
+    }
+}
+
+/// The bundle, and its config planned and checked: nothing is created
+/// before this.
+fn plan_bundle(id: &str, opts: &CreateOptions) -> Result<(config::Bundle, config::Plan)> {
+    check_id(id)?;
+    let bundle = config::load(&opts.bundle)?;
+    let mut plan = config::plan(id, &bundle)?;
+    plan.extras.preserve_fds = opts.preserve_fds;
+    if plan.spec.tty && opts.console_socket.is_none() {
+        bail!("config.json process.terminal is true but no --console-socket was given: the pty master needs somewhere to go");
+    }
+    Ok((bundle, plan))
+}
+
+/// The exec.fifo `start` opens, writable by the container's user.
+fn make_fifo(fifo: &Path) -> Result<()> {
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("cannot create {}", fifo.display()))?;
+    // mkfifo obeys our umask.
+    std::fs::set_permissions(fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .with_context(|| format!("cannot make {} writable by the container", fifo.display()))
+}
+
+/// The container's cgroup (linux.cgroupsPath, or ENGINE_CGROUP_ROOT/ID),
+/// with its limits and device filter, before the init is cloned into it.
+fn make_cgroup(cfg: &Config, id: &str, plan: &config::Plan) -> Result<PathBuf> {
+    let path = match &plan.cgroups_path {
+        Some(p) if p.is_absolute() => {
+            let mount =
+                crate::sys::cgroup::check_available(&cfg.cgroup_root).map_err(|e| anyhow!(e))?;
+            mount.join(p.strip_prefix("/").unwrap_or(p))
+        }
+        Some(p) => cfg.cgroup_root.join(p),
+        None => cfg.cgroup_root.join(id),
+    };
+    // A cgroup that exists is someone else's (a service, another
+    // container): create would empty it and delete would kill it.
+    if path.exists() {
+        bail!(
+            "cgroup {} already exists: give linux.cgroupsPath a cgroup of its own",
+            path.display()
+        );
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(id);
+    let cg = crate::sys::cgroup::create(parent, name, &(&plan.spec.limits).into())?;
+    // Before the init is cloned into it: no device is opened unchecked.
+    if let Err(e) = crate::sys::devices::confine(&cg.path, &plan.device_rules) {
+        let _ = crate::sys::cgroup::kill_and_remove(&cg.path);
+        bail!(
+            "cannot attach the device filter (linux.resources.devices) to cgroup {}: {e}: the kernel needs CONFIG_CGROUP_BPF",
+            cg.path.display()
+        );
+    }
+    Ok(cg.path)
+}
+
 /// Leases the host IDs of linux.uidMappings/gidMappings host-wide
 /// (`sys::idlease`), so `engine run` hands none of them out while the
 /// container lives. They are the caller's choice: containers of the OCI
@@ -454,14 +282,14 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
 fn lease_mappings(
     root: &Root,
     id: &str,
-    uid_map: &[crate::parent::oci::IdMapping],
-    gid_map: &[crate::parent::oci::IdMapping],
+    uid_map: &[crate::parent::create::IdMapping],
+    gid_map: &[crate::parent::create::IdMapping],
 ) -> Result<Option<crate::sys::idlease::Held>> {
     use crate::sys::idlease::{Lease, Leases, Proc};
     if uid_map.is_empty() && gid_map.is_empty() {
         return Ok(None);
     }
-    let spans = |m: &[crate::parent::oci::IdMapping]| -> Vec<(u32, u32)> {
+    let spans = |m: &[crate::parent::create::IdMapping]| -> Vec<(u32, u32)> {
         m.iter().map(|m| (m.host, m.size)).collect()
     };
     let (uids, gids) = (spans(uid_map), spans(gid_map));
@@ -487,122 +315,6 @@ fn lease_mappings(
         init: None,
     })?;
     Ok(Some(held))
-}
-
-/// An O_PATH fd of a createContainer hook's file, which must be a regular file.
-fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
-    let field = format!(
-        "config.json hooks.createContainer[{i}].path {}",
-        path.display()
-    );
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| anyhow!("{field}: cannot open it: {e}"))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| anyhow!("{field}: cannot stat it: {e}"))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        bail!("{field} is not a regular file");
-    }
-    Ok(fd)
-}
-
-/// A namespace given by path is a namespace of the type its entry names,
-/// and, for mount and user, not the engine's own or the host's: the init
-/// would pivot_root in the host's mount namespace (moving every host
-/// process whose root is `/` into the container's root).
-fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> Result<()> {
-    use nix::sched::CloneFlags;
-    use std::os::fd::AsRawFd;
-    let name = match kind {
-        CloneFlags::CLONE_NEWUSER => "user",
-        CloneFlags::CLONE_NEWNS => "mount",
-        CloneFlags::CLONE_NEWNET => "network",
-        CloneFlags::CLONE_NEWPID => "pid",
-        CloneFlags::CLONE_NEWIPC => "ipc",
-        CloneFlags::CLONE_NEWUTS => "uts",
-        _ => "other",
-    };
-    // NS_GET_NSTYPE (Linux 4.11): _IO(0xb7, 0x3).
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-    // SAFETY: an ioctl without argument on an fd we own; it only returns an int.
-    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
-    if ty < 0 {
-        bail!(
-            "config.json linux.namespaces {name} path {} is not a namespace (a /proc/PID/ns/* file or a bind mount of one)",
-            path.display()
-        );
-    }
-    if ty != kind.bits() {
-        bail!(
-            "config.json linux.namespaces {name} path {} is not a {name} namespace",
-            path.display()
-        );
-    }
-    // The engine's own namespaces are the host's (or its caller's): a
-    // container joined to one would write into it (sysctls, hostname, mounts).
-    let file = match name {
-        "mount" => "mnt",
-        "network" => "net",
-        other => other,
-    };
-    let st = rustix::fs::fstat(fd)
-        .with_context(|| format!("cannot stat namespace {}", path.display()))?;
-    for own in ["self", "1"] {
-        if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
-            if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
-                let hint = if name == "user" {
-                    "leave the user entry out, and the container has none"
-                } else {
-                    "leave the path out, and a new one is made"
-                };
-                bail!(
-                    "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
-                    path.display()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Without cgroup v2 there is no device filter. What a container can open
-/// is then the engine's /dev nodes (null, zero, full, random, urandom, tty,
-/// the console and its ptys: runc's allow list, which no rule can take
-/// away) and the device nodes a bundle binds in as files: every writable
-/// mount is nodev (`child::mounts`). So a bound device node that the rules
-/// do not allow is refused here, and every rule is kept.
-fn check_bound_devices(plan: &config::Plan) -> Result<()> {
-    use crate::sys::devices::{self, Kind};
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    for v in &plan.spec.volumes {
-        let Ok(meta) = std::fs::metadata(&v.host) else {
-            continue;
-        };
-        let kind = match meta.file_type() {
-            t if t.is_block_device() => Kind::Block,
-            t if t.is_char_device() => Kind::Char,
-            _ => continue,
-        };
-        let (major, minor) = (
-            nix::sys::stat::major(meta.rdev()) as u32,
-            nix::sys::stat::minor(meta.rdev()) as u32,
-        );
-        let access = if v.readonly {
-            devices::READ
-        } else {
-            devices::READ | devices::WRITE
-        };
-        if !devices::allows(&plan.device_rules, kind, major, minor, access) {
-            bail!(
-                "config.json mounts {}: {} is a device ({major}:{minor}) that linux.resources.devices does not allow, and this host has no cgroup v2 device filter to stop it being opened: allow it in linux.resources.devices, or remove the mount",
-                v.container.display(),
-                v.host.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// The decimal pid with no newline, written whole (rename) so a reader
@@ -639,6 +351,7 @@ fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
 pub fn start(root: &Root, id: &str) -> Result<()> {
+    step!("oci_start.load");
     let rec = root.load(id)?;
     match root.status(&rec) {
         Status::Created => {}
@@ -648,6 +361,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         ),
     }
     let fifo = root.fifo(id);
+    step!("oci_start.open_fifo");
     let file = std::fs::File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -660,6 +374,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         })?;
     // The init's open for writing completes now; wait for its answer ("0",
     // or why its startContainer hooks failed), and notice if it died instead.
+    step!("oci_start.wait");
     loop {
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&file),
@@ -688,8 +403,10 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             bail!("cannot start container {id}: its init has exited");
         }
     }
+    step!("oci_start.remove_fifo");
     let _ = std::fs::remove_file(&fifo);
     let state = hook_state(&rec, "running");
+    step!("oci_start.poststart");
     for hook in &rec.poststart {
         // Failures of poststart hooks are logged, not fatal (runtime-spec).
         if let Err(e) = run_hook(hook, &state) {
@@ -699,15 +416,16 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     Ok(())
 }
 
-use std::os::unix::fs::OpenOptionsExt;
-
 /// `kill [--all] ID SIGNAL`.
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
+    step!("oci_kill.signal_name");
     let sig = crate::parent::lifecycle::parse_signal(signal)?;
+    step!("oci_kill.load");
     let rec = root.load(id)?;
     if root.status(&rec) == Status::Stopped {
         bail!("cannot kill container {id}: container not running");
     }
+    step!("oci_kill.signal");
     if all {
         for pid in processes(&rec) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
@@ -751,6 +469,7 @@ pub fn processes(rec: &Record) -> Vec<i32> {
 
 /// `delete [--force] ID`.
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    step!("oci_delete.load");
     check_id(id)?;
     let rec = match root.load(id) {
         Ok(r) => r,
@@ -764,6 +483,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             return Err(e);
         }
     };
+    step!("oci_delete.stop");
     match root.status(&rec) {
         Status::Running if !force => {
             bail!("cannot delete container {id}: it is running: stop it first (kill), or use delete --force")
@@ -775,16 +495,20 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             wait_gone(&rec);
         }
     }
+    step!("oci_delete.cgroup");
     if let Some(cg) = &rec.cgroup {
         crate::sys::cgroup::kill_and_remove(cg)?;
     }
+    step!("oci_delete.lease");
     crate::sys::idlease::Leases::host().remove(&root.dir, id);
     let state = hook_state(&rec, "stopped");
+    step!("oci_delete.poststop");
     for hook in &rec.poststop {
         if let Err(e) = run_hook(hook, &state) {
             eprintln!("engine: {e:#}");
         }
     }
+    step!("oci_delete.remove");
     std::fs::remove_dir_all(root.container_dir(id))
         .with_context(|| format!("cannot remove the state of container {id}"))
 }

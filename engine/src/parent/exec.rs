@@ -13,9 +13,10 @@
 //! and stderr that is a terminal is relayed through a pipe.
 
 use super::clone::{clone3, Cloned};
-use super::supervise::{block_forwarded, supervise};
+use super::supervise::{block_forwarded, supervise, RestoreMask};
 use super::{child_failure, pipe};
 use crate::child;
+use crate::model::security::Confinement;
 use crate::parent::record::Record;
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, Context, Result};
@@ -24,7 +25,7 @@ use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What `engine exec` runs.
 pub struct ExecRequest {
@@ -56,29 +57,128 @@ pub(crate) fn namespaces_to_join(pid: i32) -> Option<nix::sched::CloneFlags> {
     Some(namespaces)
 }
 
+/// The running container a process joins.
+pub struct Target<'a> {
+    pub name: &'a str,
+    /// Its PID 1, on the host.
+    pub pid: i32,
+    pub cgroup: Option<&'a Path>,
+    pub hostname: &'a str,
+}
+
+/// What the joining process runs, and as whom.
+pub struct JoinProcess<'a> {
+    /// Exactly the environment it gets.
+    pub env: &'a [(String, String)],
+    pub workdir: &'a Path,
+    pub command: &'a [String],
+    pub confinement: &'a Confinement,
+    /// An OCI process: its user, rlimits, preserved fds.
+    pub oci: Option<child::OciProcess<'a>>,
+}
+
+/// Where the joining process's stdio comes from.
+pub enum Terminal {
+    /// Ours, but those of our stdin, stdout and stderr that are terminals
+    /// are relayed through pipes (`engine exec` without `-t`).
+    Relayed,
+    /// Ours, as they are (an OCI exec: its caller's pipes or files).
+    Inherited,
+    /// A pty of the host's devpts whose master we keep (`engine exec -t`).
+    OwnPty,
+    /// A pty of the container's devpts whose master goes to this console
+    /// socket (an OCI exec with a terminal).
+    ConsoleSocket(OwnedFd),
+}
+
+/// A process that joined a container and exec'd its command.
+pub struct Joined {
+    pub pid: nix::unistd::Pid,
+    pub pidfd: OwnedFd,
+    /// The pty master of `Terminal::OwnPty`.
+    pub master: Option<OwnedFd>,
+    /// With `forward_signals`: the signals blocked for `supervise`.
+    pub forwarded: Option<(nix::sys::signal::SigSet, RestoreMask)>,
+    relays: Vec<RelayProcess>,
+}
+
+impl Joined {
+    /// Ends the stdio relays once the process has exited.
+    pub fn finish(self) {
+        for r in self.relays {
+            r.finish();
+        }
+    }
+}
+
 /// Runs a process inside a running container: its namespaces (setns), its
 /// cgroup, its root and working directory. Returns docker's exit code.
 pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
+    let mut env = rec.env.clone();
+    env.extend(req.env.iter().cloned());
+    let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let confinement = rec.confinement.clone().unwrap_or_default();
+    let target = Target {
+        name: &rec.name,
+        pid: rec.pid,
+        cgroup: rec.cgroup.as_deref(),
+        hostname: &rec.hostname,
+    };
+    let process = JoinProcess {
+        env: &env,
+        workdir: &workdir,
+        command: &req.command,
+        confinement: &confinement,
+        oci: None,
+    };
+    let terminal = if req.tty {
+        Terminal::OwnPty
+    } else {
+        Terminal::Relayed
+    };
+    step!("exec.enter");
+    let mut joined = join_container(&target, &process, terminal, true)?;
+    let Some((forwarded, _restore_mask)) = joined.forwarded.take() else {
+        unreachable!("join_container blocks the forwarded signals when asked")
+    };
+    step!("exec.supervise");
+    let status = supervise(joined.pid, &joined.pidfd, joined.master.take(), forwarded)?;
+    step!("exec.finish");
+    joined.finish();
+    Ok(status)
+}
+
+/// The one way into a running container, for `engine exec` and the OCI
+/// `exec`: non-dumpable, a pidfd of its PID 1, the namespaces that differ
+/// from ours, our pid namespace joined so that our child is born in it,
+/// the terminal, the error pipe, clone3 into its cgroup, and the child's
+/// report. With `forward_signals`, the signals `supervise` forwards are
+/// blocked before the clone.
+pub fn join_container(
+    target: &Target,
+    process: &JoinProcess,
+    terminal: Terminal,
+    forward_signals: bool,
+) -> Result<Joined> {
     use nix::sched::CloneFlags;
     // Before anything of the container exists in this process; inherited
     // by the joining child.
     step!("exec.non_dumpable");
     nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
-    let gone = || anyhow!("container {} has exited", rec.name);
+    let gone = || anyhow!("container {} has exited", target.name);
     step!("exec.pid");
-    let pid = rustix::process::Pid::from_raw(rec.pid).ok_or_else(gone)?;
+    let pid = rustix::process::Pid::from_raw(target.pid).ok_or_else(gone)?;
     step!("exec.pidfd");
-    let target: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+    let pidfd: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|_| gone())?;
     step!("exec.namespaces");
-    let namespaces = namespaces_to_join(rec.pid).ok_or_else(gone)?;
+    let namespaces = namespaces_to_join(target.pid).ok_or_else(gone)?;
     // Relays for our terminals, forked while our children are still born
     // in our own pid namespace (out of the container's sight).
     step!("exec.relays");
-    let relays = if req.tty {
-        Vec::new()
-    } else {
-        terminal_relays()?
+    let relays = match terminal {
+        Terminal::Relayed => terminal_relays()?,
+        _ => Vec::new(),
     };
     let mut stdio = [None; 3];
     for r in &relays {
@@ -91,59 +191,67 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
         .collect::<Result<_>>()?;
     // Our children, not we, are born in the container's pid namespace.
     step!("exec.pid_namespace");
-    nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
-        .with_context(|| format!("cannot join the pid namespace of {}", rec.name))?;
-
-    let pty = if req.tty {
-        step!("exec.pty");
-        Some(super::tty::open_pty()?)
-    } else {
-        None
+    nix::sched::setns(pidfd.as_fd(), CloneFlags::CLONE_NEWPID)
+        .with_context(|| format!("cannot join the pid namespace of {}", target.name))?;
+    step!("exec.pty");
+    let pty = match terminal {
+        Terminal::OwnPty => Some(super::tty::open_pty()?),
+        Terminal::ConsoleSocket(_) => Some(super::tty::open_pty_in_root_of(target.pid)?),
+        Terminal::Relayed | Terminal::Inherited => None,
     };
     step!("exec.error_pipe");
     let (error_read, error_write) = pipe()?;
-    let mut env = rec.env.clone();
-    env.extend(req.env.iter().cloned());
-    let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let confinement = rec.confinement.clone().unwrap_or_default();
     let setup = child::join::JoinSetup {
-        pidfd: target.as_raw_fd(),
+        pidfd: pidfd.as_raw_fd(),
         namespaces,
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         stdio,
-        hostname: &rec.hostname,
-        env: &env,
-        workdir: &workdir,
-        command: &req.command,
-        confinement: &confinement,
-        oci: None,
+        hostname: target.hostname,
+        env: process.env,
+        workdir: process.workdir,
+        command: process.command,
+        confinement: process.confinement,
+        oci: process.oci.clone(),
     };
     step!("exec.block_signals");
-    let (forwarded, _restore_mask) = block_forwarded()?;
-    let cgroup_dir = rec.cgroup.as_ref().and_then(|p| File::open(p).ok());
+    let forwarded = if forward_signals {
+        Some(block_forwarded()?)
+    } else {
+        None
+    };
+    let cgroup_dir = target.cgroup.and_then(|p| File::open(p).ok());
     step!("exec.clone");
-    let (pid, pidfd) = match clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
+    let (pid, child_pidfd) = match clone3(0, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
         Cloned::Child => child::join::join(&setup),
         Cloned::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(cgroup_dir);
-    drop(target);
+    drop(pidfd);
     drop(error_write);
-    let master = pty.map(|p| p.master);
     // Only the joining process holds the command's ends of the pipes now.
     let relays: Vec<RelayProcess> = relays.into_iter().map(RelayProcess::close_theirs).collect();
+    let mut master = None;
+    step!("exec.console");
+    if let Some(pty) = pty {
+        match &terminal {
+            Terminal::ConsoleSocket(sock) => {
+                super::tty::send_console(sock, &pty.master, &pty.slave_path)?;
+            }
+            _ => master = Some(pty.master),
+        }
+    }
     if let Some(failure) = child_failure(error_read) {
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(failure.into());
     }
-    step!("exec.supervise");
-    let status = supervise(pid, &pidfd, master, forwarded)?;
-    step!("exec.finish");
-    for r in relays {
-        r.finish();
-    }
-    Ok(status)
+    Ok(Joined {
+        pid,
+        pidfd: child_pidfd,
+        master,
+        forwarded,
+        relays,
+    })
 }
 
 /// A pipe standing in for one of our stdio fds that is a terminal.

@@ -1,15 +1,15 @@
 //! Host side: run (orchestration and undo), clone (clone3, id maps),
 //! supervise (signals, wait), tty, detach (run -d), exec into a running
-//! container, recovery of what a dead engine left, lifecycle verbs, host setup.
+//! container (both front ends), create (an OCI container up to its gate), recovery of what a dead engine left, lifecycle verbs, host setup.
 
 pub mod clone;
+pub mod create;
 pub mod detach;
 pub mod exec;
 pub mod host;
 pub mod lifecycle;
 pub mod log;
 pub mod nat;
-pub mod oci;
 pub mod record;
 pub mod recovery;
 pub mod run;

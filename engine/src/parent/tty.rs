@@ -1,10 +1,11 @@
 //! The container's pseudo-terminal: open it sized like ours, raw mode for
-//! our terminal, and the byte relay between them.
+//! our terminal, and the byte relay between them; for the OCI verbs, the
+//! console socket its master is sent to.
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub struct Pty {
     pub master: OwnedFd,
@@ -139,4 +140,39 @@ pub fn read_some(fd: BorrowedFd, buf: &mut [u8]) -> isize {
             Err(_) => return -1,
         }
     }
+}
+
+/// Connects to an OCI console socket (stream or seqpacket, as the caller made it).
+pub fn connect_console(path: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let addr = UnixAddr::new(path)
+        .map_err(|e| anyhow!("invalid --console-socket {}: {e}", path.display()))?;
+    let mut last = None;
+    for ty in [SockType::Stream, SockType::SeqPacket] {
+        let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
+            .context("cannot create a socket for the console")?;
+        match connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(sock),
+            Err(nix::errno::Errno::EPROTOTYPE) => last = Some(nix::errno::Errno::EPROTOTYPE),
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot connect to --console-socket {}: {}",
+                    path.display(),
+                    e.desc()
+                ))
+            }
+        }
+    }
+    Err(anyhow!(
+        "cannot connect to --console-socket {}: {}",
+        path.display(),
+        last.map(|e| e.desc()).unwrap_or("unknown")
+    ))
+}
+
+/// The pty master over SCM_RIGHTS, its name as the data (as runc sends it).
+pub fn send_console(sock: &OwnedFd, master: &OwnedFd, name: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    crate::sys::console::send_master(sock.as_fd(), master.as_fd(), name.as_os_str().as_bytes())
+        .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))
 }

@@ -1,4 +1,4 @@
-//! The host side of an OCI container's `create`: the same clone, id maps,
+//! The host side of an OCI container's `create`, up to the exec.fifo gate: the same clone, id maps,
 //! mount fds and go as `engine run` (`run::send_mount_fds`, `child::run`),
 //! then, instead of supervising, wait until the init says it is ready to
 //! exec and leave it blocked on the exec.fifo for `start`. The init stays
@@ -9,6 +9,7 @@ use super::{child_failure, pipe, ExitError};
 use crate::child::{self, ChildSetup, OciChild};
 use crate::model::oci::Extras;
 use crate::model::spec::Spec;
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
@@ -78,34 +79,29 @@ impl Drop for Created {
 /// the init exists, in its namespaces but before it builds its root (the
 /// prestart and createRuntime hooks); it returns the OCI state the init's
 /// own hooks (createContainer, startContainer) read.
-pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
+pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
     let spec = l.spec;
+    step!("oci_create.open_fifo");
     let fifo = rustix::fs::open(
         l.fifo,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .with_context(|| format!("cannot open {}", l.fifo.display()))?;
-    // With process.terminal the init opens the pty in its own devpts and
-    // sends the master to the console socket itself (child/console.rs).
-    let console = match (&l.console, spec.tty) {
-        (Some(sock), true) => Some(child::Console {
-            socket: sock.as_raw_fd(),
-            size: l.console_size,
-        }),
-        (None, true) => {
-            return Err(anyhow!(
-                "process.terminal needs a --console-socket to send the terminal to"
-            ))
-        }
-        _ => None,
-    };
+    step!("oci_create.console_check");
+    let console = console_of(&l)?;
+    step!("oci_create.sync_pipe");
     let (sync_read, sync_write) = pipe()?;
+    step!("oci_create.ready_pipe");
     let (ready_read, ready_write) = pipe()?;
+    step!("oci_create.error_pipe");
     let (error_read, error_write) = pipe()?;
+    step!("oci_create.state_pipe");
     let (state_read, state_write) = pipe()?;
+    step!("oci_create.mount_socket");
     let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
         .context("cannot create a socket pair for the mount fds")?;
+    step!("oci_create.cgroup_dir");
     let cgroup_dir = match &l.cgroup {
         Some(p) => {
             Some(File::open(p).with_context(|| format!("cannot open cgroup {}", p.display()))?)
@@ -118,6 +114,7 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
     let (join_in_child, join_here): (Vec<_>, Vec<_>) = l.join.iter().partition(|(_, kind)| {
         kind.intersects(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
     });
+    step!("oci_create.join_namespaces");
     for (fd, kind) in &join_here {
         nix::sched::setns(fd.as_fd(), *kind)
             .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
@@ -149,17 +146,8 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         }),
     };
     let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
-    let pid = if join_in_child.is_empty() {
-        match clone3(l.new_namespaces, cgroup_fd)? {
-            Cloned::Child => child::run(&setup),
-            Cloned::Parent { pid, .. } => pid,
-        }
-    } else {
-        match clone_joining(&join_in_child, l.new_namespaces, cgroup_fd)? {
-            None => child::run(&setup),
-            Some(pid) => pid,
-        }
-    };
+    step!("oci_create.clone");
+    let pid = clone_init(&setup, &join_in_child, l.new_namespaces, cgroup_fd)?;
     let created = Created { pid, armed: true };
     drop(setup);
     drop((
@@ -172,30 +160,27 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         cgroup_dir,
     ));
 
-    if joins_user {
-        check_map(pid, "uid_map", "uidMappings", &l.uid_map)?;
-        check_map(pid, "gid_map", "gidMappings", &l.gid_map)?;
-    } else if !l.uid_map.is_empty() {
-        write_map(pid, "gid_map", &l.gid_map)?;
-        write_map(pid, "uid_map", &l.uid_map)?;
-    }
+    step!("oci_create.id_maps");
+    id_maps(pid, joins_user, &l.uid_map, &l.gid_map)?;
+    step!("oci_create.oom_score_adj");
     if let Some(adj) = l.oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
     }
+    step!("oci_create.mount_fds");
     let scratch = std::env::temp_dir();
     super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
     drop(mount_sock);
+    step!("oci_create.before_go");
     let state = before_go(pid)?;
+    step!("oci_create.go");
     File::from(sync_write)
         .write_all(b"G")
         .context("cannot signal the container to start")?;
     // After the go, so a state of any size cannot block us: the init reads
     // it to its end first thing.
     let _ = File::from(state_write).write_all(state.as_bytes());
-    let mut byte = [0u8; 1];
-    let n = File::from(ready_read).read(&mut byte).unwrap_or(0);
-    if n == 1 {
+    if init_is_ready(ready_read, &error_read) {
         return Ok(created);
     }
     let failure = child_failure(error_read).unwrap_or(ExitError {
@@ -203,6 +188,84 @@ pub fn create(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Resul
         msg: "the container's init exited before it was ready".into(),
     });
     Err(failure.into())
+}
+
+/// With process.terminal the init opens the pty in its own devpts and
+/// sends the master to the console socket itself (child/console.rs).
+fn console_of(l: &Launch) -> Result<Option<child::Console>> {
+    match (&l.console, l.spec.tty) {
+        (Some(sock), true) => Ok(Some(child::Console {
+            socket: sock.as_raw_fd(),
+            size: l.console_size,
+        })),
+        (None, true) => Err(anyhow!(
+            "process.terminal needs a --console-socket to send the terminal to"
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The init, cloned into its cgroup and new namespaces (by an intermediate
+/// process when a user or mount namespace is joined by path). Returns its
+/// pid here; the init runs `child::run`.
+fn clone_init(
+    setup: &ChildSetup,
+    join_in_child: &[&(OwnedFd, CloneFlags)],
+    new_namespaces: u64,
+    cgroup_fd: Option<std::os::fd::RawFd>,
+) -> Result<Pid> {
+    if join_in_child.is_empty() {
+        return Ok(match clone3(new_namespaces, cgroup_fd)? {
+            Cloned::Child => child::run(setup),
+            Cloned::Parent { pid, .. } => pid,
+        });
+    }
+    Ok(
+        match clone_joining(join_in_child, new_namespaces, cgroup_fd)? {
+            None => child::run(setup),
+            Some(pid) => pid,
+        },
+    )
+}
+
+/// The maps of a new user namespace, written once from here; those of one
+/// joined by path are checked against the config's instead.
+fn id_maps(pid: Pid, joins_user: bool, uid_map: &[IdMapping], gid_map: &[IdMapping]) -> Result<()> {
+    if joins_user {
+        check_map(pid, "uid_map", "uidMappings", uid_map)?;
+        check_map(pid, "gid_map", "gidMappings", gid_map)
+    } else if !uid_map.is_empty() {
+        write_map(pid, "gid_map", gid_map)?;
+        write_map(pid, "uid_map", uid_map)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the init said it is ready, rather than reporting on its error
+/// pipe first (a failure it is about to exit with, or a failpoint's request
+/// to kill this engine: the init then waits, holding the ready pipe open).
+fn init_is_ready(ready_read: OwnedFd, error_read: &OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(ready_read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(error_read.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => {}
+        }
+        let woke = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        if woke(&fds[1]) {
+            return false;
+        }
+        if woke(&fds[0]) {
+            let mut byte = [0u8; 1];
+            return File::from(ready_read).read(&mut byte).unwrap_or(0) == 1;
+        }
+    }
 }
 
 /// The init, cloned by an intermediate process that first joins the
@@ -325,39 +388,4 @@ fn write_map(pid: Pid, file: &str, map: &[IdMapping]) -> Result<()> {
         .collect();
     let path = format!("/proc/{pid}/{file}");
     std::fs::write(&path, &text).with_context(|| format!("cannot write {path} ({})", text.trim()))
-}
-
-/// Connects to the console socket (stream or seqpacket, as the caller made it).
-pub fn connect_console(path: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let addr = UnixAddr::new(path)
-        .map_err(|e| anyhow!("invalid --console-socket {}: {e}", path.display()))?;
-    let mut last = None;
-    for ty in [SockType::Stream, SockType::SeqPacket] {
-        let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
-            .context("cannot create a socket for the console")?;
-        match connect(sock.as_raw_fd(), &addr) {
-            Ok(()) => return Ok(sock),
-            Err(nix::errno::Errno::EPROTOTYPE) => last = Some(nix::errno::Errno::EPROTOTYPE),
-            Err(e) => {
-                return Err(anyhow!(
-                    "cannot connect to --console-socket {}: {}",
-                    path.display(),
-                    e.desc()
-                ))
-            }
-        }
-    }
-    Err(anyhow!(
-        "cannot connect to --console-socket {}: {}",
-        path.display(),
-        last.map(|e| e.desc()).unwrap_or("unknown")
-    ))
-}
-
-/// The pty master over SCM_RIGHTS, its name as the data (as runc sends it).
-pub fn send_console(sock: &OwnedFd, master: &OwnedFd, name: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    crate::sys::console::send_master(sock.as_fd(), master.as_fd(), name.as_os_str().as_bytes())
-        .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))
 }

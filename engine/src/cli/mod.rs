@@ -1,0 +1,3 @@
+//! The binary's command lines besides the native one in main.rs.
+
+pub mod oci;

@@ -1,0 +1,170 @@
+//! Checks of a planned bundle against the host, before anything is
+//! created: the namespaces given by path, the createContainer hooks'
+//! files, and (without cgroup v2) the device nodes bound in.
+
+use super::config;
+use anyhow::{anyhow, bail, Context, Result};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// Whether host root is mapped into the container: no user namespace, or
+/// linux.uidMappings/gidMappings that hold host uid or gid 0.
+pub(super) fn maps_host_root(plan: &config::Plan) -> bool {
+    let ranges = |m: &[crate::parent::create::IdMapping]| {
+        crate::model::userns::ranges_hold_host_root(m.iter().map(|m| (m.host, m.size)))
+    };
+    plan.spec.userns.maps_host_root() || ranges(&plan.uid_map) || ranges(&plan.gid_map)
+}
+
+/// The namespaces given by path, opened and checked (`check_namespace`).
+pub(super) fn open_namespaces(
+    plan: &config::Plan,
+) -> Result<Vec<(OwnedFd, nix::sched::CloneFlags)>> {
+    plan.join
+        .iter()
+        .map(|(p, f)| {
+            rustix::fs::open(
+                p,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "config.json linux.namespaces path {}: cannot open it: {e}",
+                    p.display()
+                )
+            })
+            .and_then(|fd| {
+                check_namespace(&fd, *f, p)?;
+                Ok((fd, *f))
+            })
+        })
+        .collect()
+}
+
+/// The createContainer hooks' files, opened here, in the runtime's mount
+/// namespace (see child::create_container_hooks).
+pub(super) fn open_create_container_hooks(plan: &config::Plan) -> Result<Vec<OwnedFd>> {
+    plan.extras
+        .create_container
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| open_hook(i, &hook.path))
+        .collect()
+}
+
+/// An O_PATH fd of a createContainer hook's file, which must be a regular file.
+fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
+    let field = format!(
+        "config.json hooks.createContainer[{i}].path {}",
+        path.display()
+    );
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| anyhow!("{field}: cannot open it: {e}"))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| anyhow!("{field}: cannot stat it: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        bail!("{field} is not a regular file");
+    }
+    Ok(fd)
+}
+
+/// A namespace given by path is a namespace of the type its entry names,
+/// and, for mount and user, not the engine's own or the host's: the init
+/// would pivot_root in the host's mount namespace (moving every host
+/// process whose root is `/` into the container's root).
+fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> Result<()> {
+    use nix::sched::CloneFlags;
+    use std::os::fd::AsRawFd;
+    let name = match kind {
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        _ => "other",
+    };
+    // NS_GET_NSTYPE (Linux 4.11): _IO(0xb7, 0x3).
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without argument on an fd we own; it only returns an int.
+    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if ty < 0 {
+        bail!(
+            "config.json linux.namespaces {name} path {} is not a namespace (a /proc/PID/ns/* file or a bind mount of one)",
+            path.display()
+        );
+    }
+    if ty != kind.bits() {
+        bail!(
+            "config.json linux.namespaces {name} path {} is not a {name} namespace",
+            path.display()
+        );
+    }
+    // The engine's own namespaces are the host's (or its caller's): a
+    // container joined to one would write into it (sysctls, hostname, mounts).
+    let file = match name {
+        "mount" => "mnt",
+        "network" => "net",
+        other => other,
+    };
+    let st = rustix::fs::fstat(fd)
+        .with_context(|| format!("cannot stat namespace {}", path.display()))?;
+    for own in ["self", "1"] {
+        if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
+            if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
+                let hint = if name == "user" {
+                    "leave the user entry out, and the container has none"
+                } else {
+                    "leave the path out, and a new one is made"
+                };
+                bail!(
+                    "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Without cgroup v2 there is no device filter. What a container can open
+/// is then the engine's /dev nodes (null, zero, full, random, urandom, tty,
+/// the console and its ptys: runc's allow list, which no rule can take
+/// away) and the device nodes a bundle binds in as files: every writable
+/// mount is nodev (`child::mounts`). So a bound device node that the rules
+/// do not allow is refused here, and every rule is kept.
+pub(super) fn check_bound_devices(plan: &config::Plan) -> Result<()> {
+    use crate::sys::devices::{self, Kind};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for v in &plan.spec.volumes {
+        let Ok(meta) = std::fs::metadata(&v.host) else {
+            continue;
+        };
+        let kind = match meta.file_type() {
+            t if t.is_block_device() => Kind::Block,
+            t if t.is_char_device() => Kind::Char,
+            _ => continue,
+        };
+        let (major, minor) = (
+            nix::sys::stat::major(meta.rdev()) as u32,
+            nix::sys::stat::minor(meta.rdev()) as u32,
+        );
+        let access = if v.readonly {
+            devices::READ
+        } else {
+            devices::READ | devices::WRITE
+        };
+        if !devices::allows(&plan.device_rules, kind, major, minor, access) {
+            bail!(
+                "config.json mounts {}: {} is a device ({major}:{minor}) that linux.resources.devices does not allow, and this host has no cgroup v2 device filter to stop it being opened: allow it in linux.resources.devices, or remove the mount",
+                v.container.display(),
+                v.host.display()
+            );
+        }
+    }
+    Ok(())
+}

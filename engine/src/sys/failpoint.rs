@@ -21,8 +21,8 @@
 //! from the source and checks that every fallible statement of the ordered
 //! step functions has a failpoint before it.
 
-/// A parent-side step: `step!("run.cgroup");` in a function returning
-/// `anyhow::Result`.
+/// A parent-side step: `step!("run.cgroup");` in a function whose error
+/// converts from `Injected` (`anyhow::Error`, `engine::Error`).
 #[cfg(feature = "failpoints")]
 macro_rules! step {
     ($name:literal) => {

@@ -8,6 +8,12 @@ pub enum Error {
     /// Bad input (or a host that cannot run it), refused before anything was created.
     #[error("{0}")]
     Input(String),
+    /// Bad input, as the model refused it (exits as `Input` does).
+    #[error(transparent)]
+    Model(#[from] crate::model::Error),
+    /// A request this host cannot run (exits as `Input` does).
+    #[error(transparent)]
+    Host(#[from] crate::validate::Error),
     /// No running container of that name.
     #[error("{0}")]
     NoSuchContainer(String),
@@ -29,7 +35,11 @@ impl Error {
     /// Docker's exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Input(_) | Error::NoSuchContainer(_) | Error::Engine(_) => exit::ENGINE_ERROR,
+            Error::Input(_)
+            | Error::Model(_)
+            | Error::Host(_)
+            | Error::NoSuchContainer(_)
+            | Error::Engine(_) => exit::ENGINE_ERROR,
             Error::NotExecutable(_) => exit::NOT_EXECUTABLE,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::Interrupted { signal, .. } => 128 + signal,

@@ -91,3 +91,52 @@ impl From<crate::sys::failpoint::Injected> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{self, limits, volumes};
+    use crate::{prepare, Config, SpecInput};
+
+    /// A refused option reaches the caller as its own variant (no
+    /// downcast, no message parsing), prints the model's sentence, and
+    /// exits 125; it is refused before the host is looked at.
+    #[test]
+    fn refused_input_is_matched_by_variant() {
+        let input = |f: fn(&mut SpecInput)| {
+            let mut input = SpecInput {
+                rootfs: "/nonexistent-rootfs".into(),
+                command: vec!["true".into()],
+                userns: "auto".into(),
+                net: "none".into(),
+                ..SpecInput::default()
+            };
+            f(&mut input);
+            input
+        };
+        let cfg = Config::from_env();
+        let err = prepare(input(|i| i.cpus = Some("lots".into())), &cfg).unwrap_err();
+        assert!(
+            matches!(&err, Error::Model(model::Error::Limits(limits::Error::Cpus(s))) if s == "lots"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid --cpus \"lots\": give a positive number such as 0.5 or 2"
+        );
+        assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
+        let err = prepare(input(|i| i.volumes = vec!["/tmp:rel".into()]), &cfg).unwrap_err();
+        assert!(
+            matches!(&err, Error::Model(model::Error::Volume(volumes::Error::Target(t))) if t == "rel"),
+            "{err:?}"
+        );
+        // Parsed fine, refused by the host check: the rootfs does not exist.
+        let err = prepare(input(|_| {}), &cfg).unwrap_err();
+        assert!(
+            matches!(&err, Error::Host(crate::validate::Error::RootfsMissing(_)))
+                || matches!(&err, Error::Host(crate::validate::Error::NotRoot)),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
+    }
+}

@@ -36,20 +36,18 @@ pub use model::exit;
 /// first (so bad input is refused before anything is pulled or created),
 /// then a catalog rootfs is pulled, then the request is checked against the host.
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
-    let request = Request::parse(input, cfg, sys::random::u32).map_err(Error::input)?;
-    validate::require_root().map_err(Error::input)?;
+    let request = Request::parse(input, cfg, sys::random::u32)?;
+    validate::require_root()?;
     let rootfs = match &request.rootfs {
         // A directory of that name in the working directory wins.
         RootfsSource::Catalog(name) if !Path::new(name).exists() => {
             image::cached(name, &cfg.rootfs_cache)
                 .map_err(|e| Error::engine(e.context(format!("cannot get the {name} rootfs"))))?
         }
-        RootfsSource::Catalog(name) => {
-            validate::rootfs_dir(Path::new(name)).map_err(Error::input)?
-        }
-        RootfsSource::Dir(dir) => validate::rootfs_dir(dir).map_err(Error::input)?,
+        RootfsSource::Catalog(name) => validate::rootfs_dir(Path::new(name))?,
+        RootfsSource::Dir(dir) => validate::rootfs_dir(dir)?,
     };
-    validate::validate(request, rootfs, cfg).map_err(Error::input)
+    Ok(validate::validate(request, rootfs, cfg)?)
 }
 
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).
@@ -88,9 +86,9 @@ pub struct ExecInput {
 
 /// Runs a command inside a running container; returns its exit status.
 pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
-    let env = model::env::parse_envs(&input.env).map_err(Error::input)?;
+    let env = model::env::parse_envs(&input.env).map_err(model::Error::from)?;
     let workdir = match input.workdir {
-        Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(Error::input)?),
+        Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(model::Error::from)?),
         None => None,
     };
     check_name(&input.name)?;
@@ -171,7 +169,7 @@ pub use image::PullOptions;
 /// owned by BASE runs as host IDs BASE.. (`validate::owner_base`).
 pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
     if let Some(base) = opts.owner {
-        validate::owner_base(base).map_err(Error::input)?;
+        validate::owner_base(base)?;
     }
     image::pull(source, dest, opts).map_err(Error::engine)
 }
@@ -191,7 +189,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
 fn check_name(name: &str) -> Result<()> {
     model::names::check_name(name)
         .map(drop)
-        .map_err(Error::input)
+        .map_err(|e| model::Error::from(e).into())
 }
 
 /// Options of `oci_create` and `oci_run` (runc's `create` flags).

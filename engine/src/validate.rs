@@ -7,37 +7,113 @@ use crate::model::config::Config;
 use crate::model::env::{command_candidates, search_path};
 use crate::model::security::SeccompChoice;
 use crate::model::spec::{Request, Spec};
-use crate::model::userns::{check_base, suggest_base, HostIds, UserNs, UserNsChoice};
+use crate::model::userns::{check_base, suggest_base, BaseProblem, HostIds, UserNs, UserNsChoice};
 use crate::sys::idrange::IdPool;
-use anyhow::{anyhow, bail, Context, Result};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// A request this host cannot run, refused before anything is created. The
+/// sentence is whole: an I/O error that explains it is part of it, since the
+/// facade prints this error alone.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("engine run needs root (namespaces, cgroups, networking): run it with sudo")]
+    NotRoot,
+    #[error("rootfs {} does not exist: give a directory holding a root filesystem, or a catalog name (busybox, debian, centos)", .0.display())]
+    RootfsMissing(PathBuf),
+    #[error("rootfs {} is not a directory: unpack it first (engine rootfs pull URL DEST)", .0.display())]
+    RootfsNotDir(PathBuf),
+    #[error("rootfs {} is not a root filesystem (no bin/ or usr/bin/): point to an unpacked distro root", .0.display())]
+    RootfsNoBin(PathBuf),
+    #[error("cannot resolve rootfs {}: {error}", .rootfs.display())]
+    RootfsResolve {
+        rootfs: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot stat rootfs {}: {error}", .rootfs.display())]
+    RootfsStat {
+        rootfs: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("--cpus {cpus} is more than the {host} CPUs of this host: give at most {host}")]
+    TooManyCpus { cpus: f64, host: usize },
+    #[error("resource limits need cgroup v2 with the cpu, memory and pids controllers, but {0}: run without --cpus/--memory/--pids-limit, or on a cgroup v2 host")]
+    NoCgroup(crate::sys::cgroup::Unavailable),
+    #[error("volume host path {0} does not exist: create it first or fix the path")]
+    VolumeMissing(String),
+    #[error("cannot resolve volume host path {host}: {error}")]
+    VolumeResolve { host: String, error: std::io::Error },
+    #[error("cannot read the seccomp profile {}: give the path of a docker profile JSON file: {error}", .path.display())]
+    SeccompProfile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot read {path}: {error}: the engine checks host IDs against it")]
+    HostIds {
+        path: &'static str,
+        error: std::io::Error,
+    },
+    #[error("--owner {base} cannot be the first host ID of a rootfs ({why}): give {WHAT_BASE_IS}{suggestion}")]
+    OwnerBase {
+        base: u32,
+        why: BaseProblem,
+        /// ", such as N", or nothing.
+        suggestion: String,
+    },
+    #[error("rootfs {} is owned by {uid}:{gid}, which cannot be the host IDs of its container ({which} {id}: {why}): give its root to 0:0 (`chown 0:0 {}`) to run it on IDs from the engine's pool, or pull it again with `engine rootfs pull --owner BASE`, BASE {WHAT_BASE_IS}{suggestion}", .rootfs.display(), .rootfs.display())]
+    ShiftedOwner {
+        rootfs: PathBuf,
+        uid: u32,
+        gid: u32,
+        /// "uid" or "gid", and which of them is refused.
+        which: &'static str,
+        id: u32,
+        why: BaseProblem,
+        suggestion: String,
+    },
+    #[error("cannot read the host's RAM size (sysinfo): {0}")]
+    Sysinfo(nix::errno::Errno),
+    #[error("{cmd} in rootfs {} is built for {theirs}, which this {ours} host cannot run (no binfmt_misc handler): use a rootfs for {ours}, or install qemu-user-static", .rootfs.display())]
+    Arch {
+        cmd: String,
+        rootfs: PathBuf,
+        theirs: String,
+        ours: &'static str,
+    },
+    #[error(transparent)]
+    Pool(#[from] crate::sys::idrange::IdRangeError),
+    #[error(transparent)]
+    Userns(#[from] crate::model::userns::Error),
+    #[error(transparent)]
+    Security(#[from] crate::model::security::Error),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
 pub fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("engine run needs root (namespaces, cgroups, networking): run it with sudo");
+        return Err(Error::NotRoot);
     }
     Ok(())
 }
 
 /// A directory given as the rootfs: it must hold a root file system.
 pub fn rootfs_dir(path: &Path) -> Result<PathBuf> {
-    let arg = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(_) => bail!(
-            "rootfs {arg} does not exist: give a directory holding a root filesystem, or a catalog name (busybox, debian, centos)"
-        ),
+        Err(_) => return Err(Error::RootfsMissing(path.to_owned())),
     };
     if !meta.is_dir() {
-        bail!("rootfs {arg} is not a directory: unpack it first (engine rootfs pull URL DEST)");
+        return Err(Error::RootfsNotDir(path.to_owned()));
     }
     let has_bin = ["bin", "usr/bin"].iter().any(|d| path.join(d).is_dir());
     if !has_bin {
-        bail!("rootfs {arg} is not a root filesystem (no bin/ or usr/bin/): point to an unpacked distro root");
+        return Err(Error::RootfsNoBin(path.to_owned()));
     }
-    path.canonicalize()
-        .with_context(|| format!("cannot resolve rootfs {arg}"))
+    path.canonicalize().map_err(|error| Error::RootfsResolve {
+        rootfs: path.to_owned(),
+        error,
+    })
 }
 
 /// Makes a parsed request a `Spec`, given the rootfs directory it runs on.
@@ -47,19 +123,19 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
             .map(|n| n.get())
             .unwrap_or(1);
         if cpus > host as f64 {
-            bail!("--cpus {cpus} is more than the {host} CPUs of this host: give at most {host}");
+            return Err(Error::TooManyCpus { cpus, host });
         }
     }
     if req.limits.any() {
-        crate::sys::cgroup::check_available(&cfg.cgroup_root).map_err(|why| {
-            anyhow!("resource limits need cgroup v2 with the cpu, memory and pids controllers, but {why}: run without --cpus/--memory/--pids-limit, or on a cgroup v2 host")
-        })?;
+        crate::sys::cgroup::check_available(&cfg.cgroup_root).map_err(Error::NoCgroup)?;
     }
     let userns = match req.userns {
         UserNsChoice::Fixed(u) => u,
         UserNsChoice::Auto => {
-            let meta = std::fs::metadata(&rootfs)
-                .with_context(|| format!("cannot stat rootfs {}", rootfs.display()))?;
+            let meta = std::fs::metadata(&rootfs).map_err(|error| Error::RootfsStat {
+                rootfs: rootfs.clone(),
+                error,
+            })?;
             if meta.uid() == 0 {
                 UserNs::Pool
             } else {
@@ -75,12 +151,12 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
     for v in &mut volumes {
         let host = v.host.display().to_string();
         if !v.host.exists() {
-            bail!("volume host path {host} does not exist: create it first or fix the path");
+            return Err(Error::VolumeMissing(host));
         }
         v.host = v
             .host
             .canonicalize()
-            .with_context(|| format!("cannot resolve volume host path {host}"))?;
+            .map_err(|error| Error::VolumeResolve { host, error })?;
     }
     let command = if req.command.is_empty() {
         vec![default_shell(&rootfs)]
@@ -124,11 +200,9 @@ fn seccomp_profile(choice: &SeccompChoice) -> Result<Option<String>> {
     let SeccompChoice::Profile(path) = choice else {
         return Ok(None);
     };
-    let json = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read the seccomp profile {}: give the path of a docker profile JSON file",
-            path.display()
-        )
+    let json = std::fs::read_to_string(path).map_err(|error| Error::SeccompProfile {
+        path: path.clone(),
+        error,
     })?;
     Ok(Some(json))
 }
@@ -149,12 +223,10 @@ fn host_ids(kind: IdKind) -> Result<Vec<HostIds>> {
         IdKind::User => ("/etc/passwd", "/etc/subuid", "uid"),
         IdKind::Group => ("/etc/group", "/etc/subgid", "gid"),
     };
-    let read = |path: &str| match std::fs::read_to_string(path) {
+    let read = |path: &'static str| match std::fs::read_to_string(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(anyhow!(
-            "cannot read {path}: {e}: the engine checks host IDs against it"
-        )),
+        Err(error) => Err(Error::HostIds { path, error }),
     };
     let mut ids = Vec::new();
     for line in read(accounts)?.lines() {
@@ -194,10 +266,11 @@ pub fn owner_base(base: u32) -> Result<()> {
     let Some(why) = problem else {
         return Ok(());
     };
-    bail!(
-        "--owner {base} cannot be the first host ID of a rootfs ({why}): give {}",
-        WHAT_BASE_IS.to_string() + &suggestion(&pool, &uids, &gids)
-    )
+    Err(Error::OwnerBase {
+        base,
+        why,
+        suggestion: suggestion(&pool, &uids, &gids),
+    })
 }
 
 /// `--userns auto` on a rootfs whose root is not owned by host root: the
@@ -208,19 +281,22 @@ fn shifted_rootfs_owner(rootfs: &Path, uid: u32, gid: u32) -> Result<UserNs> {
     let pool = IdPool::from_env()?;
     let (uids, gids) = (host_ids(IdKind::User)?, host_ids(IdKind::Group)?);
     let problem = match (check_base(uid, &pool, &uids), check_base(gid, &pool, &gids)) {
-        (Err(why), _) => Some(format!("uid {uid}: {why}")),
-        (_, Err(why)) => Some(format!("gid {gid}: {why}")),
+        (Err(why), _) => Some(("uid", uid, why)),
+        (_, Err(why)) => Some(("gid", gid, why)),
         _ => None,
     };
-    let Some(why) = problem else {
-        return UserNs::map(uid, gid);
+    let Some((which, id, why)) = problem else {
+        return Ok(UserNs::map(uid, gid)?);
     };
-    bail!(
-        "rootfs {} is owned by {uid}:{gid}, which cannot be the host IDs of its container ({why}): give its root to 0:0 (`chown 0:0 {}`) to run it on IDs from the engine's pool, or pull it again with `engine rootfs pull --owner BASE`, BASE {}",
-        rootfs.display(),
-        rootfs.display(),
-        WHAT_BASE_IS.to_string() + &suggestion(&pool, &uids, &gids)
-    )
+    Err(Error::ShiftedOwner {
+        rootfs: rootfs.to_owned(),
+        uid,
+        gid,
+        which,
+        id,
+        why,
+        suggestion: suggestion(&pool, &uids, &gids),
+    })
 }
 
 /// What `check_base` accepts, for messages.
@@ -237,7 +313,7 @@ fn suggestion(pool: &IdPool, uids: &[HostIds], gids: &[HostIds]) -> String {
 /// has one) starve the host; a quarter still fits a distro's package
 /// installs. sysinfo(2) is one cheap syscall.
 fn default_layer_size() -> Result<u64> {
-    let info = nix::sys::sysinfo::sysinfo().context("cannot read the host's RAM size (sysinfo)")?;
+    let info = nix::sys::sysinfo::sysinfo().map_err(Error::Sysinfo)?;
     let quarter = info.ram_total() / 4;
     Ok(quarter.max(crate::model::limits::MIN_LAYER_SIZE))
 }
@@ -292,10 +368,12 @@ fn check_command_arch(
         .map(str::to_string)
         .unwrap_or_else(|| format!("ELF machine {machine}"));
     let ours = host_arch();
-    bail!(
-        "{cmd} in rootfs {} is built for {theirs}, which this {ours} host cannot run (no binfmt_misc handler): use a rootfs for {ours}, or install qemu-user-static",
-        rootfs.display()
-    )
+    Err(Error::Arch {
+        cmd: cmd.into(),
+        rootfs: rootfs.to_owned(),
+        theirs,
+        ours,
+    })
 }
 
 /// Whether an enabled binfmt_misc entry matches ELF files for `machine`

@@ -26,8 +26,9 @@ fn cfg() -> NetConfig {
     NetConfig::new(BRIDGE, SUBNET).unwrap()
 }
 
-fn err<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
-    let msg = format!("{:#}", r.expect_err("expected an error"));
+fn err<T: std::fmt::Debug, E: Into<anyhow::Error>>(r: Result<T, E>) -> String {
+    let e: anyhow::Error = r.map_err(Into::into).expect_err("expected an error");
+    let msg = format!("{e:#}");
     assert!(!msg.contains('\n'), "error is not one line: {msg}");
     msg
 }

@@ -1,7 +1,19 @@
 //! `-e KEY=VAL`, `-e KEY`, `-w DIR`, and the one PATH the whole engine uses.
 
-use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
+
+/// An `-e` or `-w` refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid --env {0:?}: use KEY=VALUE")]
+    Env(String),
+    #[error("working directory {0:?} holds a NUL byte: give a path without one")]
+    WorkdirNul(String),
+    #[error("working directory {0:?} is not absolute: give a path starting with /")]
+    WorkdirRelative(String),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The PATH a container gets unless the user sets one (the child's exec and
 /// the host-side command check search the same one).
@@ -14,7 +26,7 @@ pub fn parse_env(e: &str) -> Result<(String, String)> {
         None => (e.to_string(), std::env::var(e).unwrap_or_default()),
     };
     if k.is_empty() || k.contains('\0') || v.contains('\0') {
-        bail!("invalid --env {e:?}: use KEY=VALUE");
+        return Err(Error::Env(e.into()));
     }
     Ok((k, v))
 }
@@ -47,11 +59,9 @@ pub fn command_candidates(cmd: &str, path: &str) -> Vec<PathBuf> {
 /// `-w DIR`: absolute, default `/`.
 pub fn parse_workdir(w: Option<String>) -> Result<PathBuf> {
     match w {
-        Some(w) if w.contains('\0') => {
-            bail!("working directory {w:?} holds a NUL byte: give a path without one")
-        }
+        Some(w) if w.contains('\0') => Err(Error::WorkdirNul(w)),
         Some(w) if w.starts_with('/') => Ok(PathBuf::from(w)),
-        Some(w) => bail!("working directory {w:?} is not absolute: give a path starting with /"),
+        Some(w) => Err(Error::WorkdirRelative(w)),
         None => Ok(PathBuf::from("/")),
     }
 }

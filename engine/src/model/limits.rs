@@ -2,7 +2,26 @@
 //! `Limits` (the parent hands them to `sys::cgroup`). Whether the host has
 //! that many CPUs is a host check (validate).
 
-use anyhow::{anyhow, bail, Result};
+/// A limit refused: the value as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid --cpus {0:?}: give a positive number such as 0.5 or 2")]
+    Cpus(String),
+    #[error("--cpus {0} is too small: give at least 0.01")]
+    CpusTooSmall(String),
+    #[error("invalid --memory {0:?}: give a size such as 50M, 512k, 1G or plain bytes")]
+    Memory(String),
+    #[error("--memory {0} is below the minimum of 6M: give at least 6M")]
+    MemoryTooSmall(String),
+    #[error("invalid --layer-size {0:?}: give a size such as 50M, 512k, 1G or plain bytes")]
+    LayerSize(String),
+    #[error("--layer-size {0} is below the minimum of 4M: give at least 4M")]
+    LayerSizeTooSmall(String),
+    #[error("invalid --pids-limit {0:?}: give a positive whole number")]
+    Pids(String),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Resource limits of a container (`sys::cgroup` applies them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -49,9 +68,9 @@ pub fn parse_cpus(s: &str) -> Result<f64> {
         .parse()
         .ok()
         .filter(|c: &f64| c.is_finite() && *c > 0.0)
-        .ok_or_else(|| anyhow!("invalid --cpus {s:?}: give a positive number such as 0.5 or 2"))?;
+        .ok_or_else(|| Error::Cpus(s.into()))?;
     if cpus * 100_000.0 < 1000.0 {
-        bail!("--cpus {s} is too small: give at least 0.01");
+        return Err(Error::CpusTooSmall(s.into()));
     }
     Ok(cpus)
 }
@@ -87,11 +106,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 pub fn parse_memory(s: &str) -> Result<u64> {
-    let bytes = parse_size(s).ok_or_else(|| {
-        anyhow!("invalid --memory {s:?}: give a size such as 50M, 512k, 1G or plain bytes")
-    })?;
+    let bytes = parse_size(s).ok_or_else(|| Error::Memory(s.into()))?;
     if bytes < MIN_MEMORY {
-        bail!("--memory {s} is below the minimum of 6M: give at least 6M");
+        return Err(Error::MemoryTooSmall(s.into()));
     }
     Ok(bytes)
 }
@@ -102,11 +119,9 @@ pub const MIN_LAYER_SIZE: u64 = 4 * 1024 * 1024;
 
 /// `--layer-size`: bytes of the tmpfs that holds the container's writes.
 pub fn parse_layer_size(s: &str) -> Result<u64> {
-    let bytes = parse_size(s).ok_or_else(|| {
-        anyhow!("invalid --layer-size {s:?}: give a size such as 50M, 512k, 1G or plain bytes")
-    })?;
+    let bytes = parse_size(s).ok_or_else(|| Error::LayerSize(s.into()))?;
     if bytes < MIN_LAYER_SIZE {
-        bail!("--layer-size {s} is below the minimum of 4M: give at least 4M");
+        return Err(Error::LayerSizeTooSmall(s.into()));
     }
     Ok(bytes)
 }
@@ -116,7 +131,7 @@ pub fn parse_pids(s: &str) -> Result<u64> {
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| anyhow!("invalid --pids-limit {s:?}: give a positive whole number"))
+        .ok_or_else(|| Error::Pids(s.into()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,15 @@
 //! Container names and hostnames: checks, and generated names.
 
-use anyhow::{bail, Result};
+/// A container name or hostname refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container name {0:?}: use 1-63 characters [A-Za-z0-9_.-], starting with a letter or digit")]
+    Name(String),
+    #[error("invalid hostname {0:?}: use letters, digits, '-' and '.', at most 64 characters")]
+    Hostname(String),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`, as docker accepts.
 pub fn check_name(name: &str) -> Result<String> {
@@ -11,7 +20,7 @@ pub fn check_name(name: &str) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        bail!("invalid container name {name:?}: use 1-63 characters [A-Za-z0-9_.-], starting with a letter or digit");
+        return Err(Error::Name(name.into()));
     }
     Ok(name.to_string())
 }
@@ -27,7 +36,7 @@ pub fn check_hostname(h: &str) -> Result<String> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if !ok {
-        bail!("invalid hostname {h:?}: use letters, digits, '-' and '.', at most 64 characters");
+        return Err(Error::Hostname(h.into()));
     }
     Ok(h.to_string())
 }

@@ -1,8 +1,18 @@
 //! `--net bridge|none` and the optional container address.
 
 use crate::model::subnet::NetConfig;
-use anyhow::{bail, Result};
 use std::net::Ipv4Addr;
+
+/// A `--net` (or its address) refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("address {0} given with --net none: drop the address or use --net bridge")]
+    AddressWithoutNetwork(String),
+    #[error("unknown --net mode {0:?}: use bridge or none")]
+    UnknownMode(String),
+    #[error(transparent)]
+    Subnet(#[from] crate::model::subnet::Error),
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Network {
@@ -16,11 +26,16 @@ pub enum Network {
 }
 
 /// `mode` with the address a user gave; `bridge`/`subnet` are the engine's settings.
-pub fn parse_network(mode: &str, ip: Option<&str>, bridge: &str, subnet: &str) -> Result<Network> {
+pub fn parse_network(
+    mode: &str,
+    ip: Option<&str>,
+    bridge: &str,
+    subnet: &str,
+) -> Result<Network, Error> {
     match mode {
         "none" => {
             if let Some(ip) = ip {
-                bail!("address {ip} given with --net none: drop the address or use --net bridge");
+                return Err(Error::AddressWithoutNetwork(ip.into()));
             }
             Ok(Network::None)
         }
@@ -29,6 +44,6 @@ pub fn parse_network(mode: &str, ip: Option<&str>, bridge: &str, subnet: &str) -
             let ip = ip.map(|ip| net.parse_container_ip(ip)).transpose()?;
             Ok(Network::Bridge { net, ip })
         }
-        other => bail!("unknown --net mode {other:?}: use bridge or none"),
+        other => Err(Error::UnknownMode(other.into())),
     }
 }

@@ -1,13 +1,46 @@
 //! `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`, `--dns`, `--dns-search`,
 //! `--add-host`: what a bridged container publishes and resolves.
 
-use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 const PUBLISH_EXAMPLE: &str =
     "write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. -p 8080:80";
+const ADD_HOST_EXAMPLE: &str = "write it as NAME:IP, e.g. --add-host db:192.0.2.10";
+
+/// A `-p`, `--dns`, `--dns-search` or `--add-host` refused: the argument as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("-p {arg:?}: unknown protocol {proto:?}: use tcp or udp")]
+    Protocol { arg: String, proto: String },
+    #[error("-p {arg:?}: host address {ip:?} is not an IPv4 address: {PUBLISH_EXAMPLE}")]
+    HostAddress { arg: String, ip: String },
+    #[error("-p {arg:?}: {PUBLISH_EXAMPLE}")]
+    Publish { arg: String },
+    #[error("-p {arg:?}: {what} port {port:?} is not a number from 1 to 65535: {PUBLISH_EXAMPLE}")]
+    Port {
+        arg: String,
+        what: &'static str,
+        port: String,
+    },
+    #[error("-p {arg} and -p {earlier} publish the same host port: give each its own")]
+    SameHostPort { arg: String, earlier: PortMapping },
+    #[error(
+        "--dns {0:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53"
+    )]
+    Server(String),
+    #[error("--dns-search {0:?} is not a domain name: give one such as example.com")]
+    Search(String),
+    #[error("--add-host {0:?} has no ':': {ADD_HOST_EXAMPLE}")]
+    AddHostForm(String),
+    #[error("--add-host {arg:?}: {name:?} is not a host name (letters, digits, '-' and '.'): {ADD_HOST_EXAMPLE}")]
+    AddHostName { arg: String, name: String },
+    #[error("--add-host {arg:?}: {ip:?} is not an IP address: {ADD_HOST_EXAMPLE}")]
+    AddHostIp { arg: String, ip: String },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,26 +109,34 @@ pub fn parse_publish(s: &str) -> Result<PortMapping> {
     let (spec, proto) = match s.rsplit_once('/') {
         Some((spec, "tcp")) => (spec, Proto::Tcp),
         Some((spec, "udp")) => (spec, Proto::Udp),
-        Some((_, other)) => bail!("-p {s:?}: unknown protocol {other:?}: use tcp or udp"),
+        Some((_, other)) => {
+            return Err(Error::Protocol {
+                arg: s.into(),
+                proto: other.into(),
+            })
+        }
         None => (s, Proto::Tcp),
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let (host_ip, host_port, container_port) = match parts[..] {
         [hp, cp] => (None, hp, cp),
         [ip, hp, cp] => {
-            let ip: Ipv4Addr = ip.parse().map_err(|_| {
-                anyhow!("-p {s:?}: host address {ip:?} is not an IPv4 address: {PUBLISH_EXAMPLE}")
+            let ip: Ipv4Addr = ip.parse().map_err(|_| Error::HostAddress {
+                arg: s.into(),
+                ip: ip.into(),
             })?;
             ((!ip.is_unspecified()).then_some(ip), hp, cp)
         }
-        _ => bail!("-p {s:?}: {PUBLISH_EXAMPLE}"),
+        _ => return Err(Error::Publish { arg: s.into() }),
     };
-    let port = |p: &str, what: &str| -> Result<u16> {
+    let port = |p: &str, what: &'static str| -> Result<u16> {
         match p.parse::<u16>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => bail!(
-                "-p {s:?}: {what} port {p:?} is not a number from 1 to 65535: {PUBLISH_EXAMPLE}"
-            ),
+            _ => Err(Error::Port {
+                arg: s.into(),
+                what,
+                port: p.into(),
+            }),
         }
     };
     Ok(PortMapping {
@@ -112,7 +153,10 @@ pub fn parse_publishes(args: &[String]) -> Result<Vec<PortMapping>> {
     for arg in args {
         let map = parse_publish(arg)?;
         if let Some(earlier) = out.iter().find(|m| m.clashes_with(&map)) {
-            bail!("-p {arg} and -p {earlier} publish the same host port: give each its own");
+            return Err(Error::SameHostPort {
+                arg: arg.clone(),
+                earlier: *earlier,
+            });
         }
         out.push(map);
     }
@@ -121,11 +165,7 @@ pub fn parse_publishes(args: &[String]) -> Result<Vec<PortMapping>> {
 
 /// `--dns IP`.
 pub fn parse_server(s: &str) -> Result<IpAddr> {
-    s.parse().map_err(|_| {
-        anyhow!(
-            "--dns {s:?} is not an IP address: give a nameserver's address, e.g. --dns 192.0.2.53"
-        )
-    })
+    s.parse().map_err(|_| Error::Server(s.into()))
 }
 
 /// `--dns-search DOMAIN`: a domain name (labels of letters, digits and '-',
@@ -133,23 +173,26 @@ pub fn parse_server(s: &str) -> Result<IpAddr> {
 pub fn parse_search(s: &str) -> Result<String> {
     let domain = s.strip_suffix('.').unwrap_or(s);
     if !is_dns_name(domain) {
-        bail!("--dns-search {s:?} is not a domain name: give one such as example.com");
+        return Err(Error::Search(s.into()));
     }
     Ok(domain.to_string())
 }
 
 /// `--add-host NAME:IP` (an IPv6 address holds ':' too: the name ends at the first one).
 pub fn parse_add_host(s: &str) -> Result<(String, IpAddr)> {
-    let example = "write it as NAME:IP, e.g. --add-host db:192.0.2.10";
     let Some((name, ip)) = s.split_once(':') else {
-        bail!("--add-host {s:?} has no ':': {example}");
+        return Err(Error::AddHostForm(s.into()));
     };
     if !is_dns_name(name) {
-        bail!("--add-host {s:?}: {name:?} is not a host name (letters, digits, '-' and '.'): {example}");
+        return Err(Error::AddHostName {
+            arg: s.into(),
+            name: name.into(),
+        });
     }
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| anyhow!("--add-host {s:?}: {ip:?} is not an IP address: {example}"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| Error::AddHostIp {
+        arg: s.into(),
+        ip: ip.into(),
+    })?;
     Ok((name.to_string(), ip))
 }
 

@@ -4,12 +4,39 @@
 //! architecture). The result, `Confinement`, is what the child applies
 //! and what the state record keeps for `engine exec`.
 
-use crate::sys::caps::CapSet;
-use crate::sys::seccomp::{self, sock_filter, Arch};
-use anyhow::{anyhow, bail, Result};
+use crate::sys::caps::{CapError, CapSet};
+use crate::sys::seccomp::{self, sock_filter, Arch, SeccompError};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::PathBuf;
+
+/// A security option refused, or a seccomp profile that does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An unknown `--cap-add`/`--cap-drop` name.
+    #[error(transparent)]
+    Cap(#[from] CapError),
+    #[error("unknown --security-opt {0:?}: use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")]
+    UnknownOpt(String),
+    #[error(
+        "--privileged keeps every capability: drop --cap-add/--cap-drop, or drop --privileged"
+    )]
+    PrivilegedWithCaps,
+    #[error("--privileged runs without a seccomp filter, so --security-opt seccomp={} would be ignored: drop one of them", .0.display())]
+    PrivilegedWithProfile(PathBuf),
+    #[error("the seccomp profile {} was not read", .0.display())]
+    ProfileNotRead(PathBuf),
+    /// The profile at `path` is not one this engine can compile.
+    #[error("seccomp profile {}: {why}", .path.display())]
+    Profile { path: PathBuf, why: SeccompError },
+    #[error("seccomp filters are supported on x86_64 and aarch64, not {0}: use --security-opt seccomp=unconfined")]
+    Arch(&'static str),
+    /// Compiling the default filter, or a filter too long for the kernel.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What the child (and a process joining by `engine exec`) applies before exec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +114,7 @@ impl Default for Confinement {
 
 /// Checks the options; refuses with a sentence that names the culprit.
 pub fn parse(input: &SecurityInput) -> Result<SecurityRequest> {
-    let caps = CapSet::from_options(&input.cap_add, &input.cap_drop).map_err(|e| anyhow!("{e}"))?;
+    let caps = CapSet::from_options(&input.cap_add, &input.cap_drop)?;
     let mut seccomp = SeccompChoice::Default;
     let mut no_new_privs = false;
     for opt in &input.security_opt {
@@ -103,21 +130,15 @@ pub fn parse(input: &SecurityInput) -> Result<SecurityRequest> {
             ("seccomp", Some(path)) if !path.is_empty() => {
                 seccomp = SeccompChoice::Profile(PathBuf::from(path))
             }
-            _ => bail!(
-                "unknown --security-opt {opt:?}: use seccomp=unconfined, seccomp=PROFILE.json \
-                 or no-new-privileges"
-            ),
+            _ => return Err(Error::UnknownOpt(opt.clone())),
         }
     }
     if input.privileged {
         if !input.cap_add.is_empty() || !input.cap_drop.is_empty() {
-            bail!("--privileged keeps every capability: drop --cap-add/--cap-drop, or drop --privileged");
+            return Err(Error::PrivilegedWithCaps);
         }
         if let SeccompChoice::Profile(p) = &seccomp {
-            bail!(
-                "--privileged runs without a seccomp filter, so --security-opt seccomp={} would be ignored: drop one of them",
-                p.display()
-            );
+            return Err(Error::PrivilegedWithProfile(p.clone()));
         }
         seccomp = SeccompChoice::Unconfined;
     }
@@ -136,21 +157,16 @@ pub fn resolve(req: &SecurityRequest, profile_json: Option<&str>) -> Result<Conf
         SeccompChoice::Unconfined => Filter::Unconfined,
         SeccompChoice::Default => Filter::Default,
         SeccompChoice::Profile(path) => {
-            let json = profile_json
-                .ok_or_else(|| anyhow!("the seccomp profile {} was not read", path.display()))?;
-            let profile = seccomp::Profile::from_docker_json(json, &req.caps)
-                .map_err(|e| anyhow!("seccomp profile {}: {e}", path.display()))?;
-            let arch = Arch::native().ok_or_else(|| {
-                anyhow!(
-                    "seccomp filters are supported on x86_64 and aarch64, not {}: \
-                     use --security-opt seccomp=unconfined",
-                    std::env::consts::ARCH
-                )
-            })?;
-            let program = seccomp::compile(&profile, arch)
-                .map_err(|e| anyhow!("seccomp profile {}: {e}", path.display()))?;
+            let json = profile_json.ok_or_else(|| Error::ProfileNotRead(path.clone()))?;
+            let refused = |why| Error::Profile {
+                path: path.clone(),
+                why,
+            };
+            let profile = seccomp::Profile::from_docker_json(json, &req.caps).map_err(refused)?;
+            let arch = Arch::native().ok_or(Error::Arch(std::env::consts::ARCH))?;
+            let program = seccomp::compile(&profile, arch).map_err(refused)?;
             if program.len() > 4096 {
-                bail!("{}", seccomp::SeccompError::TooLarge(program.len()));
+                return Err(SeccompError::TooLarge(program.len()).into());
             }
             Filter::Custom(program.iter().map(pack).collect())
         }
@@ -162,7 +178,7 @@ pub fn resolve(req: &SecurityRequest, profile_json: Option<&str>) -> Result<Conf
         filter,
     };
     // Build the default filter now, so a failure is the parent's, not the child's.
-    confinement.program().map_err(|e| anyhow!("{e}"))?;
+    confinement.program()?;
     Ok(confinement)
 }
 

@@ -13,8 +13,27 @@ use crate::model::ports::{parse_dns, parse_publishes, DnsOptions, PortMapping};
 use crate::model::security::{Confinement, SecurityInput, SecurityRequest};
 use crate::model::userns::{parse_userns, UserNs, UserNsChoice};
 use crate::model::volumes::{parse_volume, Volume};
-use anyhow::{bail, Result};
 use std::path::PathBuf;
+
+/// What `Request::parse` refuses itself (each option's own refusals are
+/// its file's error, gathered in [`crate::model::Error`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("--privileged runs without a user namespace, so --userns {0} cannot apply: drop one of them")]
+    PrivilegedUserns(String),
+    #[error("invalid --log-size-max {0:?}: give a size of at least 4k, such as 10M")]
+    LogSizeMax(String),
+    #[error("{0} needs a network: drop --net none, or drop {0}")]
+    NeedsNetwork(&'static str),
+    #[error("{given} volumes given: at most {most} fit, merge some under one directory")]
+    TooManyVolumes { given: usize, most: usize },
+    #[error("the command is empty: give a program to run after --")]
+    EmptyCommand,
+    #[error("no ROOTFS given: name a directory holding a root filesystem, or `busybox`")]
+    NoRootfs,
+}
+
+type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
 
 /// Raw, unchecked input as a front end collected it.
 #[derive(Debug, Clone, Default)]
@@ -153,20 +172,14 @@ impl Request {
         // every capability and no filter.
         let userns = match (input.security.privileged, input.userns.as_str()) {
             (true, "auto" | "" | "host") => parse_userns("host")?,
-            (true, other) => bail!(
-                "--privileged runs without a user namespace, so --userns {other} cannot apply: drop one of them"
-            ),
+            (true, other) => return Err(Error::PrivilegedUserns(other.into()).into()),
             (false, other) => parse_userns(other)?,
         };
         let log_size_max = match input.log_size_max.as_deref() {
             None => DEFAULT_LOG_SIZE_MAX,
             Some(s) => limits::parse_size(s)
                 .filter(|n| *n >= 4096)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "invalid --log-size-max {s:?}: give a size of at least 4k, such as 10M"
-                    )
-                })?,
+                .ok_or_else(|| Error::LogSizeMax(s.into()))?,
         };
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let ports = parse_publishes(&input.publish)?;
@@ -179,7 +192,7 @@ impl Request {
                 (!dns.hosts.is_empty(), "--add-host"),
             ];
             if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
-                bail!("{flag} needs a network: drop --net none, or drop {flag}");
+                return Err(Error::NeedsNetwork(flag).into());
             }
         }
         let env = parse_envs(&input.env)?;
@@ -188,7 +201,7 @@ impl Request {
             .volumes
             .iter()
             .map(|v| parse_volume(v))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         // Each volume is one fd in the message that carries the rootfs and
         // the layer's directory (and a bridged container's /etc files) to
         // the container.
@@ -198,10 +211,11 @@ impl Request {
         };
         let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
         if volumes.len() > most {
-            bail!(
-                "{} volumes given: at most {most} fit, merge some under one directory",
-                volumes.len()
-            );
+            return Err(Error::TooManyVolumes {
+                given: volumes.len(),
+                most,
+            }
+            .into());
         }
         let layer_size = input
             .layer_size
@@ -209,7 +223,7 @@ impl Request {
             .map(limits::parse_layer_size)
             .transpose()?;
         if input.command.first().is_some_and(|c| c.is_empty()) {
-            bail!("the command is empty: give a program to run after --");
+            return Err(Error::EmptyCommand.into());
         }
         Ok(Request {
             rootfs,
@@ -245,9 +259,9 @@ pub fn is_catalog_name(name: &str) -> bool {
     CATALOG.contains(&name)
 }
 
-fn parse_rootfs(arg: &str) -> Result<RootfsSource> {
+fn parse_rootfs(arg: &str) -> Result<RootfsSource, Error> {
     if arg.is_empty() {
-        bail!("no ROOTFS given: name a directory holding a root filesystem, or `busybox`");
+        return Err(Error::NoRootfs);
     }
     if !arg.contains('/') && is_catalog_name(arg) {
         return Ok(RootfsSource::Catalog(arg.to_string()));

@@ -1,10 +1,66 @@
 //! The validated host network (`NetConfig`): bridge name, subnet, gateway; address
 //! checks and the lowest free address for a new container's lease.
 
+use crate::sys::net::addr::BadIfname;
 use crate::sys::net::addr::{check_ifname, mask};
-use anyhow::{anyhow, bail, Result};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+
+const SUBNET_EXAMPLE: &str = "write it as A.B.C.D/P, e.g. 192.168.1.0/24";
+
+/// ENGINE_BRIDGE/ENGINE_SUBNET, or a container address, refused; or no address left.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("ENGINE_BRIDGE {bridge:?} {why}")]
+    Bridge { bridge: String, why: BadIfname },
+    #[error("ENGINE_SUBNET {subnet:?} has no prefix length: {SUBNET_EXAMPLE}")]
+    NoPrefix { subnet: String },
+    #[error("ENGINE_SUBNET {subnet:?}: {addr:?} is not an IPv4 address: {SUBNET_EXAMPLE}")]
+    SubnetAddress { subnet: String, addr: String },
+    #[error("ENGINE_SUBNET {subnet:?}: prefix {prefix:?} is not a number from 1 to 30: {SUBNET_EXAMPLE}")]
+    SubnetPrefix { subnet: String, prefix: String },
+    #[error("ENGINE_SUBNET {subnet:?} is smaller than /30: use a prefix of 30 or less")]
+    TooSmall { subnet: String },
+    #[error("ENGINE_SUBNET {subnet:?} covers every IPv4 address: use a prefix from 1 to 30")]
+    Everything { subnet: String },
+    #[error("ENGINE_SUBNET {subnet:?} has host bits set: did you mean {masked}/{prefix}?")]
+    HostBits {
+        subnet: String,
+        masked: Ipv4Addr,
+        prefix: u8,
+    },
+    #[error(
+        "ENGINE_SUBNET {subnet:?} overlaps {range}: use a private range such as 192.168.1.0/24"
+    )]
+    Reserved { subnet: String, range: &'static str },
+    #[error("container address {ip:?} is not an IPv4 address: write it as A.B.C.D, e.g. {first}")]
+    Address { ip: String, first: Ipv4Addr },
+    #[error("container address {ip:?}: the prefix must be the subnet's (/{prefix}): write {parsed} or {parsed}/{prefix}")]
+    OtherPrefix {
+        ip: String,
+        parsed: Ipv4Addr,
+        prefix: u8,
+    },
+    #[error("container address {ip:?}: prefix {given:?} is not a number: write {parsed} or {parsed}/{prefix}")]
+    BadPrefix {
+        ip: String,
+        given: String,
+        parsed: Ipv4Addr,
+        prefix: u8,
+    },
+    /// The address is the subnet's network, broadcast or gateway address, or outside it.
+    #[error("container address {ip} is {what} {subnet}: {hint}")]
+    Unusable {
+        ip: Ipv4Addr,
+        what: &'static str,
+        subnet: String,
+        hint: String,
+    },
+    #[error("subnet {subnet} is full ({used} address{} in use): stop a container or choose a larger ENGINE_SUBNET", if *.used == 1 { "" } else { "es" })]
+    Full { subnet: String, used: usize },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Ranges a bridge must never own: it would hijack "this network", loopback or multicast.
 const RESERVED: [(u32, u8, &str); 3] = [
@@ -32,32 +88,49 @@ impl NetConfig {
     /// masked: it is more likely a typo than a wish. The gateway is the first host address.
     pub fn new(bridge: &str, subnet: &str) -> Result<Self> {
         if let Err(why) = check_ifname(bridge) {
-            bail!("ENGINE_BRIDGE {bridge:?} {why}");
+            return Err(Error::Bridge {
+                bridge: bridge.into(),
+                why,
+            });
         }
-        let example = "write it as A.B.C.D/P, e.g. 192.168.1.0/24";
         let Some((addr, prefix)) = subnet.split_once('/') else {
-            bail!("ENGINE_SUBNET {subnet:?} has no prefix length: {example}");
+            return Err(Error::NoPrefix {
+                subnet: subnet.into(),
+            });
         };
-        let network: Ipv4Addr = addr.parse().map_err(|_| {
-            anyhow!("ENGINE_SUBNET {subnet:?}: {addr:?} is not an IPv4 address: {example}")
+        let network: Ipv4Addr = addr.parse().map_err(|_| Error::SubnetAddress {
+            subnet: subnet.into(),
+            addr: addr.into(),
         })?;
-        let prefix = parse_prefix(prefix).ok_or_else(|| {
-            anyhow!("ENGINE_SUBNET {subnet:?}: prefix {prefix:?} is not a number from 1 to 30: {example}")
+        let prefix = parse_prefix(prefix).ok_or_else(|| Error::SubnetPrefix {
+            subnet: subnet.into(),
+            prefix: prefix.into(),
         })?;
         if prefix > 30 {
-            bail!("ENGINE_SUBNET {subnet:?} is smaller than /30: use a prefix of 30 or less");
+            return Err(Error::TooSmall {
+                subnet: subnet.into(),
+            });
         }
         if prefix == 0 {
-            bail!("ENGINE_SUBNET {subnet:?} covers every IPv4 address: use a prefix from 1 to 30");
+            return Err(Error::Everything {
+                subnet: subnet.into(),
+            });
         }
         let masked = Ipv4Addr::from(u32::from(network) & mask(prefix));
         if masked != network {
-            bail!("ENGINE_SUBNET {subnet:?} has host bits set: did you mean {masked}/{prefix}?");
+            return Err(Error::HostBits {
+                subnet: subnet.into(),
+                masked,
+                prefix,
+            });
         }
         for (range, len, what) in RESERVED {
             let common = mask(prefix.min(len));
             if u32::from(network) & common == range & common {
-                bail!("ENGINE_SUBNET {subnet:?} overlaps {what}: use a private range such as 192.168.1.0/24");
+                return Err(Error::Reserved {
+                    subnet: subnet.into(),
+                    range: what,
+                });
             }
         }
         let gateway = Ipv4Addr::from(u32::from(network) + 1);
@@ -91,24 +164,28 @@ impl NetConfig {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (ip, None),
         };
-        let parsed: Ipv4Addr = addr.parse().map_err(|_| {
-            anyhow!(
-                "container address {ip:?} is not an IPv4 address: write it as A.B.C.D, e.g. {}",
-                self.first_host()
-            )
+        let parsed: Ipv4Addr = addr.parse().map_err(|_| Error::Address {
+            ip: ip.into(),
+            first: self.first_host(),
         })?;
         if let Some(p) = prefix {
             match parse_prefix(p) {
                 Some(p) if p == self.prefix => {}
-                Some(_) => bail!(
-                    "container address {ip:?}: the prefix must be the subnet's (/{}): write {parsed} or {parsed}/{}",
-                    self.prefix,
-                    self.prefix
-                ),
-                None => bail!(
-                    "container address {ip:?}: prefix {p:?} is not a number: write {parsed} or {parsed}/{}",
-                    self.prefix
-                ),
+                Some(_) => {
+                    return Err(Error::OtherPrefix {
+                        ip: ip.into(),
+                        parsed,
+                        prefix: self.prefix,
+                    })
+                }
+                None => {
+                    return Err(Error::BadPrefix {
+                        ip: ip.into(),
+                        given: p.into(),
+                        parsed,
+                        prefix: self.prefix,
+                    })
+                }
             }
         }
         let what = if !self.contains(parsed) {
@@ -122,11 +199,12 @@ impl NetConfig {
         } else {
             return Ok(parsed);
         };
-        bail!(
-            "container address {parsed} is {what} {}: {}",
-            self.subnet(),
-            self.pick_hint()
-        )
+        Err(Error::Unusable {
+            ip: parsed,
+            what,
+            subnet: self.subnet(),
+            hint: self.pick_hint(),
+        })
     }
 
     /// The lowest host address of the subnet that is neither the gateway nor in `used`.
@@ -139,13 +217,9 @@ impl NetConfig {
         (u32::from(self.first_host())..u32::from(self.broadcast()))
             .find(|ip| !used.contains(ip))
             .map(Ipv4Addr::from)
-            .ok_or_else(|| {
-                let n = used.len();
-                let plural = if n == 1 { "" } else { "es" };
-                anyhow!(
-                    "subnet {} is full ({n} address{plural} in use): stop a container or choose a larger ENGINE_SUBNET",
-                    self.subnet()
-                )
+            .ok_or_else(|| Error::Full {
+                subnet: self.subnet(),
+                used: used.len(),
             })
     }
 

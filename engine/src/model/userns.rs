@@ -12,8 +12,19 @@
 //! `host`: no user namespace at all.
 
 use crate::sys::idrange::IdPool;
-use anyhow::{bail, Result};
-use std::fmt;
+
+/// A `--userns` refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("--userns base {0} is too large: the 65536 mapped IDs must fit below 2^32")]
+    TooLarge(u32),
+    #[error("--userns {0} would make container root host uid {0}, which belongs to the host's own users: give a base of at least 65536 (such as 131072), or --userns host to share the host's IDs on purpose")]
+    HostUsers(u32),
+    #[error("unknown --userns {0:?}: use auto, host, or a numeric base such as 131072")]
+    Unknown(String),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How many IDs a user namespace maps (container 0..65535).
 pub const USERNS_SIZE: u32 = 65536;
@@ -43,7 +54,7 @@ impl UserNs {
     /// A map from `uid`/`gid`, refused when the 65536 IDs do not fit.
     pub fn map(uid: u32, gid: u32) -> Result<UserNs> {
         if uid.checked_add(USERNS_SIZE).is_none() || gid.checked_add(USERNS_SIZE).is_none() {
-            bail!("--userns base {uid} is too large: the 65536 mapped IDs must fit below 2^32");
+            return Err(Error::TooLarge(uid));
         }
         Ok(UserNs::Map { uid, gid })
     }
@@ -91,13 +102,9 @@ pub fn parse_userns(s: &str) -> Result<UserNsChoice> {
         "auto" | "" => Ok(UserNsChoice::Auto),
         n => match n.parse::<u32>() {
             // Below 65536 live the host's own users (and root, at 0).
-            Ok(b) if b < USERNS_SIZE => bail!(
-                "--userns {b} would make container root host uid {b}, which belongs to the host's own users: give a base of at least 65536 (such as 131072), or --userns host to share the host's IDs on purpose"
-            ),
+            Ok(b) if b < USERNS_SIZE => Err(Error::HostUsers(b)),
             Ok(b) => UserNs::map(b, b).map(UserNsChoice::Fixed),
-            Err(_) => {
-                bail!("unknown --userns {n:?}: use auto, host, or a numeric base such as 131072")
-            }
+            Err(_) => Err(Error::Unknown(n.into())),
         },
     }
 }
@@ -124,35 +131,22 @@ impl HostIds {
 }
 
 /// Why a base cannot be the first of a container's 65536 host IDs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BaseProblem {
     /// Below 65536: the host's own users (root is 0).
+    #[error("it is below 65536, where the host's own users are")]
     HostUsers,
+    #[error("it is not a multiple of 65536")]
     NotAligned,
     /// The 65536 IDs from it do not fit below 2^32 - 1.
+    #[error("its 65536 IDs do not fit below 2^32 - 1")]
     TooHigh,
     /// It overlaps the engine's pool, whose ranges go to `--userns auto`.
-    InPool {
-        start: u32,
-        end: u64,
-    },
+    #[error("its IDs overlap the engine's pool {start}..{end} (ENGINE_USERNS_POOL), whose ranges go to other containers")]
+    InPool { start: u32, end: u64 },
     /// It overlaps IDs the host's account files hand out.
+    #[error("its IDs overlap {0}")]
     HostFile(String),
-}
-
-impl fmt::Display for BaseProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BaseProblem::HostUsers => write!(f, "it is below 65536, where the host's own users are"),
-            BaseProblem::NotAligned => write!(f, "it is not a multiple of 65536"),
-            BaseProblem::TooHigh => write!(f, "its 65536 IDs do not fit below 2^32 - 1"),
-            BaseProblem::InPool { start, end } => write!(
-                f,
-                "its IDs overlap the engine's pool {start}..{end} (ENGINE_USERNS_POOL), whose ranges go to other containers"
-            ),
-            BaseProblem::HostFile(what) => write!(f, "its IDs overlap {what}"),
-        }
-    }
 }
 
 /// Whether host IDs `base..base+65536` may be a shifted rootfs's range: a

@@ -1,8 +1,20 @@
 //! `-v HOST:CONTAINER[:ro|rw]`. Whether the host path exists is a host check
 //! (validate).
 
-use anyhow::{bail, Result};
 use std::path::{Component, Path, PathBuf};
+
+/// A `-v` refused: the argument as given, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid --volume {0:?}: use HOST:CONTAINER or HOST:CONTAINER:ro")]
+    Form(String),
+    #[error("invalid --volume {0:?}: the host path is empty: use HOST:CONTAINER")]
+    EmptyHost(String),
+    #[error("invalid --volume {0:?}: a path holds a NUL byte")]
+    Nul(String),
+    #[error("volume target {0:?} must be an absolute path without '..'")]
+    Target(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
@@ -12,26 +24,26 @@ pub struct Volume {
     pub readonly: bool,
 }
 
-pub fn parse_volume(v: &str) -> Result<Volume> {
+pub fn parse_volume(v: &str) -> Result<Volume, Error> {
     let parts: Vec<&str> = v.split(':').collect();
     let (host, container, readonly) = match parts.as_slice() {
         [h, c] => (*h, *c, false),
         [h, c, "ro"] => (*h, *c, true),
         [h, c, "rw"] => (*h, *c, false),
-        _ => bail!("invalid --volume {v:?}: use HOST:CONTAINER or HOST:CONTAINER:ro"),
+        _ => return Err(Error::Form(v.into())),
     };
     if host.is_empty() {
-        bail!("invalid --volume {v:?}: the host path is empty: use HOST:CONTAINER");
+        return Err(Error::EmptyHost(v.into()));
     }
     if v.contains('\0') {
-        bail!("invalid --volume {v:?}: a path holds a NUL byte");
+        return Err(Error::Nul(v.into()));
     }
     if !container.starts_with('/')
         || Path::new(container)
             .components()
             .any(|c| c == Component::ParentDir)
     {
-        bail!("volume target {container:?} must be an absolute path without '..'");
+        return Err(Error::Target(container.into()));
     }
     Ok(Volume {
         host: PathBuf::from(host),

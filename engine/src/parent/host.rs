@@ -75,7 +75,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
     // Without the marker and without nft there is nothing of ours to remove.
     step!("teardown.nat");
     match crate::sys::net::nat::uninstall(&net.bridge) {
-        Err(e) if nat::installed(&state) => return Err(e),
+        Err(e) if nat::installed(&state) => return Err(e.into()),
         _ => {}
     }
     nat::forget(&state);

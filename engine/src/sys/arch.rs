@@ -1,10 +1,28 @@
 //! Architectures and ELF headers: the host's arch in Debian's naming, and the
 //! `e_machine` (and whether a loader is needed) of a binary.
 
-use anyhow::{anyhow, Context, Result};
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a binary's ELF header could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open {}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} has a truncated or malformed ELF header", .path.display())]
+    Malformed { path: PathBuf },
+}
 
 /// The host's architecture in Debian's naming: `amd64`, `arm64`, or Rust's
 /// name for any other (which the catalog then refuses).
@@ -19,7 +37,7 @@ pub fn host_arch() -> &'static str {
 /// `e_machine` of the ELF file at `path`, or `None` if it is not ELF.
 /// (Follows symlinks on the host: see [`crate::sys::path::resolve_in_rootfs`] for paths
 /// inside a rootfs.)
-pub fn elf_machine(path: &Path) -> Result<Option<u16>> {
+pub fn elf_machine(path: &Path) -> Result<Option<u16>, Error> {
     Ok(read_elf(path, false)?.map(|elf| elf.machine))
 }
 
@@ -59,17 +77,26 @@ pub struct Elf {
 
 /// Reads the ELF header of `path` (and the program headers when
 /// `program_headers`); `None` if the file is not ELF.
-pub fn read_elf(path: &Path, program_headers: bool) -> Result<Option<Elf>> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+pub fn read_elf(path: &Path, program_headers: bool) -> Result<Option<Elf>, Error> {
+    let mut file = File::open(path).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let unreadable = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
     let mut header = Vec::with_capacity(64);
     (&mut file)
         .take(64)
         .read_to_end(&mut header)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(unreadable)?;
     if !header.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    let bad = || anyhow!("{} has a truncated or malformed ELF header", path.display());
+    let bad = || Error::Malformed {
+        path: path.to_owned(),
+    };
     let class64 = match header.get(4) {
         Some(1) => false,
         Some(2) => true,
@@ -80,7 +107,7 @@ pub fn read_elf(path: &Path, program_headers: bool) -> Result<Option<Elf>> {
         Some(2) => false,
         _ => return Err(bad()),
     };
-    let field = |at: usize, len: usize| -> Result<u64> {
+    let field = |at: usize, len: usize| -> Result<u64, Error> {
         let bytes = header.get(at..at + len).ok_or_else(bad)?;
         Ok(read_uint(bytes, little))
     };
@@ -101,11 +128,10 @@ pub fn read_elf(path: &Path, program_headers: bool) -> Result<Option<Elf>> {
         return Err(bad());
     }
     let mut table = Vec::new();
-    io::Seek::seek(&mut file, io::SeekFrom::Start(phoff))
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(phoff)).map_err(unreadable)?;
     file.take(phentsize * phnum)
         .read_to_end(&mut table)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(unreadable)?;
     if table.len() as u64 != phentsize * phnum {
         return Err(bad());
     }

@@ -107,47 +107,20 @@ impl fmt::Display for Cap {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct CapSet(u64);
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CapError {
+    #[error("unknown capability {0:?}: give a name from capabilities(7), such as NET_ADMIN or CAP_NET_ADMIN, or ALL")]
     Unknown(String),
+    /// Dropping one capability from the bounding set failed.
+    #[error("cannot drop from the bounding set {cap} in the container's init: {errno}; it must run as root of its user namespace holding CAP_SETPCAP")]
+    DropBounding { cap: Cap, errno: rustix::io::Errno },
+    /// A step on the process's own sets failed.
+    #[error("cannot {step} in the container's init: {errno}; it must run as root of its user namespace holding the capabilities it keeps")]
     Apply {
         step: &'static str,
-        cap: Option<Cap>,
         errno: rustix::io::Errno,
     },
 }
-
-impl fmt::Display for CapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CapError::Unknown(name) => write!(
-                f,
-                "unknown capability {name:?}: give a name from capabilities(7), \
-                 such as NET_ADMIN or CAP_NET_ADMIN, or ALL"
-            ),
-            CapError::Apply {
-                step,
-                cap: Some(cap),
-                errno,
-            } => write!(
-                f,
-                "cannot {step} {cap} in the container's init: {errno}; \
-                 it must run as root of its user namespace holding CAP_SETPCAP"
-            ),
-            CapError::Apply {
-                step,
-                cap: None,
-                errno,
-            } => write!(
-                f,
-                "cannot {step} in the container's init: {errno}; \
-                 it must run as root of its user namespace holding the capabilities it keeps"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for CapError {}
 
 impl CapSet {
     pub const fn empty() -> CapSet {
@@ -284,9 +257,8 @@ pub fn drop_bounding(keep: &CapSet) -> Result<(), CapError> {
             // Past the kernel's last capability: nothing more to drop.
             Err(rustix::io::Errno::INVAL) if number as usize >= NAMES.len() => break,
             Err(errno) => {
-                return Err(CapError::Apply {
-                    step: "drop from the bounding set",
-                    cap: Some(Cap(number)),
+                return Err(CapError::DropBounding {
+                    cap: Cap(number),
                     errno,
                 })
             }
@@ -301,7 +273,6 @@ pub fn drop_bounding(keep: &CapSet) -> Result<(), CapError> {
 pub fn set_process_caps(keep: &CapSet) -> Result<(), CapError> {
     rthread::clear_ambient_capability_set().map_err(|errno| CapError::Apply {
         step: "clear the ambient set",
-        cap: None,
         errno,
     })?;
     let keep = CapabilitySet::from_bits_retain(keep.0);
@@ -315,7 +286,6 @@ pub fn set_process_caps(keep: &CapSet) -> Result<(), CapError> {
     )
     .map_err(|errno| CapError::Apply {
         step: "set the permitted and effective capabilities",
-        cap: None,
         errno,
     })
 }
@@ -325,12 +295,10 @@ pub fn set_process_caps(keep: &CapSet) -> Result<(), CapError> {
 pub fn apply_privileged() -> Result<(), CapError> {
     let held = rthread::capabilities(None).map_err(|errno| CapError::Apply {
         step: "read the capabilities",
-        cap: None,
         errno,
     })?;
     rthread::clear_ambient_capability_set().map_err(|errno| CapError::Apply {
         step: "clear the ambient set",
-        cap: None,
         errno,
     })?;
     rthread::set_capabilities(
@@ -343,7 +311,6 @@ pub fn apply_privileged() -> Result<(), CapError> {
     )
     .map_err(|errno| CapError::Apply {
         step: "make every permitted capability effective",
-        cap: None,
         errno,
     })
 }

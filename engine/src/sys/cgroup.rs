@@ -2,9 +2,55 @@
 //! enabled top-down in every ancestor (never in the leaf), limits, stats,
 //! `cgroup.kill` then rmdir.
 
-use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Why a cgroup could not be made, limited or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cgroup v2: {0}")]
+    Unavailable(Unavailable),
+    #[error("cannot write {value:?} to {}", .path.display())]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create cgroup {}", .dir.display())]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot enable controllers in {} (a cgroup with processes of its own cannot delegate them)", .dir.display())]
+    EnableControllers {
+        dir: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("cannot remove cgroup {}: {error} ({procs} processes left in it)", .path.display())]
+    Remove {
+        path: PathBuf,
+        error: std::io::Error,
+        procs: usize,
+    },
+}
+
+/// Why this host cannot hold the engine's cgroups, as a phrase
+/// ("ENGINE_CGROUP_ROOT ... is not on a cgroup v2 file system ...").
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("ENGINE_CGROUP_ROOT {} is not on a cgroup v2 file system (this host has cgroup v1, or mixes v1 and v2)", .root.display())]
+    NotCgroup2 { root: PathBuf },
+    #[error("the cgroup v2 hierarchy at {} lacks the {} controller(s) (cgroup v1 hybrid host)", .mount.display(), .missing.join(", "))]
+    MissingControllers {
+        mount: PathBuf,
+        missing: Vec<&'static str>,
+    },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What the leaf's control files get, the input of [`create`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -51,26 +97,21 @@ pub fn cgroup2_mount_of(root: &Path) -> Option<PathBuf> {
 }
 
 /// Ok when `root` can hold cgroup v2 leaves with cpu, memory and pids;
-/// otherwise why not, as a phrase ("this host has cgroup v1 ...").
-pub fn check_available(root: &Path) -> std::result::Result<PathBuf, String> {
+/// otherwise why not.
+pub fn check_available(root: &Path) -> Result<PathBuf, Unavailable> {
     let Some(mount) = cgroup2_mount_of(root) else {
-        return Err(format!(
-            "ENGINE_CGROUP_ROOT {} is not on a cgroup v2 file system (this host has cgroup v1, or mixes v1 and v2)",
-            root.display()
-        ));
+        return Err(Unavailable::NotCgroup2 {
+            root: root.to_owned(),
+        });
     };
     let have = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
-    let missing: Vec<&str> = CONTROLLERS
+    let missing: Vec<&'static str> = CONTROLLERS
         .iter()
         .copied()
         .filter(|c| !have.split_whitespace().any(|h| h == *c))
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "the cgroup v2 hierarchy at {} lacks the {} controller(s) (cgroup v1 hybrid host)",
-            mount.display(),
-            missing.join(", ")
-        ));
+        return Err(Unavailable::MissingControllers { mount, missing });
     }
     Ok(mount)
 }
@@ -82,14 +123,17 @@ pub struct Cgroup {
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
-    std::fs::write(path, value)
-        .with_context(|| format!("cannot write {value:?} to {}", path.display()))
+    std::fs::write(path, value).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
 }
 
 /// Makes `root` and every ancestor from the mount down delegate
 /// `+cpu +memory +pids` to their children (never a leaf: no internal processes).
 pub fn ensure_parent(root: &Path) -> Result<()> {
-    let mount = check_available(root).map_err(|why| anyhow::anyhow!("cgroup v2: {why}"))?;
+    let mount = check_available(root).map_err(Error::Unavailable)?;
     let enable: String = CONTROLLERS.iter().map(|c| format!("+{c} ")).collect();
     let mut dir = mount.clone();
     let rel = root.strip_prefix(&mount).unwrap_or(Path::new(""));
@@ -99,9 +143,7 @@ pub fn ensure_parent(root: &Path) -> Result<()> {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot create cgroup {}", dir.display()))
-            }
+            Err(source) => return Err(Error::Create { dir, source }),
         }
         enable_controllers(&dir, enable.trim())?;
     }
@@ -120,7 +162,10 @@ pub fn create(root: &Path, name: &str, limits: &Settings) -> Result<Cgroup> {
         } else {
             Err(e)
         }
-        .with_context(|| format!("cannot create cgroup {}", path.display()))?;
+        .map_err(|source| Error::Create {
+            dir: path.clone(),
+            source,
+        })?;
     }
     let cg = Cgroup { path };
     if let Err(e) = cg.set_limits(limits) {
@@ -139,11 +184,9 @@ fn enable_controllers(dir: &Path, enable: &str) -> Result<()> {
     {
         return Ok(());
     }
-    write(&file, enable).with_context(|| {
-        format!(
-            "cannot enable controllers in {} (a cgroup with processes of its own cannot delegate them)",
-            dir.display()
-        )
+    write(&file, enable).map_err(|source| Error::EnableControllers {
+        dir: dir.to_owned(),
+        source: Box::new(source),
     })
 }
 
@@ -215,7 +258,7 @@ pub fn kill_and_remove(path: &Path) -> Result<()> {
         match remove_tree(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
+            Err(error) => {
                 let now = Instant::now();
                 let procs = count_procs(path);
                 if procs < left {
@@ -223,10 +266,11 @@ pub fn kill_and_remove(path: &Path) -> Result<()> {
                     deadline = (now + Duration::from_secs(5)).min(hard_deadline);
                 }
                 if now >= deadline {
-                    bail!(
-                        "cannot remove cgroup {}: {e} ({procs} processes left in it)",
-                        path.display()
-                    );
+                    return Err(Error::Remove {
+                        path: path.to_owned(),
+                        error,
+                        procs,
+                    });
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));

@@ -234,8 +234,26 @@ struct ProgAttachAttr {
     replace_bpf_fd: u32,
 }
 
+/// Why the device filter could not be loaded or attached: the kernel's
+/// words (the caller says what was being done).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The cgroup directory could not be opened.
+    #[error("{0}")]
+    Open(io::Error),
+    /// bpf(BPF_PROG_LOAD) failed without a verifier log.
+    #[error("{0}")]
+    Load(io::Error),
+    /// The verifier refused the program, and said why.
+    #[error("{error} (verifier: {verifier})")]
+    Rejected { error: io::Error, verifier: String },
+    /// bpf(BPF_PROG_ATTACH) failed.
+    #[error("{0}")]
+    Attach(io::Error),
+}
+
 /// Loads the program for `rules` (the verifier's log in the error).
-pub fn load(rules: &[Rule]) -> io::Result<OwnedFd> {
+pub fn load(rules: &[Rule]) -> Result<OwnedFd, Error> {
     let insns = program(rules);
     let mut log = vec![0u8; 64 * 1024];
     let mut name = [0u8; 16];
@@ -264,13 +282,16 @@ pub fn load(rules: &[Rule]) -> io::Result<OwnedFd> {
         )
     };
     if fd < 0 {
-        let err = io::Error::last_os_error();
+        let error = io::Error::last_os_error();
         let text = String::from_utf8_lossy(&log);
         let text = text.trim_end_matches('\0').trim();
         return Err(if text.is_empty() {
-            err
+            Error::Load(error)
         } else {
-            io::Error::new(err.kind(), format!("{err} (verifier: {text})"))
+            Error::Rejected {
+                error,
+                verifier: text.into(),
+            }
         });
     }
     // SAFETY: bpf(BPF_PROG_LOAD) returned a new fd that nothing else owns.
@@ -279,7 +300,7 @@ pub fn load(rules: &[Rule]) -> io::Result<OwnedFd> {
 
 /// Attaches `prog` to the cgroup `cgroup` (a directory fd). ALLOW_MULTI:
 /// the programs of the ancestors still run, and every one must allow.
-pub fn attach(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+pub fn attach(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<(), Error> {
     let attr = ProgAttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -298,15 +319,15 @@ pub fn attach(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
         )
     };
     if r < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(Error::Attach(io::Error::last_os_error()));
     }
     Ok(())
 }
 
 /// Loads the program for `rules` and attaches it to the cgroup directory
 /// `cgroup`. The attachment lives as long as the cgroup.
-pub fn confine(cgroup: &std::path::Path, rules: &[Rule]) -> io::Result<()> {
-    let dir = std::fs::File::open(cgroup)?;
+pub fn confine(cgroup: &std::path::Path, rules: &[Rule]) -> Result<(), Error> {
+    let dir = std::fs::File::open(cgroup).map_err(Error::Open)?;
     let prog = load(rules)?;
     attach(dir.as_fd(), prog.as_fd())
 }

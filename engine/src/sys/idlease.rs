@@ -18,10 +18,32 @@
 //! the others'.
 
 use crate::sys::lock::{lock_file, Lock};
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+/// Why a lease could not be taken or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create the ID lease directory {}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::sys::lock::Error),
+    #[error("cannot encode an ID lease")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write the ID lease {}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where the leases of the whole host live. Fixed: a lease root per state
 /// directory (or per environment) would let engines overlap again.
@@ -140,12 +162,10 @@ impl Leases {
         match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot create the ID lease directory {}",
-                        self.dir.display()
-                    )
+            Err(source) => {
+                return Err(Error::CreateDir {
+                    dir: self.dir.clone(),
+                    source,
                 })
             }
         }
@@ -288,7 +308,7 @@ fn write_atomic(path: &Path, lease: &Lease) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let data = serde_json::to_vec(lease).context("cannot encode an ID lease")?;
+    let data = serde_json::to_vec(lease).map_err(Error::Encode)?;
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -297,7 +317,10 @@ fn write_atomic(path: &Path, lease: &Lease) -> Result<()> {
         .open(&tmp)
         .and_then(|mut f| f.write_all(&data))
         .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("cannot write the ID lease {}", path.display()))
+        .map_err(|source| Error::Write {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// One spelling per directory: the lease of a state directory named two

@@ -34,7 +34,6 @@
 //! nfs not at all).
 
 use std::ffi::CStr;
-use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -52,9 +51,10 @@ use rustix::mount::{
 /// Most fds one `send_fds` carries (the rootfs and a few volumes per message).
 pub const MAX_FDS: usize = 32;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum IdmapError {
     /// The kernel or the file system cannot idmap this tree.
+    #[error("{} is on {fstype}, which cannot be idmapped on this kernel (Linux {kernel}; tmpfs needs 6.3, 9p and nfs never): use --userns BASE with a rootfs pulled with --owner BASE, or --userns host", .path.display())]
     Unsupported {
         path: PathBuf,
         fstype: String,
@@ -62,34 +62,13 @@ pub enum IdmapError {
         errno: Errno,
     },
     /// Any other failure: which syscall, on what, and the errno.
+    #[error("{what} {} failed: {}", .path.display(), errno_text(*.errno))]
     Sys {
         what: &'static str,
         path: PathBuf,
         errno: Errno,
     },
 }
-
-impl fmt::Display for IdmapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdmapError::Unsupported {
-                path,
-                fstype,
-                kernel,
-                ..
-            } => write!(
-                f,
-                "{} is on {fstype}, which cannot be idmapped on this kernel (Linux {kernel}; tmpfs needs 6.3, 9p and nfs never): use --userns BASE with a rootfs pulled with --owner BASE, or --userns host",
-                path.display()
-            ),
-            IdmapError::Sys { what, path, errno } => {
-                write!(f, "{what} {} failed: {}", path.display(), errno_text(*errno))
-            }
-        }
-    }
-}
-
-impl std::error::Error for IdmapError {}
 
 fn errno_text(e: Errno) -> String {
     io::Error::from(e).to_string()

@@ -15,8 +15,6 @@
 //! free one. Which IDs are taken is `sys::idlease`'s: one host-wide lease
 //! per container, whatever its state directory.
 
-use std::fmt;
-
 /// IDs per container: the full 16-bit range a distribution expects.
 pub const RANGE_SIZE: u32 = 65536;
 /// Default first host ID of the pool: 2^30.
@@ -26,31 +24,15 @@ pub const DEFAULT_COUNT: u32 = 1 << 30;
 /// The environment variable that overrides the pool, `START:COUNT`.
 pub const POOL_ENV: &str = "ENGINE_USERNS_POOL";
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdRangeError {
     /// `ENGINE_USERNS_POOL` (or another source) is malformed.
+    #[error("{POOL_ENV}={value} is not a usable ID pool: {why}; give START:COUNT, host IDs, COUNT a multiple of {RANGE_SIZE}, e.g. {DEFAULT_START}:{DEFAULT_COUNT}")]
     BadPool { value: String, why: String },
     /// Every range of the pool is used by a running container.
+    #[error("every one of the {} user namespace ID ranges of the pool {start}:{count} is used by a running container: stop one (`engine ps` lists them), or give a larger pool with {POOL_ENV}=START:COUNT", .count / RANGE_SIZE)]
     PoolFull { start: u32, count: u32 },
 }
-
-impl fmt::Display for IdRangeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdRangeError::BadPool { value, why } => write!(
-                f,
-                "{POOL_ENV}={value} is not a usable ID pool: {why}; give START:COUNT, host IDs, COUNT a multiple of {RANGE_SIZE}, e.g. {DEFAULT_START}:{DEFAULT_COUNT}"
-            ),
-            IdRangeError::PoolFull { start, count } => write!(
-                f,
-                "every one of the {} user namespace ID ranges of the pool {start}:{count} is used by a running container: stop one (`engine ps` lists them), or give a larger pool with {POOL_ENV}=START:COUNT",
-                count / RANGE_SIZE
-            ),
-        }
-    }
-}
-
-impl std::error::Error for IdRangeError {}
 
 /// The host IDs the engine hands out, in whole ranges of `RANGE_SIZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,6 @@
 //! Kernel: openat2 5.6, close_range 5.9 (`CLOSE_RANGE_CLOEXEC` 5.11).
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -19,7 +18,8 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {what} {} inside the rootfs: {}", .path.display(), why_in_root(*.errno))]
 pub struct InRootError {
     pub what: &'static str,
     /// The path as given, inside the rootfs.
@@ -27,27 +27,18 @@ pub struct InRootError {
     pub errno: Errno,
 }
 
-impl fmt::Display for InRootError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let why = match self.errno {
-            Errno::LOOP => "it goes through a magic link such as /proc/self/fd/N, or too many symlinks: point it at a real directory of the rootfs".into(),
-            Errno::XDEV => "it crosses onto another mount, which is not allowed here".into(),
-            Errno::NOENT => "it does not exist in the rootfs".into(),
-            Errno::NOTDIR => "a component is not a directory".into(),
-            Errno::EXIST => "a symlink to a missing path is in the way: make it point at a directory inside the rootfs, or remove it".into(),
-            Errno::NOSYS => "openat2 needs Linux 5.6 or later".into(),
-            e => io::Error::from(e).to_string(),
-        };
-        write!(
-            f,
-            "cannot {} {} inside the rootfs: {why}",
-            self.what,
-            self.path.display()
-        )
+/// Why an in-root resolution failed, in words that say what to change.
+fn why_in_root(errno: Errno) -> String {
+    match errno {
+        Errno::LOOP => "it goes through a magic link such as /proc/self/fd/N, or too many symlinks: point it at a real directory of the rootfs".into(),
+        Errno::XDEV => "it crosses onto another mount, which is not allowed here".into(),
+        Errno::NOENT => "it does not exist in the rootfs".into(),
+        Errno::NOTDIR => "a component is not a directory".into(),
+        Errno::EXIST => "a symlink to a missing path is in the way: make it point at a directory inside the rootfs, or remove it".into(),
+        Errno::NOSYS => "openat2 needs Linux 5.6 or later".into(),
+        e => io::Error::from(e).to_string(),
     }
 }
-
-impl std::error::Error for InRootError {}
 
 fn err(what: &'static str, path: &Path) -> impl Fn(Errno) -> InRootError {
     let path = path.to_path_buf();

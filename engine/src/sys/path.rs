@@ -1,13 +1,25 @@
 //! Paths inside a rootfs, resolved as the container would see them.
 
-use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+/// Why a path could not be resolved inside a rootfs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("too many levels of symlinks resolving {} in {}", .path.display(), .root.display())]
+    TooManyLinks { path: PathBuf, root: PathBuf },
+    #[error("cannot read the symlink {}", .link.display())]
+    ReadLink {
+        link: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// symlinks (absolute or relative) are followed inside `root` and `..` never
 /// climbs above it. Missing components are kept as they are.
-pub fn resolve_in_rootfs(root: &Path, path: &Path) -> Result<PathBuf> {
+pub fn resolve_in_rootfs(root: &Path, path: &Path) -> Result<PathBuf, Error> {
     const MAX_LINKS: usize = 40; // as the kernel's ELOOP limit
     let mut resolved = PathBuf::new();
     let mut pending: Vec<OsString> = parts(path);
@@ -23,14 +35,15 @@ pub fn resolve_in_rootfs(root: &Path, path: &Path) -> Result<PathBuf> {
             Ok(meta) if meta.file_type().is_symlink() => {
                 links += 1;
                 if links > MAX_LINKS {
-                    bail!(
-                        "too many levels of symlinks resolving {} in {}",
-                        path.display(),
-                        root.display()
-                    );
+                    return Err(Error::TooManyLinks {
+                        path: path.to_owned(),
+                        root: root.to_owned(),
+                    });
                 }
-                let target = fs::read_link(&on_host)
-                    .with_context(|| format!("cannot read the symlink {}", on_host.display()))?;
+                let target = fs::read_link(&on_host).map_err(|source| Error::ReadLink {
+                    link: on_host.clone(),
+                    source,
+                })?;
                 if target.is_absolute() {
                     resolved = PathBuf::new();
                 }

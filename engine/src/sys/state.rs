@@ -5,10 +5,36 @@
 //! `parent::recovery`'s work.
 
 use crate::sys::lock::{lock_file, Lock};
-use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+/// Why the state directory or a record in it could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create state directory {}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make state directory {} private", .dir.display())]
+    MakePrivate {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::sys::lock::Error),
+    #[error("cannot encode state")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write state file {}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The state directory.
 #[derive(Debug, Clone)]
@@ -36,7 +62,7 @@ impl StateDir {
     }
 
     /// Creates the directory 0700 (records hold `-e` values, logs output).
-    fn ensure(&self) -> Result<()> {
+    fn ensure(&self) -> Result<(), Error> {
         use std::os::unix::fs::DirBuilderExt;
         let mut builder = std::fs::DirBuilder::new();
         builder.mode(0o700);
@@ -48,21 +74,28 @@ impl StateDir {
         builder
             .recursive(true)
             .create(&self.dir)
-            .with_context(|| format!("cannot create state directory {}", self.dir.display()))
+            .map_err(|source| Error::CreateDir {
+                dir: self.dir.clone(),
+                source,
+            })
     }
 
     /// Makes an existing state directory private again (for `engine setup`).
-    pub fn make_private(&self) -> Result<()> {
+    pub fn make_private(&self) -> Result<(), Error> {
         use std::os::unix::fs::PermissionsExt;
         self.ensure()?;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make state directory {} private", self.dir.display()))
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| Error::MakePrivate {
+                dir: self.dir.clone(),
+                source,
+            },
+        )
     }
 
     /// An exclusive lock over the whole state directory.
-    pub fn lock(&self) -> Result<Lock> {
+    pub fn lock(&self) -> Result<Lock, Error> {
         self.ensure()?;
-        lock_file(&self.dir.join(".lock"))
+        Ok(lock_file(&self.dir.join(".lock"))?)
     }
 
     pub fn path_of(&self, name: &str) -> PathBuf {
@@ -80,14 +113,14 @@ impl StateDir {
     }
 
     /// Writes `name`'s record atomically (temp file + rename).
-    pub fn write<R: Serialize>(&self, name: &str, rec: &R) -> Result<()> {
+    pub fn write<R: Serialize>(&self, name: &str, rec: &R) -> Result<(), Error> {
         self.ensure()?;
         let path = self.path_of(name);
         let tmp = self.dir.join(format!(".{name}.json.tmp"));
-        let data = serde_json::to_vec_pretty(rec).context("cannot encode state")?;
+        let data = serde_json::to_vec_pretty(rec).map_err(Error::Encode)?;
         write_private(&tmp, &data)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("cannot write state file {}", path.display()))
+            .map_err(|source| Error::Write { path, source })
     }
 
     pub fn read<R: DeserializeOwned>(&self, name: &str) -> Option<R> {

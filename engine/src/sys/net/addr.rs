@@ -9,25 +9,39 @@ pub fn mask(prefix: u8) -> u32 {
         .unwrap_or(0)
 }
 
+/// Why a name is not a valid Linux interface name, as the end of a sentence naming it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadIfname {
+    #[error("is empty: {IFNAME_RULE}")]
+    Empty,
+    #[error("is {len} bytes long: {IFNAME_RULE}")]
+    TooLong { len: usize },
+    #[error("is not a valid interface name: {IFNAME_RULE}")]
+    Dots,
+    #[error("contains {c:?}: {IFNAME_RULE}")]
+    Forbidden { c: char },
+}
+
+const IFNAME_RULE: &str =
+    "interface names are 1 to 15 bytes without '/', ':', '%', spaces or control characters";
+
 /// Why `name` is not a valid Linux interface name (the kernel's `dev_valid_name`, plus '%',
-/// which the kernel would expand as a template), as the end of a sentence naming it.
-pub fn check_ifname(name: &str) -> std::result::Result<(), String> {
-    let rule =
-        "interface names are 1 to 15 bytes without '/', ':', '%', spaces or control characters";
+/// which the kernel would expand as a template).
+pub fn check_ifname(name: &str) -> Result<(), BadIfname> {
     if name.is_empty() {
-        return Err(format!("is empty: {rule}"));
+        return Err(BadIfname::Empty);
     }
     if name.len() > 15 {
-        return Err(format!("is {} bytes long: {rule}", name.len()));
+        return Err(BadIfname::TooLong { len: name.len() });
     }
     if name == "." || name == ".." {
-        return Err(format!("is not a valid interface name: {rule}"));
+        return Err(BadIfname::Dots);
     }
     if let Some(c) = name
         .chars()
         .find(|&c| matches!(c, '/' | ':' | '%') || c.is_whitespace() || c.is_control())
     {
-        return Err(format!("contains {c:?}: {rule}"));
+        return Err(BadIfname::Forbidden { c });
     }
     Ok(())
 }

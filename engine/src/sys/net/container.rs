@@ -3,7 +3,7 @@
 
 use super::addr::mask;
 use super::netlink::Socket;
-use anyhow::{anyhow, bail, Result};
+use super::{Error, Result};
 use std::net::Ipv4Addr;
 
 /// Inside the container's network namespace: brings `lo` up.
@@ -17,18 +17,20 @@ pub fn loopback_up() -> Result<()> {
 /// default route goes via the gateway.
 pub fn configure_eth0(ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
     if !(1..=30).contains(&prefix) {
-        bail!("cannot configure eth0 with {ip}/{prefix}: the prefix must be from 1 to 30");
+        return Err(Error::BadPrefix { ip, prefix });
     }
     if (u32::from(ip) ^ u32::from(gateway)) & mask(prefix) != 0 || ip == gateway {
-        bail!("cannot configure eth0 with {ip}/{prefix}: gateway {gateway} must be another address of that subnet");
+        return Err(Error::BadGateway {
+            ip,
+            prefix,
+            gateway,
+        });
     }
     let mut nl = Socket::open()?;
     let index = nl
         .get_link("eth0")
         .map_err(|e| e.explain("cannot look up eth0"))?
-        .ok_or_else(|| {
-            anyhow!("this network namespace has no eth0: the veth was not created in it")
-        })?
+        .ok_or(Error::NoEth0)?
         .header
         .index;
     match nl.add_addr(index, ip, prefix) {
@@ -44,11 +46,14 @@ pub fn configure_eth0(ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()>
     // reachable, only for an interface that is up.
     nl.set_up(index)
         .map_err(|e| e.explain("cannot bring eth0 up"))?;
-    nl.add_default_route(index, gateway).map_err(|e| match e.errno() {
-        Some(libc::ENETUNREACH) => {
-            anyhow!("cannot add the default route via {gateway}: it is not in eth0's subnet {ip}/{prefix}")
-        }
-        Some(libc::EEXIST) => anyhow!("cannot add the default route via {gateway}: the namespace already has one"),
-        _ => e.explain(format!("cannot add the default route via {gateway}")),
-    })
+    nl.add_default_route(index, gateway)
+        .map_err(|e| match e.errno() {
+            Some(libc::ENETUNREACH) => Error::GatewayUnreachable {
+                gateway,
+                ip,
+                prefix,
+            },
+            Some(libc::EEXIST) => Error::DefaultRouteExists { gateway },
+            _ => e.explain(format!("cannot add the default route via {gateway}")),
+        })
 }

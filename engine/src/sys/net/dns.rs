@@ -9,7 +9,6 @@
 //! forwards to, from `/run/systemd/resolve/resolv.conf`. `--dns` and
 //! `--dns-search` replace the servers and the search list.
 
-use anyhow::{Context, Result};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -117,6 +116,23 @@ pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: Asked) -> S
     out
 }
 
+/// Why the DNS files of a container could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create {}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Writes the three files into `dir` (created 0700, like the state directory
 /// around it; files 0644, since the container reads them through mounts the
 /// parent makes, possibly as a uid that owns nothing on the host) and returns
@@ -127,7 +143,7 @@ pub fn write_files(
     name: &str,
     ip: Option<Ipv4Addr>,
     opts: Asked,
-) -> Result<[PathBuf; 3]> {
+) -> Result<[PathBuf; 3], Error> {
     let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
     let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
     let contents = [
@@ -139,7 +155,12 @@ pub fn write_files(
         Ok(()) => {}
         // Left by a container of the same name that the engine could not clean up.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        Err(source) => {
+            return Err(Error::CreateDir {
+                dir: dir.to_owned(),
+                source,
+            })
+        }
     }
     let paths = FILES.map(|f| dir.join(f));
     for (path, text) in paths.iter().zip(contents) {
@@ -150,7 +171,10 @@ pub fn write_files(
             .mode(0o644)
             .open(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
     }
     Ok(paths)
 }

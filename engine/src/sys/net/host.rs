@@ -2,8 +2,8 @@
 //! forwarding, and the host end of each container's veth.
 
 use super::addr::check_ifname;
-use super::netlink::{io_text, link_alias, link_kind, link_name, Socket};
-use anyhow::{anyhow, bail, Result};
+use super::netlink::{link_alias, link_kind, link_name, Socket};
+use super::{Error, Result, VethRefused};
 use netlink_packet_route::link::{InfoKind, LinkFlags};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -137,27 +137,30 @@ pub fn setup_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
             match nl.create_bridge(name) {
                 // Another engine created it meanwhile: fine.
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}
-                Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => bail!(
-                    "cannot create bridge {name}: this kernel has no bridge support: load it with `modprobe bridge`"
-                ),
+                Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
+                    return Err(Error::NoBridgeSupport {
+                        bridge: name.into(),
+                    })
+                }
                 other => other.map_err(|e| e.explain(format!("cannot create bridge {name}")))?,
             }
             nl.get_link(name)
                 .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
-                .ok_or_else(|| anyhow!("bridge {name} disappeared right after it was created: is another engine tearing it down?"))?
+                .ok_or_else(|| Error::BridgeVanished {
+                    bridge: name.into(),
+                })?
         }
     };
     if link_kind(&bridge) != Some(&InfoKind::Bridge) {
-        bail!("interface {name} exists but is not a bridge: remove it or set ENGINE_BRIDGE to another name");
+        return Err(Error::NotABridge { name: name.into() });
     }
     let claim = Claim::of(&bridge);
     if let Some(other) = claim.as_ref().and_then(|c| c.other_than(&me)) {
-        bail!(
-            "bridge {name} carries the containers of the engine whose state directory is {}: give this one (ENGINE_STATE_DIR={}) its own ENGINE_BRIDGE and ENGINE_SUBNET, or use ENGINE_STATE_DIR={}",
-            other.display(),
-            me.display(),
-            other.display()
-        );
+        return Err(Error::BridgeClaimed {
+            bridge: name.into(),
+            other: other.to_owned(),
+            me,
+        });
     }
     let index = bridge.header.index;
     let addrs = nl
@@ -202,9 +205,8 @@ fn refuse_router_advertisements(bridge: &str) -> Result<()> {
     }
     for key in ["accept_ra", "autoconf"] {
         let path = conf.join(key);
-        anyhow::Context::with_context(std::fs::write(&path, "0"), || {
-            format!("cannot write 0 to {}: the bridge would accept IPv6 router advertisements from containers", path.display())
-        })?;
+        std::fs::write(&path, "0")
+            .map_err(|source| Error::RouterAdvertisements { path, source })?;
     }
     Ok(())
 }
@@ -223,7 +225,7 @@ pub fn teardown_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
         .map_err(|e| e.explain(format!("cannot look up bridge {name}")))?
     {
         if link_kind(&link) != Some(&InfoKind::Bridge) {
-            bail!("interface {name} is not a bridge: not deleting it (check ENGINE_BRIDGE)");
+            return Err(Error::NotABridgeToDelete { name: name.into() });
         }
         if Claim::of(&link).is_some_and(|c| c.other_than(&state_id(state_dir)).is_some()) {
             return Ok(());
@@ -235,9 +237,10 @@ pub fn teardown_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
         // Its engine noted the value from before the first bridge: it restores it.
         let record = state_dir.join(FORWARDING_PREV);
         return match std::fs::remove_file(&record) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                bail!("cannot remove {}: {}", record.display(), io_text(&e))
-            }
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::Remove {
+                path: record,
+                error,
+            }),
             _ => Ok(()),
         };
     }
@@ -251,39 +254,49 @@ pub fn teardown_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
 /// step. A stale `host_name` (from a crashed container) is an error naming it.
 pub fn create_veth(cfg: Bridge, host_name: &str, pid: i32) -> Result<()> {
     if let Err(why) = check_ifname(host_name) {
-        bail!("veth name {host_name:?} {why}");
+        return Err(Error::BadVethName {
+            name: host_name.into(),
+            why,
+        });
     }
     let pid = u32::try_from(pid)
         .ok()
         .filter(|&p| p > 0)
-        .ok_or_else(|| anyhow!("cannot create veth {host_name}: {pid} is not a process id"))?;
+        .ok_or_else(|| Error::Veth {
+            veth: host_name.into(),
+            why: VethRefused::NotAPid { pid },
+        })?;
     let mut nl = Socket::open()?;
     let what = format!("cannot create veth {host_name}");
+    let refused = |why| Error::Veth {
+        veth: host_name.into(),
+        why,
+    };
     let bridge = nl
         .get_link(cfg.name)
         .map_err(|e| e.explain(format!("{what}: cannot look up bridge {}", cfg.name)))?
         .ok_or_else(|| {
-            anyhow!(
-                "{what}: bridge {} does not exist: set up the host network first",
-                cfg.name
-            )
+            refused(VethRefused::NoBridge {
+                bridge: cfg.name.into(),
+            })
         })?;
     if link_kind(&bridge) != Some(&InfoKind::Bridge) {
-        bail!(
-            "{what}: interface {} is not a bridge (check ENGINE_BRIDGE)",
-            cfg.name
-        );
+        return Err(refused(VethRefused::NotABridge {
+            bridge: cfg.name.into(),
+        }));
     }
     let Err(e) = nl.create_veth(host_name, "eth0", bridge.header.index, pid) else {
         return Ok(());
     };
     Err(match e.errno() {
-        Some(libc::EEXIST) if matches!(nl.get_link(host_name), Ok(Some(_))) => anyhow!(
-            "{what}: interface {host_name} already exists (a running container of that name, or one that crashed): remove it with `ip link del {host_name}`"
-        ),
-        Some(libc::EEXIST) => anyhow!("{what}: the network namespace of process {pid} already has an eth0"),
-        Some(libc::ESRCH) => anyhow!("{what}: process {pid} does not exist (did the container exit early?)"),
-        Some(libc::EOPNOTSUPP) => anyhow!("{what}: this kernel has no veth support: load it with `modprobe veth`"),
+        Some(libc::EEXIST) if matches!(nl.get_link(host_name), Ok(Some(_))) => {
+            refused(VethRefused::Exists {
+                veth: host_name.into(),
+            })
+        }
+        Some(libc::EEXIST) => refused(VethRefused::HasEth0 { pid }),
+        Some(libc::ESRCH) => refused(VethRefused::NoProcess { pid }),
+        Some(libc::EOPNOTSUPP) => refused(VethRefused::NoVethSupport),
         _ => e.explain(what),
     })
 }
@@ -292,7 +305,10 @@ pub fn create_veth(cfg: Bridge, host_name: &str, pid: i32) -> Result<()> {
 /// Deleting one end of a veth pair deletes both.
 pub fn delete_link(name: &str) -> Result<()> {
     if let Err(why) = check_ifname(name) {
-        bail!("cannot delete interface {name:?}: the name {why}");
+        return Err(Error::BadLinkName {
+            name: name.into(),
+            why,
+        });
     }
     Socket::open()?
         .del_link(name)
@@ -324,17 +340,24 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 const FORWARDING_PREV: &str = "forwarding.prev";
 
 fn read_forwarding() -> Result<String> {
-    let value = std::fs::read_to_string(IP_FORWARD)
-        .map_err(|e| anyhow!("cannot read {IP_FORWARD}: {}", io_text(&e)))?;
+    let value = std::fs::read_to_string(IP_FORWARD).map_err(|error| Error::Read {
+        path: IP_FORWARD.into(),
+        error,
+    })?;
     Ok(value.trim().to_string())
 }
 
 fn write_forwarding(value: &str) -> Result<()> {
-    std::fs::write(IP_FORWARD, value).map_err(|e| match e.raw_os_error() {
-        Some(libc::EACCES | libc::EPERM | libc::EROFS) => {
-            anyhow!("cannot write {value} to {IP_FORWARD}: permission denied (run as root, outside a container)")
-        }
-        _ => anyhow!("cannot write {value} to {IP_FORWARD}: {}", io_text(&e)),
+    std::fs::write(IP_FORWARD, value).map_err(|error| match error.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => Error::ForwardingDenied {
+            value: value.into(),
+            path: IP_FORWARD,
+        },
+        _ => Error::WriteForwarding {
+            value: value.into(),
+            path: IP_FORWARD,
+            error,
+        },
     })
 }
 
@@ -349,19 +372,29 @@ fn enable_forwarding(
     let prev = match std::fs::read_to_string(&record) {
         Ok(prev) => Some(checked_record(&record, prev.trim())?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => bail!("cannot read {}: {}", record.display(), io_text(&e)),
+        Err(error) => {
+            return Err(Error::Read {
+                path: record,
+                error,
+            })
+        }
     };
     let prev = match prev {
         Some(prev) => prev,
         None => {
             let prev = inherited()?.unwrap_or_else(|| current.clone());
-            std::fs::create_dir_all(state_dir)
-                .map_err(|e| anyhow!("cannot create {}: {}", state_dir.display(), io_text(&e)))?;
+            std::fs::create_dir_all(state_dir).map_err(|error| Error::CreateDir {
+                path: state_dir.to_owned(),
+                error,
+            })?;
             // Written whole then renamed, so a crash never leaves a half-written record.
             let tmp = state_dir.join(format!("{FORWARDING_PREV}.tmp"));
             std::fs::write(&tmp, format!("{prev}\n"))
                 .and_then(|()| std::fs::rename(&tmp, &record))
-                .map_err(|e| anyhow!("cannot write {}: {}", record.display(), io_text(&e)))?;
+                .map_err(|error| Error::Write {
+                    path: record.clone(),
+                    error,
+                })?;
             prev
         }
     };
@@ -374,10 +407,11 @@ fn enable_forwarding(
 /// A recorded forwarding value: 0 or 1, or an error naming the file.
 fn checked_record(record: &Path, prev: &str) -> Result<String> {
     if prev != "0" && prev != "1" {
-        bail!(
-            "{} holds {prev:?}, not 0 or 1: set {IP_FORWARD} yourself and remove the file",
-            record.display()
-        );
+        return Err(Error::BadForwardingRecord {
+            record: record.to_owned(),
+            value: prev.into(),
+            forward: IP_FORWARD,
+        });
     }
     Ok(prev.to_string())
 }
@@ -387,12 +421,19 @@ fn restore_forwarding(state_dir: &Path) -> Result<()> {
     let prev = match std::fs::read_to_string(&record) {
         Ok(prev) => prev.trim().to_string(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => bail!("cannot read {}: {}", record.display(), io_text(&e)),
+        Err(error) => {
+            return Err(Error::Read {
+                path: record,
+                error,
+            })
+        }
     };
     let prev = checked_record(&record, &prev)?;
     if read_forwarding()? != prev {
         write_forwarding(&prev)?;
     }
-    std::fs::remove_file(&record)
-        .map_err(|e| anyhow!("cannot remove {}: {}", record.display(), io_text(&e)))
+    std::fs::remove_file(&record).map_err(|error| Error::Remove {
+        path: record,
+        error,
+    })
 }

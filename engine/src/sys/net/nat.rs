@@ -35,12 +35,75 @@
 //! changed, and its rules keep working: this table only matches the bridge and
 //! the subnet.
 
-use anyhow::{anyhow, bail, Result};
+use nix::errno::Errno;
 use serde_json::{json, Value};
 use std::fmt;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+
+/// Why a published port was refused, or the table or another firewall's
+/// rules could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open a socket to check host port {map}: {}", .errno.desc())]
+    PortSocket { map: Forward, errno: Errno },
+    #[error("cannot check host port {map}: {step}: {}", .errno.desc())]
+    PortCheck {
+        map: Forward,
+        step: &'static str,
+        errno: Errno,
+    },
+    #[error("host port {}/{} is in use by a process on this host: publish another host port, or stop that process", .map.host_port, .map.proto)]
+    PortInUse { map: Forward },
+    #[error("host address {ip} of -p {map} is not an address of this host: give one of its addresses, or none")]
+    NotHostAddress { ip: Ipv4Addr, map: Forward },
+    #[error("cannot write 1 to {path}: {error}: does bridge {bridge} exist? run `engine setup`")]
+    RouteLocalnet {
+        path: String,
+        bridge: String,
+        error: std::io::Error,
+    },
+    /// `nft` failed doing `what` ("add the engine's nftables table").
+    #[error("cannot {what}: {why}")]
+    Nft { what: String, why: NftFailure },
+    /// Publishing failed, most likely because the table is not there.
+    #[error("{0} (is the table there? run `engine setup`)")]
+    NoTable(Box<Error>),
+    #[error("cannot run {tool}: {error}")]
+    RunIptables {
+        tool: &'static str,
+        error: std::io::Error,
+    },
+    #[error("{tool} {op} {rule}: {stderr}")]
+    Iptables {
+        tool: &'static str,
+        op: &'static str,
+        rule: String,
+        stderr: String,
+    },
+}
+
+/// How a run of `nft` failed, after "cannot WHAT: ".
+#[derive(Debug, thiserror::Error)]
+pub enum NftFailure {
+    #[error("the nft command is not installed: install nftables (apt-get install nftables)")]
+    NotInstalled,
+    #[error("cannot run nft: {0}")]
+    Spawn(std::io::Error),
+    #[error("waiting for nft: {0}")]
+    Wait(std::io::Error),
+    #[error("nft failed ({status}): {first}")]
+    Failed {
+        status: std::process::ExitStatus,
+        /// The first line nft wrote to stderr.
+        first: String,
+    },
+    #[error("writing to nft: {0}")]
+    Write(std::io::Error),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The nftables table holding every rule of the engine (family `inet`).
 pub const TABLE: &str = "engine";
@@ -84,29 +147,26 @@ pub fn check_host_port_free(map: &Forward) -> Result<()> {
         true => (SockType::Stream, SockProtocol::Tcp),
         false => (SockType::Datagram, SockProtocol::Udp),
     };
-    let sock = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, proto).map_err(|e| {
-        anyhow!(
-            "cannot open a socket to check host port {map}: {}",
-            e.desc()
-        )
-    })?;
+    let sock = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, proto)
+        .map_err(|errno| Error::PortSocket { map: *map, errno })?;
     if tcp {
-        setsockopt(&sock, sockopt::ReuseAddr, &true)
-            .map_err(|e| anyhow!("cannot check host port {map}: SO_REUSEADDR: {}", e.desc()))?;
+        setsockopt(&sock, sockopt::ReuseAddr, &true).map_err(|errno| Error::PortCheck {
+            map: *map,
+            step: "SO_REUSEADDR",
+            errno,
+        })?;
     }
     let ip = map.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
     let addr = SockaddrIn::from(std::net::SocketAddrV4::new(ip, map.host_port));
     match bind(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr) {
         Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EADDRINUSE) => bail!(
-            "host port {}/{} is in use by a process on this host: publish another host port, or stop that process",
-            map.host_port,
-            map.proto
-        ),
-        Err(nix::errno::Errno::EADDRNOTAVAIL) => bail!(
-            "host address {ip} of -p {map} is not an address of this host: give one of its addresses, or none"
-        ),
-        Err(e) => bail!("cannot check host port {map}: bind: {}", e.desc()),
+        Err(Errno::EADDRINUSE) => Err(Error::PortInUse { map: *map }),
+        Err(Errno::EADDRNOTAVAIL) => Err(Error::NotHostAddress { ip, map: *map }),
+        Err(errno) => Err(Error::PortCheck {
+            map: *map,
+            step: "bind",
+            errno,
+        }),
     }
 }
 
@@ -302,8 +362,10 @@ pub fn install(bridge: &str, network: Ipv4Addr, prefix: u8) -> Result<()> {
         "add the engine's nftables table",
     )?;
     let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
-    std::fs::write(&path, "1").map_err(|e| {
-        anyhow!("cannot write 1 to {path}: {e}: does bridge {bridge} exist? run `engine setup`")
+    std::fs::write(&path, "1").map_err(|error| Error::RouteLocalnet {
+        path: path.clone(),
+        bridge: bridge.into(),
+        error,
     })?;
     for tool in IPTABLES {
         if forward_policy_is_drop(tool)? {
@@ -349,7 +411,7 @@ pub fn add_ports(name: &str, ip: Ipv4Addr, ports: &[Forward]) -> Result<()> {
         &ports_ruleset(name, ip, ports),
         &format!("publish the ports of container {name}"),
     )
-    .map_err(|e| anyhow!("{e} (is the table there? run `engine setup`)"))
+    .map_err(|e| Error::NoTable(Box::new(e)))
 }
 
 /// Removes the published ports of container `name`; a table already gone
@@ -359,13 +421,20 @@ pub fn remove_ports(name: &str) -> Result<()> {
         &unports_ruleset(name),
         &format!("remove the published ports of container {name}"),
     ) {
-        Err(e) if e.to_string().contains("No such file or directory") => Ok(()),
+        Err(Error::Nft {
+            why: NftFailure::Failed { first, .. },
+            ..
+        }) if first.contains("No such file or directory") => Ok(()),
         other => other,
     }
 }
 
 /// Runs `nft -j -f -` with `cmds` on stdin, in the calling thread's network namespace.
 fn nft(cmds: &Value, what: &str) -> Result<()> {
+    let failed = |why| Error::Nft {
+        what: what.into(),
+        why,
+    };
     let mut child = Command::new("nft")
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())
@@ -373,10 +442,8 @@ fn nft(cmds: &Value, what: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!(
-                "cannot {what}: the nft command is not installed: install nftables (apt-get install nftables)"
-            ),
-            _ => anyhow!("cannot {what}: cannot run nft: {e}"),
+            std::io::ErrorKind::NotFound => failed(NftFailure::NotInstalled),
+            _ => failed(NftFailure::Spawn(e)),
         })?;
     let input = cmds.to_string();
     let wrote = child
@@ -386,16 +453,19 @@ fn nft(cmds: &Value, what: &str) -> Result<()> {
         .write_all(input.as_bytes());
     let out = child
         .wait_with_output()
-        .map_err(|e| anyhow!("cannot {what}: waiting for nft: {e}"))?;
+        .map_err(|e| failed(NftFailure::Wait(e)))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no message");
-        bail!("cannot {what}: nft failed ({}): {first}", out.status);
+        return Err(failed(NftFailure::Failed {
+            status: out.status,
+            first: first.into(),
+        }));
     }
-    wrote.map_err(|e| anyhow!("cannot {what}: writing to nft: {e}"))
+    wrote.map_err(|e| failed(NftFailure::Write(e)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -434,14 +504,14 @@ fn has_filter_table(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn forward_policy_is_drop(tool: &str) -> Result<bool> {
+fn forward_policy_is_drop(tool: &'static str) -> Result<bool> {
     if !has_filter_table(tool) {
         return Ok(false);
     }
     let out = match Command::new(tool).args(["-w", "-S", "FORWARD"]).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => bail!("cannot run {tool}: {e}"),
+        Err(error) => return Err(Error::RunIptables { tool, error }),
     };
     Ok(out.status.success()
         && String::from_utf8_lossy(&out.stdout)
@@ -449,19 +519,20 @@ fn forward_policy_is_drop(tool: &str) -> Result<bool> {
             .any(|l| l.trim() == "-P FORWARD DROP"))
 }
 
-fn iptables(tool: &str, op: &str, rule: &[String]) -> Result<()> {
+fn iptables(tool: &'static str, op: &'static str, rule: &[String]) -> Result<()> {
     let out = Command::new(tool)
         .arg("-w")
         .arg(op)
         .args(rule)
         .output()
-        .map_err(|e| anyhow!("cannot run {tool}: {e}"))?;
+        .map_err(|error| Error::RunIptables { tool, error })?;
     if !out.status.success() {
-        bail!(
-            "{tool} {op} {}: {}",
-            rule.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(Error::Iptables {
+            tool,
+            op,
+            rule: rule.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().into(),
+        });
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! failure carries what was being done, and a known errno becomes a sentence.
 
 use super::addr::mask;
-use anyhow::{anyhow, Result};
+use super::Error;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK, NLM_F_ACK_TLVS,
     NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
@@ -18,45 +18,53 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// What went wrong with a netlink request, before it is put into words.
-pub(super) enum NlError {
+/// What went wrong with a netlink request: the end of a sentence that
+/// [`Error::Netlink`] starts with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum NlError {
     /// The kernel refused: its errno and, if it gave one, its own explanation.
+    #[error("{}", kernel_text(*.errno, .detail.as_deref()))]
     Kernel { errno: i32, detail: Option<String> },
-    /// The socket or the protocol failed.
-    Other(String),
+    /// The socket failed.
+    #[error("netlink {op} failed: {}", io_text(.error))]
+    Io {
+        op: &'static str,
+        error: std::io::Error,
+    },
+    /// The protocol failed.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Why the kernel refused, in words a user can act on.
+fn kernel_text(errno: i32, detail: Option<&str>) -> String {
+    match (errno, detail) {
+        (libc::EPERM | libc::EACCES, _) => {
+            "permission denied: need CAP_NET_ADMIN (run as root)".into()
+        }
+        (errno, Some(detail)) => format!("{} ({detail})", errno_text(errno)),
+        (errno, None) => errno_text(errno),
+    }
 }
 
 impl NlError {
     pub(super) fn errno(&self) -> Option<i32> {
         match self {
             NlError::Kernel { errno, .. } => Some(*errno),
-            NlError::Other(_) => None,
+            NlError::Io { .. } | NlError::Protocol(_) => None,
         }
     }
 
     /// One line: what failed, then why in words a user can act on.
-    pub(super) fn explain(self, what: impl fmt::Display) -> anyhow::Error {
-        match self {
-            NlError::Kernel {
-                errno: libc::EPERM | libc::EACCES,
-                ..
-            } => {
-                anyhow!("{what}: permission denied: need CAP_NET_ADMIN (run as root)")
-            }
-            NlError::Kernel {
-                errno,
-                detail: Some(detail),
-            } => anyhow!("{what}: {} ({detail})", errno_text(errno)),
-            NlError::Kernel {
-                errno,
-                detail: None,
-            } => anyhow!("{what}: {}", errno_text(errno)),
-            NlError::Other(why) => anyhow!("{what}: {why}"),
+    pub(super) fn explain(self, what: impl fmt::Display) -> Error {
+        Error::Netlink {
+            what: what.to_string(),
+            why: self,
         }
     }
 
-    fn io(op: &str, e: std::io::Error) -> NlError {
-        NlError::Other(format!("netlink {op} failed: {}", io_text(&e)))
+    fn io(op: &'static str, error: std::io::Error) -> NlError {
+        NlError::Io { op, error }
     }
 }
 
@@ -108,8 +116,8 @@ pub(super) struct Socket {
 }
 
 impl Socket {
-    pub(super) fn open() -> Result<Socket> {
-        let ctx = |op: &str, e| NlError::io(op, e).explain("cannot open a netlink socket");
+    pub(super) fn open() -> Result<Socket, Error> {
+        let ctx = |op: &'static str, e| NlError::io(op, e).explain("cannot open a netlink socket");
         let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)
             .map_err(|e| ctx("socket", e))?;
         socket.bind_auto().map_err(|e| ctx("bind", e))?;
@@ -332,7 +340,7 @@ impl Socket {
                 return Ok(replies);
             }
         }
-        Err(NlError::Other(
+        Err(NlError::Protocol(
             "the dump was interrupted by concurrent changes three times: try again".into(),
         ))
     }
@@ -350,7 +358,7 @@ impl Socket {
                 }
             };
             if size > self.buf.len() {
-                return Err(NlError::Other(format!(
+                return Err(NlError::Protocol(format!(
                     "netlink reply of {size} bytes was truncated"
                 )));
             }
@@ -359,7 +367,7 @@ impl Socket {
                 let packet =
                     NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..size])
                         .map_err(|e| {
-                            NlError::Other(format!("cannot parse a netlink reply: {e}"))
+                            NlError::Protocol(format!("cannot parse a netlink reply: {e}"))
                         })?;
                 offset += (packet.header.length as usize).max(16).next_multiple_of(4);
                 // A late answer to an earlier request of this socket: not ours.
@@ -386,7 +394,7 @@ impl Socket {
                     }
                     NetlinkPayload::Done(_) => return Ok((!interrupted).then_some(replies)),
                     NetlinkPayload::Overrun(_) => {
-                        return Err(NlError::Other(
+                        return Err(NlError::Protocol(
                             "netlink overrun: the kernel dropped part of a reply".into(),
                         ))
                     }

@@ -27,7 +27,6 @@ mod syscall_tables;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
 
@@ -143,48 +142,24 @@ pub struct Profile {
     pub rules: Vec<Rule>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// The profile JSON is malformed or uses a field this engine does not know.
+    #[error("the seccomp profile is not valid docker profile JSON: {0}")]
     Json(serde_json::Error),
     /// The profile asks for something this engine does not do; the sentence says what.
+    #[error("{0}")]
     Unsupported(String),
     /// The compiled filter is longer than the kernel takes (4096 instructions).
+    #[error("the seccomp profile compiles to {0} BPF instructions, more than the kernel's 4096: give fewer rules")]
     TooLarge(usize),
     /// The architecture has no seccomp support in this engine.
+    #[error("seccomp filters are supported on x86_64 and aarch64, not {0}: run with --security-opt seccomp=unconfined")]
     UnsupportedArch(&'static str),
     /// seccomp(2) failed.
+    #[error("cannot install the seccomp filter in the container: {0} (seccomp needs no_new_privs or CAP_SYS_ADMIN in the process's user namespace)")]
     Apply(std::io::Error),
 }
-
-impl fmt::Display for SeccompError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SeccompError::Json(err) => write!(
-                f,
-                "the seccomp profile is not valid docker profile JSON: {err}"
-            ),
-            SeccompError::Unsupported(sentence) => write!(f, "{sentence}"),
-            SeccompError::TooLarge(len) => write!(
-                f,
-                "the seccomp profile compiles to {len} BPF instructions, more than the kernel's \
-                 4096: give fewer rules"
-            ),
-            SeccompError::UnsupportedArch(arch) => write!(
-                f,
-                "seccomp filters are supported on x86_64 and aarch64, not {arch}: \
-                 run with --security-opt seccomp=unconfined"
-            ),
-            SeccompError::Apply(err) => write!(
-                f,
-                "cannot install the seccomp filter in the container: {err} (seccomp needs \
-                 no_new_privs or CAP_SYS_ADMIN in the process's user namespace)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SeccompError {}
 
 impl Profile {
     /// moby's default profile for a container holding `caps`.

@@ -38,7 +38,7 @@ pub(super) fn apply(conf: &Confinement) -> Step {
 /// `apply` for an OCI process that runs as `user`: runc's order, the
 /// bounding set cut while still root, PR_SET_KEEPCAPS across setgroups,
 /// setresgid and setresuid, then the permitted and effective sets.
-pub(super) fn apply_as(conf: &Confinement, user: &crate::model::oci::User) -> Step {
+pub(super) fn apply_as(conf: &Confinement, user: &crate::model::bundle::User) -> Step {
     use nix::unistd::{Gid, Uid};
     if user.uid == 0 && user.gid == 0 && user.additional_gids.is_empty() {
         return apply(conf);

@@ -17,13 +17,13 @@ use std::path::Path;
 /// for a container's init the gate `start` opens (ready pipe, exec.fifo).
 #[derive(Clone)]
 pub struct OciProcess<'a> {
-    pub user: &'a crate::model::oci::User,
-    pub rlimits: &'a [crate::model::oci::Rlimit],
+    pub user: &'a crate::model::bundle::User,
+    pub rlimits: &'a [crate::model::bundle::Rlimit],
     pub gate: Option<(RawFd, RawFd)>,
     /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
     /// A container's init: hooks.startContainer and the state they read.
-    pub start_hooks: Option<(&'a [crate::model::oci::Hook], String)>,
+    pub start_hooks: Option<(&'a [crate::model::bundle::Hook], String)>,
 }
 
 /// The common end of a new container and an exec: own session, the tty,
@@ -125,7 +125,7 @@ pub(super) fn finish_and_exec(
 
 /// process.rlimits, before the capabilities are cut (raising a hard limit
 /// needs CAP_SYS_RESOURCE).
-fn set_rlimits(rlimits: &[crate::model::oci::Rlimit]) -> Step {
+fn set_rlimits(rlimits: &[crate::model::bundle::Rlimit]) -> Step {
     for r in rlimits {
         let lim = libc::rlimit {
             rlim_cur: r.soft,
@@ -322,8 +322,8 @@ fn exec(command: &[String], env: &[CString]) -> Step<Never> {
 }
 
 /// A hook of the description, lent to `sys::hook` (which knows no model type).
-impl<'a> From<&'a crate::model::oci::Hook> for crate::sys::hook::Program<'a> {
-    fn from(hook: &'a crate::model::oci::Hook) -> Self {
+impl<'a> From<&'a crate::model::bundle::Hook> for crate::sys::hook::Program<'a> {
+    fn from(hook: &'a crate::model::bundle::Hook) -> Self {
         crate::sys::hook::Program {
             path: &hook.path,
             args: &hook.args,

@@ -56,7 +56,7 @@ pub struct ChildSetup<'a> {
 
 /// The OCI parts of the child's setup.
 pub struct OciChild<'a> {
-    pub extras: &'a crate::model::oci::Extras,
+    pub extras: &'a crate::model::bundle::Extras,
     /// Write end of a pipe: one byte once the container waits for `start`.
     pub ready_fd: RawFd,
     /// An O_PATH fd of the state directory's exec.fifo: opening it for

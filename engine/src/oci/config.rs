@@ -1,9 +1,9 @@
 //! A bundle's config.json (parsed by the `oci-spec` crate) made into the
 //! engine's own validated description (`Spec`) plus what only OCI asks
-//! (`model::oci::Extras`), before anything is created. Every field the
+//! (`model::bundle::Extras`), before anything is created. Every field the
 //! engine cannot honour is refused with a sentence naming it.
 
-use crate::model::oci::{BindOptions, Extras, Rlimit, TmpfsMount, User};
+use crate::model::bundle::{BindOptions, Extras, Rlimit, TmpfsMount, User};
 use crate::model::security::{Confinement, Filter};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
@@ -457,8 +457,8 @@ fn cgroups_path(linux: &rt::Linux) -> Result<Option<PathBuf>> {
 }
 
 /// A config.json hook as the engine runs it (`sys::hook`).
-pub fn hook(h: &rt::Hook) -> crate::model::oci::Hook {
-    crate::model::oci::Hook {
+pub fn hook(h: &rt::Hook) -> crate::model::bundle::Hook {
+    crate::model::bundle::Hook {
         path: h.path().clone(),
         args: h.args().clone().unwrap_or_default(),
         env: h.env().clone().unwrap_or_default(),

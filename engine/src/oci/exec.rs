@@ -7,7 +7,7 @@
 
 use super::{Root, Status};
 use crate::child;
-use crate::model::oci::User;
+use crate::model::bundle::User;
 use crate::parent::exec::{join_container, JoinProcess, Target, Terminal};
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
@@ -39,7 +39,7 @@ struct Process {
     tty: bool,
     caps: Option<crate::sys::caps::CapSet>,
     no_new_privs: Option<bool>,
-    rlimits: Vec<crate::model::oci::Rlimit>,
+    rlimits: Vec<crate::model::bundle::Rlimit>,
 }
 
 fn read_process(a: &ExecOptions) -> Result<Process> {

@@ -7,7 +7,7 @@
 use super::clone::{clone3, Cloned};
 use super::{child_failure, pipe, ExitError};
 use crate::child::{self, ChildSetup, OciChild};
-use crate::model::oci::Extras;
+use crate::model::bundle::Extras;
 use crate::model::spec::Spec;
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};

@@ -75,8 +75,7 @@ const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 const CPU_PERIOD_US: u64 = 100_000;
 
 fn is_cgroup2(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    rustix::fs::statfs(path).is_ok_and(|fs| fs.f_type == libc::CGROUP2_SUPER_MAGIC)
 }
 
 /// The cgroup2 mount that holds `root` (or would, once created): the
@@ -310,11 +309,15 @@ fn kill_listed(path: &Path) {
         .unwrap_or_default()
         .lines()
     {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // Pid 0 (never listed) would signal our own process group: skipped.
+        if let Some(pid) = pid
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|&p| p > 0)
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
     for e in std::fs::read_dir(path).into_iter().flatten().flatten() {

@@ -105,7 +105,9 @@ mod imp {
     }
 
     fn kill_self() -> ! {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        // SIGKILL ends the whole process, whichever thread it is sent to.
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         unreachable!("SIGKILL returned")
     }
 
@@ -127,9 +129,9 @@ mod imp {
             Some(arg) if arg == "kill" => {
                 // SAFETY: the error pipe stays open until the child execs or exits.
                 let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
-                let _ = nix::unistd::write(fd, format!("{KILL_MARKER}{name}").as_bytes());
+                let _ = rustix::io::write(fd, format!("{KILL_MARKER}{name}").as_bytes());
                 loop {
-                    nix::unistd::pause();
+                    rustix::event::pause();
                 }
             }
             _ => Some(Injected(name)),

@@ -12,16 +12,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot lock {}: {}", .path.display(), .errno.desc())]
+    #[error("cannot lock {}: {}", .path.display(), crate::sys::errno_desc(*.errno))]
     Lock {
         path: PathBuf,
-        errno: nix::errno::Errno,
+        errno: rustix::io::Errno,
     },
 }
 
 /// An exclusive lock on a file, released on drop.
 pub struct Lock {
-    _held: nix::fcntl::Flock<File>,
+    /// The flock goes with the file's close.
+    _held: File,
 }
 
 /// Takes an exclusive flock on `path` (created if missing), waiting for it.
@@ -35,9 +36,9 @@ pub fn lock_file(path: &Path) -> Result<Lock, Error> {
             path: path.to_owned(),
             source,
         })?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(|held| Lock { _held: held })
-        .map_err(|(_, errno)| Error::Lock {
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map(|()| Lock { _held: file })
+        .map_err(|errno| Error::Lock {
             path: path.to_owned(),
             errno,
         })

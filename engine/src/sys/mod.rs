@@ -21,3 +21,13 @@ pub mod path;
 pub mod random;
 pub mod seccomp;
 pub mod state;
+
+/// The C library's description of `errno` ("No such file or directory"),
+/// without std's " (os error N)": the text error sentences end with.
+pub fn errno_desc(errno: rustix::io::Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno.raw_os_error()).to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}

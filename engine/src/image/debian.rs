@@ -5,8 +5,6 @@ use super::staging::{check_interrupted, Interruptible};
 use super::unpack::unpack_tar;
 use super::PullOptions;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use std::fs;
 use std::io::{self, IsTerminal, Read};
 use std::os::unix::fs::MetadataExt;
@@ -107,8 +105,11 @@ pub(super) fn build(mmdebstrap: &Path, root: &Path, arch: &str, opts: &PullOptio
 /// mmdebstrap cleans its own temporary root) when we gave up reading from it.
 fn finish_child(child: &mut Child, stop: bool) -> Result<std::process::ExitStatus> {
     if stop {
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = signal::killpg(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(pid) = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
         }
     }
     loop {

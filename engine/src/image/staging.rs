@@ -3,9 +3,6 @@
 //! turn Ctrl-C into a clean failure.
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::errno::Errno;
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::unistd::Pid;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
@@ -120,16 +117,39 @@ fn remove_stale_partials(parent: &Path, prefix: &str) {
     }
 }
 
+/// `pid` is positive (the caller checks).
 fn process_alive(pid: i32) -> bool {
-    signal::kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
+    rustix::process::Pid::from_raw(pid)
+        .is_none_or(|pid| rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH))
 }
 
 // Ctrl-C: turn SIGINT/SIGTERM/SIGHUP into an error while a pull runs, so the
 // staging directory is removed on the way out instead of left behind.
 
 static CAUGHT_SIGNAL: AtomicI32 = AtomicI32::new(0);
-static SIGNAL_USERS: Mutex<(usize, Vec<(Signal, SigAction)>)> = Mutex::new((0, Vec::new()));
-const WATCHED_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+static SIGNAL_USERS: Mutex<(usize, Vec<(libc::c_int, libc::sigaction)>)> =
+    Mutex::new((0, Vec::new()));
+const WATCHED_SIGNALS: [(libc::c_int, &str); 3] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+];
+
+/// sigaction(2), the old action returned; libc since rustix has no safe
+/// API for signal dispositions.
+///
+/// # Safety
+/// `action`'s handler must be async-signal-safe.
+unsafe fn sigaction(sig: libc::c_int, action: &libc::sigaction) -> io::Result<libc::sigaction> {
+    // SAFETY: zeroed is a valid sigaction (SIG_DFL, empty mask).
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live sigaction structs; the caller vouches
+    // for the handler.
+    match unsafe { libc::sigaction(sig, action, &mut old) } {
+        0 => Ok(old),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
 
 extern "C" fn note_signal(sig: libc::c_int) {
     CAUGHT_SIGNAL.store(sig, Ordering::SeqCst);
@@ -145,20 +165,18 @@ impl SignalGuard {
         if users.0 == 0 {
             CAUGHT_SIGNAL.store(0, Ordering::SeqCst);
             // No SA_RESTART: a blocking read returns EINTR and the pull notices.
-            let action = SigAction::new(
-                SigHandler::Handler(note_signal),
-                SaFlags::empty(),
-                SigSet::empty(),
-            );
-            for sig in WATCHED_SIGNALS {
+            // SAFETY: zeroed is a valid sigaction: no flags, an empty mask.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            for (sig, _) in WATCHED_SIGNALS {
                 // SAFETY: the handler only stores to an atomic (async-signal-safe).
-                let Ok(old) = (unsafe { signal::sigaction(sig, &action) }) else {
+                let Ok(old) = (unsafe { sigaction(sig, &action) }) else {
                     continue;
                 };
-                if old.handler() == SigHandler::SigIgn {
+                if old.sa_sigaction == libc::SIG_IGN {
                     // Respect an ignored signal (nohup): put it back.
                     // SAFETY: restores the action the process had.
-                    let _ = unsafe { signal::sigaction(sig, &old) };
+                    let _ = unsafe { sigaction(sig, &old) };
                 } else {
                     users.1.push((sig, old));
                 }
@@ -176,7 +194,7 @@ impl Drop for SignalGuard {
         if users.0 == 0 {
             for (sig, old) in users.1.drain(..) {
                 // SAFETY: restores the action the process had before the pull.
-                let _ = unsafe { signal::sigaction(sig, &old) };
+                let _ = unsafe { sigaction(sig, &old) };
             }
         }
     }
@@ -225,9 +243,10 @@ pub struct Interrupted {
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match Signal::try_from(self.signal) {
-            Ok(sig) => write!(f, "rootfs pull interrupted by {}", sig.as_str()),
-            Err(_) => write!(f, "rootfs pull interrupted by signal {}", self.signal),
+        // Only the watched signals are caught; the number is for any other.
+        match WATCHED_SIGNALS.iter().find(|(sig, _)| *sig == self.signal) {
+            Some((_, name)) => write!(f, "rootfs pull interrupted by {name}"),
+            None => write!(f, "rootfs pull interrupted by signal {}", self.signal),
         }
     }
 }

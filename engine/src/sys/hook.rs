@@ -74,6 +74,14 @@ pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(
         .filter(|e| e.contains('='))
         .filter_map(|e| cstr(e))
         .collect();
+    // Null-terminated pointer arrays over argv and envp, which outlive them.
+    let ptrs = |strings: &[CString]| -> Vec<*const libc::c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
     // SAFETY: runs in the forked child before exec: close_range, fcntl and
     // execveat are plain syscalls; the keep list and execveat's pointer
     // arrays allocate, which is sound here since every caller is
@@ -84,15 +92,16 @@ pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(
             crate::sys::openat::cloexec_fds_except(&keep)?;
             if let Some(fd) = exe_fd {
                 rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
-                let err = nix::unistd::execveat(
-                    Some(fd),
-                    c"",
-                    &argv,
-                    &envp,
-                    nix::fcntl::AtFlags::AT_EMPTY_PATH,
-                )
-                .unwrap_err();
-                return Err(std::io::Error::from(err));
+                // libc: rustix's execveat is in its unstable `runtime` module.
+                let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
+                libc::execveat(
+                    fd,
+                    c"".as_ptr(),
+                    argv_ptrs.as_ptr().cast(),
+                    envp_ptrs.as_ptr().cast(),
+                    libc::AT_EMPTY_PATH,
+                );
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

@@ -35,7 +35,7 @@
 //! changed, and its rules keep working: this table only matches the bridge and
 //! the subnet.
 
-use nix::errno::Errno;
+use rustix::io::Errno;
 use serde_json::{json, Value};
 use std::fmt;
 use std::io::Write;
@@ -46,9 +46,9 @@ use std::process::{Command, Stdio};
 /// rules could not be changed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open a socket to check host port {map}: {}", .errno.desc())]
+    #[error("cannot open a socket to check host port {map}: {}", crate::sys::errno_desc(*.errno))]
     PortSocket { map: Forward, errno: Errno },
-    #[error("cannot check host port {map}: {step}: {}", .errno.desc())]
+    #[error("cannot check host port {map}: {step}: {}", crate::sys::errno_desc(*.errno))]
     PortCheck {
         map: Forward,
         step: &'static str,
@@ -140,28 +140,27 @@ impl fmt::Display for Forward {
 /// Binds a socket and closes it at once (TCP with SO_REUSEADDR, so a port in
 /// TIME_WAIT is not mistaken for one in use).
 pub fn check_host_port_free(map: &Forward) -> Result<()> {
-    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
-    use nix::sys::socket::{SockProtocol, SockaddrIn};
+    use rustix::net::{bind, socket_with, sockopt, AddressFamily, SocketFlags};
+    use rustix::net::{ipproto, SocketType};
     let tcp = map.proto != "udp";
     let (ty, proto) = match tcp {
-        true => (SockType::Stream, SockProtocol::Tcp),
-        false => (SockType::Datagram, SockProtocol::Udp),
+        true => (SocketType::STREAM, ipproto::TCP),
+        false => (SocketType::DGRAM, ipproto::UDP),
     };
-    let sock = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, proto)
+    let sock = socket_with(AddressFamily::INET, ty, SocketFlags::CLOEXEC, Some(proto))
         .map_err(|errno| Error::PortSocket { map: *map, errno })?;
     if tcp {
-        setsockopt(&sock, sockopt::ReuseAddr, &true).map_err(|errno| Error::PortCheck {
+        sockopt::set_socket_reuseaddr(&sock, true).map_err(|errno| Error::PortCheck {
             map: *map,
             step: "SO_REUSEADDR",
             errno,
         })?;
     }
     let ip = map.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let addr = SockaddrIn::from(std::net::SocketAddrV4::new(ip, map.host_port));
-    match bind(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr) {
+    match bind(&sock, &std::net::SocketAddrV4::new(ip, map.host_port)) {
         Ok(()) => Ok(()),
-        Err(Errno::EADDRINUSE) => Err(Error::PortInUse { map: *map }),
-        Err(Errno::EADDRNOTAVAIL) => Err(Error::NotHostAddress { ip, map: *map }),
+        Err(Errno::ADDRINUSE) => Err(Error::PortInUse { map: *map }),
+        Err(Errno::ADDRNOTAVAIL) => Err(Error::NotHostAddress { ip, map: *map }),
         Err(errno) => Err(Error::PortCheck {
             map: *map,
             step: "bind",

@@ -174,5 +174,10 @@ pub fn connect_console(path: &Path) -> Result<OwnedFd> {
 pub fn send_console(sock: &OwnedFd, master: &OwnedFd, name: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     crate::sys::console::send_master(sock.as_fd(), master.as_fd(), name.as_os_str().as_bytes())
-        .map_err(|e| anyhow!("cannot send the pty to the console socket: {}", e.desc()))
+        .map_err(|e| {
+            anyhow!(
+                "cannot send the pty to the console socket: {}",
+                crate::sys::errno_desc(e)
+            )
+        })
 }

@@ -1,22 +1,21 @@
 //! The console socket of the OCI runtime interface: a pty master handed
 //! to the caller (conmon, containerd's shim) over SCM_RIGHTS.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Sends `master` on the connected `sock`, its name as the data (as runc
 /// does).
-pub fn send_master(sock: BorrowedFd, master: BorrowedFd, name: &[u8]) -> nix::Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let raw = [master.as_raw_fd()];
+pub fn send_master(sock: BorrowedFd, master: BorrowedFd, name: &[u8]) -> rustix::io::Result<()> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let iov = [std::io::IoSlice::new(name)];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&raw)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map(drop)
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    let fds = [master];
+    // One fd always fits the space made for one.
+    if !cmsg.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(rustix::io::Errno::NOBUFS);
+    }
+    sendmsg(sock, &iov, &mut cmsg, SendFlags::NOSIGNAL).map(drop)
 }
 
 /// A new pty: the master, its slave and the slave's name (/dev/pts/N as

@@ -35,17 +35,20 @@
 
 use std::ffi::CStr;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
+use std::mem::MaybeUninit;
+
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, open_tree, FsMountFlags,
     FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+};
+use rustix::net::{
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
+    SocketType,
 };
 
 /// Most fds one `send_fds` carries (the rootfs and a few volumes per message).
@@ -272,10 +275,10 @@ pub fn detached_tmpfs(options: &str, attrs: MountAttrFlags) -> Result<OwnedFd, I
 /// side drops the other's end.
 pub fn fd_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
         None,
-        SockFlag::SOCK_CLOEXEC,
     )
     .map_err(io::Error::from)
 }
@@ -288,12 +291,17 @@ pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> 
             format!("send_fds carries 1 to {MAX_FDS} fds, not {}", fds.len()),
         ));
     }
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     // The count travels as data too, so the receiver checks it got them all.
     let count = [fds.len() as u8];
     let iov = [IoSlice::new(&count)];
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    if !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other(
+            "send_fds: the fds do not fit the control buffer",
+        ));
+    }
+    sendmsg(sock, &iov, &mut cmsg, SendFlags::NOSIGNAL)?;
     Ok(())
 }
 
@@ -301,25 +309,16 @@ pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> 
 pub fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Vec<OwnedFd>> {
     let mut count = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut count)];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let msg = recvmsg(sock, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: the kernel just installed these fds in our table for us
-            // alone; nothing else owns them.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
+    for c in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = c {
+            fds.extend(received);
         }
     }
-    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let truncated = msg.flags.contains(ReturnFlags::CTRUNC);
     let (bytes, expected) = (msg.bytes, count[0] as usize);
     if bytes == 0 {
         return Err(io::Error::new(

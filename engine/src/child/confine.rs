@@ -39,7 +39,8 @@ pub(super) fn apply(conf: &Confinement) -> Step {
 /// bounding set cut while still root, PR_SET_KEEPCAPS across setgroups,
 /// setresgid and setresuid, then the permitted and effective sets.
 pub(super) fn apply_as(conf: &Confinement, user: &crate::model::bundle::User) -> Step {
-    use nix::unistd::{Gid, Uid};
+    use rustix::thread::{set_keep_capabilities, set_thread_groups, set_thread_res_gid};
+    use rustix::thread::{set_thread_res_uid, Gid, Uid};
     if user.uid == 0 && user.gid == 0 && user.additional_gids.is_empty() {
         return apply(conf);
     }
@@ -51,27 +52,44 @@ pub(super) fn apply_as(conf: &Confinement, user: &crate::model::bundle::User) ->
         }
     }
     caps::drop_bounding(&conf.caps()).map_err(|e| fail(e.to_string()))?;
-    nix::sys::prctl::set_keepcaps(true)
-        .map_err(|e| fail(format!("cannot keep the capabilities across setuid: {e}")))?;
+    set_keep_capabilities(true).map_err(|e| {
+        fail(format!(
+            "cannot keep the capabilities across setuid: {}",
+            errno_with_name(e)
+        ))
+    })?;
     let groups: Vec<Gid> = user
         .additional_gids
         .iter()
-        .map(|g| Gid::from_raw(*g))
+        .map(|g| Gid::from_raw_unchecked(*g))
         .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| {
+    // Per thread (rustix), where glibc's would set every thread: this process
+    // is single-threaded here (the child after clone, or the joining one).
+    set_thread_groups(&groups).map_err(|e| {
         fail(format!(
             "setgroups {:?}: {}",
             user.additional_gids,
-            e.desc()
+            crate::sys::errno_desc(e)
         ))
     })?;
-    let gid = Gid::from_raw(user.gid);
-    nix::unistd::setresgid(gid, gid, gid)
-        .map_err(|e| fail(format!("setresgid {}: {}", user.gid, e.desc())))?;
-    let uid = Uid::from_raw(user.uid);
-    nix::unistd::setresuid(uid, uid, uid)
-        .map_err(|e| fail(format!("setresuid {}: {}", user.uid, e.desc())))?;
-    let _ = nix::sys::prctl::set_keepcaps(false);
+    // from_raw_unchecked: a raw -1 goes to the kernel as before (nix passed it).
+    let gid = Gid::from_raw_unchecked(user.gid);
+    set_thread_res_gid(gid, gid, gid).map_err(|e| {
+        fail(format!(
+            "setresgid {}: {}",
+            user.gid,
+            crate::sys::errno_desc(e)
+        ))
+    })?;
+    let uid = Uid::from_raw_unchecked(user.uid);
+    set_thread_res_uid(uid, uid, uid).map_err(|e| {
+        fail(format!(
+            "setresuid {}: {}",
+            user.uid,
+            crate::sys::errno_desc(e)
+        ))
+    })?;
+    let _ = set_keep_capabilities(false);
     caps::set_process_caps(&conf.caps()).map_err(|e| fail(e.to_string()))?;
     if conf.no_new_privs {
         set_no_new_privs()?;
@@ -80,6 +98,17 @@ pub(super) fn apply_as(conf: &Confinement, user: &crate::model::bundle::User) ->
         }
     }
     Ok(())
+}
+
+/// An errno as the sentence printed it before (nix's Display: "EPERM: Operation
+/// not permitted"); PR_SET_KEEPCAPS fails with EPERM or EINVAL only.
+fn errno_with_name(e: rustix::io::Errno) -> String {
+    let name = match e {
+        rustix::io::Errno::PERM => "EPERM".to_owned(),
+        rustix::io::Errno::INVAL => "EINVAL".to_owned(),
+        e => format!("errno {}", e.raw_os_error()),
+    };
+    format!("{name}: {}", crate::sys::errno_desc(e))
 }
 
 fn set_no_new_privs() -> Step {

@@ -396,17 +396,9 @@ mod tests {
         let t = Tree::new("magic");
         let (dir, tree_fd) = (t.dir.clone(), t.root.as_raw_fd());
         std::thread::spawn(move || {
-            use nix::mount::{mount, MsFlags};
             testkit::mountns::enter_private();
             std::fs::create_dir(dir.join("proc")).unwrap();
-            mount(
-                Some("/proc"),
-                &dir.join("proc"),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .unwrap();
+            rustix::mount::mount_bind("/proc", dir.join("proc")).unwrap();
             // Opened here, so the fd sees this namespace's mounts.
             let root = rustix::fs::open(
                 &dir,
@@ -543,16 +535,23 @@ mod tests {
     fn in_child(f: impl FnOnce() -> i32) -> i32 {
         // SAFETY: the child only makes syscalls (and small allocations,
         // fork-safe with glibc's malloc) and leaves with _exit.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
+        // libc: rustix's fork is in its unstable `runtime` module.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
                 let code = f();
                 // SAFETY: _exit ends the child without running the parent's destructors.
                 unsafe { libc::_exit(code) }
             }
-            nix::unistd::ForkResult::Parent { child } => {
-                match nix::sys::wait::waitpid(child, None).unwrap() {
-                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                    other => panic!("child: {other:?}"),
+            child => {
+                let child = rustix::process::Pid::from_raw(child);
+                let (_, status) =
+                    rustix::process::waitpid(child, rustix::process::WaitOptions::empty())
+                        .unwrap()
+                        .expect("a status without WNOHANG");
+                match status.exit_status() {
+                    Some(code) => code,
+                    None => panic!("child: {status:?}"),
                 }
             }
         }
@@ -587,7 +586,7 @@ mod tests {
             rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let dir = t.dir.clone();
         let code = in_child(|| {
-            if nix::unistd::chroot(&dir).is_err() || nix::unistd::chdir("/etc").is_err() {
+            if rustix::process::chroot(&dir).is_err() || rustix::process::chdir("/etc").is_err() {
                 return 10;
             }
             if check_cwd_inside_root().is_err() {

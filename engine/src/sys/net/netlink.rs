@@ -444,7 +444,9 @@ mod tests {
                 )
             };
             let before = ino();
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("needs root");
+            // SAFETY: a new network namespace leaves the fd table shared.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .expect("needs root");
             assert_ne!(before, ino(), "still in the original network namespace");
             let mut nl = Socket::open().unwrap();
             let lo = nl.get_link("lo").ok().flatten().unwrap().header.index;

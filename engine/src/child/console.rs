@@ -4,7 +4,6 @@
 //! on /dev/console, and sends the master to the caller's console socket.
 
 use super::{fail, Console, Step};
-use nix::mount::{mount, MsFlags};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -21,12 +20,9 @@ pub(super) fn open(console: Console) -> Step<OwnedFd> {
     let pty = crate::sys::console::check_ptmx(master.as_fd())
         .and_then(|()| crate::sys::console::new_pty(master, console.size))
         .map_err(|e| fail(format!("process.terminal: /dev/pts/ptmx {e}")))?;
-    mount(
-        Some(&crate::sys::openat::proc_self_fd_path(pty.slave.as_fd())),
+    rustix::mount::mount_bind(
+        crate::sys::openat::proc_self_fd_path(pty.slave.as_fd()),
         "/dev/console",
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
     )
     .map_err(|e| fail(format!("cannot bind {} on /dev/console: {e}", pty.name)))?;
     // SAFETY: the socket is the caller's connected console socket, kept

@@ -2,8 +2,8 @@
 
 use super::mnt::{bind_at, kernel_dir, mnt_at};
 use super::{fail, ChildSetup, Step};
-use nix::mount::{mount, MsFlags};
 use rustix::fs::{Mode, OFlags};
+use rustix::mount::MountFlags;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -45,7 +45,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         dev.as_fd(),
         "/dev",
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     // The tmpfs, now that it is mounted.
@@ -56,9 +56,9 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         bind_at(Path::new(&path), target.as_fd(), &path)?;
     }
     let pts = make_in_dev(&dev, "pts", true)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    if mount(
-        Some("devpts"),
+    let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+    if super::mnt::sys_mount(
+        Some(Path::new("devpts")),
         &crate::sys::openat::proc_self_fd_path(pts.as_fd()),
         Some("devpts"),
         flags,
@@ -82,7 +82,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         shm.as_fd(),
         "/dev/shm",
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         Some("mode=1777,size=65536k"),
     )?;
     let mqueue = make_in_dev(&dev, "mqueue", true)?;
@@ -91,7 +91,7 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         mqueue.as_fd(),
         "/dev/mqueue",
         Some("mqueue"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         None,
     )?;
     for (link, target) in [

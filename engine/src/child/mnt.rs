@@ -4,18 +4,53 @@
 use super::{fail, Context, Step};
 use crate::sys::idmap;
 use crate::sys::openat::{mkdir_all_in_root, proc_self_fd_path};
-use nix::mount::{mount, MsFlags};
+use rustix::io::Errno;
+use rustix::mount::{mount, mount_bind, mount_bind_recursive, mount_change};
+use rustix::mount::{MountFlags, MountPropagationFlags};
+use std::ffi::CString;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
+
+/// mount(2) in the three forms the child uses: a file system (source and
+/// type), a bind of `source` (no type; BIND, recursive or not), a
+/// propagation change (neither), each as rustix spells it; a missing source
+/// or type stays NULL for the kernel, as before.
+pub(super) fn sys_mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MountFlags,
+    data: Option<&str>,
+) -> rustix::io::Result<()> {
+    match (source, fstype) {
+        (Some(source), Some(fstype)) => {
+            let data = data
+                .map(CString::new)
+                .transpose()
+                .map_err(|_| Errno::INVAL)?;
+            mount(source, target, fstype, flags, data.as_deref())
+        }
+        (Some(source), None) if flags == MountFlags::BIND => mount_bind(source, target),
+        (Some(source), None) if flags == MountFlags::BIND | MountFlags::REC => {
+            mount_bind_recursive(source, target)
+        }
+        (None, None) => mount_change(
+            target,
+            MountPropagationFlags::from_bits_retain(flags.bits()),
+        ),
+        // No caller mounts a type without a source, or binds with other flags.
+        _ => Err(Errno::INVAL),
+    }
+}
 
 pub(super) fn mnt(
     source: Option<&Path>,
     target: &Path,
     fstype: Option<&str>,
-    flags: MsFlags,
+    flags: MountFlags,
     data: Option<&str>,
 ) -> Step {
-    mount(source, target, fstype, flags, data).ctx(|| {
+    sys_mount(source, target, fstype, flags, data).ctx(|| {
         format!(
             "mount {} on {}{}",
             fstype
@@ -33,10 +68,10 @@ pub(super) fn mnt_at(
     target: BorrowedFd<'_>,
     name: &str,
     fstype: Option<&str>,
-    flags: MsFlags,
+    flags: MountFlags,
     data: Option<&str>,
 ) -> Step {
-    mount(source, &proc_self_fd_path(target), fstype, flags, data).ctx(|| {
+    sys_mount(source, &proc_self_fd_path(target), fstype, flags, data).ctx(|| {
         format!(
             "mount {} on {name}{}",
             fstype
@@ -91,7 +126,7 @@ pub(super) fn bind_at(source: &Path, target: BorrowedFd<'_>, name: &str) -> Step
         target,
         name,
         None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
+        MountFlags::BIND | MountFlags::REC,
         None,
     )
 }

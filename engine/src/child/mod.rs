@@ -111,6 +111,12 @@ impl<T> Context<T> for nix::Result<T> {
     }
 }
 
+impl<T> Context<T> for rustix::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Step<T> {
+        self.map_err(|e| fail(format!("{}: {}", what(), crate::sys::errno_desc(e))))
+    }
+}
+
 impl<T> Context<T> for std::io::Result<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Step<T> {
         self.map_err(|e| fail(format!("{}: {e}", what())))

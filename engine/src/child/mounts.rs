@@ -13,11 +13,11 @@ use super::mnt::{bind_at, dir_in, idm, in_root, kernel_dir, mnt, mnt_at};
 use super::{fail, ChildSetup, Context, Step};
 use crate::sys::idmap;
 use crate::sys::openat::{mkdir_all_in_root, open_in_root, proc_self_fd_path, touch_in_root};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{chdir, fchdir, pivot_root};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountAttrFlags;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::mount::{unmount, MountFlags, UnmountFlags};
+use rustix::process::{chdir, fchdir, pivot_root};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// runc's masked paths: a file gets /dev/null over it, a directory an
@@ -82,9 +82,9 @@ pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd>
     Ok(root)
 }
 
-const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC);
+const NOSUID_NODEV_NOEXEC: MountFlags = MountFlags::NOSUID
+    .union(MountFlags::NODEV)
+    .union(MountFlags::NOEXEC);
 
 /// `/` made a slave, then the root: the layer over the rootfs tree (or the
 /// tree itself). Returns it with the /etc files' trees and the volumes'.
@@ -93,11 +93,13 @@ fn root_layer(
     fds: Vec<OwnedFd>,
 ) -> Step<(OwnedFd, Vec<OwnedFd>, std::vec::IntoIter<OwnedFd>)> {
     let spec = setup.spec;
+    // MS_SLAVE | MS_REC (rustix calls MS_SLAVE DOWNSTREAM), a propagation change.
     mnt(
         None,
         Path::new("/"),
         None,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        MountFlags::from_bits_retain(rustix::mount::MountPropagationFlags::DOWNSTREAM.bits())
+            | MountFlags::REC,
         None,
     )?;
     let n_etc = if setup.etc_files {
@@ -145,7 +147,7 @@ fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         sys_dir.as_fd(),
         "/sys",
         Some("sysfs"),
-        NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
+        NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
         None,
     )?;
     if setup.cgroup2 {
@@ -155,12 +157,12 @@ fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
             Path::new("/sys/fs/cgroup"),
             OFlags::PATH | OFlags::DIRECTORY,
         ) {
-            let _ = mount(
-                Some("cgroup2"),
+            let _ = super::mnt::sys_mount(
+                Some(Path::new("cgroup2")),
                 &proc_self_fd_path(cg.as_fd()),
                 Some("cgroup2"),
-                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
-                None::<&str>,
+                NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
+                None,
             );
         }
     }
@@ -213,7 +215,7 @@ fn oci_tmpfs(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
                 &name,
                 Some("tmpfs"),
                 // Always nodev, whatever the bundle says (see build_dev).
-                MsFlags::from_bits_truncate(t.flags as _) | MsFlags::MS_NODEV,
+                MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV,
                 (!t.data.is_empty()).then_some(t.data.as_str()),
             )?;
         }
@@ -255,7 +257,7 @@ fn masks_and_read_only(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
                 target.as_fd(),
                 path,
                 Some("tmpfs"),
-                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
+                NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
                 Some("size=4k,nr_inodes=1,mode=000"),
             )?;
         } else {
@@ -311,7 +313,7 @@ fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
         &top.join("merged"),
         Some("overlay"),
         // A node made in the container's root cannot be opened.
-        MsFlags::MS_NODEV,
+        MountFlags::NODEV,
         Some(&opts),
     )
     .map_err(|f| {
@@ -339,10 +341,10 @@ pub(super) fn make_root_read_only() -> Step {
 
 /// pivot_root into `root` and drop the host's tree.
 pub(super) fn enter_root(root: &OwnedFd) -> Step {
-    fchdir(root.as_raw_fd()).ctx(|| "chdir into the container's root".into())?;
+    fchdir(root).ctx(|| "chdir into the container's root".into())?;
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // then leaves only the container's tree, with no put_old directory needed.
     pivot_root(".", ".").ctx(|| "pivot_root into the container's root".into())?;
-    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host's root".into())?;
+    unmount(".", UnmountFlags::DETACH).ctx(|| "detach the host's root".into())?;
     chdir("/").ctx(|| "chdir /".into())
 }

@@ -3,7 +3,7 @@
 use super::{become_root, exec, fail, report_and_exit, Context, Never, Step};
 use crate::model::security::Confinement;
 use crate::sys::failpoint::child_step;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// What `engine exec` needs to join a running container.
@@ -12,7 +12,7 @@ pub struct JoinSetup<'a> {
     /// namespace in `namespaces` at once, Linux 5.8).
     pub pidfd: RawFd,
     /// The namespaces that differ from ours.
-    pub namespaces: nix::sched::CloneFlags,
+    pub namespaces: rustix::thread::ThreadNameSpaceType,
     pub error_fd: RawFd,
     pub pty_slave: Option<RawFd>,
     /// Without a pty: what becomes fds 0, 1, 2 (pipes the engine relays
@@ -39,10 +39,11 @@ pub fn join(setup: &JoinSetup) -> ! {
 }
 
 fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
-    use nix::sched::CloneFlags;
+    use rustix::thread::ThreadNameSpaceType;
     // A detached OCI exec outlives the `exec` that started it.
     if setup.oci.is_none() {
-        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
     let error_fd = setup.error_fd;
     child_step!(error_fd, "join.non_dumpable");
@@ -53,11 +54,18 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     // Drop the caller's controlling terminal before anything of the
     // container can see us.
     child_step!(error_fd, "join.session");
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    rustix::process::setsid().ctx(|| "setsid".into())?;
     child_step!(error_fd, "join.stdio");
     for (fd, from) in setup.stdio.iter().enumerate() {
         if let Some(from) = from {
-            nix::unistd::dup2(*from, fd as RawFd).ctx(|| format!("dup2 onto fd {fd}"))?;
+            // SAFETY: the engine keeps `from` open for us until we exec.
+            let from = unsafe { BorrowedFd::borrow_raw(*from) };
+            let dup = match fd {
+                0 => rustix::stdio::dup2_stdin(from),
+                1 => rustix::stdio::dup2_stdout(from),
+                _ => rustix::stdio::dup2_stderr(from),
+            };
+            dup.ctx(|| format!("dup2 onto fd {fd}"))?;
         }
     }
     // Nothing but what the exec needs: not the cgroup directory of clone3,
@@ -75,10 +83,11 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     // SAFETY: the pidfd is open (kept above) until we close it below.
     let pidfd = unsafe { BorrowedFd::borrow_raw(setup.pidfd) };
     child_step!(error_fd, "join.setns");
-    nix::sched::setns(pidfd, setup.namespaces)
+    rustix::thread::move_into_thread_name_spaces(pidfd, setup.namespaces)
         .ctx(|| "join the container's namespaces (has it exited?)".into())?;
-    let _ = nix::unistd::close(setup.pidfd);
-    if setup.namespaces.contains(CloneFlags::CLONE_NEWUSER) {
+    // SAFETY: the pidfd is ours and not used after this (the borrow ends here).
+    drop(unsafe { OwnedFd::from_raw_fd(setup.pidfd) });
+    if setup.namespaces.contains(ThreadNameSpaceType::USER) {
         child_step!(error_fd, "join.become_root");
         become_root()?;
         if setup.oci.is_none() {
@@ -102,5 +111,6 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
 }
 
 fn non_dumpable() -> Step {
-    nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())
 }

@@ -203,7 +203,7 @@ pub fn join_container(
     let (error_read, error_write) = pipe()?;
     let setup = child::join::JoinSetup {
         pidfd: pidfd.as_raw_fd(),
-        namespaces,
+        namespaces: rustix::thread::ThreadNameSpaceType::from_bits_retain(namespaces.bits() as u32),
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         stdio,

@@ -7,9 +7,9 @@ use crate::model::exit;
 use crate::model::security::Confinement;
 use crate::sys::failpoint::child_step;
 use crate::sys::openat;
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
-use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use rustix::io::Errno;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -43,8 +43,12 @@ pub(super) fn finish_and_exec(
     // through the engine (or through our own pty). A joining process made
     // its session before it joined.
     child_step!(error_fd, "finish.session");
-    if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
-        nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // libc: getsid is 0 when our session's leader is outside our pid
+    // namespace, which rustix's Pid cannot hold (it panics).
+    // SAFETY: getsid(0) only reads our own session id.
+    let sid = unsafe { libc::getsid(0) };
+    if sid != rustix::process::getpid().as_raw_nonzero().get() {
+        rustix::process::setsid().ctx(|| "setsid".into())?;
     }
     if let Some(slave) = pty_slave {
         child_step!(error_fd, "finish.tty");
@@ -52,11 +56,12 @@ pub(super) fn finish_and_exec(
         let slave_fd = unsafe { BorrowedFd::borrow_raw(slave) };
         rustix::process::ioctl_tiocsctty(slave_fd)
             .map_err(|e| fail(format!("cannot make the pty the controlling terminal: {e}")))?;
-        for fd in 0..3 {
-            let _ = nix::unistd::dup2(slave, fd);
-        }
+        let _ = rustix::stdio::dup2_stdin(slave_fd);
+        let _ = rustix::stdio::dup2_stdout(slave_fd);
+        let _ = rustix::stdio::dup2_stderr(slave_fd);
         if slave > 2 {
-            let _ = nix::unistd::close(slave);
+            // SAFETY: the slave is ours now, copied onto 0-2 and not used after.
+            drop(unsafe { OwnedFd::from_raw_fd(slave) });
         }
     }
     // Nothing of the engine's (or of whoever started it) reaches the
@@ -169,8 +174,9 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::f
     }
     // SAFETY: the ready pipe's write end was kept open for us.
     let ready_fd = unsafe { BorrowedFd::borrow_raw(ready) };
-    nix::unistd::write(ready_fd, b"R").ctx(|| "tell the engine the container is ready".into())?;
-    let _ = nix::unistd::close(ready);
+    rustix::io::write(ready_fd, b"R").ctx(|| "tell the engine the container is ready".into())?;
+    // SAFETY: the write end is ours and not used after this.
+    drop(unsafe { OwnedFd::from_raw_fd(ready) });
     let opened = loop {
         match rustix::fs::open(
             path.as_str(),
@@ -184,9 +190,16 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::f
     let opened = opened
         .map_err(std::io::Error::from)
         .ctx(|| "open the exec fifo".into())?;
-    let _ = nix::unistd::close(fifo);
+    // SAFETY: the O_PATH fifo fd is ours and not used after this.
+    drop(unsafe { OwnedFd::from_raw_fd(fifo) });
     // Our stderr takes the error pipe's place (still close-on-exec).
-    let _ = nix::unistd::dup3(2, error_fd, nix::fcntl::OFlag::O_CLOEXEC);
+    // SAFETY: error_fd stays open (ManuallyDrop: dup3 replaces it, nothing closes it).
+    let mut error_pipe = std::mem::ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(error_fd) });
+    let _ = rustix::io::dup3(
+        std::io::stderr().as_fd(),
+        &mut error_pipe,
+        rustix::io::DupFlags::CLOEXEC,
+    );
     Ok(opened)
 }
 
@@ -274,12 +287,19 @@ fn enter_workdir(dir: &Path) -> Step {
 /// The parent blocked the signals it forwards, and Rust ignores SIGPIPE;
 /// both would be inherited across exec.
 fn reset_signals() {
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+    // libc: rustix has no safe API for signal masks and dispositions.
+    // SAFETY: an empty set, initialised by sigemptyset, set as the whole mask.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let _ = libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    // The standard signals, 1 to SIGSYS (the real-time ones are not reset, as before).
+    for sig in 1..=libc::SIGSYS {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // SAFETY: restoring the default disposition is always sound.
             unsafe {
-                let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
+                let _ = libc::signal(sig, libc::SIG_DFL);
             }
         }
     }
@@ -301,9 +321,9 @@ fn exec(command: &[String], env: &[CString]) -> Step<Never> {
         let Ok(c_path) = CString::new(candidate.as_os_str().as_bytes()) else {
             continue;
         };
-        let err = nix::unistd::execve(&c_path, &args, env).unwrap_err();
+        let err = execve(&c_path, &args, env);
         match err {
-            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => continue,
+            Errno::NOENT | Errno::NOTDIR => continue,
             other => {
                 denied.get_or_insert((candidate.clone(), other));
             }
@@ -312,13 +332,34 @@ fn exec(command: &[String], env: &[CString]) -> Step<Never> {
     Err(match denied {
         Some((path, errno)) => Failure {
             code: exit::NOT_EXECUTABLE,
-            msg: format!("cannot execute {}: {}", path.display(), errno.desc()),
+            msg: format!(
+                "cannot execute {}: {}",
+                path.display(),
+                crate::sys::errno_desc(errno)
+            ),
         },
         None => Failure {
             code: exit::NOT_FOUND,
             msg: format!("command not found in the container: {name}"),
         },
     })
+}
+
+/// execve(2); returns only on failure, with its errno. libc: rustix's
+/// execve is in its unstable `runtime` module.
+fn execve(path: &CStr, args: &[CString], env: &[CString]) -> Errno {
+    let ptrs = |strings: &[CString]| -> Vec<*const libc::c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let (argv, envp) = (ptrs(args), ptrs(env));
+    // SAFETY: path and every pointer are NUL-terminated strings alive for the
+    // call; both arrays end with a null pointer.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL)
 }
 
 /// A hook of the description, lent to `sys::hook` (which knows no model type).

@@ -21,9 +21,8 @@ use crate::model::exit;
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::failpoint::child_step;
-use nix::unistd::{sethostname, Gid, Uid};
 use std::net::Ipv4Addr;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Everything the child needs besides the spec; prepared by the parent.
@@ -105,12 +104,6 @@ trait Context<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Step<T>;
 }
 
-impl<T> Context<T> for nix::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Step<T> {
-        self.map_err(|e| fail(format!("{}: {}", what(), e.desc())))
-    }
-}
-
 impl<T> Context<T> for rustix::io::Result<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Step<T> {
         self.map_err(|e| fail(format!("{}: {}", what(), crate::sys::errno_desc(e))))
@@ -126,7 +119,7 @@ impl<T> Context<T> for std::io::Result<T> {
 /// The child's whole life. Never returns: it execs or exits.
 pub fn run(setup: &ChildSetup) -> ! {
     // Die with the supervisor: a SIGKILLed engine must not leave a container running.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     // Keep only our ends of the engine's fds. A copy of the state lock would
     // hold it after the engine died (every later `engine` would hang), and a
     // copy of the sync pipe's write end would hide the engine's death from
@@ -153,7 +146,7 @@ pub fn run(setup: &ChildSetup) -> ! {
         // An OCI init outlives `create` by design (its caller reaps it); only
         // a `create` killed before its go takes it along.
         if setup.oci.is_some() {
-            let _ = nix::sys::prctl::set_pdeathsig(None);
+            let _ = rustix::process::set_parent_process_death_signal(None);
         }
     });
     let failure = match go.and_then(|()| prepare_and_exec(setup)) {
@@ -175,7 +168,7 @@ fn report_and_exit(error_fd: RawFd, failure: Failure) -> ! {
     let report = format!("{} {}", failure.code, failure.msg);
     // SAFETY: the error pipe's write end stays open until we exec or exit.
     let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
-    let _ = nix::unistd::write(fd, report.as_bytes());
+    let _ = rustix::io::write(fd, report.as_bytes());
     exit_now(failure.code)
 }
 
@@ -196,7 +189,8 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
     child_step!(error_fd, "child.cgroupns");
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+    // SAFETY: a new cgroup namespace leaves the fd table shared.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
         .ctx(|| "unshare the cgroup namespace".into())?;
     // Through /proc/sys/net of our own network namespace, while it is
     // writable; never into one joined by path (a pod's, someone else's).
@@ -230,7 +224,8 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     // An OCI bundle may give no hostname, or join a UTS namespace by path.
     if !spec.hostname.is_empty() && !extras.is_some_and(|e| e.joined_uts) {
         child_step!(error_fd, "child.hostname");
-        sethostname(&spec.hostname).ctx(|| format!("sethostname {}", spec.hostname))?;
+        rustix::system::sethostname(spec.hostname.as_bytes())
+            .ctx(|| format!("sethostname {}", spec.hostname))?;
     }
     if !extras.is_some_and(|e| e.joined_net) {
         child_step!(error_fd, "child.loopback");
@@ -317,8 +312,7 @@ fn create_container_hooks(oci: &OciChild, root: &OwnedFd, state: &str) -> Step {
             hooks.len()
         )));
     }
-    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(root))
-        .ctx(|| "chdir into the container's root".into())?;
+    rustix::process::fchdir(root).ctx(|| "chdir into the container's root".into())?;
     for (hook, fd) in hooks.iter().zip(&oci.hook_fds) {
         // SAFETY: the fd is ours (kept by close_fds_except) until exec.
         let exe = unsafe { BorrowedFd::borrow_raw(*fd) };
@@ -344,7 +338,8 @@ fn receive_mount_fds(sock: RawFd) -> Step<Vec<OwnedFd>> {
     let borrowed = unsafe { BorrowedFd::borrow_raw(sock) };
     let fds = crate::sys::idmap::recv_fds(borrowed)
         .map_err(|e| fail(format!("cannot receive the mount fds from the engine: {e}")))?;
-    let _ = nix::unistd::close(sock);
+    // SAFETY: the socket is ours and not used after this.
+    drop(unsafe { OwnedFd::from_raw_fd(sock) });
     Ok(fds)
 }
 
@@ -352,25 +347,31 @@ fn receive_mount_fds(sock: RawFd) -> Step<Vec<OwnedFd>> {
 /// create belong to the mapped root and not to the unmapped host root.
 /// Root of the user namespace, still dying with the engine.
 fn become_root() -> Step {
-    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+    use rustix::thread::{Gid, Uid};
+    // Per thread (rustix), where glibc's would set every thread: the child
+    // after clone and the joining process are single-threaded.
+    rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)
         .ctx(|| "setresgid(0) in the user namespace".into())?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+    rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
         .ctx(|| "setresuid(0) in the user namespace".into())?;
-    nix::unistd::setgroups(&[]).ctx(|| "setgroups in the user namespace".into())
+    rustix::thread::set_thread_groups(&[]).ctx(|| "setgroups in the user namespace".into())
 }
 
 /// A change of uid clears the parent-death signal: set it again, so that a
 /// SIGKILLed engine still takes its container with it. If the engine died
 /// in between, nobody reads the error pipe any more (POLLERR): go.
 pub(crate) fn rearm_pdeathsig(error_fd: RawFd) {
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     // SAFETY: the error pipe stays open until we exec or exit.
     let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
-    let mut polled = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
-    let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::ZERO);
-    let gone = polled[0]
-        .revents()
-        .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR));
+    let mut polled = [PollFd::new(&fd, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let _ = poll(&mut polled, Some(&now));
+    let gone = polled[0].revents().contains(PollFlags::ERR);
     if gone {
         exit_now(exit::ENGINE_ERROR);
     }
@@ -378,16 +379,19 @@ pub(crate) fn rearm_pdeathsig(error_fd: RawFd) {
 
 fn wait_for_parent(fd: RawFd) -> Step {
     let mut byte = [0u8; 1];
+    // SAFETY: our read end of the sync pipe, open until we close it below.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     loop {
-        match nix::unistd::read(fd, &mut byte) {
+        match rustix::io::read(borrowed, &mut byte) {
             Ok(1) => break,
             // The parent died or gave up: leave quietly, it cleans up.
             Ok(_) => exit_now(exit::ENGINE_ERROR),
-            Err(nix::errno::Errno::EINTR) => {}
+            Err(rustix::io::Errno::INTR) => {}
             Err(_) => return Err(fail("cannot read from the engine's sync pipe")),
         }
     }
     // Our copy of the pipe; the parent holds the other end.
-    let _ = nix::unistd::close(fd);
+    // SAFETY: the read end is ours and not used after this.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(())
 }

@@ -31,3 +31,21 @@ pub fn errno_desc(errno: rustix::io::Errno) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustix::io::Errno;
+
+    /// The text error sentences ended with under nix (`Errno::desc`), for
+    /// the errnos users meet; no " (os error N)" of std's.
+    #[test]
+    fn errno_desc_is_the_c_library_text() {
+        assert_eq!(super::errno_desc(Errno::NOENT), "No such file or directory");
+        assert_eq!(super::errno_desc(Errno::ACCESS), "Permission denied");
+        assert_eq!(super::errno_desc(Errno::PERM), "Operation not permitted");
+        assert_eq!(
+            super::errno_desc(Errno::ADDRINUSE),
+            "Address already in use"
+        );
+    }
+}

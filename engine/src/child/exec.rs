@@ -137,7 +137,8 @@ fn set_rlimits(rlimits: &[crate::model::bundle::Rlimit]) -> Step {
             rlim_max: r.hard,
         };
         // SAFETY: setrlimit reads the struct we pass; the resource number
-        // was checked by the front end (nix's enum cannot hold a raw one).
+        // was checked by the front end (rustix's Resource enum cannot hold a raw
+        // one, hence libc).
         let ret = unsafe { libc::setrlimit(r.resource as _, &lim) };
         if ret != 0 {
             return Err(fail(format!(

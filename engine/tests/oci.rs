@@ -2276,3 +2276,50 @@ impl Drop for StopOnDrop<'_> {
         let _ = self.0.cmd().args(["stop", "-t", "0", self.1]).output();
     }
 }
+
+/// An OCI user of 4294967295 (-1) reached setresuid/setresgid as "leave it
+/// unchanged": the process stayed root. It is refused at `create` (and at
+/// `exec`), where runc refuses what it cannot set.
+#[test]
+fn a_user_id_of_minus_one_is_refused() {
+    for (field, edit) in [
+        ("uid", json!({"uid": 4294967295u32, "gid": 0})),
+        ("gid", json!({"uid": 1000, "gid": 4294967295u32})),
+        (
+            "additionalGids",
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [4294967295u32]}),
+        ),
+    ] {
+        let oci = Oci::new(&["sh", "-c", "id -u; id -g"]);
+        oci.edit_config(|c| c["process"]["user"] = edit.clone());
+        let bundle = oci.bundle().display().to_string();
+        let out = oci.call(&["run", "--bundle", &bundle, "u1"]);
+        assert_ne!(
+            out.code, 0,
+            "user {edit}: the process ran as uid/gid {:?}",
+            out.stdout
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(out.stderr.contains(field), "{field}: {}", out.stderr);
+        oci.assert_root_empty();
+    }
+    // exec: the same refusal for a process.json.
+    let oci = Oci::new(&["sleep", "100"]);
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "u2"]);
+    let pid = pid_of(&oci.state("u2"));
+    oci.ok(&["start", "u2"]);
+    let process = oci.path("process.json");
+    fs::write(
+        &process,
+        json!({"args": ["id", "-u"], "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 4294967295u32, "gid": 0}}).to_string(),
+    )
+    .unwrap();
+    let out = oci.call(&["exec", "--process", process.to_str().unwrap(), "u2"]);
+    assert_ne!(out.code, 0, "exec ran as {:?}", out.stdout);
+    assert!(out.stderr.contains("uid"), "{}", out.stderr);
+    oci.ok(&["kill", "u2", "KILL"]);
+    oci.wait_stopped("u2", pid);
+    oci.ok(&["delete", "u2"]);
+    oci.assert_root_empty();
+}

@@ -97,7 +97,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         .ok_or_else(|| anyhow!("config.json has no process: give process.args"))?;
     let (command, env) = command_and_env(process)?;
     refuse_process_extras(process)?;
-    let user = user_of(process);
+    let user = user_of(process)?;
     let caps = capabilities(process.capabilities().as_ref(), user.uid)?;
     let rlimits = process
         .rlimits()
@@ -250,14 +250,25 @@ fn refuse_process_extras(process: &rt::Process) -> Result<()> {
     Ok(())
 }
 
-fn user_of(process: &rt::Process) -> User {
+/// process.user. An ID of 4294967295 (-1) is refused: setresuid and
+/// setresgid read it as "leave unchanged", so the process would stay root.
+pub(crate) fn user_of(process: &rt::Process) -> Result<User> {
     let u = process.user();
-    User {
+    let gids = u.additional_gids().clone().unwrap_or_default();
+    for (field, id) in [("uid", u.uid()), ("gid", u.gid())]
+        .into_iter()
+        .chain(gids.iter().map(|g| ("additionalGids", *g)))
+    {
+        if id == u32::MAX {
+            bail!("process.user.{field} 4294967295 is not an ID (to setresuid and setresgid it means \"leave unchanged\", so the process would stay root): give the ID to run as");
+        }
+    }
+    Ok(User {
         uid: u.uid(),
         gid: u.gid(),
-        additional_gids: u.additional_gids().clone().unwrap_or_default(),
+        additional_gids: gids,
         umask: u.umask(),
-    }
+    })
 }
 
 /// hostname, checked as `engine run --hostname` checks it; a domainname is refused.

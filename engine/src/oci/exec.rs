@@ -86,13 +86,7 @@ fn read_process(a: &ExecOptions) -> Result<Process> {
             env.push((k.to_string(), v.to_string()));
         }
     }
-    let u = p.user();
-    let user = User {
-        uid: u.uid(),
-        gid: u.gid(),
-        additional_gids: u.additional_gids().clone().unwrap_or_default(),
-        umask: u.umask(),
-    };
+    let user = super::config::user_of(&p)?;
     let caps = match p.capabilities() {
         Some(_) => Some(super::config::capabilities(
             p.capabilities().as_ref(),

@@ -32,7 +32,25 @@ pub struct ExitError {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .context("cannot create a pipe")
+}
+
+/// fork(2), which rustix has no safe call for: `Some(pid)` of the child in
+/// the parent, `None` in the child.
+///
+/// # Safety
+///
+/// The caller is single-threaded, or the child calls only
+/// async-signal-safe functions before it execs or exits.
+unsafe fn fork() -> std::io::Result<Option<libc::pid_t>> {
+    // SAFETY: the caller upholds the contract above.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        child => Ok(Some(child)),
+    }
 }
 
 /// Reads the child's error pipe to its end: EOF alone means exec succeeded;

@@ -92,6 +92,15 @@ impl From<crate::sys::failpoint::Injected> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// strerror(3)'s text for `errno` ("No such process"), without the
+/// " (os error N)" that io::Error's Display adds: the sentence nix's
+/// `Errno::desc` gave.
+pub(crate) fn strerror(errno: rustix::io::Errno) -> String {
+    let text = std::io::Error::from(errno).to_string();
+    let suffix = format!(" (os error {})", errno.raw_os_error());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

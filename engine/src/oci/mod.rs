@@ -428,16 +428,21 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     step!("oci_kill.signal");
     if all {
         for pid in processes(&rec) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
         }
         return Ok(());
     }
-    nix::sys::signal::kill(Pid::from_raw(rec.pid), sig).map_err(|e| {
-        anyhow!(
-            "cannot kill container {id}: {} (no such process?)",
-            e.desc()
-        )
-    })
+    rustix::process::Pid::from_raw(rec.pid)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|pid| rustix::process::kill_process(pid, sig))
+        .map_err(|e| {
+            anyhow!(
+                "cannot kill container {id}: {} (no such process?)",
+                crate::error::strerror(e)
+            )
+        })
 }
 
 /// The host pids of the container's processes: those in its init's pid

@@ -69,7 +69,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     let joins_user = plan
         .join
         .iter()
-        .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
+        .any(|(_, k)| *k == rustix::thread::LinkNameSpaceType::User);
     if joins_user || maps_host_root(&plan) {
         // Host root is mapped into the container (or may be: a user
         // namespace joined by path may map host uid 0): the init runs from

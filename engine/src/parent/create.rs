@@ -11,9 +11,9 @@ use crate::model::bundle::Extras;
 use crate::model::spec::Spec;
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use rustix::thread::LinkNameSpaceType as NsType;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -34,7 +34,7 @@ pub struct Launch<'a> {
     /// CLONE_NEW* flags of the namespaces to create.
     pub new_namespaces: u64,
     /// Namespaces joined by path (opened before anything was created).
-    pub join: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+    pub join: Vec<(OwnedFd, NsType)>,
     pub uid_map: Vec<IdMapping>,
     pub gid_map: Vec<IdMapping>,
     /// The state directory's exec.fifo.
@@ -111,17 +111,22 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     // Joined here, so the init is born in them (setns of a pid namespace
     // applies to our children). A user or mount namespace is joined by an
     // intermediate process instead (`clone_joining`): we keep the host's.
-    let (join_in_child, join_here): (Vec<_>, Vec<_>) = l.join.iter().partition(|(_, kind)| {
-        kind.intersects(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-    });
+    let (join_in_child, join_here): (Vec<_>, Vec<_>) = l
+        .join
+        .iter()
+        .partition(|(_, kind)| matches!(kind, NsType::User | NsType::Mount));
     step!("oci_create.join_namespaces");
     for (fd, kind) in &join_here {
-        nix::sched::setns(fd.as_fd(), *kind)
-            .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot join the {} namespace given by path",
+                    clone_flag_name(*kind)
+                )
+            })?;
     }
-    let joins_user = join_in_child
-        .iter()
-        .any(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    let joins_user = join_in_child.iter().any(|(_, kind)| *kind == NsType::User);
     let setup = ChildSetup {
         spec,
         layer_size: None,
@@ -210,7 +215,7 @@ fn console_of(l: &Launch) -> Result<Option<child::Console>> {
 /// pid here; the init runs `child::run`.
 fn clone_init(
     setup: &ChildSetup,
-    join_in_child: &[&(OwnedFd, CloneFlags)],
+    join_in_child: &[&(OwnedFd, NsType)],
     new_namespaces: u64,
     cgroup_fd: Option<std::os::fd::RawFd>,
 ) -> Result<Pid> {
@@ -277,7 +282,7 @@ fn init_is_ready(ready_read: OwnedFd, error_read: &OwnedFd) -> bool {
 /// intermediate's: we reap it, and its death signal follows us. Returns
 /// None in the init, its pid here.
 fn clone_joining(
-    join: &[&(OwnedFd, CloneFlags)],
+    join: &[&(OwnedFd, NsType)],
     new_namespaces: u64,
     cgroup_fd: Option<std::os::fd::RawFd>,
 ) -> Result<Option<Pid>> {
@@ -325,22 +330,37 @@ fn clone_joining(
 }
 
 /// setns into each namespace, the mount namespace before the user one.
-fn join_in_order(join: &[&(OwnedFd, CloneFlags)]) -> Result<()> {
+fn join_in_order(join: &[&(OwnedFd, NsType)]) -> Result<()> {
     let mut ordered = join.to_vec();
-    ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    ordered.sort_by_key(|(_, kind)| *kind == NsType::User);
     for (fd, kind) in ordered {
         let name = match *kind {
-            CloneFlags::CLONE_NEWUSER => "user",
+            NsType::User => "user",
             _ => "mount",
         };
-        nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)).map_err(|e| {
             anyhow!(
                 "cannot join the {name} namespace given by path in linux.namespaces: {}",
-                e.desc()
+                crate::error::strerror(e)
             )
         })?;
     }
     Ok(())
+}
+
+/// The name nix's CloneFlags printed for a namespace type, which the
+/// message of a failed join has always shown.
+fn clone_flag_name(kind: NsType) -> &'static str {
+    match kind {
+        NsType::Mount => "CloneFlags(CLONE_NEWNS)",
+        NsType::User => "CloneFlags(CLONE_NEWUSER)",
+        NsType::ProcessID => "CloneFlags(CLONE_NEWPID)",
+        NsType::Network => "CloneFlags(CLONE_NEWNET)",
+        NsType::InterProcessCommunication => "CloneFlags(CLONE_NEWIPC)",
+        NsType::HostNameAndNISDomainName => "CloneFlags(CLONE_NEWUTS)",
+        NsType::ControlGroup => "CloneFlags(CLONE_NEWCGROUP)",
+        NsType::Time => "CloneFlags(0x80)",
+    }
 }
 
 /// The maps of the user namespace joined by path; mappings given in

@@ -11,8 +11,7 @@ use crate::model::bundle::Extras;
 use crate::model::spec::Spec;
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use rustix::process::{Pid, Signal};
 use rustix::thread::LinkNameSpaceType as NsType;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -69,8 +68,8 @@ impl Created {
 impl Drop for Created {
     fn drop(&mut self) {
         if self.armed {
-            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(self.pid, None);
+            let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+            super::reap(self.pid);
         }
     }
 }
@@ -251,18 +250,18 @@ fn id_maps(pid: Pid, joins_user: bool, uid_map: &[IdMapping], gid_map: &[IdMappi
 /// pipe first (a failure it is about to exit with, or a failpoint's request
 /// to kill this engine: the init then waits, holding the ready pipe open).
 fn init_is_ready(ready_read: OwnedFd, error_read: &OwnedFd) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use rustix::event::{poll, PollFd, PollFlags};
     loop {
         let mut fds = [
-            PollFd::new(ready_read.as_fd(), PollFlags::POLLIN),
-            PollFd::new(error_read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(&ready_read, PollFlags::IN),
+            PollFd::new(error_read, PollFlags::IN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
+        match poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return false,
             Ok(_) => {}
         }
-        let woke = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let woke = |fd: &PollFd| !fd.revents().is_empty();
         if woke(&fds[1]) {
             return false;
         }
@@ -296,9 +295,16 @@ fn clone_joining(
             // otherwise have ptrace rights over us and the init (which
             // inherits this until its exec): pidfd_getfd would take the
             // engine's fds (the mount socket, the state directory's fifo).
-            let joined = nix::sys::prctl::set_dumpable(false)
-                .map_err(|e| anyhow!("cannot make the engine non-dumpable: {}", e.desc()))
-                .and_then(|()| join_in_order(join));
+            let joined = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "cannot make the engine non-dumpable: {}",
+                    crate::error::strerror(e)
+                )
+            })
+            .and_then(|()| join_in_order(join));
             let cloned =
                 joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, None));
             let report = match cloned {
@@ -316,11 +322,14 @@ fn clone_joining(
     drop(report_write);
     let mut report = String::new();
     let _ = File::from(report_read).read_to_string(&mut report);
-    let _ = nix::sys::wait::waitpid(middle, None);
+    super::reap(middle);
     match report.split_at_checked(1) {
         Some(("P", pid)) => pid
             .parse()
-            .map(|pid| Some(Pid::from_raw(pid)))
+            .ok()
+            .and_then(Pid::from_raw)
+            .map(Some)
+            .ok_or(())
             .map_err(|_| anyhow!("the intermediate process reported {report:?}, not a pid")),
         Some(("E", msg)) => Err(anyhow!("{msg}")),
         _ => Err(anyhow!(

@@ -37,6 +37,33 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
         .context("cannot create a pipe")
 }
 
+/// Waits for child `pid` to end (through EINTR): its exit code, or 128+N
+/// when signal N killed it.
+pub(crate) fn wait_exit_code(pid: rustix::process::Pid) -> rustix::io::Result<i32> {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(128 + sig);
+                }
+                // Stopped or continued: only reported with WUNTRACED/WCONTINUED.
+            }
+            // Only with WNOHANG.
+            Ok(None) => {}
+        }
+    }
+}
+
+/// Reaps child `pid` (once: an EINTR leaves it unreaped, as before).
+fn reap(pid: rustix::process::Pid) {
+    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+}
+
 /// fork(2), which rustix has no safe call for: `Some(pid)` of the child in
 /// the parent, `None` in the child.
 ///

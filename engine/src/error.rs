@@ -104,6 +104,16 @@ pub(crate) fn strerror(errno: rustix::io::Errno) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sentences that said nix's `Errno::desc()` say the same text.
+    #[test]
+    fn strerror_is_the_bare_description() {
+        assert_eq!(strerror(rustix::io::Errno::SRCH), "No such process");
+        assert_eq!(
+            strerror(rustix::io::Errno::PROTOTYPE),
+            "Protocol wrong type for socket"
+        );
+    }
     use crate::model::{self, limits, volumes};
     use crate::{prepare, Config, SpecInput};
 

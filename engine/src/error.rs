@@ -95,6 +95,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::model::{self, limits, volumes};
     use crate::{prepare, Config, SpecInput};
 

@@ -71,8 +71,6 @@ pub enum Error {
         why: BaseProblem,
         suggestion: String,
     },
-    #[error("cannot read the host's RAM size (sysinfo): {0}")]
-    Sysinfo(nix::errno::Errno),
     #[error("{cmd} in rootfs {} is built for {theirs}, which this {ours} host cannot run (no binfmt_misc handler): use a rootfs for {ours}, or install qemu-user-static", .rootfs.display())]
     Arch {
         cmd: String,
@@ -91,7 +89,7 @@ pub enum Error {
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub fn require_root() -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
+    if !rustix::process::geteuid().is_root() {
         return Err(Error::NotRoot);
     }
     Ok(())
@@ -145,7 +143,7 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
     };
     let layer_size = match req.layer_size {
         Some(bytes) => bytes,
-        None => default_layer_size()?,
+        None => default_layer_size(),
     };
     let mut volumes = req.volumes;
     for v in &mut volumes {
@@ -167,7 +165,7 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
     // Detached containers have no terminal unless asked for one.
     let tty = req
         .tty
-        .unwrap_or_else(|| !req.detach && nix::unistd::isatty(0).unwrap_or(false));
+        .unwrap_or_else(|| !req.detach && rustix::termios::isatty(std::io::stdin()));
     Ok(Spec {
         name: req.name,
         generated_name: req.generated_name,
@@ -312,10 +310,12 @@ fn suggestion(pool: &IdPool, uids: &[HostIds], gids: &[HostIds]) -> String {
 /// container's writes (in RAM, and only charged to its memory limit when it
 /// has one) starve the host; a quarter still fits a distro's package
 /// installs. sysinfo(2) is one cheap syscall.
-fn default_layer_size() -> Result<u64> {
-    let info = nix::sys::sysinfo::sysinfo().map_err(Error::Sysinfo)?;
-    let quarter = info.ram_total() / 4;
-    Ok(quarter.max(crate::model::limits::MIN_LAYER_SIZE))
+fn default_layer_size() -> u64 {
+    // rustix's sysinfo cannot fail (the syscall only faults on a bad pointer).
+    let info = rustix::system::sysinfo();
+    let ram_total = info.totalram * u64::from(info.mem_unit);
+    let quarter = ram_total / 4;
+    quarter.max(crate::model::limits::MIN_LAYER_SIZE)
 }
 
 /// `path` as the container will see it, if it exists there.

@@ -4,6 +4,7 @@
 
 use super::config;
 use anyhow::{anyhow, bail, Context, Result};
+use rustix::thread::LinkNameSpaceType as NsType;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -17,9 +18,7 @@ pub(super) fn maps_host_root(plan: &config::Plan) -> bool {
 }
 
 /// The namespaces given by path, opened and checked (`check_namespace`).
-pub(super) fn open_namespaces(
-    plan: &config::Plan,
-) -> Result<Vec<(OwnedFd, nix::sched::CloneFlags)>> {
+pub(super) fn open_namespaces(plan: &config::Plan) -> Result<Vec<(OwnedFd, NsType)>> {
     plan.join
         .iter()
         .map(|(p, f)| {
@@ -76,16 +75,15 @@ fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
 /// and, for mount and user, not the engine's own or the host's: the init
 /// would pivot_root in the host's mount namespace (moving every host
 /// process whose root is `/` into the container's root).
-fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> Result<()> {
-    use nix::sched::CloneFlags;
+fn check_namespace(fd: &OwnedFd, kind: NsType, path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let name = match kind {
-        CloneFlags::CLONE_NEWUSER => "user",
-        CloneFlags::CLONE_NEWNS => "mount",
-        CloneFlags::CLONE_NEWNET => "network",
-        CloneFlags::CLONE_NEWPID => "pid",
-        CloneFlags::CLONE_NEWIPC => "ipc",
-        CloneFlags::CLONE_NEWUTS => "uts",
+        NsType::User => "user",
+        NsType::Mount => "mount",
+        NsType::Network => "network",
+        NsType::ProcessID => "pid",
+        NsType::InterProcessCommunication => "ipc",
+        NsType::HostNameAndNISDomainName => "uts",
         _ => "other",
     };
     // NS_GET_NSTYPE (Linux 4.11): _IO(0xb7, 0x3).
@@ -98,7 +96,7 @@ fn check_namespace(fd: &OwnedFd, kind: nix::sched::CloneFlags, path: &Path) -> R
             path.display()
         );
     }
-    if ty != kind.bits() {
+    if ty != kind as i32 {
         bail!(
             "config.json linux.namespaces {name} path {} is not a {name} namespace",
             path.display()
@@ -150,8 +148,8 @@ pub(super) fn check_bound_devices(plan: &config::Plan) -> Result<()> {
             _ => continue,
         };
         let (major, minor) = (
-            nix::sys::stat::major(meta.rdev()) as u32,
-            nix::sys::stat::minor(meta.rdev()) as u32,
+            rustix::fs::major(meta.rdev()),
+            rustix::fs::minor(meta.rdev()),
         );
         let access = if v.readonly {
             devices::READ

@@ -11,8 +11,8 @@ use crate::model::volumes::Volume;
 use crate::parent::create::IdMapping;
 use crate::sys::caps::{Cap, CapSet};
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sched::CloneFlags;
 use oci_spec::runtime::{self as rt, LinuxNamespaceType};
+use rustix::thread::LinkNameSpaceType as NsType;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ pub struct Plan {
     pub spec: Spec,
     pub extras: Extras,
     pub new_namespaces: u64,
-    pub join: Vec<(PathBuf, CloneFlags)>,
+    pub join: Vec<(PathBuf, NsType)>,
     pub uid_map: Vec<IdMapping>,
     pub gid_map: Vec<IdMapping>,
     pub oom_score_adj: Option<i32>,
@@ -304,16 +304,16 @@ fn refuse_platforms(c: &rt::Spec) -> Result<()> {
 /// given must match them: checked once the init is in it, `parent::create`).
 fn user_namespace(
     new_namespaces: u64,
-    join: &[(PathBuf, CloneFlags)],
+    join: &[(PathBuf, NsType)],
     uid_map: &[IdMapping],
     gid_map: &[IdMapping],
 ) -> Result<UserNs> {
     let has_userns = new_namespaces & libc::CLONE_NEWUSER as u64 != 0;
-    let joined = |flag: CloneFlags| join.iter().any(|(_, f)| *f == flag);
-    if joined(CloneFlags::CLONE_NEWNS) && has_userns {
+    let joined = |kind: NsType| join.iter().any(|(_, k)| *k == kind);
+    if joined(NsType::Mount) && has_userns {
         bail!("config.json linux.namespaces joins a mount namespace by path but makes a new user namespace, whose root could not mount in it: join the user namespace that owns it by path too, or make a new mount namespace");
     }
-    if joined(CloneFlags::CLONE_NEWUSER) {
+    if joined(NsType::User) {
         let host_of_root =
             |m: &[IdMapping]| m.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
         return Ok(UserNs::Map {
@@ -594,21 +594,21 @@ pub(super) fn rlimit(r: &rt::PosixRlimit) -> Result<Rlimit> {
 /// Which namespaces to create and which to join by path. The engine always
 /// isolates pid, mount, network, IPC and UTS (created or joined): a config
 /// that shares one with the host is refused.
-fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathBuf, CloneFlags)>)> {
+fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathBuf, NsType)>)> {
     let list = linux.namespaces().clone().unwrap_or_default();
     let mut new = 0u64;
     let mut join = Vec::new();
     let mut seen = Vec::new();
     for ns in &list {
-        let (flag, name) = match ns.typ() {
-            LinuxNamespaceType::Pid => (CloneFlags::CLONE_NEWPID, "pid"),
-            LinuxNamespaceType::Mount => (CloneFlags::CLONE_NEWNS, "mount"),
-            LinuxNamespaceType::Network => (CloneFlags::CLONE_NEWNET, "network"),
-            LinuxNamespaceType::Ipc => (CloneFlags::CLONE_NEWIPC, "ipc"),
-            LinuxNamespaceType::Uts => (CloneFlags::CLONE_NEWUTS, "uts"),
-            LinuxNamespaceType::User => (CloneFlags::CLONE_NEWUSER, "user"),
+        let (kind, name) = match ns.typ() {
+            LinuxNamespaceType::Pid => (Some(NsType::ProcessID), "pid"),
+            LinuxNamespaceType::Mount => (Some(NsType::Mount), "mount"),
+            LinuxNamespaceType::Network => (Some(NsType::Network), "network"),
+            LinuxNamespaceType::Ipc => (Some(NsType::InterProcessCommunication), "ipc"),
+            LinuxNamespaceType::Uts => (Some(NsType::HostNameAndNISDomainName), "uts"),
+            LinuxNamespaceType::User => (Some(NsType::User), "user"),
             // The child always makes its own cgroup namespace.
-            LinuxNamespaceType::Cgroup => (CloneFlags::empty(), "cgroup"),
+            LinuxNamespaceType::Cgroup => (None, "cgroup"),
             LinuxNamespaceType::Time => return Err(refuse("linux.namespaces type time")),
         };
         if seen.contains(&name) {
@@ -616,11 +616,11 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathB
         }
         seen.push(name);
         match ns.path() {
-            None => new |= flag.bits() as u64,
+            None => new |= kind.map_or(0, |k| k as u64),
             Some(p) => {
-                if name == "cgroup" {
+                let Some(kind) = kind else {
                     return Err(refuse(&format!("linux.namespaces {name} with a path")));
-                }
+                };
                 if !p.is_absolute() {
                     bail!(
                         "config.json linux.namespaces {name} path {} is not absolute",
@@ -635,7 +635,7 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathB
                 }
                 extras.joined_net |= name == "network";
                 extras.joined_uts |= name == "uts";
-                join.push((p.clone(), flag));
+                join.push((p.clone(), kind));
             }
         }
     }

@@ -181,17 +181,16 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
     let child_pid = joined.pid;
     step!("oci_exec.pid_file");
     if let Some(p) = &a.pid_file {
-        super::write_pid_file(p, child_pid.as_raw())?;
+        super::write_pid_file(p, child_pid.as_raw_pid())?;
     }
     if a.detach {
         return Ok(0);
     }
-    loop {
-        match nix::sys::wait::waitpid(child_pid, None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => bail!("cannot wait for the exec in {}: {}", a.id, e.desc()),
-        }
-    }
+    crate::parent::wait_exit_code(child_pid).map_err(|e| {
+        anyhow!(
+            "cannot wait for the exec in {}: {}",
+            a.id,
+            crate::sys::errno_desc(e)
+        )
+    })
 }

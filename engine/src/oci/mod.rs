@@ -21,8 +21,7 @@ use crate::model::config::Config;
 use crate::parent::create::{Created, Launch};
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use rustix::process::{Pid, Signal};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,7 +68,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     let joins_user = plan
         .join
         .iter()
-        .any(|(_, f)| *f == nix::sched::CloneFlags::CLONE_NEWUSER);
+        .any(|(_, k)| *k == rustix::thread::LinkNameSpaceType::User);
     if joins_user || maps_host_root(&plan) {
         // Host root is mapped into the container (or may be: a user
         // namespace joined by path may map host uid 0): the init runs from
@@ -144,7 +143,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     step!("oci_create.launch");
     let created =
         crate::parent::create::create_init(launch, |pid| init_exists(root, &rec, &hooks, pid))?;
-    rec.pid = created.pid.as_raw();
+    rec.pid = created.pid.as_raw_pid();
     rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
     step!("oci_create.record_created");
     root.save(&rec)?;
@@ -169,7 +168,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
 /// and createRuntime hooks. Returns the state the init's own hooks read.
 fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Result<String> {
     let mut creating = rec.clone();
-    creating.pid = pid.as_raw();
+    creating.pid = pid.as_raw_pid();
     creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
     step!("oci_create.record_pid");
     root.save(&creating)?;
@@ -233,8 +232,13 @@ fn plan_bundle(id: &str, opts: &CreateOptions) -> Result<(config::Bundle, config
 
 /// The exec.fifo `start` opens, writable by the container's user.
 fn make_fifo(fifo: &Path) -> Result<()> {
-    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-        .with_context(|| format!("cannot create {}", fifo.display()))?;
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        fifo,
+        rustix::fs::Mode::from_bits_truncate(0o622),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("cannot create {}", fifo.display()))?;
     // mkfifo obeys our umask.
     std::fs::set_permissions(fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .with_context(|| format!("cannot make {} writable by the container", fifo.display()))
@@ -376,15 +380,18 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     // or why its startContainer hooks failed), and notice if it died instead.
     step!("oci_start.wait");
     loop {
-        let mut fds = [nix::poll::PollFd::new(
-            std::os::fd::AsFd::as_fd(&file),
-            nix::poll::PollFlags::POLLIN,
+        let mut fds = [rustix::event::PollFd::new(
+            &file,
+            rustix::event::PollFlags::IN,
         )];
-        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        let n = rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0);
         if n > 0 {
             let mut answer = [0u8; 4096];
-            let got =
-                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&file), &mut answer).unwrap_or(0);
+            let got = rustix::io::read(&file, &mut answer).unwrap_or(0);
             if got >= 1 && answer[0] == b'0' {
                 break;
             }
@@ -428,16 +435,21 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     step!("oci_kill.signal");
     if all {
         for pid in processes(&rec) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
         }
         return Ok(());
     }
-    nix::sys::signal::kill(Pid::from_raw(rec.pid), sig).map_err(|e| {
-        anyhow!(
-            "cannot kill container {id}: {} (no such process?)",
-            e.desc()
-        )
-    })
+    Pid::from_raw(rec.pid)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|pid| rustix::process::kill_process(pid, sig))
+        .map_err(|e| {
+            anyhow!(
+                "cannot kill container {id}: {} (no such process?)",
+                crate::sys::errno_desc(e)
+            )
+        })
 }
 
 /// The host pids of the container's processes: those in its init's pid
@@ -491,7 +503,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Status::Stopped => {}
         _ => {
             // A created container is deleted without --force, as runc does.
-            let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
+            if let Some(pid) = Pid::from_raw(rec.pid) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
             wait_gone(&rec);
         }
     }
@@ -518,16 +532,20 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
 fn wait_gone(rec: &Record) {
     // A pidfd turns readable when its process exits. Opened before the
     // check, it names the init and not a process that reused the pid.
-    let pid = rustix::process::Pid::from_raw(rec.pid);
+    let pid = Pid::from_raw(rec.pid);
     if let Some(pidfd) =
         pid.and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
     {
         if alive(rec.pid, rec.start_time) {
-            let mut fds = [nix::poll::PollFd::new(
-                std::os::fd::AsFd::as_fd(&pidfd),
-                nix::poll::PollFlags::POLLIN,
+            let mut fds = [rustix::event::PollFd::new(
+                &pidfd,
+                rustix::event::PollFlags::IN,
             )];
-            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16));
+            let timeout = rustix::event::Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
         }
         return;
     }
@@ -546,15 +564,12 @@ pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<
         let _ = delete(root, id, true);
         return Err(e);
     }
-    let status = loop {
-        match nix::sys::wait::waitpid(pid, None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => break code,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => bail!("cannot wait for container {id}: {}", e.desc()),
-        }
-    };
+    let status = crate::parent::wait_exit_code(pid).map_err(|e| {
+        anyhow!(
+            "cannot wait for container {id}: {}",
+            crate::sys::errno_desc(e)
+        )
+    })?;
     delete(root, id, true)?;
     Ok(status)
 }

@@ -1,9 +1,9 @@
-//! clone3 (no nix wrapper yet): a pidfd, every namespace at once, and
+//! clone3 (no rustix wrapper): a pidfd, every namespace at once, and
 //! CLONE_INTO_CGROUP so the child is born in its cgroup; the id maps.
 
 use crate::model::userns::{UserNs, USERNS_SIZE};
 use anyhow::{anyhow, Context, Result};
-use nix::unistd::Pid;
+use rustix::process::Pid;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 pub enum Cloned {
@@ -76,7 +76,8 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned> {
     match ret {
         0 => Ok(Cloned::Child),
         pid if pid > 0 => Ok(Cloned::Parent {
-            pid: Pid::from_raw(pid as i32),
+            // SAFETY: pid > 0, so not zero.
+            pid: unsafe { Pid::from_raw_unchecked(pid as i32) },
             // SAFETY: the kernel handed us this new fd.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         }),

@@ -11,9 +11,8 @@ use crate::model::bundle::Extras;
 use crate::model::spec::Spec;
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use rustix::process::{Pid, Signal};
+use rustix::thread::LinkNameSpaceType as NsType;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -34,7 +33,7 @@ pub struct Launch<'a> {
     /// CLONE_NEW* flags of the namespaces to create.
     pub new_namespaces: u64,
     /// Namespaces joined by path (opened before anything was created).
-    pub join: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+    pub join: Vec<(OwnedFd, NsType)>,
     pub uid_map: Vec<IdMapping>,
     pub gid_map: Vec<IdMapping>,
     /// The state directory's exec.fifo.
@@ -69,8 +68,8 @@ impl Created {
 impl Drop for Created {
     fn drop(&mut self) {
         if self.armed {
-            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(self.pid, None);
+            let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+            super::reap(self.pid);
         }
     }
 }
@@ -111,17 +110,22 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     // Joined here, so the init is born in them (setns of a pid namespace
     // applies to our children). A user or mount namespace is joined by an
     // intermediate process instead (`clone_joining`): we keep the host's.
-    let (join_in_child, join_here): (Vec<_>, Vec<_>) = l.join.iter().partition(|(_, kind)| {
-        kind.intersects(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-    });
+    let (join_in_child, join_here): (Vec<_>, Vec<_>) = l
+        .join
+        .iter()
+        .partition(|(_, kind)| matches!(kind, NsType::User | NsType::Mount));
     step!("oci_create.join_namespaces");
     for (fd, kind) in &join_here {
-        nix::sched::setns(fd.as_fd(), *kind)
-            .with_context(|| format!("cannot join the {kind:?} namespace given by path"))?;
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot join the {} namespace given by path",
+                    clone_flag_name(*kind)
+                )
+            })?;
     }
-    let joins_user = join_in_child
-        .iter()
-        .any(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    let joins_user = join_in_child.iter().any(|(_, kind)| *kind == NsType::User);
     let setup = ChildSetup {
         spec,
         layer_size: None,
@@ -210,7 +214,7 @@ fn console_of(l: &Launch) -> Result<Option<child::Console>> {
 /// pid here; the init runs `child::run`.
 fn clone_init(
     setup: &ChildSetup,
-    join_in_child: &[&(OwnedFd, CloneFlags)],
+    join_in_child: &[&(OwnedFd, NsType)],
     new_namespaces: u64,
     cgroup_fd: Option<std::os::fd::RawFd>,
 ) -> Result<Pid> {
@@ -246,18 +250,18 @@ fn id_maps(pid: Pid, joins_user: bool, uid_map: &[IdMapping], gid_map: &[IdMappi
 /// pipe first (a failure it is about to exit with, or a failpoint's request
 /// to kill this engine: the init then waits, holding the ready pipe open).
 fn init_is_ready(ready_read: OwnedFd, error_read: &OwnedFd) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use rustix::event::{poll, PollFd, PollFlags};
     loop {
         let mut fds = [
-            PollFd::new(ready_read.as_fd(), PollFlags::POLLIN),
-            PollFd::new(error_read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(&ready_read, PollFlags::IN),
+            PollFd::new(error_read, PollFlags::IN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
+        match poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return false,
             Ok(_) => {}
         }
-        let woke = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let woke = |fd: &PollFd| !fd.revents().is_empty();
         if woke(&fds[1]) {
             return false;
         }
@@ -277,7 +281,7 @@ fn init_is_ready(ready_read: OwnedFd, error_read: &OwnedFd) -> bool {
 /// intermediate's: we reap it, and its death signal follows us. Returns
 /// None in the init, its pid here.
 fn clone_joining(
-    join: &[&(OwnedFd, CloneFlags)],
+    join: &[&(OwnedFd, NsType)],
     new_namespaces: u64,
     cgroup_fd: Option<std::os::fd::RawFd>,
 ) -> Result<Option<Pid>> {
@@ -291,9 +295,16 @@ fn clone_joining(
             // otherwise have ptrace rights over us and the init (which
             // inherits this until its exec): pidfd_getfd would take the
             // engine's fds (the mount socket, the state directory's fifo).
-            let joined = nix::sys::prctl::set_dumpable(false)
-                .map_err(|e| anyhow!("cannot make the engine non-dumpable: {}", e.desc()))
-                .and_then(|()| join_in_order(join));
+            let joined = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "cannot make the engine non-dumpable: {}",
+                    crate::sys::errno_desc(e)
+                )
+            })
+            .and_then(|()| join_in_order(join));
             let cloned =
                 joined.and_then(|()| clone3(new_namespaces | libc::CLONE_PARENT as u64, None));
             let report = match cloned {
@@ -311,11 +322,14 @@ fn clone_joining(
     drop(report_write);
     let mut report = String::new();
     let _ = File::from(report_read).read_to_string(&mut report);
-    let _ = nix::sys::wait::waitpid(middle, None);
+    super::reap(middle);
     match report.split_at_checked(1) {
         Some(("P", pid)) => pid
             .parse()
-            .map(|pid| Some(Pid::from_raw(pid)))
+            .ok()
+            .and_then(Pid::from_raw)
+            .map(Some)
+            .ok_or(())
             .map_err(|_| anyhow!("the intermediate process reported {report:?}, not a pid")),
         Some(("E", msg)) => Err(anyhow!("{msg}")),
         _ => Err(anyhow!(
@@ -325,22 +339,37 @@ fn clone_joining(
 }
 
 /// setns into each namespace, the mount namespace before the user one.
-fn join_in_order(join: &[&(OwnedFd, CloneFlags)]) -> Result<()> {
+fn join_in_order(join: &[&(OwnedFd, NsType)]) -> Result<()> {
     let mut ordered = join.to_vec();
-    ordered.sort_by_key(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    ordered.sort_by_key(|(_, kind)| *kind == NsType::User);
     for (fd, kind) in ordered {
         let name = match *kind {
-            CloneFlags::CLONE_NEWUSER => "user",
+            NsType::User => "user",
             _ => "mount",
         };
-        nix::sched::setns(fd.as_fd(), *kind).map_err(|e| {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)).map_err(|e| {
             anyhow!(
                 "cannot join the {name} namespace given by path in linux.namespaces: {}",
-                e.desc()
+                crate::sys::errno_desc(e)
             )
         })?;
     }
     Ok(())
+}
+
+/// The name nix's CloneFlags printed for a namespace type, which the
+/// message of a failed join has always shown.
+fn clone_flag_name(kind: NsType) -> &'static str {
+    match kind {
+        NsType::Mount => "CloneFlags(CLONE_NEWNS)",
+        NsType::User => "CloneFlags(CLONE_NEWUSER)",
+        NsType::ProcessID => "CloneFlags(CLONE_NEWPID)",
+        NsType::Network => "CloneFlags(CLONE_NEWNET)",
+        NsType::InterProcessCommunication => "CloneFlags(CLONE_NEWIPC)",
+        NsType::HostNameAndNISDomainName => "CloneFlags(CLONE_NEWUTS)",
+        NsType::ControlGroup => "CloneFlags(CLONE_NEWCGROUP)",
+        NsType::Time => "CloneFlags(0x80)",
+    }
 }
 
 /// The maps of the user namespace joined by path; mappings given in

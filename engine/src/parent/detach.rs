@@ -18,10 +18,10 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
     step!("detach.fork");
     // SAFETY: single-threaded; the child only calls async-signal-safe code
     // until it proceeds like a fresh engine process.
-    match unsafe { nix::unistd::fork() }.context("cannot fork the supervisor")? {
-        nix::unistd::ForkResult::Child => {
+    match unsafe { super::fork() }.context("cannot fork the supervisor")? {
+        None => {
             drop(notify_read);
-            let _ = nix::unistd::setsid();
+            let _ = rustix::process::setsid();
             let mut notify = Some(File::from(notify_write));
             let result = run_with(spec, cfg, |_| {
                 if let Some(mut n) = notify.take() {
@@ -45,7 +45,7 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
             };
             std::process::exit(code)
         }
-        nix::unistd::ForkResult::Parent { .. } => {
+        Some(_) => {
             drop(notify_write);
             let mut reply = String::new();
             let _ = File::from(notify_read).read_to_string(&mut reply);

@@ -20,6 +20,7 @@ use crate::model::security::Confinement;
 use crate::parent::record::Record;
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, Context, Result};
+use rustix::thread::ThreadNameSpaceType;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -37,16 +38,15 @@ pub struct ExecRequest {
 
 /// The namespaces of process `pid` (besides pid) that are not ours: what a
 /// joining process must enter. None when `pid` is gone.
-pub(crate) fn namespaces_to_join(pid: i32) -> Option<nix::sched::CloneFlags> {
-    use nix::sched::CloneFlags;
-    let mut namespaces = CloneFlags::empty();
+pub(crate) fn namespaces_to_join(pid: i32) -> Option<ThreadNameSpaceType> {
+    let mut namespaces = ThreadNameSpaceType::empty();
     for (name, kind) in [
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-        ("user", CloneFlags::CLONE_NEWUSER),
+        ("ipc", ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION),
+        ("uts", ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME),
+        ("net", ThreadNameSpaceType::NETWORK),
+        ("cgroup", ThreadNameSpaceType::CONTROL_GROUP),
+        ("mnt", ThreadNameSpaceType::MOUNT),
+        ("user", ThreadNameSpaceType::USER),
     ] {
         let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}")).ok()?;
         // Shared with the host (e.g. --userns host): nothing to join.
@@ -93,12 +93,12 @@ pub enum Terminal {
 
 /// A process that joined a container and exec'd its command.
 pub struct Joined {
-    pub pid: nix::unistd::Pid,
+    pub pid: rustix::process::Pid,
     pub pidfd: OwnedFd,
     /// The pty master of `Terminal::OwnPty`.
     pub master: Option<OwnedFd>,
     /// With `forward_signals`: the signals blocked for `supervise`.
-    pub forwarded: Option<(nix::sys::signal::SigSet, RestoreMask)>,
+    pub forwarded: Option<(super::supervise::SigSet, RestoreMask)>,
     relays: Vec<RelayProcess>,
 }
 
@@ -160,11 +160,12 @@ pub fn join_container(
     terminal: Terminal,
     forward_signals: bool,
 ) -> Result<Joined> {
-    use nix::sched::CloneFlags;
     // Before anything of the container exists in this process; inherited
     // by the joining child.
     step!("exec.non_dumpable");
-    nix::sys::prctl::set_dumpable(false).context("cannot make the engine non-dumpable")?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(std::io::Error::from)
+        .context("cannot make the engine non-dumpable")?;
     let gone = || anyhow!("container {} has exited", target.name);
     step!("exec.pid");
     let pid = rustix::process::Pid::from_raw(target.pid).ok_or_else(gone)?;
@@ -191,8 +192,12 @@ pub fn join_container(
         .collect::<Result<_>>()?;
     // Our children, not we, are born in the container's pid namespace.
     step!("exec.pid_namespace");
-    nix::sched::setns(pidfd.as_fd(), CloneFlags::CLONE_NEWPID)
-        .with_context(|| format!("cannot join the pid namespace of {}", target.name))?;
+    rustix::thread::move_into_link_name_space(
+        pidfd.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::ProcessID),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("cannot join the pid namespace of {}", target.name))?;
     step!("exec.pty");
     let pty = match terminal {
         Terminal::OwnPty => Some(super::tty::open_pty()?),
@@ -203,7 +208,7 @@ pub fn join_container(
     let (error_read, error_write) = pipe()?;
     let setup = child::join::JoinSetup {
         pidfd: pidfd.as_raw_fd(),
-        namespaces: rustix::thread::ThreadNameSpaceType::from_bits_retain(namespaces.bits() as u32),
+        namespaces,
         error_fd: error_write.as_raw_fd(),
         pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         stdio,
@@ -242,7 +247,7 @@ pub fn join_container(
         }
     }
     if let Some(failure) = child_failure(error_read) {
-        let _ = nix::sys::wait::waitpid(pid, None);
+        super::reap(pid);
         return Err(failure.into());
     }
     Ok(Joined {
@@ -295,24 +300,21 @@ impl Relay {
     /// pid namespace, and the joining child is cloned from us).
     fn start(self) -> Result<RelayProcess> {
         // SAFETY: single-threaded; the child only copies bytes and _exits.
-        match unsafe { nix::unistd::fork() }.context("cannot fork a stdio relay")? {
-            nix::unistd::ForkResult::Child => {
+        match unsafe { super::fork() }.context("cannot fork a stdio relay")? {
+            None => {
                 let _ = crate::sys::openat::close_fds_except(&[self.ours.as_raw_fd()]);
-                for sig in [
-                    nix::sys::signal::Signal::SIGINT,
-                    nix::sys::signal::Signal::SIGQUIT,
-                ] {
-                    // SAFETY: ignoring a signal is always sound. The engine forwards ^C to the command.
-                    let _ = unsafe {
-                        nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn)
-                    };
+                for sig in [libc::SIGINT, libc::SIGQUIT] {
+                    // SAFETY: ignoring a signal is always sound (rustix has no
+                    // safe call for it). The engine forwards ^C to the command.
+                    unsafe { libc::signal(sig, libc::SIG_IGN) };
                 }
                 copy_loop(self.fd, self.ours);
                 // SAFETY: skips the exit handlers and buffers copied from the engine.
                 unsafe { libc::_exit(0) }
             }
-            nix::unistd::ForkResult::Parent { child } => Ok(RelayProcess {
-                pid: child,
+            Some(child) => Ok(RelayProcess {
+                // SAFETY: fork returned a child's pid, which is > 0.
+                pid: unsafe { rustix::process::Pid::from_raw_unchecked(child) },
                 input: self.fd == 0,
                 theirs: Some(self.theirs),
             }),
@@ -322,7 +324,7 @@ impl Relay {
 
 /// A forked relay, and the pipe end the joining process gets until it is cloned.
 struct RelayProcess {
-    pid: nix::unistd::Pid,
+    pid: rustix::process::Pid,
     input: bool,
     theirs: Option<OwnedFd>,
 }
@@ -338,9 +340,9 @@ impl RelayProcess {
     /// writing what is left in it.
     fn finish(self) {
         if self.input {
-            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
         }
-        let _ = nix::sys::wait::waitpid(self.pid, None);
+        super::reap(self.pid);
     }
 }
 
@@ -398,10 +400,25 @@ pub fn rerun_from_read_only_image() -> Result<()> {
             CString::new(kv).ok()
         })
         .collect();
-    let err = nix::unistd::fexecve(image.as_raw_fd(), &args, &env).unwrap_err();
+    // fexecve through libc: rustix has no safe exec.
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to C
+    // strings (args, env) that outlive the call; it returns only on failure.
+    unsafe { libc::fexecve(image.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
+    let err = std::io::Error::last_os_error();
     Err(anyhow!(
         "cannot run the engine from its read-only image: {}",
-        err.desc()
+        rustix::io::Errno::from_io_error(&err)
+            .map_or_else(|| err.to_string(), crate::sys::errno_desc)
     ))
 }
 

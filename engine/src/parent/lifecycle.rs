@@ -8,7 +8,7 @@ use crate::sys::cgroup;
 use crate::sys::failpoint::step;
 use crate::sys::state::{self, StateDir};
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::Signal;
+use rustix::process::{Pid, Signal};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -109,11 +109,58 @@ pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport> {
     })
 }
 
+/// The signals `kill` takes, by name and number: Linux's standard ones
+/// (no real-time signals).
+const SIGNALS: [(libc::c_int, &str); 31] = [
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGTRAP, "SIGTRAP"),
+    (libc::SIGABRT, "SIGABRT"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGKILL, "SIGKILL"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGPIPE, "SIGPIPE"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
+    (libc::SIGCHLD, "SIGCHLD"),
+    (libc::SIGCONT, "SIGCONT"),
+    (libc::SIGSTOP, "SIGSTOP"),
+    (libc::SIGTSTP, "SIGTSTP"),
+    (libc::SIGTTIN, "SIGTTIN"),
+    (libc::SIGTTOU, "SIGTTOU"),
+    (libc::SIGURG, "SIGURG"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGWINCH, "SIGWINCH"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGSYS, "SIGSYS"),
+];
+
+/// `SIGTERM` for `Signal::TERM`.
+pub fn signal_name(sig: Signal) -> &'static str {
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == sig.as_raw())
+        .map_or("an unnamed signal", |(_, name)| name)
+}
+
 /// `SIGTERM`, `TERM`, `15`.
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM or a number"));
+        return SIGNALS
+            .iter()
+            .find(|(number, _)| *number == n)
+            .and_then(|(number, _)| Signal::from_named_raw(*number))
+            .ok_or_else(|| anyhow!("unknown signal {s}: use a name such as TERM or a number"));
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -121,24 +168,33 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     } else {
         format!("SIG{upper}")
     };
-    name.parse::<Signal>()
-        .map_err(|_| anyhow!("unknown signal {s}: use a name such as TERM, KILL, HUP or a number"))
+    SIGNALS
+        .iter()
+        .find(|(_, known)| *known == name)
+        .and_then(|(number, _)| Signal::from_named_raw(*number))
+        .ok_or_else(|| {
+            anyhow!("unknown signal {s}: use a name such as TERM, KILL, HUP or a number")
+        })
 }
 
 /// Sends a signal to the container's PID 1.
 pub fn kill(rec: &Record, sig: Signal) -> Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig)
-        .with_context(|| format!("cannot send {sig} to container {}", rec.name))
+    // A record's pid is never 0 (that would signal our own process group).
+    Pid::from_raw(rec.pid)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|pid| rustix::process::kill_process(pid, sig))
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot send {} to container {}", signal_name(sig), rec.name))
 }
 
 /// SIGTERM to PID 1, SIGKILL to the whole cgroup after `grace`, then wait
 /// until the supervisor has removed everything (or remove it here if the
 /// supervisor is gone).
 pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
-    let pid = nix::unistd::Pid::from_raw(rec.pid);
+    let pid = Pid::from_raw(rec.pid).filter(|_| rec.pid > 0);
     step!("stop.term");
-    if rec.pid > 0 {
-        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, Signal::TERM);
     }
     let deadline = Instant::now() + grace;
     let mut killed = false;
@@ -167,8 +223,8 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
             if let Some(cg) = rec.cgroup.as_ref().filter(|c| c.exists()) {
                 let _ = std::fs::write(cg.join("cgroup.kill"), "1");
             }
-            if rec.pid > 0 {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
             }
             killed = true;
         }

@@ -18,30 +18,32 @@ pub(super) fn redirect_output(log: &Path, max: u64) -> Result<()> {
     let (relay_read, relay_write) = pipe()?;
     // SAFETY: the supervisor is single-threaded here (the container is not
     // cloned yet); the relay only reads, writes and renames.
-    match unsafe { nix::unistd::fork() }.context("cannot fork the log relay")? {
-        nix::unistd::ForkResult::Child => {
-            // Nothing of the supervisor's but the pipe and the log: the state
-            // lock and the notify pipe must not live on in the relay.
-            let keep = [relay_read.as_raw_fd(), file.as_raw_fd(), null.as_raw_fd()];
-            let _ = crate::sys::openat::close_fds_except(&keep);
-            for fd in 0..3 {
-                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
-            }
-            relay_log(File::from(relay_read), file, log, max);
-            // SAFETY: _exit skips the supervisor's exit handlers and buffers, copied into us.
-            unsafe { libc::_exit(0) }
-        }
-        nix::unistd::ForkResult::Parent { .. } => {}
+    if unsafe { super::fork() }
+        .context("cannot fork the log relay")?
+        .is_none()
+    {
+        // Nothing of the supervisor's but the pipe and the log: the state
+        // lock and the notify pipe must not live on in the relay.
+        let keep = [relay_read.as_raw_fd(), file.as_raw_fd(), null.as_raw_fd()];
+        let _ = crate::sys::openat::close_fds_except(&keep);
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+        relay_log(File::from(relay_read), file, log, max);
+        // SAFETY: _exit skips the supervisor's exit handlers and buffers, copied into us.
+        unsafe { libc::_exit(0) }
     }
     drop(relay_read);
-    for (from, to) in [
-        (null.as_raw_fd(), 0),
-        (relay_write.as_raw_fd(), 1),
-        (relay_write.as_raw_fd(), 2),
-    ] {
-        nix::unistd::dup2(from, to)
-            .with_context(|| format!("cannot redirect output to {}", log.display()))?;
-    }
+    let redirect = || format!("cannot redirect output to {}", log.display());
+    rustix::stdio::dup2_stdin(&null)
+        .map_err(std::io::Error::from)
+        .with_context(redirect)?;
+    rustix::stdio::dup2_stdout(&relay_write)
+        .map_err(std::io::Error::from)
+        .with_context(redirect)?;
+    rustix::stdio::dup2_stderr(&relay_write)
+        .map_err(std::io::Error::from)
+        .with_context(redirect)?;
     Ok(())
 }
 

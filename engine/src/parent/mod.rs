@@ -32,7 +32,52 @@ pub struct ExitError {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .context("cannot create a pipe")
+}
+
+/// Waits for child `pid` to end (through EINTR): its exit code, or 128+N
+/// when signal N killed it.
+pub(crate) fn wait_exit_code(pid: rustix::process::Pid) -> rustix::io::Result<i32> {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(128 + sig);
+                }
+                // Stopped or continued: only reported with WUNTRACED/WCONTINUED.
+            }
+            // Only with WNOHANG.
+            Ok(None) => {}
+        }
+    }
+}
+
+/// Reaps child `pid` (once: an EINTR leaves it unreaped, as before).
+fn reap(pid: rustix::process::Pid) {
+    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+}
+
+/// fork(2), which rustix has no safe call for: `Some(pid)` of the child in
+/// the parent, `None` in the child.
+///
+/// # Safety
+///
+/// The caller is single-threaded, or the child calls only
+/// async-signal-safe functions before it execs or exits.
+unsafe fn fork() -> std::io::Result<Option<libc::pid_t>> {
+    // SAFETY: the caller upholds the contract above.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        child => Ok(Some(child)),
+    }
 }
 
 /// Reads the child's error pipe to its end: EOF alone means exec succeeded;

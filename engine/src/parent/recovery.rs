@@ -119,9 +119,9 @@ fn kill_if_container(pid: i32) {
     let ours = std::fs::read_link("/proc/self/ns/pid").ok();
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     if theirs.is_some() && theirs != ours {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        // No pid 0 here: /proc/0 does not exist, so `theirs` was None.
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
     }
 }

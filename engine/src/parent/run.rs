@@ -21,8 +21,7 @@ use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
 use crate::sys::state::{self, StateDir};
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use rustix::process::{Pid, Signal};
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -61,8 +60,8 @@ impl Drop for Resources {
             let _ = cgroup::kill_and_remove(&cg.path);
         }
         if let Some(pid) = self.child.take() {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            super::reap(pid);
         }
         // The veth is not deleted here: it dies with the container's network
         // namespace, which the kernel tears down in the background. Deleting
@@ -180,7 +179,7 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
             Cloned::Parent { pid, pidfd } => (pid, pidfd),
         };
     res.child = Some(pid);
-    record.pid = pid.as_raw();
+    record.pid = pid.as_raw_pid();
     if let Some(lease) = res.lease.as_mut() {
         // The init holds the IDs too: should this engine die, they stay
         // taken for as long as the container runs.
@@ -320,7 +319,7 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
     drop(w.mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         step!("run.veth");
-        crate::sys::net::create_veth(net.into(), veth, pid.as_raw())?;
+        crate::sys::net::create_veth(net.into(), veth, pid.as_raw_pid())?;
     }
     if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
         res.ports = true;
@@ -338,7 +337,7 @@ fn start(pid: Pid, sync_write: OwnedFd, error_read: OwnedFd, res: &mut Resources
         .write_all(b"G")
         .context("cannot signal the container to start")?;
     if let Some(failure) = child_failure(error_read) {
-        let _ = nix::sys::wait::waitpid(pid, None);
+        super::reap(pid);
         res.child = None;
         return Err(failure.into());
     }
@@ -368,7 +367,7 @@ pub(super) fn send_mount_fds(
     // it is nodev as well (child::mounts). Private: see idmap::Propagation.
     step!("run.rootfs_tree");
     let tree = if spec.userns == UserNs::Pool {
-        let userns = idmap::open_userns(pid.as_raw())?;
+        let userns = idmap::open_userns(pid.as_raw_pid())?;
         idmap::idmapped_tree(&spec.rootfs, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?
     } else {
         idmap::detached_tree(

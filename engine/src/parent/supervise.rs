@@ -2,23 +2,41 @@
 //! the pty, wait, and turn the end into docker's exit code.
 
 use super::tty::{copy_size, read_some, write_all, RawTerminal};
-use crate::model::exit;
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::Pid;
-use std::os::fd::{AsFd, OwnedFd};
+use rustix::process::{Pid, Signal};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 /// Signals the supervisor passes on to the container's PID 1.
 pub const FORWARDED: [Signal; 7] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
+    Signal::INT,
+    Signal::TERM,
+    Signal::HUP,
+    Signal::QUIT,
+    Signal::USR1,
+    Signal::USR2,
+    Signal::WINCH,
 ];
+
+/// A signal set for sigprocmask(2) and signalfd(2), which rustix has no
+/// safe calls for.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    fn empty() -> SigSet {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initializes the whole set it is given.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            SigSet(set.assume_init())
+        }
+    }
+
+    fn add(&mut self, sig: Signal) {
+        // SAFETY: an initialized set and a valid signal number.
+        unsafe { libc::sigaddset(&mut self.0, sig.as_raw()) };
+    }
+}
 
 pub struct RestoreMask(SigSet);
 
@@ -30,14 +48,41 @@ pub fn block_forwarded() -> Result<(SigSet, RestoreMask)> {
         forwarded.add(s);
     }
     let mut old_mask = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
-        .context("cannot block signals")?;
+    // SAFETY: both sets are initialized; sigprocmask reads one, writes the other.
+    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &forwarded.0, &mut old_mask.0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot block signals");
+    }
     Ok((forwarded, RestoreMask(old_mask)))
 }
 
 impl Drop for RestoreMask {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+        // SAFETY: an initialized set; no old mask is asked for.
+        let _ = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.0 .0, std::ptr::null_mut()) };
+    }
+}
+
+/// A close-on-exec signalfd for `set`.
+fn signalfd(set: &SigSet) -> std::io::Result<OwnedFd> {
+    // SAFETY: a new fd (-1) for an initialized set.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel handed us this new fd; no one else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The number of the next signal on a signalfd (one signalfd_siginfo,
+/// whose first field is ssi_signo), None if none could be read.
+fn read_signal(sigfd: &OwnedFd) -> Option<i32> {
+    let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+    match rustix::io::read(sigfd, &mut info) {
+        Ok(n) if n == info.len() => {
+            let signo: [u8; 4] = info[..4].try_into().ok()?;
+            Some(u32::from_ne_bytes(signo) as i32)
+        }
+        _ => None,
     }
 }
 
@@ -49,10 +94,9 @@ pub fn supervise(
     master: Option<OwnedFd>,
     forwarded: SigSet,
 ) -> Result<i32> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let sigfd = SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC)
-        .context("cannot create signalfd")?;
-    let _raw = if master.is_some() && nix::unistd::isatty(0).unwrap_or(false) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let sigfd = signalfd(&forwarded).context("cannot create signalfd")?;
+    let _raw = if master.is_some() && rustix::termios::isatty(std::io::stdin()) {
         RawTerminal::enter()
     } else {
         None
@@ -63,28 +107,25 @@ pub fn supervise(
     let mut master_open = master.is_some();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let mut fds = vec![
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
         let stdin = std::io::stdin();
-        let master_borrow = master.as_ref().map(|m| m.as_fd());
+        let stdin_fd = stdin.as_fd();
+        let mut fds = vec![
+            PollFd::new(pidfd, PollFlags::IN),
+            PollFd::new(&sigfd, PollFlags::IN),
+        ];
         if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(&stdin_fd, PollFlags::IN));
         }
+        let master_borrow = master.as_ref();
         if let (true, Some(m)) = (master_open, master_borrow) {
-            fds.push(PollFd::new(m, PollFlags::POLLIN));
+            fds.push(PollFd::new(m, PollFlags::IN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, None) {
             Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => bail!("poll: {e}"),
         }
-        let ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
+        let ready = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
         let child_done = ready(0);
         let sig_ready = ready(1);
         let mut idx = 2;
@@ -97,8 +138,7 @@ pub fn supervise(
         drop(fds);
 
         if sig_ready {
-            if let Ok(Some(info)) = sigfd.read_signal() {
-                let sig = info.ssi_signo as i32;
+            if let Some(sig) = read_signal(&sigfd) {
                 if sig == libc::SIGWINCH {
                     if let Some(m) = master_fd {
                         copy_size(m);
@@ -138,18 +178,9 @@ pub fn supervise(
             write_all(stdout.as_fd(), &buf[..n as usize]);
         }
     }
-    let status = loop {
-        match nix::sys::wait::waitpid(pid, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => break other.context("waitpid")?,
-        }
-    };
-    use nix::sys::wait::WaitStatus;
-    Ok(match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        _ => exit::ENGINE_ERROR,
-    })
+    super::wait_exit_code(pid)
+        .map_err(std::io::Error::from)
+        .context("waitpid")
 }
 
 /// Signals through the pidfd: never a recycled pid.

@@ -3,7 +3,7 @@
 //! console socket its master is sent to.
 
 use anyhow::{anyhow, Context, Result};
-use nix::sys::termios::{self, SetArg, Termios};
+use rustix::termios::{self, OptionalActions, Termios, Winsize};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -13,22 +13,30 @@ pub struct Pty {
     pub slave_path: PathBuf,
 }
 
-/// A pty for the container, sized like our terminal.
+/// A pty for the container, sized like our terminal: what openpty(3)
+/// does (ptmx, unlock, size, the peer), with close-on-exec on both ends:
+/// the master must never reach the container (its holder could type into
+/// the container's terminal), and the child hands the slave on as fds 0-2
+/// itself.
 pub fn open_pty() -> Result<Pty> {
-    let winsize = terminal_size();
-    let pty = nix::pty::openpty(winsize.as_ref(), None).context("cannot open a pseudo-terminal")?;
-    // openpty(3) sets no close-on-exec: the master must never reach the
-    // container (its holder could type into the container's terminal), and
-    // the child hands the slave on as fds 0-2 itself.
-    for fd in [&pty.master, &pty.slave] {
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)
-            .context("cannot make the pseudo-terminal close-on-exec")?;
-    }
-    let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+    use rustix::pty::OpenptFlags;
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags)
+        .and_then(|master| rustix::pty::unlockpt(&master).map(|()| master))
+        .and_then(|master| match terminal_size() {
+            Some(ws) => rustix::termios::tcsetwinsize(&master, ws).map(|()| master),
+            None => Ok(master),
+        })
+        .map_err(std::io::Error::from)
+        .context("cannot open a pseudo-terminal")?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags)
+        .map_err(std::io::Error::from)
+        .context("cannot open a pseudo-terminal")?;
+    let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
         .context("cannot find the pty's path")?;
     Ok(Pty {
-        master: pty.master,
-        slave: pty.slave,
+        master,
+        slave,
         slave_path,
     })
 }
@@ -81,14 +89,8 @@ pub fn open_pty_in_root_of(pid: i32) -> Result<Pty> {
 }
 
 /// The size of our terminal (stdin), if it is one.
-pub fn terminal_size() -> Option<nix::pty::Winsize> {
-    let ws = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
-    Some(nix::pty::Winsize {
-        ws_row: ws.ws_row,
-        ws_col: ws.ws_col,
-        ws_xpixel: ws.ws_xpixel,
-        ws_ypixel: ws.ws_ypixel,
-    })
+pub fn terminal_size() -> Option<Winsize> {
+    rustix::termios::tcgetwinsize(std::io::stdin()).ok()
 }
 
 /// Gives the container's pty our terminal's size.
@@ -107,15 +109,15 @@ impl RawTerminal {
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
-        termios::cfmakeraw(&mut raw);
-        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        raw.make_raw();
+        termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw).ok()?;
         Some(RawTerminal(saved))
     }
 }
 
 impl Drop for RawTerminal {
     fn drop(&mut self) {
-        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.0);
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Drain, &self.0);
     }
 }
 
@@ -144,21 +146,35 @@ pub fn read_some(fd: BorrowedFd, buf: &mut [u8]) -> isize {
 
 /// Connects to an OCI console socket (stream or seqpacket, as the caller made it).
 pub fn connect_console(path: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let addr = UnixAddr::new(path)
-        .map_err(|e| anyhow!("invalid --console-socket {}: {e}", path.display()))?;
+    use crate::sys::errno_desc as strerror;
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path).map_err(|e| {
+        // The sentence nix's error gave: the errno's name, then its text.
+        let name = match e {
+            Errno::NAMETOOLONG => "ENAMETOOLONG: ",
+            Errno::INVAL => "EINVAL: ",
+            _ => "",
+        };
+        anyhow!(
+            "invalid --console-socket {}: {name}{}",
+            path.display(),
+            strerror(e)
+        )
+    })?;
     let mut last = None;
-    for ty in [SockType::Stream, SockType::SeqPacket] {
-        let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
+    for ty in [SocketType::STREAM, SocketType::SEQPACKET] {
+        let sock = rustix::net::socket_with(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None)
+            .map_err(std::io::Error::from)
             .context("cannot create a socket for the console")?;
-        match connect(sock.as_raw_fd(), &addr) {
+        match rustix::net::connect(&sock, &addr) {
             Ok(()) => return Ok(sock),
-            Err(nix::errno::Errno::EPROTOTYPE) => last = Some(nix::errno::Errno::EPROTOTYPE),
+            Err(Errno::PROTOTYPE) => last = Some(Errno::PROTOTYPE),
             Err(e) => {
                 return Err(anyhow!(
                     "cannot connect to --console-socket {}: {}",
                     path.display(),
-                    e.desc()
+                    strerror(e)
                 ))
             }
         }
@@ -166,7 +182,7 @@ pub fn connect_console(path: &Path) -> Result<OwnedFd> {
     Err(anyhow!(
         "cannot connect to --console-socket {}: {}",
         path.display(),
-        last.map(|e| e.desc()).unwrap_or("unknown")
+        last.map_or_else(|| "unknown".to_string(), strerror)
     ))
 }
 

@@ -349,13 +349,7 @@ fn exec(command: &[String], env: &[CString]) -> Step<Never> {
 /// execve(2); returns only on failure, with its errno. libc: rustix's
 /// execve is in its unstable `runtime` module.
 fn execve(path: &CStr, args: &[CString], env: &[CString]) -> Errno {
-    let ptrs = |strings: &[CString]| -> Vec<*const libc::c_char> {
-        strings
-            .iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect()
-    };
+    let ptrs = crate::sys::c_pointers;
     let (argv, envp) = (ptrs(args), ptrs(env));
     // SAFETY: path and every pointer are NUL-terminated strings alive for the
     // call; both arrays end with a null pointer.

@@ -75,13 +75,7 @@ pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(
         .filter_map(|e| cstr(e))
         .collect();
     // Null-terminated pointer arrays over argv and envp, which outlive them.
-    let ptrs = |strings: &[CString]| -> Vec<*const libc::c_char> {
-        strings
-            .iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect()
-    };
+    let ptrs = super::c_pointers;
     // SAFETY: runs in the forked child before exec: close_range, fcntl and
     // execveat are plain syscalls; the keep list and execveat's pointer
     // arrays allocate, which is sound here since every caller is

@@ -22,6 +22,16 @@ pub mod random;
 pub mod seccomp;
 pub mod state;
 
+/// execve's argv or envp: pointers to `strings`, then NULL. The strings
+/// must outlive the array.
+pub fn c_pointers(strings: &[std::ffi::CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
 /// The C library's description of `errno` ("No such file or directory"),
 /// without std's " (os error N)": the text error sentences end with.
 pub fn errno_desc(errno: rustix::io::Errno) -> String {

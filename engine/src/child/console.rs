@@ -5,7 +5,7 @@
 
 use super::{fail, Console, Step};
 use rustix::fs::{Mode, OFlags};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 /// The slave, for the process's stdio.
 pub(super) fn open(console: Console) -> Step<OwnedFd> {
@@ -25,10 +25,7 @@ pub(super) fn open(console: Console) -> Step<OwnedFd> {
         "/dev/console",
     )
     .map_err(|e| fail(format!("cannot bind {} on /dev/console: {e}", pty.name)))?;
-    // SAFETY: the socket is the caller's connected console socket, kept
-    // open in the child (its `keep` list) until finish_and_exec closes it.
-    let socket = unsafe { BorrowedFd::borrow_raw(console.socket) };
-    crate::sys::console::send_master(socket, pty.master.as_fd(), pty.name.as_bytes())
+    crate::sys::console::send_master(console.socket, pty.master.as_fd(), pty.name.as_bytes())
         .map_err(|e| fail(format!("cannot send the pty to the console socket: {e}")))?;
     Ok(pty.slave)
 }

@@ -3,18 +3,18 @@
 use super::{become_root, exec, fail, report_and_exit, Context, Never, Step};
 use crate::model::security::Confinement;
 use crate::sys::failpoint::child_step;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 /// What `engine exec` needs to join a running container.
 pub struct JoinSetup<'a> {
     /// A pidfd of the container's PID 1 (setns through it joins every
     /// namespace in `namespaces` at once, Linux 5.8).
-    pub pidfd: RawFd,
+    pub pidfd: BorrowedFd<'a>,
     /// The namespaces that differ from ours.
     pub namespaces: rustix::thread::ThreadNameSpaceType,
-    pub error_fd: RawFd,
-    pub pty_slave: Option<RawFd>,
+    pub error_fd: BorrowedFd<'a>,
+    pub pty_slave: Option<BorrowedFd<'a>>,
     /// Without a pty: what becomes fds 0, 1, 2 (pipes the engine relays
     /// where its own stdio is a terminal; None keeps ours).
     pub stdio: [Option<RawFd>; 3],
@@ -45,7 +45,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
-    let error_fd = setup.error_fd;
+    let error_fd = setup.error_fd.as_raw_fd();
     child_step!(error_fd, "join.non_dumpable");
     // Out of reach of container root (ptrace, /proc/PID/{environ,fd,mem})
     // until exec: the engine set this before cloning us, and a uid change
@@ -70,8 +70,8 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     }
     // Nothing but what the exec needs: not the cgroup directory of clone3,
     // not the engine's files.
-    let mut keep = vec![setup.error_fd, setup.pidfd];
-    keep.extend(setup.pty_slave);
+    let mut keep = vec![error_fd, setup.pidfd.as_raw_fd()];
+    keep.extend(setup.pty_slave.map(|fd| fd.as_raw_fd()));
     if let Some(o) = &setup.oci {
         keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
     }
@@ -80,18 +80,15 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     child_step!(error_fd, "join.close_fds");
     crate::sys::openat::close_fds_except(&keep)
         .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
-    // SAFETY: the pidfd is open (kept above) until we close it below.
-    let pidfd = unsafe { BorrowedFd::borrow_raw(setup.pidfd) };
     child_step!(error_fd, "join.setns");
-    rustix::thread::move_into_thread_name_spaces(pidfd, setup.namespaces)
+    // The pidfd stays open, close-on-exec, until finish_and_exec closes every fd.
+    rustix::thread::move_into_thread_name_spaces(setup.pidfd, setup.namespaces)
         .ctx(|| "join the container's namespaces (has it exited?)".into())?;
-    // SAFETY: the pidfd is ours and not used after this (the borrow ends here).
-    drop(unsafe { OwnedFd::from_raw_fd(setup.pidfd) });
     if setup.namespaces.contains(ThreadNameSpaceType::USER) {
         child_step!(error_fd, "join.become_root");
         become_root()?;
         if setup.oci.is_none() {
-            super::rearm_pdeathsig(error_fd);
+            super::rearm_pdeathsig(setup.error_fd);
         }
         non_dumpable()?;
     }
@@ -100,12 +97,12 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         None => exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env),
     };
     exec::finish_and_exec(
-        setup.pty_slave,
+        setup.pty_slave.map(|fd| fd.as_raw_fd()),
         setup.workdir,
         setup.command,
         &env,
         setup.confinement,
-        setup.error_fd,
+        error_fd,
         setup.oci.as_ref(),
     )
 }

@@ -22,7 +22,7 @@ use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::failpoint::child_step;
 use std::net::Ipv4Addr;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Everything the child needs besides the spec; prepared by the parent.
@@ -33,14 +33,14 @@ pub struct ChildSetup<'a> {
     pub layer_size: Option<u64>,
     /// Our end of the socket the parent sends the mount fds on (rootfs
     /// tree, the layer's directory, the /etc files, one per volume; see `mounts`).
-    pub mount_sock: RawFd,
+    pub mount_sock: BorrowedFd<'a>,
     /// Read end of the pipe the parent writes one byte to once the id maps
     /// and the veth exist.
-    pub sync_fd: RawFd,
+    pub sync_fd: BorrowedFd<'a>,
     /// Write end of the close-on-exec pipe that carries a failure to the parent.
-    pub error_fd: RawFd,
+    pub error_fd: BorrowedFd<'a>,
     /// The pty slave, and its path on the host, when the container has a tty.
-    pub pty_slave: Option<(RawFd, PathBuf)>,
+    pub pty_slave: Option<(BorrowedFd<'a>, PathBuf)>,
     /// eth0's address, prefix and gateway.
     pub eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
     /// Whether the parent sends the engine's resolv.conf, hosts and hostname
@@ -57,23 +57,23 @@ pub struct ChildSetup<'a> {
 pub struct OciChild<'a> {
     pub extras: &'a crate::model::bundle::Extras,
     /// Write end of a pipe: one byte once the container waits for `start`.
-    pub ready_fd: RawFd,
+    pub ready_fd: BorrowedFd<'a>,
     /// An O_PATH fd of the state directory's exec.fifo: opening it for
     /// writing blocks until `start` opens it for reading.
-    pub fifo_fd: RawFd,
+    pub fifo_fd: BorrowedFd<'a>,
     /// Read end of a pipe: the OCI state JSON (with our host pid) for the
     /// createContainer and startContainer hooks, sent after the go.
-    pub state_fd: RawFd,
+    pub state_fd: BorrowedFd<'a>,
     /// O_PATH fds of the createContainer hooks' executables, one per hook.
-    pub hook_fds: Vec<RawFd>,
+    pub hook_fds: Vec<BorrowedFd<'a>>,
     /// process.terminal: where the pty master goes.
-    pub console: Option<Console>,
+    pub console: Option<Console<'a>>,
 }
 
 /// The caller's console socket (connected) and process.consoleSize.
 #[derive(Clone, Copy)]
-pub struct Console {
-    pub socket: RawFd,
+pub struct Console<'a> {
+    pub socket: BorrowedFd<'a>,
     pub size: Option<(u16, u16)>,
 }
 
@@ -125,13 +125,16 @@ pub fn run(setup: &ChildSetup) -> ! {
     // copy of the sync pipe's write end would hide the engine's death from
     // wait_for_parent (an engine killed before the prctl above left us
     // waiting forever, with no record naming us).
-    let mut keep = vec![setup.mount_sock, setup.sync_fd, setup.error_fd];
-    keep.extend(setup.pty_slave.as_ref().map(|(fd, _)| *fd));
+    let mut keep: Vec<RawFd> = [setup.mount_sock, setup.sync_fd, setup.error_fd]
+        .iter()
+        .map(AsRawFd::as_raw_fd)
+        .collect();
+    keep.extend(setup.pty_slave.as_ref().map(|(fd, _)| fd.as_raw_fd()));
     if let Some(oci) = &setup.oci {
         // The gate, and the fds the caller asked to pass (3.., `--preserve-fds`).
-        keep.extend([oci.ready_fd, oci.fifo_fd, oci.state_fd]);
-        keep.extend(&oci.hook_fds);
-        keep.extend(oci.console.map(|c| c.socket));
+        keep.extend([oci.ready_fd, oci.fifo_fd, oci.state_fd].map(|fd| fd.as_raw_fd()));
+        keep.extend(oci.hook_fds.iter().map(AsRawFd::as_raw_fd));
+        keep.extend(oci.console.map(|c| c.socket.as_raw_fd()));
         keep.extend((0..oci.extras.preserve_fds as RawFd).map(|i| 3 + i));
     }
     #[cfg(feature = "failpoints")]
@@ -164,11 +167,9 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn report_and_exit(error_fd: RawFd, failure: Failure) -> ! {
+fn report_and_exit(error_fd: BorrowedFd<'_>, failure: Failure) -> ! {
     let report = format!("{} {}", failure.code, failure.msg);
-    // SAFETY: the error pipe's write end stays open until we exec or exit.
-    let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
-    let _ = rustix::io::write(fd, report.as_bytes());
+    let _ = rustix::io::write(error_fd, report.as_bytes());
     exit_now(failure.code)
 }
 
@@ -176,7 +177,7 @@ enum Never {}
 
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let spec = setup.spec;
-    let error_fd = setup.error_fd;
+    let error_fd = setup.error_fd.as_raw_fd();
     child_step!(error_fd, "child.receive_fds");
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
@@ -184,7 +185,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         child_step!(error_fd, "child.become_root");
         become_root()?; // the parent has written the maps
         if setup.oci.is_none() {
-            rearm_pdeathsig(error_fd);
+            rearm_pdeathsig(setup.error_fd);
         }
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
@@ -241,7 +242,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         Some(_) => exec::exact_environment(&spec.env),
         None => exec::environment(&spec.hostname, spec.tty, &spec.env),
     };
-    let mut slave = setup.pty_slave.as_ref().map(|(fd, _)| *fd);
+    let mut slave = setup.pty_slave.as_ref().map(|(fd, _)| fd.as_raw_fd());
     if let Some(c) = setup.oci.as_ref().and_then(|o| o.console) {
         child_step!(error_fd, "child.console");
         // finish_and_exec makes it fds 0-2 and closes it.
@@ -250,7 +251,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,
-        gate: Some((o.ready_fd, o.fifo_fd)),
+        gate: Some((o.ready_fd.as_raw_fd(), o.fifo_fd.as_raw_fd())),
         preserve_fds: o.extras.preserve_fds,
         start_hooks: Some((
             &o.extras.start_container,
@@ -263,22 +264,26 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         &spec.command,
         &env,
         &spec.confinement,
-        setup.error_fd,
+        error_fd,
         process.as_ref(),
     )
 }
 
-/// The OCI state the engine sends after its go, read to its end.
-fn read_state(fd: RawFd) -> Step<String> {
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
-    // SAFETY: the state pipe's read end is ours alone (kept by
-    // close_fds_except); the File closes it when done.
-    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut state = String::new();
-    pipe.read_to_string(&mut state)
-        .ctx(|| "read the container's state from the engine".into())?;
-    Ok(state)
+/// The OCI state the engine sends after its go, read to its end (the
+/// pipe's read end stays open, close-on-exec, until finish_and_exec closes
+/// every fd).
+fn read_state(fd: BorrowedFd<'_>) -> Step<String> {
+    let mut state = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => state.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e).ctx(|| "read the container's state from the engine".into()),
+        }
+    }
+    String::from_utf8(state).map_err(|_| fail("the container's state from the engine is not UTF-8"))
 }
 
 /// The state JSON with another `status`.
@@ -313,10 +318,8 @@ fn create_container_hooks(oci: &OciChild, root: &OwnedFd, state: &str) -> Step {
         )));
     }
     rustix::process::fchdir(root).ctx(|| "chdir into the container's root".into())?;
-    for (hook, fd) in hooks.iter().zip(&oci.hook_fds) {
-        // SAFETY: the fd is ours (kept by close_fds_except) until exec.
-        let exe = unsafe { BorrowedFd::borrow_raw(*fd) };
-        crate::sys::hook::run_from(hook.into(), Some(exe), state)
+    for (hook, exe) in hooks.iter().zip(&oci.hook_fds) {
+        crate::sys::hook::run_from(hook.into(), Some(*exe), state)
             .map_err(|e| fail(format!("hooks.createContainer: {e}")))?;
     }
     Ok(())
@@ -333,14 +336,11 @@ fn write_sysctls(sysctls: &[(String, String)]) -> Step {
 }
 
 /// The fds the parent sent before its go (they are queued on the socket).
-fn receive_mount_fds(sock: RawFd) -> Step<Vec<OwnedFd>> {
-    // SAFETY: the socket's fd stays open until we close it below.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(sock) };
-    let fds = crate::sys::idmap::recv_fds(borrowed)
-        .map_err(|e| fail(format!("cannot receive the mount fds from the engine: {e}")))?;
-    // SAFETY: the socket is ours and not used after this.
-    drop(unsafe { OwnedFd::from_raw_fd(sock) });
-    Ok(fds)
+/// Our end of the socket stays open, close-on-exec, until finish_and_exec
+/// closes every fd.
+fn receive_mount_fds(sock: BorrowedFd<'_>) -> Step<Vec<OwnedFd>> {
+    crate::sys::idmap::recv_fds(sock)
+        .map_err(|e| fail(format!("cannot receive the mount fds from the engine: {e}")))
 }
 
 /// In a user namespace whose maps are written: act as its root, so files we
@@ -360,12 +360,10 @@ fn become_root() -> Step {
 /// A change of uid clears the parent-death signal: set it again, so that a
 /// SIGKILLed engine still takes its container with it. If the engine died
 /// in between, nobody reads the error pipe any more (POLLERR): go.
-pub(crate) fn rearm_pdeathsig(error_fd: RawFd) {
+pub(crate) fn rearm_pdeathsig(error_fd: BorrowedFd<'_>) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-    // SAFETY: the error pipe stays open until we exec or exit.
-    let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
-    let mut polled = [PollFd::new(&fd, PollFlags::OUT)];
+    let mut polled = [PollFd::new(&error_fd, PollFlags::OUT)];
     let now = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -377,12 +375,13 @@ pub(crate) fn rearm_pdeathsig(error_fd: RawFd) {
     }
 }
 
-fn wait_for_parent(fd: RawFd) -> Step {
+/// The go. Our read end of the sync pipe stays open, close-on-exec, until
+/// finish_and_exec closes every fd; only its write end matters (close_fds_except
+/// dropped our copy of it).
+fn wait_for_parent(fd: BorrowedFd<'_>) -> Step {
     let mut byte = [0u8; 1];
-    // SAFETY: our read end of the sync pipe, open until we close it below.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     loop {
-        match rustix::io::read(borrowed, &mut byte) {
+        match rustix::io::read(fd, &mut byte) {
             Ok(1) => break,
             // The parent died or gave up: leave quietly, it cleans up.
             Ok(_) => exit_now(exit::ENGINE_ERROR),
@@ -390,8 +389,5 @@ fn wait_for_parent(fd: RawFd) -> Step {
             Err(_) => return Err(fail("cannot read from the engine's sync pipe")),
         }
     }
-    // Our copy of the pipe; the parent holds the other end.
-    // SAFETY: the read end is ours and not used after this.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(())
 }

@@ -129,23 +129,19 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     let setup = ChildSetup {
         spec,
         layer_size: None,
-        mount_sock: child_mount_sock.as_raw_fd(),
-        sync_fd: sync_read.as_raw_fd(),
-        error_fd: error_write.as_raw_fd(),
+        mount_sock: child_mount_sock.as_fd(),
+        sync_fd: sync_read.as_fd(),
+        error_fd: error_write.as_fd(),
         pty_slave: None,
         eth0: None,
         etc_files: false,
         cgroup2: l.cgroup.is_some(),
         oci: Some(OciChild {
             extras: l.extras,
-            ready_fd: ready_write.as_raw_fd(),
-            fifo_fd: fifo.as_raw_fd(),
-            state_fd: state_read.as_raw_fd(),
-            hook_fds: l
-                .create_container_hooks
-                .iter()
-                .map(|fd| fd.as_raw_fd())
-                .collect(),
+            ready_fd: ready_write.as_fd(),
+            fifo_fd: fifo.as_fd(),
+            state_fd: state_read.as_fd(),
+            hook_fds: l.create_container_hooks.iter().map(AsFd::as_fd).collect(),
             console,
         }),
     };
@@ -196,10 +192,10 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
 
 /// With process.terminal the init opens the pty in its own devpts and
 /// sends the master to the console socket itself (child/console.rs).
-fn console_of(l: &Launch) -> Result<Option<child::Console>> {
+fn console_of<'a>(l: &'a Launch) -> Result<Option<child::Console<'a>>> {
     match (&l.console, l.spec.tty) {
         (Some(sock), true) => Ok(Some(child::Console {
-            socket: sock.as_raw_fd(),
+            socket: sock.as_fd(),
             size: l.console_size,
         })),
         (None, true) => Err(anyhow!(

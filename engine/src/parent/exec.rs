@@ -207,10 +207,10 @@ pub fn join_container(
     step!("exec.error_pipe");
     let (error_read, error_write) = pipe()?;
     let setup = child::join::JoinSetup {
-        pidfd: pidfd.as_raw_fd(),
+        pidfd: pidfd.as_fd(),
         namespaces,
-        error_fd: error_write.as_raw_fd(),
-        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+        error_fd: error_write.as_fd(),
+        pty_slave: pty.as_ref().map(|p| p.slave.as_fd()),
         stdio,
         hostname: target.hostname,
         env: process.env,

@@ -153,12 +153,12 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     let setup = ChildSetup {
         spec,
         layer_size,
-        mount_sock: child_mount_sock.as_raw_fd(),
-        sync_fd: sync_read.as_raw_fd(),
-        error_fd: error_write.as_raw_fd(),
+        mount_sock: child_mount_sock.as_fd(),
+        sync_fd: sync_read.as_fd(),
+        error_fd: error_write.as_fd(),
         pty_slave: pty
             .as_ref()
-            .map(|p| (p.slave.as_raw_fd(), p.slave_path.clone())),
+            .map(|p| (p.slave.as_fd(), p.slave_path.clone())),
         eth0,
         etc_files: !etc_files.is_empty(),
         cgroup2: cgroup_ok,

@@ -13,6 +13,7 @@ mod dev;
 mod exec;
 pub mod join;
 mod mnt;
+mod mount_plan;
 mod mounts;
 
 pub use exec::OciProcess;
@@ -206,7 +207,13 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     }
 
     child_step!(error_fd, "child.mounts");
-    let root = mounts::build_root(setup, mount_fds)?;
+    let plan = mount_plan::plan(
+        &spec.volumes,
+        setup.oci.as_ref().map(|o| o.extras),
+        setup.etc_files,
+        setup.cgroup2,
+    );
+    let root = mounts::build_root(setup, &plan, mount_fds)?;
     if let Some(oci) = &setup.oci {
         child_step!(error_fd, "child.create_container_hooks");
         create_container_hooks(oci, &root, &hook_state)?;
@@ -217,7 +224,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);
     let extras = setup.oci.as_ref().map(|o| o.extras);
-    if extras.is_some_and(|e| e.readonly_root) {
+    if plan.readonly_root {
         child_step!(error_fd, "child.readonly_root");
         mounts::make_root_read_only()?;
     }

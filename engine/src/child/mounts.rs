@@ -10,7 +10,9 @@
 //! the rootfs (even one swapped in meanwhile) cannot redirect a mount.
 
 use super::mnt::{bind_at, dir_in, idm, in_root, kernel_dir, mnt, mnt_at};
+use super::mount_plan::{Kind, MountPlan, MountStep};
 use super::{fail, ChildSetup, Context, Step};
+use crate::model::bundle::TmpfsMount;
 use crate::sys::idmap;
 use crate::sys::openat::{mkdir_all_in_root, open_in_root, proc_self_fd_path, touch_in_root};
 use rustix::fs::{Mode, OFlags};
@@ -19,38 +21,6 @@ use rustix::mount::{unmount, MountFlags, UnmountFlags};
 use rustix::process::{chdir, fchdir, pivot_root};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-
-/// runc's masked paths: a file gets /dev/null over it, a directory an
-/// empty read-only tmpfs. Their kinds are the kernel's (a fresh proc and
-/// sysfs, nothing of the rootfs), so no stat is needed to tell them apart.
-const MASKED: [(&str, Kind); 10] = [
-    ("/proc/acpi", Kind::Dir),
-    ("/proc/kcore", Kind::File),
-    ("/proc/keys", Kind::File),
-    ("/proc/latency_stats", Kind::File),
-    ("/proc/timer_list", Kind::File),
-    ("/proc/timer_stats", Kind::File),
-    ("/proc/sched_debug", Kind::File),
-    ("/proc/scsi", Kind::Dir),
-    ("/sys/firmware", Kind::Dir),
-    ("/sys/devices/virtual/powercap", Kind::Dir),
-];
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    File,
-    Dir,
-}
-
-/// runc's read-only paths (recursively read-only).
-const READ_ONLY: [&str; 6] = [
-    "/proc/asound",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 /// Makes what `target` is read-only, with every mount below it: a clone of
 /// it, made read-only recursively (mount_setattr), is put over it.
@@ -69,17 +39,54 @@ fn read_only_in_place(target: BorrowedFd<'_>, name: &str) -> Step {
 /// `fds` are the parent's: the rootfs tree, the directory the layer goes on,
 /// the engine's resolv.conf, hosts and hostname when `setup.etc_files`, then
 /// one tree per volume in the spec's order. Nothing propagates to the
-/// host: `/` becomes a slave first.
-pub(super) fn build_root(setup: &ChildSetup, fds: Vec<OwnedFd>) -> Step<OwnedFd> {
+/// host: `/` becomes a slave first. Then `plan`'s steps, in its order.
+pub(super) fn build_root(setup: &ChildSetup, plan: &MountPlan, fds: Vec<OwnedFd>) -> Step<OwnedFd> {
     let (root, etc, volumes) = root_layer(setup, fds)?;
-    let root_fd = root.as_fd();
-    kernel_file_systems(root_fd, setup)?;
-    super::dev::build_dev(root_fd, setup)?;
-    etc_files(root_fd, etc)?;
-    attach_volumes(root_fd, setup, volumes)?;
-    oci_tmpfs(root_fd, setup)?;
-    masks_and_read_only(root_fd, setup)?;
+    let mut etc = Some(etc);
+    let volumes: Vec<OwnedFd> = volumes.collect();
+    for step in &plan.steps {
+        perform(root.as_fd(), setup, step, &mut etc, &volumes)?;
+    }
     Ok(root)
+}
+
+/// One step of the plan, on the root's fd. `etc` is taken by the step
+/// that attaches the /etc files; `volumes` are the trees in the spec's order.
+fn perform(
+    root_fd: BorrowedFd<'_>,
+    setup: &ChildSetup,
+    step: &MountStep,
+    etc: &mut Option<Vec<OwnedFd>>,
+    volumes: &[OwnedFd],
+) -> Step {
+    match step {
+        MountStep::Proc => proc(root_fd),
+        MountStep::Sys => sys(root_fd),
+        MountStep::Cgroup2 => {
+            cgroup2(root_fd);
+            Ok(())
+        }
+        MountStep::Dev => super::dev::build_dev(root_fd, setup),
+        MountStep::EtcFiles => etc_files(root_fd, etc.take().unwrap_or_default()),
+        MountStep::Volume { index, target } => {
+            let (Some(tree), Some(v)) = (volumes.get(*index), setup.spec.volumes.get(*index))
+            else {
+                return Err(fail(format!(
+                    "the engine sent no tree for volume {}",
+                    target.display()
+                )));
+            };
+            attach_volume(root_fd, tree.as_fd(), &v.host, target)
+        }
+        MountStep::Tmpfs(t) => tmpfs(root_fd, t),
+        MountStep::Mask { path, kind } => mask(root_fd, path, *kind),
+        MountStep::ReadOnly(path) => {
+            if let Ok(target) = open_in_root(root_fd, Path::new(path), OFlags::PATH) {
+                read_only_in_place(target.as_fd(), path)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 const NOSUID_NODEV_NOEXEC: MountFlags = MountFlags::NOSUID
@@ -129,8 +136,7 @@ fn root_layer(
     Ok((root, etc, fds))
 }
 
-/// /proc, /sys and (best effort) the container's own cgroup.
-fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
+fn proc(root_fd: BorrowedFd<'_>) -> Step {
     let proc_dir = kernel_dir(root_fd, "/proc")?;
     mnt_at(
         Some(Path::new("proc")),
@@ -139,8 +145,10 @@ fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         Some("proc"),
         NOSUID_NODEV_NOEXEC,
         None,
-    )?;
+    )
+}
 
+fn sys(root_fd: BorrowedFd<'_>) -> Step {
     let sys_dir = kernel_dir(root_fd, "/sys")?;
     mnt_at(
         Some(Path::new("sysfs")),
@@ -149,31 +157,31 @@ fn kernel_file_systems(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         Some("sysfs"),
         NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
         None,
-    )?;
-    if setup.cgroup2 {
-        // Best effort: the container sees its own cgroup, read-only.
-        if let Ok(cg) = open_in_root(
-            root_fd,
-            Path::new("/sys/fs/cgroup"),
-            OFlags::PATH | OFlags::DIRECTORY,
-        ) {
-            let _ = super::mnt::sys_mount(
-                Some(Path::new("cgroup2")),
-                &proc_self_fd_path(cg.as_fd()),
-                Some("cgroup2"),
-                NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
-                None,
-            );
-        }
+    )
+}
+
+/// Best effort: the container sees its own cgroup, read-only.
+fn cgroup2(root_fd: BorrowedFd<'_>) {
+    if let Ok(cg) = open_in_root(
+        root_fd,
+        Path::new("/sys/fs/cgroup"),
+        OFlags::PATH | OFlags::DIRECTORY,
+    ) {
+        let _ = super::mnt::sys_mount(
+            Some(Path::new("cgroup2")),
+            &proc_self_fd_path(cg.as_fd()),
+            Some("cgroup2"),
+            NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
+            None,
+        );
     }
-    Ok(())
 }
 
 /// The engine's resolv.conf, hosts and hostname.
 fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
-    // Before the volumes, so a user's `-v FILE:/etc/hosts` wins. Trees the
-    // parent detached: the state directory they live in may be out of this
-    // process's reach (0700, and container root an unprivileged host uid).
+    // Trees the parent detached: the state directory they live in may be
+    // out of this process's reach (0700, and container root an
+    // unprivileged host uid).
     for (file, tree) in crate::sys::net::dns::FILES.iter().zip(etc) {
         let path = Path::new("/etc").join(file);
         let target = in_root(touch_in_root(root_fd, &path, 0o644))?;
@@ -182,98 +190,72 @@ fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
     Ok(())
 }
 
-/// The volumes, in the spec's order, each on a directory or file it gets.
-fn attach_volumes(
+/// A volume's tree on a directory or file it gets at `target`.
+fn attach_volume(
     root_fd: BorrowedFd<'_>,
-    setup: &ChildSetup,
-    trees: std::vec::IntoIter<OwnedFd>,
+    tree: BorrowedFd<'_>,
+    host: &Path,
+    target: &Path,
 ) -> Step {
-    for (v, tree) in setup.spec.volumes.iter().zip(trees) {
-        let is_dir = rustix::fs::fstat(&tree)
+    let is_dir = rustix::fs::fstat(tree)
+        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("stat volume {}", host.display()))?;
+    let target = if is_dir {
+        in_root(mkdir_all_in_root(root_fd, target, 0o755))?
+    } else {
+        in_root(touch_in_root(root_fd, target, 0o644))?
+    };
+    idm(idmap::attach_at(tree, target.as_fd()))
+}
+
+/// A bundle's tmpfs mount.
+fn tmpfs(root_fd: BorrowedFd<'_>, t: &TmpfsMount) -> Step {
+    let name = t.destination.display().to_string();
+    let target = dir_in(root_fd, &name)?;
+    mnt_at(
+        Some(Path::new("tmpfs")),
+        target.as_fd(),
+        &name,
+        Some("tmpfs"),
+        // Always nodev, whatever the bundle says (see build_dev).
+        MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV,
+        (!t.data.is_empty()).then_some(t.data.as_str()),
+    )
+}
+
+/// Kernel interfaces a container has no business reading or changing: a
+/// file gets /dev/null over it, a directory an empty read-only tmpfs. A
+/// path that is not there (on this kernel, in this rootfs) is skipped.
+fn mask(root_fd: BorrowedFd<'_>, path: &str, kind: Option<Kind>) -> Step {
+    // O_DIRECTORY for a directory: the mask must fit what it covers.
+    let flags = match kind {
+        Some(Kind::Dir) => OFlags::PATH | OFlags::DIRECTORY,
+        _ => OFlags::PATH,
+    };
+    let Ok(target) = open_in_root(root_fd, Path::new(path), flags) else {
+        return Ok(());
+    };
+    let is_dir = match kind {
+        Some(kind) => kind == Kind::Dir,
+        // A path a bundle names: whatever the rootfs has there.
+        None => rustix::fs::fstat(&target)
             .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
             .map_err(std::io::Error::from)
-            .ctx(|| format!("stat volume {}", v.host.display()))?;
-        let target = if is_dir {
-            in_root(mkdir_all_in_root(root_fd, &v.container, 0o755))?
-        } else {
-            in_root(touch_in_root(root_fd, &v.container, 0o644))?
-        };
-        idm(idmap::attach_at(tree.as_fd(), target.as_fd()))?;
-    }
-    Ok(())
-}
-
-/// A bundle's tmpfs mounts.
-fn oci_tmpfs(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
-    if let Some(oci) = &setup.oci {
-        for t in &oci.extras.tmpfs {
-            let name = t.destination.display().to_string();
-            let target = dir_in(root_fd, &name)?;
-            mnt_at(
-                Some(Path::new("tmpfs")),
-                target.as_fd(),
-                &name,
-                Some("tmpfs"),
-                // Always nodev, whatever the bundle says (see build_dev).
-                MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV,
-                (!t.data.is_empty()).then_some(t.data.as_str()),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// runc's masked and read-only paths, and a bundle's.
-fn masks_and_read_only(root_fd: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
-    let (extra_masked, extra_readonly): (&[String], &[String]) = match &setup.oci {
-        Some(oci) => (&oci.extras.masked, &oci.extras.readonly),
-        None => (&[], &[]),
+            .ctx(|| format!("stat {path}"))?,
     };
-    // Kernel interfaces a container has no business reading or changing.
-    let masks = MASKED
-        .iter()
-        .map(|&(path, kind)| (path, Some(kind)))
-        .chain(extra_masked.iter().map(|p| (p.as_str(), None)));
-    for (path, kind) in masks {
-        // O_DIRECTORY for a directory: the mask must fit what it covers.
-        let flags = match kind {
-            Some(Kind::Dir) => OFlags::PATH | OFlags::DIRECTORY,
-            _ => OFlags::PATH,
-        };
-        let Ok(target) = open_in_root(root_fd, Path::new(path), flags) else {
-            continue; // not on this kernel (or not in this rootfs)
-        };
-        let is_dir = match kind {
-            Some(kind) => kind == Kind::Dir,
-            // A path a bundle names: whatever the rootfs has there.
-            None => rustix::fs::fstat(&target)
-                .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
-                .map_err(std::io::Error::from)
-                .ctx(|| format!("stat {path}"))?,
-        };
-        if is_dir {
-            mnt_at(
-                Some(Path::new("tmpfs")),
-                target.as_fd(),
-                path,
-                Some("tmpfs"),
-                NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
-                Some("size=4k,nr_inodes=1,mode=000"),
-            )?;
-        } else {
-            bind_at(Path::new("/dev/null"), target.as_fd(), path)?;
-        }
+    if is_dir {
+        mnt_at(
+            Some(Path::new("tmpfs")),
+            target.as_fd(),
+            path,
+            Some("tmpfs"),
+            NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
+            Some("size=4k,nr_inodes=1,mode=000"),
+        )
+    } else {
+        bind_at(Path::new("/dev/null"), target.as_fd(), path)
     }
-    for path in READ_ONLY
-        .iter()
-        .copied()
-        .chain(extra_readonly.iter().map(String::as_str))
-    {
-        if let Ok(target) = open_in_root(root_fd, Path::new(path), OFlags::PATH) {
-            read_only_in_place(target.as_fd(), path)?;
-        }
-    }
-    Ok(())
 }
 
 /// The layer: a tmpfs of `size` bytes (made without a path, in the

@@ -4,7 +4,7 @@
 //! Pure, so the order and the options have table tests without root; the
 //! child's `mounts` performs the steps on fds inside the root.
 
-use crate::model::bundle::{Extras, TmpfsMount};
+use crate::model::bundle::{Extras, MountEntry, TmpfsMount};
 use crate::model::volumes::Volume;
 use std::path::PathBuf;
 
@@ -84,7 +84,10 @@ pub(super) fn plan(
     etc_files: bool,
     cgroup2: bool,
 ) -> MountPlan {
-    let mut steps = engine_order(volumes, extras, etc_files, cgroup2);
+    let mut steps = match extras {
+        Some(e) if !e.mounts.is_empty() => in_config_order(e, volumes, cgroup2),
+        _ => engine_order(volumes, extras, etc_files, cgroup2),
+    };
     masks_and_read_only(&mut steps, extras);
     MountPlan {
         steps,
@@ -92,7 +95,7 @@ pub(super) fn plan(
     }
 }
 
-/// `engine run`'s order (and a bundle's): the kernel's file
+/// `engine run`'s order (and a bundle's with no mounts): the kernel's file
 /// systems, /dev, the /etc files, the volumes, a bundle's tmpfs mounts.
 fn engine_order(
     volumes: &[Volume],
@@ -120,6 +123,57 @@ fn engine_order(
     );
     if let Some(extras) = extras {
         steps.extend(extras.tmpfs.iter().cloned().map(MountStep::Tmpfs));
+    }
+    steps
+}
+
+/// A bundle's mounts in the order its config lists them (the runtime-spec's
+/// MUST), the engine's own /proc, /sys and /dev where they are listed. What
+/// the engine always makes but the config does not list comes first:
+/// later mounts may go inside it. The cgroup file system goes where it is
+/// listed, else right after /sys.
+fn in_config_order(extras: &Extras, volumes: &[Volume], cgroup2: bool) -> Vec<MountStep> {
+    let listed = |entry: MountEntry| extras.mounts.contains(&entry);
+    let mut steps = Vec::new();
+    if !listed(MountEntry::Proc) {
+        steps.push(MountStep::Proc);
+    }
+    if !listed(MountEntry::Sys) {
+        steps.push(MountStep::Sys);
+        if cgroup2 && !listed(MountEntry::Cgroup) {
+            steps.push(MountStep::Cgroup2);
+        }
+    }
+    if !listed(MountEntry::Dev) {
+        steps.push(MountStep::Dev);
+    }
+    let mut dev_made = false;
+    for entry in &extras.mounts {
+        match *entry {
+            MountEntry::Proc => steps.push(MountStep::Proc),
+            MountEntry::Sys => {
+                steps.push(MountStep::Sys);
+                if cgroup2 && !listed(MountEntry::Cgroup) {
+                    steps.push(MountStep::Cgroup2);
+                }
+            }
+            MountEntry::Cgroup if cgroup2 => steps.push(MountStep::Cgroup2),
+            MountEntry::Cgroup => {}
+            MountEntry::Dev if !dev_made => {
+                dev_made = true;
+                steps.push(MountStep::Dev);
+            }
+            MountEntry::Dev => {}
+            MountEntry::Volume(index) => {
+                steps.extend(volumes.get(index).map(|v| MountStep::Volume {
+                    index,
+                    target: v.container.clone(),
+                }))
+            }
+            MountEntry::Tmpfs(index) => {
+                steps.extend(extras.tmpfs.get(index).cloned().map(MountStep::Tmpfs))
+            }
+        }
     }
     steps
 }
@@ -235,6 +289,65 @@ mod tests {
         assert_eq!(tail[10], ReadOnly("/proc/asound".into()));
         assert_eq!(tail[14], ReadOnly("/proc/sys".into()));
         assert_eq!(tail[15], ReadOnly("/proc/sysrq-trigger".into()));
+    }
+
+    /// A bundle's mounts in its config's order, the engine's own /proc,
+    /// /sys and /dev included where listed; what is not listed first.
+    #[test]
+    fn oci_mounts_in_the_config_s_order() {
+        use MountEntry as E;
+        let vols = [volume("/data"), volume("/dev/shm")];
+        let run = tmpfs("/run", 0, "");
+        let cases: &[(&[MountEntry], bool, &[MountStep])] = &[
+            // runc spec's order: /dev and its three before /sys.
+            (
+                &[E::Proc, E::Dev, E::Dev, E::Dev, E::Dev, E::Sys, E::Cgroup],
+                true,
+                &[Proc, Dev, Sys, Cgroup2],
+            ),
+            (
+                &[E::Proc, E::Dev, E::Sys, E::Cgroup],
+                false,
+                &[Proc, Dev, Sys],
+            ),
+            // The cgroup file system right after /sys when not listed.
+            (&[E::Sys, E::Dev, E::Proc], true, &[Sys, Cgroup2, Dev, Proc]),
+            // Not listed: first, in the engine's order.
+            (
+                &[E::Tmpfs(0), E::Volume(1), E::Proc, E::Volume(0)],
+                true,
+                &[
+                    Sys,
+                    Cgroup2,
+                    Dev,
+                    Tmpfs(run.clone()),
+                    volume_step(1, "/dev/shm"),
+                    Proc,
+                    volume_step(0, "/data"),
+                ],
+            ),
+            // podman's: a bind on /dev/shm after the engine's /dev.
+            (
+                &[E::Proc, E::Dev, E::Dev, E::Volume(1), E::Sys, E::Volume(0)],
+                false,
+                &[
+                    Proc,
+                    Dev,
+                    volume_step(1, "/dev/shm"),
+                    Sys,
+                    volume_step(0, "/data"),
+                ],
+            ),
+        ];
+        for (mounts, cgroup2, want) in cases {
+            let extras = Extras {
+                mounts: mounts.to_vec(),
+                tmpfs: vec![run.clone()],
+                ..Extras::default()
+            };
+            let plan = plan(&vols, Some(&extras), false, *cgroup2);
+            assert_eq!(head(&plan), *want, "{mounts:?}");
+        }
     }
 
     /// A bundle's tmpfs mounts, masked and read-only paths, and

@@ -33,6 +33,24 @@ pub struct TmpfsMount {
     pub data: String,
 }
 
+/// One entry of config.json's mounts, in the order the config lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountEntry {
+    /// The engine's own /proc.
+    Proc,
+    /// The engine's own /sys.
+    Sys,
+    /// The engine's own /dev, with /dev/pts, /dev/shm and /dev/mqueue (any
+    /// of the four: /dev is made whole where the first is listed).
+    Dev,
+    /// The cgroup file system at /sys/fs/cgroup.
+    Cgroup,
+    /// A bind mount: the spec's volume of this index.
+    Volume(usize),
+    /// A tmpfs elsewhere: `Extras::tmpfs` of this index.
+    Tmpfs(usize),
+}
+
 /// One hook of config.json (runtime-spec `hooks.*[]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hook {
@@ -66,6 +84,8 @@ pub struct Extras {
     /// linux.readonlyPaths beyond the engine's own list.
     pub readonly: Vec<String>,
     pub tmpfs: Vec<TmpfsMount>,
+    /// config.json's mounts in its order (empty: the engine's own order).
+    pub mounts: Vec<MountEntry>,
     /// root.readonly.
     pub readonly_root: bool,
     /// linux.sysctl, written in the container's namespaces.

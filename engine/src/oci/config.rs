@@ -3,7 +3,7 @@
 //! (`model::bundle::Extras`), before anything is created. Every field the
 //! engine cannot honour is refused with a sentence naming it.
 
-use crate::model::bundle::{BindOptions, Extras, Rlimit, TmpfsMount, User};
+use crate::model::bundle::{BindOptions, Extras, MountEntry, Rlimit, TmpfsMount, User};
 use crate::model::security::{Confinement, Filter};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
@@ -692,18 +692,8 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
             return Err(refuse(&format!("mounts {d} uidMappings/gidMappings")));
         }
         let is_bind = options.iter().any(|o| o == "bind" || o == "rbind") || typ == "bind";
-        let standard = matches!(
-            (typ, d.as_ref()),
-            ("proc", "/proc")
-                | ("sysfs", "/sys")
-                | ("tmpfs", "/dev")
-                | ("devpts", "/dev/pts")
-                | ("tmpfs", "/dev/shm")
-                | ("mqueue", "/dev/mqueue")
-                | ("cgroup", "/sys/fs/cgroup")
-                | ("cgroup2", "/sys/fs/cgroup")
-        );
-        if standard && !is_bind {
+        if let (Some(entry), false) = (standard_mount(typ, &d), is_bind) {
+            extras.mounts.push(entry);
             continue;
         }
         let mut flags = 0u64;
@@ -760,6 +750,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                 }
             }
             extras.binds.push(BindOptions { attrs, private });
+            extras.mounts.push(MountEntry::Volume(volumes.len()));
             volumes.push(Volume {
                 host: source
                     .canonicalize()
@@ -768,6 +759,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                 readonly,
             });
         } else if typ == "tmpfs" {
+            extras.mounts.push(MountEntry::Tmpfs(extras.tmpfs.len()));
             extras.tmpfs.push(TmpfsMount {
                 destination: dest.clone(),
                 flags,
@@ -785,6 +777,20 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         );
     }
     Ok(volumes)
+}
+
+/// The engine's own file system a config's mount of `typ` at `dest` stands for.
+fn standard_mount(typ: &str, dest: &str) -> Option<MountEntry> {
+    Some(match (typ, dest) {
+        ("proc", "/proc") => MountEntry::Proc,
+        ("sysfs", "/sys") => MountEntry::Sys,
+        ("tmpfs", "/dev")
+        | ("devpts", "/dev/pts")
+        | ("tmpfs", "/dev/shm")
+        | ("mqueue", "/dev/mqueue") => MountEntry::Dev,
+        ("cgroup", "/sys/fs/cgroup") | ("cgroup2", "/sys/fs/cgroup") => MountEntry::Cgroup,
+        _ => return None,
+    })
 }
 
 /// linux.resources: memory limit and swap (runc's memory+swap), CPU

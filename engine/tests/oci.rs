@@ -325,6 +325,83 @@ fn mounts_are_made_in_the_config_s_order() {
     oci.assert_root_empty();
 }
 
+/// linux.rootfsPropagation and a bind's propagation option, as runc
+/// applies them, on a host whose `/` is shared (a systemd host's): the
+/// container's `/` gets what the config asks once it is the root, a bind
+/// asked `rshared` sends the container's mounts in it to the host (what
+/// Kubernetes' Bidirectional propagation needs), and nothing else of the
+/// container ever reaches the host. Both were refused at create before.
+#[test]
+fn root_and_bind_propagation_as_the_config_asks() {
+    // (rootfsPropagation, the bind's option, the root's tag, rbind of /
+    // works, the container's mount in the bind reaches the host)
+    let cases = [
+        ("rshared", "rshared", Some("shared:"), true, true),
+        ("shared", "rslave", Some("shared:"), true, false),
+        ("runbindable", "rprivate", Some("unbindable"), false, false),
+        ("private", "private", None, true, false),
+    ];
+    testkit::mountns::in_shared(|| {
+        for (root_prop, bind_prop, tag, rbind, reaches_host) in cases {
+            let oci = Oci::new(&[
+                "sh",
+                "-c",
+                "awk '$5==\"/\"' /proc/self/mountinfo; mkdir /t; mount --rbind / /t && echo rbind-ok; \
+                 mount -t tmpfs inner /vol/sub && echo inner-ok",
+            ]);
+            // The volume: a mount point of its own (shared, as everything here).
+            let vol = oci.path("vol");
+            fs::create_dir_all(vol.join("sub")).unwrap();
+            nix::mount::mount(
+                Some("tmpfs"),
+                &vol,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("size=64k"),
+            )
+            .unwrap();
+            fs::create_dir(vol.join("sub")).unwrap();
+            let (_guard, rootfs) = rootfs_copy("rootfs");
+            oci.edit_config(|c| {
+                c["root"] = json!({"path": rootfs, "readonly": false});
+                c["linux"]["rootfsPropagation"] = json!(root_prop);
+                testkit::oci::add_mount(c, json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", bind_prop]}));
+                for set in ["bounding", "effective", "permitted"] {
+                    c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
+                }
+            });
+            let before = testkit::mountns::Mounts::now();
+            let bundle = oci.bundle().display().to_string();
+            let out = oci.call(&["run", "--bundle", &bundle, "prop"]);
+            let after = testkit::mountns::Mounts::now();
+            let _ = nix::mount::umount2(&vol.join("sub"), nix::mount::MntFlags::MNT_DETACH);
+            let _ = nix::mount::umount2(&vol, nix::mount::MntFlags::MNT_DETACH);
+            let case = format!("{root_prop}/{bind_prop}: {}{}", out.stdout, out.stderr);
+            assert_eq!(out.code, 0, "{case}");
+            let root_line = out.stdout.lines().next().unwrap_or_default();
+            match tag {
+                Some(tag) => assert!(root_line.contains(tag), "{case}"),
+                None => assert!(
+                    !root_line.contains("shared:") && !root_line.contains("master:"),
+                    "{case}"
+                ),
+            }
+            assert_eq!(out.stdout.contains("rbind-ok"), rbind, "{case}");
+            assert!(out.stdout.contains("inner-ok"), "{case}");
+            let changes = after.changes_since(&before);
+            let want: Vec<bool> = changes
+                .iter()
+                .map(|c| c.starts_with('+') && c.contains(" inner "))
+                .collect();
+            assert_eq!(
+                want,
+                vec![true; reaches_host as usize],
+                "{case}\nhost changes: {changes:#?}"
+            );
+        }
+    });
+}
+
 /// `--preserve-fds 1`: the caller's fd 3 reaches the process (create and exec).
 #[test]
 fn preserved_fds_reach_the_process() {

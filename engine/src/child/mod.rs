@@ -220,6 +220,10 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     }
     child_step!(error_fd, "child.pivot_root");
     mounts::enter_root(&root)?;
+    if plan.root_propagation != 0 {
+        child_step!(error_fd, "child.root_propagation");
+        mounts::propagate_root(plan.root_propagation)?;
+    }
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);

@@ -57,8 +57,13 @@ pub(super) enum MountStep {
     Dev,
     /// The engine's resolv.conf, hosts and hostname (bridged containers).
     EtcFiles,
-    /// The spec's volume `index` (a tree the parent sent) on `target`.
-    Volume { index: usize, target: PathBuf },
+    /// The spec's volume `index` (a tree the parent sent) on `target`,
+    /// then its bundle's `propagation` (MS_* flags, 0 for none).
+    Volume {
+        index: usize,
+        target: PathBuf,
+        propagation: u64,
+    },
     /// A bundle's tmpfs.
     Tmpfs(TmpfsMount),
     /// A masked path; `kind` None: whatever the rootfs has there.
@@ -73,6 +78,11 @@ pub(super) struct MountPlan {
     pub steps: Vec<MountStep>,
     /// root.readonly: the root mount alone becomes read-only.
     pub readonly_root: bool,
+    /// linux.rootfsPropagation (MS_* flags, 0 for none), applied to `/`
+    /// after pivot_root, as runc does: `/` of the new mount namespace stays
+    /// a slave of the host's until then, so even a shared root never
+    /// sends the container's mounts to the host.
+    pub root_propagation: u64,
 }
 
 /// The steps for a container with `volumes`; `extras` for an OCI bundle;
@@ -92,6 +102,7 @@ pub(super) fn plan(
     MountPlan {
         steps,
         readonly_root: extras.is_some_and(|e| e.readonly_root),
+        root_propagation: extras.map_or(0, |e| e.rootfs_propagation),
     }
 }
 
@@ -119,6 +130,7 @@ fn engine_order(
             .map(|(index, v)| MountStep::Volume {
                 index,
                 target: v.container.clone(),
+                propagation: bind_propagation(extras, index),
             }),
     );
     if let Some(extras) = extras {
@@ -168,6 +180,7 @@ fn in_config_order(extras: &Extras, volumes: &[Volume], cgroup2: bool) -> Vec<Mo
                 steps.extend(volumes.get(index).map(|v| MountStep::Volume {
                     index,
                     target: v.container.clone(),
+                    propagation: bind_propagation(Some(extras), index),
                 }))
             }
             MountEntry::Tmpfs(index) => {
@@ -176,6 +189,13 @@ fn in_config_order(extras: &Extras, volumes: &[Volume], cgroup2: bool) -> Vec<Mo
         }
     }
     steps
+}
+
+/// The propagation a bundle asks of its volume `index`.
+fn bind_propagation(extras: Option<&Extras>, index: usize) -> u64 {
+    extras
+        .and_then(|e| e.binds.get(index))
+        .map_or(0, |b| b.propagation)
 }
 
 /// runc's masked and read-only paths, then a bundle's: last, over
@@ -220,6 +240,7 @@ mod tests {
             destination: PathBuf::from(destination),
             flags,
             data: data.to_string(),
+            propagation: 0,
         }
     }
 
@@ -233,6 +254,7 @@ mod tests {
         MountStep::Volume {
             index,
             target: PathBuf::from(target),
+            propagation: 0,
         }
     }
 

@@ -68,7 +68,11 @@ fn perform(
         }
         MountStep::Dev => super::dev::build_dev(root_fd, setup),
         MountStep::EtcFiles => etc_files(root_fd, etc.take().unwrap_or_default()),
-        MountStep::Volume { index, target } => {
+        MountStep::Volume {
+            index,
+            target,
+            propagation,
+        } => {
             let (Some(tree), Some(v)) = (volumes.get(*index), setup.spec.volumes.get(*index))
             else {
                 return Err(fail(format!(
@@ -76,7 +80,9 @@ fn perform(
                     target.display()
                 )));
             };
-            attach_volume(root_fd, tree.as_fd(), &v.host, target)
+            attach_volume(root_fd, tree.as_fd(), &v.host, target)?;
+            // On the tree's fd: the mount just attached, not what is under it.
+            propagate(tree.as_fd(), target, *propagation)
         }
         MountStep::Tmpfs(t) => tmpfs(root_fd, t),
         MountStep::Mask { path, kind } => mask(root_fd, path, *kind),
@@ -221,7 +227,41 @@ fn tmpfs(root_fd: BorrowedFd<'_>, t: &TmpfsMount) -> Step {
         // Always nodev, whatever the bundle says (see build_dev).
         MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV,
         (!t.data.is_empty()).then_some(t.data.as_str()),
+    )?;
+    if t.propagation != 0 {
+        // Resolved again: the tmpfs, now that it is mounted.
+        let mounted = dir_in(root_fd, &name)?;
+        propagate(mounted.as_fd(), &t.destination, t.propagation)?;
+    }
+    Ok(())
+}
+
+/// A bundle's propagation option (MS_* flags; 0: none) on the mount whose
+/// root `mounted` is.
+fn propagate(mounted: BorrowedFd<'_>, name: &Path, propagation: u64) -> Step {
+    if propagation == 0 {
+        return Ok(());
+    }
+    mnt_at(
+        None,
+        mounted,
+        &name.display().to_string(),
+        None,
+        MountFlags::from_bits_retain(propagation as _),
+        None,
     )
+}
+
+/// linux.rootfsPropagation on the container's `/`, once it is the root.
+pub(super) fn propagate_root(propagation: u64) -> Step {
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MountFlags::from_bits_retain(propagation as _),
+        None,
+    )
+    .map_err(|f| fail(format!("{} (linux.rootfsPropagation)", f.msg)))
 }
 
 /// Kernel interfaces a container has no business reading or changing: a

@@ -31,6 +31,10 @@ pub struct TmpfsMount {
     pub flags: u64,
     /// size=, mode=... as given.
     pub data: String,
+    /// MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE (with MS_REC for
+    /// the r* options): the last propagation option, applied once
+    /// mounted; 0 for none.
+    pub propagation: u64,
 }
 
 /// One entry of config.json's mounts, in the order the config lists them.
@@ -69,9 +73,21 @@ pub struct Hook {
 pub struct BindOptions {
     /// MOUNT_ATTR_NOSUID/NODEV/NOEXEC.
     pub attrs: u64,
-    /// `private`/`rprivate`: the mount receives nothing from the host
-    /// either; otherwise it is a slave (shared propagation is refused).
-    pub private: bool,
+    /// The last propagation option as MS_* flags (0: none). The tree is a
+    /// slave of the host's unless it is private (receives nothing) or
+    /// shared (stays a peer of a shared source: the container's mounts
+    /// in it reach the host, as asked); applied again once attached.
+    pub propagation: u64,
+}
+
+impl BindOptions {
+    pub fn private(&self) -> bool {
+        self.propagation & libc::MS_PRIVATE != 0
+    }
+
+    pub fn shared(&self) -> bool {
+        self.propagation & libc::MS_SHARED != 0
+    }
 }
 
 /// The OCI-only parts of a container's setup.
@@ -88,6 +104,9 @@ pub struct Extras {
     pub mounts: Vec<MountEntry>,
     /// root.readonly.
     pub readonly_root: bool,
+    /// linux.rootfsPropagation as MS_* flags, applied to the container's
+    /// `/` once it is the root (0: none).
+    pub rootfs_propagation: u64,
     /// linux.sysctl, written in the container's namespaces.
     pub sysctl: Vec<(String, String)>,
     /// The network namespace is one joined by path: leave its links alone.

@@ -132,6 +132,11 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         &mut extras,
     )?;
     refuse_linux_extras(&linux)?;
+    extras.rootfs_propagation = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(propagation_flags)
+        .unwrap_or(0);
     extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
     extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
     extras.sysctl = sysctls(&linux, extras.joined_net)?;
@@ -365,11 +370,10 @@ fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
         }
     }
     match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("private") | Some("rprivate") | Some("slave") | Some("rslave") => {
-            Ok(())
-        }
+        None | Some("") => Ok(()),
+        Some(p) if propagation_flags(p).is_some() => Ok(()),
         Some(other) => {
-            bail!("config.json linux.rootfsPropagation {other:?} is not supported: use private or slave")
+            bail!("config.json linux.rootfsPropagation {other:?} is not a propagation: use shared, slave, private or unbindable (or rshared, rslave, rprivate, runbindable)")
         }
     }
 }
@@ -700,15 +704,16 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         let mut data = Vec::new();
         let mut readonly = false;
         // The last propagation option wins, as with mount(8).
-        let mut private = false;
+        let mut propagation = 0;
         for o in &options {
             match o.as_str() {
                 "ro" => {
                     readonly = true;
                     flags |= libc::MS_RDONLY;
                 }
-                "private" | "rprivate" => private = true,
-                "slave" | "rslave" => private = false,
+                p if propagation_flags(p).is_some() => {
+                    propagation = propagation_flags(p).unwrap_or(0)
+                }
                 "rw" | "bind" | "rbind" | "suid" | "dev" | "exec" | "relatime" | "norelatime"
                 | "nocopyup" | "copy" => {}
                 "nosuid" => flags |= libc::MS_NOSUID,
@@ -749,7 +754,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                     attrs |= attr;
                 }
             }
-            extras.binds.push(BindOptions { attrs, private });
+            extras.binds.push(BindOptions { attrs, propagation });
             extras.mounts.push(MountEntry::Volume(volumes.len()));
             volumes.push(Volume {
                 host: source
@@ -764,6 +769,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                 destination: dest.clone(),
                 flags,
                 data: data.join(","),
+                propagation,
             });
         } else {
             bail!("config.json mounts {d}: type {typ:?} is not supported at that destination (tmpfs, bind, and the standard /proc, /sys, /dev, /dev/pts, /dev/shm, /dev/mqueue are)");
@@ -777,6 +783,23 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         );
     }
     Ok(volumes)
+}
+
+/// A propagation option (of a mount or of linux.rootfsPropagation) as
+/// the MS_* flags runc gives it.
+fn propagation_flags(option: &str) -> Option<u64> {
+    let (recursive, kind) = match option.strip_prefix('r') {
+        Some(kind) => (libc::MS_REC, kind),
+        _ => (0, option),
+    };
+    let flag = match kind {
+        "shared" => libc::MS_SHARED,
+        "slave" => libc::MS_SLAVE,
+        "private" => libc::MS_PRIVATE,
+        "unbindable" => libc::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(flag | recursive)
 }
 
 /// The engine's own file system a config's mount of `typ` at `dest` stands for.
@@ -960,16 +983,27 @@ mod tests {
         }
     }
 
-    /// A bind mount is a slave unless its options end private (podman and
-    /// containerd pass `rprivate`); shared propagation is refused.
+    /// The last propagation option of a mount wins, as runc gives it
+    /// (MS_REC for the r* forms); a bind mount with none stays a slave.
     #[test]
-    fn bind_propagation_options() {
+    fn propagation_options() {
         let bundle = Path::new("/");
-        for (options, private) in [
-            (json!(["rbind"]), false),
-            (json!(["rbind", "rprivate"]), true),
-            (json!(["bind", "private", "nosuid"]), true),
-            (json!(["rbind", "rprivate", "rslave"]), false),
+        let (shared, slave, private, unbindable, rec) = (
+            libc::MS_SHARED,
+            libc::MS_SLAVE,
+            libc::MS_PRIVATE,
+            libc::MS_UNBINDABLE,
+            libc::MS_REC,
+        );
+        for (options, want) in [
+            (json!(["rbind"]), 0),
+            (json!(["rbind", "rprivate"]), private | rec),
+            (json!(["bind", "private", "nosuid"]), private),
+            (json!(["rbind", "rprivate", "rslave"]), slave | rec),
+            (json!(["rbind", "rshared"]), shared | rec),
+            (json!(["bind", "shared"]), shared),
+            (json!(["rbind", "unbindable"]), unbindable),
+            (json!(["rbind", "runbindable", "ro"]), unbindable | rec),
         ] {
             let m: rt::Mount = serde_json::from_value(
                 json!({"destination": "/d", "type": "bind", "source": "/tmp", "options": options}),
@@ -977,17 +1011,24 @@ mod tests {
             .unwrap();
             let mut extras = Extras::default();
             mounts(&[m], bundle, &mut extras).unwrap();
-            assert_eq!(extras.binds[0].private, private, "{options}");
+            assert_eq!(extras.binds[0].propagation, want, "{options}");
+            let m: rt::Mount = serde_json::from_value(
+                json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": options.as_array().unwrap().iter().filter(|o| !matches!(o.as_str(), Some("bind" | "rbind"))).collect::<Vec<_>>()}),
+            )
+            .unwrap();
+            mounts(&[m], bundle, &mut extras).unwrap();
+            assert_eq!(extras.tmpfs[0].propagation, want, "tmpfs {options}");
         }
-        let m: rt::Mount = serde_json::from_value(
-            json!({"destination": "/d", "type": "bind", "source": "/tmp", "options": ["rbind", "rshared"]}),
-        )
-        .unwrap();
-        let e = mounts(&[m], bundle, &mut Extras::default()).unwrap_err();
-        assert!(
-            e.to_string().contains("\"rshared\" is not supported"),
-            "{e}"
-        );
+        let mut c = runc_spec();
+        for (value, want) in [
+            ("shared", shared),
+            ("rslave", slave | rec),
+            ("private", private),
+            ("runbindable", unbindable | rec),
+        ] {
+            c["linux"]["rootfsPropagation"] = json!(value);
+            assert_eq!(plan_of(c.clone()).unwrap().extras.rootfs_propagation, want);
+        }
     }
 
     /// `runc spec`'s config (the rootless-free default), on a rootfs of
@@ -1145,8 +1186,8 @@ mod tests {
                 "hooks.poststop[0].timeout is negative",
             ),
             (
-                |c| c["linux"]["rootfsPropagation"] = json!("shared"),
-                "rootfsPropagation",
+                |c| c["linux"]["rootfsPropagation"] = json!("sideways"),
+                "rootfsPropagation \"sideways\" is not a propagation",
             ),
         ];
         for (edit, words) in cases {

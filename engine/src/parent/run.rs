@@ -399,10 +399,13 @@ pub(super) fn send_mount_fds(
     step!("run.volume_trees");
     for (i, v) in spec.volumes.iter().enumerate() {
         let bind = volume_opts.get(i).copied().unwrap_or_default();
-        // A slave unless the bundle asks for private: what the container
-        // mounts in a volume never reaches the host's tree.
-        let propagation = if bind.private {
+        // A slave unless the bundle asks for private or shared: what the
+        // container mounts in a volume reaches the host's tree only when
+        // the bundle asks for shared propagation.
+        let propagation = if bind.private() {
             Propagation::Private
+        } else if bind.shared() {
+            Propagation::Shared
         } else {
             Propagation::Slave
         };

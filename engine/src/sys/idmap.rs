@@ -105,6 +105,9 @@ pub enum Propagation {
     Private,
     /// The host's mounts come in, none go out (MS_SLAVE): volumes.
     Slave,
+    /// A peer of a shared source (MS_SHARED): a volume whose bundle asks
+    /// for shared propagation.
+    Shared,
 }
 
 impl Propagation {
@@ -112,6 +115,7 @@ impl Propagation {
         match self {
             Propagation::Private => libc::MS_PRIVATE,
             Propagation::Slave => libc::MS_SLAVE,
+            Propagation::Shared => libc::MS_SHARED,
         }
     }
 }

@@ -80,13 +80,17 @@ pub struct BindOptions {
     pub propagation: u64,
 }
 
+/// MS_PRIVATE and MS_SHARED of mount(2) (the model names no syscall layer).
+pub const MS_PRIVATE: u64 = 1 << 18;
+pub const MS_SHARED: u64 = 1 << 20;
+
 impl BindOptions {
     pub fn private(&self) -> bool {
-        self.propagation & libc::MS_PRIVATE != 0
+        self.propagation & MS_PRIVATE != 0
     }
 
     pub fn shared(&self) -> bool {
-        self.propagation & libc::MS_SHARED != 0
+        self.propagation & MS_SHARED != 0
     }
 }
 

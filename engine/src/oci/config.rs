@@ -995,6 +995,9 @@ mod tests {
             libc::MS_UNBINDABLE,
             libc::MS_REC,
         );
+        // The model's copies of the bits it tests.
+        use crate::model::bundle as b;
+        assert_eq!((b::MS_PRIVATE, b::MS_SHARED), (private, shared));
         for (options, want) in [
             (json!(["rbind"]), 0),
             (json!(["rbind", "rprivate"]), private | rec),

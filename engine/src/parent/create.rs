@@ -5,7 +5,7 @@
 //! behind when `create` returns; the caller (a subreaper) reaps it.
 
 use super::clone::{clone3, Cloned};
-use super::{child_failure, pipe, ExitError};
+use super::{child_failure, pipe, Error};
 use crate::child::{self, ChildSetup, OciChild};
 use crate::model::bundle::Extras;
 use crate::model::spec::Spec;
@@ -78,7 +78,10 @@ impl Drop for Created {
 /// the init exists, in its namespaces but before it builds its root (the
 /// prestart and createRuntime hooks); it returns the OCI state the init's
 /// own hooks (createContainer, startContainer) read.
-pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
+pub fn create_init(
+    l: Launch,
+    before_go: impl FnOnce(Pid) -> Result<String>,
+) -> Result<Created, Error> {
     let spec = l.spec;
     step!("oci_create.open_fifo");
     let fifo = rustix::fs::open(
@@ -187,11 +190,10 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     if init_is_ready(ready_read, &error_read) {
         return Ok(created);
     }
-    let failure = child_failure(error_read).unwrap_or(ExitError {
+    Err(child_failure(error_read).unwrap_or(Error::Child {
         code: crate::model::exit::ENGINE_ERROR,
-        msg: "the container's init exited before it was ready".into(),
-    });
-    Err(failure.into())
+        message: "the container's init exited before it was ready".into(),
+    }))
 }
 
 /// With process.terminal the init opens the pty in its own devpts and

@@ -14,7 +14,7 @@
 
 use super::clone::{clone3, Cloned};
 use super::supervise::{block_forwarded, supervise, RestoreMask};
-use super::{child_failure, pipe};
+use super::{child_failure, pipe, Error};
 use crate::child;
 use crate::model::security::Confinement;
 use crate::parent::record::Record;
@@ -113,7 +113,7 @@ impl Joined {
 
 /// Runs a process inside a running container: its namespaces (setns), its
 /// cgroup, its root and working directory. Returns docker's exit code.
-pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
+pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32, Error> {
     let mut env = rec.env.clone();
     env.extend(req.env.iter().cloned());
     let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -159,7 +159,7 @@ pub fn join_container(
     process: &JoinProcess,
     terminal: Terminal,
     forward_signals: bool,
-) -> Result<Joined> {
+) -> Result<Joined, Error> {
     // Before anything of the container exists in this process; inherited
     // by the joining child.
     step!("exec.non_dumpable");
@@ -248,7 +248,7 @@ pub fn join_container(
     }
     if let Some(failure) = child_failure(error_read) {
         super::reap(pid);
-        return Err(failure.into());
+        return Err(failure);
     }
     Ok(Joined {
         pid,
@@ -379,7 +379,7 @@ fn copy_loop(fd: RawFd, pipe: OwnedFd) {
 /// namespace sees); where the kernel or privileges refuse that, a sealed
 /// memfd copy. Returns at once when already running from such an image
 /// (told by the image itself, not by a variable the caller could set).
-pub fn rerun_from_read_only_image() -> Result<()> {
+pub fn rerun_from_read_only_image() -> Result<(), Error> {
     let exe = File::open("/proc/self/exe").context("cannot open /proc/self/exe")?;
     if is_unwritable_image(&exe) {
         return Ok(());
@@ -419,7 +419,8 @@ pub fn rerun_from_read_only_image() -> Result<()> {
         "cannot run the engine from its read-only image: {}",
         rustix::io::Errno::from_io_error(&err)
             .map_or_else(|| err.to_string(), crate::sys::errno_desc)
-    ))
+    )
+    .into())
 }
 
 /// A write-sealed memfd, or a file on a read-only mount: what neither host

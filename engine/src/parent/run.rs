@@ -5,7 +5,7 @@
 use super::clone::{clone_container, write_id_maps, Cloned};
 use super::record::Record;
 use super::supervise::{block_forwarded, supervise};
-use super::{child_failure, pipe, recovery};
+use super::{child_failure, pipe, recovery, Error};
 use crate::child::{self, ChildSetup};
 use crate::model::bundle::BindOptions;
 use crate::model::config::Config;
@@ -88,12 +88,16 @@ impl Drop for Resources {
 }
 
 /// Runs a container to its end; returns the exit code for the engine.
-pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
+pub fn run(spec: &Spec, cfg: &Config) -> Result<i32, Error> {
     run_with(spec, cfg, |_| {})
 }
 
 /// As `run`; `started` is called once PID 1 has exec'd (used by detached runs).
-pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Result<i32> {
+pub(super) fn run_with(
+    spec: &Spec,
+    cfg: &Config,
+    started: impl FnOnce(&Record),
+) -> Result<i32, Error> {
     let state = StateDir::new(&cfg.state_dir);
     let cgroup_ok = cgroup::check_available(&cfg.cgroup_root).is_ok();
     if !cgroup_ok && !spec.limits.any() {
@@ -331,7 +335,12 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
 }
 
 /// Lets the child go; its failure before exec, if any, is ours.
-fn start(pid: Pid, sync_write: OwnedFd, error_read: OwnedFd, res: &mut Resources) -> Result<()> {
+fn start(
+    pid: Pid,
+    sync_write: OwnedFd,
+    error_read: OwnedFd,
+    res: &mut Resources,
+) -> Result<(), Error> {
     step!("run.go");
     File::from(sync_write)
         .write_all(b"G")
@@ -339,7 +348,7 @@ fn start(pid: Pid, sync_write: OwnedFd, error_read: OwnedFd, res: &mut Resources
     if let Some(failure) = child_failure(error_read) {
         super::reap(pid);
         res.child = None;
-        return Err(failure.into());
+        return Err(failure);
     }
     Ok(())
 }

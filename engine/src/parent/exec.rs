@@ -266,7 +266,10 @@ fn start_relays(terminal: &Terminal) -> Result<(Vec<RelayProcess>, [Option<RawFd
 
 /// The pty's master: sent to the console socket, or kept (returned) to
 /// relay our terminal through.
-fn hand_over_pty(terminal: &Terminal, pty: Option<super::tty::Pty>) -> Result<Option<OwnedFd>, Error> {
+fn hand_over_pty(
+    terminal: &Terminal,
+    pty: Option<super::tty::Pty>,
+) -> Result<Option<OwnedFd>, Error> {
     step!("exec.console");
     let Some(pty) = pty else {
         return Ok(None);

@@ -62,6 +62,14 @@ impl Error {
     }
 }
 
+/// A failure injected at a failpoint (`failpoints` feature).
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Error {
+    fn from(injected: crate::sys::failpoint::Injected) -> Error {
+        Error::Failed(injected.to_string())
+    }
+}
+
 /// A step that kept anyhow for its context: its whole chain, as one line.
 impl From<anyhow::Error> for Error {
     fn from(err: anyhow::Error) -> Error {

@@ -56,6 +56,14 @@ pub enum Error {
     Failed(String),
 }
 
+/// A failure injected at a failpoint (`failpoints` feature).
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Error {
+    fn from(injected: crate::sys::failpoint::Injected) -> Error {
+        Error::Failed(injected.to_string())
+    }
+}
+
 /// A step that kept anyhow for its context: its whole chain, as one line.
 impl From<anyhow::Error> for Error {
     fn from(err: anyhow::Error) -> Error {

@@ -22,7 +22,8 @@
 //! step functions has a failpoint before it.
 
 /// A parent-side step: `step!("run.cgroup");` in a function whose error
-/// converts from `Injected` (`anyhow::Error`, `engine::Error`).
+/// converts from `Injected` (`anyhow::Error`, `engine::Error`,
+/// `parent::Error`, `image::Error`).
 #[cfg(feature = "failpoints")]
 macro_rules! step {
     ($name:literal) => {

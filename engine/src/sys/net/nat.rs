@@ -257,77 +257,77 @@ fn fixed_chains() -> Vec<Value> {
 /// Into the bridge: replies, published ports and container to container;
 /// nothing else. Out of it: anything.
 fn forward_rules(bridge: &str) -> Vec<Value> {
-    let mut cmds = Vec::new();
-    cmds.push(rule(
-        "forward",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ct_has("state", &["established", "related"]),
-            verdict("accept"),
-        ],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ct_has("status", &["dnat"]),
-            verdict("accept"),
-        ],
-    ));
-    // Containers reaching each other through the gateway (routed, not bridged).
-    cmds.push(rule(
-        "forward",
-        vec![
-            meta_is("oifname", "==", bridge),
-            meta_is("iifname", "==", bridge),
-            verdict("accept"),
-        ],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![meta_is("oifname", "==", bridge), verdict("drop")],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![meta_is("iifname", "==", bridge), verdict("accept")],
-    ));
-    cmds
+    vec![
+        rule(
+            "forward",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ct_has("state", &["established", "related"]),
+                verdict("accept"),
+            ],
+        ),
+        rule(
+            "forward",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ct_has("status", &["dnat"]),
+                verdict("accept"),
+            ],
+        ),
+        // Containers reaching each other through the gateway (routed, not bridged).
+        rule(
+            "forward",
+            vec![
+                meta_is("oifname", "==", bridge),
+                meta_is("iifname", "==", bridge),
+                verdict("accept"),
+            ],
+        ),
+        rule(
+            "forward",
+            vec![meta_is("oifname", "==", bridge), verdict("drop")],
+        ),
+        rule(
+            "forward",
+            vec![meta_is("iifname", "==", bridge), verdict("accept")],
+        ),
+    ]
 }
 
 /// The containers' traffic out masqueraded; DNAT'd traffic from the host's
 /// loopback or from a container (hairpin) too.
 fn postrouting_rules(bridge: &str, network: Ipv4Addr, prefix: u8) -> Vec<Value> {
-    let mut cmds = Vec::new();
-    cmds.push(rule(
-        "postrouting",
-        vec![
-            ip_is("saddr", network, prefix),
-            meta_is("oifname", "!=", bridge),
-            verdict("masquerade"),
-        ],
-    ));
-    // The host on 127.0.0.1, and containers through the host's address
-    // (hairpin): without a new source the container would answer the original
-    // one directly, and the reply would miss the reverse translation.
-    cmds.push(rule(
-        "postrouting",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ip_is("saddr", LOOPBACK, 8),
-            ct_has("status", &["dnat"]),
-            verdict("masquerade"),
-        ],
-    ));
-    cmds.push(rule(
-        "postrouting",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ip_is("saddr", network, prefix),
-            ct_has("status", &["dnat"]),
-            verdict("masquerade"),
-        ],
-    ));
-    cmds
+    vec![
+        rule(
+            "postrouting",
+            vec![
+                ip_is("saddr", network, prefix),
+                meta_is("oifname", "!=", bridge),
+                verdict("masquerade"),
+            ],
+        ),
+        // The host on 127.0.0.1, and containers through the host's address
+        // (hairpin): without a new source the container would answer the original
+        // one directly, and the reply would miss the reverse translation.
+        rule(
+            "postrouting",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ip_is("saddr", LOOPBACK, 8),
+                ct_has("status", &["dnat"]),
+                verdict("masquerade"),
+            ],
+        ),
+        rule(
+            "postrouting",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ip_is("saddr", network, prefix),
+                ct_has("status", &["dnat"]),
+                verdict("masquerade"),
+            ],
+        ),
+    ]
 }
 
 /// The names of a container's two chains.

@@ -290,3 +290,33 @@ pub fn oci_features() -> serde_json::Value {
 fn state(cfg: &Config) -> StateDir {
     StateDir::new(&cfg.state_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `oci/` passes on from the host side keeps its variant (the
+    /// child's 127 reaches runc's front end, which podman reads); its own
+    /// failures are their sentence, 125.
+    #[test]
+    fn oci_errors_keep_the_host_side_variant() {
+        let child = anyhow::Error::from(parent::Error::Child {
+            code: exit::NOT_FOUND,
+            message: "cannot find x in PATH".into(),
+        });
+        let err = oci_error(child);
+        assert!(
+            matches!(&err, Error::Parent(parent::Error::Child { code: 127, .. })),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::NOT_FOUND);
+        assert_eq!(err.to_string(), "cannot find x in PATH");
+        let own = anyhow::anyhow!("bad bundle").context("cannot create c1");
+        let err = oci_error(own);
+        assert!(
+            matches!(&err, Error::Engine(m) if m == "cannot create c1: bad bundle"),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
+    }
+}

@@ -14,35 +14,36 @@ pub enum Error {
     /// A request this host cannot run (exits as `Input` does).
     #[error(transparent)]
     Host(#[from] crate::validate::Error),
-    /// No running container of that name.
-    #[error("{0}")]
-    NoSuchContainer(String),
-    /// The engine failed while doing its work.
+    /// The host side failed: the child's report with its exit code
+    /// (`parent::Error::Child`), no such container, a facility's error.
+    /// Printed with its causes, as one line.
+    #[error("{}", chain(.0))]
+    Parent(#[from] crate::parent::Error),
+    /// A rootfs pull failed, or a signal stopped it (`image::Error::Interrupted`).
+    #[error("{}", chain(.0))]
+    Image(#[from] crate::image::Error),
+    /// The engine failed while doing its work (the OCI verbs, still
+    /// anyhow inside, and the CLI's own failures).
     #[error("{0}")]
     Engine(String),
-    /// The command was found but cannot be executed.
-    #[error("{0}")]
-    NotExecutable(String),
-    /// The command was not found in the container.
-    #[error("{0}")]
-    NotFound(String),
-    /// A rootfs pull stopped by a signal.
-    #[error("{message}")]
-    Interrupted { signal: i32, message: String },
 }
 
 impl Error {
     /// Docker's exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Parent(crate::parent::Error::Child { code, .. }) => match *code {
+                exit::NOT_EXECUTABLE | exit::NOT_FOUND => *code,
+                _ => exit::ENGINE_ERROR,
+            },
+            Error::Image(e) => e
+                .interrupted()
+                .map_or(exit::ENGINE_ERROR, |i| 128 + i.signal),
             Error::Input(_)
             | Error::Model(_)
             | Error::Host(_)
-            | Error::NoSuchContainer(_)
+            | Error::Parent(_)
             | Error::Engine(_) => exit::ENGINE_ERROR,
-            Error::NotExecutable(_) => exit::NOT_EXECUTABLE,
-            Error::NotFound(_) => exit::NOT_FOUND,
-            Error::Interrupted { signal, .. } => 128 + signal,
         }
     }
 
@@ -50,36 +51,19 @@ impl Error {
     pub(crate) fn input(err: anyhow::Error) -> Error {
         Error::Input(format!("{err:#}"))
     }
+}
 
-    /// A failure inside the engine, typed by what it carries.
-    pub(crate) fn engine(err: anyhow::Error) -> Error {
-        let message = format!("{err:#}");
-        if let Some(e) = err.downcast_ref::<crate::parent::ExitError>() {
-            return Error::from_exit_code(e.code, message);
-        }
-        if let Some(i) = err.downcast_ref::<crate::image::Interrupted>() {
-            return Error::Interrupted {
-                signal: i.signal,
-                message,
-            };
-        }
-        if err
-            .downcast_ref::<crate::parent::lifecycle::NoSuchContainer>()
-            .is_some()
-        {
-            return Error::NoSuchContainer(message);
-        }
-        Error::Engine(message)
+/// An error and its causes as one line, as anyhow's `{:#}` prints them:
+/// `main` prints the facade's error alone.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        cause = e.source();
     }
-
-    /// The variant for a failure reported with an exit code (by the child).
-    pub(crate) fn from_exit_code(code: i32, message: String) -> Error {
-        match code {
-            exit::NOT_EXECUTABLE => Error::NotExecutable(message),
-            exit::NOT_FOUND => Error::NotFound(message),
-            _ => Error::Engine(message),
-        }
-    }
+    line
 }
 
 /// A failure injected at a failpoint of the facade (`failpoints` feature).
@@ -137,6 +121,76 @@ mod tests {
             matches!(&err, Error::Host(crate::validate::Error::RootfsMissing(_)))
                 || matches!(&err, Error::Host(crate::validate::Error::NotRoot)),
             "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
+    }
+
+    /// A name no container has reaches the caller as
+    /// `parent::Error::NoSuchContainer` (no downcast), with the sentence
+    /// naming what runs, and exits 125.
+    #[test]
+    fn unknown_container_is_matched_by_variant() {
+        let dir = std::env::temp_dir().join(format!("engine-error-test-{}", std::process::id()));
+        let cfg = Config {
+            state_dir: dir.clone(),
+            cgroup_root: dir.join("cgroup"),
+            ..Config::from_env()
+        };
+        let err =
+            crate::stop(&cfg, &["ghost".into()], std::time::Duration::ZERO, |_| {}).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(
+                &err,
+                Error::Parent(crate::parent::Error::NoSuchContainer(_))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "no such container: ghost (no containers are running)"
+        );
+        assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
+    }
+
+    /// The child's report keeps its exit code through the facade: 126 and
+    /// 127 as the shell's, anything else the engine's 125; an interrupted
+    /// pull is 128+N, also under the context of a run's rootfs.
+    #[test]
+    fn exit_codes_follow_the_variant() {
+        let child = |code| {
+            Error::from(crate::parent::Error::Child {
+                code,
+                message: "cannot run x".into(),
+            })
+        };
+        assert_eq!(child(exit::NOT_EXECUTABLE).exit_code(), 126);
+        assert_eq!(child(exit::NOT_FOUND).exit_code(), 127);
+        assert_eq!(child(1).exit_code(), exit::ENGINE_ERROR);
+        assert_eq!(child(exit::NOT_FOUND).to_string(), "cannot run x");
+        let interrupted = crate::image::Error::from(crate::image::Interrupted {
+            signal: libc::SIGINT,
+        });
+        let err = Error::from(crate::image::Error::Rootfs {
+            name: "busybox".into(),
+            source: Box::new(interrupted),
+        });
+        assert_eq!(err.exit_code(), 128 + libc::SIGINT);
+        assert_eq!(
+            err.to_string(),
+            "cannot get the busybox rootfs: rootfs pull interrupted by SIGINT"
+        );
+        // A facility's error prints with its cause, on one line.
+        let Err(lock) =
+            crate::sys::lock::lock_file(std::path::Path::new("/nonexistent-dir/x.lock"))
+        else {
+            panic!("locked a file in a missing directory");
+        };
+        let err = Error::from(crate::parent::Error::from(lock));
+        assert!(
+            err.to_string()
+                .ends_with(": No such file or directory (os error 2)"),
+            "{err}"
         );
         assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
     }

@@ -41,8 +41,10 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
     let rootfs = match &request.rootfs {
         // A directory of that name in the working directory wins.
         RootfsSource::Catalog(name) if !Path::new(name).exists() => {
-            image::cached(name, &cfg.rootfs_cache)
-                .map_err(|e| Error::engine(e.context(format!("cannot get the {name} rootfs"))))?
+            image::cached(name, &cfg.rootfs_cache).map_err(|e| image::Error::Rootfs {
+                name: name.clone(),
+                source: Box::new(e),
+            })?
         }
         RootfsSource::Catalog(name) => validate::rootfs_dir(Path::new(name))?,
         RootfsSource::Dir(dir) => validate::rootfs_dir(dir)?,
@@ -53,14 +55,14 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).
 pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
     read_only_image_if_host_root(spec)?;
-    parent::run::run(spec, cfg).map_err(Error::engine)
+    Ok(parent::run::run(spec, cfg)?)
 }
 
 /// `run -d`: returns once the command has started; the container runs on
 /// under a supervisor of its own.
 pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
     read_only_image_if_host_root(spec)?;
-    parent::detach::run_detached(spec, cfg).map_err(Error::engine)
+    Ok(parent::detach::run_detached(spec, cfg)?)
 }
 
 /// Where host root is mapped into the container (no user namespace, or a
@@ -69,7 +71,7 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
 /// millisecond or two).
 fn read_only_image_if_host_root(spec: &Spec) -> Result<()> {
     if spec.userns.maps_host_root() {
-        parent::exec::rerun_from_read_only_image().map_err(Error::engine)?;
+        parent::exec::rerun_from_read_only_image()?;
     }
     Ok(())
 }
@@ -94,9 +96,9 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
     check_name(&input.name)?;
     // The joining process runs this binary inside the container.
     step!("exec.read_only_image");
-    parent::exec::rerun_from_read_only_image().map_err(Error::engine)?;
+    parent::exec::rerun_from_read_only_image()?;
     step!("exec.find");
-    let rec = lifecycle::find(&state(cfg), cfg, &input.name).map_err(Error::engine)?;
+    let rec = lifecycle::find(&state(cfg), cfg, &input.name)?;
     let req = parent::exec::ExecRequest {
         env,
         workdir,
@@ -104,13 +106,13 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         command: input.command,
     };
     step!("exec.join");
-    parent::exec::exec_into(&rec, &req).map_err(Error::engine)
+    Ok(parent::exec::exec_into(&rec, &req)?)
 }
 
 /// The running containers, and the state records that could not be read
 /// (released by this call).
 pub fn ps(cfg: &Config) -> Result<PsReport> {
-    lifecycle::ps(&state(cfg), cfg).map_err(Error::engine)
+    Ok(lifecycle::ps(&state(cfg), cfg)?)
 }
 
 /// Stops each named container (SIGTERM, SIGKILL after `grace`); calls
@@ -129,11 +131,10 @@ pub fn stop(
     let recs = names
         .iter()
         .map(|n| lifecycle::find(&state, cfg, n))
-        .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(Error::engine)?;
+        .collect::<Result<Vec<_>, parent::Error>>()?;
     for rec in &recs {
         step!("stop.stop");
-        lifecycle::stop(&state, rec, grace).map_err(Error::engine)?;
+        lifecycle::stop(&state, rec, grace)?;
         stopped(&rec.name);
     }
     Ok(())
@@ -148,9 +149,9 @@ pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
     let state = state(cfg);
     for name in names {
         step!("kill.find");
-        let rec = lifecycle::find(&state, cfg, name).map_err(Error::engine)?;
+        let rec = lifecycle::find(&state, cfg, name)?;
         step!("kill.signal");
-        lifecycle::kill(&rec, sig).map_err(Error::engine)?;
+        lifecycle::kill(&rec, sig)?;
     }
     Ok(())
 }
@@ -158,7 +159,7 @@ pub fn kill(cfg: &Config, names: &[String], signal: &str) -> Result<()> {
 /// Prints a detached container's log to stdout; with `follow`, until it exits.
 pub fn logs(cfg: &Config, name: &str, follow: bool) -> Result<()> {
     check_name(name)?;
-    lifecycle::logs(&state(cfg), cfg, name, follow).map_err(Error::engine)
+    Ok(lifecycle::logs(&state(cfg), cfg, name, follow)?)
 }
 
 /// Options of `engine rootfs pull`.
@@ -171,17 +172,17 @@ pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
     if let Some(base) = opts.owner {
         validate::owner_base(base)?;
     }
-    image::pull(source, dest, opts).map_err(Error::engine)
+    Ok(image::pull(source, dest, opts)?)
 }
 
 /// Creates the bridge, turns on forwarding, prepares the parent cgroup.
 pub fn setup(cfg: &Config) -> Result<()> {
-    parent::host::setup(cfg).map_err(Error::engine)
+    Ok(parent::host::setup(cfg)?)
 }
 
 /// Undoes `setup`; refuses while containers run unless `force`.
 pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
-    parent::host::teardown(cfg, force).map_err(Error::engine)
+    Ok(parent::host::teardown(cfg, force)?)
 }
 
 /// A NAME given to a verb names a file of the state directory: the model's
@@ -201,33 +202,45 @@ pub use oci::ExecOptions as OciExecOptions;
 // second front end fills them from runc's command line. Their errors are
 // typed like every verb's; the front end chooses runc's exit codes.
 
+/// An OCI verb's error. `oci/` is still anyhow inside: what it passes on
+/// unchanged from the host side (the init's or an exec'd process's report
+/// with its exit code) is taken back as `parent::Error`, so that podman
+/// tells 126 and 127 apart; anything else is its sentence. The one
+/// downcast left, until `oci/` returns a typed error.
+fn oci_error(err: anyhow::Error) -> Error {
+    match err.downcast::<parent::Error>() {
+        Ok(e) => Error::Parent(e),
+        Err(err) => Error::Engine(format!("{err:#}")),
+    }
+}
+
 /// `create`: the container's init waits on its exec.fifo for `oci_start`.
 pub fn oci_create(root: &Path, cfg: &Config, id: &str, opts: &OciCreateOptions) -> Result<()> {
     oci::create(&oci::Root::new(root), cfg, id, opts)
         .map(drop)
-        .map_err(Error::engine)
+        .map_err(oci_error)
 }
 
 /// `start`: lets a created container's init exec its process.
 pub fn oci_start(root: &Path, id: &str) -> Result<()> {
-    oci::start(&oci::Root::new(root), id).map_err(Error::engine)
+    oci::start(&oci::Root::new(root), id).map_err(oci_error)
 }
 
 /// `state`: the runtime-spec state JSON of a container.
 pub fn oci_state(root: &Path, id: &str) -> Result<serde_json::Value> {
     let root = oci::Root::new(root);
-    let rec = root.load(id).map_err(Error::engine)?;
+    let rec = root.load(id).map_err(oci_error)?;
     Ok(oci::state_json(&root, &rec))
 }
 
 /// `kill [--all]`: a signal (name or number) to the init, or to every process.
 pub fn oci_kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
-    oci::kill(&oci::Root::new(root), id, signal, all).map_err(Error::engine)
+    oci::kill(&oci::Root::new(root), id, signal, all).map_err(oci_error)
 }
 
 /// `delete [--force]`: removes a stopped (or created; with `force`, any) container.
 pub fn oci_delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    oci::delete(&oci::Root::new(root), id, force).map_err(Error::engine)
+    oci::delete(&oci::Root::new(root), id, force).map_err(oci_error)
 }
 
 /// `run [--detach]`: create and start; in the foreground, wait for the
@@ -241,32 +254,32 @@ pub fn oci_run(
 ) -> Result<i32> {
     let root = oci::Root::new(root);
     if detach {
-        oci::create(&root, cfg, id, opts).map_err(Error::engine)?;
-        oci::start(&root, id).map_err(Error::engine)?;
+        oci::create(&root, cfg, id, opts).map_err(oci_error)?;
+        oci::start(&root, id).map_err(oci_error)?;
         return Ok(0);
     }
-    oci::run(&root, cfg, id, opts).map_err(Error::engine)
+    oci::run(&root, cfg, id, opts).map_err(oci_error)
 }
 
 /// `exec`: a process in a running container; its exit status, or 0 once
 /// started with `detach`.
 pub fn oci_exec(root: &Path, opts: &OciExecOptions) -> Result<i32> {
-    oci::exec::exec(&oci::Root::new(root), opts).map_err(Error::engine)
+    oci::exec::exec(&oci::Root::new(root), opts).map_err(oci_error)
 }
 
 /// `ps`: the host pids of a container's processes.
 pub fn oci_ps(root: &Path, id: &str) -> Result<Vec<i32>> {
-    oci::ps(&oci::Root::new(root), id).map_err(Error::engine)
+    oci::ps(&oci::Root::new(root), id).map_err(oci_error)
 }
 
 /// `pause`: freezes a running container (cgroup v2 freezer).
 pub fn oci_pause(root: &Path, id: &str) -> Result<()> {
-    oci::pause_resume(&oci::Root::new(root), id, true).map_err(Error::engine)
+    oci::pause_resume(&oci::Root::new(root), id, true).map_err(oci_error)
 }
 
 /// `resume`: thaws a paused container.
 pub fn oci_resume(root: &Path, id: &str) -> Result<()> {
-    oci::pause_resume(&oci::Root::new(root), id, false).map_err(Error::engine)
+    oci::pause_resume(&oci::Root::new(root), id, false).map_err(oci_error)
 }
 
 /// `features`: the runtime-spec features JSON.
@@ -276,4 +289,34 @@ pub fn oci_features() -> serde_json::Value {
 
 fn state(cfg: &Config) -> StateDir {
     StateDir::new(&cfg.state_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `oci/` passes on from the host side keeps its variant (the
+    /// child's 127 reaches runc's front end, which podman reads); its own
+    /// failures are their sentence, 125.
+    #[test]
+    fn oci_errors_keep_the_host_side_variant() {
+        let child = anyhow::Error::from(parent::Error::Child {
+            code: exit::NOT_FOUND,
+            message: "cannot find x in PATH".into(),
+        });
+        let err = oci_error(child);
+        assert!(
+            matches!(&err, Error::Parent(parent::Error::Child { code: 127, .. })),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::NOT_FOUND);
+        assert_eq!(err.to_string(), "cannot find x in PATH");
+        let own = anyhow::anyhow!("bad bundle").context("cannot create c1");
+        let err = oci_error(own);
+        assert!(
+            matches!(&err, Error::Engine(m) if m == "cannot create c1: bad bundle"),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::ENGINE_ERROR);
+    }
 }

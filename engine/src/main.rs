@@ -232,50 +232,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// One verb of the command line: its arguments to the facade, the result to stdout.
 fn dispatch(cli: Cli) -> Result<i32, Error> {
     let cfg = Config::from_env();
     match cli.command {
-        Command::Run(a) => {
-            let a = *a;
-            let input = SpecInput {
-                rootfs: a.rootfs,
-                name: a.name,
-                ip: a.ip,
-                command: a.command,
-                cpus: a.cpus,
-                memory: a.memory,
-                pids_limit: a.pids_limit,
-                hostname: a.hostname,
-                env: a.env,
-                workdir: a.workdir,
-                volumes: a.volume,
-                tty: a.tty,
-                userns: a.userns,
-                net: a.net,
-                publish: a.publish,
-                dns: a.dns,
-                dns_search: a.dns_search,
-                add_host: a.add_host,
-                write_through: a.write_through,
-                layer_size: a.layer_size,
-                verbose: a.verbose,
-                detach: a.detach,
-                security: engine::model::security::SecurityInput {
-                    cap_add: a.cap_add,
-                    cap_drop: a.cap_drop,
-                    privileged: a.privileged,
-                    security_opt: a.security_opt,
-                },
-                log_size_max: a.log_size_max,
-            };
-            let spec = engine::prepare(input, &cfg)?;
-            if spec.detach {
-                engine::run_detached(&spec, &cfg)?;
-                println!("{}", spec.name);
-                return Ok(0);
-            }
-            engine::run(&spec, &cfg)
-        }
+        Command::Run(a) => run(*a, &cfg),
         Command::Exec(a) => engine::exec(
             engine::ExecInput {
                 name: a.name,
@@ -286,32 +247,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             },
             &cfg,
         ),
-        Command::Ps { all_fields, format } => {
-            let json = match format.as_str() {
-                "json" => true,
-                "table" => false,
-                other => {
-                    return Err(Error::Input(format!(
-                        "unknown --format {other:?}: use table or json"
-                    )))
-                }
-            };
-            let report = engine::ps(&cfg)?;
-            for file in &report.corrupt {
-                eprintln!(
-                    "engine: state record {} is unreadable: released its cgroup, address and veth, and removed it",
-                    file.display()
-                );
-            }
-            if json {
-                let text = serde_json::to_string_pretty(&report.rows)
-                    .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
-                println!("{text}");
-            } else {
-                print_ps_table(&report.rows, &report.corrupt, all_fields);
-            }
-            Ok(0)
-        }
+        Command::Ps { all_fields, format } => ps(&cfg, all_fields, &format),
         Command::Stop { time, names } => {
             engine::stop(&cfg, &names, Duration::from_secs(time), |name| {
                 println!("{name}")
@@ -352,6 +288,78 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
     }
+}
+
+/// `engine run`: the description from the flags, then run it (in the
+/// foreground: its exit status; detached: its name once started).
+fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
+    let input = SpecInput {
+        rootfs: a.rootfs,
+        name: a.name,
+        ip: a.ip,
+        command: a.command,
+        cpus: a.cpus,
+        memory: a.memory,
+        pids_limit: a.pids_limit,
+        hostname: a.hostname,
+        env: a.env,
+        workdir: a.workdir,
+        volumes: a.volume,
+        tty: a.tty,
+        userns: a.userns,
+        net: a.net,
+        publish: a.publish,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        add_host: a.add_host,
+        write_through: a.write_through,
+        layer_size: a.layer_size,
+        verbose: a.verbose,
+        detach: a.detach,
+        security: engine::model::security::SecurityInput {
+            cap_add: a.cap_add,
+            cap_drop: a.cap_drop,
+            privileged: a.privileged,
+            security_opt: a.security_opt,
+        },
+        log_size_max: a.log_size_max,
+    };
+    let spec = engine::prepare(input, cfg)?;
+    if spec.detach {
+        engine::run_detached(&spec, cfg)?;
+        println!("{}", spec.name);
+        return Ok(0);
+    }
+    engine::run(&spec, cfg)
+}
+
+/// `engine ps`: the running containers as a table or JSON; the records
+/// that could not be read (and were released) on stderr.
+fn ps(cfg: &Config, all_fields: bool, format: &str) -> Result<i32, Error> {
+    let json = match format {
+        "json" => true,
+        "table" => false,
+        other => {
+            return Err(Error::Input(format!(
+                "unknown --format {other:?}: use table or json"
+            )))
+        }
+    };
+    let report = engine::ps(cfg)?;
+    for file in &report.corrupt {
+        eprintln!(
+            "engine: state record {} is unreadable: released its cgroup, address and veth, and removed it",
+            file.display()
+        );
+    }
+    if json {
+        let text = serde_json::to_string_pretty(&report.rows)
+            .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
+        println!("{text}");
+    } else {
+        print_ps_table(&report.rows, &report.corrupt, all_fields);
+    }
+    Ok(0)
 }
 
 fn human_bytes(b: u64) -> String {

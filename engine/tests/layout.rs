@@ -654,6 +654,6 @@ mod parser {
         assert!(refused("parent::run", "error::Error", "error").is_some());
         assert!(refused("validate", "parent::run", "parent::run").is_some());
         assert!(refused("oci::exec", "parent::exec", "parent::exec").is_none());
-        assert!(refused("error", "parent::ExitError", "parent").is_none());
+        assert!(refused("error", "parent::Error", "parent").is_none());
     }
 }

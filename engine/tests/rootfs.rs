@@ -1,7 +1,7 @@
 //! The rootfs fetcher, for real: tarballs made here, served by an HTTP server
 //! on 127.0.0.1 that this test starts, unpacked as root.
 
-use engine::image::{self as rootfs, Interrupted, PullOptions};
+use engine::image::{self as rootfs, PullOptions};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -231,8 +231,12 @@ fn assert_no_partial(dest: &Path) {
 }
 
 /// A failed pull: the error says `expect`, DEST does not exist, no partial.
-fn assert_failed_cleanly(result: anyhow::Result<()>, dest: &Path, expect: &str) -> String {
-    let err = format!("{:#}", result.expect_err("the pull should fail"));
+fn assert_failed_cleanly(result: Result<(), rootfs::Error>, dest: &Path, expect: &str) -> String {
+    // With its causes, as the engine prints it.
+    let err = format!(
+        "{:#}",
+        anyhow::Error::from(result.expect_err("the pull should fail"))
+    );
     assert!(
         err.contains(expect),
         "error {err:?} should contain {expect:?}"
@@ -715,7 +719,7 @@ fn interrupted_pull_leaves_nothing() {
         // The child: a pull that the parent interrupts.
         let result = rootfs::pull(url.to_str().unwrap(), Path::new(&dest), &opts());
         let code = match result {
-            Err(e) if e.downcast_ref::<Interrupted>().is_some() => 130,
+            Err(rootfs::Error::Interrupted(_)) => 130,
             other => {
                 eprintln!("child: unexpected result {other:?}");
                 1

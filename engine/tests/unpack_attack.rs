@@ -19,7 +19,7 @@ fn climbing_target(host_path: &Path) -> String {
 
 /// Writes the archive to `dir/evil.tar` and pulls it into `dir/dest` with
 /// `--owner BASE`; returns the pull's result.
-fn pull_archive(dir: &Path, archive: Vec<u8>) -> anyhow::Result<()> {
+fn pull_archive(dir: &Path, archive: Vec<u8>) -> Result<(), image::Error> {
     let tarball = dir.join("evil.tar");
     fs::write(&tarball, archive).unwrap();
     let opts = PullOptions {

@@ -246,8 +246,8 @@ pub fn main(args: Vec<String>) -> i32 {
 /// runc's: 1 for any failure, but the shell's 126 and 127 for a command
 /// that cannot be executed or was not found (podman tells them apart).
 fn exit_code(e: &Error) -> i32 {
-    match e {
-        Error::NotExecutable(_) | Error::NotFound(_) => e.exit_code(),
+    match e.exit_code() {
+        code @ (engine::exit::NOT_EXECUTABLE | engine::exit::NOT_FOUND) => code,
         _ => 1,
     }
 }

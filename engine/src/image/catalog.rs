@@ -12,12 +12,12 @@ pub use crate::model::spec::{is_catalog_name, CATALOG};
 ///
 /// Two processes asking at once for the same name are serialized by a lock
 /// file in `cache`, so the second one waits and then uses the first one's.
-pub fn cached(name: &str, cache: &Path) -> Result<PathBuf> {
+pub fn cached(name: &str, cache: &Path) -> Result<PathBuf, super::Error> {
     if !is_catalog_name(name) {
-        bail!(
+        return Err(super::Error::Failed(format!(
             "`{name}` is not a rootfs catalog name (try {})",
             CATALOG.join(", ")
-        );
+        )));
     }
     let dest = cache.join(name);
     if dest.is_dir() {

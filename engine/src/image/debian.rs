@@ -4,7 +4,7 @@
 use super::staging::{check_interrupted, Interruptible};
 use super::unpack::unpack_tar;
 use super::PullOptions;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::fs;
 use std::io::{self, IsTerminal, Read};
 use std::os::unix::fs::MetadataExt;
@@ -51,7 +51,12 @@ fn debian_mirror() -> String {
 
 /// Runs mmdebstrap with its tarball on stdout and unpacks that stream through
 /// the same path as downloads (so `--owner` applies), with no temporary tar.
-pub(super) fn build(mmdebstrap: &Path, root: &Path, arch: &str, opts: &PullOptions) -> Result<()> {
+pub(super) fn build(
+    mmdebstrap: &Path,
+    root: &Path,
+    arch: &str,
+    opts: &PullOptions,
+) -> Result<(), super::Error> {
     let mirror = debian_mirror();
     let show_output = opts.progress && io::stderr().is_terminal();
     // Its own process group: on failure mmdebstrap sends SIGHUP to its whole
@@ -96,9 +101,9 @@ pub(super) fn build(mmdebstrap: &Path, root: &Path, arch: &str, opts: &PullOptio
     check_interrupted()?;
     if !status.success() {
         io::Write::write_all(&mut io::stderr(), &log).ok();
-        bail!("mmdebstrap failed ({status}) building the {arch} debian rootfs from {mirror}; its output is above");
+        return Err(anyhow!("mmdebstrap failed ({status}) building the {arch} debian rootfs from {mirror}; its output is above").into());
     }
-    unpacked.context("cannot unpack the debian rootfs made by mmdebstrap")
+    Ok(unpacked.context("cannot unpack the debian rootfs made by mmdebstrap")?)
 }
 
 /// Waits for the child, first asking its process group to stop (SIGTERM, so

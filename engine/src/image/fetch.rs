@@ -19,7 +19,7 @@ pub(super) fn fetch(
     root: &Path,
     digest: Option<&str>,
     opts: &PullOptions,
-) -> Result<()> {
+) -> Result<(), super::Error> {
     let (body, length) = open_url(url)?;
     let bar = progress_bar(opts.progress, length, url);
     let mut download = Download {
@@ -37,6 +37,11 @@ pub(super) fn fetch(
     }
     // A signal, then a short or failed transfer explain most unpack errors.
     check_interrupted()?;
+    Ok(verify(download, url, digest, unpacked)?)
+}
+
+/// After the transfer: the whole body came, it unpacked, its digest matches.
+fn verify(download: Download, url: &str, digest: Option<&str>, unpacked: Result<()>) -> Result<()> {
     let ended = download.ended || download.error.is_some();
     if let Some(expected) = download.length.filter(|&n| ended && download.read < n) {
         bail!(

@@ -27,6 +27,55 @@ pub use catalog::{cached, is_catalog_name};
 pub use staging::Interrupted;
 
 use anyhow::{bail, Context, Result};
+
+/// A pull's error: the variant a caller matches on (an interrupted pull,
+/// which may exit 128+N), the facilities' errors it passes on, and the
+/// sentence of a step that added context (anyhow inside that step).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SIGINT, SIGTERM or SIGHUP arrived during the pull; everything it
+    /// had created is removed by then.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    /// A catalog rootfs could not be got for a run: why is the source.
+    #[error("cannot get the {name} rootfs")]
+    Rootfs {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::sys::lock::Error),
+    /// A step that failed, as its sentence (its whole context chain).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    /// The signal that interrupted the pull, if one did.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        match self {
+            Error::Interrupted(i) => Some(*i),
+            Error::Rootfs { source, .. } => source.interrupted(),
+            Error::Lock(_) | Error::Failed(_) => None,
+        }
+    }
+}
+
+/// A failure injected at a failpoint (`failpoints` feature).
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Error {
+    fn from(injected: crate::sys::failpoint::Injected) -> Error {
+        Error::Failed(injected.to_string())
+    }
+}
+
+/// A step that kept anyhow for its context: its whole chain, as one line.
+impl From<anyhow::Error> for Error {
+    fn from(err: anyhow::Error) -> Error {
+        Error::Failed(format!("{err:#}"))
+    }
+}
 use catalog::{catalog_arch, centos_url, CATALOG};
 use staging::{check_interrupted, SignalGuard, Staging};
 use std::fs;
@@ -51,7 +100,7 @@ pub struct PullOptions {
 ///
 /// Bad input (unknown source, architecture or digest, a non-empty DEST, a
 /// missing tool) is refused before anything is created.
-pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
+pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<(), Error> {
     step!("pull.check");
     let (plan, digest) = check(source, dest, opts)?;
 
@@ -87,7 +136,7 @@ pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
     shift::own_root(root, opts.owner.unwrap_or(0))?;
     step!("pull.commit");
     check_interrupted()?;
-    staging.commit(dest)
+    Ok(staging.commit(dest)?)
 }
 
 /// Everything `pull` checks before it creates anything: what to do, and

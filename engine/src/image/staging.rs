@@ -3,7 +3,6 @@
 //! turn Ctrl-C into a clean failure.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -207,9 +206,9 @@ fn caught_signal() -> Option<Interrupted> {
     }
 }
 
-pub(super) fn check_interrupted() -> Result<()> {
+pub(super) fn check_interrupted() -> Result<(), Interrupted> {
     match caught_signal() {
-        Some(interrupted) => Err(interrupted.into()),
+        Some(interrupted) => Err(interrupted),
         None => Ok(()),
     }
 }
@@ -235,20 +234,17 @@ impl<R: Read> Read for Interruptible<R> {
 
 /// The error a pull returns when SIGINT, SIGTERM or SIGHUP arrived during it.
 /// Everything it had created is removed by then; callers may exit 128+signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rootfs pull interrupted by {}", signal_name(.signal))]
 pub struct Interrupted {
     /// The signal number.
     pub signal: i32,
 }
 
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the watched signals are caught; the number is for any other.
-        match WATCHED_SIGNALS.iter().find(|(sig, _)| *sig == self.signal) {
-            Some((_, name)) => write!(f, "rootfs pull interrupted by {name}"),
-            None => write!(f, "rootfs pull interrupted by signal {}", self.signal),
-        }
+/// `SIGINT`; only the watched signals are caught, the number is for any other.
+fn signal_name(signal: &i32) -> String {
+    match WATCHED_SIGNALS.iter().find(|(sig, _)| sig == signal) {
+        Some((_, name)) => (*name).to_string(),
+        None => format!("signal {signal}"),
     }
 }
-
-impl std::error::Error for Interrupted {}

@@ -256,64 +256,99 @@ fn unpack_entry<R: Read>(
         set_owner_mode(dir.as_fd(), uid, gid, mode).map_err(|e| anyhow!("chown/chmod: {e}"))?;
         Ok(Some(mtime))
     } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
-        remove_old(&parent, name)?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&parent, name, flags, Mode::from_raw_mode(0o600))
-            .map_err(|e| anyhow!("create: {e}"))?;
-        let mut file = std::fs::File::from(fd);
-        io::copy(entry, &mut file).context("cannot write its contents")?;
-        // chown clears setuid/setgid, so the mode comes after the owner.
-        set_owner_mode(file.as_fd(), uid, gid, mode).map_err(|e| anyhow!("chown/chmod: {e}"))?;
-        rustix::fs::futimens(&file, &timestamps(mtime)).map_err(|e| anyhow!("set mtime: {e}"))?;
+        make_file(&parent, name, entry, (uid, gid, mode), mtime)?;
         Ok(None)
     } else if kind.is_symlink() {
-        let target = entry
-            .link_name()
-            .context("bad symlink target in the archive")?
-            .filter(|t| !t.as_os_str().is_empty())
-            .ok_or_else(|| anyhow!("symlink without a target"))?;
-        remove_old(&parent, name)?;
-        rustix::fs::symlinkat(target.as_os_str(), &parent, name)
-            .map_err(|e| anyhow!("symlink: {e}"))?;
-        // The link itself: chown without following, and no chmod at all.
-        rustix::fs::chownat(
-            &parent,
-            name,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| anyhow!("chown: {e}"))?;
-        rustix::fs::utimensat(&parent, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| anyhow!("set mtime: {e}"))?;
+        make_symlink(&parent, name, entry, (uid, gid), mtime)?;
         Ok(None)
     } else if kind.is_hard_link() {
-        let raw = entry
-            .link_name()
-            .context("bad hardlink target in the archive")?
-            .ok_or_else(|| anyhow!("hardlink without a target"))?
-            .into_owned();
-        let source = inside_path(&raw).ok_or_else(|| escaping(&raw))?;
-        if source == rel {
-            return Ok(None); // a link to itself: already there
-        }
-        let (source_dir, source_name) = match source.parent().zip(source.file_name()) {
-            Some((dir, name)) => (open_in_root(root, dir), name),
-            None => bail!("hardlink to the rootfs's root"),
-        };
-        let source_dir =
-            source_dir.map_err(|e| anyhow!("hardlink target `{}`: {e}", raw.display()))?;
-        remove_old(&parent, name)?;
-        // No AT_SYMLINK_FOLLOW: a link to a symlink is a link to the symlink,
-        // and its target stays inside the tree. No chown or chmod either.
-        rustix::fs::linkat(&source_dir, source_name, &parent, name, AtFlags::empty())
-            .map_err(|e| anyhow!("hardlink to `{}`: {e}", raw.display()))?;
+        make_hardlink(root, rel, &parent, name, entry)?;
         Ok(None)
     } else {
         // pax global headers, volume labels and other non-files.
         Ok(None)
     }
+}
+
+/// A regular file: created new (never through what was there), its
+/// contents, then owner and mode (chown clears setuid/setgid, so the mode
+/// comes after the owner), then mtime.
+fn make_file<R: Read>(
+    parent: &OwnedFd,
+    name: &OsStr,
+    entry: &mut tar::Entry<R>,
+    (uid, gid, mode): (u32, u32, u32),
+    mtime: u64,
+) -> Result<()> {
+    remove_old(parent, name)?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(parent, name, flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| anyhow!("create: {e}"))?;
+    let mut file = std::fs::File::from(fd);
+    io::copy(entry, &mut file).context("cannot write its contents")?;
+    set_owner_mode(file.as_fd(), uid, gid, mode).map_err(|e| anyhow!("chown/chmod: {e}"))?;
+    rustix::fs::futimens(&file, &timestamps(mtime)).map_err(|e| anyhow!("set mtime: {e}"))?;
+    Ok(())
+}
+
+/// A symlink, its target as the archive gives it (resolved in-root later,
+/// never here).
+fn make_symlink<R: Read>(
+    parent: &OwnedFd,
+    name: &OsStr,
+    entry: &tar::Entry<R>,
+    (uid, gid): (u32, u32),
+    mtime: u64,
+) -> Result<()> {
+    let target = entry
+        .link_name()
+        .context("bad symlink target in the archive")?
+        .filter(|t| !t.as_os_str().is_empty())
+        .ok_or_else(|| anyhow!("symlink without a target"))?;
+    remove_old(parent, name)?;
+    rustix::fs::symlinkat(target.as_os_str(), parent, name).map_err(|e| anyhow!("symlink: {e}"))?;
+    // The link itself: chown without following, and no chmod at all.
+    rustix::fs::chownat(
+        parent,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| anyhow!("chown: {e}"))?;
+    rustix::fs::utimensat(parent, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| anyhow!("set mtime: {e}"))?;
+    Ok(())
+}
+
+/// A hardlink to an entry inside the tree (`rel` is the link's own path).
+fn make_hardlink<R: Read>(
+    root: &OwnedFd,
+    rel: &Path,
+    parent: &OwnedFd,
+    name: &OsStr,
+    entry: &tar::Entry<R>,
+) -> Result<()> {
+    let raw = entry
+        .link_name()
+        .context("bad hardlink target in the archive")?
+        .ok_or_else(|| anyhow!("hardlink without a target"))?
+        .into_owned();
+    let source = inside_path(&raw).ok_or_else(|| escaping(&raw))?;
+    if source == rel {
+        return Ok(()); // a link to itself: already there
+    }
+    let (source_dir, source_name) = match source.parent().zip(source.file_name()) {
+        Some((dir, name)) => (open_in_root(root, dir), name),
+        None => bail!("hardlink to the rootfs's root"),
+    };
+    let source_dir = source_dir.map_err(|e| anyhow!("hardlink target `{}`: {e}", raw.display()))?;
+    remove_old(parent, name)?;
+    // No AT_SYMLINK_FOLLOW: a link to a symlink is a link to the symlink,
+    // and its target stays inside the tree. No chown or chmod either.
+    rustix::fs::linkat(&source_dir, source_name, parent, name, AtFlags::empty())
+        .map_err(|e| anyhow!("hardlink to `{}`: {e}", raw.display()))?;
+    Ok(())
 }
 
 /// The directory that will hold `rel` (made as needed, owned by `base`) and

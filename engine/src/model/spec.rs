@@ -168,55 +168,15 @@ impl Request {
             input.pids_limit.as_deref(),
         )?;
         let security = crate::model::security::parse(&input.security)?;
-        // --privileged is today's --userns host (no user namespace) with
-        // every capability and no filter.
-        let userns = match (input.security.privileged, input.userns.as_str()) {
-            (true, "auto" | "" | "host") => parse_userns("host")?,
-            (true, other) => return Err(Error::PrivilegedUserns(other.into()).into()),
-            (false, other) => parse_userns(other)?,
-        };
-        let log_size_max = match input.log_size_max.as_deref() {
-            None => DEFAULT_LOG_SIZE_MAX,
-            Some(s) => limits::parse_size(s)
-                .filter(|n| *n >= 4096)
-                .ok_or_else(|| Error::LogSizeMax(s.into()))?,
-        };
+        let userns = userns_of(input.security.privileged, &input.userns)?;
+        let log_size_max = log_size_max(input.log_size_max.as_deref())?;
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let ports = parse_publishes(&input.publish)?;
         let dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
-        if network == Network::None {
-            let given = [
-                (!ports.is_empty(), "-p"),
-                (!dns.servers.is_empty(), "--dns"),
-                (!dns.search.is_empty(), "--dns-search"),
-                (!dns.hosts.is_empty(), "--add-host"),
-            ];
-            if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
-                return Err(Error::NeedsNetwork(flag).into());
-            }
-        }
+        check_needs_network(&network, &ports, &dns)?;
         let env = parse_envs(&input.env)?;
         let workdir = parse_workdir(input.workdir)?;
-        let volumes = input
-            .volumes
-            .iter()
-            .map(|v| parse_volume(v))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Each volume is one fd in the message that carries the rootfs and
-        // the layer's directory (and a bridged container's /etc files) to
-        // the container.
-        let etc_files = match network {
-            Network::Bridge { .. } => crate::sys::net::dns::FILES.len(),
-            Network::None => 0,
-        };
-        let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
-        if volumes.len() > most {
-            return Err(Error::TooManyVolumes {
-                given: volumes.len(),
-                most,
-            }
-            .into());
-        }
+        let volumes = volumes(&input.volumes, &network)?;
         let layer_size = input
             .layer_size
             .as_deref()
@@ -248,6 +208,66 @@ impl Request {
             log_size_max,
         })
     }
+}
+
+/// `--userns`, where --privileged is today's --userns host (no user
+/// namespace) with every capability and no filter.
+fn userns_of(privileged: bool, userns: &str) -> Result<UserNsChoice> {
+    Ok(match (privileged, userns) {
+        (true, "auto" | "" | "host") => parse_userns("host")?,
+        (true, other) => return Err(Error::PrivilegedUserns(other.into()).into()),
+        (false, other) => parse_userns(other)?,
+    })
+}
+
+/// `--log-size-max`: a size of at least 4 KiB.
+fn log_size_max(given: Option<&str>) -> Result<u64> {
+    Ok(match given {
+        None => DEFAULT_LOG_SIZE_MAX,
+        Some(s) => limits::parse_size(s)
+            .filter(|n| *n >= 4096)
+            .ok_or_else(|| Error::LogSizeMax(s.into()))?,
+    })
+}
+
+/// Without a network, -p, --dns, --dns-search and --add-host are refused.
+fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOptions) -> Result<()> {
+    if *network == Network::None {
+        let given = [
+            (!ports.is_empty(), "-p"),
+            (!dns.servers.is_empty(), "--dns"),
+            (!dns.search.is_empty(), "--dns-search"),
+            (!dns.hosts.is_empty(), "--add-host"),
+        ];
+        if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
+            return Err(Error::NeedsNetwork(flag).into());
+        }
+    }
+    Ok(())
+}
+
+/// `-v`, each checked, and no more than fit in the message to the child.
+fn volumes(given: &[String], network: &Network) -> Result<Vec<Volume>> {
+    let volumes = given
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each volume is one fd in the message that carries the rootfs and
+    // the layer's directory (and a bridged container's /etc files) to
+    // the container.
+    let etc_files = match network {
+        Network::Bridge { .. } => crate::sys::net::dns::FILES.len(),
+        Network::None => 0,
+    };
+    let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
+    if volumes.len() > most {
+        return Err(Error::TooManyVolumes {
+            given: volumes.len(),
+            most,
+        }
+        .into());
+    }
+    Ok(volumes)
 }
 
 /// The rootfs names `image` can pull (`engine run busybox ...`), in the

@@ -5,7 +5,7 @@
 //! behind when `create` returns; the caller (a subreaper) reaps it.
 
 use super::clone::{clone3, Cloned};
-use super::{child_failure, pipe, ExitError};
+use super::{child_failure, pipe, Error};
 use crate::child::{self, ChildSetup, OciChild};
 use crate::model::bundle::Extras;
 use crate::model::spec::Spec;
@@ -78,35 +78,26 @@ impl Drop for Created {
 /// the init exists, in its namespaces but before it builds its root (the
 /// prestart and createRuntime hooks); it returns the OCI state the init's
 /// own hooks (createContainer, startContainer) read.
-pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> Result<Created> {
+pub fn create_init(
+    l: Launch,
+    before_go: impl FnOnce(Pid) -> Result<String>,
+) -> Result<Created, Error> {
     let spec = l.spec;
-    step!("oci_create.open_fifo");
-    let fifo = rustix::fs::open(
-        l.fifo,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .with_context(|| format!("cannot open {}", l.fifo.display()))?;
-    step!("oci_create.console_check");
-    let console = console_of(&l)?;
-    step!("oci_create.sync_pipe");
-    let (sync_read, sync_write) = pipe()?;
-    step!("oci_create.ready_pipe");
-    let (ready_read, ready_write) = pipe()?;
-    step!("oci_create.error_pipe");
-    let (error_read, error_write) = pipe()?;
-    step!("oci_create.state_pipe");
-    let (state_read, state_write) = pipe()?;
-    step!("oci_create.mount_socket");
-    let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
-        .context("cannot create a socket pair for the mount fds")?;
-    step!("oci_create.cgroup_dir");
-    let cgroup_dir = match &l.cgroup {
-        Some(p) => {
-            Some(File::open(p).with_context(|| format!("cannot open cgroup {}", p.display()))?)
-        }
-        None => None,
-    };
+    let InitChannels {
+        fifo,
+        console,
+        sync_read,
+        sync_write,
+        ready_read,
+        ready_write,
+        error_read,
+        error_write,
+        state_read,
+        state_write,
+        mount_sock,
+        child_mount_sock,
+        cgroup_dir,
+    } = open_init_channels(&l)?;
     // Joined here, so the init is born in them (setns of a pid namespace
     // applies to our children). A user or mount namespace is joined by an
     // intermediate process instead (`clone_joining`): we keep the host's.
@@ -114,17 +105,7 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
         .join
         .iter()
         .partition(|(_, kind)| matches!(kind, NsType::User | NsType::Mount));
-    step!("oci_create.join_namespaces");
-    for (fd, kind) in &join_here {
-        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
-            .map_err(std::io::Error::from)
-            .with_context(|| {
-                format!(
-                    "cannot join the {} namespace given by path",
-                    clone_flag_name(*kind)
-                )
-            })?;
-    }
+    join_here_by_path(&join_here)?;
     let joins_user = join_in_child.iter().any(|(_, kind)| *kind == NsType::User);
     let setup = ChildSetup {
         spec,
@@ -160,17 +141,105 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
         cgroup_dir,
     ));
 
-    step!("oci_create.id_maps");
-    id_maps(pid, joins_user, &l.uid_map, &l.gid_map)?;
-    step!("oci_create.oom_score_adj");
-    if let Some(adj) = l.oom_score_adj {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
+    wire_up_init(&l, pid, joins_user, mount_sock)?;
+    let_init_go(pid, before_go, sync_write, state_write)?;
+    if init_is_ready(ready_read, &error_read) {
+        return Ok(created);
     }
-    step!("oci_create.mount_fds");
-    let scratch = std::env::temp_dir();
-    super::run::send_mount_fds(spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
-    drop(mount_sock);
+    Err(child_failure(error_read).unwrap_or(Error::Child {
+        code: crate::model::exit::ENGINE_ERROR,
+        message: "the container's init exited before it was ready".into(),
+    }))
+}
+
+/// The init's fifo fd, console, pipes (the go, its readiness, its
+/// failure, the OCI state), mount socket and cgroup directory.
+struct InitChannels {
+    fifo: OwnedFd,
+    console: Option<child::Console>,
+    sync_read: OwnedFd,
+    sync_write: OwnedFd,
+    ready_read: OwnedFd,
+    ready_write: OwnedFd,
+    error_read: OwnedFd,
+    error_write: OwnedFd,
+    state_read: OwnedFd,
+    state_write: OwnedFd,
+    mount_sock: OwnedFd,
+    child_mount_sock: OwnedFd,
+    cgroup_dir: Option<File>,
+}
+
+fn open_init_channels(l: &Launch) -> Result<InitChannels, Error> {
+    step!("oci_create.open_fifo");
+    let fifo = rustix::fs::open(
+        l.fifo,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", l.fifo.display()))?;
+    step!("oci_create.console_check");
+    let console = console_of(l)?;
+    step!("oci_create.sync_pipe");
+    let (sync_read, sync_write) = pipe()?;
+    step!("oci_create.ready_pipe");
+    let (ready_read, ready_write) = pipe()?;
+    step!("oci_create.error_pipe");
+    let (error_read, error_write) = pipe()?;
+    step!("oci_create.state_pipe");
+    let (state_read, state_write) = pipe()?;
+    step!("oci_create.mount_socket");
+    let (mount_sock, child_mount_sock) = crate::sys::idmap::fd_socketpair()
+        .context("cannot create a socket pair for the mount fds")?;
+    step!("oci_create.cgroup_dir");
+    let cgroup_dir = match &l.cgroup {
+        Some(p) => {
+            Some(File::open(p).with_context(|| format!("cannot open cgroup {}", p.display()))?)
+        }
+        None => None,
+    };
+    Ok(InitChannels {
+        fifo,
+        console,
+        sync_read,
+        sync_write,
+        ready_read,
+        ready_write,
+        error_read,
+        error_write,
+        state_read,
+        state_write,
+        mount_sock,
+        child_mount_sock,
+        cgroup_dir,
+    })
+}
+
+/// The namespaces given by path that the init is born in (a pid
+/// namespace joined applies to our children).
+fn join_here_by_path(join_here: &[&(OwnedFd, NsType)]) -> Result<(), Error> {
+    step!("oci_create.join_namespaces");
+    for (fd, kind) in join_here {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot join the {} namespace given by path",
+                    clone_flag_name(*kind)
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The hooks that run before the go (`before_go`), the go, then the OCI
+/// state they returned, which the init reads first thing.
+fn let_init_go(
+    pid: Pid,
+    before_go: impl FnOnce(Pid) -> Result<String>,
+    sync_write: OwnedFd,
+    state_write: OwnedFd,
+) -> Result<(), Error> {
     step!("oci_create.before_go");
     let state = before_go(pid)?;
     step!("oci_create.go");
@@ -180,14 +249,24 @@ pub fn create_init(l: Launch, before_go: impl FnOnce(Pid) -> Result<String>) -> 
     // After the go, so a state of any size cannot block us: the init reads
     // it to its end first thing.
     let _ = File::from(state_write).write_all(state.as_bytes());
-    if init_is_ready(ready_read, &error_read) {
-        return Ok(created);
+    Ok(())
+}
+
+/// Around the cloned init, before the hooks and the go: its ID maps, its
+/// oomScoreAdj, the mount fds (then the socket is closed).
+fn wire_up_init(l: &Launch, pid: Pid, joins_user: bool, mount_sock: OwnedFd) -> Result<(), Error> {
+    step!("oci_create.id_maps");
+    id_maps(pid, joins_user, &l.uid_map, &l.gid_map)?;
+    step!("oci_create.oom_score_adj");
+    if let Some(adj) = l.oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .with_context(|| format!("cannot set process.oomScoreAdj {adj}"))?;
     }
-    let failure = child_failure(error_read).unwrap_or(ExitError {
-        code: crate::model::exit::ENGINE_ERROR,
-        msg: "the container's init exited before it was ready".into(),
-    });
-    Err(failure.into())
+    step!("oci_create.mount_fds");
+    let scratch = std::env::temp_dir();
+    super::run::send_mount_fds(l.spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
+    drop(mount_sock);
+    Ok(())
 }
 
 /// With process.terminal the init opens the pty in its own devpts and

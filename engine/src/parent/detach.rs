@@ -1,18 +1,18 @@
 //! `engine run -d`: a supervisor process of its own, in a new session, with
 //! the container's output going to its log.
 
-use super::{pipe, run::run_with, ExitError};
+use super::{pipe, run::run_with, Error};
 use crate::model::config::Config;
 use crate::model::exit;
 use crate::model::spec::Spec;
 use crate::sys::failpoint::step;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context};
 use std::fs::File;
 use std::io::{Read, Write};
 
 /// `engine run -d`: a supervisor process of its own, in a new session, runs
 /// the container; we return once PID 1 has exec'd, or with its error.
-pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
+pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<(), Error> {
     step!("detach.notify_pipe");
     let (notify_read, notify_write) = pipe()?;
     step!("detach.fork");
@@ -31,14 +31,17 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
             let code = match result {
                 Ok(code) => code,
                 Err(err) => {
-                    let code = err
-                        .downcast_ref::<ExitError>()
-                        .map_or(exit::ENGINE_ERROR, |e| e.code);
+                    let code = match &err {
+                        Error::Child { code, .. } => *code,
+                        _ => exit::ENGINE_ERROR,
+                    };
+                    // The whole chain, as the engine prints it.
+                    let message = format!("{:#}", anyhow::Error::from(err));
                     match notify.take() {
                         Some(mut n) => {
-                            let _ = write!(n, "E{code} {err:#}");
+                            let _ = write!(n, "E{code} {message}");
                         }
-                        None => eprintln!("engine: {err:#}"),
+                        None => eprintln!("engine: {message}"),
                     }
                     code
                 }
@@ -53,17 +56,17 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
                 return Ok(());
             }
             let Some(rest) = reply.strip_prefix('E') else {
-                bail!(
+                return Err(anyhow!(
                     "the supervisor of {} died before the container started: run it again without -d to see why",
                     spec.name
-                );
+                )
+                .into());
             };
             let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
-            Err(ExitError {
+            Err(Error::Child {
                 code: code.parse().unwrap_or(exit::ENGINE_ERROR),
-                msg: msg.to_string(),
-            }
-            .into())
+                message: msg.to_string(),
+            })
         }
     }
 }

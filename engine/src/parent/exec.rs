@@ -14,7 +14,7 @@
 
 use super::clone::{clone3, Cloned};
 use super::supervise::{block_forwarded, supervise, RestoreMask};
-use super::{child_failure, pipe};
+use super::{child_failure, pipe, Error};
 use crate::child;
 use crate::model::security::Confinement;
 use crate::parent::record::Record;
@@ -113,7 +113,7 @@ impl Joined {
 
 /// Runs a process inside a running container: its namespaces (setns), its
 /// cgroup, its root and working directory. Returns docker's exit code.
-pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32> {
+pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32, Error> {
     let mut env = rec.env.clone();
     env.extend(req.env.iter().cloned());
     let workdir = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -159,37 +159,11 @@ pub fn join_container(
     process: &JoinProcess,
     terminal: Terminal,
     forward_signals: bool,
-) -> Result<Joined> {
-    // Before anything of the container exists in this process; inherited
-    // by the joining child.
-    step!("exec.non_dumpable");
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .map_err(std::io::Error::from)
-        .context("cannot make the engine non-dumpable")?;
-    let gone = || anyhow!("container {} has exited", target.name);
-    step!("exec.pid");
-    let pid = rustix::process::Pid::from_raw(target.pid).ok_or_else(gone)?;
-    step!("exec.pidfd");
-    let pidfd: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|_| gone())?;
-    step!("exec.namespaces");
-    let namespaces = namespaces_to_join(target.pid).ok_or_else(gone)?;
+) -> Result<Joined, Error> {
+    let (pidfd, namespaces) = open_target(target)?;
     // Relays for our terminals, forked while our children are still born
     // in our own pid namespace (out of the container's sight).
-    step!("exec.relays");
-    let relays = match terminal {
-        Terminal::Relayed => terminal_relays()?,
-        _ => Vec::new(),
-    };
-    let mut stdio = [None; 3];
-    for r in &relays {
-        stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
-    }
-    step!("exec.start_relays");
-    let relays: Vec<RelayProcess> = relays
-        .into_iter()
-        .map(Relay::start)
-        .collect::<Result<_>>()?;
+    let (relays, stdio) = start_relays(&terminal)?;
     // Our children, not we, are born in the container's pid namespace.
     step!("exec.pid_namespace");
     rustix::thread::move_into_link_name_space(
@@ -236,19 +210,10 @@ pub fn join_container(
     drop(error_write);
     // Only the joining process holds the command's ends of the pipes now.
     let relays: Vec<RelayProcess> = relays.into_iter().map(RelayProcess::close_theirs).collect();
-    let mut master = None;
-    step!("exec.console");
-    if let Some(pty) = pty {
-        match &terminal {
-            Terminal::ConsoleSocket(sock) => {
-                super::tty::send_console(sock, &pty.master, &pty.slave_path)?;
-            }
-            _ => master = Some(pty.master),
-        }
-    }
+    let master = hand_over_pty(&terminal, pty)?;
     if let Some(failure) = child_failure(error_read) {
         super::reap(pid);
-        return Err(failure.into());
+        return Err(failure);
     }
     Ok(Joined {
         pid,
@@ -257,6 +222,65 @@ pub fn join_container(
         forwarded,
         relays,
     })
+}
+
+/// Before anything of the container exists in this process (inherited
+/// by the joining child): non-dumpable; then a pidfd of the target's PID 1
+/// and the namespaces of it that are not ours.
+fn open_target(target: &Target) -> Result<(OwnedFd, ThreadNameSpaceType), Error> {
+    step!("exec.non_dumpable");
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(std::io::Error::from)
+        .context("cannot make the engine non-dumpable")?;
+    let gone = || anyhow!("container {} has exited", target.name);
+    step!("exec.pid");
+    let pid = rustix::process::Pid::from_raw(target.pid).ok_or_else(gone)?;
+    step!("exec.pidfd");
+    let pidfd: OwnedFd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|_| gone())?;
+    step!("exec.namespaces");
+    let namespaces = namespaces_to_join(target.pid).ok_or_else(gone)?;
+    Ok((pidfd, namespaces))
+}
+
+/// With `Terminal::Relayed`, a relay process for each of our stdio fds
+/// that is a terminal; returns them and the pipe ends the joining process
+/// gets as its stdio.
+fn start_relays(terminal: &Terminal) -> Result<(Vec<RelayProcess>, [Option<RawFd>; 3]), Error> {
+    step!("exec.relays");
+    let relays = match terminal {
+        Terminal::Relayed => terminal_relays()?,
+        _ => Vec::new(),
+    };
+    let mut stdio = [None; 3];
+    for r in &relays {
+        stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
+    }
+    step!("exec.start_relays");
+    let relays: Vec<RelayProcess> = relays
+        .into_iter()
+        .map(Relay::start)
+        .collect::<Result<_>>()?;
+    Ok((relays, stdio))
+}
+
+/// The pty's master: sent to the console socket, or kept (returned) to
+/// relay our terminal through.
+fn hand_over_pty(
+    terminal: &Terminal,
+    pty: Option<super::tty::Pty>,
+) -> Result<Option<OwnedFd>, Error> {
+    step!("exec.console");
+    let Some(pty) = pty else {
+        return Ok(None);
+    };
+    match terminal {
+        Terminal::ConsoleSocket(sock) => {
+            super::tty::send_console(sock, &pty.master, &pty.slave_path)?;
+            Ok(None)
+        }
+        _ => Ok(Some(pty.master)),
+    }
 }
 
 /// A pipe standing in for one of our stdio fds that is a terminal.
@@ -379,7 +403,7 @@ fn copy_loop(fd: RawFd, pipe: OwnedFd) {
 /// namespace sees); where the kernel or privileges refuse that, a sealed
 /// memfd copy. Returns at once when already running from such an image
 /// (told by the image itself, not by a variable the caller could set).
-pub fn rerun_from_read_only_image() -> Result<()> {
+pub fn rerun_from_read_only_image() -> Result<(), Error> {
     let exe = File::open("/proc/self/exe").context("cannot open /proc/self/exe")?;
     if is_unwritable_image(&exe) {
         return Ok(());
@@ -419,7 +443,8 @@ pub fn rerun_from_read_only_image() -> Result<()> {
         "cannot run the engine from its read-only image: {}",
         rustix::io::Errno::from_io_error(&err)
             .map_or_else(|| err.to_string(), crate::sys::errno_desc)
-    ))
+    )
+    .into())
 }
 
 /// A write-sealed memfd, or a file on a read-only mount: what neither host

@@ -1,19 +1,18 @@
 //! Host-wide setup and teardown (the old `env.sh set|clean`): the bridge,
 //! IPv4 forwarding and the parent cgroup.
 
-use super::nat;
+use super::{nat, Error};
 use crate::model::config::Config;
 use crate::model::subnet::NetConfig;
 use crate::parent::recovery::recover_stale;
 use crate::sys::cgroup;
 use crate::sys::failpoint::step;
 use crate::sys::state::StateDir;
-use anyhow::{bail, Result};
 use std::time::Duration;
 
 /// Idempotent: bridge with the gateway address, forwarding on, and the
 /// parent cgroup delegating cpu, memory and pids (where cgroup v2 exists).
-pub fn setup(cfg: &Config) -> Result<()> {
+pub fn setup(cfg: &Config) -> Result<(), Error> {
     step!("setup.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
@@ -36,7 +35,7 @@ pub fn setup(cfg: &Config) -> Result<()> {
 
 /// Idempotent: removes the bridge, restores forwarding and removes the
 /// parent cgroup. Refuses while containers run, unless `force`.
-pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
+pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
     step!("teardown.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
     let state = StateDir::new(&cfg.state_dir);
@@ -54,17 +53,17 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<()> {
         }
         let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
         if !force {
-            bail!(
+            return Err(Error::Failed(format!(
                 "containers are still running: {}: stop them first, or use `engine teardown --force`",
                 names.join(", ")
-            );
+            )));
         }
         rounds += 1;
         if rounds > 20 {
-            bail!(
+            return Err(Error::Failed(format!(
                 "containers keep starting while teardown stops them (now: {}): stop whatever starts them, then run `engine teardown --force` again",
                 names.join(", ")
-            );
+            )));
         }
         drop(lock);
         for rec in &running {

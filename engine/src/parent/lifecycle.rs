@@ -3,24 +3,20 @@
 
 use super::record::Record;
 use super::recovery::{self, is_alive};
+use super::Error;
 use crate::model::config::Config;
 use crate::sys::cgroup;
 use crate::sys::failpoint::step;
 use crate::sys::state::{self, StateDir};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use rustix::process::{Pid, Signal};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// No running container has the name asked for.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct NoSuchContainer(pub String);
-
 /// The running container called `name`, or an error listing those that run.
-pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record> {
+pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record, Error> {
     let running = {
         let _lock = state.lock()?;
         recovery::recover_stale(state, cfg).running
@@ -34,7 +30,7 @@ pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record> {
     } else {
         format!("no such container: {name} (running: {})", names.join(", "))
     };
-    Err(NoSuchContainer(message).into())
+    Err(Error::NoSuchContainer(message))
 }
 
 /// One row of `engine ps`; its JSON form is the documented, stable format.
@@ -71,7 +67,7 @@ pub struct PsReport {
     pub corrupt: Vec<PathBuf>,
 }
 
-pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport> {
+pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport, Error> {
     let recovered = {
         let _lock = state.lock()?;
         recovery::recover_stale(state, cfg)
@@ -178,19 +174,19 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 /// Sends a signal to the container's PID 1.
-pub fn kill(rec: &Record, sig: Signal) -> Result<()> {
+pub fn kill(rec: &Record, sig: Signal) -> Result<(), Error> {
     // A record's pid is never 0 (that would signal our own process group).
-    Pid::from_raw(rec.pid)
+    Ok(Pid::from_raw(rec.pid)
         .ok_or(rustix::io::Errno::SRCH)
         .and_then(|pid| rustix::process::kill_process(pid, sig))
         .map_err(std::io::Error::from)
-        .with_context(|| format!("cannot send {} to container {}", signal_name(sig), rec.name))
+        .with_context(|| format!("cannot send {} to container {}", signal_name(sig), rec.name))?)
 }
 
 /// SIGTERM to PID 1, SIGKILL to the whole cgroup after `grace`, then wait
 /// until the supervisor has removed everything (or remove it here if the
 /// supervisor is gone).
-pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
+pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<(), Error> {
     let pid = Pid::from_raw(rec.pid).filter(|_| rec.pid > 0);
     step!("stop.term");
     if let Some(pid) = pid {
@@ -229,7 +225,10 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
             killed = true;
         }
         if killed && Instant::now() >= deadline + Duration::from_secs(10) {
-            bail!("container {} did not stop within 10s of SIGKILL", rec.name);
+            return Err(Error::Failed(format!(
+                "container {} did not stop within 10s of SIGKILL",
+                rec.name
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -237,7 +236,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<()> {
 
 /// Prints a detached container's log; with `follow`, keeps printing until
 /// the container has exited.
-pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<()> {
+pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
     let path = state.log_of(name);
     let mut file = match std::fs::File::open(&path) {
@@ -245,7 +244,9 @@ pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<
         Err(_) => {
             // Say which containers exist, as for every unknown name.
             find(state, cfg, name)?;
-            bail!("container {name} has no log: only detached containers (run -d) keep one");
+            return Err(Error::Failed(format!(
+                "container {name} has no log: only detached containers (run -d) keep one"
+            )));
         }
     };
     let rec = state.read::<Record>(name);

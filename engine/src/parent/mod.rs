@@ -22,13 +22,53 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 
-/// A failure the child (or a detached supervisor) reported with the exit
-/// code the engine should end with.
+/// The host side's error: the variants a caller matches on, the typed
+/// errors of the facilities it passes on, and (where a step only added
+/// context to a sentence) that sentence.
 #[derive(Debug, thiserror::Error)]
-#[error("{msg}")]
-pub struct ExitError {
-    pub code: i32,
-    pub msg: String,
+pub enum Error {
+    /// The child (or a detached supervisor) failed and reported the exit
+    /// code the engine should end with: 126 (not executable), 127 (not
+    /// found), or 125.
+    #[error("{message}")]
+    Child { code: i32, message: String },
+    /// No running container has the name asked for.
+    #[error("{0}")]
+    NoSuchContainer(String),
+    #[error(transparent)]
+    State(#[from] crate::sys::state::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::sys::lock::Error),
+    #[error(transparent)]
+    Cgroup(#[from] crate::sys::cgroup::Error),
+    #[error(transparent)]
+    Net(#[from] crate::sys::net::Error),
+    #[error(transparent)]
+    Nat(#[from] crate::sys::net::nat::Error),
+    #[error(transparent)]
+    IdLease(#[from] crate::sys::idlease::Error),
+    /// The engine's subnet (ENGINE_BRIDGE, ENGINE_SUBNET) is refused.
+    #[error(transparent)]
+    Subnet(#[from] crate::model::subnet::Error),
+    /// A host step that failed, as its sentence: the context one function
+    /// added (anyhow inside that function), flattened to one line.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A failure injected at a failpoint (`failpoints` feature).
+#[cfg(feature = "failpoints")]
+impl From<crate::sys::failpoint::Injected> for Error {
+    fn from(injected: crate::sys::failpoint::Injected) -> Error {
+        Error::Failed(injected.to_string())
+    }
+}
+
+/// A step that kept anyhow for its context: its whole chain, as one line.
+impl From<anyhow::Error> for Error {
+    fn from(err: anyhow::Error) -> Error {
+        Error::Failed(format!("{err:#}"))
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -82,7 +122,7 @@ unsafe fn fork() -> std::io::Result<Option<libc::pid_t>> {
 
 /// Reads the child's error pipe to its end: EOF alone means exec succeeded;
 /// otherwise "CODE message" from the child.
-fn child_failure(error_read: OwnedFd) -> Option<ExitError> {
+fn child_failure(error_read: OwnedFd) -> Option<Error> {
     let mut pipe = File::from(error_read);
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
@@ -103,8 +143,39 @@ fn child_failure(error_read: OwnedFd) -> Option<ExitError> {
         return None;
     }
     let (code, msg) = report.split_once(' ').unwrap_or(("125", &report));
-    Some(ExitError {
+    Some(Error::Child {
         code: code.parse().unwrap_or(exit::ENGINE_ERROR),
-        msg: msg.to_string(),
+        message: msg.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn report(text: &str) -> Option<Error> {
+        let (read, write) = pipe().unwrap();
+        File::from(write).write_all(text.as_bytes()).unwrap();
+        child_failure(read)
+    }
+
+    /// The child's "CODE message" becomes `Error::Child` with that code;
+    /// EOF alone is no failure; a report without a code is the engine's.
+    #[test]
+    fn child_report_is_a_child_variant() {
+        assert!(report("").is_none());
+        let Some(Error::Child { code, message }) = report("127 cannot find x in PATH") else {
+            panic!("not a Child error");
+        };
+        assert_eq!((code, message.as_str()), (127, "cannot find x in PATH"));
+        assert!(matches!(
+            report("126 x is a directory"),
+            Some(Error::Child { code: 126, .. })
+        ));
+        assert!(matches!(
+            report("garbled"),
+            Some(Error::Child { code: 125, .. })
+        ));
+    }
 }

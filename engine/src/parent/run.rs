@@ -5,7 +5,7 @@
 use super::clone::{clone_container, write_id_maps, Cloned};
 use super::record::Record;
 use super::supervise::{block_forwarded, supervise};
-use super::{child_failure, pipe, recovery};
+use super::{child_failure, pipe, recovery, Error};
 use crate::child::{self, ChildSetup};
 use crate::model::bundle::BindOptions;
 use crate::model::config::Config;
@@ -88,54 +88,28 @@ impl Drop for Resources {
 }
 
 /// Runs a container to its end; returns the exit code for the engine.
-pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
+pub fn run(spec: &Spec, cfg: &Config) -> Result<i32, Error> {
     run_with(spec, cfg, |_| {})
 }
 
 /// As `run`; `started` is called once PID 1 has exec'd (used by detached runs).
-pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record)) -> Result<i32> {
-    let state = StateDir::new(&cfg.state_dir);
-    let cgroup_ok = cgroup::check_available(&cfg.cgroup_root).is_ok();
-    if !cgroup_ok && !spec.limits.any() {
-        eprintln!("engine: this host has no cgroup v2 cpu/memory controllers: no resource control for this container");
-    }
-
-    let mut res = Resources {
-        state: state.clone(),
-        name: spec.name.clone(),
-        record_written: false,
-        cgroup: None,
-        child: None,
-        log: None,
-        etc: None,
-        ports: false,
-        lease: None,
-    };
+pub(super) fn run_with(
+    spec: &Spec,
+    cfg: &Config,
+    started: impl FnOnce(&Record),
+) -> Result<i32, Error> {
+    let cgroup_ok = cgroup_available(spec, cfg);
+    let mut res = Resources::new(StateDir::new(&cfg.state_dir), spec.name.clone());
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
     let (mut record, lock) = take_name_log_and_cgroup(spec, cfg, cgroup_ok, &mut res)?;
     let layer_size = (!spec.write_through).then_some(spec.layer_size);
-    // The layer's tmpfs (or the write-through root) is attached on the state
-    // directory in the container's mount namespace; the parent opens it there.
-    step!("run.layer");
-    let scratch_dir = std::path::absolute(&state.dir)
-        .with_context(|| format!("cannot resolve {}", state.dir.display()))?;
-
-    let eth0 = match (&spec.network, record.ip) {
-        (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
-        _ => None,
-    };
-    // Sent to the child as detached trees with the other mounts.
-    let etc_files = match eth0 {
-        Some((ip, ..)) => write_etc_files(spec, ip, &mut res)?,
-        None => Vec::new(),
-    };
-    let pty = if spec.tty {
-        step!("run.pty");
-        Some(super::tty::open_pty()?)
-    } else {
-        None
-    };
+    let Prepared {
+        scratch_dir,
+        eth0,
+        etc_files,
+        pty,
+    } = prepare_files(spec, &record, &mut res)?;
     let Channels {
         sync_read,
         sync_write,
@@ -164,37 +138,15 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
         cgroup2: cgroup_ok,
         oci: None,
     };
-    step!("run.cgroup_fd");
-    let cgroup_dir = match &res.cgroup {
-        Some(cg) => Some(
-            File::open(&cg.path)
-                .with_context(|| format!("cannot open cgroup {}", cg.path.display()))?,
-        ),
-        None => None,
-    };
-    step!("run.clone");
-    let (pid, pidfd) =
-        match clone_container(spec.userns, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
-            Cloned::Child => child::run(&setup),
-            Cloned::Parent { pid, pidfd } => (pid, pidfd),
-        };
+    let (pid, pidfd) = clone_child(spec, &setup, &res)?;
     res.child = Some(pid);
     record.pid = pid.as_raw_pid();
-    if let Some(lease) = res.lease.as_mut() {
-        // The init holds the IDs too: should this engine die, they stay
-        // taken for as long as the container runs.
-        step!("run.id_lease");
-        lease.set_holders(Proc::of(record.engine_pid), Proc::of(record.pid))?;
-    }
-    step!("run.record");
-    state.write(&record.name, &record)?;
-    res.record_written = true;
+    write_record(&record, &mut res)?;
     drop(lock);
     drop(setup);
     drop(sync_read);
     drop(child_mount_sock);
     drop(error_write);
-    drop(cgroup_dir);
     let master = pty.map(|p| p.master);
     verbose!(spec, "cloned pid {pid}");
 
@@ -211,14 +163,131 @@ pub(super) fn run_with(spec: &Spec, cfg: &Config, started: impl FnOnce(&Record))
     res.log = None;
     started(&record);
 
+    let status = supervise_child(spec, pid, &pidfd, master, forwarded, &mut res)?;
+    step!("run.teardown");
+    drop(res);
+    Ok(status)
+}
+
+/// Whether the container gets a cgroup (cgroup v2 with its controllers);
+/// without one, says so where no limit asked for it.
+fn cgroup_available(spec: &Spec, cfg: &Config) -> bool {
+    let cgroup_ok = cgroup::check_available(&cfg.cgroup_root).is_ok();
+    if !cgroup_ok && !spec.limits.any() {
+        eprintln!("engine: this host has no cgroup v2 cpu/memory controllers: no resource control for this container");
+    }
+    cgroup_ok
+}
+
+impl Resources {
+    /// Nothing created yet.
+    fn new(state: StateDir, name: String) -> Resources {
+        Resources {
+            state,
+            name,
+            record_written: false,
+            cgroup: None,
+            child: None,
+            log: None,
+            etc: None,
+            ports: false,
+            lease: None,
+        }
+    }
+}
+
+/// What the child is told about, made before it is cloned.
+struct Prepared {
+    /// Where the layer's tmpfs (or the write-through root) is attached.
+    scratch_dir: PathBuf,
+    /// A bridged container's address, prefix and gateway.
+    eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+    /// Its resolv.conf, hosts and hostname.
+    etc_files: Vec<PathBuf>,
+    pty: Option<super::tty::Pty>,
+}
+
+/// The layer's place, a bridged container's /etc files, the pty.
+fn prepare_files(spec: &Spec, record: &Record, res: &mut Resources) -> Result<Prepared, Error> {
+    // The layer's tmpfs (or the write-through root) is attached on the state
+    // directory in the container's mount namespace; the parent opens it there.
+    step!("run.layer");
+    let scratch_dir = std::path::absolute(&res.state.dir)
+        .with_context(|| format!("cannot resolve {}", res.state.dir.display()))?;
+
+    let eth0 = match (&spec.network, record.ip) {
+        (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
+        _ => None,
+    };
+    // Sent to the child as detached trees with the other mounts.
+    let etc_files = match eth0 {
+        Some((ip, ..)) => write_etc_files(spec, ip, res)?,
+        None => Vec::new(),
+    };
+    let pty = if spec.tty {
+        step!("run.pty");
+        Some(super::tty::open_pty()?)
+    } else {
+        None
+    };
+    Ok(Prepared {
+        scratch_dir,
+        eth0,
+        etc_files,
+        pty,
+    })
+}
+
+/// Clones the child straight into its cgroup (opened here) and its
+/// namespaces; the child runs `setup` and never returns here.
+fn clone_child(spec: &Spec, setup: &ChildSetup, res: &Resources) -> Result<(Pid, OwnedFd), Error> {
+    step!("run.cgroup_fd");
+    let cgroup_dir = match &res.cgroup {
+        Some(cg) => Some(
+            File::open(&cg.path)
+                .with_context(|| format!("cannot open cgroup {}", cg.path.display()))?,
+        ),
+        None => None,
+    };
+    step!("run.clone");
+    let (pid, pidfd) =
+        match clone_container(spec.userns, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
+            Cloned::Child => child::run(setup),
+            Cloned::Parent { pid, pidfd } => (pid, pidfd),
+        };
+    Ok((pid, pidfd))
+}
+
+/// Once PID 1 exists: it holds the IDs' lease too, and its record (with
+/// its pid) is written, the one write per container.
+fn write_record(record: &Record, res: &mut Resources) -> Result<(), Error> {
+    if let Some(lease) = res.lease.as_mut() {
+        // The init holds the IDs too: should this engine die, they stay
+        // taken for as long as the container runs.
+        step!("run.id_lease");
+        lease.set_holders(Proc::of(record.engine_pid), Proc::of(record.pid))?;
+    }
+    step!("run.record");
+    res.state.write(&record.name, record)?;
+    res.record_written = true;
+    Ok(())
+}
+
+/// Supervises PID 1 to its end (reaped), then reports OOM kills.
+fn supervise_child(
+    spec: &Spec,
+    pid: Pid,
+    pidfd: &OwnedFd,
+    master: Option<OwnedFd>,
+    forwarded: super::supervise::SigSet,
+    res: &mut Resources,
+) -> Result<i32, Error> {
     step!("run.supervise");
-    let status = supervise(pid, &pidfd, master, forwarded)?;
+    let status = supervise(pid, pidfd, master, forwarded)?;
     res.child = None;
     if let Some(cg) = &res.cgroup {
         report_oom(spec, cg);
     }
-    step!("run.teardown");
-    drop(res);
     Ok(status)
 }
 
@@ -331,7 +400,12 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
 }
 
 /// Lets the child go; its failure before exec, if any, is ours.
-fn start(pid: Pid, sync_write: OwnedFd, error_read: OwnedFd, res: &mut Resources) -> Result<()> {
+fn start(
+    pid: Pid,
+    sync_write: OwnedFd,
+    error_read: OwnedFd,
+    res: &mut Resources,
+) -> Result<(), Error> {
     step!("run.go");
     File::from(sync_write)
         .write_all(b"G")
@@ -339,7 +413,7 @@ fn start(pid: Pid, sync_write: OwnedFd, error_read: OwnedFd, res: &mut Resources
     if let Some(failure) = child_failure(error_read) {
         super::reap(pid);
         res.child = None;
-        return Err(failure.into());
+        return Err(failure);
     }
     Ok(())
 }
@@ -465,41 +539,7 @@ fn reserve(
     // Refused here, before anything is created.
     step!("run.id_range");
     let (userns_base, lease) = lease_ids(spec, state, &running)?;
-    step!("run.address");
-    let (ip, veth) = match &spec.network {
-        Network::None => (None, None),
-        Network::Bridge { net, ip } => {
-            let used: Vec<Ipv4Addr> = running.iter().filter_map(|r| r.ip).collect();
-            let ip = match ip {
-                Some(ip) => {
-                    if let Some(holder) = running.iter().find(|r| r.ip == Some(*ip)) {
-                        bail!(
-                            "address {ip} is already used by container {}: choose another address or omit it to lease one",
-                            holder.name
-                        );
-                    }
-                    *ip
-                }
-                None => net.lowest_free(&used)?,
-            };
-            check_ports(spec, &running)?;
-            step!("run.bridge");
-            crate::sys::net::setup_host(net.into(), &state.dir)?;
-            step!("run.nat");
-            super::nat::ensure(net, state, !spec.ports.is_empty())?;
-            step!("run.veth_name");
-            let mut veth = crate::sys::net::veth_name(&spec.name);
-            // The name is ours now, so a veth of that name is stale: left by
-            // a container of the same name whose namespace the kernel is
-            // still tearing down (it goes with it). Deleting it would wait
-            // for that teardown; take another name instead ('%' never occurs
-            // in a container name, so this one is the run's own).
-            if crate::sys::net::link_exists(&veth)? {
-                veth = crate::sys::net::veth_name(&format!("{}%{}", spec.name, std::process::id()));
-            }
-            (Some(ip), Some(veth))
-        }
-    };
+    let (ip, veth) = address_and_veth(spec, state, &running)?;
     let me = std::process::id() as i32;
     let mut record = Record {
         name: spec.name.clone(),
@@ -526,6 +566,51 @@ fn reserve(
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));
     }
     Ok((record, lock, lease))
+}
+
+/// The container's address (the one asked for, or the lowest free) and
+/// its veth's name, once its ports are free and the bridge and the NAT
+/// table are there; none without a bridge.
+fn address_and_veth(
+    spec: &Spec,
+    state: &StateDir,
+    running: &[Record],
+) -> Result<(Option<Ipv4Addr>, Option<String>)> {
+    step!("run.address");
+    Ok(match &spec.network {
+        Network::None => (None, None),
+        Network::Bridge { net, ip } => {
+            let used: Vec<Ipv4Addr> = running.iter().filter_map(|r| r.ip).collect();
+            let ip = match ip {
+                Some(ip) => {
+                    if let Some(holder) = running.iter().find(|r| r.ip == Some(*ip)) {
+                        bail!(
+                            "address {ip} is already used by container {}: choose another address or omit it to lease one",
+                            holder.name
+                        );
+                    }
+                    *ip
+                }
+                None => net.lowest_free(&used)?,
+            };
+            check_ports(spec, running)?;
+            step!("run.bridge");
+            crate::sys::net::setup_host(net.into(), &state.dir)?;
+            step!("run.nat");
+            super::nat::ensure(net, state, !spec.ports.is_empty())?;
+            step!("run.veth_name");
+            let mut veth = crate::sys::net::veth_name(&spec.name);
+            // The name is ours now, so a veth of that name is stale: left by
+            // a container of the same name whose namespace the kernel is
+            // still tearing down (it goes with it). Deleting it would wait
+            // for that teardown; take another name instead ('%' never occurs
+            // in a container name, so this one is the run's own).
+            if crate::sys::net::link_exists(&veth)? {
+                veth = crate::sys::net::veth_name(&format!("{}%{}", spec.name, std::process::id()));
+            }
+            (Some(ip), Some(veth))
+        }
+    })
 }
 
 /// Leases the container's host IDs host-wide (`sys::idlease`): the lowest

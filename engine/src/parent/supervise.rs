@@ -4,7 +4,7 @@
 use super::tty::{copy_size, read_some, write_all, RawTerminal};
 use anyhow::{bail, Context, Result};
 use rustix::process::{Pid, Signal};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Signals the supervisor passes on to the container's PID 1.
 pub const FORWARDED: [Signal; 7] = [
@@ -94,93 +94,133 @@ pub fn supervise(
     master: Option<OwnedFd>,
     forwarded: SigSet,
 ) -> Result<i32> {
-    use rustix::event::{poll, PollFd, PollFlags};
     let sigfd = signalfd(&forwarded).context("cannot create signalfd")?;
     let _raw = if master.is_some() && rustix::termios::isatty(std::io::stdin()) {
         RawTerminal::enter()
     } else {
         None
     };
-    let master_fd = master.as_ref().map(|m| m.as_fd());
-    let stdout = std::io::stdout();
-    let mut stdin_open = master.is_some();
-    let mut master_open = master.is_some();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut relay = PtyRelay {
+        master: master.as_ref().map(|m| m.as_fd()),
+        stdin_open: master.is_some(),
+        master_open: master.is_some(),
+        buf: vec![0u8; 16 * 1024],
+    };
     loop {
+        let Some(ready) = relay.poll(pidfd, &sigfd)? else {
+            continue;
+        };
+        if ready.signal {
+            forward_signal(&sigfd, pidfd, relay.master);
+        }
+        relay.copy(&ready);
+        if ready.child_done {
+            break;
+        }
+    }
+    relay.drain();
+    super::wait_exit_code(pid)
+        .map_err(std::io::Error::from)
+        .context("waitpid")
+}
+
+/// What one poll found ready.
+struct Ready {
+    child_done: bool,
+    signal: bool,
+    stdin: bool,
+    master: bool,
+}
+
+/// Our stdin to the pty master, the master to our stdout, while each is open.
+struct PtyRelay<'a> {
+    master: Option<BorrowedFd<'a>>,
+    stdin_open: bool,
+    master_open: bool,
+    buf: Vec<u8>,
+}
+
+impl PtyRelay<'_> {
+    /// Waits until PID 1 exits, a forwarded signal comes, or a relayed fd
+    /// is readable; `None` when a signal interrupted the wait.
+    fn poll(&self, pidfd: &OwnedFd, sigfd: &OwnedFd) -> Result<Option<Ready>> {
+        use rustix::event::{poll, PollFd, PollFlags};
         let stdin = std::io::stdin();
         let stdin_fd = stdin.as_fd();
         let mut fds = vec![
             PollFd::new(pidfd, PollFlags::IN),
-            PollFd::new(&sigfd, PollFlags::IN),
+            PollFd::new(sigfd, PollFlags::IN),
         ];
-        if stdin_open {
+        if self.stdin_open {
             fds.push(PollFd::new(&stdin_fd, PollFlags::IN));
         }
-        let master_borrow = master.as_ref();
-        if let (true, Some(m)) = (master_open, master_borrow) {
+        let master = self.master.filter(|_| self.master_open);
+        if let Some(m) = &master {
             fds.push(PollFd::new(m, PollFlags::IN));
         }
         match poll(&mut fds, None) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INTR) => return Ok(None),
             Err(e) => bail!("poll: {e}"),
         }
         let ready = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
-        let child_done = ready(0);
-        let sig_ready = ready(1);
-        let mut idx = 2;
-        let stdin_ready = stdin_open && {
-            let r = ready(idx);
-            idx += 1;
-            r
-        };
-        let master_ready = master_open && ready(idx);
-        drop(fds);
+        let master_at = if self.stdin_open { 3 } else { 2 };
+        Ok(Some(Ready {
+            child_done: ready(0),
+            signal: ready(1),
+            stdin: self.stdin_open && ready(2),
+            master: self.master_open && ready(master_at),
+        }))
+    }
 
-        if sig_ready {
-            if let Some(sig) = read_signal(&sigfd) {
-                if sig == libc::SIGWINCH {
-                    if let Some(m) = master_fd {
-                        copy_size(m);
-                    }
-                }
-                send_signal(pidfd, sig);
+    /// One read each way, for what is ready; an end that reads EOF (or
+    /// EIO: every slave is closed) is not polled again.
+    fn copy(&mut self, ready: &Ready) {
+        if ready.stdin {
+            let n = read_some(std::io::stdin().as_fd(), &mut self.buf);
+            if n <= 0 {
+                self.stdin_open = false;
+            } else if let Some(m) = self.master {
+                write_all(m, &self.buf[..n as usize]);
             }
         }
-        if stdin_ready {
-            let n = read_some(stdin.as_fd(), &mut buf);
+        if ready.master {
+            let n = self.master.map_or(-1, |m| read_some(m, &mut self.buf));
             if n <= 0 {
-                stdin_open = false;
-            } else if let Some(m) = master_fd {
-                write_all(m, &buf[..n as usize]);
-            }
-        }
-        if master_ready {
-            let n = master_fd.map_or(-1, |m| read_some(m, &mut buf));
-            if n <= 0 {
-                master_open = false; // EIO: every slave is closed
+                self.master_open = false;
             } else {
-                write_all(stdout.as_fd(), &buf[..n as usize]);
+                write_all(std::io::stdout().as_fd(), &self.buf[..n as usize]);
             }
-        }
-        if child_done {
-            break;
         }
     }
-    // Drain what the container wrote before it exited.
-    if let (true, Some(m)) = (master_open, master_fd) {
+
+    /// What the container wrote before it exited.
+    fn drain(&mut self) {
+        let Some(m) = self.master.filter(|_| self.master_open) else {
+            return;
+        };
         let _ = rustix::fs::fcntl_setfl(m, rustix::fs::OFlags::NONBLOCK);
         loop {
-            let n = read_some(m, &mut buf);
+            let n = read_some(m, &mut self.buf);
             if n <= 0 {
                 break;
             }
-            write_all(stdout.as_fd(), &buf[..n as usize]);
+            write_all(std::io::stdout().as_fd(), &self.buf[..n as usize]);
         }
     }
-    super::wait_exit_code(pid)
-        .map_err(std::io::Error::from)
-        .context("waitpid")
+}
+
+/// A forwarded signal, read from the signalfd, to PID 1; a window change
+/// is copied to the pty first.
+fn forward_signal(sigfd: &OwnedFd, pidfd: &OwnedFd, master: Option<BorrowedFd>) {
+    if let Some(sig) = read_signal(sigfd) {
+        if sig == libc::SIGWINCH {
+            if let Some(m) = master {
+                copy_size(m);
+            }
+        }
+        send_signal(pidfd, sig);
+    }
 }
 
 /// Signals through the pidfd: never a recycled pid.

@@ -22,7 +22,8 @@
 //! step functions has a failpoint before it.
 
 /// A parent-side step: `step!("run.cgroup");` in a function whose error
-/// converts from `Injected` (`anyhow::Error`, `engine::Error`).
+/// converts from `Injected` (`anyhow::Error`, `engine::Error`,
+/// `parent::Error`, `image::Error`).
 #[cfg(feature = "failpoints")]
 macro_rules! step {
     ($name:literal) => {
@@ -232,12 +233,25 @@ mod tests {
         ("parent/run.rs", "fn write_etc_files("),
         ("parent/run.rs", "fn wire_up("),
         ("parent/run.rs", "fn start("),
+        ("parent/run.rs", "fn prepare_files("),
+        ("parent/run.rs", "fn open_channels("),
+        ("parent/run.rs", "fn clone_child("),
+        ("parent/run.rs", "fn write_record("),
+        ("parent/run.rs", "fn supervise_child("),
         ("parent/run.rs", "fn send_mount_fds("),
         ("parent/run.rs", "fn reserve("),
+        ("parent/run.rs", "fn address_and_veth("),
         ("parent/detach.rs", "fn run_detached("),
         ("parent/exec.rs", "fn exec_into("),
         ("parent/exec.rs", "fn join_container("),
+        ("parent/exec.rs", "fn open_target("),
+        ("parent/exec.rs", "fn start_relays("),
+        ("parent/exec.rs", "fn hand_over_pty("),
         ("parent/create.rs", "fn create_init("),
+        ("parent/create.rs", "fn open_init_channels("),
+        ("parent/create.rs", "fn join_here_by_path("),
+        ("parent/create.rs", "fn wire_up_init("),
+        ("parent/create.rs", "fn let_init_go("),
         ("oci/mod.rs", "fn create_inner("),
         ("oci/mod.rs", "fn start("),
         ("oci/mod.rs", "fn kill("),
@@ -252,7 +266,7 @@ mod tests {
         ("image/mod.rs", "fn pull("),
     ];
 
-    /// Steps of `run_with` split out as functions: each is in
+    /// Steps of an ordered function split out as functions: each is in
     /// ORDERED_STEPS (its body is checked, its first fallible statement
     /// needs its own failpoint), so a call of one is guarded by it.
     const STEP_FUNCTIONS: &[&str] = &[
@@ -260,6 +274,19 @@ mod tests {
         "write_etc_files(",
         "wire_up(",
         "start(",
+        "prepare_files(",
+        "open_channels(",
+        "clone_child(",
+        "write_record(",
+        "supervise_child(",
+        "address_and_veth(",
+        "open_target(",
+        "start_relays(",
+        "hand_over_pty(",
+        "open_init_channels(",
+        "join_here_by_path(",
+        "wire_up_init(",
+        "let_init_go(",
     ];
 
     /// The body of `fn NAME(` in `text`, by brace matching.

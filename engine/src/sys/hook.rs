@@ -51,6 +51,26 @@ pub fn run(hook: Program, state: &str) -> Result<(), HookError> {
 /// (/dev/fd/N).
 pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(), HookError> {
     let path = hook.path.display().to_string();
+    let mut child = command(&hook, exe.map(|fd| fd.as_raw_fd()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|err| HookError::Spawn {
+            path: path.clone(),
+            err,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its state closes the pipe: not an error.
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    wait(child, path, hook.timeout)
+}
+
+/// The hook's command: its argv and nothing but its environment; in the
+/// child before exec, every fd of ours but 0, 1, 2 closed on exec, and
+/// with `exe_fd`, execveat of that fd (kept open) instead of the path.
+fn command(hook: &Program, exe_fd: Option<RawFd>) -> Command {
+    let path = hook.path.display().to_string();
     let mut cmd = Command::new(hook.path);
     if let Some((first, rest)) = hook.args.split_first() {
         cmd.arg0(first).args(rest);
@@ -61,7 +81,6 @@ pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(
             cmd.env(k, v);
         }
     }
-    let exe_fd = exe.map(|fd| fd.as_raw_fd());
     // What execveat takes, made before the fork.
     let cstr = |s: &str| CString::new(s).ok();
     let argv: Vec<CString> = match hook.args.is_empty() {
@@ -100,19 +119,17 @@ pub fn run_from(hook: Program, exe: Option<BorrowedFd>, state: &str) -> Result<(
             Ok(())
         });
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|err| HookError::Spawn {
-            path: path.clone(),
-            err,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its state closes the pipe: not an error.
-        let _ = stdin.write_all(state.as_bytes());
-    }
-    let timeout = hook.timeout.filter(|t| *t > 0);
+    cmd
+}
+
+/// Waits for the hook to end, killing it once `timeout` seconds (None or
+/// 0: no limit) have passed.
+fn wait(
+    mut child: std::process::Child,
+    path: String,
+    timeout: Option<u64>,
+) -> Result<(), HookError> {
+    let timeout = timeout.filter(|t| *t > 0);
     let deadline = timeout.map(|t| Instant::now() + Duration::from_secs(t));
     loop {
         match child.try_wait() {

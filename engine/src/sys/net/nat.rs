@@ -220,6 +220,28 @@ const PRIO_SRCNAT: i32 = 100;
 /// present) then `flush` of each fixed chain, then its rules, so running it
 /// again rewrites the fixed chains and leaves the containers' chains alone.
 pub fn setup_ruleset(bridge: &str, network: Ipv4Addr, prefix: u8) -> Value {
+    let mut cmds = fixed_chains();
+    // route_localnet on the bridge lets the host's 127.0.0.1 be DNAT'd to a
+    // container; without this, it would also let containers reach the host's
+    // loopback-only services.
+    cmds.push(rule(
+        "guard",
+        vec![
+            meta_is("iifname", "==", bridge),
+            ip_is("daddr", LOOPBACK, 8),
+            verdict("drop"),
+        ],
+    ));
+    cmds.extend(forward_rules(bridge));
+    cmds.extend(postrouting_rules(bridge, network, prefix));
+    json!({ "nftables": cmds })
+}
+
+/// 127.0.0.0/8.
+const LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 0);
+
+/// The table, and each fixed chain added (a no-op when present) and flushed.
+fn fixed_chains() -> Vec<Value> {
     let mut cmds = vec![json!({"add": {"table": {"family": "inet", "name": TABLE}}})];
     for (name, ty, hook, prio) in [
         ("guard", "filter", "prerouting", PRIO_RAW),
@@ -229,81 +251,83 @@ pub fn setup_ruleset(bridge: &str, network: Ipv4Addr, prefix: u8) -> Value {
         cmds.push(json!({"add": {"chain": base_chain(name, ty, hook, prio)}}));
         cmds.push(json!({"flush": {"chain": chain(name)}}));
     }
-    let loopback = Ipv4Addr::new(127, 0, 0, 0);
-    // route_localnet on the bridge lets the host's 127.0.0.1 be DNAT'd to a
-    // container; without this, it would also let containers reach the host's
-    // loopback-only services.
-    cmds.push(rule(
-        "guard",
-        vec![
-            meta_is("iifname", "==", bridge),
-            ip_is("daddr", loopback, 8),
-            verdict("drop"),
-        ],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ct_has("state", &["established", "related"]),
-            verdict("accept"),
-        ],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ct_has("status", &["dnat"]),
-            verdict("accept"),
-        ],
-    ));
-    // Containers reaching each other through the gateway (routed, not bridged).
-    cmds.push(rule(
-        "forward",
-        vec![
-            meta_is("oifname", "==", bridge),
-            meta_is("iifname", "==", bridge),
-            verdict("accept"),
-        ],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![meta_is("oifname", "==", bridge), verdict("drop")],
-    ));
-    cmds.push(rule(
-        "forward",
-        vec![meta_is("iifname", "==", bridge), verdict("accept")],
-    ));
-    cmds.push(rule(
-        "postrouting",
-        vec![
-            ip_is("saddr", network, prefix),
-            meta_is("oifname", "!=", bridge),
-            verdict("masquerade"),
-        ],
-    ));
-    // The host on 127.0.0.1, and containers through the host's address
-    // (hairpin): without a new source the container would answer the original
-    // one directly, and the reply would miss the reverse translation.
-    cmds.push(rule(
-        "postrouting",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ip_is("saddr", loopback, 8),
-            ct_has("status", &["dnat"]),
-            verdict("masquerade"),
-        ],
-    ));
-    cmds.push(rule(
-        "postrouting",
-        vec![
-            meta_is("oifname", "==", bridge),
-            ip_is("saddr", network, prefix),
-            ct_has("status", &["dnat"]),
-            verdict("masquerade"),
-        ],
-    ));
-    json!({ "nftables": cmds })
+    cmds
+}
+
+/// Into the bridge: replies, published ports and container to container;
+/// nothing else. Out of it: anything.
+fn forward_rules(bridge: &str) -> Vec<Value> {
+    vec![
+        rule(
+            "forward",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ct_has("state", &["established", "related"]),
+                verdict("accept"),
+            ],
+        ),
+        rule(
+            "forward",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ct_has("status", &["dnat"]),
+                verdict("accept"),
+            ],
+        ),
+        // Containers reaching each other through the gateway (routed, not bridged).
+        rule(
+            "forward",
+            vec![
+                meta_is("oifname", "==", bridge),
+                meta_is("iifname", "==", bridge),
+                verdict("accept"),
+            ],
+        ),
+        rule(
+            "forward",
+            vec![meta_is("oifname", "==", bridge), verdict("drop")],
+        ),
+        rule(
+            "forward",
+            vec![meta_is("iifname", "==", bridge), verdict("accept")],
+        ),
+    ]
+}
+
+/// The containers' traffic out masqueraded; DNAT'd traffic from the host's
+/// loopback or from a container (hairpin) too.
+fn postrouting_rules(bridge: &str, network: Ipv4Addr, prefix: u8) -> Vec<Value> {
+    vec![
+        rule(
+            "postrouting",
+            vec![
+                ip_is("saddr", network, prefix),
+                meta_is("oifname", "!=", bridge),
+                verdict("masquerade"),
+            ],
+        ),
+        // The host on 127.0.0.1, and containers through the host's address
+        // (hairpin): without a new source the container would answer the original
+        // one directly, and the reply would miss the reverse translation.
+        rule(
+            "postrouting",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ip_is("saddr", LOOPBACK, 8),
+                ct_has("status", &["dnat"]),
+                verdict("masquerade"),
+            ],
+        ),
+        rule(
+            "postrouting",
+            vec![
+                meta_is("oifname", "==", bridge),
+                ip_is("saddr", network, prefix),
+                ct_has("status", &["dnat"]),
+                verdict("masquerade"),
+            ],
+        ),
+    ]
 }
 
 /// The names of a container's two chains.

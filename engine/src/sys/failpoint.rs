@@ -248,7 +248,7 @@ mod tests {
         ("parent/exec.rs", "fn start_relays("),
         ("parent/exec.rs", "fn hand_over_pty("),
         ("parent/create.rs", "fn create_init("),
-        ("parent/create.rs", "fn open_init_channels("),
+        ("parent/create.rs", "fn open_init_channels<"),
         ("parent/create.rs", "fn join_here_by_path("),
         ("parent/create.rs", "fn wire_up_init("),
         ("parent/create.rs", "fn let_init_go("),

@@ -2323,3 +2323,105 @@ fn a_user_id_of_minus_one_is_refused() {
     oci.ok(&["delete", "u2"]);
     oci.assert_root_empty();
 }
+
+/// Host pids of live (not zombie) processes whose command line is `argv`.
+fn live_with_args(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+/// A container of a pod: it joins `pause_pid`'s pid namespace by path,
+/// with namespaces of its own for the rest and no cgroup; created and started.
+fn pod_member(id: &str, pause_pid: i32, args: &[&str]) -> Oci {
+    let oci = Oci::new(args);
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"] = json!([
+            {"type": "pid", "path": format!("/proc/{pause_pid}/ns/pid")},
+            {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+        ]);
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, id]);
+    oci.ok(&["start", id]);
+    oci
+}
+
+/// A pod as containerd's CRI makes one without cgroups: a pause container
+/// owning a pid namespace, containers joining it by path. `kill --all A`
+/// kills A's processes, its exec's orphan (adopted by the pause) too, and
+/// nothing of B or the pause; on a stopped container it kills the leftover
+/// of `sh -c 'sleep & exit 0'` and succeeds, as runc does (the shim sends
+/// it after every exit in such a pod). `delete` of a stopped container
+/// kills its leftovers as runc's does.
+#[test]
+fn kill_all_in_a_shared_pid_namespace_kills_that_container_only() {
+    let pause = Oci::new(&["sleep", "30010"]);
+    let bundle = pause.bundle().display().to_string();
+    pause.ok(&["create", "--bundle", &bundle, "pause"]);
+    pause.ok(&["start", "pause"]);
+    let pause_pid = pid_of(&pause.state("pause"));
+
+    let a = pod_member("a", pause_pid, &["sleep", "30011"]);
+    a.ok(&["exec", "--detach", "a", "sh", "-c", "sleep 30012 & exit 0"]);
+    let b = pod_member("b", pause_pid, &["sleep", "30013"]);
+    let c = pod_member("c", pause_pid, &["sh", "-c", "sleep 30014 & exit 0"]);
+    let d = pod_member("d", pause_pid, &["sh", "-c", "sleep 30015 & exit 0"]);
+    for arg in ["30010", "30011", "30012", "30013", "30014", "30015"] {
+        wait::until(SHORT, &format!("sleep {arg} to run"), || {
+            (live_with_args(&["sleep", arg]).len() == 1).then_some(())
+        });
+    }
+    let survivors = || {
+        assert_eq!(
+            live_with_args(&["sleep", "30010"]),
+            [pause_pid],
+            "the pause"
+        );
+        assert_eq!(live_with_args(&["sleep", "30013"]).len(), 1, "B's init");
+        assert_eq!(b.status("b"), "running");
+        assert_eq!(pause.status("pause"), "running");
+    };
+    let gone = |arg: &str| {
+        wait::until(SHORT, &format!("sleep {arg} to be killed"), || {
+            live_with_args(&["sleep", arg]).is_empty().then_some(())
+        })
+    };
+
+    // A running container: its init and its exec's orphan.
+    let a_pid = pid_of(&a.state("a"));
+    a.ok(&["kill", "--all", "a", "KILL"]);
+    a.wait_stopped("a", a_pid);
+    gone("30011");
+    gone("30012");
+    survivors();
+
+    // A stopped container with a leftover.
+    let c_pid = pid_of(&c.state("c"));
+    c.wait_stopped("c", c_pid);
+    c.ok(&["kill", "--all", "c", "KILL"]);
+    gone("30014");
+    survivors();
+    let refused = c.call(&["kill", "c", "KILL"]);
+    assert!(refused.stderr.contains("not running"), "{}", refused.stderr);
+
+    // delete of a stopped one takes its leftover with it.
+    let d_pid = pid_of(&d.state("d"));
+    d.wait_stopped("d", d_pid);
+    d.ok(&["delete", "d"]);
+    gone("30015");
+    survivors();
+}

@@ -9,6 +9,7 @@
 mod checks;
 pub mod config;
 pub mod exec;
+mod procs;
 pub mod state;
 
 pub use exec::ExecOptions;
@@ -141,10 +142,10 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
         create_container_hooks,
     };
     step!("oci_create.launch");
-    let created =
-        crate::parent::create::create_init(launch, |pid| init_exists(root, &rec, &hooks, pid))?;
-    rec.pid = created.pid.as_raw_pid();
-    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
+    let created = crate::parent::create::create_init(launch, |pid| {
+        init_exists(root, &rec, &hooks, pid, plan.new_namespaces)
+    })?;
+    rec = with_init(&rec, created.pid, plan.new_namespaces);
     step!("oci_create.record_created");
     root.save(&rec)?;
     step!("oci_create.pid_file");
@@ -166,10 +167,14 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
 /// its pid recorded at once (a create killed from here on leaves a
 /// container that `state` reports and `delete` removes), then the prestart
 /// and createRuntime hooks. Returns the state the init's own hooks read.
-fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Result<String> {
-    let mut creating = rec.clone();
-    creating.pid = pid.as_raw_pid();
-    creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
+fn init_exists(
+    root: &Root,
+    rec: &Record,
+    hooks: &config::Hooks,
+    pid: Pid,
+    new_namespaces: u64,
+) -> Result<String> {
+    let creating = with_init(rec, pid, new_namespaces);
     step!("oci_create.record_pid");
     root.save(&creating)?;
     let state = hook_state(&creating, "created");
@@ -178,6 +183,15 @@ fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Re
         run_hook(hook, &state)?;
     }
     Ok(hook_state(&creating, "creating"))
+}
+
+/// The record once the init exists: its pid, start time and namespaces.
+fn with_init(rec: &Record, pid: Pid, new_namespaces: u64) -> Record {
+    let mut rec = rec.clone();
+    rec.pid = pid.as_raw_pid();
+    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
+    (rec.own_pid_ns, rec.mnt_ns) = procs::scope_of(rec.pid, new_namespaces);
+    rec
 }
 
 /// The state directory (0700) and the container's directory in it: the
@@ -214,6 +228,8 @@ fn first_record(
         poststop: plan.hooks.poststop.clone(),
         poststart: plan.hooks.poststart.clone(),
         confinement: Some(plan.spec.confinement.clone()),
+        own_pid_ns: false,
+        mnt_ns: None,
     }
 }
 
@@ -423,24 +439,24 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `kill [--all] ID SIGNAL`.
+/// `kill [--all] ID SIGNAL`. `--all` signals every process of the
+/// container (`procs::members`), also once it has stopped: its leftovers
+/// (runc does; containerd's shim sends it after every exit in a pod that
+/// shares a pid namespace).
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     step!("oci_kill.signal_name");
     let sig = crate::parent::lifecycle::parse_signal(signal)?;
     step!("oci_kill.load");
     let rec = root.load(id)?;
+    if all {
+        step!("oci_kill.signal");
+        procs::signal_all(&rec, sig);
+        return Ok(());
+    }
     if root.status(&rec) == Status::Stopped {
         bail!("cannot kill container {id}: container not running");
     }
     step!("oci_kill.signal");
-    if all {
-        for pid in processes(&rec) {
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, sig);
-            }
-        }
-        return Ok(());
-    }
     Pid::from_raw(rec.pid)
         .ok_or(rustix::io::Errno::SRCH)
         .and_then(|pid| rustix::process::kill_process(pid, sig))
@@ -450,33 +466,6 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
                 crate::sys::errno_desc(e)
             )
         })
-}
-
-/// The host pids of the container's processes: those in its init's pid
-/// namespace (or its cgroup, when it has one).
-pub fn processes(rec: &Record) -> Vec<i32> {
-    if let Some(cg) = &rec.cgroup {
-        if let Ok(text) = std::fs::read_to_string(cg.join("cgroup.procs")) {
-            return text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        }
-    }
-    let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)) else {
-        return Vec::new();
-    };
-    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            std::fs::read_link(format!("/proc/{p}/ns/pid"))
-                .ok()
-                .as_ref()
-                == Some(&ns)
-        })
-        .collect();
-    pids.sort();
-    pids
 }
 
 /// `delete [--force] ID`.
@@ -508,6 +497,12 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             }
             wait_gone(&rec);
         }
+    }
+    if rec.cgroup.is_none() && !rec.own_pid_ns {
+        // In a shared pid namespace its leftovers live on: runc's delete
+        // kills them too.
+        step!("oci_delete.leftovers");
+        procs::signal_all(&rec, Signal::KILL);
     }
     step!("oci_delete.cgroup");
     if let Some(cg) = &rec.cgroup {
@@ -580,7 +575,7 @@ pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>> {
     if root.status(&rec) == Status::Stopped {
         return Ok(Vec::new());
     }
-    Ok(processes(&rec))
+    Ok(procs::members(&rec))
 }
 
 /// `pause` (freeze) and `resume` (thaw) through the cgroup v2 freezer.

@@ -32,6 +32,12 @@ pub struct Record {
     pub poststart: Vec<oci_spec::runtime::Hook>,
     /// What an exec applies too (the seccomp filter, the default capabilities).
     pub confinement: Option<crate::model::security::Confinement>,
+    /// The init has a pid namespace of its own (`procs::members`).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+    /// The init's mount namespace, when it is its own (`procs::members`).
+    #[serde(default)]
+    pub mnt_ns: Option<super::procs::NsId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +268,8 @@ mod tests {
             poststop: Vec::new(),
             poststart: Vec::new(),
             confinement: None,
+            own_pid_ns: false,
+            mnt_ns: None,
         };
         std::fs::create_dir(root.container_dir("c1")).unwrap();
         root.save(&rec).unwrap();

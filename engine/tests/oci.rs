@@ -415,14 +415,7 @@ fn bad_input_is_refused_with_one_line_and_nothing_left() {
 #[test]
 fn unknown_and_duplicate_ids() {
     let oci = Oci::new(&["sleep", "100"]);
-    for verb in [
-        &["state"][..],
-        &["start"],
-        &["kill"],
-        &["delete"],
-        &["delete", "--force"],
-        &["ps"],
-    ] {
+    for verb in [&["state"][..], &["start"], &["kill"], &["delete"], &["ps"]] {
         let mut args = verb.to_vec();
         args.push("nope");
         let out = oci.call(&args);
@@ -434,6 +427,18 @@ fn unknown_and_duplicate_ids() {
         );
         assert_eq!(out.stderr.lines().count(), 1);
     }
+    // Nothing to delete is what --force asks for: exit 0, as runc and crun
+    // (containerd and podman run it after a failed create); a bad ID is
+    // still refused.
+    let out = oci.ok(&["delete", "--force", "nope"]);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+    let out = oci.call(&["delete", "--force", "a/b"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("invalid container ID"),
+        "{}",
+        out.stderr
+    );
     let bundle = oci.bundle().display().to_string();
     oci.ok(&["create", "--bundle", &bundle, "dup"]);
     let pid = pid_of(&oci.state("dup"));
@@ -2424,4 +2429,88 @@ fn kill_all_in_a_shared_pid_namespace_kills_that_container_only() {
     d.ok(&["delete", "d"]);
     gone("30015");
     survivors();
+}
+
+/// `spec` writes the config.json `runc spec` writes, byte for byte (and
+/// with `--rootless`), into `--bundle` or the working directory; it keeps
+/// an existing one and says so in runc's words. The engine runs what it
+/// wrote (with a rootfs and no terminal).
+#[test]
+fn spec_writes_runc_s_default_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let runc_spec = |args: &[&str], sub: &str| -> Vec<u8> {
+        let d = dir.path().join(format!("runc{sub}"));
+        fs::create_dir(&d).unwrap();
+        let mut child = Command::new("runc")
+            .arg("spec")
+            .args(args)
+            .current_dir(&d)
+            .spawn()
+            .expect("runc (Debian's runc package, which .ci/run installs)");
+        assert!(wait::child(&mut child, SHORT).unwrap().success());
+        fs::read(d.join("config.json")).unwrap()
+    };
+    let engine_spec = |args: &[&str], cwd: &Path| -> (i32, String) {
+        let mut child = Command::new(ENGINE)
+            .arg("spec")
+            .args(args)
+            .current_dir(cwd)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait::child(&mut child, SHORT).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.code().unwrap_or(-1), err)
+    };
+
+    let here = dir.path().join("here");
+    fs::create_dir(&here).unwrap();
+    assert_eq!(engine_spec(&[], &here), (0, String::new()));
+    let written = fs::read(here.join("config.json")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&runc_spec(&[], "1"))
+    );
+    let rootless = dir.path().join("rootless");
+    fs::create_dir(&rootless).unwrap();
+    let (code, err) = engine_spec(
+        &["--rootless", "--bundle", rootless.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(rootless.join("config.json")).unwrap()),
+        String::from_utf8_lossy(&runc_spec(&["--rootless"], "2"))
+    );
+
+    // An existing config.json is kept.
+    fs::write(here.join("config.json"), "mine").unwrap();
+    let (code, err) = engine_spec(&["-b", here.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1);
+    assert_eq!(err, "engine: File config.json exists. Remove it first\n");
+    assert_eq!(
+        fs::read_to_string(here.join("config.json")).unwrap(),
+        "mine"
+    );
+    let (code, err) = engine_spec(&["-b", "/nonexistent-bundle"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/nonexistent-bundle is not a directory"),
+        "{err}"
+    );
+
+    // What it wrote runs.
+    let oci = Oci::new(&["true"]);
+    fs::remove_file(oci.bundle().join("config.json")).unwrap();
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["spec", "--bundle", &bundle]);
+    oci.edit_config(|c| {
+        c["root"]["path"] = json!(rootfs());
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sh", "-c", "exit 7"]);
+    });
+    let out = oci.call(&["run", "--bundle", &bundle, "from-spec"]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    oci.assert_root_empty();
 }

@@ -10,6 +10,7 @@ mod checks;
 pub mod config;
 pub mod exec;
 mod procs;
+pub mod spec;
 pub mod state;
 
 pub use exec::ExecOptions;
@@ -479,6 +480,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             // A create killed before its first record, or a corrupt one.
             if force && dir.is_dir() {
                 let _ = std::fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            // Nothing to delete is what --force asks for (runc and crun
+            // exit 0; containerd and podman call it after a failed create).
+            if force && !dir.exists() {
                 return Ok(());
             }
             return Err(e);

@@ -216,8 +216,8 @@ pub fn default_config(rootless: bool) -> Json {
 
 /// runc adds a cgroup namespace where /sys/fs/cgroup is cgroup v2 alone.
 fn cgroup2_unified() -> bool {
-    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
+    const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+    rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type as u64 == CGROUP2_SUPER_MAGIC)
 }
 
 /// Writes BUNDLE/config.json as runc does (tab-indented, no final

@@ -17,6 +17,9 @@ pub enum Error {
     /// No running container of that name.
     #[error("{0}")]
     NoSuchContainer(String),
+    /// A failure of an OCI verb that callers tell apart (`oci::Error`).
+    #[error(transparent)]
+    Oci(#[from] crate::oci::Error),
     /// The engine failed while doing its work.
     #[error("{0}")]
     Engine(String),
@@ -39,6 +42,7 @@ impl Error {
             | Error::Model(_)
             | Error::Host(_)
             | Error::NoSuchContainer(_)
+            | Error::Oci(_)
             | Error::Engine(_) => exit::ENGINE_ERROR,
             Error::NotExecutable(_) => exit::NOT_EXECUTABLE,
             Error::NotFound(_) => exit::NOT_FOUND,

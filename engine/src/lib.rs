@@ -201,33 +201,43 @@ pub use oci::ExecOptions as OciExecOptions;
 // second front end fills them from runc's command line. Their errors are
 // typed like every verb's; the front end chooses runc's exit codes.
 
+/// An OCI verb's error: its typed variants as they are (`Error::Oci`);
+/// any other failure classified as the engine's are (a command that cannot
+/// run keeps its 126 or 127).
+fn oci_error(err: oci::Error) -> Error {
+    match err {
+        oci::Error::Other(e) => Error::engine(e),
+        typed => Error::Oci(typed),
+    }
+}
+
 /// `create`: the container's init waits on its exec.fifo for `oci_start`.
 pub fn oci_create(root: &Path, cfg: &Config, id: &str, opts: &OciCreateOptions) -> Result<()> {
     oci::create(&oci::Root::new(root), cfg, id, opts)
         .map(drop)
-        .map_err(Error::engine)
+        .map_err(oci_error)
 }
 
 /// `start`: lets a created container's init exec its process.
 pub fn oci_start(root: &Path, id: &str) -> Result<()> {
-    oci::start(&oci::Root::new(root), id).map_err(Error::engine)
+    oci::start(&oci::Root::new(root), id).map_err(oci_error)
 }
 
 /// `state`: the runtime-spec state JSON of a container.
 pub fn oci_state(root: &Path, id: &str) -> Result<serde_json::Value> {
     let root = oci::Root::new(root);
-    let rec = root.load(id).map_err(Error::engine)?;
+    let rec = root.load(id).map_err(oci_error)?;
     Ok(oci::state_json(&root, &rec))
 }
 
 /// `kill [--all]`: a signal (name or number) to the init, or to every process.
 pub fn oci_kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
-    oci::kill(&oci::Root::new(root), id, signal, all).map_err(Error::engine)
+    oci::kill(&oci::Root::new(root), id, signal, all).map_err(oci_error)
 }
 
 /// `delete [--force]`: removes a stopped (or created; with `force`, any) container.
 pub fn oci_delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    oci::delete(&oci::Root::new(root), id, force).map_err(Error::engine)
+    oci::delete(&oci::Root::new(root), id, force).map_err(oci_error)
 }
 
 /// `run [--detach]`: create and start; in the foreground, wait for the
@@ -241,32 +251,37 @@ pub fn oci_run(
 ) -> Result<i32> {
     let root = oci::Root::new(root);
     if detach {
-        oci::create(&root, cfg, id, opts).map_err(Error::engine)?;
-        oci::start(&root, id).map_err(Error::engine)?;
+        oci::create(&root, cfg, id, opts).map_err(oci_error)?;
+        oci::start(&root, id).map_err(oci_error)?;
         return Ok(0);
     }
-    oci::run(&root, cfg, id, opts).map_err(Error::engine)
+    oci::run(&root, cfg, id, opts).map_err(oci_error)
 }
 
 /// `exec`: a process in a running container; its exit status, or 0 once
 /// started with `detach`.
 pub fn oci_exec(root: &Path, opts: &OciExecOptions) -> Result<i32> {
-    oci::exec::exec(&oci::Root::new(root), opts).map_err(Error::engine)
+    oci::exec::exec(&oci::Root::new(root), opts).map_err(oci_error)
 }
 
 /// `ps`: the host pids of a container's processes.
 pub fn oci_ps(root: &Path, id: &str) -> Result<Vec<i32>> {
-    oci::ps(&oci::Root::new(root), id).map_err(Error::engine)
+    oci::ps(&oci::Root::new(root), id).map_err(oci_error)
 }
 
 /// `pause`: freezes a running container (cgroup v2 freezer).
 pub fn oci_pause(root: &Path, id: &str) -> Result<()> {
-    oci::pause_resume(&oci::Root::new(root), id, true).map_err(Error::engine)
+    oci::pause_resume(&oci::Root::new(root), id, true).map_err(oci_error)
 }
 
 /// `resume`: thaws a paused container.
 pub fn oci_resume(root: &Path, id: &str) -> Result<()> {
-    oci::pause_resume(&oci::Root::new(root), id, false).map_err(Error::engine)
+    oci::pause_resume(&oci::Root::new(root), id, false).map_err(oci_error)
+}
+
+/// `spec [--rootless]`: writes runc's default config.json into `bundle`.
+pub fn oci_spec(bundle: &Path, rootless: bool) -> Result<()> {
+    oci::spec::write(bundle, rootless).map_err(oci_error)
 }
 
 /// `features`: the runtime-spec features JSON.

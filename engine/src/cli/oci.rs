@@ -344,9 +344,7 @@ fn dispatch(cli: OciCli) -> Result<i32, Error> {
         }
         Verb::Pause { id } => engine::oci_pause(root, &id).map(|_| 0),
         Verb::Resume { id } => engine::oci_resume(root, &id).map(|_| 0),
-        Verb::Spec { bundle, rootless } => engine::oci::spec::write(&bundle, rootless)
-            .map(|_| 0)
-            .map_err(|e| Error::Input(format!("{e:#}"))),
+        Verb::Spec { bundle, rootless } => engine::oci_spec(&bundle, rootless).map(|_| 0),
     }
 }
 

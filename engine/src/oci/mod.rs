@@ -8,11 +8,13 @@
 
 mod checks;
 pub mod config;
+mod error;
 pub mod exec;
 mod procs;
 pub mod spec;
 pub mod state;
 
+pub use error::Error;
 pub use exec::ExecOptions;
 pub use state::{check_id, now_rfc3339, rfc3339, state_json, Record, Root, Status, DEFAULT_ROOT};
 
@@ -56,7 +58,7 @@ impl Drop for Undo {
 }
 
 /// `create`: the init waits on exec.fifo for `start`. Returns its pid.
-pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Pid> {
+pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Pid, Error> {
     let created = create_inner(root, cfg, id, opts)?;
     Ok(created.disarm())
 }
@@ -64,7 +66,13 @@ pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Resu
 /// The steps of `create`, each with its failpoint: input first (nothing
 /// is made before the bundle is planned and checked), then the state
 /// directory, the ID lease, the fifo, the cgroup, the record, the init.
-fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
+fn create_inner(
+    root: &Root,
+    cfg: &Config,
+    id: &str,
+    opts: &CreateOptions,
+) -> Result<Created, Error> {
+    check_id(id)?;
     step!("oci_create.plan");
     let (bundle, plan) = plan_bundle(id, opts)?;
     let joins_user = plan
@@ -92,7 +100,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     let create_container_hooks = open_create_container_hooks(&plan)?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
-        bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
+        return Err(anyhow!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)").into());
     }
     step!("oci_create.bound_devices");
     if !cgroup_ok {
@@ -156,7 +164,8 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     step!("oci_create.hand_over_lease");
     if let Some(mut held) = lease.take() {
         // Held by the init alone from here: no engine process stays.
-        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))?;
+        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))
+            .map_err(anyhow::Error::from)?;
         held.keep();
     }
     undo.dir = None;
@@ -197,15 +206,15 @@ fn with_init(rec: &Record, pid: Pid, new_namespaces: u64) -> Record {
 
 /// The state directory (0700) and the container's directory in it: the
 /// ID is ours from here.
-fn make_container_dir(root: &Root, id: &str) -> Result<PathBuf> {
+fn make_container_dir(root: &Root, id: &str) -> Result<PathBuf, Error> {
     root.make_private()?;
     let dir = root.container_dir(id);
     match std::fs::create_dir(&dir) {
         Ok(()) => Ok(dir),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("container {id} already exists: choose another ID, or delete it first")
+            Err(Error::AlreadyExists(id.to_string()))
         }
-        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display())),
+        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display()).into()),
     }
 }
 
@@ -237,7 +246,6 @@ fn first_record(
 /// The bundle, and its config planned and checked: nothing is created
 /// before this.
 fn plan_bundle(id: &str, opts: &CreateOptions) -> Result<(config::Bundle, config::Plan)> {
-    check_id(id)?;
     let bundle = config::load(&opts.bundle)?;
     let mut plan = config::plan(id, &bundle)?;
     plan.extras.preserve_fds = opts.preserve_fds;
@@ -371,15 +379,19 @@ fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
 }
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
-pub fn start(root: &Root, id: &str) -> Result<()> {
+pub fn start(root: &Root, id: &str) -> Result<(), Error> {
     step!("oci_start.load");
     let rec = root.load(id)?;
     match root.status(&rec) {
         Status::Created => {}
-        other => bail!(
-            "cannot start container {id}: it is {}, not created",
-            other.as_str()
-        ),
+        is => {
+            return Err(Error::WrongState {
+                verb: "start",
+                id: id.to_string(),
+                is,
+                wanted: Status::Created,
+            })
+        }
     }
     let fifo = root.fifo(id);
     step!("oci_start.open_fifo");
@@ -416,15 +428,16 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 let _ = std::fs::remove_file(&fifo);
                 // It exits now: report it stopped, as it is.
                 wait_gone(&rec);
-                bail!(
+                return Err(anyhow!(
                     "cannot start container {id}: {}",
                     String::from_utf8_lossy(&answer[1..got]).trim()
-                );
+                )
+                .into());
             }
         }
         if !alive(rec.pid, rec.start_time) {
             let _ = std::fs::remove_file(&fifo);
-            bail!("cannot start container {id}: its init has exited");
+            return Err(anyhow!("cannot start container {id}: its init has exited").into());
         }
     }
     step!("oci_start.remove_fifo");
@@ -444,7 +457,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
 /// container (`procs::members`), also once it has stopped: its leftovers
 /// (runc does; containerd's shim sends it after every exit in a pod that
 /// shares a pid namespace).
-pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
+pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<(), Error> {
     step!("oci_kill.signal_name");
     let sig = crate::parent::lifecycle::parse_signal(signal)?;
     step!("oci_kill.load");
@@ -455,7 +468,7 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
         return Ok(());
     }
     if root.status(&rec) == Status::Stopped {
-        bail!("cannot kill container {id}: container not running");
+        return Err(Error::NotRunning(id.to_string()));
     }
     step!("oci_kill.signal");
     Pid::from_raw(rec.pid)
@@ -466,11 +479,12 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
                 "cannot kill container {id}: {} (no such process?)",
                 crate::sys::errno_desc(e)
             )
+            .into()
         })
 }
 
 /// `delete [--force] ID`.
-pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<(), Error> {
     step!("oci_delete.load");
     check_id(id)?;
     let rec = match root.load(id) {
@@ -492,9 +506,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     };
     step!("oci_delete.stop");
     match root.status(&rec) {
-        Status::Running if !force => {
-            bail!("cannot delete container {id}: it is running: stop it first (kill), or use delete --force")
-        }
+        Status::Running if !force => return Err(Error::Running(id.to_string())),
         Status::Stopped => {}
         _ => {
             // A created container is deleted without --force, as runc does.
@@ -507,12 +519,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if rec.cgroup.is_none() && !rec.own_pid_ns {
         // In a shared pid namespace its leftovers live on: runc's delete
         // kills them too.
-        step!("oci_delete.leftovers");
         procs::signal_all(&rec, Signal::KILL);
     }
     step!("oci_delete.cgroup");
     if let Some(cg) = &rec.cgroup {
-        crate::sys::cgroup::kill_and_remove(cg)?;
+        crate::sys::cgroup::kill_and_remove(cg).map_err(anyhow::Error::from)?;
     }
     step!("oci_delete.lease");
     crate::sys::idlease::Leases::host().remove(&root.dir, id);
@@ -525,7 +536,8 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     }
     step!("oci_delete.remove");
     std::fs::remove_dir_all(root.container_dir(id))
-        .with_context(|| format!("cannot remove the state of container {id}"))
+        .with_context(|| format!("cannot remove the state of container {id}"))?;
+    Ok(())
 }
 
 /// Waits (up to 10 s) until the init has exited: killing a pid namespace's
@@ -558,7 +570,7 @@ fn wait_gone(rec: &Record) {
 
 /// `run`: create and start, then wait for the init (our own child) and
 /// delete; returns its exit status.
-pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<i32> {
+pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<i32, Error> {
     let created = create_inner(root, cfg, id, opts)?;
     let pid = created.disarm();
     if let Err(e) = start(root, id) {
@@ -576,7 +588,7 @@ pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<
 }
 
 /// `ps --format json ID` (table: one pid a line).
-pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>> {
+pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>, Error> {
     let rec = root.load(id)?;
     if root.status(&rec) == Status::Stopped {
         return Ok(Vec::new());
@@ -585,7 +597,7 @@ pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>> {
 }
 
 /// `pause` (freeze) and `resume` (thaw) through the cgroup v2 freezer.
-pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
+pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<(), Error> {
     let verb = if freeze { "pause" } else { "resume" };
     let rec = root.load(id)?;
     let status = root.status(&rec);
@@ -595,14 +607,15 @@ pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
         Status::Paused
     };
     if status != expected {
-        bail!(
-            "cannot {verb} container {id}: it is {}, not {}",
-            status.as_str(),
-            expected.as_str()
-        );
+        return Err(Error::WrongState {
+            verb,
+            id: id.to_string(),
+            is: status,
+            wanted: expected,
+        });
     }
     let Some(cg) = &rec.cgroup else {
-        bail!("cannot {verb} container {id}: it has no cgroup (this host has no cgroup v2 freezer, or it was created without one)");
+        return Err(anyhow!("cannot {verb} container {id}: it has no cgroup (this host has no cgroup v2 freezer, or it was created without one)").into());
     };
     let file = cg.join("cgroup.freeze");
     std::fs::write(&file, if freeze { "1" } else { "0" }).with_context(|| {
@@ -622,7 +635,7 @@ pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    bail!("cannot {verb} container {id}: the freezer did not settle within 10 s")
+    Err(anyhow!("cannot {verb} container {id}: the freezer did not settle within 10 s").into())
 }
 
 /// `features`: the runtime-spec features JSON.
@@ -646,4 +659,90 @@ pub fn features() -> serde_json::Value {
         },
         "annotations": {"org.opencontainers.runc.version": "none", "io.github.engine.version": env!("CARGO_PKG_VERSION")}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of a container whose init is gone (a pid no process has).
+    fn stopped(root: &Root, id: &str) {
+        std::fs::create_dir(root.container_dir(id)).unwrap();
+        let rec = Record {
+            id: id.to_string(),
+            pid: i32::MAX,
+            start_time: 1,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: rfc3339(0, 0),
+            annotations: Default::default(),
+            cgroup: None,
+            poststop: Vec::new(),
+            poststart: Vec::new(),
+            confinement: None,
+            own_pid_ns: true,
+            mnt_ns: None,
+        };
+        root.save(&rec).unwrap();
+    }
+
+    /// Each failure a caller tells apart is its own variant, through the
+    /// facade too, with the sentence the verbs always printed.
+    #[test]
+    fn the_verbs_fail_with_typed_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(&tmp.path().join("root"));
+        root.make_private().unwrap();
+        stopped(&root, "c1");
+
+        let e = start(&root, "c1").unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongState { verb: "start", id, is: Status::Stopped, wanted: Status::Created } if id == "c1"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot start container c1: it is stopped, not created"
+        );
+        let e = kill(&root, "c1", "KILL", false).unwrap_err();
+        assert!(matches!(&e, Error::NotRunning(id) if id == "c1"), "{e:?}");
+        // --all on a stopped container: its leftovers (none here), and success.
+        kill(&root, "c1", "KILL", true).unwrap();
+        let e = pause_resume(&root, "c1", true).unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongState { verb: "pause", .. }),
+            "{e:?}"
+        );
+        assert!(
+            matches!(make_container_dir(&root, "c1"), Err(Error::AlreadyExists(id)) if id == "c1")
+        );
+        assert!(matches!(ps(&root, "nope"), Err(Error::NoSuchContainer(id)) if id == "nope"));
+        assert!(matches!(
+            delete(&root, "nope", false),
+            Err(Error::NoSuchContainer(_))
+        ));
+        delete(&root, "nope", true).unwrap();
+        assert!(matches!(delete(&root, "a/b", true), Err(Error::InvalidId(id)) if id == "a/b"));
+        delete(&root, "c1", false).unwrap();
+
+        let bundle = tmp.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        spec::write(&bundle, false).unwrap();
+        assert!(matches!(
+            spec::write(&bundle, false),
+            Err(Error::ConfigExists)
+        ));
+        assert!(matches!(
+            spec::write(&tmp.path().join("none"), false),
+            Err(Error::Other(_))
+        ));
+
+        // The facade keeps the variant.
+        let e = crate::oci_start(&root.dir, "nope").unwrap_err();
+        assert!(
+            matches!(&e, crate::Error::Oci(Error::NoSuchContainer(id)) if id == "nope"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "container nope does not exist");
+    }
 }

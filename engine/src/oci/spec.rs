@@ -2,7 +2,7 @@
 //! `specconv.Example`, and `ToRootless` with `--rootless`), byte for byte,
 //! so tools and people that start from runc's get the same file.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::path::Path;
 
@@ -222,28 +222,32 @@ fn cgroup2_unified() -> bool {
 
 /// Writes BUNDLE/config.json as runc does (tab-indented, no final
 /// newline); an existing one is kept and refused with runc's sentence.
-pub fn write(bundle: &Path, rootless: bool) -> Result<()> {
+pub fn write(bundle: &Path, rootless: bool) -> Result<(), super::Error> {
     if !bundle.is_dir() {
-        bail!(
+        return Err(anyhow!(
             "bundle {} is not a directory: give --bundle a directory that exists",
             bundle.display()
-        );
+        )
+        .into());
     }
     let file = bundle.join("config.json");
     if file.symlink_metadata().is_ok() {
-        bail!("File config.json exists. Remove it first");
+        return Err(super::Error::ConfigExists);
     }
     let mut text = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(
         &mut text,
         serde_json::ser::PrettyFormatter::with_indent(b"\t"),
     );
-    default_config(rootless).serialize(&mut ser)?;
+    default_config(rootless)
+        .serialize(&mut ser)
+        .context("cannot serialize the default config")?;
     // create_new: a file made since the check above is not overwritten.
     std::fs::File::options()
         .write(true)
         .create_new(true)
         .open(&file)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &text))
-        .with_context(|| format!("cannot write {}", file.display()))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! started). Status is read from the kernel, not stored: the init's pid
 //! and start time say whether it lives; the fifo says whether it was started.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ pub struct Root {
 }
 
 /// An OCI container ID: what runc takes, and a file name of ours.
-pub fn check_id(id: &str) -> Result<()> {
+pub fn check_id(id: &str) -> Result<(), super::Error> {
     let ok = !id.is_empty()
         && id.len() <= 1024
         && id != "."
@@ -74,7 +74,7 @@ pub fn check_id(id: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
     if !ok {
-        bail!("invalid container ID {id:?}: use characters [A-Za-z0-9_.+-]");
+        return Err(super::Error::InvalidId(id.to_string()));
     }
     Ok(())
 }
@@ -108,22 +108,23 @@ impl Root {
     }
 
     /// The record of `id`, or "does not exist" (containerd looks for those words).
-    pub fn load(&self, id: &str) -> Result<Record> {
+    pub fn load(&self, id: &str) -> Result<Record, super::Error> {
         check_id(id)?;
         let file = self.container_dir(id).join("state.json");
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("container {id} does not exist")
+                return Err(super::Error::NoSuchContainer(id.to_string()))
             }
-            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display())),
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display()).into()),
         };
-        serde_json::from_str(&text).with_context(|| {
+        let rec = serde_json::from_str(&text).with_context(|| {
             format!(
                 "state {} is corrupt: remove it with `delete --force {id}`",
                 file.display()
             )
-        })
+        })?;
+        Ok(rec)
     }
 
     pub(super) fn save(&self, rec: &Record) -> Result<()> {
@@ -278,7 +279,11 @@ mod tests {
         assert_eq!(root.status(&back), Status::Stopped);
         assert_eq!(state_json(&root, &back)["pid"], 0);
         assert_eq!(root.list(), ["c1"]);
-        let e = root.load("c2").unwrap_err().to_string();
-        assert!(e.contains("does not exist"), "{e}");
+        let e = root.load("c2").unwrap_err();
+        assert!(
+            matches!(&e, super::super::Error::NoSuchContainer(id) if id == "c2"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "container c2 does not exist");
     }
 }

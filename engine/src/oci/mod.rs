@@ -64,8 +64,8 @@ pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Resu
 }
 
 /// The steps of `create`, each with its failpoint: input first (nothing
-/// is made before the bundle is planned and checked), then the state
-/// directory, the ID lease, the fifo, the cgroup, the record, the init.
+/// is made before the bundle is planned and checked, `open_inputs`), then
+/// what is made on the host (`make_host_side`), then the init.
 fn create_inner(
     root: &Root,
     cfg: &Config,
@@ -73,6 +73,65 @@ fn create_inner(
     opts: &CreateOptions,
 ) -> Result<Created, Error> {
     check_id(id)?;
+    let input = open_inputs(cfg, id, opts)?;
+    let (mut made, mut lease) = make_host_side(root, cfg, id, &input)?;
+    let plan = &input.plan;
+    let mut rec = first_record(id, &input.bundle, plan, made.cgroup.clone());
+    step!("oci_create.record");
+    root.save(&rec)?;
+    let hooks = plan.hooks.clone();
+    let fifo = root.fifo(id);
+    let launch = Launch {
+        spec: &plan.spec,
+        extras: &plan.extras,
+        new_namespaces: plan.new_namespaces,
+        join: input.join,
+        uid_map: plan.uid_map.clone(),
+        gid_map: plan.gid_map.clone(),
+        fifo: &fifo,
+        console: input.console,
+        console_size: plan.console_size,
+        oom_score_adj: plan.oom_score_adj,
+        cgroup: made.cgroup.clone(),
+        create_container_hooks: input.create_container_hooks,
+    };
+    step!("oci_create.launch");
+    let created = crate::parent::create::create_init(launch, |pid| {
+        init_exists(root, &rec, &hooks, pid, plan.new_namespaces)
+    })?;
+    rec = with_init(&rec, created.pid, plan.new_namespaces);
+    step!("oci_create.record_created");
+    root.save(&rec)?;
+    step!("oci_create.pid_file");
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, rec.pid)?;
+    }
+    step!("oci_create.hand_over_lease");
+    if let Some(mut held) = lease.take() {
+        // Held by the init alone from here: no engine process stays.
+        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))
+            .map_err(anyhow::Error::from)?;
+        held.keep();
+    }
+    made.dir = None;
+    made.cgroup = None;
+    Ok(created)
+}
+
+/// What `create` reads and opens before it makes anything: the planned
+/// bundle, the console socket, the namespaces to join, the
+/// createContainer hooks' binaries.
+struct Inputs {
+    bundle: config::Bundle,
+    plan: config::Plan,
+    joins_user: bool,
+    console: Option<std::os::fd::OwnedFd>,
+    join: Vec<(std::os::fd::OwnedFd, rustix::thread::LinkNameSpaceType)>,
+    create_container_hooks: Vec<std::os::fd::OwnedFd>,
+    cgroup_ok: bool,
+}
+
+fn open_inputs(cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Inputs, Error> {
     step!("oci_create.plan");
     let (bundle, plan) = plan_bundle(id, opts)?;
     let joins_user = plan
@@ -106,7 +165,26 @@ fn create_inner(
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
+    Ok(Inputs {
+        bundle,
+        plan,
+        joins_user,
+        console,
+        join,
+        create_container_hooks,
+        cgroup_ok,
+    })
+}
 
+/// The state directory, the ID lease, the fifo and the cgroup, undone on
+/// drop until `create` succeeds.
+fn make_host_side(
+    root: &Root,
+    cfg: &Config,
+    id: &str,
+    input: &Inputs,
+) -> Result<(Undo, Option<crate::sys::idlease::Held>), Error> {
+    let plan = &input.plan;
     step!("oci_create.state_dir");
     let dir = make_container_dir(root, id)?;
     let mut undo = Undo {
@@ -115,62 +193,18 @@ fn create_inner(
     };
     // After the directory: the ID is ours, so is the lease of that name.
     step!("oci_create.lease");
-    let mut lease = if joins_user {
+    let lease = if input.joins_user {
         None // the joined namespace's IDs are its first container's lease
     } else {
         lease_mappings(root, id, &plan.uid_map, &plan.gid_map)?
     };
     step!("oci_create.fifo");
-    let fifo = root.fifo(id);
-    make_fifo(&fifo)?;
+    make_fifo(&root.fifo(id))?;
     step!("oci_create.cgroup");
-    let cgroup = if cgroup_ok {
-        let path = make_cgroup(cfg, id, &plan)?;
-        undo.cgroup = Some(path.clone());
-        Some(path)
-    } else {
-        None
-    };
-
-    let mut rec = first_record(id, &bundle, &plan, cgroup.clone());
-    step!("oci_create.record");
-    root.save(&rec)?;
-    let hooks = plan.hooks.clone();
-    let launch = Launch {
-        spec: &plan.spec,
-        extras: &plan.extras,
-        new_namespaces: plan.new_namespaces,
-        join,
-        uid_map: plan.uid_map.clone(),
-        gid_map: plan.gid_map.clone(),
-        fifo: &fifo,
-        console,
-        console_size: plan.console_size,
-        oom_score_adj: plan.oom_score_adj,
-        cgroup,
-        create_container_hooks,
-    };
-    step!("oci_create.launch");
-    let created = crate::parent::create::create_init(launch, |pid| {
-        init_exists(root, &rec, &hooks, pid, plan.new_namespaces)
-    })?;
-    rec = with_init(&rec, created.pid, plan.new_namespaces);
-    step!("oci_create.record_created");
-    root.save(&rec)?;
-    step!("oci_create.pid_file");
-    if let Some(p) = &opts.pid_file {
-        write_pid_file(p, rec.pid)?;
+    if input.cgroup_ok {
+        undo.cgroup = Some(make_cgroup(cfg, id, plan)?);
     }
-    step!("oci_create.hand_over_lease");
-    if let Some(mut held) = lease.take() {
-        // Held by the init alone from here: no engine process stays.
-        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))
-            .map_err(anyhow::Error::from)?;
-        held.keep();
-    }
-    undo.dir = None;
-    undo.cgroup = None;
-    Ok(created)
+    Ok((undo, lease))
 }
 
 /// Once the init exists (in its namespaces, before it builds its root):

@@ -6,6 +6,7 @@
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// The runc state directory default.
@@ -37,7 +38,48 @@ pub struct Record {
     pub own_pid_ns: bool,
     /// The init's mount namespace, when it is its own (`procs::members`).
     #[serde(default)]
-    pub mnt_ns: Option<super::procs::NsId>,
+    pub mnt_ns: Option<NsId>,
+}
+
+/// How a namespace is named in a record (`procs::members` compares them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsId {
+    /// The kernel's unique ID (None: a kernel before 6.8).
+    pub id: Option<u64>,
+    /// The nsfs inode number.
+    pub ino: u64,
+}
+
+impl NsId {
+    /// The mount namespace of `pid`, or None if it is gone.
+    pub fn mount_of(pid: i32) -> Option<NsId> {
+        let fd = rustix::fs::open(
+            format!("/proc/{pid}/ns/mnt"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        Some(NsId {
+            id: mount_ns_id(&fd),
+            ino: rustix::fs::fstat(&fd).ok()?.st_ino,
+        })
+    }
+
+    /// The same namespace: by ID when both have one, else by inode.
+    pub(super) fn same(&self, other: &NsId) -> bool {
+        match (self.id, other.id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.ino == other.ino,
+        }
+    }
+}
+
+/// NS_GET_MNTNS_ID (linux/nsfs.h): `_IOR(0xb7, 0x5, __u64)`.
+fn mount_ns_id(fd: &OwnedFd) -> Option<u64> {
+    const NS_GET_MNTNS_ID: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u64>(0xb7, 0x5);
+    // SAFETY: NS_GET_MNTNS_ID writes one u64, the size Getter passes; on
+    // a kernel without it the ioctl fails with ENOTTY and writes nothing.
+    unsafe { rustix::ioctl::ioctl(fd, rustix::ioctl::Getter::<NS_GET_MNTNS_ID, u64>::new()) }.ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

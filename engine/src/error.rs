@@ -22,8 +22,11 @@ pub enum Error {
     /// A rootfs pull failed, or a signal stopped it (`image::Error::Interrupted`).
     #[error("{}", chain(.0))]
     Image(#[from] crate::image::Error),
-    /// The engine failed while doing its work (the OCI verbs, still
-    /// anyhow inside, and the CLI's own failures).
+    /// A failure of an OCI verb that callers tell apart (`oci::Error`).
+    #[error(transparent)]
+    Oci(#[from] crate::oci::Error),
+    /// The engine failed while doing its work (the CLI's own failures,
+    /// an OCI verb's untyped step).
     #[error("{0}")]
     Engine(String),
 }
@@ -43,6 +46,7 @@ impl Error {
             | Error::Model(_)
             | Error::Host(_)
             | Error::Parent(_)
+            | Error::Oci(_)
             | Error::Engine(_) => exit::ENGINE_ERROR,
         }
     }

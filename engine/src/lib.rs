@@ -202,15 +202,15 @@ pub use oci::ExecOptions as OciExecOptions;
 // second front end fills them from runc's command line. Their errors are
 // typed like every verb's; the front end chooses runc's exit codes.
 
-/// An OCI verb's error. `oci/` is still anyhow inside: what it passes on
-/// unchanged from the host side (the init's or an exec'd process's report
-/// with its exit code) is taken back as `parent::Error`, so that podman
-/// tells 126 and 127 apart; anything else is its sentence. The one
-/// downcast left, until `oci/` returns a typed error.
-fn oci_error(err: anyhow::Error) -> Error {
-    match err.downcast::<parent::Error>() {
-        Ok(e) => Error::Parent(e),
-        Err(err) => Error::Engine(format!("{err:#}")),
+/// An OCI verb's error: its typed variants as they are (`Error::Oci`),
+/// the host side's as the facade's own (`Error::Parent`, so that a
+/// command that cannot run keeps its 126 or 127), anything else as its
+/// sentence.
+fn oci_error(err: oci::Error) -> Error {
+    match err {
+        oci::Error::Parent(e) => Error::Parent(e),
+        oci::Error::Other(e) => Error::Engine(format!("{e:#}")),
+        typed => Error::Oci(typed),
     }
 }
 
@@ -282,6 +282,11 @@ pub fn oci_resume(root: &Path, id: &str) -> Result<()> {
     oci::pause_resume(&oci::Root::new(root), id, false).map_err(oci_error)
 }
 
+/// `spec [--rootless]`: writes runc's default config.json into `bundle`.
+pub fn oci_spec(bundle: &Path, rootless: bool) -> Result<()> {
+    oci::spec::write(bundle, rootless).map_err(oci_error)
+}
+
 /// `features`: the runtime-spec features JSON.
 pub fn oci_features() -> serde_json::Value {
     oci::features()
@@ -300,7 +305,7 @@ mod tests {
     /// failures are their sentence, 125.
     #[test]
     fn oci_errors_keep_the_host_side_variant() {
-        let child = anyhow::Error::from(parent::Error::Child {
+        let child = oci::Error::from(parent::Error::Child {
             code: exit::NOT_FOUND,
             message: "cannot find x in PATH".into(),
         });
@@ -311,7 +316,7 @@ mod tests {
         );
         assert_eq!(err.exit_code(), exit::NOT_FOUND);
         assert_eq!(err.to_string(), "cannot find x in PATH");
-        let own = anyhow::anyhow!("bad bundle").context("cannot create c1");
+        let own = oci::Error::from(anyhow::anyhow!("bad bundle").context("cannot create c1"));
         let err = oci_error(own);
         assert!(
             matches!(&err, Error::Engine(m) if m == "cannot create c1: bad bundle"),

@@ -541,14 +541,7 @@ fn bad_input_is_refused_with_one_line_and_nothing_left() {
 #[test]
 fn unknown_and_duplicate_ids() {
     let oci = Oci::new(&["sleep", "100"]);
-    for verb in [
-        &["state"][..],
-        &["start"],
-        &["kill"],
-        &["delete"],
-        &["delete", "--force"],
-        &["ps"],
-    ] {
+    for verb in [&["state"][..], &["start"], &["kill"], &["delete"], &["ps"]] {
         let mut args = verb.to_vec();
         args.push("nope");
         let out = oci.call(&args);
@@ -560,6 +553,18 @@ fn unknown_and_duplicate_ids() {
         );
         assert_eq!(out.stderr.lines().count(), 1);
     }
+    // Nothing to delete is what --force asks for: exit 0, as runc and crun
+    // (containerd and podman run it after a failed create); a bad ID is
+    // still refused.
+    let out = oci.ok(&["delete", "--force", "nope"]);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+    let out = oci.call(&["delete", "--force", "a/b"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("invalid container ID"),
+        "{}",
+        out.stderr
+    );
     let bundle = oci.bundle().display().to_string();
     oci.ok(&["create", "--bundle", &bundle, "dup"]);
     let pid = pid_of(&oci.state("dup"));
@@ -904,7 +909,7 @@ fn go_runc_argument_lists() {
     wait::reap(exec_pid, SHORT).unwrap();
     oci.wait_stopped("g1", pid);
     call(&["delete", "g1"]);
-    // The shim's own cleanup after it: containerd ignores "does not exist".
+    // The shim's own cleanup after it: nothing to delete, exit 0 (runc's).
     let again: Vec<String> = [
         "--root",
         &root,
@@ -920,7 +925,7 @@ fn go_runc_argument_lists() {
     .map(|s| s.to_string())
     .collect();
     let out = oci.raw(&again);
-    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
     oci.assert_root_empty();
 }
 
@@ -2447,5 +2452,191 @@ fn a_user_id_of_minus_one_is_refused() {
     oci.ok(&["kill", "u2", "KILL"]);
     oci.wait_stopped("u2", pid);
     oci.ok(&["delete", "u2"]);
+    oci.assert_root_empty();
+}
+
+/// Host pids of live (not zombie) processes whose command line is `argv`.
+fn live_with_args(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+/// A container of a pod: it joins `pause_pid`'s pid namespace by path,
+/// with namespaces of its own for the rest and no cgroup; created and started.
+fn pod_member(id: &str, pause_pid: i32, args: &[&str]) -> Oci {
+    let oci = Oci::new(args);
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"] = json!([
+            {"type": "pid", "path": format!("/proc/{pause_pid}/ns/pid")},
+            {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+        ]);
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, id]);
+    oci.ok(&["start", id]);
+    oci
+}
+
+/// A pod as containerd's CRI makes one without cgroups: a pause container
+/// owning a pid namespace, containers joining it by path. `kill --all A`
+/// kills A's processes, its exec's orphan (adopted by the pause) too, and
+/// nothing of B or the pause; on a stopped container it kills the leftover
+/// of `sh -c 'sleep & exit 0'` and succeeds, as runc does (the shim sends
+/// it after every exit in such a pod). `delete` of a stopped container
+/// kills its leftovers as runc's does.
+#[test]
+fn kill_all_in_a_shared_pid_namespace_kills_that_container_only() {
+    let pause = Oci::new(&["sleep", "30010"]);
+    let bundle = pause.bundle().display().to_string();
+    pause.ok(&["create", "--bundle", &bundle, "pause"]);
+    pause.ok(&["start", "pause"]);
+    let pause_pid = pid_of(&pause.state("pause"));
+
+    let a = pod_member("a", pause_pid, &["sleep", "30011"]);
+    a.ok(&["exec", "--detach", "a", "sh", "-c", "sleep 30012 & exit 0"]);
+    let b = pod_member("b", pause_pid, &["sleep", "30013"]);
+    let c = pod_member("c", pause_pid, &["sh", "-c", "sleep 30014 & exit 0"]);
+    let d = pod_member("d", pause_pid, &["sh", "-c", "sleep 30015 & exit 0"]);
+    for arg in ["30010", "30011", "30012", "30013", "30014", "30015"] {
+        wait::until(SHORT, &format!("sleep {arg} to run"), || {
+            (live_with_args(&["sleep", arg]).len() == 1).then_some(())
+        });
+    }
+    let survivors = || {
+        assert_eq!(
+            live_with_args(&["sleep", "30010"]),
+            [pause_pid],
+            "the pause"
+        );
+        assert_eq!(live_with_args(&["sleep", "30013"]).len(), 1, "B's init");
+        assert_eq!(b.status("b"), "running");
+        assert_eq!(pause.status("pause"), "running");
+    };
+    let gone = |arg: &str| {
+        wait::until(SHORT, &format!("sleep {arg} to be killed"), || {
+            live_with_args(&["sleep", arg]).is_empty().then_some(())
+        })
+    };
+
+    // A running container: its init and its exec's orphan.
+    let a_pid = pid_of(&a.state("a"));
+    a.ok(&["kill", "--all", "a", "KILL"]);
+    a.wait_stopped("a", a_pid);
+    gone("30011");
+    gone("30012");
+    survivors();
+
+    // A stopped container with a leftover.
+    let c_pid = pid_of(&c.state("c"));
+    c.wait_stopped("c", c_pid);
+    c.ok(&["kill", "--all", "c", "KILL"]);
+    gone("30014");
+    survivors();
+    let refused = c.call(&["kill", "c", "KILL"]);
+    assert!(refused.stderr.contains("not running"), "{}", refused.stderr);
+
+    // delete of a stopped one takes its leftover with it.
+    let d_pid = pid_of(&d.state("d"));
+    d.wait_stopped("d", d_pid);
+    d.ok(&["delete", "d"]);
+    gone("30015");
+    survivors();
+}
+
+/// `spec` writes the config.json `runc spec` writes, byte for byte (and
+/// with `--rootless`), into `--bundle` or the working directory; it keeps
+/// an existing one and says so in runc's words. The engine runs what it
+/// wrote (with a rootfs and no terminal).
+#[test]
+fn spec_writes_runc_s_default_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let runc_spec = |args: &[&str], sub: &str| -> Vec<u8> {
+        let d = dir.path().join(format!("runc{sub}"));
+        fs::create_dir(&d).unwrap();
+        let mut child = Command::new("runc")
+            .arg("spec")
+            .args(args)
+            .current_dir(&d)
+            .spawn()
+            .expect("runc (Debian's runc package, which .ci/run installs)");
+        assert!(wait::child(&mut child, SHORT).unwrap().success());
+        fs::read(d.join("config.json")).unwrap()
+    };
+    let engine_spec = |args: &[&str], cwd: &Path| -> (i32, String) {
+        let mut child = Command::new(ENGINE)
+            .arg("spec")
+            .args(args)
+            .current_dir(cwd)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait::child(&mut child, SHORT).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.code().unwrap_or(-1), err)
+    };
+
+    let here = dir.path().join("here");
+    fs::create_dir(&here).unwrap();
+    assert_eq!(engine_spec(&[], &here), (0, String::new()));
+    let written = fs::read(here.join("config.json")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&runc_spec(&[], "1"))
+    );
+    let rootless = dir.path().join("rootless");
+    fs::create_dir(&rootless).unwrap();
+    let (code, err) = engine_spec(
+        &["--rootless", "--bundle", rootless.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(rootless.join("config.json")).unwrap()),
+        String::from_utf8_lossy(&runc_spec(&["--rootless"], "2"))
+    );
+
+    // An existing config.json is kept.
+    fs::write(here.join("config.json"), "mine").unwrap();
+    let (code, err) = engine_spec(&["-b", here.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1);
+    assert_eq!(err, "engine: File config.json exists. Remove it first\n");
+    assert_eq!(
+        fs::read_to_string(here.join("config.json")).unwrap(),
+        "mine"
+    );
+    let (code, err) = engine_spec(&["-b", "/nonexistent-bundle"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/nonexistent-bundle is not a directory"),
+        "{err}"
+    );
+
+    // What it wrote runs.
+    let oci = Oci::new(&["true"]);
+    fs::remove_file(oci.bundle().join("config.json")).unwrap();
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["spec", "--bundle", &bundle]);
+    oci.edit_config(|c| {
+        c["root"]["path"] = json!(rootfs());
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sh", "-c", "exit 7"]);
+    });
+    let out = oci.call(&["run", "--bundle", &bundle, "from-spec"]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
     oci.assert_root_empty();
 }

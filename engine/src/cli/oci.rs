@@ -213,6 +213,14 @@ enum Verb {
     Pause { id: String },
     /// Thaw a paused container
     Resume { id: String },
+    /// Write runc's default config.json into the bundle
+    Spec {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        /// runc's config for a user without privileges (a user namespace)
+        #[arg(long)]
+        rootless: bool,
+    },
 }
 
 /// Entry point of OCI mode; returns the exit code.
@@ -336,6 +344,7 @@ fn dispatch(cli: OciCli) -> Result<i32, Error> {
         }
         Verb::Pause { id } => engine::oci_pause(root, &id).map(|_| 0),
         Verb::Resume { id } => engine::oci_resume(root, &id).map(|_| 0),
+        Verb::Spec { bundle, rootless } => engine::oci_spec(&bundle, rootless).map(|_| 0),
     }
 }
 

@@ -115,20 +115,25 @@ fn read_process(a: &ExecOptions) -> Result<Process> {
 
 /// Runs the exec; with `--detach` returns 0 once the process has started
 /// (pid file written), else its exit status.
-pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
+pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
     step!("oci_exec.process");
     let process = read_process(a)?;
     step!("oci_exec.load");
     let rec = root.load(&a.id)?;
-    if root.status(&rec) != Status::Running {
-        bail!(
-            "cannot exec in container {}: it is {}, not running",
-            a.id,
-            root.status(&rec).as_str()
-        );
+    let is = root.status(&rec);
+    if is != Status::Running {
+        return Err(super::Error::WrongState {
+            verb: "exec in",
+            id: a.id.clone(),
+            is,
+            wanted: Status::Running,
+        });
     }
     if process.tty && a.console_socket.is_none() {
-        bail!("exec with a terminal needs --console-socket: the pty master needs somewhere to go");
+        return Err(anyhow!(
+            "exec with a terminal needs --console-socket: the pty master needs somewhere to go"
+        )
+        .into());
     }
     // The rule is about the mapping, not the namespace: whatever user
     // namespace the init is in, if host root is mapped into it (or its maps
@@ -186,11 +191,12 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    crate::parent::wait_exit_code(child_pid).map_err(|e| {
+    let code = crate::parent::wait_exit_code(child_pid).map_err(|e| {
         anyhow!(
             "cannot wait for the exec in {}: {}",
             a.id,
             crate::sys::errno_desc(e)
         )
-    })
+    })?;
+    Ok(code)
 }

@@ -8,9 +8,13 @@
 
 mod checks;
 pub mod config;
+mod error;
 pub mod exec;
+mod procs;
+pub mod spec;
 pub mod state;
 
+pub use error::Error;
 pub use exec::ExecOptions;
 pub use state::{check_id, now_rfc3339, rfc3339, state_json, Record, Root, Status, DEFAULT_ROOT};
 
@@ -54,15 +58,80 @@ impl Drop for Undo {
 }
 
 /// `create`: the init waits on exec.fifo for `start`. Returns its pid.
-pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Pid> {
+pub fn create(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Pid, Error> {
     let created = create_inner(root, cfg, id, opts)?;
     Ok(created.disarm())
 }
 
 /// The steps of `create`, each with its failpoint: input first (nothing
-/// is made before the bundle is planned and checked), then the state
-/// directory, the ID lease, the fifo, the cgroup, the record, the init.
-fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Created> {
+/// is made before the bundle is planned and checked, `open_inputs`), then
+/// what is made on the host (`make_host_side`), then the init.
+fn create_inner(
+    root: &Root,
+    cfg: &Config,
+    id: &str,
+    opts: &CreateOptions,
+) -> Result<Created, Error> {
+    check_id(id)?;
+    let input = open_inputs(cfg, id, opts)?;
+    let (mut made, mut lease) = make_host_side(root, cfg, id, &input)?;
+    let plan = &input.plan;
+    let mut rec = first_record(id, &input.bundle, plan, made.cgroup.clone());
+    step!("oci_create.record");
+    root.save(&rec)?;
+    let hooks = plan.hooks.clone();
+    let fifo = root.fifo(id);
+    let launch = Launch {
+        spec: &plan.spec,
+        extras: &plan.extras,
+        new_namespaces: plan.new_namespaces,
+        join: input.join,
+        uid_map: plan.uid_map.clone(),
+        gid_map: plan.gid_map.clone(),
+        fifo: &fifo,
+        console: input.console,
+        console_size: plan.console_size,
+        oom_score_adj: plan.oom_score_adj,
+        cgroup: made.cgroup.clone(),
+        create_container_hooks: input.create_container_hooks,
+    };
+    step!("oci_create.launch");
+    let created = crate::parent::create::create_init(launch, |pid| {
+        init_exists(root, &rec, &hooks, pid, plan.new_namespaces)
+    })?;
+    rec = with_init(&rec, created.pid, plan.new_namespaces);
+    step!("oci_create.record_created");
+    root.save(&rec)?;
+    step!("oci_create.pid_file");
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, rec.pid)?;
+    }
+    step!("oci_create.hand_over_lease");
+    if let Some(mut held) = lease.take() {
+        // Held by the init alone from here: no engine process stays.
+        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))
+            .map_err(anyhow::Error::from)?;
+        held.keep();
+    }
+    made.dir = None;
+    made.cgroup = None;
+    Ok(created)
+}
+
+/// What `create` reads and opens before it makes anything: the planned
+/// bundle, the console socket, the namespaces to join, the
+/// createContainer hooks' binaries.
+struct Inputs {
+    bundle: config::Bundle,
+    plan: config::Plan,
+    joins_user: bool,
+    console: Option<std::os::fd::OwnedFd>,
+    join: Vec<(std::os::fd::OwnedFd, rustix::thread::LinkNameSpaceType)>,
+    create_container_hooks: Vec<std::os::fd::OwnedFd>,
+    cgroup_ok: bool,
+}
+
+fn open_inputs(cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Inputs, Error> {
     step!("oci_create.plan");
     let (bundle, plan) = plan_bundle(id, opts)?;
     let joins_user = plan
@@ -90,13 +159,32 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     let create_container_hooks = open_create_container_hooks(&plan)?;
     let cgroup_ok = crate::sys::cgroup::check_available(&cfg.cgroup_root).is_ok();
     if (plan.spec.limits.any() || plan.cgroups_path.is_some()) && !cgroup_ok {
-        bail!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)");
+        return Err(anyhow!("config.json linux.resources limits or linux.cgroupsPath need cgroup v2 with the cpu, memory and pids controllers, which this host lacks: drop them (podman: --cgroups=disabled)").into());
     }
     step!("oci_create.bound_devices");
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
+    Ok(Inputs {
+        bundle,
+        plan,
+        joins_user,
+        console,
+        join,
+        create_container_hooks,
+        cgroup_ok,
+    })
+}
 
+/// The state directory, the ID lease, the fifo and the cgroup, undone on
+/// drop until `create` succeeds.
+fn make_host_side(
+    root: &Root,
+    cfg: &Config,
+    id: &str,
+    input: &Inputs,
+) -> Result<(Undo, Option<crate::sys::idlease::Held>), Error> {
+    let plan = &input.plan;
     step!("oci_create.state_dir");
     let dir = make_container_dir(root, id)?;
     let mut undo = Undo {
@@ -105,71 +193,32 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     };
     // After the directory: the ID is ours, so is the lease of that name.
     step!("oci_create.lease");
-    let mut lease = if joins_user {
+    let lease = if input.joins_user {
         None // the joined namespace's IDs are its first container's lease
     } else {
         lease_mappings(root, id, &plan.uid_map, &plan.gid_map)?
     };
     step!("oci_create.fifo");
-    let fifo = root.fifo(id);
-    make_fifo(&fifo)?;
+    make_fifo(&root.fifo(id))?;
     step!("oci_create.cgroup");
-    let cgroup = if cgroup_ok {
-        let path = make_cgroup(cfg, id, &plan)?;
-        undo.cgroup = Some(path.clone());
-        Some(path)
-    } else {
-        None
-    };
-
-    let mut rec = first_record(id, &bundle, &plan, cgroup.clone());
-    step!("oci_create.record");
-    root.save(&rec)?;
-    let hooks = plan.hooks.clone();
-    let launch = Launch {
-        spec: &plan.spec,
-        extras: &plan.extras,
-        new_namespaces: plan.new_namespaces,
-        join,
-        uid_map: plan.uid_map.clone(),
-        gid_map: plan.gid_map.clone(),
-        fifo: &fifo,
-        console,
-        console_size: plan.console_size,
-        oom_score_adj: plan.oom_score_adj,
-        cgroup,
-        create_container_hooks,
-    };
-    step!("oci_create.launch");
-    let created =
-        crate::parent::create::create_init(launch, |pid| init_exists(root, &rec, &hooks, pid))?;
-    rec.pid = created.pid.as_raw_pid();
-    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
-    step!("oci_create.record_created");
-    root.save(&rec)?;
-    step!("oci_create.pid_file");
-    if let Some(p) = &opts.pid_file {
-        write_pid_file(p, rec.pid)?;
+    if input.cgroup_ok {
+        undo.cgroup = Some(make_cgroup(cfg, id, plan)?);
     }
-    step!("oci_create.hand_over_lease");
-    if let Some(mut held) = lease.take() {
-        // Held by the init alone from here: no engine process stays.
-        held.set_holders(None, crate::sys::idlease::Proc::of(rec.pid))?;
-        held.keep();
-    }
-    undo.dir = None;
-    undo.cgroup = None;
-    Ok(created)
+    Ok((undo, lease))
 }
 
 /// Once the init exists (in its namespaces, before it builds its root):
 /// its pid recorded at once (a create killed from here on leaves a
 /// container that `state` reports and `delete` removes), then the prestart
 /// and createRuntime hooks. Returns the state the init's own hooks read.
-fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Result<String> {
-    let mut creating = rec.clone();
-    creating.pid = pid.as_raw_pid();
-    creating.start_time = crate::sys::state::process_start_time(creating.pid).unwrap_or(0);
+fn init_exists(
+    root: &Root,
+    rec: &Record,
+    hooks: &config::Hooks,
+    pid: Pid,
+    new_namespaces: u64,
+) -> Result<String> {
+    let creating = with_init(rec, pid, new_namespaces);
     step!("oci_create.record_pid");
     root.save(&creating)?;
     let state = hook_state(&creating, "created");
@@ -180,17 +229,26 @@ fn init_exists(root: &Root, rec: &Record, hooks: &config::Hooks, pid: Pid) -> Re
     Ok(hook_state(&creating, "creating"))
 }
 
+/// The record once the init exists: its pid, start time and namespaces.
+fn with_init(rec: &Record, pid: Pid, new_namespaces: u64) -> Record {
+    let mut rec = rec.clone();
+    rec.pid = pid.as_raw_pid();
+    rec.start_time = crate::sys::state::process_start_time(rec.pid).unwrap_or(0);
+    (rec.own_pid_ns, rec.mnt_ns) = procs::scope_of(rec.pid, new_namespaces);
+    rec
+}
+
 /// The state directory (0700) and the container's directory in it: the
 /// ID is ours from here.
-fn make_container_dir(root: &Root, id: &str) -> Result<PathBuf> {
+fn make_container_dir(root: &Root, id: &str) -> Result<PathBuf, Error> {
     root.make_private()?;
     let dir = root.container_dir(id);
     match std::fs::create_dir(&dir) {
         Ok(()) => Ok(dir),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("container {id} already exists: choose another ID, or delete it first")
+            Err(Error::AlreadyExists(id.to_string()))
         }
-        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display())),
+        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display()).into()),
     }
 }
 
@@ -214,13 +272,14 @@ fn first_record(
         poststop: plan.hooks.poststop.clone(),
         poststart: plan.hooks.poststart.clone(),
         confinement: Some(plan.spec.confinement.clone()),
+        own_pid_ns: false,
+        mnt_ns: None,
     }
 }
 
 /// The bundle, and its config planned and checked: nothing is created
 /// before this.
 fn plan_bundle(id: &str, opts: &CreateOptions) -> Result<(config::Bundle, config::Plan)> {
-    check_id(id)?;
     let bundle = config::load(&opts.bundle)?;
     let mut plan = config::plan(id, &bundle)?;
     plan.extras.preserve_fds = opts.preserve_fds;
@@ -354,15 +413,19 @@ fn run_hook(hook: &oci_spec::runtime::Hook, state: &str) -> Result<()> {
 }
 
 /// `start`: opens the exec.fifo, which lets the init exec; only from `created`.
-pub fn start(root: &Root, id: &str) -> Result<()> {
+pub fn start(root: &Root, id: &str) -> Result<(), Error> {
     step!("oci_start.load");
     let rec = root.load(id)?;
     match root.status(&rec) {
         Status::Created => {}
-        other => bail!(
-            "cannot start container {id}: it is {}, not created",
-            other.as_str()
-        ),
+        is => {
+            return Err(Error::WrongState {
+                verb: "start",
+                id: id.to_string(),
+                is,
+                wanted: Status::Created,
+            })
+        }
     }
     let fifo = root.fifo(id);
     step!("oci_start.open_fifo");
@@ -399,15 +462,16 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 let _ = std::fs::remove_file(&fifo);
                 // It exits now: report it stopped, as it is.
                 wait_gone(&rec);
-                bail!(
+                return Err(anyhow!(
                     "cannot start container {id}: {}",
                     String::from_utf8_lossy(&answer[1..got]).trim()
-                );
+                )
+                .into());
             }
         }
         if !alive(rec.pid, rec.start_time) {
             let _ = std::fs::remove_file(&fifo);
-            bail!("cannot start container {id}: its init has exited");
+            return Err(anyhow!("cannot start container {id}: its init has exited").into());
         }
     }
     step!("oci_start.remove_fifo");
@@ -423,24 +487,24 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `kill [--all] ID SIGNAL`.
-pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
+/// `kill [--all] ID SIGNAL`. `--all` signals every process of the
+/// container (`procs::members`), also once it has stopped: its leftovers
+/// (runc does; containerd's shim sends it after every exit in a pod that
+/// shares a pid namespace).
+pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<(), Error> {
     step!("oci_kill.signal_name");
     let sig = crate::parent::lifecycle::parse_signal(signal)?;
     step!("oci_kill.load");
     let rec = root.load(id)?;
-    if root.status(&rec) == Status::Stopped {
-        bail!("cannot kill container {id}: container not running");
-    }
-    step!("oci_kill.signal");
     if all {
-        for pid in processes(&rec) {
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, sig);
-            }
-        }
+        step!("oci_kill.signal");
+        procs::signal_all(&rec, sig);
         return Ok(());
     }
+    if root.status(&rec) == Status::Stopped {
+        return Err(Error::NotRunning(id.to_string()));
+    }
+    step!("oci_kill.signal");
     Pid::from_raw(rec.pid)
         .ok_or(rustix::io::Errno::SRCH)
         .and_then(|pid| rustix::process::kill_process(pid, sig))
@@ -449,38 +513,12 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
                 "cannot kill container {id}: {} (no such process?)",
                 crate::sys::errno_desc(e)
             )
+            .into()
         })
-}
-
-/// The host pids of the container's processes: those in its init's pid
-/// namespace (or its cgroup, when it has one).
-pub fn processes(rec: &Record) -> Vec<i32> {
-    if let Some(cg) = &rec.cgroup {
-        if let Ok(text) = std::fs::read_to_string(cg.join("cgroup.procs")) {
-            return text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        }
-    }
-    let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)) else {
-        return Vec::new();
-    };
-    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            std::fs::read_link(format!("/proc/{p}/ns/pid"))
-                .ok()
-                .as_ref()
-                == Some(&ns)
-        })
-        .collect();
-    pids.sort();
-    pids
 }
 
 /// `delete [--force] ID`.
-pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<(), Error> {
     step!("oci_delete.load");
     check_id(id)?;
     let rec = match root.load(id) {
@@ -492,14 +530,17 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(());
             }
+            // Nothing to delete is what --force asks for (runc and crun
+            // exit 0; containerd and podman call it after a failed create).
+            if force && !dir.exists() {
+                return Ok(());
+            }
             return Err(e);
         }
     };
     step!("oci_delete.stop");
     match root.status(&rec) {
-        Status::Running if !force => {
-            bail!("cannot delete container {id}: it is running: stop it first (kill), or use delete --force")
-        }
+        Status::Running if !force => return Err(Error::Running(id.to_string())),
         Status::Stopped => {}
         _ => {
             // A created container is deleted without --force, as runc does.
@@ -509,9 +550,14 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             wait_gone(&rec);
         }
     }
+    if rec.cgroup.is_none() && !rec.own_pid_ns {
+        // In a shared pid namespace its leftovers live on: runc's delete
+        // kills them too.
+        procs::signal_all(&rec, Signal::KILL);
+    }
     step!("oci_delete.cgroup");
     if let Some(cg) = &rec.cgroup {
-        crate::sys::cgroup::kill_and_remove(cg)?;
+        crate::sys::cgroup::kill_and_remove(cg).map_err(anyhow::Error::from)?;
     }
     step!("oci_delete.lease");
     crate::sys::idlease::Leases::host().remove(&root.dir, id);
@@ -524,7 +570,8 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     }
     step!("oci_delete.remove");
     std::fs::remove_dir_all(root.container_dir(id))
-        .with_context(|| format!("cannot remove the state of container {id}"))
+        .with_context(|| format!("cannot remove the state of container {id}"))?;
+    Ok(())
 }
 
 /// Waits (up to 10 s) until the init has exited: killing a pid namespace's
@@ -557,7 +604,7 @@ fn wait_gone(rec: &Record) {
 
 /// `run`: create and start, then wait for the init (our own child) and
 /// delete; returns its exit status.
-pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<i32> {
+pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<i32, Error> {
     let created = create_inner(root, cfg, id, opts)?;
     let pid = created.disarm();
     if let Err(e) = start(root, id) {
@@ -575,16 +622,16 @@ pub fn run(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Result<
 }
 
 /// `ps --format json ID` (table: one pid a line).
-pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>> {
+pub fn ps(root: &Root, id: &str) -> Result<Vec<i32>, Error> {
     let rec = root.load(id)?;
     if root.status(&rec) == Status::Stopped {
         return Ok(Vec::new());
     }
-    Ok(processes(&rec))
+    Ok(procs::members(&rec))
 }
 
 /// `pause` (freeze) and `resume` (thaw) through the cgroup v2 freezer.
-pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
+pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<(), Error> {
     let verb = if freeze { "pause" } else { "resume" };
     let rec = root.load(id)?;
     let status = root.status(&rec);
@@ -594,14 +641,15 @@ pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
         Status::Paused
     };
     if status != expected {
-        bail!(
-            "cannot {verb} container {id}: it is {}, not {}",
-            status.as_str(),
-            expected.as_str()
-        );
+        return Err(Error::WrongState {
+            verb,
+            id: id.to_string(),
+            is: status,
+            wanted: expected,
+        });
     }
     let Some(cg) = &rec.cgroup else {
-        bail!("cannot {verb} container {id}: it has no cgroup (this host has no cgroup v2 freezer, or it was created without one)");
+        return Err(anyhow!("cannot {verb} container {id}: it has no cgroup (this host has no cgroup v2 freezer, or it was created without one)").into());
     };
     let file = cg.join("cgroup.freeze");
     std::fs::write(&file, if freeze { "1" } else { "0" }).with_context(|| {
@@ -621,7 +669,7 @@ pub fn pause_resume(root: &Root, id: &str, freeze: bool) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    bail!("cannot {verb} container {id}: the freezer did not settle within 10 s")
+    Err(anyhow!("cannot {verb} container {id}: the freezer did not settle within 10 s").into())
 }
 
 /// `features`: the runtime-spec features JSON.
@@ -645,4 +693,90 @@ pub fn features() -> serde_json::Value {
         },
         "annotations": {"org.opencontainers.runc.version": "none", "io.github.engine.version": env!("CARGO_PKG_VERSION")}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of a container whose init is gone (a pid no process has).
+    fn stopped(root: &Root, id: &str) {
+        std::fs::create_dir(root.container_dir(id)).unwrap();
+        let rec = Record {
+            id: id.to_string(),
+            pid: i32::MAX,
+            start_time: 1,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: rfc3339(0, 0),
+            annotations: Default::default(),
+            cgroup: None,
+            poststop: Vec::new(),
+            poststart: Vec::new(),
+            confinement: None,
+            own_pid_ns: true,
+            mnt_ns: None,
+        };
+        root.save(&rec).unwrap();
+    }
+
+    /// Each failure a caller tells apart is its own variant, through the
+    /// facade too, with the sentence the verbs always printed.
+    #[test]
+    fn the_verbs_fail_with_typed_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(&tmp.path().join("root"));
+        root.make_private().unwrap();
+        stopped(&root, "c1");
+
+        let e = start(&root, "c1").unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongState { verb: "start", id, is: Status::Stopped, wanted: Status::Created } if id == "c1"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot start container c1: it is stopped, not created"
+        );
+        let e = kill(&root, "c1", "KILL", false).unwrap_err();
+        assert!(matches!(&e, Error::NotRunning(id) if id == "c1"), "{e:?}");
+        // --all on a stopped container: its leftovers (none here), and success.
+        kill(&root, "c1", "KILL", true).unwrap();
+        let e = pause_resume(&root, "c1", true).unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongState { verb: "pause", .. }),
+            "{e:?}"
+        );
+        assert!(
+            matches!(make_container_dir(&root, "c1"), Err(Error::AlreadyExists(id)) if id == "c1")
+        );
+        assert!(matches!(ps(&root, "nope"), Err(Error::NoSuchContainer(id)) if id == "nope"));
+        assert!(matches!(
+            delete(&root, "nope", false),
+            Err(Error::NoSuchContainer(_))
+        ));
+        delete(&root, "nope", true).unwrap();
+        assert!(matches!(delete(&root, "a/b", true), Err(Error::InvalidId(id)) if id == "a/b"));
+        delete(&root, "c1", false).unwrap();
+
+        let bundle = tmp.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        spec::write(&bundle, false).unwrap();
+        assert!(matches!(
+            spec::write(&bundle, false),
+            Err(Error::ConfigExists)
+        ));
+        assert!(matches!(
+            spec::write(&tmp.path().join("none"), false),
+            Err(Error::Other(_))
+        ));
+
+        // The facade keeps the variant.
+        let e = crate::oci_start(&root.dir, "nope").unwrap_err();
+        assert!(
+            matches!(&e, crate::Error::Oci(Error::NoSuchContainer(id)) if id == "nope"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "container nope does not exist");
+    }
 }

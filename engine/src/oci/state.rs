@@ -3,9 +3,10 @@
 //! started). Status is read from the kernel, not stored: the init's pid
 //! and start time say whether it lives; the fifo says whether it was started.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// The runc state directory default.
@@ -32,6 +33,53 @@ pub struct Record {
     pub poststart: Vec<oci_spec::runtime::Hook>,
     /// What an exec applies too (the seccomp filter, the default capabilities).
     pub confinement: Option<crate::model::security::Confinement>,
+    /// The init has a pid namespace of its own (`procs::members`).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+    /// The init's mount namespace, when it is its own (`procs::members`).
+    #[serde(default)]
+    pub mnt_ns: Option<NsId>,
+}
+
+/// How a namespace is named in a record (`procs::members` compares them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsId {
+    /// The kernel's unique ID (None: a kernel before 6.8).
+    pub id: Option<u64>,
+    /// The nsfs inode number.
+    pub ino: u64,
+}
+
+impl NsId {
+    /// The mount namespace of `pid`, or None if it is gone.
+    pub fn mount_of(pid: i32) -> Option<NsId> {
+        let fd = rustix::fs::open(
+            format!("/proc/{pid}/ns/mnt"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        Some(NsId {
+            id: mount_ns_id(&fd),
+            ino: rustix::fs::fstat(&fd).ok()?.st_ino,
+        })
+    }
+
+    /// The same namespace: by ID when both have one, else by inode.
+    pub(super) fn same(&self, other: &NsId) -> bool {
+        match (self.id, other.id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.ino == other.ino,
+        }
+    }
+}
+
+/// NS_GET_MNTNS_ID (linux/nsfs.h): `_IOR(0xb7, 0x5, __u64)`.
+fn mount_ns_id(fd: &OwnedFd) -> Option<u64> {
+    const NS_GET_MNTNS_ID: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u64>(0xb7, 0x5);
+    // SAFETY: NS_GET_MNTNS_ID writes one u64, the size Getter passes; on
+    // a kernel without it the ioctl fails with ENOTTY and writes nothing.
+    unsafe { rustix::ioctl::ioctl(fd, rustix::ioctl::Getter::<NS_GET_MNTNS_ID, u64>::new()) }.ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +107,7 @@ pub struct Root {
 }
 
 /// An OCI container ID: what runc takes, and a file name of ours.
-pub fn check_id(id: &str) -> Result<()> {
+pub fn check_id(id: &str) -> Result<(), super::Error> {
     let ok = !id.is_empty()
         && id.len() <= 1024
         && id != "."
@@ -68,7 +116,7 @@ pub fn check_id(id: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
     if !ok {
-        bail!("invalid container ID {id:?}: use characters [A-Za-z0-9_.+-]");
+        return Err(super::Error::InvalidId(id.to_string()));
     }
     Ok(())
 }
@@ -102,22 +150,23 @@ impl Root {
     }
 
     /// The record of `id`, or "does not exist" (containerd looks for those words).
-    pub fn load(&self, id: &str) -> Result<Record> {
+    pub fn load(&self, id: &str) -> Result<Record, super::Error> {
         check_id(id)?;
         let file = self.container_dir(id).join("state.json");
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("container {id} does not exist")
+                return Err(super::Error::NoSuchContainer(id.to_string()))
             }
-            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display())),
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", file.display()).into()),
         };
-        serde_json::from_str(&text).with_context(|| {
+        let rec = serde_json::from_str(&text).with_context(|| {
             format!(
                 "state {} is corrupt: remove it with `delete --force {id}`",
                 file.display()
             )
-        })
+        })?;
+        Ok(rec)
     }
 
     pub(super) fn save(&self, rec: &Record) -> Result<()> {
@@ -262,6 +311,8 @@ mod tests {
             poststop: Vec::new(),
             poststart: Vec::new(),
             confinement: None,
+            own_pid_ns: false,
+            mnt_ns: None,
         };
         std::fs::create_dir(root.container_dir("c1")).unwrap();
         root.save(&rec).unwrap();
@@ -270,7 +321,11 @@ mod tests {
         assert_eq!(root.status(&back), Status::Stopped);
         assert_eq!(state_json(&root, &back)["pid"], 0);
         assert_eq!(root.list(), ["c1"]);
-        let e = root.load("c2").unwrap_err().to_string();
-        assert!(e.contains("does not exist"), "{e}");
+        let e = root.load("c2").unwrap_err();
+        assert!(
+            matches!(&e, super::super::Error::NoSuchContainer(id) if id == "c2"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "container c2 does not exist");
     }
 }

@@ -191,12 +191,11 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
     if a.detach {
         return Ok(0);
     }
-    let code = crate::parent::wait_exit_code(child_pid).map_err(|e| {
-        anyhow!(
+    crate::parent::wait_exit_code(child_pid).map_err(|e| {
+        super::Error::Other(anyhow!(
             "cannot wait for the exec in {}: {}",
             a.id,
             crate::sys::errno_desc(e)
-        )
-    })?;
-    Ok(code)
+        ))
+    })
 }

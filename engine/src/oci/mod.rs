@@ -72,6 +72,7 @@ fn create_inner(
     id: &str,
     opts: &CreateOptions,
 ) -> Result<Created, Error> {
+    step!("oci_create.check_id");
     check_id(id)?;
     let input = open_inputs(cfg, id, opts)?;
     let (mut made, mut lease) = make_host_side(root, cfg, id, &input)?;
@@ -497,7 +498,7 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<(), Error>
     step!("oci_kill.load");
     let rec = root.load(id)?;
     if all {
-        step!("oci_kill.signal");
+        step!("oci_kill.signal_all");
         procs::signal_all(&rec, sig);
         return Ok(());
     }

@@ -253,6 +253,8 @@ mod tests {
         ("parent/create.rs", "fn wire_up_init("),
         ("parent/create.rs", "fn let_init_go("),
         ("oci/mod.rs", "fn create_inner("),
+        ("oci/mod.rs", "fn open_inputs("),
+        ("oci/mod.rs", "fn make_host_side("),
         ("oci/mod.rs", "fn start("),
         ("oci/mod.rs", "fn kill("),
         ("oci/mod.rs", "fn delete("),
@@ -287,6 +289,8 @@ mod tests {
         "join_here_by_path(",
         "wire_up_init(",
         "let_init_go(",
+        "open_inputs(",
+        "make_host_side(",
     ];
 
     /// The body of `fn NAME(` in `text`, by brace matching.

@@ -2323,3 +2323,86 @@ fn a_user_id_of_minus_one_is_refused() {
     oci.ok(&["delete", "u2"]);
     oci.assert_root_empty();
 }
+
+/// The /proc/self/status capability lines of a container's process, by name.
+fn cap_masks(status: &str) -> std::collections::BTreeMap<String, u64> {
+    status
+        .lines()
+        .filter_map(|l| {
+            let (name, mask) = l.split_once(':')?;
+            Some((name.to_string(), u64::from_str_radix(mask.trim(), 16).ok()?))
+        })
+        .collect()
+}
+
+/// process.capabilities set by set as runc applies them: the inheritable
+/// and ambient sets as given (they were emptied), for root and for a
+/// non-root user, whom the ambient set keeps capable across exec (podman
+/// `--cap-add X --user 1000`); an ambient capability the kernel cannot
+/// raise (not inheritable) is left out, as runc leaves it.
+#[test]
+fn inheritable_and_ambient_capabilities_are_applied_as_given() {
+    const CHOWN: u64 = 1 << 0;
+    const KILL: u64 = 1 << 5;
+    const NET_ADMIN: u64 = 1 << 12;
+    let oci = Oci::new(&["grep", "^Cap", "/proc/self/status"]);
+    let bundle = oci.bundle().display().to_string();
+    for (user, ambient, want_amb, want_prm) in [
+        (
+            0,
+            json!(["CAP_NET_ADMIN"]),
+            NET_ADMIN,
+            CHOWN | KILL | NET_ADMIN,
+        ),
+        (
+            1000,
+            json!(["CAP_NET_ADMIN", "CAP_KILL"]),
+            NET_ADMIN | KILL,
+            NET_ADMIN | KILL,
+        ),
+        // KILL is not inheritable: the kernel would refuse to raise it.
+        (
+            1000,
+            json!(["CAP_NET_ADMIN", "CAP_KILL", "CAP_CHOWN"]),
+            NET_ADMIN | KILL,
+            NET_ADMIN | KILL,
+        ),
+    ] {
+        oci.edit_config(|c| {
+            c["process"]["user"] = json!({"uid": user, "gid": user});
+            c["process"]["capabilities"] = json!({
+                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"],
+                "effective": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"],
+                "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"],
+                "inheritable": ["CAP_KILL", "CAP_NET_ADMIN"],
+                "ambient": ambient,
+            });
+        });
+        let out = oci.call(&["run", "--bundle", &bundle, "caps"]);
+        assert_eq!(out.code, 0, "user {user}: {}", out.stderr);
+        let masks = cap_masks(&out.stdout);
+        let got = |set: &str| masks.get(set).copied();
+        assert_eq!(
+            got("CapInh"),
+            Some(KILL | NET_ADMIN),
+            "user {user}: {}",
+            out.stdout
+        );
+        assert_eq!(got("CapAmb"), Some(want_amb), "user {user}: {}", out.stdout);
+        assert_eq!(got("CapPrm"), Some(want_prm), "user {user}: {}", out.stdout);
+        assert_eq!(got("CapEff"), Some(want_prm), "user {user}: {}", out.stdout);
+        assert_eq!(
+            got("CapBnd"),
+            Some(CHOWN | KILL | NET_ADMIN),
+            "user {user}: {}",
+            out.stdout
+        );
+        oci.assert_root_empty();
+    }
+    // An inheritable capability outside bounding is refused (capset would).
+    oci.edit_config(|c| c["process"]["capabilities"]["inheritable"] = json!(["CAP_SYS_ADMIN"]));
+    let out = oci.call(&["run", "--bundle", &bundle, "caps"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("inheritable"), "{}", out.stderr);
+    oci.assert_root_empty();
+}

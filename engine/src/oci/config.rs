@@ -4,7 +4,7 @@
 //! engine cannot honour is refused with a sentence naming it.
 
 use crate::model::bundle::{BindOptions, Extras, Rlimit, TmpfsMount, User};
-use crate::model::security::{Confinement, Filter};
+use crate::model::security::{Confinement, Filter, ProcessCaps};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::model::volumes::Volume;
@@ -98,7 +98,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     let (command, env) = command_and_env(process)?;
     refuse_process_extras(process)?;
     let user = user_of(process)?;
-    let caps = capabilities(process.capabilities().as_ref(), user.uid)?;
+    let (caps, cap_sets) = capabilities(process.capabilities().as_ref())?;
     let rlimits = process
         .rlimits()
         .clone()
@@ -143,7 +143,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             .and_then(|r| r.devices().as_deref())
             .unwrap_or(&[]),
     )?;
-    let confinement = confinement(process, &linux, &caps)?;
+    let confinement = confinement(process, &linux, &caps, cap_sets)?;
     let (hooks, create_container, start_container) = hooks_of(c)?;
     extras.create_container = create_container.iter().map(hook).collect();
     extras.start_container = start_container.iter().map(hook).collect();
@@ -398,7 +398,12 @@ fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>>
 
 /// Capabilities, noNewPrivileges and the seccomp filter, compiled once
 /// here so that a filter that cannot be built is refused before create.
-fn confinement(process: &rt::Process, linux: &rt::Linux, caps: &CapSet) -> Result<Confinement> {
+fn confinement(
+    process: &rt::Process,
+    linux: &rt::Linux,
+    caps: &CapSet,
+    sets: ProcessCaps,
+) -> Result<Confinement> {
     let filter = match linux.seccomp() {
         None => Filter::Unconfined,
         Some(s) => seccomp(s, caps)?,
@@ -408,6 +413,7 @@ fn confinement(process: &rt::Process, linux: &rt::Linux, caps: &CapSet) -> Resul
         caps: caps.bits(),
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         filter,
+        sets: Some(sets),
     };
     confinement
         .program()
@@ -517,11 +523,15 @@ fn device_rules(list: &[rt::LinuxDeviceCgroup]) -> Result<Vec<crate::sys::device
     Ok(devices::with_defaults(&rules))
 }
 
-/// The kept set: bounding (else the union of the others). Inheritable is
-/// left empty as runc does since CVE-2022-24769.
-pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Result<CapSet> {
+/// process.capabilities as runc applies them: bounding (else the union
+/// of effective and permitted) is what the process keeps; permitted
+/// defaults to it and effective to permitted; inheritable and ambient are
+/// empty unless given. Ambient capabilities the kernel cannot raise (not
+/// both permitted and inheritable) are left out, as runc leaves them (it
+/// warns); the rest reach a non-root user too.
+pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>) -> Result<(CapSet, ProcessCaps)> {
     let Some(caps) = caps else {
-        return Ok(CapSet::from_bits(0));
+        return Ok((CapSet::empty(), ProcessCaps::default()));
     };
     let to_set = |s: &Option<rt::Capabilities>, field: &str| -> Result<Option<CapSet>> {
         let Some(s) = s else { return Ok(None) };
@@ -536,7 +546,8 @@ pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Re
     let bounding = to_set(caps.bounding(), "bounding")?;
     let effective = to_set(caps.effective(), "effective")?;
     let permitted = to_set(caps.permitted(), "permitted")?;
-    let ambient = to_set(caps.ambient(), "ambient")?;
+    let inheritable = to_set(caps.inheritable(), "inheritable")?.unwrap_or_default();
+    let ambient = to_set(caps.ambient(), "ambient")?.unwrap_or_default();
     let union = [effective, permitted]
         .iter()
         .flatten()
@@ -545,12 +556,23 @@ pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Re
     if union & !kept != 0 {
         bail!("config.json process.capabilities: effective/permitted hold capabilities that bounding does not: fix the sets");
     }
-    if let Some(a) = ambient {
-        if uid != 0 && !a.is_empty() {
-            return Err(refuse("process.capabilities.ambient (for a non-root user)"));
-        }
+    // The kernel's rules for capset: inheritable within the bounding set,
+    // effective within permitted.
+    if inheritable.bits() & !kept != 0 {
+        bail!("config.json process.capabilities.inheritable holds capabilities that bounding does not: the kernel refuses them; add them to bounding or remove them");
     }
-    Ok(CapSet::from_bits(kept))
+    let permitted = permitted.map_or(kept, |p| p.bits());
+    let effective = effective.map_or(permitted, |e| e.bits());
+    if effective & !permitted != 0 {
+        bail!("config.json process.capabilities.effective holds capabilities that permitted does not: the kernel refuses them; add them to permitted or remove them");
+    }
+    let sets = ProcessCaps {
+        effective,
+        permitted,
+        inheritable: inheritable.bits(),
+        ambient: ambient.bits() & permitted & inheritable.bits(),
+    };
+    Ok((CapSet::from_bits(kept), sets))
 }
 
 pub(super) fn rlimit(r: &rt::PosixRlimit) -> Result<Rlimit> {

@@ -2406,3 +2406,134 @@ fn inheritable_and_ambient_capabilities_are_applied_as_given() {
     assert!(out.stderr.contains("inheritable"), "{}", out.stderr);
     oci.assert_root_empty();
 }
+
+/// A config without a pid, network, IPC or UTS namespace shares the
+/// caller's, as with runc (podman `--pid=host` and friends), and the engine
+/// writes nothing into them: no hostname, no loopback up, no ping range.
+/// `kill --all` of such a container takes only its init and what descends
+/// from it, not every process of the (host's) pid namespace. All of it runs
+/// in namespaces of the test's own (`unshare`), which play the host: a
+/// wrong kill there ends only the test's processes.
+#[test]
+fn namespaces_left_out_are_the_caller_s_and_stay_untouched() {
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        "for n in pid net ipc uts; do readlink /proc/self/ns/$n; done; hostname; \
+         cat /sys/class/net/lo/operstate /proc/sys/net/ipv4/ping_group_range; \
+         sleep 300 & sleep 300",
+    ]);
+    oci.edit_config(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}]);
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    // The "host": its own pid, network, IPC and UTS namespaces, a bystander
+    // process in them, the container created and started there.
+    let script = r#"
+        set -e
+        hostname caller-host
+        sleep 300 & bystander=$!
+        for n in pid net ipc uts; do readlink /proc/self/ns/$n; done
+        hostname
+        "$ENGINE" --root "$ROOT" create --bundle "$BUNDLE" shared >"$OUT" 2>&1
+        "$ENGINE" --root "$ROOT" start shared
+        i=0; until [ "$(wc -l <"$OUT")" -ge 7 ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done
+        "$ENGINE" --root "$ROOT" kill --all shared KILL
+        sleep 0.5
+        kill -0 $bystander && echo bystander-alive
+        "$ENGINE" --root "$ROOT" delete --force shared
+        kill $bystander
+    "#;
+    let out_file = oci.path("container.out");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--net", "--uts", "--ipc"])
+        .args(["sh", "-c", script])
+        .env("ENGINE", ENGINE)
+        .env("ROOT", oci.root())
+        .env("BUNDLE", oci.bundle())
+        .env("OUT", &out_file);
+    let out = wait::output(&mut cmd, LONG).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let caller: Vec<&str> = stdout.lines().collect();
+    let container = fs::read_to_string(&out_file).unwrap();
+    let container: Vec<&str> = container.lines().collect();
+    assert_eq!(
+        container.get(..5),
+        Some(&caller[..5]),
+        "container: {container:?}"
+    );
+    assert_eq!(caller[4], "caller-host");
+    // lo left down and the ping range at the kernel's default "1 0".
+    assert_eq!(container.get(5), Some(&"down"), "{container:?}");
+    assert_eq!(
+        container
+            .get(6)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["1", "0"]),
+        "{container:?}"
+    );
+    assert_eq!(caller.get(5), Some(&"bystander-alive"), "{stdout}");
+    oci.assert_root_empty();
+}
+
+/// What cannot be shared is refused at create, with its sentence: a
+/// hostname without a UTS namespace, sysctls of a shared namespace, a
+/// config without a mount namespace, a new user namespace with the
+/// caller's pid namespace (its root could not mount /proc).
+#[test]
+fn what_a_shared_namespace_cannot_take_is_refused() {
+    type Edit = fn(&mut Value);
+    let cases: &[(Edit, &str)] = &[
+        (
+            |c| c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}]),
+            "hostname but no uts namespace",
+        ),
+        (
+            |c| {
+                c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}]);
+                c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+            },
+            "linux.sysctl \"net.ipv4.ip_forward\"",
+        ),
+        (
+            |c| {
+                c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}]);
+                c["linux"]["sysctl"] = json!({"kernel.shm_rmid_forced": "1"});
+            },
+            "linux.sysctl \"kernel.shm_rmid_forced\"",
+        ),
+        (
+            |c| c["linux"]["namespaces"] = json!([{"type": "uts"}]),
+            "no mount namespace",
+        ),
+        (
+            |c| {
+                c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "user"}, {"type": "network"}, {"type": "ipc"}]);
+                c["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+                c["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+            },
+            "shares the caller's pid namespace",
+        ),
+    ];
+    for (edit, words) in cases {
+        let oci = Oci::new(&["true"]);
+        oci.edit_config(edit);
+        let bundle = oci.bundle().display().to_string();
+        let out = oci.call(&["run", "--bundle", &bundle, "sh1"]);
+        assert_ne!(out.code, 0, "{words}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(words),
+            "{words:?} not in {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        oci.assert_root_empty();
+    }
+}

@@ -70,9 +70,10 @@ pub struct Extras {
     pub readonly_root: bool,
     /// linux.sysctl, written in the container's namespaces.
     pub sysctl: Vec<(String, String)>,
-    /// The network namespace is one joined by path: leave its links alone.
+    /// The network namespace is one joined by path, or the caller's (no
+    /// network entry in linux.namespaces): leave its links alone.
     pub joined_net: bool,
-    /// A UTS namespace joined by path: leave its hostname alone.
+    /// A UTS namespace joined by path, or the caller's: leave its hostname alone.
     pub joined_uts: bool,
     /// Options of each bind mount, in the order of the spec's volumes.
     pub binds: Vec<BindOptions>,

@@ -166,3 +166,38 @@ pub(super) fn check_bound_devices(plan: &config::Plan) -> Result<()> {
     }
     Ok(())
 }
+
+/// `pid` and every process that descends from it, by the parent pids of
+/// /proc (for a container in the caller's pid namespace, which holds every
+/// process of the host).
+pub(super) fn descendants(pid: i32) -> Vec<i32> {
+    let parent_of = |p: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: the fields
+        // after its last ')' are "state ppid ...".
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_whitespace().nth(1)?.parse().ok()
+    };
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(p, pp)| *pp == parent && !found.contains(p))
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    found.sort();
+    found
+}

@@ -122,7 +122,14 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         readonly_root,
         ..Extras::default()
     };
-    let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
+    let Namespaces {
+        new: new_namespaces,
+        join,
+        shared,
+    } = namespaces(&linux, &mut extras)?;
+    if shared.contains(&"uts") && !hostname.is_empty() {
+        bail!("config.json gives a hostname but no uts namespace: the hostname would be the caller's; add a uts namespace, or leave the hostname out (as runc requires)");
+    }
     let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
     let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
     let userns = user_namespace(new_namespaces, &join, &uid_map, &gid_map)?;
@@ -134,7 +141,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     refuse_linux_extras(&linux)?;
     extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
     extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
-    extras.sysctl = sysctls(&linux, extras.joined_net)?;
+    extras.sysctl = sysctls(&linux, extras.joined_net, shared.contains(&"ipc"))?;
     let limits = resources(linux.resources().as_ref())?;
     let device_rules = device_rules(
         linux
@@ -374,8 +381,9 @@ fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
     }
 }
 
-/// linux.sysctl, sorted; only keys of the container's own namespaces.
-fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>> {
+/// linux.sysctl, sorted; only keys of the container's own namespaces
+/// (never of the caller's, when it shares its network or IPC namespace).
+fn sysctls(linux: &rt::Linux, joined_net: bool, shared_ipc: bool) -> Result<Vec<(String, String)>> {
     let mut sysctl: Vec<(String, String)> = linux
         .sysctl()
         .clone()
@@ -384,13 +392,13 @@ fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>>
         .collect();
     sysctl.sort();
     for (key, _) in &sysctl {
-        let namespaced = key.starts_with("kernel.msg")
+        let ipc = key.starts_with("kernel.msg")
             || key.starts_with("kernel.shm")
             || key == "kernel.sem"
-            || key.starts_with("fs.mqueue.")
-            || (key.starts_with("net.") && !joined_net);
+            || key.starts_with("fs.mqueue.");
+        let namespaced = (ipc && !shared_ipc) || (key.starts_with("net.") && !joined_net);
         if !namespaced || key.contains('/') || key.contains("..") {
-            bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* and net.* can be set for one container");
+            bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* (in an IPC namespace of the container's) and net.* (in a network namespace of its own) can be set for one container");
         }
     }
     Ok(sysctl)
@@ -613,10 +621,22 @@ pub(super) fn rlimit(r: &rt::PosixRlimit) -> Result<Rlimit> {
     })
 }
 
-/// Which namespaces to create and which to join by path. The engine always
-/// isolates pid, mount, network, IPC and UTS (created or joined): a config
-/// that shares one with the host is refused.
-fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathBuf, NsType)>)> {
+/// The namespaces of a config: the CLONE_NEW* flags to create, those to
+/// join by path, and the kinds it leaves out, which the container shares
+/// with the caller (runc's reading).
+struct Namespaces {
+    new: u64,
+    join: Vec<(PathBuf, NsType)>,
+    shared: Vec<&'static str>,
+}
+
+/// Which namespaces to create, which to join by path and which to share.
+/// The mount namespace is always the container's own (its root, masks and
+/// read-only paths need it); a pid, network, IPC or UTS namespace left out
+/// is the caller's, as with runc (podman `--pid=host` and friends): the
+/// engine then writes nothing into it (no hostname, loopback, ping range or
+/// sysctl of its kind).
+fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<Namespaces> {
     let list = linux.namespaces().clone().unwrap_or_default();
     let mut new = 0u64;
     let mut join = Vec::new();
@@ -661,12 +681,23 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathB
             }
         }
     }
-    for needed in ["pid", "mount", "network", "ipc", "uts"] {
-        if !seen.contains(&needed) {
-            bail!("config.json linux.namespaces has no {needed} namespace: this engine does not share the host's {needed} namespace with a container");
+    if !seen.contains(&"mount") {
+        bail!("config.json linux.namespaces has no mount namespace: the container's root, masked and read-only paths need one of its own (add {{\"type\": \"mount\"}})");
+    }
+    let shared: Vec<&'static str> = ["pid", "network", "ipc", "uts"]
+        .into_iter()
+        .filter(|kind| !seen.contains(kind))
+        .collect();
+    // A new user namespace owns none of the caller's: its root could not
+    // mount /proc (pid), /sys (network) or /dev/mqueue (ipc) for them.
+    if new & libc::CLONE_NEWUSER as u64 != 0 {
+        if let Some(kind) = shared.iter().find(|k| **k != "uts") {
+            bail!("config.json linux.namespaces makes a new user namespace but shares the caller's {kind} namespace, which that user namespace's root cannot mount /proc, /sys or mqueue for: add a {kind} namespace, or leave the user namespace out");
         }
     }
-    Ok((new, join))
+    extras.joined_net |= shared.contains(&"network");
+    extras.joined_uts |= shared.contains(&"uts");
+    Ok(Namespaces { new, join, shared })
 }
 
 fn mappings(m: Option<&[rt::LinuxIdMapping]>, field: &str) -> Result<Vec<IdMapping>> {

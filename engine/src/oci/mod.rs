@@ -463,6 +463,12 @@ pub fn processes(rec: &Record) -> Vec<i32> {
     let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", rec.pid)) else {
         return Vec::new();
     };
+    // A container that shares our pid namespace (none in its config) would
+    // otherwise be every process of the host: only its init and what
+    // descends from it are its own.
+    if std::fs::read_link("/proc/self/ns/pid").is_ok_and(|own| own == ns) {
+        return checks::descendants(rec.pid);
+    }
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

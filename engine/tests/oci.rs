@@ -2537,3 +2537,149 @@ fn what_a_shared_namespace_cannot_take_is_refused() {
         oci.assert_root_empty();
     }
 }
+
+/// linux.devices: each node made as runc makes it (mknod, the config's
+/// mode and owner, parents made) and openable although /dev is nodev; in a
+/// user namespace, where mknod is refused, the host's node is bound.
+#[test]
+fn linux_devices_are_made_and_open() {
+    fs::File::open("/dev/fuse")
+        .unwrap_or_else(|e| panic!("cannot open /dev/fuse on the host ({e}): modprobe fuse"));
+    let script = "for d in /dev/test-fuse /dev/sub/dir/null2 /dev/fifo1; do stat -c '%n %F %t:%T %a %u:%g' $d; done; \
+                  (exec 3</dev/test-fuse) && echo fuse-opened; echo x >/dev/sub/dir/null2 && echo null-written";
+    let oci = Oci::new(&["sh", "-c", script]);
+    let devices = json!([
+        {"path": "/dev/test-fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 2},
+        {"path": "/dev/sub/dir/null2", "type": "c", "major": 1, "minor": 3},
+        {"path": "/dev/fifo1", "type": "p", "fileMode": 0o600},
+    ]);
+    oci.edit_config(|c| c["linux"]["devices"] = devices.clone());
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "dv"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "/dev/test-fuse character special file a:e5 640 0:2",
+            "/dev/sub/dir/null2 character special file 1:3 666 0:0",
+            "/dev/fifo1 fifo 0:0 600 0:0",
+            "fuse-opened",
+            "null-written",
+        ],
+        "{}",
+        out.stderr
+    );
+    oci.assert_root_empty();
+
+    // A user namespace: /dev/fuse bound from the host (mode 0600 there:
+    // host root is mapped, so that the container's root owns it).
+    oci.edit_config(|c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "stat -c '%t:%T' /dev/fuse; (exec 3</dev/fuse) && echo opened"
+        ]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    });
+    let out = oci.call(&["run", "--bundle", &bundle, "dv"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "a:e5\nopened\n", "{}", out.stderr);
+    // ... and one the host does not have is refused with its sentence.
+    oci.edit_config(|c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/no-such-node", "type": "c", "major": 10, "minor": 229}]);
+    });
+    let out = oci.call(&["run", "--bundle", &bundle, "dv"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("mknod is refused in a user namespace"),
+        "{}",
+        out.stderr
+    );
+    oci.assert_root_empty();
+}
+
+/// Hostile linux.devices: a path that climbs out with `..` is refused
+/// before anything is made; symlinks of the rootfs (absolute, relative,
+/// to the host's directory) are resolved inside the root, so nothing is
+/// created outside it; bad types and numbers are refused with a sentence.
+#[test]
+fn linux_devices_cannot_reach_out_of_the_root() {
+    // Not under /tmp: the init's copy of the host's tree has the rootfs
+    // mounted over /tmp.
+    let outside = tempfile::tempdir_in("/var/tmp").unwrap();
+    let (_copy, root) = rootfs_copy("rootfs");
+    std::os::unix::fs::symlink(outside.path(), root.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../..", root.join("up")).unwrap();
+    let host_path = format!("/up{}/node", outside.path().display());
+    let oci = Oci::new(&["true"]);
+    let bundle = oci.bundle().display().to_string();
+    for path in ["/abs/node", &host_path, "/abs/sub/node"] {
+        oci.edit_config(|c| {
+            c["root"] = json!({"path": root, "readonly": false});
+            c["linux"]["devices"] = json!([{"path": path, "type": "c", "major": 1, "minor": 3}]);
+        });
+        // Refused or made inside the root: either way nothing outside.
+        let _ = oci.call(&["run", "--bundle", &bundle, "esc"]);
+        let left: Vec<_> = fs::read_dir(outside.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{path} made {left:?} outside the root");
+        oci.assert_root_empty();
+    }
+    type Edit = fn(&mut Value);
+    let cases: &[(Edit, &str)] = &[
+        (
+            |c| {
+                c["linux"]["devices"] =
+                    json!([{"path": "/dev/../../etc/x", "type": "c", "major": 1, "minor": 3}])
+            },
+            "no '..'",
+        ),
+        (
+            |c| {
+                c["linux"]["devices"] =
+                    json!([{"path": "dev/x", "type": "c", "major": 1, "minor": 3}])
+            },
+            "must be absolute",
+        ),
+        (
+            |c| {
+                c["linux"]["devices"] =
+                    json!([{"path": "/proc/x", "type": "c", "major": 1, "minor": 3}])
+            },
+            "kernel's file system",
+        ),
+        (
+            |c| {
+                c["linux"]["devices"] =
+                    json!([{"path": "/dev/x", "type": "a", "major": 1, "minor": 3}])
+            },
+            "type a is a cgroup rule",
+        ),
+        (
+            |c| {
+                c["linux"]["devices"] =
+                    json!([{"path": "/dev/x", "type": "c", "major": -2, "minor": 3}])
+            },
+            "major -2 is not a device number",
+        ),
+    ];
+    for (edit, words) in cases {
+        oci.edit_config(edit);
+        let out = oci.call(&["run", "--bundle", &bundle, "esc"]);
+        assert_ne!(out.code, 0, "{words}");
+        assert!(
+            out.stderr.contains(words),
+            "{words:?} not in {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        oci.assert_root_empty();
+    }
+}

@@ -46,6 +46,28 @@ pub struct Hook {
     pub timeout: Option<u64>,
 }
 
+/// The kind of a linux.devices node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// One linux.devices entry, checked: the node made in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Absolute, without `..` (resolved in the root).
+    pub path: PathBuf,
+    pub kind: DeviceKind,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What a bundle's options ask of one bind mount beyond ro.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BindOptions {
@@ -82,6 +104,8 @@ pub struct Extras {
     /// hooks.createContainer: run by the init in the container's
     /// namespaces, mounts made, before pivot_root.
     pub create_container: Vec<Hook>,
+    /// linux.devices, made by the init (`child::dev`).
+    pub devices: Vec<Device>,
     /// hooks.startContainer: run by the init once `start` opened the gate,
     /// confined as the process, right before its exec.
     pub start_container: Vec<Hook>,

@@ -3,7 +3,7 @@
 //! (`model::bundle::Extras`), before anything is created. Every field the
 //! engine cannot honour is refused with a sentence naming it.
 
-use crate::model::bundle::{BindOptions, Extras, Rlimit, TmpfsMount, User};
+use crate::model::bundle::{BindOptions, Device, DeviceKind, Extras, Rlimit, TmpfsMount, User};
 use crate::model::security::{Confinement, Filter, ProcessCaps};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
@@ -143,12 +143,14 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
     extras.sysctl = sysctls(&linux, extras.joined_net, shared.contains(&"ipc"))?;
     let limits = resources(linux.resources().as_ref())?;
+    extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
     let device_rules = device_rules(
         linux
             .resources()
             .as_ref()
             .and_then(|r| r.devices().as_deref())
             .unwrap_or(&[]),
+        &extras.devices,
     )?;
     let confinement = confinement(process, &linux, &caps, cap_sets)?;
     let (hooks, create_container, start_container) = hooks_of(c)?;
@@ -351,10 +353,6 @@ fn user_namespace(
 fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
     for (field, present) in [
         (
-            "linux.devices",
-            linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
-        ),
-        (
             "linux.mountLabel",
             linux.mount_label().as_ref().is_some_and(|d| !d.is_empty()),
         ),
@@ -491,10 +489,68 @@ pub fn hook(h: &rt::Hook) -> crate::model::bundle::Hook {
     }
 }
 
+/// linux.devices, checked: a path in the root (absolute, no `..`, not a
+/// directory the engine mounts), a type of c, b, u or p, numbers for a
+/// device. runc's defaults: mode 0666, owner 0:0.
+fn devices(list: &[rt::LinuxDevice]) -> Result<Vec<Device>> {
+    let mut devices: Vec<Device> = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let path = d.path();
+        let field = format!("config.json linux.devices[{i}] {}", path.display());
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            || path.file_name().is_none()
+        {
+            bail!("{field}: the path must be absolute, name a file, and have no '..'");
+        }
+        if path.starts_with("/proc") || path.starts_with("/sys") || path == Path::new("/dev") {
+            bail!(
+                "{field}: the engine mounts the kernel's file system there; give a path under /dev"
+            );
+        }
+        let kind = match d.typ() {
+            rt::LinuxDeviceType::C | rt::LinuxDeviceType::U => DeviceKind::Char,
+            rt::LinuxDeviceType::B => DeviceKind::Block,
+            rt::LinuxDeviceType::P => DeviceKind::Fifo,
+            rt::LinuxDeviceType::A => {
+                bail!("{field}: type a is a cgroup rule, not a node: give c, b, u or p")
+            }
+        };
+        let number = |n: i64, what: &str| -> Result<u32> {
+            u32::try_from(n).map_err(|_| {
+                anyhow!("{field}: {what} {n} is not a device number (0 to 4294967295)")
+            })
+        };
+        let (major, minor) = match kind {
+            DeviceKind::Fifo => (0, 0),
+            _ => (number(d.major(), "major")?, number(d.minor(), "minor")?),
+        };
+        if devices.iter().any(|o| o.path == *path) {
+            bail!("{field} is listed twice");
+        }
+        devices.push(Device {
+            path: path.clone(),
+            kind,
+            major,
+            minor,
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(devices)
+}
+
 /// linux.resources.devices as rules (runc's reading: no type is `a`, a
-/// missing or -1 major/minor is `*`, no access is `rwm`), followed by runc's
+/// missing or -1 major/minor is `*`, no access is `rwm`), then an allow
+/// rule for each linux.devices node (as runc adds them), followed by runc's
 /// allow list, which therefore always wins.
-fn device_rules(list: &[rt::LinuxDeviceCgroup]) -> Result<Vec<crate::sys::devices::Rule>> {
+fn device_rules(
+    list: &[rt::LinuxDeviceCgroup],
+    nodes: &[Device],
+) -> Result<Vec<crate::sys::devices::Rule>> {
     use crate::sys::devices::{self, Kind, Rule};
     let number = |n: Option<i64>, what: &str, i: usize| -> Result<Option<u32>> {
         match n {
@@ -526,6 +582,20 @@ fn device_rules(list: &[rt::LinuxDeviceCgroup]) -> Result<Vec<crate::sys::device
             major: number(d.major(), "major", i)?,
             minor: number(d.minor(), "minor", i)?,
             access,
+        });
+    }
+    for d in nodes {
+        let kind = match d.kind {
+            DeviceKind::Char => Kind::Char,
+            DeviceKind::Block => Kind::Block,
+            DeviceKind::Fifo => continue,
+        };
+        rules.push(Rule {
+            allow: true,
+            kind: Some(kind),
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: devices::ALL,
         });
     }
     Ok(devices::with_defaults(&rules))

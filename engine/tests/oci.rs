@@ -2683,3 +2683,113 @@ fn linux_devices_cannot_reach_out_of_the_root() {
         oci.assert_root_empty();
     }
 }
+
+/// podman with what its users type every day, on the engine:
+/// `--cap-add X --user 1000` (the ambient set), `--device`, `--privileged`,
+/// and `--network/--ipc/--uts=host`, run from namespaces of the test's own
+/// (`unshare`), which play the host. (`--pid=host` podman refuses without
+/// cgroups, which this host cannot give the engine.)
+#[test]
+fn podman_ambient_caps_devices_privileged_and_host_namespaces() {
+    fs::File::open("/dev/fuse")
+        .unwrap_or_else(|e| panic!("cannot open /dev/fuse on the host ({e}): modprobe fuse"));
+    let podman = Podman::new();
+    let rootfs = podman.rootfs();
+    let opts = [
+        "run",
+        "--rm",
+        "--cgroups=disabled",
+        "--ulimit=nofile=20000:20000",
+        "--ulimit=nproc=1000:1000",
+    ];
+    let run = |prefix: &[&str], extra: &[&str], script: &str| {
+        let inner = {
+            let mut c = podman.command();
+            c.args(opts).args(extra).args([
+                "--rootfs",
+                rootfs.to_str().unwrap(),
+                "/bin/sh",
+                "-c",
+                script,
+            ]);
+            c
+        };
+        let mut c = Command::new(prefix.first().copied().unwrap_or("env"));
+        c.args(prefix.iter().skip(1))
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        let out = wait::output(&mut c, LONG).unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{extra:?}: {stdout}\n{stderr}");
+        stdout
+    };
+    let caps = run(
+        &[],
+        &["--network=none", "--cap-add", "NET_ADMIN", "--user", "1000"],
+        "id -u; grep -E '^Cap(Amb|Eff)' /proc/self/status",
+    );
+    assert_eq!(
+        caps.split_whitespace().collect::<Vec<_>>(),
+        [
+            "1000",
+            "CapEff:",
+            "0000000000001000",
+            "CapAmb:",
+            "0000000000001000"
+        ],
+        "{caps}"
+    );
+    let device = run(
+        &[],
+        &["--network=none", "--device", "/dev/fuse"],
+        "stat -c '%t:%T' /dev/fuse; (exec 3</dev/fuse) && echo opened",
+    );
+    assert_eq!(device, "a:e5\nopened\n");
+    let privileged = run(
+        &[],
+        &["--network=none", "--privileged"],
+        "grep CapEff /proc/self/status; (exec 3</dev/fuse) && echo opened",
+    );
+    // Every capability of the caller's bounding set (this host's lacks
+    // CAP_SYS_RESOURCE).
+    let own = fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    assert_eq!(privileged, format!("CapEff:\t{bounding}\nopened\n"));
+    // The caller's network, IPC and UTS namespaces, left as they were (lo
+    // down: the container's sysfs shows the caller's network namespace).
+    let show = "for n in net ipc uts; do readlink /proc/$$/ns/$n; done; hostname";
+    let caller_script = format!("hostname caller-host; {show}; echo ---; exec \"$@\"");
+    let out = run(
+        &[
+            "unshare",
+            "--net",
+            "--ipc",
+            "--uts",
+            "sh",
+            "-c",
+            &caller_script,
+            "sh",
+        ],
+        &["--network=host", "--ipc=host", "--uts=host"],
+        &format!("{show}; cat /sys/class/net/lo/operstate"),
+    );
+    let (caller, container) = out.split_once("---\n").unwrap();
+    assert_eq!(
+        format!("{caller}down\n"),
+        container,
+        "caller and container differ"
+    );
+    assert!(caller.ends_with("caller-host\n"), "{caller}");
+}

@@ -36,6 +36,8 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// cpu.weight, 1 to 10000 (the OCI bundle's cpu shares).
     pub cpu_weight: Option<u64>,
+    /// cpuset.cpus as a mask, bit N for CPU N (the OCI bundle's cpu.cpus).
+    pub cpuset: Option<u64>,
 }
 
 impl Limits {
@@ -44,6 +46,7 @@ impl Limits {
             || self.memory.is_some()
             || self.pids.is_some()
             || self.cpu_weight.is_some()
+            || self.cpuset.is_some()
     }
 }
 
@@ -58,6 +61,7 @@ pub fn parse(cpus: Option<&str>, memory: Option<&str>, pids: Option<&str>) -> Re
         swap: None,
         pids: pids.map(parse_pids).transpose()?,
         cpu_weight: None,
+        cpuset: None,
     })
 }
 

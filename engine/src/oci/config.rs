@@ -95,6 +95,96 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("config.json has no process: give process.args"))?;
+    let pp = process_plan(process)?;
+    let hostname = hostname(c)?;
+    refuse_platforms(c)?;
+
+    let linux = c.linux().clone().unwrap_or_default();
+    let mut extras = Extras {
+        user: pp.user,
+        rlimits: pp.rlimits,
+        readonly_root,
+        ..Extras::default()
+    };
+    let ns = namespace_plan(&linux, &hostname, &mut extras)?;
+    let volumes = mounts(
+        c.mounts().as_deref().unwrap_or(&[]),
+        &bundle.dir,
+        &mut extras,
+    )?;
+    refuse_linux_extras(&linux)?;
+    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
+    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
+    extras.sysctl = sysctls(&linux, extras.joined_net, ns.shared.contains(&"ipc"))?;
+    let limits = resources(linux.resources().as_ref())?;
+    extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
+    let device_rules = device_rules(
+        linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().as_deref())
+            .unwrap_or(&[]),
+        &extras.devices,
+    )?;
+    let confinement = confinement(process, &linux, &pp.caps, pp.cap_sets)?;
+    let (hooks, create_container, start_container) = hooks_of(c)?;
+    extras.create_container = create_container.iter().map(hook).collect();
+    extras.start_container = start_container.iter().map(hook).collect();
+    let cgroups_path = cgroups_path(&linux)?;
+    let spec = Spec {
+        name: id.to_string(),
+        generated_name: false,
+        hostname,
+        rootfs,
+        command: pp.command,
+        env: pp.env,
+        workdir: process.cwd().clone(),
+        volumes,
+        limits,
+        userns: ns.userns,
+        network: crate::model::network::Network::None,
+        ports: Vec::new(),
+        dns: Default::default(),
+        tty: process.terminal().unwrap_or(false),
+        write_through: true,
+        layer_size: 0,
+        verbose: false,
+        detach: false,
+        confinement,
+        log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
+    };
+    Ok(Plan {
+        spec,
+        extras,
+        new_namespaces: ns.new_namespaces,
+        join: ns.join,
+        uid_map: ns.uid_map,
+        gid_map: ns.gid_map,
+        oom_score_adj: process.oom_score_adj(),
+        console_size: pp.console_size,
+        hooks,
+        cgroups_path,
+        annotations: c.annotations().clone().unwrap_or_default(),
+        device_rules,
+    })
+}
+
+/// What `process` asks, checked.
+struct ProcessPlan {
+    command: Vec<String>,
+    env: Env,
+    user: User,
+    /// The bounding set.
+    caps: CapSet,
+    cap_sets: ProcessCaps,
+    rlimits: Vec<Rlimit>,
+    /// (rows, columns).
+    console_size: Option<(u16, u16)>,
+}
+
+/// The command and environment, the user, the capabilities, the rlimits and
+/// the console size; a field the engine cannot honour refused.
+fn process_plan(process: &rt::Process) -> Result<ProcessPlan> {
     let (command, env) = command_and_env(process)?;
     refuse_process_extras(process)?;
     let user = user_of(process)?;
@@ -112,86 +202,45 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
             b.width().min(u16::MAX as u64) as u16,
         )
     });
-    let hostname = hostname(c)?;
-    refuse_platforms(c)?;
-
-    let linux = c.linux().clone().unwrap_or_default();
-    let mut extras = Extras {
+    Ok(ProcessPlan {
+        command,
+        env,
         user,
+        caps,
+        cap_sets,
         rlimits,
-        readonly_root,
-        ..Extras::default()
-    };
-    let Namespaces {
-        new: new_namespaces,
-        join,
-        shared,
-    } = namespaces(&linux, &mut extras)?;
+        console_size,
+    })
+}
+
+/// The namespaces (created, joined, shared with the caller), the ID
+/// mappings and the user namespace they make.
+struct NamespacePlan {
+    new_namespaces: u64,
+    join: Vec<(PathBuf, NsType)>,
+    shared: Vec<&'static str>,
+    uid_map: Vec<IdMapping>,
+    gid_map: Vec<IdMapping>,
+    userns: UserNs,
+}
+
+/// linux.namespaces and the ID mappings; a hostname with the caller's UTS
+/// namespace is refused, as runc refuses it.
+fn namespace_plan(linux: &rt::Linux, hostname: &str, extras: &mut Extras) -> Result<NamespacePlan> {
+    let Namespaces { new, join, shared } = namespaces(linux, extras)?;
     if shared.contains(&"uts") && !hostname.is_empty() {
         bail!("config.json gives a hostname but no uts namespace: the hostname would be the caller's; add a uts namespace, or leave the hostname out (as runc requires)");
     }
     let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
     let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
-    let userns = user_namespace(new_namespaces, &join, &uid_map, &gid_map)?;
-    let volumes = mounts(
-        c.mounts().as_deref().unwrap_or(&[]),
-        &bundle.dir,
-        &mut extras,
-    )?;
-    refuse_linux_extras(&linux)?;
-    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
-    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
-    extras.sysctl = sysctls(&linux, extras.joined_net, shared.contains(&"ipc"))?;
-    let limits = resources(linux.resources().as_ref())?;
-    extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
-    let device_rules = device_rules(
-        linux
-            .resources()
-            .as_ref()
-            .and_then(|r| r.devices().as_deref())
-            .unwrap_or(&[]),
-        &extras.devices,
-    )?;
-    let confinement = confinement(process, &linux, &caps, cap_sets)?;
-    let (hooks, create_container, start_container) = hooks_of(c)?;
-    extras.create_container = create_container.iter().map(hook).collect();
-    extras.start_container = start_container.iter().map(hook).collect();
-    let cgroups_path = cgroups_path(&linux)?;
-    let spec = Spec {
-        name: id.to_string(),
-        generated_name: false,
-        hostname,
-        rootfs,
-        command,
-        env,
-        workdir: process.cwd().clone(),
-        volumes,
-        limits,
-        userns,
-        network: crate::model::network::Network::None,
-        ports: Vec::new(),
-        dns: Default::default(),
-        tty: process.terminal().unwrap_or(false),
-        write_through: true,
-        layer_size: 0,
-        verbose: false,
-        detach: false,
-        confinement,
-        log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
-    };
-    Ok(Plan {
-        spec,
-        extras,
-        new_namespaces,
+    let userns = user_namespace(new, &join, &uid_map, &gid_map)?;
+    Ok(NamespacePlan {
+        new_namespaces: new,
         join,
+        shared,
         uid_map,
         gid_map,
-        oom_score_adj: process.oom_score_adj(),
-        console_size,
-        hooks,
-        cgroups_path,
-        annotations: c.annotations().clone().unwrap_or_default(),
-        device_rules,
+        userns,
     })
 }
 
@@ -936,57 +985,10 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
         }
     }
     if let Some(m) = r.memory() {
-        let limit = m.limit().filter(|l| *l > 0);
-        limits.memory = limit.map(|l| l as u64);
-        // runc's reading: swap is memory+swap; 0 or unset is no swap here
-        // (the engine's default), -1 unlimited. podman asks twice the limit.
-        limits.swap = match (m.swap(), limit) {
-            (None | Some(0), _) => None,
-            (Some(-1), _) => Some(u64::MAX),
-            (Some(s), Some(l)) if s >= l => Some((s - l) as u64),
-            (Some(s), Some(l)) => bail!(
-                "config.json linux.resources.memory.swap {s} is below the memory limit {l}: it counts memory plus swap, so give at least the limit (or -1 for unlimited swap)"
-            ),
-            (Some(s), None) => bail!(
-                "config.json linux.resources.memory.swap {s} has no memory limit to add to: give linux.resources.memory.limit too"
-            ),
-        };
-        for (field, present) in [
-            ("reservation", m.reservation().is_some()),
-            ("kernel", m.kernel().is_some()),
-            ("kernelTCP", m.kernel_tcp().is_some()),
-            ("swappiness", m.swappiness().is_some()),
-            ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
-        ] {
-            if present {
-                return Err(refuse(&format!("linux.resources.memory.{field}")));
-            }
-        }
+        memory_limits(m, &mut limits)?;
     }
     if let Some(cpu) = r.cpu() {
-        if let Some(q) = cpu.quota().filter(|q| *q > 0) {
-            let period = cpu.period().unwrap_or(100_000).max(1);
-            limits.cpus = Some(q as f64 / period as f64);
-        }
-        limits.cpu_weight = match cpu.shares() {
-            None | Some(0) => None,
-            Some(s @ 2..=262_144) => Some(shares_to_weight(s)),
-            Some(s) => bail!(
-                "config.json linux.resources.cpu.shares {s} is outside 2 to 262144, the range cgroup v1 took and cgroup v2's cpu.weight maps"
-            ),
-        };
-        for (field, present) in [
-            ("cpus", cpu.cpus().as_ref().is_some_and(|v| !v.is_empty())),
-            ("mems", cpu.mems().as_ref().is_some_and(|v| !v.is_empty())),
-            ("realtimeRuntime", cpu.realtime_runtime().is_some()),
-            ("realtimePeriod", cpu.realtime_period().is_some()),
-            ("idle", cpu.idle().is_some()),
-            ("burst", cpu.burst().is_some()),
-        ] {
-            if present {
-                return Err(refuse(&format!("linux.resources.cpu.{field}")));
-            }
-        }
+        cpu_limits(cpu, &mut limits)?;
     }
     if let Some(p) = r.pids() {
         if p.limit() > 0 {
@@ -995,6 +997,97 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
     }
     // linux.resources.devices: see device_rules.
     Ok(limits)
+}
+
+/// linux.resources.memory: the limit and runc's memory+swap.
+fn memory_limits(m: &rt::LinuxMemory, limits: &mut crate::model::limits::Limits) -> Result<()> {
+    let limit = m.limit().filter(|l| *l > 0);
+    limits.memory = limit.map(|l| l as u64);
+    // runc's reading: swap is memory+swap; 0 or unset is no swap here
+    // (the engine's default), -1 unlimited. podman asks twice the limit.
+    limits.swap = match (m.swap(), limit) {
+        (None | Some(0), _) => None,
+        (Some(-1), _) => Some(u64::MAX),
+        (Some(s), Some(l)) if s >= l => Some((s - l) as u64),
+        (Some(s), Some(l)) => bail!(
+            "config.json linux.resources.memory.swap {s} is below the memory limit {l}: it counts memory plus swap, so give at least the limit (or -1 for unlimited swap)"
+        ),
+        (Some(s), None) => bail!(
+            "config.json linux.resources.memory.swap {s} has no memory limit to add to: give linux.resources.memory.limit too"
+        ),
+    };
+    for (field, present) in [
+        ("reservation", m.reservation().is_some()),
+        ("kernel", m.kernel().is_some()),
+        ("kernelTCP", m.kernel_tcp().is_some()),
+        ("swappiness", m.swappiness().is_some()),
+        ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
+    ] {
+        if present {
+            return Err(refuse(&format!("linux.resources.memory.{field}")));
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.cpu: quota/period, shares (as cpu.weight) and cpus.
+fn cpu_limits(cpu: &rt::LinuxCpu, limits: &mut crate::model::limits::Limits) -> Result<()> {
+    if let Some(q) = cpu.quota().filter(|q| *q > 0) {
+        let period = cpu.period().unwrap_or(100_000).max(1);
+        limits.cpus = Some(q as f64 / period as f64);
+    }
+    limits.cpu_weight = match cpu.shares() {
+        None | Some(0) => None,
+        Some(s @ 2..=262_144) => Some(shares_to_weight(s)),
+        Some(s) => bail!(
+            "config.json linux.resources.cpu.shares {s} is outside 2 to 262144, the range cgroup v1 took and cgroup v2's cpu.weight maps"
+        ),
+    };
+    limits.cpuset = match cpu.cpus().as_deref() {
+        None | Some("") => None,
+        Some(list) => Some(cpu_mask(list)?),
+    };
+    for (field, present) in [
+        ("mems", cpu.mems().as_ref().is_some_and(|v| !v.is_empty())),
+        ("realtimeRuntime", cpu.realtime_runtime().is_some()),
+        ("realtimePeriod", cpu.realtime_period().is_some()),
+        ("idle", cpu.idle().is_some()),
+        ("burst", cpu.burst().is_some()),
+    ] {
+        if present {
+            return Err(refuse(&format!("linux.resources.cpu.{field}")));
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.cpu.cpus ("0-2,5", cpuset.cpus's list form) as a mask
+/// of CPUs 0 to 63.
+fn cpu_mask(list: &str) -> Result<u64> {
+    let bad = || {
+        anyhow!("config.json linux.resources.cpu.cpus {list:?} is not a CPU list such as \"0-2,5\" of CPUs 0 to 63")
+    };
+    let cpu = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n < 64)
+            .ok_or_else(bad)
+    };
+    let mut mask = 0u64;
+    for part in list.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (cpu(a)?, cpu(b)?),
+            None => (cpu(part)?, cpu(part)?),
+        };
+        if first > last {
+            return Err(bad());
+        }
+        for n in first..=last {
+            mask |= 1 << n;
+        }
+    }
+    Ok(mask)
 }
 
 /// cgroup v1 cpu.shares [2, 262144] onto cgroup v2 cpu.weight [1, 10000],
@@ -1074,6 +1167,26 @@ mod tests {
         for shares in [1, 262_145] {
             let e = limits_of(json!({"cpu": {"shares": shares}})).unwrap_err();
             assert!(e.to_string().contains("outside 2 to 262144"), "{e}");
+        }
+    }
+
+    /// cpu.cpus in cpuset.cpus's list form becomes a mask; a malformed list
+    /// or a CPU past 63 is refused.
+    #[test]
+    fn cpu_cpus_is_a_cpu_list() {
+        for (cpus, want, written) in [
+            ("0", 1, "0"),
+            ("0-2,5", 0b100111, "0-2,5"),
+            ("3,1", 0b1010, "1,3"),
+            ("63", 1 << 63, "63"),
+        ] {
+            let l = limits_of(json!({"cpu": {"cpus": cpus}})).unwrap();
+            assert_eq!(l.cpuset, Some(want), "{cpus}");
+            assert_eq!(crate::sys::cgroup::cpu_list(want), written);
+        }
+        for cpus in ["64", "2-1", "a", "0,,1", "-1"] {
+            let e = limits_of(json!({"cpu": {"cpus": cpus}})).unwrap_err();
+            assert!(e.to_string().contains("is not a CPU list"), "{cpus}: {e}");
         }
     }
 

@@ -2793,3 +2793,41 @@ fn podman_ambient_caps_devices_privileged_and_host_namespaces() {
     );
     assert!(caller.ends_with("caller-host\n"), "{caller}");
 }
+
+/// A capability outside the engine's own bounding set (run here under
+/// `setpriv --bounding-set -net_admin`) is refused at create with a
+/// sentence naming it: capset failed in the init with a bare EPERM
+/// (runtime-tools `process_capabilities` asks for all of them, and this
+/// host's bounding set lacks CAP_SYS_RESOURCE).
+#[test]
+fn a_capability_outside_the_engine_s_bounding_set_is_refused_by_name() {
+    let oci = Oci::new(&["true"]);
+    oci.edit_config(|c| {
+        let caps = json!(["CAP_KILL", "CAP_NET_ADMIN"]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = caps.clone();
+        }
+    });
+    let setpriv = quote::require("setpriv", "util-linux");
+    let bundle = oci.bundle().display().to_string();
+    let root = oci.root().display().to_string();
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--bounding-set",
+        "-net_admin",
+        "--",
+        ENGINE,
+        "--root",
+        &root,
+    ])
+    .args(["run", "--bundle", &bundle, "bnd"]);
+    let out = wait::output(&mut cmd, LONG).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("asks for CAP_NET_ADMIN, which this host's bounding set does not hold"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    oci.assert_root_empty();
+}

@@ -96,6 +96,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
+    checks::check_capabilities(&plan)?;
 
     step!("oci_create.state_dir");
     let dir = make_container_dir(root, id)?;

@@ -381,13 +381,13 @@ fn bad_input_is_refused_with_one_line_and_nothing_left() {
             "type \"nfs\"",
         ),
         (
-            "host namespace",
+            "the caller's mount namespace",
             |o| {
                 o.edit_config(|c| {
-                    c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}])
+                    c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}])
                 })
             },
-            "no network namespace",
+            "no mount namespace",
         ),
         (
             "missing command",

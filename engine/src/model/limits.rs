@@ -38,6 +38,8 @@ pub struct Limits {
     pub cpu_weight: Option<u64>,
     /// cpuset.cpus as a mask, bit N for CPU N (the OCI bundle's cpu.cpus).
     pub cpuset: Option<u64>,
+    /// cpuset.mems as a mask, bit N for memory node N (cpu.mems).
+    pub cpuset_mems: Option<u64>,
 }
 
 impl Limits {
@@ -47,6 +49,7 @@ impl Limits {
             || self.pids.is_some()
             || self.cpu_weight.is_some()
             || self.cpuset.is_some()
+            || self.cpuset_mems.is_some()
     }
 }
 
@@ -62,6 +65,7 @@ pub fn parse(cpus: Option<&str>, memory: Option<&str>, pids: Option<&str>) -> Re
         pids: pids.map(parse_pids).transpose()?,
         cpu_weight: None,
         cpuset: None,
+        cpuset_mems: None,
     })
 }
 

@@ -1045,10 +1045,13 @@ fn cpu_limits(cpu: &rt::LinuxCpu, limits: &mut crate::model::limits::Limits) -> 
     };
     limits.cpuset = match cpu.cpus().as_deref() {
         None | Some("") => None,
-        Some(list) => Some(cpu_mask(list)?),
+        Some(list) => Some(cpu_mask(list, "cpus")?),
+    };
+    limits.cpuset_mems = match cpu.mems().as_deref() {
+        None | Some("") => None,
+        Some(list) => Some(cpu_mask(list, "mems")?),
     };
     for (field, present) in [
-        ("mems", cpu.mems().as_ref().is_some_and(|v| !v.is_empty())),
         ("realtimeRuntime", cpu.realtime_runtime().is_some()),
         ("realtimePeriod", cpu.realtime_period().is_some()),
         ("idle", cpu.idle().is_some()),
@@ -1061,11 +1064,11 @@ fn cpu_limits(cpu: &rt::LinuxCpu, limits: &mut crate::model::limits::Limits) -> 
     Ok(())
 }
 
-/// linux.resources.cpu.cpus ("0-2,5", cpuset.cpus's list form) as a mask
-/// of CPUs 0 to 63.
-fn cpu_mask(list: &str) -> Result<u64> {
+/// linux.resources.cpu.cpus or .mems ("0-2,5", cpuset's list form) as a
+/// mask of CPUs (memory nodes) 0 to 63.
+fn cpu_mask(list: &str, field: &str) -> Result<u64> {
     let bad = || {
-        anyhow!("config.json linux.resources.cpu.cpus {list:?} is not a CPU list such as \"0-2,5\" of CPUs 0 to 63")
+        anyhow!("config.json linux.resources.cpu.{field} {list:?} is not a CPU list such as \"0-2,5\" of numbers 0 to 63")
     };
     let cpu = |s: &str| {
         s.trim()
@@ -1170,7 +1173,7 @@ mod tests {
         }
     }
 
-    /// cpu.cpus in cpuset.cpus's list form becomes a mask; a malformed list
+    /// cpu.cpus and cpu.mems in cpuset's list form become masks; a malformed list
     /// or a CPU past 63 is refused.
     #[test]
     fn cpu_cpus_is_a_cpu_list() {
@@ -1180,8 +1183,12 @@ mod tests {
             ("3,1", 0b1010, "1,3"),
             ("63", 1 << 63, "63"),
         ] {
-            let l = limits_of(json!({"cpu": {"cpus": cpus}})).unwrap();
-            assert_eq!(l.cpuset, Some(want), "{cpus}");
+            let l = limits_of(json!({"cpu": {"cpus": cpus, "mems": cpus}})).unwrap();
+            assert_eq!(
+                (l.cpuset, l.cpuset_mems),
+                (Some(want), Some(want)),
+                "{cpus}"
+            );
             assert_eq!(crate::sys::cgroup::cpu_list(want), written);
         }
         for cpus in ["64", "2-1", "a", "0,,1", "-1"] {

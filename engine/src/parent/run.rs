@@ -635,6 +635,7 @@ impl From<&crate::model::limits::Limits> for cgroup::Settings {
             pids: l.pids,
             cpu_weight: l.cpu_weight,
             cpuset: l.cpuset,
+            cpuset_mems: l.cpuset_mems,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Settings {
     /// cpuset.cpus, bit N for CPU N; the cpuset controller is delegated
     /// down to the leaf only when it is asked for.
     pub cpuset: Option<u64>,
+    /// cpuset.mems, bit N for memory node N.
+    pub cpuset_mems: Option<u64>,
 }
 
 /// pids.max of a container without `--pids-limit`.
@@ -170,7 +172,7 @@ pub fn create(root: &Path, name: &str, limits: &Settings) -> Result<Cgroup> {
         })?;
     }
     let cg = Cgroup { path };
-    if limits.cpuset.is_some() {
+    if limits.cpuset.is_some() || limits.cpuset_mems.is_some() {
         if let Err(e) = enable_cpuset(root) {
             let _ = kill_and_remove(&cg.path);
             return Err(e);
@@ -207,7 +209,7 @@ fn enable_cpuset(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A CPU mask as cpuset.cpus takes it: "0-2,5".
+/// A CPU (or memory node) mask as cpuset.cpus (cpuset.mems) takes it: "0-2,5".
 pub fn cpu_list(mask: u64) -> String {
     let mut parts = Vec::new();
     let mut cpu = 0;
@@ -258,6 +260,9 @@ impl Cgroup {
         }
         if let Some(mask) = limits.cpuset {
             write(&self.path.join("cpuset.cpus"), &cpu_list(mask))?;
+        }
+        if let Some(mask) = limits.cpuset_mems {
+            write(&self.path.join("cpuset.mems"), &cpu_list(mask))?;
         }
         if let Some(mem) = limits.memory {
             write(&self.path.join("memory.max"), &mem.to_string())?;

@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "resources": {
                 "memory": {"limit": MEMORY, "swap": MEMORY},
                 "pids": {"limit": PIDS},
-                "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0"}
+                "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0", "mems": "0"}
             }
         }
     });
@@ -236,18 +236,20 @@ fn cycle(
         cgroup::read(&leaf.join("cpu.max"))?,
         cgroup::read(&leaf.join("cpu.weight"))?,
         cgroup::read(&leaf.join("cpuset.cpus"))?,
+        cgroup::read(&leaf.join("cpuset.mems"))?,
     );
     println!(
-        "    created: pid {pid}, memory.max {}, pids.max {}, cpu.max {}, cpu.weight {}, cpuset.cpus {}",
-        got.0, got.1, got.2, got.3, got.4
+        "    created: pid {pid}, memory.max {}, pids.max {}, cpu.max {}, cpu.weight {}, cpuset.cpus {}, cpuset.mems {}",
+        got.0, got.1, got.2, got.3, got.4, got.5
     );
-    // cpu.shares 512 is cpu.weight 20 by runc's formula; cpu.cpus is cpuset.cpus.
+    // cpu.shares 512 is cpu.weight 20 by runc's formula; cpu.cpus and mems are cpuset's.
     if got
         != (
             MEMORY.to_string(),
             PIDS.to_string(),
             "50000 100000".to_string(),
             "20".to_string(),
+            "0".to_string(),
             "0".to_string(),
         )
         || !procs.lines().any(|l| l.trim() == pid.to_string())

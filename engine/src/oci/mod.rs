@@ -96,6 +96,7 @@ fn create_inner(root: &Root, cfg: &Config, id: &str, opts: &CreateOptions) -> Re
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
+    step!("oci_create.capabilities");
     checks::check_capabilities(&plan)?;
 
     step!("oci_create.state_dir");

@@ -25,7 +25,8 @@ pub(super) fn apply(conf: &Confinement) -> Step {
             install(p)?;
         }
     }
-    caps::apply(&conf.caps()).map_err(|e| fail(e.to_string()))?;
+    caps::drop_bounding(&conf.caps()).map_err(|e| fail(e.to_string()))?;
+    caps::set_process_sets(&conf.process_sets()).map_err(|e| fail(e.to_string()))?;
     if conf.no_new_privs {
         set_no_new_privs()?;
         if let Some(p) = &program {
@@ -90,7 +91,7 @@ pub(super) fn apply_as(conf: &Confinement, user: &crate::model::bundle::User) ->
         ))
     })?;
     let _ = set_keep_capabilities(false);
-    caps::set_process_caps(&conf.caps()).map_err(|e| fail(e.to_string()))?;
+    caps::set_process_sets(&conf.process_sets()).map_err(|e| fail(e.to_string()))?;
     if conf.no_new_privs {
         set_no_new_privs()?;
         if let Some(p) = &program {

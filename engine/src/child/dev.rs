@@ -1,7 +1,9 @@
 //! /dev inside the container, every target resolved on the root's fd.
 
-use super::mnt::{bind_at, kernel_dir, mnt_at};
+use super::mnt::{bind_at, in_root, kernel_dir, mnt, mnt_at};
 use super::{fail, ChildSetup, Step};
+use crate::model::bundle::{Device, DeviceKind};
+use crate::sys::openat::{mkdir_all_in_root, proc_self_fd_path};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -112,5 +114,148 @@ pub(super) fn build_dev(root: BorrowedFd<'_>, setup: &ChildSetup) -> Step {
         // The pty is opened after pivot_root (child/console.rs).
         make_in_dev(&dev, "console", false)?;
     }
+    if let Some(oci) = &setup.oci {
+        for device in &oci.extras.devices {
+            make_device(root, device)?;
+        }
+    }
     Ok(())
+}
+
+/// One linux.devices node, as runc makes it: mknod where permitted (with
+/// the config's mode and owner), else (in a user namespace) a bind of the
+/// host's node at the same path, which must be that device. The parent
+/// directory is resolved (and made) in the root, the node made on its fd,
+/// never following a link: a path or symlink of the rootfs cannot lead
+/// out. An entry already there (the engine's /dev/null, a node of the
+/// image) is kept, as runc keeps it. The /dev tmpfs is nodev, so a device
+/// opens through a bind of itself without nodev, a mount that holds only
+/// that node.
+fn make_device(root: BorrowedFd<'_>, d: &Device) -> Step {
+    use rustix::fs::{AtFlags, FileType};
+    let shown = d.path.display();
+    let name = d
+        .path
+        .file_name()
+        .ok_or_else(|| fail(format!("device {shown} names no file")))?;
+    let parent = in_root(mkdir_all_in_root(
+        root,
+        d.path.parent().unwrap_or(Path::new("/")),
+        0o755,
+    ))?;
+    match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => return Ok(()),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(fail(format!("cannot stat device {shown}: {e}"))),
+    }
+    let file_type = match d.kind {
+        DeviceKind::Char => FileType::CharacterDevice,
+        DeviceKind::Block => FileType::BlockDevice,
+        DeviceKind::Fifo => FileType::Fifo,
+    };
+    // The config's mode exactly, not less our umask.
+    let old_umask = rustix::process::umask(Mode::empty());
+    let made = rustix::fs::mknodat(
+        &parent,
+        name,
+        file_type,
+        Mode::from_raw_mode(d.mode),
+        rustix::fs::makedev(d.major, d.minor),
+    );
+    rustix::process::umask(old_umask);
+    match made {
+        Ok(()) => {}
+        // A user namespace: runc binds the host's node instead.
+        Err(rustix::io::Errno::PERM) if d.kind != DeviceKind::Fifo => {
+            return bind_host_device(&parent, name, d, file_type)
+        }
+        Err(e) => return Err(fail(format!("cannot create device {shown}: {e}"))),
+    }
+    rustix::fs::chownat(
+        &parent,
+        name,
+        Some(rustix::fs::Uid::from_raw(d.uid)),
+        Some(rustix::fs::Gid::from_raw(d.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| {
+        fail(format!(
+            "cannot chown device {shown} to {}:{}: {e}",
+            d.uid, d.gid
+        ))
+    })?;
+    if d.kind == DeviceKind::Fifo {
+        return Ok(());
+    }
+    let node = open_entry(&parent, name, d)?;
+    let node_path = proc_self_fd_path(node.as_fd());
+    mnt(Some(&node_path), &node_path, None, MountFlags::BIND, None)?;
+    // The bind now covers the node: remount that mount without nodev.
+    let bound = open_entry(&parent, name, d)?;
+    rustix::mount::mount_remount(
+        proc_self_fd_path(bound.as_fd()),
+        MountFlags::BIND | MountFlags::NOSUID | MountFlags::NOEXEC,
+        "",
+    )
+    .map_err(|e| {
+        fail(format!(
+            "cannot make device {shown} openable (remount without nodev): {e}"
+        ))
+    })
+}
+
+/// An O_PATH fd of `name` in `parent`, not following a link.
+fn open_entry(parent: &OwnedFd, name: &std::ffi::OsStr, d: &Device) -> Step<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail(format!("cannot open device {}: {e}", d.path.display())))
+}
+
+/// In a user namespace (mknod refused): the host's node at the same path,
+/// checked to be the device the config names, bound onto an empty file.
+fn bind_host_device(
+    parent: &OwnedFd,
+    name: &std::ffi::OsStr,
+    d: &Device,
+    file_type: rustix::fs::FileType,
+) -> Step {
+    let shown = d.path.display();
+    let host = rustix::fs::open(
+        &d.path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        fail(format!(
+            "cannot create device {shown}: mknod is refused in a user namespace, and the host has no node to bind there ({e}): create it on the host, or run without a user namespace"
+        ))
+    })?;
+    let st = rustix::fs::fstat(&host).map_err(|e| fail(format!("cannot stat {shown}: {e}")))?;
+    let same = rustix::fs::FileType::from_raw_mode(st.st_mode) == file_type
+        && (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)) == (d.major, d.minor);
+    if !same {
+        return Err(fail(format!(
+            "cannot create device {shown}: mknod is refused in a user namespace, and the host's {shown} is not device {}:{}: fix linux.devices",
+            d.major, d.minor
+        )));
+    }
+    match rustix::fs::openat(
+        parent,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    ) {
+        Ok(_) => {}
+        Err(e) => return Err(fail(format!("cannot create {shown}: {e}"))),
+    }
+    let target = open_entry(parent, name, d)?;
+    bind_at(
+        &proc_self_fd_path(host.as_fd()),
+        target.as_fd(),
+        &shown.to_string(),
+    )
 }

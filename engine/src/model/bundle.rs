@@ -68,6 +68,28 @@ pub struct Hook {
     pub timeout: Option<u64>,
 }
 
+/// The kind of a linux.devices node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// One linux.devices entry, checked: the node made in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Absolute, without `..` (resolved in the root).
+    pub path: PathBuf,
+    pub kind: DeviceKind,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What a bundle's options ask of one bind mount beyond ro.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BindOptions {
@@ -113,9 +135,10 @@ pub struct Extras {
     pub rootfs_propagation: u64,
     /// linux.sysctl, written in the container's namespaces.
     pub sysctl: Vec<(String, String)>,
-    /// The network namespace is one joined by path: leave its links alone.
+    /// The network namespace is one joined by path, or the caller's (no
+    /// network entry in linux.namespaces): leave its links alone.
     pub joined_net: bool,
-    /// A UTS namespace joined by path: leave its hostname alone.
+    /// A UTS namespace joined by path, or the caller's: leave its hostname alone.
     pub joined_uts: bool,
     /// Options of each bind mount, in the order of the spec's volumes.
     pub binds: Vec<BindOptions>,
@@ -124,6 +147,8 @@ pub struct Extras {
     /// hooks.createContainer: run by the init in the container's
     /// namespaces, mounts made, before pivot_root.
     pub create_container: Vec<Hook>,
+    /// linux.devices, made by the init (`child::dev`).
+    pub devices: Vec<Device>,
     /// hooks.startContainer: run by the init once `start` opened the gate,
     /// confined as the process, right before its exec.
     pub start_container: Vec<Hook>,

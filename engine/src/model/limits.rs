@@ -36,6 +36,10 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// cpu.weight, 1 to 10000 (the OCI bundle's cpu shares).
     pub cpu_weight: Option<u64>,
+    /// cpuset.cpus as a mask, bit N for CPU N (the OCI bundle's cpu.cpus).
+    pub cpuset: Option<u64>,
+    /// cpuset.mems as a mask, bit N for memory node N (cpu.mems).
+    pub cpuset_mems: Option<u64>,
 }
 
 impl Limits {
@@ -44,6 +48,8 @@ impl Limits {
             || self.memory.is_some()
             || self.pids.is_some()
             || self.cpu_weight.is_some()
+            || self.cpuset.is_some()
+            || self.cpuset_mems.is_some()
     }
 }
 
@@ -58,6 +64,8 @@ pub fn parse(cpus: Option<&str>, memory: Option<&str>, pids: Option<&str>) -> Re
         swap: None,
         pids: pids.map(parse_pids).transpose()?,
         cpu_weight: None,
+        cpuset: None,
+        cpuset_mems: None,
     })
 }
 

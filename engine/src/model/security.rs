@@ -47,6 +47,19 @@ pub struct Confinement {
     pub caps: u64,
     pub no_new_privs: bool,
     pub filter: Filter,
+    /// An OCI process's sets as its config gives them (bits as `caps`);
+    /// None: effective = permitted = `caps`, inheritable and ambient empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sets: Option<ProcessCaps>,
+}
+
+/// process.capabilities beside bounding (which is `Confinement::caps`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessCaps {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
 }
 
 /// The filter a container runs under, in a form the state record can keep.
@@ -108,6 +121,7 @@ impl Default for Confinement {
             caps: CapSet::podman_default().bits(),
             no_new_privs: false,
             filter: Filter::Default,
+            sets: None,
         }
     }
 }
@@ -176,6 +190,7 @@ pub fn resolve(req: &SecurityRequest, profile_json: Option<&str>) -> Result<Conf
         caps: req.caps.bits(),
         no_new_privs: req.no_new_privs,
         filter,
+        sets: None,
     };
     // Build the default filter now, so a failure is the parent's, not the child's.
     confinement.program()?;
@@ -185,6 +200,24 @@ pub fn resolve(req: &SecurityRequest, profile_json: Option<&str>) -> Result<Conf
 impl Confinement {
     pub fn caps(&self) -> CapSet {
         CapSet::from_bits(self.caps)
+    }
+
+    /// The effective, permitted, inheritable and ambient sets to apply.
+    pub fn process_sets(&self) -> crate::sys::caps::Sets {
+        let keep = self.caps();
+        match self.sets {
+            None => crate::sys::caps::Sets {
+                effective: keep,
+                permitted: keep,
+                ..Default::default()
+            },
+            Some(s) => crate::sys::caps::Sets {
+                effective: CapSet::from_bits(s.effective),
+                permitted: CapSet::from_bits(s.permitted),
+                inheritable: CapSet::from_bits(s.inheritable),
+                ambient: CapSet::from_bits(s.ambient),
+            },
+        }
     }
 
     /// The BPF program to install; None: no filter.

@@ -166,3 +166,29 @@ pub(super) fn check_bound_devices(plan: &config::Plan) -> Result<()> {
     }
     Ok(())
 }
+
+/// The capabilities a process is to hold (permitted, and inheritable,
+/// which the kernel keeps within the bounding set) must be in the engine's
+/// own bounding set: no process can gain one from outside it, and capset
+/// would fail in the init with a bare EPERM (this project's hosts lack
+/// CAP_SYS_RESOURCE, for instance).
+pub(super) fn check_capabilities(plan: &config::Plan) -> Result<()> {
+    let conf = &plan.spec.confinement;
+    let sets = conf.process_sets();
+    let asked = sets.permitted.bits() | sets.inheritable.bits();
+    let missing: Vec<String> = crate::sys::caps::CapSet::from_bits(asked)
+        .iter()
+        .filter(|cap| {
+            let one = rustix::thread::CapabilitySet::from_bits_retain(1 << cap.number());
+            rustix::thread::capability_is_in_bounding_set(one) == Ok(false)
+        })
+        .map(|cap| cap.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "config.json process.capabilities asks for {}, which this host's bounding set does not hold (no process here can have it): remove it from the config",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -3,8 +3,10 @@
 //! (`model::bundle::Extras`), before anything is created. Every field the
 //! engine cannot honour is refused with a sentence naming it.
 
-use crate::model::bundle::{BindOptions, Extras, MountEntry, Rlimit, TmpfsMount, User};
-use crate::model::security::{Confinement, Filter};
+use crate::model::bundle::{
+    BindOptions, Device, DeviceKind, Extras, MountEntry, Rlimit, TmpfsMount, User,
+};
+use crate::model::security::{Confinement, Filter, ProcessCaps};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::model::volumes::Volume;
@@ -95,37 +97,18 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("config.json has no process: give process.args"))?;
-    let (command, env) = command_and_env(process)?;
-    refuse_process_extras(process)?;
-    let user = user_of(process)?;
-    let caps = capabilities(process.capabilities().as_ref(), user.uid)?;
-    let rlimits = process
-        .rlimits()
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(rlimit)
-        .collect::<Result<Vec<_>>>()?;
-    let console_size = process.console_size().as_ref().map(|b| {
-        (
-            b.height().min(u16::MAX as u64) as u16,
-            b.width().min(u16::MAX as u64) as u16,
-        )
-    });
+    let pp = process_plan(process)?;
     let hostname = hostname(c)?;
     refuse_platforms(c)?;
 
     let linux = c.linux().clone().unwrap_or_default();
     let mut extras = Extras {
-        user,
-        rlimits,
+        user: pp.user,
+        rlimits: pp.rlimits,
         readonly_root,
         ..Extras::default()
     };
-    let (new_namespaces, join) = namespaces(&linux, &mut extras)?;
-    let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
-    let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
-    let userns = user_namespace(new_namespaces, &join, &uid_map, &gid_map)?;
+    let ns = namespace_plan(&linux, &hostname, &mut extras)?;
     let volumes = mounts(
         c.mounts().as_deref().unwrap_or(&[]),
         &bundle.dir,
@@ -139,16 +122,18 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         .unwrap_or(0);
     extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
     extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
-    extras.sysctl = sysctls(&linux, extras.joined_net)?;
+    extras.sysctl = sysctls(&linux, extras.joined_net, ns.shared.contains(&"ipc"))?;
     let limits = resources(linux.resources().as_ref())?;
+    extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
     let device_rules = device_rules(
         linux
             .resources()
             .as_ref()
             .and_then(|r| r.devices().as_deref())
             .unwrap_or(&[]),
+        &extras.devices,
     )?;
-    let confinement = confinement(process, &linux, &caps)?;
+    let confinement = confinement(process, &linux, &pp.caps, pp.cap_sets)?;
     let (hooks, create_container, start_container) = hooks_of(c)?;
     extras.create_container = create_container.iter().map(hook).collect();
     extras.start_container = start_container.iter().map(hook).collect();
@@ -158,12 +143,12 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         generated_name: false,
         hostname,
         rootfs,
-        command,
-        env,
+        command: pp.command,
+        env: pp.env,
         workdir: process.cwd().clone(),
         volumes,
         limits,
-        userns,
+        userns: ns.userns,
         network: crate::model::network::Network::None,
         ports: Vec::new(),
         dns: Default::default(),
@@ -178,16 +163,91 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     Ok(Plan {
         spec,
         extras,
-        new_namespaces,
-        join,
-        uid_map,
-        gid_map,
+        new_namespaces: ns.new_namespaces,
+        join: ns.join,
+        uid_map: ns.uid_map,
+        gid_map: ns.gid_map,
         oom_score_adj: process.oom_score_adj(),
-        console_size,
+        console_size: pp.console_size,
         hooks,
         cgroups_path,
         annotations: c.annotations().clone().unwrap_or_default(),
         device_rules,
+    })
+}
+
+/// What `process` asks, checked.
+struct ProcessPlan {
+    command: Vec<String>,
+    env: Env,
+    user: User,
+    /// The bounding set.
+    caps: CapSet,
+    cap_sets: ProcessCaps,
+    rlimits: Vec<Rlimit>,
+    /// (rows, columns).
+    console_size: Option<(u16, u16)>,
+}
+
+/// The command and environment, the user, the capabilities, the rlimits and
+/// the console size; a field the engine cannot honour refused.
+fn process_plan(process: &rt::Process) -> Result<ProcessPlan> {
+    let (command, env) = command_and_env(process)?;
+    refuse_process_extras(process)?;
+    let user = user_of(process)?;
+    let (caps, cap_sets) = capabilities(process.capabilities().as_ref())?;
+    let rlimits = process
+        .rlimits()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(rlimit)
+        .collect::<Result<Vec<_>>>()?;
+    let console_size = process.console_size().as_ref().map(|b| {
+        (
+            b.height().min(u16::MAX as u64) as u16,
+            b.width().min(u16::MAX as u64) as u16,
+        )
+    });
+    Ok(ProcessPlan {
+        command,
+        env,
+        user,
+        caps,
+        cap_sets,
+        rlimits,
+        console_size,
+    })
+}
+
+/// The namespaces (created, joined, shared with the caller), the ID
+/// mappings and the user namespace they make.
+struct NamespacePlan {
+    new_namespaces: u64,
+    join: Vec<(PathBuf, NsType)>,
+    shared: Vec<&'static str>,
+    uid_map: Vec<IdMapping>,
+    gid_map: Vec<IdMapping>,
+    userns: UserNs,
+}
+
+/// linux.namespaces and the ID mappings; a hostname with the caller's UTS
+/// namespace is refused, as runc refuses it.
+fn namespace_plan(linux: &rt::Linux, hostname: &str, extras: &mut Extras) -> Result<NamespacePlan> {
+    let Namespaces { new, join, shared } = namespaces(linux, extras)?;
+    if shared.contains(&"uts") && !hostname.is_empty() {
+        bail!("config.json gives a hostname but no uts namespace: the hostname would be the caller's; add a uts namespace, or leave the hostname out (as runc requires)");
+    }
+    let uid_map = mappings(linux.uid_mappings().as_deref(), "uidMappings")?;
+    let gid_map = mappings(linux.gid_mappings().as_deref(), "gidMappings")?;
+    let userns = user_namespace(new, &join, &uid_map, &gid_map)?;
+    Ok(NamespacePlan {
+        new_namespaces: new,
+        join,
+        shared,
+        uid_map,
+        gid_map,
+        userns,
     })
 }
 
@@ -349,10 +409,6 @@ fn user_namespace(
 fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
     for (field, present) in [
         (
-            "linux.devices",
-            linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
-        ),
-        (
             "linux.mountLabel",
             linux.mount_label().as_ref().is_some_and(|d| !d.is_empty()),
         ),
@@ -378,8 +434,9 @@ fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
     }
 }
 
-/// linux.sysctl, sorted; only keys of the container's own namespaces.
-fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>> {
+/// linux.sysctl, sorted; only keys of the container's own namespaces
+/// (never of the caller's, when it shares its network or IPC namespace).
+fn sysctls(linux: &rt::Linux, joined_net: bool, shared_ipc: bool) -> Result<Vec<(String, String)>> {
     let mut sysctl: Vec<(String, String)> = linux
         .sysctl()
         .clone()
@@ -388,13 +445,13 @@ fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>>
         .collect();
     sysctl.sort();
     for (key, _) in &sysctl {
-        let namespaced = key.starts_with("kernel.msg")
+        let ipc = key.starts_with("kernel.msg")
             || key.starts_with("kernel.shm")
             || key == "kernel.sem"
-            || key.starts_with("fs.mqueue.")
-            || (key.starts_with("net.") && !joined_net);
+            || key.starts_with("fs.mqueue.");
+        let namespaced = (ipc && !shared_ipc) || (key.starts_with("net.") && !joined_net);
         if !namespaced || key.contains('/') || key.contains("..") {
-            bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* and net.* can be set for one container");
+            bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* (in an IPC namespace of the container's) and net.* (in a network namespace of its own) can be set for one container");
         }
     }
     Ok(sysctl)
@@ -402,7 +459,12 @@ fn sysctls(linux: &rt::Linux, joined_net: bool) -> Result<Vec<(String, String)>>
 
 /// Capabilities, noNewPrivileges and the seccomp filter, compiled once
 /// here so that a filter that cannot be built is refused before create.
-fn confinement(process: &rt::Process, linux: &rt::Linux, caps: &CapSet) -> Result<Confinement> {
+fn confinement(
+    process: &rt::Process,
+    linux: &rt::Linux,
+    caps: &CapSet,
+    sets: ProcessCaps,
+) -> Result<Confinement> {
     let filter = match linux.seccomp() {
         None => Filter::Unconfined,
         Some(s) => seccomp(s, caps)?,
@@ -412,6 +474,7 @@ fn confinement(process: &rt::Process, linux: &rt::Linux, caps: &CapSet) -> Resul
         caps: caps.bits(),
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         filter,
+        sets: Some(sets),
     };
     confinement
         .program()
@@ -481,10 +544,68 @@ pub fn hook(h: &rt::Hook) -> crate::model::bundle::Hook {
     }
 }
 
+/// linux.devices, checked: a path in the root (absolute, no `..`, not a
+/// directory the engine mounts), a type of c, b, u or p, numbers for a
+/// device. runc's defaults: mode 0666, owner 0:0.
+fn devices(list: &[rt::LinuxDevice]) -> Result<Vec<Device>> {
+    let mut devices: Vec<Device> = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let path = d.path();
+        let field = format!("config.json linux.devices[{i}] {}", path.display());
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            || path.file_name().is_none()
+        {
+            bail!("{field}: the path must be absolute, name a file, and have no '..'");
+        }
+        if path.starts_with("/proc") || path.starts_with("/sys") || path == Path::new("/dev") {
+            bail!(
+                "{field}: the engine mounts the kernel's file system there; give a path under /dev"
+            );
+        }
+        let kind = match d.typ() {
+            rt::LinuxDeviceType::C | rt::LinuxDeviceType::U => DeviceKind::Char,
+            rt::LinuxDeviceType::B => DeviceKind::Block,
+            rt::LinuxDeviceType::P => DeviceKind::Fifo,
+            rt::LinuxDeviceType::A => {
+                bail!("{field}: type a is a cgroup rule, not a node: give c, b, u or p")
+            }
+        };
+        let number = |n: i64, what: &str| -> Result<u32> {
+            u32::try_from(n).map_err(|_| {
+                anyhow!("{field}: {what} {n} is not a device number (0 to 4294967295)")
+            })
+        };
+        let (major, minor) = match kind {
+            DeviceKind::Fifo => (0, 0),
+            _ => (number(d.major(), "major")?, number(d.minor(), "minor")?),
+        };
+        if devices.iter().any(|o| o.path == *path) {
+            bail!("{field} is listed twice");
+        }
+        devices.push(Device {
+            path: path.clone(),
+            kind,
+            major,
+            minor,
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(devices)
+}
+
 /// linux.resources.devices as rules (runc's reading: no type is `a`, a
-/// missing or -1 major/minor is `*`, no access is `rwm`), followed by runc's
+/// missing or -1 major/minor is `*`, no access is `rwm`), then an allow
+/// rule for each linux.devices node (as runc adds them), followed by runc's
 /// allow list, which therefore always wins.
-fn device_rules(list: &[rt::LinuxDeviceCgroup]) -> Result<Vec<crate::sys::devices::Rule>> {
+fn device_rules(
+    list: &[rt::LinuxDeviceCgroup],
+    nodes: &[Device],
+) -> Result<Vec<crate::sys::devices::Rule>> {
     use crate::sys::devices::{self, Kind, Rule};
     let number = |n: Option<i64>, what: &str, i: usize| -> Result<Option<u32>> {
         match n {
@@ -518,14 +639,32 @@ fn device_rules(list: &[rt::LinuxDeviceCgroup]) -> Result<Vec<crate::sys::device
             access,
         });
     }
+    for d in nodes {
+        let kind = match d.kind {
+            DeviceKind::Char => Kind::Char,
+            DeviceKind::Block => Kind::Block,
+            DeviceKind::Fifo => continue,
+        };
+        rules.push(Rule {
+            allow: true,
+            kind: Some(kind),
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: devices::ALL,
+        });
+    }
     Ok(devices::with_defaults(&rules))
 }
 
-/// The kept set: bounding (else the union of the others). Inheritable is
-/// left empty as runc does since CVE-2022-24769.
-pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Result<CapSet> {
+/// process.capabilities as runc applies them: bounding (else the union
+/// of effective and permitted) is what the process keeps; permitted
+/// defaults to it and effective to permitted; inheritable and ambient are
+/// empty unless given. Ambient capabilities the kernel cannot raise (not
+/// both permitted and inheritable) are left out, as runc leaves them (it
+/// warns); the rest reach a non-root user too.
+pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>) -> Result<(CapSet, ProcessCaps)> {
     let Some(caps) = caps else {
-        return Ok(CapSet::from_bits(0));
+        return Ok((CapSet::empty(), ProcessCaps::default()));
     };
     let to_set = |s: &Option<rt::Capabilities>, field: &str| -> Result<Option<CapSet>> {
         let Some(s) = s else { return Ok(None) };
@@ -540,7 +679,8 @@ pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Re
     let bounding = to_set(caps.bounding(), "bounding")?;
     let effective = to_set(caps.effective(), "effective")?;
     let permitted = to_set(caps.permitted(), "permitted")?;
-    let ambient = to_set(caps.ambient(), "ambient")?;
+    let inheritable = to_set(caps.inheritable(), "inheritable")?.unwrap_or_default();
+    let ambient = to_set(caps.ambient(), "ambient")?.unwrap_or_default();
     let union = [effective, permitted]
         .iter()
         .flatten()
@@ -549,12 +689,23 @@ pub(super) fn capabilities(caps: Option<&rt::LinuxCapabilities>, uid: u32) -> Re
     if union & !kept != 0 {
         bail!("config.json process.capabilities: effective/permitted hold capabilities that bounding does not: fix the sets");
     }
-    if let Some(a) = ambient {
-        if uid != 0 && !a.is_empty() {
-            return Err(refuse("process.capabilities.ambient (for a non-root user)"));
-        }
+    // The kernel's rules for capset: inheritable within the bounding set,
+    // effective within permitted.
+    if inheritable.bits() & !kept != 0 {
+        bail!("config.json process.capabilities.inheritable holds capabilities that bounding does not: the kernel refuses them; add them to bounding or remove them");
     }
-    Ok(CapSet::from_bits(kept))
+    let permitted = permitted.map_or(kept, |p| p.bits());
+    let effective = effective.map_or(permitted, |e| e.bits());
+    if effective & !permitted != 0 {
+        bail!("config.json process.capabilities.effective holds capabilities that permitted does not: the kernel refuses them; add them to permitted or remove them");
+    }
+    let sets = ProcessCaps {
+        effective,
+        permitted,
+        inheritable: inheritable.bits(),
+        ambient: ambient.bits() & permitted & inheritable.bits(),
+    };
+    Ok((CapSet::from_bits(kept), sets))
 }
 
 pub(super) fn rlimit(r: &rt::PosixRlimit) -> Result<Rlimit> {
@@ -595,10 +746,22 @@ pub(super) fn rlimit(r: &rt::PosixRlimit) -> Result<Rlimit> {
     })
 }
 
-/// Which namespaces to create and which to join by path. The engine always
-/// isolates pid, mount, network, IPC and UTS (created or joined): a config
-/// that shares one with the host is refused.
-fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathBuf, NsType)>)> {
+/// The namespaces of a config: the CLONE_NEW* flags to create, those to
+/// join by path, and the kinds it leaves out, which the container shares
+/// with the caller (runc's reading).
+struct Namespaces {
+    new: u64,
+    join: Vec<(PathBuf, NsType)>,
+    shared: Vec<&'static str>,
+}
+
+/// Which namespaces to create, which to join by path and which to share.
+/// The mount namespace is always the container's own (its root, masks and
+/// read-only paths need it); a pid, network, IPC or UTS namespace left out
+/// is the caller's, as with runc (podman `--pid=host` and friends): the
+/// engine then writes nothing into it (no hostname, loopback, ping range or
+/// sysctl of its kind).
+fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<Namespaces> {
     let list = linux.namespaces().clone().unwrap_or_default();
     let mut new = 0u64;
     let mut join = Vec::new();
@@ -643,12 +806,23 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<(u64, Vec<(PathB
             }
         }
     }
-    for needed in ["pid", "mount", "network", "ipc", "uts"] {
-        if !seen.contains(&needed) {
-            bail!("config.json linux.namespaces has no {needed} namespace: this engine does not share the host's {needed} namespace with a container");
+    if !seen.contains(&"mount") {
+        bail!("config.json linux.namespaces has no mount namespace: the container's root, masked and read-only paths need one of its own (add {{\"type\": \"mount\"}})");
+    }
+    let shared: Vec<&'static str> = ["pid", "network", "ipc", "uts"]
+        .into_iter()
+        .filter(|kind| !seen.contains(kind))
+        .collect();
+    // A new user namespace owns none of the caller's: its root could not
+    // mount /proc (pid), /sys (network) or /dev/mqueue (ipc) for them.
+    if new & libc::CLONE_NEWUSER as u64 != 0 {
+        if let Some(kind) = shared.iter().find(|k| **k != "uts") {
+            bail!("config.json linux.namespaces makes a new user namespace but shares the caller's {kind} namespace, which that user namespace's root cannot mount /proc, /sys or mqueue for: add a {kind} namespace, or leave the user namespace out");
         }
     }
-    Ok((new, join))
+    extras.joined_net |= shared.contains(&"network");
+    extras.joined_uts |= shared.contains(&"uts");
+    Ok(Namespaces { new, join, shared })
 }
 
 fn mappings(m: Option<&[rt::LinuxIdMapping]>, field: &str) -> Result<Vec<IdMapping>> {
@@ -842,57 +1016,10 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
         }
     }
     if let Some(m) = r.memory() {
-        let limit = m.limit().filter(|l| *l > 0);
-        limits.memory = limit.map(|l| l as u64);
-        // runc's reading: swap is memory+swap; 0 or unset is no swap here
-        // (the engine's default), -1 unlimited. podman asks twice the limit.
-        limits.swap = match (m.swap(), limit) {
-            (None | Some(0), _) => None,
-            (Some(-1), _) => Some(u64::MAX),
-            (Some(s), Some(l)) if s >= l => Some((s - l) as u64),
-            (Some(s), Some(l)) => bail!(
-                "config.json linux.resources.memory.swap {s} is below the memory limit {l}: it counts memory plus swap, so give at least the limit (or -1 for unlimited swap)"
-            ),
-            (Some(s), None) => bail!(
-                "config.json linux.resources.memory.swap {s} has no memory limit to add to: give linux.resources.memory.limit too"
-            ),
-        };
-        for (field, present) in [
-            ("reservation", m.reservation().is_some()),
-            ("kernel", m.kernel().is_some()),
-            ("kernelTCP", m.kernel_tcp().is_some()),
-            ("swappiness", m.swappiness().is_some()),
-            ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
-        ] {
-            if present {
-                return Err(refuse(&format!("linux.resources.memory.{field}")));
-            }
-        }
+        memory_limits(m, &mut limits)?;
     }
     if let Some(cpu) = r.cpu() {
-        if let Some(q) = cpu.quota().filter(|q| *q > 0) {
-            let period = cpu.period().unwrap_or(100_000).max(1);
-            limits.cpus = Some(q as f64 / period as f64);
-        }
-        limits.cpu_weight = match cpu.shares() {
-            None | Some(0) => None,
-            Some(s @ 2..=262_144) => Some(shares_to_weight(s)),
-            Some(s) => bail!(
-                "config.json linux.resources.cpu.shares {s} is outside 2 to 262144, the range cgroup v1 took and cgroup v2's cpu.weight maps"
-            ),
-        };
-        for (field, present) in [
-            ("cpus", cpu.cpus().as_ref().is_some_and(|v| !v.is_empty())),
-            ("mems", cpu.mems().as_ref().is_some_and(|v| !v.is_empty())),
-            ("realtimeRuntime", cpu.realtime_runtime().is_some()),
-            ("realtimePeriod", cpu.realtime_period().is_some()),
-            ("idle", cpu.idle().is_some()),
-            ("burst", cpu.burst().is_some()),
-        ] {
-            if present {
-                return Err(refuse(&format!("linux.resources.cpu.{field}")));
-            }
-        }
+        cpu_limits(cpu, &mut limits)?;
     }
     if let Some(p) = r.pids() {
         if p.limit() > 0 {
@@ -901,6 +1028,100 @@ fn resources(r: Option<&rt::LinuxResources>) -> Result<crate::model::limits::Lim
     }
     // linux.resources.devices: see device_rules.
     Ok(limits)
+}
+
+/// linux.resources.memory: the limit and runc's memory+swap.
+fn memory_limits(m: &rt::LinuxMemory, limits: &mut crate::model::limits::Limits) -> Result<()> {
+    let limit = m.limit().filter(|l| *l > 0);
+    limits.memory = limit.map(|l| l as u64);
+    // runc's reading: swap is memory+swap; 0 or unset is no swap here
+    // (the engine's default), -1 unlimited. podman asks twice the limit.
+    limits.swap = match (m.swap(), limit) {
+        (None | Some(0), _) => None,
+        (Some(-1), _) => Some(u64::MAX),
+        (Some(s), Some(l)) if s >= l => Some((s - l) as u64),
+        (Some(s), Some(l)) => bail!(
+            "config.json linux.resources.memory.swap {s} is below the memory limit {l}: it counts memory plus swap, so give at least the limit (or -1 for unlimited swap)"
+        ),
+        (Some(s), None) => bail!(
+            "config.json linux.resources.memory.swap {s} has no memory limit to add to: give linux.resources.memory.limit too"
+        ),
+    };
+    for (field, present) in [
+        ("reservation", m.reservation().is_some()),
+        ("kernel", m.kernel().is_some()),
+        ("kernelTCP", m.kernel_tcp().is_some()),
+        ("swappiness", m.swappiness().is_some()),
+        ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
+    ] {
+        if present {
+            return Err(refuse(&format!("linux.resources.memory.{field}")));
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.cpu: quota/period, shares (as cpu.weight) and cpus.
+fn cpu_limits(cpu: &rt::LinuxCpu, limits: &mut crate::model::limits::Limits) -> Result<()> {
+    if let Some(q) = cpu.quota().filter(|q| *q > 0) {
+        let period = cpu.period().unwrap_or(100_000).max(1);
+        limits.cpus = Some(q as f64 / period as f64);
+    }
+    limits.cpu_weight = match cpu.shares() {
+        None | Some(0) => None,
+        Some(s @ 2..=262_144) => Some(shares_to_weight(s)),
+        Some(s) => bail!(
+            "config.json linux.resources.cpu.shares {s} is outside 2 to 262144, the range cgroup v1 took and cgroup v2's cpu.weight maps"
+        ),
+    };
+    limits.cpuset = match cpu.cpus().as_deref() {
+        None | Some("") => None,
+        Some(list) => Some(cpu_mask(list, "cpus")?),
+    };
+    limits.cpuset_mems = match cpu.mems().as_deref() {
+        None | Some("") => None,
+        Some(list) => Some(cpu_mask(list, "mems")?),
+    };
+    for (field, present) in [
+        ("realtimeRuntime", cpu.realtime_runtime().is_some()),
+        ("realtimePeriod", cpu.realtime_period().is_some()),
+        ("idle", cpu.idle().is_some()),
+        ("burst", cpu.burst().is_some()),
+    ] {
+        if present {
+            return Err(refuse(&format!("linux.resources.cpu.{field}")));
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.cpu.cpus or .mems ("0-2,5", cpuset's list form) as a
+/// mask of CPUs (memory nodes) 0 to 63.
+fn cpu_mask(list: &str, field: &str) -> Result<u64> {
+    let bad = || {
+        anyhow!("config.json linux.resources.cpu.{field} {list:?} is not a CPU list such as \"0-2,5\" of numbers 0 to 63")
+    };
+    let cpu = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n < 64)
+            .ok_or_else(bad)
+    };
+    let mut mask = 0u64;
+    for part in list.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (cpu(a)?, cpu(b)?),
+            None => (cpu(part)?, cpu(part)?),
+        };
+        if first > last {
+            return Err(bad());
+        }
+        for n in first..=last {
+            mask |= 1 << n;
+        }
+    }
+    Ok(mask)
 }
 
 /// cgroup v1 cpu.shares [2, 262144] onto cgroup v2 cpu.weight [1, 10000],
@@ -980,6 +1201,30 @@ mod tests {
         for shares in [1, 262_145] {
             let e = limits_of(json!({"cpu": {"shares": shares}})).unwrap_err();
             assert!(e.to_string().contains("outside 2 to 262144"), "{e}");
+        }
+    }
+
+    /// cpu.cpus and cpu.mems in cpuset's list form become masks; a malformed list
+    /// or a CPU past 63 is refused.
+    #[test]
+    fn cpu_cpus_is_a_cpu_list() {
+        for (cpus, want, written) in [
+            ("0", 1, "0"),
+            ("0-2,5", 0b100111, "0-2,5"),
+            ("3,1", 0b1010, "1,3"),
+            ("63", 1 << 63, "63"),
+        ] {
+            let l = limits_of(json!({"cpu": {"cpus": cpus, "mems": cpus}})).unwrap();
+            assert_eq!(
+                (l.cpuset, l.cpuset_mems),
+                (Some(want), Some(want)),
+                "{cpus}"
+            );
+            assert_eq!(crate::sys::cgroup::cpu_list(want), written);
+        }
+        for cpus in ["64", "2-1", "a", "0,,1", "-1"] {
+            let e = limits_of(json!({"cpu": {"cpus": cpus}})).unwrap_err();
+            assert!(e.to_string().contains("is not a CPU list"), "{cpus}: {e}");
         }
     }
 

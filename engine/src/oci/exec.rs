@@ -37,7 +37,10 @@ struct Process {
     cwd: PathBuf,
     user: User,
     tty: bool,
-    caps: Option<crate::sys::caps::CapSet>,
+    caps: Option<(
+        crate::sys::caps::CapSet,
+        crate::model::security::ProcessCaps,
+    )>,
     no_new_privs: Option<bool>,
     rlimits: Vec<crate::model::bundle::Rlimit>,
 }
@@ -88,10 +91,7 @@ fn read_process(a: &ExecOptions) -> Result<Process> {
     }
     let user = super::config::user_of(&p)?;
     let caps = match p.capabilities() {
-        Some(_) => Some(super::config::capabilities(
-            p.capabilities().as_ref(),
-            user.uid,
-        )?),
+        Some(_) => Some(super::config::capabilities(p.capabilities().as_ref())?),
         None => None,
     };
     let rlimits = p
@@ -155,8 +155,9 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
         _ => Terminal::Inherited,
     };
     let mut confinement = rec.confinement.clone().unwrap_or_default();
-    if let Some(c) = process.caps {
-        confinement.caps = c.bits();
+    if let Some((bounding, sets)) = process.caps {
+        confinement.caps = bounding.bits();
+        confinement.sets = Some(sets);
     }
     if let Some(n) = process.no_new_privs {
         confinement.no_new_privs = n;

@@ -166,6 +166,8 @@ fn open_inputs(cfg: &Config, id: &str, opts: &CreateOptions) -> Result<Inputs, E
     if !cgroup_ok {
         check_bound_devices(&plan)?;
     }
+    step!("oci_create.capabilities");
+    checks::check_capabilities(&plan)?;
     Ok(Inputs {
         bundle,
         plan,

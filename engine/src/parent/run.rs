@@ -722,6 +722,8 @@ impl From<&crate::model::limits::Limits> for cgroup::Settings {
             swap: l.swap,
             pids: l.pids,
             cpu_weight: l.cpu_weight,
+            cpuset: l.cpuset,
+            cpuset_mems: l.cpuset_mems,
         }
     }
 }

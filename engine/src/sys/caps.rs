@@ -271,23 +271,57 @@ pub fn drop_bounding(keep: &CapSet) -> Result<(), CapError> {
 /// effective to `keep` (which must be a subset of what the process holds)
 /// and inheritable to empty.
 pub fn set_process_caps(keep: &CapSet) -> Result<(), CapError> {
+    set_process_sets(&Sets {
+        effective: *keep,
+        permitted: *keep,
+        inheritable: CapSet::empty(),
+        ambient: CapSet::empty(),
+    })
+}
+
+/// The four sets of a process beside its bounding set (an OCI config's
+/// process.capabilities; the engine's own containers have inheritable and
+/// ambient empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Sets {
+    pub effective: CapSet,
+    pub permitted: CapSet,
+    pub inheritable: CapSet,
+    pub ambient: CapSet,
+}
+
+/// runc's order: the ambient set cleared, effective, permitted and
+/// inheritable set at once, then each ambient capability raised (the
+/// kernel raises only one both permitted and inheritable: the caller
+/// checks that first). Ambient capabilities survive the exec of a non-root
+/// user, which is what they are for (podman `--cap-add X --user 1000`).
+pub fn set_process_sets(sets: &Sets) -> Result<(), CapError> {
     rthread::clear_ambient_capability_set().map_err(|errno| CapError::Apply {
         step: "clear the ambient set",
         errno,
     })?;
-    let keep = CapabilitySet::from_bits_retain(keep.0);
+    let raw = |s: CapSet| CapabilitySet::from_bits_retain(s.0);
     rthread::set_capabilities(
         None,
         CapabilitySets {
-            effective: keep,
-            permitted: keep,
-            inheritable: CapabilitySet::empty(),
+            effective: raw(sets.effective),
+            permitted: raw(sets.permitted),
+            inheritable: raw(sets.inheritable),
         },
     )
     .map_err(|errno| CapError::Apply {
-        step: "set the permitted and effective capabilities",
+        step: "set the permitted, effective and inheritable capabilities",
         errno,
-    })
+    })?;
+    for cap in sets.ambient.iter() {
+        rthread::configure_capability_in_ambient_set(raw(CapSet(1 << cap.0)), true).map_err(
+            |errno| CapError::Apply {
+                step: "raise an ambient capability",
+                errno,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// `--privileged`: keeps every capability the process holds (the bounding set

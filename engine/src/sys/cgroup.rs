@@ -66,6 +66,11 @@ pub struct Settings {
     pub pids: Option<u64>,
     /// cpu.weight, 1 to 10000.
     pub cpu_weight: Option<u64>,
+    /// cpuset.cpus, bit N for CPU N; the cpuset controller is delegated
+    /// down to the leaf only when it is asked for.
+    pub cpuset: Option<u64>,
+    /// cpuset.mems, bit N for memory node N.
+    pub cpuset_mems: Option<u64>,
 }
 
 /// pids.max of a container without `--pids-limit`.
@@ -167,11 +172,63 @@ pub fn create(root: &Path, name: &str, limits: &Settings) -> Result<Cgroup> {
         })?;
     }
     let cg = Cgroup { path };
+    if limits.cpuset.is_some() || limits.cpuset_mems.is_some() {
+        if let Err(e) = enable_cpuset(root) {
+            let _ = kill_and_remove(&cg.path);
+            return Err(e);
+        }
+    }
     if let Err(e) = cg.set_limits(limits) {
         let _ = kill_and_remove(&cg.path);
         return Err(e);
     }
     Ok(cg)
+}
+
+/// `+cpuset` in the subtree_control of the mount and of every ancestor
+/// down to `root` (the leaf's parent).
+fn enable_cpuset(root: &Path) -> Result<()> {
+    let mount = check_available(root).map_err(Error::Unavailable)?;
+    let mut dir = mount.clone();
+    let rel = root.strip_prefix(&mount).unwrap_or(Path::new(""));
+    let mut dirs = vec![dir.clone()];
+    for part in rel.components() {
+        dir.push(part);
+        dirs.push(dir.clone());
+    }
+    for d in dirs {
+        let file = d.join("cgroup.subtree_control");
+        let current = std::fs::read_to_string(&file).unwrap_or_default();
+        if !current.split_whitespace().any(|c| c == "cpuset") {
+            write(&file, "+cpuset").map_err(|source| Error::EnableControllers {
+                dir: d.clone(),
+                source: Box::new(source),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A CPU (or memory node) mask as cpuset.cpus (cpuset.mems) takes it: "0-2,5".
+pub fn cpu_list(mask: u64) -> String {
+    let mut parts = Vec::new();
+    let mut cpu = 0;
+    while cpu < 64 {
+        if mask & (1 << cpu) == 0 {
+            cpu += 1;
+            continue;
+        }
+        let start = cpu;
+        while cpu < 64 && mask & (1 << cpu) != 0 {
+            cpu += 1;
+        }
+        parts.push(if cpu - 1 == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", cpu - 1)
+        });
+    }
+    parts.join(",")
 }
 
 fn enable_controllers(dir: &Path, enable: &str) -> Result<()> {
@@ -200,6 +257,12 @@ impl Cgroup {
         }
         if let Some(weight) = limits.cpu_weight {
             write(&self.path.join("cpu.weight"), &weight.to_string())?;
+        }
+        if let Some(mask) = limits.cpuset {
+            write(&self.path.join("cpuset.cpus"), &cpu_list(mask))?;
+        }
+        if let Some(mask) = limits.cpuset_mems {
+            write(&self.path.join("cpuset.mems"), &cpu_list(mask))?;
         }
         if let Some(mem) = limits.memory {
             write(&self.path.join("memory.max"), &mem.to_string())?;

@@ -1,5 +1,5 @@
 //! Scenario oci: the OCI verbs on a cgroup v2 kernel. A bundle asking for
-//! linux.resources (memory, pids, cpu quota) gets a cgroup with those
+//! linux.resources (memory, pids, cpu quota, shares and cpus) gets a cgroup with those
 //! limits, its init born in it; `pause`/`resume` drive the freezer and
 //! `state` reports paused; `kill` and `delete` leave no cgroup and no state.
 //! linux.resources.devices becomes the cgroup's device filter: a device it
@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "resources": {
                 "memory": {"limit": MEMORY, "swap": MEMORY},
                 "pids": {"limit": PIDS},
-                "cpu": {"quota": 50000, "period": 100000, "shares": 512}
+                "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0", "mems": "0"}
             }
         }
     });
@@ -235,18 +235,22 @@ fn cycle(
         cgroup::read(&leaf.join("pids.max"))?,
         cgroup::read(&leaf.join("cpu.max"))?,
         cgroup::read(&leaf.join("cpu.weight"))?,
+        cgroup::read(&leaf.join("cpuset.cpus"))?,
+        cgroup::read(&leaf.join("cpuset.mems"))?,
     );
     println!(
-        "    created: pid {pid}, memory.max {}, pids.max {}, cpu.max {}, cpu.weight {}",
-        got.0, got.1, got.2, got.3
+        "    created: pid {pid}, memory.max {}, pids.max {}, cpu.max {}, cpu.weight {}, cpuset.cpus {}, cpuset.mems {}",
+        got.0, got.1, got.2, got.3, got.4, got.5
     );
-    // cpu.shares 512 is cpu.weight 20 by runc's formula.
+    // cpu.shares 512 is cpu.weight 20 by runc's formula; cpu.cpus and mems are cpuset's.
     if got
         != (
             MEMORY.to_string(),
             PIDS.to_string(),
             "50000 100000".to_string(),
             "20".to_string(),
+            "0".to_string(),
+            "0".to_string(),
         )
         || !procs.lines().any(|l| l.trim() == pid.to_string())
     {

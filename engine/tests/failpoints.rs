@@ -79,6 +79,8 @@ enum Scenario {
     OciExec,
     /// `kill ID TERM` of a running one.
     OciKill,
+    /// `kill --all ID KILL` of a running one.
+    OciKillAll,
     /// `delete --force` of a running one.
     OciDelete,
 }
@@ -86,7 +88,7 @@ enum Scenario {
 use Scenario::*;
 
 /// In walking order: a failpoint is walked in the first that passes it.
-const SCENARIOS: [Scenario; 14] = [
+const SCENARIOS: [Scenario; 15] = [
     Run,
     RunDetached,
     Exec,
@@ -100,12 +102,13 @@ const SCENARIOS: [Scenario; 14] = [
     OciStart,
     OciExec,
     OciKill,
+    OciKillAll,
     OciDelete,
 ];
 
 impl Scenario {
     fn is_oci(self) -> bool {
-        matches!(self, OciCreate | OciStart | OciExec | OciKill | OciDelete)
+        matches!(self, OciCreate | OciStart | OciExec | OciKill | OciKillAll | OciDelete)
     }
 }
 
@@ -282,7 +285,7 @@ impl Case {
             Stop => self.start_box(""),
             Teardown => self.ok(&["setup"]).and_then(|()| self.start_box("exit 0")),
             OciStart => self.oci_create(),
-            OciExec | OciKill | OciDelete => self
+            OciExec | OciKill | OciKillAll | OciDelete => self
                 .oci_create()
                 .and_then(|()| self.oci_ok(&["start", &self.name])),
             _ => Ok(()),
@@ -320,6 +323,7 @@ impl Case {
             OciStart => return self.oci(&["start", name]),
             OciExec => return self.oci(&["exec", name, "true"]),
             OciKill => return self.oci(&["kill", name, "TERM"]),
+            OciKillAll => return self.oci(&["kill", "--all", name, "KILL"]),
             OciDelete => return self.oci(&["delete", "--force", name]),
             _ => {}
         }
@@ -353,7 +357,7 @@ impl Case {
             Setup => vec!["setup"],
             PullBusybox => vec!["rootfs", "pull", "busybox", "--owner", "131072", dest],
             PullFile => vec!["rootfs", "pull", tarball_url(), "--owner", "196608", dest],
-            OciCreate | OciStart | OciExec | OciKill | OciDelete => unreachable!(),
+            OciCreate | OciStart | OciExec | OciKill | OciKillAll | OciDelete => unreachable!(),
         };
         args.into_iter().map(String::from).collect()
     }
@@ -593,7 +597,8 @@ fn write_bundle(dir: &Path, name: &str) {
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
             ],
-            "sysctl": {"net.ipv4.ip_forward": "1"}
+            "sysctl": {"net.ipv4.ip_forward": "1"},
+            "rootfsPropagation": "rprivate"
         }
     });
     std::fs::create_dir_all(dir).unwrap();

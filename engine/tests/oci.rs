@@ -402,6 +402,84 @@ fn root_and_bind_propagation_as_the_config_asks() {
     });
 }
 
+/// tmpcopyup (podman's `--read-only` and `--tmpfs`), as runc does it: the
+/// tmpfs starts with what the rootfs has at its destination, owners, modes
+/// and node types kept, and `ro` holds once it is filled. The rootfs is
+/// the attacker's and the copy runs before pivot_root, where `/` is the
+/// host's: symlinks to a host file and a host directory are copied as
+/// symlinks, so nothing of the host is read into the container. It was
+/// refused at create before.
+#[test]
+fn tmpcopyup_copies_the_rootfs_s_directory_and_follows_no_symlink() {
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        "cd /x && stat -c '%n %u:%g %a %F' . f d d/g p leak dleak; cat f d/g; \
+         cat leak dleak/secret 2>/dev/null; readlink leak; \
+         awk '$5==\"/x\" || $5==\"/y\" {print $5, $6}' /proc/self/mountinfo; \
+         echo written > /y/w && cat /y/w /y/kept",
+    ]);
+    // The host's secrets, named by absolute symlinks in the rootfs; not
+    // under /tmp, which the engine covers with the rootfs meanwhile.
+    let secret_dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let secret = secret_dir.path().to_path_buf();
+    fs::write(secret.join("secret"), "host-secret\n").unwrap();
+    let (_guard, rootfs) = rootfs_copy("rootfs");
+    let x = rootfs.join("x");
+    fs::create_dir_all(x.join("d")).unwrap();
+    fs::write(x.join("f"), "top-file\n").unwrap();
+    fs::write(x.join("d/g"), "deep-file\n").unwrap();
+    nix::unistd::mkfifo(
+        &x.join("p"),
+        nix::sys::stat::Mode::from_bits(0o620).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(secret.join("secret"), x.join("leak")).unwrap();
+    std::os::unix::fs::symlink(&secret, x.join("dleak")).unwrap();
+    let own = |path: &str, uid: u32, gid: u32, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = x.join(path);
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap();
+        if !fs::symlink_metadata(&p).unwrap().is_symlink() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    // The process is root without CAP_DAC_OVERRIDE: others may read.
+    own("", 1234, 5678, 0o751);
+    own("f", 1000, 1001, 0o2644);
+    own("d", 1002, 1003, 0o711);
+    own("d/g", 0, 0, 0o604);
+    own("p", 7, 8, 0o620);
+    own("leak", 9, 10, 0);
+    fs::create_dir(rootfs.join("y")).unwrap();
+    fs::write(rootfs.join("y/kept"), "kept\n").unwrap();
+    oci.edit_config(|c| {
+        c["root"] = json!({"path": rootfs, "readonly": true});
+        let tmpfs = |d: &str, extra: &str| json!({"destination": d, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "tmpcopyup", extra]});
+        testkit::oci::add_mount(c, tmpfs("/x", "ro"));
+        testkit::oci::add_mount(c, tmpfs("/y", "rw"));
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "copyup"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let leak = secret.join("secret").display().to_string();
+    let want = format!(
+        ". 1234:5678 751 directory\n\
+         f 1000:1001 2644 regular file\n\
+         d 1002:1003 711 directory\n\
+         d/g 0:0 604 regular file\n\
+         p 7:8 620 fifo\n\
+         leak 9:10 777 symbolic link\n\
+         dleak 0:0 777 symbolic link\n\
+         top-file\ndeep-file\n{leak}\n/x ro,nosuid,nodev,relatime\n/y rw,nosuid,nodev,relatime\nwritten\nkept\n"
+    );
+    assert_eq!(out.stdout, want, "stderr: {}", out.stderr);
+    assert!(!out.stdout.contains("host-secret"));
+    // The writes stayed in the tmpfs.
+    assert!(!rootfs.join("y/w").exists());
+    oci.assert_root_empty();
+}
+
 /// `--preserve-fds 1`: the caller's fd 3 reaches the process (create and exec).
 #[test]
 fn preserved_fds_reach_the_process() {
@@ -987,6 +1065,46 @@ fn podman_runs_containers_on_the_engine() {
     // Nothing of the engine's left for that container.
     let state = Path::new(engine::oci::DEFAULT_ROOT).join(id.trim());
     assert!(!state.exists(), "{} left behind", state.display());
+}
+
+/// `podman run --read-only --tmpfs /x`: podman asks tmpcopyup for its
+/// tmpfs mounts (/x, and /tmp, /var/tmp and /run of `--read-only`), which
+/// the engine refused at create. The tmpfs on /x starts with the rootfs's
+/// /x, takes writes that never reach the rootfs, and the root stays
+/// read-only. Same isolation as `podman_runs_containers_on_the_engine`.
+#[test]
+fn podman_read_only_with_tmpfs_copies_up() {
+    let podman = Podman::new();
+    let rootfs = podman.rootfs();
+    fs::create_dir(rootfs.join("x")).unwrap();
+    fs::write(rootfs.join("x/f"), "from-the-rootfs\n").unwrap();
+    let mut c = podman.command();
+    c.args([
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/x",
+        "--cgroups=disabled",
+        "--network=none",
+        "--ulimit=nofile=20000:20000",
+        "--ulimit=nproc=1000:1000",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "cat /x/f; echo written > /x/w && cat /x/w; \
+         touch /ro 2>/dev/null || echo root-read-only; echo t > /tmp/t && cat /tmp/t",
+    ]);
+    let out = wait::output(&mut c, LONG).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-the-rootfs\nwritten\nroot-read-only\nt\n",
+        "{stderr}"
+    );
+    assert!(!rootfs.join("x/w").exists(), "the write reached the rootfs");
 }
 
 /// podman on storage of its own in a temporary directory, with a busybox

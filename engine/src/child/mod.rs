@@ -9,6 +9,7 @@
 
 mod confine;
 mod console;
+mod copy_up;
 mod dev;
 mod exec;
 pub mod join;

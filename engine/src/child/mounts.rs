@@ -215,26 +215,55 @@ fn attach_volume(
     idm(idmap::attach_at(tree, target.as_fd()))
 }
 
-/// A bundle's tmpfs mount.
+/// A bundle's tmpfs mount; with tmpcopyup, filled with what the rootfs has
+/// there before it is made read-only (when asked).
 fn tmpfs(root_fd: BorrowedFd<'_>, t: &TmpfsMount) -> Step {
     let name = t.destination.display().to_string();
     let target = dir_in(root_fd, &name)?;
+    // Opened before the tmpfs covers it: the rootfs's directory.
+    let under = match t.copy_up {
+        true => Some(
+            rustix::fs::openat(&target, ".", COPY_DIR, Mode::empty())
+                .ctx(|| format!("open {name} to copy it up (tmpcopyup)"))?,
+        ),
+        false => None,
+    };
+    // Always nodev, whatever the bundle says (see build_dev).
+    let flags = MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV;
     mnt_at(
         Some(Path::new("tmpfs")),
         target.as_fd(),
         &name,
         Some("tmpfs"),
-        // Always nodev, whatever the bundle says (see build_dev).
-        MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV,
+        // Read-only once filled.
+        flags
+            - under
+                .as_ref()
+                .map_or(MountFlags::empty(), |_| MountFlags::RDONLY),
         (!t.data.is_empty()).then_some(t.data.as_str()),
     )?;
-    if t.propagation != 0 {
+    if let Some(under) = under {
         // Resolved again: the tmpfs, now that it is mounted.
+        let top = rustix::fs::openat(dir_in(root_fd, &name)?, ".", COPY_DIR, Mode::empty())
+            .ctx(|| format!("open the tmpfs on {name}"))?;
+        super::copy_up::copy_up(under.as_fd(), top.as_fd(), &name)?;
+        if flags.contains(MountFlags::RDONLY) {
+            idmap::set_attrs(top.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
+                .ctx(|| format!("make the tmpfs on {name} read-only"))?;
+        }
+    }
+    if t.propagation != 0 {
         let mounted = dir_in(root_fd, &name)?;
         propagate(mounted.as_fd(), &t.destination, t.propagation)?;
     }
     Ok(())
 }
+
+/// A directory to read, never through a symlink.
+const COPY_DIR: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
 
 /// A bundle's propagation option (MS_* flags; 0: none) on the mount whose
 /// root `mounted` is.

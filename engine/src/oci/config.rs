@@ -705,6 +705,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         let mut readonly = false;
         // The last propagation option wins, as with mount(8).
         let mut propagation = 0;
+        let mut copy_up = false;
         for o in &options {
             match o.as_str() {
                 "ro" => {
@@ -716,6 +717,8 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                 }
                 "rw" | "bind" | "rbind" | "suid" | "dev" | "exec" | "relatime" | "norelatime"
                 | "nocopyup" | "copy" => {}
+                // runc copies up into a tmpfs only, and ignores it elsewhere.
+                "tmpcopyup" => copy_up = true,
                 "nosuid" => flags |= libc::MS_NOSUID,
                 "nodev" => flags |= libc::MS_NODEV,
                 "noexec" => flags |= libc::MS_NOEXEC,
@@ -770,6 +773,7 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                 flags,
                 data: data.join(","),
                 propagation,
+                copy_up,
             });
         } else {
             bail!("config.json mounts {d}: type {typ:?} is not supported at that destination (tmpfs, bind, and the standard /proc, /sys, /dev, /dev/pts, /dev/shm, /dev/mqueue are)");

@@ -904,6 +904,43 @@ fn features_and_json_error_log() {
         .as_array()
         .unwrap()
         .contains(&json!("user")));
+    // The mount options listed are those the engine applies: every one
+    // but bind and rbind, on one tmpfs, is accepted (the last propagation
+    // one wins).
+    let options: Vec<&str> = f["mountOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for wanted in [
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "private",
+        "rprivate",
+        "unbindable",
+        "runbindable",
+        "tmpcopyup",
+    ] {
+        assert!(options.contains(&wanted), "{wanted} not in {options:?}");
+    }
+    let on_tmpfs: Vec<&str> = options
+        .into_iter()
+        .filter(|o| !["bind", "rbind"].contains(o))
+        .collect();
+    oci.edit_config(|c| {
+        testkit::oci::add_mount(
+            c,
+            json!({"destination": "/all", "type": "tmpfs", "source": "tmpfs", "options": on_tmpfs}),
+        );
+    });
+    let (_guard, rootfs) = rootfs_copy("rootfs");
+    oci.edit_config(|c| c["root"]["path"] = json!(rootfs));
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "features"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // podman's mixed form: --log-format=json --log FILE; the file holds one object.
     let log = oci.path("log.json");
     let out = oci.raw(&[

@@ -282,9 +282,12 @@ fn run_returns_the_exit_code_and_leaves_nothing() {
 /// first tmpfs and another tmpfs. runtime-tools failed 9 tests on
 /// `mounts[5] (/sys) found in order` when the engine made its own in a
 /// fixed order, and a bind listed after a tmpfs at the same place was
-/// covered by it. (mountinfo lists mounts by creation on Linux 6.8 and
-/// later, and a bind's tree is cloned by the engine before the init
-/// starts: the bind's order shows as what is on top.)
+/// covered by it. mountinfo lists mounts by creation on Linux 6.8 and
+/// later: the bind shows in its place too (its tree is cloned again when
+/// its turn comes; the first clone, made by `create`, listed before
+/// everything). The bind carries tmpfs options (runtime-tools' `mounts`
+/// gives every bind "mode=755" and "size=1k"): runc hands them to
+/// mount(2), which ignores them for a bind; the engine refused them.
 #[test]
 fn mounts_are_made_in_the_config_s_order() {
     let oci = Oci::new(&[
@@ -300,7 +303,7 @@ fn mounts_are_made_in_the_config_s_order() {
         mounts.retain(|m| m["destination"] != "/tmp");
         let tmpfs = |d: &str| json!({"destination": d, "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]});
         mounts.insert(0, tmpfs("/a"));
-        mounts.push(json!({"destination": "/a", "type": "bind", "source": data, "options": ["rbind"]}));
+        mounts.push(json!({"destination": "/a", "type": "bind", "source": data, "options": ["rbind", "mode=755", "size=1k"]}));
         mounts.push(tmpfs("/b"));
     });
     // The targets are made in the rootfs: a copy of the test's own.
@@ -309,6 +312,9 @@ fn mounts_are_made_in_the_config_s_order() {
     let bundle = oci.bundle().display().to_string();
     let out = oci.call(&["run", "--bundle", &bundle, "order"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // The bind: /a of the host's file system type.
+    let fs_of_data = fs_type_of(&data);
+    let bind = format!("/a {fs_of_data}");
     let wanted = [
         "/a tmpfs",
         "/proc proc",
@@ -317,12 +323,31 @@ fn mounts_are_made_in_the_config_s_order() {
         "/dev/shm tmpfs",
         "/dev/mqueue mqueue",
         "/sys sysfs",
+        &bind,
         "/b tmpfs",
     ];
     let seen: Vec<&str> = out.stdout.lines().filter(|l| wanted.contains(l)).collect();
     assert_eq!(seen, wanted, "mountinfo:\n{}", out.stdout);
     assert_eq!(out.stdout.lines().last(), Some("from-the-bind"));
     oci.assert_root_empty();
+}
+
+/// The file system type of the mount `path` is on, from our mountinfo
+/// (the longest mount point that holds it).
+fn fs_type_of(path: &Path) -> String {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut best = (0, String::new());
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mount_point = Path::new(fields[4]);
+        let after = line.split(" - ").nth(1).unwrap_or_default();
+        let fs_type = after.split(' ').next().unwrap_or_default();
+        let depth = mount_point.components().count();
+        if path.starts_with(mount_point) && depth >= best.0 {
+            best = (depth, fs_type.to_string());
+        }
+    }
+    best.1
 }
 
 /// linux.rootfsPropagation and a bind's propagation option, as runc

@@ -80,9 +80,9 @@ fn perform(
                     target.display()
                 )));
             };
-            attach_volume(root_fd, tree.as_fd(), &v.host, target)?;
+            let attached = attach_volume(root_fd, tree.as_fd(), &v.host, target)?;
             // On the tree's fd: the mount just attached, not what is under it.
-            propagate(tree.as_fd(), target, *propagation)
+            propagate(attached.as_fd(), target, *propagation)
         }
         MountStep::Tmpfs(t) => tmpfs(root_fd, t),
         MountStep::Mask { path, kind } => mask(root_fd, path, *kind),
@@ -196,23 +196,37 @@ fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
     Ok(())
 }
 
-/// A volume's tree on a directory or file it gets at `target`.
+/// A volume's tree on a directory or file it gets at `target`; returns the
+/// tree attached there.
+///
+/// The parent cloned the tree before the child made any mount, and
+/// mountinfo lists mounts by creation (Linux 6.8 and later): attached as
+/// it is, every bind shows before the /proc or tmpfs listed ahead of it
+/// in an OCI config, against the runtime-spec's order (runtime-tools'
+/// `mounts`). So the tree is cloned again once attached here, where the
+/// kernel lets the clone be made (it is in our mount namespace), and the
+/// new clone takes its place.
 fn attach_volume(
     root_fd: BorrowedFd<'_>,
     tree: BorrowedFd<'_>,
     host: &Path,
     target: &Path,
-) -> Step {
+) -> Step<OwnedFd> {
     let is_dir = rustix::fs::fstat(tree)
         .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
         .map_err(std::io::Error::from)
         .ctx(|| format!("stat volume {}", host.display()))?;
-    let target = if is_dir {
+    let target_fd = if is_dir {
         in_root(mkdir_all_in_root(root_fd, target, 0o755))?
     } else {
         in_root(touch_in_root(root_fd, target, 0o644))?
     };
-    idm(idmap::attach_at(tree, target.as_fd()))
+    idm(idmap::attach_at(tree, target_fd.as_fd()))?;
+    let fresh = idm(idmap::clone_attached(tree))?;
+    unmount(proc_self_fd_path(tree), UnmountFlags::DETACH)
+        .ctx(|| format!("unmount the first clone of volume {}", host.display()))?;
+    idm(idmap::attach_at(fresh.as_fd(), target_fd.as_fd()))?;
+    Ok(fresh)
 }
 
 /// A bundle's tmpfs mount; with tmpcopyup, filled with what the rootfs has

@@ -728,6 +728,10 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
                 other if !is_bind && typ == "tmpfs" && other.contains('=') => {
                     data.push(other.to_string())
                 }
+                // runc hands a bind's other options to mount(2) as data,
+                // which a bind ignores (runtime-tools gives binds tmpfs's
+                // "mode=755", "size=1k").
+                _ if is_bind => {}
                 other => bail!("config.json mounts {d}: option {other:?} is not supported"),
             }
         }

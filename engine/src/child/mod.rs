@@ -24,7 +24,7 @@ use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::failpoint::child_step;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Everything the child needs besides the spec; prepared by the parent.
@@ -179,7 +179,7 @@ enum Never {}
 
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let spec = setup.spec;
-    let error_fd = setup.error_fd.as_raw_fd();
+    let error_fd = setup.error_fd;
     child_step!(error_fd, "child.receive_fds");
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
 
@@ -254,16 +254,21 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         Some(_) => exec::exact_environment(&spec.env),
         None => exec::environment(&spec.hostname, spec.tty, &spec.env),
     };
-    let mut slave = setup.pty_slave.as_ref().map(|(fd, _)| fd.as_raw_fd());
+    let mut console = None;
     if let Some(c) = setup.oci.as_ref().and_then(|o| o.console) {
         child_step!(error_fd, "child.console");
-        // finish_and_exec makes it fds 0-2 and closes it.
-        slave = Some(std::os::fd::IntoRawFd::into_raw_fd(console::open(c)?));
+        // finish_and_exec makes it fds 0-2 and closes it with every other
+        // fd: never dropped here, or a failure after would close it twice.
+        console = Some(std::mem::ManuallyDrop::new(console::open(c)?));
     }
+    let slave = match &console {
+        Some(console) => Some(console.as_fd()),
+        None => setup.pty_slave.as_ref().map(|(fd, _)| *fd),
+    };
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,
-        gate: Some((o.ready_fd.as_raw_fd(), o.fifo_fd.as_raw_fd())),
+        gate: Some((o.ready_fd, o.fifo_fd)),
         preserve_fds: o.extras.preserve_fds,
         start_hooks: Some((
             &o.extras.start_container,

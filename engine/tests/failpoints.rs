@@ -561,8 +561,8 @@ fn tarball_url() -> &'static str {
 
 /// An OCI bundle on the busybox rootfs whose process waits (ending on
 /// SIGTERM) with the case's name in its command line; a read-only root, a
-/// sysctl and a hook of every kind, so that every step of create, start
-/// and delete is passed.
+/// root propagation, a sysctl and a hook of every kind, so that every step
+/// of create, start and delete is passed.
 fn write_bundle(dir: &Path, name: &str) {
     let hook = serde_json::json!([{"path": "/bin/true", "args": ["true"]}]);
     let container_hook = serde_json::json!([{"path": "/bin/true", "args": ["true"]}]);
@@ -594,7 +594,8 @@ fn write_bundle(dir: &Path, name: &str) {
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
             ],
-            "sysctl": {"net.ipv4.ip_forward": "1"}
+            "sysctl": {"net.ipv4.ip_forward": "1"},
+            "rootfsPropagation": "rprivate"
         }
     });
     std::fs::create_dir_all(dir).unwrap();

@@ -108,7 +108,10 @@ const SCENARIOS: [Scenario; 15] = [
 
 impl Scenario {
     fn is_oci(self) -> bool {
-        matches!(self, OciCreate | OciStart | OciExec | OciKill | OciKillAll | OciDelete)
+        matches!(
+            self,
+            OciCreate | OciStart | OciExec | OciKill | OciKillAll | OciDelete
+        )
     }
 }
 
@@ -564,8 +567,8 @@ fn tarball_url() -> &'static str {
 
 /// An OCI bundle on the busybox rootfs whose process waits (ending on
 /// SIGTERM) with the case's name in its command line; a read-only root, a
-/// sysctl and a hook of every kind, so that every step of create, start
-/// and delete is passed.
+/// root propagation, a sysctl and a hook of every kind, so that every step
+/// of create, start and delete is passed.
 fn write_bundle(dir: &Path, name: &str) {
     let hook = serde_json::json!([{"path": "/bin/true", "args": ["true"]}]);
     let container_hook = serde_json::json!([{"path": "/bin/true", "args": ["true"]}]);

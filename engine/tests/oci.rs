@@ -282,9 +282,12 @@ fn run_returns_the_exit_code_and_leaves_nothing() {
 /// first tmpfs and another tmpfs. runtime-tools failed 9 tests on
 /// `mounts[5] (/sys) found in order` when the engine made its own in a
 /// fixed order, and a bind listed after a tmpfs at the same place was
-/// covered by it. (mountinfo lists mounts by creation on Linux 6.8 and
-/// later, and a bind's tree is cloned by the engine before the init
-/// starts: the bind's order shows as what is on top.)
+/// covered by it. mountinfo lists mounts by creation on Linux 6.8 and
+/// later: the bind shows in its place too (its tree is cloned again when
+/// its turn comes; the first clone, made by `create`, listed before
+/// everything). The bind carries tmpfs options (runtime-tools' `mounts`
+/// gives every bind "mode=755" and "size=1k"): runc hands them to
+/// mount(2), which ignores them for a bind; the engine refused them.
 #[test]
 fn mounts_are_made_in_the_config_s_order() {
     let oci = Oci::new(&[
@@ -300,7 +303,7 @@ fn mounts_are_made_in_the_config_s_order() {
         mounts.retain(|m| m["destination"] != "/tmp");
         let tmpfs = |d: &str| json!({"destination": d, "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]});
         mounts.insert(0, tmpfs("/a"));
-        mounts.push(json!({"destination": "/a", "type": "bind", "source": data, "options": ["rbind"]}));
+        mounts.push(json!({"destination": "/a", "type": "bind", "source": data, "options": ["rbind", "mode=755", "size=1k"]}));
         mounts.push(tmpfs("/b"));
     });
     // The targets are made in the rootfs: a copy of the test's own.
@@ -309,6 +312,9 @@ fn mounts_are_made_in_the_config_s_order() {
     let bundle = oci.bundle().display().to_string();
     let out = oci.call(&["run", "--bundle", &bundle, "order"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // The bind: /a of the host's file system type.
+    let fs_of_data = fs_type_of(&data);
+    let bind = format!("/a {fs_of_data}");
     let wanted = [
         "/a tmpfs",
         "/proc proc",
@@ -317,12 +323,31 @@ fn mounts_are_made_in_the_config_s_order() {
         "/dev/shm tmpfs",
         "/dev/mqueue mqueue",
         "/sys sysfs",
+        &bind,
         "/b tmpfs",
     ];
     let seen: Vec<&str> = out.stdout.lines().filter(|l| wanted.contains(l)).collect();
     assert_eq!(seen, wanted, "mountinfo:\n{}", out.stdout);
     assert_eq!(out.stdout.lines().last(), Some("from-the-bind"));
     oci.assert_root_empty();
+}
+
+/// The file system type of the mount `path` is on, from our mountinfo
+/// (the longest mount point that holds it).
+fn fs_type_of(path: &Path) -> String {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut best = (0, String::new());
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mount_point = Path::new(fields[4]);
+        let after = line.split(" - ").nth(1).unwrap_or_default();
+        let fs_type = after.split(' ').next().unwrap_or_default();
+        let depth = mount_point.components().count();
+        if path.starts_with(mount_point) && depth >= best.0 {
+            best = (depth, fs_type.to_string());
+        }
+    }
+    best.1
 }
 
 /// linux.rootfsPropagation and a bind's propagation option, as runc
@@ -400,6 +425,84 @@ fn root_and_bind_propagation_as_the_config_asks() {
             );
         }
     });
+}
+
+/// tmpcopyup (podman's `--read-only` and `--tmpfs`), as runc does it: the
+/// tmpfs starts with what the rootfs has at its destination, owners, modes
+/// and node types kept, and `ro` holds once it is filled. The rootfs is
+/// the attacker's and the copy runs before pivot_root, where `/` is the
+/// host's: symlinks to a host file and a host directory are copied as
+/// symlinks, so nothing of the host is read into the container. It was
+/// refused at create before.
+#[test]
+fn tmpcopyup_copies_the_rootfs_s_directory_and_follows_no_symlink() {
+    let oci = Oci::new(&[
+        "sh",
+        "-c",
+        "cd /x && stat -c '%n %u:%g %a %F' . f d d/g p leak dleak; cat f d/g; \
+         cat leak dleak/secret 2>/dev/null; readlink leak; \
+         awk '$5==\"/x\" || $5==\"/y\" {print $5, $6}' /proc/self/mountinfo; \
+         echo written > /y/w && cat /y/w /y/kept",
+    ]);
+    // The host's secrets, named by absolute symlinks in the rootfs; not
+    // under /tmp, which the engine covers with the rootfs meanwhile.
+    let secret_dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let secret = secret_dir.path().to_path_buf();
+    fs::write(secret.join("secret"), "host-secret\n").unwrap();
+    let (_guard, rootfs) = rootfs_copy("rootfs");
+    let x = rootfs.join("x");
+    fs::create_dir_all(x.join("d")).unwrap();
+    fs::write(x.join("f"), "top-file\n").unwrap();
+    fs::write(x.join("d/g"), "deep-file\n").unwrap();
+    nix::unistd::mkfifo(
+        &x.join("p"),
+        nix::sys::stat::Mode::from_bits(0o620).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(secret.join("secret"), x.join("leak")).unwrap();
+    std::os::unix::fs::symlink(&secret, x.join("dleak")).unwrap();
+    let own = |path: &str, uid: u32, gid: u32, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = x.join(path);
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap();
+        if !fs::symlink_metadata(&p).unwrap().is_symlink() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    // The process is root without CAP_DAC_OVERRIDE: others may read.
+    own("", 1234, 5678, 0o751);
+    own("f", 1000, 1001, 0o2644);
+    own("d", 1002, 1003, 0o711);
+    own("d/g", 0, 0, 0o604);
+    own("p", 7, 8, 0o620);
+    own("leak", 9, 10, 0);
+    fs::create_dir(rootfs.join("y")).unwrap();
+    fs::write(rootfs.join("y/kept"), "kept\n").unwrap();
+    oci.edit_config(|c| {
+        c["root"] = json!({"path": rootfs, "readonly": true});
+        let tmpfs = |d: &str, extra: &str| json!({"destination": d, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "tmpcopyup", extra]});
+        testkit::oci::add_mount(c, tmpfs("/x", "ro"));
+        testkit::oci::add_mount(c, tmpfs("/y", "rw"));
+    });
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "copyup"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let leak = secret.join("secret").display().to_string();
+    let want = format!(
+        ". 1234:5678 751 directory\n\
+         f 1000:1001 2644 regular file\n\
+         d 1002:1003 711 directory\n\
+         d/g 0:0 604 regular file\n\
+         p 7:8 620 fifo\n\
+         leak 9:10 777 symbolic link\n\
+         dleak 0:0 777 symbolic link\n\
+         top-file\ndeep-file\n{leak}\n/x ro,nosuid,nodev,relatime\n/y rw,nosuid,nodev,relatime\nwritten\nkept\n"
+    );
+    assert_eq!(out.stdout, want, "stderr: {}", out.stderr);
+    assert!(!out.stdout.contains("host-secret"));
+    // The writes stayed in the tmpfs.
+    assert!(!rootfs.join("y/w").exists());
+    oci.assert_root_empty();
 }
 
 /// `--preserve-fds 1`: the caller's fd 3 reaches the process (create and exec).
@@ -831,6 +934,43 @@ fn features_and_json_error_log() {
         .as_array()
         .unwrap()
         .contains(&json!("user")));
+    // The mount options listed are those the engine applies: every one
+    // but bind and rbind, on one tmpfs, is accepted (the last propagation
+    // one wins).
+    let options: Vec<&str> = f["mountOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for wanted in [
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "private",
+        "rprivate",
+        "unbindable",
+        "runbindable",
+        "tmpcopyup",
+    ] {
+        assert!(options.contains(&wanted), "{wanted} not in {options:?}");
+    }
+    let on_tmpfs: Vec<&str> = options
+        .into_iter()
+        .filter(|o| !["bind", "rbind"].contains(o))
+        .collect();
+    oci.edit_config(|c| {
+        testkit::oci::add_mount(
+            c,
+            json!({"destination": "/all", "type": "tmpfs", "source": "tmpfs", "options": on_tmpfs}),
+        );
+    });
+    let (_guard, rootfs) = rootfs_copy("rootfs");
+    oci.edit_config(|c| c["root"]["path"] = json!(rootfs));
+    let bundle = oci.bundle().display().to_string();
+    let out = oci.call(&["run", "--bundle", &bundle, "features"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // podman's mixed form: --log-format=json --log FILE; the file holds one object.
     let log = oci.path("log.json");
     let out = oci.raw(&[
@@ -992,6 +1132,46 @@ fn podman_runs_containers_on_the_engine() {
     // Nothing of the engine's left for that container.
     let state = Path::new(engine::oci::DEFAULT_ROOT).join(id.trim());
     assert!(!state.exists(), "{} left behind", state.display());
+}
+
+/// `podman run --read-only --tmpfs /x`: podman asks tmpcopyup for its
+/// tmpfs mounts (/x, and /tmp, /var/tmp and /run of `--read-only`), which
+/// the engine refused at create. The tmpfs on /x starts with the rootfs's
+/// /x, takes writes that never reach the rootfs, and the root stays
+/// read-only. Same isolation as `podman_runs_containers_on_the_engine`.
+#[test]
+fn podman_read_only_with_tmpfs_copies_up() {
+    let podman = Podman::new();
+    let rootfs = podman.rootfs();
+    fs::create_dir(rootfs.join("x")).unwrap();
+    fs::write(rootfs.join("x/f"), "from-the-rootfs\n").unwrap();
+    let mut c = podman.command();
+    c.args([
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/x",
+        "--cgroups=disabled",
+        "--network=none",
+        "--ulimit=nofile=20000:20000",
+        "--ulimit=nproc=1000:1000",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "cat /x/f; echo written > /x/w && cat /x/w; \
+         touch /ro 2>/dev/null || echo root-read-only; echo t > /tmp/t && cat /tmp/t",
+    ]);
+    let out = wait::output(&mut c, LONG).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-the-rootfs\nwritten\nroot-read-only\nt\n",
+        "{stderr}"
+    );
+    assert!(!rootfs.join("x/w").exists(), "the write reached the rootfs");
 }
 
 /// podman on storage of its own in a temporary directory, with a busybox

@@ -9,7 +9,7 @@ use crate::sys::failpoint::child_step;
 use crate::sys::openat;
 use rustix::io::Errno;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -19,7 +19,8 @@ use std::path::Path;
 pub struct OciProcess<'a> {
     pub user: &'a crate::model::bundle::User,
     pub rlimits: &'a [crate::model::bundle::Rlimit],
-    pub gate: Option<(RawFd, RawFd)>,
+    /// The ready pipe's write end and the exec.fifo's O_PATH fd.
+    pub gate: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
     /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
     /// A container's init: hooks.startContainer and the state they read.
@@ -31,12 +32,12 @@ pub struct OciProcess<'a> {
 /// confinement (seccomp, capabilities, no_new_privs), exec. `error_fd`
 /// (close-on-exec) is the only fd above 2 left open.
 pub(super) fn finish_and_exec(
-    pty_slave: Option<RawFd>,
+    pty_slave: Option<BorrowedFd<'_>>,
     workdir: &Path,
     command: &[String],
     env: &[CString],
     confinement: &Confinement,
-    error_fd: RawFd,
+    error_fd: BorrowedFd<'_>,
     oci: Option<&OciProcess>,
 ) -> Step<Never> {
     // A session of our own: the engine's terminal signals reach us only
@@ -52,24 +53,19 @@ pub(super) fn finish_and_exec(
     }
     if let Some(slave) = pty_slave {
         child_step!(error_fd, "finish.tty");
-        // SAFETY: the parent keeps the pty slave open until we exec.
-        let slave_fd = unsafe { BorrowedFd::borrow_raw(slave) };
-        rustix::process::ioctl_tiocsctty(slave_fd)
+        rustix::process::ioctl_tiocsctty(slave)
             .map_err(|e| fail(format!("cannot make the pty the controlling terminal: {e}")))?;
-        let _ = rustix::stdio::dup2_stdin(slave_fd);
-        let _ = rustix::stdio::dup2_stdout(slave_fd);
-        let _ = rustix::stdio::dup2_stderr(slave_fd);
-        if slave > 2 {
-            // SAFETY: the slave is ours now, copied onto 0-2 and not used after.
-            drop(unsafe { OwnedFd::from_raw_fd(slave) });
-        }
+        let _ = rustix::stdio::dup2_stdin(slave);
+        let _ = rustix::stdio::dup2_stdout(slave);
+        let _ = rustix::stdio::dup2_stderr(slave);
+        // The slave itself (above 2) goes with the other fds, just below.
     }
     // Nothing of the engine's (or of whoever started it) reaches the
     // container: an inherited directory fd would be a way out of the root.
     child_step!(error_fd, "finish.close_fds");
-    let mut keep = vec![error_fd];
+    let mut keep = vec![error_fd.as_raw_fd()];
     if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
-        keep.extend([ready, fifo]);
+        keep.extend([ready.as_raw_fd(), fifo.as_raw_fd()]);
     }
     if let Some(o) = oci {
         keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
@@ -157,14 +153,16 @@ fn set_rlimits(rlimits: &[crate::model::bundle::Rlimit]) -> Step {
 /// exec.fifo for writing until `start` opens it for reading; returns it
 /// opened (the caller writes `start`'s answer). From then on nobody reads
 /// the error pipe: a later failure goes to our stderr.
-fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::fd::OwnedFd> {
+fn wait_for_start(
+    ready: BorrowedFd<'_>,
+    fifo: BorrowedFd<'_>,
+    error_fd: BorrowedFd<'_>,
+) -> Step<std::os::fd::OwnedFd> {
     // The fifo is reopened through the container's /proc. Checked before
     // "ready", while a failure still fails `create` with our sentence: past
     // it the init would die unseen between create and start.
-    let path = format!("/proc/self/fd/{fifo}");
-    // SAFETY: the exec.fifo's O_PATH fd was kept open for us.
-    let fifo_fd = unsafe { BorrowedFd::borrow_raw(fifo) };
-    let same = match (rustix::fs::stat(path.as_str()), rustix::fs::fstat(fifo_fd)) {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let same = match (rustix::fs::stat(path.as_str()), rustix::fs::fstat(fifo)) {
         (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
         _ => false,
     };
@@ -173,11 +171,8 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::f
             "the container's /proc is not the proc file system the engine mounted (the exec fifo cannot be reached through /proc/self/fd): check the bundle's mounts and hooks over /proc",
         ));
     }
-    // SAFETY: the ready pipe's write end was kept open for us.
-    let ready_fd = unsafe { BorrowedFd::borrow_raw(ready) };
-    rustix::io::write(ready_fd, b"R").ctx(|| "tell the engine the container is ready".into())?;
-    // SAFETY: the write end is ours and not used after this.
-    drop(unsafe { OwnedFd::from_raw_fd(ready) });
+    rustix::io::write(ready, b"R").ctx(|| "tell the engine the container is ready".into())?;
+    close_lent(ready);
     let opened = loop {
         match rustix::fs::open(
             path.as_str(),
@@ -191,17 +186,26 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::f
     let opened = opened
         .map_err(std::io::Error::from)
         .ctx(|| "open the exec fifo".into())?;
-    // SAFETY: the O_PATH fifo fd is ours and not used after this.
-    drop(unsafe { OwnedFd::from_raw_fd(fifo) });
+    close_lent(fifo);
     // Our stderr takes the error pipe's place (still close-on-exec).
     // SAFETY: error_fd stays open (ManuallyDrop: dup3 replaces it, nothing closes it).
-    let mut error_pipe = std::mem::ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(error_fd) });
+    let mut error_pipe =
+        std::mem::ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(error_fd.as_raw_fd()) });
     let _ = rustix::io::dup3(
         std::io::stderr().as_fd(),
         &mut error_pipe,
         rustix::io::DupFlags::CLOEXEC,
     );
     Ok(opened)
+}
+
+/// Closes an fd of the setup the parent lent us, not used after this (the
+/// hooks that run before the exec must not inherit it).
+fn close_lent(fd: BorrowedFd<'_>) {
+    // SAFETY: its owner is an OwnedFd in the parent's frames, copied by the
+    // clone and never dropped in this process (it execs or _exits), so the
+    // fd is closed once, here.
+    drop(unsafe { OwnedFd::from_raw_fd(fd.as_raw_fd()) });
 }
 
 /// The first candidate of the PATH search that exists, or runc's words

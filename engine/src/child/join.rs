@@ -17,7 +17,7 @@ pub struct JoinSetup<'a> {
     pub pty_slave: Option<BorrowedFd<'a>>,
     /// Without a pty: what becomes fds 0, 1, 2 (pipes the engine relays
     /// where its own stdio is a terminal; None keeps ours).
-    pub stdio: [Option<RawFd>; 3],
+    pub stdio: [Option<BorrowedFd<'a>>; 3],
     pub hostname: &'a str,
     pub env: &'a [(String, String)],
     pub workdir: &'a Path,
@@ -45,7 +45,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
-    let error_fd = setup.error_fd.as_raw_fd();
+    let error_fd = setup.error_fd;
     child_step!(error_fd, "join.non_dumpable");
     // Out of reach of container root (ptrace, /proc/PID/{environ,fd,mem})
     // until exec: the engine set this before cloning us, and a uid change
@@ -57,9 +57,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     rustix::process::setsid().ctx(|| "setsid".into())?;
     child_step!(error_fd, "join.stdio");
     for (fd, from) in setup.stdio.iter().enumerate() {
-        if let Some(from) = from {
-            // SAFETY: the engine keeps `from` open for us until we exec.
-            let from = unsafe { BorrowedFd::borrow_raw(*from) };
+        if let Some(from) = *from {
             let dup = match fd {
                 0 => rustix::stdio::dup2_stdin(from),
                 1 => rustix::stdio::dup2_stdout(from),
@@ -70,7 +68,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     }
     // Nothing but what the exec needs: not the cgroup directory of clone3,
     // not the engine's files.
-    let mut keep = vec![error_fd, setup.pidfd.as_raw_fd()];
+    let mut keep = vec![error_fd.as_raw_fd(), setup.pidfd.as_raw_fd()];
     keep.extend(setup.pty_slave.map(|fd| fd.as_raw_fd()));
     if let Some(o) = &setup.oci {
         keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
@@ -97,7 +95,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         None => exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env),
     };
     exec::finish_and_exec(
-        setup.pty_slave.map(|fd| fd.as_raw_fd()),
+        setup.pty_slave,
         setup.workdir,
         setup.command,
         &env,

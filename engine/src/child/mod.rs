@@ -9,6 +9,7 @@
 
 mod confine;
 mod console;
+mod copy_up;
 mod dev;
 mod exec;
 pub mod join;
@@ -23,7 +24,7 @@ use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
 use crate::sys::failpoint::child_step;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Everything the child needs besides the spec; prepared by the parent.
@@ -176,17 +177,28 @@ fn report_and_exit(error_fd: BorrowedFd<'_>, failure: Failure) -> ! {
 
 enum Never {}
 
+/// The steps after the go, in order: the mount fds, our identity and
+/// namespaces, the OCI state and sysctls, the mount tree and pivot_root,
+/// hostname and network, then the exec.
 fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
-    let spec = setup.spec;
-    let error_fd = setup.error_fd.as_raw_fd();
-    child_step!(error_fd, "child.receive_fds");
+    child_step!(setup.error_fd, "child.receive_fds");
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
+    become_the_container_s_root(setup)?;
+    let hook_state = oci_state_and_sysctls(setup)?;
+    enter_the_container_s_root(setup, mount_fds, &hook_state)?;
+    hostname_and_network(setup)?;
+    exec_the_process(setup, &hook_state)
+}
 
+/// Root of the user namespace (when there is one), our own cgroup
+/// namespace, and ping for the container's groups.
+fn become_the_container_s_root(setup: &ChildSetup) -> Step {
+    let (spec, error_fd) = (setup.spec, setup.error_fd);
     if spec.userns != UserNs::Host {
         child_step!(error_fd, "child.become_root");
         become_root()?; // the parent has written the maps
         if setup.oci.is_none() {
-            rearm_pdeathsig(setup.error_fd);
+            rearm_pdeathsig(error_fd);
         }
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
@@ -199,16 +211,32 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     if !setup.oci.as_ref().is_some_and(|o| o.extras.joined_net) {
         confine::allow_ping(spec.userns);
     }
-    let mut hook_state = String::new();
-    if let Some(oci) = &setup.oci {
-        hook_state = read_state(oci.state_fd)?;
-        child_step!(error_fd, "child.sysctl");
-        write_sysctls(&oci.extras.sysctl)?;
-    }
+    Ok(())
+}
 
+/// An OCI container's state for its hooks (empty otherwise), and its
+/// linux.sysctl written.
+fn oci_state_and_sysctls(setup: &ChildSetup) -> Step<String> {
+    let Some(oci) = &setup.oci else {
+        return Ok(String::new());
+    };
+    let hook_state = read_state(oci.state_fd)?;
+    child_step!(setup.error_fd, "child.sysctl");
+    write_sysctls(&oci.extras.sysctl)?;
+    Ok(hook_state)
+}
+
+/// The mount tree of the plan, the createContainer hooks, pivot_root,
+/// then the root's propagation and read-only flag.
+fn enter_the_container_s_root(
+    setup: &ChildSetup,
+    mount_fds: Vec<OwnedFd>,
+    hook_state: &str,
+) -> Step {
+    let error_fd = setup.error_fd;
     child_step!(error_fd, "child.mounts");
     let plan = mount_plan::plan(
-        &spec.volumes,
+        &setup.spec.volumes,
         setup.oci.as_ref().map(|o| o.extras),
         setup.etc_files,
         setup.cgroup2,
@@ -216,7 +244,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let root = mounts::build_root(setup, &plan, mount_fds)?;
     if let Some(oci) = &setup.oci {
         child_step!(error_fd, "child.create_container_hooks");
-        create_container_hooks(oci, &root, &hook_state)?;
+        create_container_hooks(oci, &root, hook_state)?;
     }
     child_step!(error_fd, "child.pivot_root");
     mounts::enter_root(&root)?;
@@ -227,12 +255,17 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     // Closed now: exec::finish_and_exec closes every fd but the error pipe,
     // and an OwnedFd still alive then would be closed twice on a failure.
     drop(root);
-    let extras = setup.oci.as_ref().map(|o| o.extras);
     if plan.readonly_root {
         child_step!(error_fd, "child.readonly_root");
         mounts::make_root_read_only()?;
     }
+    Ok(())
+}
 
+/// The hostname, loopback and eth0, except in namespaces joined by path.
+fn hostname_and_network(setup: &ChildSetup) -> Step {
+    let (spec, error_fd) = (setup.spec, setup.error_fd);
+    let extras = setup.oci.as_ref().map(|o| o.extras);
     // An OCI bundle may give no hostname, or join a UTS namespace by path.
     if !spec.hostname.is_empty() && !extras.is_some_and(|e| e.joined_uts) {
         child_step!(error_fd, "child.hostname");
@@ -247,26 +280,37 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         child_step!(error_fd, "child.eth0");
         crate::sys::net::configure_eth0(ip, prefix, gateway).map_err(|e| fail(format!("{e:#}")))?;
     }
+    Ok(())
+}
 
+/// The process's environment, terminal and OCI parts, then
+/// `exec::finish_and_exec`.
+fn exec_the_process(setup: &ChildSetup, hook_state: &str) -> Step<Never> {
+    let spec = setup.spec;
     // An OCI process gets exactly the environment its config lists.
     let env = match setup.oci {
         Some(_) => exec::exact_environment(&spec.env),
         None => exec::environment(&spec.hostname, spec.tty, &spec.env),
     };
-    let mut slave = setup.pty_slave.as_ref().map(|(fd, _)| fd.as_raw_fd());
+    let mut console = None;
     if let Some(c) = setup.oci.as_ref().and_then(|o| o.console) {
-        child_step!(error_fd, "child.console");
-        // finish_and_exec makes it fds 0-2 and closes it.
-        slave = Some(std::os::fd::IntoRawFd::into_raw_fd(console::open(c)?));
+        child_step!(setup.error_fd, "child.console");
+        // finish_and_exec makes it fds 0-2 and closes it with every other
+        // fd: never dropped here, or a failure after would close it twice.
+        console = Some(std::mem::ManuallyDrop::new(console::open(c)?));
     }
+    let slave = match &console {
+        Some(console) => Some(console.as_fd()),
+        None => setup.pty_slave.as_ref().map(|(fd, _)| *fd),
+    };
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,
-        gate: Some((o.ready_fd.as_raw_fd(), o.fifo_fd.as_raw_fd())),
+        gate: Some((o.ready_fd, o.fifo_fd)),
         preserve_fds: o.extras.preserve_fds,
         start_hooks: Some((
             &o.extras.start_container,
-            with_status(&hook_state, "created"),
+            with_status(hook_state, "created"),
         )),
     });
     exec::finish_and_exec(
@@ -275,7 +319,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         &spec.command,
         &env,
         &spec.confinement,
-        error_fd,
+        setup.error_fd,
         process.as_ref(),
     )
 }

@@ -241,6 +241,7 @@ mod tests {
             flags,
             data: data.to_string(),
             propagation: 0,
+            copy_up: false,
         }
     }
 

@@ -80,9 +80,9 @@ fn perform(
                     target.display()
                 )));
             };
-            attach_volume(root_fd, tree.as_fd(), &v.host, target)?;
+            let attached = attach_volume(root_fd, tree.as_fd(), &v.host, target)?;
             // On the tree's fd: the mount just attached, not what is under it.
-            propagate(tree.as_fd(), target, *propagation)
+            propagate(attached.as_fd(), target, *propagation)
         }
         MountStep::Tmpfs(t) => tmpfs(root_fd, t),
         MountStep::Mask { path, kind } => mask(root_fd, path, *kind),
@@ -196,45 +196,88 @@ fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
     Ok(())
 }
 
-/// A volume's tree on a directory or file it gets at `target`.
+/// A volume's tree on a directory or file it gets at `target`; returns the
+/// tree attached there.
+///
+/// The parent cloned the tree before the child made any mount, and
+/// mountinfo lists mounts by creation (Linux 6.8 and later): attached as
+/// it is, every bind shows before the /proc or tmpfs listed ahead of it
+/// in an OCI config, against the runtime-spec's order (runtime-tools'
+/// `mounts`). So the tree is cloned again once attached here, where the
+/// kernel lets the clone be made (it is in our mount namespace), and the
+/// new clone takes its place.
 fn attach_volume(
     root_fd: BorrowedFd<'_>,
     tree: BorrowedFd<'_>,
     host: &Path,
     target: &Path,
-) -> Step {
+) -> Step<OwnedFd> {
     let is_dir = rustix::fs::fstat(tree)
         .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
         .map_err(std::io::Error::from)
         .ctx(|| format!("stat volume {}", host.display()))?;
-    let target = if is_dir {
+    let target_fd = if is_dir {
         in_root(mkdir_all_in_root(root_fd, target, 0o755))?
     } else {
         in_root(touch_in_root(root_fd, target, 0o644))?
     };
-    idm(idmap::attach_at(tree, target.as_fd()))
+    idm(idmap::attach_at(tree, target_fd.as_fd()))?;
+    let fresh = idm(idmap::clone_attached(tree))?;
+    unmount(proc_self_fd_path(tree), UnmountFlags::DETACH)
+        .ctx(|| format!("unmount the first clone of volume {}", host.display()))?;
+    idm(idmap::attach_at(fresh.as_fd(), target_fd.as_fd()))?;
+    Ok(fresh)
 }
 
-/// A bundle's tmpfs mount.
+/// A bundle's tmpfs mount; with tmpcopyup, filled with what the rootfs has
+/// there before it is made read-only (when asked).
 fn tmpfs(root_fd: BorrowedFd<'_>, t: &TmpfsMount) -> Step {
     let name = t.destination.display().to_string();
     let target = dir_in(root_fd, &name)?;
+    // Opened before the tmpfs covers it: the rootfs's directory.
+    let under = match t.copy_up {
+        true => Some(
+            rustix::fs::openat(&target, ".", COPY_DIR, Mode::empty())
+                .ctx(|| format!("open {name} to copy it up (tmpcopyup)"))?,
+        ),
+        false => None,
+    };
+    // Always nodev, whatever the bundle says (see build_dev).
+    let flags = MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV;
     mnt_at(
         Some(Path::new("tmpfs")),
         target.as_fd(),
         &name,
         Some("tmpfs"),
-        // Always nodev, whatever the bundle says (see build_dev).
-        MountFlags::from_bits_truncate(t.flags as _) | MountFlags::NODEV,
+        // Read-only once filled.
+        flags
+            - under
+                .as_ref()
+                .map_or(MountFlags::empty(), |_| MountFlags::RDONLY),
         (!t.data.is_empty()).then_some(t.data.as_str()),
     )?;
-    if t.propagation != 0 {
+    if let Some(under) = under {
         // Resolved again: the tmpfs, now that it is mounted.
+        let top = rustix::fs::openat(dir_in(root_fd, &name)?, ".", COPY_DIR, Mode::empty())
+            .ctx(|| format!("open the tmpfs on {name}"))?;
+        super::copy_up::copy_up(under.as_fd(), top.as_fd(), &name)?;
+        if flags.contains(MountFlags::RDONLY) {
+            idmap::set_attrs(top.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
+                .ctx(|| format!("make the tmpfs on {name} read-only"))?;
+        }
+    }
+    if t.propagation != 0 {
         let mounted = dir_in(root_fd, &name)?;
         propagate(mounted.as_fd(), &t.destination, t.propagation)?;
     }
     Ok(())
 }
+
+/// A directory to read, never through a symlink.
+const COPY_DIR: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
 
 /// A bundle's propagation option (MS_* flags; 0: none) on the mount whose
 /// root `mounted` is.

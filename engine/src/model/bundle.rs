@@ -35,6 +35,9 @@ pub struct TmpfsMount {
     /// the r* options): the last propagation option, applied once
     /// mounted; 0 for none.
     pub propagation: u64,
+    /// tmpcopyup: what the rootfs has at the destination is copied into
+    /// the tmpfs before it covers it.
+    pub copy_up: bool,
 }
 
 /// One entry of config.json's mounts, in the order the config lists them.

@@ -874,76 +874,20 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
             extras.mounts.push(entry);
             continue;
         }
-        let mut flags = 0u64;
-        let mut data = Vec::new();
-        let mut readonly = false;
-        // The last propagation option wins, as with mount(8).
-        let mut propagation = 0;
-        for o in &options {
-            match o.as_str() {
-                "ro" => {
-                    readonly = true;
-                    flags |= libc::MS_RDONLY;
-                }
-                p if propagation_flags(p).is_some() => {
-                    propagation = propagation_flags(p).unwrap_or(0)
-                }
-                "rw" | "bind" | "rbind" | "suid" | "dev" | "exec" | "relatime" | "norelatime"
-                | "nocopyup" | "copy" => {}
-                "nosuid" => flags |= libc::MS_NOSUID,
-                "nodev" => flags |= libc::MS_NODEV,
-                "noexec" => flags |= libc::MS_NOEXEC,
-                "strictatime" => flags |= libc::MS_STRICTATIME,
-                "noatime" => flags |= libc::MS_NOATIME,
-                "nodiratime" => flags |= libc::MS_NODIRATIME,
-                other if !is_bind && typ == "tmpfs" && other.contains('=') => {
-                    data.push(other.to_string())
-                }
-                other => bail!("config.json mounts {d}: option {other:?} is not supported"),
-            }
-        }
+        let opts = mount_options(&options, &d, typ, is_bind)?;
         if is_bind {
-            let source = m
-                .source()
-                .as_ref()
-                .ok_or_else(|| anyhow!("config.json mounts {d}: a bind mount needs a source"))?;
-            let source = if source.is_absolute() {
-                source.clone()
-            } else {
-                bundle.join(source)
-            };
-            if !source.exists() {
-                bail!(
-                    "config.json mounts {d}: source {} does not exist",
-                    source.display()
-                );
-            }
-            let mut attrs = 0;
-            for (ms, attr) in [
-                (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
-                (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
-                (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
-            ] {
-                if flags & ms != 0 {
-                    attrs |= attr;
-                }
-            }
-            extras.binds.push(BindOptions { attrs, propagation });
+            let (volume, bind) = bind_volume(m, &d, bundle, &opts)?;
+            extras.binds.push(bind);
             extras.mounts.push(MountEntry::Volume(volumes.len()));
-            volumes.push(Volume {
-                host: source
-                    .canonicalize()
-                    .with_context(|| format!("cannot resolve {}", source.display()))?,
-                container: dest.clone(),
-                readonly,
-            });
+            volumes.push(volume);
         } else if typ == "tmpfs" {
             extras.mounts.push(MountEntry::Tmpfs(extras.tmpfs.len()));
             extras.tmpfs.push(TmpfsMount {
                 destination: dest.clone(),
-                flags,
-                data: data.join(","),
-                propagation,
+                flags: opts.flags,
+                data: opts.data.join(","),
+                propagation: opts.propagation,
+                copy_up: opts.copy_up,
             });
         } else {
             bail!("config.json mounts {d}: type {typ:?} is not supported at that destination (tmpfs, bind, and the standard /proc, /sys, /dev, /dev/pts, /dev/shm, /dev/mqueue are)");
@@ -957,6 +901,103 @@ fn mounts(list: &[rt::Mount], bundle: &Path, extras: &mut Extras) -> Result<Vec<
         );
     }
     Ok(volumes)
+}
+
+/// What a mount's options ask.
+#[derive(Debug, Default)]
+struct MountOptions {
+    /// MS_* flags.
+    flags: u64,
+    /// A tmpfs's `key=value` options.
+    data: Vec<String>,
+    readonly: bool,
+    /// The last propagation option, as MS_* flags (0: none).
+    propagation: u64,
+    /// tmpcopyup.
+    copy_up: bool,
+}
+
+/// The options of the mount at `d` (of type `typ`, a bind or not).
+fn mount_options(options: &[String], d: &str, typ: &str, is_bind: bool) -> Result<MountOptions> {
+    let mut opts = MountOptions::default();
+    for o in options {
+        match o.as_str() {
+            "ro" => {
+                opts.readonly = true;
+                opts.flags |= libc::MS_RDONLY;
+            }
+            // The last propagation option wins, as with mount(8).
+            p if propagation_flags(p).is_some() => {
+                opts.propagation = propagation_flags(p).unwrap_or(0)
+            }
+            "rw" | "bind" | "rbind" | "suid" | "dev" | "exec" | "relatime" | "norelatime"
+            | "nocopyup" | "copy" => {}
+            // runc copies up into a tmpfs only, and ignores it elsewhere.
+            "tmpcopyup" => opts.copy_up = true,
+            "nosuid" => opts.flags |= libc::MS_NOSUID,
+            "nodev" => opts.flags |= libc::MS_NODEV,
+            "noexec" => opts.flags |= libc::MS_NOEXEC,
+            "strictatime" => opts.flags |= libc::MS_STRICTATIME,
+            "noatime" => opts.flags |= libc::MS_NOATIME,
+            "nodiratime" => opts.flags |= libc::MS_NODIRATIME,
+            other if !is_bind && typ == "tmpfs" && other.contains('=') => {
+                opts.data.push(other.to_string())
+            }
+            // runc hands a bind's other options to mount(2) as data,
+            // which a bind ignores (runtime-tools gives binds tmpfs's
+            // "mode=755", "size=1k").
+            _ if is_bind => {}
+            other => bail!("config.json mounts {d}: option {other:?} is not supported"),
+        }
+    }
+    Ok(opts)
+}
+
+/// A bind mount as a volume (its source resolved against the bundle),
+/// with the MOUNT_ATTR_* bits and propagation the engine applies to it.
+fn bind_volume(
+    m: &rt::Mount,
+    d: &str,
+    bundle: &Path,
+    opts: &MountOptions,
+) -> Result<(Volume, BindOptions)> {
+    let source = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| anyhow!("config.json mounts {d}: a bind mount needs a source"))?;
+    let source = if source.is_absolute() {
+        source.clone()
+    } else {
+        bundle.join(source)
+    };
+    if !source.exists() {
+        bail!(
+            "config.json mounts {d}: source {} does not exist",
+            source.display()
+        );
+    }
+    let mut attrs = 0;
+    for (ms, attr) in [
+        (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+    ] {
+        if opts.flags & ms != 0 {
+            attrs |= attr;
+        }
+    }
+    let volume = Volume {
+        host: source
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", source.display()))?,
+        container: m.destination().clone(),
+        readonly: opts.readonly,
+    };
+    let bind = BindOptions {
+        attrs,
+        propagation: opts.propagation,
+    };
+    Ok((volume, bind))
 }
 
 /// A propagation option (of a mount or of linux.rootfsPropagation) as

@@ -681,7 +681,7 @@ pub fn features() -> serde_json::Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": ["ro", "rw", "bind", "rbind", "private", "rprivate", "slave", "rslave",
+        "mountOptions": ["ro", "rw", "bind", "rbind", "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable", "tmpcopyup",
             "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime", "norelatime",
             "strictatime", "noatime", "nodiratime"],
         "linux": {

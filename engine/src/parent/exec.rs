@@ -24,7 +24,7 @@ use rustix::thread::ThreadNameSpaceType;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -163,7 +163,11 @@ pub fn join_container(
     let (pidfd, namespaces) = open_target(target)?;
     // Relays for our terminals, forked while our children are still born
     // in our own pid namespace (out of the container's sight).
-    let (relays, stdio) = start_relays(&terminal)?;
+    let relays = start_relays(&terminal)?;
+    let mut stdio = [None; 3];
+    for r in &relays {
+        stdio[r.fd] = r.theirs.as_ref().map(|fd| fd.as_fd());
+    }
     // Our children, not we, are born in the container's pid namespace.
     step!("exec.pid_namespace");
     rustix::thread::move_into_link_name_space(
@@ -244,24 +248,19 @@ fn open_target(target: &Target) -> Result<(OwnedFd, ThreadNameSpaceType), Error>
 }
 
 /// With `Terminal::Relayed`, a relay process for each of our stdio fds
-/// that is a terminal; returns them and the pipe ends the joining process
-/// gets as its stdio.
-fn start_relays(terminal: &Terminal) -> Result<(Vec<RelayProcess>, [Option<RawFd>; 3]), Error> {
+/// that is a terminal, started; their pipe ends (`theirs`) are the
+/// joining process's stdio.
+fn start_relays(terminal: &Terminal) -> Result<Vec<RelayProcess>, Error> {
     step!("exec.relays");
     let relays = match terminal {
         Terminal::Relayed => terminal_relays()?,
         _ => Vec::new(),
     };
-    let mut stdio = [None; 3];
-    for r in &relays {
-        stdio[r.fd as usize] = Some(r.theirs.as_raw_fd());
-    }
     step!("exec.start_relays");
-    let relays: Vec<RelayProcess> = relays
+    Ok(relays
         .into_iter()
         .map(Relay::start)
-        .collect::<Result<_>>()?;
-    Ok((relays, stdio))
+        .collect::<Result<_>>()?)
 }
 
 /// The pty's master: sent to the console socket, or kept (returned) to
@@ -286,7 +285,7 @@ fn hand_over_pty(
 /// A pipe standing in for one of our stdio fds that is a terminal.
 struct Relay {
     /// 0, 1 or 2.
-    fd: RawFd,
+    fd: usize,
     /// The end the joining process gets.
     theirs: OwnedFd,
     ours: OwnedFd,
@@ -309,11 +308,7 @@ fn terminal_relays() -> Result<Vec<Relay>> {
         } else {
             (write, read)
         };
-        relays.push(Relay {
-            fd: fd as RawFd,
-            theirs,
-            ours,
-        });
+        relays.push(Relay { fd, theirs, ours });
     }
     Ok(relays)
 }
@@ -339,7 +334,7 @@ impl Relay {
             Some(child) => Ok(RelayProcess {
                 // SAFETY: fork returned a child's pid, which is > 0.
                 pid: unsafe { rustix::process::Pid::from_raw_unchecked(child) },
-                input: self.fd == 0,
+                fd: self.fd,
                 theirs: Some(self.theirs),
             }),
         }
@@ -349,7 +344,8 @@ impl Relay {
 /// A forked relay, and the pipe end the joining process gets until it is cloned.
 struct RelayProcess {
     pid: rustix::process::Pid,
-    input: bool,
+    /// Our stdio fd it relays: 0, 1 or 2.
+    fd: usize,
     theirs: Option<OwnedFd>,
 }
 
@@ -363,18 +359,21 @@ impl RelayProcess {
     /// relays end once the command's side of their pipe is closed, after
     /// writing what is left in it.
     fn finish(self) {
-        if self.input {
+        if self.fd == 0 {
             let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
         }
         super::reap(self.pid);
     }
 }
 
-fn copy_loop(fd: RawFd, pipe: OwnedFd) {
+fn copy_loop(fd: usize, pipe: OwnedFd) {
     let mut pipe = File::from(pipe);
     let mut buf = [0u8; 16 * 1024];
-    // SAFETY: fds 0-2 stay open for the life of the process.
-    let ours = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let ours = match fd {
+        0 => rustix::stdio::stdin(),
+        1 => rustix::stdio::stdout(),
+        _ => rustix::stdio::stderr(),
+    };
     loop {
         if fd == 0 {
             let n = super::tty::read_some(ours, &mut buf);
@@ -425,16 +424,7 @@ pub fn rerun_from_read_only_image() -> Result<(), Error> {
         })
         .collect();
     // fexecve through libc: rustix has no safe exec.
-    let argv: Vec<*const libc::c_char> = args
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = env
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let (argv, envp) = (crate::sys::c_pointers(&args), crate::sys::c_pointers(&env));
     // SAFETY: argv and envp are NULL-terminated arrays of pointers to C
     // strings (args, env) that outlive the call; it returns only on failure.
     unsafe { libc::fexecve(image.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };

@@ -434,13 +434,34 @@ pub(super) fn send_mount_fds(
     volume_opts: &[BindOptions],
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
+    step!("run.rootfs_tree");
+    let tree = rootfs_tree(spec, pid)?;
+    step!("run.layer_dir");
+    let scratch = layer_dir(pid, scratch_dir)?;
+    let mut fds = vec![tree, scratch];
+    step!("run.etc_trees");
+    for path in etc {
+        fds.push(idmap::detached_tree(path, false, Propagation::Private, 0)?);
+    }
+    step!("run.volume_trees");
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let bind = volume_opts.get(i).copied().unwrap_or_default();
+        fds.push(volume_tree(v, bind)?);
+    }
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    step!("run.send_fds");
+    idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
+}
+
+/// The rootfs as a detached tree, nodev, private (idmapped onto the
+/// container's user namespace for a pool range).
+fn rootfs_tree(spec: &Spec, pid: Pid) -> Result<std::os::fd::OwnedFd> {
     // A device node made in the rootfs (write-through) or one the image
     // brought cannot be opened: without a user namespace and with
     // CAP_MKNOD, a container could otherwise make the host's disk and read
     // it (the engine has no device cgroup on a v1 host). The overlay over
     // it is nodev as well (child::mounts). Private: see idmap::Propagation.
-    step!("run.rootfs_tree");
-    let tree = if spec.userns == UserNs::Pool {
+    Ok(if spec.userns == UserNs::Pool {
         let userns = idmap::open_userns(pid.as_raw_pid())?;
         idmap::idmapped_tree(&spec.rootfs, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?
     } else {
@@ -450,11 +471,15 @@ pub(super) fn send_mount_fds(
             Propagation::Private,
             libc::MOUNT_ATTR_NODEV,
         )?
-    };
+    })
+}
+
+/// The directory the layer goes on, opened through /proc/PID/root: an fd
+/// of the child's mount namespace.
+fn layer_dir(pid: Pid, scratch_dir: &std::path::Path) -> Result<std::os::fd::OwnedFd> {
     let in_child = PathBuf::from(format!("/proc/{pid}/root"))
         .join(scratch_dir.strip_prefix("/").unwrap_or(scratch_dir));
-    step!("run.layer_dir");
-    let scratch = rustix::fs::open(
+    rustix::fs::open(
         &in_child,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
@@ -464,55 +489,51 @@ pub(super) fn send_mount_fds(
             "cannot open {} in the container's mount namespace",
             scratch_dir.display()
         )
-    })?;
-    let mut fds = vec![tree, scratch];
-    step!("run.etc_trees");
-    for path in etc {
-        fds.push(idmap::detached_tree(path, false, Propagation::Private, 0)?);
+    })
+}
+
+/// A volume's source as a detached tree: read-only (recursively) when
+/// asked, with the bundle's MOUNT_ATTR_* bits and propagation.
+fn volume_tree(
+    v: &crate::model::volumes::Volume,
+    bind: BindOptions,
+) -> Result<std::os::fd::OwnedFd> {
+    // A slave unless the bundle asks for private or shared: what the
+    // container mounts in a volume reaches the host's tree only when
+    // the bundle asks for shared propagation.
+    let propagation = if bind.private() {
+        Propagation::Private
+    } else if bind.shared() {
+        Propagation::Shared
+    } else {
+        Propagation::Slave
+    };
+    let readonly = if v.readonly {
+        libc::MOUNT_ATTR_RDONLY
+    } else {
+        0
+    };
+    // An OCI bind mount's nosuid/nodev/noexec.
+    let vol = idmap::detached_tree(&v.host, true, propagation, readonly | bind.attrs)?;
+    // A directory volume is nodev and nosuid whatever the bundle says: a
+    // node made in it could be opened (runc leaves `dev` and counts on
+    // the device cgroup), and a setuid file container root leaves in it
+    // would lift a process of the container to that owner. A bind of
+    // one file (a device the bundle passes on purpose) keeps its flags:
+    // nothing can be made in it.
+    let is_dir = rustix::fs::fstat(&vol)
+        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+        .with_context(|| format!("cannot stat volume {}", v.host.display()))?;
+    if is_dir {
+        idmap::set_attrs(
+            vol.as_fd(),
+            libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID,
+            0,
+            true,
+        )
+        .with_context(|| format!("cannot make volume {} nodev and nosuid", v.host.display()))?;
     }
-    step!("run.volume_trees");
-    for (i, v) in spec.volumes.iter().enumerate() {
-        let bind = volume_opts.get(i).copied().unwrap_or_default();
-        // A slave unless the bundle asks for private or shared: what the
-        // container mounts in a volume reaches the host's tree only when
-        // the bundle asks for shared propagation.
-        let propagation = if bind.private() {
-            Propagation::Private
-        } else if bind.shared() {
-            Propagation::Shared
-        } else {
-            Propagation::Slave
-        };
-        let readonly = if v.readonly {
-            libc::MOUNT_ATTR_RDONLY
-        } else {
-            0
-        };
-        // An OCI bind mount's nosuid/nodev/noexec.
-        let vol = idmap::detached_tree(&v.host, true, propagation, readonly | bind.attrs)?;
-        // A directory volume is nodev and nosuid whatever the bundle says: a
-        // node made in it could be opened (runc leaves `dev` and counts on
-        // the device cgroup), and a setuid file container root leaves in it
-        // would lift a process of the container to that owner. A bind of
-        // one file (a device the bundle passes on purpose) keeps its flags:
-        // nothing can be made in it.
-        let is_dir = rustix::fs::fstat(&vol)
-            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
-            .with_context(|| format!("cannot stat volume {}", v.host.display()))?;
-        if is_dir {
-            idmap::set_attrs(
-                vol.as_fd(),
-                libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID,
-                0,
-                true,
-            )
-            .with_context(|| format!("cannot make volume {} nodev and nosuid", v.host.display()))?;
-        }
-        fds.push(vol);
-    }
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    step!("run.send_fds");
-    idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
+    Ok(vol)
 }
 
 /// Takes the state lock, recovers stale entries, checks the name, leases

@@ -124,13 +124,11 @@ mod imp {
     /// A step of the child: `Some` to fail it (reported like any failure);
     /// in kill mode the engine is told to kill itself, and we wait for our
     /// PDEATHSIG.
-    pub fn child_hit(error_fd: RawFd, name: &'static str) -> Option<Injected> {
+    pub fn child_hit(error_fd: BorrowedFd<'_>, name: &'static str) -> Option<Injected> {
         trace(name);
         match fail::eval(name, |arg| arg)? {
             Some(arg) if arg == "kill" => {
-                // SAFETY: the error pipe stays open until the child execs or exits.
-                let fd = unsafe { BorrowedFd::borrow_raw(error_fd) };
-                let _ = rustix::io::write(fd, format!("{KILL_MARKER}{name}").as_bytes());
+                let _ = rustix::io::write(error_fd, format!("{KILL_MARKER}{name}").as_bytes());
                 loop {
                     rustix::event::pause();
                 }

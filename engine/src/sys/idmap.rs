@@ -149,6 +149,23 @@ pub fn detached_tree(
     Ok(tree)
 }
 
+/// A new detached copy of the attached tree whose root `tree` is, with
+/// its submounts: same flags, idmap and propagation (a peer of a shared
+/// mount, a slave of the same master). Its mounts are new, and list after
+/// every mount made before it in mountinfo (Linux 6.8 and later sort it
+/// by creation).
+pub fn clone_attached(tree: BorrowedFd<'_>) -> Result<OwnedFd, IdmapError> {
+    open_tree(
+        tree,
+        c"",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(sys("open_tree (a new clone of)", &fd_path(tree)))
+}
+
 /// As `detached_tree` (recursive, private, `attrs`), idmapped with
 /// `userns`: host ID `BASE + n` of that namespace's map reads as `n`, and
 /// host root as container root. Must run in the initial user namespace (the

@@ -142,11 +142,11 @@ fn run() -> Result<()> {
         });
 
         // A fixed name and address: the runs are sequential, so they never clash.
-        let bridge = ["bench-br", "192.168.1.2"];
-        match probe(&ctx, &[], &bridge) {
+        let bridge = ["--name", "bench-br", "--ip", "192.168.1.2"];
+        match probe(&ctx, &bridge, &[]) {
             Ok(()) => {
                 g.bench_function("bridge_address", |b| {
-                    b.iter_custom(|iters| ctx.sequential(iters, &[], &bridge))
+                    b.iter_custom(|iters| ctx.sequential(iters, &bridge, &[]))
                 });
             }
             Err(e) => println!("start_to_exit/bridge_address: unavailable: {e:#}"),

@@ -3,7 +3,7 @@
 
 mod cli;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use engine::{exit, Config, Error, PsRow, SpecInput};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -71,10 +71,29 @@ enum Command {
     /// Manage root filesystems
     #[command(subcommand)]
     Rootfs(RootfsCommand),
+    /// Print the engine's version, and the kernel and architecture it runs on
+    Version,
+    /// Print a shell completion script: engine completion bash > /etc/bash_completion.d/engine
+    Completion {
+        /// bash, zsh or fish
+        #[arg(value_enum)]
+        shell: cli::extras::Shell,
+    },
+    /// Write the man pages (engine-ctr.1, engine-ctr-run.1, ...) into DIR
+    Man {
+        /// Where to write them, e.g. /usr/local/share/man/man1
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Everything after NAME is the command: engine exec web ps -ef (a `--` before it is accepted)."
+)]
 struct ExecArgs {
+    /// Keep stdin attached (accepted: the engine always relays it)
+    #[arg(long, short = 'i')]
+    interactive: bool,
     /// Allocate a pseudo-terminal (default: when stdin is a terminal)
     #[arg(long, short = 't', num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     tty: Option<bool>,
@@ -84,26 +103,30 @@ struct ExecArgs {
     /// Working directory inside the container
     #[arg(long, short = 'w', value_name = "DIR")]
     workdir: Option<String>,
+    /// The running container
     name: String,
     /// The command and its arguments
-    #[arg(last = true, required = true)]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 
 #[derive(Args)]
 #[command(
-    after_help = "Exit status: the command's own; 128+N when it was killed by signal N; 125 engine error; 126 command not executable; 127 command not found.\n\nExamples:\n  engine run busybox                       an interactive shell in a busybox rootfs\n  engine run ./centos web 192.168.1.10     the old container_engine usage\n  engine run --cpus 0.5 --memory 50M --net none busybox -- sh -c 'echo hi'\n  engine run -d -p 8080:80 busybox web -- httpd -f -p 80   port 8080 of the host to port 80 of the container"
+    after_help = "Everything after IMAGE|ROOTFS is the command, as in docker (a `--` before it is accepted). A foreground container is removed when it ends, with or without --rm.\n\nExit status: the command's own; 128+N when it was killed by signal N; 125 engine error; 126 command not executable; 127 command not found.\n\nExamples:\n  engine run busybox                       an interactive shell in a busybox rootfs\n  engine run busybox echo hello            one command\n  engine run --name web --ip 192.168.1.10 ./centos   a name and an address of your choice\n  engine run --cpus 0.5 --memory 50M --net none busybox sh -c 'echo hi'\n  engine run -d -p 8080:80 --name web busybox httpd -f -p 80   port 8080 of the host to port 80 of the container"
 )]
 struct RunArgs {
-    /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
-    rootfs: String,
     /// Container name and default hostname (generated when omitted)
+    #[arg(long)]
     name: Option<String>,
-    /// The container's address on the bridge, e.g. 192.168.1.10 or 192.168.1.10/24
+    /// The container's address on the bridge, e.g. 192.168.1.10 or 192.168.1.10/24 (default: the lowest free one)
+    #[arg(long, value_name = "ADDRESS")]
     ip: Option<String>,
-    /// The command and its arguments (default: /bin/bash if present, else /bin/sh)
-    #[arg(last = true)]
-    command: Vec<String>,
+    /// Keep stdin attached (accepted: a foreground container always has it; a detached one never)
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Remove the container when it ends (accepted: the engine always does; a detached container's log stays until its name is reused or teardown)
+    #[arg(long)]
+    rm: bool,
     /// CPU limit in CPUs, e.g. 0.5
     #[arg(long)]
     cpus: Option<String>,
@@ -132,7 +155,7 @@ struct RunArgs {
     #[arg(long, default_value = "auto")]
     userns: String,
     /// Network: bridge (a veth on ENGINE_BRIDGE) or none (only lo)
-    #[arg(long, default_value = "bridge")]
+    #[arg(long, visible_alias = "network", default_value = "bridge")]
     net: String,
     /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]
     #[arg(
@@ -177,6 +200,12 @@ struct RunArgs {
     /// Cap on a detached container's log (NAME.log and NAME.log.1 together), e.g. 10M (default)
     #[arg(long, value_name = "SIZE")]
     log_size_max: Option<String>,
+    /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
+    #[arg(value_name = "IMAGE|ROOTFS")]
+    rootfs: String,
+    /// The command and its arguments (default: /bin/bash if present, else /bin/sh)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -202,33 +231,63 @@ enum RootfsCommand {
 fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     engine::sys::failpoint::setup();
-    // One binary, two command lines: runc's when its global flags, its
-    // verbs or `run --bundle` say so (see cli::oci::is_oci_invocation).
     // Lossy: `args()` would panic on an argument that is not UTF-8.
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if cli::oci::is_oci_invocation(&args) {
-        return ExitCode::from(cli::oci::main(args).clamp(0, 255) as u8);
+    // One binary, three command lines: the seed's when it is called by the
+    // seed program's name, runc's when its global flags, its verbs or
+    // `run --bundle` say so (see cli::oci::is_oci_invocation), else its own.
+    if cli::seed::is_seed_invocation(&args) {
+        return exit_code(cli::seed::main(&args));
     }
-    let cli = match Cli::try_parse() {
+    if cli::oci::is_oci_invocation(&args) {
+        return exit_code(cli::oci::main(args));
+    }
+    let args = mark_command(args);
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::ENGINE_ERROR
-            } else {
-                0
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: clap's own text, on stdout.
             let _ = e.print();
-            return ExitCode::from(code as u8);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `engine` alone: the list of commands, on stderr.
+            let _ = e.print();
+            return exit_code(exit::ENGINE_ERROR);
+        }
+        Err(e) => {
+            eprintln!(
+                "engine: {}",
+                cli::errors::sentence(&e, &args, &Cli::command())
+            );
+            return exit_code(exit::ENGINE_ERROR);
         }
     };
     match dispatch(cli) {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(code) => exit_code(code),
         Err(err) => {
             eprintln!("engine: {err}");
-            ExitCode::from(err.exit_code().clamp(0, 255) as u8)
+            exit_code(err.exit_code())
         }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// docker's reading of `run` and `exec`: every word after the rootfs (the
+/// name) is the command (see cli::split).
+fn mark_command(args: Vec<String>) -> Vec<String> {
+    let Some(verb) = args.get(1).cloned() else {
+        return args;
+    };
+    let cli = Cli::command();
+    match cli.find_subcommand(&verb) {
+        Some(sub) if verb == "run" || verb == "exec" => cli::split::mark_command(args, 1, sub),
+        _ => args,
     }
 }
 
@@ -237,16 +296,34 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     let cfg = Config::from_env();
     match cli.command {
         Command::Run(a) => run(*a, &cfg),
-        Command::Exec(a) => engine::exec(
-            engine::ExecInput {
-                name: a.name,
-                env: a.env,
-                workdir: a.workdir,
-                tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
-                command: a.command,
-            },
-            &cfg,
-        ),
+        Command::Exec(a) => {
+            // -i: the engine relays stdin anyway.
+            let _accepted = a.interactive;
+            engine::exec(
+                engine::ExecInput {
+                    name: a.name,
+                    env: a.env,
+                    workdir: a.workdir,
+                    tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
+                    command: a.command,
+                },
+                &cfg,
+            )
+        }
+        Command::Version => {
+            print!("{}", cli::extras::version());
+            Ok(0)
+        }
+        Command::Completion { shell } => {
+            cli::extras::completion(shell, Cli::command());
+            Ok(0)
+        }
+        Command::Man { dir } => {
+            for page in cli::extras::man_pages(Cli::command(), &dir)? {
+                println!("{}", page.display());
+            }
+            Ok(0)
+        }
         Command::Ps { all_fields, format } => ps(&cfg, all_fields, &format),
         Command::Stop { time, names } => {
             engine::stop(&cfg, &names, Duration::from_secs(time), |name| {
@@ -293,6 +370,9 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
 /// `engine run`: the description from the flags, then run it (in the
 /// foreground: its exit status; detached: its name once started).
 fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
+    // What -i and --rm ask docker for is what the engine does anyway
+    // (docs/cli.md says where it differs).
+    let _accepted = (a.interactive, a.rm);
     let input = SpecInput {
         rootfs: a.rootfs,
         name: a.name,

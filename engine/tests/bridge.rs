@@ -82,10 +82,18 @@ fn two_containers_ping_each_other_and_the_gateway() {
     // busybox ping needs a raw socket (it has no ICMP datagram fallback),
     // and containers lose NET_RAW by default.
     let a = net.start(
-        &["--cap-add", "NET_RAW", rootfs(), "alpha", "10.77.0.10"],
+        &[
+            "--cap-add",
+            "NET_RAW",
+            "--name",
+            "alpha",
+            "--ip",
+            "10.77.0.10",
+            rootfs(),
+        ],
         "read x",
     );
-    let out = net.run(&["--cap-add", "NET_RAW", rootfs(), "beta", "10.77.0.11/24", "--", "sh", "-c",
+    let out = net.run(&["--cap-add", "NET_RAW", "--name", "beta", "--ip", "10.77.0.11/24", rootfs(), "--", "sh", "-c",
         "ip -o -4 addr show eth0; ip route; ping -c1 -W5 10.77.0.1 && ping -c1 -W5 10.77.0.10 && echo PINGED"]);
     let text = stdout(&out);
     assert!(
@@ -96,7 +104,10 @@ fn two_containers_ping_each_other_and_the_gateway() {
     assert!(text.contains("default via 10.77.0.1"), "{text}");
     assert!(text.contains("PINGED"), "{text}\n{}", stderr(&out));
     // And back: from alpha to beta, started again as a listener-free target.
-    let b = net.start(&[rootfs(), "beta", "10.77.0.11"], "read x");
+    let b = net.start(
+        &["--name", "beta", "--ip", "10.77.0.11", rootfs()],
+        "read x",
+    );
     net.cmd()
         .args([
             "exec",
@@ -135,13 +146,13 @@ fn two_containers_ping_each_other_and_the_gateway() {
 fn leases_take_the_lowest_free_address_and_are_released() {
     let net = Net::new("lease", "10.78.0.0/24");
     let show = "ip -o -4 addr show eth0 | awk '{print $4}'";
-    let first = net.start(&["--net", "bridge", rootfs(), "first"], "read x");
-    net.run(&[rootfs(), "second", "--", "sh", "-c", show])
+    let first = net.start(&["--net", "bridge", "--name", "first", rootfs()], "read x");
+    net.run(&["--name", "second", rootfs(), "--", "sh", "-c", show])
         .code(0)
         .stdout("10.78.0.3/24\n");
     kill(first);
     // first's engine was SIGKILLed: the next run recovers its lease.
-    net.run(&[rootfs(), "third", "--", "sh", "-c", show])
+    net.run(&["--name", "third", rootfs(), "--", "sh", "-c", show])
         .code(0)
         .stdout("10.78.0.2/24\n");
     let out = net.run(&["--net", "none", rootfs(), "--", "ip", "-o", "link"]);
@@ -156,7 +167,10 @@ fn leases_take_the_lowest_free_address_and_are_released() {
 #[test]
 fn bad_addresses_are_refused_before_anything_is_created() {
     let net = Net::new("badip", "10.79.0.0/24");
-    let holder = net.start(&[rootfs(), "holder", "10.79.0.5"], "read x");
+    let holder = net.start(
+        &["--name", "holder", "--ip", "10.79.0.5", rootfs()],
+        "read x",
+    );
     let cases = [
         ("10.80.0.5", "outside"),
         ("10.79.0.0", "network"),
@@ -169,13 +183,23 @@ fn bad_addresses_are_refused_before_anything_is_created() {
         ("10.79.0.6/abc", "10.79.0.6/abc"),
     ];
     for (ip, needle) in cases {
-        net.run(&[rootfs(), "x", ip, "--", "true"])
+        net.run(&["--name", "x", "--ip", ip, rootfs(), "--", "true"])
             .code(125)
             .stderr(predicate::str::contains(needle));
         assert!(!net.links().contains("ve-x"), "{ip} left a veth");
     }
-    net.run(&["--net", "none", rootfs(), "x", "10.79.0.6", "--", "true"])
-        .code(125);
+    net.run(&[
+        "--net",
+        "none",
+        "--name",
+        "x",
+        "--ip",
+        "10.79.0.6",
+        rootfs(),
+        "--",
+        "true",
+    ])
+    .code(125);
     for (subnet, needle) in [
         ("10.79.0.0/31", "/30"),
         ("10.79.0/24", "ENGINE_SUBNET"),
@@ -197,9 +221,9 @@ fn bad_addresses_are_refused_before_anything_is_created() {
     kill(holder);
     // A full subnet: a /30 has two host addresses, one of them the gateway.
     let small = Net::beside("full", "10.81.0.0/30");
-    let only = small.start(&[rootfs(), "only"], "read x");
+    let only = small.start(&["--name", "only", rootfs()], "read x");
     small
-        .run(&[rootfs(), "more", "--", "true"])
+        .run(&["--name", "more", rootfs(), "--", "true"])
         .code(125)
         .stderr(predicate::str::contains("full"));
     kill(only);
@@ -233,7 +257,7 @@ fn thirty_concurrent_starts_get_distinct_addresses_and_reach_the_gateway() {
             net.env
                 .spawnable()
                 // NET_RAW for busybox ping (raw sockets only).
-                .args(["run", "--cap-add", "NET_RAW", "-v", &volume, rootfs(), &format!("c{i}"), "--", "sh", "-c", &script])
+                .args(["run", "--cap-add", "NET_RAW", "-v", &volume, "--name", &format!("c{i}"), rootfs(), "--", "sh", "-c", &script])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -279,7 +303,7 @@ fn setup_and_teardown_are_idempotent_and_teardown_refuses_while_running() {
     assert_eq!(forwarding().trim(), "1");
     let addr = ip(&["-o", "-4", "addr", "show", &net.bridge]);
     assert!(addr.contains("10.83.0.1/24"), "{addr}");
-    let mut running = net.start(&[rootfs(), "busy"], "read x");
+    let mut running = net.start(&["--name", "busy", rootfs()], "read x");
     net.cmd()
         .arg("teardown")
         .assert()
@@ -303,9 +327,11 @@ fn a_failure_midway_undoes_every_step() {
     net.run(&[
         "-v",
         "/tmp:/proc/engine-test",
-        rootfs(),
+        "--name",
         "mid",
+        "--ip",
         "10.84.0.9",
+        rootfs(),
         "--",
         "true",
     ])
@@ -314,7 +340,15 @@ fn a_failure_midway_undoes_every_step() {
     net.assert_no_veth();
     net.env.assert_clean();
     // The address is free again.
-    net.run(&[rootfs(), "again", "10.84.0.9", "--", "true"])
-        .code(0);
+    net.run(&[
+        "--name",
+        "again",
+        "--ip",
+        "10.84.0.9",
+        rootfs(),
+        "--",
+        "true",
+    ])
+    .code(0);
     net.cmd().arg("teardown").assert().code(0);
 }

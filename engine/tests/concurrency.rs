@@ -149,8 +149,9 @@ impl World {
             "NET_RAW",
             "-v",
             &self.volume(),
-            rootfs(),
+            "--name",
             name,
+            rootfs(),
             "--",
             "sh",
             "-c",
@@ -501,7 +502,15 @@ fn second(tag: &str, subnet: &str) -> Engine {
 fn detached_sleeper(env: &Engine, name: &str) {
     let script = "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done";
     env.cmd()
-        .args(["run", "-d", "--cap-add", "NET_RAW", rootfs(), name])
+        .args([
+            "run",
+            "-d",
+            "--cap-add",
+            "NET_RAW",
+            "--name",
+            name,
+            rootfs(),
+        ])
         .args(["--", "sh", "-c", script])
         .assert()
         .code(0);
@@ -574,7 +583,7 @@ fn engines_with_their_own_state_directories_do_not_undo_each_other() {
     let intruder = engine("sdc").with_network("br-sda", "10.93.0.0/24");
     intruder
         .cmd()
-        .args(["run", rootfs(), "c1", "--", "true"])
+        .args(["run", "--name", "c1", rootfs(), "--", "true"])
         .assert()
         .code(125)
         .stderr(
@@ -601,8 +610,9 @@ fn stop_never_releases_a_new_container_of_the_same_name() {
     let mut first = Running::run(
         &env,
         &[
-            rootfs(),
+            "--name",
             "web",
+            rootfs(),
             "--",
             "sh",
             "-c",
@@ -695,8 +705,9 @@ fn a_sigkilled_engine_takes_its_processes_with_it() {
     let mut run = Running::run(
         &env,
         &[
-            rootfs(),
+            "--name",
             "web",
+            rootfs(),
             "--",
             "sh",
             "-c",

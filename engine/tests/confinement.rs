@@ -340,7 +340,7 @@ fn exec_joining_process_is_out_of_reach() {
     let name = unique("spy");
     let secret = format!("s3cr3t-{}", std::process::id());
     let mut run = env.cmd();
-    run.args(["run", "--net", "none", rootfs(), &name, "--"])
+    run.args(["run", "--net", "none", "--name", &name, rootfs(), "--"])
         .args(["/attack", "exec-spy", &secret, "50"]);
     let mut spy = Running::spawn(run);
     spy.wait_for("ready");
@@ -407,7 +407,7 @@ fn exec_engine_binary_not_writable_from_container() {
     let before = std::fs::read(&copy).unwrap();
     let name = unique("exe");
     let mut run = env.cmd();
-    run.args(["run", "--net", "none", rootfs(), &name, "--"])
+    run.args(["run", "--net", "none", "--name", &name, rootfs(), "--"])
         .args(["sh", "-c", "echo ready; sleep 4"]);
     let mut target = Running::spawn(run);
     target.wait_for("ready");
@@ -591,7 +591,7 @@ fn bridge_container_cannot_forge() {
         r#"set -u
 [ "$(readlink /proc/self/ns/net)" != "{ours}" ] || {{ echo "SAFETY: not in a new network namespace" >&2; exit 99; }}
 ip link set lo up
-"$ENGINE" run "$ROOTFS" victim-ns 192.168.213.10 -- sh -c '
+"$ENGINE" run --name victim-ns --ip 192.168.213.10 "$ROOTFS" sh -c '
   ip addr add 192.168.213.99/24 dev eth0 && echo ATTACK-OK address
   ip link set eth0 address 02:00:00:00:00:99 && echo ATTACK-OK mac
   /attack raw-send'

@@ -221,7 +221,7 @@ fn no_container_mount_reaches_a_shared_host(#[case] rootfs: Source) {
         let detached = [
             &["run", "-d", "--net", "none"][..],
             &vols[..],
-            &[root, "held", "--", "sleep", "60"],
+            &["--name", "held", root, "--", "sleep", "60"],
         ]
         .concat();
         ledger.engine(&env, &detached, None);

@@ -78,8 +78,9 @@ fn root_on_the_host(env: &Engine, rootfs: &Path, name: &str) -> ((u64, u64, u64)
         &[
             "-v",
             &spec,
-            rootfs.to_str().unwrap(),
+            "--name",
             name,
+            rootfs.to_str().unwrap(),
             "--",
             "sh",
             "-c",
@@ -247,7 +248,11 @@ fn owner_bases_overlapping_the_host_users_are_refused() {
     // A rootfs given to a subuid range by other means.
     let (_copy, root) = rootfs_copy("subuid-owned");
     std::os::unix::fs::chown(&root, Some(5 * SIZE as u32), Some(5 * SIZE as u32)).unwrap();
-    let a = run(&env, &[root.to_str().unwrap(), "so", "--", "true"]).code(125);
+    let a = run(
+        &env,
+        &["--name", "so", root.to_str().unwrap(), "--", "true"],
+    )
+    .code(125);
     let err = stderr(&a);
     assert!(
         err.contains("owned by 327680:327680") && err.contains("/etc/subuid"),
@@ -264,7 +269,11 @@ fn a_rootfs_owned_by_a_host_user_is_refused() {
     let env = engine("ownedroot");
     let (_copy, root) = rootfs_copy("user-owned");
     std::os::unix::fs::chown(&root, Some(1000), Some(1000)).unwrap();
-    let a = run(&env, &[root.to_str().unwrap(), "uo", "--", "true"]).code(125);
+    let a = run(
+        &env,
+        &["--name", "uo", root.to_str().unwrap(), "--", "true"],
+    )
+    .code(125);
     let err = stderr(&a);
     for want in ["owned by 1000:1000", "chown 0:0", "--owner"] {
         assert!(err.contains(want), "want {want:?} in: {err}");
@@ -275,15 +284,20 @@ fn a_rootfs_owned_by_a_host_user_is_refused() {
     // Only the gid is a host group's (0, root's): refused too.
     let base = (POOL_END + 9 * SIZE) as u32;
     std::os::unix::fs::chown(&root, Some(base), Some(0)).unwrap();
-    let a = run(&env, &[root.to_str().unwrap(), "uo", "--", "true"]).code(125);
+    let a = run(
+        &env,
+        &["--name", "uo", root.to_str().unwrap(), "--", "true"],
+    )
+    .code(125);
     assert!(stderr(&a).contains("gid 0"), "{}", stderr(&a));
 
     std::os::unix::fs::chown(&root, Some(base), Some(base)).unwrap();
     let a = run(
         &env,
         &[
-            root.to_str().unwrap(),
+            "--name",
             "uo",
+            root.to_str().unwrap(),
             "--",
             "cat",
             "/proc/self/uid_map",
@@ -316,8 +330,9 @@ fn userns_bases_of_host_users_are_refused() {
                 &b,
                 "-v",
                 &spec,
-                rootfs(),
+                "--name",
                 "u0",
+                rootfs(),
                 "--",
                 "cat",
                 "/v/secret",
@@ -496,11 +511,17 @@ fn fixed_ranges_are_leased_across_state_directories() {
         assert_eq!(id_leases(b.state_dir()), Vec::new());
         b.assert_clean();
     };
-    refused(&[root, "sb", "--", "true"], "sa");
+    refused(&["--name", "sb", root, "--", "true"], "sa");
     let base = BASE.to_string();
-    refused(&["--userns", &base, rootfs(), "sb", "--", "true"], "sa");
+    refused(
+        &["--userns", &base, "--name", "sb", rootfs(), "--", "true"],
+        "sa",
+    );
     let within = (BASE + SIZE / 2).to_string();
-    refused(&["--userns", &within, rootfs(), "sb", "--", "true"], "sa");
+    refused(
+        &["--userns", &within, "--name", "sb", rootfs(), "--", "true"],
+        "sa",
+    );
 
     // A pool range held by a container of `a`, asked for with --userns.
     a.cmd()
@@ -515,7 +536,15 @@ fn fixed_ranges_are_leased_across_state_directories() {
         .0
         .to_string();
     refused(
-        &["--userns", &pool_base, rootfs(), "sb", "--", "true"],
+        &[
+            "--userns",
+            &pool_base,
+            "--name",
+            "sb",
+            rootfs(),
+            "--",
+            "true",
+        ],
         "pa",
     );
 
@@ -524,7 +553,11 @@ fn fixed_ranges_are_leased_across_state_directories() {
         .assert()
         .code(0);
     assert_eq!(id_leases(a.state_dir()), Vec::new());
-    let out = run(&b, &[root, "sb", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let out = run(
+        &b,
+        &["--name", "sb", root, "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
     assert_eq!(id_map(&stdout(&out)), (0, BASE, SIZE));
     a.assert_clean();
     b.assert_clean();
@@ -544,8 +577,9 @@ fn a_killed_engines_range_stays_taken_while_its_container_runs() {
     let mut c = Running::run(
         &a,
         &[
-            rootfs(),
+            "--name",
             "ka",
+            rootfs(),
             "--",
             "sh",
             "-c",
@@ -572,7 +606,11 @@ fn a_killed_engines_range_stays_taken_while_its_container_runs() {
         proc_file("status").contains(&nobody),
         "the container did not outlive its engine"
     );
-    let out = run(&b, &[rootfs(), "kb", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let out = run(
+        &b,
+        &["--name", "kb", rootfs(), "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
     assert_eq!(
         id_map(&stdout(&out)).1,
         START + SIZE,
@@ -586,7 +624,11 @@ fn a_killed_engines_range_stays_taken_while_its_container_runs() {
         Vec::new(),
         "the next invocation left the lease"
     );
-    let out = run(&b, &[rootfs(), "kb", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let out = run(
+        &b,
+        &["--name", "kb", rootfs(), "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
     assert_eq!(id_map(&stdout(&out)).1, START);
     a.assert_clean();
     b.assert_clean();

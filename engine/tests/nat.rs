@@ -282,8 +282,9 @@ fn containers_reach_the_world_through_nat_and_teardown_restores_the_ruleset() {
     let installed = ruleset();
     assert!(installed.contains("table inet engine"), "{installed}");
     let out = net.run(&[
-        rootfs(),
+        "--name",
         "fetch",
+        rootfs(),
         "--",
         "sh",
         "-c",
@@ -314,7 +315,15 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
     let before = ruleset();
     // No `engine setup`: the first bridged run installs the table.
     let server = net.start(
-        &["-p", "8080:80", rootfs(), "web", "10.83.0.10"],
+        &[
+            "-p",
+            "8080:80",
+            "--name",
+            "web",
+            "--ip",
+            "10.83.0.10",
+            rootfs(),
+        ],
         &web("web"),
     );
     let from_world = net
@@ -337,7 +346,7 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
         std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", bridge_nf)
             .expect("bridge-nf-call-iptables (the br_netfilter module)");
         let script = format!("{}; {}", fetch(HOST_IP, 8080), fetch("10.83.0.1", 8080));
-        let out = net.run(&[rootfs(), "client", "--", "sh", "-c", &script]);
+        let out = net.run(&["--name", "client", rootfs(), "--", "sh", "-c", &script]);
         let text = stdout(&out);
         assert_eq!(
             text.matches("web web").count(),
@@ -373,7 +382,7 @@ fn a_published_port_is_reached_from_the_world_the_host_and_other_containers() {
 fn a_host_port_in_use_is_refused_before_anything_is_created() {
     let net = Net::new("dup", "10.86.0.0/24");
     net.setup();
-    let _server = net.start(&["-p", "8080:80", rootfs(), "web"], &web("web"));
+    let _server = net.start(&["-p", "8080:80", "--name", "web", rootfs()], &web("web"));
     let _listener = TcpListener::bind(("0.0.0.0", 9090)).unwrap();
     let _udp = UdpSocket::bind(("127.0.0.1", 9091)).unwrap();
     let rules = ruleset();
@@ -398,7 +407,7 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
         (vec!["--add-host", "db"], "NAME:IP"),
     ] {
         let mut all = args.clone();
-        all.extend([rootfs(), "dup", "--", "true"]);
+        all.extend(["--name", "dup", rootfs(), "--", "true"]);
         let out = net.run(&all);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
@@ -420,8 +429,9 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
         "8080:80/udp",
         "-p",
         "9094:80",
-        rootfs(),
+        "--name",
         "ok",
+        rootfs(),
         "--",
         "true",
     ]);
@@ -433,7 +443,7 @@ fn a_host_port_in_use_is_refused_before_anything_is_created() {
 fn a_killed_engine_s_port_rules_are_removed_by_the_next_engine() {
     let net = Net::new("stale", "10.87.0.0/24");
     net.setup();
-    let mut server = net.start(&["-p", "8080:80", rootfs(), "web"], &web("web"));
+    let mut server = net.start(&["-p", "8080:80", "--name", "web", rootfs()], &web("web"));
     assert!(ruleset().contains("pre-web"));
     server.0.kill().unwrap(); // SIGKILL: the engine cleans nothing up
     wait::child(&mut server.0, SHORT).unwrap();
@@ -450,7 +460,7 @@ fn a_killed_engine_s_port_rules_are_removed_by_the_next_engine() {
     );
     assert!(!net.env.state_dir().join("web.etc").exists());
     // And the port can be published again.
-    let out = net.run(&["-p", "8080:80", rootfs(), "again", "--", "true"]);
+    let out = net.run(&["-p", "8080:80", "--name", "again", rootfs(), "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     net.teardown();
 }
@@ -471,9 +481,11 @@ fn dns_files_are_the_engine_s_and_the_rootfs_stays_untouched() {
         "db:192.0.2.10",
         "--hostname",
         "box",
-        rootfs(),
+        "--name",
         "named",
+        "--ip",
         "10.88.0.7",
+        rootfs(),
         "--",
         "sh",
         "-c",
@@ -505,7 +517,10 @@ fn dns_files_are_the_engine_s_and_the_rootfs_stays_untouched() {
 fn the_world_cannot_reach_a_container_unasked() {
     let net = Net::new("closed", "10.84.0.0/24");
     net.setup();
-    let server = net.start(&[rootfs(), "web", "10.84.0.10"], &web("web"));
+    let server = net.start(
+        &["--name", "web", "--ip", "10.84.0.10", rootfs()],
+        &web("web"),
+    );
     // The host itself can (its own bridge).
     assert!(wait_http("10.84.0.10:80".parse().unwrap()).contains("web web"));
     // The world, routed to the subnet through the host, cannot.
@@ -571,7 +586,15 @@ fn docker_style_iptables_rules_are_kept_and_do_not_block_containers() {
         }
         let before = iptables_save(tool);
         net.setup();
-        let out = net.run(&[rootfs(), "fetch", "--", "sh", "-c", &fetch(WORLD_IP, 80)]);
+        let out = net.run(&[
+            "--name",
+            "fetch",
+            rootfs(),
+            "--",
+            "sh",
+            "-c",
+            &fetch(WORLD_IP, 80),
+        ]);
         assert!(
             stdout(&out).contains(GREETING),
             "{tool}: {}\n{}",
@@ -605,7 +628,7 @@ fn figure_download_through_nat_vs_from_the_host() {
         format!("printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc {WORLD_IP} 80 >/dev/null; echo done");
     let mut ctr = net
         .cmd()
-        .args(["run", rootfs(), "dl", "--", "sh", "-c"])
+        .args(["run", "--name", "dl", rootfs(), "--", "sh", "-c"])
         .arg(format!("echo ready; while read x; do {get}; done"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -658,8 +681,9 @@ fn dns_files_reach_an_unprivileged_container_root_under_a_private_state_dir() {
     let out = net.run(&[
         "--add-host",
         "db:192.0.2.10",
-        owned.to_str().unwrap(),
+        "--name",
         "u",
+        owned.to_str().unwrap(),
         "--",
         "sh",
         "-c",

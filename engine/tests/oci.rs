@@ -2539,7 +2539,11 @@ fn mapped_ids_are_leased_host_wide() {
             .parse()
             .unwrap()
     };
-    let a = run(&env, &[rootfs(), "r1", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let a = run(
+        &env,
+        &["--name", "r1", rootfs(), "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
     assert_eq!(
         uid_base(&a),
         BASE + SIZE,
@@ -2572,7 +2576,11 @@ fn mapped_ids_are_leased_host_wide() {
     env.cmd().args(["stop", "-t", "0", "r2"]).assert().code(0);
     oci.ok(&["delete", "o1"]);
     oci.assert_root_empty();
-    let a = run(&env, &[rootfs(), "r3", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let a = run(
+        &env,
+        &["--name", "r3", rootfs(), "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
     assert_eq!(uid_base(&a), BASE, "delete left the OCI container's lease");
     assert_eq!(id_leases(&oci.root()), Vec::new());
     env.assert_clean();

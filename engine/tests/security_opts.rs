@@ -174,7 +174,7 @@ fn exec_inherits_the_confinement() {
     env.cmd()
         .args(["run", "-d", "--net", "none", "--cap-drop", "ALL"])
         .args(["--security-opt", "no-new-privileges", "-e", "FROM_RUN=1"])
-        .args([rootfs(), &name, "--", "sleep", "30"])
+        .args(["--name", &name, rootfs(), "--", "sleep", "30"])
         .assert()
         .success();
     let a = env
@@ -209,7 +209,7 @@ fn logs_rotate_within_the_cap() {
     let name = format!("seclog-{}", std::process::id());
     env.cmd()
         .args(["run", "-d", "--net", "none", "--log-size-max", "64k"])
-        .args([rootfs(), &name, "--", "sh", "-c"])
+        .args(["--name", &name, rootfs(), "--", "sh", "-c"])
         .arg("i=0; while [ $i -lt 10000 ]; do echo line-$i; i=$((i+1)); done")
         .assert()
         .success();

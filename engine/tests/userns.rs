@@ -66,8 +66,9 @@ fn root_owned_rootfs_gets_a_pool_range_and_an_idmapped_view() {
     let mut first = Running::run(
         &env,
         &[
-            rootfs(),
+            "--name",
             "pool1",
+            rootfs(),
             "--",
             "sh",
             "-c",
@@ -84,7 +85,14 @@ fn root_owned_rootfs_gets_a_pool_range_and_an_idmapped_view() {
 
     let a = run(
         &env,
-        &[rootfs(), "pool2", "--", "cat", "/proc/self/uid_map"],
+        &[
+            "--name",
+            "pool2",
+            rootfs(),
+            "--",
+            "cat",
+            "/proc/self/uid_map",
+        ],
     )
     .code(0);
     let (_, base2, _) = uid_map(stdout(&a).trim());
@@ -115,8 +123,9 @@ fn volume_writes_land_as_the_base() {
         &[
             "-v",
             &spec,
-            rootfs(),
+            "--name",
             "vb",
+            rootfs(),
             "--",
             "sh",
             "-c",
@@ -143,7 +152,15 @@ fn range_of_a_killed_engine_is_freed_by_the_next_invocation() {
     let env = engine_with_pool("leasekill", (3 << 30) + (16 << 16), 4);
     let mut c = Running::run(
         &env,
-        &[rootfs(), "lk", "--", "sh", "-c", "echo up; sleep 60"],
+        &[
+            "--name",
+            "lk",
+            rootfs(),
+            "--",
+            "sh",
+            "-c",
+            "echo up; sleep 60",
+        ],
     );
     c.expect("up");
     let held = held_ranges(&env);
@@ -158,7 +175,11 @@ fn range_of_a_killed_engine_is_freed_by_the_next_invocation() {
     );
     // The next invocation is the next run: it recovers the stale record
     // under the state lock before it picks a range.
-    let a = run(&env, &[rootfs(), "lk2", "--", "cat", "/proc/self/uid_map"]).code(0);
+    let a = run(
+        &env,
+        &["--name", "lk2", rootfs(), "--", "cat", "/proc/self/uid_map"],
+    )
+    .code(0);
     let (_, base, _) = uid_map(stdout(&a).trim());
     assert_eq!(base, killed_base, "the freed range is not reused");
     assert_eq!(
@@ -182,8 +203,9 @@ fn rootfs_under_a_private_directory_runs() {
     let a = run(
         &env,
         &[
-            root.to_str().unwrap(),
+            "--name",
             "priv",
+            root.to_str().unwrap(),
             "--",
             "sh",
             "-c",
@@ -225,8 +247,9 @@ fn read_only_volume_is_read_only_with_its_submounts() {
         &[
             "-v",
             &spec,
-            rootfs(),
+            "--name",
             "rv",
+            rootfs(),
             "--",
             "sh",
             "-c",
@@ -264,8 +287,9 @@ fn layer_size_is_honoured() {
         &[
             "--layer-size",
             "50M",
-            rootfs(),
+            "--name",
             "ls1",
+            rootfs(),
             "--",
             "df",
             "-k",
@@ -280,9 +304,20 @@ fn layer_size_is_honoured() {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or_else(|| panic!("no df line for /: {out}"));
     assert_eq!(total, 50 * 1024, "{out}");
-    run(&env, &["--layer-size", "1M", rootfs(), "ls2", "--", "true"])
-        .code(125)
-        .stderr(predicate::str::contains("--layer-size"));
+    run(
+        &env,
+        &[
+            "--layer-size",
+            "1M",
+            "--name",
+            "ls2",
+            rootfs(),
+            "--",
+            "true",
+        ],
+    )
+    .code(125)
+    .stderr(predicate::str::contains("--layer-size"));
     env.assert_clean();
 }
 
@@ -308,7 +343,15 @@ fn symlinked_volume_target_stays_inside_the_root() {
     let spec = format!("{}:/link/data", vol.path().display());
     run(
         &env,
-        &["-v", &spec, root.to_str().unwrap(), "st", "--", "true"],
+        &[
+            "-v",
+            &spec,
+            "--name",
+            "st",
+            root.to_str().unwrap(),
+            "--",
+            "true",
+        ],
     )
     .code(125)
     .stderr(predicate::str::contains("/link/data"));
@@ -340,12 +383,14 @@ fn rootfs_that_cannot_be_idmapped_is_refused_and_undone() {
     .unwrap();
     let root = dir.path().join("root");
     busybox::copy_to(&root);
-    run(&env, &[root.to_str().unwrap(), "ni", "--", "true"])
-        .code(125)
-        .stderr(
-            predicate::str::contains("cannot be idmapped")
-                .and(predicate::str::contains("--userns")),
-        );
+    run(
+        &env,
+        &["--name", "ni", root.to_str().unwrap(), "--", "true"],
+    )
+    .code(125)
+    .stderr(
+        predicate::str::contains("cannot be idmapped").and(predicate::str::contains("--userns")),
+    );
     assert_eq!(held_ranges(&env), Vec::<(String, u64)>::new());
     assert_no_lease_files(&env);
     env.assert_clean();

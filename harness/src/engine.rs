@@ -246,7 +246,7 @@ pub struct Run {
 }
 
 impl Run {
-    /// `engine run --net none ROOTFS NAME`, with the rootfs's default command.
+    /// `engine run --net none --name NAME ROOTFS`, with the rootfs's default command.
     pub fn new(rootfs: &Path, name: &str) -> Run {
         Run {
             rootfs: rootfs.to_path_buf(),
@@ -286,9 +286,11 @@ impl Run {
         let mut args = vec!["run".to_string(), "--net".to_string()];
         args.push(if self.ip.is_some() { "bridge" } else { "none" }.into());
         args.extend(self.opts.iter().cloned());
+        args.extend(["--name".to_string(), self.name.clone()]);
+        if let Some(ip) = &self.ip {
+            args.extend(["--ip".to_string(), ip.clone()]);
+        }
         args.push(self.rootfs.to_string_lossy().into_owned());
-        args.push(self.name.clone());
-        args.extend(self.ip.iter().cloned());
         if !self.cmd.is_empty() {
             args.push("--".into());
             args.extend(self.cmd.iter().cloned());
@@ -308,7 +310,7 @@ mod tests {
             .cmd(&["ps", "-e"]);
         assert_eq!(
             r.args(),
-            ["run", "--net", "none", "--cpus", "0.5", "/r", "c1", "--", "ps", "-e"]
+            ["run", "--net", "none", "--cpus", "0.5", "--name", "c1", "/r", "--", "ps", "-e"]
         );
         let r = Run::new(Path::new("/r"), "c2").ip("10.231.1.10").sh("ip a");
         assert_eq!(
@@ -317,9 +319,11 @@ mod tests {
                 "run",
                 "--net",
                 "bridge",
-                "/r",
+                "--name",
                 "c2",
+                "--ip",
                 "10.231.1.10",
+                "/r",
                 "--",
                 "/bin/sh",
                 "-c",

@@ -176,10 +176,10 @@ impl Drop for Engine {
     }
 }
 
-/// The arguments of `engine run -d --net none ROOTFS NAME -- COMMAND...`: a
+/// The arguments of `engine run -d --net none --name NAME ROOTFS -- COMMAND...`: a
 /// detached container with no network, as most tests of detached runs want.
 pub fn detached_args<'a>(rootfs: &'a str, name: &'a str, command: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["run", "-d", "--net", "none", rootfs, name, "--"];
+    let mut args = vec!["run", "-d", "--net", "none", "--name", name, rootfs, "--"];
     args.extend_from_slice(command);
     args
 }

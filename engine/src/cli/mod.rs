@@ -1,3 +1,10 @@
-//! The binary's command lines besides the native one in main.rs.
+//! The binary's command lines besides the native one in main.rs (the
+//! seed's and runc's), and what main.rs needs beside clap: where a
+//! command begins, parse errors as sentences, and the verbs around the
+//! engine (version, completion, man).
 
+pub mod errors;
+pub mod extras;
 pub mod oci;
+pub mod seed;
+pub mod split;

@@ -148,7 +148,11 @@ pub(super) fn run_with(
     drop(child_mount_sock);
     drop(error_write);
     let master = pty.map(|p| p.master);
-    verbose!(spec, "cloned pid {pid}");
+    verbose!(
+        spec,
+        "created the namespaces of {}: its PID 1 is host PID {pid}",
+        spec.name
+    );
 
     let wiring = Wiring {
         pid,
@@ -158,7 +162,7 @@ pub(super) fn run_with(
     };
     wire_up(spec, &record, wiring, &mut res)?;
     start(pid, sync_write, error_read, &mut res)?;
-    verbose!(spec, "{} started", spec.command[0]);
+    verbose!(spec, "started {} in {}", spec.command[0], spec.name);
     step!("run.started");
     res.log = None;
     started(&record);
@@ -169,12 +173,18 @@ pub(super) fn run_with(
     Ok(status)
 }
 
-/// Whether the container gets a cgroup (cgroup v2 with its controllers);
-/// without one, says so where no limit asked for it.
+/// Whether the container gets a cgroup (cgroup v2 with its controllers).
+/// Without one a container that asked for no limit runs quietly (a limit
+/// asked for is refused before this): only `--verbose` says so, so that
+/// nothing of the engine's mixes with the container's stderr.
 fn cgroup_available(spec: &Spec, cfg: &Config) -> bool {
     let cgroup_ok = cgroup::check_available(&cfg.cgroup_root).is_ok();
     if !cgroup_ok && !spec.limits.any() {
-        eprintln!("engine: this host has no cgroup v2 cpu/memory controllers: no resource control for this container");
+        verbose!(
+            spec,
+            "this host has no cgroup v2 cpu/memory controllers, so {} runs without resource control",
+            spec.name
+        );
     }
     cgroup_ok
 }
@@ -303,7 +313,14 @@ fn take_name_log_and_cgroup(
     step!("run.reserve");
     let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &res.state)?;
     res.lease = lease;
-    verbose!(spec, "reserved {} ({:?})", spec.name, record.ip);
+    match record.ip {
+        Some(ip) => verbose!(spec, "reserved the name {} and the address {ip}", spec.name),
+        None => verbose!(
+            spec,
+            "reserved the name {} (no address: not on the bridge)",
+            spec.name
+        ),
+    }
     if spec.detach {
         // Only now is the name ours: a clash must not truncate another's log.
         step!("run.log");
@@ -394,7 +411,7 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
         res.ports = true;
         step!("run.ports");
         nat::add_ports(&spec.name, ip, &super::nat::forwards(&spec.ports))?;
-        verbose!(spec, "published {}", show_ports(&spec.ports));
+        verbose!(spec, "published port(s) {}", show_ports(&spec.ports));
     }
     Ok(())
 }

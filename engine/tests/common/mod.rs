@@ -42,8 +42,9 @@ pub fn run_write_through(env: &Engine, root: &std::path::Path, script: &str) -> 
         env,
         &[
             "--write-through",
-            root.to_str().unwrap(),
+            "--name",
             "wt",
+            root.to_str().unwrap(),
             "--",
             "sh",
             "-c",

@@ -145,7 +145,7 @@ fn one_host(ctx: &Ctx, env: &Env, dir: &Path, rootfs_is_mount: bool) -> Result<V
     let detached = [
         &["run", "-d", "--net", "none", "--write-through"][..],
         &vols,
-        &[root_s, name, "--", "sleep", "600"],
+        &["--name", name, root_s, "--", "sleep", "600"],
     ]
     .concat();
     ledger.engine(env, &detached, None)?;

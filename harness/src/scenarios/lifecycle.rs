@@ -17,7 +17,7 @@ fn detach(env: &Env, ctx: &Ctx, name: &str, extra: &[&str], script: &str) -> Res
     let rootfs = ctx.rootfs().to_str().context("rootfs path is not UTF-8")?;
     let mut args = vec!["run", "-d", "--net", "none"];
     args.extend(extra);
-    args.extend([rootfs, name, "--", "sh", "-c", script]);
+    args.extend(["--name", name, rootfs, "--", "sh", "-c", script]);
     let out = engine(env, &args)?;
     out.expect_success("`engine run -d`")?;
     if out.stdout.trim() != name {

@@ -195,7 +195,7 @@ fn run() -> Result<()> {
         format!("everything ran in a private network namespace (net:[{own_ns}]) made once by this tool, so no per-command `unshare --net` wrapper and no wrapper cost; each run's dead network namespace is torn down by the kernel in the background while the next runs, the same for every runtime"),
         "runc and crun: an OCI bundle from `runc spec` (default namespaces: pid, network, ipc, uts, mount; read-only root), process /bin/true, no terminal, a fixed id (runs are sequential and `run` deletes the container at exit)".into(),
         "podman and systemd-nspawn write into the rootfs they are given (mount points, /etc/localtime, /var/log/journal; nspawn also wants /usr): each gets its own identical copy".into(),
-        "engine, bridge address: `engine run ROOTFS NAME 192.168.1.2` (the old container_engine usage), the bridge already up from a first run".into(),
+        "engine, bridge address: `engine run --name NAME --ip 192.168.1.2 ROOTFS` (a name and an address, as the seed's `container_engine ROOTFS NAME IP` gave), the bridge already up from a first run".into(),
     ];
     let report = Report {
         machine,

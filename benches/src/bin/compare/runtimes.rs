@@ -90,11 +90,11 @@ pub fn prepare_rows(engine: &Path, rootfs: &Path, tmp: &Path) -> Result<Vec<Row>
     let mut rows = Vec::new();
     let e = s(engine);
     let r = s(rootfs);
-    let run = |pre: &[&str], post: &[&str], cmd: &[&str]| -> Vec<String> {
+    // Options before the rootfs: every word after it is the command.
+    let run = |pre: &[&str], cmd: &[&str]| -> Vec<String> {
         let mut v = vec![e.clone(), "run".into()];
         v.extend(pre.iter().map(|x| x.to_string()));
         v.push(r.clone());
-        v.extend(post.iter().map(|x| x.to_string()));
         v.push("--".into());
         v.extend(cmd.iter().map(|x| x.to_string()));
         v
@@ -103,19 +103,23 @@ pub fn prepare_rows(engine: &Path, rootfs: &Path, tmp: &Path) -> Result<Vec<Row>
     let z: &[&str] = &["/bin/sleep", "0.2"];
     rows.push(Row::new(
         ENGINE_NONE,
-        run(&["--net", "none"], &[], t),
-        run(&["--net", "none"], &[], z),
+        run(&["--net", "none"], t),
+        run(&["--net", "none"], z),
     ));
-    let br = ["cmp-br", "192.168.1.2"];
-    rows.push(Row::new(ENGINE_BRIDGE, run(&[], &br, t), run(&[], &br, z)));
+    let br = ["--name", "cmp-br", "--ip", "192.168.1.2"];
+    rows.push(Row::new(ENGINE_BRIDGE, run(&br, t), run(&br, z)));
     if cgroup_v2_limits().is_ok() {
-        let lim = ["--cpus", "0.5", "--memory", "50M"];
-        let br = ["cmp-cg", "192.168.1.3"];
-        rows.push(Row::new(
-            ENGINE_LIMITS,
-            run(&lim, &br, t),
-            run(&lim, &br, z),
-        ));
+        let lim = [
+            "--cpus",
+            "0.5",
+            "--memory",
+            "50M",
+            "--name",
+            "cmp-cg",
+            "--ip",
+            "192.168.1.3",
+        ];
+        rows.push(Row::new(ENGINE_LIMITS, run(&lim, t), run(&lim, z)));
     }
 
     // runc and crun share one bundle per command; `X spec` writes the defaults.

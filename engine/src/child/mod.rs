@@ -220,6 +220,7 @@ fn oci_state_and_sysctls(setup: &ChildSetup) -> Step<String> {
     let Some(oci) = &setup.oci else {
         return Ok(String::new());
     };
+    child_step!(setup.error_fd, "child.oci_state");
     let hook_state = read_state(oci.state_fd)?;
     child_step!(setup.error_fd, "child.sysctl");
     write_sysctls(&oci.extras.sysctl)?;

@@ -39,6 +39,34 @@ pub fn is_oci_invocation(args: &[String]) -> bool {
     })
 }
 
+/// Whether `run`'s options (the words before its first positional: OCI's
+/// container ID, or the native rootfs, after which everything is the
+/// container's command) include runc's `-b`/`--bundle`. Only OCI's
+/// value-taking options are skipped with their value: a native option's
+/// value ends the scan early, which keeps the word native.
+fn run_has_a_bundle(words: &[String]) -> bool {
+    const OCI_RUN_VALUES: [&str; 5] = [
+        "-b",
+        "--bundle",
+        "--console-socket",
+        "--pid-file",
+        "--preserve-fds",
+    ];
+    let mut words = words.iter();
+    while let Some(w) = words.next() {
+        if w == "-b" || w == "--bundle" || w.starts_with("--bundle=") {
+            return true;
+        }
+        if !w.starts_with('-') || w == "--" {
+            return false;
+        }
+        if OCI_RUN_VALUES.contains(&w.as_str()) {
+            words.next();
+        }
+    }
+    false
+}
+
 /// The dispatch rule, with the one question it asks the host (is there a
 /// container of this ID in the default --root?) passed in.
 fn picks_oci(args: &[String], oci_container_exists: impl Fn(&str) -> bool) -> bool {
@@ -62,11 +90,7 @@ fn picks_oci(args: &[String], oci_container_exists: impl Fn(&str) -> bool) -> bo
     if OCI_ONLY_VERBS.contains(&first.as_str()) {
         return true;
     }
-    if first == "run"
-        && args[2..]
-            .iter()
-            .any(|a| a == "-b" || a == "--bundle" || a.starts_with("--bundle="))
-    {
+    if first == "run" && run_has_a_bundle(&args[2..]) {
         return true;
     }
     // podman calls `kill ID 15`, `exec ... ID` with no global flag: such a
@@ -386,6 +410,13 @@ mod tests {
             ("engine run --bundle=/b c", true),
             ("engine run busybox oci-ctr", false),
             ("engine run -d busybox", false),
+            ("engine run --pid-file /p -d --bundle /b c", true),
+            ("engine run --console-socket /s -b /b c", true),
+            // ... and only before the first positional: after the rootfs
+            // it is the container's command.
+            ("engine run busybox ls -b", false),
+            ("engine run --name web busybox tar --bundle x", false),
+            ("engine run busybox -- -b", false),
             // kill, exec and ps: OCI's when they name an OCI container.
             ("engine kill oci-ctr 15", true),
             ("engine exec --process p.json oci-ctr", true),

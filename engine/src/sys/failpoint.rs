@@ -261,6 +261,10 @@ mod tests {
         ("parent/host.rs", "fn teardown("),
         ("parent/lifecycle.rs", "fn stop("),
         ("child/mod.rs", "fn prepare_and_exec("),
+        ("child/mod.rs", "fn become_the_container_s_root("),
+        ("child/mod.rs", "fn oci_state_and_sysctls("),
+        ("child/mod.rs", "fn enter_the_container_s_root("),
+        ("child/mod.rs", "fn hostname_and_network("),
         ("child/join.rs", "fn join_and_exec("),
         ("child/exec.rs", "fn finish_and_exec("),
         ("image/mod.rs", "fn pull("),
@@ -289,6 +293,10 @@ mod tests {
         "let_init_go(",
         "open_inputs(",
         "make_host_side(",
+        "become_the_container_s_root(",
+        "oci_state_and_sysctls(",
+        "enter_the_container_s_root(",
+        "hostname_and_network(",
     ];
 
     /// The body of `fn NAME(` in `text`, by brace matching.

@@ -20,6 +20,11 @@ pub struct OciProcess<'a> {
     pub user: &'a crate::model::bundle::User,
     pub rlimits: &'a [crate::model::bundle::Rlimit],
     pub gate: Option<(RawFd, RawFd)>,
+    /// The caller's /proc, for an init without a mount namespace, whose
+    /// root has no proc of the engine's: the gate reopens the exec fifo
+    /// through it, then closes it (an fd of a directory outside the root
+    /// must not reach the process).
+    pub caller_proc: Option<RawFd>,
     /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
     /// A container's init: hooks.startContainer and the state they read.
@@ -71,6 +76,7 @@ pub(super) fn finish_and_exec(
     if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
         keep.extend([ready, fifo]);
     }
+    keep.extend(oci.and_then(|o| o.caller_proc));
     if let Some(o) = oci {
         keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
     }
@@ -97,7 +103,7 @@ pub(super) fn finish_and_exec(
                 // 127), not a `start` that nobody watches.
                 child_step!(error_fd, "finish.gate");
                 resolve_command(command, env)?;
-                let started = wait_for_start(ready, fifo, error_fd)?;
+                let started = wait_for_start(ready, fifo, oci.caller_proc, error_fd)?;
                 // hooks.startContainer run here, as runc runs them: in the
                 // init, after `start`, right before the exec. A hook's path
                 // is resolved in the container's root, which the container
@@ -157,14 +163,30 @@ fn set_rlimits(rlimits: &[crate::model::bundle::Rlimit]) -> Step {
 /// exec.fifo for writing until `start` opens it for reading; returns it
 /// opened (the caller writes `start`'s answer). From then on nobody reads
 /// the error pipe: a later failure goes to our stderr.
-fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::fd::OwnedFd> {
-    // The fifo is reopened through the container's /proc. Checked before
-    // "ready", while a failure still fails `create` with our sentence: past
-    // it the init would die unseen between create and start.
-    let path = format!("/proc/self/fd/{fifo}");
+fn wait_for_start(
+    ready: RawFd,
+    fifo: RawFd,
+    caller_proc: Option<RawFd>,
+    error_fd: RawFd,
+) -> Step<std::os::fd::OwnedFd> {
+    // The fifo is reopened through the container's /proc (or the caller's,
+    // `OciProcess::caller_proc`). Checked before "ready", while a failure
+    // still fails `create` with our sentence: past it the init would die
+    // unseen between create and start.
+    // SAFETY: the caller's /proc fd was kept open for us; it is closed
+    // below, before anything else runs.
+    let caller_proc = caller_proc.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    let base = caller_proc
+        .as_ref()
+        .map_or(rustix::fs::CWD, |fd| fd.as_fd());
+    let path = match caller_proc {
+        Some(_) => format!("self/fd/{fifo}"),
+        None => format!("/proc/self/fd/{fifo}"),
+    };
     // SAFETY: the exec.fifo's O_PATH fd was kept open for us.
     let fifo_fd = unsafe { BorrowedFd::borrow_raw(fifo) };
-    let same = match (rustix::fs::stat(path.as_str()), rustix::fs::fstat(fifo_fd)) {
+    let at = rustix::fs::statat(base, path.as_str(), rustix::fs::AtFlags::empty());
+    let same = match (at, rustix::fs::fstat(fifo_fd)) {
         (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
         _ => false,
     };
@@ -179,7 +201,8 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::f
     // SAFETY: the write end is ours and not used after this.
     drop(unsafe { OwnedFd::from_raw_fd(ready) });
     let opened = loop {
-        match rustix::fs::open(
+        match rustix::fs::openat(
+            base,
             path.as_str(),
             rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
@@ -193,6 +216,7 @@ fn wait_for_start(ready: RawFd, fifo: RawFd, error_fd: RawFd) -> Step<std::os::f
         .ctx(|| "open the exec fifo".into())?;
     // SAFETY: the O_PATH fifo fd is ours and not used after this.
     drop(unsafe { OwnedFd::from_raw_fd(fifo) });
+    drop(caller_proc);
     // Our stderr takes the error pipe's place (still close-on-exec).
     // SAFETY: error_fd stays open (ManuallyDrop: dup3 replaces it, nothing closes it).
     let mut error_pipe = std::mem::ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(error_fd) });

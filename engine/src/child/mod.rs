@@ -189,11 +189,18 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
             rearm_pdeathsig(setup.error_fd);
         }
     }
+    let in_caller_mount_ns = setup.oci.as_ref().is_some_and(|o| o.extras.caller_mount_ns);
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
-    child_step!(error_fd, "child.cgroupns");
-    // SAFETY: a new cgroup namespace leaves the fd table shared.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
-        .ctx(|| "unshare the cgroup namespace".into())?;
+    if !setup
+        .oci
+        .as_ref()
+        .is_some_and(|o| o.extras.caller_cgroup_ns)
+    {
+        child_step!(error_fd, "child.cgroupns");
+        // SAFETY: a new cgroup namespace leaves the fd table shared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+            .ctx(|| "unshare the cgroup namespace".into())?;
+    }
     // Through /proc/sys/net of our own network namespace, while it is
     // writable; never into one joined by path (a pod's, someone else's).
     if !setup.oci.as_ref().is_some_and(|o| o.extras.joined_net) {
@@ -213,13 +220,25 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         setup.etc_files,
         setup.cgroup2,
     );
-    let root = mounts::build_root(setup, &plan, mount_fds)?;
+    let root = if in_caller_mount_ns {
+        drop(mount_fds);
+        mounts::open_rootfs_in_place(&spec.rootfs)?
+    } else {
+        mounts::build_root(setup, &plan, mount_fds)?
+    };
     if let Some(oci) = &setup.oci {
         child_step!(error_fd, "child.create_container_hooks");
         create_container_hooks(oci, &root, &hook_state)?;
     }
     child_step!(error_fd, "child.pivot_root");
-    mounts::enter_root(&root)?;
+    // Opened before the chroot, closed by the gate (`exec::OciProcess`).
+    let mut caller_proc = None;
+    if in_caller_mount_ns {
+        caller_proc = Some(mounts::open_caller_proc()?);
+        mounts::chroot_into(&root)?;
+    } else {
+        mounts::enter_root(&root)?;
+    }
     if plan.root_propagation != 0 {
         child_step!(error_fd, "child.root_propagation");
         mounts::propagate_root(plan.root_propagation)?;
@@ -260,6 +279,7 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
         slave = Some(std::os::fd::IntoRawFd::into_raw_fd(console::open(c)?));
     }
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
+        caller_proc: caller_proc.as_ref().map(|fd| fd.as_raw_fd()),
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,
         gate: Some((o.ready_fd.as_raw_fd(), o.fifo_fd.as_raw_fd())),

@@ -2986,9 +2986,95 @@ fn namespaces_left_out_are_the_caller_s_and_stay_untouched() {
     oci.assert_root_empty();
 }
 
+/// `config`'s without namespaces, masks, read-only paths or the /tmp
+/// tmpfs: what the engine takes without a mount namespace.
+fn no_mount_namespace(c: &mut Value) {
+    c["linux"]["namespaces"] = json!([]);
+    c.as_object_mut().unwrap().remove("hostname");
+    let linux = c["linux"].as_object_mut().unwrap();
+    linux.remove("maskedPaths");
+    linux.remove("readonlyPaths");
+    c["root"]["readonly"] = json!(false);
+    c["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/tmp");
+}
+
+/// A config without any namespace (runtime-tools' linux_ns_itype): the
+/// init is in the caller's namespaces, the cgroup namespace included, and
+/// in the caller's mount namespace nothing is mounted (the config's /proc,
+/// /sys and /dev are left out) and nothing changes propagation; the root is
+/// the rootfs by chroot, as with runc. It runs in a mount namespace of the
+/// test's own whose `/` is shared, so that a bug cannot touch the host's
+/// mounts and a mount made anywhere below `/` would show.
+#[test]
+fn without_a_mount_namespace_nothing_is_mounted_and_the_root_is_the_rootfs() {
+    let oci = Oci::new(&["sleep", "300"]);
+    oci.edit_config(no_mount_namespace);
+    let script = r#"
+        set -e
+        mount --make-rshared /
+        cat /proc/self/mountinfo >"$DIR/before"
+        "$ENGINE" --root "$ROOT" create --bundle "$BUNDLE" nons </dev/null >"$DIR/init.out" 2>&1
+        "$ENGINE" --root "$ROOT" start nons
+        pid=$("$ENGINE" --root "$ROOT" state nons | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+        cat /proc/self/mountinfo >"$DIR/after"
+        for n in mnt cgroup pid net ipc uts user; do
+            [ "$(readlink /proc/$pid/ns/$n)" = "$(readlink /proc/self/ns/$n)" ] && echo "$n shared"
+        done
+        readlink /proc/$pid/root
+        "$ENGINE" --root "$ROOT" delete --force nons
+    "#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("ENGINE", ENGINE)
+        .env("ROOT", oci.root())
+        .env("BUNDLE", oci.bundle())
+        .env("DIR", oci.dir.path());
+    let out = wait::output(&mut cmd, LONG).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?} {stdout}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        fs::read_to_string(oci.path("init.out")).unwrap_or_default()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.get(..7),
+        Some(
+            &[
+                "mnt shared",
+                "cgroup shared",
+                "pid shared",
+                "net shared",
+                "ipc shared",
+                "uts shared",
+                "user shared"
+            ][..]
+        ),
+        "{stdout}"
+    );
+    let rootfs = fs::canonicalize(rootfs()).unwrap();
+    assert_eq!(
+        lines.get(7).copied(),
+        Some(rootfs.to_str().unwrap()),
+        "{stdout}"
+    );
+    assert_eq!(
+        fs::read_to_string(oci.path("before")).unwrap(),
+        fs::read_to_string(oci.path("after")).unwrap(),
+        "mounts changed in the caller's mount namespace"
+    );
+    oci.assert_root_empty();
+}
+
 /// What cannot be shared is refused at create, with its sentence: a
 /// hostname without a UTS namespace, sysctls of a shared namespace, a
-/// config without a mount namespace, a new user namespace with the
+/// config without a mount namespace that asks for mounts, masks, a read-only
+/// root, devices or a root propagation, a new user namespace with the
 /// caller's pid namespace (its root could not mount /proc).
 #[test]
 fn what_a_shared_namespace_cannot_take_is_refused() {
@@ -3012,9 +3098,48 @@ fn what_a_shared_namespace_cannot_take_is_refused() {
             },
             "linux.sysctl \"kernel.shm_rmid_forced\"",
         ),
+        // Without a mount namespace, what would be mounted, made or
+        // changed in the caller's: the config's other mounts, masks,
+        // read-only paths and root, devices, rootfsPropagation.
         (
             |c| c["linux"]["namespaces"] = json!([{"type": "uts"}]),
-            "no mount namespace",
+            "config.json mounts /tmp: without a mount namespace",
+        ),
+        (
+            |c| {
+                no_mount_namespace(c);
+                c["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+            },
+            "config.json linux.maskedPaths: without a mount namespace",
+        ),
+        (
+            |c| {
+                no_mount_namespace(c);
+                c["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+            },
+            "config.json linux.readonlyPaths: without a mount namespace",
+        ),
+        (
+            |c| {
+                no_mount_namespace(c);
+                c["root"]["readonly"] = json!(true);
+            },
+            "config.json root.readonly: without a mount namespace",
+        ),
+        (
+            |c| {
+                no_mount_namespace(c);
+                c["linux"]["devices"] =
+                    json!([{"path": "/dev/null2", "type": "c", "major": 1, "minor": 3}]);
+            },
+            "config.json linux.devices: without a mount namespace",
+        ),
+        (
+            |c| {
+                no_mount_namespace(c);
+                c["linux"]["rootfsPropagation"] = json!("shared");
+            },
+            "config.json linux.rootfsPropagation: without a mount namespace",
         ),
         (
             |c| {

@@ -21,6 +21,11 @@ pub struct OciProcess<'a> {
     pub rlimits: &'a [crate::model::bundle::Rlimit],
     /// The ready pipe's write end and the exec.fifo's O_PATH fd.
     pub gate: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
+    /// The caller's /proc, for an init without a mount namespace, whose
+    /// root has no proc of the engine's: the gate reopens the exec fifo
+    /// through it, then closes it (an fd of a directory outside the root
+    /// must not reach the process).
+    pub caller_proc: Option<BorrowedFd<'a>>,
     /// Inherited fds 3..3+N the process keeps (`--preserve-fds N`).
     pub preserve_fds: u32,
     /// A container's init: hooks.startContainer and the state they read.
@@ -67,6 +72,7 @@ pub(super) fn finish_and_exec(
     if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
         keep.extend([ready.as_raw_fd(), fifo.as_raw_fd()]);
     }
+    keep.extend(oci.and_then(|o| o.caller_proc).map(|fd| fd.as_raw_fd()));
     if let Some(o) = oci {
         keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
     }
@@ -93,7 +99,7 @@ pub(super) fn finish_and_exec(
                 // 127), not a `start` that nobody watches.
                 child_step!(error_fd, "finish.gate");
                 resolve_command(command, env)?;
-                let started = wait_for_start(ready, fifo, error_fd)?;
+                let started = wait_for_start(ready, fifo, oci.caller_proc, error_fd)?;
                 // hooks.startContainer run here, as runc runs them: in the
                 // init, after `start`, right before the exec. A hook's path
                 // is resolved in the container's root, which the container
@@ -156,13 +162,20 @@ fn set_rlimits(rlimits: &[crate::model::bundle::Rlimit]) -> Step {
 fn wait_for_start(
     ready: BorrowedFd<'_>,
     fifo: BorrowedFd<'_>,
+    caller_proc: Option<BorrowedFd<'_>>,
     error_fd: BorrowedFd<'_>,
 ) -> Step<std::os::fd::OwnedFd> {
-    // The fifo is reopened through the container's /proc. Checked before
-    // "ready", while a failure still fails `create` with our sentence: past
-    // it the init would die unseen between create and start.
-    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let same = match (rustix::fs::stat(path.as_str()), rustix::fs::fstat(fifo)) {
+    // The fifo is reopened through the container's /proc (or the caller's,
+    // `OciProcess::caller_proc`). Checked before "ready", while a failure
+    // still fails `create` with our sentence: past it the init would die
+    // unseen between create and start.
+    let base = caller_proc.unwrap_or(rustix::fs::CWD);
+    let path = match caller_proc {
+        Some(_) => format!("self/fd/{}", fifo.as_raw_fd()),
+        None => format!("/proc/self/fd/{}", fifo.as_raw_fd()),
+    };
+    let at = rustix::fs::statat(base, path.as_str(), rustix::fs::AtFlags::empty());
+    let same = match (at, rustix::fs::fstat(fifo)) {
         (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
         _ => false,
     };
@@ -174,7 +187,8 @@ fn wait_for_start(
     rustix::io::write(ready, b"R").ctx(|| "tell the engine the container is ready".into())?;
     close_lent(ready);
     let opened = loop {
-        match rustix::fs::open(
+        match rustix::fs::openat(
+            base,
             path.as_str(),
             rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
@@ -187,6 +201,9 @@ fn wait_for_start(
         .map_err(std::io::Error::from)
         .ctx(|| "open the exec fifo".into())?;
     close_lent(fifo);
+    if let Some(proc_dir) = caller_proc {
+        close_lent(proc_dir);
+    }
     // Our stderr takes the error pipe's place (still close-on-exec).
     // SAFETY: error_fd stays open (ManuallyDrop: dup3 replaces it, nothing closes it).
     let mut error_pipe =

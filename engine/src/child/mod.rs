@@ -185,9 +185,9 @@ fn prepare_and_exec(setup: &ChildSetup) -> Step<Never> {
     let mount_fds = receive_mount_fds(setup.mount_sock)?;
     become_the_container_s_root(setup)?;
     let hook_state = oci_state_and_sysctls(setup)?;
-    enter_the_container_s_root(setup, mount_fds, &hook_state)?;
+    let caller_proc = enter_the_container_s_root(setup, mount_fds, &hook_state)?;
     hostname_and_network(setup)?;
-    exec_the_process(setup, &hook_state)
+    exec_the_process(setup, &hook_state, caller_proc)
 }
 
 /// Root of the user namespace (when there is one), our own cgroup
@@ -202,10 +202,16 @@ fn become_the_container_s_root(setup: &ChildSetup) -> Step {
         }
     }
     // Unshared here, not at clone: the namespace's root is the cgroup we were born in.
-    child_step!(error_fd, "child.cgroupns");
-    // SAFETY: a new cgroup namespace leaves the fd table shared.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
-        .ctx(|| "unshare the cgroup namespace".into())?;
+    if !setup
+        .oci
+        .as_ref()
+        .is_some_and(|o| o.extras.caller_cgroup_ns)
+    {
+        child_step!(error_fd, "child.cgroupns");
+        // SAFETY: a new cgroup namespace leaves the fd table shared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+            .ctx(|| "unshare the cgroup namespace".into())?;
+    }
     // Through /proc/sys/net of our own network namespace, while it is
     // writable; never into one joined by path (a pod's, someone else's).
     if !setup.oci.as_ref().is_some_and(|o| o.extras.joined_net) {
@@ -228,13 +234,18 @@ fn oci_state_and_sysctls(setup: &ChildSetup) -> Step<String> {
 }
 
 /// The mount tree of the plan, the createContainer hooks, pivot_root,
-/// then the root's propagation and read-only flag.
+/// then the root's propagation and read-only flag. Without a mount
+/// namespace of its own (an OCI config without one), nothing is mounted
+/// and the root is changed by chroot; the caller's /proc, opened before,
+/// is returned for the exec fifo (`exec::OciProcess::caller_proc`): never
+/// dropped, the gate closes it.
 fn enter_the_container_s_root(
     setup: &ChildSetup,
     mount_fds: Vec<OwnedFd>,
     hook_state: &str,
-) -> Step {
+) -> Step<Option<std::mem::ManuallyDrop<OwnedFd>>> {
     let error_fd = setup.error_fd;
+    let in_caller_mount_ns = setup.oci.as_ref().is_some_and(|o| o.extras.caller_mount_ns);
     child_step!(error_fd, "child.mounts");
     let plan = mount_plan::plan(
         &setup.spec.volumes,
@@ -242,13 +253,25 @@ fn enter_the_container_s_root(
         setup.etc_files,
         setup.cgroup2,
     );
-    let root = mounts::build_root(setup, &plan, mount_fds)?;
+    let root = if in_caller_mount_ns {
+        drop(mount_fds);
+        mounts::open_rootfs_in_place(&setup.spec.rootfs)?
+    } else {
+        mounts::build_root(setup, &plan, mount_fds)?
+    };
     if let Some(oci) = &setup.oci {
         child_step!(error_fd, "child.create_container_hooks");
         create_container_hooks(oci, &root, hook_state)?;
     }
     child_step!(error_fd, "child.pivot_root");
-    mounts::enter_root(&root)?;
+    // Opened before the chroot, closed by the gate (`exec::OciProcess`).
+    let mut caller_proc = None;
+    if in_caller_mount_ns {
+        caller_proc = Some(std::mem::ManuallyDrop::new(mounts::open_caller_proc()?));
+        mounts::chroot_into(&root)?;
+    } else {
+        mounts::enter_root(&root)?;
+    }
     if plan.root_propagation != 0 {
         child_step!(error_fd, "child.root_propagation");
         mounts::propagate_root(plan.root_propagation)?;
@@ -260,7 +283,7 @@ fn enter_the_container_s_root(
         child_step!(error_fd, "child.readonly_root");
         mounts::make_root_read_only()?;
     }
-    Ok(())
+    Ok(caller_proc)
 }
 
 /// The hostname, loopback and eth0, except in namespaces joined by path.
@@ -286,7 +309,11 @@ fn hostname_and_network(setup: &ChildSetup) -> Step {
 
 /// The process's environment, terminal and OCI parts, then
 /// `exec::finish_and_exec`.
-fn exec_the_process(setup: &ChildSetup, hook_state: &str) -> Step<Never> {
+fn exec_the_process(
+    setup: &ChildSetup,
+    hook_state: &str,
+    caller_proc: Option<std::mem::ManuallyDrop<OwnedFd>>,
+) -> Step<Never> {
     let spec = setup.spec;
     // An OCI process gets exactly the environment its config lists.
     let env = match setup.oci {
@@ -305,6 +332,7 @@ fn exec_the_process(setup: &ChildSetup, hook_state: &str) -> Step<Never> {
         None => setup.pty_slave.as_ref().map(|(fd, _)| *fd),
     };
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
+        caller_proc: caller_proc.as_ref().map(|fd| fd.as_fd()),
         user: &o.extras.user,
         rlimits: &o.extras.rlimits,
         gate: Some((o.ready_fd, o.fifo_fd)),

@@ -404,6 +404,40 @@ pub(super) fn make_root_read_only() -> Step {
         .ctx(|| "make the root read-only (root.readonly)".into())
 }
 
+/// Without a mount namespace of its own the init is in the caller's, where
+/// nothing may be mounted: its root is the rootfs as it stands, entered by
+/// chroot (runc's way then). Returns an fd of it for `chroot_into`.
+pub(super) fn open_rootfs_in_place(rootfs: &Path) -> Step<OwnedFd> {
+    rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open the rootfs {}", rootfs.display()))
+}
+
+/// The caller's /proc (see `exec::OciProcess::caller_proc`), checked to
+/// be a proc file system.
+pub(super) fn open_caller_proc() -> Step<OwnedFd> {
+    let fd = rustix::fs::open(
+        "/proc",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open the caller's /proc".into())?;
+    match rustix::fs::fstatfs(&fd) {
+        Ok(s) if s.f_type == rustix::fs::PROC_SUPER_MAGIC => Ok(fd),
+        _ => Err(fail("the caller's /proc is not a proc file system: mount proc there, or give the container a mount namespace")),
+    }
+}
+
+/// chroot into `root` (see `open_rootfs_in_place`).
+pub(super) fn chroot_into(root: &OwnedFd) -> Step {
+    fchdir(root).ctx(|| "chdir into the container's root".into())?;
+    rustix::process::chroot(".").ctx(|| "chroot into the container's root".into())?;
+    chdir("/").ctx(|| "chdir /".into())
+}
+
 /// pivot_root into `root` and drop the host's tree.
 pub(super) fn enter_root(root: &OwnedFd) -> Step {
     fchdir(root).ctx(|| "chdir into the container's root".into())?;

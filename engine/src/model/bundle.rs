@@ -155,4 +155,12 @@ pub struct Extras {
     /// hooks.startContainer: run by the init once `start` opened the gate,
     /// confined as the process, right before its exec.
     pub start_container: Vec<Hook>,
+    /// No mount namespace in linux.namespaces: the init stays in the
+    /// caller's, mounts nothing there and chroots into the rootfs (runc's
+    /// way without one, less its mounts on the caller's side).
+    pub caller_mount_ns: bool,
+    /// Neither a mount nor a cgroup namespace listed: the caller's cgroup
+    /// namespace is kept (with a mount namespace of its own the container
+    /// always gets its own, for the cgroup2 it mounts).
+    pub caller_cgroup_ns: bool,
 }

@@ -125,6 +125,9 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
     extras.sysctl = sysctls(&linux, extras.joined_net, ns.shared.contains(&"ipc"))?;
     let limits = resources(linux.resources().as_ref())?;
     extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
+    if extras.caller_mount_ns {
+        no_mount_namespace(&mut extras)?;
+    }
     let device_rules = device_rules(
         linux
             .resources()
@@ -432,6 +435,46 @@ fn refuse_linux_extras(linux: &rt::Linux) -> Result<()> {
             bail!("config.json linux.rootfsPropagation {other:?} is not a propagation: use shared, slave, private or unbindable (or rshared, rslave, rprivate, runbindable)")
         }
     }
+}
+
+/// A config without a mount namespace runs in the caller's: runc 1.1.5
+/// then mounts the config's mounts into the rootfs there (where they stay
+/// after `delete`) and chroots. The engine mounts nothing there: the
+/// entries for the kernel's own file systems (/proc, /sys, /dev and its
+/// pts, shm, mqueue, cgroup) are left out, the process sees the caller's
+/// through its chroot no more than runc's would once they are gone; what
+/// would have to be mounted, made or changed in the caller's namespace is
+/// refused: other mounts, masked and read-only paths (runc's validator
+/// refuses these too), root.readonly (which runc ignores there), devices,
+/// rootfsPropagation.
+fn no_mount_namespace(extras: &mut Extras) -> Result<()> {
+    let why = "without a mount namespace (linux.namespaces has none) it would be made in the caller's: add {\"type\": \"mount\"} or remove it";
+    let standard = |e: &MountEntry| {
+        matches!(
+            e,
+            MountEntry::Proc | MountEntry::Sys | MountEntry::Dev | MountEntry::Cgroup
+        )
+    };
+    if let Some(e) = extras.mounts.iter().find(|e| !standard(e)) {
+        let what = match e {
+            MountEntry::Tmpfs(i) => extras.tmpfs[*i].destination.display().to_string(),
+            _ => "a bind mount".to_string(),
+        };
+        bail!("config.json mounts {what}: {why}");
+    }
+    for (field, present) in [
+        ("linux.maskedPaths", !extras.masked.is_empty()),
+        ("linux.readonlyPaths", !extras.readonly.is_empty()),
+        ("root.readonly", extras.readonly_root),
+        ("linux.devices", !extras.devices.is_empty()),
+        ("linux.rootfsPropagation", extras.rootfs_propagation != 0),
+    ] {
+        if present {
+            bail!("config.json {field}: {why}");
+        }
+    }
+    extras.mounts.clear();
+    Ok(())
 }
 
 /// linux.sysctl, sorted; only keys of the container's own namespaces
@@ -756,11 +799,10 @@ struct Namespaces {
 }
 
 /// Which namespaces to create, which to join by path and which to share.
-/// The mount namespace is always the container's own (its root, masks and
-/// read-only paths need it); a pid, network, IPC or UTS namespace left out
-/// is the caller's, as with runc (podman `--pid=host` and friends): the
-/// engine then writes nothing into it (no hostname, loopback, ping range or
-/// sysctl of its kind).
+/// A namespace left out is the caller's, as with runc (podman `--pid=host`
+/// and friends): the engine then writes nothing into it (no hostname,
+/// loopback, ping range or sysctl of its kind; without a mount namespace
+/// no mount at all, `no_mount_namespace`).
 fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<Namespaces> {
     let list = linux.namespaces().clone().unwrap_or_default();
     let mut new = 0u64;
@@ -806,9 +848,8 @@ fn namespaces(linux: &rt::Linux, extras: &mut Extras) -> Result<Namespaces> {
             }
         }
     }
-    if !seen.contains(&"mount") {
-        bail!("config.json linux.namespaces has no mount namespace: the container's root, masked and read-only paths need one of its own (add {{\"type\": \"mount\"}})");
-    }
+    extras.caller_mount_ns = !seen.contains(&"mount");
+    extras.caller_cgroup_ns = extras.caller_mount_ns && !seen.contains(&"cgroup");
     let shared: Vec<&'static str> = ["pid", "network", "ipc", "uts"]
         .into_iter()
         .filter(|kind| !seen.contains(kind))

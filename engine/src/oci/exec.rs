@@ -175,6 +175,7 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
         command: &process.args,
         confinement: &confinement,
         oci: Some(child::OciProcess {
+            caller_proc: None,
             user: &process.user,
             rlimits: &process.rlimits,
             gate: None,

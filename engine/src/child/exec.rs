@@ -65,22 +65,7 @@ pub(super) fn finish_and_exec(
         let _ = rustix::stdio::dup2_stderr(slave);
         // The slave itself (above 2) goes with the other fds, just below.
     }
-    // Nothing of the engine's (or of whoever started it) reaches the
-    // container: an inherited directory fd would be a way out of the root.
-    child_step!(error_fd, "finish.close_fds");
-    let mut keep = vec![error_fd.as_raw_fd()];
-    if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
-        keep.extend([ready.as_raw_fd(), fifo.as_raw_fd()]);
-    }
-    keep.extend(oci.and_then(|o| o.caller_proc).map(|fd| fd.as_raw_fd()));
-    if let Some(o) = oci {
-        keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
-    }
-    // The failpoint trace (close-on-exec like the error pipe).
-    #[cfg(feature = "failpoints")]
-    keep.extend(crate::sys::failpoint::trace_fd());
-    openat::close_fds_except(&keep)
-        .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
+    close_inherited_fds(error_fd, oci)?;
     child_step!(error_fd, "finish.workdir");
     enter_workdir(workdir)?;
     reset_signals();
@@ -95,39 +80,75 @@ pub(super) fn finish_and_exec(
             child_step!(error_fd, "finish.confine_as");
             super::confine::apply_as(confinement, oci.user)?;
             if let Some((ready, fifo)) = oci.gate {
-                // A missing command fails `create` (podman maps the words to
-                // 127), not a `start` that nobody watches.
-                child_step!(error_fd, "finish.gate");
-                resolve_command(command, env)?;
-                let started = wait_for_start(ready, fifo, oci.caller_proc, error_fd)?;
-                // hooks.startContainer run here, as runc runs them: in the
-                // init, after `start`, right before the exec. A hook's path
-                // is resolved in the container's root, which the container
-                // controls, so it runs as the process would: its user,
-                // rlimits, capabilities cut, no_new_privs and seccomp
-                // already applied (runc, too, runs them after all of that).
-                // It gains nothing the process would not have, and the
-                // engine's fds are gone (closed above). `start` learns the
-                // outcome on the fifo: "0" to go on, else why not.
-                let (hooks, state) = oci
-                    .start_hooks
-                    .as_ref()
-                    .map_or((&[][..], ""), |(h, s)| (*h, s.as_str()));
-                for hook in hooks {
-                    if let Err(e) = crate::sys::hook::run(hook.into(), state) {
-                        let msg = format!("hooks.startContainer: {e}");
-                        let mut report = format!("1{msg}").into_bytes();
-                        report.truncate(4000); // one atomic pipe write
-                        let _ = rustix::io::write(&started, &report);
-                        return Err(fail(msg));
-                    }
-                }
-                let _ = rustix::io::write(&started, b"0");
+                gate_and_start_hooks(oci, (ready, fifo), command, env, error_fd)?;
             }
         }
     }
     child_step!(error_fd, "finish.exec");
     exec(command, env)
+}
+
+/// Nothing of the engine's (or of whoever started it) reaches the
+/// container: every fd is closed but the error pipe, an OCI init's gate
+/// and the caller's /proc it lends the gate, and `--preserve-fds`.
+fn close_inherited_fds(error_fd: BorrowedFd<'_>, oci: Option<&OciProcess>) -> Step {
+    child_step!(error_fd, "finish.close_fds");
+    let mut keep = vec![error_fd.as_raw_fd()];
+    if let Some((ready, fifo)) = oci.and_then(|o| o.gate) {
+        keep.extend([ready.as_raw_fd(), fifo.as_raw_fd()]);
+    }
+    keep.extend(oci.and_then(|o| o.caller_proc).map(|fd| fd.as_raw_fd()));
+    if let Some(o) = oci {
+        keep.extend((0..o.preserve_fds as RawFd).map(|i| 3 + i));
+    }
+    // The failpoint trace (close-on-exec like the error pipe).
+    #[cfg(feature = "failpoints")]
+    keep.extend(crate::sys::failpoint::trace_fd());
+    openat::close_fds_except(&keep)
+        .map_err(|e| fail(format!("cannot close the engine's file descriptors: {e}")))?;
+    Ok(())
+}
+
+/// An OCI init's gate: the command resolved (a missing one fails
+/// `create`), ready told, `start` awaited on the exec.fifo, then the
+/// startContainer hooks, whose outcome `start` reads on the fifo.
+fn gate_and_start_hooks(
+    oci: &OciProcess,
+    (ready, fifo): (BorrowedFd<'_>, BorrowedFd<'_>),
+    command: &[String],
+    env: &[CString],
+    error_fd: BorrowedFd<'_>,
+) -> Step {
+    // A missing command fails `create` (podman maps the words to
+    // 127), not a `start` that nobody watches.
+    child_step!(error_fd, "finish.gate");
+    resolve_command(command, env)?;
+    child_step!(error_fd, "finish.ready");
+    let started = wait_for_start(ready, fifo, oci.caller_proc, error_fd)?;
+    // hooks.startContainer run here, as runc runs them: in the
+    // init, after `start`, right before the exec. A hook's path
+    // is resolved in the container's root, which the container
+    // controls, so it runs as the process would: its user,
+    // rlimits, capabilities cut, no_new_privs and seccomp
+    // already applied (runc, too, runs them after all of that).
+    // It gains nothing the process would not have, and the
+    // engine's fds are gone (closed above). `start` learns the
+    // outcome on the fifo: "0" to go on, else why not.
+    let (hooks, state) = oci
+        .start_hooks
+        .as_ref()
+        .map_or((&[][..], ""), |(h, s)| (*h, s.as_str()));
+    for hook in hooks {
+        if let Err(e) = crate::sys::hook::run(hook.into(), state) {
+            let msg = format!("hooks.startContainer: {e}");
+            let mut report = format!("1{msg}").into_bytes();
+            report.truncate(4000); // one atomic pipe write
+            let _ = rustix::io::write(&started, &report);
+            return Err(fail(msg));
+        }
+    }
+    let _ = rustix::io::write(&started, b"0");
+    Ok(())
 }
 
 /// process.rlimits, before the capabilities are cut (raising a hard limit

@@ -115,19 +115,8 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         &mut extras,
     )?;
     refuse_linux_extras(&linux)?;
-    extras.rootfs_propagation = linux
-        .rootfs_propagation()
-        .as_deref()
-        .and_then(propagation_flags)
-        .unwrap_or(0);
-    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
-    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
-    extras.sysctl = sysctls(&linux, extras.joined_net, ns.shared.contains(&"ipc"))?;
+    linux_extras(&linux, ns.shared.contains(&"ipc"), &mut extras)?;
     let limits = resources(linux.resources().as_ref())?;
-    extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
-    if extras.caller_mount_ns {
-        no_mount_namespace(&mut extras)?;
-    }
     let device_rules = device_rules(
         linux
             .resources()
@@ -177,6 +166,25 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         annotations: c.annotations().clone().unwrap_or_default(),
         device_rules,
     })
+}
+
+/// What `linux` asks beyond the namespaces and limits: root propagation,
+/// masked and read-only paths, sysctls, device nodes; checked against a
+/// missing mount namespace last.
+fn linux_extras(linux: &rt::Linux, shared_ipc: bool, extras: &mut Extras) -> Result<()> {
+    extras.rootfs_propagation = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(propagation_flags)
+        .unwrap_or(0);
+    extras.masked = paths(linux.masked_paths().as_deref(), "linux.maskedPaths")?;
+    extras.readonly = paths(linux.readonly_paths().as_deref(), "linux.readonlyPaths")?;
+    extras.sysctl = sysctls(linux, extras.joined_net, shared_ipc)?;
+    extras.devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
+    if extras.caller_mount_ns {
+        no_mount_namespace(extras)?;
+    }
+    Ok(())
 }
 
 /// What `process` asks, checked.

@@ -5,9 +5,10 @@
 //! user; its environment exactly as given, no relays, the pty's master
 //! sent to the console socket.
 
-use super::{Root, Status};
+use super::{Record, Root, Status};
 use crate::child;
 use crate::model::bundle::User;
+use crate::model::security::Confinement;
 use crate::parent::exec::{join_container, JoinProcess, Target, Terminal};
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
@@ -135,16 +136,7 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
         )
         .into());
     }
-    // The rule is about the mapping, not the namespace: whatever user
-    // namespace the init is in, if host root is mapped into it (or its maps
-    // cannot be read) the joining process runs from the read-only image.
-    let maps_host_root = ["uid_map", "gid_map"].iter().any(|file| {
-        std::fs::read_to_string(format!("/proc/{}/{file}", rec.pid))
-            .ok()
-            .and_then(|t| crate::model::userns::id_map_ranges(&t))
-            .is_none_or(crate::model::userns::ranges_hold_host_root)
-    });
-    if maps_host_root {
+    if maps_host_root(rec.pid) {
         // Re-executes us: before anything is opened or connected.
         step!("oci_exec.read_only_image");
         crate::parent::exec::rerun_from_read_only_image()?;
@@ -154,14 +146,7 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
         Some(p) if process.tty => Terminal::ConsoleSocket(crate::parent::tty::connect_console(p)?),
         _ => Terminal::Inherited,
     };
-    let mut confinement = rec.confinement.clone().unwrap_or_default();
-    if let Some((bounding, sets)) = process.caps {
-        confinement.caps = bounding.bits();
-        confinement.sets = Some(sets);
-    }
-    if let Some(n) = process.no_new_privs {
-        confinement.no_new_privs = n;
-    }
+    let confinement = confinement_of(&rec, &process);
     let target = Target {
         name: &a.id,
         pid: rec.pid,
@@ -200,4 +185,30 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
             crate::sys::errno_desc(e)
         ))
     })
+}
+
+/// Whether host root is mapped into the init's user namespace (or its
+/// maps cannot be read). The rule is about the mapping, not the
+/// namespace: if so, the joining process runs from the read-only image.
+fn maps_host_root(pid: i32) -> bool {
+    ["uid_map", "gid_map"].iter().any(|file| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .ok()
+            .and_then(|t| crate::model::userns::id_map_ranges(&t))
+            .is_none_or(crate::model::userns::ranges_hold_host_root)
+    })
+}
+
+/// The container's confinement, with process.json's capabilities and
+/// noNewPrivileges where it gives them.
+fn confinement_of(rec: &Record, process: &Process) -> Confinement {
+    let mut confinement = rec.confinement.clone().unwrap_or_default();
+    if let Some((bounding, sets)) = process.caps {
+        confinement.caps = bounding.bits();
+        confinement.sets = Some(sets);
+    }
+    if let Some(n) = process.no_new_privs {
+        confinement.no_new_privs = n;
+    }
+    confinement
 }

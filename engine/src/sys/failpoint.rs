@@ -267,6 +267,8 @@ mod tests {
         ("child/mod.rs", "fn hostname_and_network("),
         ("child/join.rs", "fn join_and_exec("),
         ("child/exec.rs", "fn finish_and_exec("),
+        ("child/exec.rs", "fn close_inherited_fds("),
+        ("child/exec.rs", "fn gate_and_start_hooks("),
         ("image/mod.rs", "fn pull("),
     ];
 
@@ -297,6 +299,8 @@ mod tests {
         "oci_state_and_sysctls(",
         "enter_the_container_s_root(",
         "hostname_and_network(",
+        "close_inherited_fds(",
+        "gate_and_start_hooks(",
     ];
 
     /// The body of `fn NAME(` in `text`, by brace matching.

@@ -616,7 +616,7 @@ fn bad_input_is_refused_with_one_line_and_nothing_left() {
                     c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}])
                 })
             },
-            "no mount namespace",
+            "without a mount namespace (linux.namespaces has none)",
         ),
         (
             "missing command",

@@ -356,6 +356,85 @@ fn the_layers_stack_as_overlayfs_lowers() {
     assert!(!text.contains("old1") && !text.contains("old2"), "{text}");
 }
 
+/// The merged view of the engine's layers (a real overlay mount) is the
+/// tree `umoci unpack` makes of the same image: the same paths, types,
+/// modes (setuid included), owners, sizes, link targets and link counts,
+/// and nothing a whiteout removed. Break tried: whiteout::make making
+/// nothing for `.wh.NAME` (etc/gone shows in the merged view only).
+#[test]
+fn the_merged_layers_match_umoci_unpack() {
+    testkit::host::require_root("image pulls");
+    let tmp = testkit::host::temp_dir();
+    let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
+    // umoci 0.4.7 reads gzip and plain layers.
+    let layers: Vec<_> = test_layers()
+        .into_iter()
+        .map(|(tar, _)| (tar, Compression::Gzip))
+        .collect();
+    let w = write_layout(&layout, &layers, "v1");
+    let out = engine(&store)
+        .cmd()
+        .args(["pull", &format!("oci:{}:v1", layout.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = tmp.path().join("bundle");
+    let out = Command::new("timeout")
+        .args(["60", "umoci", "unpack", "--image"])
+        .arg(format!("{}:v1", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", stderr(&out));
+    let lowers: Vec<String> = w
+        .diff_ids
+        .iter()
+        .rev()
+        .map(|d| layer_root(&store, d).display().to_string())
+        .collect();
+    let merged = tmp.path().join("merged");
+    fs::create_dir(&merged).unwrap();
+    let listing = "find . -mindepth 1 -printf '%P %y %m %U %G %s %l %n\\n' | sort";
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={} {m} && cd {m} && {listing} && echo ==== && cd {r} && {listing}",
+        lowers.join(":"),
+        m = merged.display(),
+        r = bundle.join("rootfs").display(),
+    );
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (ours, umoci) = text.split_once("====\n").unwrap();
+    // Directory sizes belong to the file system (overlay or not): dropped.
+    let strip = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                if f[1] == "d" {
+                    format!("{} d {} {} {}", f[0], f[2], f[3], f[4])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect()
+    };
+    assert_eq!(strip(ours), strip(umoci));
+    assert!(ours.contains("bin/su f 4755"), "{ours}");
+}
+
 /// A second image sharing the base layer reuses its directory (unpacked
 /// once); removing one image keeps the shared layer for the other. Two
 /// engines pulling the same image at once both succeed with one copy.
@@ -421,6 +500,39 @@ fn layers_are_shared_and_pulled_once() {
         store_contents(&store)
     );
     let _ = b;
+}
+
+/// What a killed engine leaves (a half-unpacked layer under its `.tmp-`
+/// name, the scratch of a dead PID) is never taken for a layer and is
+/// removed by the next pull. Break tried: add_layer without remove_stale
+/// (the stale `.tmp-` stays).
+#[test]
+fn a_killed_pull_leaves_nothing_the_next_one_trusts() {
+    testkit::host::require_root("image pulls");
+    let tmp = testkit::host::temp_dir();
+    let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
+    let w = write_layout(&layout, &test_layers(), "example.com/app:v1");
+    // A PID above pid_max cannot be alive.
+    let half = store
+        .join("layers")
+        .join(format!(".tmp-{}-4194305", hex(&w.diff_ids[0])));
+    fs::create_dir_all(half.join("root/etc")).unwrap();
+    fs::write(half.join("root/etc/a"), "half").unwrap();
+    let scratch = store.join("tmp/4194305-0");
+    fs::create_dir_all(&scratch).unwrap();
+    let out = engine(&store)
+        .cmd()
+        .args(["pull", &format!("oci:{}", layout.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !half.exists() && !scratch.exists(),
+        "{:?}",
+        store_contents(&store)
+    );
+    let a = layer_root(&store, &w.diff_ids[0]).join("etc/a");
+    assert_eq!(fs::read_to_string(a).unwrap(), "one");
 }
 
 /// skopeo turns the layout into an oci-archive and a docker-archive
@@ -499,6 +611,15 @@ fn bad_images_are_refused_and_leave_nothing() {
     let tmp = testkit::host::temp_dir();
     let store = tmp.path().join("store");
     let e = engine(&store);
+    // Before any store exists: rmi finds nothing, and says so.
+    let out = e.cmd().args(["rmi", "alpine"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("no image `alpine`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!store.exists());
     assert_refused(&e, &store, "Bad//Ref", "is not an image reference");
     assert_refused(&e, &store, "oci:", "is not an image reference");
     let missing = tmp.path().join("missing");

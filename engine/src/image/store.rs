@@ -71,7 +71,8 @@ impl Store {
         &self.root
     }
 
-    /// Makes the store's directories (the first writer does).
+    /// Makes the store's directories (the first writer does) and removes
+    /// what dead engines left in tmp/.
     pub(super) fn create(&self) -> Result<()> {
         for dir in ["blobs/sha256", "layers", "images", "locks", "tmp"] {
             let path = self.root.join(dir);
@@ -81,6 +82,20 @@ impl Store {
                     path.display()
                 )
             })?;
+        }
+        self.remove_dead_scratch()
+    }
+
+    /// Removes the scratch directories of engines no longer running.
+    fn remove_dead_scratch(&self) -> Result<()> {
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).with_context(|| format!("cannot read {}", tmp.display()))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().unwrap_or("");
+            if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
         }
         Ok(())
     }
@@ -324,9 +339,13 @@ impl Store {
     /// then every layer and blob no record references. Returns what was
     /// done, as docker prints it (`Untagged: …`, `Deleted: …`).
     pub fn remove(&self, text: &str) -> Result<Vec<String>> {
+        let missing = || anyhow!("no image `{text}` in the store: `engine images` lists them");
+        if !self.root.join("locks").is_dir() {
+            return Err(missing());
+        }
         let _lock = self.lock("images.lock")?;
         let Some(mut record) = self.find(text)? else {
-            bail!("no image `{text}` in the store: `engine images` lists them");
+            return Err(missing());
         };
         let mut done = Vec::new();
         let by_name = reference::parse_named(text)
@@ -391,18 +410,10 @@ impl Store {
         Ok(())
     }
 
-    /// A scratch directory for one pull, removed when dropped; those of
-    /// dead engines are removed first.
+    /// A scratch directory for one pull, removed when dropped (those of
+    /// dead engines go when the store is opened for a pull).
     pub(super) fn scratch(&self) -> Result<Scratch> {
         let tmp = self.root.join("tmp");
-        for entry in fs::read_dir(&tmp).with_context(|| format!("cannot read {}", tmp.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.split('-').next().unwrap_or("");
-            if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
         for n in 0.. {
             let path = tmp.join(format!("{}-{n}", std::process::id()));
             match fs::create_dir(&path) {

@@ -175,6 +175,61 @@ pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
     Ok(image::pull(source, dest, opts)?)
 }
 
+/// An image's record in the store (`engine images`).
+pub use image::store::ImageRecord;
+
+/// `engine pull REF`: imports the image REF names into the store
+/// (`ENGINE_IMAGE_STORE`); a malformed reference is refused first.
+pub fn image_pull(reference: &str) -> Result<ImageRecord> {
+    let parsed = image::reference::parse(reference).map_err(|e| Error::Input(e.to_string()))?;
+    validate::require_root()?;
+    let store = image::store::Store::from_env();
+    image::layout::import(&store, &parsed).map_err(|e| image_error(reference, e))
+}
+
+/// `engine images`: every image in the store.
+pub fn images() -> Result<Vec<ImageRecord>> {
+    let store = image::store::Store::from_env();
+    Ok(store.images().map_err(image::Error::from)?)
+}
+
+/// `engine rmi REF`: what was untagged and deleted, as docker prints it.
+pub fn rmi(reference: &str) -> Result<Vec<String>> {
+    validate::require_root()?;
+    let store = image::store::Store::from_env();
+    Ok(store.remove(reference).map_err(image::Error::from)?)
+}
+
+/// `engine image inspect REF`: the record and the image config.
+pub fn image_inspect(reference: &str) -> Result<serde_json::Value> {
+    let store = image::store::Store::from_env();
+    let found = store.find(reference).map_err(image::Error::from)?;
+    let Some(record) = found else {
+        return Err(Error::Input(format!(
+            "no image `{reference}` in the store: `engine images` lists them, `engine pull` adds one"
+        )));
+    };
+    let config = store.config(&record).map_err(image::Error::from)?;
+    Ok(serde_json::json!({
+        "Id": record.id,
+        "Digest": record.digest,
+        "RepoTags": record.names,
+        "Created": record.created,
+        "Size": record.size,
+        "Architecture": config.architecture,
+        "Os": config.os,
+        "Config": config.config,
+        "RootFS": { "Type": config.rootfs.kind, "Layers": record.layers },
+    }))
+}
+
+/// A pull's failure, naming the reference.
+fn image_error(reference: &str, err: anyhow::Error) -> Error {
+    Error::Image(image::Error::Failed(format!(
+        "cannot pull `{reference}`: {err:#}"
+    )))
+}
+
 /// Creates the bridge, turns on forwarding, prepares the parent cgroup.
 pub fn setup(cfg: &Config) -> Result<()> {
     Ok(parent::host::setup(cfg)?)

@@ -71,6 +71,22 @@ enum Command {
     /// Manage root filesystems
     #[command(subcommand)]
     Rootfs(RootfsCommand),
+    /// Import an image into the store: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE
+    Pull { reference: String },
+    /// List the images in the store
+    Images {
+        /// table, or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Remove images (by name or ID) and the layers no other image uses
+    Rmi {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print the engine's version, and the kernel and architecture it runs on
     Version,
     /// Print a shell completion script: engine completion bash > /etc/bash_completion.d/engine
@@ -206,6 +222,15 @@ struct RunArgs {
     /// The command and its arguments (default: /bin/bash if present, else /bin/sh)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Print an image's record and config as JSON
+    Inspect {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -345,6 +370,30 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         }
         Command::Teardown { force } => {
             engine::teardown(&cfg, force)?;
+            Ok(0)
+        }
+        Command::Pull { reference } => {
+            let record = engine::image_pull(&reference)?;
+            println!("{}", record.id);
+            Ok(0)
+        }
+        Command::Images { format } => cli::images::list(&format),
+        Command::Rmi { references } => {
+            for reference in references {
+                for line in engine::rmi(&reference)? {
+                    println!("{line}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Inspect { references }) => {
+            let found = references
+                .iter()
+                .map(|r| engine::image_inspect(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let text = serde_json::to_string_pretty(&found)
+                .map_err(|e| Error::Engine(format!("cannot encode the images: {e}")))?;
+            println!("{text}");
             Ok(0)
         }
         Command::Rootfs(RootfsCommand::Pull {

@@ -5,6 +5,7 @@
 
 pub mod errors;
 pub mod extras;
+pub mod images;
 pub mod oci;
 pub mod seed;
 pub mod split;

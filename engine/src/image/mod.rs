@@ -15,11 +15,16 @@
 mod busybox;
 mod busybox_skeleton;
 mod catalog;
+pub mod config;
 mod debian;
 mod fetch;
+pub mod layout;
+pub mod reference;
 mod shift;
 mod staging;
+pub mod store;
 mod unpack;
+mod whiteout;
 
 use crate::sys::arch::host_arch;
 use crate::sys::failpoint::step;

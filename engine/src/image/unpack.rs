@@ -54,6 +54,19 @@ pub(super) fn unpack_stream(
     Ok(())
 }
 
+/// The decompressed stream of an image layer blob (tar, tar+gzip,
+/// tar+zstd, tar+xz, told by its magic bytes); an empty tar (its end
+/// blocks alone, all zeros) is a tar too.
+pub(super) fn layer_decoder<'a>(src: &'a mut impl Read, what: &str) -> Result<Box<dyn Read + 'a>> {
+    let head = read_head(src).with_context(|| format!("cannot read {what}"))?;
+    let format = if head.len() == 512 && head.iter().all(|&b| b == 0) {
+        Format::Tar
+    } else {
+        Format::sniff(&head).map_err(|why| anyhow!("{what} is not a layer tarball: {why}"))?
+    };
+    Ok(format.decoder(io::Cursor::new(head).chain(src)))
+}
+
 /// The first tar block's worth of bytes (less if the file is shorter).
 fn read_head(src: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(512);
@@ -80,6 +93,7 @@ impl<R: Read> Read for ReadErrors<R> {
 enum Format {
     Xz,
     Gzip,
+    Zstd,
     Tar,
 }
 
@@ -88,6 +102,7 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Xz => ".tar.xz",
             Format::Gzip => ".tar.gz",
+            Format::Zstd => ".tar.zst",
             Format::Tar => ".tar",
         })
     }
@@ -103,6 +118,9 @@ impl Format {
         if head.starts_with(b"\x1f\x8b") {
             return Ok(Format::Gzip);
         }
+        if head.starts_with(ZSTD_MAGIC) {
+            return Ok(Format::Zstd);
+        }
         if is_tar_header(head) {
             return Ok(Format::Tar);
         }
@@ -114,8 +132,27 @@ impl Format {
             // Multi-stream decoders: parallel compressors concatenate streams.
             Format::Xz => Box::new(XzDecoder::new_multi_decoder(stream)),
             Format::Gzip => Box::new(MultiGzDecoder::new(stream)),
+            // Image layers (tar+zstd); frames are concatenated as gzip's members.
+            Format::Zstd => match zstd::stream::read::Decoder::new(stream) {
+                Ok(decoder) => Box::new(decoder),
+                Err(e) => Box::new(FailedReader(Some(e))),
+            },
             Format::Tar => Box::new(stream),
         }
+    }
+}
+
+const ZSTD_MAGIC: &[u8] = b"\x28\xb5\x2f\xfd";
+
+/// A decoder that could not start: its error at the first read.
+struct FailedReader(Option<io::Error>);
+
+impl Read for FailedReader {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("decoder failed")))
     }
 }
 
@@ -151,9 +188,6 @@ fn describe_head(head: &[u8]) -> String {
     if head.is_empty() {
         return "it is empty".into();
     }
-    if head.starts_with(b"\x28\xb5\x2f\xfd") {
-        return "it is zstd-compressed, which is not supported".into();
-    }
     if head.starts_with(b"BZh") {
         return "it is bzip2-compressed, which is not supported".into();
     }
@@ -175,6 +209,30 @@ fn describe_head(head: &[u8]) -> String {
 /// Device nodes and fifos are skipped: the engine gives each container its
 /// own /dev.
 pub(super) fn unpack_tar(reader: impl Read, root: &Path, owner: Option<u32>) -> Result<()> {
+    unpack_entries(reader, root, owner, Names::Plain)
+}
+
+/// Unpacks one image layer into `root` (an empty directory): as
+/// `unpack_tar` with the owners as the archive gives them, and its
+/// whiteouts (`.wh.NAME`, `.wh..wh..opq`) made overlayfs whiteouts.
+pub(super) fn unpack_layer(reader: impl Read, root: &Path) -> Result<()> {
+    unpack_entries(reader, root, None, Names::Layer)
+}
+
+/// Whether `.wh.` names are an image layer's whiteouts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Names {
+    Plain,
+    Layer,
+}
+
+/// `Some(file name)` when `rel` is a whiteout.
+fn whiteout_name(rel: &Path) -> Option<&OsStr> {
+    let name = rel.file_name()?.to_str()?;
+    name.strip_prefix(super::whiteout::PREFIX).map(OsStr::new)
+}
+
+fn unpack_entries(reader: impl Read, root: &Path, owner: Option<u32>, names: Names) -> Result<()> {
     let root_fd = rustix::fs::open(root, DIR_FLAGS, Mode::empty())
         .with_context(|| format!("cannot open {}", root.display()))?;
     if let Err(Errno::NOSYS) = open_in_root(&root_fd, Path::new("")) {
@@ -197,6 +255,13 @@ pub(super) fn unpack_tar(reader: impl Read, root: &Path, owner: Option<u32>) -> 
             .context("bad path in the archive")?
             .into_owned();
         let rel = inside_path(&raw).ok_or_else(|| escaping(&raw))?;
+        if let Some(hidden) = whiteout_name(&rel).filter(|_| names == Names::Layer) {
+            let (parent, _) = parent_and_name(&root_fd, &rel, base)?
+                .ok_or_else(|| anyhow!("a whiteout at the archive's root"))?;
+            super::whiteout::make(&parent, hidden)
+                .with_context(|| format!("cannot unpack the whiteout `{}`", raw.display()))?;
+            continue;
+        }
         let made = unpack_entry(&root_fd, &rel, &mut entry, base)
             .with_context(|| format!("cannot unpack `{}`", raw.display()))?;
         if let Some(mtime) = made {

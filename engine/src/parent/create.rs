@@ -154,9 +154,9 @@ pub fn create_init(
 
 /// The init's fifo fd, console, pipes (the go, its readiness, its
 /// failure, the OCI state), mount socket and cgroup directory.
-struct InitChannels {
+struct InitChannels<'a> {
     fifo: OwnedFd,
-    console: Option<child::Console>,
+    console: Option<child::Console<'a>>,
     sync_read: OwnedFd,
     sync_write: OwnedFd,
     ready_read: OwnedFd,
@@ -170,7 +170,7 @@ struct InitChannels {
     cgroup_dir: Option<File>,
 }
 
-fn open_init_channels(l: &Launch) -> Result<InitChannels, Error> {
+fn open_init_channels<'a>(l: &'a Launch) -> Result<InitChannels<'a>, Error> {
     step!("oci_create.open_fifo");
     let fifo = rustix::fs::open(
         l.fifo,

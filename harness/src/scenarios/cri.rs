@@ -8,6 +8,11 @@
 //! stopp, rmp. Then containerd's `ctr`: run --rm (the exit status), run -d,
 //! exec, kill, delete, and no task or container left. Afterwards no cgroup
 //! of a container is left under containerd's parents.
+//!
+//! With `HARNESS_CRI_FOCUS=REGEX` it also runs the critest specs the regex
+//! selects, and each of them that `conformance/cri/expected-pass.txt` lists
+//! must pass. Not by default: under TCG the whole suite took 22 min (1341 s
+//! for 79 specs, most of each in the pod's teardown), about 17 s a spec.
 
 use super::Ctx;
 use crate::process;
@@ -18,6 +23,8 @@ use std::time::Duration;
 
 /// The whole walk under TCG: about 70 s seen (boot excluded).
 const TIMEOUT: Duration = Duration::from_secs(600);
+/// With critest: the whole suite took 1341 s under TCG.
+const CRITEST_TIMEOUT: Duration = Duration::from_secs(2400);
 /// Where `conformance/cri/ci.sh` caches crictl and the test images.
 const DEFAULT_CACHE: &str = "/var/cache/engine-cri";
 /// The cgroup parents containerd gives its containers: the CRI's namespace
@@ -71,25 +78,38 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     )?;
     copied.expect_success("copying the CRI test images")?;
 
-    let result = process::run(
-        Command::new(kit.join("cri-check.sh"))
-            .env("RUNTIME", &env.engine)
-            .env("WORK", &work)
-            .env("TOOLS", &tools)
-            .env("OUT", &out)
-            .env("MODE", "crictl")
-            .env("DISABLE_CGROUP", "false")
-            .env("SHARED_ROOT", "1"),
-        TIMEOUT,
-    );
+    let focus = std::env::var("HARNESS_CRI_FOCUS").ok();
+    let mut check = Command::new(kit.join("cri-check.sh"));
+    check
+        .env("RUNTIME", &env.engine)
+        .env("WORK", &work)
+        .env("TOOLS", &tools)
+        .env("OUT", &out)
+        .env("MODE", "crictl")
+        .env("DISABLE_CGROUP", "false")
+        .env("SHARED_ROOT", "1");
+    if let Some(focus) = &focus {
+        check.env("MODE", "both").env("FOCUS", focus);
+    }
+    let timeout = if focus.is_some() {
+        CRITEST_TIMEOUT
+    } else {
+        TIMEOUT
+    };
+    let result = process::run(&mut check, timeout);
     let steps = std::fs::read_to_string(out.join("crictl-steps.txt")).unwrap_or_default();
     let checked = result.and_then(|run| {
         println!(
-            "    cri-check.sh MODE=crictl (cgroups on, / rshared): {:.1} s",
+            "    cri-check.sh MODE={} (cgroups on, / rshared): {:.1} s",
+            if focus.is_some() { "both" } else { "crictl" },
             run.elapsed.as_secs_f64()
         );
         run.expect_success("cri-check.sh")?;
-        check_steps(&steps)
+        check_steps(&steps)?;
+        match focus {
+            Some(_) => check_critest(&out.join("critest.json"), &kit.join("expected-pass.txt")),
+            None => Ok(()),
+        }
     });
     let left = leftover_cgroups(&cgroup_mount);
     let log = std::fs::read_to_string(out.join("containerd.log")).unwrap_or_default();
@@ -154,6 +174,58 @@ fn check_steps(steps: &str) -> Result<()> {
     let (rc, left) = step(steps, "ctr-left")?;
     if rc != 0 || !left.trim_matches('|').trim().is_empty() {
         bail!("after ctr's delete, no task and no container should be listed: {left}");
+    }
+    Ok(())
+}
+
+/// Every spec that ran and that `expected` lists passed.
+fn check_critest(report: &Path, expected: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(report)
+        .with_context(|| format!("critest wrote no report {}", report.display()))?;
+    let suites: serde_json::Value = serde_json::from_str(&text).context("critest's JSON report")?;
+    let expected = std::fs::read_to_string(expected)?;
+    let expected: Vec<&str> = expected
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let (mut ran, mut failed) = (0, Vec::new());
+    for spec in suites
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["SpecReports"].as_array())
+        .flatten()
+        .filter(|s| s["LeafNodeType"] == "It" && s["State"] != "skipped")
+    {
+        let mut name: Vec<&str> = spec["ContainerHierarchyTexts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str())
+            .collect();
+        name.push(spec["LeafNodeText"].as_str().unwrap_or_default());
+        let name = name.join(" ");
+        ran += 1;
+        if spec["State"] != "passed" && expected.contains(&name.as_str()) {
+            let why = spec["Failure"]["Message"].as_str().unwrap_or_default();
+            failed.push(format!(
+                "{name}: {}",
+                why.lines().next().unwrap_or_default()
+            ));
+        }
+    }
+    println!(
+        "    critest: {ran} specs ran, {} expected to pass failed",
+        failed.len()
+    );
+    if ran == 0 {
+        bail!("HARNESS_CRI_FOCUS selected no critest spec");
+    }
+    if !failed.is_empty() {
+        bail!(
+            "critest specs expected to pass failed:\n{}",
+            failed.join("\n")
+        );
     }
     Ok(())
 }

@@ -254,3 +254,58 @@ fn leftover_cgroups(mount: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEPS: &str = "exec-rc  rc=1  time=\"...\" level=fatal msg=\"command terminated with exit code 3\"|\n         (expected rc=3)\nctr-left rc=0  |\n";
+
+    #[test]
+    fn steps_are_read_by_name() {
+        assert_eq!(
+            step(STEPS, "exec-rc").unwrap(),
+            (
+                1,
+                "time=\"...\" level=fatal msg=\"command terminated with exit code 3\"|"
+            )
+        );
+        assert_eq!(step(STEPS, "ctr-left").unwrap(), (0, "|"));
+        assert!(step(STEPS, "exec").is_err());
+    }
+
+    fn report(dir: &Path, failing: &str) -> PathBuf {
+        let spec = |leaf: &str, state: &str| {
+            serde_json::json!({"ContainerHierarchyTexts": ["[k8s.io] Suite", "group"],
+                "LeafNodeText": leaf, "LeafNodeType": "It", "State": state,
+                "Failure": {"Message": format!("{leaf} broke\nmore")}})
+        };
+        let json = serde_json::json!([{"SpecReports": [
+            spec("a", "passed"), spec(failing, "failed"), spec("s", "skipped"),
+            {"LeafNodeType": "SynchronizedBeforeSuite", "State": "passed"}
+        ]}]);
+        let path = dir.join("critest.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn critest_fails_on_a_listed_spec_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("expected.txt");
+        std::fs::write(
+            &list,
+            "# comment\n[k8s.io] Suite group a\n[k8s.io] Suite group b\n",
+        )
+        .unwrap();
+        let err = check_critest(&report(dir.path(), "b"), &list).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "critest specs expected to pass failed:\n[k8s.io] Suite group b: b broke"
+        );
+        check_critest(&report(dir.path(), "unlisted"), &list).unwrap();
+        let none = dir.path().join("none.json");
+        std::fs::write(&none, "[{\"SpecReports\": []}]").unwrap();
+        assert!(check_critest(&none, &list).is_err());
+    }
+}

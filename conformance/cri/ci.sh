@@ -31,7 +31,9 @@ images=$cache/img-$(key "$here/images/build-images.sh" "$here"/images/src/*)
 mkdir -p "$cache"
 if [ ! -x "$tools/critest" ]; then
   echo "ci.sh: building crictl and critest into $tools (about 5 min)"
-  rm -rf "$tools.tmp"; "$here/build.sh" "$tools.tmp" && mv "$tools.tmp" "$tools"
+  rm -rf "$tools.tmp"
+  "$here/build.sh" "$tools.tmp" || { echo "ci.sh: crictl and critest did not build (Go >= 1.21 needed)" >&2; exit 1; }
+  mv "$tools.tmp" "$tools"
 fi
 if [ ! -f "$images/oci/index.json" ]; then
   echo "ci.sh: building the test images into $images"

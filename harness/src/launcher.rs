@@ -436,8 +436,11 @@ fn run_runner(
         ("HARNESS_SELECT".into(), names.join(",")),
         ("RUST_BACKTRACE".into(), "1".into()),
     ];
-    if let Ok(trace) = std::env::var("HARNESS_TRACE") {
-        env.push(("HARNESS_TRACE".into(), trace));
+    // HARNESS_TRACE for every scenario; the cri scenario's cache and critest focus.
+    for var in ["HARNESS_TRACE", "HARNESS_CRI_CACHE", "HARNESS_CRI_FOCUS"] {
+        if let Ok(value) = std::env::var(var) {
+            env.push((var.into(), value));
+        }
     }
     // A foreign guest's root has no C compiler: the confinement scenario's
     // probe is cross-built here, beside the cross-built engine.

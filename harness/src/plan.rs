@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 14] = [
+pub const SCENARIOS: [&str; 15] = [
     "processes",
     "users",
     "filesystem",
@@ -18,12 +18,13 @@ pub const SCENARIOS: [&str; 14] = [
     "confinement",
     "oci",
     "podman",
+    "cri",
 ];
 
 /// Scenarios that run for the first flavour only: what they attack or limit
 /// is the engine and the kernel's cgroups, not the distribution, and under
 /// emulation they are the slowest.
-pub const FIRST_FLAVOUR_ONLY: [&str; 7] = [
+pub const FIRST_FLAVOUR_ONLY: [&str; 8] = [
     "cpu",
     "memory",
     "pids",
@@ -31,12 +32,14 @@ pub const FIRST_FLAVOUR_ONLY: [&str; 7] = [
     "confinement",
     "oci",
     "podman",
+    "cri",
 ];
 
 /// Scenarios a foreign-architecture guest (arm64 emulated on amd64) does
 /// not run: its root is a minimal Debian extract without nftables' `nft`
-/// and without podman. GitHub's arm64 runner runs them natively.
-pub const NATIVE_ONLY: [&str; 2] = ["nat", "podman"];
+/// and without podman or containerd (and crictl is cached for the host's
+/// architecture). GitHub's arm64 runner runs them natively.
+pub const NATIVE_ONLY: [&str; 3] = ["nat", "podman", "cri"];
 
 /// The scenarios of the flavour at `index` in the run's list.
 pub fn scenarios_for(index: usize) -> impl Iterator<Item = &'static str> {

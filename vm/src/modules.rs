@@ -32,6 +32,18 @@ pub const WANTED: &[&str] = &[
     "nft_masq",
     "nft_ct",
     "nft_fib_inet",
+    // CNI's bridge (ipMasq) and portmap plugins, for the cri scenario: they
+    // write iptables rules, which iptables-nft makes with nft_compat and the
+    // xtables matches and targets below.
+    "nft_compat",
+    "xt_comment",
+    "xt_MASQUERADE",
+    "xt_mark",
+    "xt_addrtype",
+    "xt_multiport",
+    "xt_conntrack",
+    "xt_nat",
+    "xt_tcpudp",
 ];
 
 /// A module to load: its name and its file (maybe compressed).

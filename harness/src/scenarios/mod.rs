@@ -5,6 +5,7 @@
 
 mod confinement;
 mod cpu;
+mod cri;
 mod filesystem;
 mod host_mounts;
 pub mod leftovers;
@@ -62,6 +63,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "confinement" => confinement::run,
         "oci" => oci::run,
         "podman" => oci::run_podman,
+        "cri" => cri::run,
         _ => return None,
     })
 }

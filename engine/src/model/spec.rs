@@ -67,6 +67,9 @@ pub struct SpecInput {
     pub verbose: bool,
     /// Run in the background (`-d`), output to the log.
     pub detach: bool,
+    /// `--rm`: a detached container's record goes when it ends (a
+    /// foreground one's always does).
+    pub rm: bool,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     pub security: SecurityInput,
     /// `--log-size-max` of a detached container (default 10 MiB).
@@ -111,6 +114,7 @@ pub struct Request {
     pub layer_size: Option<u64>,
     pub verbose: bool,
     pub detach: bool,
+    pub rm: bool,
     pub security: SecurityRequest,
     pub log_size_max: u64,
 }
@@ -141,6 +145,9 @@ pub struct Spec {
     pub layer_size: u64,
     pub verbose: bool,
     pub detach: bool,
+    /// `--rm`: a detached container is not kept (its record and log go
+    /// when it ends); without it, it is kept until `engine rm`.
+    pub rm: bool,
     /// Capabilities, seccomp filter, no_new_privs.
     pub confinement: Confinement,
     /// Bytes a detached container's logs may hold (NAME.log and NAME.log.1).
@@ -204,6 +211,7 @@ impl Request {
             layer_size,
             verbose: input.verbose,
             detach: input.detach,
+            rm: input.rm,
             security,
             log_size_max,
         })

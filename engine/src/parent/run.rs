@@ -52,6 +52,10 @@ struct Resources {
     ports: bool,
     /// The host-wide lease of its host IDs.
     lease: Option<Held>,
+    /// A started detached container that is kept: its record, and (once
+    /// supervised to its end) its exit status. Without the status (the
+    /// supervisor failed) the record goes as a foreground one's.
+    keep: Option<(Record, Option<i32>)>,
 }
 
 impl Drop for Resources {
@@ -81,7 +85,19 @@ impl Drop for Resources {
         // namespace), before the record: `stop` returns once the record
         // is gone, and the IDs must be free by then.
         drop(self.lease.take());
-        if self.record_written {
+        if !self.record_written {
+            return;
+        }
+        // The exited record replaces the running one (by rename): `stop`
+        // and `wait` see it finished once everything above is released.
+        let kept = match self.keep.take() {
+            Some((rec, Some(code))) => {
+                let rec = rec.into_exited(code, state::now_secs());
+                self.state.write(&self.name, &rec).is_ok()
+            }
+            _ => false,
+        };
+        if !kept {
             self.state.remove(&self.name);
         }
     }
@@ -165,10 +181,18 @@ pub(super) fn run_with(
     verbose!(spec, "started {} in {}", spec.command[0], spec.name);
     step!("run.started");
     res.log = None;
+    if spec.detach && !spec.rm {
+        let mut kept = record.clone();
+        kept.started = Some(state::now_secs());
+        res.keep = Some((kept, None));
+    }
     started(&record);
 
     let status = supervise_child(spec, pid, &pidfd, master, forwarded, &mut res)?;
     step!("run.teardown");
+    if let Some((_, code)) = res.keep.as_mut() {
+        *code = Some(status);
+    }
     drop(res);
     Ok(status)
 }
@@ -202,6 +226,7 @@ impl Resources {
             etc: None,
             ports: false,
             lease: None,
+            keep: None,
         }
     }
 }
@@ -566,7 +591,15 @@ fn reserve(
     step!("run.lock");
     let lock = state.lock()?;
     step!("run.recover");
-    let running = recovery::recover_stale(state, cfg).running;
+    let recovered = recovery::recover_stale(state, cfg);
+    if recovered.exited.iter().any(|r| r.name == spec.name) {
+        bail!(
+            "container name {} is held by an exited container: remove it with `engine rm {}`, or choose another name",
+            spec.name,
+            spec.name
+        );
+    }
+    let running = recovered.running;
     if running.iter().any(|r| r.name == spec.name) {
         bail!(
             "container name {} is already in use: choose another name, or stop it with `engine stop {}`",
@@ -599,6 +632,10 @@ fn reserve(
         ports: spec.ports.clone(),
         userns_base,
         confinement: Some(spec.confinement.clone()),
+        keep: spec.detach && !spec.rm,
+        started: None,
+        finished: None,
+        exit_code: None,
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

@@ -124,9 +124,11 @@ impl PsFilter {
                     f.all |= v == "exited";
                     f.statuses.push(v.to_string());
                 }
-                Some(("status", v)) => return Err(anyhow!(
+                Some(("status", v)) => {
+                    return Err(anyhow!(
                     "unknown status {v:?} in --filter {word}: use status=running or status=exited"
-                )),
+                ))
+                }
                 _ => {
                     return Err(anyhow!(
                         "unknown filter {word:?}: use name=PART or status=running|exited"

@@ -198,3 +198,37 @@ fn bad_input_of_the_new_verbs_is_one_sentence() {
     env.cmd().args(["rm", "keep"]).assert().code(0);
     env.assert_clean();
 }
+
+/// What an exited container held goes when it ends, though its record
+/// stays: its address (another container takes it with `--ip`), its host
+/// IDs' lease, its veth (in a private network namespace of this test).
+#[test]
+fn an_exited_container_holds_its_name_only() {
+    busybox::rootfs(); // built before leaving the host's namespace
+    testkit::netns::enter_private_or_panic();
+    let env = engine("held").with_network("br-held", "10.77.3.0/24");
+    env.cmd()
+        .args(["run", "-d", "--ip", "10.77.3.9", "--name", "first"])
+        .args([rootfs(), "sh", "-c", "exit 0"])
+        .assert()
+        .code(0);
+    env.cmd().args(["wait", "first"]).assert().stdout("0\n");
+    assert_eq!(id_leases(env.state_dir()), Vec::new());
+    let a = env
+        .cmd()
+        .args(["run", "--ip", "10.77.3.9", "--name", "second"])
+        .args([rootfs(), "ip", "-o", "-4", "addr", "show", "eth0"])
+        .assert()
+        .code(0);
+    assert!(stdout(&a).contains("10.77.3.9/24"), "{}", stdout(&a));
+    env.cmd().args(["rm", "first"]).assert().code(0);
+    wait::until(SHORT, "the veths to vanish", || {
+        let out = std::process::Command::new(quote::require("ip", "iproute2"))
+            .args(["-o", "link"])
+            .output()
+            .unwrap();
+        (!String::from_utf8_lossy(&out.stdout).contains("ve-")).then_some(())
+    });
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}

@@ -38,6 +38,8 @@ pub use model::exit;
 /// first (so bad input is refused before anything is pulled or created),
 /// then a catalog rootfs is pulled, then the request is checked against the host.
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
+    // A kept container's record holds what was given, for `engine start`.
+    let origin = (input.detach && !input.rm).then(|| input.clone());
     let request = Request::parse(input, cfg, sys::random::u32)?;
     validate::require_root()?;
     let rootfs = match &request.rootfs {
@@ -51,7 +53,43 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
         RootfsSource::Catalog(name) => validate::rootfs_dir(Path::new(name))?,
         RootfsSource::Dir(dir) => validate::rootfs_dir(dir)?,
     };
-    Ok(validate::validate(request, rootfs, cfg)?)
+    let mut spec = validate::validate(request, rootfs, cfg)?;
+    spec.origin = origin.map(|mut o| {
+        // The same container, wherever `start` is called from.
+        o.name = Some(spec.name.clone());
+        o.rootfs = spec.rootfs.display().to_string();
+        o
+    });
+    Ok(spec)
+}
+
+/// `engine start`: runs each named exited container again, detached, with
+/// the settings it was run with (its name, its log goes on); a running one
+/// is left as it is. Calls `started` with each name.
+pub fn start(cfg: &Config, names: &[String], mut started: impl FnMut(&str)) -> Result<()> {
+    for n in names {
+        check_name(n)?;
+    }
+    let state = state(cfg);
+    let recs = names
+        .iter()
+        .map(|n| lifecycle::find_any(&state, cfg, n))
+        .collect::<Result<Vec<_>, parent::Error>>()?;
+    for rec in recs {
+        if rec.exited() {
+            let Some(input) = rec.input.clone() else {
+                return Err(Error::Engine(format!(
+                    "container {} was kept by an engine without `start`: remove it with `engine rm {}` and run it again",
+                    rec.name, rec.name
+                )));
+            };
+            let mut spec = prepare(input, cfg)?;
+            spec.restart = true;
+            run_detached(&spec, cfg)?;
+        }
+        started(&rec.name);
+    }
+    Ok(())
 }
 
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).

@@ -80,6 +80,11 @@ enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Start exited detached containers again, with the same settings
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Remove exited containers: their record and log
     Rm {
         /// Stop a running container first (SIGKILL)
@@ -378,6 +383,10 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             let text = serde_json::to_string_pretty(&records)
                 .map_err(|e| Error::Engine(format!("cannot encode the records: {e}")))?;
             println!("{text}");
+            Ok(0)
+        }
+        Command::Start { names } => {
+            engine::start(&cfg, &names, |name| println!("{name}"))?;
             Ok(0)
         }
         Command::Rm { force, names } => {

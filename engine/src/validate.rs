@@ -186,6 +186,8 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         verbose: req.verbose,
         detach: req.detach,
         rm: req.rm,
+        origin: None,
+        restart: false,
         confinement: crate::model::security::resolve(
             &req.security,
             seccomp_profile(&req.security.seccomp)?.as_deref(),

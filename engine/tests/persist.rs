@@ -232,3 +232,41 @@ fn an_exited_container_holds_its_name_only() {
     assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
 }
+
+/// `engine start` runs an exited detached container again with the same
+/// settings (name, command, environment); its log goes on. Its writable
+/// layer is a new one: the layer lives in the container's tmpfs, which
+/// went with it (docker keeps it; the engine does not yet).
+#[test]
+fn start_runs_an_exited_container_again() {
+    let env = engine("restart");
+    env.cmd()
+        .args(["run", "-d", "--net", "none", "-e", "WHO=again", "--name", "re"])
+        .args([rootfs(), "sh", "-c"])
+        .arg("[ -e /layer-mark ] && echo layer-kept; touch /layer-mark; echo run $WHO $(hostname); exit 3")
+        .assert()
+        .code(0);
+    env.cmd().args(["wait", "re"]).assert().stdout("3\n");
+    env.cmd()
+        .args(["start", "re"])
+        .assert()
+        .code(0)
+        .stdout("re\n");
+    env.cmd().args(["wait", "re"]).assert().stdout("3\n");
+    env.cmd()
+        .args(["logs", "re"])
+        .assert()
+        .code(0)
+        .stdout("run again re\nrun again re\n");
+    // Only one record, exited again; then rm, and nothing is left.
+    assert_eq!(ps_all(&env, &[]).len(), 1);
+    env.cmd()
+        .args(["start", "ghost"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no such container: ghost"));
+    env.cmd().args(["rm", "re"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    assert!(!env.state_dir().join("re.log").exists());
+    env.assert_clean();
+}

@@ -35,8 +35,9 @@ pub enum Error {
 
 type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
 
-/// Raw, unchecked input as a front end collected it.
-#[derive(Debug, Clone, Default)]
+/// Raw, unchecked input as a front end collected it (a kept container's
+/// record holds it, for `engine start`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpecInput {
     pub rootfs: String,
     pub name: Option<String>,
@@ -148,6 +149,11 @@ pub struct Spec {
     /// `--rm`: a detached container is not kept (its record and log go
     /// when it ends); without it, it is kept until `engine rm`.
     pub rm: bool,
+    /// What the front end gave, for a kept container's `engine start`.
+    pub origin: Option<SpecInput>,
+    /// `engine start`: this run takes the name from the exited container's
+    /// kept record (and appends to its log).
+    pub restart: bool,
     /// Capabilities, seccomp filter, no_new_privs.
     pub confinement: Confinement,
     /// Bytes a detached container's logs may hold (NAME.log and NAME.log.1).

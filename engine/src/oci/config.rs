@@ -161,6 +161,8 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         verbose: false,
         detach: false,
         rm: true,
+        origin: None,
+        restart: false,
         confinement,
         log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
     };

@@ -65,6 +65,10 @@ pub struct Record {
     /// Its exit status (128+N when killed by signal N).
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// What its front end gave (kept records only): `engine start` runs it
+    /// again from this, with the same settings.
+    #[serde(default)]
+    pub input: Option<crate::model::spec::SpecInput>,
 }
 
 impl Record {

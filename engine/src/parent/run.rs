@@ -56,6 +56,9 @@ struct Resources {
     /// supervised to its end) its exit status. Without the status (the
     /// supervisor failed) the record goes as a foreground one's.
     keep: Option<(Record, Option<i32>)>,
+    /// `engine start`: the exited record this run replaced, put back if
+    /// it fails before its command has started.
+    replaced: Option<Record>,
 }
 
 impl Drop for Resources {
@@ -98,7 +101,10 @@ impl Drop for Resources {
             _ => false,
         };
         if !kept {
-            self.state.remove(&self.name);
+            match self.replaced.take() {
+                Some(old) if self.state.write(&self.name, &old).is_ok() => {}
+                _ => self.state.remove(&self.name),
+            }
         }
     }
 }
@@ -181,6 +187,7 @@ pub(super) fn run_with(
     verbose!(spec, "started {} in {}", spec.command[0], spec.name);
     step!("run.started");
     res.log = None;
+    res.replaced = None;
     if spec.detach && !spec.rm {
         let mut kept = record.clone();
         kept.started = Some(state::now_secs());
@@ -227,6 +234,7 @@ impl Resources {
             ports: false,
             lease: None,
             keep: None,
+            replaced: None,
         }
     }
 }
@@ -338,6 +346,12 @@ fn take_name_log_and_cgroup(
     step!("run.reserve");
     let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &res.state)?;
     res.lease = lease;
+    if spec.restart {
+        res.replaced = res
+            .state
+            .read::<Record>(&spec.name)
+            .filter(|r| r.exited());
+    }
     match record.ip {
         Some(ip) => verbose!(spec, "reserved the name {} and the address {ip}", spec.name),
         None => verbose!(
@@ -350,8 +364,11 @@ fn take_name_log_and_cgroup(
         // Only now is the name ours: a clash must not truncate another's log.
         step!("run.log");
         let log = res.state.log_of(&spec.name);
-        res.log = Some(log.clone());
-        super::log::redirect_output(&log, spec.log_size_max)?;
+        // A restarted container's log goes on (and stays if it fails).
+        if !spec.restart {
+            res.log = Some(log.clone());
+        }
+        super::log::redirect_output(&log, spec.log_size_max, spec.restart)?;
         record.log = Some(log);
     }
     if cgroup_ok {
@@ -592,7 +609,8 @@ fn reserve(
     let lock = state.lock()?;
     step!("run.recover");
     let recovered = recovery::recover_stale(state, cfg);
-    if recovered.exited.iter().any(|r| r.name == spec.name) {
+    // `engine start` replaces the kept record (by rename, under this lock).
+    if !spec.restart && recovered.exited.iter().any(|r| r.name == spec.name) {
         bail!(
             "container name {} is held by an exited container: remove it with `engine rm {}`, or choose another name",
             spec.name,
@@ -633,6 +651,7 @@ fn reserve(
         userns_base,
         confinement: Some(spec.confinement.clone()),
         keep: spec.detach && !spec.rm,
+        input: spec.origin.clone().filter(|_| spec.detach && !spec.rm),
         started: None,
         finished: None,
         exit_code: None,

@@ -347,10 +347,7 @@ fn take_name_log_and_cgroup(
     let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &res.state)?;
     res.lease = lease;
     if spec.restart {
-        res.replaced = res
-            .state
-            .read::<Record>(&spec.name)
-            .filter(|r| r.exited());
+        res.replaced = res.state.read::<Record>(&spec.name).filter(|r| r.exited());
     }
     match record.ip {
         Some(ip) => verbose!(spec, "reserved the name {} and the address {ip}", spec.name),

@@ -19,7 +19,9 @@ pub mod validate;
 pub use error::{Error, Result};
 pub use model::config::Config;
 pub use model::spec::{Spec, SpecInput};
-pub use parent::lifecycle::{PsReport, PsRow};
+pub use parent::lifecycle::{ago, PsReport, PsRow};
+/// What the engine keeps about a container (`engine inspect` prints it).
+pub use parent::record::Record as ContainerRecord;
 
 use model::spec::{Request, RootfsSource};
 use parent::lifecycle;
@@ -36,6 +38,8 @@ pub use model::exit;
 /// first (so bad input is refused before anything is pulled or created),
 /// then a catalog rootfs is pulled, then the request is checked against the host.
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
+    // A kept container's record holds what was given, for `engine start`.
+    let origin = (input.detach && !input.rm).then(|| input.clone());
     let request = Request::parse(input, cfg, sys::random::u32)?;
     validate::require_root()?;
     let rootfs = match &request.rootfs {
@@ -49,7 +53,43 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
         RootfsSource::Catalog(name) => validate::rootfs_dir(Path::new(name))?,
         RootfsSource::Dir(dir) => validate::rootfs_dir(dir)?,
     };
-    Ok(validate::validate(request, rootfs, cfg)?)
+    let mut spec = validate::validate(request, rootfs, cfg)?;
+    spec.origin = origin.map(|mut o| {
+        // The same container, wherever `start` is called from.
+        o.name = Some(spec.name.clone());
+        o.rootfs = spec.rootfs.display().to_string();
+        o
+    });
+    Ok(spec)
+}
+
+/// `engine start`: runs each named exited container again, detached, with
+/// the settings it was run with (its name, its log goes on); a running one
+/// is left as it is. Calls `started` with each name.
+pub fn start(cfg: &Config, names: &[String], mut started: impl FnMut(&str)) -> Result<()> {
+    for n in names {
+        check_name(n)?;
+    }
+    let state = state(cfg);
+    let recs = names
+        .iter()
+        .map(|n| lifecycle::find_any(&state, cfg, n))
+        .collect::<Result<Vec<_>, parent::Error>>()?;
+    for rec in recs {
+        if rec.exited() {
+            let Some(input) = rec.input.clone() else {
+                return Err(Error::Engine(format!(
+                    "container {} was kept by an engine without `start`: remove it with `engine rm {}` and run it again",
+                    rec.name, rec.name
+                )));
+            };
+            let mut spec = prepare(input, cfg)?;
+            spec.restart = true;
+            run_detached(&spec, cfg)?;
+        }
+        started(&rec.name);
+    }
+    Ok(())
 }
 
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).
@@ -109,10 +149,41 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
     Ok(parent::exec::exec_into(&rec, &req)?)
 }
 
-/// The running containers, and the state records that could not be read
-/// (released by this call).
-pub fn ps(cfg: &Config) -> Result<PsReport> {
-    Ok(lifecycle::ps(&state(cfg), cfg)?)
+/// The running containers (with `all`, the exited ones kept too), as the
+/// `--filter KEY=VALUE` words narrow them, and the state records that
+/// could not be read (released by this call). A bad filter is refused.
+pub fn ps(cfg: &Config, all: bool, filters: &[String]) -> Result<PsReport> {
+    let filter = lifecycle::PsFilter::parse(all, filters).map_err(Error::input)?;
+    Ok(lifecycle::ps(&state(cfg), cfg, &filter)?)
+}
+
+/// Blocks while the named container runs; its exit status once it has
+/// ended (a detached container's, kept until `rm`).
+pub fn wait(cfg: &Config, name: &str) -> Result<i32> {
+    check_name(name)?;
+    Ok(lifecycle::wait(&state(cfg), cfg, name)?)
+}
+
+/// The records of the named containers, running or exited.
+pub fn inspect(cfg: &Config, names: &[String]) -> Result<Vec<ContainerRecord>> {
+    for n in names {
+        check_name(n)?;
+    }
+    let state = state(cfg);
+    Ok(names
+        .iter()
+        .map(|n| lifecycle::find_any(&state, cfg, n))
+        .collect::<Result<Vec<_>, parent::Error>>()?)
+}
+
+/// Removes the named containers' kept records and logs; a running one is
+/// refused unless `force` (then stopped at once first). Calls `removed`
+/// with each name once it is gone. Every name is checked first.
+pub fn rm(cfg: &Config, names: &[String], force: bool, removed: impl FnMut(&str)) -> Result<()> {
+    for n in names {
+        check_name(n)?;
+    }
+    Ok(lifecycle::rm(&state(cfg), cfg, names, force, removed)?)
 }
 
 /// Stops each named container (SIGTERM, SIGKILL after `grace`); calls
@@ -130,9 +201,14 @@ pub fn stop(
     step!("stop.find");
     let recs = names
         .iter()
-        .map(|n| lifecycle::find(&state, cfg, n))
+        .map(|n| lifecycle::find_any(&state, cfg, n))
         .collect::<Result<Vec<_>, parent::Error>>()?;
     for rec in &recs {
+        // As docker: stopping an exited container succeeds.
+        if rec.exited() {
+            stopped(&rec.name);
+            continue;
+        }
         step!("stop.stop");
         lifecycle::stop(&state, rec, grace)?;
         stopped(&rec.name);

@@ -36,8 +36,17 @@ enum Command {
     },
     /// Run a command inside a running container
     Exec(ExecArgs),
-    /// List running containers
+    /// List running containers (-a: and the exited ones kept until `engine rm`)
     Ps {
+        /// Also list the detached containers that have exited
+        #[arg(long, short = 'a')]
+        all: bool,
+        /// Print only the names
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// name=PART or status=running|exited (repeatable)
+        #[arg(long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
         /// Show every field in the table
         #[arg(long)]
         all_fields: bool,
@@ -58,6 +67,29 @@ enum Command {
         /// Signal name or number
         #[arg(long, short = 's', default_value = "KILL")]
         signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Wait for containers to end and print their exit status
+    Wait {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print what the engine keeps about containers, as JSON
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Start exited detached containers again, with the same settings
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove exited containers: their record and log
+    Rm {
+        /// Stop a running container first (SIGKILL)
+        #[arg(long, short = 'f')]
+        force: bool,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -140,7 +172,7 @@ struct RunArgs {
     /// Keep stdin attached (accepted: a foreground container always has it; a detached one never)
     #[arg(long, short = 'i')]
     interactive: bool,
-    /// Remove the container when it ends (accepted: the engine always does; a detached container's log stays until its name is reused or teardown)
+    /// Remove the container when it ends (a foreground one always is; a detached one without --rm is kept, exited, until `engine rm`)
     #[arg(long)]
     rm: bool,
     /// CPU limit in CPUs, e.g. 0.5
@@ -349,7 +381,43 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Ps { all_fields, format } => ps(&cfg, all_fields, &format),
+        Command::Ps {
+            all,
+            quiet,
+            filter,
+            all_fields,
+            format,
+        } => ps(
+            &cfg,
+            &PsArgs {
+                all,
+                quiet,
+                filter,
+                all_fields,
+            },
+            &format,
+        ),
+        Command::Wait { names } => {
+            for name in &names {
+                println!("{}", engine::wait(&cfg, name)?);
+            }
+            Ok(0)
+        }
+        Command::Inspect { names } => {
+            let records = engine::inspect(&cfg, &names)?;
+            let text = serde_json::to_string_pretty(&records)
+                .map_err(|e| Error::Engine(format!("cannot encode the records: {e}")))?;
+            println!("{text}");
+            Ok(0)
+        }
+        Command::Start { names } => {
+            engine::start(&cfg, &names, |name| println!("{name}"))?;
+            Ok(0)
+        }
+        Command::Rm { force, names } => {
+            engine::rm(&cfg, &names, force, |name| println!("{name}"))?;
+            Ok(0)
+        }
         Command::Stop { time, names } => {
             engine::stop(&cfg, &names, Duration::from_secs(time), |name| {
                 println!("{name}")
@@ -419,9 +487,9 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
 /// `engine run`: the description from the flags, then run it (in the
 /// foreground: its exit status; detached: its name once started).
 fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
-    // What -i and --rm ask docker for is what the engine does anyway
-    // (docs/cli.md says where it differs).
-    let _accepted = (a.interactive, a.rm);
+    // What -i asks docker for is what the engine does anyway; --rm
+    // matters to a detached container (docs/cli.md says where it differs).
+    let _accepted = a.interactive;
     let input = SpecInput {
         rootfs: a.rootfs,
         name: a.name,
@@ -445,6 +513,7 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
         layer_size: a.layer_size,
         verbose: a.verbose,
         detach: a.detach,
+        rm: a.rm,
         security: engine::model::security::SecurityInput {
             cap_add: a.cap_add,
             cap_drop: a.cap_drop,
@@ -462,9 +531,17 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
     engine::run(&spec, cfg)
 }
 
-/// `engine ps`: the running containers as a table or JSON; the records
+/// The flags of `engine ps` besides --format.
+struct PsArgs {
+    all: bool,
+    quiet: bool,
+    filter: Vec<String>,
+    all_fields: bool,
+}
+
+/// `engine ps`: the containers as a table, JSON or names; the records
 /// that could not be read (and were released) on stderr.
-fn ps(cfg: &Config, all_fields: bool, format: &str) -> Result<i32, Error> {
+fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
     let json = match format {
         "json" => true,
         "table" => false,
@@ -474,19 +551,23 @@ fn ps(cfg: &Config, all_fields: bool, format: &str) -> Result<i32, Error> {
             )))
         }
     };
-    let report = engine::ps(cfg)?;
+    let report = engine::ps(cfg, a.all, &a.filter)?;
     for file in &report.corrupt {
         eprintln!(
             "engine: state record {} is unreadable: released its cgroup, address and veth, and removed it",
             file.display()
         );
     }
-    if json {
+    if a.quiet {
+        for r in &report.rows {
+            println!("{}", r.name);
+        }
+    } else if json {
         let text = serde_json::to_string_pretty(&report.rows)
             .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
         println!("{text}");
     } else {
-        print_ps_table(&report.rows, &report.corrupt, all_fields);
+        print_ps_table(&report.rows, &report.corrupt, a.all_fields);
     }
     Ok(0)
 }
@@ -500,12 +581,18 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-fn human_duration(s: u64) -> String {
-    match s {
-        s if s >= 86400 => format!("{}d", s / 86400),
-        s if s >= 3600 => format!("{}h", s / 3600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
+/// docker's STATUS: `Up 5 seconds`, `Exited (3) 5 seconds ago`.
+fn status_text(r: &PsRow) -> String {
+    match r.finished {
+        Some(finished) => format!(
+            "Exited ({}) {}",
+            r.exit_code.unwrap_or(exit::ENGINE_ERROR),
+            engine::ago(Some(finished))
+        ),
+        None => {
+            let ago = engine::ago(Some(r.started));
+            format!("Up {}", ago.trim_end_matches(" ago"))
+        }
     }
 }
 
@@ -518,7 +605,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
         "ADDRESS",
         "ROOTFS",
         "COMMAND",
-        "UPTIME",
+        "STATUS",
         "CPUS",
         "MEMORY",
         "MEM USAGE",
@@ -535,7 +622,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
             r.ip.clone().unwrap_or_else(dash),
             r.rootfs.clone(),
             r.command.join(" "),
-            human_duration(r.uptime_seconds),
+            status_text(r),
             r.cpus.map(|c| c.to_string()).unwrap_or_else(dash),
             r.memory_limit.map(human_bytes).unwrap_or_else(dash),
             r.memory_usage.map(human_bytes).unwrap_or_else(dash),

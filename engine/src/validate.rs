@@ -185,6 +185,9 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         layer_size,
         verbose: req.verbose,
         detach: req.detach,
+        rm: req.rm,
+        origin: None,
+        restart: false,
         confinement: crate::model::security::resolve(
             &req.security,
             seccomp_profile(&req.security.seccomp)?.as_deref(),

@@ -712,11 +712,18 @@ fn detached_log_is_capped() {
     );
     assert!(out.status.success(), "run -d failed: {}", text(&out));
     let record = env.state().join(format!("{name}.json"));
+    // Ended: its record is kept, exited (with `finished`), until rm.
+    let running = || {
+        std::fs::read(&record)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+            .is_some_and(|v| v["finished"].is_null())
+    };
     let deadline = Instant::now() + TIMEOUT;
-    while record.exists() && Instant::now() < deadline {
+    while running() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!record.exists(), "{name} did not exit in {TIMEOUT:?}");
+    assert!(!running(), "{name} did not exit in {TIMEOUT:?}");
     let log = env.state().join(format!("{name}.log"));
     let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     assert!(

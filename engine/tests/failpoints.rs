@@ -64,6 +64,9 @@ enum Scenario {
     Exec,
     Stop,
     Kill,
+    /// `rm -f` of a running detached container (stopped, then its kept
+    /// record and log removed).
+    Rm,
     /// `teardown --force` with a running container.
     Teardown,
     Setup,
@@ -88,12 +91,13 @@ enum Scenario {
 use Scenario::*;
 
 /// In walking order: a failpoint is walked in the first that passes it.
-const SCENARIOS: [Scenario; 15] = [
+const SCENARIOS: [Scenario; 16] = [
     Run,
     RunDetached,
     Exec,
     Stop,
     Kill,
+    Rm,
     Teardown,
     Setup,
     PullBusybox,
@@ -285,7 +289,7 @@ impl Case {
     /// What the scenario's prelude makes (a running container, a set-up host).
     fn prelude(&self, s: Scenario) -> Check {
         match s {
-            Exec | Kill => self.start_box("exit 0"),
+            Exec | Kill | Rm => self.start_box("exit 0"),
             Stop => self.start_box(""),
             Teardown => self.ok(&["setup"]).and_then(|()| self.start_box("exit 0")),
             OciStart => self.oci_create(),
@@ -359,6 +363,7 @@ impl Case {
             Exec => vec!["exec", "--tty=true", name, "--", "true"],
             Stop => vec!["stop", "-t", "0", name],
             Kill => vec!["kill", name],
+            Rm => vec!["rm", "-f", name],
             Teardown => vec!["teardown", "--force"],
             Setup => vec!["setup"],
             PullBusybox => vec!["rootfs", "pull", "busybox", "--owner", "131072", dest],
@@ -368,17 +373,19 @@ impl Case {
         args.into_iter().map(String::from).collect()
     }
 
-    /// Ends whatever the scenario left running, and the host network.
+    /// Ends whatever the scenario left running, removes the record a
+    /// detached container keeps once it has ended (on purpose, until `rm`),
+    /// and the host network.
     fn finish(&self) -> Check {
         self.oci_delete()?;
-        let stop = ["stop", "-t", "0", &self.name].map(String::from);
-        let out = self.engine(&stop, "", None);
+        let rm = ["rm", "-f", &self.name].map(String::from);
+        let out = self.engine(&rm, "", None);
         // Gone already (the scenario ended it) is fine; any other failure
         // would leave the container running: say so rather than time out.
         let gone = out.code == Some(125) && out.stderr.contains("no such container");
         ensure(out.code == Some(0) || gone, || {
             format!(
-                "`engine stop -t 0 {}`: {:?} {}",
+                "`engine rm -f {}`: {:?} {}",
                 self.name, out.code, out.stderr
             )
         })?;

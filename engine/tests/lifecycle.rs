@@ -64,6 +64,7 @@ fn detached_container_with_two_concurrent_execs() {
         .assert()
         .code(127);
     env.cmd().args(["stop", "-t", "5", "svc"]).assert().code(0);
+    env.cmd().args(["rm", "svc"]).assert().code(0);
     env.assert_clean();
 }
 
@@ -122,6 +123,13 @@ fn ps_lists_running_containers_in_both_formats() {
         .args(["ps", "--format", "json"])
         .assert()
         .stdout("[]\n");
+    // Kept, exited, until rm.
+    env.cmd()
+        .args(["ps", "-a", "-q"])
+        .assert()
+        .stdout("one\ntwo\n");
+    env.cmd().args(["rm", "one", "two"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
 }
 
@@ -146,6 +154,7 @@ fn stop_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
         "stopped before the grace period: {took:?}"
     );
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    env.cmd().args(["rm", "stubborn"]).assert().code(0);
     env.assert_clean();
 }
 
@@ -162,7 +171,7 @@ fn logs_follow_a_container_to_its_end() {
         .assert()
         .code(0)
         .stdout("line 1\nline 2\nline 3\nline 4\nline 5\nbye\n");
-    // After the end the log is still there to read, until teardown.
+    // After the end the log is still there to read, until rm (or teardown).
     env.cmd()
         .args(["logs", "talker"])
         .assert()
@@ -196,14 +205,13 @@ fn exec_into_a_container_that_exits_meanwhile() {
         ])
         .assert()
         .code(137);
-    wait::until(SHORT, "the container to be cleaned up", || {
-        env.state_files().is_empty().then_some(())
-    });
+    env.cmd().args(["wait", "brief"]).assert().stdout("0\n");
     env.cmd()
         .args(["exec", "brief", "--", "true"])
         .assert()
         .code(125)
-        .stderr(predicate::str::contains("no such container: brief"));
+        .stderr(predicate::str::contains("container brief is not running"));
+    env.cmd().args(["rm", "brief"]).assert().code(0);
     env.assert_clean();
 }
 
@@ -245,11 +253,8 @@ fn unknown_names_are_refused_with_what_is_running() {
         .assert()
         .stderr(predicate::str::contains("(running: real)"));
     env.cmd().args(["kill", "real"]).assert().code(0);
-    wait::until(SHORT, "the container to exit on KILL", || {
-        env.state_files()
-            .iter()
-            .all(|f| !f.ends_with(".json"))
-            .then_some(())
-    });
+    env.cmd().args(["wait", "real"]).assert().stdout("137\n");
+    env.cmd().args(["rm", "real"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
 }

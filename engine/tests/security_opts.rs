@@ -213,10 +213,8 @@ fn logs_rotate_within_the_cap() {
         .arg("i=0; while [ $i -lt 10000 ]; do echo line-$i; i=$((i+1)); done")
         .assert()
         .success();
-    let record = env.state_dir().join(format!("{name}.json"));
-    wait::until(LONG, "the container to exit", || {
-        (!record.exists()).then_some(())
-    });
+    // Kept once it has exited (until rm), with its status.
+    env.cmd().args(["wait", &name]).assert().stdout("0\n");
     let log = env.state_dir().join(format!("{name}.log"));
     let older = env.state_dir().join(format!("{name}.log.1"));
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -234,6 +232,8 @@ fn logs_rotate_within_the_cap() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(*l, format!("line-{}", first + i), "out of order at {i}");
     }
+    env.cmd().args(["rm", &name]).assert().success();
+    assert!(!log.exists() && !older.exists(), "rm left the logs");
 }
 
 /// `engine exec` without `-t` never hands the caller's terminal in: a

@@ -23,8 +23,8 @@ pub const GLOBAL_FLAGS: [&str; 7] = [
 ];
 
 /// Verbs only the OCI command line has.
-pub const OCI_ONLY_VERBS: [&str; 9] = [
-    "create", "start", "state", "delete", "pause", "resume", "features", "spec", "update",
+pub const OCI_ONLY_VERBS: [&str; 8] = [
+    "create", "state", "delete", "pause", "resume", "features", "spec", "update",
 ];
 
 /// Whether argv is runc's command line rather than the engine's own: a
@@ -95,8 +95,9 @@ fn picks_oci(args: &[String], oci_container_exists: impl Fn(&str) -> bool) -> bo
     }
     // podman calls `kill ID 15`, `exec ... ID` with no global flag: such a
     // verb goes to OCI when it names a container of the default --root
-    // (`run` never does: `engine run NAME` stays the engine's).
-    matches!(first.as_str(), "kill" | "exec" | "ps")
+    // (`run` never does: `engine run NAME` stays the engine's). `start` is
+    // also the engine's own (of an exited detached container).
+    matches!(first.as_str(), "kill" | "exec" | "ps" | "start")
         && args[2..].iter().any(|a| {
             !a.starts_with('-') && engine::oci::check_id(a).is_ok() && oci_container_exists(a)
         })
@@ -396,7 +397,6 @@ mod tests {
             ("engine --debug start c", true),
             // Verbs only OCI has.
             ("engine create c", true),
-            ("engine start c", true),
             ("engine state c", true),
             ("engine delete c", true),
             ("engine pause c", true),
@@ -425,6 +425,8 @@ mod tests {
             ("engine exec web -- true", false),
             ("engine ps", false),
             ("engine kill -s TERM web", false),
+            ("engine start oci-ctr", true),
+            ("engine start web", false),
             // The engine's own verbs.
             ("engine stop oci-ctr", false),
             ("engine logs oci-ctr", false),

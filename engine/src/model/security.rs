@@ -75,7 +75,7 @@ pub enum Filter {
 }
 
 /// The security options as the user gave them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecurityInput {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

@@ -35,8 +35,9 @@ pub enum Error {
 
 type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
 
-/// Raw, unchecked input as a front end collected it.
-#[derive(Debug, Clone, Default)]
+/// Raw, unchecked input as a front end collected it (a kept container's
+/// record holds it, for `engine start`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpecInput {
     pub rootfs: String,
     pub name: Option<String>,
@@ -67,6 +68,9 @@ pub struct SpecInput {
     pub verbose: bool,
     /// Run in the background (`-d`), output to the log.
     pub detach: bool,
+    /// `--rm`: a detached container's record goes when it ends (a
+    /// foreground one's always does).
+    pub rm: bool,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     pub security: SecurityInput,
     /// `--log-size-max` of a detached container (default 10 MiB).
@@ -111,6 +115,7 @@ pub struct Request {
     pub layer_size: Option<u64>,
     pub verbose: bool,
     pub detach: bool,
+    pub rm: bool,
     pub security: SecurityRequest,
     pub log_size_max: u64,
 }
@@ -141,6 +146,14 @@ pub struct Spec {
     pub layer_size: u64,
     pub verbose: bool,
     pub detach: bool,
+    /// `--rm`: a detached container is not kept (its record and log go
+    /// when it ends); without it, it is kept until `engine rm`.
+    pub rm: bool,
+    /// What the front end gave, for a kept container's `engine start`.
+    pub origin: Option<SpecInput>,
+    /// `engine start`: this run takes the name from the exited container's
+    /// kept record (and appends to its log).
+    pub restart: bool,
     /// Capabilities, seccomp filter, no_new_privs.
     pub confinement: Confinement,
     /// Bytes a detached container's logs may hold (NAME.log and NAME.log.1).
@@ -204,6 +217,7 @@ impl Request {
             layer_size,
             verbose: input.verbose,
             detach: input.detach,
+            rm: input.rm,
             security,
             log_size_max,
         })

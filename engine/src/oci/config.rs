@@ -149,6 +149,9 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         layer_size: 0,
         verbose: false,
         detach: false,
+        rm: true,
+        origin: None,
+        restart: false,
         confinement,
         log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
     };

@@ -1,5 +1,6 @@
-//! Running containers seen from another terminal: find by name, list with
-//! their cgroup figures, follow logs, signal and stop.
+//! Containers seen from another terminal: find by name, list with their
+//! cgroup figures, follow logs, signal and stop; and the records detached
+//! containers leave when they end: wait for one, inspect, remove.
 
 use super::record::Record;
 use super::recovery::{self, is_alive};
@@ -15,14 +16,32 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The running container called `name`, or an error listing those that run.
+/// The running container called `name`; one that has exited is refused
+/// with its status, an unknown name with the list of those that run.
 pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record, Error> {
-    let running = {
+    let rec = find_any(state, cfg, name)?;
+    if let Some(code) = rec.exit_code.filter(|_| rec.exited()) {
+        return Err(Error::Failed(format!(
+            "container {name} is not running: it exited with status {code} {}; `engine logs {name}` shows its output, `engine rm {name}` removes it",
+            ago(rec.finished)
+        )));
+    }
+    Ok(rec)
+}
+
+/// The container called `name`, running or exited (a detached one's kept
+/// record), or an error listing those that run.
+pub fn find_any(state: &StateDir, cfg: &Config, name: &str) -> Result<Record, Error> {
+    let recovered = {
         let _lock = state.lock()?;
-        recovery::recover_stale(state, cfg).running
+        recovery::recover_stale(state, cfg)
     };
+    let running = recovered.running;
     if let Some(rec) = running.iter().find(|r| r.name == name && r.pid > 0) {
         return Ok(rec.clone());
+    }
+    if let Some(rec) = recovered.exited.into_iter().find(|r| r.name == name) {
+        return Ok(rec);
     }
     let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
     let message = if names.is_empty() {
@@ -31,6 +50,18 @@ pub fn find(state: &StateDir, cfg: &Config, name: &str) -> Result<Record, Error>
         format!("no such container: {name} (running: {})", names.join(", "))
     };
     Err(Error::NoSuchContainer(message))
+}
+
+/// `5 seconds ago`, from a Unix time.
+pub fn ago(when: Option<u64>) -> String {
+    let s = state::now_secs().saturating_sub(when.unwrap_or(0));
+    let (n, unit) = match s {
+        s if s >= 86400 => (s / 86400, "day"),
+        s if s >= 3600 => (s / 3600, "hour"),
+        s if s >= 60 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
 /// One row of `engine ps`; its JSON form is the documented, stable format.
@@ -58,6 +89,61 @@ pub struct PsRow {
     pub log: Option<String>,
     /// Published ports, as docker shows them: `0.0.0.0:8080->80/tcp`.
     pub ports: Vec<String>,
+    /// `running`, or `exited` (a detached container's kept record: `ps -a`).
+    pub status: &'static str,
+    /// The exit status of an exited container.
+    pub exit_code: Option<i32>,
+    /// Unix time in seconds of the command's start.
+    pub started: u64,
+    /// Unix time in seconds of an exited container's end.
+    pub finished: Option<u64>,
+}
+
+/// What `engine ps` lists: `--all` adds the exited containers, each
+/// `--filter` narrows (`name=` a part of the name, `status=running|exited`;
+/// the same key twice is either, two keys both).
+#[derive(Debug, Default)]
+pub struct PsFilter {
+    pub all: bool,
+    names: Vec<String>,
+    statuses: Vec<String>,
+}
+
+impl PsFilter {
+    /// From `--all` and the `--filter KEY=VALUE` words; a bad one is refused.
+    pub fn parse(all: bool, filters: &[String]) -> Result<PsFilter> {
+        let mut f = PsFilter {
+            all,
+            ..PsFilter::default()
+        };
+        for word in filters {
+            match word.split_once('=') {
+                Some(("name", v)) if !v.is_empty() => f.names.push(v.to_string()),
+                Some(("status", v @ ("running" | "exited"))) => {
+                    // As docker: asking for exited ones lists them without -a.
+                    f.all |= v == "exited";
+                    f.statuses.push(v.to_string());
+                }
+                Some(("status", v)) => {
+                    return Err(anyhow!(
+                    "unknown status {v:?} in --filter {word}: use status=running or status=exited"
+                ))
+                }
+                _ => {
+                    return Err(anyhow!(
+                        "unknown filter {word:?}: use name=PART or status=running|exited"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    fn admits(&self, row: &PsRow) -> bool {
+        (self.all || row.status == "running")
+            && (self.names.is_empty() || self.names.iter().any(|n| row.name.contains(n.as_str())))
+            && (self.statuses.is_empty() || self.statuses.iter().any(|s| s == row.status))
+    }
 }
 
 /// What `engine ps` shows.
@@ -67,21 +153,30 @@ pub struct PsReport {
     pub corrupt: Vec<PathBuf>,
 }
 
-pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport, Error> {
+pub fn ps(state: &StateDir, cfg: &Config, filter: &PsFilter) -> Result<PsReport, Error> {
     let recovered = {
         let _lock = state.lock()?;
         recovery::recover_stale(state, cfg)
     };
     let now = state::now_secs();
-    let rows = recovered
+    let mut records: Vec<Record> = recovered
         .running
         .into_iter()
         .filter(|r| r.pid > 0)
+        .chain(recovered.exited)
+        .collect();
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows = records
+        .into_iter()
         .map(|r| PsRow {
             memory_usage: r
                 .cgroup
                 .as_ref()
                 .and_then(|c| cgroup::read_u64(&c.join("memory.current"))),
+            status: if r.exited() { "exited" } else { "running" },
+            exit_code: r.exit_code,
+            started: r.started.unwrap_or(r.created),
+            finished: r.finished,
             name: r.name,
             pid: r.pid,
             engine_pid: r.engine_pid,
@@ -89,7 +184,10 @@ pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport, Error> {
             rootfs: r.rootfs.display().to_string(),
             command: r.command,
             created: r.created,
-            uptime_seconds: now.saturating_sub(r.created),
+            uptime_seconds: match r.finished {
+                Some(_) => 0,
+                None => now.saturating_sub(r.created),
+            },
             cpus: r.cpus,
             memory_limit: r.memory,
             pids_limit: r.pids_limit,
@@ -98,11 +196,74 @@ pub fn ps(state: &StateDir, cfg: &Config) -> Result<PsReport, Error> {
             log: r.log.map(|l| l.display().to_string()),
             ports: r.ports.iter().map(|p| p.to_string()).collect(),
         })
+        .filter(|row| filter.admits(row))
         .collect();
     Ok(PsReport {
         rows,
         corrupt: recovered.corrupt,
     })
+}
+
+/// Blocks while the container runs; its exit status once it has ended.
+/// Only a kept record has one: a foreground or `--rm` container's goes.
+pub fn wait(state: &StateDir, cfg: &Config, name: &str) -> Result<i32, Error> {
+    let rec = find_any(state, cfg, name)?;
+    loop {
+        match state.read::<Record>(name) {
+            Some(r) if r.exited() => return Ok(r.exit_code.unwrap_or(crate::model::exit::ENGINE_ERROR)),
+            Some(r) if r.engine_pid == rec.engine_pid && is_alive(&r) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                return Err(Error::Failed(format!(
+                    "container {name} ended without keeping its exit status: only a detached container run without --rm keeps it"
+                )))
+            }
+        }
+    }
+}
+
+/// `engine rm`: removes each named container's kept record and its log.
+/// Every name is checked first; a running one is refused unless `force`,
+/// which stops it at once (SIGKILL) and then removes it.
+pub fn rm(
+    state: &StateDir,
+    cfg: &Config,
+    names: &[String],
+    force: bool,
+    mut removed: impl FnMut(&str),
+) -> Result<(), Error> {
+    step!("rm.find");
+    let recs = names
+        .iter()
+        .map(|n| find_any(state, cfg, n))
+        .collect::<Result<Vec<_>, Error>>()?;
+    if let Some(rec) = recs.iter().find(|r| !r.exited() && !force) {
+        return Err(Error::Failed(format!(
+            "container {} is running: stop it first with `engine stop {}`, or use `engine rm -f {}`",
+            rec.name, rec.name, rec.name
+        )));
+    }
+    for rec in &recs {
+        if !rec.exited() {
+            step!("rm.stop");
+            stop(state, rec, Duration::ZERO)?;
+        }
+        step!("rm.lock");
+        let _lock = state.lock()?;
+        // Only the kept record: a new container may have taken a name
+        // whose (foreground, or --rm) container `stop` just ended.
+        if state.read::<Record>(&rec.name).is_some_and(|r| r.exited()) {
+            state.remove(&rec.name);
+        }
+        if !state.path_of(&rec.name).exists() {
+            let log = state.log_of(&rec.name);
+            let _ = std::fs::remove_file(super::log::rotated(&log));
+            let _ = std::fs::remove_file(log);
+        }
+        removed(&rec.name);
+    }
+    Ok(())
 }
 
 /// The signals `kill` takes, by name and number: Linux's standard ones
@@ -196,9 +357,10 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<(), Error
     let mut killed = false;
     step!("stop.wait");
     loop {
+        // Ended: its record is gone, or kept as an exited one.
         let gone = state
             .read::<Record>(&rec.name)
-            .is_none_or(|r| r.engine_pid != rec.engine_pid);
+            .is_none_or(|r| r.engine_pid != rec.engine_pid || r.exited());
         if gone {
             return Ok(());
         }
@@ -208,7 +370,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<(), Error
             // veth and record have the same names.
             let _lock = state.lock()?;
             if state.read::<Record>(&rec.name).is_some_and(|r| {
-                r.engine_pid == rec.engine_pid && r.engine_start == rec.engine_start
+                r.engine_pid == rec.engine_pid && r.engine_start == rec.engine_start && !r.exited()
             }) {
                 recovery::release(state, rec);
             }
@@ -257,9 +419,9 @@ pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<
         copy_all(&mut older, &mut out, &mut buf)?;
     }
     loop {
-        let running = rec
-            .as_ref()
-            .is_some_and(|r| is_alive(r) && state.read::<Record>(name).is_some());
+        let running = rec.as_ref().is_some_and(|r| {
+            is_alive(r) && state.read::<Record>(name).is_some_and(|now| !now.exited())
+        });
         copy_all(&mut file, &mut out, &mut buf)?;
         out.flush().ok();
         if !follow || !running {

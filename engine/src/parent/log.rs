@@ -12,8 +12,16 @@ use std::path::Path;
 /// relay process that writes a detached container's log, capped at `max`
 /// bytes: NAME.log is moved to NAME.log.1 when it reaches half of `max`, so
 /// the oldest output goes first. stdin becomes /dev/null.
-pub(super) fn redirect_output(log: &Path, max: u64) -> Result<()> {
-    let file = create_log(log)?;
+/// With `append`, the log goes on where it ended (`engine start`).
+pub(super) fn redirect_output(log: &Path, max: u64, append: bool) -> Result<()> {
+    let file = match append {
+        true => std::fs::OpenOptions::new()
+            .append(true)
+            .open(log)
+            .or_else(|_| create_log(log))?,
+        false => create_log(log)?,
+    };
+    let already = file.metadata().map(|m| m.len()).unwrap_or(0);
     let null = File::open("/dev/null").context("cannot open /dev/null")?;
     let (relay_read, relay_write) = pipe()?;
     // SAFETY: the supervisor is single-threaded here (the container is not
@@ -29,7 +37,7 @@ pub(super) fn redirect_output(log: &Path, max: u64) -> Result<()> {
         let _ = rustix::stdio::dup2_stdin(&null);
         let _ = rustix::stdio::dup2_stdout(&null);
         let _ = rustix::stdio::dup2_stderr(&null);
-        relay_log(File::from(relay_read), file, log, max);
+        relay_log(File::from(relay_read), file, already, log, max);
         // SAFETY: _exit skips the supervisor's exit handlers and buffers, copied into us.
         unsafe { libc::_exit(0) }
     }
@@ -73,9 +81,9 @@ pub fn rotated(log: &Path) -> std::path::PathBuf {
 
 /// Copies the pipe to the log until every writer is gone, never letting
 /// NAME.log grow past `max / 2`.
-fn relay_log(mut from: File, mut to: File, log: &Path, max: u64) {
+fn relay_log(mut from: File, mut to: File, already: u64, log: &Path, max: u64) {
     let half = (max / 2).max(1);
-    let mut written = 0u64;
+    let mut written = already;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {

@@ -1,6 +1,8 @@
-//! What the engine records about a running container in the state
-//! directory (`sys::state` keeps it): enough to find and remove everything
-//! it made if the engine dies, and what `engine exec` and `ps` need.
+//! What the engine records about a container in the state directory
+//! (`sys::state` keeps it): while it runs, enough to find and remove
+//! everything it made if the engine dies, and what `engine exec` and `ps`
+//! need; once a detached one has ended, its exit status, kept until
+//! `engine rm`.
 
 use crate::model::ports::PortMapping;
 use crate::model::security::Confinement;
@@ -48,4 +50,43 @@ pub struct Record {
     /// gets (None in records of older engines: the defaults).
     #[serde(default)]
     pub confinement: Option<Confinement>,
+    /// A detached container without `--rm`: its record is kept when it
+    /// ends, with the three fields below.
+    #[serde(default)]
+    pub keep: bool,
+    /// Unix time in seconds of its command's start (kept records only).
+    #[serde(default)]
+    pub started: Option<u64>,
+    /// Unix time in seconds of its end. A record with this set is an
+    /// exited container's: it holds no address, IDs, cgroup or veth (all
+    /// released), only its name, until `engine rm`.
+    #[serde(default)]
+    pub finished: Option<u64>,
+    /// Its exit status (128+N when killed by signal N).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// What its front end gave (kept records only): `engine start` runs it
+    /// again from this, with the same settings.
+    #[serde(default)]
+    pub input: Option<crate::model::spec::SpecInput>,
+}
+
+impl Record {
+    /// Whether the container has ended (its record kept for `engine rm`).
+    pub fn exited(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    /// The record of the ended container: its status, and none of what
+    /// it held (released by its supervisor).
+    pub fn into_exited(mut self, exit_code: i32, finished: u64) -> Record {
+        self.pid = 0;
+        self.ip = None;
+        self.veth = None;
+        self.cgroup = None;
+        self.userns_base = None;
+        self.finished = Some(finished);
+        self.exit_code = Some(exit_code);
+        self
+    }
 }

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 pub struct Recovered {
     /// Records of containers whose engine still runs.
     pub running: Vec<Record>,
+    /// Records of detached containers that have ended, kept until `engine
+    /// rm`: they hold their name, nothing else.
+    pub exited: Vec<Record>,
     /// Records that could not be read; what they named has been released.
     pub corrupt: Vec<PathBuf>,
 }
@@ -28,10 +31,13 @@ pub fn is_alive(rec: &Record) -> bool {
 pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
     let mut out = Recovered {
         running: Vec::new(),
+        exited: Vec::new(),
         corrupt: Vec::new(),
     };
-    for entry in state.list() {
+    for entry in state.list::<Record>() {
         match entry {
+            // Before the liveness check: its supervisor writes it just before it exits.
+            Entry::Record(rec) if rec.exited() => out.exited.push(*rec),
             Entry::Record(rec) if is_alive(&rec) => out.running.push(*rec),
             Entry::Record(rec) => release(state, &rec),
             Entry::Corrupt { name, file } => {

@@ -52,6 +52,13 @@ struct Resources {
     ports: bool,
     /// The host-wide lease of its host IDs.
     lease: Option<Held>,
+    /// A started detached container that is kept: its record, and (once
+    /// supervised to its end) its exit status. Without the status (the
+    /// supervisor failed) the record goes as a foreground one's.
+    keep: Option<(Record, Option<i32>)>,
+    /// `engine start`: the exited record this run replaced, put back if
+    /// it fails before its command has started.
+    replaced: Option<Record>,
 }
 
 impl Drop for Resources {
@@ -81,8 +88,23 @@ impl Drop for Resources {
         // namespace), before the record: `stop` returns once the record
         // is gone, and the IDs must be free by then.
         drop(self.lease.take());
-        if self.record_written {
-            self.state.remove(&self.name);
+        if !self.record_written {
+            return;
+        }
+        // The exited record replaces the running one (by rename): `stop`
+        // and `wait` see it finished once everything above is released.
+        let kept = match self.keep.take() {
+            Some((rec, Some(code))) => {
+                let rec = rec.into_exited(code, state::now_secs());
+                self.state.write(&self.name, &rec).is_ok()
+            }
+            _ => false,
+        };
+        if !kept {
+            match self.replaced.take() {
+                Some(old) if self.state.write(&self.name, &old).is_ok() => {}
+                _ => self.state.remove(&self.name),
+            }
         }
     }
 }
@@ -165,10 +187,19 @@ pub(super) fn run_with(
     verbose!(spec, "started {} in {}", spec.command[0], spec.name);
     step!("run.started");
     res.log = None;
+    res.replaced = None;
+    if spec.detach && !spec.rm {
+        let mut kept = record.clone();
+        kept.started = Some(state::now_secs());
+        res.keep = Some((kept, None));
+    }
     started(&record);
 
     let status = supervise_child(spec, pid, &pidfd, master, forwarded, &mut res)?;
     step!("run.teardown");
+    if let Some((_, code)) = res.keep.as_mut() {
+        *code = Some(status);
+    }
     drop(res);
     Ok(status)
 }
@@ -202,6 +233,8 @@ impl Resources {
             etc: None,
             ports: false,
             lease: None,
+            keep: None,
+            replaced: None,
         }
     }
 }
@@ -313,6 +346,9 @@ fn take_name_log_and_cgroup(
     step!("run.reserve");
     let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &res.state)?;
     res.lease = lease;
+    if spec.restart {
+        res.replaced = res.state.read::<Record>(&spec.name).filter(|r| r.exited());
+    }
     match record.ip {
         Some(ip) => verbose!(spec, "reserved the name {} and the address {ip}", spec.name),
         None => verbose!(
@@ -325,8 +361,11 @@ fn take_name_log_and_cgroup(
         // Only now is the name ours: a clash must not truncate another's log.
         step!("run.log");
         let log = res.state.log_of(&spec.name);
-        res.log = Some(log.clone());
-        super::log::redirect_output(&log, spec.log_size_max)?;
+        // A restarted container's log goes on (and stays if it fails).
+        if !spec.restart {
+            res.log = Some(log.clone());
+        }
+        super::log::redirect_output(&log, spec.log_size_max, spec.restart)?;
         record.log = Some(log);
     }
     if cgroup_ok {
@@ -566,7 +605,16 @@ fn reserve(
     step!("run.lock");
     let lock = state.lock()?;
     step!("run.recover");
-    let running = recovery::recover_stale(state, cfg).running;
+    let recovered = recovery::recover_stale(state, cfg);
+    // `engine start` replaces the kept record (by rename, under this lock).
+    if !spec.restart && recovered.exited.iter().any(|r| r.name == spec.name) {
+        bail!(
+            "container name {} is held by an exited container: remove it with `engine rm {}`, or choose another name",
+            spec.name,
+            spec.name
+        );
+    }
+    let running = recovered.running;
     if running.iter().any(|r| r.name == spec.name) {
         bail!(
             "container name {} is already in use: choose another name, or stop it with `engine stop {}`",
@@ -599,6 +647,11 @@ fn reserve(
         ports: spec.ports.clone(),
         userns_base,
         confinement: Some(spec.confinement.clone()),
+        keep: spec.detach && !spec.rm,
+        input: spec.origin.clone().filter(|_| spec.detach && !spec.rm),
+        started: None,
+        finished: None,
+        exit_code: None,
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

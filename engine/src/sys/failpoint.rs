@@ -260,6 +260,7 @@ mod tests {
         ("parent/host.rs", "fn setup("),
         ("parent/host.rs", "fn teardown("),
         ("parent/lifecycle.rs", "fn stop("),
+        ("parent/lifecycle.rs", "fn rm("),
         ("child/mod.rs", "fn prepare_and_exec("),
         ("child/mod.rs", "fn become_the_container_s_root("),
         ("child/mod.rs", "fn oci_state_and_sysctls("),

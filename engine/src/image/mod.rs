@@ -17,6 +17,7 @@ mod busybox_skeleton;
 mod catalog;
 mod debian;
 mod fetch;
+pub mod registry;
 mod shift;
 mod staging;
 mod unpack;

@@ -586,13 +586,17 @@ fn corrupt_blobs_are_refused() {
 /// A server that misbehaves as the real registry cannot be made to (it
 /// refuses manifests over 4 MiB itself and never answers 503): 127.0.0.1
 /// in the test's namespace, one answer per connection, each decided by
-/// `answer(path, how many times that path was asked before)`.
+/// `answer(path, how many times that path was asked before, the request's
+/// header lines)`.
 struct Misbehaving {
     asked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 impl Misbehaving {
-    fn start(port: u16, answer: impl Fn(&str, usize) -> Vec<u8> + Send + 'static) -> Misbehaving {
+    fn start(
+        port: u16,
+        answer: impl Fn(&str, usize, &str) -> Vec<u8> + Send + 'static,
+    ) -> Misbehaving {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let asked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
@@ -608,11 +612,13 @@ impl Misbehaving {
                     continue;
                 }
                 let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let mut head = String::new();
                 loop {
                     let mut header = String::new();
                     if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                         break;
                     }
+                    head += &header;
                 }
                 let n = {
                     let mut counts = counts.lock().unwrap();
@@ -620,7 +626,7 @@ impl Misbehaving {
                     *n += 1;
                     *n - 1
                 };
-                let _ = stream.write_all(&answer(&path, n));
+                let _ = stream.write_all(&answer(&path, n, &head));
             }
         });
         Misbehaving { asked }
@@ -666,7 +672,7 @@ fn server_errors_are_retried_and_a_huge_manifest_is_refused() {
         let (m_digest, c_digest, l_digest) = (sha256(&m), sha256(&c), sha256(&l));
         let oci = "application/vnd.oci.image.manifest.v1+json";
         let layer_path = format!("/v2/t/x/blobs/{l_digest}");
-        let server = Misbehaving::start(5001, move |path, n| {
+        let server = Misbehaving::start(5001, move |path, n, _head| {
             let blob = |bytes: &[u8]| {
                 http(
                     "200 OK",
@@ -684,7 +690,11 @@ fn server_errors_are_retried_and_a_huge_manifest_is_refused() {
                 // Without and with a Content-Length.
                 "huge-streamed" => http("200 OK", oci, &huge, None),
                 "huge" => http("200 OK", oci, &huge, Some(huge.len())),
-                d if d == c_digest => blob(&c),
+                // Blobs may live elsewhere (S3, a CDN): a redirect.
+                d if d == c_digest => b"HTTP/1.1 307 Temporary Redirect\r\nConnection: close\r\n\
+                    Location: http://127.0.0.1:5001/storage/config-blob\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+                "config-blob" => blob(&c),
                 // The first answer breaks off in the middle.
                 d if d == l_digest && n == 0 => http(
                     "200 OK",
@@ -708,6 +718,7 @@ fn server_errors_are_retried_and_a_huge_manifest_is_refused() {
         assert_eq!(pulled.manifest, m_digest);
         assert_eq!(server.times("/v2/t/x/manifests/flaky"), 3);
         assert_eq!(server.times(&layer_path), 2);
+        assert_eq!(server.times("/storage/config-blob"), 1);
         assert_blobs_verified(&out);
 
         let out = work.path().join("down");
@@ -810,5 +821,102 @@ fn tls_with_a_private_ca_and_basic_auth() {
             ..options.clone()
         };
         host_pull("test/private", "v1", &out, &given).unwrap();
+    });
+}
+
+/// Bearer tokens as Docker Hub hands them out: a 401 with
+/// `WWW-Authenticate: Bearer realm=…,service=…,scope=…`, a token server that
+/// takes basic credentials, and the token on every later request. The
+/// distribution registry needs a JWT-signing token server for this, so the
+/// registry side is a small server in the test's namespace.
+#[test]
+fn bearer_tokens_are_fetched_from_the_realm() {
+    use base64::Engine as _;
+    in_netns(|| {
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("token.txt", "behind a token\n")],
+        );
+        let (m, c, l) = (
+            manifest.bytes.clone(),
+            config.bytes.clone(),
+            layer.bytes.clone(),
+        );
+        let (c_digest, l_digest) = (sha256(&c), sha256(&l));
+        let good_basic = format!(
+            "authorization: basic {}",
+            base64::engine::general_purpose::STANDARD.encode("robot:pa55")
+        )
+        .to_ascii_lowercase();
+        let challenge = "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:5002/token\",service=\"test-registry\",scope=\"repository:t/x:pull\"";
+        let server = Misbehaving::start(5002, move |path, _n, head| {
+            let head = head.to_ascii_lowercase();
+            if let Some(query) = path.strip_prefix("/token?") {
+                // The scope and service of the challenge must come back.
+                let asked_right = query.contains("scope=repository%3At%2Fx%3Apull")
+                    && query.contains("service=test-registry");
+                return if head.contains(&good_basic) && asked_right {
+                    http(
+                        "200 OK",
+                        "application/json",
+                        br#"{"token":"good-token"}"#,
+                        Some(22),
+                    )
+                } else {
+                    http("401 Unauthorized", "application/json", b"{}", Some(2))
+                };
+            }
+            if !head.contains("authorization: bearer good-token") {
+                return format!(
+                    "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 2\r\n{challenge}\r\n\r\n{{}}"
+                )
+                .into_bytes();
+            }
+            let blob = |bytes: &[u8]| {
+                http(
+                    "200 OK",
+                    "application/octet-stream",
+                    bytes,
+                    Some(bytes.len()),
+                )
+            };
+            match path.rsplit('/').next().unwrap_or("") {
+                "v1" => http(
+                    "200 OK",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &m,
+                    Some(m.len()),
+                ),
+                d if d == c_digest => blob(&c),
+                d if d == l_digest => blob(&l),
+                _ => http("404 Not Found", "application/json", b"{}", Some(2)),
+            }
+        });
+        let at = Target {
+            registry: "127.0.0.1:5002".to_string(),
+            repository: "t/x".to_string(),
+            tag_or_digest: TagOrDigest::Tag("v1".to_string()),
+        };
+        let with = |user: &str, password: &str| Options {
+            credentials: Some((user.to_string(), password.to_string())),
+            ..Options::default()
+        };
+
+        let out = work.path().join("ok");
+        let pulled = registry::pull_to_layout(&at, None, &out, &with("robot", "pa55")).unwrap();
+        assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+        assert_blobs_verified(&out);
+
+        let out = work.path().join("refused");
+        let err = assert_refused(
+            registry::pull_to_layout(&at, None, &out, &with("robot", "wrong")),
+            &out,
+            "refused the credentials given",
+        );
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+        // Each pull: one 401, then the manifest with the token (the failed
+        // one stops at the token server).
+        assert_eq!(server.times("/v2/t/x/manifests/v1"), 3);
     });
 }

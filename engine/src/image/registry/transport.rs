@@ -99,6 +99,8 @@ impl Client {
         let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A blob's redirect to storage elsewhere gets no credentials.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))

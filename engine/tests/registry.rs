@@ -397,6 +397,7 @@ fn plain_http_pulls_oci_and_docker_manifests_into_a_layout() {
         assert_eq!(pulled.config, sha256(&config.bytes));
         assert_eq!(pulled.layers.len(), 1);
         assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+        assert_eq!(pulled.platform, Platform::host());
         let (media_type, name, _) = read_layout(&out);
         assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
         assert_eq!(name.as_deref(), Some("v1"));
@@ -435,6 +436,18 @@ fn plain_http_pulls_oci_and_docker_manifests_into_a_layout() {
         registry::pull_to_layout(&by_digest, None, &out, &options).unwrap();
         let (_, name, _) = read_layout(&out);
         assert_eq!(name, None);
+
+        // A single-platform image is checked against a platform asked for.
+        let out = work.path().join("s390x");
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        assert_refused(
+            registry::pull_to_layout(&target("test/app", "v1"), Some(&s390x), &out, &options),
+            &out,
+            &format!(
+                "has no linux/s390x variant (it has linux/{})",
+                Platform::host().architecture
+            ),
+        );
 
         // A layout directory that is not empty is refused before anything.
         let taken = work.path().join("taken");

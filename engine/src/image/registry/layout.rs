@@ -2,6 +2,7 @@
 //! (each verified while it streams in) and `index.json` naming the one
 //! image manifest, annotated with the tag.
 
+use super::super::staging::check_interrupted;
 use super::manifest::{self, Descriptor, Parsed, Platform, PlatformJson};
 use super::transport::{check_digest, Client, Expect};
 use super::{Error, Layer, Pulled, TagOrDigest, Target, MAX_MANIFEST_SIZE};
@@ -104,6 +105,7 @@ fn media_type_of(body: &[u8], content_type: &str) -> String {
 }
 
 fn fetch_blob(client: &mut Client, root: &Path, d: &Descriptor) -> Result<(), Error> {
+    check_interrupted()?;
     let reference = client.reference().to_string();
     check_digest(&d.digest, &reference)?;
     let path = blob_path(root, &d.digest);
@@ -136,6 +138,7 @@ pub fn pull_into(
     client: &mut Client,
     target: &Target,
     platform: &Platform,
+    explicit_platform: bool,
     root: &Path,
 ) -> Result<Pulled, Error> {
     let reference = client.reference().to_string();
@@ -190,6 +193,18 @@ pub fn pull_into(
         }
     };
     fetch_blob(client, root, &config)?;
+    let image_platform = match &chosen_platform {
+        Some(p) => Platform {
+            os: p.os.clone(),
+            architecture: p.architecture.clone(),
+            variant: p.variant.clone(),
+        },
+        None => config_platform(
+            &blob_path(root, &config.digest),
+            explicit_platform.then_some(platform),
+            &reference,
+        )?,
+    };
     for layer in &layers {
         fetch_blob(client, root, layer)?;
     }
@@ -227,13 +242,46 @@ pub fn pull_into(
                 media_type: l.media_type,
             })
             .collect(),
-        platform: chosen_platform.map_or_else(
-            || platform.clone(),
-            |p: PlatformJson| Platform {
-                os: p.os,
-                architecture: p.architecture,
-                variant: p.variant,
-            },
-        ),
+        platform: image_platform,
     })
+}
+
+/// The platform a single-platform image's config names, which must be
+/// `wanted` when the caller named one (an index was resolved by its
+/// entries instead).
+fn config_platform(
+    config: &Path,
+    wanted: Option<&Platform>,
+    reference: &str,
+) -> Result<Platform, Error> {
+    let bad = |why: String| Error::BadManifest {
+        reference: reference.to_string(),
+        why,
+    };
+    let bytes = fs::read(config).map_err(|e| bad(format!("cannot read its config: {e}")))?;
+    let image: PlatformJson = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "its config has no os and architecture ({e}): check the reference"
+        ))
+    })?;
+    let has = Platform {
+        os: image.os,
+        architecture: image.architecture,
+        variant: image.variant,
+    };
+    let Some(platform) = wanted else {
+        return Ok(has);
+    };
+    let matches = has.os == platform.os
+        && has.architecture == platform.architecture
+        && (platform.variant.is_none() || platform.variant == has.variant);
+    if matches {
+        Ok(has)
+    } else {
+        Err(Error::NoPlatform {
+            reference: reference.to_string(),
+            platform: platform.to_string(),
+            available: has.to_string(),
+        })
+    }
 }

@@ -20,7 +20,9 @@
 //! would bring a runtime (tokio) into a static musl binary for nothing.
 //!
 //! The layout is built in `.NAME.partial-PID` beside LAYOUT_DIR and renamed
-//! into place when complete, so on any failure nothing is left there.
+//! into place when complete, so on any failure nothing is left there. A
+//! caller that installed the pull's signal guard (`image::staging`) gets
+//! [`Error::Interrupted`] at the next read after SIGINT/SIGTERM/SIGHUP.
 
 mod auth;
 mod layout;
@@ -90,6 +92,7 @@ pub struct Pulled {
     pub manifest: String,
     pub config: String,
     pub layers: Vec<Layer>,
+    /// The image's platform (its index entry's, or its config's).
     pub platform: Platform,
 }
 
@@ -186,9 +189,14 @@ pub enum Error {
     },
     #[error("cannot pull {reference}: {why}")]
     Staging { reference: String, why: String },
+    /// SIGINT, SIGTERM or SIGHUP arrived while the caller's
+    /// `SignalGuard` was installed; the partial layout is removed.
+    #[error(transparent)]
+    Interrupted(#[from] super::Interrupted),
 }
 
-/// Pulls `target` (resolved to `platform`, the host's when `None`) into the
+/// Pulls `target` (resolved to `platform`, the host's when `None`; a
+/// single-platform image must match a platform given) into the
 /// OCI image layout `layout_dir`, which must not exist or be empty. On
 /// success it holds `oci-layout`, `index.json` (one manifest, annotated
 /// `org.opencontainers.image.ref.name` with the tag or digest) and the
@@ -199,6 +207,7 @@ pub fn pull_to_layout(
     layout_dir: &Path,
     options: &Options,
 ) -> Result<Pulled, Error> {
+    let explicit_platform = platform.is_some();
     let platform = platform.cloned().unwrap_or_else(Platform::host);
     layout::check_free(layout_dir)?;
     let reference = target.to_string();
@@ -207,7 +216,13 @@ pub fn pull_to_layout(
         reference: reference.clone(),
         why: format!("{e:#}"),
     })?;
-    let pulled = layout::pull_into(&mut client, target, &platform, staging.path())?;
+    let pulled = layout::pull_into(
+        &mut client,
+        target,
+        &platform,
+        explicit_platform,
+        staging.path(),
+    )?;
     staging.commit(layout_dir).map_err(|e| Error::Staging {
         reference,
         why: format!("{e:#}"),

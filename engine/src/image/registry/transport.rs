@@ -2,6 +2,7 @@
 //! authentication on a 401, retries with backoff, and downloads verified
 //! against digest and size while they stream.
 
+use super::super::staging::{check_interrupted, Interruptible};
 use super::auth::{self, Challenge, Credentials};
 use super::{tls, Error, Options, Target};
 use sha2::{Digest, Sha256};
@@ -160,6 +161,7 @@ impl Client {
                 Ok(fetched) => return Ok(fetched),
                 Err(Failure::Retry(e)) if attempt < ATTEMPTS => {
                     let _ = e;
+                    check_interrupted()?;
                     std::thread::sleep(pause);
                     pause *= 2;
                     attempt += 1;
@@ -203,7 +205,7 @@ impl Client {
             .size
             .or(expect.limit)
             .map_or(u64::MAX, |n| n.saturating_add(1));
-        let mut body = response.into_body().into_reader().take(cap);
+        let mut body = Interruptible(response.into_body().into_reader()).take(cap);
         let mut hasher = Sha256::new();
         let mut got: u64 = 0;
         let mut buf = vec![0u8; 64 * 1024];
@@ -213,9 +215,10 @@ impl Client {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // A connection broken mid-body: counted as cut short
-                    // if the attempts run out.
+                    // A signal, or a connection broken mid-body: counted
+                    // as cut short if the attempts run out.
                     let _ = e;
+                    check_interrupted().map_err(|i| Failure::Final(i.into()))?;
                     return Err(Failure::Retry(match expect.size {
                         Some(declared) => Error::Truncated {
                             reference: self.reference.clone(),

@@ -105,7 +105,9 @@ impl Client {
             .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_recv_body(Some(Duration::from_secs(600)))
+            // No limit on a whole body (a layer may be gigabytes on a slow
+            // link); a read that stalls a minute is a broken connection.
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(concat!("engine/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();

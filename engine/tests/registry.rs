@@ -400,12 +400,12 @@ fn plain_http_pulls_oci_and_docker_manifests_into_a_layout() {
         assert_eq!(pulled.platform, Platform::host());
         let (media_type, name, _) = read_layout(&out);
         assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
-        assert_eq!(name.as_deref(), Some("v1"));
+        assert_eq!(name.as_deref(), Some("127.0.0.1:5000/test/app:v1"));
         assert_blobs_verified(&out);
         let bundle = work.path().join("bundle");
         run(Command::new("umoci")
             .args(["unpack", "--image"])
-            .arg(format!("{}:v1", out.display()))
+            .arg(format!("{}:127.0.0.1:5000/test/app:v1", out.display()))
             .arg(&bundle));
         assert_eq!(
             fs::read_to_string(bundle.join("rootfs/hello.txt")).unwrap(),
@@ -435,7 +435,13 @@ fn plain_http_pulls_oci_and_docker_manifests_into_a_layout() {
         };
         registry::pull_to_layout(&by_digest, None, &out, &options).unwrap();
         let (_, name, _) = read_layout(&out);
-        assert_eq!(name, None);
+        assert_eq!(
+            name,
+            Some(format!(
+                "127.0.0.1:5000/test/app@{}",
+                sha256(&manifest.bytes)
+            ))
+        );
 
         // A single-platform image is checked against a platform asked for.
         let out = work.path().join("s390x");
@@ -519,7 +525,7 @@ fn an_index_is_resolved_to_the_platform_asked_for() {
             assert_eq!(pulled.platform, platform);
             let (media_type, name, _) = read_layout(&out);
             assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
-            assert_eq!(name.as_deref(), Some("multi"));
+            assert_eq!(name.as_deref(), Some("127.0.0.1:5000/test/multi:multi"));
             assert_blobs_verified(&out);
             // The other platform's layer was not fetched.
             let other = if arch == "arm64" { &amd_l } else { &arm_l };

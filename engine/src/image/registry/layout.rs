@@ -216,9 +216,9 @@ pub fn pull_into(
     if let Some(p) = &chosen_platform {
         entry["platform"] = serde_json::to_value(p).unwrap_or_default();
     }
-    if let TagOrDigest::Tag(tag) = &target.tag_or_digest {
-        entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
-    }
+    // The whole reference, not just the tag: the `oci:` import records
+    // the ref name as the image's name (a docker name, normalised).
+    entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": manifest::OCI_INDEX,

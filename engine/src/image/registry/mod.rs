@@ -199,7 +199,8 @@ pub enum Error {
 /// single-platform image must match a platform given) into the
 /// OCI image layout `layout_dir`, which must not exist or be empty. On
 /// success it holds `oci-layout`, `index.json` (one manifest, annotated
-/// `org.opencontainers.image.ref.name` with the tag or digest) and the
+/// `org.opencontainers.image.ref.name` with the whole reference,
+/// `HOST/REPO:TAG` or `HOST/REPO@DIGEST`) and the
 /// manifest, config and layer blobs, all verified.
 pub fn pull_to_layout(
     target: &Target,

@@ -20,6 +20,7 @@ mod debian;
 mod fetch;
 pub mod layout;
 pub mod reference;
+pub mod registry;
 mod shift;
 mod staging;
 pub mod store;

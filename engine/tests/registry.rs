@@ -1,0 +1,941 @@
+//! The registry client against a real registry: Debian's `docker-registry`
+//! (the distribution registry) on 127.0.0.1 inside a network namespace of
+//! the test's own, images made here as OCI layouts and pushed with
+//! `skopeo copy`, so the registry holds what real tools write. Once in
+//! plain HTTP, once with TLS (a CA made here with openssl, given through a
+//! certs directory) and htpasswd basic auth. Every refused pull must be one
+//! line naming the reference and leave nothing where the layout would be.
+
+use engine::image::registry::{self, Error, Options, Platform, TagOrDigest, Target};
+use flate2::write::GzEncoder;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const PORT: u16 = 5000;
+const HOST: &str = "127.0.0.1:5000";
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = testkit::wait::output(cmd, TOOL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `f` on a thread in a new network namespace with `lo` up: the registry,
+/// skopeo and the client all live there.
+fn in_netns(f: impl FnOnce() + Send + 'static) {
+    testkit::netns::in_private(move || {
+        run(Command::new("ip").args(["link", "set", "lo", "up"]));
+        f()
+    })
+}
+
+// ---- images made here ----
+
+struct Blob {
+    media_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn descriptor(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mediaType": self.media_type,
+            "digest": sha256(&self.bytes),
+            "size": self.bytes.len(),
+        })
+    }
+}
+
+/// A gzipped layer holding `files` (name, content).
+fn layer(files: &[(&str, &str)]) -> (Blob, String) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, content.as_bytes())
+            .unwrap();
+    }
+    let tar = tar.into_inner().unwrap();
+    let diff_id = sha256(&tar);
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let blob = Blob {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+        bytes: gz.finish().unwrap(),
+    };
+    (blob, diff_id)
+}
+
+/// One image for `arch`: (manifest, config, layer).
+fn image(arch: &str, files: &[(&str, &str)]) -> (Blob, Blob, Blob) {
+    let (layer, diff_id) = layer(files);
+    let config = Blob {
+        media_type: "application/vnd.oci.image.config.v1+json",
+        bytes: serde_json::to_vec(&serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": { "Cmd": ["/bin/sh"] },
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        }))
+        .unwrap(),
+    };
+    let manifest = Blob {
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+        bytes: serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config.descriptor(),
+            "layers": [layer.descriptor()],
+        }))
+        .unwrap(),
+    };
+    (manifest, config, layer)
+}
+
+fn write_blob(dir: &Path, blob: &Blob) {
+    let path = dir
+        .join("blobs/sha256")
+        .join(sha256(&blob.bytes).trim_start_matches("sha256:"));
+    fs::write(path, &blob.bytes).unwrap();
+}
+
+/// An OCI layout at `dir` whose `tag` is `top` (a manifest or an index).
+fn write_layout(dir: &Path, tag: &str, top: &Blob, blobs: &[&Blob]) {
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    for blob in blobs.iter().chain([&top]) {
+        write_blob(dir, blob);
+    }
+    let mut entry = top.descriptor();
+    entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [entry] });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+// ---- the registry ----
+
+struct Registry {
+    child: Child,
+    /// Its storage (the blobs a test corrupts).
+    data: PathBuf,
+    /// skopeo's options to reach it.
+    push_flags: Vec<String>,
+    _dir: TempDir,
+}
+
+struct Secure {
+    /// A certs.d-style directory: `127.0.0.1:5000/ca.crt`.
+    certs_d: PathBuf,
+    user: &'static str,
+    password: &'static str,
+}
+
+impl Registry {
+    /// Plain HTTP, no auth.
+    fn plain() -> Registry {
+        Registry::start(None).0
+    }
+
+    /// TLS with a CA made here, htpasswd basic auth.
+    fn secure() -> (Registry, Secure) {
+        let (registry, secure) = Registry::start(Some(()));
+        (registry, secure.unwrap())
+    }
+
+    fn start(secure: Option<()>) -> (Registry, Option<Secure>) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {HOST}\n",
+            data.display()
+        );
+        let mut push_flags = vec!["--dest-tls-verify=false".to_string()];
+        let mut made = None;
+        if secure.is_some() {
+            let certs_d = dir.path().join("certs.d");
+            let ca_dir = certs_d.join(HOST);
+            fs::create_dir_all(&ca_dir).unwrap();
+            make_certs(dir.path(), &ca_dir.join("ca.crt"));
+            let (user, password) = ("tester", "s3cret-pw");
+            let htpasswd = dir.path().join("htpasswd");
+            fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password))).unwrap();
+            config += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display(),
+                htpasswd.display()
+            );
+            push_flags = vec![
+                format!("--dest-cert-dir={}", ca_dir.display()),
+                format!("--dest-creds={user}:{password}"),
+            ];
+            made = Some(Secure {
+                certs_d,
+                user,
+                password,
+            });
+        }
+        let config_file = dir.path().join("config.yml");
+        fs::write(&config_file, config).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", config_file.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        let registry = Registry {
+            child,
+            data,
+            push_flags,
+            _dir: dir,
+        };
+        testkit::wait::until(Duration::from_secs(20), "the registry to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", PORT)).ok()
+        });
+        (registry, made)
+    }
+
+    /// `skopeo copy [extra] oci:LAYOUT:TAG docker://127.0.0.1:5000/REPO:TAG`.
+    fn push(&self, layout: &Path, tag: &str, repo: &str, extra: &[&str]) {
+        let policy = self.data.with_file_name("policy.json");
+        fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        run(Command::new("skopeo")
+            .arg(format!("--policy={}", policy.display()))
+            .arg("copy")
+            .args(&self.push_flags)
+            .args(extra)
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{HOST}/{repo}:{tag}")));
+    }
+
+    /// The registry's own file of a blob.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.data
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (in `dir`:
+/// server.crt, server.key); the CA's certificate is copied to `ca_out`.
+fn make_certs(dir: &Path, ca_out: &Path) {
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(Command::new("openssl")
+        .args(["req", "-x509"])
+        .args(ec)
+        .args(["-keyout", &p("ca.key"), "-out", &p("ca.crt"), "-days", "2"])
+        .args(["-subj", "/CN=engine test CA"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
+    run(Command::new("openssl")
+        .arg("req")
+        .args(ec)
+        .args(["-keyout", &p("server.key"), "-out", &p("server.csr")])
+        .args(["-subj", "/CN=127.0.0.1"]));
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-in", &p("server.csr"), "-CA", &p("ca.crt")])
+        .args(["-CAkey", &p("ca.key"), "-CAcreateserial", "-days", "2"])
+        .args(["-out", &p("server.crt"), "-extfile", &p("ext.cnf")]));
+    fs::copy(dir.join("ca.crt"), ca_out).unwrap();
+}
+
+/// A bcrypt hash (docker-registry's htpasswd reads only bcrypt; apache2-utils'
+/// htpasswd is not installed here, `openssl passwd` has no bcrypt), through
+/// libxcrypt's crypt(3) as Python's crypt module calls it.
+fn bcrypt(password: &str) -> String {
+    let out = run(Command::new("python3")
+        .args(["-W", "ignore", "-c"])
+        .arg("import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))")
+        .arg(password));
+    let hash = out.trim().to_string();
+    assert!(hash.starts_with("$2"), "not a bcrypt hash: {hash}");
+    hash
+}
+
+// ---- pulls ----
+
+fn target(repo: &str, tag: &str) -> Target {
+    Target {
+        registry: HOST.to_string(),
+        repository: repo.to_string(),
+        tag_or_digest: TagOrDigest::Tag(tag.to_string()),
+    }
+}
+
+/// The layout's one image: (manifest media type, ref name, manifest bytes).
+fn read_layout(dir: &Path) -> (String, Option<String>, serde_json::Value) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    let entry = &entries[0];
+    let digest = entry["digest"].as_str().unwrap();
+    let bytes = fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap();
+    assert_eq!(sha256(&bytes), digest);
+    assert_eq!(entry["size"].as_u64().unwrap(), bytes.len() as u64);
+    (
+        entry["mediaType"].as_str().unwrap().to_string(),
+        entry["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .map(str::to_string),
+        serde_json::from_slice(&bytes).unwrap(),
+    )
+}
+
+/// Every blob of the layout is named by its own digest.
+fn assert_blobs_verified(dir: &Path) {
+    for entry in fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let bytes = fs::read(entry.path()).unwrap();
+        assert_eq!(
+            sha256(&bytes)[7..],
+            entry.file_name().to_string_lossy(),
+            "blob {:?}",
+            entry.path()
+        );
+    }
+}
+
+/// A refused pull: one line naming the reference, containing `needle`, and
+/// nothing left where the layout would be nor beside it.
+fn assert_refused(result: Result<registry::Pulled, Error>, layout: &Path, needle: &str) -> Error {
+    let err = result.expect_err("the pull must be refused");
+    let text = err.to_string();
+    assert!(!text.contains('\n'), "not one line: {text}");
+    assert!(text.contains(needle), "`{needle}` not in: {text}");
+    assert!(
+        !layout.exists(),
+        "{} was left behind after: {text}",
+        layout.display()
+    );
+    let parent = layout.parent().unwrap();
+    let left: Vec<_> = fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(left.is_empty(), "partials left: {left:?} after: {text}");
+    eprintln!("refused as expected: {text}");
+    err
+}
+
+fn host_pull(
+    repo: &str,
+    tag: &str,
+    out: &Path,
+    options: &Options,
+) -> Result<registry::Pulled, Error> {
+    registry::pull_to_layout(&target(repo, tag), None, out, options)
+}
+
+#[test]
+fn plain_http_pulls_oci_and_docker_manifests_into_a_layout() {
+    in_netns(|| {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[
+                ("hello.txt", "hello from the registry\n"),
+                ("etc/os", "test\n"),
+            ],
+        );
+        let src = work.path().join("src");
+        write_layout(&src, "v1", &manifest, &[&config, &layer]);
+        registry.push(&src, "v1", "test/app", &[]);
+        registry.push(&src, "v1", "test/docker", &["--format=v2s2"]);
+        let options = Options::default();
+
+        // OCI: the manifest comes byte for byte, umoci reads the layout.
+        let out = work.path().join("oci");
+        let pulled = host_pull("test/app", "v1", &out, &options).unwrap();
+        assert_eq!(pulled.digest, sha256(&manifest.bytes));
+        assert_eq!(pulled.manifest, pulled.digest);
+        assert_eq!(pulled.config, sha256(&config.bytes));
+        assert_eq!(pulled.layers.len(), 1);
+        assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+        assert_eq!(pulled.platform, Platform::host());
+        let (media_type, name, _) = read_layout(&out);
+        assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(name.as_deref(), Some("127.0.0.1:5000/test/app:v1"));
+        assert_blobs_verified(&out);
+        let bundle = work.path().join("bundle");
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:127.0.0.1:5000/test/app:v1", out.display()))
+            .arg(&bundle));
+        assert_eq!(
+            fs::read_to_string(bundle.join("rootfs/hello.txt")).unwrap(),
+            "hello from the registry\n"
+        );
+
+        // Docker v2 schema 2, as skopeo converted it.
+        let out = work.path().join("docker");
+        let pulled = host_pull("test/docker", "v1", &out, &options).unwrap();
+        let (media_type, _, manifest_json) = read_layout(&out);
+        assert_eq!(
+            media_type,
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        assert_eq!(
+            manifest_json["layers"][0]["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+        assert_blobs_verified(&out);
+
+        // By digest: the same image again.
+        let out = work.path().join("bydigest");
+        let by_digest = Target {
+            tag_or_digest: TagOrDigest::Digest(sha256(&manifest.bytes)),
+            ..target("test/app", "")
+        };
+        registry::pull_to_layout(&by_digest, None, &out, &options).unwrap();
+        let (_, name, _) = read_layout(&out);
+        assert_eq!(
+            name,
+            Some(format!(
+                "127.0.0.1:5000/test/app@{}",
+                sha256(&manifest.bytes)
+            ))
+        );
+
+        // A single-platform image is checked against a platform asked for.
+        let out = work.path().join("s390x");
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        assert_refused(
+            registry::pull_to_layout(&target("test/app", "v1"), Some(&s390x), &out, &options),
+            &out,
+            &format!(
+                "has no linux/s390x variant (it has linux/{})",
+                Platform::host().architecture
+            ),
+        );
+
+        // A layout directory that is not empty is refused before anything.
+        let taken = work.path().join("taken");
+        fs::create_dir(&taken).unwrap();
+        fs::write(taken.join("x"), "").unwrap();
+        let err = host_pull("test/app", "v1", &taken, &options).unwrap_err();
+        assert!(matches!(err, Error::LayoutNotEmpty { .. }), "{err}");
+
+        // An unknown tag and an unknown repository: 404.
+        let out = work.path().join("missing");
+        assert_refused(
+            host_pull("test/app", "nope", &out, &options),
+            &out,
+            "127.0.0.1:5000/test/app:nope",
+        );
+        let err = assert_refused(
+            host_pull("test/none", "v1", &out, &options),
+            &out,
+            "HTTP 404",
+        );
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    });
+}
+
+#[test]
+fn an_index_is_resolved_to_the_platform_asked_for() {
+    in_netns(|| {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let (amd_m, amd_c, amd_l) = image("amd64", &[("arch", "amd64\n")]);
+        let (arm_m, arm_c, arm_l) = image("arm64", &[("arch", "arm64\n")]);
+        let entry = |m: &Blob, arch: &str| {
+            let mut d = m.descriptor();
+            d["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
+            d
+        };
+        let index = Blob {
+            media_type: "application/vnd.oci.image.index.v1+json",
+            bytes: serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [entry(&amd_m, "amd64"), entry(&arm_m, "arm64")],
+            }))
+            .unwrap(),
+        };
+        let src = work.path().join("src");
+        write_layout(
+            &src,
+            "multi",
+            &index,
+            &[&amd_m, &amd_c, &amd_l, &arm_m, &arm_c, &arm_l],
+        );
+        registry.push(&src, "multi", "test/multi", &["--all"]);
+        let options = Options::default();
+
+        for (arch, manifest, layer) in [("arm64", &arm_m, &arm_l), ("amd64", &amd_m, &amd_l)] {
+            let out = work.path().join(arch);
+            let platform = Platform::parse(&format!("linux/{arch}")).unwrap();
+            let pulled = registry::pull_to_layout(
+                &target("test/multi", "multi"),
+                Some(&platform),
+                &out,
+                &options,
+            )
+            .unwrap();
+            assert_eq!(pulled.digest, sha256(&index.bytes));
+            assert_eq!(pulled.manifest, sha256(&manifest.bytes));
+            assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+            assert_eq!(pulled.platform, platform);
+            let (media_type, name, _) = read_layout(&out);
+            assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
+            assert_eq!(name.as_deref(), Some("127.0.0.1:5000/test/multi:multi"));
+            assert_blobs_verified(&out);
+            // The other platform's layer was not fetched.
+            let other = if arch == "arm64" { &amd_l } else { &arm_l };
+            assert!(!out
+                .join("blobs/sha256")
+                .join(&sha256(&other.bytes)[7..])
+                .exists());
+        }
+
+        let out = work.path().join("s390x");
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        let err = assert_refused(
+            registry::pull_to_layout(&target("test/multi", "multi"), Some(&s390x), &out, &options),
+            &out,
+            "has no linux/s390x variant (it has linux/amd64, linux/arm64)",
+        );
+        assert!(err.to_string().contains("127.0.0.1:5000/test/multi:multi"));
+    });
+}
+
+#[test]
+fn corrupt_blobs_are_refused() {
+    in_netns(|| {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("big", &"x".repeat(100_000))],
+        );
+        let src = work.path().join("src");
+        write_layout(&src, "v1", &manifest, &[&config, &layer]);
+        registry.push(&src, "v1", "test/bad", &[]);
+        let options = Options::default();
+        let out = work.path().join("out");
+        let digest = sha256(&layer.bytes);
+        let stored = registry.blob_file(&digest);
+        assert_eq!(fs::read(&stored).unwrap(), layer.bytes);
+
+        // Same size, other bytes: the digest gives it away.
+        let mut other = layer.bytes.clone();
+        let last = other.len() - 1;
+        other[last] ^= 0xff;
+        fs::write(&stored, &other).unwrap();
+        let err = assert_refused(
+            host_pull("test/bad", "v1", &out, &options),
+            &out,
+            "does not match its digest",
+        );
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+
+        // Cut short.
+        fs::write(&stored, &layer.bytes[..layer.bytes.len() / 2]).unwrap();
+        let err = assert_refused(
+            host_pull("test/bad", "v1", &out, &options),
+            &out,
+            "cut short",
+        );
+        assert!(matches!(err, Error::Truncated { .. }), "{err}");
+
+        // Longer than the manifest says.
+        let mut longer = layer.bytes.clone();
+        longer.extend_from_slice(b"trailing bytes");
+        fs::write(&stored, &longer).unwrap();
+        let err = assert_refused(
+            host_pull("test/bad", "v1", &out, &options),
+            &out,
+            "larger than its declared",
+        );
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+
+        // Whole again: the pull works (the refusals were the blob's).
+        fs::write(&stored, &layer.bytes).unwrap();
+        host_pull("test/bad", "v1", &out, &options).unwrap();
+    });
+}
+
+/// A server that misbehaves as the real registry cannot be made to (it
+/// refuses manifests over 4 MiB itself and never answers 503): 127.0.0.1
+/// in the test's namespace, one answer per connection, each decided by
+/// `answer(path, how many times that path was asked before, the request's
+/// header lines)`.
+struct Misbehaving {
+    asked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Misbehaving {
+    fn start(
+        port: u16,
+        answer: impl Fn(&str, usize, &str) -> Vec<u8> + Send + 'static,
+    ) -> Misbehaving {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let counts = asked.clone();
+        // Ends with the namespace's last user (the test's thread), as the
+        // listener is never closed otherwise: a detached thread.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let mut head = String::new();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    head += &header;
+                }
+                let n = {
+                    let mut counts = counts.lock().unwrap();
+                    let n = counts.entry(path.clone()).or_insert(0);
+                    *n += 1;
+                    *n - 1
+                };
+                let _ = stream.write_all(&answer(&path, n, &head));
+            }
+        });
+        Misbehaving { asked }
+    }
+
+    fn times(&self, path: &str) -> usize {
+        self.asked.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+fn http(status: &str, content_type: &str, body: &[u8], length: Option<usize>) -> Vec<u8> {
+    let mut head =
+        format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: {content_type}\r\n");
+    if let Some(n) = length {
+        head += &format!("Content-Length: {n}\r\n");
+    }
+    let mut out = (head + "\r\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn server_errors_are_retried_and_a_huge_manifest_is_refused() {
+    in_netns(|| {
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("f", &"y".repeat(50_000))],
+        );
+        let huge = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config.descriptor(),
+            "layers": [layer.descriptor()],
+            "annotations": { "padding": "p".repeat(5 << 20) },
+        }))
+        .unwrap();
+        let (m, c, l) = (
+            manifest.bytes.clone(),
+            config.bytes.clone(),
+            layer.bytes.clone(),
+        );
+        let (m_digest, c_digest, l_digest) = (sha256(&m), sha256(&c), sha256(&l));
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        let layer_path = format!("/v2/t/x/blobs/{l_digest}");
+        let server = Misbehaving::start(5001, move |path, n, _head| {
+            let blob = |bytes: &[u8]| {
+                http(
+                    "200 OK",
+                    "application/octet-stream",
+                    bytes,
+                    Some(bytes.len()),
+                )
+            };
+            match path.rsplit('/').next().unwrap_or("") {
+                "" => http("200 OK", "application/json", b"{}", Some(2)),
+                // Two 503s, then the manifest.
+                "flaky" if n < 2 => http("503 Service Unavailable", "text/plain", b"busy", Some(4)),
+                "flaky" => http("200 OK", oci, &m, Some(m.len())),
+                "down" => http("503 Service Unavailable", "text/plain", b"down", Some(4)),
+                // Without and with a Content-Length.
+                "huge-streamed" => http("200 OK", oci, &huge, None),
+                "huge" => http("200 OK", oci, &huge, Some(huge.len())),
+                // Blobs may live elsewhere (S3, a CDN): a redirect.
+                d if d == c_digest => b"HTTP/1.1 307 Temporary Redirect\r\nConnection: close\r\n\
+                    Location: http://127.0.0.1:5001/storage/config-blob\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+                "config-blob" => blob(&c),
+                // The first answer breaks off in the middle.
+                d if d == l_digest && n == 0 => http(
+                    "200 OK",
+                    "application/octet-stream",
+                    &l[..l.len() / 2],
+                    Some(l.len()),
+                ),
+                d if d == l_digest => blob(&l),
+                _ => http("404 Not Found", "application/json", b"{}", Some(2)),
+            }
+        });
+        let options = Options::default();
+        let at = |tag: &str| Target {
+            registry: "127.0.0.1:5001".to_string(),
+            repository: "t/x".to_string(),
+            tag_or_digest: TagOrDigest::Tag(tag.to_string()),
+        };
+
+        let out = work.path().join("flaky");
+        let pulled = registry::pull_to_layout(&at("flaky"), None, &out, &options).unwrap();
+        assert_eq!(pulled.manifest, m_digest);
+        assert_eq!(server.times("/v2/t/x/manifests/flaky"), 3);
+        assert_eq!(server.times(&layer_path), 2);
+        assert_eq!(server.times("/storage/config-blob"), 1);
+        assert_blobs_verified(&out);
+
+        let out = work.path().join("down");
+        let err = assert_refused(
+            registry::pull_to_layout(&at("down"), None, &out, &options),
+            &out,
+            "HTTP 503",
+        );
+        assert!(err.to_string().contains("127.0.0.1:5001/t/x:down"), "{err}");
+        assert_eq!(server.times("/v2/t/x/manifests/down"), 4);
+
+        for tag in ["huge", "huge-streamed"] {
+            let out = work.path().join(tag);
+            let err = assert_refused(
+                registry::pull_to_layout(&at(tag), None, &out, &options),
+                &out,
+                "larger than 4 MiB",
+            );
+            assert!(matches!(err, Error::ManifestTooBig { .. }), "{err}");
+        }
+    });
+}
+
+#[test]
+fn tls_with_a_private_ca_and_basic_auth() {
+    in_netns(|| {
+        let (registry, secure) = Registry::secure();
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("secret.txt", "behind TLS\n")],
+        );
+        let src = work.path().join("src");
+        write_layout(&src, "v1", &manifest, &[&config, &layer]);
+        registry.push(&src, "v1", "test/private", &[]);
+
+        // The credentials from a containers-auth.json file.
+        let auth_file = work.path().join("auth.json");
+        let write_auth = |password: &str| {
+            use base64::Engine as _;
+            let auth = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{password}", secure.user));
+            fs::write(
+                &auth_file,
+                format!(r#"{{"auths":{{"{HOST}":{{"auth":"{auth}"}}}}}}"#),
+            )
+            .unwrap();
+        };
+        write_auth(secure.password);
+        let options = Options {
+            auth_file: Some(auth_file.clone()),
+            certs_dir: Some(secure.certs_d.clone()),
+            ..Options::default()
+        };
+        let out = work.path().join("ok");
+        let pulled = host_pull("test/private", "v1", &out, &options).unwrap();
+        assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+        assert_blobs_verified(&out);
+
+        // A refused login.
+        write_auth("wrong-password");
+        let out = work.path().join("refused");
+        let err = assert_refused(
+            host_pull("test/private", "v1", &out, &options),
+            &out,
+            "refused the credentials of",
+        );
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+        assert!(err.to_string().contains("127.0.0.1:5000/test/private:v1"));
+
+        // No credentials at all.
+        let none = Options {
+            auth_file: Some(work.path().join("empty.json")),
+            ..options.clone()
+        };
+        fs::write(work.path().join("empty.json"), r#"{"auths":{}}"#).unwrap();
+        let err = assert_refused(
+            host_pull("test/private", "v1", &out, &none),
+            &out,
+            "none were found",
+        );
+        assert!(matches!(err, Error::NoCredentials { .. }), "{err}");
+
+        // Without the CA the certificate is not trusted (and plain HTTP,
+        // allowed for 127.0.0.1, finds a TLS server).
+        let no_ca = Options {
+            certs_dir: Some(work.path().join("no-certs")),
+            credentials: Some((secure.user.to_string(), secure.password.to_string())),
+            ..options.clone()
+        };
+        assert_refused(
+            host_pull("test/private", "v1", &out, &no_ca),
+            &out,
+            "ca.crt",
+        );
+
+        // Credentials given directly win over the file.
+        let given = Options {
+            credentials: Some((secure.user.to_string(), secure.password.to_string())),
+            ..options.clone()
+        };
+        host_pull("test/private", "v1", &out, &given).unwrap();
+    });
+}
+
+/// Bearer tokens as Docker Hub hands them out: a 401 with
+/// `WWW-Authenticate: Bearer realm=…,service=…,scope=…`, a token server that
+/// takes basic credentials, and the token on every later request. The
+/// distribution registry needs a JWT-signing token server for this, so the
+/// registry side is a small server in the test's namespace.
+#[test]
+fn bearer_tokens_are_fetched_from_the_realm() {
+    use base64::Engine as _;
+    in_netns(|| {
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("token.txt", "behind a token\n")],
+        );
+        let (m, c, l) = (
+            manifest.bytes.clone(),
+            config.bytes.clone(),
+            layer.bytes.clone(),
+        );
+        let (c_digest, l_digest) = (sha256(&c), sha256(&l));
+        let good_basic = format!(
+            "authorization: basic {}",
+            base64::engine::general_purpose::STANDARD.encode("robot:pa55")
+        )
+        .to_ascii_lowercase();
+        let challenge = "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:5002/token\",service=\"test-registry\",scope=\"repository:t/x:pull\"";
+        let server = Misbehaving::start(5002, move |path, _n, head| {
+            let head = head.to_ascii_lowercase();
+            if let Some(query) = path.strip_prefix("/token?") {
+                // The scope and service of the challenge must come back.
+                let asked_right = query.contains("scope=repository%3At%2Fx%3Apull")
+                    && query.contains("service=test-registry");
+                return if head.contains(&good_basic) && asked_right {
+                    http(
+                        "200 OK",
+                        "application/json",
+                        br#"{"token":"good-token"}"#,
+                        Some(22),
+                    )
+                } else {
+                    http("401 Unauthorized", "application/json", b"{}", Some(2))
+                };
+            }
+            if !head.contains("authorization: bearer good-token") {
+                return format!(
+                    "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 2\r\n{challenge}\r\n\r\n{{}}"
+                )
+                .into_bytes();
+            }
+            let blob = |bytes: &[u8]| {
+                http(
+                    "200 OK",
+                    "application/octet-stream",
+                    bytes,
+                    Some(bytes.len()),
+                )
+            };
+            match path.rsplit('/').next().unwrap_or("") {
+                "v1" => http(
+                    "200 OK",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &m,
+                    Some(m.len()),
+                ),
+                d if d == c_digest => blob(&c),
+                d if d == l_digest => blob(&l),
+                _ => http("404 Not Found", "application/json", b"{}", Some(2)),
+            }
+        });
+        let at = Target {
+            registry: "127.0.0.1:5002".to_string(),
+            repository: "t/x".to_string(),
+            tag_or_digest: TagOrDigest::Tag("v1".to_string()),
+        };
+        let with = |user: &str, password: &str| Options {
+            credentials: Some((user.to_string(), password.to_string())),
+            ..Options::default()
+        };
+
+        let out = work.path().join("ok");
+        let pulled = registry::pull_to_layout(&at, None, &out, &with("robot", "pa55")).unwrap();
+        assert_eq!(pulled.layers[0].digest, sha256(&layer.bytes));
+        assert_blobs_verified(&out);
+
+        let out = work.path().join("refused");
+        let err = assert_refused(
+            registry::pull_to_layout(&at, None, &out, &with("robot", "wrong")),
+            &out,
+            "refused the credentials given",
+        );
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+        // Each pull: one 401, then the manifest with the token (the failed
+        // one stops at the token server).
+        assert_eq!(server.times("/v2/t/x/manifests/v1"), 3);
+    });
+}

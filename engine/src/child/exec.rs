@@ -84,6 +84,9 @@ pub(super) fn finish_and_exec(
     child_step!(error_fd, "finish.workdir");
     enter_workdir(workdir)?;
     reset_signals();
+    // `start`'s end of the exec.fifo, kept open (close-on-exec) until the
+    // exec: `start` returns when it closes, once the program runs.
+    let mut started_until_exec = None;
     child_step!(error_fd, "finish.confine");
     match oci {
         None => super::confine::apply(confinement)?,
@@ -123,11 +126,14 @@ pub(super) fn finish_and_exec(
                     }
                 }
                 let _ = rustix::io::write(&started, b"0");
+                started_until_exec = Some(started);
             }
         }
     }
     child_step!(error_fd, "finish.exec");
-    exec(command, env)
+    let failed = exec(command, env);
+    drop(started_until_exec);
+    failed
 }
 
 /// process.rlimits, before the capabilities are cut (raising a hard limit

@@ -230,6 +230,39 @@ fn create_start_state_kill_delete() {
     assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
 }
 
+/// `start` returns once the init has executed the program, not when it
+/// has only been let go: `state` then says running of the program, a
+/// `kill` finds it (runtime-tools `killsig`: a shell that traps the signal),
+/// and poststart hooks run after it (runtime-spec; runtime-tools
+/// `poststart`). A container PATH of 40000 missing directories before /bin
+/// keeps the init busy between the go and the exec (one failed execve each),
+/// so that a `start` returning at the go sees it before its exec.
+#[test]
+fn start_returns_once_the_program_is_executed() {
+    let oci = Oci::new(&["sleep", "100"]);
+    let path = format!("PATH={}/bin", "/a:".repeat(40_000));
+    let seen = oci.path("poststart.comm");
+    oci.edit_config(|c| {
+        c["process"]["env"] = json!([path]);
+        // The hook reads the init's pid from the state on its stdin.
+        c["hooks"] = json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!(
+            "pid=$(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/'); cat /proc/$pid/comm > {}", seen.display())]}]});
+    });
+    let bundle = oci.bundle().display().to_string();
+    oci.ok(&["create", "--bundle", &bundle, "s1"]);
+    let pid = pid_of(&oci.state("s1"));
+    oci.ok(&["start", "s1"]);
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep", "the init when start returned");
+    let hook_saw = fs::read_to_string(&seen).unwrap();
+    assert_eq!(hook_saw.trim(), "sleep", "the init when poststart ran");
+    assert_eq!(oci.status("s1"), "running");
+    oci.ok(&["kill", "s1", "KILL"]);
+    oci.wait_stopped("s1", pid);
+    oci.ok(&["delete", "s1"]);
+    oci.assert_root_empty();
+}
+
 #[test]
 fn run_returns_the_exit_code_and_leaves_nothing() {
     let oci = Oci::new(&[

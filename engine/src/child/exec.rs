@@ -69,6 +69,9 @@ pub(super) fn finish_and_exec(
     child_step!(error_fd, "finish.workdir");
     enter_workdir(workdir)?;
     reset_signals();
+    // `start`'s end of the exec.fifo, kept open (close-on-exec) until the
+    // exec: `start` returns when it closes, once the program runs.
+    let mut started_until_exec = None;
     child_step!(error_fd, "finish.confine");
     match oci {
         None => super::confine::apply(confinement)?,
@@ -80,12 +83,20 @@ pub(super) fn finish_and_exec(
             child_step!(error_fd, "finish.confine_as");
             super::confine::apply_as(confinement, oci.user)?;
             if let Some((ready, fifo)) = oci.gate {
-                gate_and_start_hooks(oci, (ready, fifo), command, env, error_fd)?;
+                started_until_exec = Some(gate_and_start_hooks(
+                    oci,
+                    (ready, fifo),
+                    command,
+                    env,
+                    error_fd,
+                )?);
             }
         }
     }
     child_step!(error_fd, "finish.exec");
-    exec(command, env)
+    let failed = exec(command, env);
+    drop(started_until_exec);
+    failed
 }
 
 /// Nothing of the engine's (or of whoever started it) reaches the
@@ -111,14 +122,16 @@ fn close_inherited_fds(error_fd: BorrowedFd<'_>, oci: Option<&OciProcess>) -> St
 
 /// An OCI init's gate: the command resolved (a missing one fails
 /// `create`), ready told, `start` awaited on the exec.fifo, then the
-/// startContainer hooks, whose outcome `start` reads on the fifo.
+/// startContainer hooks, whose outcome `start` reads on the fifo. Returns
+/// our end of the fifo, kept open until the exec (close-on-exec): `start`
+/// returns once it closes, when the program has started.
 fn gate_and_start_hooks(
     oci: &OciProcess,
     (ready, fifo): (BorrowedFd<'_>, BorrowedFd<'_>),
     command: &[String],
     env: &[CString],
     error_fd: BorrowedFd<'_>,
-) -> Step {
+) -> Step<std::os::fd::OwnedFd> {
     // A missing command fails `create` (podman maps the words to
     // 127), not a `start` that nobody watches.
     child_step!(error_fd, "finish.gate");
@@ -148,7 +161,7 @@ fn gate_and_start_hooks(
         }
     }
     let _ = rustix::io::write(&started, b"0");
-    Ok(())
+    Ok(started)
 }
 
 /// process.rlimits, before the capabilities are cut (raising a hard limit

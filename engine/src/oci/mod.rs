@@ -444,7 +444,14 @@ pub fn start(root: &Root, id: &str) -> Result<(), Error> {
         })?;
     // The init's open for writing completes now; wait for its answer ("0",
     // or why its startContainer hooks failed), and notice if it died instead.
+    // After "0", wait for the end of the file too: the init's end is
+    // close-on-exec, so it comes when the process has been executed. Only
+    // then is the container running (runtime-spec's "has executed the
+    // user-specified program"), and poststart hooks run after it, as the
+    // spec asks (runtime-tools `poststart`); a `kill` after `start` finds
+    // the program, not the engine before its exec.
     step!("oci_start.wait");
+    let mut said_go = false;
     loop {
         let mut fds = [rustix::event::PollFd::new(
             &file,
@@ -458,10 +465,14 @@ pub fn start(root: &Root, id: &str) -> Result<(), Error> {
         if n > 0 {
             let mut answer = [0u8; 4096];
             let got = rustix::io::read(&file, &mut answer).unwrap_or(0);
-            if got >= 1 && answer[0] == b'0' {
+            if said_go && got == 0 {
                 break;
             }
-            if got > 1 {
+            if !said_go && got >= 1 && answer[0] == b'0' {
+                said_go = true;
+                continue;
+            }
+            if !said_go && got > 1 {
                 let _ = std::fs::remove_file(&fifo);
                 // It exits now: report it stopped, as it is.
                 wait_gone(&rec);
@@ -473,6 +484,10 @@ pub fn start(root: &Root, id: &str) -> Result<(), Error> {
             }
         }
         if !alive(rec.pid, rec.start_time) {
+            if said_go {
+                // It was started, and its program has exited already.
+                break;
+            }
             let _ = std::fs::remove_file(&fifo);
             return Err(anyhow!("cannot start container {id}: its init has exited").into());
         }

@@ -939,3 +939,79 @@ fn bearer_tokens_are_fetched_from_the_realm() {
         assert_eq!(server.times("/v2/t/x/manifests/v1"), 3);
     });
 }
+
+/// `engine pull HOST/REPO:TAG` end to end: the registry client lands the
+/// image in a layout of the store's scratch, the store imports it from
+/// there (`engine images` lists it under its reference, its layer is
+/// unpacked), the scratch is empty after, and `rmi` takes it away; an
+/// unknown tag is one sentence, exit 125, and leaves no image.
+#[test]
+fn engine_pull_from_a_registry_goes_into_the_store() {
+    in_netns(|| {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("hello.txt", "hello from the registry\n")],
+        );
+        let src = work.path().join("src");
+        write_layout(&src, "v1", &manifest, &[&config, &layer]);
+        registry.push(&src, "v1", "test/app", &[]);
+        let store = work.path().join("store");
+        let e = testkit::engine_cmd::Engine::new(env!("CARGO_BIN_EXE_engine"), "registry")
+            .with_env("ENGINE_IMAGE_STORE", &store);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let images = || {
+            let out = e
+                .cmd()
+                .args(["images", "--format", "json"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+
+        let out = e
+            .cmd()
+            .args(["pull", &format!("{HOST}/test/app:v1")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), sha256(&config.bytes));
+        let rows = images();
+        assert_eq!(rows[0]["repository"], format!("{HOST}/test/app"));
+        assert_eq!(rows[0]["tag"], "v1");
+        assert_eq!(rows[0]["digest"], sha256(&manifest.bytes));
+        let layers: Vec<_> = fs::read_dir(store.join("layers"))
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(layers.len(), 1, "{layers:?}");
+        assert_eq!(
+            fs::read_to_string(layers[0].path().join("root/hello.txt")).unwrap(),
+            "hello from the registry\n"
+        );
+        let scratch = fs::read_dir(store.join("tmp")).map_or(0, |d| d.count());
+        assert_eq!(scratch, 0, "the pull's scratch was left in the store");
+
+        let out = e
+            .cmd()
+            .args(["pull", &format!("{HOST}/test/app:nope")])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("test/app:nope"), "{stderr}");
+        assert_eq!(images().as_array().unwrap().len(), 1);
+
+        let out = e
+            .cmd()
+            .args(["rmi", &format!("{HOST}/test/app:v1")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(images().as_array().unwrap().len(), 0);
+    })
+}

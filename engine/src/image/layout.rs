@@ -1,7 +1,8 @@
 //! Importing images from local files into the store: an OCI image layout
 //! directory (`oci:`), a tar of one (`oci-archive:`), and `docker save` /
-//! `podman save` tarballs (`docker-archive:`). The registry client lands
-//! its pulls in a layout directory and imports them here too.
+//! `podman save` tarballs (`docker-archive:`). A registry image is pulled
+//! by the registry client into a layout directory of the store's scratch
+//! and imported from there the same way.
 //!
 //! Everything read is hostile: every digest is checked for form before it
 //! names a file, every document against its digest, size and the 4 MiB
@@ -23,10 +24,26 @@ use std::path::Path;
 /// Imports the image `what` names; returns its record.
 pub fn import(store: &Store, what: &ImageRef) -> Result<ImageRecord> {
     match what {
-        ImageRef::Registry(named) => bail!(
-            "`{named}` is a registry image, which this build cannot pull yet: \
-             import it with `skopeo copy docker://{named} oci:DIR` and `engine pull oci:DIR`"
-        ),
+        ImageRef::Registry(named) => {
+            store.create()?;
+            // The registry client lands the pull, verified, in a layout of
+            // the store's scratch; it is imported from there like `oci:`.
+            let scratch = store.scratch()?;
+            let layout = scratch.path().join("layout");
+            let target = super::registry::Target {
+                registry: named.domain.clone(),
+                repository: named.path.clone(),
+                tag_or_digest: match &named.digest {
+                    Some(d) => super::registry::TagOrDigest::Digest(d.clone()),
+                    None => super::registry::TagOrDigest::Tag(
+                        named.tag.clone().unwrap_or_else(|| "latest".into()),
+                    ),
+                },
+            };
+            let options = super::registry::Options::default();
+            super::registry::pull_to_layout(&target, None, &layout, &options)?;
+            import_layout(store, &layout, None, &[])
+        }
         ImageRef::Oci { dir, name } => {
             check_exists(dir, what)?;
             store.create()?;

@@ -2954,6 +2954,25 @@ fn inheritable_and_ambient_capabilities_are_applied_as_given() {
 /// wrong kill there ends only the test's processes.
 #[test]
 fn namespaces_left_out_are_the_caller_s_and_stay_untouched() {
+    callers_namespaces_stay_untouched(json!([{"type": "mount"}]));
+}
+
+/// The same with the caller's own namespaces given by path, as containerd
+/// gives a pod's container the namespaces of a sandbox that shares the
+/// host's (critest's HostPID, HostIpc, HostNetwork): not joined (there is
+/// nothing to join), and nothing written into them.
+#[test]
+fn the_caller_s_own_namespaces_by_path_are_shared_and_stay_untouched() {
+    callers_namespaces_stay_untouched(json!([
+        {"type": "mount"},
+        {"type": "pid", "path": "/proc/self/ns/pid"},
+        {"type": "network", "path": "/proc/self/ns/net"},
+        {"type": "ipc", "path": "/proc/self/ns/ipc"},
+        {"type": "uts", "path": "/proc/self/ns/uts"}
+    ]));
+}
+
+fn callers_namespaces_stay_untouched(namespaces: Value) {
     let oci = Oci::new(&[
         "sh",
         "-c",
@@ -2962,7 +2981,7 @@ fn namespaces_left_out_are_the_caller_s_and_stay_untouched() {
          sleep 300 & sleep 300",
     ]);
     oci.edit_config(|c| {
-        c["linux"]["namespaces"] = json!([{"type": "mount"}]);
+        c["linux"]["namespaces"] = namespaces;
         c.as_object_mut().unwrap().remove("hostname");
     });
     // The "host": its own pid, network, IPC and UTS namespaces, a bystander
@@ -3130,6 +3149,18 @@ fn what_a_shared_namespace_cannot_take_is_refused() {
                 c["linux"]["sysctl"] = json!({"kernel.shm_rmid_forced": "1"});
             },
             "linux.sysctl \"kernel.shm_rmid_forced\"",
+        ),
+        // The caller's own IPC namespace given by path is the same as
+        // leaving it out: its sysctls are not written there either.
+        (
+            |c| {
+                c["linux"]["namespaces"] = json!([
+                    {"type": "mount"}, {"type": "uts"},
+                    {"type": "ipc", "path": "/proc/self/ns/ipc"}
+                ]);
+                c["linux"]["sysctl"] = json!({"kernel.shm_rmid_forced": "1"});
+            },
+            "is the caller's own IPC namespace, where linux.sysctl's IPC keys would be written",
         ),
         // Without a mount namespace, what would be mounted, made or
         // changed in the caller's: the config's other mounts, masks,

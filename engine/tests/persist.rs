@@ -203,7 +203,7 @@ fn bad_input_of_the_new_verbs_is_one_sentence() {
 /// stays: its address (another container takes it with `--ip`), its host
 /// IDs' lease, its veth (in a private network namespace of this test).
 #[test]
-fn an_exited_container_holds_its_name_only() {
+fn an_exited_container_holds_its_name_only_and_teardown_takes_it() {
     busybox::rootfs(); // built before leaving the host's namespace
     testkit::netns::enter_private_or_panic();
     let env = engine("held").with_network("br-held", "10.77.3.0/24");
@@ -221,7 +221,12 @@ fn an_exited_container_holds_its_name_only() {
         .assert()
         .code(0);
     assert!(stdout(&a).contains("10.77.3.9/24"), "{}", stdout(&a));
-    env.cmd().args(["rm", "first"]).assert().code(0);
+    // `teardown` takes an ended container's record with its log: nothing
+    // of the engine's stays on the host.
+    env.cmd().args(["wait", "second"]).assert().code(125);
+    assert_eq!(ps_all(&env, &[]).len(), 1);
+    env.cmd().args(["teardown", "--force"]).assert().code(0);
+    assert_eq!(ps_all(&env, &[]).len(), 0);
     wait::until(SHORT, "the veths to vanish", || {
         let out = std::process::Command::new(quote::require("ip", "iproute2"))
             .args(["-o", "link"])

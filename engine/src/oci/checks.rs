@@ -18,27 +18,51 @@ pub(super) fn maps_host_root(plan: &config::Plan) -> bool {
 }
 
 /// The namespaces given by path, opened and checked (`check_namespace`).
+/// A path to the caller's own pid, ipc, uts, network or cgroup namespace
+/// (a pod whose sandbox shares the host's: HostPID, HostNetwork...) is the
+/// same as leaving the path out: it is not joined, and the engine writes
+/// into it what it writes into a shared one, nothing (an IPC sysctl is
+/// refused, as where the entry is left out).
 pub(super) fn open_namespaces(plan: &config::Plan) -> Result<Vec<(OwnedFd, NsType)>> {
-    plan.join
-        .iter()
-        .map(|(p, f)| {
-            rustix::fs::open(
-                p,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
+    let mut join = Vec::new();
+    for (p, f) in &plan.join {
+        let fd = rustix::fs::open(
+            p,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| {
+            anyhow!(
+                "config.json linux.namespaces path {}: cannot open it: {e}",
+                p.display()
             )
-            .map_err(|e| {
-                anyhow!(
-                    "config.json linux.namespaces path {}: cannot open it: {e}",
+        })?;
+        if check_namespace(&fd, *f, p)? == Whose::Callers {
+            if *f == NsType::InterProcessCommunication
+                && plan
+                    .extras
+                    .sysctl
+                    .iter()
+                    .any(|(k, _)| config::is_ipc_sysctl(k))
+            {
+                bail!(
+                    "config.json linux.namespaces ipc path {} is the caller's own IPC namespace, where linux.sysctl's IPC keys would be written: remove them, or give the container an IPC namespace of its own",
                     p.display()
-                )
-            })
-            .and_then(|fd| {
-                check_namespace(&fd, *f, p)?;
-                Ok((fd, *f))
-            })
-        })
-        .collect()
+                );
+            }
+            continue;
+        }
+        join.push((fd, *f));
+    }
+    Ok(join)
+}
+
+/// Whose namespace a path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Whose {
+    /// The engine's own (its caller's): joining it changes nothing.
+    Callers,
+    Another,
 }
 
 /// The createContainer hooks' files, opened here, in the runtime's mount
@@ -71,11 +95,12 @@ fn open_hook(i: usize, path: &Path) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A namespace given by path is a namespace of the type its entry names,
-/// and, for mount and user, not the engine's own or the host's: the init
-/// would pivot_root in the host's mount namespace (moving every host
-/// process whose root is `/` into the container's root).
-fn check_namespace(fd: &OwnedFd, kind: NsType, path: &Path) -> Result<()> {
+/// A namespace given by path is a namespace of the type its entry names;
+/// the host's (PID 1's) is refused unless it is the engine's own too, and
+/// for mount and user so is the engine's own: the init would pivot_root in
+/// the caller's mount namespace (moving every process whose root is `/`
+/// into the container's root). Says whether it is the engine's own.
+fn check_namespace(fd: &OwnedFd, kind: NsType, path: &Path) -> Result<Whose> {
     use std::os::fd::AsRawFd;
     let name = match kind {
         NsType::User => "user",
@@ -111,22 +136,26 @@ fn check_namespace(fd: &OwnedFd, kind: NsType, path: &Path) -> Result<()> {
     };
     let st = rustix::fs::fstat(fd)
         .with_context(|| format!("cannot stat namespace {}", path.display()))?;
-    for own in ["self", "1"] {
-        if let Ok(o) = rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str()) {
-            if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) {
-                let hint = if name == "user" {
-                    "leave the user entry out, and the container has none"
-                } else {
-                    "leave the path out, and a new one is made"
-                };
-                bail!(
-                    "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
-                    path.display()
-                );
-            }
-        }
+    let is = |own: &str| {
+        rustix::fs::stat(format!("/proc/{own}/ns/{file}").as_str())
+            .is_ok_and(|o| (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino))
+    };
+    let (callers, hosts) = (is("self"), is("1"));
+    if callers && !matches!(name, "mount" | "user") {
+        return Ok(Whose::Callers);
     }
-    Ok(())
+    if callers || hosts {
+        let hint = if name == "user" {
+            "leave the user entry out, and the container has none"
+        } else {
+            "leave the path out, and a new one is made"
+        };
+        bail!(
+            "config.json linux.namespaces {name} path {} is the host's own {name} namespace: {hint}",
+            path.display()
+        );
+    }
+    Ok(Whose::Another)
 }
 
 /// Without cgroup v2 there is no device filter. What a container can open

@@ -499,16 +499,21 @@ fn sysctls(linux: &rt::Linux, joined_net: bool, shared_ipc: bool) -> Result<Vec<
         .collect();
     sysctl.sort();
     for (key, _) in &sysctl {
-        let ipc = key.starts_with("kernel.msg")
-            || key.starts_with("kernel.shm")
-            || key == "kernel.sem"
-            || key.starts_with("fs.mqueue.");
+        let ipc = is_ipc_sysctl(key);
         let namespaced = (ipc && !shared_ipc) || (key.starts_with("net.") && !joined_net);
         if !namespaced || key.contains('/') || key.contains("..") {
             bail!("config.json linux.sysctl {key:?} is not namespaced (or the network namespace is shared): only kernel.msg*, kernel.shm*, kernel.sem, fs.mqueue.* (in an IPC namespace of the container's) and net.* (in a network namespace of its own) can be set for one container");
         }
     }
     Ok(sysctl)
+}
+
+/// A sysctl of the IPC namespace (the rest that may be set are net.*).
+pub(super) fn is_ipc_sysctl(key: &str) -> bool {
+    key.starts_with("kernel.msg")
+        || key.starts_with("kernel.shm")
+        || key == "kernel.sem"
+        || key.starts_with("fs.mqueue.")
 }
 
 /// Capabilities, noNewPrivileges and the seccomp filter, compiled once

@@ -33,8 +33,9 @@ pub fn setup(cfg: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// Idempotent: removes the bridge, restores forwarding and removes the
-/// parent cgroup. Refuses while containers run, unless `force`.
+/// Idempotent: removes the bridge, restores forwarding, removes the
+/// parent cgroup and the records and logs of ended detached containers.
+/// Refuses while containers run, unless `force`.
 pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
     step!("teardown.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
@@ -47,10 +48,16 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
         step!("teardown.lock");
         let lock = state.lock()?;
         step!("teardown.recover");
-        let running = recover_stale(&state, cfg).running;
-        if running.is_empty() {
+        let recovered = recover_stale(&state, cfg);
+        if recovered.running.is_empty() {
+            // Ended detached containers go with their logs (below): the
+            // engine leaves nothing of theirs on the host.
+            for rec in &recovered.exited {
+                state.remove(&rec.name);
+            }
             break lock;
         }
+        let running = recovered.running;
         let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
         if !force {
             return Err(Error::Failed(format!(
@@ -82,7 +89,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
     crate::sys::net::teardown_host((&net).into(), &state.dir)?;
     step!("teardown.logs");
     // Logs of detached containers outlive them (to be read after the end)
-    // until the name is used again, or until here.
+    // until `engine rm`, the name used again, or here.
     if let Ok(dir) = std::fs::read_dir(&state.dir) {
         for entry in dir.flatten() {
             if entry.file_name().to_string_lossy().ends_with(".log") {

@@ -143,9 +143,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         },
     )
     .context("brief is still listed after its PID 1 exited")?;
+    // Its record is kept (docker's `ps -a`): exec says it is not running.
     let out = engine(&env, &["exec", "brief", "--", "true"])?;
-    if out.code() != 125 || !out.stderr.contains("no such container: brief") {
-        bail!("exec into an exited container should say there is no such container (125)\n{out}");
+    if out.code() != 125 || !out.stderr.contains("container brief is not running") {
+        bail!("exec into an exited container should say it is not running (125)\n{out}");
     }
     env.close()
 }

@@ -542,15 +542,7 @@ struct PsArgs {
 /// `engine ps`: the containers as a table, JSON or names; the records
 /// that could not be read (and were released) on stderr.
 fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
-    let json = match format {
-        "json" => true,
-        "table" => false,
-        other => {
-            return Err(Error::Input(format!(
-                "unknown --format {other:?}: use table or json"
-            )))
-        }
-    };
+    let json = cli::images::wants_json(format)?;
     let report = engine::ps(cfg, a.all, &a.filter)?;
     for file in &report.corrupt {
         eprintln!(

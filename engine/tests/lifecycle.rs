@@ -6,14 +6,6 @@ use common::*;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn detach(env: &Engine, name: &str, script: &str) {
-    env.cmd()
-        .args(detached_args(rootfs(), name, &["sh", "-c", script]))
-        .assert()
-        .code(0)
-        .stdout(format!("{name}\n"));
-}
-
 /// A file inside a running container's root, seen from the host.
 fn inside(env: &Engine, name: &str, path: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/{}/root{path}", container_pid(env, name)))

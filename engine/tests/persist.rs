@@ -5,14 +5,6 @@
 mod common;
 use common::*;
 
-fn detach(env: &Engine, name: &str, script: &str) {
-    env.cmd()
-        .args(detached_args(rootfs(), name, &["sh", "-c", script]))
-        .assert()
-        .code(0)
-        .stdout(format!("{name}\n"));
-}
-
 /// `ps -a --format json`, parsed.
 fn ps_all(env: &Engine, extra: &[&str]) -> Vec<serde_json::Value> {
     let a = env

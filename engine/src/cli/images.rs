@@ -41,15 +41,7 @@ fn rows(records: &[ImageRecord]) -> Vec<Row> {
 }
 
 pub fn list(format: &str) -> Result<i32, Error> {
-    let json = match format {
-        "json" => true,
-        "table" => false,
-        other => {
-            return Err(Error::Input(format!(
-                "unknown --format {other:?}: use table or json"
-            )))
-        }
-    };
+    let json = wants_json(format)?;
     let rows = rows(&engine::images()?);
     if json {
         let text = serde_json::to_string_pretty(&rows)
@@ -96,4 +88,15 @@ pub fn list(format: &str) -> Result<i32, Error> {
         println!("{}", cells.join("   ").trim_end());
     }
     Ok(0)
+}
+
+/// `--format table|json` of `ps` and `images`: whether JSON was asked for.
+pub fn wants_json(format: &str) -> Result<bool, Error> {
+    match format {
+        "json" => Ok(true),
+        "table" => Ok(false),
+        other => Err(Error::Input(format!(
+            "unknown --format {other:?}: use table or json"
+        ))),
+    }
 }

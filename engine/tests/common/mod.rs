@@ -60,6 +60,16 @@ pub fn engine(tag: &str) -> Engine {
 }
 
 /// `engine run --net none ARGS`, run to its end (with the timeout).
+/// `run -d` of the busybox rootfs running `sh -c script`, named `name`;
+/// it prints the name.
+pub fn detach(env: &Engine, name: &str, script: &str) {
+    env.cmd()
+        .args(detached_args(rootfs(), name, &["sh", "-c", script]))
+        .assert()
+        .code(0)
+        .stdout(format!("{name}\n"));
+}
+
 pub fn run(env: &Engine, args: &[&str]) -> Assert {
     env.cmd().args(["run", "--net", "none"]).args(args).assert()
 }

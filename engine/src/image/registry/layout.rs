@@ -94,14 +94,7 @@ fn media_type_of(body: &[u8], content_type: &str) -> String {
     serde_json::from_slice::<Typed>(body)
         .ok()
         .and_then(|t| t.media_type)
-        .unwrap_or_else(|| {
-            content_type
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
+        .unwrap_or_else(|| manifest::bare_media_type(content_type))
 }
 
 fn fetch_blob(client: &mut Client, root: &Path, d: &Descriptor) -> Result<(), Error> {

@@ -65,14 +65,10 @@ pub fn parse(body: &[u8], content_type: &str, reference: &str) -> Result<Parsed,
             "its manifest is not valid JSON ({e}): check the reference"
         ))
     })?;
-    let media_type = any.media_type.clone().unwrap_or_else(|| {
-        content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    });
+    let media_type = any
+        .media_type
+        .clone()
+        .unwrap_or_else(|| bare_media_type(content_type));
     if any.schema_version != Some(2) {
         return Err(bad(format!(
             "its manifest has schemaVersion {:?}, only 2 is read (Docker schema 1 is obsolete): push it again with a current tool",
@@ -191,6 +187,16 @@ pub fn choose<'a>(
             available.join(", ")
         },
     })
+}
+
+/// A Content-Type header's media type, without its parameters.
+pub(super) fn bare_media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ fn one_host(ctx: &Ctx, env: &Env, dir: &Path, rootfs_is_mount: bool) -> Result<V
     ledger.engine(env, &detached, None)?;
     let cat = ["exec", name, "--", "cat", "/vol/marker", "/volmp/marker"];
     ledger.engine(env, &cat, Some("volume-marker"))?;
-    ledger.engine(env, &["stop", name], None)?;
+    ledger.engine(env, &["rm", "-f", name], None)?;
     oci_cycle(env, dir, &root, &vol, &volmp, &mut ledger)?;
     Ok(ledger.found)
 }

@@ -80,9 +80,11 @@ fn perform(
                     target.display()
                 )));
             };
-            let attached = attach_volume(root_fd, tree.as_fd(), &v.host, target)?;
+            let in_config_order = setup.oci.is_some();
+            let fresh = attach_volume(root_fd, tree.as_fd(), &v.host, target, in_config_order)?;
             // On the tree's fd: the mount just attached, not what is under it.
-            propagate(attached.as_fd(), target, *propagation)
+            let attached = fresh.as_ref().map_or(tree.as_fd(), |f| f.as_fd());
+            propagate(attached, target, *propagation)
         }
         MountStep::Tmpfs(t) => tmpfs(root_fd, t),
         MountStep::Mask { path, kind } => mask(root_fd, path, *kind),
@@ -197,21 +199,23 @@ fn etc_files(root_fd: BorrowedFd<'_>, etc: Vec<OwnedFd>) -> Step {
 }
 
 /// A volume's tree on a directory or file it gets at `target`; returns the
-/// tree attached there.
+/// clone that took its place, if any (else `tree` is what is attached).
 ///
 /// The parent cloned the tree before the child made any mount, and
 /// mountinfo lists mounts by creation (Linux 6.8 and later): attached as
 /// it is, every bind shows before the /proc or tmpfs listed ahead of it
 /// in an OCI config, against the runtime-spec's order (runtime-tools'
-/// `mounts`). So the tree is cloned again once attached here, where the
-/// kernel lets the clone be made (it is in our mount namespace), and the
-/// new clone takes its place.
+/// `mounts`). So for an OCI bundle (`in_config_order`) the tree is cloned
+/// again once attached here, where the kernel lets the clone be made (it
+/// is in our mount namespace), and the new clone takes its place; `engine
+/// run`'s own order needs no such step, and its start pays for none.
 fn attach_volume(
     root_fd: BorrowedFd<'_>,
     tree: BorrowedFd<'_>,
     host: &Path,
     target: &Path,
-) -> Step<OwnedFd> {
+    in_config_order: bool,
+) -> Step<Option<OwnedFd>> {
     let is_dir = rustix::fs::fstat(tree)
         .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
         .map_err(std::io::Error::from)
@@ -222,11 +226,14 @@ fn attach_volume(
         in_root(touch_in_root(root_fd, target, 0o644))?
     };
     idm(idmap::attach_at(tree, target_fd.as_fd()))?;
+    if !in_config_order {
+        return Ok(None);
+    }
     let fresh = idm(idmap::clone_attached(tree))?;
     unmount(proc_self_fd_path(tree), UnmountFlags::DETACH)
         .ctx(|| format!("unmount the first clone of volume {}", host.display()))?;
     idm(idmap::attach_at(fresh.as_fd(), target_fd.as_fd()))?;
-    Ok(fresh)
+    Ok(Some(fresh))
 }
 
 /// A bundle's tmpfs mount; with tmpcopyup, filled with what the rootfs has

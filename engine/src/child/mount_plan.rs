@@ -232,6 +232,7 @@ mod tests {
             host: PathBuf::from("/srv/data"),
             container: PathBuf::from(container),
             readonly: false,
+            owner: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::model::bundle::{
 use crate::model::security::{Confinement, Filter, ProcessCaps};
 use crate::model::spec::Spec;
 use crate::model::userns::UserNs;
-use crate::model::volumes::Volume;
+use crate::model::volumes::{Ownership, Volume};
 use crate::parent::create::IdMapping;
 use crate::sys::caps::{Cap, CapSet};
 use anyhow::{anyhow, bail, Context, Result};
@@ -1049,6 +1049,7 @@ fn bind_volume(
             .with_context(|| format!("cannot resolve {}", source.display()))?,
         container: m.destination().clone(),
         readonly: opts.readonly,
+        owner: Ownership::AsIs,
     };
     let bind = BindOptions {
         attrs,

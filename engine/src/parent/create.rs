@@ -264,7 +264,15 @@ fn wire_up_init(l: &Launch, pid: Pid, joins_user: bool, mount_sock: OwnedFd) -> 
     }
     step!("oci_create.mount_fds");
     let scratch = std::env::temp_dir();
-    super::run::send_mount_fds(l.spec, pid, &scratch, &[], &l.extras.binds, &mount_sock)?;
+    super::run::send_mount_fds(
+        l.spec,
+        pid,
+        &scratch,
+        &[],
+        &l.extras.binds,
+        None,
+        &mount_sock,
+    )?;
     drop(mount_sock);
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod recovery;
 pub mod run;
 pub mod supervise;
 pub mod tty;
+mod volume_ids;
 
 use crate::model::exit;
 use anyhow::{Context, Result};

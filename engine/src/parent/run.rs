@@ -440,7 +440,16 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
         _ => {}
     }
     step!("run.mount_fds");
-    send_mount_fds(spec, pid, w.scratch_dir, w.etc_files, &[], &w.mount_sock)?;
+    let root = container_root(spec, record.userns_base);
+    send_mount_fds(
+        spec,
+        pid,
+        w.scratch_dir,
+        w.etc_files,
+        &[],
+        Some(root),
+        &w.mount_sock,
+    )?;
     drop(w.mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         step!("run.veth");
@@ -453,6 +462,15 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
         verbose!(spec, "published port(s) {}", show_ports(&spec.ports));
     }
     Ok(())
+}
+
+/// Container root's host uid and gid.
+fn container_root(spec: &Spec, pool_base: Option<u32>) -> (u32, u32) {
+    match (spec.userns, pool_base) {
+        (UserNs::Map { uid, gid }, _) => (uid, gid),
+        (UserNs::Pool, Some(base)) => (base, base),
+        _ => (0, 0),
+    }
 }
 
 /// Lets the child go; its failure before exec, if any, is ours.
@@ -481,13 +499,16 @@ fn start(
 /// volume's source (read-only ones recursively so, and with the MOUNT_ATTR_*
 /// bits and propagation of `volume_opts`, one entry per volume or none).
 /// Every tree is private or a slave before it leaves. The child attaches
-/// them without walking a host path.
+/// them without walking a host path. `root`, container root's host uid and
+/// gid, is given by `engine run`, whose `-v` volumes are idmapped onto it
+/// or chowned to it (`:U`); an OCI bundle's binds are left as they are.
 pub(super) fn send_mount_fds(
     spec: &Spec,
     pid: Pid,
     scratch_dir: &std::path::Path,
     etc: &[PathBuf],
     volume_opts: &[BindOptions],
+    root: Option<(u32, u32)>,
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
     step!("run.rootfs_tree");
@@ -502,7 +523,14 @@ pub(super) fn send_mount_fds(
     step!("run.volume_trees");
     for (i, v) in spec.volumes.iter().enumerate() {
         let bind = volume_opts.get(i).copied().unwrap_or_default();
-        fds.push(volume_tree(v, bind)?);
+        if let Some(root) = root {
+            super::volume_ids::chown_volume(v, root)?;
+        }
+        let tree = volume_tree(v, bind)?;
+        if let Some(root) = root {
+            super::volume_ids::idmap_volume(v, &tree, root, spec.verbose)?;
+        }
+        fds.push(tree);
     }
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     step!("run.send_fds");
@@ -704,8 +732,10 @@ fn address_and_veth(
     })
 }
 
-/// Leases the container's host IDs host-wide (`sys::idlease`): the lowest
-/// range of the pool that no container of any state directory holds, or
+/// Leases the container's host IDs host-wide (`sys::idlease`): for a name
+/// the user chose, the range of the pool the name picks when no container
+/// of any state directory holds it (`IdPool::for_name`), else the lowest
+/// such range, or
 /// the fixed base (`--userns BASE`, a shifted rootfs) if none holds any of
 /// it. Returns the pool base, if from the pool, and the lease, held by
 /// this engine until the init exists.
@@ -744,7 +774,12 @@ fn lease_ids(
                         .filter_map(|r| r.userns_base.map(|b| (b, USERNS_SIZE))),
                 )
                 .collect();
-            let base = IdPool::from_env()?.lowest_free(&used)?;
+            let pool = IdPool::from_env()?;
+            let base = if spec.generated_name {
+                pool.lowest_free(&used)?
+            } else {
+                pool.for_name(&spec.name, &used)?
+            };
             (base, base)
         }
     };

@@ -93,6 +93,60 @@ pub fn open_userns(pid: i32) -> Result<OwnedFd, IdmapError> {
     .map_err(sys("open the user namespace", &path))
 }
 
+/// A user namespace that maps host uid `uid` and gid `gid` (one each) onto
+/// `to_uid`/`to_gid`, as an fd: an idmapped mount with it shows files of
+/// `uid` as `to_uid` and writes what `to_uid` makes as `uid`, and nothing
+/// else of the tree is mapped (seen as the overflow ID, never written). A
+/// throwaway child holds the namespace while its maps are written and is
+/// killed and reaped before this returns.
+pub fn mapping_userns(uid: u32, gid: u32, to_uid: u32, to_gid: u32) -> Result<OwnedFd, IdmapError> {
+    let what = Path::new("a user namespace for an idmapped volume");
+    // exit_signal 0: no SIGCHLD to whatever the engine waits for.
+    // SAFETY: raw clone without a new stack behaves as fork; the child
+    // only calls pause and _exit (async-signal-safe), so it needs nothing
+    // another thread of ours might hold.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_NEWUSER as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if pid == 0 {
+        loop {
+            // SAFETY: pause has no arguments; the parent kills us.
+            unsafe { libc::pause() };
+        }
+    }
+    if pid < 0 {
+        return Err(sys("clone (CLONE_NEWUSER)", what)(
+            Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::INVAL),
+        ));
+    }
+    let pid = pid as i32;
+    let result = (|| {
+        for (file, from, to) in [("uid_map", uid, to_uid), ("gid_map", gid, to_gid)] {
+            let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+            std::fs::write(&path, format!("{from} {to} 1\n")).map_err(|e| IdmapError::Sys {
+                what: "write",
+                path: path.clone(),
+                errno: Errno::from_io_error(&e).unwrap_or(Errno::INVAL),
+            })?;
+        }
+        open_userns(pid)
+    })();
+    // SAFETY: pid is our own child, not yet reaped, so it names no other
+    // process; __WALL waits for a child whose exit signal is not SIGCHLD.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+    }
+    result
+}
+
 /// How a detached tree takes part in mount propagation once attached.
 /// A clone of a shared mount stays in its source's peer group, and a
 /// detached tree is out of reach of the child's "make / a slave": left so,

@@ -121,18 +121,39 @@ impl IdPool {
     /// span `used` (`(start, count)`: the IDs running containers hold, which
     /// need not be aligned with this pool, nor be whole ranges).
     pub fn lowest_free(&self, used: &[(u32, u32)]) -> Result<u32, IdRangeError> {
-        let overlaps = |b: u32, (start, count): (u32, u32)| {
-            let (b, start) = (u64::from(b), u64::from(start));
-            b < start + u64::from(count) && start < b + u64::from(RANGE_SIZE)
-        };
         (0..self.ranges())
             .map(|i| self.start + i * RANGE_SIZE)
-            .find(|b| !used.iter().any(|u| overlaps(*b, *u)))
+            .find(|b| is_free(*b, used))
             .ok_or(IdRangeError::PoolFull {
                 start: self.start,
                 count: self.count,
             })
     }
+
+    /// The range of the pool a container named `name` gets when it is free
+    /// (a hash of the name picks it), else the lowest free one: a named
+    /// container keeps its host IDs, and so the owner of what it writes,
+    /// from one run to the next while no other container holds them.
+    pub fn for_name(&self, name: &str, used: &[(u32, u32)]) -> Result<u32, IdRangeError> {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(name.as_bytes());
+        let index = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+        let base = self.start + (index % u64::from(self.ranges())) as u32 * RANGE_SIZE;
+        if is_free(base, used) {
+            Ok(base)
+        } else {
+            self.lowest_free(used)
+        }
+    }
+}
+
+/// Whether the range from `base` overlaps no span of `used`.
+fn is_free(base: u32, used: &[(u32, u32)]) -> bool {
+    let b = u64::from(base);
+    !used.iter().any(|&(start, count)| {
+        let start = u64::from(start);
+        b < start + u64::from(count) && start < b + u64::from(RANGE_SIZE)
+    })
 }
 
 #[cfg(test)]
@@ -165,6 +186,24 @@ mod tests {
             );
         }
         assert!(IdPool::parse("100000:131072").is_ok());
+    }
+
+    #[test]
+    fn a_name_keeps_its_range_while_it_is_free() {
+        let pool = IdPool::new(1 << 20, 64 * RANGE_SIZE).unwrap();
+        let web = pool.for_name("web", &[]).unwrap();
+        assert_eq!(pool.for_name("web", &[]).unwrap(), web);
+        assert_eq!((web - pool.start()) % RANGE_SIZE, 0);
+        assert!(u64::from(web) + u64::from(RANGE_SIZE) <= pool.end());
+        // Other names spread over the pool rather than all taking its start.
+        let bases: std::collections::BTreeSet<u32> = (0..16)
+            .map(|i| pool.for_name(&format!("c{i}"), &[]).unwrap())
+            .collect();
+        assert!(bases.len() > 8, "{bases:?}");
+        // Its range held by another: the lowest free one.
+        let lowest = pool.lowest_free(&[(web, RANGE_SIZE)]).unwrap();
+        assert_eq!(pool.for_name("web", &[(web, RANGE_SIZE)]).unwrap(), lowest);
+        assert_eq!(pool.for_name("web", &[(web + 1, 1)]).unwrap(), lowest);
     }
 
     #[test]

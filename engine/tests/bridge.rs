@@ -352,3 +352,47 @@ fn a_failure_midway_undoes_every_step() {
     .code(0);
     net.cmd().arg("teardown").assert().code(0);
 }
+
+/// The catalog's busybox pings without NET_RAW: its /bin/ping is the
+/// host's iputils ping, which falls back to an ICMP datagram socket
+/// (allowed by the container's net.ipv4.ping_group_range). busybox's own
+/// ping applet, which opens raw sockets only, is what busybox's shell runs
+/// for a bare `ping` (its applets come before PATH): refused, as
+/// docs/networking.md says.
+#[test]
+fn the_catalog_busybox_pings_the_gateway_without_net_raw() {
+    let dir = tempfile::tempdir_in(busybox::scratch_root()).unwrap();
+    let root = dir.path().join("busybox");
+    let root = root.to_str().unwrap();
+    engine("cpull")
+        .cmd()
+        .args(["rootfs", "pull", "busybox", root])
+        .assert()
+        .code(0);
+    let net = Net::new("cping", "10.95.0.0/24");
+    let out = net.run(&["--name", "cping", root, "ping", "-c1", "-W5", "10.95.0.1"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("1 packets transmitted, 1 received"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    let out = net.run(&[
+        "--name",
+        "cping",
+        root,
+        "sh",
+        "-c",
+        "/bin/ping -c1 -W5 10.95.0.1 >/dev/null && echo PINGED; ping -c1 -W5 10.95.0.1 || echo APPLET-REFUSED",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("PINGED\n"), "{text}\n{}", stderr(&out));
+    assert!(text.contains("APPLET-REFUSED"), "{text}\n{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    net.cmd().arg("teardown").assert().code(0);
+    net.assert_no_veth();
+}

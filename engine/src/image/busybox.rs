@@ -89,6 +89,9 @@ pub(super) fn build(root: &Path, busybox: &Path, arch: &str) -> Result<()> {
             missing.join(", ")
         );
     }
+    if arch == host_arch() {
+        add_host_ping(root)?;
+    }
     for (file, text) in skeleton::etc_files(&format!("{arch}, engine catalog")) {
         let path = root.join(file);
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -145,4 +148,80 @@ fn link_applet(root: &Path, rel: &Path) -> Result<()> {
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     symlink(&target, &link).with_context(|| format!("cannot create the symlink {}", link.display()))
+}
+
+/// Where the host's iputils ping is looked for (Debian's iputils-ping).
+const HOST_PING: &[&str] = &["/usr/bin/ping", "/bin/ping"];
+
+/// Puts the host's iputils ping, with the libraries it loads, in place of
+/// busybox's ping applet. busybox's ping opens raw sockets only, which need
+/// NET_RAW, a capability containers do not get; iputils' ping falls back to
+/// an ICMP datagram socket, which the kernel allows to the groups of
+/// `net.ipv4.ping_group_range` (the engine sets it in each container's
+/// network namespace). The copy has no file capability (none is copied).
+/// Without a host ping, or one whose libraries `ldd` cannot list, the
+/// applet stays.
+fn add_host_ping(root: &Path) -> Result<()> {
+    let Some(ping) = HOST_PING
+        .iter()
+        .map(Path::new)
+        .find(|p| read_elf(p, true).ok().flatten().is_some())
+    else {
+        return Ok(());
+    };
+    let Some(libs) = shared_libraries(ping) else {
+        return Ok(());
+    };
+    for lib in &libs {
+        let Some(rel) = inside_path(lib) else {
+            return Ok(());
+        };
+        let dest = root.join(rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        // The file itself where the host has a link (ld.so under /lib64).
+        fs::copy(lib, &dest)
+            .with_context(|| format!("cannot copy {} to {}", lib.display(), dest.display()))?;
+    }
+    let target = root.join("bin/ping");
+    if fs::symlink_metadata(&target).is_ok() {
+        fs::remove_file(&target).with_context(|| format!("cannot remove {}", target.display()))?;
+    }
+    fs::copy(ping, &target)
+        .with_context(|| format!("cannot copy {} to {}", ping.display(), target.display()))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", target.display()))
+}
+
+/// The absolute paths of the shared libraries `binary` loads, its loader
+/// included, from `ldd`; None if ldd fails or cannot find one.
+fn shared_libraries(binary: &Path) -> Option<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", or the
+        // loader "/lib64/ld-linux-x86-64.so.2 (0x...)", or the vdso.
+        let line = line.trim();
+        let path = match line.split_once(" => ") {
+            Some((_, rest)) => rest.split_whitespace().next()?,
+            None => line.split_whitespace().next()?,
+        };
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        } else if !line.starts_with("linux-vdso") && !line.starts_with("linux-gate") {
+            return None; // "not found", or a form not known
+        }
+    }
+    Some(libs)
 }

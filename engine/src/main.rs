@@ -221,6 +221,9 @@ struct RunArgs {
     /// An entry for the container's /etc/hosts
     #[arg(long, value_name = "NAME:IP")]
     add_host: Vec<String>,
+    /// Another name of the container for the containers on its bridge (their /etc/hosts)
+    #[arg(long, value_name = "NAME")]
+    network_alias: Vec<String>,
     /// Write straight into ROOTFS instead of a throwaway copy-on-write layer
     #[arg(long)]
     write_through: bool,
@@ -509,6 +512,7 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
         dns: a.dns,
         dns_search: a.dns_search,
         add_host: a.add_host,
+        network_alias: a.network_alias,
         write_through: a.write_through,
         layer_size: a.layer_size,
         verbose: a.verbose,

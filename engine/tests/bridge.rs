@@ -396,3 +396,63 @@ fn the_catalog_busybox_pings_the_gateway_without_net_raw() {
     net.cmd().arg("teardown").assert().code(0);
     net.assert_no_veth();
 }
+
+/// Names on the bridge with no daemon: a container reaches a peer by its
+/// name and its `--network-alias`, the peer reaches it back by name while
+/// it runs, and its line leaves the peer's /etc/hosts when it ends.
+#[test]
+fn containers_on_the_bridge_reach_each_other_by_name_and_alias() {
+    let net = Net::new("names", "10.96.0.0/24");
+    let a = net.start(
+        &["--name", "n1", "--network-alias", "web", rootfs()],
+        "read x",
+    );
+    // NET_RAW: the fixture's ping is busybox's applet (raw sockets only).
+    let mut b = Running::spawn(
+        &net.env,
+        &[
+            "run", "--cap-add", "NET_RAW", "--name", "n2", rootfs(), "sh", "-c",
+            "ping -c1 -W5 n1 >/dev/null && ping -c1 -W5 web >/dev/null && echo BYNAME; read x; exit 0",
+        ],
+    );
+    b.expect("BYNAME");
+    net.cmd()
+        .args(["exec", "n1", "sh", "-c", "grep -w n2 /etc/hosts"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("10.96.0."));
+    b.close_stdin();
+    assert!(b.wait().success());
+    net.cmd()
+        .args(["exec", "n1", "cat", "/etc/hosts"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("n2").not());
+    kill(a);
+    net.cmd().arg("teardown").assert().code(0);
+    net.assert_no_veth();
+}
+
+/// `--network-alias` takes a hostname and needs the bridge; refused
+/// before anything is created.
+#[test]
+fn bad_network_aliases_are_refused() {
+    let env = engine("badalias");
+    for (args, says) in [
+        (&["--network-alias", "a b"][..], "invalid --network-alias"),
+        (
+            &["--net", "none", "--network-alias", "web"][..],
+            "--network-alias needs a network",
+        ),
+    ] {
+        let a = env
+            .cmd()
+            .arg("run")
+            .args(args)
+            .args([rootfs(), "true"])
+            .assert()
+            .code(125);
+        assert!(stderr(&a).contains(says), "{}", stderr(&a));
+    }
+    env.assert_clean();
+}

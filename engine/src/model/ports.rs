@@ -102,6 +102,9 @@ pub struct DnsOptions {
     pub servers: Vec<IpAddr>,
     pub search: Vec<String>,
     pub hosts: Vec<(String, IpAddr)>,
+    /// `--network-alias`: names of the container for its peers on the
+    /// bridge, besides its name.
+    pub aliases: Vec<String>,
 }
 
 /// One `-p`.
@@ -211,6 +214,7 @@ pub fn parse_dns(servers: &[String], search: &[String], hosts: &[String]) -> Res
             .iter()
             .map(|s| parse_add_host(s))
             .collect::<Result<_>>()?,
+        aliases: Vec::new(),
     })
 }
 

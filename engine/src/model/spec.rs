@@ -27,6 +27,10 @@ pub enum Error {
     NeedsNetwork(&'static str),
     #[error("{given} volumes given: at most {most} fit, merge some under one directory")]
     TooManyVolumes { given: usize, most: usize },
+    #[error(
+        "invalid --network-alias {0:?}: use letters, digits, '-' and '.', at most 64 characters"
+    )]
+    Alias(String),
     #[error("the command is empty: give a program to run after --")]
     EmptyCommand,
     #[error("no ROOTFS given: name a directory holding a root filesystem, or `busybox`")]
@@ -62,6 +66,10 @@ pub struct SpecInput {
     pub dns_search: Vec<String>,
     /// `--add-host NAME:IP`, repeatable.
     pub add_host: Vec<String>,
+    /// `--network-alias NAME`, repeatable: more names of the container
+    /// in its peers' /etc/hosts.
+    #[serde(default)]
+    pub network_alias: Vec<String>,
     pub write_through: bool,
     /// `--layer-size`: None for the default share of RAM.
     pub layer_size: Option<String>,
@@ -185,7 +193,12 @@ impl Request {
         let log_size_max = log_size_max(input.log_size_max.as_deref())?;
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let ports = parse_publishes(&input.publish)?;
-        let dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
+        let mut dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
+        dns.aliases = input
+            .network_alias
+            .iter()
+            .map(|a| check_hostname(a).map_err(|_| Error::Alias(a.clone())))
+            .collect::<Result<_, _>>()?;
         check_needs_network(&network, &ports, &dns)?;
         let env = parse_envs(&input.env)?;
         let workdir = parse_workdir(input.workdir)?;
@@ -244,7 +257,8 @@ fn log_size_max(given: Option<&str>) -> Result<u64> {
     })
 }
 
-/// Without a network, -p, --dns, --dns-search and --add-host are refused.
+/// Without a network, -p, --dns, --dns-search, --add-host and
+/// --network-alias are refused.
 fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOptions) -> Result<()> {
     if *network == Network::None {
         let given = [
@@ -252,6 +266,7 @@ fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOption
             (!dns.servers.is_empty(), "--dns"),
             (!dns.search.is_empty(), "--dns-search"),
             (!dns.hosts.is_empty(), "--add-host"),
+            (!dns.aliases.is_empty(), "--network-alias"),
         ];
         if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
             return Err(Error::NeedsNetwork(flag).into());

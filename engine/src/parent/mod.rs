@@ -7,6 +7,7 @@ pub mod create;
 pub mod detach;
 pub mod exec;
 pub mod host;
+mod hosts;
 pub mod lifecycle;
 pub mod log;
 pub mod nat;

@@ -38,6 +38,9 @@ pub struct Record {
     pub hostname: String,
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// `--network-alias`: its names for its peers on the bridge, besides its name.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Published ports; their nftables chains are named after the container.
     #[serde(default)]
     pub ports: Vec<PortMapping>,

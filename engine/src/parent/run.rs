@@ -81,6 +81,7 @@ impl Drop for Resources {
                 eprintln!("engine: {e:#}");
             }
         }
+        let bridged = self.etc.is_some();
         if let Some(etc) = self.etc.take() {
             dns::remove_files(&etc);
         }
@@ -104,6 +105,12 @@ impl Drop for Resources {
             match self.replaced.take() {
                 Some(old) if self.state.write(&self.name, &old).is_ok() => {}
                 _ => self.state.remove(&self.name),
+            }
+        }
+        // Its line goes from its peers' /etc/hosts.
+        if bridged {
+            if let Ok(_lock) = self.state.lock() {
+                super::hosts::refresh_peers(&self.state);
             }
         }
     }
@@ -164,6 +171,11 @@ pub(super) fn run_with(
     res.child = Some(pid);
     record.pid = pid.as_raw_pid();
     write_record(&record, &mut res)?;
+    if record.ip.is_some() {
+        // Its peers' lines in its /etc/hosts (before its command runs), its
+        // line in theirs.
+        super::hosts::refresh_peers(&res.state);
+    }
     drop(lock);
     drop(setup);
     drop(sync_read);
@@ -673,6 +685,7 @@ fn reserve(
         hostname: spec.hostname.clone(),
         env: spec.env.clone(),
         ports: spec.ports.clone(),
+        aliases: spec.dns.aliases.clone(),
         userns_base,
         confinement: Some(spec.confinement.clone()),
         keep: spec.detach && !spec.rm,

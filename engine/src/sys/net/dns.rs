@@ -116,6 +116,75 @@ pub fn hosts(hostname: &str, name: &str, ip: Option<Ipv4Addr>, opts: Asked) -> S
     out
 }
 
+/// The container's own lines of /etc/hosts (as `hosts` made them), kept
+/// beside the mounted file, in the engine's directory only: the peers'
+/// lines are added to a copy of them.
+pub const OWN_HOSTS: &str = "hosts.own";
+
+/// The line before the peers' lines.
+const PEERS_MARK: &str = "# containers on the bridge (the engine rewrites what follows)\n";
+
+/// A container's /etc/hosts: its own lines, then a line for each running
+/// peer on its bridge (address, then its name and aliases).
+pub fn hosts_with_peers(own: &str, peers: &[(Ipv4Addr, Vec<String>)]) -> String {
+    let mut out = own.to_string();
+    if peers.is_empty() {
+        return out;
+    }
+    out += PEERS_MARK;
+    for (ip, names) in peers {
+        out += &format!("{ip}\t{}\n", names.join(" "));
+    }
+    out
+}
+
+/// Rewrites the hosts file of the container whose files are in `dir` with
+/// its own lines and `peers`, in place: the container's /etc/hosts is a
+/// bind mount of that very inode, so a new file renamed over it would not
+/// be seen. Only the engine's own directory is walked (0700, host root's,
+/// never mounted into a container), without following a symlink, and
+/// nothing is created: a container already gone is no error.
+pub fn refresh_hosts(dir: &Path, peers: &[(Ipv4Addr, Vec<String>)]) -> Result<(), Error> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let nofollow = |path: &Path, write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let own_path = dir.join(OWN_HOSTS);
+    let mut own = String::new();
+    match nofollow(&own_path, false).and_then(|mut f| f.read_to_string(&mut own)) {
+        Ok(_) => {}
+        Err(e) if gone(&e) => return Ok(()),
+        Err(source) => {
+            return Err(Error::Write {
+                path: own_path,
+                source,
+            })
+        }
+    }
+    let path = dir.join("hosts");
+    let text = hosts_with_peers(&own, peers);
+    let write = |f: std::fs::File| -> std::io::Result<()> {
+        if !f.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        // Written over the old text, then cut to length: a reader sees the
+        // old lines or the new ones, never an empty file.
+        f.write_all_at(text.as_bytes(), 0)?;
+        f.set_len(text.len() as u64)
+    };
+    match nofollow(&path, true).and_then(write) {
+        Ok(()) => Ok(()),
+        Err(e) if gone(&e) => Ok(()),
+        Err(source) => Err(Error::Write { path, source }),
+    }
+}
+
 /// Why the DNS files of a container could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -162,14 +231,15 @@ pub fn write_files(
             })
         }
     }
+    let own = [(dir.join(OWN_HOSTS), contents[1].clone())];
     let paths = FILES.map(|f| dir.join(f));
-    for (path, text) in paths.iter().zip(contents) {
-        let _ = std::fs::remove_file(path);
+    for (path, text) in paths.iter().cloned().zip(contents).chain(own) {
+        let _ = std::fs::remove_file(&path);
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
-            .open(path)
+            .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
             .map_err(|source| Error::Write {
                 path: path.clone(),

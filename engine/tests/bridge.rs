@@ -456,3 +456,43 @@ fn bad_network_aliases_are_refused() {
     }
     env.assert_clean();
 }
+
+/// The attack: a container whose root may write its /etc/hosts (`--userns
+/// host`) writes a line there claiming a peer's name, and replaces the file
+/// with a symlink to a host file where it can. The engine never reads the
+/// container's file nor opens a path the container can reach: the peer's
+/// own file does not change, the next rewrite (a third container's start)
+/// restores the writer's from the engine's copy, and the host file a
+/// symlink would point at is untouched.
+#[test]
+fn a_container_writing_its_hosts_file_reaches_no_peer_and_no_host_file() {
+    let net = Net::new("hostsatk", "10.97.0.0/24");
+    let host_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(host_file.path(), "host\n").unwrap();
+    let script = format!(
+        "echo '10.97.0.66 h2' > /etc/hosts && echo WROTE; rm -f /etc/hosts; ln -s {} /etc/hosts; echo TRIED; read x",
+        host_file.path().display()
+    );
+    let mut writer = Running::spawn(
+        &net.env,
+        &["run", "--userns", "host", "--name", "h1", rootfs(), "sh", "-c", &script],
+    );
+    // Its write got in (the file is host root's, and so is its root).
+    writer.expect("WROTE");
+    writer.expect("TRIED");
+    let peer = net.start(&["--name", "h2", rootfs()], "read x");
+    let hosts_of = |name: &str| {
+        let a = net.cmd().args(["exec", name, "cat", "/etc/hosts"]).assert().code(0);
+        stdout(&a)
+    };
+    let h1 = hosts_of("h1");
+    assert!(h1.contains("\th2\n") && !h1.contains("10.97.0.66"), "{h1}");
+    let h2 = hosts_of("h2");
+    assert!(h2.contains("\th1\n") && !h2.contains("10.97.0.66"), "{h2}");
+    assert_eq!(std::fs::read_to_string(host_file.path()).unwrap(), "host\n");
+    kill(peer);
+    writer.close_stdin();
+    let _ = writer.wait();
+    net.cmd().arg("teardown").assert().code(0);
+    net.assert_no_veth();
+}

@@ -475,14 +475,28 @@ fn a_container_writing_its_hosts_file_reaches_no_peer_and_no_host_file() {
     );
     let mut writer = Running::spawn(
         &net.env,
-        &["run", "--userns", "host", "--name", "h1", rootfs(), "sh", "-c", &script],
+        &[
+            "run",
+            "--userns",
+            "host",
+            "--name",
+            "h1",
+            rootfs(),
+            "sh",
+            "-c",
+            &script,
+        ],
     );
     // Its write got in (the file is host root's, and so is its root).
     writer.expect("WROTE");
     writer.expect("TRIED");
     let peer = net.start(&["--name", "h2", rootfs()], "read x");
     let hosts_of = |name: &str| {
-        let a = net.cmd().args(["exec", name, "cat", "/etc/hosts"]).assert().code(0);
+        let a = net
+            .cmd()
+            .args(["exec", name, "cat", "/etc/hosts"])
+            .assert()
+            .code(0);
         stdout(&a)
     };
     let h1 = hosts_of("h1");

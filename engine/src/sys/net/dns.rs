@@ -319,4 +319,57 @@ mod tests {
         let h = hosts("h", "web", None, Asked::default());
         assert!(h.contains("127.0.1.1\th web\n"), "{h}");
     }
+
+    /// The peers' lines go into the same inode (a bind mount of it is what
+    /// the container sees), after the container's own lines; a hosts file
+    /// that is a symlink is not followed; a directory already removed is
+    /// no error.
+    #[test]
+    fn peers_are_written_in_place_and_no_symlink_is_followed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_files(
+            dir.path(),
+            "a1",
+            "a1",
+            Some(Ipv4Addr::new(10, 0, 0, 2)),
+            Asked::default(),
+        )
+        .unwrap();
+        let inode = std::fs::metadata(&files[1]).unwrap().ino();
+        let peers = [(
+            Ipv4Addr::new(10, 0, 0, 3),
+            vec!["a2".to_string(), "web".to_string()],
+        )];
+        refresh_hosts(dir.path(), &peers).unwrap();
+        let text = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(text.starts_with("127.0.0.1\tlocalhost\n"), "{text}");
+        assert!(
+            text.contains("10.0.0.2\ta1\n") && text.ends_with("10.0.0.3\ta2 web\n"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::metadata(&files[1]).unwrap().ino(),
+            inode,
+            "not in place"
+        );
+        refresh_hosts(dir.path(), &[]).unwrap();
+        let own = std::fs::read_to_string(dir.path().join(OWN_HOSTS)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&files[1]).unwrap(),
+            own,
+            "a peer's line stayed"
+        );
+
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), "outside\n").unwrap();
+        std::fs::remove_file(&files[1]).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &files[1]).unwrap();
+        assert!(refresh_hosts(dir.path(), &peers).is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.path()).unwrap(),
+            "outside\n"
+        );
+        refresh_hosts(&dir.path().join("gone"), &peers).unwrap();
+    }
 }

@@ -10,15 +10,20 @@ use crate::sys::net::dns;
 use crate::sys::state::{Entry, StateDir};
 
 /// Rewrites the hosts file of every running bridged container of `state`
-/// with the others' lines. The caller holds the state lock, so no start
-/// or end interleaves. Best effort: a file that cannot be written is said
-/// and the others are still done.
-pub(super) fn refresh_peers(state: &StateDir) {
+/// but `ending` (whose record is about to go) with the others' lines. The
+/// caller holds the state lock, so no start or end interleaves. Best
+/// effort: a file that cannot be written is said and the others are still
+/// done.
+pub(super) fn refresh_peers(state: &StateDir, ending: Option<&str>) {
     let running: Vec<Record> = state
         .list::<Record>()
         .into_iter()
         .filter_map(|e| match e {
-            Entry::Record(r) if !r.exited() && r.ip.is_some() => Some(*r),
+            Entry::Record(r)
+                if !r.exited() && r.ip.is_some() && Some(r.name.as_str()) != ending =>
+            {
+                Some(*r)
+            }
             _ => None,
         })
         .collect();

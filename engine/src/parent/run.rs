@@ -92,6 +92,12 @@ impl Drop for Resources {
         if !self.record_written {
             return;
         }
+        // Its line leaves its peers' /etc/hosts before `stop` can see it
+        // ended, and no start can put it back (same hold of the lock).
+        let _lock = bridged.then(|| self.state.lock().ok()).flatten();
+        if _lock.is_some() {
+            super::hosts::refresh_peers(&self.state, Some(&self.name));
+        }
         // The exited record replaces the running one (by rename): `stop`
         // and `wait` see it finished once everything above is released.
         let kept = match self.keep.take() {
@@ -105,12 +111,6 @@ impl Drop for Resources {
             match self.replaced.take() {
                 Some(old) if self.state.write(&self.name, &old).is_ok() => {}
                 _ => self.state.remove(&self.name),
-            }
-        }
-        // Its line goes from its peers' /etc/hosts.
-        if bridged {
-            if let Ok(_lock) = self.state.lock() {
-                super::hosts::refresh_peers(&self.state);
             }
         }
     }
@@ -174,7 +174,7 @@ pub(super) fn run_with(
     if record.ip.is_some() {
         // Its peers' lines in its /etc/hosts (before its command runs), its
         // line in theirs.
-        super::hosts::refresh_peers(&res.state);
+        super::hosts::refresh_peers(&res.state, None);
     }
     drop(lock);
     drop(setup);

@@ -94,8 +94,8 @@ impl Drop for Resources {
         }
         // Its line leaves its peers' /etc/hosts before `stop` can see it
         // ended, and no start can put it back (same hold of the lock).
-        let _lock = bridged.then(|| self.state.lock().ok()).flatten();
-        if _lock.is_some() {
+        let lock = bridged.then(|| self.state.lock().ok()).flatten();
+        if lock.is_some() {
             super::hosts::refresh_peers(&self.state, Some(&self.name));
         }
         // The exited record replaces the running one (by rename): `stop`
@@ -745,12 +745,11 @@ fn address_and_veth(
     })
 }
 
-/// Leases the container's host IDs host-wide (`sys::idlease`): for a name
-/// the user chose, the range of the pool the name picks when no container
-/// of any state directory holds it (`IdPool::for_name`), else the lowest
-/// such range, or
-/// the fixed base (`--userns BASE`, a shifted rootfs) if none holds any of
-/// it. Returns the pool base, if from the pool, and the lease, held by
+/// Leases the container's host IDs host-wide (`sys::idlease`): from the
+/// pool, the range a name the user chose picks (`IdPool::for_name`) when
+/// no container of any state directory holds it, else the lowest such
+/// range; or the fixed base (`--userns BASE`, a shifted rootfs) if none
+/// holds any of it. Returns the pool base, if from the pool, and the lease, held by
 /// this engine until the init exists.
 fn lease_ids(
     spec: &Spec,

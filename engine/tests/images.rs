@@ -843,8 +843,8 @@ exit $rc"#;
 /// it; an entry through a symlink (here one that climbs out) is refused,
 /// as the unpacker never opens a directory through a symlink, and nothing
 /// lands outside or stays in the store. (A `..` name is refused: see
-/// bad_images_are_refused_and_leave_nothing.) Break tried: the absolute
-/// name written at its host path (the `outside` check fails).
+/// bad_images_are_refused_and_leave_nothing.) Break tried: inside_path
+/// refusing a root component too (the absolute-name pull failed).
 #[test]
 fn absolute_names_stay_in_the_layer_and_symlink_climbs_are_refused() {
     testkit::host::require_root("image pulls");

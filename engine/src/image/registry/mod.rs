@@ -222,7 +222,7 @@ pub fn login(
     };
     let mut client = transport::Client::new(&target, &options)?;
     client.check_login()?;
-    let file = auth::login_file().ok_or_else(|| Error::NoAuthFile)?;
+    let file = auth::login_file().ok_or(Error::NoAuthFile)?;
     auth::store(&file, registry, Some((user, password)))?;
     Ok(file)
 }
@@ -230,7 +230,7 @@ pub fn login(
 /// `engine logout HOST`: removes the registry's entry from the file
 /// `login` writes; returns that file. No entry is an error.
 pub fn logout(registry: &str) -> Result<PathBuf, Error> {
-    let file = auth::login_file().ok_or_else(|| Error::NoAuthFile)?;
+    let file = auth::login_file().ok_or(Error::NoAuthFile)?;
     auth::store(&file, registry, None)?;
     Ok(file)
 }

@@ -25,7 +25,7 @@ pub use parent::record::Record as ContainerRecord;
 
 use model::spec::{Request, RootfsSource};
 use parent::lifecycle;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use sys::failpoint::step;
 use sys::state::StateDir;
@@ -260,7 +260,69 @@ pub fn image_pull(reference: &str) -> Result<ImageRecord> {
     let parsed = image::reference::parse(reference).map_err(|e| Error::Input(e.to_string()))?;
     validate::require_root()?;
     let store = image::store::Store::from_env();
-    image::layout::import(&store, &parsed).map_err(|e| image_error(reference, e))
+    image::layout::import(&store, &parsed).map_err(|e| {
+        // An injected failure reads as every verb's does (the walk's line).
+        #[cfg(feature = "failpoints")]
+        if let Some(injected) = e.root_cause().downcast_ref::<sys::failpoint::Injected>() {
+            return Error::Image(image::Error::Failed(injected.to_string()));
+        }
+        if image::store::out_of_space(&e) {
+            return Error::Image(image::Error::Failed(format!(
+                "cannot pull `{reference}`: the image store {} ran out of space (nothing of the image was kept): \
+                 free space there or set ENGINE_IMAGE_STORE to a larger file system",
+                store.root().display()
+            )));
+        }
+        image_error(reference, e)
+    })
+}
+
+/// `HOST[:PORT]` of `engine login`/`logout`, as docker takes it (an
+/// `https://` and a trailing `/` are dropped); anything else is refused.
+fn registry_host(text: &str) -> Result<String> {
+    let host = text.trim();
+    let host = host.strip_prefix("https://").unwrap_or(host);
+    let host = host.strip_suffix('/').unwrap_or(host);
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+    if !ok {
+        return Err(Error::Input(format!(
+            "`{text}` is not a registry HOST[:PORT] (e.g. quay.io, localhost:5000)"
+        )));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+/// A login's failure, worded as one (the registry client words a pull's).
+fn login_error(host: &str, err: image::registry::Error) -> Error {
+    let text = err.to_string();
+    let text = match text.strip_prefix(&format!("cannot pull {host}: ")) {
+        Some(rest) => format!("cannot log in to {host}: {rest}"),
+        None => text,
+    };
+    Error::Image(image::Error::Failed(text))
+}
+
+/// `engine login HOST`: the credentials are checked against the
+/// registry's /v2/ and, if taken, saved for `pull` in the containers-auth
+/// file podman uses; returns that file.
+pub fn login(host: &str, user: &str, password: &str) -> Result<PathBuf> {
+    let host = registry_host(host)?;
+    if user.is_empty() || user.contains(':') {
+        return Err(Error::Input(format!(
+            "user `{user}` cannot be stored: give a user name without `:`"
+        )));
+    }
+    let options = image::registry::Options::default();
+    image::registry::login(&host, user, password, &options).map_err(|e| login_error(&host, e))
+}
+
+/// `engine logout HOST`: removes the registry's saved credentials.
+pub fn logout(host: &str) -> Result<PathBuf> {
+    let host = registry_host(host)?;
+    image::registry::logout(&host).map_err(|e| login_error(&host, e))
 }
 
 /// `engine images`: every image in the store.

@@ -105,6 +105,28 @@ enum Command {
     Rootfs(RootfsCommand),
     /// Import an image into the store: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE
     Pull { reference: String },
+    /// Check a user and password against a registry and save them for pulls
+    #[command(
+        after_help = "The credentials go to $REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json (as podman writes them), mode 0600."
+    )]
+    Login {
+        /// The user (asked on the terminal if not given)
+        #[arg(long, short = 'u')]
+        username: Option<String>,
+        /// The password (seen by other users in the process list: prefer --password-stdin)
+        #[arg(long, short = 'p')]
+        password: Option<String>,
+        /// Read the password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        /// The registry: HOST[:PORT]
+        host: String,
+    },
+    /// Remove a registry's saved credentials
+    Logout {
+        /// The registry: HOST[:PORT]
+        host: String,
+    },
     /// List the images in the store
     Images {
         /// table, or json
@@ -448,6 +470,18 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             println!("{}", record.id);
             Ok(0)
         }
+        Command::Login {
+            username,
+            password,
+            password_stdin,
+            host,
+        } => cli::login::login(cli::login::LoginArgs {
+            host,
+            user: username,
+            password,
+            password_stdin,
+        }),
+        Command::Logout { host } => cli::login::logout(&host),
         Command::Images { format } => cli::images::list(&format),
         Command::Rmi { references } => {
             for reference in references {

@@ -72,6 +72,9 @@ enum Scenario {
     Setup,
     PullBusybox,
     PullFile,
+    /// `engine pull oci-archive:FILE` of a two-layer image into the case's
+    /// own image store.
+    ImagePull,
     /// The OCI verbs, as podman and containerd's shim call them (runc's
     /// command line, a --root of the case's own, a bundle on the busybox
     /// rootfs).
@@ -91,7 +94,7 @@ enum Scenario {
 use Scenario::*;
 
 /// In walking order: a failpoint is walked in the first that passes it.
-const SCENARIOS: [Scenario; 16] = [
+const SCENARIOS: [Scenario; 17] = [
     Run,
     RunDetached,
     Exec,
@@ -102,6 +105,7 @@ const SCENARIOS: [Scenario; 16] = [
     Setup,
     PullBusybox,
     PullFile,
+    ImagePull,
     OciCreate,
     OciStart,
     OciExec,
@@ -152,7 +156,8 @@ impl Case {
         Case {
             env: engine("fp")
                 .with_network(BRIDGE, SUBNET)
-                .with_timeout(ENGINE_TIMEOUT),
+                .with_timeout(ENGINE_TIMEOUT)
+                .with_env("ENGINE_IMAGE_STORE", tmp.path().join("images")),
             dest: tmp.path().join("root"),
             _tmp: tmp,
             name,
@@ -368,6 +373,7 @@ impl Case {
             Setup => vec!["setup"],
             PullBusybox => vec!["rootfs", "pull", "busybox", "--owner", "131072", dest],
             PullFile => vec!["rootfs", "pull", tarball_url(), "--owner", "196608", dest],
+            ImagePull => vec!["pull", image_archive()],
             OciCreate | OciStart | OciExec | OciKill | OciKillAll | OciDelete => unreachable!(),
         };
         args.into_iter().map(String::from).collect()
@@ -456,6 +462,9 @@ impl Case {
             if self.dest.exists() && !self.dest.join("bin/busybox").exists() {
                 left.insert("an incomplete DEST".into());
             }
+        }
+        if s == ImagePull {
+            left.extend(store_leftovers(&self._tmp.path().join("images")));
         }
         left
     }
@@ -575,6 +584,153 @@ fn tarball_url() -> &'static str {
     })
 }
 
+/// What of an image store is half-made or stray: a pull's scratch, a
+/// `.`-named (temporary) layer, blob or record, a layer without its size
+/// (never made by a complete unpack), a layer or blob no record names, a
+/// record whose layer is missing. A complete image is none of these.
+fn store_leftovers(store: &Path) -> BTreeSet<String> {
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(store.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut left = BTreeSet::new();
+    for f in names("tmp") {
+        left.insert(format!("pull scratch tmp/{f}"));
+    }
+    let mut used = BTreeSet::new();
+    for f in names("images") {
+        let path = store.join("images").join(&f);
+        let record: Option<serde_json::Value> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(record) = record.filter(|_| !f.starts_with('.')) else {
+            left.insert(format!("half record images/{f}"));
+            continue;
+        };
+        let hex = |v: &serde_json::Value| {
+            let d = v.as_str().unwrap_or_default();
+            d.strip_prefix("sha256:").unwrap_or(d).to_string()
+        };
+        used.insert(hex(&record["id"]));
+        used.insert(hex(&record["digest"]));
+        for layer in record["layers"].as_array().into_iter().flatten() {
+            if !store.join("layers").join(hex(layer)).join("size").is_file() {
+                left.insert(format!("record {f} without its layer {}", hex(layer)));
+            }
+            used.insert(hex(layer));
+        }
+    }
+    for f in names("layers") {
+        if f.starts_with('.') {
+            left.insert(format!("half layer layers/{f}"));
+        } else if !store.join("layers").join(&f).join("size").is_file() {
+            left.insert(format!("layer without its size layers/{f}"));
+        } else if !used.contains(&f) {
+            left.insert(format!("layer no image names layers/{f}"));
+        }
+    }
+    for f in names("blobs/sha256") {
+        if f.starts_with('.') {
+            left.insert(format!("half blob {f}"));
+        } else if !used.contains(&f) {
+            left.insert(format!("blob no image names {f}"));
+        }
+    }
+    left
+}
+
+/// `oci-archive:FILE` of a two-layer image (a plain tar, a gzip'd one),
+/// written once: a tar of an OCI image layout, as skopeo makes one.
+fn image_archive() -> &'static str {
+    static REF: OnceLock<String> = OnceLock::new();
+    REF.get_or_init(|| {
+        use sha2::Digest;
+        use testkit::tarball::{raw_archive, EntryType, LongNames, RawEntry};
+        let dir = tempfile::tempdir_in(busybox::scratch_root())
+            .unwrap()
+            .keep();
+        testkit::at_exit::remove_dir_at_exit(&dir);
+        let layout = dir.join("layout");
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| {
+            let hex = format!("{:x}", sha2::Sha256::digest(bytes));
+            std::fs::write(blobs.join(&hex), bytes).unwrap();
+            serde_json::json!({"digest": format!("sha256:{hex}"), "size": bytes.len()})
+        };
+        let entry = |kind, path: &str, mode, data: &[u8]| RawEntry {
+            kind,
+            path: path.as_bytes().to_vec(),
+            link: Vec::new(),
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 1_700_000_000,
+            data: data.to_vec(),
+        };
+        let first = raw_archive(
+            &[
+                entry(EntryType::Directory, "etc/", 0o755, b""),
+                entry(EntryType::Regular, "etc/a", 0o644, b"one"),
+            ],
+            LongNames::Gnu,
+        );
+        let second = raw_archive(
+            &[entry(EntryType::Regular, "etc/b", 0o644, b"two")],
+            LongNames::Gnu,
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &second).unwrap();
+        let second_gz = gz.finish().unwrap();
+        let diff_id = |tar: &[u8]| format!("sha256:{:x}", sha2::Sha256::digest(tar));
+        let config = serde_json::json!({
+            "architecture": engine::sys::arch::host_arch(),
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id(&first), diff_id(&second)]},
+        });
+        let mut layers = [put(&first), put(&second_gz)];
+        layers[0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+        layers[1]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+        let mut config = put(config.to_string().as_bytes());
+        config["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": layers,
+        });
+        let mut manifest = put(manifest.to_string().as_bytes());
+        manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+        manifest["annotations"] =
+            serde_json::json!({"org.opencontainers.image.ref.name": "example.com/fp:v1"});
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
+        std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let archive = dir.join("image.tar");
+        let status = wait::output(
+            std::process::Command::new("tar")
+                .arg("-C")
+                .arg(&layout)
+                .arg("-cf")
+                .arg(&archive)
+                .args(["oci-layout", "index.json", "blobs"]),
+            SHORT,
+        )
+        .expect("tar")
+        .status;
+        assert!(status.success(), "tar of the image layout failed");
+        format!("oci-archive:{}", archive.display())
+    })
+}
+
 /// An OCI bundle on the busybox rootfs whose process waits (ending on
 /// SIGTERM) with the case's name in its command line; a read-only root, a
 /// root propagation, a sysctl and a hook of every kind, so that every step
@@ -689,6 +845,7 @@ fn traces() -> &'static Vec<(Scenario, Vec<String>)> {
     TRACES.get_or_init(|| {
         busybox::rootfs();
         tarball_url();
+        image_archive();
         testkit::netns::in_private(|| {
             SCENARIOS
                 .iter()
@@ -788,7 +945,7 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
     } else if mode == Mode::Kill {
         // The next invocation removes what the killed engine left.
         match s {
-            Setup | Teardown | PullBusybox | PullFile => {
+            Setup | Teardown | PullBusybox | PullFile | ImagePull => {
                 let out = case.engine(&action, "", None);
                 ensure(out.code == Some(0), || {
                     format!(
@@ -803,6 +960,15 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
         }
         case.no_new_lease(&before, "after the next invocation")?;
         case.nothing_new(s, &before, "after the next invocation")?;
+    }
+    if mode == Mode::Kill && s == ImagePull {
+        // The next pull finished the work: the image is recorded.
+        let records = std::fs::read_dir(case._tmp.path().join("images/images"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        ensure(records == 1, || {
+            format!("{records} image records after the next pull, not 1")
+        })?;
     }
     if matches!(s, Exec) {
         // A failed exec leaves the container running.

@@ -108,6 +108,40 @@ fn image(arch: &str, files: &[(&str, &str)]) -> (Blob, Blob, Blob) {
     (manifest, config, layer)
 }
 
+/// One image of several layers (each holding `files[i]`): (manifest,
+/// config, layers).
+fn image_of_layers(files: &[Vec<(String, String)>]) -> (Blob, Blob, Vec<Blob>) {
+    let (layers, diff_ids): (Vec<Blob>, Vec<String>) = files
+        .iter()
+        .map(|f| {
+            let pairs: Vec<(&str, &str)> =
+                f.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
+            layer(&pairs)
+        })
+        .unzip();
+    let config = Blob {
+        media_type: "application/vnd.oci.image.config.v1+json",
+        bytes: serde_json::to_vec(&serde_json::json!({
+            "architecture": Platform::host().architecture,
+            "os": "linux",
+            "config": { "Cmd": ["/bin/sh"] },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        }))
+        .unwrap(),
+    };
+    let manifest = Blob {
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+        bytes: serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config.descriptor(),
+            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+        }))
+        .unwrap(),
+    };
+    (manifest, config, layers)
+}
+
 fn write_blob(dir: &Path, blob: &Blob) {
     let path = dir
         .join("blobs/sha256")
@@ -1013,5 +1047,189 @@ fn engine_pull_from_a_registry_goes_into_the_store() {
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(images().as_array().unwrap().len(), 0);
+    })
+}
+
+/// `engine login` against the TLS + htpasswd registry: a refused password
+/// is a sentence and writes nothing; a good one is checked on /v2/, then
+/// saved in $REGISTRY_AUTH_FILE (mode 0600, other entries kept), and
+/// `engine pull` uses it; `engine logout` removes the entry (and says so
+/// when there is none). Break tried: login saving before the /v2/ check
+/// (the refused login left its entry in the file).
+#[test]
+fn login_checks_the_credentials_and_logout_removes_them() {
+    use base64::Engine as _;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    in_netns(|| {
+        let (registry, secure) = Registry::secure();
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("secret.txt", "behind TLS\n")],
+        );
+        let src = work.path().join("src");
+        write_layout(&src, "v1", &manifest, &[&config, &layer]);
+        registry.push(&src, "v1", "test/private", &[]);
+        let auth_file = work.path().join("auth/auth.json");
+        let e = testkit::engine_cmd::Engine::new(env!("CARGO_BIN_EXE_engine"), "registry")
+            .with_env("ENGINE_IMAGE_STORE", work.path().join("store"))
+            .with_env("REGISTRY_AUTH_FILE", &auth_file)
+            .with_env("SSL_CERT_FILE", secure.certs_d.join(HOST).join("ca.crt"));
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let login = |password: &str| {
+            let mut child = e
+                .spawnable()
+                .args(["login", "-u", secure.user, "--password-stdin", HOST])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{password}\n").as_bytes())
+                .unwrap();
+            testkit::wait::output_of(child, Duration::from_secs(60)).unwrap()
+        };
+        let pull = || {
+            e.cmd()
+                .args(["pull", &format!("{HOST}/test/private:v1")])
+                .output()
+                .unwrap()
+        };
+
+        // Not logged in: the pull says what to do.
+        let out = pull();
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            text(&out.stderr).contains("none were found"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        // A refused password: a sentence, and the file untouched.
+        fs::create_dir(auth_file.parent().unwrap()).unwrap();
+        let other = r#"{"auths":{"other.example":{"auth":"dTpw"}},"credHelpers":{}}"#;
+        fs::write(&auth_file, other).unwrap();
+        let out = login("wrong-password");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot log in to {HOST}"))
+                && stderr.contains("refused the credentials"),
+            "{stderr}"
+        );
+        assert_eq!(fs::read_to_string(&auth_file).unwrap(), other);
+
+        // The right one: saved beside the other entry, mode 0600.
+        let out = login(secure.password);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let saved: serde_json::Value =
+            serde_json::from_slice(&fs::read(&auth_file).unwrap()).unwrap();
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", secure.user, secure.password));
+        assert_eq!(saved["auths"][HOST]["auth"], auth.as_str());
+        assert_eq!(saved["auths"]["other.example"]["auth"], "dTpw");
+        assert!(saved["credHelpers"].is_object());
+        let mode = fs::metadata(&auth_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let out = pull();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+
+        // Logout: the entry goes, the other stays; twice is an error.
+        let out = e.cmd().args(["logout", HOST]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let saved: serde_json::Value =
+            serde_json::from_slice(&fs::read(&auth_file).unwrap()).unwrap();
+        assert!(saved["auths"].get(HOST).is_none(), "{saved}");
+        assert_eq!(saved["auths"]["other.example"]["auth"], "dTpw");
+        let out = e.cmd().args(["logout", HOST]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            text(&out.stderr).contains("nothing to log out of"),
+            "{}",
+            text(&out.stderr)
+        );
+        // Bad input is refused before any request.
+        let out = e.cmd().args(["logout", "no/such host"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125));
+        assert!(text(&out.stderr).contains("is not a registry HOST[:PORT]"));
+    });
+}
+
+/// A pull of a 7-layer image (its layers downloaded three at a time)
+/// lands every layer in the store, verified, and prints nothing but the
+/// image ID when stderr is not a terminal. A corrupted layer among them
+/// still fails the pull, naming it, and leaves nothing. Break tried:
+/// fetch_layers taking one layer less (`unique.len() - 1` threads' worth:
+/// the last layer's blob was missing and the import failed).
+#[test]
+fn a_multi_layer_pull_lands_every_layer_and_prints_nothing_without_a_tty() {
+    in_netns(|| {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let files: Vec<Vec<(String, String)>> = (0..7)
+            .map(|i| vec![(format!("layer{i}.txt"), format!("{i}").repeat(50_000 + i))])
+            .collect();
+        let (manifest, config, layers) = image_of_layers(&files);
+        let src = work.path().join("src");
+        let mut blobs: Vec<&Blob> = vec![&config];
+        blobs.extend(layers.iter());
+        write_layout(&src, "v1", &manifest, &blobs);
+        registry.push(&src, "v1", "test/layers", &[]);
+        let store = work.path().join("store");
+        let e = testkit::engine_cmd::Engine::new(env!("CARGO_BIN_EXE_engine"), "registry")
+            .with_env("ENGINE_IMAGE_STORE", &store);
+        let out = e
+            .cmd()
+            .args(["pull", &format!("{HOST}/test/layers:v1")])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "", "printed without a terminal");
+        assert_eq!(text(&out.stdout), format!("{}\n", sha256(&config.bytes)));
+        let made: Vec<String> = fs::read_dir(store.join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(made.len(), 7, "{made:?}");
+        for (i, f) in files.iter().enumerate() {
+            let found = made.iter().any(|l| {
+                fs::read_to_string(store.join("layers").join(l).join("root").join(&f[0].0))
+                    .is_ok_and(|c| c == f[0].1)
+            });
+            assert!(found, "layer {i} is not in the store");
+        }
+
+        // The fifth layer corrupted in the registry: the pull names it.
+        let rmi = e
+            .cmd()
+            .args(["rmi", &format!("{HOST}/test/layers:v1")])
+            .output()
+            .unwrap();
+        assert!(rmi.status.success(), "{}", text(&rmi.stderr));
+        let stored = registry.blob_file(&sha256(&layers[4].bytes));
+        let mut bad = layers[4].bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        fs::write(&stored, &bad).unwrap();
+        let out = e
+            .cmd()
+            .args(["pull", &format!("{HOST}/test/layers:v1")])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&sha256(&layers[4].bytes)), "{stderr}");
+        for dir in ["layers", "images", "tmp"] {
+            let left = fs::read_dir(store.join(dir)).map_or(0, |d| d.count());
+            assert_eq!(left, 0, "{dir} left in the store");
+        }
     })
 }

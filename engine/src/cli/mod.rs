@@ -6,6 +6,7 @@
 pub mod errors;
 pub mod extras;
 pub mod images;
+pub mod login;
 pub mod oci;
 pub mod seed;
 pub mod split;

@@ -15,57 +15,72 @@ use super::config::{
     REF_NAME,
 };
 use super::reference::{self, ImageRef};
-use super::store::{sha256_digest, ImageRecord, Store, MAX_DOCUMENT};
+use super::store::{sha256_digest, ImageRecord, Scratch, Store, MAX_DOCUMENT};
+use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-/// Imports the image `what` names; returns its record.
+/// Imports the image `what` names; returns its record. The steps (the
+/// store, the scratch, the archive unpacked, each layer, the record) have
+/// failpoints: at any of them a killed engine leaves nothing the next pull
+/// trusts, and that pull finishes the work.
 pub fn import(store: &Store, what: &ImageRef) -> Result<ImageRecord> {
+    step!("image.check");
     match what {
-        ImageRef::Registry(named) => {
-            store.create()?;
-            // The registry client lands the pull, verified, in a layout of
-            // the store's scratch; it is imported from there like `oci:`.
-            let scratch = store.scratch()?;
-            let layout = scratch.path().join("layout");
-            let target = super::registry::Target {
-                registry: named.domain.clone(),
-                repository: named.path.clone(),
-                tag_or_digest: match &named.digest {
-                    Some(d) => super::registry::TagOrDigest::Digest(d.clone()),
-                    None => super::registry::TagOrDigest::Tag(
-                        named.tag.clone().unwrap_or_else(|| "latest".into()),
-                    ),
-                },
-            };
-            let options = super::registry::Options::default();
-            super::registry::pull_to_layout(&target, None, &layout, &options)?;
-            import_layout(store, &layout, None, &[])
-        }
-        ImageRef::Oci { dir, name } => {
-            check_exists(dir, what)?;
-            store.create()?;
-            import_layout(store, dir, name.as_deref(), &[])
-        }
+        ImageRef::Registry(_) => {}
+        ImageRef::Oci { dir: path, .. }
+        | ImageRef::OciArchive { file: path, .. }
+        | ImageRef::DockerArchive { file: path } => check_exists(path, what)?,
+    }
+    step!("image.store");
+    store.create()?;
+    step!("image.import");
+    match what {
+        ImageRef::Registry(named) => pull_from_registry(store, named),
+        ImageRef::Oci { dir, name } => import_layout(store, dir, name.as_deref(), &[]),
         ImageRef::OciArchive { file, name } => {
-            check_exists(file, what)?;
-            store.create()?;
-            let scratch = store.scratch()?;
-            extract(file, scratch.path(), what)?;
+            let scratch = unpack_archive(store, file, what)?;
             import_layout(store, scratch.path(), name.as_deref(), &[])
                 .with_context(|| format!("{} holds no usable OCI image layout", file.display()))
         }
         ImageRef::DockerArchive { file } => {
-            check_exists(file, what)?;
-            store.create()?;
-            let scratch = store.scratch()?;
-            extract(file, scratch.path(), what)?;
+            let scratch = unpack_archive(store, file, what)?;
             import_docker_archive(store, scratch.path())
                 .with_context(|| format!("{} is not a usable docker-archive", file.display()))
         }
     }
+}
+
+/// The registry client lands the pull, verified, in a layout of the
+/// store's scratch; it is imported from there like `oci:`.
+fn pull_from_registry(store: &Store, named: &reference::Named) -> Result<ImageRecord> {
+    let scratch = store.scratch()?;
+    let layout = scratch.path().join("layout");
+    let target = super::registry::Target {
+        registry: named.domain.clone(),
+        repository: named.path.clone(),
+        tag_or_digest: match &named.digest {
+            Some(d) => super::registry::TagOrDigest::Digest(d.clone()),
+            None => super::registry::TagOrDigest::Tag(
+                named.tag.clone().unwrap_or_else(|| "latest".into()),
+            ),
+        },
+    };
+    let options = super::registry::Options::default();
+    super::registry::pull_to_layout(&target, None, &layout, &options)?;
+    import_layout(store, &layout, None, &[])
+}
+
+/// An archive (`oci-archive:`, `docker-archive:`) unpacked into a scratch
+/// directory of the store, removed when the returned guard drops.
+fn unpack_archive(store: &Store, file: &Path, what: &ImageRef) -> Result<Scratch> {
+    step!("image.scratch");
+    let scratch = store.scratch()?;
+    step!("image.extract");
+    extract(file, scratch.path(), what)?;
+    Ok(scratch)
 }
 
 fn check_exists(path: &Path, what: &ImageRef) -> Result<()> {
@@ -181,6 +196,12 @@ fn resolve_manifest(dir: &Path, desc: &Descriptor) -> Result<(String, Vec<u8>)> 
         let index: Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not an image index", desc.digest))?;
         let arch = crate::sys::arch::host_arch();
+        let has: Vec<String> = index
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref())
+            .map(|p| format!("{}/{}", p.os, p.architecture))
+            .collect();
         desc = index
             .manifests
             .into_iter()
@@ -189,7 +210,13 @@ fn resolve_manifest(dir: &Path, desc: &Descriptor) -> Result<(String, Vec<u8>)> 
                     .as_ref()
                     .is_some_and(|p| p.os == "linux" && p.architecture == arch)
             })
-            .ok_or_else(|| anyhow!("index {} has no image for linux/{arch}", desc.digest))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "index {} has no image for linux/{arch} (it has {}): use an image built for this host",
+                    desc.digest,
+                    if has.is_empty() { "none".into() } else { has.join(", ") }
+                )
+            })?;
     }
     bail!("index {} nests indexes too deep", desc.digest)
 }
@@ -208,7 +235,15 @@ fn commit(
             let _ = store.remove_unused();
             return Err(e);
         }
-        if store.put_image(record.clone(), blobs)?.is_empty() {
+        let missing = match put_image(store, &record, blobs) {
+            Ok(missing) => missing,
+            Err(e) => {
+                // The layers made for the record that could not be written.
+                let _ = store.remove_unused();
+                return Err(e);
+            }
+        };
+        if missing.is_empty() {
             let id = record.id.clone();
             return store
                 .images()?
@@ -221,6 +256,13 @@ fn commit(
         "layers of image {} kept being removed by `engine rmi` meanwhile: pull again",
         record.id
     )
+}
+
+/// The record written once every layer is in: a failure here leaves
+/// the layers for the next pull (or `rmi`'s collection) to take.
+fn put_image(store: &Store, record: &ImageRecord, blobs: &[(&str, &[u8])]) -> Result<Vec<String>> {
+    step!("image.record");
+    store.put_image(record.clone(), blobs)
 }
 
 /// The image config, checked against the manifest's layer count.

@@ -18,6 +18,7 @@
 
 use super::config::ImageConfig;
 use super::reference;
+use crate::sys::failpoint::step;
 use crate::sys::lock::{lock_file, Lock};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,44 @@ pub const DEFAULT_STORE: &str = "/var/lib/engine/images";
 
 /// Manifests and configs larger than this are refused (the registry rule).
 pub const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// The largest a layer may unpack to (its tar's bytes) unless
+/// `ENGINE_IMAGE_MAX_LAYER` says otherwise: the stop for a decompression
+/// bomb. An absolute cap, not a ratio to the blob: deflate cannot pass
+/// about 1032:1, so a ratio loose enough for honest zstd layers of sparse
+/// files would never stop a gzip one; and the largest layers people pull
+/// (CUDA, ML frameworks) unpack to tens of GB, well under this.
+pub const DEFAULT_MAX_LAYER: u64 = 256 << 30;
+
+/// `ENGINE_IMAGE_MAX_LAYER` (bytes, or with a K, M, G or T suffix), else
+/// [`DEFAULT_MAX_LAYER`].
+fn max_layer() -> Result<u64> {
+    let Some(text) = std::env::var_os("ENGINE_IMAGE_MAX_LAYER").filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_MAX_LAYER);
+    };
+    let text = text.to_string_lossy();
+    let (digits, shift) = match text.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => 64,
+            };
+            (&text.trim()[..i], shift)
+        }
+        _ => (text.trim(), 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| shift < 64)
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| {
+            anyhow!("ENGINE_IMAGE_MAX_LAYER `{text}` is not a size (bytes, or with K, M, G or T)")
+        })
+}
 
 /// What the store knows of an image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,10 +149,12 @@ impl Store {
         self.root.join("blobs/sha256").join(hex(digest))
     }
 
-    /// Stores a document (manifest or config) already read and verified.
+    /// Stores a document (manifest or config) already read and verified;
+    /// one already stored is kept only while it matches its digest (a
+    /// copy corrupted on disk is replaced by the one pulled again).
     pub(super) fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         let path = self.blob_path(digest);
-        if path.exists() {
+        if fs::read(&path).is_ok_and(|old| sha256_digest(&old) == digest) {
             return Ok(());
         }
         write_atomically(&path, bytes)
@@ -125,7 +166,7 @@ impl Store {
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         if sha256_digest(&bytes) != digest {
             bail!(
-                "{} does not match its digest (corrupted on disk): remove the image and pull it again",
+                "{} does not match its digest (corrupted on disk): pull the image again, which replaces it",
                 path.display()
             );
         }
@@ -168,16 +209,22 @@ impl Store {
         open: impl FnOnce() -> Result<Box<dyn Read>>,
     ) -> Result<()> {
         let key = hex(diff_id);
+        step!("image.layer_lock");
         let _lock = self.lock(&format!("layer-{key}"))?;
         if self.has_layer(diff_id) {
             return Ok(());
         }
         let layers = self.root.join("layers");
+        step!("image.layer_stale");
         remove_stale(&layers, &format!(".tmp-{key}-"))?;
         let tmp = layers.join(format!(".tmp-{key}-{}", std::process::id()));
+        step!("image.layer_tmp");
         fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let made = self.unpack_into(&tmp, diff_id, blob, what, open);
         let made = made.and_then(|()| {
+            // Killed here, the whole layer waits under its `.tmp-` name,
+            // never taken for a layer.
+            step!("image.layer_rename");
             fs::rename(&tmp, self.layer_dir(diff_id))
                 .with_context(|| format!("cannot move the layer into {}", layers.display()))
         });
@@ -196,14 +243,29 @@ impl Store {
         open: impl FnOnce() -> Result<Box<dyn Read>>,
     ) -> Result<()> {
         let root = tmp.join("root");
+        step!("image.layer_unpack");
         fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
+        let limit = max_layer()?;
         let mut compressed = Hashing::new(open()?);
         let decoded = super::unpack::layer_decoder(&mut compressed, what)?;
-        let mut tar = Hashing::new(decoded);
-        super::unpack::unpack_layer(&mut tar, &root)
-            .with_context(|| format!("cannot unpack {what}"))?;
-        // The digests cover every byte, past the tar's end blocks too.
-        io::copy(&mut tar, &mut io::sink()).with_context(|| format!("cannot read {what}"))?;
+        let mut tar = Hashing::new(Capped {
+            inner: decoded,
+            left: limit,
+            over: false,
+        });
+        let unpacked = super::unpack::unpack_layer(&mut tar, &root)
+            .with_context(|| format!("cannot unpack {what}"))
+            // The digests cover every byte, past the tar's end blocks too.
+            .and_then(|()| {
+                io::copy(&mut tar, &mut io::sink()).with_context(|| format!("cannot read {what}"))
+            });
+        if tar.inner.over {
+            bail!(
+                "{what} unpacks to more than {limit} bytes (a decompression bomb?): \
+                 set ENGINE_IMAGE_MAX_LAYER higher if the image is trusted"
+            );
+        }
+        unpacked?;
         let (tar_digest, tar_size) = tar.finish();
         drop(tar);
         io::copy(&mut compressed, &mut io::sink())
@@ -456,6 +518,27 @@ fn remove_stale(dir: &Path, prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `err` comes of a full file system (ENOSPC, or EDQUOT for a
+/// quota), however deep in its chain and however the unpacker worded it.
+pub fn out_of_space(err: &anyhow::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    err.chain().any(|cause| {
+        let errno = cause
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<rustix::io::Errno>()
+                    .map(|e| e.raw_os_error())
+            });
+        matches!(errno, Some(ENOSPC | EDQUOT)) || {
+            let text = cause.to_string();
+            text.contains("No space left on device") || text.contains("Disk quota exceeded")
+        }
+    })
+}
+
 /// The hex of a `sha256:HEX` digest.
 pub fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
@@ -483,6 +566,26 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(anyhow!("cannot write {}: {e}", path.display()));
     }
     Ok(())
+}
+
+/// A reader that fails once more than `left` bytes passed (`over` says
+/// so, as the unpacker may word the read error its own way).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    over: bool,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.over = true;
+            return Err(io::Error::other("the layer is larger than allowed"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// A reader that hashes and counts what passes.

@@ -271,6 +271,10 @@ mod tests {
         ("child/exec.rs", "fn close_inherited_fds("),
         ("child/exec.rs", "fn gate_and_start_hooks("),
         ("image/mod.rs", "fn pull("),
+        ("image/layout.rs", "fn import("),
+        ("image/layout.rs", "fn unpack_archive("),
+        ("image/layout.rs", "fn put_image("),
+        ("image/store.rs", "fn add_layer("),
     ];
 
     /// Steps of an ordered function split out as functions: each is in

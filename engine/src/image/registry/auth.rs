@@ -38,16 +38,26 @@ struct Entry {
     auth: Option<String>,
 }
 
-/// The files read, in podman's order: `$REGISTRY_AUTH_FILE`,
-/// `${XDG_RUNTIME_DIR}/containers/auth.json`, `~/.docker/config.json`.
-fn default_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
+/// The file `login` writes and `logout` edits, as podman chooses it:
+/// `$REGISTRY_AUTH_FILE`, else `${XDG_RUNTIME_DIR}/containers/auth.json`,
+/// else (root without a runtime dir, as under sudo) podman's
+/// `/run/containers/0/auth.json`.
+pub fn login_file() -> Option<PathBuf> {
     if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
-        files.push(PathBuf::from(f));
+        return Some(PathBuf::from(f));
     }
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        files.push(Path::new(&dir).join("containers/auth.json"));
+        return Some(Path::new(&dir).join("containers/auth.json"));
     }
+    rustix::process::geteuid()
+        .is_root()
+        .then(|| PathBuf::from("/run/containers/0/auth.json"))
+}
+
+/// The files read, in podman's order: the one `login` writes, then
+/// `~/.docker/config.json`.
+fn default_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = login_file().into_iter().collect();
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         files.push(Path::new(&home).join(".docker/config.json"));
     }
@@ -141,6 +151,83 @@ pub fn find(
         }
     }
     Ok(None)
+}
+
+/// Sets (`Some`) or removes (`None`) the entry of `registry` in the
+/// containers-auth.json `file`, keeping the rest of it; the file is
+/// written beside itself with mode 0600 and renamed into place.
+pub fn store(file: &Path, registry: &str, credentials: Option<(&str, &str)>) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let fail = |why: String| Error::WriteAuthFile {
+        path: file.to_path_buf(),
+        why,
+    };
+    let mut doc: serde_json::Value = match std::fs::read(file) {
+        Ok(text) => serde_json::from_slice(&text).map_err(|e| Error::AuthFile {
+            path: file.to_path_buf(),
+            why: format!("not JSON ({e})"),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => {
+            return Err(Error::AuthFile {
+                path: file.to_path_buf(),
+                why: e.to_string(),
+            })
+        }
+    };
+    if !doc.is_object() {
+        doc = serde_json::json!({});
+    }
+    if !doc["auths"].is_object() {
+        doc["auths"] = serde_json::json!({});
+    }
+    let auths = doc["auths"].as_object_mut().expect("made an object above");
+    match credentials {
+        Some((user, password)) => {
+            let auth =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            auths.insert(registry.to_string(), serde_json::json!({ "auth": auth }));
+        }
+        None => {
+            if auths.remove(registry).is_none() {
+                return Err(Error::NotLoggedIn {
+                    path: file.to_path_buf(),
+                    registry: registry.to_string(),
+                });
+            }
+        }
+    }
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let text = serde_json::to_vec_pretty(&doc).map_err(|e| fail(e.to_string()))?;
+    // A killed login of the same PID may have left it.
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&text)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e.to_string()));
+    }
+    Ok(())
 }
 
 /// A `WWW-Authenticate` challenge.

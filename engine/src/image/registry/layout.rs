@@ -4,11 +4,15 @@
 
 use super::super::staging::check_interrupted;
 use super::manifest::{self, Descriptor, Parsed, Platform, PlatformJson};
-use super::transport::{check_digest, Client, Expect};
+use super::transport::{check_digest, Client, Expect, Sink};
 use super::{Error, Layer, Pulled, TagOrDigest, Target, MAX_MANIFEST_SIZE};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::{self, File};
 use std::io;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// LAYOUT_DIR is absent or an empty directory (checked before anything is
 /// made).
@@ -97,7 +101,108 @@ fn media_type_of(body: &[u8], content_type: &str) -> String {
         .unwrap_or_else(|| manifest::bare_media_type(content_type))
 }
 
-fn fetch_blob(client: &mut Client, root: &Path, d: &Descriptor) -> Result<(), Error> {
+/// A blob file that moves a progress bar as it is written.
+struct Counted {
+    file: File,
+    bar: Option<ProgressBar>,
+}
+
+impl io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Sink for Counted {
+    fn restart(&mut self) -> io::Result<()> {
+        if let Some(bar) = &self.bar {
+            bar.set_position(0);
+        }
+        self.file.restart()
+    }
+}
+
+/// How many layers download at once: a few connections, as docker's
+/// three, which fill a link without crowding the registry.
+const PARALLEL_DOWNLOADS: usize = 3;
+
+/// The layers, [`PARALLEL_DOWNLOADS`] at a time, each thread with its
+/// own clone of the client; under one progress display with a bar per
+/// layer when stderr is a terminal, silent otherwise. After a failure no
+/// new layer is started; the error of the first failed layer (in the
+/// manifest's order) is returned.
+fn fetch_layers(client: &Client, root: &Path, layers: &[Descriptor]) -> Result<(), Error> {
+    let mut unique: Vec<&Descriptor> = Vec::new();
+    for layer in layers {
+        // One download per digest: two threads never write one file.
+        if !unique.iter().any(|u| u.digest == layer.digest) {
+            unique.push(layer);
+        }
+    }
+    let display = io::stderr()
+        .is_terminal()
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .map(|s| s.progress_chars("=> "))
+            .ok();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(unique.len()) {
+            let mut client = client.clone();
+            let (unique, display, style) = (&unique, &display, &style);
+            let (next, failed, first_error) = (&next, &failed, &first_error);
+            scope.spawn(move || {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(layer) = unique.get(i) else { break };
+                    let bar = display.as_ref().map(|d| {
+                        let bar = d.add(ProgressBar::new(layer.size));
+                        if let Some(style) = style {
+                            bar.set_style(style.clone());
+                        }
+                        let hex = layer.digest.trim_start_matches("sha256:");
+                        bar.set_message(hex[..hex.len().min(12)].to_string());
+                        bar
+                    });
+                    let fetched = fetch_blob(&mut client, root, layer, bar.clone());
+                    if let Some(bar) = bar {
+                        bar.finish();
+                    }
+                    if let Err(e) = fetched {
+                        failed.store(true, Ordering::Relaxed);
+                        let mut first = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                        if first.as_ref().is_none_or(|(j, _)| i < *j) {
+                            *first = Some((i, e));
+                        }
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn fetch_blob(
+    client: &mut Client,
+    root: &Path,
+    d: &Descriptor,
+    bar: Option<ProgressBar>,
+) -> Result<(), Error> {
     check_interrupted()?;
     let reference = client.reference().to_string();
     check_digest(&d.digest, &reference)?;
@@ -106,11 +211,12 @@ fn fetch_blob(client: &mut Client, root: &Path, d: &Descriptor) -> Result<(), Er
         // Already here: a layer listed twice, or the config is a layer.
         return Ok(());
     }
-    let mut file = File::create(&path).map_err(|e| Error::Write {
+    let file = File::create(&path).map_err(|e| Error::Write {
         reference: reference.clone(),
         path: path.clone(),
         why: e.to_string(),
     })?;
+    let mut file = Counted { file, bar };
     let url_path = client.path("blobs", &d.digest);
     let expect = Expect {
         what: "blob",
@@ -119,7 +225,7 @@ fn fetch_blob(client: &mut Client, root: &Path, d: &Descriptor) -> Result<(), Er
         limit: None,
     };
     client.download(&url_path, None, &expect, &mut file)?;
-    file.sync_all().map_err(|e| Error::Write {
+    file.file.sync_all().map_err(|e| Error::Write {
         reference,
         path,
         why: e.to_string(),
@@ -185,7 +291,7 @@ pub fn pull_into(
             }
         }
     };
-    fetch_blob(client, root, &config)?;
+    fetch_blob(client, root, &config, None)?;
     let image_platform = match &chosen_platform {
         Some(p) => Platform {
             os: p.os.clone(),
@@ -198,9 +304,7 @@ pub fn pull_into(
             &reference,
         )?,
     };
-    for layer in &layers {
-        fetch_blob(client, root, layer)?;
-    }
+    fetch_layers(client, root, &layers)?;
     let mut entry = serde_json::json!({
         "mediaType": media_type,
         "digest": manifest_digest,

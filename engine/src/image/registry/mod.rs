@@ -175,6 +175,12 @@ pub enum Error {
     },
     #[error("cannot read the credentials file {path}: {why}: fix or remove it")]
     AuthFile { path: PathBuf, why: String },
+    #[error("no credentials file to write: set REGISTRY_AUTH_FILE or XDG_RUNTIME_DIR")]
+    NoAuthFile,
+    #[error("cannot write the credentials file {path}: {why}")]
+    WriteAuthFile { path: PathBuf, why: String },
+    #[error("{path} holds no credentials for {registry}: nothing to log out of (engine login {registry} adds them)")]
+    NotLoggedIn { path: PathBuf, registry: String },
     #[error("cannot read the certificates for {registry} in {path}: {why}: fix or remove them")]
     Certs {
         registry: String,
@@ -193,6 +199,40 @@ pub enum Error {
     /// `SignalGuard` was installed; the partial layout is removed.
     #[error(transparent)]
     Interrupted(#[from] super::Interrupted),
+}
+
+/// `engine login HOST`: checks `user` and `password` against the
+/// registry's `/v2/` and only then stores them in the containers-auth.json
+/// file podman writes ([`auth::login_file`]); returns that file. Refused
+/// credentials write nothing.
+pub fn login(
+    registry: &str,
+    user: &str,
+    password: &str,
+    options: &Options,
+) -> Result<PathBuf, Error> {
+    let target = Target {
+        registry: registry.to_string(),
+        repository: String::new(),
+        tag_or_digest: TagOrDigest::Tag("latest".into()),
+    };
+    let options = Options {
+        credentials: Some((user.to_string(), password.to_string())),
+        ..options.clone()
+    };
+    let mut client = transport::Client::new(&target, &options)?;
+    client.check_login()?;
+    let file = auth::login_file().ok_or(Error::NoAuthFile)?;
+    auth::store(&file, registry, Some((user, password)))?;
+    Ok(file)
+}
+
+/// `engine logout HOST`: removes the registry's entry from the file
+/// `login` writes; returns that file. No entry is an error.
+pub fn logout(registry: &str) -> Result<PathBuf, Error> {
+    let file = auth::login_file().ok_or(Error::NoAuthFile)?;
+    auth::store(&file, registry, None)?;
+    Ok(file)
 }
 
 /// Pulls `target` (resolved to `platform`, the host's when `None`; a

@@ -17,6 +17,9 @@ const ATTEMPTS: u32 = 4;
 /// The first pause between attempts; doubled after each.
 const BACKOFF: Duration = Duration::from_millis(250);
 
+/// Cloned for each download thread of a pull (one agent's connection
+/// pool is shared; the authorization learnt so far goes with the clone).
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     /// `https://HOST[:PORT]` (or `http://`).
@@ -136,6 +139,27 @@ impl Client {
                 .display()
                 .to_string(),
         })
+    }
+
+    /// `GET /v2/` with the client's credentials (a bearer token asked
+    /// for without a scope, as `podman login` does): whether the registry
+    /// takes them. Errors name the registry as their reference.
+    pub fn check_login(&mut self) -> Result<(), Error> {
+        self.reference = self.registry.clone();
+        self.repository.clear();
+        let mut pause = BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.get("/v2/", None) {
+                Ok(_) => return Ok(()),
+                Err(Failure::Retry(_)) if attempt < ATTEMPTS => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(Failure::Retry(e) | Failure::Final(e)) => return Err(e),
+            }
+        }
     }
 
     pub fn reference(&self) -> &str {
@@ -400,8 +424,15 @@ impl Client {
                 service,
                 scope,
             }) => {
-                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
-                let mut request = self.agent.get(&realm).query("scope", &scope);
+                let scope = scope.or_else(|| {
+                    // A login asks for a token of no repository.
+                    (!self.repository.is_empty())
+                        .then(|| format!("repository:{}:pull", self.repository))
+                });
+                let mut request = self.agent.get(&realm);
+                if let Some(scope) = &scope {
+                    request = request.query("scope", scope);
+                }
                 if let Some(service) = &service {
                     request = request.query("service", service);
                 }

@@ -248,6 +248,22 @@ struct RunArgs {
     /// Cap on a detached container's log (NAME.log and NAME.log.1 together), e.g. 10M (default)
     #[arg(long, value_name = "SIZE")]
     log_size_max: Option<String>,
+    // docker's flags of issue 21 (dflags), kept in one block.
+    /// Read environment variables from a file: KEY=VALUE lines, # comments, a bare KEY takes the caller's value (-e wins)
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<String>,
+    /// Mount the rootfs read-only (/dev, /dev/shm, /proc, volumes and tmpfs mounts keep their own modes)
+    #[arg(long)]
+    read_only: bool,
+    /// Mount a tmpfs: PATH[:OPTIONS], e.g. /run:size=64m,mode=1777 (default noexec,nosuid,nodev)
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Mount: type=bind,source=HOST,target=PATH[,readonly] or type=tmpfs,target=PATH[,tmpfs-size=SIZE][,tmpfs-mode=MODE]
+    #[arg(long, value_name = "type=bind|tmpfs,...")]
+    mount: Vec<String>,
+    /// Run a small init (the engine itself) as PID 1: it forwards signals to the command and reaps zombies
+    #[arg(long)]
+    init: bool,
     /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
     #[arg(value_name = "IMAGE|ROOTFS")]
     rootfs: String,
@@ -521,6 +537,11 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
             security_opt: a.security_opt,
         },
         log_size_max: a.log_size_max,
+        env_file: a.env_file,
+        read_only: a.read_only,
+        tmpfs: a.tmpfs,
+        mount: a.mount,
+        init: a.init,
     };
     let spec = engine::prepare(input, cfg)?;
     if spec.detach {

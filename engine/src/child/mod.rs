@@ -247,8 +247,13 @@ fn enter_the_container_s_root(
     let error_fd = setup.error_fd;
     let in_caller_mount_ns = setup.oci.as_ref().is_some_and(|o| o.extras.caller_mount_ns);
     child_step!(error_fd, "child.mounts");
+    let run = mount_plan::RunMounts {
+        tmpfs: &setup.spec.tmpfs,
+        readonly_root: setup.spec.readonly_root,
+    };
     let plan = mount_plan::plan(
         &setup.spec.volumes,
+        run,
         setup.oci.as_ref().map(|o| o.extras),
         setup.etc_files,
         setup.cgroup2,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod env;
 pub mod exit;
 pub mod limits;
+pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod ports;
@@ -38,4 +39,6 @@ pub enum Error {
     Volume(#[from] volumes::Error),
     #[error(transparent)]
     Subnet(#[from] subnet::Error),
+    #[error(transparent)]
+    Mounts(#[from] mounts::Error),
 }

@@ -50,7 +50,7 @@ enum Command {
         /// Show every field in the table
         #[arg(long)]
         all_fields: bool,
-        /// table, or json (stable: an array of objects, see README)
+        /// table, json (stable: an array of objects, see README), or a template: '{{.Names}} {{.Status}}', 'table {{.Names}}\t{{.Ports}}'
         #[arg(long, default_value = "table")]
         format: String,
     },
@@ -563,7 +563,13 @@ struct PsArgs {
 /// `engine ps`: the containers as a table, JSON or names; the records
 /// that could not be read (and were released) on stderr.
 fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
-    let json = cli::images::wants_json(format)?;
+    use cli::template::{Template, PS_FIELDS};
+    let template = match format {
+        "json" | "table" => None,
+        f if f.contains("{{") => Some(Template::parse(f, &PS_FIELDS).map_err(Error::Input)?),
+        _ => None,
+    };
+    let json = template.is_none() && cli::images::wants_json(format)?;
     let report = engine::ps(cfg, a.all, &a.filter)?;
     for file in &report.corrupt {
         eprintln!(
@@ -575,6 +581,13 @@ fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
         for r in &report.rows {
             println!("{}", r.name);
         }
+    } else if let Some(template) = template {
+        let rows: Vec<Vec<String>> = report
+            .rows
+            .iter()
+            .map(|r| PS_FIELDS.iter().map(|(f, _)| ps_field(r, f)).collect())
+            .collect();
+        print!("{}", template.render(&PS_FIELDS, &rows));
     } else if json {
         let text = serde_json::to_string_pretty(&report.rows)
             .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
@@ -583,6 +596,21 @@ fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
         print_ps_table(&report.rows, &report.corrupt, a.all_fields);
     }
     Ok(0)
+}
+
+/// A field of `ps --format '{{.Field}}'` as docker prints it. The engine
+/// has no container ID apart from the name: .ID is the name.
+fn ps_field(r: &PsRow, field: &str) -> String {
+    match field {
+        "ID" | "Names" => r.name.clone(),
+        "Image" => r.rootfs.clone(),
+        "Command" => format!("\"{}\"", r.command.join(" ")),
+        "Status" => status_text(r),
+        "State" => r.status.to_string(),
+        "Ports" => r.ports.join(", "),
+        "CreatedAt" => cli::template::utc_time(r.created),
+        _ => String::new(),
+    }
 }
 
 fn human_bytes(b: u64) -> String {

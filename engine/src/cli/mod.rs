@@ -9,3 +9,4 @@ pub mod images;
 pub mod oci;
 pub mod seed;
 pub mod split;
+pub mod template;

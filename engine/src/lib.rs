@@ -144,6 +144,8 @@ pub struct ExecInput {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub tty: bool,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
 }
 
 /// Runs a command inside a running container; returns its exit status.
@@ -153,6 +155,12 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(model::Error::from)?),
         None => None,
     };
+    let user = input
+        .user
+        .as_deref()
+        .map(model::users::parse_user)
+        .transpose()
+        .map_err(model::Error::from)?;
     check_name(&input.name)?;
     // The joining process runs this binary inside the container.
     step!("exec.read_only_image");
@@ -164,6 +172,7 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         workdir,
         tty: input.tty,
         command: input.command,
+        user,
     };
     step!("exec.join");
     Ok(parent::exec::exec_into(&rec, &req)?)

@@ -151,6 +151,9 @@ struct ExecArgs {
     /// Working directory inside the container
     #[arg(long, short = 'w', value_name = "DIR")]
     workdir: Option<String>,
+    /// Run as this user: USER[:GROUP], UID[:GID] (names from the container's /etc/passwd and /etc/group)
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    user: Option<String>,
     /// The running container
     name: String,
     /// The command and its arguments
@@ -379,6 +382,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     workdir: a.workdir,
                     tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
                     command: a.command,
+                    user: a.user,
                 },
                 &cfg,
             )

@@ -13,6 +13,7 @@ pub mod security;
 pub mod spec;
 pub mod subnet;
 pub mod userns;
+pub mod users;
 pub mod volumes;
 
 /// Input the model refused: one variant per option family, each carrying
@@ -41,4 +42,6 @@ pub enum Error {
     Subnet(#[from] subnet::Error),
     #[error(transparent)]
     Mounts(#[from] mounts::Error),
+    #[error(transparent)]
+    User(#[from] users::Error),
 }

@@ -132,6 +132,7 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         setup.confinement,
         error_fd,
         setup.oci.as_ref().or(user_process.as_ref()),
+        false,
     )
 }
 

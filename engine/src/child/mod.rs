@@ -12,6 +12,7 @@ mod console;
 mod copy_up;
 mod dev;
 mod exec;
+mod init;
 pub mod join;
 mod mnt;
 mod mount_plan;
@@ -355,6 +356,7 @@ fn exec_the_process(
         &spec.confinement,
         setup.error_fd,
         process.as_ref(),
+        spec.init,
     )
 }
 

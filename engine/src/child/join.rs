@@ -3,7 +3,7 @@
 use super::{become_root, exec, fail, report_and_exit, Context, Never, Step};
 use crate::model::bundle::User;
 use crate::model::security::Confinement;
-use crate::model::users::UserSpec;
+use crate::model::users::{Id, UserSpec};
 use crate::sys::failpoint::child_step;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
@@ -100,8 +100,20 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
     let mut as_user: Option<(User, String)> = None;
     if let (None, Some(spec)) = (&setup.oci, setup.user) {
         child_step!(error_fd, "join.user");
-        let passwd = read_account_file("/etc/passwd")?;
-        let group = read_account_file("/etc/group")?;
+        // UID:GID needs neither file: one that cannot be read is skipped.
+        let numeric = matches!(
+            spec,
+            UserSpec {
+                user: Id::Number(_),
+                group: Some(Id::Number(_))
+            }
+        );
+        let read = |path| match read_account_file(path) {
+            Err(_) if numeric => Ok(String::new()),
+            other => other,
+        };
+        let passwd = read("/etc/passwd")?;
+        let group = read("/etc/group")?;
         as_user = Some(
             crate::model::users::resolve(spec, &passwd, &group).map_err(|e| fail(e.to_string()))?,
         );

@@ -417,3 +417,67 @@ fn ps_format_templates_print_docker_s_fields() {
     env.cmd().args(["rm", "-f", "tpl"]).assert().code(0);
     env.assert_clean();
 }
+
+/// `--network container:NAME` joins that container's network namespace:
+/// the same namespace (by inode), and its loopback reaches a server of
+/// the other container. The target has `--net none`: its namespace is
+/// its own, nothing of the host's network is touched.
+#[test]
+fn network_container_joins_a_running_container_s_namespace() {
+    let env = engine("netjoin");
+    detach(
+        &env,
+        "target",
+        "nc -l -p 8080 -e echo hello from target; sleep 300",
+    );
+    let pid = container_pid(&env, "target");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    // The server may take a moment to listen.
+    let script = "readlink /proc/self/ns/net; for i in $(seq 50); do nc 127.0.0.1 8080 </dev/null && exit; sleep 0.1; done; exit 9";
+    let a = env
+        .cmd()
+        .args([
+            "run",
+            "--network",
+            "container:target",
+            rootfs(),
+            "sh",
+            "-c",
+            script,
+        ])
+        .assert();
+    assert_eq!(
+        stdout(&a),
+        format!("{}\nhello from target\n", theirs.display()),
+        "{}",
+        stderr(&a)
+    );
+    a.code(0);
+    env.cmd().args(["rm", "-f", "target"]).assert().code(0);
+    env.assert_clean();
+}
+
+#[rstest]
+#[case::not_there(&["--network", "container:nosuch"], "container nosuch is not running")]
+#[case::exited(&["--network", "container:ended"], "container ended is not running")]
+#[case::publish(&["--network", "container:ended", "-p", "80:80"], "-p cannot be used with --network container:NAME")]
+#[case::address(&["--network", "container:ended", "--ip", "192.168.1.5"], "address 192.168.1.5 given with --network container:NAME")]
+#[case::hostname(&["--network", "container:ended", "--hostname", "h"], "--hostname cannot be used with --network container:NAME")]
+fn network_container_is_refused_without_a_running_container_or_with_its_own_network_flags(
+    #[case] args: &[&str],
+    #[case] says: &str,
+) {
+    let env = engine("netjoinbad");
+    detach(&env, "ended", "true");
+    env.cmd().args(["wait", "ended"]).assert().code(0);
+    let mut all = vec!["run", "--name", "joiner"];
+    all.extend_from_slice(args);
+    all.extend([rootfs(), "true"]);
+    let a = env.cmd().args(&all).assert().code(125);
+    let err = stderr(&a);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(says), "{err}");
+    assert!(!env.state_dir().join("joiner.json").exists());
+    env.cmd().args(["rm", "ended"]).assert().code(0);
+    env.assert_clean();
+}

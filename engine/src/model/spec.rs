@@ -27,6 +27,8 @@ pub enum Error {
     LogSizeMax(String),
     #[error("{0} needs a network: drop --net none, or drop {0}")]
     NeedsNetwork(&'static str),
+    #[error("{0} cannot be used with --network container:NAME, whose network (and names) are that container's: drop {0}")]
+    JoinedNetwork(&'static str),
     #[error("{given} volumes given: at most {most} fit, merge some under one directory")]
     TooManyVolumes { given: usize, most: usize },
     #[error("the command is empty: give a program to run after --")]
@@ -204,6 +206,9 @@ impl Request {
             Some(n) => (check_name(&n)?, false),
             None => (generate_name(random()), true),
         };
+        if matches!(network, Network::Container(_)) && input.hostname.is_some() {
+            return Err(Error::JoinedNetwork("--hostname").into());
+        }
         let hostname = match input.hostname {
             Some(h) => check_hostname(&h)?,
             None => name.clone(),
@@ -280,7 +285,7 @@ fn log_size_max(given: Option<&str>) -> Result<u64> {
 
 /// Without a network, -p, --dns, --dns-search and --add-host are refused.
 fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOptions) -> Result<()> {
-    if *network == Network::None {
+    if matches!(network, Network::None | Network::Container(_)) {
         let given = [
             (!ports.is_empty(), "-p"),
             (!dns.servers.is_empty(), "--dns"),
@@ -288,7 +293,11 @@ fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOption
             (!dns.hosts.is_empty(), "--add-host"),
         ];
         if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
-            return Err(Error::NeedsNetwork(flag).into());
+            return Err(match network {
+                Network::Container(_) => Error::JoinedNetwork(flag),
+                _ => Error::NeedsNetwork(flag),
+            }
+            .into());
         }
     }
     Ok(())
@@ -328,7 +337,7 @@ fn volumes_and_tmpfs(
     // the container.
     let etc_files = match network {
         Network::Bridge { .. } => crate::sys::net::dns::FILES.len(),
-        Network::None => 0,
+        Network::None | Network::Container(_) => 0,
     };
     let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
     if volumes.len() > most {

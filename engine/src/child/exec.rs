@@ -98,7 +98,6 @@ pub(super) fn finish_and_exec(
         }
     }
     if init {
-        child_step!(error_fd, "finish.init");
         return super::init::fork_and_reap(error_fd, pty_slave.is_some(), || exec(command, env));
     }
     child_step!(error_fd, "finish.exec");

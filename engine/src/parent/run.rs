@@ -292,17 +292,28 @@ fn clone_child(spec: &Spec, setup: &ChildSetup, res: &Resources) -> Result<(Pid,
         ),
         None => None,
     };
-    // --network container:NAME: the child is born in that container's
-    // network namespace (joined by us for the clone, then left).
+    step!("run.clone");
+    let (pid, pidfd) = clone_in_its_network(spec, setup, res, cgroup_dir.as_ref())?;
+    Ok((pid, pidfd))
+}
+
+/// clone_container; with `--network container:NAME` the child is born in
+/// that container's network namespace (joined by us for the clone, then
+/// left, whether the clone worked or not).
+fn clone_in_its_network(
+    spec: &Spec,
+    setup: &ChildSetup,
+    res: &Resources,
+    cgroup_dir: Option<&File>,
+) -> Result<(Pid, OwnedFd)> {
     let ours = match &spec.network {
         Network::Container(target) => Some(enter_network_of(res, target)?),
         _ => None,
     };
-    step!("run.clone");
     let cloned = clone_container(
         spec.userns,
         ours.is_none(),
-        cgroup_dir.as_ref().map(|f| f.as_raw_fd()),
+        cgroup_dir.map(|f| f.as_raw_fd()),
     );
     // The child never returns from child::run; only we go back.
     if let Ok(Cloned::Child) = cloned {
@@ -316,18 +327,16 @@ fn clone_child(spec: &Spec, setup: &ChildSetup, res: &Resources) -> Result<(Pid,
         .map_err(std::io::Error::from)
         .context("cannot return to the engine's network namespace")?;
     }
-    let (pid, pidfd) = match cloned? {
+    match cloned? {
         Cloned::Child => child::run(setup),
-        Cloned::Parent { pid, pidfd } => (pid, pidfd),
-    };
-    Ok((pid, pidfd))
+        Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
+    }
 }
 
 /// Joins the network namespace of the running container `target` (through
 /// a pidfd of its PID 1, whose record was read under the state lock that
 /// `reserve` found it running under); returns our own, to go back to.
 fn enter_network_of(res: &Resources, target: &str) -> Result<OwnedFd> {
-    step!("run.join_network");
     let ours = File::open("/proc/thread-self/ns/net")
         .context("cannot open the engine's network namespace")?;
     let rec: Option<Record> = res.state.read(target);

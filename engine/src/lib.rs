@@ -38,6 +38,7 @@ pub use model::exit;
 /// first (so bad input is refused before anything is pulled or created),
 /// then a catalog rootfs is pulled, then the request is checked against the host.
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
+    let input = read_env_files(input)?;
     // A kept container's record holds what was given, for `engine start`.
     let origin = (input.detach && !input.rm).then(|| input.clone());
     let request = Request::parse(input, cfg, sys::random::u32)?;
@@ -61,6 +62,25 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
         o
     });
     Ok(spec)
+}
+
+/// `--env-file`: each file's lines become `-e` words ahead of the given
+/// ones (which win, as in docker), and the files are not read again by
+/// `engine start` (docker keeps the environment, not the file).
+fn read_env_files(mut input: SpecInput) -> Result<SpecInput> {
+    let mut env = Vec::new();
+    for file in std::mem::take(&mut input.env_file) {
+        let text = std::fs::read(&file).map_err(|e| {
+            Error::Input(format!(
+                "cannot read --env-file {file}: {e}: give a readable file of KEY=VALUE lines"
+            ))
+        })?;
+        let lookup = |key: &str| std::env::var(key).ok();
+        env.extend(model::env::parse_env_file(&file, &text, lookup).map_err(model::Error::from)?);
+    }
+    env.append(&mut input.env);
+    input.env = env;
+    Ok(input)
 }
 
 /// `engine start`: runs each named exited container again, detached, with
@@ -124,6 +144,8 @@ pub struct ExecInput {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub tty: bool,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
 }
 
 /// Runs a command inside a running container; returns its exit status.
@@ -133,6 +155,12 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         Some(w) => Some(model::env::parse_workdir(Some(w)).map_err(model::Error::from)?),
         None => None,
     };
+    let user = input
+        .user
+        .as_deref()
+        .map(model::users::parse_user)
+        .transpose()
+        .map_err(model::Error::from)?;
     check_name(&input.name)?;
     // The joining process runs this binary inside the container.
     step!("exec.read_only_image");
@@ -144,6 +172,7 @@ pub fn exec(input: ExecInput, cfg: &Config) -> Result<i32> {
         workdir,
         tty: input.tty,
         command: input.command,
+        user,
     };
     step!("exec.join");
     Ok(parent::exec::exec_into(&rec, &req)?)

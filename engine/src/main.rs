@@ -50,7 +50,7 @@ enum Command {
         /// Show every field in the table
         #[arg(long)]
         all_fields: bool,
-        /// table, or json (stable: an array of objects, see README)
+        /// table, json (stable: an array of objects, see README), or a template: '{{.Names}} {{.Status}}', 'table {{.Names}}\t{{.Ports}}'
         #[arg(long, default_value = "table")]
         format: String,
     },
@@ -173,6 +173,9 @@ struct ExecArgs {
     /// Working directory inside the container
     #[arg(long, short = 'w', value_name = "DIR")]
     workdir: Option<String>,
+    /// Run as this user: USER[:GROUP], UID[:GID] (names from the container's /etc/passwd and /etc/group)
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    user: Option<String>,
     /// The running container
     name: String,
     /// The command and its arguments
@@ -273,6 +276,22 @@ struct RunArgs {
     /// Cap on a detached container's log (NAME.log and NAME.log.1 together), e.g. 10M (default)
     #[arg(long, value_name = "SIZE")]
     log_size_max: Option<String>,
+    // docker's flags of issue 21 (dflags), kept in one block.
+    /// Read environment variables from a file: KEY=VALUE lines, # comments, a bare KEY takes the caller's value (-e wins)
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<String>,
+    /// Mount the rootfs read-only (/dev, /dev/shm, /proc, volumes and tmpfs mounts keep their own modes)
+    #[arg(long)]
+    read_only: bool,
+    /// Mount a tmpfs: PATH[:OPTIONS], e.g. /run:size=64m,mode=1777 (default noexec,nosuid,nodev)
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Mount: type=bind,source=HOST,target=PATH[,readonly] or type=tmpfs,target=PATH[,tmpfs-size=SIZE][,tmpfs-mode=MODE]
+    #[arg(long, value_name = "type=bind|tmpfs,...")]
+    mount: Vec<String>,
+    /// Run a small init (the engine itself) as PID 1: it forwards signals to the command and reaps zombies
+    #[arg(long)]
+    init: bool,
     /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
     #[arg(value_name = "IMAGE|ROOTFS")]
     rootfs: String,
@@ -388,6 +407,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     workdir: a.workdir,
                     tty: a.tty.unwrap_or_else(|| std::io::stdin().is_terminal()),
                     command: a.command,
+                    user: a.user,
                 },
                 &cfg,
             )
@@ -559,6 +579,11 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
             security_opt: a.security_opt,
         },
         log_size_max: a.log_size_max,
+        env_file: a.env_file,
+        read_only: a.read_only,
+        tmpfs: a.tmpfs,
+        mount: a.mount,
+        init: a.init,
     };
     let spec = engine::prepare(input, cfg)?;
     if spec.detach {
@@ -580,7 +605,13 @@ struct PsArgs {
 /// `engine ps`: the containers as a table, JSON or names; the records
 /// that could not be read (and were released) on stderr.
 fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
-    let json = cli::images::wants_json(format)?;
+    use cli::template::{Template, PS_FIELDS};
+    let template = match format {
+        "json" | "table" => None,
+        f if f.contains("{{") => Some(Template::parse(f, &PS_FIELDS).map_err(Error::Input)?),
+        _ => None,
+    };
+    let json = template.is_none() && cli::images::wants_json(format)?;
     let report = engine::ps(cfg, a.all, &a.filter)?;
     for file in &report.corrupt {
         eprintln!(
@@ -592,6 +623,13 @@ fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
         for r in &report.rows {
             println!("{}", r.name);
         }
+    } else if let Some(template) = template {
+        let rows: Vec<Vec<String>> = report
+            .rows
+            .iter()
+            .map(|r| PS_FIELDS.iter().map(|(f, _)| ps_field(r, f)).collect())
+            .collect();
+        print!("{}", template.render(&PS_FIELDS, &rows));
     } else if json {
         let text = serde_json::to_string_pretty(&report.rows)
             .map_err(|e| Error::Engine(format!("cannot encode the list: {e}")))?;
@@ -600,6 +638,21 @@ fn ps(cfg: &Config, a: &PsArgs, format: &str) -> Result<i32, Error> {
         print_ps_table(&report.rows, &report.corrupt, a.all_fields);
     }
     Ok(0)
+}
+
+/// A field of `ps --format '{{.Field}}'` as docker prints it. The engine
+/// has no container ID apart from the name: .ID is the name.
+fn ps_field(r: &PsRow, field: &str) -> String {
+    match field {
+        "ID" | "Names" => r.name.clone(),
+        "Image" => r.rootfs.clone(),
+        "Command" => format!("\"{}\"", r.command.join(" ")),
+        "Status" => status_text(r),
+        "State" => r.status.to_string(),
+        "Ports" => r.ports.join(", "),
+        "CreatedAt" => cli::template::utc_time(r.created),
+        _ => String::new(),
+    }
 }
 
 fn human_bytes(b: u64) -> String {

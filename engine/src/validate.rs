@@ -193,6 +193,9 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
             seccomp_profile(&req.security.seccomp)?.as_deref(),
         )?,
         log_size_max: req.log_size_max,
+        readonly_root: req.readonly_root,
+        tmpfs: req.tmpfs,
+        init: req.init,
     })
 }
 

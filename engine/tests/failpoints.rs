@@ -365,7 +365,8 @@ impl Case {
                 "sleep",
                 "600",
             ],
-            Exec => vec!["exec", "--tty=true", name, "--", "true"],
+            // -u: the look-up in the container's account files.
+            Exec => vec!["exec", "--tty=true", "-u", "0:0", name, "--", "true"],
             Stop => vec!["stop", "-t", "0", name],
             Kill => vec!["kill", name],
             Rm => vec!["rm", "-f", name],

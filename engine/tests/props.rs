@@ -316,11 +316,47 @@ proptest! {
     }
 
     #[test]
-    fn network_modes(mode in text("bridge|none|[a-z]{0,6}"), ip in proptest::option::of(text("[0-9./]{0,18}"))) {
+    fn network_modes(mode in text("bridge|none|[a-z]{0,6}|container:[a-z0-9:/.-]{0,8}"), ip in proptest::option::of(text("[0-9./]{0,18}"))) {
         if let Ok(n) = parse_network(&mode, ip.as_deref(), "engine0", "10.88.7.0/24") {
             match n {
                 Network::None => prop_assert!(mode == "none" && ip.is_none()),
                 Network::Bridge { .. } => prop_assert_eq!(mode.as_str(), "bridge"),
+                Network::Container(name) => {
+                    prop_assert!(ip.is_none());
+                    prop_assert_eq!(format!("container:{name}"), mode);
+                    prop_assert!(check_name(&name).is_ok());
+                }
+            }
+        }
+    }
+
+    // --tmpfs, --mount, --env-file, -u: refused with a sentence or
+    // accepted with a target the child can resolve in the root.
+
+    #[test]
+    fn tmpfs_and_mount_targets_accepted_are_absolute_without_dot_dot(
+        t in text("[/a-z.]{0,8}(:[a-z0-9=%,]{0,16})?"),
+        m in text("((type|src|dst|target|ro|readonly|tmpfs-size|tmpfs-mode|x)(=[a-z0-9/.]{0,6})?,?){0,5}"),
+    ) {
+        let targets = [
+            engine::model::mounts::parse_tmpfs(&t).ok().map(|t| t.destination),
+            engine::model::mounts::parse_mount(&m).ok().map(|m| match m {
+                engine::model::mounts::Mount::Bind(v) => v.container,
+                engine::model::mounts::Mount::Tmpfs(t) => t.destination,
+            }),
+        ];
+        for target in targets.into_iter().flatten() {
+            prop_assert!(target.is_absolute(), "{}", target.display());
+            prop_assert!(!target.components().any(|c| c == Component::ParentDir));
+        }
+    }
+
+    #[test]
+    fn env_file_words_are_what_dash_e_accepts(text in proptest::collection::vec(any::<u8>(), 0..64)) {
+        if let Ok(words) = engine::model::env::parse_env_file("f", &text, |_| Some("v".into())) {
+            for w in words {
+                prop_assert!(w.contains('='));
+                prop_assert!(parse_env(&w).is_ok(), "{w:?}");
             }
         }
     }

@@ -35,7 +35,10 @@ pub struct OciProcess<'a> {
 /// The common end of a new container and an exec: own session, the tty,
 /// every other fd closed, working directory, default signal dispositions,
 /// confinement (seccomp, capabilities, no_new_privs), exec. `error_fd`
-/// (close-on-exec) is the only fd above 2 left open.
+/// (close-on-exec) is the only fd above 2 left open. With `init`
+/// (`--init`), the command is forked and this process stays as its
+/// reaper (`init`), confined as the command is.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn finish_and_exec(
     pty_slave: Option<BorrowedFd<'_>>,
     workdir: &Path,
@@ -44,6 +47,7 @@ pub(super) fn finish_and_exec(
     confinement: &Confinement,
     error_fd: BorrowedFd<'_>,
     oci: Option<&OciProcess>,
+    init: bool,
 ) -> Step<Never> {
     // A session of our own: the engine's terminal signals reach us only
     // through the engine (or through our own pty). A joining process made
@@ -92,6 +96,9 @@ pub(super) fn finish_and_exec(
                 )?);
             }
         }
+    }
+    if init {
+        return super::init::fork_and_reap(error_fd, pty_slave.is_some(), || exec(command, env));
     }
     child_step!(error_fd, "finish.exec");
     let failed = exec(command, env);

@@ -1,9 +1,11 @@
 //! The child of `engine exec`: join a running container's namespaces, then exec.
 
 use super::{become_root, exec, fail, report_and_exit, Context, Never, Step};
+use crate::model::bundle::User;
 use crate::model::security::Confinement;
+use crate::model::users::{Id, UserSpec};
 use crate::sys::failpoint::child_step;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 /// What `engine exec` needs to join a running container.
@@ -26,6 +28,9 @@ pub struct JoinSetup<'a> {
     /// An OCI exec: its user and rlimits, its environment exactly as given,
     /// and no death signal (a detached exec outlives the engine).
     pub oci: Option<exec::OciProcess<'a>>,
+    /// `engine exec -u`: resolved in the container's /etc/passwd and
+    /// /etc/group once its namespaces are joined.
+    pub user: Option<&'a UserSpec>,
 }
 
 /// The child of `engine exec`: already in the container's pid namespace and
@@ -90,10 +95,47 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         }
         non_dumpable()?;
     }
-    let env = match setup.oci {
-        Some(_) => exec::exact_environment(setup.env),
-        None => exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env),
+    // `-u`: looked up now, inside the container (its root is ours), and
+    // set as an OCI process's user is.
+    let mut as_user: Option<(User, String)> = None;
+    if let (None, Some(spec)) = (&setup.oci, setup.user) {
+        child_step!(error_fd, "join.user");
+        // UID:GID needs neither file: one that cannot be read is skipped.
+        let numeric = matches!(
+            spec,
+            UserSpec {
+                user: Id::Number(_),
+                group: Some(Id::Number(_))
+            }
+        );
+        let read = |path| match read_account_file(path) {
+            Err(_) if numeric => Ok(String::new()),
+            other => other,
+        };
+        let passwd = read("/etc/passwd")?;
+        let group = read("/etc/group")?;
+        as_user = Some(
+            crate::model::users::resolve(spec, &passwd, &group).map_err(|e| fail(e.to_string()))?,
+        );
+    }
+    let env = match (&setup.oci, &as_user) {
+        (Some(_), _) => exec::exact_environment(setup.env),
+        (None, None) => exec::environment(setup.hostname, setup.pty_slave.is_some(), setup.env),
+        // The user's HOME, unless -e gives one (as docker does).
+        (None, Some((_, home))) => {
+            let mut env = vec![("HOME".to_string(), home.clone())];
+            env.extend(setup.env.iter().cloned());
+            exec::environment(setup.hostname, setup.pty_slave.is_some(), &env)
+        }
     };
+    let user_process = as_user.as_ref().map(|(user, _)| exec::OciProcess {
+        user,
+        rlimits: &[],
+        gate: None,
+        caller_proc: None,
+        preserve_fds: 0,
+        start_hooks: None,
+    });
     exec::finish_and_exec(
         setup.pty_slave,
         setup.workdir,
@@ -101,8 +143,55 @@ fn join_and_exec(setup: &JoinSetup) -> Step<Never> {
         &env,
         setup.confinement,
         error_fd,
-        setup.oci.as_ref(),
+        setup.oci.as_ref().or(user_process.as_ref()),
+        false,
     )
+}
+
+/// The most of /etc/passwd or /etc/group read: the container's files are
+/// its own, so a huge one must not hold the joining process.
+const ACCOUNT_FILE_MAX: u64 = 4 << 20;
+
+/// The container's /etc/passwd or /etc/group (empty when it has none):
+/// resolved in its root with no magic link (`/proc/self/fd/0` would be
+/// our stdin), opened non-blocking (a FIFO there cannot hold us), and
+/// read only if it is a regular file, at most [`ACCOUNT_FILE_MAX`].
+fn read_account_file(path: &str) -> Step<String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open the container's root".into())?;
+    let fd = match crate::sys::openat::open_in_root(
+        root.as_fd(),
+        Path::new(path),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.errno == rustix::io::Errno::NOENT => return Ok(String::new()),
+        Err(e) => return Err(fail(format!("cannot open the container's {path}: {e}"))),
+    };
+    let st = rustix::fs::fstat(&fd).ctx(|| format!("stat the container's {path}"))?;
+    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+        return Err(fail(format!(
+            "the container's {path} is not a regular file: give a numeric UID:GID to -u"
+        )));
+    }
+    let mut text = Vec::new();
+    std::fs::File::from(fd)
+        .take(ACCOUNT_FILE_MAX + 1)
+        .read_to_end(&mut text)
+        .ctx(|| format!("read the container's {path}"))?;
+    if text.len() as u64 > ACCOUNT_FILE_MAX {
+        return Err(fail(format!(
+            "the container's {path} is over {} MiB: give a numeric UID:GID to -u",
+            ACCOUNT_FILE_MAX >> 20
+        )));
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
 fn non_dumpable() -> Step {

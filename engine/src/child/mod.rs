@@ -12,6 +12,7 @@ mod console;
 mod copy_up;
 mod dev;
 mod exec;
+mod init;
 pub mod join;
 mod mnt;
 mod mount_plan;
@@ -214,7 +215,9 @@ fn become_the_container_s_root(setup: &ChildSetup) -> Step {
     }
     // Through /proc/sys/net of our own network namespace, while it is
     // writable; never into one joined by path (a pod's, someone else's).
-    if !setup.oci.as_ref().is_some_and(|o| o.extras.joined_net) {
+    // (`--network container:` joins one too: its settings are its owner's.)
+    let joins_container = matches!(spec.network, crate::model::network::Network::Container(_));
+    if !setup.oci.as_ref().is_some_and(|o| o.extras.joined_net) && !joins_container {
         confine::allow_ping(spec.userns);
     }
     Ok(())
@@ -247,8 +250,13 @@ fn enter_the_container_s_root(
     let error_fd = setup.error_fd;
     let in_caller_mount_ns = setup.oci.as_ref().is_some_and(|o| o.extras.caller_mount_ns);
     child_step!(error_fd, "child.mounts");
+    let run = mount_plan::RunMounts {
+        tmpfs: &setup.spec.tmpfs,
+        readonly_root: setup.spec.readonly_root,
+    };
     let plan = mount_plan::plan(
         &setup.spec.volumes,
+        run,
         setup.oci.as_ref().map(|o| o.extras),
         setup.etc_files,
         setup.cgroup2,
@@ -296,7 +304,8 @@ fn hostname_and_network(setup: &ChildSetup) -> Step {
         rustix::system::sethostname(spec.hostname.as_bytes())
             .ctx(|| format!("sethostname {}", spec.hostname))?;
     }
-    if !extras.is_some_and(|e| e.joined_net) {
+    let joined_net = matches!(spec.network, crate::model::network::Network::Container(_));
+    if !extras.is_some_and(|e| e.joined_net) && !joined_net {
         child_step!(error_fd, "child.loopback");
         crate::sys::net::loopback_up().map_err(|e| fail(format!("{e:#}")))?;
     }
@@ -350,6 +359,7 @@ fn exec_the_process(
         &spec.confinement,
         setup.error_fd,
         process.as_ref(),
+        spec.init,
     )
 }
 

@@ -85,23 +85,32 @@ pub(super) struct MountPlan {
     pub root_propagation: u64,
 }
 
-/// The steps for a container with `volumes`; `extras` for an OCI bundle;
-/// `etc_files` when the engine sends its /etc files; `cgroup2` when the
-/// host has cgroup v2.
+/// What `engine run` asks beyond its volumes: `--tmpfs` (and `--mount
+/// type=tmpfs`) and `--read-only`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RunMounts<'a> {
+    pub tmpfs: &'a [TmpfsMount],
+    pub readonly_root: bool,
+}
+
+/// The steps for a container with `volumes` and `run`'s mounts; `extras`
+/// for an OCI bundle; `etc_files` when the engine sends its /etc files;
+/// `cgroup2` when the host has cgroup v2.
 pub(super) fn plan(
     volumes: &[Volume],
+    run: RunMounts,
     extras: Option<&Extras>,
     etc_files: bool,
     cgroup2: bool,
 ) -> MountPlan {
     let mut steps = match extras {
         Some(e) if !e.mounts.is_empty() => in_config_order(e, volumes, cgroup2),
-        _ => engine_order(volumes, extras, etc_files, cgroup2),
+        _ => engine_order(volumes, run.tmpfs, extras, etc_files, cgroup2),
     };
     masks_and_read_only(&mut steps, extras);
     MountPlan {
         steps,
-        readonly_root: extras.is_some_and(|e| e.readonly_root),
+        readonly_root: run.readonly_root || extras.is_some_and(|e| e.readonly_root),
         root_propagation: extras.map_or(0, |e| e.rootfs_propagation),
     }
 }
@@ -110,6 +119,7 @@ pub(super) fn plan(
 /// systems, /dev, the /etc files, the volumes, a bundle's tmpfs mounts.
 fn engine_order(
     volumes: &[Volume],
+    tmpfs: &[TmpfsMount],
     extras: Option<&Extras>,
     etc_files: bool,
     cgroup2: bool,
@@ -123,16 +133,24 @@ fn engine_order(
     if etc_files {
         steps.push(MountStep::EtcFiles);
     }
-    steps.extend(
-        volumes
-            .iter()
-            .enumerate()
-            .map(|(index, v)| MountStep::Volume {
-                index,
-                target: v.container.clone(),
-                propagation: bind_propagation(extras, index),
-            }),
-    );
+    let mut users: Vec<MountStep> = volumes
+        .iter()
+        .enumerate()
+        .map(|(index, v)| MountStep::Volume {
+            index,
+            target: v.container.clone(),
+            propagation: bind_propagation(extras, index),
+        })
+        .chain(tmpfs.iter().cloned().map(MountStep::Tmpfs))
+        .collect();
+    // docker's order: a mount before the ones inside it (`--tmpfs /data`
+    // before `-v DIR:/data/in`), else as given (a stable sort).
+    users.sort_by_key(|step| match step {
+        MountStep::Volume { target, .. } => target.components().count(),
+        MountStep::Tmpfs(t) => t.destination.components().count(),
+        _ => 0,
+    });
+    steps.extend(users);
     if let Some(extras) = extras {
         steps.extend(extras.tmpfs.iter().cloned().map(MountStep::Tmpfs));
     }
@@ -285,16 +303,49 @@ mod tests {
             ),
         ];
         for (volumes, etc, cgroup2, want) in cases {
-            let plan = plan(volumes, None, *etc, *cgroup2);
+            let plan = plan(volumes, RunMounts::default(), None, *etc, *cgroup2);
             assert_eq!(head(&plan), *want, "etc {etc} cgroup2 {cgroup2}");
             assert!(!plan.readonly_root);
         }
     }
 
+    /// `--tmpfs` and `--mount` among the volumes, a mount before those
+    /// inside it whatever the order given; `--read-only` on the root alone.
+    #[test]
+    fn run_s_tmpfs_and_read_only() {
+        let vols = [volume("/data/in"), volume("/srv")];
+        let data = tmpfs("/data", 0, "size=1m");
+        let deep = tmpfs("/srv/a/b", 0, "");
+        let run = RunMounts {
+            tmpfs: &[deep.clone(), data.clone()],
+            readonly_root: true,
+        };
+        let plan = plan(&vols, run, None, false, false);
+        assert!(plan.readonly_root);
+        assert_eq!(
+            head(&plan),
+            [
+                Proc,
+                Sys,
+                Dev,
+                volume_step(1, "/srv"),
+                Tmpfs(data),
+                volume_step(0, "/data/in"),
+                Tmpfs(deep),
+            ]
+        );
+    }
+
     /// runc's masks (kinds known), then its read-only paths, last.
     #[test]
     fn runc_s_masks_and_read_only_paths_come_last() {
-        let plan = plan(&[volume("/proc/x")], None, false, false);
+        let plan = plan(
+            &[volume("/proc/x")],
+            RunMounts::default(),
+            None,
+            false,
+            false,
+        );
         let tail = &plan.steps[plan.steps.len() - 16..];
         assert_eq!(
             tail[0],
@@ -369,7 +420,7 @@ mod tests {
                 tmpfs: vec![run.clone()],
                 ..Extras::default()
             };
-            let plan = plan(&vols, Some(&extras), false, *cgroup2);
+            let plan = plan(&vols, RunMounts::default(), Some(&extras), false, *cgroup2);
             assert_eq!(head(&plan), *want, "{mounts:?}");
         }
     }
@@ -385,7 +436,13 @@ mod tests {
             readonly_root: true,
             ..Extras::default()
         };
-        let plan = plan(&[volume("/data")], Some(&extras), false, false);
+        let plan = plan(
+            &[volume("/data")],
+            RunMounts::default(),
+            Some(&extras),
+            false,
+            false,
+        );
         assert!(plan.readonly_root);
         assert_eq!(
             head(&plan)[..5],

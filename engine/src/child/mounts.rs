@@ -61,7 +61,13 @@ fn perform(
 ) -> Step {
     match step {
         MountStep::Proc => proc(root_fd),
-        MountStep::Sys => sys(root_fd),
+        MountStep::Sys => sys(
+            root_fd,
+            matches!(
+                setup.spec.network,
+                crate::model::network::Network::Container(_)
+            ),
+        ),
         MountStep::Cgroup2 => {
             cgroup2(root_fd);
             Ok(())
@@ -156,15 +162,23 @@ fn proc(root_fd: BorrowedFd<'_>) -> Step {
     )
 }
 
-fn sys(root_fd: BorrowedFd<'_>) -> Step {
+/// sysfs, read-only; in a network namespace joined from another
+/// container (`--network container:`), whose user namespace is not ours,
+/// the kernel refuses sysfs: an empty read-only tmpfs stands there
+/// instead (runc binds the host's /sys then, which shows the host).
+fn sys(root_fd: BorrowedFd<'_>, joined_net: bool) -> Step {
     let sys_dir = kernel_dir(root_fd, "/sys")?;
+    let (source, fstype, data) = match joined_net {
+        true => ("tmpfs", "tmpfs", Some("size=4k,nr_inodes=1,mode=555")),
+        false => ("sysfs", "sysfs", None),
+    };
     mnt_at(
-        Some(Path::new("sysfs")),
+        Some(Path::new(source)),
         sys_dir.as_fd(),
         "/sys",
-        Some("sysfs"),
+        Some(fstype),
         NOSUID_NODEV_NOEXEC | MountFlags::RDONLY,
-        None,
+        data,
     )
 }
 

@@ -10,3 +10,4 @@ pub mod login;
 pub mod oci;
 pub mod seed;
 pub mod split;
+pub mod template;

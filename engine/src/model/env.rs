@@ -11,6 +11,12 @@ pub enum Error {
     WorkdirNul(String),
     #[error("working directory {0:?} is not absolute: give a path starting with /")]
     WorkdirRelative(String),
+    #[error("--env-file {file}, line {line}: {what}")]
+    EnvFile {
+        file: String,
+        line: usize,
+        what: &'static str,
+    },
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,6 +39,58 @@ pub fn parse_env(e: &str) -> Result<(String, String)> {
 
 pub fn parse_envs(envs: &[String]) -> Result<Vec<(String, String)>> {
     envs.iter().map(|e| parse_env(e)).collect()
+}
+
+/// The lines of an `--env-file` in docker's format, as `-e` words
+/// (`KEY=VALUE`), in order: blank lines and `#` comments are skipped,
+/// leading white space is dropped, the value is taken as it stands (no
+/// quotes, no expansion), and a bare `KEY` takes `lookup(KEY)` (the
+/// caller's value) or is left out when the caller has none, as docker does.
+pub fn parse_env_file(
+    file: &str,
+    text: &[u8],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>> {
+    let bad = |line: usize, what: &'static str| Error::EnvFile {
+        file: file.into(),
+        line,
+        what,
+    };
+    let text = text
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(text);
+    let mut words = Vec::new();
+    for (n, raw) in text.split(|b| *b == b'\n').enumerate() {
+        let n = n + 1;
+        let line = std::str::from_utf8(raw)
+            .map_err(|_| bad(n, "not UTF-8: save the file as UTF-8"))?
+            .trim_end_matches('\r')
+            .trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.contains('\0') {
+            return Err(bad(n, "holds a NUL byte: remove it"));
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        if key.is_empty() {
+            return Err(bad(n, "no variable name before '=': write KEY=VALUE"));
+        }
+        if key.contains(char::is_whitespace) {
+            return Err(bad(
+                n,
+                "the variable name holds white space: write KEY=VALUE",
+            ));
+        }
+        match value {
+            Some(v) => words.push(format!("{key}={v}")),
+            None => words.extend(lookup(key).map(|v| format!("{key}={v}"))),
+        }
+    }
+    Ok(words)
 }
 
 /// The container's PATH: the last `PATH=` the user gave, else [`DEFAULT_PATH`].
@@ -93,5 +151,33 @@ mod tests {
         assert!(parse_workdir(Some("rel".into())).is_err());
         // Found by tests/props.rs: a NUL byte cannot reach chdir.
         assert!(parse_workdir(Some("/\0".into())).is_err());
+    }
+
+    #[test]
+    fn env_files_read_as_docker_reads_them() {
+        let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        let text = b"\xEF\xBB\xBF# a comment\n\n  A=1\nB= spaced \"q\" \r\nHOME\nUNSET\nC=x=y\n  # indented comment\nD=";
+        assert_eq!(
+            parse_env_file("f", text, lookup).unwrap(),
+            ["A=1", "B= spaced \"q\" ", "HOME=/root", "C=x=y", "D="]
+        );
+        for (text, line) in [
+            (&b"A=1\n=x"[..], 2),
+            (b"A B=1", 1),
+            (b"ok=1\nok=2\nA=\xff", 3),
+            (b"A=\0", 1),
+        ] {
+            match parse_env_file("f", text, lookup) {
+                Err(Error::EnvFile { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        let sentence = parse_env_file("/x/env", b"=v", lookup)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            sentence,
+            "--env-file /x/env, line 1: no variable name before '=': write KEY=VALUE"
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod env;
 pub mod exit;
 pub mod limits;
+pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod ports;
@@ -12,6 +13,7 @@ pub mod security;
 pub mod spec;
 pub mod subnet;
 pub mod userns;
+pub mod users;
 pub mod volumes;
 
 /// Input the model refused: one variant per option family, each carrying
@@ -38,4 +40,8 @@ pub enum Error {
     Volume(#[from] volumes::Error),
     #[error(transparent)]
     Subnet(#[from] subnet::Error),
+    #[error(transparent)]
+    Mounts(#[from] mounts::Error),
+    #[error(transparent)]
+    User(#[from] users::Error),
 }

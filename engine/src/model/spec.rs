@@ -4,9 +4,11 @@
 //! the host and makes it a `Spec`. Front ends (the CLI today, OCI bundles
 //! later) only fill a `SpecInput`.
 
+use crate::model::bundle::TmpfsMount;
 use crate::model::config::Config;
 use crate::model::env::{parse_envs, parse_workdir};
 use crate::model::limits::{self, Limits};
+use crate::model::mounts::{parse_mount, parse_tmpfs, Mount};
 use crate::model::names::{check_hostname, check_name, generate_name};
 use crate::model::network::{parse_network, Network};
 use crate::model::ports::{parse_dns, parse_publishes, DnsOptions, PortMapping};
@@ -25,6 +27,8 @@ pub enum Error {
     LogSizeMax(String),
     #[error("{0} needs a network: drop --net none, or drop {0}")]
     NeedsNetwork(&'static str),
+    #[error("{0} cannot be used with --network container:NAME, whose network (and names) are that container's: drop {0}")]
+    JoinedNetwork(&'static str),
     #[error("{given} volumes given: at most {most} fit, merge some under one directory")]
     TooManyVolumes { given: usize, most: usize },
     #[error(
@@ -83,6 +87,23 @@ pub struct SpecInput {
     pub security: SecurityInput,
     /// `--log-size-max` of a detached container (default 10 MiB).
     pub log_size_max: Option<String>,
+    /// `--env-file`, read by the facade into `env` (before the `-e`
+    /// words, which win) before the input is parsed.
+    #[serde(default)]
+    pub env_file: Vec<String>,
+    /// `--read-only`: the rootfs read-only (/dev, /proc's usual, the
+    /// volumes and tmpfs mounts as they are).
+    #[serde(default)]
+    pub read_only: bool,
+    /// `--tmpfs PATH[:OPTIONS]`, repeatable.
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// `--mount type=bind|tmpfs,...`, repeatable.
+    #[serde(default)]
+    pub mount: Vec<String>,
+    /// `--init`: the engine's reaper as PID 1, the command its child.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// A detached container's log is capped at this by default.
@@ -126,6 +147,12 @@ pub struct Request {
     pub rm: bool,
     pub security: SecurityRequest,
     pub log_size_max: u64,
+    /// `--read-only`.
+    pub readonly_root: bool,
+    /// `--tmpfs` and `--mount type=tmpfs`, in the order given.
+    pub tmpfs: Vec<TmpfsMount>,
+    /// `--init`.
+    pub init: bool,
 }
 
 /// A container description that has passed every check, against the host too.
@@ -166,6 +193,12 @@ pub struct Spec {
     pub confinement: Confinement,
     /// Bytes a detached container's logs may hold (NAME.log and NAME.log.1).
     pub log_size_max: u64,
+    /// `--read-only`: the root mount read-only, once it is the root.
+    pub readonly_root: bool,
+    /// `--tmpfs` and `--mount type=tmpfs`, mounted after the volumes.
+    pub tmpfs: Vec<TmpfsMount>,
+    /// `--init`: the engine's reaper is PID 1 and runs the command.
+    pub init: bool,
 }
 
 impl Request {
@@ -175,10 +208,15 @@ impl Request {
     /// (`sys::random::u32`), called only when the input names no container.
     pub fn parse(input: SpecInput, cfg: &Config, random: impl FnOnce() -> u32) -> Result<Request> {
         let rootfs = parse_rootfs(&input.rootfs)?;
+        let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
+        let (volumes, tmpfs) = volumes_and_tmpfs(&input, &network)?;
         let (name, generated_name) = match input.name {
             Some(n) => (check_name(&n)?, false),
             None => (generate_name(random()), true),
         };
+        if matches!(network, Network::Container(_)) && input.hostname.is_some() {
+            return Err(Error::JoinedNetwork("--hostname").into());
+        }
         let hostname = match input.hostname {
             Some(h) => check_hostname(&h)?,
             None => name.clone(),
@@ -191,7 +229,6 @@ impl Request {
         let security = crate::model::security::parse(&input.security)?;
         let userns = userns_of(input.security.privileged, &input.userns)?;
         let log_size_max = log_size_max(input.log_size_max.as_deref())?;
-        let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let ports = parse_publishes(&input.publish)?;
         let mut dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
         dns.aliases = input
@@ -202,7 +239,6 @@ impl Request {
         check_needs_network(&network, &ports, &dns)?;
         let env = parse_envs(&input.env)?;
         let workdir = parse_workdir(input.workdir)?;
-        let volumes = volumes(&input.volumes, &network)?;
         let layer_size = input
             .layer_size
             .as_deref()
@@ -233,6 +269,9 @@ impl Request {
             rm: input.rm,
             security,
             log_size_max,
+            readonly_root: input.read_only,
+            tmpfs,
+            init: input.init,
         })
     }
 }
@@ -260,7 +299,7 @@ fn log_size_max(given: Option<&str>) -> Result<u64> {
 /// Without a network, -p, --dns, --dns-search, --add-host and
 /// --network-alias are refused.
 fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOptions) -> Result<()> {
-    if *network == Network::None {
+    if matches!(network, Network::None | Network::Container(_)) {
         let given = [
             (!ports.is_empty(), "-p"),
             (!dns.servers.is_empty(), "--dns"),
@@ -269,24 +308,51 @@ fn check_needs_network(network: &Network, ports: &[PortMapping], dns: &DnsOption
             (!dns.aliases.is_empty(), "--network-alias"),
         ];
         if let Some((_, flag)) = given.iter().find(|(yes, _)| *yes) {
-            return Err(Error::NeedsNetwork(flag).into());
+            return Err(match network {
+                Network::Container(_) => Error::JoinedNetwork(flag),
+                _ => Error::NeedsNetwork(flag),
+            }
+            .into());
         }
     }
     Ok(())
 }
 
-/// `-v`, each checked, and no more than fit in the message to the child.
-fn volumes(given: &[String], network: &Network) -> Result<Vec<Volume>> {
-    let volumes = given
+/// `-v` and `--mount type=bind` (volumes, in that order), `--tmpfs` and
+/// `--mount type=tmpfs`, each checked, and no more volumes than fit in
+/// the message to the child.
+fn volumes_and_tmpfs(
+    input: &SpecInput,
+    network: &Network,
+) -> Result<(Vec<Volume>, Vec<TmpfsMount>)> {
+    let mut volumes = input
+        .volumes
         .iter()
         .map(|v| parse_volume(v))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut tmpfs = input
+        .tmpfs
+        .iter()
+        .map(|t| parse_tmpfs(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in &input.mount {
+        match parse_mount(m)? {
+            Mount::Bind(v) => volumes.push(v),
+            Mount::Tmpfs(t) => tmpfs.push(t),
+        }
+    }
+    crate::model::mounts::check_targets(
+        volumes
+            .iter()
+            .map(|v| v.container.as_path())
+            .chain(tmpfs.iter().map(|t| t.destination.as_path())),
+    )?;
     // Each volume is one fd in the message that carries the rootfs and
     // the layer's directory (and a bridged container's /etc files) to
     // the container.
     let etc_files = match network {
         Network::Bridge { .. } => crate::sys::net::dns::FILES.len(),
-        Network::None => 0,
+        Network::None | Network::Container(_) => 0,
     };
     let most = crate::sys::idmap::MAX_FDS - 2 - etc_files;
     if volumes.len() > most {
@@ -296,7 +362,7 @@ fn volumes(given: &[String], network: &Network) -> Result<Vec<Volume>> {
         }
         .into());
     }
-    Ok(volumes)
+    Ok((volumes, tmpfs))
 }
 
 /// The rootfs names `image` can pull (`engine run busybox ...`), in the

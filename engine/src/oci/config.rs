@@ -154,6 +154,10 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         restart: false,
         confinement,
         log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
+        // A bundle's own: Extras::readonly_root and Extras::tmpfs.
+        readonly_root: false,
+        tmpfs: Vec::new(),
+        init: false,
     };
     Ok(Plan {
         spec,

@@ -167,6 +167,7 @@ pub fn exec(root: &Root, a: &ExecOptions) -> Result<i32, super::Error> {
             preserve_fds: a.preserve_fds,
             start_hooks: None,
         }),
+        user: None,
     };
     step!("oci_exec.join");
     let joined = join_container(&target, &joining, terminal, false)?;

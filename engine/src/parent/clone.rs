@@ -31,13 +31,15 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// clone3 into every namespace at once, and into the cgroup when there is
-/// one, so the child is never charged to ours.
-pub fn clone_container(userns: UserNs, cgroup_fd: Option<RawFd>) -> Result<Cloned> {
-    let mut flags = (libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWNET) as u64;
+/// one, so the child is never charged to ours. `new_net` false: the child
+/// stays in our network namespace (`--network container:`, where the
+/// caller has just joined that container's).
+pub fn clone_container(userns: UserNs, new_net: bool, cgroup_fd: Option<RawFd>) -> Result<Cloned> {
+    let mut flags =
+        (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) as u64;
+    if new_net {
+        flags |= libc::CLONE_NEWNET as u64;
+    }
     if userns != UserNs::Host {
         flags |= libc::CLONE_NEWUSER as u64;
     }

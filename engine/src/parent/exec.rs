@@ -34,6 +34,8 @@ pub struct ExecRequest {
     pub env: Vec<(String, String)>,
     pub workdir: Option<PathBuf>,
     pub tty: bool,
+    /// `-u USER[:GROUP]`, looked up inside the container.
+    pub user: Option<crate::model::users::UserSpec>,
 }
 
 /// The namespaces of process `pid` (besides pid) that are not ours: what a
@@ -75,6 +77,8 @@ pub struct JoinProcess<'a> {
     pub confinement: &'a Confinement,
     /// An OCI process: its user, rlimits, preserved fds.
     pub oci: Option<child::OciProcess<'a>>,
+    /// `engine exec -u`.
+    pub user: Option<&'a crate::model::users::UserSpec>,
 }
 
 /// Where the joining process's stdio comes from.
@@ -130,6 +134,7 @@ pub fn exec_into(rec: &Record, req: &ExecRequest) -> Result<i32, Error> {
         command: &req.command,
         confinement: &confinement,
         oci: None,
+        user: req.user.as_ref(),
     };
     let terminal = if req.tty {
         Terminal::OwnPty
@@ -196,6 +201,7 @@ pub fn join_container(
         command: process.command,
         confinement: process.confinement,
         oci: process.oci.clone(),
+        user: process.user,
     };
     step!("exec.block_signals");
     let forwarded = if forward_signals {

@@ -20,7 +20,7 @@ use crate::sys::idrange::IdPool;
 use crate::sys::lock::Lock;
 use crate::sys::net::{dns, nat};
 use crate::sys::state::{self, StateDir};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rustix::process::{Pid, Signal};
 use std::fs::File;
 use std::io::Write;
@@ -305,12 +305,72 @@ fn clone_child(spec: &Spec, setup: &ChildSetup, res: &Resources) -> Result<(Pid,
         None => None,
     };
     step!("run.clone");
-    let (pid, pidfd) =
-        match clone_container(spec.userns, cgroup_dir.as_ref().map(|f| f.as_raw_fd()))? {
-            Cloned::Child => child::run(setup),
-            Cloned::Parent { pid, pidfd } => (pid, pidfd),
-        };
+    let (pid, pidfd) = clone_in_its_network(spec, setup, res, cgroup_dir.as_ref())?;
     Ok((pid, pidfd))
+}
+
+/// clone_container; with `--network container:NAME` the child is born in
+/// that container's network namespace (joined by us for the clone, then
+/// left, whether the clone worked or not).
+fn clone_in_its_network(
+    spec: &Spec,
+    setup: &ChildSetup,
+    res: &Resources,
+    cgroup_dir: Option<&File>,
+) -> Result<(Pid, OwnedFd)> {
+    let ours = match &spec.network {
+        Network::Container(target) => Some(enter_network_of(res, target)?),
+        _ => None,
+    };
+    let cloned = clone_container(
+        spec.userns,
+        ours.is_none(),
+        cgroup_dir.map(|f| f.as_raw_fd()),
+    );
+    // The child never returns from child::run; only we go back.
+    if let Ok(Cloned::Child) = cloned {
+        child::run(setup);
+    }
+    if let Some(ours) = ours {
+        rustix::thread::move_into_link_name_space(
+            ours.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(std::io::Error::from)
+        .context("cannot return to the engine's network namespace")?;
+    }
+    match cloned? {
+        Cloned::Child => child::run(setup),
+        Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
+    }
+}
+
+/// Joins the network namespace of the running container `target` (through
+/// a pidfd of its PID 1, whose record was read under the state lock that
+/// `reserve` found it running under); returns our own, to go back to.
+fn enter_network_of(res: &Resources, target: &str) -> Result<OwnedFd> {
+    let ours = File::open("/proc/thread-self/ns/net")
+        .context("cannot open the engine's network namespace")?;
+    let rec: Option<Record> = res.state.read(target);
+    let pid = rec
+        .filter(|r| r.pid > 0 && !r.exited())
+        .map(|r| r.pid)
+        .ok_or_else(|| {
+            anyhow!("container {target} is not running: start it, or choose another --network")
+        })?;
+    let pidfd = rustix::process::pidfd_open(
+        Pid::from_raw(pid).ok_or_else(|| anyhow!("container {target} has no PID 1"))?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("container {target} is not running (its PID 1 is gone)"))?;
+    rustix::thread::move_into_thread_name_spaces(
+        pidfd.as_fd(),
+        rustix::thread::ThreadNameSpaceType::NETWORK,
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("cannot join the network namespace of container {target}"))?;
+    Ok(OwnedFd::from(ours))
 }
 
 /// Once PID 1 exists: it holds the IDs' lease too, and its record (with
@@ -711,6 +771,12 @@ fn address_and_veth(
     step!("run.address");
     Ok(match &spec.network {
         Network::None => (None, None),
+        Network::Container(target) => {
+            if !running.iter().any(|r| r.name == *target && r.pid > 0) {
+                bail!("container {target} is not running: start it, or choose another --network");
+            }
+            (None, None)
+        }
         Network::Bridge { net, ip } => {
             let used: Vec<Ipv4Addr> = running.iter().filter_map(|r| r.ip).collect();
             let ip = match ip {

@@ -5,7 +5,7 @@
 
 use crate::model::bundle::TmpfsMount;
 use crate::model::limits::parse_size;
-use crate::model::volumes::Volume;
+use crate::model::volumes::{Ownership, Volume};
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
@@ -244,6 +244,8 @@ pub fn parse_mount(given: &str) -> Result<Mount, Error> {
                 host: PathBuf::from(source),
                 container: PathBuf::from(target),
                 readonly,
+                // A bind of --mount is a -v volume: idmapped the same way.
+                owner: Ownership::Idmap,
             }))
         }
         "tmpfs" => {
@@ -325,7 +327,8 @@ mod tests {
             Mount::Bind(Volume {
                 host: "/h".into(),
                 container: "/c".into(),
-                readonly: true
+                readonly: true,
+                owner: Ownership::Idmap,
             })
         );
         assert_eq!(
@@ -333,7 +336,8 @@ mod tests {
             Mount::Bind(Volume {
                 host: "/h".into(),
                 container: "/c".into(),
-                readonly: false
+                readonly: false,
+                owner: Ownership::Idmap,
             })
         );
         match parse_mount("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap() {

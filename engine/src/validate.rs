@@ -193,6 +193,7 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
             seccomp_profile(&req.security.seccomp)?.as_deref(),
         )?,
         log_size_max: req.log_size_max,
+        restart_policy: req.restart_policy,
     })
 }
 

@@ -154,6 +154,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         restart: false,
         confinement,
         log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
+        restart_policy: crate::model::spec::RestartPolicy::No,
     };
     Ok(Plan {
         spec,

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod host;
 pub mod lifecycle;
 pub mod log;
+pub mod monitor;
 pub mod nat;
 pub mod record;
 pub mod recovery;

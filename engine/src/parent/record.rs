@@ -65,6 +65,10 @@ pub struct Record {
     /// Its exit status (128+N when killed by signal N).
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// An exited container its supervisor runs again after a back-off
+    /// (`--restart`); `stop` ends that.
+    #[serde(default)]
+    pub restarting: bool,
     /// What its front end gave (kept records only): `engine start` runs it
     /// again from this, with the same settings.
     #[serde(default)]

@@ -70,7 +70,8 @@ pub struct PsRow {
     pub name: String,
     /// PID 1 of the container, as the host sees it.
     pub pid: i32,
-    /// The supervising engine process.
+    /// The engine process whose life is the container's: its supervisor,
+    /// or once a detached one has started, its monitor.
     pub engine_pid: i32,
     pub ip: Option<String>,
     pub rootfs: String,

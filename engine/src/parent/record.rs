@@ -15,7 +15,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub name: String,
-    /// The supervising engine process, and its start time (guards against pid reuse).
+    /// The engine process whose life is the container's (its supervisor;
+    /// a started detached container's monitor), and its start time (guards
+    /// against pid reuse).
     pub engine_pid: i32,
     pub engine_start: u64,
     /// The container's PID 1 as the host sees it; 0 while starting.

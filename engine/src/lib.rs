@@ -105,6 +105,8 @@ pub fn start(cfg: &Config, names: &[String], mut started: impl FnMut(&str)) -> R
             };
             let mut spec = prepare(input, cfg)?;
             spec.restart = true;
+            // Started again: its restart policy holds again.
+            let _ = std::fs::remove_file(state.stopped_mark_of(&rec.name));
             run_detached(&spec, cfg)?;
         }
         started(&rec.name);
@@ -123,6 +125,12 @@ pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
 pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
     read_only_image_if_host_root(spec)?;
     Ok(parent::detach::run_detached(spec, cfg)?)
+}
+
+/// A detached container's monitor (parent/monitor.rs), when the binary was
+/// started as one (`engine __monitor …`, by `run -d`): its exit code.
+pub fn run_as_monitor(argv: &[std::ffi::OsString]) -> Option<i32> {
+    parent::monitor::parse(argv).map(|args| parent::monitor::run(&args))
 }
 
 /// Where host root is mapped into the container (no user namespace, or a
@@ -233,6 +241,8 @@ pub fn stop(
         .map(|n| lifecycle::find_any(&state, cfg, n))
         .collect::<Result<Vec<_>, parent::Error>>()?;
     for rec in &recs {
+        step!("stop.policy");
+        lifecycle::end_restart_policy(&state, rec)?;
         // As docker: stopping an exited container succeeds.
         if rec.exited() {
             stopped(&rec.name);

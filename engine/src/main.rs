@@ -292,6 +292,9 @@ struct RunArgs {
     /// Run a small init (the engine itself) as PID 1: it forwards signals to the command and reaps zombies
     #[arg(long)]
     init: bool,
+    /// Run a detached container again when it ends: no, on-failure[:N], always, unless-stopped (`stop` ends it)
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
     /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
     #[arg(value_name = "IMAGE|ROOTFS")]
     rootfs: String,
@@ -330,10 +333,17 @@ enum RootfsCommand {
 }
 
 fn main() -> ExitCode {
+    // First, before anything else is touched: a detached container's
+    // monitor stays small (at most 1 MiB resident, docs/containers.md).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = engine::run_as_monitor(&argv) {
+        return exit_code(code);
+    }
     #[cfg(feature = "failpoints")]
     engine::sys::failpoint::setup();
     // Lossy: `args()` would panic on an argument that is not UTF-8.
-    let args: Vec<String> = std::env::args_os()
+    let args: Vec<String> = argv
+        .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // One binary, three command lines: the seed's when it is called by the
@@ -584,6 +594,7 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
         tmpfs: a.tmpfs,
         mount: a.mount,
         init: a.init,
+        restart_policy: a.restart,
     };
     let spec = engine::prepare(input, cfg)?;
     if spec.detach {
@@ -667,6 +678,11 @@ fn human_bytes(b: u64) -> String {
 /// docker's STATUS: `Up 5 seconds`, `Exited (3) 5 seconds ago`.
 fn status_text(r: &PsRow) -> String {
     match r.finished {
+        Some(finished) if r.status == "restarting" => format!(
+            "Restarting ({}) {}",
+            r.exit_code.unwrap_or(exit::ENGINE_ERROR),
+            engine::ago(Some(finished))
+        ),
         Some(finished) => format!(
             "Exited ({}) {}",
             r.exit_code.unwrap_or(exit::ENGINE_ERROR),

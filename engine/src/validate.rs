@@ -196,6 +196,7 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         readonly_root: req.readonly_root,
         tmpfs: req.tmpfs,
         init: req.init,
+        restart_policy: req.restart_policy,
     })
 }
 

@@ -25,7 +25,8 @@
 //! "Nothing" is: no state record (the lease of the address), no OCI
 //! container directory (state.json, exec.fifo) under the case's --root, no host-wide
 //! lease of host IDs (under /run/engine-userns) naming the case's state
-//! directory, temp file or `.etc` directory, no mount under the state directory, no
+//! directory, temp file, `.etc` or `.layer` directory (a kept container's
+//! writable layer) or `.stopped` mark, no mount under the state directory, no
 //! process of the case, no cgroup leaf, no veth, no nftables chain of the
 //! container, no partial rootfs. Logs of detached containers are kept by
 //! design (docs/cli.md: until the name is reused or teardown) and not counted.
@@ -407,7 +408,9 @@ impl Case {
         let mut left = BTreeSet::new();
         for e in std::fs::read_dir(state).unwrap().flatten() {
             let f = e.file_name().to_string_lossy().into_owned();
-            let ours = f.ends_with(".json") || f.ends_with(".tmp") || f.ends_with(".etc");
+            let ours = [".json", ".tmp", ".etc", ".layer", ".stopped"]
+                .iter()
+                .any(|suffix| f.ends_with(suffix));
             if ours {
                 left.insert(format!("state file {f}"));
             }
@@ -483,11 +486,19 @@ impl Case {
     /// lease before it exits, and the next invocation of the state
     /// directory removes a killed one's. (Not waited for: any engine that
     /// takes a lease also removes dead ones, which would hide a leak.)
+    /// No lease `before` did not hold, once a monitor that removes one in
+    /// the background had [`SETTLE`] to end.
     fn no_new_lease(&self, before: &BTreeSet<String>, by: &str) -> Check {
-        let new: Vec<String> = self.leases().difference(before).cloned().collect();
-        ensure(new.is_empty(), || {
-            format!("left behind {by}: {}", new.join(", "))
-        })
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let new: Vec<String> = self.leases().difference(before).cloned().collect();
+            if new.is_empty() || Instant::now() >= deadline {
+                return ensure(new.is_empty(), || {
+                    format!("left behind {by}: {}", new.join(", "))
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Nothing exists that `before` did not hold, once what the kernel and
@@ -895,12 +906,17 @@ fn expected_code(s: Scenario, name: &str, mode: Mode) -> i32 {
     // as "died before the container started" (125). After the start it has
     // already returned 0.
     let in_supervisor = s == RunDetached && !name.starts_with("detach.");
-    let after_start = matches!(name, "run.supervise" | "run.teardown");
     match (mode, in_supervisor) {
-        (_, true) if after_start => 0,
+        (_, true) if after_start(name) => 0,
         (_, true) | (Mode::Error, false) => 125,
         (Mode::Kill, false) => 137,
     }
+}
+
+/// A step of a detached run's supervisor once the container has started
+/// (and `run -d` has returned 0).
+fn after_start(name: &str) -> bool {
+    matches!(name, "run.supervise" | "run.teardown")
 }
 
 fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
@@ -944,6 +960,13 @@ fn walk_case(s: Scenario, fp: &str, mode: Mode, name: String) -> Check {
         case.oci_delete()?;
         case.clean(s)?;
     } else if mode == Mode::Kill {
+        if s == RunDetached && after_start(fp) {
+            // A detached container outlives its killed supervisor: its
+            // monitor keeps it (and its record), `rm -f` ends it.
+            let out = case.engine(&["ps".into(), "-a".into(), "-q".into()], "", None);
+            ensure(out.code == Some(0), || format!("`ps -a`: {}", out.stderr))?;
+            case.ok(&["rm", "-f", &case.name])?;
+        }
         // The next invocation removes what the killed engine left.
         match s {
             Setup | Teardown | PullBusybox | PullFile | ImagePull => {

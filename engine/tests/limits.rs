@@ -63,7 +63,8 @@ fn vm_hwm_kib(pid: i32) -> i64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The children of `pid` whose command is the engine (the log relay).
+/// The children of `pid` whose command is the engine (the monitor's: the
+/// supervisor).
 fn engine_children(pid: i32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -84,10 +85,11 @@ fn engine_children(pid: i32) -> Vec<i32> {
 }
 
 /// A detached container writes one line of 1 GiB (no newline until the
-/// end). The log relay copies it in 64 KiB pieces, so neither it nor the
-/// supervisor ever holds more than that, and the log stays within
-/// `--log-size-max`. Takes 5-15 s here: a GiB has to pass through a pipe and
-/// the relay, and a smaller line would not show a buffer that grows with it.
+/// end). The monitor (parent/monitor.rs) copies it into the log in 16 KiB
+/// pieces, so neither it nor the supervisor ever holds more than that, and
+/// the log stays within `--log-size-max`. Takes 5-15 s here: a GiB has to
+/// pass through a pipe and the monitor, and a smaller line would not show a
+/// buffer that grows with it.
 #[test]
 fn a_gigabyte_line_on_a_detached_containers_stdout() {
     let env = engine("bigline");
@@ -121,16 +123,20 @@ fn a_gigabyte_line_on_a_detached_containers_stdout() {
         },
     );
     let took = began.elapsed();
-    let supervisor = container_engine_pid(&env, "big");
-    let relays = engine_children(supervisor);
-    assert_eq!(relays.len(), 1, "the log relay of {supervisor}: {relays:?}");
-    let (sup_kib, relay_kib) = (vm_hwm_kib(supervisor), vm_hwm_kib(relays[0]));
+    let monitor = container_engine_pid(&env, "big");
+    let supervisors = engine_children(monitor);
+    assert_eq!(
+        supervisors.len(),
+        1,
+        "the supervisor under {monitor}: {supervisors:?}"
+    );
+    let (sup_kib, monitor_kib) = (vm_hwm_kib(supervisors[0]), vm_hwm_kib(monitor));
     let sizes: Vec<u64> = ["big.log", "big.log.1"]
         .iter()
         .map(|f| std::fs::metadata(env.state_dir().join(f)).unwrap().len())
         .collect();
     eprintln!(
-        "1 GiB line: written in {took:?}; peak RSS: run -d {} KiB, supervisor {sup_kib} KiB, log relay {relay_kib} KiB; log files {sizes:?} bytes",
+        "1 GiB line: written in {took:?}; peak RSS: run -d {} KiB, supervisor {sup_kib} KiB, monitor {monitor_kib} KiB; log files {sizes:?} bytes",
         front.peak_kib
     );
     env.cmd().args(["stop", "-t", "1", "big"]).assert().code(0);
@@ -141,14 +147,15 @@ fn a_gigabyte_line_on_a_detached_containers_stdout() {
     for (what, kib) in [
         ("run -d", front.peak_kib),
         ("the supervisor", sup_kib),
-        ("the log relay", relay_kib),
+        ("the monitor", monitor_kib),
     ] {
         assert!(kib < 16 * 1024, "{what} peaked at {kib} KiB");
     }
     env.assert_clean();
 }
 
-/// The supervisor of a running container, from its state record.
+/// The engine process of a running container (a detached one's monitor),
+/// from its state record.
 fn container_engine_pid(env: &Engine, name: &str) -> i32 {
     let record = env.state_dir().join(format!("{name}.json"));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();

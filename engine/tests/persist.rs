@@ -175,7 +175,7 @@ fn bad_input_of_the_new_verbs_is_one_sentence() {
         ),
         (
             &["ps", "--filter", "status=paused"],
-            "use status=running or status=exited",
+            "use status=running, status=exited or status=restarting",
         ),
     ] {
         let a = env.cmd().args(args).assert().code(125);
@@ -231,16 +231,25 @@ fn an_exited_container_holds_its_name_only_and_teardown_takes_it() {
 }
 
 /// `engine start` runs an exited detached container again with the same
-/// settings (name, command, environment); its log goes on. Its writable
-/// layer is a new one: the layer lives in the container's tmpfs, which
-/// went with it (docker keeps it; the engine does not yet).
+/// settings (name, command, environment) and, as docker, the same writable
+/// layer (NAME.layer in the state directory); its log goes on. `rm` removes
+/// the layer with the record.
 #[test]
 fn start_runs_an_exited_container_again() {
     let env = engine("restart");
     env.cmd()
-        .args(["run", "-d", "--net", "none", "-e", "WHO=again", "--name", "re"])
+        .args([
+            "run",
+            "-d",
+            "--net",
+            "none",
+            "-e",
+            "WHO=again",
+            "--name",
+            "re",
+        ])
         .args([rootfs(), "sh", "-c"])
-        .arg("[ -e /layer-mark ] && echo layer-kept; touch /layer-mark; echo run $WHO $(hostname); exit 3")
+        .arg("echo a >> /f; echo run $WHO $(hostname) $(wc -l < /f); exit 3")
         .assert()
         .code(0);
     env.cmd().args(["wait", "re"]).assert().stdout("3\n");
@@ -254,7 +263,7 @@ fn start_runs_an_exited_container_again() {
         .args(["logs", "re"])
         .assert()
         .code(0)
-        .stdout("run again re\nrun again re\n");
+        .stdout("run again re 1\nrun again re 2\n");
     // Only one record, exited again; then rm, and nothing is left.
     assert_eq!(ps_all(&env, &[]).len(), 1);
     env.cmd()
@@ -262,8 +271,238 @@ fn start_runs_an_exited_container_again() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains("no such container: ghost"));
+    assert!(env.state_dir().join("re.layer/upper/f").exists());
     env.cmd().args(["rm", "re"]).assert().code(0);
     assert_eq!(env.state_files(), Vec::<String>::new());
     assert!(!env.state_dir().join("re.log").exists());
+    assert!(!env.state_dir().join("re.layer").exists());
+    env.assert_clean();
+}
+
+/// The stat fields of a process after its command: state, then ppid.
+fn state_and_ppid(pid: i64) -> Option<(char, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = after.next()?.chars().next()?;
+    Some((state, after.next()?.parse().ok()?))
+}
+
+/// A `-d` container outlives its supervisor: with the supervisor SIGKILLed
+/// while it runs, the container goes on under its monitor (the record's
+/// engine_pid, which holds little memory), its output still reaches the
+/// log, `stop` ends it, `wait` gives its status, and `rm` leaves nothing.
+#[test]
+fn a_detached_container_outlives_its_killed_supervisor() {
+    let env = engine("monitor");
+    detach(
+        &env,
+        "orphan",
+        "echo before; trap 'echo after; exit 7' TERM; while :; do sleep 0.1; done",
+    );
+    let row = ps_all(&env, &[])[0].clone();
+    let (monitor, pid1) = (
+        row["engine_pid"].as_i64().unwrap(),
+        row["pid"].as_i64().unwrap(),
+    );
+    // PID 1's parent is the supervisor, the monitor's child.
+    let supervisor = state_and_ppid(pid1).unwrap().1;
+    assert_eq!(state_and_ppid(supervisor).map(|s| s.1), Some(monitor));
+    let status = std::fs::read_to_string(format!("/proc/{monitor}/status")).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    eprintln!("the monitor's VmRSS: {rss_kib} KiB");
+    // Untrimmed, the debug build's monitor holds about 8 MiB.
+    assert!(rss_kib < 6 * 1024, "the monitor holds {rss_kib} KiB");
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(supervisor as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    // A zombie (the monitor reaps it once the container ends).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while state_and_ppid(supervisor).is_some_and(|s| s.0 != 'Z') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the supervisor did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        state_and_ppid(pid1).is_some_and(|(state, ppid)| state != 'Z' && ppid == monitor),
+        "PID 1 is not alive under the monitor: {:?}",
+        state_and_ppid(pid1)
+    );
+    let rows = ps_all(&env, &[]);
+    assert_eq!(rows[0]["status"], "running", "{rows:?}");
+    env.cmd()
+        .args(["logs", "orphan"])
+        .assert()
+        .code(0)
+        .stdout("before\n");
+    env.cmd()
+        .args(["stop", "-t", "5", "orphan"])
+        .assert()
+        .code(0);
+    env.cmd()
+        .args(["wait", "orphan"])
+        .assert()
+        .code(0)
+        .stdout("7\n");
+    // Written after the supervisor died: the monitor holds the log pipe.
+    env.cmd()
+        .args(["logs", "orphan"])
+        .assert()
+        .code(0)
+        .stdout("before\nafter\n");
+    let rows = ps_all(&env, &[]);
+    assert_eq!(
+        (&rows[0]["status"], &rows[0]["exit_code"]),
+        (&"exited".into(), &7.into())
+    );
+    env.cmd().args(["rm", "orphan"]).assert().code(0);
+    while state_and_ppid(monitor).is_some_and(|s| s.0 != 'Z') {
+        assert!(
+            std::time::Instant::now() < deadline + std::time::Duration::from_secs(5),
+            "the monitor did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// Polls `ps -a` until `name`'s row satisfies `done` (at most 10 s).
+fn poll_row(
+    env: &Engine,
+    name: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = ps_all(env, &[]).into_iter().find(|r| r["name"] == name);
+        if let Some(row) = row.filter(|r| done(r)) {
+            return row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never got there"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `--restart on-failure:2` of a command that fails: run three times in
+/// all (docker's back-off: 100 ms, then 200 ms), then kept as exited.
+#[test]
+fn on_failure_2_runs_a_failing_command_three_times() {
+    let env = engine("onfail");
+    env.cmd()
+        .args([
+            "run",
+            "-d",
+            "--net",
+            "none",
+            "--restart",
+            "on-failure:2",
+            "--name",
+            "of",
+        ])
+        .args([rootfs(), "sh", "-c", "echo run; exit 3"])
+        .assert()
+        .code(0);
+    let log = || stdout(&env.cmd().args(["logs", "of"]).assert().code(0));
+    poll_row(&env, "of", |r| {
+        r["status"] == "exited" && log().lines().count() == 3
+    });
+    // And no fourth run.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(log(), "run\nrun\nrun\n");
+    let row = poll_row(&env, "of", |_| true);
+    assert_eq!(
+        (&row["status"], &row["exit_code"]),
+        (&"exited".into(), &3.into())
+    );
+    env.cmd().args(["rm", "of"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// `--restart always` runs a command that ends again and again, showing
+/// `Restarting (0) …` between runs; `stop` ends the policy.
+#[test]
+fn restart_always_until_stop() {
+    let env = engine("always");
+    env.cmd()
+        .args([
+            "run",
+            "-d",
+            "--net",
+            "none",
+            "--restart",
+            "always",
+            "--name",
+            "al",
+        ])
+        .args([rootfs(), "sh", "-c", "echo run; sleep 0.3"])
+        .assert()
+        .code(0);
+    let log = || stdout(&env.cmd().args(["logs", "al"]).assert().code(0));
+    poll_row(&env, "al", |_| log().lines().count() >= 2);
+    // Between two runs (the back-off after the third run is 400 ms).
+    let seen = poll_row(&env, "al", |r| r["status"] == "restarting");
+    assert_eq!(seen["exit_code"], 0);
+    let table = stdout(&env.cmd().args(["ps", "-a"]).assert().code(0));
+    assert!(
+        table.contains("Restarting (0)") || table.contains("Up "),
+        "{table}"
+    );
+    env.cmd().args(["stop", "-t", "1", "al"]).assert().code(0);
+    let runs = log().lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(log().lines().count(), runs, "run again after stop");
+    let row = poll_row(&env, "al", |_| true);
+    assert_eq!(row["status"], "exited");
+    env.cmd().args(["rm", "al"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    assert!(!env.state_dir().join("al.stopped").exists());
+    env.assert_clean();
+}
+
+/// --restart without -d, with --rm, or with a policy docker does not have:
+/// one sentence, exit 125, nothing made.
+#[test]
+fn bad_restart_policies_are_refused() {
+    let env = engine("badrestart");
+    for (args, says) in [
+        (vec!["--restart", "always"], "needs -d"),
+        (
+            vec!["-d", "--rm", "--restart", "always"],
+            "cannot go together",
+        ),
+        (
+            vec!["-d", "--restart", "sometimes"],
+            "invalid --restart \"sometimes\"",
+        ),
+        (vec!["-d", "--restart", "on-failure:0"], "invalid --restart"),
+    ] {
+        let a = env
+            .cmd()
+            .args(["run", "--net", "none", "--name", "br"])
+            .args(&args)
+            .args([rootfs(), "true"])
+            .assert()
+            .code(125);
+        let err = stderr(&a);
+        assert!(
+            err.contains(says) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
 }

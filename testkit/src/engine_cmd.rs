@@ -127,6 +127,11 @@ impl Engine {
     /// The names of the records and layers in the state dir now.
     /// Whether state file `file` is an exited detached container's record.
     pub fn is_exited_record(&self, file: &str) -> bool {
+        // A kept container's writable layer (NAME.layer) goes with its record.
+        let file = match file.strip_suffix(".layer") {
+            Some(name) => format!("{name}.json"),
+            None => file.to_string(),
+        };
         std::fs::read(self.state.path().join(file))
             .ok()
             .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())

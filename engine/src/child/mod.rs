@@ -34,6 +34,10 @@ pub struct ChildSetup<'a> {
     /// Bytes of the tmpfs that holds the copy-on-write layer. None: write
     /// through to the rootfs.
     pub layer_size: Option<u64>,
+    /// The overlay's upper and work directories come on disk (a kept
+    /// container's layer, one more mount fd after the layer's directory)
+    /// instead of in the layer's tmpfs.
+    pub disk_layer: bool,
     /// Our end of the socket the parent sends the mount fds on (rootfs
     /// tree, the layer's directory, the /etc files, one per volume; see `mounts`).
     pub mount_sock: BorrowedFd<'a>,
@@ -351,6 +355,12 @@ fn exec_the_process(
             with_status(hook_state, "created"),
         )),
     });
+    if spec.detach {
+        // A detached container outlives its supervisor: should that die
+        // now, the monitor (or, before the hand-over, the next engine's
+        // recovery) takes care of it.
+        let _ = rustix::process::set_parent_process_death_signal(None);
+    }
     exec::finish_and_exec(
         slave,
         &spec.workdir,

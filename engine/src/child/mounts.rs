@@ -128,18 +128,20 @@ fn root_layer(
     } else {
         0
     };
-    if fds.len() != 2 + n_etc + spec.volumes.len() {
+    let n_layer = usize::from(setup.disk_layer);
+    if fds.len() != 2 + n_layer + n_etc + spec.volumes.len() {
         return Err(fail(format!(
             "the engine sent {} mount fds, not {}",
             fds.len(),
-            2 + n_etc + spec.volumes.len()
+            2 + n_layer + n_etc + spec.volumes.len()
         )));
     }
     let mut fds = fds.into_iter();
     let (tree, scratch) = (fds.next().unwrap(), fds.next().unwrap());
+    let disk_layer = fds.by_ref().take(n_layer).next();
     let etc: Vec<OwnedFd> = fds.by_ref().take(n_etc).collect();
     let root = match setup.layer_size {
-        Some(size) => overlay_root(tree, scratch, size)?,
+        Some(size) => overlay_root(tree, scratch, size, disk_layer)?,
         None => {
             // Write-through: the rootfs's tree itself is the root (writes land
             // as the mapped host IDs). Attached, its fd is the mount's root.
@@ -367,16 +369,29 @@ fn mask(root_fd: BorrowedFd<'_>, path: &str, kind: Option<Kind>) -> Step {
 /// the container even if the engine is killed, its pages charged to the
 /// container's memory cgroup) on the parent's directory, holding the rootfs
 /// tree at lower/ and an overlay over it at merged/. The overlay's options
-/// name only /proc/self/fd/N paths.
-fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
+/// name only /proc/self/fd/N paths. A kept container's upper and work
+/// directories are those of `disk_layer` (its NAME.layer in the state
+/// directory, a detached tree from the engine, attached at disk/) instead
+/// of the tmpfs's.
+fn overlay_root(
+    tree: OwnedFd,
+    scratch: OwnedFd,
+    size: u64,
+    disk_layer: Option<OwnedFd>,
+) -> Step<OwnedFd> {
     let tmpfs = idm(idmap::detached_tmpfs(
         &format!("mode=755,size={size}"),
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
     ))?;
     idm(idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()))?;
     drop(scratch);
-    for d in ["lower", "upper", "work", "merged"] {
-        rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
+    // disk/: where a kept container's layer is attached (only then made).
+    let dirs: &[&str] = match disk_layer {
+        Some(_) => &["lower", "merged", "disk"],
+        None => &["lower", "upper", "work", "merged"],
+    };
+    for d in dirs {
+        rustix::fs::mkdirat(&tmpfs, *d, Mode::from_raw_mode(0o755))
             .map_err(std::io::Error::from)
             .ctx(|| format!("mkdir {d} in the layer"))?;
     }
@@ -390,9 +405,17 @@ fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
     idm(idmap::attach_at(tree.as_fd(), dir("lower")?.as_fd()))?;
     drop(tree);
     let top = proc_self_fd_path(tmpfs.as_fd());
+    let upper_top = match disk_layer {
+        Some(layer) => {
+            idm(idmap::attach_at(layer.as_fd(), dir("disk")?.as_fd()))?;
+            top.join("disk")
+        }
+        None => top.clone(),
+    };
     let opts = format!(
-        "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
-        top.display()
+        "lowerdir={}/lower,upperdir={1}/upper,workdir={1}/work",
+        top.display(),
+        upper_top.display()
     );
     mnt(
         Some(Path::new("overlay")),

@@ -39,6 +39,12 @@ pub enum Error {
     EmptyCommand,
     #[error("no ROOTFS given: name a directory holding a root filesystem, or `busybox`")]
     NoRootfs,
+    #[error("invalid --restart {0:?}: use no, on-failure, on-failure:N (N a count above 0), always or unless-stopped")]
+    Restart(String),
+    #[error("--restart {0} needs -d: only a detached container is restarted")]
+    RestartNeedsDetach(String),
+    #[error("--restart {0} and --rm cannot go together: a container removed when it ends is not restarted")]
+    RestartWithRm(String),
 }
 
 type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
@@ -104,6 +110,60 @@ pub struct SpecInput {
     /// `--init`: the engine's reaper as PID 1, the command its child.
     #[serde(default)]
     pub init: bool,
+    /// `--restart` of a detached container (docker's policies).
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+}
+
+/// `--restart`: whether a detached container's supervisor runs it again
+/// when it ends (docker's policies; `stop` ends any of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// After a non-zero exit, at most N times (without N, always).
+    OnFailure(Option<u32>),
+    Always,
+    /// As `always` here: the engine has no daemon that restarts, so the
+    /// two differ only in docker's daemon restart.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Whether to run again after an exit with `code`, `restarts` runs
+    /// after the first.
+    pub fn runs_again(self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+/// `--restart`, refused without -d and with --rm (as docker).
+fn restart_policy(given: Option<&str>, detach: bool, rm: bool) -> Result<RestartPolicy> {
+    let Some(s) = given else {
+        return Ok(RestartPolicy::No);
+    };
+    let policy = match s.split_once(':') {
+        None if s == "no" => RestartPolicy::No,
+        None if s == "on-failure" => RestartPolicy::OnFailure(None),
+        None if s == "always" => RestartPolicy::Always,
+        None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
+        Some(("on-failure", n)) => match n.parse::<u32>() {
+            Ok(n) if n > 0 => RestartPolicy::OnFailure(Some(n)),
+            _ => return Err(Error::Restart(s.into()).into()),
+        },
+        _ => return Err(Error::Restart(s.into()).into()),
+    };
+    if policy != RestartPolicy::No && !detach {
+        return Err(Error::RestartNeedsDetach(s.into()).into());
+    }
+    if policy != RestartPolicy::No && rm {
+        return Err(Error::RestartWithRm(s.into()).into());
+    }
+    Ok(policy)
 }
 
 /// A detached container's log is capped at this by default.
@@ -153,6 +213,7 @@ pub struct Request {
     pub tmpfs: Vec<TmpfsMount>,
     /// `--init`.
     pub init: bool,
+    pub restart_policy: RestartPolicy,
 }
 
 /// A container description that has passed every check, against the host too.
@@ -199,6 +260,8 @@ pub struct Spec {
     pub tmpfs: Vec<TmpfsMount>,
     /// `--init`: the engine's reaper is PID 1 and runs the command.
     pub init: bool,
+    /// `--restart` of a detached container.
+    pub restart_policy: RestartPolicy,
 }
 
 impl Request {
@@ -229,6 +292,8 @@ impl Request {
         let security = crate::model::security::parse(&input.security)?;
         let userns = userns_of(input.security.privileged, &input.userns)?;
         let log_size_max = log_size_max(input.log_size_max.as_deref())?;
+        let restart_policy =
+            restart_policy(input.restart_policy.as_deref(), input.detach, input.rm)?;
         let ports = parse_publishes(&input.publish)?;
         let mut dns = parse_dns(&input.dns, &input.dns_search, &input.add_host)?;
         dns.aliases = input
@@ -272,6 +337,7 @@ impl Request {
             readonly_root: input.read_only,
             tmpfs,
             init: input.init,
+            restart_policy,
         })
     }
 }

@@ -158,6 +158,7 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         readonly_root: false,
         tmpfs: Vec::new(),
         init: false,
+        restart_policy: crate::model::spec::RestartPolicy::No,
     };
     Ok(Plan {
         spec,

@@ -108,6 +108,7 @@ pub fn create_init(
     join_here_by_path(&join_here)?;
     let joins_user = join_in_child.iter().any(|(_, kind)| *kind == NsType::User);
     let setup = ChildSetup {
+        disk_layer: false,
         spec,
         layer_size: None,
         mount_sock: child_mount_sock.as_fd(),
@@ -264,10 +265,11 @@ fn wire_up_init(l: &Launch, pid: Pid, joins_user: bool, mount_sock: OwnedFd) -> 
     }
     step!("oci_create.mount_fds");
     let scratch = std::env::temp_dir();
+    let dirs = (scratch.as_path(), None);
     super::run::send_mount_fds(
         l.spec,
         pid,
-        &scratch,
+        dirs,
         &[],
         &l.extras.binds,
         None,

@@ -54,6 +54,7 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
             // engine leaves nothing of theirs on the host.
             for rec in &recovered.exited {
                 state.remove(&rec.name);
+                let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
             }
             break lock;
         }

@@ -70,7 +70,8 @@ pub struct PsRow {
     pub name: String,
     /// PID 1 of the container, as the host sees it.
     pub pid: i32,
-    /// The supervising engine process.
+    /// The engine process whose life is the container's: its supervisor,
+    /// or once a detached one has started, its monitor.
     pub engine_pid: i32,
     pub ip: Option<String>,
     pub rootfs: String,
@@ -89,7 +90,8 @@ pub struct PsRow {
     pub log: Option<String>,
     /// Published ports, as docker shows them: `0.0.0.0:8080->80/tcp`.
     pub ports: Vec<String>,
-    /// `running`, or `exited` (a detached container's kept record: `ps -a`).
+    /// `running`, `exited` (a detached container's kept record: `ps -a`),
+    /// or `restarting` (exited, to be run again by its `--restart`).
     pub status: &'static str,
     /// The exit status of an exited container.
     pub exit_code: Option<i32>,
@@ -119,19 +121,19 @@ impl PsFilter {
         for word in filters {
             match word.split_once('=') {
                 Some(("name", v)) if !v.is_empty() => f.names.push(v.to_string()),
-                Some(("status", v @ ("running" | "exited"))) => {
+                Some(("status", v @ ("running" | "exited" | "restarting"))) => {
                     // As docker: asking for exited ones lists them without -a.
-                    f.all |= v == "exited";
+                    f.all |= v != "running";
                     f.statuses.push(v.to_string());
                 }
                 Some(("status", v)) => {
                     return Err(anyhow!(
-                    "unknown status {v:?} in --filter {word}: use status=running or status=exited"
+                    "unknown status {v:?} in --filter {word}: use status=running, status=exited or status=restarting"
                 ))
                 }
                 _ => {
                     return Err(anyhow!(
-                        "unknown filter {word:?}: use name=PART or status=running|exited"
+                        "unknown filter {word:?}: use name=PART or status=running|exited|restarting"
                     ))
                 }
             }
@@ -140,7 +142,7 @@ impl PsFilter {
     }
 
     fn admits(&self, row: &PsRow) -> bool {
-        (self.all || row.status == "running")
+        (self.all || row.status != "exited")
             && (self.names.is_empty() || self.names.iter().any(|n| row.name.contains(n.as_str())))
             && (self.statuses.is_empty() || self.statuses.iter().any(|s| s == row.status))
     }
@@ -173,7 +175,11 @@ pub fn ps(state: &StateDir, cfg: &Config, filter: &PsFilter) -> Result<PsReport,
                 .cgroup
                 .as_ref()
                 .and_then(|c| cgroup::read_u64(&c.join("memory.current"))),
-            status: if r.exited() { "exited" } else { "running" },
+            status: match (r.exited(), r.restarting) {
+                (false, _) => "running",
+                (true, true) => "restarting",
+                (true, false) => "exited",
+            },
             exit_code: r.exit_code,
             started: r.started.unwrap_or(r.created),
             finished: r.finished,
@@ -257,6 +263,8 @@ pub fn rm(
             state.remove(&rec.name);
         }
         if !state.path_of(&rec.name).exists() {
+            let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
+            let _ = std::fs::remove_file(state.stopped_mark_of(&rec.name));
             let log = state.log_of(&rec.name);
             let _ = std::fs::remove_file(super::log::rotated(&log));
             let _ = std::fs::remove_file(log);
@@ -342,6 +350,59 @@ pub fn kill(rec: &Record, sig: Signal) -> Result<(), Error> {
         .and_then(|pid| rustix::process::kill_process(pid, sig))
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot send {} to container {}", signal_name(sig), rec.name))?)
+}
+
+/// Whether the container was run with a restart policy (`--restart`).
+pub fn has_restart_policy(rec: &Record) -> bool {
+    rec.input
+        .as_ref()
+        .and_then(|i| i.restart_policy.as_deref())
+        .is_some_and(|p| p != "no")
+}
+
+/// `stop` ends a restart policy: its supervisor finds the mark before it
+/// runs the container again, and a container waiting to be run again is
+/// exited from now on. Under the lock, as the supervisor's checks.
+pub fn end_restart_policy(state: &StateDir, rec: &Record) -> Result<(), Error> {
+    if !has_restart_policy(rec) {
+        return Ok(());
+    }
+    let _lock = state.lock()?;
+    let mark = state.stopped_mark_of(&rec.name);
+    std::fs::write(&mark, b"").with_context(|| format!("cannot write {}", mark.display()))?;
+    if let Some(mut now) = state.read::<Record>(&rec.name).filter(|r| r.restarting) {
+        now.restarting = false;
+        state.write(&rec.name, &now)?;
+    }
+    Ok(())
+}
+
+/// The supervisor's choice once a run with a restart policy has ended with
+/// `code`: true (the record now says restarting) unless `stop` or `rm`
+/// came, or the policy says no more. Under the lock, as `stop`'s mark.
+pub fn schedule_restart(
+    state: &StateDir,
+    name: &str,
+    policy: crate::model::spec::RestartPolicy,
+    code: i32,
+    restarts: u32,
+) -> bool {
+    if !policy.runs_again(code, restarts) {
+        return false;
+    }
+    let Ok(_lock) = state.lock() else {
+        return false;
+    };
+    if state.stopped_mark_of(name).exists() {
+        return false;
+    }
+    match state.read::<Record>(name).filter(|r| r.exited()) {
+        Some(mut rec) => {
+            rec.restarting = true;
+            state.write(name, &rec).is_ok()
+        }
+        None => false,
+    }
 }
 
 /// SIGTERM to PID 1, SIGKILL to the whole cgroup after `grace`, then wait

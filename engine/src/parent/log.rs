@@ -1,55 +1,36 @@
-//! A detached container's log: the relay process that writes NAME.log and
+//! A detached container's log: the supervisor's output into the monitor's
+//! pipe, and the relay (run by the monitor) that writes NAME.log and
 //! rotates it to NAME.log.1, for `engine run -d` and `engine logs`.
 
-use super::pipe;
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-/// Sends our stdout and stderr (and so the container's) through a pipe to a
-/// relay process that writes a detached container's log, capped at `max`
-/// bytes: NAME.log is moved to NAME.log.1 when it reaches half of `max`, so
-/// the oldest output goes first. stdin becomes /dev/null.
-/// With `append`, the log goes on where it ended (`engine start`).
-pub(super) fn redirect_output(log: &Path, max: u64, append: bool) -> Result<()> {
-    let file = match append {
+/// Sends our stdout and stderr (and so the container's) into `pipe`, whose
+/// other end the monitor (parent/monitor.rs) reads into the log; stdin
+/// becomes /dev/null. The log is made new and empty here, or with
+/// `append` goes on where it ended (`engine start`); the monitor only
+/// appends to the file it finds.
+pub(super) fn redirect_output(log: &Path, append: bool, pipe: OwnedFd) -> Result<()> {
+    match append {
         true => std::fs::OpenOptions::new()
             .append(true)
             .open(log)
-            .or_else(|_| create_log(log))?,
-        false => create_log(log)?,
+            .map(drop)
+            .or_else(|_| create_log(log).map(drop))?,
+        false => create_log(log).map(drop)?,
     };
-    let already = file.metadata().map(|m| m.len()).unwrap_or(0);
     let null = File::open("/dev/null").context("cannot open /dev/null")?;
-    let (relay_read, relay_write) = pipe()?;
-    // SAFETY: the supervisor is single-threaded here (the container is not
-    // cloned yet); the relay only reads, writes and renames.
-    if unsafe { super::fork() }
-        .context("cannot fork the log relay")?
-        .is_none()
-    {
-        // Nothing of the supervisor's but the pipe and the log: the state
-        // lock and the notify pipe must not live on in the relay.
-        let keep = [relay_read.as_raw_fd(), file.as_raw_fd(), null.as_raw_fd()];
-        let _ = crate::sys::openat::close_fds_except(&keep);
-        let _ = rustix::stdio::dup2_stdin(&null);
-        let _ = rustix::stdio::dup2_stdout(&null);
-        let _ = rustix::stdio::dup2_stderr(&null);
-        relay_log(File::from(relay_read), file, already, log, max);
-        // SAFETY: _exit skips the supervisor's exit handlers and buffers, copied into us.
-        unsafe { libc::_exit(0) }
-    }
-    drop(relay_read);
     let redirect = || format!("cannot redirect output to {}", log.display());
     rustix::stdio::dup2_stdin(&null)
         .map_err(std::io::Error::from)
         .with_context(redirect)?;
-    rustix::stdio::dup2_stdout(&relay_write)
+    rustix::stdio::dup2_stdout(&pipe)
         .map_err(std::io::Error::from)
         .with_context(redirect)?;
-    rustix::stdio::dup2_stderr(&relay_write)
+    rustix::stdio::dup2_stderr(&pipe)
         .map_err(std::io::Error::from)
         .with_context(redirect)?;
     Ok(())
@@ -80,11 +61,13 @@ pub fn rotated(log: &Path) -> std::path::PathBuf {
 }
 
 /// Copies the pipe to the log until every writer is gone, never letting
-/// NAME.log grow past `max / 2`.
-fn relay_log(mut from: File, mut to: File, already: u64, log: &Path, max: u64) {
+/// NAME.log grow past `max / 2`. The log is opened (to append) when the
+/// first output comes: only a supervisor that has taken the name writes
+/// into the pipe, so another container's log of that name is never touched.
+pub(super) fn relay_log(mut from: File, log: &Path, max: u64) {
     let half = (max / 2).max(1);
-    let mut written = already;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut to: Option<(File, u64)> = None;
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => return,
@@ -94,19 +77,27 @@ fn relay_log(mut from: File, mut to: File, already: u64, log: &Path, max: u64) {
         };
         let mut chunk = &buf[..n];
         while !chunk.is_empty() {
-            if written >= half {
+            if to.as_ref().is_some_and(|(_, written)| *written >= half) {
                 let _ = std::fs::rename(log, rotated(log));
-                match create_log(log) {
-                    Ok(f) => to = f,
-                    Err(_) => return,
-                }
-                written = 0;
+                to = create_log(log).ok().map(|f| (f, 0));
             }
-            let take = chunk.len().min((half - written) as usize);
-            if to.write_all(&chunk[..take]).is_err() {
+            if to.is_none() {
+                // Gone (the run failed and removed it): the output is
+                // dropped, never left to block the container.
+                let Ok(f) = std::fs::OpenOptions::new().append(true).open(log) else {
+                    break;
+                };
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                to = Some((f, len));
+            }
+            let Some((file, written)) = to.as_mut() else {
+                break;
+            };
+            let take = chunk.len().min(half.saturating_sub(*written) as usize);
+            if file.write_all(&chunk[..take]).is_err() {
                 // A full disk: drop the output rather than block the container.
             }
-            written += take as u64;
+            *written += take as u64;
             chunk = &chunk[take..];
         }
     }

@@ -10,6 +10,7 @@ pub mod host;
 mod hosts;
 pub mod lifecycle;
 pub mod log;
+pub mod monitor;
 pub mod nat;
 pub mod record;
 pub mod recovery;

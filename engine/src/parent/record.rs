@@ -15,7 +15,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub name: String,
-    /// The supervising engine process, and its start time (guards against pid reuse).
+    /// The engine process whose life is the container's (its supervisor;
+    /// a started detached container's monitor), and its start time (guards
+    /// against pid reuse).
     pub engine_pid: i32,
     pub engine_start: u64,
     /// The container's PID 1 as the host sees it; 0 while starting.
@@ -68,6 +70,10 @@ pub struct Record {
     /// Its exit status (128+N when killed by signal N).
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// An exited container its supervisor runs again after a back-off
+    /// (`--restart`); `stop` ends that.
+    #[serde(default)]
+    pub restarting: bool,
     /// What its front end gave (kept records only): `engine start` runs it
     /// again from this, with the same settings.
     #[serde(default)]

@@ -6,7 +6,7 @@
 use super::record::Record;
 use crate::model::config::Config;
 use crate::sys::idlease::{Leases, Proc};
-use crate::sys::state::{process_start_time, Entry, StateDir};
+use crate::sys::state::{Entry, StateDir};
 use std::path::PathBuf;
 
 /// The state directory after recovery.
@@ -20,9 +20,15 @@ pub struct Recovered {
     pub corrupt: Vec<PathBuf>,
 }
 
-/// Whether the engine that wrote the record still runs.
+/// Whether the engine that wrote the record still runs. A zombie does not:
+/// a killed supervisor stays one until its monitor has reaped it, which is
+/// once the container it left has ended.
 pub fn is_alive(rec: &Record) -> bool {
-    rec.engine_pid > 0 && process_start_time(rec.engine_pid) == Some(rec.engine_start)
+    let engine = Proc {
+        pid: rec.engine_pid,
+        start: rec.engine_start,
+    };
+    engine.alive()
 }
 
 /// Releases what dead engines left, and what unreadable records name.
@@ -61,6 +67,13 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
                     crate::sys::net::dns::remove_files(&entry.path());
                 }
             }
+            // Likewise a kept container's layer: made under the lock with
+            // its record, it goes with it.
+            if let Some(name) = file.strip_suffix(".layer") {
+                if !state.path_of(name).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
     }
     release_dead_leases(state);
@@ -88,6 +101,17 @@ fn release_dead_leases(state: &StateDir) {
 
 /// Tears down what a record names. Idempotent.
 pub fn release(state: &StateDir, rec: &Record) {
+    release_held(state, rec);
+    // Last, after the kill: the ID lease and the record (the lease of the
+    // address) go back only once nothing runs as them.
+    Leases::host().remove_if_engine_dead(&state.dir, &rec.name);
+    state.remove(&rec.name);
+    let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
+}
+
+/// What a record names but its ID lease and the record itself: the
+/// container's processes, cgroup, veth, port rules, /etc files.
+pub fn release_held(state: &StateDir, rec: &Record) {
     if let Some(cg) = &rec.cgroup {
         let _ = crate::sys::cgroup::kill_and_remove(cg);
     }
@@ -101,10 +125,6 @@ pub fn release(state: &StateDir, rec: &Record) {
         let _ = crate::sys::net::nat::remove_ports(&rec.name);
     }
     crate::sys::net::dns::remove_files(&state.etc_of(&rec.name));
-    // Last, after the kill: the ID lease and the record (the lease of the
-    // address) go back only once nothing runs as them.
-    Leases::host().remove_if_engine_dead(&state.dir, &rec.name);
-    state.remove(&rec.name);
 }
 
 /// An unreadable record still has the container's name in its file name,

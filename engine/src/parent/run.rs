@@ -48,6 +48,9 @@ struct Resources {
     log: Option<PathBuf>,
     /// The directory of its resolv.conf, hosts and hostname.
     etc: Option<PathBuf>,
+    /// A kept container's writable layer, made by this run: removed if the
+    /// run fails, or if its record is not kept.
+    layer: Option<PathBuf>,
     /// Whether its published ports may have rules (removal is idempotent).
     ports: bool,
     /// The host-wide lease of its host IDs.
@@ -89,6 +92,9 @@ impl Drop for Resources {
         // namespace), before the record: `stop` returns once the record
         // is gone, and the IDs must be free by then.
         drop(self.lease.take());
+        if let Some(layer) = self.layer.take() {
+            let _ = std::fs::remove_dir_all(layer);
+        }
         if !self.record_written {
             return;
         }
@@ -113,28 +119,45 @@ impl Drop for Resources {
                 _ => self.state.remove(&self.name),
             }
         }
+        if !kept && !self.state.path_of(&self.name).exists() {
+            let _ = std::fs::remove_dir_all(self.state.layer_of(&self.name));
+        }
     }
 }
 
 /// Runs a container to its end; returns the exit code for the engine.
 pub fn run(spec: &Spec, cfg: &Config) -> Result<i32, Error> {
-    run_with(spec, cfg, |_| {})
+    run_with(spec, cfg, None, |_| {})
 }
 
-/// As `run`; `started` is called once PID 1 has exec'd (used by detached runs).
+/// A detached run's monitor (parent/monitor.rs): its pid, and the write end
+/// of the pipe it reads into the container's log.
+pub(super) struct Monitor {
+    pub pid: i32,
+    pub log: OwnedFd,
+}
+
+/// As `run`; `started` is called once PID 1 has exec'd (used by detached
+/// runs, which have a monitor).
 pub(super) fn run_with(
     spec: &Spec,
     cfg: &Config,
+    monitor: Option<Monitor>,
     started: impl FnOnce(&Record),
 ) -> Result<i32, Error> {
     let cgroup_ok = cgroup_available(spec, cfg);
     let mut res = Resources::new(StateDir::new(&cfg.state_dir), spec.name.clone());
+    let (monitor_pid, log_pipe) = match monitor {
+        Some(m) => (Some(m.pid), Some(m.log)),
+        None => (None, None),
+    };
     // The lock is held until the record (with PID 1's pid) is written: one
     // write per container, and no reader ever sees a half-made entry.
-    let (mut record, lock) = take_name_log_and_cgroup(spec, cfg, cgroup_ok, &mut res)?;
+    let (mut record, lock) = take_name_log_and_cgroup(spec, cfg, cgroup_ok, log_pipe, &mut res)?;
     let layer_size = (!spec.write_through).then_some(spec.layer_size);
     let Prepared {
         scratch_dir,
+        disk_layer,
         eth0,
         etc_files,
         pty,
@@ -156,6 +179,7 @@ pub(super) fn run_with(
     let setup = ChildSetup {
         spec,
         layer_size,
+        disk_layer: disk_layer.is_some(),
         mount_sock: child_mount_sock.as_fd(),
         sync_fd: sync_read.as_fd(),
         error_fd: error_write.as_fd(),
@@ -191,6 +215,7 @@ pub(super) fn run_with(
     let wiring = Wiring {
         pid,
         scratch_dir: &scratch_dir,
+        disk_layer: disk_layer.as_deref(),
         etc_files: &etc_files,
         mount_sock,
     };
@@ -199,11 +224,13 @@ pub(super) fn run_with(
     verbose!(spec, "started {} in {}", spec.command[0], spec.name);
     step!("run.started");
     res.log = None;
+    res.layer = None;
     res.replaced = None;
+    if let Some(monitor) = monitor_pid {
+        hand_over_to_monitor(&mut record, monitor, &mut res)?;
+    }
     if spec.detach && !spec.rm {
-        let mut kept = record.clone();
-        kept.started = Some(state::now_secs());
-        res.keep = Some((kept, None));
+        res.keep = Some((record.clone(), None));
     }
     started(&record);
 
@@ -243,6 +270,7 @@ impl Resources {
             child: None,
             log: None,
             etc: None,
+            layer: None,
             ports: false,
             lease: None,
             keep: None,
@@ -255,6 +283,8 @@ impl Resources {
 struct Prepared {
     /// Where the layer's tmpfs (or the write-through root) is attached.
     scratch_dir: PathBuf,
+    /// A kept container's upper and work directories (NAME.layer).
+    disk_layer: Option<PathBuf>,
     /// A bridged container's address, prefix and gateway.
     eth0: Option<(Ipv4Addr, u8, Ipv4Addr)>,
     /// Its resolv.conf, hosts and hostname.
@@ -269,6 +299,14 @@ fn prepare_files(spec: &Spec, record: &Record, res: &mut Resources) -> Result<Pr
     step!("run.layer");
     let scratch_dir = std::path::absolute(&res.state.dir)
         .with_context(|| format!("cannot resolve {}", res.state.dir.display()))?;
+    // Kept containers only: a foreground or --rm run keeps the tmpfs (and
+    // its start costs nothing more).
+    let disk_layer = if spec.detach && !spec.rm && !spec.write_through {
+        step!("run.disk_layer");
+        Some(make_disk_layer(spec, res)?)
+    } else {
+        None
+    };
 
     let eth0 = match (&spec.network, record.ip) {
         (Network::Bridge { net, .. }, Some(ip)) => Some((ip, net.prefix, net.gateway)),
@@ -287,10 +325,52 @@ fn prepare_files(spec: &Spec, record: &Record, res: &mut Resources) -> Result<Pr
     };
     Ok(Prepared {
         scratch_dir,
+        disk_layer,
         eth0,
         etc_files,
         pty,
     })
+}
+
+/// A kept container's NAME.layer with its upper and work directories,
+/// owned by the container's root (the overlay writes as it); `engine start`
+/// finds the one its first run made. Made under the state lock with the
+/// record, so recovery never sees one without the other.
+fn make_disk_layer(spec: &Spec, res: &mut Resources) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let layer = std::path::absolute(res.state.layer_of(&spec.name))
+        .with_context(|| format!("cannot resolve {}", res.state.dir.display()))?;
+    // A range from the pool moves from run to run: the layer is kept as
+    // the container sees it (its root as 0) and reaches the container
+    // through an idmapped mount, as a root-owned rootfs does. A fixed
+    // --userns BASE (a shifted rootfs) owns it as it owns the rootfs.
+    let (uid, gid) = match spec.userns {
+        UserNs::Map { uid, gid } => (uid, gid),
+        _ => (0, 0),
+    };
+    if !layer.exists() {
+        res.layer = Some(layer.clone());
+    }
+    for (dir, mode) in [("", 0o700), ("upper", 0o755), ("work", 0o700)] {
+        let path = layer.join(dir);
+        match std::fs::DirBuilder::new().mode(mode).create(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).with_context(|| format!("cannot create {}", path.display()))
+            }
+            _ => {}
+        }
+        // Once, when made: the files keep their owners.
+        if res.layer.is_some() {
+            rustix::fs::chown(
+                &path,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot give {} to the container's root", path.display()))?;
+        }
+    }
+    Ok(layer)
 }
 
 /// Clones the child straight into its cgroup (opened here) and its
@@ -388,6 +468,28 @@ fn write_record(record: &Record, res: &mut Resources) -> Result<(), Error> {
     Ok(())
 }
 
+/// A started detached container is its monitor's: the record and the ID
+/// lease name the monitor, so that the container lives on should this
+/// supervisor be killed (the monitor then reaps it and does the teardown).
+/// The lease first: a record naming the monitor with a lease naming a dead
+/// supervisor would have the lease's recovery kill the container.
+fn hand_over_to_monitor(
+    record: &mut Record,
+    monitor: i32,
+    res: &mut Resources,
+) -> Result<(), Error> {
+    record.engine_pid = monitor;
+    record.engine_start = state::process_start_time(monitor).unwrap_or(0);
+    record.started = Some(state::now_secs());
+    if let Some(lease) = res.lease.as_mut() {
+        step!("run.monitor_lease");
+        lease.set_holders(Proc::of(monitor), Proc::of(record.pid))?;
+    }
+    step!("run.monitor_record");
+    res.state.write(&record.name, record)?;
+    Ok(())
+}
+
 /// Supervises PID 1 to its end (reaped), then reports OOM kills.
 fn supervise_child(
     spec: &Spec,
@@ -413,13 +515,22 @@ fn take_name_log_and_cgroup(
     spec: &Spec,
     cfg: &Config,
     cgroup_ok: bool,
+    log_pipe: Option<OwnedFd>,
     res: &mut Resources,
 ) -> Result<(Record, Lock)> {
     step!("run.reserve");
     let (mut record, lock, lease) = reserve(spec, cfg, cgroup_ok, &res.state)?;
     res.lease = lease;
     if spec.restart {
-        res.replaced = res.state.read::<Record>(&spec.name).filter(|r| r.exited());
+        // Put back as exited, not restarting: this restart failed.
+        res.replaced = res
+            .state
+            .read::<Record>(&spec.name)
+            .filter(|r| r.exited())
+            .map(|r| Record {
+                restarting: false,
+                ..r
+            });
     }
     match record.ip {
         Some(ip) => verbose!(spec, "reserved the name {} and the address {ip}", spec.name),
@@ -429,7 +540,7 @@ fn take_name_log_and_cgroup(
             spec.name
         ),
     }
-    if spec.detach {
+    if let (true, Some(log_pipe)) = (spec.detach, log_pipe) {
         // Only now is the name ours: a clash must not truncate another's log.
         step!("run.log");
         let log = res.state.log_of(&spec.name);
@@ -437,7 +548,7 @@ fn take_name_log_and_cgroup(
         if !spec.restart {
             res.log = Some(log.clone());
         }
-        super::log::redirect_output(&log, spec.log_size_max, spec.restart)?;
+        super::log::redirect_output(&log, spec.restart, log_pipe)?;
         record.log = Some(log);
     }
     if cgroup_ok {
@@ -496,6 +607,7 @@ fn open_channels() -> Result<Channels> {
 struct Wiring<'a> {
     pid: Pid,
     scratch_dir: &'a std::path::Path,
+    disk_layer: Option<&'a std::path::Path>,
     etc_files: &'a [PathBuf],
     /// Closed once the mount fds are sent.
     mount_sock: OwnedFd,
@@ -513,10 +625,11 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
     }
     step!("run.mount_fds");
     let root = container_root(spec, record.userns_base);
+    let dirs = (w.scratch_dir, w.disk_layer);
     send_mount_fds(
         spec,
         pid,
-        w.scratch_dir,
+        dirs,
         w.etc_files,
         &[],
         Some(root),
@@ -567,7 +680,10 @@ fn start(
 /// Opens, as host root, what the container mounts: the rootfs as a detached
 /// tree (idmapped onto the container's user namespace for a pool range), the
 /// directory the layer goes on (through /proc/PID/root, so the fd is of the
-/// child's mount namespace), the engine's /etc files (`etc`), and each
+/// child's mount namespace), a kept container's NAME.layer as a detached
+/// tree (the upper and work directories on disk, idmapped onto the
+/// container's user namespace for a pool range), the engine's /etc files
+/// (`etc`), and each
 /// volume's source (read-only ones recursively so, and with the MOUNT_ATTR_*
 /// bits and propagation of `volume_opts`, one entry per volume or none).
 /// Every tree is private or a slave before it leaves. The child attaches
@@ -577,7 +693,7 @@ fn start(
 pub(super) fn send_mount_fds(
     spec: &Spec,
     pid: Pid,
-    scratch_dir: &std::path::Path,
+    (scratch_dir, disk_layer): (&std::path::Path, Option<&std::path::Path>),
     etc: &[PathBuf],
     volume_opts: &[BindOptions],
     root: Option<(u32, u32)>,
@@ -588,6 +704,18 @@ pub(super) fn send_mount_fds(
     step!("run.layer_dir");
     let scratch = layer_dir(pid, scratch_dir)?;
     let mut fds = vec![tree, scratch];
+    if let Some(layer) = disk_layer {
+        // A detached tree the child attaches in its mount namespace
+        // (overlayfs clones its upper's mount, which must be one of the
+        // mounter's namespace), idmapped for a range from the pool.
+        step!("run.disk_layer_tree");
+        fds.push(if spec.userns == UserNs::Pool {
+            let userns = idmap::open_userns(pid.as_raw_pid())?;
+            idmap::idmapped_tree(layer, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?
+        } else {
+            idmap::detached_tree(layer, false, Propagation::Private, libc::MOUNT_ATTR_NODEV)?
+        });
+    }
     step!("run.etc_trees");
     for path in etc {
         fds.push(idmap::detached_tree(path, false, Propagation::Private, 0)?);
@@ -706,8 +834,17 @@ fn reserve(
     let lock = state.lock()?;
     step!("run.recover");
     let recovered = recovery::recover_stale(state, cfg);
-    // `engine start` replaces the kept record (by rename, under this lock).
-    if !spec.restart && recovered.exited.iter().any(|r| r.name == spec.name) {
+    // `engine start` (and a restart policy) replaces the kept record (by
+    // rename, under this lock); once `rm` or `stop` came, nothing runs.
+    let kept = recovered.exited.iter().any(|r| r.name == spec.name);
+    if spec.restart && (!kept || state.stopped_mark_of(&spec.name).exists()) {
+        bail!(
+            "container {} was stopped or removed: `engine start {}` runs it again if it is kept",
+            spec.name,
+            spec.name
+        );
+    }
+    if !spec.restart && kept {
         bail!(
             "container name {} is held by an exited container: remove it with `engine rm {}`, or choose another name",
             spec.name,
@@ -753,6 +890,7 @@ fn reserve(
         started: None,
         finished: None,
         exit_code: None,
+        restarting: false,
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

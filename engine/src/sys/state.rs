@@ -108,6 +108,19 @@ impl StateDir {
         self.dir.join(format!("{name}.etc"))
     }
 
+    /// A kept container's writable layer (the overlay's upper and work
+    /// directories), on the state directory's file system: `engine start`
+    /// runs it again with the same layer, `engine rm` removes it.
+    pub fn layer_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.layer"))
+    }
+
+    /// Made by `stop` for a container with a restart policy: its
+    /// supervisor does not run it again (`start` and `rm` remove it).
+    pub fn stopped_mark_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.stopped"))
+    }
+
     pub fn log_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.log"))
     }

@@ -211,6 +211,7 @@ fn check_critest(report: &Path, expected: &Path, all_listed: bool) -> Result<()>
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     let (mut ran, mut failed, mut unlisted) = (0, Vec::new(), Vec::new());
+    let mut nanos = 0u64;
     for spec in suites
         .as_array()
         .into_iter()
@@ -228,6 +229,7 @@ fn check_critest(report: &Path, expected: &Path, all_listed: bool) -> Result<()>
         name.push(spec["LeafNodeText"].as_str().unwrap_or_default());
         let name = name.join(" ");
         ran += 1;
+        nanos += spec["RunTime"].as_u64().unwrap_or(0);
         // Every spec's verdict, for the comparison of two runtimes' runs.
         println!(
             "    critest {}: {name}",
@@ -249,7 +251,8 @@ fn check_critest(report: &Path, expected: &Path, all_listed: bool) -> Result<()>
         }
     }
     println!(
-        "    critest: {ran} specs ran, {} expected to pass failed",
+        "    critest: {ran} specs ran in {:.1} s, {} expected to pass failed",
+        nanos as f64 / 1e9,
         failed.len()
     );
     if ran == 0 {

@@ -31,11 +31,16 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(600);
 /// critest's specs that need this guest (ginkgo's focus regex): what the
 /// host's check (cgroups off, no devices cgroup) cannot show. Every pod here
-/// has a cgroupsPath and cpu shares already; these add the caller's pid, ipc
-/// and network namespaces, a privileged container (every host device, the
-/// devices cgroup), rshared propagation both ways under a shared `/`, and
-/// the container's stats, which containerd reads from that cgroup.
-pub const GUEST_FOCUS: &str = "support HostPID$|HostIpc is true|HostNetwork is true|Privileged is true|'rshared'|listing container stats";
+/// has a cgroupsPath and cpu shares already; these add the host's pid
+/// namespace with a cgroup (the shim's `kill --all` must take the
+/// container's cgroup, not every process it can see), a privileged
+/// container (every host device beside the devices cgroup), rshared
+/// propagation both ways under a shared `/`, and the container's stats,
+/// which containerd reads from the cgroup it asked for. HostIpc and
+/// HostNetwork were left out: the host's check runs them the same way, and
+/// each spec costs about 40 s here under TCG on a busy host.
+pub const GUEST_FOCUS: &str =
+    "support HostPID$|Privileged is true|'rshared'|listing container stats";
 /// With critest: the whole suite took 1341 s under TCG with the engine,
 /// about 1740 s with runc (critest's own deadline is 45 min).
 const CRITEST_TIMEOUT: Duration = Duration::from_secs(3000);
@@ -232,8 +237,9 @@ fn check_critest(report: &Path, expected: &Path, all_listed: bool) -> Result<()>
         nanos += spec["RunTime"].as_u64().unwrap_or(0);
         // Every spec's verdict, for the comparison of two runtimes' runs.
         println!(
-            "    critest {}: {name}",
-            spec["State"].as_str().unwrap_or("?")
+            "    critest {} ({:.1} s): {name}",
+            spec["State"].as_str().unwrap_or("?"),
+            spec["RunTime"].as_u64().unwrap_or(0) as f64 / 1e9
         );
         let listed = expected.contains(&name.as_str());
         if !listed {

@@ -437,7 +437,12 @@ fn run_runner(
         ("RUST_BACKTRACE".into(), "1".into()),
     ];
     // HARNESS_TRACE for every scenario; the cri scenario's cache and critest focus.
-    for var in ["HARNESS_TRACE", "HARNESS_CRI_CACHE", "HARNESS_CRI_FOCUS"] {
+    for var in [
+        "HARNESS_TRACE",
+        "HARNESS_CRI_CACHE",
+        "HARNESS_CRI_FOCUS",
+        "HARNESS_CRI_RUNTIME",
+    ] {
         if let Ok(value) = std::env::var(var) {
             env.push((var.into(), value));
         }

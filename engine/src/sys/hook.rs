@@ -105,13 +105,16 @@ fn command(hook: &Program, exe_fd: Option<RawFd>) -> Command {
             crate::sys::openat::cloexec_fds_except(&keep)?;
             if let Some(fd) = exe_fd {
                 rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
-                // libc: rustix's execveat is in its unstable `runtime` module.
+                // The raw syscall: rustix's execveat is in its unstable
+                // `runtime` module, and the libc crate has no execveat
+                // wrapper for musl (the static build would not compile).
                 let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
-                libc::execveat(
+                libc::syscall(
+                    libc::SYS_execveat,
                     fd,
                     c"".as_ptr(),
-                    argv_ptrs.as_ptr().cast(),
-                    envp_ptrs.as_ptr().cast(),
+                    argv_ptrs.as_ptr(),
+                    envp_ptrs.as_ptr(),
                     libc::AT_EMPTY_PATH,
                 );
                 return Err(std::io::Error::last_os_error());

@@ -113,6 +113,9 @@ enum Command {
     },
     /// Remove images (by name or ID) and the layers no other image uses
     Rmi {
+        /// Remove an image even while a running container uses it (its layers stay until the container ends and `engine image prune` runs)
+        #[arg(long, short = 'f')]
+        force: bool,
         #[arg(required = true)]
         references: Vec<String>,
     },
@@ -248,7 +251,16 @@ struct RunArgs {
     /// Cap on a detached container's log (NAME.log and NAME.log.1 together), e.g. 10M (default)
     #[arg(long, value_name = "SIZE")]
     log_size_max: Option<String>,
-    /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
+    /// The image's Entrypoint replaced by this program (its Cmd dropped too; "" clears the Entrypoint)
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
+    /// Run the command as USER[:GROUP], each a name (from the image's /etc/passwd and /etc/group) or a number (default: the image's User, else root)
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// When to pull IMAGE: missing (only when the store lacks it), always, or never
+    #[arg(long, value_name = "WHEN")]
+    pull: Option<String>,
+    /// An image (a reference such as alpine or registry:5000/app:v1, an image ID, oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE), a directory holding a root filesystem, or a catalog name (busybox, debian, centos)
     #[arg(value_name = "IMAGE|ROOTFS")]
     rootfs: String,
     /// The command and its arguments (default: /bin/bash if present, else /bin/sh)
@@ -263,6 +275,8 @@ enum ImageCommand {
         #[arg(required = true)]
         references: Vec<String>,
     },
+    /// Remove the layers no image references and no running container uses
+    Prune,
 }
 
 #[derive(Subcommand)]
@@ -446,11 +460,17 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Images { format } => cli::images::list(&format),
-        Command::Rmi { references } => {
+        Command::Rmi { force, references } => {
             for reference in references {
-                for line in engine::rmi(&reference)? {
+                for line in engine::rmi(&reference, force)? {
                     println!("{line}");
                 }
+            }
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Prune) => {
+            for layer in engine::image_prune()? {
+                println!("Deleted: {layer}");
             }
             Ok(0)
         }
@@ -521,6 +541,9 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
             security_opt: a.security_opt,
         },
         log_size_max: a.log_size_max,
+        entrypoint: a.entrypoint,
+        user: a.user,
+        pull: a.pull,
     };
     let spec = engine::prepare(input, cfg)?;
     if spec.detach {
@@ -595,7 +618,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
         "NAME",
         "PID",
         "ADDRESS",
-        "ROOTFS",
+        "IMAGE|ROOTFS",
         "COMMAND",
         "STATUS",
         "CPUS",
@@ -612,7 +635,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
             r.name.clone(),
             r.pid.to_string(),
             r.ip.clone().unwrap_or_else(dash),
-            r.rootfs.clone(),
+            r.image.clone().unwrap_or_else(|| r.rootfs.clone()),
             r.command.join(" "),
             status_text(r),
             r.cpus.map(|c| c.to_string()).unwrap_or_else(dash),

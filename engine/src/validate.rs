@@ -193,6 +193,8 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
             seccomp_profile(&req.security.seccomp)?.as_deref(),
         )?,
         log_size_max: req.log_size_max,
+        image: None,
+        user: None,
     })
 }
 

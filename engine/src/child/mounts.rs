@@ -122,19 +122,23 @@ fn root_layer(
     } else {
         0
     };
-    if fds.len() != 2 + n_etc + spec.volumes.len() {
+    // The rootfs's tree, or one per image layer (top first).
+    let n_trees = spec.image.as_ref().map_or(1, |i| i.layers.len());
+    let expected = n_trees + 1 + n_etc + spec.volumes.len();
+    if fds.len() != expected {
         return Err(fail(format!(
-            "the engine sent {} mount fds, not {}",
+            "the engine sent {} mount fds, not {expected}",
             fds.len(),
-            2 + n_etc + spec.volumes.len()
         )));
     }
     let mut fds = fds.into_iter();
-    let (tree, scratch) = (fds.next().unwrap(), fds.next().unwrap());
+    let trees: Vec<OwnedFd> = fds.by_ref().take(n_trees).collect();
+    let scratch = fds.next().unwrap();
     let etc: Vec<OwnedFd> = fds.by_ref().take(n_etc).collect();
     let root = match setup.layer_size {
-        Some(size) => overlay_root(tree, scratch, size)?,
+        Some(size) => overlay_root(trees, scratch, size)?,
         None => {
+            let tree = trees.into_iter().next().unwrap();
             // Write-through: the rootfs's tree itself is the root (writes land
             // as the mapped host IDs). Attached, its fd is the mount's root.
             idm(idmap::attach_at(tree.as_fd(), scratch.as_fd()))?;
@@ -352,16 +356,25 @@ fn mask(root_fd: BorrowedFd<'_>, path: &str, kind: Option<Kind>) -> Step {
 /// container's own mount namespace: nothing on the host to remove, gone with
 /// the container even if the engine is killed, its pages charged to the
 /// container's memory cgroup) on the parent's directory, holding the rootfs
-/// tree at lower/ and an overlay over it at merged/. The overlay's options
-/// name only /proc/self/fd/N paths.
-fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
+/// tree at lower/ (an image's layers at lower/, lower1/..., top first) and
+/// an overlay over them at merged/. The overlay's options name only
+/// /proc/self/fd/N paths.
+fn overlay_root(trees: Vec<OwnedFd>, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
     let tmpfs = idm(idmap::detached_tmpfs(
         &format!("mode=755,size={size}"),
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
     ))?;
     idm(idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()))?;
     drop(scratch);
-    for d in ["lower", "upper", "work", "merged"] {
+    // lower/ for the first (a rootfs's only) tree: its name is what
+    // mountinfo showed before images.
+    let lowers: Vec<String> = (0..trees.len())
+        .map(|i| match i {
+            0 => "lower".to_string(),
+            i => format!("lower{i}"),
+        })
+        .collect();
+    for d in lowers.iter().map(String::as_str).chain(["upper", "work", "merged"]) {
         rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
             .map_err(std::io::Error::from)
             .ctx(|| format!("mkdir {d} in the layer"))?;
@@ -373,12 +386,18 @@ fn overlay_root(tree: OwnedFd, scratch: OwnedFd, size: u64) -> Step<OwnedFd> {
             OFlags::PATH | OFlags::DIRECTORY,
         ))
     };
-    idm(idmap::attach_at(tree.as_fd(), dir("lower")?.as_fd()))?;
-    drop(tree);
+    for (tree, lower) in trees.into_iter().zip(&lowers) {
+        idm(idmap::attach_at(tree.as_fd(), dir(lower)?.as_fd()))?;
+    }
     let top = proc_self_fd_path(tmpfs.as_fd());
+    let lowerdir: Vec<String> = lowers
+        .iter()
+        .map(|l| format!("{}/{l}", top.display()))
+        .collect();
     let opts = format!(
-        "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
-        top.display()
+        "lowerdir={1},upperdir={0}/upper,workdir={0}/work",
+        top.display(),
+        lowerdir.join(":")
     );
     mnt(
         Some(Path::new("overlay")),

@@ -205,7 +205,7 @@ fn commit(
 ) -> Result<ImageRecord> {
     for _ in 0..3 {
         if let Err(e) = add_layers(store) {
-            let _ = store.remove_unused();
+            let _ = store.prune();
             return Err(e);
         }
         if store.put_image(record.clone(), blobs)?.is_empty() {

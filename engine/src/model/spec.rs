@@ -31,6 +31,10 @@ pub enum Error {
     EmptyCommand,
     #[error("no ROOTFS given: name a directory holding a root filesystem, or `busybox`")]
     NoRootfs,
+    #[error("invalid --pull {0:?}: use missing, always or never")]
+    Pull(String),
+    #[error("invalid --user {0:?}: use NAME, UID, NAME:GROUP or UID:GID")]
+    User(String),
 }
 
 type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
@@ -75,6 +79,42 @@ pub struct SpecInput {
     pub security: SecurityInput,
     /// `--log-size-max` of a detached container (default 10 MiB).
     pub log_size_max: Option<String>,
+    /// `--entrypoint` (an image's Entrypoint replaced; "" clears it).
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    /// `--user NAME|UID[:GROUP|GID]` (an image's names looked up in its
+    /// /etc/passwd and /etc/group).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `--pull missing|always|never` (default missing).
+    #[serde(default)]
+    pub pull: Option<String>,
+}
+
+/// When `run IMAGE` pulls (docker's `--pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Only an image the store lacks.
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+/// An image a container runs on: its layers (the overlay's lowers) and
+/// the image config applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUse {
+    /// The reference as given (`engine ps` shows it).
+    pub reference: String,
+    /// The image ID (its config's digest).
+    pub id: String,
+    /// The layers' unpacked trees, top layer first.
+    pub layers: Vec<PathBuf>,
+    /// The diff IDs of those layers, lowest first (as the store records them).
+    pub diff_ids: Vec<String>,
+    /// The image's StopSignal as a number, for `engine stop` (None: SIGTERM).
+    pub stop_signal: Option<i32>,
 }
 
 /// A detached container's log is capped at this by default.
@@ -87,6 +127,10 @@ pub enum RootfsSource {
     Dir(PathBuf),
     /// A catalog name (a directory of that name in the working directory wins).
     Catalog(String),
+    /// An image transport (`oci:`, `oci-archive:`, `docker-archive:`); a
+    /// registry reference arrives as `Dir` and becomes an image when no
+    /// such directory exists (the facade decides).
+    Image(String),
 }
 
 /// Input that passed every check that needs nothing but the input.
@@ -118,6 +162,11 @@ pub struct Request {
     pub rm: bool,
     pub security: SecurityRequest,
     pub log_size_max: u64,
+    /// Whether `-w` was given (it wins over an image's WorkingDir).
+    pub workdir_given: bool,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    pub pull: PullPolicy,
 }
 
 /// A container description that has passed every check, against the host too.
@@ -158,6 +207,10 @@ pub struct Spec {
     pub confinement: Confinement,
     /// Bytes a detached container's logs may hold (NAME.log and NAME.log.1).
     pub log_size_max: u64,
+    /// The image the container runs on (None: a rootfs directory).
+    pub image: Option<ImageUse>,
+    /// The process's user (`--user`, an image's User); None: root.
+    pub user: Option<crate::model::bundle::User>,
 }
 
 impl Request {
@@ -167,6 +220,11 @@ impl Request {
     /// (`sys::random::u32`), called only when the input names no container.
     pub fn parse(input: SpecInput, cfg: &Config, random: impl FnOnce() -> u32) -> Result<Request> {
         let rootfs = parse_rootfs(&input.rootfs)?;
+        let pull = parse_pull(input.pull.as_deref())?;
+        if let Some(user) = &input.user {
+            check_user(user)?;
+        }
+        let workdir_given = input.workdir.is_some();
         let (name, generated_name) = match input.name {
             Some(n) => (check_name(&n)?, false),
             None => (generate_name(random()), true),
@@ -220,7 +278,38 @@ impl Request {
             rm: input.rm,
             security,
             log_size_max,
+            workdir_given,
+            entrypoint: input.entrypoint,
+            user: input.user,
+            pull,
         })
+    }
+}
+
+/// `--pull`: missing (the default), always or never.
+fn parse_pull(given: Option<&str>) -> Result<PullPolicy, Error> {
+    Ok(match given {
+        None | Some("missing") => PullPolicy::Missing,
+        Some("always") => PullPolicy::Always,
+        Some("never") => PullPolicy::Never,
+        Some(other) => return Err(Error::Pull(other.into())),
+    })
+}
+
+/// `--user`: USER or USER:GROUP, each a name or a number, no NUL and no
+/// further colon (names are looked up in the image later).
+fn check_user(user: &str) -> Result<(), Error> {
+    let ok = |part: &str| {
+        !part.is_empty() && !part.contains('\0') && !part.contains('/') && !part.contains('\n')
+    };
+    let good = match user.split_once(':') {
+        Some((u, g)) => ok(u) && ok(g) && !g.contains(':'),
+        None => ok(user),
+    };
+    if good {
+        Ok(())
+    } else {
+        Err(Error::User(user.into()))
     }
 }
 
@@ -299,6 +388,12 @@ fn parse_rootfs(arg: &str) -> Result<RootfsSource, Error> {
     }
     if !arg.contains('/') && is_catalog_name(arg) {
         return Ok(RootfsSource::Catalog(arg.to_string()));
+    }
+    if ["oci:", "oci-archive:", "docker-archive:"]
+        .iter()
+        .any(|t| arg.starts_with(t))
+    {
+        return Ok(RootfsSource::Image(arg.to_string()));
     }
     Ok(RootfsSource::Dir(PathBuf::from(arg)))
 }

@@ -154,6 +154,8 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         restart: false,
         confinement,
         log_size_max: crate::model::spec::DEFAULT_LOG_SIZE_MAX,
+        image: None,
+        user: None,
     };
     Ok(Plan {
         spec,

@@ -491,10 +491,9 @@ pub(super) fn send_mount_fds(
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
     step!("run.rootfs_tree");
-    let tree = rootfs_tree(spec, pid)?;
+    let mut fds = rootfs_trees(spec, pid)?;
     step!("run.layer_dir");
-    let scratch = layer_dir(pid, scratch_dir)?;
-    let mut fds = vec![tree, scratch];
+    fds.push(layer_dir(pid, scratch_dir)?);
     step!("run.etc_trees");
     for path in etc {
         fds.push(idmap::detached_tree(path, false, Propagation::Private, 0)?);
@@ -507,6 +506,35 @@ pub(super) fn send_mount_fds(
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     step!("run.send_fds");
     idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
+}
+
+/// The rootfs as a detached tree, or an image's layers as one tree each
+/// (top layer first): nodev, private, idmapped onto the container's user
+/// namespace for a pool range (a layer, whose files the image owns as
+/// container IDs, for any user namespace).
+fn rootfs_trees(spec: &Spec, pid: Pid) -> Result<Vec<std::os::fd::OwnedFd>> {
+    let Some(image) = &spec.image else {
+        return Ok(vec![rootfs_tree(spec, pid)?]);
+    };
+    let userns = match spec.userns {
+        UserNs::Host => None,
+        _ => Some(idmap::open_userns(pid.as_raw_pid())?),
+    };
+    let mut trees = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        trees.push(match &userns {
+            Some(userns) => {
+                idmap::idmapped_tree(layer, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?
+            }
+            None => idmap::detached_tree(
+                layer,
+                true,
+                Propagation::Private,
+                libc::MOUNT_ATTR_NODEV,
+            )?,
+        });
+    }
+    Ok(trees)
 }
 
 /// The rootfs as a detached tree, nodev, private (idmapped onto the
@@ -652,6 +680,9 @@ fn reserve(
         started: None,
         finished: None,
         exit_code: None,
+        image: spec.image.as_ref().map(|i| i.reference.clone()),
+        image_id: spec.image.as_ref().map(|i| i.id.clone()),
+        stop_signal: spec.image.as_ref().and_then(|i| i.stop_signal),
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

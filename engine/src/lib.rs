@@ -114,11 +114,7 @@ fn prepare_image(
         for_run::Missing::NeverPull(why) => Error::Input(why),
         for_run::Missing::Failed(e) => Error::Image(image::Error::Failed(format!("{e:#}"))),
     })?;
-    let command = for_run::command(
-        &img.config,
-        request.entrypoint.as_deref(),
-        &request.command,
-    );
+    let command = for_run::command(&img.config, request.entrypoint.as_deref(), &request.command);
     match command.first() {
         None => {
             return Err(Error::Input(format!(
@@ -209,7 +205,8 @@ fn hold_image(spec: &Spec) -> Result<Option<image::inuse::Held>> {
         return Ok(None);
     };
     let store = image::store::Store::from_env();
-    image::inuse::hold(&store, &spec.name, &img.id, &img.diff_ids)
+    store
+        .hold(&spec.name, &img.id, &img.diff_ids)
         .map(Some)
         .map_err(|e| Error::Image(e.into()))
 }

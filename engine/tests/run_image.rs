@@ -43,8 +43,14 @@ fn base_layer() -> &'static [u8] {
     static BASE: OnceLock<Vec<u8>> = OnceLock::new();
     BASE.get_or_init(|| {
         let out = wait::output(
-            std::process::Command::new("tar")
-                .args(["--numeric-owner", "-C", rootfs(), "-cf", "-", "."]),
+            std::process::Command::new("tar").args([
+                "--numeric-owner",
+                "-C",
+                rootfs(),
+                "-cf",
+                "-",
+                ".",
+            ]),
             SHORT,
         )
         .expect("run tar");
@@ -151,7 +157,11 @@ fn setup(tag: &str, config: serde_json::Value, hostile: Option<RawEntry>) -> Set
     testkit::host::require_root("running images");
     let tmp = testkit::host::temp_dir();
     let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
-    write_layout(&layout, &[base_layer().to_vec(), top_layer(hostile)], config);
+    write_layout(
+        &layout,
+        &[base_layer().to_vec(), top_layer(hostile)],
+        config,
+    );
     let env = engine(tag).with_env("ENGINE_IMAGE_STORE", &store);
     env.cmd()
         .args(["pull", &format!("oci:{}", layout.display())])
@@ -268,7 +278,9 @@ fn a_running_container_pins_its_image_and_stop_sends_its_signal() {
     let script = "trap 'exit 7' USR1; echo up; while :; do sleep 0.1; done";
     s.env
         .cmd()
-        .args(["run", "-d", "--net", "none", "--name", "pinned", NAME, script])
+        .args([
+            "run", "-d", "--net", "none", "--name", "pinned", NAME, script,
+        ])
         .assert()
         .code(0)
         .stdout("pinned\n");
@@ -291,7 +303,12 @@ fn a_running_container_pins_its_image_and_stop_sends_its_signal() {
     let layers = layer_dirs(&s.store);
     assert_eq!(layers.len(), 2, "{layers:?}");
     s.env.cmd().args(["rmi", "-f", NAME]).assert().code(0);
-    s.env.cmd().args(["image", "prune"]).assert().code(0).stdout("");
+    s.env
+        .cmd()
+        .args(["image", "prune"])
+        .assert()
+        .code(0)
+        .stdout("");
     assert_eq!(layer_dirs(&s.store), layers, "pruned while running");
     s.env
         .cmd()
@@ -349,7 +366,11 @@ fn bad_image_runs_are_refused_and_leave_nothing() {
     assert_refused(&s, &["--write-through", NAME], "--write-through");
     assert_refused(&s, &["--user", "nobody-here", NAME], "nobody-here");
     assert_refused(&s, &["--user", "a:b:c", NAME], "invalid --user");
-    assert_refused(&s, &["oci:/nonexistent-layout-dir", "true"], "does not exist");
+    assert_refused(
+        &s,
+        &["oci:/nonexistent-layout-dir", "true"],
+        "does not exist",
+    );
     assert_refused(&s, &["--entrypoint", "", NAME], "gives no command");
     assert_eq!(layer_dirs(&s.store), before);
     assert!(

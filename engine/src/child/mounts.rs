@@ -374,7 +374,11 @@ fn overlay_root(trees: Vec<OwnedFd>, scratch: OwnedFd, size: u64) -> Step<OwnedF
             i => format!("lower{i}"),
         })
         .collect();
-    for d in lowers.iter().map(String::as_str).chain(["upper", "work", "merged"]) {
+    for d in lowers
+        .iter()
+        .map(String::as_str)
+        .chain(["upper", "work", "merged"])
+    {
         rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
             .map_err(std::io::Error::from)
             .ctx(|| format!("mkdir {d} in the layer"))?;

@@ -7,12 +7,11 @@
 //! Markers live in the store, not in a state directory: engines with
 //! different `ENGINE_STATE_DIR`s sharing one store still see each other.
 
-use super::store::{hex, Store};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What a marker says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,19 +46,13 @@ impl Drop for Held {
     }
 }
 
-/// Marks the image `id` (with `layers`) as used by `container`, after
-/// checking, under the records lock, that the image and its layers are
-/// still in the store (an `rmi` may have run since they were resolved).
-pub fn hold(store: &Store, container: &str, id: &str, layers: &[String]) -> Result<Held> {
-    let _lock = store.records_lock()?;
+/// Marks the image `id` (with `layers`) of the store at `root` as used by
+/// `container` (the caller holds the records lock and has checked that
+/// the layers are there).
+pub(super) fn hold(root: &Path, container: &str, id: &str, layers: &[String]) -> Result<Held> {
     // Sweeps the markers of ended engines on the way.
-    live(store)?;
-    if let Some(missing) = layers.iter().find(|l| !store.layer_root(l).is_dir()) {
-        anyhow::bail!(
-            "layer {missing} of image {id} was removed from the store meanwhile: run the container again (its image is pulled again)"
-        );
-    }
-    let dir = store.root().join("running");
+    live(root)?;
+    let dir = root.join("running");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = (0..)
         .map(|n| dir.join(format!("{}-{n}.json", std::process::id())))
@@ -87,9 +80,9 @@ pub fn hold(store: &Store, container: &str, id: &str, layers: &[String]) -> Resu
 }
 
 /// The uses of running containers; markers no process holds any more are
-/// removed. The caller holds the records lock.
-pub fn live(store: &Store) -> Result<Vec<Use>> {
-    let dir = store.root().join("running");
+/// removed. The caller holds the records lock of the store at `root`.
+pub(super) fn live(root: &Path) -> Result<Vec<Use>> {
+    let dir = root.join("running");
     let entries = match fs::read_dir(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         other => other.with_context(|| format!("cannot read {}", dir.display()))?,
@@ -100,11 +93,8 @@ pub fn live(store: &Store) -> Result<Vec<Use>> {
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        let free = rustix::fs::flock(
-            &file,
-            rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        )
-        .is_ok();
+        let free =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
         if free {
             // Its engine is gone (SIGKILL, power loss).
             let _ = fs::remove_file(&path);
@@ -120,7 +110,8 @@ pub fn live(store: &Store) -> Result<Vec<Use>> {
 }
 
 /// Whether `key` (a layer or blob's hex) is used by a running container.
-pub fn uses_key(uses: &[Use], key: &str) -> bool {
+pub(super) fn uses_key(uses: &[Use], key: &str) -> bool {
+    let hex = |d: &str| d.strip_prefix("sha256:").unwrap_or(d).to_string();
     uses.iter()
         .any(|u| hex(&u.id) == key || u.layers.iter().any(|l| hex(l) == key))
 }

@@ -36,21 +36,24 @@ pub fn lookup(layers: &[PathBuf], spec: &str) -> Result<(User, Option<String>)> 
         return Ok((user, None));
     }
     let passwd = read_etc(layers, "passwd")?.unwrap_or_default();
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 4
-            && match user.parse::<u32>() {
-                Ok(uid) => f[2].parse::<u32>() == Ok(uid),
-                Err(_) => f[0] == user,
-            }
-    });
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() >= 4
+                && match user.parse::<u32>() {
+                    Ok(uid) => f[2].parse::<u32>() == Ok(uid),
+                    Err(_) => f[0] == user,
+                }
+        });
     let uid = match (user.parse::<u32>(), &entry) {
         (Ok(uid), _) => uid,
         (Err(_), Some(f)) => f[2]
             .parse()
             .map_err(|_| anyhow!("the image's /etc/passwd gives user `{user}` no numeric uid"))?,
-        (Err(_), None) => bail!(
-            "user `{user}` is not in the image's /etc/passwd: give a numeric UID[:GID]"
-        ),
+        (Err(_), None) => {
+            bail!("user `{user}` is not in the image's /etc/passwd: give a numeric UID[:GID]")
+        }
     };
     let groups = match (group, &entry) {
         (Some(g), _) if g.parse::<u32>().is_err() => read_etc(layers, "group")?.unwrap_or_default(),
@@ -73,10 +76,7 @@ pub fn lookup(layers: &[PathBuf], spec: &str) -> Result<(User, Option<String>)> 
                     anyhow!("group `{g}` is not in the image's /etc/group: give a numeric GID")
                 })?,
         },
-        None => entry
-            .as_ref()
-            .and_then(|f| f[3].parse().ok())
-            .unwrap_or(0),
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
     };
     // The supplementary groups /etc/group lists the user's name in.
     let mut additional_gids: Vec<u32> = match &entry {
@@ -125,9 +125,7 @@ enum Found {
     Nothing,
 }
 
-const PATH_NOFOLLOW: OFlags = OFlags::PATH
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+const PATH_NOFOLLOW: OFlags = OFlags::PATH.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 fn in_layer(layer: &Path, name: &str) -> Result<Found> {
     let what = format!("/etc/{name}");
@@ -140,7 +138,10 @@ fn in_layer(layer: &Path, name: &str) -> Result<Found> {
     let etc = match rustix::fs::openat(&root, "etc", PATH_NOFOLLOW, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(Found::Nothing),
-        Err(e) => bail!("cannot open /etc in the image layer {}: {e}", layer.display()),
+        Err(e) => bail!(
+            "cannot open /etc in the image layer {}: {e}",
+            layer.display()
+        ),
     };
     match kind(&etc)? {
         FileType::Directory => {}
@@ -154,7 +155,10 @@ fn in_layer(layer: &Path, name: &str) -> Result<Found> {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) if opaque(&etc) => return Ok(Found::Hidden),
         Err(rustix::io::Errno::NOENT) => return Ok(Found::Nothing),
-        Err(e) => bail!("cannot open {what} in the image layer {}: {e}", layer.display()),
+        Err(e) => bail!(
+            "cannot open {what} in the image layer {}: {e}",
+            layer.display()
+        ),
     };
     match kind(&file)? {
         FileType::RegularFile => {}

@@ -104,11 +104,19 @@ impl Store {
         Ok(lock_file(&self.root.join("locks").join(name))?)
     }
 
-    /// The lock that guards the records (and the running containers'
-    /// markers, `inuse`).
-    pub(super) fn records_lock(&self) -> Result<Lock> {
+    /// Marks the image `id` (with its `layers`) as used by the running
+    /// `container` for as long as the marker lives (`super::inuse`), once
+    /// its layers are checked to be still there (an `rmi` may have run
+    /// since they were resolved).
+    pub fn hold(&self, container: &str, id: &str, layers: &[String]) -> Result<super::inuse::Held> {
         self.create()?;
-        self.lock("images.lock")
+        let _lock = self.lock("images.lock")?;
+        if let Some(missing) = layers.iter().find(|l| !self.has_layer(l)) {
+            bail!(
+                "layer {missing} of image {id} was removed from the store meanwhile: run the container again (its image is pulled again)"
+            );
+        }
+        super::inuse::hold(&self.root, container, id, layers)
     }
 
     // Blobs.
@@ -357,7 +365,7 @@ impl Store {
             return Err(missing());
         };
         if !force {
-            let uses = super::inuse::live(self)?;
+            let uses = super::inuse::live(&self.root)?;
             if let Some(u) = uses.iter().find(|u| u.id == record.id) {
                 bail!(
                     "image `{text}` is used by running container {}: stop it first, or remove the image anyway with `engine rmi -f`",
@@ -400,7 +408,7 @@ impl Store {
     /// returns the removed layers' diff IDs.
     fn collect_garbage(&self) -> Result<Vec<String>> {
         let images = self.images()?;
-        let uses = super::inuse::live(self)?;
+        let uses = super::inuse::live(&self.root)?;
         let used = |key: &str| {
             super::inuse::uses_key(&uses, key)
                 || images.iter().any(|i| {

@@ -523,15 +523,10 @@ fn rootfs_trees(spec: &Spec, pid: Pid) -> Result<Vec<std::os::fd::OwnedFd>> {
     let mut trees = Vec::with_capacity(image.layers.len());
     for layer in &image.layers {
         trees.push(match &userns {
-            Some(userns) => {
-                idmap::idmapped_tree(layer, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?
+            Some(userns) => idmap::idmapped_tree(layer, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?,
+            None => {
+                idmap::detached_tree(layer, true, Propagation::Private, libc::MOUNT_ATTR_NODEV)?
             }
-            None => idmap::detached_tree(
-                layer,
-                true,
-                Propagation::Private,
-                libc::MOUNT_ATTR_NODEV,
-            )?,
         });
     }
     Ok(trees)

@@ -7,7 +7,7 @@
 //! is written on the guest's scratch tmpfs.
 
 use super::Ctx;
-use crate::engine::{Env, RUN_TIMEOUT};
+use crate::engine::RUN_TIMEOUT;
 use crate::process;
 use anyhow::{bail, Context, Result};
 use serde_json::json;

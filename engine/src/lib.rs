@@ -43,6 +43,9 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
     let origin = (input.detach && !input.rm).then(|| input.clone());
     let request = Request::parse(input, cfg, sys::random::u32)?;
     validate::require_root()?;
+    if let Some(text) = image_named(&request.rootfs) {
+        return prepare_image(request, text, origin, cfg);
+    }
     let rootfs = match &request.rootfs {
         // A directory of that name in the working directory wins.
         RootfsSource::Catalog(name) if !Path::new(name).exists() => {
@@ -53,8 +56,14 @@ pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
         }
         RootfsSource::Catalog(name) => validate::rootfs_dir(Path::new(name))?,
         RootfsSource::Dir(dir) => validate::rootfs_dir(dir)?,
+        RootfsSource::Image(_) => unreachable!("images are prepared above"),
     };
+    let user = request.user.clone();
     let mut spec = validate::validate(request, rootfs, cfg)?;
+    if let Some(user) = user {
+        let layers = [spec.rootfs.clone()];
+        apply_user(&mut spec, &layers, &user)?;
+    }
     spec.origin = origin.map(|mut o| {
         // The same container, wherever `start` is called from.
         o.name = Some(spec.name.clone());
@@ -81,6 +90,147 @@ fn read_env_files(mut input: SpecInput) -> Result<SpecInput> {
     env.append(&mut input.env);
     input.env = env;
     Ok(input)
+}
+
+/// The image a ROOTFS argument names, if it names one. In this order: a
+/// transport (`oci:`...) is an image; an existing path is a rootfs
+/// directory and a catalog name the catalog's (as before images); a
+/// path-like word (`/...`, `./...`, `../...`) stays a directory (its
+/// error says it does not exist); any other word that is a docker
+/// reference is an image.
+fn image_named(source: &RootfsSource) -> Option<String> {
+    match source {
+        RootfsSource::Image(text) => Some(text.clone()),
+        RootfsSource::Catalog(_) => None,
+        RootfsSource::Dir(dir) => {
+            let text = dir.to_str()?;
+            let path_like = text.starts_with('/') || text.starts_with('.');
+            let exists = std::fs::symlink_metadata(dir).is_ok();
+            let reference = image::reference::parse_named(text).is_ok()
+                || image::store::Store::from_env()
+                    .find(text)
+                    .is_ok_and(|f| f.is_some());
+            (!path_like && !exists && reference).then(|| text.to_string())
+        }
+    }
+}
+
+/// `prepare` for an image: found or pulled, its config applied with
+/// docker's rules under the flags, its layers the rootfs.
+fn prepare_image(
+    mut request: Request,
+    text: String,
+    origin: Option<SpecInput>,
+    cfg: &Config,
+) -> Result<Spec> {
+    use image::for_run;
+    if request.write_through {
+        return Err(Error::Input(
+            "--write-through writes into the rootfs, and an image's layers are shared and stay read-only: drop --write-through".into(),
+        ));
+    }
+    let store = image::store::Store::from_env();
+    let img = for_run::resolve(&store, &text, request.pull).map_err(|m| match m {
+        for_run::Missing::NeverPull(why) => Error::Input(why),
+        for_run::Missing::Failed(e) => Error::Image(image::Error::Failed(format!("{e:#}"))),
+    })?;
+    let command = for_run::command(&img.config, request.entrypoint.as_deref(), &request.command);
+    match command.first() {
+        None => {
+            return Err(Error::Input(format!(
+                "image `{text}` gives no command (no Entrypoint or Cmd): give one after the image"
+            )))
+        }
+        Some(c) if c.is_empty() => {
+            return Err(model::Error::from(model::spec::Error::EmptyCommand).into())
+        }
+        Some(_) => {}
+    }
+    request.command = command;
+    let mut env = for_run::env(&img.config);
+    env.append(&mut request.env);
+    request.env = env;
+    if !request.workdir_given {
+        if let Some(w) = for_run::workdir(&img.config).map_err(Error::input)? {
+            request.workdir = w;
+        }
+    }
+    let stop_signal = match img.config.stop_signal.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            parent::lifecycle::parse_signal(s)
+                .map_err(|_| {
+                    Error::Input(format!(
+                        "image `{text}` has StopSignal {s:?}, which is no signal: fix the image"
+                    ))
+                })?
+                .as_raw(),
+        ),
+    };
+    let user = request
+        .user
+        .clone()
+        .or_else(|| img.config.user.clone().filter(|u| !u.is_empty()));
+    // The layers, the scratch directory, a kept container's layer, the
+    // /etc files and the volumes share one message.
+    let trees = img.layers.len() + 2 + request.volumes.len() + sys::net::dns::FILES.len();
+    if trees > sys::idmap::MAX_FDS {
+        return Err(Error::Input(format!(
+            "image `{text}` has {} layers, and with {} volume(s) more than the {} mount trees one container takes: use an image with fewer layers, or fewer volumes",
+            img.layers.len(),
+            request.volumes.len(),
+            sys::idmap::MAX_FDS
+        )));
+    }
+    let top = img.layers[0].clone();
+    let mut spec = validate::validate(request, top, cfg)?;
+    if let Some(user) = user {
+        apply_user(&mut spec, &img.layers, &user)?;
+    }
+    spec.image = Some(model::spec::ImageUse {
+        reference: text,
+        id: img.record.id.clone(),
+        layers: img.layers,
+        diff_ids: img.record.layers.clone(),
+        stop_signal,
+    });
+    spec.origin = origin.map(|mut o| {
+        // The same container, wherever `start` is called from.
+        o.name = Some(spec.name.clone());
+        o
+    });
+    Ok(spec)
+}
+
+/// `--user` (or an image's User) looked up in the tree of `layers` (top
+/// first); the user's home becomes HOME unless the environment sets it.
+fn apply_user(spec: &mut Spec, layers: &[std::path::PathBuf], user: &str) -> Result<()> {
+    let (found, home) = image::passwd::lookup(layers, user).map_err(Error::input)?;
+    let most = model::userns::USERNS_SIZE;
+    if spec.userns != model::userns::UserNs::Host && (found.uid >= most || found.gid >= most) {
+        return Err(Error::Input(format!(
+            "user `{user}` is {}:{}, outside the container's {most} IDs: give a UID and GID below {most}",
+            found.uid, found.gid
+        )));
+    }
+    if let Some(home) = home.filter(|_| !spec.env.iter().any(|(k, _)| k == "HOME")) {
+        spec.env.push(("HOME".into(), home));
+    }
+    spec.user = Some(found);
+    Ok(())
+}
+
+/// Marks the image a container runs on as in use for as long as the
+/// returned marker lives (`image::inuse`).
+fn hold_image(spec: &Spec) -> Result<Option<image::inuse::Held>> {
+    let Some(img) = &spec.image else {
+        return Ok(None);
+    };
+    let store = image::store::Store::from_env();
+    store
+        .hold(&spec.name, &img.id, &img.diff_ids)
+        .map(Some)
+        .map_err(|e| Error::Image(e.into()))
 }
 
 /// `engine start`: runs each named exited container again, detached, with
@@ -117,6 +267,7 @@ pub fn start(cfg: &Config, names: &[String], mut started: impl FnMut(&str)) -> R
 /// Runs a container to its end; returns its exit status (128+N when killed by signal N).
 pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
     read_only_image_if_host_root(spec)?;
+    let _in_use = hold_image(spec)?;
     Ok(parent::run::run(spec, cfg)?)
 }
 
@@ -124,7 +275,14 @@ pub fn run(spec: &Spec, cfg: &Config) -> Result<i32> {
 /// under a supervisor of its own.
 pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<()> {
     read_only_image_if_host_root(spec)?;
-    Ok(parent::detach::run_detached(spec, cfg)?)
+    let in_use = hold_image(spec)?;
+    let marker = in_use.as_ref().map(|held| held.as_fd());
+    parent::detach::run_detached(spec, cfg, marker)?;
+    // The monitor and the supervisor forked with the marker's flock hold it on.
+    if let Some(held) = in_use {
+        held.hand_over();
+    }
+    Ok(())
 }
 
 /// A detached container's monitor (parent/monitor.rs), when the binary was
@@ -371,10 +529,18 @@ pub fn images() -> Result<Vec<ImageRecord>> {
 }
 
 /// `engine rmi REF`: what was untagged and deleted, as docker prints it.
-pub fn rmi(reference: &str) -> Result<Vec<String>> {
+pub fn rmi(reference: &str, force: bool) -> Result<Vec<String>> {
     validate::require_root()?;
     let store = image::store::Store::from_env();
-    Ok(store.remove(reference).map_err(image::Error::from)?)
+    Ok(store.remove(reference, force).map_err(image::Error::from)?)
+}
+
+/// `engine image prune`: the diff IDs of the layers removed (those no
+/// image references and no running container uses).
+pub fn image_prune() -> Result<Vec<String>> {
+    validate::require_root()?;
+    let store = image::store::Store::from_env();
+    Ok(store.prune().map_err(image::Error::from)?)
 }
 
 /// `engine image inspect REF`: the record and the image config.

@@ -135,6 +135,9 @@ enum Command {
     },
     /// Remove images (by name or ID) and the layers no other image uses
     Rmi {
+        /// Remove an image even while a running container uses it (its layers stay until the container ends and `engine image prune` runs)
+        #[arg(long, short = 'f')]
+        force: bool,
         #[arg(required = true)]
         references: Vec<String>,
     },
@@ -295,7 +298,16 @@ struct RunArgs {
     /// Run a detached container again when it ends: no, on-failure[:N], always, unless-stopped (`stop` ends it)
     #[arg(long, value_name = "POLICY")]
     restart: Option<String>,
-    /// A directory holding a root filesystem, or a catalog name (busybox, debian, centos)
+    /// The image's Entrypoint replaced by this program (its Cmd dropped too; "" clears the Entrypoint)
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
+    /// Run the command as USER[:GROUP], each a name (from the image's /etc/passwd and /etc/group) or a number (default: the image's User, else root)
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// When to pull IMAGE: missing (only when the store lacks it), always, or never
+    #[arg(long, value_name = "WHEN")]
+    pull: Option<String>,
+    /// An image (a reference such as alpine or registry:5000/app:v1, an image ID, oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE), a directory holding a root filesystem, or a catalog name (busybox, debian, centos)
     #[arg(value_name = "IMAGE|ROOTFS")]
     rootfs: String,
     /// The command and its arguments (default: /bin/bash if present, else /bin/sh)
@@ -310,6 +322,8 @@ enum ImageCommand {
         #[arg(required = true)]
         references: Vec<String>,
     },
+    /// Remove the layers no image references and no running container uses
+    Prune,
 }
 
 #[derive(Subcommand)]
@@ -513,11 +527,17 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         }),
         Command::Logout { host } => cli::login::logout(&host),
         Command::Images { format } => cli::images::list(&format),
-        Command::Rmi { references } => {
+        Command::Rmi { force, references } => {
             for reference in references {
-                for line in engine::rmi(&reference)? {
+                for line in engine::rmi(&reference, force)? {
                     println!("{line}");
                 }
+            }
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Prune) => {
+            for layer in engine::image_prune()? {
+                println!("Deleted: {layer}");
             }
             Ok(0)
         }
@@ -595,6 +615,9 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
         mount: a.mount,
         init: a.init,
         restart_policy: a.restart,
+        entrypoint: a.entrypoint,
+        user: a.user,
+        pull: a.pull,
     };
     let spec = engine::prepare(input, cfg)?;
     if spec.detach {
@@ -702,7 +725,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
         "NAME",
         "PID",
         "ADDRESS",
-        "ROOTFS",
+        "IMAGE|ROOTFS",
         "COMMAND",
         "STATUS",
         "CPUS",
@@ -719,7 +742,7 @@ fn print_ps_table(rows: &[PsRow], corrupt: &[PathBuf], all: bool) {
             r.name.clone(),
             r.pid.to_string(),
             r.ip.clone().unwrap_or_else(dash),
-            r.rootfs.clone(),
+            r.image.clone().unwrap_or_else(|| r.rootfs.clone()),
             r.command.join(" "),
             status_text(r),
             r.cpus.map(|c| c.to_string()).unwrap_or_else(dash),

@@ -197,6 +197,8 @@ pub fn validate(req: Request, rootfs: PathBuf, cfg: &Config) -> Result<Spec> {
         tmpfs: req.tmpfs,
         init: req.init,
         restart_policy: req.restart_policy,
+        image: None,
+        user: None,
     })
 }
 

@@ -1040,6 +1040,20 @@ fn engine_pull_from_a_registry_goes_into_the_store() {
         assert!(stderr.contains("test/app:nope"), "{stderr}");
         assert_eq!(images().as_array().unwrap().len(), 1);
 
+        // `run` of an image the store lacks pulls it (--pull missing):
+        // its layer is mounted and the command, not in it, is 127 from
+        // inside the container; the image is listed after.
+        let reference = format!("{HOST}/test/app:v1");
+        e.cmd().args(["rmi", &reference]).assert().code(0);
+        let out = e
+            .cmd()
+            .args(["run", "--net", "none", &reference, "/no-such-command"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+        assert_eq!(images()[0]["digest"], sha256(&manifest.bytes));
+        e.assert_clean();
+
         let out = e
             .cmd()
             .args(["rmi", &format!("{HOST}/test/app:v1")])

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The scenarios, in the order they run for each flavour.
-pub const SCENARIOS: [&str; 15] = [
+pub const SCENARIOS: [&str; 16] = [
     "processes",
     "users",
     "filesystem",
@@ -19,12 +19,13 @@ pub const SCENARIOS: [&str; 15] = [
     "oci",
     "podman",
     "cri",
+    "image",
 ];
 
 /// Scenarios that run for the first flavour only: what they attack or limit
 /// is the engine and the kernel's cgroups, not the distribution, and under
 /// emulation they are the slowest.
-pub const FIRST_FLAVOUR_ONLY: [&str; 8] = [
+pub const FIRST_FLAVOUR_ONLY: [&str; 9] = [
     "cpu",
     "memory",
     "pids",
@@ -33,6 +34,7 @@ pub const FIRST_FLAVOUR_ONLY: [&str; 8] = [
     "oci",
     "podman",
     "cri",
+    "image",
 ];
 
 /// Scenarios a foreign-architecture guest (arm64 emulated on amd64) does

@@ -344,6 +344,19 @@ fn exec_the_process(
         Some(console) => Some(console.as_fd()),
         None => setup.pty_slave.as_ref().map(|(fd, _)| *fd),
     };
+    // `--user` (or an image's User) of `engine run`: the OCI path's
+    // setgroups/setresgid/setresuid, with none of its other parts.
+    let run_as = match (&setup.oci, &spec.user) {
+        (None, Some(user)) => Some(exec::OciProcess {
+            caller_proc: None,
+            user,
+            rlimits: &[],
+            gate: None,
+            preserve_fds: 0,
+            start_hooks: None,
+        }),
+        _ => None,
+    };
     let process = setup.oci.as_ref().map(|o| exec::OciProcess {
         caller_proc: caller_proc.as_ref().map(|fd| fd.as_fd()),
         user: &o.extras.user,
@@ -368,7 +381,7 @@ fn exec_the_process(
         &env,
         &spec.confinement,
         setup.error_fd,
-        process.as_ref(),
+        process.as_ref().or(run_as.as_ref()),
         spec.init,
     )
 }

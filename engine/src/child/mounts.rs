@@ -128,21 +128,25 @@ fn root_layer(
     } else {
         0
     };
+    // The rootfs's tree, or one per image layer (top first).
+    let n_trees = spec.image.as_ref().map_or(1, |i| i.layers.len());
     let n_layer = usize::from(setup.disk_layer);
-    if fds.len() != 2 + n_layer + n_etc + spec.volumes.len() {
+    let expected = n_trees + 1 + n_layer + n_etc + spec.volumes.len();
+    if fds.len() != expected {
         return Err(fail(format!(
-            "the engine sent {} mount fds, not {}",
+            "the engine sent {} mount fds, not {expected}",
             fds.len(),
-            2 + n_layer + n_etc + spec.volumes.len()
         )));
     }
     let mut fds = fds.into_iter();
-    let (tree, scratch) = (fds.next().unwrap(), fds.next().unwrap());
+    let trees: Vec<OwnedFd> = fds.by_ref().take(n_trees).collect();
+    let scratch = fds.next().unwrap();
     let disk_layer = fds.by_ref().take(n_layer).next();
     let etc: Vec<OwnedFd> = fds.by_ref().take(n_etc).collect();
     let root = match setup.layer_size {
-        Some(size) => overlay_root(tree, scratch, size, disk_layer)?,
+        Some(size) => overlay_root(trees, scratch, size, disk_layer)?,
         None => {
+            let tree = trees.into_iter().next().unwrap();
             // Write-through: the rootfs's tree itself is the root (writes land
             // as the mapped host IDs). Attached, its fd is the mount's root.
             idm(idmap::attach_at(tree.as_fd(), scratch.as_fd()))?;
@@ -368,13 +372,14 @@ fn mask(root_fd: BorrowedFd<'_>, path: &str, kind: Option<Kind>) -> Step {
 /// container's own mount namespace: nothing on the host to remove, gone with
 /// the container even if the engine is killed, its pages charged to the
 /// container's memory cgroup) on the parent's directory, holding the rootfs
-/// tree at lower/ and an overlay over it at merged/. The overlay's options
-/// name only /proc/self/fd/N paths. A kept container's upper and work
-/// directories are those of `disk_layer` (its NAME.layer in the state
-/// directory, a detached tree from the engine, attached at disk/) instead
-/// of the tmpfs's.
+/// tree at lower/ (an image's layers at lower/, lower1/..., top first) and
+/// an overlay over them at merged/. The overlay's options name only
+/// /proc/self/fd/N paths. A kept container's upper and work directories
+/// are those of `disk_layer` (its NAME.layer in the state directory, a
+/// detached tree from the engine, attached at disk/) instead of the
+/// tmpfs's.
 fn overlay_root(
-    tree: OwnedFd,
+    trees: Vec<OwnedFd>,
     scratch: OwnedFd,
     size: u64,
     disk_layer: Option<OwnedFd>,
@@ -385,13 +390,21 @@ fn overlay_root(
     ))?;
     idm(idmap::attach_at(tmpfs.as_fd(), scratch.as_fd()))?;
     drop(scratch);
+    // lower/ for the first (a rootfs's only) tree: its name is what
+    // mountinfo showed before images.
+    let lowers: Vec<String> = (0..trees.len())
+        .map(|i| match i {
+            0 => "lower".to_string(),
+            i => format!("lower{i}"),
+        })
+        .collect();
     // disk/: where a kept container's layer is attached (only then made).
-    let dirs: &[&str] = match disk_layer {
-        Some(_) => &["lower", "merged", "disk"],
-        None => &["lower", "upper", "work", "merged"],
+    let own: &[&str] = match disk_layer {
+        Some(_) => &["merged", "disk"],
+        None => &["upper", "work", "merged"],
     };
-    for d in dirs {
-        rustix::fs::mkdirat(&tmpfs, *d, Mode::from_raw_mode(0o755))
+    for d in lowers.iter().map(String::as_str).chain(own.iter().copied()) {
+        rustix::fs::mkdirat(&tmpfs, d, Mode::from_raw_mode(0o755))
             .map_err(std::io::Error::from)
             .ctx(|| format!("mkdir {d} in the layer"))?;
     }
@@ -402,8 +415,9 @@ fn overlay_root(
             OFlags::PATH | OFlags::DIRECTORY,
         ))
     };
-    idm(idmap::attach_at(tree.as_fd(), dir("lower")?.as_fd()))?;
-    drop(tree);
+    for (tree, lower) in trees.into_iter().zip(&lowers) {
+        idm(idmap::attach_at(tree.as_fd(), dir(lower)?.as_fd()))?;
+    }
     let top = proc_self_fd_path(tmpfs.as_fd());
     let upper_top = match disk_layer {
         Some(layer) => {
@@ -412,9 +426,13 @@ fn overlay_root(
         }
         None => top.clone(),
     };
+    let lowerdir: Vec<String> = lowers
+        .iter()
+        .map(|l| format!("{}/{l}", top.display()))
+        .collect();
     let opts = format!(
-        "lowerdir={}/lower,upperdir={1}/upper,workdir={1}/work",
-        top.display(),
+        "lowerdir={0},upperdir={1}/upper,workdir={1}/work",
+        lowerdir.join(":"),
         upper_top.display()
     );
     mnt(

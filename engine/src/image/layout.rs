@@ -232,14 +232,14 @@ fn commit(
 ) -> Result<ImageRecord> {
     for _ in 0..3 {
         if let Err(e) = add_layers(store) {
-            let _ = store.remove_unused();
+            let _ = store.prune();
             return Err(e);
         }
         let missing = match put_image(store, &record, blobs) {
             Ok(missing) => missing,
             Err(e) => {
                 // The layers made for the record that could not be written.
-                let _ = store.remove_unused();
+                let _ = store.prune();
                 return Err(e);
             }
         };

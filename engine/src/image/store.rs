@@ -143,6 +143,21 @@ impl Store {
         Ok(lock_file(&self.root.join("locks").join(name))?)
     }
 
+    /// Marks the image `id` (with its `layers`) as used by the running
+    /// `container` for as long as the marker lives (`super::inuse`), once
+    /// its layers are checked to be still there (an `rmi` may have run
+    /// since they were resolved).
+    pub fn hold(&self, container: &str, id: &str, layers: &[String]) -> Result<super::inuse::Held> {
+        self.create()?;
+        let _lock = self.lock("images.lock")?;
+        if let Some(missing) = layers.iter().find(|l| !self.has_layer(l)) {
+            bail!(
+                "layer {missing} of image {id} was removed from the store meanwhile: run the container again (its image is pulled again)"
+            );
+        }
+        super::inuse::hold(&self.root, container, id, layers)
+    }
+
     // Blobs.
 
     fn blob_path(&self, digest: &str) -> PathBuf {
@@ -399,8 +414,10 @@ impl Store {
     /// Removes the name `text` from its image, or the image `text` names
     /// by ID (with every name); an image left without names is deleted,
     /// then every layer and blob no record references. Returns what was
-    /// done, as docker prints it (`Untagged: …`, `Deleted: …`).
-    pub fn remove(&self, text: &str) -> Result<Vec<String>> {
+    /// done, as docker prints it (`Untagged: …`, `Deleted: …`). An image a
+    /// running container uses is refused unless `force`; even then its
+    /// layers stay until the container ends and `prune` runs.
+    pub fn remove(&self, text: &str, force: bool) -> Result<Vec<String>> {
         let missing = || anyhow!("no image `{text}` in the store: `engine images` lists them");
         if !self.root.join("locks").is_dir() {
             return Err(missing());
@@ -409,6 +426,15 @@ impl Store {
         let Some(mut record) = self.find(text)? else {
             return Err(missing());
         };
+        if !force {
+            let uses = super::inuse::live(&self.root)?;
+            if let Some(u) = uses.iter().find(|u| u.id == record.id) {
+                bail!(
+                    "image `{text}` is used by running container {}: stop it first, or remove the image anyway with `engine rmi -f`",
+                    u.container
+                );
+            }
+        }
         let mut done = Vec::new();
         let by_name = reference::parse_named(text)
             .ok()
@@ -429,23 +455,31 @@ impl Store {
         Ok(done)
     }
 
-    /// Removes the layers and blobs no image record references.
-    pub(super) fn remove_unused(&self) -> Result<()> {
+    /// `engine image prune`: removes the layers and blobs no image record
+    /// references and no running container uses; returns the layers' diff IDs.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        if !self.root.join("locks").is_dir() {
+            return Ok(Vec::new());
+        }
         let _lock = self.lock("images.lock")?;
         self.collect_garbage()
     }
 
-    /// Removes the layers and blobs no image record references (the
-    /// records lock is held by the caller).
-    fn collect_garbage(&self) -> Result<()> {
+    /// Removes the layers and blobs no image record references and no
+    /// running container uses (the records lock is held by the caller);
+    /// returns the removed layers' diff IDs.
+    fn collect_garbage(&self) -> Result<Vec<String>> {
         let images = self.images()?;
+        let uses = super::inuse::live(&self.root)?;
         let used = |key: &str| {
-            images.iter().any(|i| {
-                hex(&i.id) == key
-                    || i.digest.as_deref().map(hex) == Some(key)
-                    || i.layers.iter().any(|l| hex(l) == key)
-            })
+            super::inuse::uses_key(&uses, key)
+                || images.iter().any(|i| {
+                    hex(&i.id) == key
+                        || i.digest.as_deref().map(hex) == Some(key)
+                        || i.layers.iter().any(|l| hex(l) == key)
+                })
         };
+        let mut removed = Vec::new();
         let layers = self.root.join("layers");
         for entry in fs::read_dir(&layers)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
@@ -460,6 +494,7 @@ impl Store {
                 .with_context(|| format!("cannot remove {}", dir.display()))?;
             fs::remove_dir_all(&doomed)
                 .with_context(|| format!("cannot remove {}", doomed.display()))?;
+            removed.push(format!("sha256:{name}"));
         }
         let blobs = self.root.join("blobs/sha256");
         for entry in fs::read_dir(&blobs)? {
@@ -469,7 +504,7 @@ impl Store {
                 fs::remove_file(entry.path())?;
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// A scratch directory for one pull, removed when dropped (those of

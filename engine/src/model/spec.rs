@@ -45,6 +45,10 @@ pub enum Error {
     RestartNeedsDetach(String),
     #[error("--restart {0} and --rm cannot go together: a container removed when it ends is not restarted")]
     RestartWithRm(String),
+    #[error("invalid --pull {0:?}: use missing, always or never")]
+    Pull(String),
+    #[error("invalid --user {0:?}: use NAME, UID, NAME:GROUP or UID:GID")]
+    User(String),
 }
 
 type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
@@ -113,6 +117,16 @@ pub struct SpecInput {
     /// `--restart` of a detached container (docker's policies).
     #[serde(default)]
     pub restart_policy: Option<String>,
+    /// `--entrypoint` (an image's Entrypoint replaced; "" clears it).
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    /// `--user NAME|UID[:GROUP|GID]` (an image's names looked up in its
+    /// /etc/passwd and /etc/group).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `--pull missing|always|never` (default missing).
+    #[serde(default)]
+    pub pull: Option<String>,
 }
 
 /// `--restart`: whether a detached container's supervisor runs it again
@@ -166,6 +180,32 @@ fn restart_policy(given: Option<&str>, detach: bool, rm: bool) -> Result<Restart
     Ok(policy)
 }
 
+/// When `run IMAGE` pulls (docker's `--pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Only an image the store lacks.
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+/// An image a container runs on: its layers (the overlay's lowers) and
+/// the image config applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUse {
+    /// The reference as given (`engine ps` shows it).
+    pub reference: String,
+    /// The image ID (its config's digest).
+    pub id: String,
+    /// The layers' unpacked trees, top layer first.
+    pub layers: Vec<PathBuf>,
+    /// The diff IDs of those layers, lowest first (as the store records them).
+    pub diff_ids: Vec<String>,
+    /// The image's StopSignal as a number, for `engine stop` (None: SIGTERM).
+    pub stop_signal: Option<i32>,
+}
+
 /// A detached container's log is capped at this by default.
 pub const DEFAULT_LOG_SIZE_MAX: u64 = 10 << 20;
 
@@ -176,6 +216,10 @@ pub enum RootfsSource {
     Dir(PathBuf),
     /// A catalog name (a directory of that name in the working directory wins).
     Catalog(String),
+    /// An image transport (`oci:`, `oci-archive:`, `docker-archive:`); a
+    /// registry reference arrives as `Dir` and becomes an image when no
+    /// such directory exists (the facade decides).
+    Image(String),
 }
 
 /// Input that passed every check that needs nothing but the input.
@@ -214,6 +258,11 @@ pub struct Request {
     /// `--init`.
     pub init: bool,
     pub restart_policy: RestartPolicy,
+    /// Whether `-w` was given (it wins over an image's WorkingDir).
+    pub workdir_given: bool,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    pub pull: PullPolicy,
 }
 
 /// A container description that has passed every check, against the host too.
@@ -262,6 +311,10 @@ pub struct Spec {
     pub init: bool,
     /// `--restart` of a detached container.
     pub restart_policy: RestartPolicy,
+    /// The image the container runs on (None: a rootfs directory).
+    pub image: Option<ImageUse>,
+    /// The process's user (`--user`, an image's User); None: root.
+    pub user: Option<crate::model::bundle::User>,
 }
 
 impl Request {
@@ -273,6 +326,11 @@ impl Request {
         let rootfs = parse_rootfs(&input.rootfs)?;
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let (volumes, tmpfs) = volumes_and_tmpfs(&input, &network)?;
+        let pull = parse_pull(input.pull.as_deref())?;
+        if let Some(user) = &input.user {
+            check_user(user)?;
+        }
+        let workdir_given = input.workdir.is_some();
         let (name, generated_name) = match input.name {
             Some(n) => (check_name(&n)?, false),
             None => (generate_name(random()), true),
@@ -338,7 +396,38 @@ impl Request {
             tmpfs,
             init: input.init,
             restart_policy,
+            workdir_given,
+            entrypoint: input.entrypoint,
+            user: input.user,
+            pull,
         })
+    }
+}
+
+/// `--pull`: missing (the default), always or never.
+fn parse_pull(given: Option<&str>) -> Result<PullPolicy, Error> {
+    Ok(match given {
+        None | Some("missing") => PullPolicy::Missing,
+        Some("always") => PullPolicy::Always,
+        Some("never") => PullPolicy::Never,
+        Some(other) => return Err(Error::Pull(other.into())),
+    })
+}
+
+/// `--user`: USER or USER:GROUP, each a name or a number, no NUL and no
+/// further colon (names are looked up in the image later).
+fn check_user(user: &str) -> Result<(), Error> {
+    let ok = |part: &str| {
+        !part.is_empty() && !part.contains('\0') && !part.contains('/') && !part.contains('\n')
+    };
+    let good = match user.split_once(':') {
+        Some((u, g)) => ok(u) && ok(g) && !g.contains(':'),
+        None => ok(user),
+    };
+    if good {
+        Ok(())
+    } else {
+        Err(Error::User(user.into()))
     }
 }
 
@@ -446,6 +535,12 @@ fn parse_rootfs(arg: &str) -> Result<RootfsSource, Error> {
     }
     if !arg.contains('/') && is_catalog_name(arg) {
         return Ok(RootfsSource::Catalog(arg.to_string()));
+    }
+    if ["oci:", "oci-archive:", "docker-archive:"]
+        .iter()
+        .any(|t| arg.starts_with(t))
+    {
+        return Ok(RootfsSource::Image(arg.to_string()));
     }
     Ok(RootfsSource::Dir(PathBuf::from(arg)))
 }

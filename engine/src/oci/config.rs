@@ -159,6 +159,8 @@ pub fn plan(id: &str, bundle: &Bundle) -> Result<Plan> {
         tmpfs: Vec::new(),
         init: false,
         restart_policy: crate::model::spec::RestartPolicy::No,
+        image: None,
+        user: None,
     };
     Ok(Plan {
         spec,

@@ -266,15 +266,7 @@ fn wire_up_init(l: &Launch, pid: Pid, joins_user: bool, mount_sock: OwnedFd) -> 
     step!("oci_create.mount_fds");
     let scratch = std::env::temp_dir();
     let dirs = (scratch.as_path(), None);
-    super::run::send_mount_fds(
-        l.spec,
-        pid,
-        dirs,
-        &[],
-        &l.extras.binds,
-        None,
-        &mount_sock,
-    )?;
+    super::run::send_mount_fds(l.spec, pid, dirs, &[], &l.extras.binds, None, &mount_sock)?;
     drop(mount_sock);
     Ok(())
 }

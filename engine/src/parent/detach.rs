@@ -12,12 +12,20 @@ use crate::sys::state::StateDir;
 use anyhow::{anyhow, Context};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// `engine run -d`: forks the monitor, which forks the supervisor that runs
 /// the container; we return once PID 1 has exec'd, or with its error.
-pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<(), Error> {
+///
+/// `marker`, an image's in-use marker (`image::inuse`), stays open in the
+/// monitor, whose flock then pins the image's layers for as long as the
+/// container runs, even if the supervisor is killed.
+pub fn run_detached(
+    spec: &Spec,
+    cfg: &Config,
+    marker: Option<BorrowedFd<'_>>,
+) -> Result<(), Error> {
     step!("detach.notify_pipe");
     let (notify_read, notify_write) = pipe()?;
     step!("detach.log_pipe");
@@ -28,7 +36,7 @@ pub fn run_detached(spec: &Spec, cfg: &Config) -> Result<(), Error> {
     match unsafe { super::fork() }.context("cannot fork the monitor")? {
         None => {
             drop(notify_read);
-            monitor_and_supervisor(spec, cfg, notify_write, log_read, log_write)
+            monitor_and_supervisor(spec, cfg, notify_write, log_read, log_write, marker)
         }
         Some(_) => {
             drop((notify_write, log_read, log_write));
@@ -61,6 +69,7 @@ fn monitor_and_supervisor(
     notify_write: OwnedFd,
     log_read: OwnedFd,
     log_write: OwnedFd,
+    marker: Option<BorrowedFd<'_>>,
 ) -> ! {
     let _ = rustix::process::setsid();
     // SAFETY: prctl with an int argument; it only sets a flag of ours.
@@ -89,7 +98,13 @@ fn monitor_and_supervisor(
                 let _ = rustix::stdio::dup2_stdout(null);
                 let _ = rustix::stdio::dup2_stderr(null);
             }
-            let _ = crate::sys::openat::close_fds_except(&[0, 1, 2]);
+            let marker_fd = marker.map(|fd| fd.as_raw_fd());
+            let keep: Vec<RawFd> = [0, 1, 2].into_iter().chain(marker_fd).collect();
+            let _ = crate::sys::openat::close_fds_except(&keep);
+            if let Some(fd) = marker {
+                // Across the exec: the monitor holds the image's flock.
+                let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
+            }
             // A fresh image of the binary holds little memory; should the
             // exec fail, this process monitors as it is.
             let _ = monitor::exec(&args);

@@ -75,6 +75,9 @@ pub struct PsRow {
     pub engine_pid: i32,
     pub ip: Option<String>,
     pub rootfs: String,
+    /// The image it runs on, as given (null: a rootfs directory).
+    pub image: Option<String>,
+    pub image_id: Option<String>,
     pub command: Vec<String>,
     /// Unix time in seconds.
     pub created: u64,
@@ -188,6 +191,8 @@ pub fn ps(state: &StateDir, cfg: &Config, filter: &PsFilter) -> Result<PsReport,
             engine_pid: r.engine_pid,
             ip: r.ip.map(|i| i.to_string()),
             rootfs: r.rootfs.display().to_string(),
+            image: r.image,
+            image_id: r.image_id,
             command: r.command,
             created: r.created,
             uptime_seconds: match r.finished {
@@ -411,8 +416,13 @@ pub fn schedule_restart(
 pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<(), Error> {
     let pid = Pid::from_raw(rec.pid).filter(|_| rec.pid > 0);
     step!("stop.term");
+    // The image's StopSignal, else SIGTERM.
+    let first = rec
+        .stop_signal
+        .and_then(Signal::from_named_raw)
+        .unwrap_or(Signal::TERM);
     if let Some(pid) = pid {
-        let _ = rustix::process::kill_process(pid, Signal::TERM);
+        let _ = rustix::process::kill_process(pid, first);
     }
     let deadline = Instant::now() + grace;
     let mut killed = false;

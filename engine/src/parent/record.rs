@@ -78,6 +78,16 @@ pub struct Record {
     /// again from this, with the same settings.
     #[serde(default)]
     pub input: Option<crate::model::spec::SpecInput>,
+    /// The image it runs on, as given (None: a rootfs directory).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The image's ID.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// The signal `engine stop` sends first (the image's StopSignal;
+    /// None: SIGTERM).
+    #[serde(default)]
+    pub stop_signal: Option<i32>,
 }
 
 impl Record {

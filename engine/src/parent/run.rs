@@ -626,15 +626,7 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
     step!("run.mount_fds");
     let root = container_root(spec, record.userns_base);
     let dirs = (w.scratch_dir, w.disk_layer);
-    send_mount_fds(
-        spec,
-        pid,
-        dirs,
-        w.etc_files,
-        &[],
-        Some(root),
-        &w.mount_sock,
-    )?;
+    send_mount_fds(spec, pid, dirs, w.etc_files, &[], Some(root), &w.mount_sock)?;
     drop(w.mount_sock);
     if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
         step!("run.veth");
@@ -700,10 +692,9 @@ pub(super) fn send_mount_fds(
     sock: &std::os::fd::OwnedFd,
 ) -> Result<()> {
     step!("run.rootfs_tree");
-    let tree = rootfs_tree(spec, pid)?;
+    let mut fds = rootfs_trees(spec, pid)?;
     step!("run.layer_dir");
-    let scratch = layer_dir(pid, scratch_dir)?;
-    let mut fds = vec![tree, scratch];
+    fds.push(layer_dir(pid, scratch_dir)?);
     if let Some(layer) = disk_layer {
         // A detached tree the child attaches in its mount namespace
         // (overlayfs clones its upper's mount, which must be one of the
@@ -735,6 +726,30 @@ pub(super) fn send_mount_fds(
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     step!("run.send_fds");
     idmap::send_fds(sock.as_fd(), &borrowed).context("cannot send the mount fds to the container")
+}
+
+/// The rootfs as a detached tree, or an image's layers as one tree each
+/// (top layer first): nodev, private, idmapped onto the container's user
+/// namespace for a pool range (a layer, whose files the image owns as
+/// container IDs, for any user namespace).
+fn rootfs_trees(spec: &Spec, pid: Pid) -> Result<Vec<std::os::fd::OwnedFd>> {
+    let Some(image) = &spec.image else {
+        return Ok(vec![rootfs_tree(spec, pid)?]);
+    };
+    let userns = match spec.userns {
+        UserNs::Host => None,
+        _ => Some(idmap::open_userns(pid.as_raw_pid())?),
+    };
+    let mut trees = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        trees.push(match &userns {
+            Some(userns) => idmap::idmapped_tree(layer, userns.as_fd(), libc::MOUNT_ATTR_NODEV)?,
+            None => {
+                idmap::detached_tree(layer, true, Propagation::Private, libc::MOUNT_ATTR_NODEV)?
+            }
+        });
+    }
+    Ok(trees)
 }
 
 /// The rootfs as a detached tree, nodev, private (idmapped onto the
@@ -891,6 +906,9 @@ fn reserve(
         finished: None,
         exit_code: None,
         restarting: false,
+        image: spec.image.as_ref().map(|i| i.reference.clone()),
+        image_id: spec.image.as_ref().map(|i| i.id.clone()),
+        stop_signal: spec.image.as_ref().and_then(|i| i.stop_signal),
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

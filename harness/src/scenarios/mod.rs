@@ -8,6 +8,7 @@ mod cpu;
 mod cri;
 mod filesystem;
 mod host_mounts;
+mod image;
 pub mod leftovers;
 mod lifecycle;
 mod memory;
@@ -64,6 +65,7 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "oci" => oci::run,
         "podman" => oci::run_podman,
         "cri" => cri::run,
+        "image" => image::run,
         _ => return None,
     })
 }

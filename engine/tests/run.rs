@@ -643,80 +643,124 @@ fn process_running(words: &[&str]) -> bool {
         .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
 }
 
-#[test]
-fn tty_gives_a_shell_with_job_control_and_window_size() {
-    let tmux_bin = quote::require("tmux", "tmux");
-    let env = engine("tty");
-    let session = format!("engine-tty-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        let out = assert_cmd::Command::new(&tmux_bin)
-            .args(["-L", &session])
+/// A tmux server of the test's own running one shell command on a
+/// 100x30 terminal; killed (with the engine in it) when dropped, even when
+/// an assertion fails.
+struct Tmux {
+    bin: std::path::PathBuf,
+    socket: String,
+}
+
+impl Tmux {
+    fn start(env: &Engine, label: &str, engine_args: &str) -> Tmux {
+        let tmux = Tmux {
+            bin: quote::require("tmux", "tmux"),
+            socket: format!("engine-{label}-{}", std::process::id()),
+        };
+        let envs: Vec<String> = env
+            .envs()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote::quote(v.to_str().unwrap())))
+            .collect();
+        let cmd = format!(
+            "{} {} {engine_args}; echo ENGINE-EXIT=$?; sleep 30",
+            envs.join(" "),
+            quote::quote(ENGINE),
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &cmd,
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = assert_cmd::Command::new(&self.bin)
+            .args(["-L", &self.socket])
             .args(args)
             .timeout(Duration::from_secs(10))
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    // The tmux server (and the engine in it) goes even when an assertion fails.
-    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> String);
-    impl Drop for KillServer<'_> {
-        fn drop(&mut self) {
-            (self.0)(&["kill-server"]);
-        }
     }
-    let _kill_server = KillServer(&tmux);
-    let envs: Vec<String> = env
-        .envs()
-        .iter()
-        .map(|(k, v)| format!("{k}={}", quote::quote(v.to_str().unwrap())))
-        .collect();
-    let cmd = format!(
-        "{} {} run --net none -it --name tty {}; echo ENGINE-EXIT=$?; sleep 30",
-        envs.join(" "),
-        quote::quote(ENGINE),
-        quote::quote(rootfs())
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    let wait_screen = |needle: &str| {
+
+    fn keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "t", keys, "Enter"]);
+    }
+
+    fn wait_screen(&self, needle: &str) {
         wait::until(SHORT, needle, || {
-            tmux(&["capture-pane", "-p", "-t", "t"])
+            self.run(&["capture-pane", "-p", "-t", "t"])
                 .contains(needle)
                 .then_some(())
         });
-    };
-    wait_screen("/ #");
-    tmux(&["send-keys", "-t", "t", "stty size; tty", "Enter"]);
-    wait_screen("30 100");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn tty_gives_a_shell_with_job_control_and_window_size() {
+    let env = engine("tty");
+    let args = format!("run --net none -it --name tty {}", quote::quote(rootfs()));
+    let tmux = Tmux::start(&env, "tty", &args);
+    tmux.wait_screen("/ #");
+    tmux.keys("stty size; tty");
+    tmux.wait_screen("30 100");
     // The new size arrives with SIGWINCH: wait for it inside, boundedly.
-    tmux(&["resize-window", "-t", "t", "-x", "90", "-y", "25"]);
-    tmux(&[
-        "send-keys",
-        "-t",
-        "t",
-        "until [ \"$(stty size)\" = '25 90' ]; do sleep 0.05; done; echo RESIZED-$((20+5))",
-        "Enter",
-    ]);
-    wait_screen("RESIZED-25");
+    tmux.run(&["resize-window", "-t", "t", "-x", "90", "-y", "25"]);
+    tmux.keys("until [ \"$(stty size)\" = '25 90' ]; do sleep 0.05; done; echo RESIZED-$((20+5))");
+    tmux.wait_screen("RESIZED-25");
     // Ctrl-C reaches the foreground job, not the engine.
-    tmux(&["send-keys", "-t", "t", "sleep 1017", "Enter"]);
+    tmux.keys("sleep 1017");
     wait::until(SHORT, "sleep 1017 in the container", || {
         process_running(&["sleep", "1017"]).then_some(())
     });
-    tmux(&["send-keys", "-t", "t", "C-c"]);
-    tmux(&["send-keys", "-t", "t", "echo still-$((40+2))", "Enter"]);
-    wait_screen("still-42");
-    tmux(&["send-keys", "-t", "t", "exit 5", "Enter"]);
-    wait_screen("ENGINE-EXIT=5");
+    tmux.run(&["send-keys", "-t", "t", "C-c"]);
+    tmux.keys("echo still-$((40+2))");
+    tmux.wait_screen("still-42");
+    tmux.keys("exit 5");
+    tmux.wait_screen("ENGINE-EXIT=5");
+    drop(tmux);
+    env.assert_clean();
+}
+
+/// docker's `exec -it NAME sh` typed on a real terminal: a pty of the
+/// container's own, the terminal's size, Ctrl-C to the exec's foreground
+/// job, and the shell's exit status as the engine's.
+#[test]
+fn exec_it_gives_a_shell_on_a_pty_of_the_container() {
+    let env = engine("exec-tty");
+    detach(&env, "target", "while :; do sleep 0.1; done");
+    let tmux = Tmux::start(&env, "exec-tty", "exec -it target sh");
+    tmux.wait_screen("/ #");
+    tmux.keys("stty size; tty; echo pid1-$(cat /proc/1/comm)");
+    tmux.wait_screen("30 100");
+    // The container's own devpts: a host pty there is "not a tty".
+    tmux.wait_screen("/dev/pts/0");
+    tmux.wait_screen("pid1-sh");
+    tmux.keys("sleep 1018");
+    wait::until(SHORT, "sleep 1018 in the container", || {
+        process_running(&["sleep", "1018"]).then_some(())
+    });
+    tmux.run(&["send-keys", "-t", "t", "C-c"]);
+    tmux.keys("echo still-$((40+3))");
+    tmux.wait_screen("still-43");
+    tmux.keys("exit 3");
+    tmux.wait_screen("ENGINE-EXIT=3");
+    drop(tmux);
+    env.cmd().args(["rm", "-f", "target"]).assert().code(0);
     env.assert_clean();
 }
 

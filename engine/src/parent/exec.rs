@@ -182,9 +182,12 @@ pub fn join_container(
     .map_err(std::io::Error::from)
     .with_context(|| format!("cannot join the pid namespace of {}", target.name))?;
     step!("exec.pty");
+    // A pty of the container's own devpts (a host one has no name in there:
+    // `tty` said "not a tty"), whether we relay it or hand it to a console.
     let pty = match terminal {
-        Terminal::OwnPty => Some(super::tty::open_pty()?),
-        Terminal::ConsoleSocket(_) => Some(super::tty::open_pty_in_root_of(target.pid)?),
+        Terminal::OwnPty | Terminal::ConsoleSocket(_) => {
+            Some(super::tty::open_pty_in_root_of(target.pid)?)
+        }
         Terminal::Relayed | Terminal::Inherited => None,
     };
     step!("exec.error_pipe");

@@ -260,8 +260,12 @@ fn an_oci_layout_is_pulled_listed_inspected_and_removed() {
         "{gone:?}"
     );
     assert!(!second.join("etc/.wh.gone").exists());
-    let opaque = rustix::fs::getxattr(second.join("opq"), "trusted.overlay.opaque", &mut [0u8; 4]);
-    assert_eq!(opaque, Ok(1));
+    // Both: overlayfs on the host reads the trusted one, a container's
+    // (mounted with `userxattr` in its user namespace) the user one.
+    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        let opaque = rustix::fs::getxattr(second.join("opq"), name, &mut [0u8; 4]);
+        assert_eq!(opaque, Ok(1), "{name}");
+    }
     assert_eq!(
         fs::read_to_string(layer_root(&store, &w.diff_ids[2]).join("etc/third")).unwrap(),
         "3"

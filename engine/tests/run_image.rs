@@ -425,7 +425,8 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 /// `SCHILY.xattr.user.overlay.opaque`, `.redirect`, the trusted ones) are
 /// dropped, never honoured: /keep shows both layers' files. Breaks tried:
 /// the overlay mounted without `userxattr` (/opq showed `lower` too); the
-/// unpacker applying the tar's xattrs (/keep lost `lower`).
+/// unpacker applying the tar's xattrs (/keep lost `lower`); no upgrade of
+/// an old layer in `Store::hold` (/opq showed `lower` again).
 #[test]
 fn an_opaque_directory_hides_the_lower_layers_and_tar_overlay_xattrs_are_dropped() {
     testkit::host::require_root("running images");
@@ -460,6 +461,7 @@ fn an_opaque_directory_hides_the_lower_layers_and_tar_overlay_xattrs_are_dropped
         ],
         LongNames::Gnu,
     );
+    let top_hex = digest(&top).trim_start_matches("sha256:").to_string();
     write_layout(
         &layout,
         &[base_layer().to_vec(), middle, top],
@@ -472,5 +474,13 @@ fn an_opaque_directory_hides_the_lower_layers_and_tar_overlay_xattrs_are_dropped
         .code(0);
     let out = stdout(&run(&env, &[NAME]).code(0));
     assert_eq!(out, "opq: top\nkeep: lower top\n");
+    // A layer unpacked before the store wrote the user xattr (only the
+    // trusted one, no marker) gets it at its next run.
+    let layer = store.join("layers").join(&top_hex);
+    rustix::fs::removexattr(layer.join("root/opq"), "user.overlay.opaque").unwrap();
+    fs::remove_file(layer.join("user-opaque")).unwrap();
+    let out = stdout(&run(&env, &[NAME]).code(0));
+    assert_eq!(out, "opq: top\nkeep: lower top\n");
+    assert!(layer.join("user-opaque").is_file());
     env.assert_clean();
 }

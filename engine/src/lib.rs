@@ -129,11 +129,18 @@ fn prepare_image(
             "--write-through writes into the rootfs, and an image's layers are shared and stay read-only: drop --write-through".into(),
         ));
     }
+    let platform = request
+        .platform
+        .as_deref()
+        .map(image::registry::Platform::parse)
+        .transpose()
+        .map_err(|e| Error::Input(e.to_string()))?;
     let store = image::store::Store::from_env();
-    let img = for_run::resolve(&store, &text, request.pull).map_err(|m| match m {
-        for_run::Missing::NeverPull(why) => Error::Input(why),
-        for_run::Missing::Failed(e) => Error::Image(image::Error::Failed(format!("{e:#}"))),
-    })?;
+    let img =
+        for_run::resolve(&store, &text, request.pull, platform.as_ref()).map_err(|m| match m {
+            for_run::Missing::NeverPull(why) => Error::Input(why),
+            for_run::Missing::Failed(e) => Error::Image(image::Error::Failed(format!("{e:#}"))),
+        })?;
     let command = for_run::command(&img.config, request.entrypoint.as_deref(), &request.command);
     match command.first() {
         None => {
@@ -452,12 +459,18 @@ pub fn pull(source: &str, dest: &Path, opts: &PullOptions) -> Result<()> {
 pub use image::store::ImageRecord;
 
 /// `engine pull REF`: imports the image REF names into the store
-/// (`ENGINE_IMAGE_STORE`); a malformed reference is refused first.
-pub fn image_pull(reference: &str) -> Result<ImageRecord> {
+/// (`ENGINE_IMAGE_STORE`), an index resolved to `platform` (`--platform
+/// OS/ARCH[/VARIANT]`, else the host's); a malformed reference or platform
+/// is refused first.
+pub fn image_pull(reference: &str, platform: Option<&str>) -> Result<ImageRecord> {
     let parsed = image::reference::parse(reference).map_err(|e| Error::Input(e.to_string()))?;
+    let platform = platform
+        .map(image::registry::Platform::parse)
+        .transpose()
+        .map_err(|e| Error::Input(e.to_string()))?;
     validate::require_root()?;
     let store = image::store::Store::from_env();
-    image::layout::import(&store, &parsed).map_err(|e| {
+    image::layout::import(&store, &parsed, platform.as_ref()).map_err(|e| {
         // An injected failure reads as every verb's does (the walk's line).
         #[cfg(feature = "failpoints")]
         if let Some(injected) = e.root_cause().downcast_ref::<sys::failpoint::Injected>() {

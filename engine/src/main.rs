@@ -104,7 +104,12 @@ enum Command {
     #[command(subcommand)]
     Rootfs(RootfsCommand),
     /// Import an image into the store: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE
-    Pull { reference: String },
+    Pull {
+        reference: String,
+        /// The platform to take from a multi-platform image (default: the host's)
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+    },
     /// Check a user and password against a registry and save them for pulls
     #[command(
         after_help = "The credentials go to $REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json (as podman writes them), mode 0600."
@@ -307,6 +312,9 @@ struct RunArgs {
     /// When to pull IMAGE: missing (only when the store lacks it), always, or never
     #[arg(long, value_name = "WHEN")]
     pull: Option<String>,
+    /// The platform to take from a multi-platform image when IMAGE is pulled (default: the host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
     /// An image (a reference such as alpine or registry:5000/app:v1, an image ID, oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE), a directory holding a root filesystem, or a catalog name (busybox, debian, centos)
     #[arg(value_name = "IMAGE|ROOTFS")]
     rootfs: String,
@@ -509,8 +517,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             engine::teardown(&cfg, force)?;
             Ok(0)
         }
-        Command::Pull { reference } => {
-            let record = engine::image_pull(&reference)?;
+        Command::Pull {
+            reference,
+            platform,
+        } => {
+            let record = engine::image_pull(&reference, platform.as_deref())?;
             println!("{}", record.id);
             Ok(0)
         }
@@ -618,6 +629,7 @@ fn run(a: RunArgs, cfg: &Config) -> Result<i32, Error> {
         entrypoint: a.entrypoint,
         user: a.user,
         pull: a.pull,
+        platform: a.platform,
     };
     let spec = engine::prepare(input, cfg)?;
     if spec.detach {

@@ -260,8 +260,12 @@ fn an_oci_layout_is_pulled_listed_inspected_and_removed() {
         "{gone:?}"
     );
     assert!(!second.join("etc/.wh.gone").exists());
-    let opaque = rustix::fs::getxattr(second.join("opq"), "trusted.overlay.opaque", &mut [0u8; 4]);
-    assert_eq!(opaque, Ok(1));
+    // Both: overlayfs on the host reads the trusted one, a container's
+    // (mounted with `userxattr` in its user namespace) the user one.
+    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        let opaque = rustix::fs::getxattr(second.join("opq"), name, &mut [0u8; 4]);
+        assert_eq!(opaque, Ok(1), "{name}");
+    }
     assert_eq!(
         fs::read_to_string(layer_root(&store, &w.diff_ids[2]).join("etc/third")).unwrap(),
         "3"
@@ -930,7 +934,7 @@ fn an_index_without_the_host_s_platform_is_refused() {
         &engine(&store),
         &store,
         &reference,
-        &format!("it has linux/{other}): use an image built for this host"),
+        &format!("it has linux/{other}): choose one of those with --platform"),
     );
     let out = engine(&store)
         .cmd()
@@ -938,6 +942,107 @@ fn an_index_without_the_host_s_platform_is_refused() {
         .output()
         .unwrap();
     assert!(stderr(&out).contains(&reference), "{}", stderr(&out));
+}
+
+/// `--platform`: of an index with the host's image and another
+/// architecture's, `pull --platform linux/OTHER` takes the other (its
+/// config's architecture is what `image inspect` shows), a plain pull the
+/// host's; a platform the index lacks and a malformed one (for `pull` and
+/// `run`) are one line, exit 125, nothing in the store. Break tried:
+/// resolve_manifest ignoring the platform given (the host's config came).
+#[test]
+fn platform_chooses_the_image_of_an_index() {
+    testkit::host::require_root("image pulls");
+    let tmp = testkit::host::temp_dir();
+    let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
+    let host = engine::sys::arch::host_arch();
+    let other = if host == "s390x" { "ppc64le" } else { "s390x" };
+    let w = write_layout(&layout, &test_layers(), "x");
+    let blobs = layout.join("blobs/sha256");
+    let put = |bytes: &[u8]| {
+        let d = digest(bytes);
+        fs::write(blobs.join(hex(&d)), bytes).unwrap();
+        (d, bytes.len())
+    };
+    // The other platform's image: the same layers, its config says `other`.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blobs.join(hex(&w.manifest))).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(blobs.join(hex(&w.id))).unwrap()).unwrap();
+    config["architecture"] = other.into();
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = config_digest.clone().into();
+    manifest["config"]["size"] = config_size.into();
+    let (other_manifest, other_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let entry = |digest: &str, size: usize, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch},
+        })
+    };
+    let host_size = fs::metadata(blobs.join(hex(&w.manifest))).unwrap().len() as usize;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&w.manifest, host_size, host), entry(&other_manifest, other_size, other)],
+    });
+    let (index_digest, index_size) = put(&serde_json::to_vec(&index).unwrap());
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest, "size": index_size,
+    }]});
+    fs::write(layout.join("index.json"), top.to_string()).unwrap();
+    let reference = format!("oci:{}", layout.display());
+    let e = engine(&store);
+
+    let refused = |args: &[&str], says: &str| {
+        let out = e.cmd().args(args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(store_contents(&store).is_empty(), "{args:?}");
+    };
+    refused(
+        &["pull", "--platform", "linux/mips64le", &reference],
+        &format!("has no image for linux/mips64le (it has linux/{host}, linux/{other})"),
+    );
+    refused(
+        &["pull", "--platform", "linux", &reference],
+        "platform `linux`",
+    );
+    refused(
+        &[
+            "run",
+            "--net",
+            "none",
+            "--platform",
+            "linux//x",
+            &reference,
+            "true",
+        ],
+        "invalid --platform \"linux//x\"",
+    );
+
+    let inspect_arch = |id: &str| {
+        let out = e.cmd().args(["image", "inspect", id]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        info[0]["Architecture"].as_str().unwrap().to_string()
+    };
+    let out = e
+        .cmd()
+        .args(["pull", "--platform", &format!("linux/{other}"), &reference])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), config_digest);
+    assert_eq!(inspect_arch(&config_digest), other);
+    let out = e.cmd().args(["pull", &reference]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), w.id);
+    assert_eq!(inspect_arch(&w.id), host);
 }
 
 proptest! {

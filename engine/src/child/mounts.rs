@@ -144,7 +144,7 @@ fn root_layer(
     let disk_layer = fds.by_ref().take(n_layer).next();
     let etc: Vec<OwnedFd> = fds.by_ref().take(n_etc).collect();
     let root = match setup.layer_size {
-        Some(size) => overlay_root(trees, scratch, size, disk_layer)?,
+        Some(size) => overlay_root(trees, scratch, size, disk_layer, spec.image.is_some())?,
         None => {
             let tree = trees.into_iter().next().unwrap();
             // Write-through: the rootfs's tree itself is the root (writes land
@@ -377,12 +377,16 @@ fn mask(root_fd: BorrowedFd<'_>, path: &str, kind: Option<Kind>) -> Step {
 /// /proc/self/fd/N paths. A kept container's upper and work directories
 /// are those of `disk_layer` (its NAME.layer in the state directory, a
 /// detached tree from the engine, attached at disk/) instead of the
-/// tmpfs's.
+/// tmpfs's. An image's overlay reads `user.overlay.*` xattrs
+/// (`userxattr`): mounted in the container's user namespace, overlayfs
+/// cannot read the store's `trusted.overlay.opaque`, and opaque
+/// directories would show the lower layers' files.
 fn overlay_root(
     trees: Vec<OwnedFd>,
     scratch: OwnedFd,
     size: u64,
     disk_layer: Option<OwnedFd>,
+    image: bool,
 ) -> Step<OwnedFd> {
     let tmpfs = idm(idmap::detached_tmpfs(
         &format!("mode=755,size={size}"),
@@ -431,9 +435,10 @@ fn overlay_root(
         .map(|l| format!("{}/{l}", top.display()))
         .collect();
     let opts = format!(
-        "lowerdir={0},upperdir={1}/upper,workdir={1}/work",
+        "lowerdir={0},upperdir={1}/upper,workdir={1}/work{2}",
         lowerdir.join(":"),
-        upper_top.display()
+        upper_top.display(),
+        if image { ",userxattr" } else { "" }
     );
     mnt(
         Some(Path::new("overlay")),

@@ -29,8 +29,14 @@ pub enum Missing {
 /// `--pull always`), else pulled from its registry (unless `--pull
 /// never`); a transport (`oci:`, `oci-archive:`, `docker-archive:`) is
 /// imported every time: local files, and layers the store has are not
-/// unpacked again.
-pub fn resolve(store: &Store, text: &str, policy: PullPolicy) -> Result<ForRun, Missing> {
+/// unpacked again. A pull resolves an index to `platform` (the host's when
+/// `None`); an image the store has is taken as it is.
+pub fn resolve(
+    store: &Store,
+    text: &str,
+    policy: PullPolicy,
+    platform: Option<&super::registry::Platform>,
+) -> Result<ForRun, Missing> {
     let parsed = super::reference::parse(text).ok();
     let is_transport = !matches!(parsed, Some(super::reference::ImageRef::Registry(_)) | None);
     let found = if is_transport || policy == PullPolicy::Always {
@@ -45,7 +51,7 @@ pub fn resolve(store: &Store, text: &str, policy: PullPolicy) -> Result<ForRun, 
                 "image `{text}` is not in the store and --pull never forbids pulling it: pull it first with `engine pull {text}`, or drop --pull never"
             )))
         }
-        (None, Some(parsed)) => super::layout::import(store, &parsed).map_err(|e| {
+        (None, Some(parsed)) => super::layout::import(store, &parsed, platform).map_err(|e| {
             Missing::Failed(e.context(format!("cannot pull `{text}`")))
         })?,
         (None, None) => {

@@ -15,6 +15,7 @@ use super::config::{
     REF_NAME,
 };
 use super::reference::{self, ImageRef};
+use super::registry::Platform;
 use super::store::{sha256_digest, ImageRecord, Scratch, Store, MAX_DOCUMENT};
 use crate::sys::failpoint::step;
 use anyhow::{anyhow, bail, Context, Result};
@@ -25,8 +26,9 @@ use std::path::Path;
 /// Imports the image `what` names; returns its record. The steps (the
 /// store, the scratch, the archive unpacked, each layer, the record) have
 /// failpoints: at any of them a killed engine leaves nothing the next pull
-/// trusts, and that pull finishes the work.
-pub fn import(store: &Store, what: &ImageRef) -> Result<ImageRecord> {
+/// trusts, and that pull finishes the work. An index is resolved to
+/// `platform` (`--platform`), the host's when `None`.
+pub fn import(store: &Store, what: &ImageRef, platform: Option<&Platform>) -> Result<ImageRecord> {
     step!("image.check");
     match what {
         ImageRef::Registry(_) => {}
@@ -38,11 +40,11 @@ pub fn import(store: &Store, what: &ImageRef) -> Result<ImageRecord> {
     store.create()?;
     step!("image.import");
     match what {
-        ImageRef::Registry(named) => pull_from_registry(store, named),
-        ImageRef::Oci { dir, name } => import_layout(store, dir, name.as_deref(), &[]),
+        ImageRef::Registry(named) => pull_from_registry(store, named, platform),
+        ImageRef::Oci { dir, name } => import_layout(store, dir, name.as_deref(), &[], platform),
         ImageRef::OciArchive { file, name } => {
             let scratch = unpack_archive(store, file, what)?;
-            import_layout(store, scratch.path(), name.as_deref(), &[])
+            import_layout(store, scratch.path(), name.as_deref(), &[], platform)
                 .with_context(|| format!("{} holds no usable OCI image layout", file.display()))
         }
         ImageRef::DockerArchive { file } => {
@@ -55,7 +57,11 @@ pub fn import(store: &Store, what: &ImageRef) -> Result<ImageRecord> {
 
 /// The registry client lands the pull, verified, in a layout of the
 /// store's scratch; it is imported from there like `oci:`.
-fn pull_from_registry(store: &Store, named: &reference::Named) -> Result<ImageRecord> {
+fn pull_from_registry(
+    store: &Store,
+    named: &reference::Named,
+    platform: Option<&Platform>,
+) -> Result<ImageRecord> {
     let scratch = store.scratch()?;
     let layout = scratch.path().join("layout");
     let target = super::registry::Target {
@@ -69,8 +75,8 @@ fn pull_from_registry(store: &Store, named: &reference::Named) -> Result<ImageRe
         },
     };
     let options = super::registry::Options::default();
-    super::registry::pull_to_layout(&target, None, &layout, &options)?;
-    import_layout(store, &layout, None, &[])
+    super::registry::pull_to_layout(&target, platform, &layout, &options)?;
+    import_layout(store, &layout, None, &[], platform)
 }
 
 /// An archive (`oci-archive:`, `docker-archive:`) unpacked into a scratch
@@ -108,6 +114,7 @@ pub fn import_layout(
     dir: &Path,
     name: Option<&str>,
     names: &[String],
+    platform: Option<&Platform>,
 ) -> Result<ImageRecord> {
     if !dir.join("oci-layout").is_file() {
         bail!(
@@ -144,7 +151,7 @@ pub fn import_layout(
     if let Some(named) = named(desc).and_then(|n| reference::parse_named(n).ok()) {
         names.push(named.to_string());
     }
-    let (manifest_digest, manifest_bytes) = resolve_manifest(dir, desc)?;
+    let (manifest_digest, manifest_bytes) = resolve_manifest(dir, desc, platform)?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("manifest {manifest_digest} is not an image manifest"))?;
     let config_bytes = read_blob(dir, &manifest.config)?;
@@ -178,9 +185,14 @@ pub fn import_layout(
     })
 }
 
-/// The manifest `desc` names, through an index or manifest list (the
-/// host's platform chosen from it): its digest and bytes.
-fn resolve_manifest(dir: &Path, desc: &Descriptor) -> Result<(String, Vec<u8>)> {
+/// The manifest `desc` names, through an index or manifest list
+/// (`platform`, else the host's, chosen from it): its digest and bytes.
+fn resolve_manifest(
+    dir: &Path,
+    desc: &Descriptor,
+    platform: Option<&Platform>,
+) -> Result<(String, Vec<u8>)> {
+    let wanted = platform.cloned().unwrap_or_else(Platform::host);
     let mut desc = desc.clone();
     for _ in 0..2 {
         let bytes = read_blob(dir, &desc)?;
@@ -195,24 +207,26 @@ fn resolve_manifest(dir: &Path, desc: &Descriptor) -> Result<(String, Vec<u8>)> 
         }
         let index: Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not an image index", desc.digest))?;
-        let arch = crate::sys::arch::host_arch();
         let has: Vec<String> = index
             .manifests
             .iter()
             .filter_map(|d| d.platform.as_ref())
-            .map(|p| format!("{}/{}", p.os, p.architecture))
+            .map(|p| match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            })
             .collect();
         desc = index
             .manifests
             .into_iter()
             .find(|d| {
-                d.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                d.platform.as_ref().is_some_and(|p| {
+                    wanted.serves(&p.os, &p.architecture, p.variant.as_deref())
+                })
             })
             .ok_or_else(|| {
                 anyhow!(
-                    "index {} has no image for linux/{arch} (it has {}): use an image built for this host",
+                    "index {} has no image for {wanted} (it has {}): choose one of those with --platform",
                     desc.digest,
                     if has.is_empty() { "none".into() } else { has.join(", ") }
                 )

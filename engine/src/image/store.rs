@@ -4,6 +4,7 @@
 //! blobs/sha256/HEX        manifests and configs, verified (sha256 and size)
 //! layers/HEX/root/        a layer unpacked once, keyed by its diff ID,
 //! layers/HEX/size           with overlayfs whiteouts; its tar's size
+//! layers/HEX/user-opaque    (empty) its opaque dirs have the user xattr
 //! images/HEX.json         an image record, keyed by its config digest (the ID)
 //! locks/                  flock files: one per layer, one for the records
 //! tmp/PID-N/              a pull's scratch (archives unpacked), removed after
@@ -29,6 +30,11 @@ use std::path::{Path, PathBuf};
 
 /// The store's default place.
 pub const DEFAULT_STORE: &str = "/var/lib/engine/images";
+
+/// In a layer's directory: its opaque directories carry
+/// `user.overlay.opaque` too (layers unpacked before lack it, and get it
+/// at their next run).
+const USER_OPAQUE: &str = "user-opaque";
 
 /// Manifests and configs larger than this are refused (the registry rule).
 pub const MAX_DOCUMENT: u64 = 4 << 20;
@@ -155,7 +161,47 @@ impl Store {
                 "layer {missing} of image {id} was removed from the store meanwhile: run the container again (its image is pulled again)"
             );
         }
+        for layer in layers {
+            self.add_user_opaque(layer)?;
+        }
         super::inuse::hold(&self.root, container, id, layers)
+    }
+
+    /// Gives the opaque directories of a layer unpacked before the store
+    /// wrote `user.overlay.opaque` (a container's `userxattr` overlay reads
+    /// only that) the user xattr beside their trusted one, once: the layer's
+    /// USER_OPAQUE marker says it is done. Under `images.lock`, so no `rmi`
+    /// removes the layer meanwhile and no other run walks it at once.
+    fn add_user_opaque(&self, diff_id: &str) -> Result<()> {
+        let marker = self.layer_dir(diff_id).join(USER_OPAQUE);
+        if marker.is_file() {
+            return Ok(());
+        }
+        let root = self.layer_root(diff_id);
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            let mut value = [0u8; 4];
+            let opaque = rustix::fs::lgetxattr(&dir, super::whiteout::OPAQUE_XATTR, &mut value);
+            if matches!(opaque, Ok(1) if value[0] == b'y') {
+                rustix::fs::lsetxattr(
+                    &dir,
+                    super::whiteout::USER_OPAQUE_XATTR,
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|e| anyhow!("cannot mark {} opaque: {e}", dir.display()))?;
+            }
+            for entry in
+                fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+            {
+                let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+                // file_type() does not follow symlinks.
+                if entry.file_type()?.is_dir() {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        write_atomically(&marker, b"")
     }
 
     // Blobs.
@@ -297,6 +343,7 @@ impl Store {
         if tar_digest != diff_id {
             bail!("{what} unpacks to diff ID {tar_digest}, not the {diff_id} its config gives: the image is corrupt");
         }
+        write_atomically(&tmp.join(USER_OPAQUE), b"")?;
         write_atomically(&tmp.join("size"), tar_size.to_string().as_bytes())
     }
 

@@ -239,6 +239,10 @@ fn unpack_entries(reader: impl Read, root: &Path, owner: Option<u32>, names: Nam
         bail!("unpacking needs openat2, which this kernel lacks: use Linux 5.6 or later");
     }
     let base = owner.unwrap_or(0);
+    // No xattr of the archive's is applied (PAX `SCHILY.xattr.*` records
+    // are read past): a layer's own `user.overlay.*` (redirect, metacopy,
+    // opaque...) would be honoured by a container's `userxattr` overlay;
+    // its only overlay xattrs are the whiteouts the store makes.
     let mut archive = tar::Archive::new(reader);
     let mut skipped = 0;
     // Directory mtimes are set last: every entry made inside one changes it.

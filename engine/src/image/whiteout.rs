@@ -2,7 +2,9 @@
 //! deletes NAME of the layers below and `.wh..wh..opq` hides everything a
 //! directory held below; in a layer directory used as an overlay lower,
 //! the first is a character device 0:0 named NAME, the second the xattr
-//! `trusted.overlay.opaque=y` on the directory.
+//! `user.overlay.opaque=y` on the directory (read by an overlay mounted
+//! with `userxattr`, as a container's is, in its user namespace) and
+//! `trusted.overlay.opaque=y` (read by one mounted on the host).
 
 use anyhow::{anyhow, bail, Result};
 use rustix::fs::{FileType, Mode, XattrFlags};
@@ -15,12 +17,17 @@ pub const PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..opq";
 /// overlayfs's opaque directory xattr.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The same, as overlayfs reads it with `userxattr`.
+pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 
 /// Makes the whiteout of `hidden` (the name after `.wh.`) in `dir`.
 pub(super) fn make(dir: &OwnedFd, hidden: &OsStr) -> Result<()> {
     if hidden == OPAQUE {
-        return rustix::fs::fsetxattr(dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
-            .map_err(|e| anyhow!("set {OPAQUE_XATTR}: {e}"));
+        for name in [USER_OPAQUE_XATTR, OPAQUE_XATTR] {
+            rustix::fs::fsetxattr(dir, name, b"y", XattrFlags::empty())
+                .map_err(|e| anyhow!("set {name}: {e}"))?;
+        }
+        return Ok(());
     }
     if hidden.is_empty()
         || hidden == "."

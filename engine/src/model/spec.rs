@@ -47,6 +47,8 @@ pub enum Error {
     RestartWithRm(String),
     #[error("invalid --pull {0:?}: use missing, always or never")]
     Pull(String),
+    #[error("invalid --platform {0:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64")]
+    Platform(String),
     #[error("invalid --user {0:?}: use NAME, UID, NAME:GROUP or UID:GID")]
     User(String),
 }
@@ -127,6 +129,10 @@ pub struct SpecInput {
     /// `--pull missing|always|never` (default missing).
     #[serde(default)]
     pub pull: Option<String>,
+    /// `--platform OS/ARCH[/VARIANT]`: the platform a pulled index is
+    /// resolved to (default the host's).
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 /// `--restart`: whether a detached container's supervisor runs it again
@@ -263,6 +269,8 @@ pub struct Request {
     pub entrypoint: Option<String>,
     pub user: Option<String>,
     pub pull: PullPolicy,
+    /// `--platform`, checked for its form.
+    pub platform: Option<String>,
 }
 
 /// A container description that has passed every check, against the host too.
@@ -327,6 +335,9 @@ impl Request {
         let network = parse_network(&input.net, input.ip.as_deref(), &cfg.bridge, &cfg.subnet)?;
         let (volumes, tmpfs) = volumes_and_tmpfs(&input, &network)?;
         let pull = parse_pull(input.pull.as_deref())?;
+        if let Some(platform) = &input.platform {
+            check_platform(platform)?;
+        }
         if let Some(user) = &input.user {
             check_user(user)?;
         }
@@ -400,6 +411,7 @@ impl Request {
             entrypoint: input.entrypoint,
             user: input.user,
             pull,
+            platform: input.platform,
         })
     }
 }
@@ -412,6 +424,17 @@ fn parse_pull(given: Option<&str>) -> Result<PullPolicy, Error> {
         Some("never") => PullPolicy::Never,
         Some(other) => return Err(Error::Pull(other.into())),
     })
+}
+
+/// `--platform`: OS/ARCH or OS/ARCH/VARIANT, no part empty (the registry
+/// client's `Platform::parse` takes what passes).
+fn check_platform(given: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = given.split('/').collect();
+    if (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty()) {
+        Ok(())
+    } else {
+        Err(Error::Platform(given.into()))
+    }
 }
 
 /// `--user`: USER or USER:GROUP, each a name or a number, no NUL and no

@@ -129,9 +129,14 @@ impl Platform {
     /// architecture, and the variant when one was asked for (arm64's
     /// entries say `v8` or nothing).
     fn matches(&self, p: &PlatformJson) -> bool {
-        p.os == self.os
-            && p.architecture == self.architecture
-            && match (&self.variant, &p.variant) {
+        self.serves(&p.os, &p.architecture, p.variant.as_deref())
+    }
+
+    /// [`Self::matches`] of an entry's fields (an OCI layout's index too).
+    pub fn serves(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        os == self.os
+            && architecture == self.architecture
+            && match (self.variant.as_deref(), variant) {
                 (None, _) => true,
                 (Some(want), Some(got)) => want == got,
                 (Some(want), None) => self.architecture == "arm64" && want == "v8",

@@ -7,7 +7,8 @@
 //! read, and at most `MAX_ACCOUNTS` bytes of it.
 
 use crate::model::bundle::User;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::model::users::{self, Id};
+use anyhow::{bail, Context, Result};
 use rustix::fs::{FileType, Mode, OFlags};
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,91 +19,28 @@ const MAX_ACCOUNTS: u64 = 1 << 20;
 
 /// The IDs `spec` (`USER` or `USER:GROUP`, each a name or a number) stands
 /// for in the tree `layers` (top first) make, and the user's home when
-/// /etc/passwd names one.
+/// /etc/passwd names one: the image's files read here, resolved by the
+/// same rules as `exec -u` (`model::users`).
 pub fn lookup(layers: &[PathBuf], spec: &str) -> Result<(User, Option<String>)> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
+    let given = users::parse_user(spec)?;
     // UID:GID needs no account file (and works in an image whose files
     // the engine will not read).
-    if let (Ok(uid), Some(Ok(gid))) = (user.parse::<u32>(), group.map(str::parse::<u32>)) {
+    if let (Id::Number(uid), Some(Id::Number(gid))) = (&given.user, &given.group) {
         let user = User {
-            uid,
-            gid,
+            uid: *uid,
+            gid: *gid,
             additional_gids: Vec::new(),
             umask: None,
         };
         return Ok((user, None));
     }
     let passwd = read_etc(layers, "passwd")?.unwrap_or_default();
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| {
-            f.len() >= 4
-                && match user.parse::<u32>() {
-                    Ok(uid) => f[2].parse::<u32>() == Ok(uid),
-                    Err(_) => f[0] == user,
-                }
-        });
-    let uid = match (user.parse::<u32>(), &entry) {
-        (Ok(uid), _) => uid,
-        (Err(_), Some(f)) => f[2]
-            .parse()
-            .map_err(|_| anyhow!("the image's /etc/passwd gives user `{user}` no numeric uid"))?,
-        (Err(_), None) => {
-            bail!("user `{user}` is not in the image's /etc/passwd: give a numeric UID[:GID]")
-        }
-    };
-    let groups = match (group, &entry) {
-        (Some(g), _) if g.parse::<u32>().is_err() => read_etc(layers, "group")?.unwrap_or_default(),
-        (None, Some(_)) => read_etc(layers, "group")?.unwrap_or_default(),
-        _ => String::new(),
-    };
-    let group_lines: Vec<Vec<&str>> = groups
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 3)
-        .collect();
-    let gid = match group {
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => group_lines
-                .iter()
-                .find(|f| f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    anyhow!("group `{g}` is not in the image's /etc/group: give a numeric GID")
-                })?,
-        },
-        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
-    };
-    // The supplementary groups /etc/group lists the user's name in.
-    let mut additional_gids: Vec<u32> = match &entry {
-        Some(f) => group_lines
-            .iter()
-            .filter(|g| g.get(3).is_some_and(|m| m.split(',').any(|m| m == f[0])))
-            .filter_map(|g| g[2].parse().ok())
-            .filter(|g| *g != gid)
-            .collect(),
-        None => Vec::new(),
-    };
-    additional_gids.dedup();
-    let home = entry
-        .as_ref()
-        .and_then(|f| f.get(5))
-        .filter(|h| h.starts_with('/'))
-        .map(|h| h.to_string());
-    Ok((
-        User {
-            uid,
-            gid,
-            additional_gids,
-            umask: None,
-        },
-        home,
-    ))
+    let group = read_etc(layers, "group")?.unwrap_or_default();
+    let (mut user, home) = users::resolve(&given, &passwd, &group)?;
+    let gid = user.gid;
+    user.additional_gids.retain(|g| *g != gid);
+    user.additional_gids.dedup();
+    Ok((user, Some(home).filter(|h| h.starts_with('/'))))
 }
 
 /// `/etc/NAME` as the overlay of `layers` (top first) shows it: None

@@ -49,8 +49,6 @@ pub enum Error {
     Pull(String),
     #[error("invalid --platform {0:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64")]
     Platform(String),
-    #[error("invalid --user {0:?}: use NAME, UID, NAME:GROUP or UID:GID")]
-    User(String),
 }
 
 type Result<T, E = crate::model::Error> = std::result::Result<T, E>;
@@ -339,7 +337,7 @@ impl Request {
             check_platform(platform)?;
         }
         if let Some(user) = &input.user {
-            check_user(user)?;
+            crate::model::users::parse_user(user)?;
         }
         let workdir_given = input.workdir.is_some();
         let (name, generated_name) = match input.name {
@@ -434,23 +432,6 @@ fn check_platform(given: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Platform(given.into()))
-    }
-}
-
-/// `--user`: USER or USER:GROUP, each a name or a number, no NUL and no
-/// further colon (names are looked up in the image later).
-fn check_user(user: &str) -> Result<(), Error> {
-    let ok = |part: &str| {
-        !part.is_empty() && !part.contains('\0') && !part.contains('/') && !part.contains('\n')
-    };
-    let good = match user.split_once(':') {
-        Some((u, g)) => ok(u) && ok(g) && !g.contains(':'),
-        None => ok(user),
-    };
-    if good {
-        Ok(())
-    } else {
-        Err(Error::User(user.into()))
     }
 }
 

@@ -15,7 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tempfile::TempDir;
 
-const PORT: u16 = 5000;
 const HOST: &str = "127.0.0.1:5000";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -170,6 +169,8 @@ struct Registry {
     data: PathBuf,
     /// skopeo's options to reach it.
     push_flags: Vec<String>,
+    /// Its HOST:PORT.
+    host: String,
     _dir: TempDir,
 }
 
@@ -183,20 +184,26 @@ struct Secure {
 impl Registry {
     /// Plain HTTP, no auth.
     fn plain() -> Registry {
-        Registry::start(None).0
+        Registry::start(HOST, None).0
+    }
+
+    /// Plain HTTP on another address than loopback's (one the test put on
+    /// its namespace's `lo`).
+    fn plain_at(host: &str) -> Registry {
+        Registry::start(host, None).0
     }
 
     /// TLS with a CA made here, htpasswd basic auth.
     fn secure() -> (Registry, Secure) {
-        let (registry, secure) = Registry::start(Some(()));
+        let (registry, secure) = Registry::start(HOST, Some(()));
         (registry, secure.unwrap())
     }
 
-    fn start(secure: Option<()>) -> (Registry, Option<Secure>) {
+    fn start(host: &str, secure: Option<()>) -> (Registry, Option<Secure>) {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {HOST}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
             data.display()
         );
         let mut push_flags = vec!["--dest-tls-verify=false".to_string()];
@@ -238,10 +245,12 @@ impl Registry {
             child,
             data,
             push_flags,
+            host: host.to_string(),
             _dir: dir,
         };
+        let addr: std::net::SocketAddr = host.parse().unwrap();
         testkit::wait::until(Duration::from_secs(20), "the registry to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", PORT)).ok()
+            std::net::TcpStream::connect(addr).ok()
         });
         (registry, made)
     }
@@ -260,7 +269,7 @@ impl Registry {
             .args(&self.push_flags)
             .args(extra)
             .arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!("docker://{HOST}/{repo}:{tag}")));
+            .arg(format!("docker://{}/{repo}:{tag}", self.host)));
     }
 
     /// The registry's own file of a blob.
@@ -1246,4 +1255,96 @@ fn a_multi_layer_pull_lands_every_layer_and_prints_nothing_without_a_tty() {
             assert_eq!(left, 0, "{dir} left in the store");
         }
     })
+}
+
+/// A registry the user marks insecure (`ENGINE_INSECURE_REGISTRIES`, as
+/// docker's `insecure-registries`): plain HTTP to an address other than
+/// loopback's, and a certificate no CA vouches for, are refused with a
+/// sentence that names the variable, and taken once it names the registry.
+#[test]
+fn a_registry_marked_insecure_is_reached_by_plain_http_or_an_unchecked_certificate() {
+    in_netns(|| {
+        const LAN: &str = "10.88.0.1:5000";
+        run(Command::new("ip").args(["addr", "add", "10.88.0.1/32", "dev", "lo"]));
+        let work = tempfile::tempdir().unwrap();
+        let (manifest, config, layer) = image(
+            Platform::host().architecture.as_str(),
+            &[("hello.txt", "not so secure\n")],
+        );
+        let src = work.path().join("src");
+        write_layout(&src, "v1", &manifest, &[&config, &layer]);
+        let store = work.path().join("store");
+        let e = testkit::engine_cmd::Engine::new(env!("CARGO_BIN_EXE_engine"), "registry")
+            .with_env("ENGINE_IMAGE_STORE", &store)
+            .with_env("REGISTRY_AUTH_FILE", work.path().join("auth.json"));
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let pull = |reference: &str, marked: Option<&str>| {
+            let mut cmd = e.cmd();
+            cmd.args(["pull", reference]);
+            cmd.env_remove("ENGINE_INSECURE_REGISTRIES");
+            if let Some(list) = marked {
+                cmd.env("ENGINE_INSECURE_REGISTRIES", list);
+            }
+            cmd.output().unwrap()
+        };
+        let assert_refused = |out: std::process::Output, reference: &str| {
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(reference), "{stderr}");
+            assert!(stderr.contains("ENGINE_INSECURE_REGISTRIES"), "{stderr}");
+            assert_eq!(stderr.matches("cannot pull").count(), 1, "{stderr}");
+            let images: serde_json::Value = serde_json::from_slice(
+                &e.cmd()
+                    .args(["images", "--format", "json"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap();
+            assert_eq!(
+                images,
+                serde_json::json!([]),
+                "nothing stored after {stderr}"
+            );
+        };
+
+        // Plain HTTP away from loopback.
+        {
+            let registry = Registry::plain_at(LAN);
+            registry.push(&src, "v1", "test/lan", &[]);
+            let reference = format!("{LAN}/test/lan:v1");
+            assert_refused(pull(&reference, None), &reference);
+            assert_refused(
+                pull(&reference, Some("10.88.0.1 10.88.0.1:5001")),
+                &reference,
+            );
+            let out = pull(&reference, Some("other:1, 10.88.0.1:5000"));
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert_eq!(text(&out.stdout).trim(), sha256(&config.bytes));
+        }
+
+        // TLS whose CA the engine is not given.
+        let (registry, secure) = Registry::secure();
+        registry.push(&src, "v1", "test/private", &[]);
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", secure.user, secure.password));
+        fs::write(
+            work.path().join("auth.json"),
+            format!(r#"{{"auths":{{"{HOST}":{{"auth":"{auth}"}}}}}}"#),
+        )
+        .unwrap();
+        let reference = format!("{HOST}/test/private:v1");
+        let out = pull(&reference, None);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("ca.crt"),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = pull(&reference, Some(HOST));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), sha256(&config.bytes));
+    });
 }

@@ -12,7 +12,7 @@
 //!   the containers-auth.json files podman and docker write ([`auth`]).
 //! - HTTPS with the system's CA store plus `/etc/containers/certs.d/HOST:PORT/`
 //!   ([`tls`]); plain HTTP only for localhost, 127.0.0.0/8, ::1 or a registry
-//!   the caller marks insecure.
+//!   the user marks insecure (`ENGINE_INSECURE_REGISTRIES`).
 //! - Retries with backoff on 5xx answers and broken connections.
 //!
 //! The client is synchronous (ureq): the engine has no async runtime, and
@@ -77,7 +77,9 @@ pub struct Options {
     /// The per-registry certificate directories; default
     /// `/etc/containers/certs.d` (`HOST:PORT/ca.crt`, `*.crt`).
     pub certs_dir: Option<PathBuf>,
-    /// Plain HTTP is allowed for this registry (besides the local ones).
+    /// Plain HTTP is allowed for this registry (besides the local ones),
+    /// and its certificate is not verified; also for a registry named in
+    /// `ENGINE_INSECURE_REGISTRIES`.
     pub insecure: bool,
 }
 

@@ -100,9 +100,35 @@ pub fn is_local(registry: &str) -> bool {
     }
 }
 
+/// The registries the user marks insecure in `ENGINE_INSECURE_REGISTRIES`
+/// (`HOST[:PORT]`, comma- or space-separated), as docker's
+/// `insecure-registries`: plain HTTP is allowed there, and a certificate
+/// is not verified.
+pub const INSECURE_ENV: &str = "ENGINE_INSECURE_REGISTRIES";
+
+/// Whether `registry` is in `list` (the value of [`INSECURE_ENV`]).
+pub fn marked_insecure(registry: &str, list: &str) -> bool {
+    list.split([',', ' ', '\n', '\t'])
+        .map(str::trim)
+        .any(|entry| !entry.is_empty() && entry.eq_ignore_ascii_case(registry))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insecure_marks_name_whole_registries() {
+        let list = "10.0.0.5:5000, registry.lan  other:443";
+        assert!(marked_insecure("10.0.0.5:5000", list));
+        assert!(marked_insecure("Registry.LAN", list));
+        assert!(marked_insecure("other:443", list));
+        // The port is part of the name, as in docker's list.
+        assert!(!marked_insecure("10.0.0.5", list));
+        assert!(!marked_insecure("registry.lan:5000", list));
+        assert!(!marked_insecure("", list));
+        assert!(!marked_insecure("x", ""));
+    }
 
     #[test]
     fn only_loopback_is_local() {

@@ -100,7 +100,15 @@ impl Client {
     pub fn new(target: &Target, options: &Options) -> Result<Client, Error> {
         let registry = target.registry.clone();
         let roots = tls::roots(&registry, options.certs_dir.as_deref())?;
-        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        let marked = std::env::var(tls::INSECURE_ENV)
+            .is_ok_and(|list| tls::marked_insecure(&registry, &list));
+        let insecure = options.insecure || marked;
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(roots)
+            // The user's own choice for this registry only, as docker's
+            // insecure-registries: a local one is still verified.
+            .disable_verification(insecure)
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // A blob's redirect to storage elsewhere gets no credentials.
@@ -123,7 +131,7 @@ impl Client {
         Ok(Client {
             agent,
             base: format!("https://{endpoint}"),
-            may_fall_back: options.insecure || tls::is_local(&registry),
+            may_fall_back: insecure || tls::is_local(&registry),
             https_failed: None,
             credentials: auth::find(&registry, &target.repository, options)?,
             registry,
@@ -478,9 +486,12 @@ impl Client {
             url: url.to_string(),
             why: e.to_string(),
             hint: match e {
-                ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
-                    format!(": put the registry's CA in {}", self.ca_file)
-                }
+                _ if is_tls(e) => format!(
+                    ": put the registry's CA in {}, or name {} in {} to allow plain HTTP and any certificate",
+                    self.ca_file,
+                    self.registry,
+                    tls::INSECURE_ENV
+                ),
                 _ => ": check the registry's address and that it is up".to_string(),
             },
         }
@@ -502,10 +513,21 @@ impl Client {
 /// A transport error worth another attempt: the connection, not the TLS
 /// handshake or the address.
 fn is_retry(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
-    )
+    !is_tls(e)
+        && matches!(
+            e,
+            ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
+        )
+}
+
+/// A failed TLS handshake: an untrusted certificate, or a server that
+/// answered in plain HTTP (rustls's errors reach ureq as `InvalidData`).
+fn is_tls(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {

@@ -1064,6 +1064,107 @@ fn engine_pull_from_a_registry_goes_into_the_store() {
     })
 }
 
+/// `--platform` against an image the store already has (docker's and
+/// podman's behaviour): the store holds the index's amd64 image under the
+/// name; `run --platform linux/arm64 NAME` pulls the arm64 one (the name
+/// moves to it), `pull --platform linux/amd64` takes the amd64 one back;
+/// with `--pull never` the mismatch is one line naming both platforms,
+/// exit 125, nothing pulled. Break tried: for_run::resolve taking the
+/// stored image as it is (the run kept the amd64 image and `--pull
+/// never` ran it).
+#[test]
+fn an_image_of_another_platform_in_the_store_is_pulled_for_platform() {
+    in_netns(|| {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let (amd_m, amd_c, amd_l) = image("amd64", &[("arch", "amd64\n")]);
+        let (arm_m, arm_c, arm_l) = image("arm64", &[("arch", "arm64\n")]);
+        let entry = |m: &Blob, arch: &str| {
+            let mut d = m.descriptor();
+            d["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
+            d
+        };
+        let index = Blob {
+            media_type: "application/vnd.oci.image.index.v1+json",
+            bytes: serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [entry(&amd_m, "amd64"), entry(&arm_m, "arm64")],
+            }))
+            .unwrap(),
+        };
+        let src = work.path().join("src");
+        write_layout(
+            &src,
+            "multi",
+            &index,
+            &[&amd_m, &amd_c, &amd_l, &arm_m, &arm_c, &arm_l],
+        );
+        registry.push(&src, "multi", "test/multi", &["--all"]);
+        let store = work.path().join("store");
+        let e = testkit::engine_cmd::Engine::new(env!("CARGO_BIN_EXE_engine"), "registry-plat")
+            .with_env("ENGINE_IMAGE_STORE", &store);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let reference = format!("{HOST}/test/multi:multi");
+        let named_id = || {
+            let out = e
+                .cmd()
+                .args(["images", "--format", "json"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            let named: Vec<_> = rows.iter().filter(|r| r["tag"] == "multi").collect();
+            assert_eq!(named.len(), 1, "{rows:?}");
+            (named[0]["id"].as_str().unwrap().to_string(), rows.len())
+        };
+        let pull = |platform: &str| {
+            let out = e
+                .cmd()
+                .args(["pull", "--platform", platform, &reference])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            text(&out.stdout).trim().to_string()
+        };
+        let run = |extra: &[&str]| {
+            e.cmd()
+                .args(["run", "--net", "none", "--rm"])
+                .args(extra)
+                .args([reference.as_str(), "/no-such-command"])
+                .output()
+                .unwrap()
+        };
+        let amd_id = sha256(&amd_c.bytes);
+        let arm_id = sha256(&arm_c.bytes);
+        assert_eq!(pull("linux/amd64"), amd_id);
+        assert_eq!(named_id(), (amd_id.clone(), 1));
+
+        let out = run(&["--pull", "never", "--platform", "linux/arm64"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("is for linux/amd64, not for linux/arm64"),
+            "{stderr}"
+        );
+        assert_eq!(named_id(), (amd_id.clone(), 1));
+        e.assert_clean();
+
+        // The command is not in the image: 127 from inside the container,
+        // after the arm64 image was pulled and mounted.
+        let out = run(&["--platform", "linux/arm64"]);
+        assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+        assert_eq!(named_id(), (arm_id.clone(), 2));
+        assert_eq!(pull("linux/amd64"), amd_id);
+        assert_eq!(named_id(), (amd_id.clone(), 2));
+        // The stored image serves the platform asked for: no pull needed.
+        let out = run(&["--pull", "never", "--platform", "linux/amd64"]);
+        assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+        e.assert_clean();
+    })
+}
+
 /// `engine login` against the TLS + htpasswd registry: a refused password
 /// is a sentence and writes nothing; a good one is checked on /v2/, then
 /// saved in $REGISTRY_AUTH_FILE (mode 0600, other entries kept), and

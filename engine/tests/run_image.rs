@@ -393,6 +393,11 @@ fn bad_image_runs_are_refused_and_leave_nothing() {
     assert_refused(&s, &["--user", "a:b:c", NAME], "invalid --user");
     assert_refused(
         &s,
+        &["--user", "4294967295", NAME],
+        "invalid --user \"4294967295\"",
+    );
+    assert_refused(
+        &s,
         &["oci:/nonexistent-layout-dir", "true"],
         "does not exist",
     );

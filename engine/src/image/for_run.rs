@@ -9,6 +9,11 @@ use crate::model::spec::PullPolicy;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
+/// Most layers an image run stacks: docker's limit (its overlay2 driver
+/// refuses a 128th). Their overlay's lowerdir option, /proc/self/fd paths
+/// of about 25 bytes each, stays within the page mount(2) copies.
+pub const MAX_LAYERS: usize = 127;
+
 /// An image ready to run.
 pub struct ForRun {
     pub record: ImageRecord,

@@ -180,15 +180,11 @@ fn prepare_image(
         .user
         .clone()
         .or_else(|| img.config.user.clone().filter(|u| !u.is_empty()));
-    // The layers, the scratch directory, a kept container's layer, the
-    // /etc files and the volumes share one message.
-    let trees = img.layers.len() + 2 + request.volumes.len() + sys::net::dns::FILES.len();
-    if trees > sys::idmap::MAX_FDS {
+    if img.layers.len() > for_run::MAX_LAYERS {
         return Err(Error::Input(format!(
-            "image `{text}` has {} layers, and with {} volume(s) more than the {} mount trees one container takes: use an image with fewer layers, or fewer volumes",
+            "image `{text}` has {} layers, more than the {} a container stacks (docker's limit too): use an image with fewer layers (squash it)",
             img.layers.len(),
-            request.volumes.len(),
-            sys::idmap::MAX_FDS
+            for_run::MAX_LAYERS
         )));
     }
     let top = img.layers[0].clone();

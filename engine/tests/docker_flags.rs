@@ -273,6 +273,38 @@ fn exec_u_runs_as_the_container_s_user_and_group() {
     env.assert_clean();
 }
 
+/// `run --user 4294967295` (-1, setresuid's "leave it unchanged") is
+/// refused as `exec -u` refuses it, as a UID and as a GID, in the
+/// foreground, with `-d` and with `--userns host`: one line, 125, nothing
+/// created (no state, no record in `ps -a`). Break tried: users::id taking
+/// u32::MAX as a number (the ID range check refused the first with
+/// another sentence; with `--userns host` the run exited 0 and `id -u`
+/// printed 0: the process kept the engine's root).
+#[test]
+fn run_user_minus_one_is_refused_and_creates_nothing() {
+    let env = engine("rununeg");
+    for (user, extra) in [
+        ("4294967295", &[][..]),
+        ("0:4294967295", &[][..]),
+        ("4294967295", &["-d", "--name", "neg"][..]),
+        ("4294967295", &["--userns", "host"][..]),
+    ] {
+        let mut args = vec!["--user", user];
+        args.extend_from_slice(extra);
+        args.extend([rootfs(), "id", "-u"]);
+        let a = run(&env, &args).code(125);
+        assert_eq!(stdout(&a), "", "{args:?}");
+        assert_eq!(
+            stderr(&a),
+            format!("engine: invalid --user \"{user}\": use USER, USER:GROUP, UID or UID:GID\n"),
+            "{args:?}"
+        );
+    }
+    let a = env.cmd().args(["ps", "-a", "-q"]).assert().code(0);
+    assert_eq!(stdout(&a), "");
+    env.assert_clean();
+}
+
 /// The container's /etc/passwd is its own: a FIFO there (or a link to
 /// our stdin) must not hold `exec -u` (it was opened blocking and through
 /// magic links before the look-up was written this way).

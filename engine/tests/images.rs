@@ -1045,6 +1045,91 @@ fn platform_chooses_the_image_of_an_index() {
     assert_eq!(inspect_arch(&w.id), host);
 }
 
+/// `--platform` against archives of one image (docker and podman refuse
+/// them too): an `oci:` layout, and the oci-archive and docker-archive
+/// skopeo makes of it, all of the host's platform, asked for another are
+/// refused by `pull` and by `run`, one line naming both platforms, exit
+/// 125, nothing in the store; asked for the host's, pulled. Break tried:
+/// check_platform not called for a docker-archive (its pull and run
+/// succeeded with the host's image) nor for a layout's lone manifest.
+#[test]
+fn an_archive_of_another_platform_is_refused_for_platform() {
+    testkit::host::require_root("image pulls");
+    let tmp = testkit::host::temp_dir();
+    let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
+    let host = engine::sys::arch::host_arch();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let layers: Vec<_> = test_layers()
+        .into_iter()
+        .map(|(tar, _)| (tar, Compression::Gzip))
+        .collect();
+    let w = write_layout(&layout, &layers, "example.com/app:v1");
+    let src = format!("oci:{}:example.com/app:v1", layout.display());
+    let oci_archive = tmp.path().join("app-oci.tar");
+    let docker_archive = tmp.path().join("app-docker.tar");
+    for dest in [
+        format!("oci-archive:{}:example.com/app:v1", oci_archive.display()),
+        format!(
+            "docker-archive:{}:example.com/app:v1",
+            docker_archive.display()
+        ),
+    ] {
+        let out = Command::new("timeout")
+            .args(["60", "skopeo", "copy", "--quiet", &src, &dest])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy to {dest}: {}",
+            stderr(&out)
+        );
+    }
+    let e = engine(&store);
+    let says = format!("holds only an image for linux/{host}, not for linux/{other}");
+    let wanted = format!("linux/{other}");
+    let references = [
+        format!("oci:{}", layout.display()),
+        format!("oci-archive:{}", oci_archive.display()),
+        format!("docker-archive:{}", docker_archive.display()),
+    ];
+    for reference in &references {
+        for args in [
+            vec!["pull", "--platform", &wanted, reference],
+            vec![
+                "run",
+                "--net",
+                "none",
+                "--rm",
+                "--platform",
+                &wanted,
+                reference,
+                "true",
+            ],
+        ] {
+            let out = e.cmd().args(&args).output().unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains(&says), "{args:?}: {err}");
+            assert!(err.contains(reference.as_str()), "{args:?}: {err}");
+            assert!(store_contents(&store).is_empty(), "{args:?}");
+        }
+    }
+    e.assert_clean();
+    let out = e
+        .cmd()
+        .args([
+            "pull",
+            "--platform",
+            &format!("linux/{host}"),
+            &references[0],
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), w.id);
+}
+
 proptest! {
     /// Normalising is idempotent: a normalised name parses to itself, and
     /// its parts are those given.

@@ -393,6 +393,11 @@ fn bad_image_runs_are_refused_and_leave_nothing() {
     assert_refused(&s, &["--user", "a:b:c", NAME], "invalid --user");
     assert_refused(
         &s,
+        &["--user", "4294967295", NAME],
+        "invalid --user \"4294967295\"",
+    );
+    assert_refused(
+        &s,
         &["oci:/nonexistent-layout-dir", "true"],
         "does not exist",
     );
@@ -405,6 +410,63 @@ fn bad_image_runs_are_refused_and_leave_nothing() {
             == 0,
         "a running marker was left"
     );
+}
+
+/// Docker's 127 layers: an image of the busybox base and 126 tiny layers
+/// (layer N adds /l/N and replaces /l/top) runs with every layer stacked
+/// in order (more fds than one message carries, a lowerdir of 127 paths);
+/// a 128th layer is refused, one line, 125, nothing created. Breaks
+/// tried: recv_fds reading one message only (`the engine sent 32 mount
+/// fds, not 128`), and MAX_LAYERS 126 (the 127 were refused). With the
+/// limit lifted, 160 layers were refused by the options-page check
+/// (4291 bytes): about 152 is what mount(2) takes with these paths.
+#[test]
+fn an_image_of_127_layers_runs_and_a_128th_is_refused() {
+    testkit::host::require_root("running images");
+    let tmp = testkit::host::temp_dir();
+    let store = tmp.path().join("store");
+    let tiny = |n: usize| {
+        raw_archive(
+            &[
+                entry(EntryType::Directory, "l/", 0o755, b""),
+                file(&format!("l/{n}"), &n.to_string()),
+                file("l/top", &n.to_string()),
+            ],
+            LongNames::Gnu,
+        )
+    };
+    let config = serde_json::json!({
+        "Cmd": ["/bin/sh", "-c", "cat /l/top; echo; ls /l | wc -l"],
+        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+    });
+    let env = engine("img-many").with_env("ENGINE_IMAGE_STORE", &store);
+    for (layers, ok) in [(127, true), (128, false)] {
+        let layout = tmp.path().join(format!("layout-{layers}"));
+        let mut tars = vec![base_layer().to_vec()];
+        tars.extend((1..layers).map(tiny));
+        write_layout(&layout, &tars, config.clone());
+        env.cmd()
+            .args(["pull", &format!("oci:{}", layout.display())])
+            .assert()
+            .code(0);
+        let a = env
+            .cmd()
+            .args(["run", "--net", "none", "--rm", NAME])
+            .assert();
+        if ok {
+            let a = a.code(0);
+            assert_eq!(stdout(&a), "126\n127\n", "{}", stderr(&a));
+        } else {
+            let a = a.code(125);
+            let err = stderr(&a);
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(
+                err.contains("has 128 layers, more than the 127 a container stacks"),
+                "{err}"
+            );
+        }
+        env.assert_clean();
+    }
 }
 
 /// `LEN key=value\n` of a PAX extended header, LEN counting the whole record.

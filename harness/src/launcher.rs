@@ -447,6 +447,20 @@ fn run_runner(
             env.push((var.into(), value));
         }
     }
+    // The image scenario's multi-arch index is written here, where skopeo
+    // and both architectures' busybox are; a failure fails that trial only.
+    if names.iter().any(|n| n.ends_with("::image")) {
+        let dir = run_dir.join("image-index");
+        match crate::scenarios::image::write_index(&dir) {
+            Ok(()) => env.push((
+                crate::scenarios::image::INDEX_VAR.into(),
+                dir.display().to_string(),
+            )),
+            Err(e) => {
+                println!("harness: cannot write the image scenario's multi-arch layout: {e:#}")
+            }
+        }
+    }
     // A foreign guest's root has no C compiler: the confinement scenario's
     // probe is cross-built here, beside the cross-built engine.
     if plan::arch() != plan::host_arch() {

@@ -304,6 +304,16 @@ fn use_kvm(cfg: &VmConfig) -> Result<bool> {
     }
 }
 
+/// A static busybox of `arch`: the host's for the host's architecture,
+/// else the one of the foreign root (built first if it is not cached).
+pub fn static_busybox(arch: Arch) -> Result<PathBuf> {
+    if arch == Arch::host() {
+        Ok(host_busybox())
+    } else {
+        Ok(root::foreign(arch)?.join("bin/busybox"))
+    }
+}
+
 /// The host's static busybox (`VM_BUSYBOX` overrides).
 fn host_busybox() -> PathBuf {
     if let Some(p) = std::env::var_os("VM_BUSYBOX") {

@@ -440,6 +440,14 @@ fn overlay_root(
         upper_top.display(),
         if image { ",userxattr" } else { "" }
     );
+    // mount(2) copies one page of options: a longer lowerdir would be cut.
+    if opts.len() >= 4096 {
+        return Err(fail(format!(
+            "the overlay's options for {} layers are {} bytes, over the 4095 mount(2) takes: use an image with fewer layers",
+            lowers.len(),
+            opts.len()
+        )));
+    }
     mnt(
         Some(Path::new("overlay")),
         &top.join("merged"),

@@ -59,6 +59,8 @@ pub struct ImageConfig {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default)]
     pub config: RunConfig,
     pub rootfs: RootFs,

@@ -9,6 +9,11 @@ use crate::model::spec::PullPolicy;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
+/// Most layers an image run stacks: docker's limit (its overlay2 driver
+/// refuses a 128th). Their overlay's lowerdir option, /proc/self/fd paths
+/// of about 25 bytes each, stays within the page mount(2) copies.
+pub const MAX_LAYERS: usize = 127;
+
 /// An image ready to run.
 pub struct ForRun {
     pub record: ImageRecord,
@@ -30,7 +35,10 @@ pub enum Missing {
 /// never`); a transport (`oci:`, `oci-archive:`, `docker-archive:`) is
 /// imported every time: local files, and layers the store has are not
 /// unpacked again. A pull resolves an index to `platform` (the host's when
-/// `None`); an image the store has is taken as it is.
+/// `None`). An image the store has is taken as it is unless `platform`
+/// names another than its own: then a registry reference is pulled again
+/// for `platform` (as docker and podman do), and anything else (an ID,
+/// `--pull never`) is refused naming both platforms.
 pub fn resolve(
     store: &Store,
     text: &str,
@@ -39,11 +47,23 @@ pub fn resolve(
 ) -> Result<ForRun, Missing> {
     let parsed = super::reference::parse(text).ok();
     let is_transport = !matches!(parsed, Some(super::reference::ImageRef::Registry(_)) | None);
-    let found = if is_transport || policy == PullPolicy::Always {
+    let mut found = if is_transport || policy == PullPolicy::Always {
         None
     } else {
         store.find(text).map_err(Missing::Failed)?
     };
+    if let Some(record) = &found {
+        let config = store.config(record).map_err(Missing::Failed)?;
+        if let Err(wrong) = super::layout::check_platform(&config, platform) {
+            if parsed.is_none() || policy == PullPolicy::Never {
+                return Err(Missing::NeverPull(format!(
+                    "image `{text}` in the store is for {}, not for {}: pull it for that platform (engine pull --platform {} REFERENCE), or drop --platform",
+                    wrong.has, wrong.wanted, wrong.wanted
+                )));
+            }
+            found = None;
+        }
+    }
     let record = match (found, parsed) {
         (Some(record), _) => record,
         (None, _) if policy == PullPolicy::Never && !is_transport => {

@@ -44,14 +44,63 @@ pub fn import(store: &Store, what: &ImageRef, platform: Option<&Platform>) -> Re
         ImageRef::Oci { dir, name } => import_layout(store, dir, name.as_deref(), &[], platform),
         ImageRef::OciArchive { file, name } => {
             let scratch = unpack_archive(store, file, what)?;
-            import_layout(store, scratch.path(), name.as_deref(), &[], platform)
-                .with_context(|| format!("{} holds no usable OCI image layout", file.display()))
+            import_layout(store, scratch.path(), name.as_deref(), &[], platform).map_err(|e| {
+                if e.is::<WrongPlatform>() {
+                    e
+                } else {
+                    e.context(format!(
+                        "{} holds no usable OCI image layout",
+                        file.display()
+                    ))
+                }
+            })
         }
         ImageRef::DockerArchive { file } => {
             let scratch = unpack_archive(store, file, what)?;
-            import_docker_archive(store, scratch.path())
-                .with_context(|| format!("{} is not a usable docker-archive", file.display()))
+            import_docker_archive(store, scratch.path(), platform).map_err(|e| {
+                if e.is::<WrongPlatform>() {
+                    e
+                } else {
+                    e.context(format!("{} is not a usable docker-archive", file.display()))
+                }
+            })
         }
+    }
+}
+
+/// An image of one platform where `--platform` asked for another.
+#[derive(Debug, thiserror::Error)]
+#[error("it holds only an image for {has}, not for {wanted}: take it without --platform, or get an image for {wanted}")]
+pub struct WrongPlatform {
+    pub has: String,
+    pub wanted: String,
+}
+
+/// The platform an image config names, as OS/ARCH[/VARIANT].
+pub fn config_platform(config: &ImageConfig) -> Platform {
+    Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone().filter(|v| !v.is_empty()),
+    }
+}
+
+/// A single-platform image against `--platform`: refused when the
+/// platform asked for is not the one its config names (docker and podman
+/// refuse it too, rather than run another platform's binaries).
+pub fn check_platform(
+    config: &ImageConfig,
+    wanted: Option<&Platform>,
+) -> Result<(), WrongPlatform> {
+    let has = config_platform(config);
+    match wanted {
+        Some(w) if !w.serves(&has.os, &has.architecture, has.variant.as_deref()) => {
+            Err(WrongPlatform {
+                has: has.to_string(),
+                wanted: w.to_string(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -151,11 +200,14 @@ pub fn import_layout(
     if let Some(named) = named(desc).and_then(|n| reference::parse_named(n).ok()) {
         names.push(named.to_string());
     }
-    let (manifest_digest, manifest_bytes) = resolve_manifest(dir, desc, platform)?;
+    let (manifest_digest, manifest_bytes, from_index) = resolve_manifest(dir, desc, platform)?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("manifest {manifest_digest} is not an image manifest"))?;
     let config_bytes = read_blob(dir, &manifest.config)?;
     let config = parse_config(&config_bytes, manifest.layers.len())?;
+    if !from_index {
+        check_platform(&config, platform)?;
+    }
     for layer in &manifest.layers {
         reference::check_digest(&layer.digest).map_err(|why| anyhow!("a layer's {why}"))?;
     }
@@ -186,15 +238,16 @@ pub fn import_layout(
 }
 
 /// The manifest `desc` names, through an index or manifest list
-/// (`platform`, else the host's, chosen from it): its digest and bytes.
+/// (`platform`, else the host's, chosen from it): its digest, its bytes,
+/// and whether an index chose it (by `platform`).
 fn resolve_manifest(
     dir: &Path,
     desc: &Descriptor,
     platform: Option<&Platform>,
-) -> Result<(String, Vec<u8>)> {
+) -> Result<(String, Vec<u8>, bool)> {
     let wanted = platform.cloned().unwrap_or_else(Platform::host);
     let mut desc = desc.clone();
-    for _ in 0..2 {
+    for depth in 0..2 {
         let bytes = read_blob(dir, &desc)?;
         let is_index = [MEDIA_INDEX, MEDIA_DOCKER_LIST].contains(&desc.media_type.as_str())
             || serde_json::from_slice::<Index>(&bytes).is_ok_and(|i| {
@@ -203,7 +256,7 @@ fn resolve_manifest(
                     .is_none_or(|m| m == MEDIA_INDEX || m == MEDIA_DOCKER_LIST)
             }) && !bytes.windows(8).any(|w| w == b"\"layers\"");
         if !is_index {
-            return Ok((desc.digest, bytes));
+            return Ok((desc.digest, bytes, depth > 0));
         }
         let index: Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not an image index", desc.digest))?;
@@ -343,7 +396,11 @@ fn read_document_file(path: &Path) -> Result<Vec<u8>> {
 
 /// `docker save` / `podman save`: manifest.json names the config and the
 /// layer tars (paths inside the archive); the config's digest is the ID.
-fn import_docker_archive(store: &Store, dir: &Path) -> Result<ImageRecord> {
+fn import_docker_archive(
+    store: &Store,
+    dir: &Path,
+    platform: Option<&Platform>,
+) -> Result<ImageRecord> {
     let entries: Vec<ArchiveEntry> =
         serde_json::from_slice(&read_document_file(&dir.join("manifest.json"))?)
             .context("its manifest.json is not docker's list of images")?;
@@ -360,6 +417,7 @@ fn import_docker_archive(store: &Store, dir: &Path) -> Result<ImageRecord> {
     };
     let config_bytes = read_document_file(&inside(&entry.config)?)?;
     let config = parse_config(&config_bytes, entry.layers.len())?;
+    check_platform(&config, platform)?;
     let id = sha256_digest(&config_bytes);
     let names = entry
         .repo_tags

@@ -51,7 +51,7 @@ use rustix::net::{
     SocketType,
 };
 
-/// Most fds one `send_fds` carries (the rootfs and a few volumes per message).
+/// Most fds one message of `send_fds` carries (SCM_MAX_FD is 253).
 pub const MAX_FDS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
@@ -358,56 +358,80 @@ pub fn fd_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     .map_err(io::Error::from)
 }
 
-/// Sends `fds` in one message (SCM_RIGHTS); at most `MAX_FDS`.
+/// Most fds `send_fds` sends at once: an image of docker's 127 layers and
+/// its volumes go in several messages.
+pub const MAX_SENT_FDS: usize = 1024;
+
+/// Sends `fds` (SCM_RIGHTS) in messages of at most `MAX_FDS` each, which
+/// one `recv_fds` receives whole.
 pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    if fds.is_empty() || fds.len() > MAX_FDS {
+    if fds.is_empty() || fds.len() > MAX_SENT_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("send_fds carries 1 to {MAX_FDS} fds, not {}", fds.len()),
+            format!(
+                "send_fds carries 1 to {MAX_SENT_FDS} fds, not {}",
+                fds.len()
+            ),
         ));
     }
-    // The count travels as data too, so the receiver checks it got them all.
-    let count = [fds.len() as u8];
-    let iov = [IoSlice::new(&count)];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    if !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other(
-            "send_fds: the fds do not fit the control buffer",
-        ));
+    let last = (fds.len() - 1) / MAX_FDS;
+    for (i, chunk) in fds.chunks(MAX_FDS).enumerate() {
+        // The count travels as data too, so the receiver checks it got
+        // them all, and whether another message follows.
+        let head = [chunk.len() as u8, u8::from(i < last)];
+        let iov = [IoSlice::new(&head)];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        if !cmsg.push(SendAncillaryMessage::ScmRights(chunk)) {
+            return Err(io::Error::other(
+                "send_fds: the fds do not fit the control buffer",
+            ));
+        }
+        sendmsg(sock, &iov, &mut cmsg, SendFlags::NOSIGNAL)?;
     }
-    sendmsg(sock, &iov, &mut cmsg, SendFlags::NOSIGNAL)?;
     Ok(())
 }
 
-/// Receives one message of `send_fds`; the fds come close-on-exec.
+/// Receives the messages of one `send_fds`; the fds come close-on-exec.
 pub fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Vec<OwnedFd>> {
-    let mut count = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut count)];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    let msg = recvmsg(sock, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
-    for c in cmsg.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = c {
-            fds.extend(received);
+    loop {
+        let mut head = [0u8; 2];
+        let mut iov = [IoSliceMut::new(&mut head)];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let msg = recvmsg(sock, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)?;
+        let before = fds.len();
+        for c in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = c {
+                fds.extend(received);
+            }
+        }
+        let truncated = msg
+            .flags
+            .intersects(ReturnFlags::CTRUNC | ReturnFlags::TRUNC);
+        let (bytes, expected, more) = (msg.bytes, head[0] as usize, head[1] != 0);
+        if bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the parent closed the mount fd channel without sending",
+            ));
+        }
+        if truncated || bytes != head.len() || fds.len() - before != expected {
+            return Err(io::Error::other(format!(
+                "expected {expected} mount fds from the parent, got {}",
+                fds.len() - before
+            )));
+        }
+        if !more {
+            return Ok(fds);
+        }
+        if fds.len() >= MAX_SENT_FDS {
+            return Err(io::Error::other(format!(
+                "the parent sent more than {MAX_SENT_FDS} mount fds"
+            )));
         }
     }
-    let truncated = msg.flags.contains(ReturnFlags::CTRUNC);
-    let (bytes, expected) = (msg.bytes, count[0] as usize);
-    if bytes == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the parent closed the mount fd channel without sending",
-        ));
-    }
-    if truncated || fds.len() != expected {
-        return Err(io::Error::other(format!(
-            "expected {expected} mount fds from the parent, got {}",
-            fds.len()
-        )));
-    }
-    Ok(fds)
 }
 
 /// What an fd points at, for messages.

@@ -8,7 +8,7 @@ mod cpu;
 mod cri;
 mod filesystem;
 mod host_mounts;
-mod image;
+pub mod image;
 pub mod leftovers;
 mod lifecycle;
 mod memory;

@@ -142,7 +142,8 @@ fn drop_clean_file_pages(smaps: &str) {
 }
 
 /// The killed supervisor's teardown, if the record names this monitor
-/// (the container had started): everything it held is released, and a
+/// (the container had started): everything it held is released (its line
+/// leaves its peers' /etc/hosts), and a
 /// kept container's record becomes an exited one with the status of its
 /// PID 1 (125 if the supervisor had reaped it before it died).
 fn finish(state: &StateDir, name: &str, reaped: &[(i32, i32)]) {
@@ -179,6 +180,9 @@ fn finish(state: &StateDir, name: &str, reaped: &[(i32, i32)]) {
         },
     );
     Leases::host().remove(&state.dir, name);
+    if rec.ip.is_some() {
+        super::hosts::refresh_peers(state, Some(name));
+    }
     if rec.keep {
         let _ = state.write(name, &rec.into_exited(code, state::now_secs()));
     } else {

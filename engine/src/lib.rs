@@ -296,6 +296,54 @@ pub fn run_as_monitor(argv: &[std::ffi::OsString]) -> Option<i32> {
     parent::monitor::parse(argv).map(|args| parent::monitor::run(&args))
 }
 
+/// A run again by a `--restart` policy whose supervisor was killed
+/// (`engine __restart STATE_DIR NAME`, exec'd by the container's monitor,
+/// parent/monitor.rs): its exit code.
+pub fn run_as_restart(argv: &[std::ffi::OsString]) -> Option<i32> {
+    let [_, verb, state_dir, name] = argv else {
+        return None;
+    };
+    if verb != parent::monitor::RESTART_VERB {
+        return None;
+    }
+    let mut cfg = Config::from_env();
+    cfg.state_dir = state_dir.into();
+    let name = name.to_string_lossy();
+    match restart_by_policy(&cfg, &name) {
+        Ok(()) => Some(0),
+        Err(e) => {
+            eprintln!("engine: {e}");
+            // Failed before the record was replaced: plainly exited, as
+            // after a supervisor's failed restart.
+            let state = state(&cfg);
+            if let Ok(_lock) = state.lock() {
+                if let Some(mut rec) = state
+                    .read::<parent::record::Record>(&name)
+                    .filter(|r| r.exited() && r.restarting)
+                {
+                    rec.restarting = false;
+                    let _ = state.write(&name, &rec);
+                }
+            }
+            Some(e.exit_code())
+        }
+    }
+}
+
+/// As `engine start`, for a container its policy runs again: only while
+/// its record says so, and its stop mark stays (`run` checks it under
+/// the lock: a `stop` that came meanwhile wins).
+fn restart_by_policy(cfg: &Config, name: &str) -> Result<()> {
+    check_name(name)?;
+    let rec = lifecycle::find_any(&state(cfg), cfg, name)?;
+    let Some(input) = rec.input.clone().filter(|_| rec.exited() && rec.restarting) else {
+        return Ok(());
+    };
+    let mut spec = prepare(input, cfg)?;
+    spec.restart = true;
+    run_detached(&spec, cfg)
+}
+
 /// Where host root is mapped into the container (no user namespace, or a
 /// map from host 0) the engine runs from a read-only image of itself, as
 /// `exec` always does. Never on the default path (the re-exec costs a

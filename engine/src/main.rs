@@ -361,6 +361,9 @@ fn main() -> ExitCode {
     if let Some(code) = engine::run_as_monitor(&argv) {
         return exit_code(code);
     }
+    if let Some(code) = engine::run_as_restart(&argv) {
+        return exit_code(code);
+    }
     #[cfg(feature = "failpoints")]
     engine::sys::failpoint::setup();
     // Lossy: `args()` would panic on an argument that is not UTF-8.

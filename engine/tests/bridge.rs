@@ -433,6 +433,71 @@ fn containers_on_the_bridge_reach_each_other_by_name_and_alias() {
     net.assert_no_veth();
 }
 
+/// The host pid of a process's parent.
+fn ppid_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `n1`'s /etc/hosts names `peer`.
+fn hosts_of_n1_name(net: &Net, peer: &str) -> bool {
+    let out = net
+        .cmd()
+        .args(["exec", "n1", "cat", "/etc/hosts"])
+        .assert()
+        .code(0);
+    stdout(&out).split_whitespace().any(|w| w == peer)
+}
+
+/// A peer whose supervisor was SIGKILLed leaves the others' /etc/hosts
+/// when it ends, as on a supervised end: a `-d` one (its monitor does the
+/// teardown) and a foreground one (the next verb's recovery does).
+#[test]
+fn a_peer_whose_supervisor_was_killed_leaves_the_hosts_files() {
+    let net = Net::new("hostsgone", "10.95.0.0/24");
+    let a = net.start(&["--name", "n1", rootfs()], "read x");
+    net.cmd()
+        .args(["run", "-d", "--name", "n2", "--network-alias", "web2"])
+        .args([
+            rootfs(),
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        ])
+        .assert()
+        .code(0);
+    let fg = net.start(&["--name", "n3", rootfs()], "read x");
+    assert!(hosts_of_n1_name(&net, "n2") && hosts_of_n1_name(&net, "web2"));
+    assert!(hosts_of_n1_name(&net, "n3"));
+
+    let pid1 = container_pid(&net.env, "n2");
+    let supervisor = ppid_of(pid1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Still running under its monitor: still named.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(hosts_of_n1_name(&net, "n2"));
+    net.cmd().args(["stop", "-t", "5", "n2"]).assert().code(0);
+    assert!(!hosts_of_n1_name(&net, "n2") && !hosts_of_n1_name(&net, "web2"));
+
+    kill(fg); // its container dies with its engine; `ps` recovers
+    net.cmd().args(["ps"]).assert().code(0);
+    assert!(!hosts_of_n1_name(&net, "n3"));
+
+    kill(a);
+    net.cmd().args(["rm", "n2"]).assert().code(0);
+    net.cmd().arg("teardown").assert().code(0);
+    net.assert_no_veth();
+}
+
 /// `--network-alias` takes a hostname and needs the bridge; refused
 /// before anything is created.
 #[test]

@@ -473,6 +473,137 @@ fn restart_always_until_stop() {
     env.assert_clean();
 }
 
+/// `run -d --restart POLICY --name NAME` of `sh -c script`, and a
+/// reader of its log.
+fn run_with_policy<'a>(
+    env: &'a Engine,
+    policy: &str,
+    name: &'a str,
+    script: &str,
+) -> impl Fn() -> String + 'a {
+    env.cmd()
+        .args([
+            "run",
+            "-d",
+            "--net",
+            "none",
+            "--restart",
+            policy,
+            "--name",
+            name,
+        ])
+        .args([rootfs(), "sh", "-c", script])
+        .assert()
+        .code(0);
+    move || stdout(&env.cmd().args(["logs", name]).assert().code(0))
+}
+
+/// SIGKILLs the supervisor of `name`'s running PID 1 (its parent).
+fn kill_supervisor_of(env: &Engine, name: &str) -> i64 {
+    let pid1 = i64::from(container_pid(env, name));
+    let supervisor = state_and_ppid(pid1).unwrap().1;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(supervisor as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    pid1
+}
+
+/// `--restart always` outlives a SIGKILLed supervisor: when the container
+/// ends, its monitor runs it again (a new PID 1, a second run in its log,
+/// one restart counted), and `stop` still ends it for good.
+#[test]
+fn a_restart_policy_outlives_a_killed_supervisor() {
+    let env = engine("policykill");
+    let log = run_with_policy(
+        &env,
+        "always",
+        "pk",
+        "echo run; trap 'exit 0' TERM; sleep 0.5",
+    );
+    let first = kill_supervisor_of(&env, "pk");
+    let row = poll_row(&env, "pk", |r| {
+        r["status"] == "running" && r["pid"].as_i64().is_some_and(|p| p > 0 && p != first)
+    });
+    assert!(log().lines().count() >= 2, "{row:?}");
+    let record = stdout(&env.cmd().args(["inspect", "pk"]).assert().code(0));
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert!(record[0]["restart_count"].as_u64() >= Some(1), "{record}");
+    env.cmd().args(["stop", "-t", "1", "pk"]).assert().code(0);
+    let runs = log().lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(log().lines().count(), runs, "run again after stop");
+    assert_eq!(poll_row(&env, "pk", |_| true)["status"], "exited");
+    env.cmd().args(["rm", "pk"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// `on-failure:2` counts the restarts its monitor made: with the
+/// supervisor SIGKILLed in the first run, three runs in all (the monitor's
+/// restart, then the new supervisor's), not four.
+#[test]
+fn on_failure_counts_the_restart_of_a_killed_supervisor() {
+    let env = engine("policycount");
+    let log = run_with_policy(&env, "on-failure:2", "pc", "echo run; sleep 0.5; exit 3");
+    kill_supervisor_of(&env, "pc");
+    poll_row(&env, "pc", |r| {
+        r["status"] == "exited" && log().lines().count() == 3
+    });
+    // And no fourth run.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(log(), "run\nrun\nrun\n");
+    let row = poll_row(&env, "pc", |_| true);
+    assert_eq!(
+        (&row["status"], &row["exit_code"]),
+        (&"exited".into(), &3.into())
+    );
+    env.cmd().args(["rm", "pc"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// A supervisor SIGKILLed in its back-off, between two runs: the restart
+/// it had scheduled is its monitor's to make, and the policy goes on.
+#[test]
+fn a_restart_scheduled_by_a_killed_supervisor_still_happens() {
+    let env = engine("policybackoff");
+    let log = run_with_policy(&env, "always", "pb", "echo run; exit 1");
+    let record = || -> serde_json::Value {
+        let text = std::fs::read(env.state_dir().join("pb.json")).unwrap_or_default();
+        serde_json::from_slice(&text).unwrap_or_default()
+    };
+    // The fifth restart waits 1.6 s: time to kill the supervisor in it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let monitor = loop {
+        let r = record();
+        if r["restarting"] == true && r["restart_count"].as_u64() >= Some(5) {
+            break r["engine_pid"].as_i64().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let children = format!("/proc/{monitor}/task/{monitor}/children");
+    let supervisor: i32 = std::fs::read_to_string(children)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(supervisor).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let runs = log().lines().count();
+    assert_eq!(record()["restarting"], true, "killed in a run, not between");
+    poll_row(&env, "pb", |_| log().lines().count() > runs);
+    env.cmd().args(["stop", "-t", "1", "pb"]).assert().code(0);
+    env.cmd().args(["rm", "pb"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
 /// --restart without -d, with --rm, or with a policy docker does not have:
 /// one sentence, exit 125, nothing made.
 #[test]

@@ -764,6 +764,82 @@ fn exec_it_gives_a_shell_on_a_pty_of_the_container() {
     env.assert_clean();
 }
 
+/// Sooner than the engine's kill of what outlives a hangup (10 s): an end
+/// within it is the hangup's own.
+const HANGUP: Duration = Duration::from_secs(5);
+
+/// The first child of `pid`, once it has one.
+fn first_child(pid: i32) -> i32 {
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    wait::until(SHORT, &children, || {
+        std::fs::read_to_string(&children)
+            .ok()?
+            .split_whitespace()
+            .find_map(|p| p.parse().ok())
+    })
+}
+
+/// Waits until `pid` has exited (a zombie has), at most [`HANGUP`].
+fn ended_after_hangup(pid: i32, what: &str) {
+    wait::until(HANGUP, what, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+        matches!(state, None | Some('Z')).then_some(())
+    });
+}
+
+/// `run -it`'s terminal hangs up (its tmux session is killed): as with
+/// ssh, the container's terminal hangs up too, so its shell ends, and the
+/// engine ends and removes everything; nothing runs on orphaned.
+#[test]
+fn run_it_ends_when_its_terminal_hangs_up() {
+    let env = engine("hangup");
+    let args = format!("run --net none -it --name hup {}", quote::quote(rootfs()));
+    let tmux = Tmux::start(&env, "hangup", &args);
+    tmux.wait_screen("/ #");
+    let pid1 = container_pid(&env, "hup");
+    let record = std::fs::read(env.state_dir().join("hup.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    let engine_pid = record["engine_pid"].as_i64().unwrap() as i32;
+    tmux.run(&["kill-session", "-t", "t"]);
+    ended_after_hangup(pid1, "the container's end after the hangup");
+    ended_after_hangup(engine_pid, "the engine's end after the hangup");
+    drop(tmux);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// Likewise `exec -it`, with a command that ignores SIGHUP (as `nohup`
+/// makes it) and reads its terminal: the end of its input ends it, then
+/// its engine; the container runs on.
+#[test]
+fn exec_it_ends_when_its_terminal_hangs_up() {
+    let env = engine("exec-hangup");
+    detach(&env, "target", "while :; do sleep 0.1; done");
+    let pid1 = container_pid(&env, "target");
+    let tmux = Tmux::start(
+        &env,
+        "exec-hangup",
+        "exec -it target sh -c \"trap '' HUP; echo READY; read x\"",
+    );
+    tmux.wait_screen("READY");
+    // The pane's shell runs the engine, which runs the command.
+    let pane: i32 = tmux
+        .run(&["display", "-p", "-t", "t", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .unwrap();
+    let engine_pid = first_child(pane);
+    let shell = first_child(engine_pid);
+    tmux.run(&["kill-session", "-t", "t"]);
+    ended_after_hangup(shell, "the exec's end after the hangup");
+    ended_after_hangup(engine_pid, "the exec's engine's end after the hangup");
+    drop(tmux);
+    assert!(std::path::Path::new(&format!("/proc/{pid1}")).exists());
+    env.cmd().args(["rm", "-f", "target"]).assert().code(0);
+    env.assert_clean();
+}
+
 #[test]
 fn a_rootfs_for_another_architecture_is_refused() {
     let env = engine("arch");

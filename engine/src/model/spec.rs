@@ -157,6 +157,21 @@ impl RestartPolicy {
             RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
         }
     }
+
+    /// A policy as `--restart` names it (None: not one).
+    pub fn parse(s: &str) -> Option<RestartPolicy> {
+        Some(match s.split_once(':') {
+            None if s == "no" => RestartPolicy::No,
+            None if s == "on-failure" => RestartPolicy::OnFailure(None),
+            None if s == "always" => RestartPolicy::Always,
+            None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
+            Some(("on-failure", n)) => match n.parse::<u32>() {
+                Ok(n) if n > 0 => RestartPolicy::OnFailure(Some(n)),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
 }
 
 /// `--restart`, refused without -d and with --rm (as docker).
@@ -164,17 +179,7 @@ fn restart_policy(given: Option<&str>, detach: bool, rm: bool) -> Result<Restart
     let Some(s) = given else {
         return Ok(RestartPolicy::No);
     };
-    let policy = match s.split_once(':') {
-        None if s == "no" => RestartPolicy::No,
-        None if s == "on-failure" => RestartPolicy::OnFailure(None),
-        None if s == "always" => RestartPolicy::Always,
-        None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
-        Some(("on-failure", n)) => match n.parse::<u32>() {
-            Ok(n) if n > 0 => RestartPolicy::OnFailure(Some(n)),
-            _ => return Err(Error::Restart(s.into()).into()),
-        },
-        _ => return Err(Error::Restart(s.into()).into()),
-    };
+    let policy = RestartPolicy::parse(s).ok_or_else(|| Error::Restart(s.into()))?;
     if policy != RestartPolicy::No && !detach {
         return Err(Error::RestartNeedsDetach(s.into()).into());
     }

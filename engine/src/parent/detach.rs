@@ -2,6 +2,7 @@
 //! under it the supervisor, which runs the container with its output going
 //! through the monitor into its log.
 
+use super::lifecycle::{BACKOFF_FIRST, BACKOFF_RESET_AFTER};
 use super::run::{run_with, Monitor};
 use super::{lifecycle, monitor, pipe, Error};
 use crate::model::config::Config;
@@ -13,7 +14,7 @@ use anyhow::{anyhow, Context};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `engine run -d`: forks the monitor, which forks the supervisor that runs
 /// the container; we return once PID 1 has exec'd, or with its error.
@@ -121,11 +122,6 @@ fn monitor_and_supervisor(
     }
 }
 
-/// docker's back-off before a restart: 100 ms, doubled each time, back to
-/// 100 ms after a run of at least 10 s.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
-
 /// The supervisor: runs the container and reports its start (or its
 /// failure) on the notify pipe; with a restart policy, runs it again when
 /// it ends, as its policy says. Never returns.
@@ -139,7 +135,7 @@ fn supervise(
     let mut notify = Some(File::from(notify_write));
     let mut spec = spec.clone();
     let state = StateDir::new(&cfg.state_dir);
-    let (mut restarts, mut backoff) = (0u32, BACKOFF_FIRST);
+    let mut backoff = BACKOFF_FIRST;
     loop {
         let began = Instant::now();
         let result = match log_write.try_clone() {
@@ -176,7 +172,7 @@ fn supervise(
             }
         };
         let policy = spec.restart_policy;
-        if !lifecycle::schedule_restart(&state, &spec.name, policy, code, restarts) {
+        if !lifecycle::schedule_restart(&state, &spec.name, policy, code) {
             std::process::exit(code)
         }
         if began.elapsed() >= BACKOFF_RESET_AFTER {
@@ -190,7 +186,6 @@ fn supervise(
         if state.stopped_mark_of(&spec.name).exists() || !record.exists() {
             std::process::exit(code)
         }
-        restarts += 1;
         // As `engine start`: the kept record's name, the log goes on.
         spec.restart = true;
     }

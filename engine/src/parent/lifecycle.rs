@@ -382,19 +382,22 @@ pub fn end_restart_policy(state: &StateDir, rec: &Record) -> Result<(), Error> {
     Ok(())
 }
 
-/// The supervisor's choice once a run with a restart policy has ended with
-/// `code`: true (the record now says restarting) unless `stop` or `rm`
-/// came, or the policy says no more. Under the lock, as `stop`'s mark.
+/// docker's back-off before a restart: 100 ms, doubled each time, back to
+/// 100 ms after a run of at least 10 s.
+pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// The choice of the supervisor (or of the monitor, if the supervisor was
+/// killed) once a run with a restart policy has ended with `code`: true
+/// (the record now says restarting, its count one more) unless `stop` or
+/// `rm` came, or the policy says no more (`on-failure:N` counts the
+/// record's restarts). Under the lock, as `stop`'s mark.
 pub fn schedule_restart(
     state: &StateDir,
     name: &str,
     policy: crate::model::spec::RestartPolicy,
     code: i32,
-    restarts: u32,
 ) -> bool {
-    if !policy.runs_again(code, restarts) {
-        return false;
-    }
     let Ok(_lock) = state.lock() else {
         return false;
     };
@@ -402,11 +405,12 @@ pub fn schedule_restart(
         return false;
     }
     match state.read::<Record>(name).filter(|r| r.exited()) {
-        Some(mut rec) => {
+        Some(mut rec) if policy.runs_again(code, rec.restart_count) => {
             rec.restarting = true;
+            rec.restart_count += 1;
             state.write(name, &rec).is_ok()
         }
-        None => false,
+        _ => false,
     }
 }
 

@@ -5,11 +5,15 @@
 //! container, and outlives the supervisor: should the supervisor be killed
 //! once the container has started (the record then names the monitor),
 //! PID 1 is reparented to the monitor, which reaps it and does the
-//! supervisor's teardown, keeping the exit status in the record.
+//! supervisor's teardown, keeping the exit status in the record; then,
+//! as the supervisor would have, applies the container's `--restart`
+//! policy (`engine __restart`, exec'd in its place, runs it again).
 
+use super::lifecycle::{BACKOFF_FIRST, BACKOFF_RESET_AFTER};
 use super::record::Record;
-use super::recovery;
+use super::{lifecycle, recovery};
 use crate::model::exit;
+use crate::model::spec::RestartPolicy;
 use crate::sys::idlease::Leases;
 use crate::sys::state::{self, StateDir};
 use rustix::process::WaitOptions;
@@ -21,6 +25,10 @@ use std::path::PathBuf;
 
 /// The hidden first argument that makes the binary a monitor.
 pub const VERB: &str = "__monitor";
+
+/// The hidden verb that runs an exited container again by its policy
+/// (`engine __restart STATE_DIR NAME`, lib.rs `run_as_restart`).
+pub const RESTART_VERB: &str = "__restart";
 
 /// What the monitor is told on its command line.
 pub struct Args {
@@ -97,9 +105,74 @@ pub fn run(args: &Args) -> i32 {
         }
     }
     if supervisor_killed {
-        finish(&StateDir::new(&args.state_dir), &args.name, &reaped);
+        let state = StateDir::new(&args.state_dir);
+        match finish(&state, &args.name, &reaped) {
+            Some(exited) => restart_by_policy(&state, args, &exited),
+            None => {
+                // Killed in its back-off: the restart it had scheduled.
+                let me = std::process::id() as i32;
+                if let Some(rec) = state
+                    .read::<Record>(&args.name)
+                    .filter(|r| r.engine_pid == me && r.exited() && r.restarting)
+                {
+                    run_again(args, backoff(&rec, rec.restart_count.saturating_sub(1)));
+                }
+            }
+        }
     }
     0
+}
+
+/// The killed supervisor's `--restart` loop, one turn: if the policy runs
+/// the exited container again (and no `stop` or `rm` came), after the
+/// supervisor's back-off this process becomes `engine __restart`, which
+/// runs it as `engine start` does, under a new monitor and supervisor.
+/// Returns if it is not run again.
+fn restart_by_policy(state: &StateDir, args: &Args, exited: &Record) {
+    let policy = exited
+        .input
+        .as_ref()
+        .and_then(|i| i.restart_policy.as_deref())
+        .and_then(RestartPolicy::parse);
+    let (Some(policy), Some(code)) = (policy, exited.exit_code) else {
+        return;
+    };
+    if lifecycle::schedule_restart(state, &args.name, policy, code) {
+        run_again(args, backoff(exited, exited.restart_count));
+    }
+}
+
+/// The supervisor's back-off before restart number `earlier` + 1 of the
+/// `exited` run: doubled with each restart, the first again after a run
+/// of 10 s.
+fn backoff(exited: &Record, earlier: u32) -> std::time::Duration {
+    let ran = exited
+        .finished
+        .zip(exited.started)
+        .map_or(0, |(end, start)| end.saturating_sub(start));
+    if ran >= BACKOFF_RESET_AFTER.as_secs() {
+        BACKOFF_FIRST
+    } else {
+        BACKOFF_FIRST * (1 << earlier.min(10))
+    }
+}
+
+/// After `backoff`, becomes `engine __restart`; returns only if that
+/// cannot be exec'd.
+fn run_again(args: &Args, backoff: std::time::Duration) {
+    std::thread::sleep(backoff);
+    // The restart's errors go where its supervisor's would: the log.
+    if let Ok(log) = File::options().append(true).open(&args.log) {
+        let _ = rustix::stdio::dup2_stderr(&log);
+    }
+    // `__restart` checks the stop mark again, under the state lock.
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0("engine")
+        .arg(RESTART_VERB)
+        .arg(&args.state_dir)
+        .arg(&args.name)
+        .exec();
+    eprintln!("engine: cannot run {} again: {err}", args.name);
 }
 
 /// Gives back the pages of the binary and its libraries that loading
@@ -142,12 +215,13 @@ fn drop_clean_file_pages(smaps: &str) {
 }
 
 /// The killed supervisor's teardown, if the record names this monitor
-/// (the container had started): everything it held is released, and a
+/// (the container had started): everything it held is released (its line
+/// leaves its peers' /etc/hosts), and a
 /// kept container's record becomes an exited one with the status of its
-/// PID 1 (125 if the supervisor had reaped it before it died).
-fn finish(state: &StateDir, name: &str, reaped: &[(i32, i32)]) {
+/// PID 1 (125 if the supervisor had reaped it before it died), returned.
+fn finish(state: &StateDir, name: &str, reaped: &[(i32, i32)]) -> Option<Record> {
     let Ok(_lock) = state.lock() else {
-        return;
+        return None;
     };
     let me = std::process::id() as i32;
     let Some(rec) = state
@@ -163,7 +237,7 @@ fn finish(state: &StateDir, name: &str, reaped: &[(i32, i32)]) {
                 let _ = std::fs::remove_file(file);
             }
         }
-        return;
+        return None;
     };
     let code = reaped
         .iter()
@@ -179,9 +253,14 @@ fn finish(state: &StateDir, name: &str, reaped: &[(i32, i32)]) {
         },
     );
     Leases::host().remove(&state.dir, name);
+    if rec.ip.is_some() {
+        super::hosts::refresh_peers(state, Some(name));
+    }
     if rec.keep {
-        let _ = state.write(name, &rec.into_exited(code, state::now_secs()));
+        let exited = rec.into_exited(code, state::now_secs());
+        state.write(name, &exited).ok().map(|()| exited)
     } else {
         state.remove(name);
+        None
     }
 }

@@ -74,6 +74,10 @@ pub struct Record {
     /// (`--restart`); `stop` ends that.
     #[serde(default)]
     pub restarting: bool,
+    /// How many times its `--restart` policy has run it again since
+    /// `run` or `start` (`on-failure:N` counts these; docker's RestartCount).
+    #[serde(default)]
+    pub restart_count: u32,
     /// What its front end gave (kept records only): `engine start` runs it
     /// again from this, with the same settings.
     #[serde(default)]

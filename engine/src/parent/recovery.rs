@@ -107,6 +107,10 @@ pub fn release(state: &StateDir, rec: &Record) {
     Leases::host().remove_if_engine_dead(&state.dir, &rec.name);
     state.remove(&rec.name);
     let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
+    if rec.ip.is_some() {
+        // Its line leaves its peers' /etc/hosts, as on a supervised end.
+        super::hosts::refresh_peers(state, Some(&rec.name));
+    }
 }
 
 /// What a record names but its ID lease and the record itself: the

@@ -851,7 +851,13 @@ fn reserve(
     let recovered = recovery::recover_stale(state, cfg);
     // `engine start` (and a restart policy) replaces the kept record (by
     // rename, under this lock); once `rm` or `stop` came, nothing runs.
-    let kept = recovered.exited.iter().any(|r| r.name == spec.name);
+    let kept_rec = recovered.exited.iter().find(|r| r.name == spec.name);
+    let kept = kept_rec.is_some();
+    // A run again by its policy (the record says restarting) counts on;
+    // one after a plain exit counts afresh.
+    let restart_count = kept_rec
+        .filter(|r| spec.restart && r.restarting)
+        .map_or(0, |r| r.restart_count);
     if spec.restart && (!kept || state.stopped_mark_of(&spec.name).exists()) {
         bail!(
             "container {} was stopped or removed: `engine start {}` runs it again if it is kept",
@@ -906,6 +912,7 @@ fn reserve(
         finished: None,
         exit_code: None,
         restarting: false,
+        restart_count,
         image: spec.image.as_ref().map(|i| i.reference.clone()),
         image_id: spec.image.as_ref().map(|i| i.id.clone()),
         stop_signal: spec.image.as_ref().and_then(|i| i.stop_signal),

@@ -5,6 +5,7 @@ use super::tty::{copy_size, read_some, write_all, RawTerminal};
 use anyhow::{bail, Context, Result};
 use rustix::process::{Pid, Signal};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// Signals the supervisor passes on to the container's PID 1.
 pub const FORWARDED: [Signal; 7] = [
@@ -86,8 +87,18 @@ fn read_signal(sigfd: &OwnedFd) -> Option<i32> {
     }
 }
 
+/// How long a process whose terminal hung up has to end before it is
+/// killed (`stop`'s default grace).
+const HANGUP_GRACE: Duration = Duration::from_secs(10);
+
 /// Waits for PID 1, forwarding signals and relaying the pty. Returns
 /// docker's exit code: the status, or 128+N for signal N.
+///
+/// When the terminal we relay hangs up (its window closed, ssh dropped),
+/// the container's terminal hangs up too, as sshd does it: its master is
+/// closed, so its session leader gets SIGHUP and its reads end; a process
+/// that has not ended `HANGUP_GRACE` later is killed, so no engine is left
+/// with a container and no terminal.
 pub fn supervise(
     pid: Pid,
     pidfd: &OwnedFd,
@@ -95,30 +106,44 @@ pub fn supervise(
     forwarded: SigSet,
 ) -> Result<i32> {
     let sigfd = signalfd(&forwarded).context("cannot create signalfd")?;
-    let _raw = if master.is_some() && rustix::termios::isatty(std::io::stdin()) {
+    let raw = if master.is_some() && rustix::termios::isatty(std::io::stdin()) {
         RawTerminal::enter()
     } else {
         None
     };
     let mut relay = PtyRelay {
-        master: master.as_ref().map(|m| m.as_fd()),
         stdin_open: master.is_some(),
         master_open: master.is_some(),
+        // In raw mode no key reads as an end: only a hangup does.
+        terminal: raw.is_some(),
+        hung_up: false,
+        master,
         buf: vec![0u8; 16 * 1024],
     };
+    let mut kill_at: Option<Instant> = None;
     loop {
-        let Some(ready) = relay.poll(pidfd, &sigfd)? else {
+        let left = kill_at.map(|at| at.saturating_duration_since(Instant::now()));
+        let Some(ready) = relay.poll(pidfd, &sigfd, left)? else {
             continue;
         };
         if ready.signal {
-            forward_signal(&sigfd, pidfd, relay.master);
+            forward_signal(&sigfd, pidfd, relay.master());
         }
         relay.copy(&ready);
         if ready.child_done {
             break;
         }
+        match kill_at {
+            None if relay.hung_up => kill_at = Some(Instant::now() + HANGUP_GRACE),
+            Some(at) if Instant::now() >= at => {
+                send_signal(pidfd, libc::SIGKILL);
+                kill_at = Some(Instant::now() + HANGUP_GRACE);
+            }
+            _ => {}
+        }
     }
     relay.drain();
+    drop(raw);
     super::wait_exit_code(pid)
         .map_err(std::io::Error::from)
         .context("waitpid")
@@ -133,18 +158,32 @@ struct Ready {
 }
 
 /// Our stdin to the pty master, the master to our stdout, while each is open.
-struct PtyRelay<'a> {
-    master: Option<BorrowedFd<'a>>,
+struct PtyRelay {
+    master: Option<OwnedFd>,
     stdin_open: bool,
     master_open: bool,
+    /// stdin is our terminal, in raw mode.
+    terminal: bool,
+    /// Our terminal hung up: the master is closed.
+    hung_up: bool,
     buf: Vec<u8>,
 }
 
-impl PtyRelay<'_> {
-    /// Waits until PID 1 exits, a forwarded signal comes, or a relayed fd
-    /// is readable; `None` when a signal interrupted the wait.
-    fn poll(&self, pidfd: &OwnedFd, sigfd: &OwnedFd) -> Result<Option<Ready>> {
-        use rustix::event::{poll, PollFd, PollFlags};
+impl PtyRelay {
+    fn master(&self) -> Option<BorrowedFd<'_>> {
+        self.master.as_ref().map(|m| m.as_fd())
+    }
+
+    /// Waits (at most `timeout`) until PID 1 exits, a forwarded signal
+    /// comes, or a relayed fd is readable; `None` when a signal
+    /// interrupted the wait.
+    fn poll(
+        &self,
+        pidfd: &OwnedFd,
+        sigfd: &OwnedFd,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Ready>> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let stdin = std::io::stdin();
         let stdin_fd = stdin.as_fd();
         let mut fds = vec![
@@ -154,11 +193,15 @@ impl PtyRelay<'_> {
         if self.stdin_open {
             fds.push(PollFd::new(&stdin_fd, PollFlags::IN));
         }
-        let master = self.master.filter(|_| self.master_open);
+        let master = self.master().filter(|_| self.master_open);
         if let Some(m) = &master {
             fds.push(PollFd::new(m, PollFlags::IN));
         }
-        match poll(&mut fds, None) {
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: t.as_secs() as _,
+            tv_nsec: t.subsec_nanos() as _,
+        });
+        match poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return Ok(None),
             Err(e) => bail!("poll: {e}"),
@@ -169,23 +212,32 @@ impl PtyRelay<'_> {
             child_done: ready(0),
             signal: ready(1),
             stdin: self.stdin_open && ready(2),
-            master: self.master_open && ready(master_at),
+            master: master.is_some() && ready(master_at),
         }))
     }
 
     /// One read each way, for what is ready; an end that reads EOF (or
-    /// EIO: every slave is closed) is not polled again.
+    /// EIO: every slave is closed) is not polled again. Our terminal
+    /// reading its end has hung up: the master is closed.
     fn copy(&mut self, ready: &Ready) {
         if ready.stdin {
             let n = read_some(std::io::stdin().as_fd(), &mut self.buf);
             if n <= 0 {
                 self.stdin_open = false;
-            } else if let Some(m) = self.master {
-                write_all(m, &self.buf[..n as usize]);
+                if self.terminal {
+                    self.hung_up = true;
+                    self.master_open = false;
+                    self.master = None;
+                }
+            } else if let Some(m) = &self.master {
+                write_all(m.as_fd(), &self.buf[..n as usize]);
             }
         }
         if ready.master {
-            let n = self.master.map_or(-1, |m| read_some(m, &mut self.buf));
+            let n = match &self.master {
+                Some(m) => read_some(m.as_fd(), &mut self.buf),
+                None => -1,
+            };
             if n <= 0 {
                 self.master_open = false;
             } else {
@@ -196,9 +248,10 @@ impl PtyRelay<'_> {
 
     /// What the container wrote before it exited.
     fn drain(&mut self) {
-        let Some(m) = self.master.filter(|_| self.master_open) else {
+        let Some(m) = self.master.as_ref().filter(|_| self.master_open) else {
             return;
         };
+        let m = m.as_fd();
         let _ = rustix::fs::fcntl_setfl(m, rustix::fs::OFlags::NONBLOCK);
         loop {
             let n = read_some(m, &mut self.buf);

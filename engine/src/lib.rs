@@ -704,7 +704,7 @@ pub fn oci_features() -> serde_json::Value {
 }
 
 fn state(cfg: &Config) -> StateDir {
-    StateDir::new(&cfg.state_dir)
+    StateDir::new(&cfg.state_dir, &cfg.data_dir)
 }
 
 #[cfg(test)]

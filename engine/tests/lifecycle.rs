@@ -177,7 +177,12 @@ fn logs_follow_a_container_to_its_end() {
         .timeout(LONG)
         .assert()
         .success();
-    assert!(!env.state_dir().join("talker.log").exists());
+    // A kept container's record, log and layer are in the data dir.
+    assert_eq!(
+        std::fs::read_dir(env.data_dir()).unwrap().count(),
+        0,
+        "teardown left something of talker in the data dir"
+    );
 }
 
 #[test]
@@ -216,7 +221,7 @@ fn a_detached_run_that_fails_to_start_leaves_no_log() {
         .code(127)
         .stderr(predicate::str::contains("no-such-command"));
     assert!(
-        !env.state_dir().join("nope.log").exists(),
+        !env.data_dir().join("nope.log").exists(),
         "the failed run left its log"
     );
     env.assert_clean();

@@ -29,6 +29,8 @@ pub struct Args {
     pub log_max: u64,
     pub supervisor: i32,
     pub state_dir: PathBuf,
+    /// Where a kept container's record is (`sys::state`).
+    pub data_dir: PathBuf,
     pub name: String,
 }
 
@@ -42,13 +44,14 @@ pub fn exec(args: &Args) -> std::io::Error {
         .arg(args.log_max.to_string())
         .arg(args.supervisor.to_string())
         .arg(&args.state_dir)
+        .arg(&args.data_dir)
         .arg(&args.name)
         .exec()
 }
 
 /// The monitor's arguments, when the binary was started as one.
 pub fn parse(argv: &[OsString]) -> Option<Args> {
-    let [_, verb, log, max, supervisor, state_dir, name] = argv else {
+    let [_, verb, log, max, supervisor, state_dir, data_dir, name] = argv else {
         return None;
     };
     if verb != VERB {
@@ -59,6 +62,7 @@ pub fn parse(argv: &[OsString]) -> Option<Args> {
         log_max: max.to_str()?.parse().ok()?,
         supervisor: supervisor.to_str()?.parse().ok()?,
         state_dir: state_dir.into(),
+        data_dir: data_dir.into(),
         name: name.to_str()?.to_string(),
     })
 }
@@ -97,7 +101,8 @@ pub fn run(args: &Args) -> i32 {
         }
     }
     if supervisor_killed {
-        finish(&StateDir::new(&args.state_dir), &args.name, &reaped);
+        let state = StateDir::new(&args.state_dir, &args.data_dir);
+        finish(&state, &args.name, &reaped);
     }
     0
 }

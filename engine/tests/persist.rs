@@ -653,3 +653,61 @@ fn kept_containers_outlive_a_reboot() {
     assert!(left.is_empty(), "left in the data dir: {left:?}");
     env.assert_clean();
 }
+
+/// A data directory is one state directory's (its lock guards the records):
+/// another's kept run is refused with a sentence and nothing made, its
+/// `ps -a` does not list the first's containers, a foreground run is not
+/// concerned; once the first's containers are removed the other may take it.
+#[test]
+fn a_data_directory_belongs_to_one_state_directory() {
+    let a = engine("owner-a");
+    let b = engine("owner-b").with_env("ENGINE_DATA_DIR", a.data_dir());
+    let _cleanup = (RemoveOnDrop(&a, &["mine"]), RemoveOnDrop(&b, &["theirs"]));
+    detach(&a, "mine", "echo mine");
+    a.cmd()
+        .args(["wait", "mine"])
+        .assert()
+        .code(0)
+        .stdout("0\n");
+    let files = || {
+        let mut f: Vec<String> = std::fs::read_dir(a.data_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        f.sort();
+        f
+    };
+    let before = files();
+    let refused = b
+        .cmd()
+        .args(detached_args(rootfs(), "theirs", &["true"]))
+        .assert()
+        .code(125);
+    let err = stderr(&refused);
+    assert!(
+        err.starts_with("engine: data directory ")
+            && err.contains("holds the kept containers of the engine whose state directory is")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(files(), before);
+    assert_eq!(ps_all(&b, &[]).len(), 0);
+    run(&b, &["--name", "fg", rootfs(), "true"]).code(0);
+    a.cmd()
+        .args(["logs", "mine"])
+        .assert()
+        .code(0)
+        .stdout("mine\n");
+    a.cmd().args(["rm", "mine"]).assert().code(0);
+    detach(&b, "theirs", "exit 0");
+    b.cmd()
+        .args(["wait", "theirs"])
+        .assert()
+        .code(0)
+        .stdout("0\n");
+    assert_eq!(ps_all(&a, &[]).len(), 0);
+    b.cmd().args(["rm", "theirs"]).assert().code(0);
+    a.assert_clean();
+    b.assert_clean();
+}

@@ -8,6 +8,7 @@
 use crate::sys::lock::{lock_file, Lock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// Why the state directory or a record in it could not be written.
@@ -22,6 +23,18 @@ pub enum Error {
     #[error("cannot make state directory {} private", .dir.display())]
     MakePrivate {
         dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {} holds the kept containers of the engine whose state directory is {}: give this one (ENGINE_STATE_DIR={}) its own ENGINE_DATA_DIR, or remove those containers with `engine rm` under that ENGINE_STATE_DIR", .data.display(), .other.display(), .me.display())]
+    DataDirTaken {
+        data: PathBuf,
+        other: PathBuf,
+        me: PathBuf,
+    },
+    #[error("cannot mark data directory {} as this state directory's", .data.display())]
+    MarkData {
+        data: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -80,9 +93,46 @@ impl StateDir {
         make_private_dir(&self.dir)
     }
 
-    /// Creates the data directory 0700 (for a kept container only).
+    /// Creates the data directory 0700 (for a kept container only), and
+    /// marks it as this state directory's: its records are guarded by
+    /// this directory's lock, so another state directory may take it only
+    /// once it holds no record.
     pub fn ensure_data(&self) -> Result<(), Error> {
-        make_private_dir(&self.data)
+        make_private_dir(&self.data)?;
+        let me = self.absolute();
+        let mark = self.data.join(OWNER_MARK);
+        match std::fs::read(&mark) {
+            Ok(owner) if owner == me.as_os_str().as_bytes() => return Ok(()),
+            Ok(owner) if !list_dir::<serde::de::IgnoredAny>(&self.data).is_empty() => {
+                return Err(Error::DataDirTaken {
+                    data: self.data.clone(),
+                    other: PathBuf::from(std::ffi::OsString::from_vec(owner)),
+                    me,
+                })
+            }
+            _ => {}
+        }
+        let tmp = self.data.join(format!(".{OWNER_MARK}.tmp"));
+        write_private(&tmp, me.as_os_str().as_bytes(), true)
+            .and_then(|_| std::fs::rename(&tmp, &mark))
+            .map_err(|source| Error::MarkData {
+                data: self.data.clone(),
+                source,
+            })
+    }
+
+    /// Whether the data directory is this state directory's (or no one's
+    /// yet): only then are its records this engine's to list and recover.
+    pub fn data_is_ours(&self) -> bool {
+        match std::fs::read(self.data.join(OWNER_MARK)) {
+            Ok(owner) => owner == self.absolute().as_os_str().as_bytes(),
+            Err(_) => true,
+        }
+    }
+
+    /// The state directory as its mark in the data directory names it.
+    fn absolute(&self) -> PathBuf {
+        std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone())
     }
 
     /// Makes an existing state directory private again (for `engine setup`).
@@ -180,7 +230,7 @@ impl StateDir {
     pub fn read<R: DeserializeOwned>(&self, name: &str) -> Option<R> {
         let file = format!("{name}.json");
         let data = match std::fs::read(self.dir.join(&file)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.data_is_ours() => {
                 std::fs::read(self.data.join(&file)).ok()?
             }
             data => data.ok()?,
@@ -188,13 +238,18 @@ impl StateDir {
         serde_json::from_slice(&data).ok()
     }
 
-    /// Removes `name`'s record from whichever directory holds it.
+    /// Removes `name`'s record from whichever directory holds it; with the
+    /// data directory's last record goes its mark (any state directory
+    /// may take it then).
     pub fn remove(&self, name: &str) {
         let file = format!("{name}.json");
         // A record that is not kept goes with one unlink.
         if let Err(e) = std::fs::remove_file(self.dir.join(&file)) {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                let _ = std::fs::remove_file(self.data.join(file));
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::remove_file(self.data.join(file)).is_ok()
+                && list_dir::<serde::de::IgnoredAny>(&self.data).is_empty()
+            {
+                let _ = std::fs::remove_file(self.data.join(OWNER_MARK));
             }
         }
     }
@@ -203,7 +258,10 @@ impl StateDir {
     /// be decoded is an `Entry::Corrupt`.
     pub fn list<R: DeserializeOwned>(&self) -> Vec<Entry<R>> {
         let mut out: Vec<(String, Entry<R>)> = list_dir(&self.dir);
-        let mut kept = list_dir(&self.data);
+        let mut kept = match self.data_is_ours() {
+            true => list_dir(&self.data),
+            false => Vec::new(),
+        };
         // One name, one record: a (kept) copy in the state directory is
         // an older engine's, and `write` will move it.
         kept.retain(|(name, _)| !out.iter().any(|(n, _)| n == name));
@@ -212,6 +270,9 @@ impl StateDir {
         out.into_iter().map(|(_, e)| e).collect()
     }
 }
+
+/// The data directory's mark: the state directory whose lock guards it.
+const OWNER_MARK: &str = ".state-dir";
 
 /// Creates `dir` (and its parents) 0700.
 fn make_private_dir(dir: &Path) -> Result<(), Error> {

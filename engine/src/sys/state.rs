@@ -130,9 +130,12 @@ impl StateDir {
         }
     }
 
-    /// The state directory as its mark in the data directory names it.
+    /// The state directory as its mark in the data directory names it
+    /// (`/var/run/engine` is `/run/engine`).
     fn absolute(&self) -> PathBuf {
-        std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone())
+        std::fs::canonicalize(&self.dir)
+            .or_else(|_| std::path::absolute(&self.dir))
+            .unwrap_or_else(|_| self.dir.clone())
     }
 
     /// Makes an existing state directory private again (for `engine setup`).

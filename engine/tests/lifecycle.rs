@@ -220,9 +220,14 @@ fn a_detached_run_that_fails_to_start_leaves_no_log() {
         .assert()
         .code(127)
         .stderr(predicate::str::contains("no-such-command"));
+    let left: Vec<_> = std::fs::read_dir(env.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(
-        !env.data_dir().join("nope.log").exists(),
-        "the failed run left its log"
+        left.is_empty(),
+        "the failed run left {left:?} in the data dir"
     );
     env.assert_clean();
 }

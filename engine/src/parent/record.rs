@@ -1,8 +1,8 @@
 //! What the engine records about a container in the state directory, or
-//! the data directory for a kept one (`sys::state` keeps it): while it runs, enough to find and remove
-//! everything it made if the engine dies, and what `engine exec` and `ps`
-//! need; once a detached one has ended, its exit status, kept until
-//! `engine rm`.
+//! the data directory for a kept one (`sys::state` keeps it): while it
+//! runs, enough to find and remove everything it made if the engine dies,
+//! and what `engine exec` and `ps` need; once a detached one has ended,
+//! its exit status, kept until `engine rm`.
 
 use crate::model::ports::PortMapping;
 use crate::model::security::Confinement;

@@ -106,6 +106,7 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        state.unmark_data_if_unused();
     }
     release_dead_leases(state);
     out

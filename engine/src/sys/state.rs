@@ -1,9 +1,9 @@
 //! `ENGINE_STATE_DIR`: one `NAME.json` per container while it runs, and a
 //! lock that serializes names and address leases (a record's address is its
 //! lease); `ENGINE_DATA_DIR`: the records, logs and writable layers of kept
-//! containers, which outlive a reboot. Persistence only: what a record holds is its writer's
-//! (`parent::record`), recovering what a dead engine left is
-//! `parent::recovery`'s work.
+//! containers, which outlive a reboot. Persistence only: what a record
+//! holds is its writer's (`parent::record`), recovering what a dead engine
+//! left is `parent::recovery`'s work.
 
 use crate::sys::lock::{lock_file, Lock};
 use serde::de::DeserializeOwned;
@@ -199,7 +199,7 @@ impl StateDir {
     /// `-d --rm` one.
     pub fn find_log(&self, name: &str) -> PathBuf {
         let kept = self.log_of(name, true);
-        if kept.exists() {
+        if kept.exists() && self.data_is_ours() {
             kept
         } else {
             self.log_of(name, false)
@@ -250,10 +250,22 @@ impl StateDir {
         if let Err(e) = std::fs::remove_file(self.dir.join(&file)) {
             if e.kind() == std::io::ErrorKind::NotFound
                 && std::fs::remove_file(self.data.join(file)).is_ok()
-                && list_dir::<serde::de::IgnoredAny>(&self.data).is_empty()
             {
-                let _ = std::fs::remove_file(self.data.join(OWNER_MARK));
+                self.unmark_data_if_unused();
             }
+        }
+    }
+
+    /// Removes the data directory's mark if it is ours and no record is
+    /// left (a kept run that failed before its record made it): any state
+    /// directory may take the directory then. Call with the lock held.
+    pub fn unmark_data_if_unused(&self) {
+        let mark = self.data.join(OWNER_MARK);
+        if mark.exists()
+            && self.data_is_ours()
+            && list_dir::<serde::de::IgnoredAny>(&self.data).is_empty()
+        {
+            let _ = std::fs::remove_file(mark);
         }
     }
 

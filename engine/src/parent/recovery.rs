@@ -92,8 +92,8 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
     }
     // Likewise a kept container's layer and log: made under the lock
     // with its record, they go with it (if that lock is ours).
-    let data = state.data_is_ours().then(|| std::fs::read_dir(&state.data));
-    if let Some(Ok(dir)) = data {
+    let data = std::fs::read_dir(&state.data).ok();
+    if let Some(dir) = data.filter(|_| state.data_is_ours()) {
         for entry in dir.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
             if let Some(name) = file.strip_suffix(".layer") {

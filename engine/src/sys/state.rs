@@ -273,10 +273,12 @@ impl StateDir {
     /// be decoded is an `Entry::Corrupt`.
     pub fn list<R: DeserializeOwned>(&self) -> Vec<Entry<R>> {
         let mut out: Vec<(String, Entry<R>)> = list_dir(&self.dir);
-        let mut kept = match self.data_is_ours() {
-            true => list_dir(&self.data),
-            false => Vec::new(),
-        };
+        let mut kept = list_dir(&self.data);
+        // Checked only when there is something (a foreground run on a
+        // host without kept containers pays one failed open).
+        if !kept.is_empty() && !self.data_is_ours() {
+            kept.clear();
+        }
         // One name, one record: a (kept) copy in the state directory is
         // an older engine's, and `write` will move it.
         kept.retain(|(name, _)| !out.iter().any(|(n, _)| n == name));

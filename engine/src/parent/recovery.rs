@@ -88,6 +88,12 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
                     crate::sys::net::dns::remove_files(&entry.path());
                 }
             }
+            // A layer an older engine kept here goes once its record has.
+            if let Some(name) = file.strip_suffix(".layer") {
+                if !state.has_record(name) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
     }
     // Likewise a kept container's layer and log: made under the lock

@@ -220,11 +220,13 @@ pub fn cgroup_v2_limits() -> std::result::Result<(), String> {
     testkit::cgroup::v2_limits()
 }
 
-/// `engine` with its state in `state_dir`, quiet: the engine's one line about
-/// missing resource control would otherwise print on every run.
+/// `engine` with its state in `state_dir` (and kept containers beside it,
+/// in `STATE_DIR.data`), quiet: the engine's one line about missing
+/// resource control would otherwise print on every run.
 pub fn engine_command(engine: &Path, state_dir: &Path) -> Command {
     let mut cmd = Command::new(engine);
     cmd.env("ENGINE_STATE_DIR", state_dir)
+        .env("ENGINE_DATA_DIR", state_dir.with_extension("data"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -297,10 +297,10 @@ pub fn run_as_monitor(argv: &[std::ffi::OsString]) -> Option<i32> {
 }
 
 /// A run again by a `--restart` policy whose supervisor was killed
-/// (`engine __restart STATE_DIR NAME`, exec'd by the container's monitor,
+/// (`engine __restart STATE_DIR DATA_DIR NAME`, exec'd by the container's monitor,
 /// parent/monitor.rs): its exit code.
 pub fn run_as_restart(argv: &[std::ffi::OsString]) -> Option<i32> {
-    let [_, verb, state_dir, name] = argv else {
+    let [_, verb, state_dir, data_dir, name] = argv else {
         return None;
     };
     if verb != parent::monitor::RESTART_VERB {
@@ -308,6 +308,7 @@ pub fn run_as_restart(argv: &[std::ffi::OsString]) -> Option<i32> {
     }
     let mut cfg = Config::from_env();
     cfg.state_dir = state_dir.into();
+    cfg.data_dir = data_dir.into();
     let name = name.to_string_lossy();
     match restart_by_policy(&cfg, &name) {
         Ok(()) => Some(0),
@@ -763,7 +764,7 @@ pub fn oci_features() -> serde_json::Value {
 }
 
 fn state(cfg: &Config) -> StateDir {
-    StateDir::new(&cfg.state_dir)
+    StateDir::new(&cfg.state_dir, &cfg.data_dir)
 }
 
 #[cfg(test)]

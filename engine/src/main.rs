@@ -15,7 +15,7 @@ use std::time::Duration;
     name = "engine",
     version,
     about = "A small, fast Linux container engine: namespaces, cgroup v2, bridge networking",
-    after_help = "Environment: ENGINE_STATE_DIR (/run/engine), ENGINE_BRIDGE (engine0), ENGINE_SUBNET (192.168.1.0/24), ENGINE_CGROUP_ROOT (/sys/fs/cgroup/engine), ENGINE_ROOTFS_CACHE (/var/lib/engine/rootfs)"
+    after_help = "Environment: ENGINE_STATE_DIR (/run/engine), ENGINE_DATA_DIR (/var/lib/engine/containers), ENGINE_BRIDGE (engine0), ENGINE_SUBNET (192.168.1.0/24), ENGINE_CGROUP_ROOT (/sys/fs/cgroup/engine), ENGINE_ROOTFS_CACHE (/var/lib/engine/rootfs)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -326,13 +326,14 @@ fn check_ps(world: &World, out: &Output) {
     }
 }
 
-/// Every record in the state directory parses (the engine writes them by
-/// rename, so a reader never sees half of one).
+/// Every record in the state and data directories parses (the engine
+/// writes them by rename, so a reader never sees half of one).
 fn check_records(world: &World) {
-    let Ok(dir) = std::fs::read_dir(world.env.state_dir()) else {
-        return;
-    };
-    for entry in dir.flatten() {
+    let dirs = [world.env.state_dir(), world.env.data_dir()];
+    for entry in dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+    {
         let file = entry.file_name().to_string_lossy().into_owned();
         if !file.ends_with(".json") || file.starts_with('.') {
             continue;
@@ -514,7 +515,7 @@ fn detached_sleeper(env: &Engine, name: &str) {
         .args(["--", "sh", "-c", script])
         .assert()
         .code(0);
-    let log = env.state_dir().join(format!("{name}.log"));
+    let log = env.data_dir().join(format!("{name}.log"));
     wait::until(SHORT, &format!("{name} to be ready"), || {
         std::fs::read_to_string(&log)
             .is_ok_and(|l| l.contains("ready"))

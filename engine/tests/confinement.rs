@@ -126,10 +126,16 @@ impl Env {
         self.path().join("state")
     }
 
+    /// Kept containers' records, logs and layers (made by the engine).
+    fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
     /// PROGRAM with this environment's variables and stdin from /dev/null.
     fn cmd_with(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env("ENGINE_STATE_DIR", self.state())
+            .env("ENGINE_DATA_DIR", self.data())
             .env("ENGINE_CGROUP_ROOT", self.path().join("cgroup"))
             .env("ENGINE_ROOTFS_CACHE", self.path().join("cache"))
             .stdin(Stdio::null());
@@ -644,7 +650,8 @@ fn pty_master_not_in_container() {
     );
 }
 
-/// State dir 0700, NAME.json (holding -e values) and NAME.log 0600.
+/// State and data dirs 0700, NAME.json (holding -e values) and NAME.log
+/// 0600 (a kept container's, in the data dir).
 #[test]
 fn state_files_private() {
     let env = Env::new();
@@ -658,16 +665,17 @@ fn state_files_private() {
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     };
-    let state = env.state();
+    let (state, data) = (env.state(), env.data());
     let modes = [
         (state.clone(), mode(&state)),
+        (data.clone(), mode(&data)),
         (
-            state.join(format!("{name}.json")),
-            mode(&state.join(format!("{name}.json"))),
+            data.join(format!("{name}.json")),
+            mode(&data.join(format!("{name}.json"))),
         ),
         (
-            state.join(format!("{name}.log")),
-            mode(&state.join(format!("{name}.log"))),
+            data.join(format!("{name}.log")),
+            mode(&data.join(format!("{name}.log"))),
         ),
     ];
     let _ = timed(env.cmd().args(["stop", &name]), TIMEOUT);
@@ -711,7 +719,7 @@ fn detached_log_is_capped() {
         TIMEOUT,
     );
     assert!(out.status.success(), "run -d failed: {}", text(&out));
-    let record = env.state().join(format!("{name}.json"));
+    let record = env.data().join(format!("{name}.json"));
     // Ended: its record is kept, exited (with `finished`), until rm.
     let running = || {
         std::fs::read(&record)
@@ -724,7 +732,7 @@ fn detached_log_is_capped() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!running(), "{name} did not exit in {TIMEOUT:?}");
-    let log = env.state().join(format!("{name}.log"));
+    let log = env.data().join(format!("{name}.log"));
     let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     assert!(
         size <= 10 << 20,

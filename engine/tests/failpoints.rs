@@ -22,7 +22,8 @@
 //! Then the case's container is stopped (that must work) and the host torn
 //! down, and nothing of the case may be left at all.
 //!
-//! "Nothing" is: no state record (the lease of the address), no OCI
+//! "Nothing" is: no state record (the lease of the address; a kept
+//! container's, in the data directory, counts too), no OCI
 //! container directory (state.json, exec.fifo) under the case's --root, no host-wide
 //! lease of host IDs (under /run/engine-userns) naming the case's state
 //! directory, temp file, `.etc` or `.layer` directory (a kept container's
@@ -406,7 +407,13 @@ impl Case {
     fn leftovers(&self, s: Scenario) -> BTreeSet<String> {
         let state = self.env.state_dir();
         let mut left = BTreeSet::new();
-        for e in std::fs::read_dir(state).unwrap().flatten() {
+        // A kept container's record and layer are in the data dir.
+        let data = std::fs::read_dir(self.env.data_dir()).into_iter().flatten();
+        for e in std::fs::read_dir(state)
+            .unwrap()
+            .flatten()
+            .chain(data.flatten())
+        {
             let f = e.file_name().to_string_lossy().into_owned();
             let ours = [".json", ".tmp", ".etc", ".layer", ".stopped"]
                 .iter()

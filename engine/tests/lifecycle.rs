@@ -177,7 +177,12 @@ fn logs_follow_a_container_to_its_end() {
         .timeout(LONG)
         .assert()
         .success();
-    assert!(!env.state_dir().join("talker.log").exists());
+    // A kept container's record, log and layer are in the data dir.
+    assert_eq!(
+        std::fs::read_dir(env.data_dir()).unwrap().count(),
+        0,
+        "teardown left something of talker in the data dir"
+    );
 }
 
 #[test]
@@ -215,9 +220,14 @@ fn a_detached_run_that_fails_to_start_leaves_no_log() {
         .assert()
         .code(127)
         .stderr(predicate::str::contains("no-such-command"));
+    let left: Vec<_> = std::fs::read_dir(env.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(
-        !env.state_dir().join("nope.log").exists(),
-        "the failed run left its log"
+        left.is_empty(),
+        "the failed run left {left:?} in the data dir"
     );
     env.assert_clean();
 }

@@ -111,7 +111,7 @@ fn a_gigabyte_line_on_a_detached_containers_stdout() {
     ]);
     let front = measured(&env, &args);
     assert_eq!(front.code, Some(0), "{}", front.stderr);
-    let log = env.state_dir().join("big.log");
+    let log = env.data_dir().join("big.log");
     let began = Instant::now();
     wait::until(
         Duration::from_secs(120),
@@ -133,7 +133,7 @@ fn a_gigabyte_line_on_a_detached_containers_stdout() {
     let (sup_kib, monitor_kib) = (vm_hwm_kib(supervisors[0]), vm_hwm_kib(monitor));
     let sizes: Vec<u64> = ["big.log", "big.log.1"]
         .iter()
-        .map(|f| std::fs::metadata(env.state_dir().join(f)).unwrap().len())
+        .map(|f| std::fs::metadata(env.data_dir().join(f)).unwrap().len())
         .collect();
     eprintln!(
         "1 GiB line: written in {took:?}; peak RSS: run -d {} KiB, supervisor {sup_kib} KiB, monitor {monitor_kib} KiB; log files {sizes:?} bytes",
@@ -155,9 +155,9 @@ fn a_gigabyte_line_on_a_detached_containers_stdout() {
 }
 
 /// The engine process of a running container (a detached one's monitor),
-/// from its state record.
+/// from its record (a kept one's, in the data dir).
 fn container_engine_pid(env: &Engine, name: &str) -> i32 {
-    let record = env.state_dir().join(format!("{name}.json"));
+    let record = env.data_dir().join(format!("{name}.json"));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
     v["engine_pid"].as_i64().unwrap() as i32
 }

@@ -16,6 +16,7 @@ fn bad_flag_is_refused_before_the_catalog_pull() {
         .current_dir(tmp.path())
         .env("ENGINE_ROOTFS_CACHE", &cache)
         .env("ENGINE_STATE_DIR", tmp.path().join("state"))
+        .env("ENGINE_DATA_DIR", tmp.path().join("data"))
         .output()
         .expect("cannot run timeout: install coreutils");
     let stderr = String::from_utf8_lossy(&out.stderr);

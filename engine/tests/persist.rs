@@ -83,8 +83,10 @@ fn an_exited_detached_container_is_kept_until_rm() {
         .assert()
         .code(0)
         .stdout("three\n");
-    assert!(!env.state_dir().join("three.json").exists());
-    assert!(!env.state_dir().join("three.log").exists());
+    for dir in [env.state_dir(), env.data_dir()] {
+        assert!(!dir.join("three.json").exists());
+        assert!(!dir.join("three.log").exists());
+    }
     assert_eq!(ps_all(&env, &[]).len(), 0);
     // Then the name is free again (here for a foreground run, not kept).
     run(&env, &["--name", "three", rootfs(), "true"]).code(0);
@@ -128,9 +130,9 @@ fn stop_kill_and_rm_force_keep_or_remove_the_record() {
         .code(0)
         .stdout("a\nb\nc\n");
     assert_eq!(env.state_files(), Vec::<String>::new());
-    let logs: Vec<String> = std::fs::read_dir(env.state_dir())
-        .unwrap()
-        .flatten()
+    let logs: Vec<String> = [env.state_dir(), env.data_dir()]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|f| f.contains(".log"))
         .collect();
@@ -186,7 +188,7 @@ fn bad_input_of_the_new_verbs_is_one_sentence() {
         );
     }
     // `rm keep ghost` checked every name first: keep is still there.
-    assert!(env.state_dir().join("keep.json").exists());
+    assert!(env.data_dir().join("keep.json").exists());
     env.cmd().args(["rm", "keep"]).assert().code(0);
     env.assert_clean();
 }
@@ -232,7 +234,7 @@ fn an_exited_container_holds_its_name_only_and_teardown_takes_it() {
 
 /// `engine start` runs an exited detached container again with the same
 /// settings (name, command, environment) and, as docker, the same writable
-/// layer (NAME.layer in the state directory); its log goes on. `rm` removes
+/// layer (NAME.layer in the data directory); its log goes on. `rm` removes
 /// the layer with the record.
 #[test]
 fn start_runs_an_exited_container_again() {
@@ -271,11 +273,11 @@ fn start_runs_an_exited_container_again() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains("no such container: ghost"));
-    assert!(env.state_dir().join("re.layer/upper/f").exists());
+    assert!(env.data_dir().join("re.layer/upper/f").exists());
     env.cmd().args(["rm", "re"]).assert().code(0);
     assert_eq!(env.state_files(), Vec::<String>::new());
-    assert!(!env.state_dir().join("re.log").exists());
-    assert!(!env.state_dir().join("re.layer").exists());
+    assert!(!env.data_dir().join("re.log").exists());
+    assert!(!env.data_dir().join("re.layer").exists());
     env.assert_clean();
 }
 
@@ -636,4 +638,207 @@ fn bad_restart_policies_are_refused() {
     }
     assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
+}
+
+/// Field 22 of /proc/PID/stat: its start time in clock ticks since boot.
+fn start_time(pid: i64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Removes the named containers when dropped: a failed test leaves none
+/// running.
+struct RemoveOnDrop<'a>(&'a Engine, &'a [&'a str]);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd().args(["rm", "-f"]).args(self.1).output();
+    }
+}
+
+/// SIGKILLs `pid` and waits until it is gone or a zombie (at most 5 s).
+fn kill_and_wait(pid: i64) {
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while state_and_ppid(pid).is_some_and(|s| s.0 != 'Z') {
+        assert!(std::time::Instant::now() < deadline, "{pid} did not die");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A host reboot, as near as a test gets: every process of two kept
+/// containers (monitor, supervisor, PID 1) SIGKILLed, the state directory
+/// emptied (as a reboot empties /run), and for `boot` its record made to
+/// say another boot while its engine_pid and start time name a live
+/// process (pid reuse after a reboot). Both are then exited with the
+/// status of a lost one (125) in `ps -a`, `wait`, `inspect`; `logs` has
+/// their output; `start` runs one again on its writable layer (the file
+/// written before is there, in the data directory); `rm` leaves the data
+/// directory empty.
+#[test]
+fn kept_containers_outlive_a_reboot() {
+    let env = engine("reboot");
+    let _cleanup = RemoveOnDrop(&env, &["boot", "dead"]);
+    let script = "[ -e /written ] && echo found; echo x > /written; echo written; exec sleep 600";
+    for name in ["boot", "dead"] {
+        detach(&env, name, script);
+    }
+    let log = |name: &str| std::fs::read_to_string(env.data_dir().join(format!("{name}.log")));
+    wait::until(SHORT, "both to write their file", || {
+        ["boot", "dead"]
+            .iter()
+            .all(|n| log(n).is_ok_and(|l| l == "written\n"))
+            .then_some(())
+    });
+    for row in ps_all(&env, &[]) {
+        let (monitor, pid1) = (
+            row["engine_pid"].as_i64().unwrap(),
+            row["pid"].as_i64().unwrap(),
+        );
+        let supervisor = state_and_ppid(pid1).unwrap().1;
+        assert_eq!(state_and_ppid(supervisor).map(|s| s.1), Some(monitor));
+        // The monitor first: it would write the status it saw.
+        for pid in [monitor, supervisor, pid1] {
+            kill_and_wait(pid);
+        }
+    }
+    for e in std::fs::read_dir(env.state_dir()).unwrap().flatten() {
+        let path = e.path();
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    let record = env.data_dir().join("boot.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let this_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(rec["boot_id"].as_str(), Some(this_boot.trim()), "{rec}");
+    rec["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    rec["engine_pid"] = 1.into();
+    rec["engine_start"] = start_time(1).into();
+    std::fs::write(&record, serde_json::to_vec(&rec).unwrap()).unwrap();
+
+    let rows = ps_all(&env, &[]);
+    let status: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].clone(),
+                r["status"].clone(),
+                r["exit_code"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("boot".into(), "exited".into(), 125.into()),
+            ("dead".into(), "exited".into(), 125.into())
+        ],
+        "{rows:?}"
+    );
+    let table = stdout(&env.cmd().args(["ps", "-a"]).assert().code(0));
+    assert_eq!(table.matches("Exited (125)").count(), 2, "{table}");
+    for name in ["boot", "dead"] {
+        env.cmd()
+            .args(["wait", name])
+            .assert()
+            .code(0)
+            .stdout("125\n");
+        env.cmd()
+            .args(["logs", name])
+            .assert()
+            .code(0)
+            .stdout("written\n");
+    }
+    let inspect = stdout(&env.cmd().args(["inspect", "boot"]).assert().code(0));
+    assert!(inspect.contains("\"exit_code\": 125"), "{inspect}");
+
+    env.cmd()
+        .args(["start", "boot"])
+        .assert()
+        .code(0)
+        .stdout("boot\n");
+    wait::until(SHORT, "boot to find its file", || {
+        log("boot")
+            .is_ok_and(|l| l == "written\nfound\nwritten\n")
+            .then_some(())
+    });
+    assert!(env.data_dir().join("boot.layer/upper/written").exists());
+    env.cmd()
+        .args(["rm", "-f", "boot", "dead"])
+        .assert()
+        .code(0)
+        .stdout("boot\ndead\n");
+    let left: Vec<_> = std::fs::read_dir(env.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the data dir: {left:?}");
+    env.assert_clean();
+}
+
+/// A data directory is one state directory's (its lock guards the records):
+/// another's kept run is refused with a sentence and nothing made, its
+/// `ps -a` does not list the first's containers, a foreground run is not
+/// concerned; once the first's containers are removed the other may take it.
+#[test]
+fn a_data_directory_belongs_to_one_state_directory() {
+    let a = engine("owner-a");
+    let b = engine("owner-b").with_env("ENGINE_DATA_DIR", a.data_dir());
+    let _cleanup = (RemoveOnDrop(&a, &["mine"]), RemoveOnDrop(&b, &["theirs"]));
+    detach(&a, "mine", "echo mine");
+    a.cmd()
+        .args(["wait", "mine"])
+        .assert()
+        .code(0)
+        .stdout("0\n");
+    let files = || {
+        let mut f: Vec<String> = std::fs::read_dir(a.data_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        f.sort();
+        f
+    };
+    let before = files();
+    let refused = b
+        .cmd()
+        .args(detached_args(rootfs(), "theirs", &["true"]))
+        .assert()
+        .code(125);
+    let err = stderr(&refused);
+    assert!(
+        err.starts_with("engine: data directory ")
+            && err.contains("holds the kept containers of the engine whose state directory is")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(files(), before);
+    assert_eq!(ps_all(&b, &[]).len(), 0);
+    run(&b, &["--name", "fg", rootfs(), "true"]).code(0);
+    a.cmd()
+        .args(["logs", "mine"])
+        .assert()
+        .code(0)
+        .stdout("mine\n");
+    a.cmd().args(["rm", "mine"]).assert().code(0);
+    detach(&b, "theirs", "exit 0");
+    b.cmd()
+        .args(["wait", "theirs"])
+        .assert()
+        .code(0)
+        .stdout("0\n");
+    assert_eq!(ps_all(&a, &[]).len(), 0);
+    b.cmd().args(["rm", "theirs"]).assert().code(0);
+    a.assert_clean();
+    b.assert_clean();
 }

@@ -545,6 +545,7 @@ proptest! {
     ) {
         let cfg = Config {
             state_dir: "/nonexistent/state".into(),
+            data_dir: "/nonexistent/data".into(),
             bridge: "engine0".into(),
             subnet: "10.88.7.0/24".into(),
             cgroup_root: "/nonexistent/cgroup".into(),

@@ -11,6 +11,7 @@ fn engine(state: &Path, cgroup_root: &Path, args: &[&str]) -> Output {
         .args(["30", "unshare", "-n", env!("CARGO_BIN_EXE_engine")])
         .args(args)
         .env("ENGINE_STATE_DIR", state)
+        .env("ENGINE_DATA_DIR", state.with_extension("data"))
         .env("ENGINE_CGROUP_ROOT", cgroup_root)
         .output()
         .expect("cannot run timeout/unshare: install coreutils and util-linux");

@@ -34,6 +34,7 @@ pub struct Settings {
 pub struct EnvRecord {
     pub tag: String,
     pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
     pub cgroup_root: PathBuf,
     pub bridge: String,
 }
@@ -46,12 +47,13 @@ pub fn registry() -> Vec<EnvRecord> {
     REGISTRY.lock().unwrap().clone()
 }
 
-/// One scenario's engine environment: `ENGINE_STATE_DIR`,
-/// `ENGINE_CGROUP_ROOT`, `ENGINE_BRIDGE` and `ENGINE_SUBNET` of its own.
+/// One scenario's engine environment: `ENGINE_STATE_DIR`, `ENGINE_DATA_DIR`
+/// (the guest's /var is the host's, read-only), `ENGINE_CGROUP_ROOT`, `ENGINE_BRIDGE` and `ENGINE_SUBNET` of its own.
 pub struct Env {
     pub engine: PathBuf,
     pub tag: String,
     pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
     pub cgroup_root: PathBuf,
     pub bridge: String,
     /// The third octet of the subnet 10.231.N.0/24.
@@ -68,6 +70,7 @@ impl Env {
         }
         let tag = format!("{tag}{net}");
         let state_dir = settings.scratch.join("state").join(&tag);
+        let data_dir = settings.scratch.join("data").join(&tag);
         let cgroup_root = settings.cgroup_parent.join(&tag);
         let bridge = format!("hb{net}");
         std::fs::create_dir_all(&state_dir)
@@ -75,6 +78,7 @@ impl Env {
         REGISTRY.lock().unwrap().push(EnvRecord {
             tag: tag.clone(),
             state_dir: state_dir.clone(),
+            data_dir: data_dir.clone(),
             cgroup_root: cgroup_root.clone(),
             bridge: bridge.clone(),
         });
@@ -82,6 +86,7 @@ impl Env {
             engine: settings.engine.clone(),
             tag,
             state_dir,
+            data_dir,
             cgroup_root,
             bridge,
             net,
@@ -113,6 +118,7 @@ impl Env {
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(&self.engine);
         cmd.env("ENGINE_STATE_DIR", &self.state_dir)
+            .env("ENGINE_DATA_DIR", &self.data_dir)
             .env("ENGINE_CGROUP_ROOT", &self.cgroup_root)
             .env("ENGINE_BRIDGE", &self.bridge)
             .env("ENGINE_SUBNET", self.subnet())
@@ -133,10 +139,15 @@ impl Env {
 
     /// The host pid of container `name`'s PID 1, from its state file.
     pub fn pid1(&self, name: &str) -> Result<i32> {
-        let path = self.state_dir.join(format!("{name}.json"));
+        // A kept container's record is in the data directory.
+        let file = format!("{name}.json");
+        let kept = self.data_dir.join(&file);
+        let path = self.state_dir.join(file);
         let pid =
             testkit::wait::poll_until(Duration::from_secs(30), "a pid in the state file", || {
-                let data = std::fs::read(&path).ok()?;
+                let data = std::fs::read(&path)
+                    .or_else(|_| std::fs::read(&kept))
+                    .ok()?;
                 let value: serde_json::Value = serde_json::from_slice(&data).ok()?;
                 let pid = i32::try_from(value.get("pid")?.as_i64()?).ok()?;
                 (pid > 0).then_some(pid)
@@ -158,6 +169,7 @@ impl Env {
         out.expect_success("engine teardown --force")?;
         let mut problems = Vec::new();
         problems.extend(state_files(&self.state_dir));
+        problems.extend(state_files(&self.data_dir));
         problems.extend(child_cgroups(&self.cgroup_root));
         if link_exists(&self.bridge) {
             problems.push(format!("the bridge {} still exists", self.bridge));
@@ -183,7 +195,7 @@ impl Drop for Env {
     }
 }
 
-/// State files (`*.json`) left in `dir`, as messages.
+/// State files (`*.json`, `*.layer`) left in `dir`, as messages.
 pub fn state_files(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -191,7 +203,7 @@ pub fn state_files(dir: &Path) -> Vec<String> {
     entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "layer"))
         .map(|p| {
             format!(
                 "state file {}: {}",

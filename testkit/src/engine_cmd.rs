@@ -1,5 +1,5 @@
 //! The engine binary in an environment of its own: a private state dir,
-//! cgroup root, rootfs cache and (optionally) bridge and subnet, so tests run
+//! data dir, cgroup root, rootfs cache and (optionally) bridge and subnet, so tests run
 //! in parallel without seeing each other; every command gets a timeout.
 
 use std::ffi::OsString;
@@ -16,6 +16,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Engine {
     bin: PathBuf,
     state: tempfile::TempDir,
+    /// `ENGINE_DATA_DIR`: kept containers' records, logs and layers.
+    data: tempfile::TempDir,
     cgroup_root: PathBuf,
     bridge: Option<String>,
     subnet: Option<String>,
@@ -31,6 +33,10 @@ impl Engine {
             .prefix(&format!("engine-test-{tag}-"))
             .tempdir_in(crate::busybox::scratch_root())
             .expect("create a state directory");
+        let data = tempfile::Builder::new()
+            .prefix(&format!("engine-test-{tag}-data-"))
+            .tempdir_in(crate::busybox::scratch_root())
+            .expect("create a data directory");
         let leaf = state
             .path()
             .file_name()
@@ -41,6 +47,7 @@ impl Engine {
             bin: bin.into(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup").join(leaf),
             state,
+            data,
             bridge: None,
             subnet: None,
             extra_env: Vec::new(),
@@ -76,6 +83,12 @@ impl Engine {
         self.state.path()
     }
 
+    /// Where kept containers (`run -d` without `--rm`) have their record,
+    /// log and writable layer.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
     pub fn cgroup_root(&self) -> &Path {
         &self.cgroup_root
     }
@@ -88,6 +101,7 @@ impl Engine {
     pub fn envs(&self) -> Vec<(&'static str, OsString)> {
         let mut envs = vec![
             ("ENGINE_STATE_DIR", self.state.path().as_os_str().to_owned()),
+            ("ENGINE_DATA_DIR", self.data.path().as_os_str().to_owned()),
             (
                 "ENGINE_CGROUP_ROOT",
                 self.cgroup_root.as_os_str().to_owned(),
@@ -124,7 +138,6 @@ impl Engine {
         c
     }
 
-    /// The names of the records and layers in the state dir now.
     /// Whether state file `file` is an exited detached container's record.
     pub fn is_exited_record(&self, file: &str) -> bool {
         // A kept container's writable layer (NAME.layer) goes with its record.
@@ -132,21 +145,21 @@ impl Engine {
             Some(name) => format!("{name}.json"),
             None => file.to_string(),
         };
-        std::fs::read(self.state.path().join(file))
+        std::fs::read(self.state.path().join(&file))
+            .or_else(|_| std::fs::read(self.data.path().join(&file)))
             .ok()
             .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
             .is_some_and(|v| v.get("finished").is_some_and(|f| !f.is_null()))
     }
 
+    /// The names of the records and layers in the state and data dirs now.
     pub fn state_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.state.path())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".json") || n.ends_with(".layer"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut names: Vec<String> = [self.state.path(), self.data.path()]
+            .iter()
+            .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json") || n.ends_with(".layer"))
+            .collect();
         names.sort();
         names
     }

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 pub struct Config {
     /// `ENGINE_STATE_DIR`, default `/run/engine`.
     pub state_dir: PathBuf,
+    /// `ENGINE_DATA_DIR`, default `/var/lib/engine/containers`: what of a
+    /// kept container (`run -d` without `--rm`) survives a reboot.
+    pub data_dir: PathBuf,
     /// `ENGINE_BRIDGE`, default `engine0` (checked by `net::NetConfig`).
     pub bridge: String,
     /// `ENGINE_SUBNET`, default `192.168.1.0/24` (checked by `net::NetConfig`).
@@ -28,6 +31,7 @@ impl Config {
     pub fn from_env() -> Self {
         Config {
             state_dir: var("ENGINE_STATE_DIR", "/run/engine").into(),
+            data_dir: var("ENGINE_DATA_DIR", "/var/lib/engine/containers").into(),
             bridge: var("ENGINE_BRIDGE", "engine0"),
             subnet: var("ENGINE_SUBNET", "192.168.1.0/24"),
             cgroup_root: var("ENGINE_CGROUP_ROOT", "/sys/fs/cgroup/engine").into(),

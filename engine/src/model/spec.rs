@@ -570,6 +570,7 @@ mod tests {
     fn cfg() -> Config {
         Config {
             state_dir: "/nonexistent/state".into(),
+            data_dir: "/nonexistent/data".into(),
             bridge: "engine0".into(),
             subnet: "192.168.1.0/24".into(),
             cgroup_root: "/nonexistent/cgroup".into(),

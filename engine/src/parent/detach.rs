@@ -86,10 +86,11 @@ fn monitor_and_supervisor(
         Ok(Some(supervisor)) => {
             drop((log_write, notify_write));
             let args = monitor::Args {
-                log: StateDir::new(&cfg.state_dir).log_of(&spec.name),
+                log: StateDir::new(&cfg.state_dir, &cfg.data_dir).log_of(&spec.name, !spec.rm),
                 log_max: spec.log_size_max,
                 supervisor,
                 state_dir: cfg.state_dir.clone(),
+                data_dir: cfg.data_dir.clone(),
                 name: spec.name.clone(),
             };
             // stdin is the log pipe; nothing else of the engine's stays open.
@@ -134,7 +135,7 @@ fn supervise(
 ) -> ! {
     let mut notify = Some(File::from(notify_write));
     let mut spec = spec.clone();
-    let state = StateDir::new(&cfg.state_dir);
+    let state = StateDir::new(&cfg.state_dir, &cfg.data_dir);
     let mut backoff = BACKOFF_FIRST;
     loop {
         let began = Instant::now();
@@ -182,8 +183,7 @@ fn supervise(
         backoff *= 2;
         // Stopped or removed meanwhile: quietly done (`run_with` checks
         // again under the lock).
-        let record = state.path_of(&spec.name);
-        if state.stopped_mark_of(&spec.name).exists() || !record.exists() {
+        if state.stopped_mark_of(&spec.name).exists() || !state.has_record(&spec.name) {
             std::process::exit(code)
         }
         // As `engine start`: the kept record's name, the log goes on.

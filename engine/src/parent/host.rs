@@ -15,7 +15,7 @@ use std::time::Duration;
 pub fn setup(cfg: &Config) -> Result<(), Error> {
     step!("setup.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
-    let state = StateDir::new(&cfg.state_dir);
+    let state = StateDir::new(&cfg.state_dir, &cfg.data_dir);
     step!("setup.state_dir");
     state.make_private()?;
     step!("setup.lock");
@@ -34,12 +34,13 @@ pub fn setup(cfg: &Config) -> Result<(), Error> {
 }
 
 /// Idempotent: removes the bridge, restores forwarding, removes the
-/// parent cgroup and the records and logs of ended detached containers.
+/// parent cgroup and the records, logs and layers of ended detached
+/// containers (in the state and data directories).
 /// Refuses while containers run, unless `force`.
 pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
     step!("teardown.config");
     let net = NetConfig::new(&cfg.bridge, &cfg.subnet)?;
-    let state = StateDir::new(&cfg.state_dir);
+    let state = StateDir::new(&cfg.state_dir, &cfg.data_dir);
     // Containers may start while others are stopped: stop until none runs
     // under the lock, and hold it from then on, so that none starts on a
     // bridge about to go (nor is left without forwarding).
@@ -50,11 +51,15 @@ pub fn teardown(cfg: &Config, force: bool) -> Result<(), Error> {
         step!("teardown.recover");
         let recovered = recover_stale(&state, cfg);
         if recovered.running.is_empty() {
-            // Ended detached containers go with their logs (below): the
-            // engine leaves nothing of theirs on the host.
+            // Ended detached containers go with their logs (below) and
+            // writable layers, from the data directory too: the engine
+            // leaves nothing of theirs on the host.
             for rec in &recovered.exited {
                 state.remove(&rec.name);
                 let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
+                let log = state.log_of(&rec.name, true);
+                let _ = std::fs::remove_file(super::log::rotated(&log));
+                let _ = std::fs::remove_file(log);
             }
             break lock;
         }

@@ -234,7 +234,8 @@ pub fn wait(state: &StateDir, cfg: &Config, name: &str) -> Result<i32, Error> {
     }
 }
 
-/// `engine rm`: removes each named container's kept record and its log.
+/// `engine rm`: removes each named container's kept record, its log and
+/// its writable layer.
 /// Every name is checked first; a running one is refused unless `force`,
 /// which stops it at once (SIGKILL) and then removes it.
 pub fn rm(
@@ -267,12 +268,14 @@ pub fn rm(
         if state.read::<Record>(&rec.name).is_some_and(|r| r.exited()) {
             state.remove(&rec.name);
         }
-        if !state.path_of(&rec.name).exists() {
+        if !state.has_record(&rec.name) {
             let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
             let _ = std::fs::remove_file(state.stopped_mark_of(&rec.name));
-            let log = state.log_of(&rec.name);
-            let _ = std::fs::remove_file(super::log::rotated(&log));
-            let _ = std::fs::remove_file(log);
+            for kept in [true, false] {
+                let log = state.log_of(&rec.name, kept);
+                let _ = std::fs::remove_file(super::log::rotated(&log));
+                let _ = std::fs::remove_file(log);
+            }
         }
         removed(&rec.name);
     }
@@ -447,7 +450,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<(), Error
             if state.read::<Record>(&rec.name).is_some_and(|r| {
                 r.engine_pid == rec.engine_pid && r.engine_start == rec.engine_start && !r.exited()
             }) {
-                recovery::release(state, rec);
+                recovery::release_dead(state, rec);
             }
             return Ok(());
         }
@@ -475,7 +478,7 @@ pub fn stop(state: &StateDir, rec: &Record, grace: Duration) -> Result<(), Error
 /// the container has exited.
 pub fn logs(state: &StateDir, cfg: &Config, name: &str, follow: bool) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
-    let path = state.log_of(name);
+    let path = state.find_log(name);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(_) => {

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 pub const VERB: &str = "__monitor";
 
 /// The hidden verb that runs an exited container again by its policy
-/// (`engine __restart STATE_DIR NAME`, lib.rs `run_as_restart`).
+/// (`engine __restart STATE_DIR DATA_DIR NAME`, lib.rs `run_as_restart`).
 pub const RESTART_VERB: &str = "__restart";
 
 /// What the monitor is told on its command line.
@@ -37,6 +37,8 @@ pub struct Args {
     pub log_max: u64,
     pub supervisor: i32,
     pub state_dir: PathBuf,
+    /// Where a kept container's record is (`sys::state`).
+    pub data_dir: PathBuf,
     pub name: String,
 }
 
@@ -50,13 +52,14 @@ pub fn exec(args: &Args) -> std::io::Error {
         .arg(args.log_max.to_string())
         .arg(args.supervisor.to_string())
         .arg(&args.state_dir)
+        .arg(&args.data_dir)
         .arg(&args.name)
         .exec()
 }
 
 /// The monitor's arguments, when the binary was started as one.
 pub fn parse(argv: &[OsString]) -> Option<Args> {
-    let [_, verb, log, max, supervisor, state_dir, name] = argv else {
+    let [_, verb, log, max, supervisor, state_dir, data_dir, name] = argv else {
         return None;
     };
     if verb != VERB {
@@ -67,6 +70,7 @@ pub fn parse(argv: &[OsString]) -> Option<Args> {
         log_max: max.to_str()?.parse().ok()?,
         supervisor: supervisor.to_str()?.parse().ok()?,
         state_dir: state_dir.into(),
+        data_dir: data_dir.into(),
         name: name.to_str()?.to_string(),
     })
 }
@@ -105,7 +109,7 @@ pub fn run(args: &Args) -> i32 {
         }
     }
     if supervisor_killed {
-        let state = StateDir::new(&args.state_dir);
+        let state = StateDir::new(&args.state_dir, &args.data_dir);
         match finish(&state, &args.name, &reaped) {
             Some(exited) => restart_by_policy(&state, args, &exited),
             None => {
@@ -170,6 +174,7 @@ fn run_again(args: &Args, backoff: std::time::Duration) {
         .arg0("engine")
         .arg(RESTART_VERB)
         .arg(&args.state_dir)
+        .arg(&args.data_dir)
         .arg(&args.name)
         .exec();
     eprintln!("engine: cannot run {} again: {err}", args.name);

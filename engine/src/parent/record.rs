@@ -1,8 +1,8 @@
-//! What the engine records about a container in the state directory
-//! (`sys::state` keeps it): while it runs, enough to find and remove
-//! everything it made if the engine dies, and what `engine exec` and `ps`
-//! need; once a detached one has ended, its exit status, kept until
-//! `engine rm`.
+//! What the engine records about a container in the state directory, or
+//! the data directory for a kept one (`sys::state` keeps it): while it
+//! runs, enough to find and remove everything it made if the engine dies,
+//! and what `engine exec` and `ps` need; once a detached one has ended,
+//! its exit status, kept until `engine rm`.
 
 use crate::model::ports::PortMapping;
 use crate::model::security::Confinement;
@@ -92,6 +92,17 @@ pub struct Record {
     /// None: SIGTERM).
     #[serde(default)]
     pub stop_signal: Option<i32>,
+    /// The host's boot the record was written in (kept records only, which
+    /// outlive a reboot): one of another boot is an ended container's, even
+    /// where its pids now name live processes.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+impl crate::sys::state::Placed for Record {
+    fn kept(&self) -> bool {
+        self.keep
+    }
 }
 
 impl Record {

@@ -1,12 +1,15 @@
 //! What an engine that died (SIGKILL) left behind: its container's
 //! processes, cgroup, veth, state record (which is the lease of its
-//! address) and the host-wide lease of its host IDs (`sys::idlease`).
+//! address) and the host-wide lease of its host IDs (`sys::idlease`);
+//! a kept container's record (on disk, it outlives a reboot) becomes an
+//! exited one.
 //! Every verb runs this under the state lock before it looks at the records.
 
 use super::record::Record;
 use crate::model::config::Config;
+use crate::model::exit;
 use crate::sys::idlease::{Leases, Proc};
-use crate::sys::state::{Entry, StateDir};
+use crate::sys::state::{self, Entry, StateDir};
 use std::path::PathBuf;
 
 /// The state directory after recovery.
@@ -40,11 +43,29 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
         exited: Vec::new(),
         corrupt: Vec::new(),
     };
+    // Read once, and only if a kept container may have outlived its boot.
+    let mut boot: Option<Option<String>> = None;
     for entry in state.list::<Record>() {
         match entry {
             // Before the liveness check: its supervisor writes it just before it exits.
             Entry::Record(rec) if rec.exited() => out.exited.push(*rec),
+            Entry::Record(rec)
+                if rec.boot_id.is_some()
+                    && state::of_another_boot(
+                        rec.boot_id.as_deref(),
+                        boot.get_or_insert_with(state::boot_id).as_deref(),
+                    ) =>
+            {
+                match rec.started {
+                    Some(_) => out.exited.push(end_kept(state, *rec, true)),
+                    // Never started: gone, as a dead engine's (below).
+                    None => forget(state, &rec.name),
+                }
+            }
             Entry::Record(rec) if is_alive(&rec) => out.running.push(*rec),
+            Entry::Record(rec) if rec.keep && rec.started.is_some() => {
+                out.exited.push(end_kept(state, *rec, false))
+            }
             Entry::Record(rec) => release(state, &rec),
             Entry::Corrupt { name, file } => {
                 release_corrupt(cfg, &name, &file);
@@ -63,18 +84,35 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
         for entry in dir.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
             if let Some(name) = file.strip_suffix(".etc") {
-                if !state.path_of(name).exists() {
+                if !state.has_record(name) {
                     crate::sys::net::dns::remove_files(&entry.path());
                 }
             }
-            // Likewise a kept container's layer: made under the lock with
-            // its record, it goes with it.
+            // A layer an older engine kept here goes once its record has.
             if let Some(name) = file.strip_suffix(".layer") {
-                if !state.path_of(name).exists() {
+                if !state.has_record(name) {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
         }
+    }
+    // Likewise a kept container's layer and log: made under the lock
+    // with its record, they go with it (if that lock is ours).
+    let data = std::fs::read_dir(&state.data).ok();
+    if let Some(dir) = data.filter(|_| state.data_is_ours()) {
+        for entry in dir.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".layer") {
+                if !state.has_record(name) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            let log = file.strip_suffix(".log").or(file.strip_suffix(".log.1"));
+            if log.is_some_and(|name| !state.has_record(name)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        state.unmark_data_if_unused();
     }
     release_dead_leases(state);
     out
@@ -105,12 +143,49 @@ pub fn release(state: &StateDir, rec: &Record) {
     // Last, after the kill: the ID lease and the record (the lease of the
     // address) go back only once nothing runs as them.
     Leases::host().remove_if_engine_dead(&state.dir, &rec.name);
-    state.remove(&rec.name);
-    let _ = std::fs::remove_dir_all(state.layer_of(&rec.name));
+    forget(state, &rec.name);
     if rec.ip.is_some() {
         // Its line leaves its peers' /etc/hosts, as on a supervised end.
         super::hosts::refresh_peers(state, Some(&rec.name));
     }
+}
+
+/// What a dead engine's record names, released; a kept container that had
+/// started is kept, exited (as `recover_stale` does).
+pub fn release_dead(state: &StateDir, rec: &Record) {
+    if rec.keep && rec.started.is_some() {
+        end_kept(state, rec.clone(), false);
+    } else {
+        release(state, rec);
+    }
+}
+
+/// The record and a kept container's layer.
+fn forget(state: &StateDir, name: &str) {
+    state.remove(name);
+    let _ = std::fs::remove_dir_all(state.layer_of(name));
+}
+
+/// A kept container whose engine is gone (its monitor killed, or the host
+/// rebooted since) has ended: what it held is released, and its record is
+/// kept as an exited one for `ps -a`, `logs`, `start` and `rm`, with the
+/// status the engine gives a status it lost (125, as `wait` and the
+/// monitor do). After a reboot nothing it held is left (processes,
+/// cgroup, veth, port rules and ID lease are of the earlier boot), and
+/// its pids may name others' processes now: nothing is killed.
+fn end_kept(state: &StateDir, rec: Record, rebooted: bool) -> Record {
+    if rebooted {
+        crate::sys::net::dns::remove_files(&state.etc_of(&rec.name));
+    } else {
+        release_held(state, &rec);
+        Leases::host().remove_if_engine_dead(&state.dir, &rec.name);
+        if rec.ip.is_some() {
+            super::hosts::refresh_peers(state, Some(&rec.name));
+        }
+    }
+    let rec = rec.into_exited(exit::ENGINE_ERROR, state::now_secs());
+    let _ = state.write(&rec.name, &rec);
+    rec
 }
 
 /// What a record names but its ID lease and the record itself: the

@@ -119,7 +119,7 @@ impl Drop for Resources {
                 _ => self.state.remove(&self.name),
             }
         }
-        if !kept && !self.state.path_of(&self.name).exists() {
+        if !kept && !self.state.has_record(&self.name) {
             let _ = std::fs::remove_dir_all(self.state.layer_of(&self.name));
         }
     }
@@ -146,7 +146,8 @@ pub(super) fn run_with(
     started: impl FnOnce(&Record),
 ) -> Result<i32, Error> {
     let cgroup_ok = cgroup_available(spec, cfg);
-    let mut res = Resources::new(StateDir::new(&cfg.state_dir), spec.name.clone());
+    let state = StateDir::new(&cfg.state_dir, &cfg.data_dir);
+    let mut res = Resources::new(state, spec.name.clone());
     let (monitor_pid, log_pipe) = match monitor {
         Some(m) => (Some(m.pid), Some(m.log)),
         None => (None, None),
@@ -338,8 +339,9 @@ fn prepare_files(spec: &Spec, record: &Record, res: &mut Resources) -> Result<Pr
 /// record, so recovery never sees one without the other.
 fn make_disk_layer(spec: &Spec, res: &mut Resources) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
+    res.state.ensure_data()?;
     let layer = std::path::absolute(res.state.layer_of(&spec.name))
-        .with_context(|| format!("cannot resolve {}", res.state.dir.display()))?;
+        .with_context(|| format!("cannot resolve {}", res.state.data.display()))?;
     // A range from the pool moves from run to run: the layer is kept as
     // the container sees it (its root as 0) and reaches the container
     // through an idmapped mount, as a root-owned rootfs does. A fixed
@@ -543,7 +545,16 @@ fn take_name_log_and_cgroup(
     if let (true, Some(log_pipe)) = (spec.detach, log_pipe) {
         // Only now is the name ours: a clash must not truncate another's log.
         step!("run.log");
-        let log = res.state.log_of(&spec.name);
+        let kept = !spec.rm;
+        let log = res.state.log_of(&spec.name, kept);
+        if kept {
+            res.state.ensure_data()?;
+        }
+        if kept && !spec.restart {
+            // The name is used again: a `-d --rm` namesake's log goes, as it
+            // would be overwritten in the state directory.
+            let _ = std::fs::remove_file(res.state.log_of(&spec.name, false));
+        }
         // A restarted container's log goes on (and stays if it fails).
         if !spec.restart {
             res.log = Some(log.clone());
@@ -916,6 +927,8 @@ fn reserve(
         image: spec.image.as_ref().map(|i| i.reference.clone()),
         image_id: spec.image.as_ref().map(|i| i.id.clone()),
         stop_signal: spec.image.as_ref().and_then(|i| i.stop_signal),
+        // Read for kept containers only: a foreground run costs nothing more.
+        boot_id: (spec.detach && !spec.rm).then(state::boot_id).flatten(),
     };
     if cgroup_ok {
         record.cgroup = Some(cfg.cgroup_root.join(&spec.name));

@@ -152,11 +152,15 @@ impl Drop for Running {
     }
 }
 
-/// The host pid of a running container's PID 1, from its state file.
+/// The host pid of a running container's PID 1, from its state file (in
+/// the data directory for a kept container).
 pub fn container_pid(env: &Engine, name: &str) -> i32 {
-    let record = env.state_dir().join(format!("{name}.json"));
+    let file = format!("{name}.json");
+    let (record, kept) = (env.state_dir().join(&file), env.data_dir().join(&file));
     wait::until(SHORT, &format!("{}", record.display()), || {
-        let data = std::fs::read(&record).ok()?;
+        let data = std::fs::read(&record)
+            .or_else(|_| std::fs::read(&kept))
+            .ok()?;
         let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
         let pid = v["pid"].as_i64()? as i32;
         (pid > 0).then_some(pid)

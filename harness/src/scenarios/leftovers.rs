@@ -117,6 +117,7 @@ pub fn check(settings: &Settings, envs: &[EnvRecord]) -> Result<()> {
             problems.push(format!("bridge {} (of {})", env.bridge, env.tag));
         }
         problems.extend(engine::state_files(&env.state_dir));
+        problems.extend(engine::state_files(&env.data_dir));
         problems.extend(engine::child_cgroups(&env.cgroup_root));
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

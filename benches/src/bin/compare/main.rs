@@ -92,6 +92,7 @@ fn run() -> Result<()> {
     fs::create_dir(&state)?;
     // Set while single-threaded; hyperfine and every engine run inherit it.
     std::env::set_var("ENGINE_STATE_DIR", &state);
+    std::env::set_var("ENGINE_DATA_DIR", tmp.path().join("engine-data"));
 
     let mut machine = machine_info(&engine, rootfs_how, quick, runs, rounds);
     let mut rows = prepare_rows(&engine, &rootfs, tmp.path())?;

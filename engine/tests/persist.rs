@@ -573,7 +573,7 @@ fn a_restart_scheduled_by_a_killed_supervisor_still_happens() {
     let env = engine("policybackoff");
     let log = run_with_policy(&env, "always", "pb", "echo run; exit 1");
     let record = || -> serde_json::Value {
-        let text = std::fs::read(env.state_dir().join("pb.json")).unwrap_or_default();
+        let text = std::fs::read(env.data_dir().join("pb.json")).unwrap_or_default();
         serde_json::from_slice(&text).unwrap_or_default()
     };
     // The fifth restart waits 1.6 s: time to kill the supervisor in it.
@@ -602,6 +602,53 @@ fn a_restart_scheduled_by_a_killed_supervisor_still_happens() {
     poll_row(&env, "pb", |_| log().lines().count() > runs);
     env.cmd().args(["stop", "-t", "1", "pb"]).assert().code(0);
     env.cmd().args(["rm", "pb"]).assert().code(0);
+    assert_eq!(env.state_files(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// A restart whose engine is gone (monitor and supervisor killed in the
+/// back-off, as a reboot kills them) will not come: `ps -a` says exited,
+/// not restarting, and `start` runs it again.
+#[test]
+fn a_restart_whose_engine_died_in_its_back_off_is_plainly_exited() {
+    let env = engine("policydead");
+    let log = run_with_policy(&env, "always", "pd", "echo run; exit 1");
+    let record = || -> serde_json::Value {
+        let text = std::fs::read(env.data_dir().join("pd.json")).unwrap_or_default();
+        serde_json::from_slice(&text).unwrap_or_default()
+    };
+    // The fifth restart waits 1.6 s: time to kill both in it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let monitor = loop {
+        let r = record();
+        if r["restarting"] == true && r["restart_count"].as_u64() >= Some(5) {
+            break r["engine_pid"].as_i64().unwrap() as i32;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let children = format!("/proc/{monitor}/task/{monitor}/children");
+    let supervisor: i32 = std::fs::read_to_string(children)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in [monitor, supervisor] {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+    }
+    let runs = log().lines().count();
+    poll_row(&env, "pd", |r| r["status"] == "exited");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(log().lines().count(), runs, "no run after the back-off");
+    assert_eq!(record()["restarting"], false);
+    env.cmd().args(["start", "pd"]).assert().code(0);
+    poll_row(&env, "pd", |_| log().lines().count() > runs);
+    env.cmd().args(["stop", "-t", "1", "pd"]).assert().code(0);
+    env.cmd().args(["rm", "pd"]).assert().code(0);
     assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
 }

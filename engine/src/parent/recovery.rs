@@ -48,7 +48,20 @@ pub fn recover_stale(state: &StateDir, cfg: &Config) -> Recovered {
     for entry in state.list::<Record>() {
         match entry {
             // Before the liveness check: its supervisor writes it just before it exits.
-            Entry::Record(rec) if rec.exited() => out.exited.push(*rec),
+            Entry::Record(mut rec) if rec.exited() => {
+                // A restart whose engine is gone (killed in its back-off, or
+                // a reboot since) will not come: plainly exited.
+                if rec.restarting
+                    && (state::of_another_boot(
+                        rec.boot_id.as_deref(),
+                        boot.get_or_insert_with(state::boot_id).as_deref(),
+                    ) || !is_alive(&rec))
+                {
+                    rec.restarting = false;
+                    let _ = state.write(&rec.name, &*rec);
+                }
+                out.exited.push(*rec)
+            }
             Entry::Record(rec)
                 if rec.boot_id.is_some()
                     && state::of_another_boot(

@@ -40,8 +40,19 @@ pub use model::exit;
 pub fn prepare(input: SpecInput, cfg: &Config) -> Result<Spec> {
     let input = read_env_files(input)?;
     // A kept container's record holds what was given, for `engine start`.
-    let origin = (input.detach && !input.rm).then(|| input.clone());
-    let request = Request::parse(input, cfg, sys::random::u32)?;
+    let mut origin = (input.detach && !input.rm).then(|| input.clone());
+    let mut request = Request::parse(input, cfg, sys::random::u32)?;
+    if matches!(&request.rootfs, RootfsSource::Catalog(name) if name == "busybox" && !Path::new(name).exists())
+    {
+        // Interactive shells of the catalog busybox read its start-up file
+        // (bare `ping` is iputils'); first, so a given -e ENV wins. Kept
+        // in the record too: `start` finds the rootfs by its path.
+        let startup = image::BUSYBOX_SHELL_STARTUP;
+        request.env.insert(0, ("ENV".into(), startup.into()));
+        if let Some(o) = origin.as_mut() {
+            o.env.insert(0, format!("ENV={startup}"));
+        }
+    }
     validate::require_root()?;
     if let Some(text) = image_named(&request.rootfs) {
         return prepare_image(request, text, origin, cfg);

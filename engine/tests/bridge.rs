@@ -357,30 +357,44 @@ fn a_failure_midway_undoes_every_step() {
 /// host's iputils ping, which falls back to an ICMP datagram socket
 /// (allowed by the container's net.ipv4.ping_group_range). busybox's own
 /// ping applet, which opens raw sockets only, is what busybox's shell runs
-/// for a bare `ping` (its applets come before PATH): refused, as
+/// for a bare `ping` (its applets come before PATH), except in an
+/// interactive shell, which reads the rootfs's /etc/profile (ENV) and its
+/// `ping` function; `sh -c 'ping …'` runs the applet: refused, as
 /// docs/networking.md says.
 #[test]
 fn the_catalog_busybox_pings_the_gateway_without_net_raw() {
-    let dir = tempfile::tempdir_in(busybox::scratch_root()).unwrap();
-    let root = dir.path().join("busybox");
-    let root = root.to_str().unwrap();
-    engine("cpull")
-        .cmd()
-        .args(["rootfs", "pull", "busybox", root])
-        .assert()
-        .code(0);
     let net = Net::new("cping", "10.95.0.0/24");
-    let out = net.run(&["--name", "cping", root, "ping", "-c1", "-W5", "10.95.0.1"]);
+    // The catalog name: built into this engine's private rootfs cache.
+    let out = net.run(&[
+        "--name",
+        "cping",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W5",
+        "10.95.0.1",
+    ]);
     let text = stdout(&out);
     assert!(
         text.contains("1 packets transmitted, 1 received"),
         "{text}\n{}",
         stderr(&out)
     );
+    // An interactive shell, as `engine run -it busybox` gives one: a bare
+    // `ping` is iputils' (its "56(84) bytes" line; the applet prints
+    // "56 data bytes").
+    let out = net
+        .cmd()
+        .args(["run", "-i", "--name", "cping", "busybox", "sh", "-i"])
+        .write_stdin("ping -c1 -W5 10.95.0.1 && echo PINGED\nexit\n")
+        .assert();
+    let text = stdout(&out);
+    assert!(text.contains("56(84) bytes"), "{text}\n{}", stderr(&out));
+    assert!(text.contains("PINGED\n"), "{text}\n{}", stderr(&out));
     let out = net.run(&[
         "--name",
         "cping",
-        root,
+        "busybox",
         "sh",
         "-c",
         "/bin/ping -c1 -W5 10.95.0.1 >/dev/null && echo PINGED; ping -c1 -W5 10.95.0.1 || echo APPLET-REFUSED",

@@ -682,6 +682,61 @@ fn cached_pulls_once_even_when_asked_twice_at_once() {
     assert_eq!(fs::metadata(&paths[0]).unwrap().modified().unwrap(), mtime);
 }
 
+/// A cache an older engine built (no recipe stamp, or an older one; its
+/// /bin/ping the applet's link, no /etc/profile) is built again, once,
+/// with the host's iputils ping; a current one is left as it is.
+#[test]
+fn cached_busybox_built_by_an_older_engine_is_rebuilt() {
+    let host_ping = ["/usr/bin/ping", "/bin/ping"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("this test needs the host's iputils ping: apt-get install iputils-ping");
+    let cache = temp_dir();
+    let tree = rootfs::cached("busybox", cache.path()).unwrap();
+    let stamp = cache.path().join(".busybox.recipe");
+    assert_eq!(fs::read_to_string(&stamp).unwrap(), "2\n");
+    let is_iputils = |tree: &Path| {
+        let ping = fs::symlink_metadata(tree.join("bin/ping")).unwrap();
+        ping.file_type().is_file() && ping.len() == fs::metadata(host_ping).unwrap().len()
+    };
+    assert!(is_iputils(&tree));
+    assert!(fs::read_to_string(tree.join("etc/profile"))
+        .unwrap()
+        .contains("ping() { /bin/ping \"$@\"; }"));
+
+    // A current cache is used as it is.
+    fs::write(tree.join("etc/kept"), "").unwrap();
+    rootfs::cached("busybox", cache.path()).unwrap();
+    assert!(
+        tree.join("etc/kept").exists(),
+        "a current cache was rebuilt"
+    );
+
+    for old_stamp in [None, Some("1\n")] {
+        // What an engine before the recipe stamp left.
+        fs::remove_file(tree.join("bin/ping")).unwrap();
+        std::os::unix::fs::symlink("busybox", tree.join("bin/ping")).unwrap();
+        fs::remove_file(tree.join("etc/profile")).unwrap();
+        match old_stamp {
+            None => fs::remove_file(&stamp).unwrap(),
+            Some(text) => fs::write(&stamp, text).unwrap(),
+        }
+        assert_eq!(rootfs::cached("busybox", cache.path()).unwrap(), tree);
+        assert!(is_iputils(&tree), "stamp {old_stamp:?}: not rebuilt");
+        assert!(tree.join("etc/profile").exists());
+        assert!(!tree.join("etc/kept").exists());
+        assert_eq!(fs::read_to_string(&stamp).unwrap(), "2\n");
+        let names: Vec<String> = fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, [".busybox.lock", ".busybox.recipe", "busybox"]);
+        fs::write(tree.join("etc/kept"), "").unwrap();
+    }
+}
+
 #[test]
 fn elf_helpers() {
     assert!(["amd64", "arm64"].contains(&engine::sys::arch::host_arch()));

@@ -89,8 +89,10 @@ pub(super) fn build(root: &Path, busybox: &Path, arch: &str) -> Result<()> {
             missing.join(", ")
         );
     }
-    if arch == host_arch() {
-        add_host_ping(root)?;
+    if arch == host_arch() && add_host_ping(root)? {
+        let profile = root.join(SHELL_STARTUP.trim_start_matches('/'));
+        fs::write(&profile, PING_FUNCTION)
+            .with_context(|| format!("cannot write {}", profile.display()))?;
     }
     for (file, text) in skeleton::etc_files(&format!("{arch}, engine catalog")) {
         let path = root.join(file);
@@ -150,6 +152,19 @@ fn link_applet(root: &Path, rel: &Path) -> Result<()> {
     symlink(&target, &link).with_context(|| format!("cannot create the symlink {}", link.display()))
 }
 
+/// The shell start-up file of the catalog busybox: ash reads it as a login
+/// shell, and every interactive shell reads it too, because the engine
+/// sets `ENV` to it for a container of the catalog busybox.
+pub const SHELL_STARTUP: &str = "/etc/profile";
+
+/// busybox's shell runs its own applet for a bare `ping`, never PATH's
+/// (it is built with FEATURE_SH_STANDALONE), and the applet needs NET_RAW;
+/// a function comes before an applet. A non-interactive shell (`sh -c`)
+/// reads no start-up file and runs the applet.
+const PING_FUNCTION: &str = "# Bare `ping` runs iputils' /bin/ping, which needs no NET_RAW,\n\
+     # instead of busybox's applet, which does.\n\
+     ping() { /bin/ping \"$@\"; }\n";
+
 /// Where the host's iputils ping is looked for (Debian's iputils-ping).
 const HOST_PING: &[&str] = &["/usr/bin/ping", "/bin/ping"];
 
@@ -160,21 +175,24 @@ const HOST_PING: &[&str] = &["/usr/bin/ping", "/bin/ping"];
 /// `net.ipv4.ping_group_range` (the engine sets it in each container's
 /// network namespace). The copy has no file capability (none is copied).
 /// Without a host ping, or one whose libraries `ldd` cannot list, the
-/// applet stays.
-fn add_host_ping(root: &Path) -> Result<()> {
+/// applet stays. True if the host's ping is in place.
+fn add_host_ping(root: &Path) -> Result<bool> {
     let Some(ping) = HOST_PING
         .iter()
         .map(Path::new)
         .find(|p| read_elf(p, true).ok().flatten().is_some())
     else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(libs) = shared_libraries(ping) else {
-        return Ok(());
+        return Ok(false);
     };
+    if libs.iter().any(|lib| inside_path(lib).is_none()) {
+        return Ok(false);
+    }
     for lib in &libs {
         let Some(rel) = inside_path(lib) else {
-            return Ok(());
+            return Ok(false);
         };
         let dest = root.join(rel);
         if let Some(parent) = dest.parent() {
@@ -192,7 +210,8 @@ fn add_host_ping(root: &Path) -> Result<()> {
     fs::copy(ping, &target)
         .with_context(|| format!("cannot copy {} to {}", ping.display(), target.display()))?;
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot chmod {}", target.display()))
+        .with_context(|| format!("cannot chmod {}", target.display()))?;
+    Ok(true)
 }
 
 /// The absolute paths of the shared libraries `binary` loads, its loader

@@ -32,6 +32,7 @@ mod whiteout;
 
 use crate::sys::arch::host_arch;
 use crate::sys::failpoint::step;
+pub use busybox::SHELL_STARTUP as BUSYBOX_SHELL_STARTUP;
 pub use catalog::{cached, is_catalog_name};
 pub use staging::Interrupted;
 

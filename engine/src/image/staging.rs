@@ -94,7 +94,7 @@ impl Drop for Staging {
 
 /// Removes `PREFIX<pid>[.anything]` entries left by pulls whose process died
 /// (SIGKILL, power loss). Entries of live processes are another pull's.
-fn remove_stale_partials(parent: &Path, prefix: &str) {
+pub(super) fn remove_stale_partials(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };

@@ -215,8 +215,8 @@ fn logs_rotate_within_the_cap() {
         .success();
     // Kept once it has exited (until rm), with its status.
     env.cmd().args(["wait", &name]).assert().stdout("0\n");
-    let log = env.state_dir().join(format!("{name}.log"));
-    let older = env.state_dir().join(format!("{name}.log.1"));
+    let log = env.data_dir().join(format!("{name}.log"));
+    let older = env.data_dir().join(format!("{name}.log.1"));
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     assert!(size(&log) + size(&older) <= 64 << 10, "logs exceed 64k");
     assert!(size(&older) > 0, "no rotation happened");

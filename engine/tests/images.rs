@@ -541,20 +541,18 @@ fn a_killed_pull_leaves_nothing_the_next_one_trusts() {
 
 /// skopeo turns the layout into an oci-archive and a docker-archive
 /// (podman save's format); both import to the same image ID and layers.
-#[test]
-fn archives_made_by_skopeo_are_pulled() {
-    testkit::host::require_root("image pulls");
-    let tmp = testkit::host::temp_dir();
-    let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
-    // Docker's format has no zstd: every layer gzip'd here.
+/// The test layers (gzip'd: docker's format has no zstd) as an OCI
+/// layout `example.com/app:v1` in `layout`, and skopeo's oci-archive and
+/// docker-archive of it in `dir`.
+fn layout_and_archives(layout: &Path, dir: &Path) -> (Written, PathBuf, PathBuf) {
     let layers: Vec<_> = test_layers()
         .into_iter()
         .map(|(tar, _)| (tar, Compression::Gzip))
         .collect();
-    let w = write_layout(&layout, &layers, "example.com/app:v1");
+    let w = write_layout(layout, &layers, "example.com/app:v1");
     let src = format!("oci:{}:example.com/app:v1", layout.display());
-    let oci_archive = tmp.path().join("app-oci.tar");
-    let docker_archive = tmp.path().join("app-docker.tar");
+    let oci_archive = dir.join("app-oci.tar");
+    let docker_archive = dir.join("app-docker.tar");
     for dest in [
         format!("oci-archive:{}:example.com/app:v1", oci_archive.display()),
         format!(
@@ -572,6 +570,16 @@ fn archives_made_by_skopeo_are_pulled() {
             stderr(&out)
         );
     }
+    (w, oci_archive, docker_archive)
+}
+
+#[test]
+fn archives_made_by_skopeo_are_pulled() {
+    testkit::host::require_root("image pulls");
+    let tmp = testkit::host::temp_dir();
+    let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
+    // Docker's format has no zstd: every layer gzip'd here.
+    let (w, oci_archive, docker_archive) = layout_and_archives(&layout, tmp.path());
     let e = engine(&store);
     let out = e
         .cmd()
@@ -1059,31 +1067,7 @@ fn an_archive_of_another_platform_is_refused_for_platform() {
     let (layout, store) = (tmp.path().join("layout"), tmp.path().join("store"));
     let host = engine::sys::arch::host_arch();
     let other = if host == "arm64" { "amd64" } else { "arm64" };
-    let layers: Vec<_> = test_layers()
-        .into_iter()
-        .map(|(tar, _)| (tar, Compression::Gzip))
-        .collect();
-    let w = write_layout(&layout, &layers, "example.com/app:v1");
-    let src = format!("oci:{}:example.com/app:v1", layout.display());
-    let oci_archive = tmp.path().join("app-oci.tar");
-    let docker_archive = tmp.path().join("app-docker.tar");
-    for dest in [
-        format!("oci-archive:{}:example.com/app:v1", oci_archive.display()),
-        format!(
-            "docker-archive:{}:example.com/app:v1",
-            docker_archive.display()
-        ),
-    ] {
-        let out = Command::new("timeout")
-            .args(["60", "skopeo", "copy", "--quiet", &src, &dest])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy to {dest}: {}",
-            stderr(&out)
-        );
-    }
+    let (w, oci_archive, docker_archive) = layout_and_archives(&layout, tmp.path());
     let e = engine(&store);
     let says = format!("holds only an image for linux/{host}, not for linux/{other}");
     let wanted = format!("linux/{other}");

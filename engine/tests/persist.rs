@@ -398,6 +398,26 @@ fn poll_row(
     }
 }
 
+/// `on-failure:2` of a command that prints `run` and fails with 3: three
+/// runs, then exited with 3, and no fourth run within `quiet_ms`.
+fn ran_three_times_then_exited_3(
+    env: &Engine,
+    name: &str,
+    log: impl Fn() -> String,
+    quiet_ms: u64,
+) {
+    poll_row(env, name, |r| {
+        r["status"] == "exited" && log().lines().count() == 3
+    });
+    std::thread::sleep(std::time::Duration::from_millis(quiet_ms));
+    assert_eq!(log(), "run\nrun\nrun\n");
+    let row = poll_row(env, name, |_| true);
+    assert_eq!(
+        (&row["status"], &row["exit_code"]),
+        (&"exited".into(), &3.into())
+    );
+}
+
 /// `--restart on-failure:2` of a command that fails: run three times in
 /// all (docker's back-off: 100 ms, then 200 ms), then kept as exited.
 #[test]
@@ -418,17 +438,7 @@ fn on_failure_2_runs_a_failing_command_three_times() {
         .assert()
         .code(0);
     let log = || stdout(&env.cmd().args(["logs", "of"]).assert().code(0));
-    poll_row(&env, "of", |r| {
-        r["status"] == "exited" && log().lines().count() == 3
-    });
-    // And no fourth run.
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(log(), "run\nrun\nrun\n");
-    let row = poll_row(&env, "of", |_| true);
-    assert_eq!(
-        (&row["status"], &row["exit_code"]),
-        (&"exited".into(), &3.into())
-    );
+    ran_three_times_then_exited_3(&env, "of", log, 800);
     env.cmd().args(["rm", "of"]).assert().code(0);
     assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
@@ -550,20 +560,46 @@ fn on_failure_counts_the_restart_of_a_killed_supervisor() {
     let env = engine("policycount");
     let log = run_with_policy(&env, "on-failure:2", "pc", "echo run; sleep 0.5; exit 3");
     kill_supervisor_of(&env, "pc");
-    poll_row(&env, "pc", |r| {
-        r["status"] == "exited" && log().lines().count() == 3
-    });
-    // And no fourth run.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    assert_eq!(log(), "run\nrun\nrun\n");
-    let row = poll_row(&env, "pc", |_| true);
-    assert_eq!(
-        (&row["status"], &row["exit_code"]),
-        (&"exited".into(), &3.into())
-    );
+    ran_three_times_then_exited_3(&env, "pc", log, 1200);
     env.cmd().args(["rm", "pc"]).assert().code(0);
     assert_eq!(env.state_files(), Vec::<String>::new());
     env.assert_clean();
+}
+
+/// A kept container's record as its file says (null while it is missing).
+fn kept_record(env: &Engine, name: &str) -> serde_json::Value {
+    let text = std::fs::read(env.data_dir().join(format!("{name}.json"))).unwrap_or_default();
+    serde_json::from_slice(&text).unwrap_or_default()
+}
+
+/// The monitor and the supervisor of a `--restart always` container whose
+/// command fails at once, once it waits in its fifth back-off (1.6 s: time
+/// to kill them between two runs).
+fn in_its_fifth_back_off(env: &Engine, name: &str) -> (i32, i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let monitor = loop {
+        let r = kept_record(env, name);
+        if r["restarting"] == true && r["restart_count"].as_u64() >= Some(5) {
+            break r["engine_pid"].as_i64().unwrap() as i32;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let children = format!("/proc/{monitor}/task/{monitor}/children");
+    let supervisor = std::fs::read_to_string(children)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (monitor, supervisor)
+}
+
+fn sigkill(pid: i32) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
 }
 
 /// A supervisor SIGKILLed in its back-off, between two runs: the restart
@@ -572,33 +608,14 @@ fn on_failure_counts_the_restart_of_a_killed_supervisor() {
 fn a_restart_scheduled_by_a_killed_supervisor_still_happens() {
     let env = engine("policybackoff");
     let log = run_with_policy(&env, "always", "pb", "echo run; exit 1");
-    let record = || -> serde_json::Value {
-        let text = std::fs::read(env.data_dir().join("pb.json")).unwrap_or_default();
-        serde_json::from_slice(&text).unwrap_or_default()
-    };
-    // The fifth restart waits 1.6 s: time to kill the supervisor in it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let monitor = loop {
-        let r = record();
-        if r["restarting"] == true && r["restart_count"].as_u64() >= Some(5) {
-            break r["engine_pid"].as_i64().unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "{r}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let children = format!("/proc/{monitor}/task/{monitor}/children");
-    let supervisor: i32 = std::fs::read_to_string(children)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(supervisor).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let (_, supervisor) = in_its_fifth_back_off(&env, "pb");
+    sigkill(supervisor);
     let runs = log().lines().count();
-    assert_eq!(record()["restarting"], true, "killed in a run, not between");
+    assert_eq!(
+        kept_record(&env, "pb")["restarting"],
+        true,
+        "killed in a run, not between"
+    );
     poll_row(&env, "pb", |_| log().lines().count() > runs);
     env.cmd().args(["stop", "-t", "1", "pb"]).assert().code(0);
     env.cmd().args(["rm", "pb"]).assert().code(0);
@@ -613,38 +630,14 @@ fn a_restart_scheduled_by_a_killed_supervisor_still_happens() {
 fn a_restart_whose_engine_died_in_its_back_off_is_plainly_exited() {
     let env = engine("policydead");
     let log = run_with_policy(&env, "always", "pd", "echo run; exit 1");
-    let record = || -> serde_json::Value {
-        let text = std::fs::read(env.data_dir().join("pd.json")).unwrap_or_default();
-        serde_json::from_slice(&text).unwrap_or_default()
-    };
-    // The fifth restart waits 1.6 s: time to kill both in it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let monitor = loop {
-        let r = record();
-        if r["restarting"] == true && r["restart_count"].as_u64() >= Some(5) {
-            break r["engine_pid"].as_i64().unwrap() as i32;
-        }
-        assert!(std::time::Instant::now() < deadline, "{r}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let children = format!("/proc/{monitor}/task/{monitor}/children");
-    let supervisor: i32 = std::fs::read_to_string(children)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for pid in [monitor, supervisor] {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid).unwrap(),
-            rustix::process::Signal::KILL,
-        )
-        .unwrap();
-    }
+    let (monitor, supervisor) = in_its_fifth_back_off(&env, "pd");
+    sigkill(monitor);
+    sigkill(supervisor);
     let runs = log().lines().count();
     poll_row(&env, "pd", |r| r["status"] == "exited");
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(log().lines().count(), runs, "no run after the back-off");
-    assert_eq!(record()["restarting"], false);
+    assert_eq!(kept_record(&env, "pd")["restarting"], false);
     env.cmd().args(["start", "pd"]).assert().code(0);
     poll_row(&env, "pd", |_| log().lines().count() > runs);
     env.cmd().args(["stop", "-t", "1", "pd"]).assert().code(0);

@@ -521,35 +521,44 @@ fn plain_http_pulls_oci_and_docker_manifests_into_a_layout() {
     });
 }
 
+/// An index of an amd64 and an arm64 image (one file, `arch`, saying
+/// which), pushed as `test/multi:multi` with `skopeo copy --all`; returns
+/// the index and each image's manifest, config and layer.
+fn push_two_arch_index(registry: &Registry, work: &Path) -> (Blob, [Blob; 3], [Blob; 3]) {
+    let (amd_m, amd_c, amd_l) = image("amd64", &[("arch", "amd64\n")]);
+    let (arm_m, arm_c, arm_l) = image("arm64", &[("arch", "arm64\n")]);
+    let entry = |m: &Blob, arch: &str| {
+        let mut d = m.descriptor();
+        d["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
+        d
+    };
+    let index = Blob {
+        media_type: "application/vnd.oci.image.index.v1+json",
+        bytes: serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [entry(&amd_m, "amd64"), entry(&arm_m, "arm64")],
+        }))
+        .unwrap(),
+    };
+    let src = work.join("src");
+    write_layout(
+        &src,
+        "multi",
+        &index,
+        &[&amd_m, &amd_c, &amd_l, &arm_m, &arm_c, &arm_l],
+    );
+    registry.push(&src, "multi", "test/multi", &["--all"]);
+    (index, [amd_m, amd_c, amd_l], [arm_m, arm_c, arm_l])
+}
+
 #[test]
 fn an_index_is_resolved_to_the_platform_asked_for() {
     in_netns(|| {
         let registry = Registry::plain();
         let work = tempfile::tempdir().unwrap();
-        let (amd_m, amd_c, amd_l) = image("amd64", &[("arch", "amd64\n")]);
-        let (arm_m, arm_c, arm_l) = image("arm64", &[("arch", "arm64\n")]);
-        let entry = |m: &Blob, arch: &str| {
-            let mut d = m.descriptor();
-            d["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
-            d
-        };
-        let index = Blob {
-            media_type: "application/vnd.oci.image.index.v1+json",
-            bytes: serde_json::to_vec(&serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [entry(&amd_m, "amd64"), entry(&arm_m, "arm64")],
-            }))
-            .unwrap(),
-        };
-        let src = work.path().join("src");
-        write_layout(
-            &src,
-            "multi",
-            &index,
-            &[&amd_m, &amd_c, &amd_l, &arm_m, &arm_c, &arm_l],
-        );
-        registry.push(&src, "multi", "test/multi", &["--all"]);
+        let (index, [amd_m, _, amd_l], [arm_m, _, arm_l]) =
+            push_two_arch_index(&registry, work.path());
         let options = Options::default();
 
         for (arch, manifest, layer) in [("arm64", &arm_m, &arm_l), ("amd64", &amd_m, &amd_l)] {
@@ -1086,30 +1095,7 @@ fn an_image_of_another_platform_in_the_store_is_pulled_for_platform() {
     in_netns(|| {
         let registry = Registry::plain();
         let work = tempfile::tempdir().unwrap();
-        let (amd_m, amd_c, amd_l) = image("amd64", &[("arch", "amd64\n")]);
-        let (arm_m, arm_c, arm_l) = image("arm64", &[("arch", "arm64\n")]);
-        let entry = |m: &Blob, arch: &str| {
-            let mut d = m.descriptor();
-            d["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
-            d
-        };
-        let index = Blob {
-            media_type: "application/vnd.oci.image.index.v1+json",
-            bytes: serde_json::to_vec(&serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [entry(&amd_m, "amd64"), entry(&arm_m, "arm64")],
-            }))
-            .unwrap(),
-        };
-        let src = work.path().join("src");
-        write_layout(
-            &src,
-            "multi",
-            &index,
-            &[&amd_m, &amd_c, &amd_l, &arm_m, &arm_c, &arm_l],
-        );
-        registry.push(&src, "multi", "test/multi", &["--all"]);
+        let (_, [_, amd_c, _], [_, arm_c, _]) = push_two_arch_index(&registry, work.path());
         let store = work.path().join("store");
         let e = testkit::engine_cmd::Engine::new(env!("CARGO_BIN_EXE_engine"), "registry-plat")
             .with_env("ENGINE_IMAGE_STORE", &store);

@@ -469,17 +469,23 @@ fn host_side_refusals() {
             (&cfg).into(),
             "ve-test",
             std::process::id() as i32,
+            ip("10.89.0.2"),
         ));
         assert_eq!(msg, "cannot create veth ve-test: bridge enbr0 does not exist: set up the host network first");
         let msg = err(net::create_veth(
             (&cfg).into(),
             "a-name-that-is-too-long",
             1,
+            ip("10.89.0.2"),
         ));
         assert!(msg.contains("is 23 bytes long"), "{msg}");
-        assert!(
-            err(net::create_veth((&cfg).into(), "ve-test", 0)).contains("0 is not a process id")
-        );
+        assert!(err(net::create_veth(
+            (&cfg).into(),
+            "ve-test",
+            0,
+            ip("10.89.0.2")
+        ))
+        .contains("0 is not a process id"));
 
         // Deleting what is not there is fine; teardown with nothing set up too.
         net::delete_link("ve-nothing").unwrap();
@@ -509,7 +515,7 @@ fn veth_end_to_end() {
         let pid = helper.pid();
         let veth = net::veth_name("e2e-container-with-a-long-name");
         assert_eq!(veth.len(), 15);
-        net::create_veth((&cfg).into(), &veth, pid as i32).unwrap();
+        net::create_veth((&cfg).into(), &veth, pid as i32, ip("10.89.0.2")).unwrap();
 
         // Host end: attached to the bridge and up.
         let (ok, show) = run(None, &["ip", "-o", "link", "show", "dev", &veth]);
@@ -523,19 +529,34 @@ fn veth_end_to_end() {
         assert!(!net::link_exists("eth0").unwrap());
 
         // Refusals that need a live pair.
-        let msg = err(net::create_veth((&cfg).into(), &veth, pid as i32));
+        let msg = err(net::create_veth(
+            (&cfg).into(),
+            &veth,
+            pid as i32,
+            ip("10.89.0.2"),
+        ));
         assert!(
             msg.contains(&format!("interface {veth} already exists")),
             "{msg}"
         );
         assert!(msg.contains(&format!("ip link del {veth}")), "{msg}");
-        let msg = err(net::create_veth((&cfg).into(), "ve-second", pid as i32));
+        let msg = err(net::create_veth(
+            (&cfg).into(),
+            "ve-second",
+            pid as i32,
+            ip("10.89.0.3"),
+        ));
         assert!(
             msg.contains(&format!("process {pid} already has an eth0")),
             "{msg}"
         );
         assert!(!net::link_exists("ve-second").unwrap());
-        let msg = err(net::create_veth((&cfg).into(), "ve-nopid", i32::MAX));
+        let msg = err(net::create_veth(
+            (&cfg).into(),
+            "ve-nopid",
+            i32::MAX,
+            ip("10.89.0.4"),
+        ));
         assert!(
             msg.contains(&format!("process {} does not exist", i32::MAX)),
             "{msg}"

@@ -639,9 +639,11 @@ fn wire_up(spec: &Spec, record: &Record, w: Wiring, res: &mut Resources) -> Resu
     let dirs = (w.scratch_dir, w.disk_layer);
     send_mount_fds(spec, pid, dirs, w.etc_files, &[], Some(root), &w.mount_sock)?;
     drop(w.mount_sock);
-    if let (Network::Bridge { net, .. }, Some(veth)) = (&spec.network, &record.veth) {
+    if let (Network::Bridge { net, .. }, Some(veth), Some(ip)) =
+        (&spec.network, &record.veth, record.ip)
+    {
         step!("run.veth");
-        crate::sys::net::create_veth(net.into(), veth, pid.as_raw_pid())?;
+        crate::sys::net::create_veth(net.into(), veth, pid.as_raw_pid(), ip)?;
     }
     if let (false, Some(ip)) = (spec.ports.is_empty(), record.ip) {
         res.ports = true;

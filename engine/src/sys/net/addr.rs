@@ -1,6 +1,14 @@
 //! Address arithmetic and interface names, pure: shared by the net
 //! facility's files and the model's `NetConfig`.
 
+/// A container's eth0 MAC, derived from its address (docker's
+/// 02:42:a.b.c.d): a container that reuses an address keeps the MAC, so
+/// neighbours' ARP caches stay right.
+pub fn mac_of(ip: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
 /// The netmask of a prefix length, as a number.
 pub fn mask(prefix: u8) -> u32 {
     // Prefixes above 32 never get here unchecked; saturate rather than overflow anyway.

@@ -37,10 +37,7 @@ pub fn configure_eth0(ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()>
         Err(e) if e.errno() == Some(libc::EEXIST) => {}
         other => other.map_err(|e| e.explain(format!("cannot add {ip}/{prefix} to eth0")))?,
     }
-    // A MAC derived from the address (docker's 02:42:a.b.c.d): a container that
-    // reuses an address keeps the MAC, so neighbours' ARP caches stay right.
-    let [a, b, c, d] = ip.octets();
-    nl.set_mac(index, [0x02, 0x42, a, b, c, d])
+    nl.set_mac(index, super::addr::mac_of(ip))
         .map_err(|e| e.explain("cannot set eth0's MAC address"))?;
     // Up before the route: the kernel adds the subnet route, which makes the gateway
     // reachable, only for an interface that is up.

@@ -252,7 +252,12 @@ pub fn teardown_host(cfg: Bridge, state_dir: &Path) -> Result<()> {
 ///
 /// One netlink request creates both ends, so there is no name clash on the host and no move
 /// step. A stale `host_name` (from a crashed container) is an error naming it.
-pub fn create_veth(cfg: Bridge, host_name: &str, pid: i32) -> Result<()> {
+///
+/// A container started again on its address has the same MAC (`mac_of(ip)`), which the
+/// bridge may still place on its previous veth, dying in the background: its peers'
+/// frames would go there until the container sent one. That entry is dropped first, so
+/// they are flooded to the new port until the bridge learns it.
+pub fn create_veth(cfg: Bridge, host_name: &str, pid: i32, ip: Ipv4Addr) -> Result<()> {
     if let Err(why) = check_ifname(host_name) {
         return Err(Error::BadVethName {
             name: host_name.into(),
@@ -284,6 +289,14 @@ pub fn create_veth(cfg: Bridge, host_name: &str, pid: i32) -> Result<()> {
         return Err(refused(VethRefused::NotABridge {
             bridge: cfg.name.into(),
         }));
+    }
+    // Best effort: without it the bridge relearns at the container's first frame.
+    let mac = super::addr::mac_of(ip);
+    for port in nl
+        .fdb_ports_of(bridge.header.index, mac)
+        .unwrap_or_default()
+    {
+        let _ = nl.fdb_del(port, mac);
     }
     let Err(e) = nl.create_veth(host_name, "eth0", bridge.header.index, pid) else {
         return Ok(());

@@ -11,6 +11,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressSco
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -245,6 +246,43 @@ impl Socket {
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
+    }
+
+    /// The ports of bridge `bridge` whose forwarding table places `mac`
+    /// on them (`bridge fdb show br BRIDGE`).
+    pub(super) fn fdb_ports_of(&mut self, bridge: u32, mac: [u8; 6]) -> Result<Vec<u32>, NlError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.attributes.push(NeighbourAttribute::Controller(bridge));
+        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| {
+                match m {
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.ifindex != bridge
+                        && n.attributes.iter().any(|a| {
+                            matches!(a, NeighbourAttribute::LinkLayerAddress(l) if l[..] == mac)
+                        }) =>
+                {
+                    Some(n.header.ifindex)
+                }
+                _ => None,
+            }
+            })
+            .collect())
+    }
+
+    /// `bridge fdb del MAC dev PORT master`.
+    pub(super) fn fdb_del(&mut self, port: u32, mac: [u8; 6]) -> Result<(), NlError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = port;
+        msg.header.flags = NeighbourFlags::Controller;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.request(RouteNetlinkMessage::DelNeighbour(msg), 0)
+            .map(drop)
     }
 
     pub(super) fn set_up_by_name(&mut self, name: &str) -> Result<(), NlError> {

@@ -681,16 +681,7 @@ fn image_archive() -> &'static str {
             std::fs::write(blobs.join(&hex), bytes).unwrap();
             serde_json::json!({"digest": format!("sha256:{hex}"), "size": bytes.len()})
         };
-        let entry = |kind, path: &str, mode, data: &[u8]| RawEntry {
-            kind,
-            path: path.as_bytes().to_vec(),
-            link: Vec::new(),
-            mode,
-            uid: 0,
-            gid: 0,
-            mtime: 1_700_000_000,
-            data: data.to_vec(),
-        };
+        let entry = RawEntry::new;
         let first = raw_archive(
             &[
                 entry(EntryType::Directory, "etc/", 0o755, b""),

@@ -27,16 +27,7 @@ fn hex(digest: &str) -> &str {
 }
 
 fn entry(kind: EntryType, path: &str, mode: u32, data: &[u8]) -> RawEntry {
-    RawEntry {
-        kind,
-        path: path.as_bytes().to_vec(),
-        link: Vec::new(),
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: 1_700_000_000,
-        data: data.to_vec(),
-    }
+    RawEntry::new(kind, path, mode, data)
 }
 
 fn dir(path: &str) -> RawEntry {

@@ -423,21 +423,7 @@ fn ran_three_times_then_exited_3(
 #[test]
 fn on_failure_2_runs_a_failing_command_three_times() {
     let env = engine("onfail");
-    env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            "--restart",
-            "on-failure:2",
-            "--name",
-            "of",
-        ])
-        .args([rootfs(), "sh", "-c", "echo run; exit 3"])
-        .assert()
-        .code(0);
-    let log = || stdout(&env.cmd().args(["logs", "of"]).assert().code(0));
+    let log = run_with_policy(&env, "on-failure:2", "of", "echo run; exit 3");
     ran_three_times_then_exited_3(&env, "of", log, 800);
     env.cmd().args(["rm", "of"]).assert().code(0);
     assert_eq!(env.state_files(), Vec::<String>::new());
@@ -449,21 +435,7 @@ fn on_failure_2_runs_a_failing_command_three_times() {
 #[test]
 fn restart_always_until_stop() {
     let env = engine("always");
-    env.cmd()
-        .args([
-            "run",
-            "-d",
-            "--net",
-            "none",
-            "--restart",
-            "always",
-            "--name",
-            "al",
-        ])
-        .args([rootfs(), "sh", "-c", "echo run; sleep 0.3"])
-        .assert()
-        .code(0);
-    let log = || stdout(&env.cmd().args(["logs", "al"]).assert().code(0));
+    let log = run_with_policy(&env, "always", "al", "echo run; sleep 0.3");
     poll_row(&env, "al", |_| log().lines().count() >= 2);
     // Between two runs (the back-off after the third run is 400 ms).
     let seen = poll_row(&env, "al", |r| r["status"] == "restarting");

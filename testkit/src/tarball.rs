@@ -47,6 +47,22 @@ pub struct RawEntry {
     pub data: Vec<u8>,
 }
 
+impl RawEntry {
+    /// An entry owned by root, with a fixed mtime and no link target.
+    pub fn new(kind: EntryType, path: &str, mode: u32, data: &[u8]) -> RawEntry {
+        RawEntry {
+            kind,
+            path: path.as_bytes().to_vec(),
+            link: Vec::new(),
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 1_700_000_000,
+            data: data.to_vec(),
+        }
+    }
+}
+
 /// A tar stream of `entries` with their names exactly as given, ended by
 /// the two zero blocks.
 pub fn raw_archive(entries: &[RawEntry], long: LongNames) -> Vec<u8> {

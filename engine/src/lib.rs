@@ -150,9 +150,7 @@ fn prepare_image(
     let img =
         for_run::resolve(&store, &text, request.pull, platform.as_ref()).map_err(|m| match m {
             for_run::Missing::NeverPull(why) => Error::Input(why),
-            for_run::Missing::Failed(e) => {
-                Error::Image(image::Error::Failed(one_pull_sentence(format!("{e:#}"))))
-            }
+            for_run::Missing::Failed(e) => Error::Image(image::Error::Failed(format!("{e:#}"))),
         })?;
     let command = for_run::command(&img.config, request.entrypoint.as_deref(), &request.command);
     match command.first() {
@@ -637,24 +635,15 @@ pub fn image_inspect(reference: &str) -> Result<serde_json::Value> {
     }))
 }
 
-/// A pull's failure, naming the reference.
+/// A pull's failure, naming the reference (the registry client's errors
+/// name it already).
 fn image_error(reference: &str, err: anyhow::Error) -> Error {
-    Error::Image(image::Error::Failed(one_pull_sentence(format!(
-        "cannot pull `{reference}`: {err:#}"
-    ))))
-}
-
-/// The registry client's errors name the reference already: the caller's
-/// own "cannot pull `REF`" is dropped in front of one.
-fn one_pull_sentence(text: String) -> String {
-    match text.split_once("`: ") {
-        Some((head, rest))
-            if head.starts_with("cannot pull `") && rest.starts_with("cannot pull ") =>
-        {
-            rest.to_string()
-        }
-        _ => text,
-    }
+    let text = if image::names_the_reference(&err) {
+        format!("{err:#}")
+    } else {
+        format!("cannot pull `{reference}`: {err:#}")
+    };
+    Error::Image(image::Error::Failed(text))
 }
 
 /// Creates the bridge, turns on forwarding, prepares the parent cgroup.

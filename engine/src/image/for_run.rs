@@ -56,8 +56,10 @@ pub fn resolve(
         let config = store.config(record).map_err(Missing::Failed)?;
         if let Err(wrong) = super::layout::check_platform(&config, platform) {
             if parsed.is_none() || policy == PullPolicy::Never {
+                // An ID names no reference to pull again.
+                let reference = if parsed.is_some() { text } else { "REFERENCE" };
                 return Err(Missing::NeverPull(format!(
-                    "image `{text}` in the store is for {}, not for {}: pull it for that platform (engine pull --platform {} REFERENCE), or drop --platform",
+                    "image `{text}` in the store is for {}, not for {}: pull it for that platform (engine pull --platform {} {reference}), or drop --platform",
                     wrong.has, wrong.wanted, wrong.wanted
                 )));
             }
@@ -72,7 +74,11 @@ pub fn resolve(
             )))
         }
         (None, Some(parsed)) => super::layout::import(store, &parsed, platform).map_err(|e| {
-            Missing::Failed(e.context(format!("cannot pull `{text}`")))
+            if super::names_the_reference(&e) {
+                Missing::Failed(e)
+            } else {
+                Missing::Failed(e.context(format!("cannot pull `{text}`")))
+            }
         })?,
         (None, None) => {
             return Err(Missing::Failed(anyhow::anyhow!(

@@ -33,6 +33,12 @@ mod whiteout;
 use crate::sys::arch::host_arch;
 use crate::sys::failpoint::step;
 pub use busybox::SHELL_STARTUP as BUSYBOX_SHELL_STARTUP;
+
+/// Whether a pull's error is the registry client's, whose sentence names
+/// the reference already (a caller's "cannot pull `REF`" would say it twice).
+pub fn names_the_reference(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<registry::Error>().is_some()
+}
 pub use catalog::{cached, is_catalog_name};
 pub use staging::Interrupted;
 
